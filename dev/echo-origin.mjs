@@ -1,0 +1,67 @@
+// Echo origin: answers every request with JSON {method, path, query, headers}, so a user
+// (or a test) sees exactly what reached the origin. Loopback only.
+//
+// Test hooks (never routed through the edge in the demo policy):
+//   x-echo-delay-ms: N      wait N ms before answering (origin-timeout tests)
+//   GET /__echo/requests?marker=M   requests seen whose x-test-marker header was M
+import http from "node:http";
+
+const MAX_LOG = 5000;
+
+export function startEchoOrigin({ port = 8789, host = "127.0.0.1" } = {}) {
+  const seen = [];
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://origin.invalid");
+    if (url.pathname === "/__echo/requests") {
+      const marker = url.searchParams.get("marker");
+      const matches = seen.filter((entry) => marker !== null && entry.headers["x-test-marker"] === marker);
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(matches));
+      return;
+    }
+    const chunks = [];
+    let size = 0;
+    req.on("data", (chunk) => {
+      size += chunk.length;
+      if (size <= 1 << 20) chunks.push(chunk);
+    });
+    req.on("error", () => res.destroy());
+    req.on("end", () => {
+      const headers = {};
+      for (const [name, value] of Object.entries(req.headers)) {
+        headers[name.toLowerCase()] = Array.isArray(value) ? value.join(", ") : String(value);
+      }
+      const record = {
+        method: req.method,
+        path: url.pathname,
+        query: url.search.replace(/^\?/, ""),
+        headers,
+        body_bytes: size,
+      };
+      // The raw request target, before any URL parsing, proves exactly which path arrived.
+      record.raw_target = req.url;
+      seen.push(record);
+      if (seen.length > MAX_LOG) seen.shift();
+      const delay = Number(headers["x-echo-delay-ms"] ?? 0);
+      const reply = () => {
+        if (res.destroyed) return;
+        res.writeHead(200, { "content-type": "application/json", "x-echo": "1" });
+        res.end(req.method === "HEAD" ? undefined : JSON.stringify(record));
+      };
+      if (delay > 0) setTimeout(reply, Math.min(delay, 30_000));
+      else reply();
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      const address = server.address();
+      resolve({ server, port: typeof address === "object" && address ? address.port : port, seen });
+    });
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { port } = await startEchoOrigin({ port: Number(process.env.PORT ?? 8789) });
+  console.log(`echo origin on http://127.0.0.1:${port}`);
+}

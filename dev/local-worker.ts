@@ -1,0 +1,7 @@
+// Worker entry for `npm start` (wrangler env "local"): the demo policy, trusting only the
+// development identity provider on loopback.
+
+import { createApp } from "../src/app";
+import { localPolicy } from "./local-policy";
+
+export default createApp(localPolicy());

@@ -1,0 +1,51 @@
+// The request pipeline, wired in order. Each stage is one module under src/pipeline/.
+
+import { Hono } from "hono";
+import { type AuditSink, consoleSink } from "./core/audit";
+import { type CompiledPolicy, compilePolicy } from "./core/policy";
+import { audit } from "./pipeline/audit";
+import { authenticate } from "./pipeline/authenticate";
+import { canonicalPath } from "./pipeline/canonical-path";
+import type { PipelineEnv } from "./pipeline/context";
+import { cors } from "./pipeline/cors";
+import { forward } from "./pipeline/forward";
+import { headerHygiene } from "./pipeline/header-hygiene";
+import { requestId } from "./pipeline/request-id";
+import { deny } from "./pipeline/respond";
+import { route } from "./pipeline/route";
+
+export interface AppOptions {
+  /** Where audit records go. Default: one JSON line per request on stdout. */
+  auditSinks?: AuditSink[];
+}
+
+export function createApp(policyDocument: unknown, options: AppOptions = {}): Hono<PipelineEnv> {
+  // Compiled once per isolate. An invalid policy never half-runs: every request gets 500.
+  let policy: CompiledPolicy | undefined;
+  try {
+    policy = compilePolicy(policyDocument);
+  } catch (error) {
+    console.error(String(error));
+  }
+  const sinks = options.auditSinks ?? [consoleSink];
+
+  const app = new Hono<PipelineEnv>();
+  app.use(requestId());
+  app.use(audit(() => sinks));
+  app.use(async (c, next) => {
+    if (!policy) return deny(c, "misconfigured", { detail: "policy_invalid" });
+    c.set("policy", policy);
+    await next();
+  });
+  app.use(canonicalPath());
+  app.use(route());
+  app.use(cors());
+  app.use(headerHygiene());
+  app.use(authenticate());
+  app.all("*", forward());
+  app.onError((error, c) => {
+    console.error(`portcullis: unhandled ${error.name}`);
+    return deny(c, "internal_error", { detail: error.name });
+  });
+  return app;
+}

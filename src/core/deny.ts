@@ -1,0 +1,116 @@
+// The closed set of reasons the edge refuses a request, and the one place that turns a
+// reason into a wire response. Wire messages are deliberately generic; the precise
+// reason (and any detail) goes to the audit record only.
+
+export type DenyReason =
+  | "bad_request"
+  | "route_not_found"
+  | "cors_rejected"
+  | "token_missing"
+  | "token_malformed"
+  | "token_invalid"
+  | "token_expired"
+  | "token_not_yet_valid"
+  | "issuer_unknown"
+  | "audience_mismatch"
+  | "insufficient_scope"
+  | "forbidden"
+  | "tenant_mismatch"
+  | "rate_limited"
+  | "jwks_unavailable"
+  | "limiter_unavailable"
+  | "origin_unavailable"
+  | "origin_timeout"
+  | "misconfigured"
+  | "internal_error";
+
+interface WireShape {
+  status: number;
+  title: string;
+  /** RFC 6750 error code for the WWW-Authenticate challenge, when the reason has one. */
+  bearerError?: "invalid_request" | "invalid_token" | "insufficient_scope";
+}
+
+/** Exhaustive: adding a reason without a wire shape is a compile error. */
+const WIRE: { readonly [R in DenyReason]: WireShape } = {
+  bad_request: { status: 400, title: "Bad request" },
+  route_not_found: { status: 404, title: "Not found" },
+  cors_rejected: { status: 403, title: "CORS request not allowed" },
+  token_missing: { status: 401, title: "Authentication required" },
+  token_malformed: { status: 400, title: "Invalid authentication request", bearerError: "invalid_request" },
+  token_invalid: { status: 401, title: "Invalid token", bearerError: "invalid_token" },
+  token_expired: { status: 401, title: "Invalid token", bearerError: "invalid_token" },
+  token_not_yet_valid: { status: 401, title: "Invalid token", bearerError: "invalid_token" },
+  issuer_unknown: { status: 401, title: "Invalid token", bearerError: "invalid_token" },
+  audience_mismatch: { status: 401, title: "Invalid token", bearerError: "invalid_token" },
+  insufficient_scope: { status: 403, title: "Insufficient scope", bearerError: "insufficient_scope" },
+  forbidden: { status: 403, title: "Forbidden" },
+  tenant_mismatch: { status: 403, title: "Forbidden" },
+  rate_limited: { status: 429, title: "Too many requests" },
+  jwks_unavailable: { status: 503, title: "Authentication temporarily unavailable" },
+  limiter_unavailable: { status: 503, title: "Service temporarily unavailable" },
+  origin_unavailable: { status: 502, title: "Bad gateway" },
+  origin_timeout: { status: 504, title: "Gateway timeout" },
+  misconfigured: { status: 500, title: "Edge misconfigured" },
+  internal_error: { status: 500, title: "Internal error" },
+};
+
+export function statusFor(reason: DenyReason): number {
+  return WIRE[reason].status;
+}
+
+export interface DenyOptions {
+  requestId: string;
+  /** Realm for the Bearer challenge on 401/403 token reasons. */
+  realm?: string;
+  /** Space-separated scopes the route needs, for `insufficient_scope` (RFC 6750 §3). */
+  requiredScope?: string;
+  /** Seconds until a retry may succeed (429, 503). */
+  retryAfterSeconds?: number;
+  /** Extra, non-sensitive members for the problem body (e.g. which limit was hit). */
+  extensions?: Record<string, unknown>;
+  /** Extra response headers (e.g. rate-limit fields). */
+  headers?: Record<string, string>;
+}
+
+/** Quote a value for an RFC 7235 auth-param; the inputs are policy strings, not client data. */
+function quoted(value: string): string {
+  return `"${value.replace(/["\\]/g, "")}"`;
+}
+
+function bearerChallenge(reason: DenyReason, options: DenyOptions): string | undefined {
+  const shape = WIRE[reason];
+  const isAuthReason = shape.status === 401 || reason === "insufficient_scope";
+  if (!isAuthReason) return undefined;
+  const params = [`realm=${quoted(options.realm ?? "portcullis")}`];
+  if (shape.bearerError) params.push(`error=${quoted(shape.bearerError)}`);
+  if (reason === "insufficient_scope" && options.requiredScope) {
+    params.push(`scope=${quoted(options.requiredScope)}`);
+  }
+  return `Bearer ${params.join(", ")}`;
+}
+
+/** An RFC 9457 problem+json response for a deny reason. */
+export function problemResponse(reason: DenyReason, options: DenyOptions): Response {
+  const shape = WIRE[reason];
+  const body = {
+    type: `https://portcullis.dev/problems/${reason.replace(/_/g, "-")}`,
+    title: shape.title,
+    status: shape.status,
+    reason,
+    request_id: options.requestId,
+    ...options.extensions,
+  };
+  const headers = new Headers({
+    "content-type": "application/problem+json",
+    "cache-control": "no-store",
+    "x-request-id": options.requestId,
+  });
+  const challenge = bearerChallenge(reason, options);
+  if (challenge) headers.set("www-authenticate", challenge);
+  if (options.retryAfterSeconds !== undefined) {
+    headers.set("retry-after", String(Math.max(0, Math.ceil(options.retryAfterSeconds))));
+  }
+  for (const [name, value] of Object.entries(options.headers ?? {})) headers.set(name, value);
+  return new Response(JSON.stringify(body), { status: shape.status, headers });
+}

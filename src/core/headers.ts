@@ -1,0 +1,83 @@
+// Header name lists shared by every stage that strips or writes headers: one constant,
+// one normalisation, so the stripper and the injector can never disagree.
+
+/** Client headers that claim identity. Matched after lower-casing and `_` → `-`. */
+export const IDENTITY_HEADER_PREFIXES: readonly string[] = ["x-user-", "x-tenant", "x-client-", "cf-access-"];
+
+export const IDENTITY_HEADER_NAMES: readonly string[] = [
+  "x-org-id",
+  "x-forwarded-client-cert",
+  "x-forwarded-user",
+  "x-forwarded-email",
+  "x-forwarded-groups",
+  "x-forwarded-preferred-username",
+  "x-auth-request-user",
+  "x-auth-request-email",
+  "x-auth-request-groups",
+  "x-remote-user",
+  "remote-user",
+  "x-request-id",
+  "x-portcullis-identity",
+];
+
+/** Headers that re-route or re-interpret a request at origins that honour them. */
+export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
+  "x-original-url",
+  "x-rewrite-url",
+  "x-original-method",
+];
+
+/** RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy ones proxies still see. */
+export const HOP_BY_HOP_HEADERS: readonly string[] = [
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+];
+
+/** Credentials that stop at the edge (DESIGN invariant 4). Cookies are filtered by name. */
+export const CREDENTIAL_HEADERS: readonly string[] = ["authorization", "cf-access-jwt-assertion", "x-api-key"];
+
+/** Cookie names that carry credentials and are removed from the forwarded `Cookie`. */
+export const CREDENTIAL_COOKIES: readonly string[] = ["CF_Authorization"];
+
+export function normaliseHeaderName(name: string): string {
+  return name.toLowerCase().replace(/_/g, "-");
+}
+
+/**
+ * Builds the predicate "is this a client header the edge must remove before forwarding".
+ * `extraNames` are the configured identity header names, which are stripped too.
+ */
+export function makeStripPredicate(extraNames: readonly string[]): (name: string) => boolean {
+  const exact = new Set<string>([
+    ...IDENTITY_HEADER_NAMES,
+    ...REQUEST_OVERRIDE_HEADERS,
+    ...HOP_BY_HOP_HEADERS,
+    ...extraNames.map(normaliseHeaderName),
+  ]);
+  return (name: string) => {
+    const normal = normaliseHeaderName(name);
+    if (exact.has(normal)) return true;
+    for (const prefix of IDENTITY_HEADER_PREFIXES) if (normal.startsWith(prefix)) return true;
+    return false;
+  };
+}
+
+/** Names listed in `Connection` (RFC 9110 §7.6.1) are hop-by-hop too. */
+export function connectionNominated(headers: Headers): string[] {
+  const value = headers.get("connection");
+  if (!value) return [];
+  return value
+    .split(",")
+    .map((token) => normaliseHeaderName(token.trim()))
+    .filter((token) => token.length > 0);
+}

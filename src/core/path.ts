@@ -1,0 +1,78 @@
+// Canonical path: the one spelling of a request path that routes match and the origin
+// receives. Ambiguous encodings are rejected, never guessed (DESIGN invariant 7).
+
+export type PathResult = { ok: true; path: string } | { ok: false; detail: PathRejection };
+
+export type PathRejection =
+  | "path_not_absolute"
+  | "encoded_slash"
+  | "encoded_backslash"
+  | "control_character"
+  | "bad_percent_encoding"
+  | "path_parameter"
+  | "backslash";
+
+const UNRESERVED = /[A-Za-z0-9\-._~]/;
+const HEX = /^[0-9A-Fa-f]{2}$/;
+
+/**
+ * Canonicalise a URL path (as produced by the WHATWG URL parser, which has already
+ * resolved plain and `%2e` dot segments). Decodes percent-encoded unreserved characters,
+ * upper-cases the hex of everything left encoded, resolves any dot segments that decoding
+ * revealed, and merges repeated slashes.
+ */
+export function canonicalPath(rawPath: string): PathResult {
+  if (!rawPath.startsWith("/")) return { ok: false, detail: "path_not_absolute" };
+  let decoded = "";
+  for (let i = 0; i < rawPath.length; i++) {
+    const ch = rawPath[i] as string;
+    const code = ch.charCodeAt(0);
+    if (code < 0x20 || code === 0x7f) return { ok: false, detail: "control_character" };
+    if (ch === "\\") return { ok: false, detail: "backslash" };
+    // Matrix parameters (`/admin;x`) are read as `/admin` by some origin servers: an
+    // authorisation bypass waiting to happen, so they are refused outright.
+    if (ch === ";") return { ok: false, detail: "path_parameter" };
+    if (ch !== "%") {
+      decoded += ch;
+      continue;
+    }
+    const hex = rawPath.slice(i + 1, i + 3);
+    if (!HEX.test(hex)) return { ok: false, detail: "bad_percent_encoding" };
+    const byte = Number.parseInt(hex, 16);
+    if (byte === 0x2f) return { ok: false, detail: "encoded_slash" };
+    if (byte === 0x5c) return { ok: false, detail: "encoded_backslash" };
+    if (byte < 0x20 || byte === 0x7f) return { ok: false, detail: "control_character" };
+    if (byte === 0x3b) return { ok: false, detail: "path_parameter" };
+    const char = String.fromCharCode(byte);
+    decoded += byte < 0x80 && UNRESERVED.test(char) ? char : `%${hex.toUpperCase()}`;
+    i += 2;
+  }
+  return { ok: true, path: normaliseSegments(decoded) };
+}
+
+/** Merge repeated slashes and resolve `.` / `..` segments (RFC 3986 §5.2.4, never above root). */
+function normaliseSegments(path: string): string {
+  const input = path.split("/").slice(1);
+  const output: string[] = [];
+  for (let i = 0; i < input.length; i++) {
+    const segment = input[i] as string;
+    const isLast = i === input.length - 1;
+    if (segment === "..") {
+      output.pop();
+      if (isLast) output.push("");
+    } else if (segment === ".") {
+      if (isLast) output.push("");
+    } else if (segment === "") {
+      // An empty segment is a repeated slash, except a trailing one which is kept.
+      if (isLast) output.push("");
+    } else {
+      output.push(segment);
+    }
+  }
+  // Collapse a trailing "" that follows nothing (the root) and any doubled trailing slash.
+  while (output.length > 1 && output[output.length - 1] === "" && output[output.length - 2] === "") {
+    output.pop();
+  }
+  if (output.length === 1 && output[0] === "") return "/";
+  return `/${output.join("/")}`;
+}

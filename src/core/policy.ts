@@ -1,0 +1,618 @@
+// Validates a policy document and compiles it into the shape the pipeline uses. Runs once
+// per isolate. Every error names the field and why, so a bad policy fails loudly at
+// `npm test` and at start-up instead of running half-configured.
+
+import { normaliseHeaderName } from "./headers";
+import type {
+  AuthRequirement,
+  ClaimMapping,
+  CorsConfig,
+  IdentityHeaderNames,
+  LimitSpec,
+  UpstreamConfig,
+} from "./policy-types";
+import { type CompiledPattern, compileHostPattern, compilePathPattern, type HostPattern } from "./routes";
+
+export const DEFAULT_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"] as const;
+const KNOWN_ALGORITHMS = new Set([
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+  "Ed25519",
+]);
+const METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+const LIMIT_KEYS: ReadonlySet<string> = new Set(["tenant", "user", "route", "ip"]);
+
+export interface ResolvedIssuer {
+  id: string;
+  kind: "oidc" | "cloudflare_access";
+  /** Exact `iss` expected in tokens. */
+  issuer: string;
+  /** Where keys come from: an explicit JWKS URL, or discovery on the issuer. */
+  jwksUri?: string;
+  discoveryUrl?: string;
+  audiences: string[];
+  algorithms: string[];
+  clockSkewS: number;
+  typ?: string;
+  claims: Required<ClaimMapping> & { scopesFallback?: string };
+  cacheTtlS: number;
+  refreshCooldownS: number;
+  maxStaleS: number;
+  rotationGraceS: number;
+  fetchTimeoutMs: number;
+  maxJwksBytes: number;
+}
+
+export interface ResolvedIdentityHeaders {
+  subject: string;
+  tenant: string;
+  scopes: string;
+  groups: string;
+  email: string;
+  issuer: string;
+}
+
+export interface CompiledRoute {
+  name: string;
+  index: number;
+  methods: ReadonlySet<string>;
+  pattern: CompiledPattern;
+  host?: HostPattern;
+  auth: "public" | AuthRequirement;
+  upstreamName: string;
+  upstream: UpstreamConfig;
+  cors?: CorsConfig;
+  limits: LimitSpec[];
+  /** `policy:<route>@v<version>`, as named in audit records. */
+  matchedRule: string;
+}
+
+export interface CompiledPolicy {
+  version: number;
+  routes: CompiledRoute[];
+  issuers: ReadonlyMap<string, ResolvedIssuer>;
+  tenantOverrides: Record<string, Record<string, { limit: number; window_s?: number }>>;
+  identityHeaders: ResolvedIdentityHeaders;
+  maxUrlBytes: number;
+  maxHeaderBytes: number;
+  maxTokenBytes: number;
+  serverTiming: boolean;
+  limiterTimeoutMs: number;
+  realm: string;
+}
+
+export class PolicyError extends Error {
+  readonly code = "policy_invalid";
+  constructor(readonly problems: string[]) {
+    super(`invalid policy:\n  - ${problems.join("\n  - ")}`);
+    this.name = "PolicyError";
+  }
+}
+
+/** Collects problems with the path of the field they concern. */
+class Checker {
+  readonly problems: string[] = [];
+  fail(path: string, why: string): void {
+    this.problems.push(`${path}: ${why}`);
+  }
+  object(value: unknown, path: string): value is Record<string, unknown> {
+    if (typeof value === "object" && value !== null && !Array.isArray(value)) return true;
+    this.fail(path, "must be an object");
+    return false;
+  }
+  string(value: unknown, path: string): value is string {
+    if (typeof value === "string" && value.length > 0) return true;
+    this.fail(path, "must be a non-empty string");
+    return false;
+  }
+  stringArray(value: unknown, path: string, { nonEmpty = false } = {}): value is string[] {
+    if (!Array.isArray(value) || value.some((item) => typeof item !== "string" || item.length === 0)) {
+      this.fail(path, "must be an array of non-empty strings");
+      return false;
+    }
+    if (nonEmpty && value.length === 0) {
+      this.fail(path, "must not be empty");
+      return false;
+    }
+    return true;
+  }
+  integer(value: unknown, path: string, min: number, max: number): value is number {
+    if (typeof value === "number" && Number.isInteger(value) && value >= min && value <= max) return true;
+    this.fail(path, `must be an integer from ${min} to ${max}`);
+    return false;
+  }
+  url(value: unknown, path: string, { allowHttp }: { allowHttp: boolean }): value is string {
+    if (!this.string(value, path)) return false;
+    let parsed: URL;
+    try {
+      parsed = new URL(value);
+    } catch {
+      this.fail(path, "must be an absolute URL");
+      return false;
+    }
+    const httpAllowed = allowHttp || isLoopback(parsed.hostname);
+    if (parsed.protocol !== "https:" && !(httpAllowed && parsed.protocol === "http:")) {
+      this.fail(path, "must be an https URL (http only for loopback hosts)");
+      return false;
+    }
+    return true;
+  }
+  known(value: Record<string, unknown>, path: string, allowed: readonly string[]): void {
+    for (const key of Object.keys(value)) {
+      if (!allowed.includes(key)) this.fail(`${path}.${key}`, "unknown field");
+    }
+  }
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === "127.0.0.1" || hostname === "localhost" || hostname === "[::1]";
+}
+
+function optionalInteger(
+  check: Checker,
+  source: Record<string, unknown>,
+  field: string,
+  path: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const value = source[field];
+  if (value === undefined) return fallback;
+  return check.integer(value, `${path}.${field}`, min, max) ? value : fallback;
+}
+
+const CACHE_FIELDS = [
+  "cache_ttl_s",
+  "refresh_cooldown_s",
+  "max_stale_s",
+  "rotation_grace_s",
+  "fetch_timeout_ms",
+  "max_jwks_bytes",
+] as const;
+
+function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer | undefined {
+  const path = `issuers.${id}`;
+  if (!check.object(raw, path)) return undefined;
+  const common = ["kind", "algorithms", "clock_skew_s", "claims", ...CACHE_FIELDS];
+  let issuer: string;
+  let jwksUri: string | undefined;
+  let discoveryUrl: string | undefined;
+  let audiences: string[] = [];
+  let typ: string | undefined;
+  if (raw.kind === "oidc") {
+    check.known(raw, path, [...common, "issuer", "jwks_uri", "audiences", "typ"]);
+    if (!check.url(raw.issuer, `${path}.issuer`, { allowHttp: false })) return undefined;
+    issuer = raw.issuer;
+    if (raw.jwks_uri !== undefined) {
+      if (check.url(raw.jwks_uri, `${path}.jwks_uri`, { allowHttp: false })) jwksUri = raw.jwks_uri;
+    } else {
+      discoveryUrl = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
+    }
+    if (check.stringArray(raw.audiences, `${path}.audiences`, { nonEmpty: true })) audiences = raw.audiences;
+    if (raw.typ !== undefined && check.string(raw.typ, `${path}.typ`)) typ = raw.typ;
+  } else if (raw.kind === "cloudflare_access") {
+    check.known(raw, path, [...common, "team_domain"]);
+    if (!check.string(raw.team_domain, `${path}.team_domain`)) return undefined;
+    const origin = raw.team_domain.includes("://") ? raw.team_domain : `https://${raw.team_domain}`;
+    if (!check.url(origin, `${path}.team_domain`, { allowHttp: false })) return undefined;
+    issuer = origin.replace(/\/$/, "");
+    jwksUri = `${issuer}/cdn-cgi/access/certs`;
+  } else {
+    check.fail(`${path}.kind`, 'must be "oidc" or "cloudflare_access"');
+    return undefined;
+  }
+  let algorithms: string[] = [...DEFAULT_ALGORITHMS];
+  if (raw.algorithms !== undefined && check.stringArray(raw.algorithms, `${path}.algorithms`, { nonEmpty: true })) {
+    for (const alg of raw.algorithms) {
+      if (!KNOWN_ALGORITHMS.has(alg)) {
+        check.fail(`${path}.algorithms`, `"${alg}" is not an accepted asymmetric algorithm (HS* and none never are)`);
+      }
+    }
+    algorithms = raw.algorithms;
+  }
+  const claims: ResolvedIssuer["claims"] = {
+    subject: "sub",
+    tenant: "tenant_id",
+    scopes: "scope",
+    scopesFallback: "scp",
+    groups: "groups",
+    email: "email",
+  };
+  if (raw.claims !== undefined && check.object(raw.claims, `${path}.claims`)) {
+    check.known(raw.claims, `${path}.claims`, ["subject", "tenant", "scopes", "groups", "email"]);
+    for (const field of ["subject", "tenant", "scopes", "groups", "email"] as const) {
+      const value = raw.claims[field];
+      if (value !== undefined && check.string(value, `${path}.claims.${field}`)) claims[field] = value;
+    }
+    if (raw.claims.scopes !== undefined) delete claims.scopesFallback;
+  }
+  return {
+    id,
+    kind: raw.kind,
+    issuer,
+    ...(jwksUri !== undefined ? { jwksUri } : {}),
+    ...(discoveryUrl !== undefined ? { discoveryUrl } : {}),
+    audiences,
+    algorithms,
+    clockSkewS: optionalInteger(check, raw, "clock_skew_s", path, 60, 0, 300),
+    ...(typ !== undefined ? { typ } : {}),
+    claims,
+    cacheTtlS: optionalInteger(check, raw, "cache_ttl_s", path, 600, 300, 3600),
+    refreshCooldownS: optionalInteger(check, raw, "refresh_cooldown_s", path, 30, 1, 3600),
+    maxStaleS: optionalInteger(check, raw, "max_stale_s", path, 86400, 0, 7 * 86400),
+    rotationGraceS: optionalInteger(check, raw, "rotation_grace_s", path, 3600, 0, 7 * 86400),
+    fetchTimeoutMs: optionalInteger(check, raw, "fetch_timeout_ms", path, 2000, 100, 30000),
+    maxJwksBytes: optionalInteger(check, raw, "max_jwks_bytes", path, 65536, 1024, 1048576),
+  };
+}
+
+function checkUpstream(check: Checker, name: string, raw: unknown): UpstreamConfig | undefined {
+  const path = `upstreams.${name}`;
+  if (!check.object(raw, path)) return undefined;
+  check.known(raw, path, ["url", "service", "timeout_ms"]);
+  if (raw.timeout_ms !== undefined) check.integer(raw.timeout_ms, `${path}.timeout_ms`, 100, 300000);
+  const timeout = typeof raw.timeout_ms === "number" ? { timeout_ms: raw.timeout_ms } : {};
+  if (raw.url !== undefined && raw.service !== undefined) {
+    check.fail(path, "give either url or service, not both");
+    return undefined;
+  }
+  if (raw.url !== undefined) {
+    if (!check.url(raw.url, `${path}.url`, { allowHttp: false })) return undefined;
+    const parsed = new URL(raw.url);
+    if (parsed.search || parsed.hash) check.fail(`${path}.url`, "must not carry a query or fragment");
+    return { url: raw.url.replace(/\/$/, ""), ...timeout };
+  }
+  if (raw.service !== undefined) {
+    if (!check.string(raw.service, `${path}.service`)) return undefined;
+    return { service: raw.service, ...timeout };
+  }
+  check.fail(path, "needs url (an origin) or service (a service binding name)");
+  return undefined;
+}
+
+function checkLimits(check: Checker, raw: unknown, path: string, isPublic: boolean | undefined): LimitSpec[] {
+  if (!Array.isArray(raw)) {
+    check.fail(path, "must be an array of limits");
+    return [];
+  }
+  const limits: LimitSpec[] = [];
+  raw.forEach((item, i) => {
+    const at = `${path}[${i}]`;
+    if (!check.object(item, at)) return;
+    check.known(item, at, ["name", "key", "limit", "window_s", "on_error"]);
+    const ok =
+      check.string(item.name, `${at}.name`) &&
+      check.integer(item.limit, `${at}.limit`, 1, 1_000_000_000) &&
+      check.integer(item.window_s, `${at}.window_s`, 1, 86400 * 31);
+    if (typeof item.key !== "string" || !LIMIT_KEYS.has(item.key)) {
+      check.fail(`${at}.key`, "must be one of tenant, user, route, ip");
+      return;
+    }
+    if (isPublic === true && (item.key === "tenant" || item.key === "user")) {
+      check.fail(`${at}.key`, `"${item.key}" needs an identity; a public route can only limit by ip or route`);
+    }
+    if (isPublic === false && item.key === "ip") {
+      check.fail(`${at}.key`, '"ip" limits apply only to public routes; limit authenticated traffic by tenant or user');
+    }
+    if (item.on_error !== undefined && item.on_error !== "deny" && item.on_error !== "allow") {
+      check.fail(`${at}.on_error`, 'must be "deny" or "allow"');
+    }
+    if (ok) limits.push(item as unknown as LimitSpec);
+  });
+  return limits;
+}
+
+function checkCors(check: Checker, raw: unknown, path: string): CorsConfig | undefined {
+  if (!check.object(raw, path)) return undefined;
+  check.known(raw, path, [
+    "allow_origins",
+    "allow_methods",
+    "allow_headers",
+    "expose_headers",
+    "allow_credentials",
+    "max_age_s",
+  ]);
+  if (!check.stringArray(raw.allow_origins, `${path}.allow_origins`, { nonEmpty: true })) return undefined;
+  for (const origin of raw.allow_origins) {
+    if (origin !== "*" && !/^https?:\/\/[^/]+$/.test(origin)) {
+      check.fail(`${path}.allow_origins`, `"${origin}" must be "*" or an origin like https://app.example.com`);
+    }
+  }
+  if (raw.allow_credentials === true && raw.allow_origins.includes("*")) {
+    check.fail(`${path}.allow_credentials`, 'cannot be true when allow_origins contains "*"');
+  }
+  if (raw.allow_methods !== undefined && check.stringArray(raw.allow_methods, `${path}.allow_methods`)) {
+    for (const method of raw.allow_methods) {
+      if (!METHODS.has(method)) check.fail(`${path}.allow_methods`, `unknown method "${method}"`);
+    }
+  }
+  if (raw.allow_headers !== undefined) check.stringArray(raw.allow_headers, `${path}.allow_headers`);
+  if (raw.expose_headers !== undefined) check.stringArray(raw.expose_headers, `${path}.expose_headers`);
+  if (raw.allow_credentials !== undefined && typeof raw.allow_credentials !== "boolean") {
+    check.fail(`${path}.allow_credentials`, "must be a boolean");
+  }
+  if (raw.max_age_s !== undefined) check.integer(raw.max_age_s, `${path}.max_age_s`, 0, 86400);
+  return raw as unknown as CorsConfig;
+}
+
+function checkAuth(
+  check: Checker,
+  raw: unknown,
+  path: string,
+  issuers: ReadonlyMap<string, ResolvedIssuer>,
+): "public" | AuthRequirement | undefined {
+  if (raw === "public") return "public";
+  if (raw === undefined) {
+    check.fail(path, 'is required: name the issuers this route accepts, or write "public" explicitly');
+    return undefined;
+  }
+  if (!check.object(raw, path)) return undefined;
+  check.known(raw, path, ["issuers", "audiences", "scopes", "groups", "claims"]);
+  if (!check.stringArray(raw.issuers, `${path}.issuers`, { nonEmpty: true })) return undefined;
+  for (const id of raw.issuers) {
+    const issuer = issuers.get(id);
+    if (!issuer) {
+      check.fail(`${path}.issuers`, `"${id}" is not defined in issuers`);
+    } else if (issuer.kind === "cloudflare_access" && raw.audiences === undefined) {
+      check.fail(`${path}.audiences`, `is required with Cloudflare Access issuer "${id}": the application's AUD tag`);
+    }
+  }
+  if (raw.audiences !== undefined) check.stringArray(raw.audiences, `${path}.audiences`, { nonEmpty: true });
+  if (raw.scopes !== undefined && check.object(raw.scopes, `${path}.scopes`)) {
+    check.known(raw.scopes, `${path}.scopes`, ["all_of", "any_of"]);
+    if (raw.scopes.all_of !== undefined) check.stringArray(raw.scopes.all_of, `${path}.scopes.all_of`);
+    if (raw.scopes.any_of !== undefined)
+      check.stringArray(raw.scopes.any_of, `${path}.scopes.any_of`, { nonEmpty: true });
+  }
+  if (raw.groups !== undefined && check.object(raw.groups, `${path}.groups`)) {
+    check.known(raw.groups, `${path}.groups`, ["any_of"]);
+    check.stringArray(raw.groups.any_of, `${path}.groups.any_of`, { nonEmpty: true });
+  }
+  if (raw.claims !== undefined) {
+    if (!Array.isArray(raw.claims)) {
+      check.fail(`${path}.claims`, "must be an array of conditions");
+    } else {
+      raw.claims.forEach((condition: unknown, i: number) => {
+        const at = `${path}.claims[${i}]`;
+        if (!check.object(condition, at)) return;
+        check.known(condition, at, ["claim", "equals", "one_of"]);
+        check.string(condition.claim, `${at}.claim`);
+        const scalar = (v: unknown) => ["string", "number", "boolean"].includes(typeof v);
+        if ((condition.equals === undefined) === (condition.one_of === undefined)) {
+          check.fail(at, "needs exactly one of equals, one_of");
+        } else if (condition.equals !== undefined && !scalar(condition.equals)) {
+          check.fail(`${at}.equals`, "must be a string, number or boolean");
+        } else if (
+          condition.one_of !== undefined &&
+          (!Array.isArray(condition.one_of) || condition.one_of.length === 0 || !condition.one_of.every(scalar))
+        ) {
+          check.fail(`${at}.one_of`, "must be a non-empty array of strings, numbers or booleans");
+        }
+      });
+    }
+  }
+  return raw as unknown as AuthRequirement;
+}
+
+function resolveIdentityHeaders(check: Checker, raw: unknown): ResolvedIdentityHeaders {
+  const resolved: ResolvedIdentityHeaders = {
+    subject: "x-user-sub",
+    tenant: "x-tenant",
+    scopes: "x-user-scope",
+    groups: "x-user-groups",
+    email: "x-user-email",
+    issuer: "x-user-iss",
+  };
+  if (raw === undefined) return resolved;
+  const path = "settings.identity_headers";
+  if (!check.object(raw, path)) return resolved;
+  const fields = Object.keys(resolved) as (keyof IdentityHeaderNames)[];
+  check.known(raw, path, fields);
+  for (const field of fields) {
+    const value = raw[field];
+    if (value === undefined) continue;
+    if (check.string(value, `${path}.${field}`)) {
+      if (!/^[A-Za-z0-9-]+$/.test(value))
+        check.fail(`${path}.${field}`, "must be a header name of letters, digits and -");
+      else resolved[field] = normaliseHeaderName(value);
+    }
+  }
+  return resolved;
+}
+
+/** Validate and compile a policy document. Throws PolicyError listing every problem found. */
+export function compilePolicy(doc: unknown): CompiledPolicy {
+  const check = new Checker();
+  if (!check.object(doc, "policy")) throw new PolicyError(check.problems);
+  check.known(doc, "policy", ["$schema", "version", "settings", "issuers", "upstreams", "limits", "routes"]);
+  const version = check.integer(doc.version, "version", 1, Number.MAX_SAFE_INTEGER) ? doc.version : 0;
+
+  const settings: Record<string, unknown> =
+    doc.settings === undefined ? {} : check.object(doc.settings, "settings") ? doc.settings : {};
+  check.known(settings, "settings", [
+    "max_url_bytes",
+    "max_header_bytes",
+    "max_token_bytes",
+    "server_timing",
+    "limiter_timeout_ms",
+    "identity_headers",
+    "realm",
+  ]);
+  if (settings.server_timing !== undefined && typeof settings.server_timing !== "boolean") {
+    check.fail("settings.server_timing", "must be a boolean");
+  }
+  if (settings.realm !== undefined) check.string(settings.realm, "settings.realm");
+
+  const issuers = new Map<string, ResolvedIssuer>();
+  if (doc.issuers !== undefined && check.object(doc.issuers, "issuers")) {
+    const seenIss = new Map<string, string>();
+    for (const [id, raw] of Object.entries(doc.issuers)) {
+      const issuer = resolveIssuer(check, id, raw);
+      if (!issuer) continue;
+      const other = seenIss.get(issuer.issuer);
+      if (other) check.fail(`issuers.${id}.issuer`, `"${issuer.issuer}" is already used by issuer "${other}"`);
+      seenIss.set(issuer.issuer, id);
+      issuers.set(id, issuer);
+    }
+  }
+
+  const upstreams = new Map<string, UpstreamConfig>();
+  if (check.object(doc.upstreams, "upstreams")) {
+    for (const [name, raw] of Object.entries(doc.upstreams)) {
+      const upstream = checkUpstream(check, name, raw);
+      if (upstream) upstreams.set(name, upstream);
+    }
+  }
+
+  let defaultLimits: LimitSpec[] = [];
+  let tenantOverrides: CompiledPolicy["tenantOverrides"] = {};
+  if (doc.limits !== undefined && check.object(doc.limits, "limits")) {
+    check.known(doc.limits, "limits", ["defaults", "tenant_overrides"]);
+    if (doc.limits.defaults !== undefined)
+      defaultLimits = checkLimits(check, doc.limits.defaults, "limits.defaults", undefined);
+    if (
+      doc.limits.tenant_overrides !== undefined &&
+      check.object(doc.limits.tenant_overrides, "limits.tenant_overrides")
+    ) {
+      for (const [tenant, byName] of Object.entries(doc.limits.tenant_overrides)) {
+        const at = `limits.tenant_overrides.${tenant}`;
+        if (!check.object(byName, at)) continue;
+        for (const [name, override] of Object.entries(byName)) {
+          if (!check.object(override, `${at}.${name}`)) continue;
+          check.known(override, `${at}.${name}`, ["limit", "window_s"]);
+          check.integer(override.limit, `${at}.${name}.limit`, 1, 1_000_000_000);
+          if (override.window_s !== undefined)
+            check.integer(override.window_s, `${at}.${name}.window_s`, 1, 86400 * 31);
+        }
+      }
+      tenantOverrides = doc.limits.tenant_overrides as CompiledPolicy["tenantOverrides"];
+    }
+  }
+
+  const routes: CompiledRoute[] = [];
+  const names = new Set<string>();
+  if (Array.isArray(doc.routes) && doc.routes.length > 0) {
+    doc.routes.forEach((raw: unknown, index: number) => {
+      const path = `routes[${index}]`;
+      if (!check.object(raw, path)) return;
+      check.known(raw, path, [
+        "name",
+        "methods",
+        "path",
+        "host",
+        "auth",
+        "upstream",
+        "cors",
+        "limits",
+        "inherit_default_limits",
+      ]);
+      const route = compileRoute(check, raw, path, index, { version, issuers, upstreams, defaultLimits });
+      if (!route) return;
+      if (names.has(route.name)) check.fail(`${path}.name`, `"${route.name}" is used by another route`);
+      names.add(route.name);
+      routes.push(route);
+    });
+  } else {
+    check.fail("routes", "must be a non-empty array");
+  }
+
+  const identityHeaders = resolveIdentityHeaders(check, settings.identity_headers);
+  const compiled: CompiledPolicy = {
+    version,
+    routes,
+    issuers,
+    tenantOverrides,
+    identityHeaders,
+    maxUrlBytes: optionalInteger(check, settings, "max_url_bytes", "settings", 8192, 256, 65536),
+    maxHeaderBytes: optionalInteger(check, settings, "max_header_bytes", "settings", 32768, 1024, 131072),
+    maxTokenBytes: optionalInteger(check, settings, "max_token_bytes", "settings", 8192, 512, 65536),
+    serverTiming: settings.server_timing === true,
+    limiterTimeoutMs: optionalInteger(check, settings, "limiter_timeout_ms", "settings", 50, 5, 5000),
+    realm: typeof settings.realm === "string" ? settings.realm : "portcullis",
+  };
+  if (check.problems.length > 0) throw new PolicyError(check.problems);
+  return compiled;
+}
+
+interface RouteContext {
+  version: number;
+  issuers: ReadonlyMap<string, ResolvedIssuer>;
+  upstreams: ReadonlyMap<string, UpstreamConfig>;
+  defaultLimits: LimitSpec[];
+}
+
+function compileRoute(
+  check: Checker,
+  raw: Record<string, unknown>,
+  path: string,
+  index: number,
+  context: RouteContext,
+): CompiledRoute | undefined {
+  const nameOk = check.string(raw.name, `${path}.name`);
+  if (nameOk && !/^[A-Za-z0-9._-]+$/.test(raw.name as string)) {
+    check.fail(`${path}.name`, "may use letters, digits, '.', '_' and '-' only");
+  }
+  const methods = new Set<string>();
+  if (check.stringArray(raw.methods, `${path}.methods`, { nonEmpty: true })) {
+    for (const method of raw.methods) {
+      if (!METHODS.has(method)) check.fail(`${path}.methods`, `unknown method "${method}" (use upper case)`);
+      methods.add(method);
+    }
+  }
+  let pattern: CompiledPattern | undefined;
+  if (check.string(raw.path, `${path}.path`)) {
+    const compiled = compilePathPattern(raw.path);
+    if (typeof compiled === "string") check.fail(`${path}.path`, compiled);
+    else pattern = compiled;
+  }
+  let host: HostPattern | undefined;
+  if (raw.host !== undefined && check.string(raw.host, `${path}.host`)) {
+    const compiled = compileHostPattern(raw.host);
+    if (typeof compiled === "string") check.fail(`${path}.host`, compiled);
+    else host = compiled;
+  }
+  const auth = checkAuth(check, raw.auth, `${path}.auth`, context.issuers);
+  let upstream: UpstreamConfig | undefined;
+  if (check.string(raw.upstream, `${path}.upstream`)) {
+    upstream = context.upstreams.get(raw.upstream);
+    if (!upstream) check.fail(`${path}.upstream`, `"${raw.upstream}" is not defined in upstreams`);
+  }
+  const cors = raw.cors === undefined ? undefined : checkCors(check, raw.cors, `${path}.cors`);
+  if (cors && methods.has("OPTIONS")) {
+    check.fail(`${path}.methods`, "OPTIONS is answered by the edge when cors is set; remove it from methods");
+  }
+  const isPublic = auth === undefined ? undefined : auth === "public";
+  const own = raw.limits === undefined ? [] : checkLimits(check, raw.limits, `${path}.limits`, isPublic);
+  if (raw.inherit_default_limits !== undefined && typeof raw.inherit_default_limits !== "boolean") {
+    check.fail(`${path}.inherit_default_limits`, "must be a boolean");
+  }
+  const inherited =
+    raw.inherit_default_limits === false
+      ? []
+      : context.defaultLimits.filter((limit) =>
+          isPublic ? limit.key === "ip" || limit.key === "route" : limit.key !== "ip",
+        );
+  if (!nameOk || !pattern || !auth || !upstream) return undefined;
+  return {
+    name: raw.name as string,
+    index,
+    methods,
+    pattern,
+    ...(host ? { host } : {}),
+    auth,
+    upstreamName: raw.upstream as string,
+    upstream,
+    ...(cors ? { cors } : {}),
+    limits: [...inherited, ...own],
+    matchedRule: `policy:${raw.name as string}@v${context.version}`,
+  };
+}

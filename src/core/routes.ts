@@ -1,0 +1,130 @@
+// Route patterns: compiled once per isolate, matched against the canonical path and host.
+
+export type PathPart =
+  | { kind: "literal"; value: string }
+  | { kind: "capture"; name: string }
+  | { kind: "any" }
+  | { kind: "rest" };
+
+export interface CompiledPattern {
+  parts: PathPart[];
+}
+
+export interface HostPattern {
+  exact?: string;
+  captureName?: string;
+  suffix?: string;
+}
+
+/** Parse `/v1/:tenant/*\/**`. Returns an error message for a malformed pattern. */
+export function compilePathPattern(pattern: string): CompiledPattern | string {
+  if (!pattern.startsWith("/")) return "must start with /";
+  const raw = pattern === "/" ? [""] : pattern.split("/").slice(1);
+  const parts: PathPart[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    const segment = raw[i] as string;
+    if (segment === "**") {
+      if (i !== raw.length - 1) return "`**` may only be the last segment";
+      parts.push({ kind: "rest" });
+    } else if (segment === "*") {
+      parts.push({ kind: "any" });
+    } else if (segment.startsWith(":")) {
+      const name = segment.slice(1);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return `bad capture name "${segment}"`;
+      parts.push({ kind: "capture", name });
+    } else {
+      if (segment === "." || segment === ".." || /[*%;\\]/.test(segment)) {
+        return `segment "${segment}" is not a canonical literal`;
+      }
+      if (segment === "" && i !== raw.length - 1) return "empty segment (double slash)";
+      parts.push({ kind: "literal", value: segment });
+    }
+  }
+  return { parts };
+}
+
+/** Match canonical path segments; returns captures or null. `**` matches zero or more segments. */
+export function matchPath(pattern: CompiledPattern, segments: readonly string[]): Record<string, string> | null {
+  const captures: Record<string, string> = {};
+  const { parts } = pattern;
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i] as PathPart;
+    if (part.kind === "rest") return captures;
+    const segment = segments[i];
+    if (segment === undefined) return null;
+    if (part.kind === "literal") {
+      if (segment !== part.value) return null;
+    } else {
+      if (segment === "") return null;
+      if (part.kind === "capture") captures[part.name] = segment;
+    }
+  }
+  return segments.length === parts.length ? captures : null;
+}
+
+export function pathSegments(canonicalPath: string): string[] {
+  return canonicalPath === "/" ? [""] : canonicalPath.split("/").slice(1);
+}
+
+export function compileHostPattern(host: string): HostPattern | string {
+  const lower = host.toLowerCase();
+  if (lower.startsWith(":")) {
+    const dot = lower.indexOf(".");
+    if (dot < 2) return "a host capture needs a suffix, e.g. `:tenant.example.com`";
+    const name = host.slice(1, dot);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return `bad capture name "${name}"`;
+    return { captureName: name, suffix: lower.slice(dot) };
+  }
+  if (!/^[a-z0-9.-]+(:\d+)?$/.test(lower)) return "not a host name";
+  return { exact: lower };
+}
+
+export function matchHost(pattern: HostPattern, host: string): Record<string, string> | null {
+  const lower = host.toLowerCase();
+  if (pattern.exact !== undefined) return lower === pattern.exact ? {} : null;
+  const suffix = pattern.suffix as string;
+  if (!lower.endsWith(suffix)) return null;
+  const label = lower.slice(0, lower.length - suffix.length);
+  if (!/^[a-z0-9-]+$/.test(label)) return null;
+  return { [pattern.captureName as string]: label };
+}
+
+/** The parts of a compiled route that matching needs (kept structural to stay free of policy imports). */
+export interface MatchableRoute {
+  methods: ReadonlySet<string>;
+  pattern: CompiledPattern;
+  host?: HostPattern;
+}
+
+export interface RouteMatch<R> {
+  route: R;
+  /** Captures from the host pattern and the path pattern (`:tenant` etc.). */
+  params: Record<string, string>;
+}
+
+/**
+ * First route, in policy order, whose method, host and path all match. HEAD is authorised
+ * as GET: a route that allows GET also answers HEAD.
+ */
+export function findRoute<R extends MatchableRoute>(
+  routes: readonly R[],
+  method: string,
+  host: string,
+  canonicalPath: string,
+): RouteMatch<R> | undefined {
+  const segments = pathSegments(canonicalPath);
+  for (const route of routes) {
+    const methodOk = route.methods.has(method) || (method === "HEAD" && route.methods.has("GET"));
+    if (!methodOk) continue;
+    let hostParams: Record<string, string> = {};
+    if (route.host) {
+      const matched = matchHost(route.host, host);
+      if (!matched) continue;
+      hostParams = matched;
+    }
+    const pathParams = matchPath(route.pattern, segments);
+    if (!pathParams) continue;
+    return { route, params: { ...hostParams, ...pathParams } };
+  }
+  return undefined;
+}

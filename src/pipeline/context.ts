@@ -1,0 +1,61 @@
+// Typed Hono context shared by the pipeline stages: the Worker's bindings and the values
+// one stage hands to the next.
+
+import type { Context } from "hono";
+import type { DenyReason } from "../core/deny";
+import type { Identity } from "../core/identity";
+import type { CompiledPolicy, CompiledRoute } from "../core/policy";
+
+export interface Bindings {
+  /** KV namespace: second tier of the JWKS cache and the shared refresh cooldowns. */
+  JWKS_CACHE?: KVNamespace;
+  /** Durable Object namespace: one object per tenant (tenant + user counters). */
+  TENANT_LIMITER?: DurableObjectNamespace;
+  /** Durable Object namespace: one object per route ceiling / public-IP key. */
+  ROUTE_LIMITER?: DurableObjectNamespace;
+  /** Workers Analytics Engine dataset for metrics (optional). */
+  METRICS?: AnalyticsEngineDataset;
+  /** Service bindings named by `upstreams.*.service` are looked up here by name. */
+  [binding: string]: unknown;
+}
+
+/** What the edge decided, filled in by the stage that decided it; read by the audit stage. */
+export interface Outcome {
+  decision: "allow" | "deny";
+  reason?: DenyReason;
+  /** Precise cause for the audit record, e.g. `encoded_slash` or a jose error code. */
+  detail?: string;
+  /** The limit that was hit, or that failed open. */
+  limit?: string;
+  failedOpen?: string[];
+}
+
+export interface Timings {
+  authMs?: number;
+  limitMs?: number;
+  upstreamMs?: number;
+}
+
+export interface Variables {
+  policy: CompiledPolicy;
+  requestId: string;
+  startedAt: number;
+  canonicalPath: string;
+  /** The canonical method for authorisation: HEAD is authorised as GET. */
+  route: CompiledRoute;
+  routeParams: Record<string, string>;
+  /** Headers that will go to the origin: the client's, minus everything the edge strips. */
+  forwardHeaders: Headers;
+  identity: Identity;
+  outcome: Outcome;
+  timings: Timings;
+  /** Response headers a stage wants on the final response (rate-limit fields, CORS). */
+  responseHeaders: Headers;
+}
+
+export interface PipelineEnv {
+  Bindings: Bindings;
+  Variables: Variables;
+}
+
+export type PipelineContext = Context<PipelineEnv>;

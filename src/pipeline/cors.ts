@@ -1,0 +1,62 @@
+// Stage 4: CORS. A preflight for a CORS-enabled route is answered here, before any
+// authentication (browsers never send credentials on a preflight). A preflight for a route
+// without CORS is refused, never forwarded. Actual responses get the CORS headers.
+
+import type { MiddlewareHandler } from "hono";
+import type { CorsConfig } from "../core/policy-types";
+import type { PipelineEnv } from "./context";
+import { deny } from "./respond";
+
+function allowedOrigin(cors: CorsConfig, origin: string): string | undefined {
+  if (cors.allow_origins.includes(origin)) return origin;
+  if (cors.allow_origins.includes("*")) return "*";
+  return undefined;
+}
+
+export function cors(): MiddlewareHandler<PipelineEnv> {
+  return async (c, next) => {
+    const config = c.get("route").cors;
+    const origin = c.req.header("origin");
+    const isPreflight =
+      c.req.method === "OPTIONS" && origin !== undefined && c.req.header("access-control-request-method") !== undefined;
+
+    if (isPreflight) {
+      if (!config) return deny(c, "cors_rejected", { detail: "route_has_no_cors" });
+      const allowOrigin = allowedOrigin(config, origin);
+      if (!allowOrigin) return deny(c, "cors_rejected", { detail: "origin_not_allowed" });
+      const route = c.get("route");
+      const requested = (c.req.header("access-control-request-method") ?? "").toUpperCase();
+      const methods = config.allow_methods ?? [...route.methods];
+      if (!methods.includes(requested as never)) return deny(c, "cors_rejected", { detail: "method_not_allowed" });
+      const requestedHeaders = (c.req.header("access-control-request-headers") ?? "")
+        .split(",")
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean);
+      const allowHeaders = (config.allow_headers ?? ["authorization", "content-type"]).map((h) => h.toLowerCase());
+      if (requestedHeaders.some((h) => !allowHeaders.includes(h))) {
+        return deny(c, "cors_rejected", { detail: "header_not_allowed" });
+      }
+      const headers = new Headers({
+        "access-control-allow-origin": allowOrigin,
+        "access-control-allow-methods": methods.join(", "),
+        "access-control-allow-headers": allowHeaders.join(", "),
+        "access-control-max-age": String(config.max_age_s ?? 600),
+        vary: "Origin",
+      });
+      if (config.allow_credentials) headers.set("access-control-allow-credentials", "true");
+      return new Response(null, { status: 204, headers });
+    }
+
+    if (config && origin !== undefined) {
+      const allowOrigin = allowedOrigin(config, origin);
+      const extra = c.get("responseHeaders");
+      extra.append("vary", "Origin");
+      if (allowOrigin) {
+        extra.set("access-control-allow-origin", allowOrigin);
+        if (config.allow_credentials) extra.set("access-control-allow-credentials", "true");
+        if (config.expose_headers?.length) extra.set("access-control-expose-headers", config.expose_headers.join(", "));
+      }
+    }
+    await next();
+  };
+}

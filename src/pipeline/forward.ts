@@ -1,0 +1,66 @@
+// Stage: forward to the origin. The body streams through untouched; the origin receives
+// exactly the canonical path that was authorised, the original query, and the headers the
+// earlier stages prepared. Failures become 502/504 problem+json that echo nothing of the
+// client's request.
+
+import type { MiddlewareHandler } from "hono";
+import { HOP_BY_HOP_HEADERS } from "../core/headers";
+import type { PipelineEnv } from "./context";
+import { deny } from "./respond";
+
+const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
+
+function responseHeadersFrom(upstream: Headers): Headers {
+  const headers = new Headers(upstream);
+  const nominated = (upstream.get("connection") ?? "").split(",").map((h) => h.trim().toLowerCase());
+  for (const name of [...HOP_BY_HOP_HEADERS, ...nominated]) if (name) headers.delete(name);
+  return headers;
+}
+
+export function forward(): MiddlewareHandler<PipelineEnv> {
+  return async (c) => {
+    const route = c.get("route");
+    const upstream = route.upstream;
+    const incoming = new URL(c.req.url);
+    const path = c.get("canonicalPath");
+    let target: string;
+    let fetcher: { fetch: typeof fetch } = { fetch: (input, init) => fetch(input, init) };
+    if ("url" in upstream) {
+      target = `${upstream.url}${path}${incoming.search}`;
+    } else {
+      const binding = c.env?.[upstream.service] as Fetcher | undefined;
+      if (!binding || typeof binding.fetch !== "function") {
+        return deny(c, "misconfigured", { detail: `service_binding_missing:${upstream.service}` });
+      }
+      fetcher = binding as unknown as { fetch: typeof fetch };
+      target = `${incoming.origin}${path}${incoming.search}`;
+    }
+    const method = c.req.method;
+    const hasBody = method !== "GET" && method !== "HEAD" && c.req.raw.body !== null;
+    const started = Date.now();
+    let response: Response;
+    try {
+      response = await fetcher.fetch(target, {
+        method,
+        headers: c.get("forwardHeaders"),
+        body: hasBody ? c.req.raw.body : null,
+        redirect: "manual",
+        signal: AbortSignal.timeout(upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS),
+      });
+    } catch (error) {
+      c.get("timings").upstreamMs = Date.now() - started;
+      const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
+      return timedOut
+        ? deny(c, "origin_timeout", { detail: "origin_timeout" })
+        : deny(c, "origin_unavailable", { detail: "origin_unreachable" });
+    }
+    c.get("timings").upstreamMs = Date.now() - started;
+    const headers = responseHeadersFrom(response.headers);
+    for (const [name, value] of c.get("responseHeaders")) {
+      if (name === "vary") headers.append(name, value);
+      else headers.set(name, value);
+    }
+    c.set("outcome", { ...c.get("outcome"), decision: "allow" });
+    return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+  };
+}

@@ -1,0 +1,41 @@
+import { describe, expect, it } from "vitest";
+import { canonicalPath } from "../../src/core/path";
+
+describe("canonicalPath", () => {
+  it.each([
+    ["/", "/"],
+    ["/v1/users", "/v1/users"],
+    ["//v1//users", "/v1/users"],
+    ["/v1/./users", "/v1/users"],
+    ["/v1/a/../users", "/v1/users"],
+    ["/v1/%61dmin", "/v1/admin"],
+    ["/v1/%7euser", "/v1/~user"],
+    ["/v1/%2e%2e/admin", "/admin"],
+    ["/v1/a%2E/b", "/v1/a./b"],
+    ["/v1/caf%c3%a9", "/v1/caf%C3%A9"],
+    ["/v1/%252e%252e/x", "/v1/%252e%252e/x"],
+    ["/v1/users/", "/v1/users/"],
+    ["/v1/users//", "/v1/users/"],
+    ["/../../etc/passwd", "/etc/passwd"],
+  ])("%s -> %s", (input, expected) => {
+    expect(canonicalPath(input)).toEqual({ ok: true, path: expected });
+  });
+
+  it.each([
+    ["/v1/a%2Fb", "encoded_slash"],
+    ["/v1/a%2fb", "encoded_slash"],
+    ["/v1/a%5Cb", "encoded_backslash"],
+    ["/v1/a%00b", "control_character"],
+    ["/v1/a%0d%0ab", "control_character"],
+    ["/v1/a%7Fb", "control_character"],
+    ["/v1/a\u0001b", "control_character"],
+    ["/v1/a\\b", "backslash"],
+    ["/v1/admin;jsessionid=x", "path_parameter"],
+    ["/v1/admin%3Bx", "path_parameter"],
+    ["/v1/%zz", "bad_percent_encoding"],
+    ["/v1/%4", "bad_percent_encoding"],
+    ["v1", "path_not_absolute"],
+  ])("rejects %s (%s)", (input, detail) => {
+    expect(canonicalPath(input)).toEqual({ ok: false, detail });
+  });
+});

@@ -1,0 +1,71 @@
+import { describe, expect, it } from "vitest";
+import { basePolicy, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
+
+describe("public route end to end", () => {
+  it("forwards to the origin with an edge request id and writes an audit record", async () => {
+    const edge = harness(basePolicy());
+    const m = marker();
+    const response = await edge.fetch("/public/hello?x=1&y=2", {
+      headers: { "x-test-marker": m, "x-request-id": "client-chosen" },
+    });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { path: string; query: string; headers: Record<string, string> };
+    expect(body.path).toBe("/public/hello");
+    expect(body.query).toBe("x=1&y=2");
+    const id = response.headers.get("x-request-id");
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(id).not.toBe("client-chosen");
+    expect(body.headers["x-request-id"]).toBe(id);
+    const [record] = edge.audit;
+    expect(record).toMatchObject({
+      request_id: id,
+      decision: "allow",
+      route: "public",
+      matched_rule: "policy:public@v7",
+      status: 200,
+      path: "/public/hello",
+      method: "GET",
+    });
+    expect(await originSaw(m)).toHaveLength(1);
+  });
+
+  it("answers 404 problem+json for a path no route matches and forwards nothing", async () => {
+    const edge = harness(basePolicy());
+    const m = marker();
+    const response = await edge.fetch("/private/x", { headers: { "x-test-marker": m } });
+    expect(response.status).toBe(404);
+    expect(response.headers.get("content-type")).toBe("application/problem+json");
+    const body = (await response.json()) as { reason: string };
+    expect(body.reason).toBe("route_not_found");
+    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "route_not_found", status: 404 });
+    expect(await originSaw(m)).toHaveLength(0);
+  });
+
+  it("answers 502 origin_unavailable when the origin cannot be reached", async () => {
+    const edge = harness(basePolicy({ upstreams: { echo: { url: unreachableOrigin } } }));
+    const response = await edge.fetch("/public/x", { headers: { authorization: "Bearer secret-token-value" } });
+    expect(response.status).toBe(502);
+    const text = await response.text();
+    expect(text).not.toContain("secret-token-value");
+    expect(JSON.parse(text).reason).toBe("origin_unavailable");
+    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "origin_unavailable", status: 502 });
+  });
+
+  it("answers 504 origin_timeout when the origin is slower than its budget", async () => {
+    const edge = harness(
+      basePolicy({ upstreams: { echo: { url: (await import("../support/harness")).echoOrigin, timeout_ms: 150 } } }),
+    );
+    const response = await edge.fetch("/public/slow", { headers: { "x-echo-delay-ms": "1500" } });
+    expect(response.status).toBe(504);
+    expect(((await response.json()) as { reason: string }).reason).toBe("origin_timeout");
+  });
+
+  it("answers 500 misconfigured to everything when the policy is invalid", async () => {
+    const edge = harness({ version: 1, routes: [] });
+    const m = marker();
+    const response = await edge.fetch("/public/x", { headers: { "x-test-marker": m } });
+    expect(response.status).toBe(500);
+    expect(((await response.json()) as { reason: string }).reason).toBe("misconfigured");
+    expect(await originSaw(m)).toHaveLength(0);
+  });
+});

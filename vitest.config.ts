@@ -1,0 +1,19 @@
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  plugins: [
+    cloudflareTest(({ inject }) => ({
+      wrangler: { configPath: "./wrangler.toml" },
+      miniflare: {
+        // Real servers on loopback, started by test/support/global-setup.ts.
+        bindings: { ECHO_ORIGIN: inject("echoOrigin") },
+      },
+    })),
+  ],
+  test: {
+    include: ["test/**/*.test.ts"],
+    exclude: ["test/node/**"],
+    globalSetup: ["test/support/global-setup.ts"],
+  },
+});
