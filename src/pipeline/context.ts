@@ -30,6 +30,18 @@ export interface Outcome {
   failedOpen?: string[];
 }
 
+/** How the token was verified, for metrics (`edge.token.validate.duration_ms`, key cache hit rate). */
+export interface TokenCheck {
+  issuerId: string;
+  /** Time spent verifying the token, ms. */
+  verifyMs: number;
+  /**
+   * Where the verification key came from: a cached verification result, the isolate's key
+   * cache, KV, or a fetch from the issuer. Anything but `fetch` counts as a cache hit.
+   */
+  keySource: "token_cache" | "memory" | "kv" | "fetch";
+}
+
 export interface Timings {
   authMs?: number;
   limitMs?: number;
@@ -47,6 +59,7 @@ export interface Variables {
   /** Headers that will go to the origin: the client's, minus everything the edge strips. */
   forwardHeaders: Headers;
   identity: Identity;
+  tokenCheck: TokenCheck;
   outcome: Outcome;
   timings: Timings;
   /** Response headers a stage wants on the final response (rate-limit fields, CORS). */
