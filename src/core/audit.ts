@@ -1,30 +1,99 @@
-// The audit record: one JSON line per request. Built from decisions and verified identity
-// only, so a credential has no way in (DESIGN invariant 5).
+// The audit record: one JSON line per request. Built from decisions, verified identity and
+// Cloudflare's own request metadata only, so a credential has no way in (DESIGN invariant 5):
+// no header value, no query string, no cookie, and never the client's IP address.
+
+import type { DenyReason } from "./deny";
 
 export interface AuditRecord {
   ts: string;
   request_id: string;
+  /** Cloudflare data centre that served the request (`request.cf.colo`). */
   edge_pop: string | null;
   tenant_id: string | null;
   user_sub: string | null;
+  /** `iss` of the token that was verified. */
   issuer: string | null;
+  /** Short SHA-256 prefix of the verified token, for correlation only. */
   token_hash: string | null;
   method: string;
   /** The canonical path (never the query string); null when the path was rejected. */
   path: string | null;
   route: string | null;
   decision: "allow" | "deny";
-  reason: string | null;
+  reason: DenyReason | null;
+  /** Precise cause of a deny, an edge-chosen code such as `encoded_slash`. */
   detail: string | null;
+  /** `policy:<route>@v<version>`. */
   matched_rule: string | null;
-  upstream: string | null;
   status: number;
-  limit: string | null;
-  failed_open: string[] | null;
+  upstream: string | null;
   latency_ms: number;
   authz_ms: number | null;
   limit_ms: number | null;
   upstream_ms: number | null;
+  /** The limit that was hit. */
+  limit: string | null;
+  /** Limits that could not be checked and were let through because the policy says so. */
+  failed_open: string[] | null;
+  /** The client's autonomous system (`request.cf.asn`), for abuse analysis without the IP. */
+  client_asn: number | null;
+  /** The client's country (`request.cf.country`). */
+  client_country: string | null;
+}
+
+/** Everything the audit record is built from: plain values, gathered by the pipeline. */
+export interface AuditInput {
+  now: number;
+  requestId: string;
+  startedAt: number;
+  method: string;
+  canonicalPath?: string;
+  route?: { name: string; matchedRule: string; upstreamName: string };
+  identity?: { subject: string; tenant?: string; issuer: string; tokenHash: string };
+  outcome: { decision: "allow" | "deny"; reason?: DenyReason; detail?: string; limit?: string; failedOpen?: string[] };
+  status: number;
+  timings: { authMs?: number; limitMs?: number; upstreamMs?: number };
+  /** `request.cf`, when the request came through Cloudflare. */
+  cf?: { colo?: unknown; asn?: unknown; country?: unknown };
+}
+
+function stringOrNull(value: unknown): string | null {
+  return typeof value === "string" && value.length > 0 ? value : null;
+}
+
+function numberOrNull(value: unknown): number | null {
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+/** Builds the record. Every field is always present; absent values are `null`. */
+export function auditRecord(input: AuditInput): AuditRecord {
+  const { outcome, route, identity, timings, cf } = input;
+  return {
+    ts: new Date(input.now).toISOString(),
+    request_id: input.requestId,
+    edge_pop: stringOrNull(cf?.colo),
+    tenant_id: identity?.tenant ?? null,
+    user_sub: identity?.subject ?? null,
+    issuer: identity?.issuer ?? null,
+    token_hash: identity?.tokenHash ?? null,
+    method: input.method,
+    path: input.canonicalPath ?? null,
+    route: route?.name ?? null,
+    decision: outcome.decision,
+    reason: outcome.reason ?? null,
+    detail: outcome.detail ?? null,
+    matched_rule: route?.matchedRule ?? null,
+    status: input.status,
+    upstream: route?.upstreamName ?? null,
+    latency_ms: Math.max(0, input.now - input.startedAt),
+    authz_ms: numberOrNull(timings.authMs),
+    limit_ms: numberOrNull(timings.limitMs),
+    upstream_ms: numberOrNull(timings.upstreamMs),
+    limit: outcome.limit ?? null,
+    failed_open: outcome.failedOpen?.length ? [...outcome.failedOpen] : null,
+    client_asn: numberOrNull(cf?.asn),
+    client_country: stringOrNull(cf?.country),
+  };
 }
 
 export type AuditSink = (record: AuditRecord) => void | Promise<void>;

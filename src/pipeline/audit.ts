@@ -1,11 +1,13 @@
-// Wraps the whole pipeline: after the response is decided, writes one audit record off
-// the response path (ctx.waitUntil).
+// Wraps the whole pipeline: after the response is decided, writes one audit record to every
+// sink and one metrics data point to the Analytics Engine dataset (when `METRICS` is bound),
+// both off the response path (ctx.waitUntil).
 
 import type { MiddlewareHandler } from "hono";
-import type { AuditRecord, AuditSink } from "../core/audit";
-import type { PipelineEnv } from "./context";
+import { type AuditRecord, type AuditSink, auditRecord } from "../core/audit";
+import { type DataPoint, metricsDataPoint } from "../core/metrics";
+import type { PipelineContext, PipelineEnv } from "./context";
 
-function waitUntil(c: { executionCtx: { waitUntil(promise: Promise<unknown>): void } }, work: Promise<unknown>): void {
+function waitUntil(c: PipelineContext, work: Promise<unknown>): void {
   try {
     c.executionCtx.waitUntil(work);
   } catch {
@@ -13,44 +15,63 @@ function waitUntil(c: { executionCtx: { waitUntil(promise: Promise<unknown>): vo
   }
 }
 
+/** The dataset, if one is bound: without it the edge runs and logs exactly the same. */
+function metricsDataset(c: PipelineContext): AnalyticsEngineDataset | undefined {
+  const dataset = c.env?.METRICS as Partial<AnalyticsEngineDataset> | undefined;
+  return typeof dataset?.writeDataPoint === "function" ? (dataset as AnalyticsEngineDataset) : undefined;
+}
+
+/** The error's class name only: a message may quote what it failed on. */
+function errorName(error: unknown): string {
+  return error instanceof Error ? error.name : typeof error;
+}
+
+function recordFor(c: PipelineContext): AuditRecord {
+  const cf = (c.req.raw as { cf?: { colo?: unknown; asn?: unknown; country?: unknown } }).cf;
+  return auditRecord({
+    now: Date.now(),
+    requestId: c.get("requestId"),
+    startedAt: c.get("startedAt"),
+    method: c.req.method,
+    canonicalPath: c.get("canonicalPath"),
+    route: c.get("route"),
+    identity: c.get("identity"),
+    outcome: c.get("outcome") ?? { decision: "deny", reason: "misconfigured" },
+    status: c.res.status,
+    timings: c.get("timings") ?? {},
+    cf,
+  });
+}
+
 export function audit(sinks: () => readonly AuditSink[]): MiddlewareHandler<PipelineEnv> {
   return async (c, next) => {
     await next();
-    const outcome = c.get("outcome") ?? { decision: "deny", reason: "misconfigured" };
-    const route = c.get("route");
-    const identity = c.get("identity");
-    const timings = c.get("timings") ?? {};
-    const cf = (c.req.raw as { cf?: { colo?: string } }).cf;
-    const record: AuditRecord = {
-      ts: new Date().toISOString(),
-      request_id: c.get("requestId"),
-      edge_pop: cf?.colo ?? null,
-      tenant_id: identity?.tenant ?? null,
-      user_sub: identity?.subject ?? null,
-      issuer: identity?.issuer ?? null,
-      token_hash: identity?.tokenHash ?? null,
-      method: c.req.method,
-      path: c.get("canonicalPath") ?? null,
-      route: route?.name ?? null,
-      decision: outcome.decision,
-      reason: outcome.reason ?? null,
-      detail: outcome.detail ?? null,
-      matched_rule: route?.matchedRule ?? null,
-      upstream: route?.upstreamName ?? null,
-      status: c.res.status,
-      limit: outcome.limit ?? null,
-      failed_open: outcome.failedOpen?.length ? outcome.failedOpen : null,
-      latency_ms: Date.now() - c.get("startedAt"),
-      authz_ms: timings.authMs ?? null,
-      limit_ms: timings.limitMs ?? null,
-      upstream_ms: timings.upstreamMs ?? null,
-    };
-    const write = Promise.resolve().then(async () => {
-      for (const sink of sinks()) await sink(record);
+    const record = recordFor(c);
+    const dataset = metricsDataset(c);
+    let point: DataPoint | undefined;
+    if (dataset) {
+      point = metricsDataPoint({
+        record,
+        tokenCheck: c.get("tokenCheck"),
+        clientIp: c.req.header("cf-connecting-ip") ?? null,
+      });
+    }
+    const work = Promise.resolve().then(async () => {
+      if (dataset && point) {
+        try {
+          dataset.writeDataPoint(point);
+        } catch (error) {
+          console.error(`portcullis: metrics write failed (${errorName(error)})`);
+        }
+      }
+      for (const sink of sinks()) {
+        try {
+          await sink(record);
+        } catch (error) {
+          console.error(`portcullis: audit sink failed (${errorName(error)})`);
+        }
+      }
     });
-    waitUntil(
-      c,
-      write.catch(() => undefined),
-    );
+    waitUntil(c, work);
   };
 }

@@ -1,0 +1,140 @@
+// The metrics data point: one Workers Analytics Engine row per request, built from the audit
+// record and the token check. The column positions are a storage format that SQL queries
+// (ops/queries) depend on: append new columns at the end, never reorder or reuse one.
+
+import type { AuditRecord } from "./audit";
+
+/** Bumped when a column's meaning changes; stored in every row (`double7`). */
+export const METRICS_LAYOUT_VERSION = 1;
+
+/** blob1 … blob17, in order. */
+export const BLOB_COLUMNS = [
+  "decision",
+  "reason",
+  "route",
+  "method",
+  "user_sub",
+  "issuer_id",
+  "key_source",
+  "upstream",
+  "edge_pop",
+  "client_country",
+  "client_asn",
+  "client_ip",
+  "limit",
+  "failed_open",
+  "detail",
+  "matched_rule",
+  "request_id",
+] as const;
+
+/** double1 … double7, in order. Durations are milliseconds; -1 means "not measured". */
+export const DOUBLE_COLUMNS = [
+  "status",
+  "latency_ms",
+  "token_verify_ms",
+  "upstream_ms",
+  "authz_ms",
+  "limit_ms",
+  "layout_version",
+] as const;
+
+export type BlobColumn = (typeof BLOB_COLUMNS)[number];
+export type DoubleColumn = (typeof DOUBLE_COLUMNS)[number];
+
+/** Analytics Engine limits: one index of at most 96 bytes; blobs share 16 KB per row. */
+export const MAX_INDEX_BYTES = 96;
+/** Per blob, so 17 blobs stay far below the 16 KB row limit whatever a token carries. */
+export const MAX_BLOB_BYTES = 256;
+
+/** Structurally an `AnalyticsEngineDataPoint`, without depending on Workers types. */
+export interface DataPoint {
+  indexes: [string];
+  blobs: string[];
+  doubles: number[];
+}
+
+/** How the token was verified (the pipeline's `TokenCheck`). */
+export interface TokenCheckSummary {
+  issuerId: string;
+  verifyMs: number;
+  keySource: string;
+}
+
+export interface DataPointInput {
+  record: AuditRecord;
+  tokenCheck?: TokenCheckSummary;
+  /**
+   * The client's IP address (`CF-Connecting-IP`). Stored only on denied requests: it is
+   * personal data, and the abuse queries (credential stuffing) need it only there.
+   */
+  clientIp?: string | null;
+}
+
+const IP_ADDRESS = /^[0-9A-Fa-f:.]{2,45}$/;
+
+/** Cuts a string to at most `maxBytes` of UTF-8 without splitting a character. */
+export function truncateUtf8(value: string, maxBytes: number): string {
+  const encoder = new TextEncoder();
+  if (value.length * 3 <= maxBytes || encoder.encode(value).length <= maxBytes) return value;
+  let bytes = 0;
+  let end = 0;
+  for (const ch of value) {
+    const size = encoder.encode(ch).length;
+    if (bytes + size > maxBytes) break;
+    bytes += size;
+    end += ch.length;
+  }
+  return value.slice(0, end);
+}
+
+function measured(ms: number | null | undefined): number {
+  return typeof ms === "number" && Number.isFinite(ms) && ms >= 0 ? ms : -1;
+}
+
+/** The row for one request. Pure: same input, same row. */
+export function metricsDataPoint({ record, tokenCheck, clientIp }: DataPointInput): DataPoint {
+  const denied = record.decision === "deny";
+  const ip = denied && clientIp && IP_ADDRESS.test(clientIp) ? clientIp : "";
+  const blobs: Record<BlobColumn, string> = {
+    decision: record.decision,
+    reason: record.reason ?? "",
+    route: record.route ?? "",
+    method: record.method,
+    user_sub: record.user_sub ?? "",
+    issuer_id: tokenCheck?.issuerId ?? "",
+    key_source: tokenCheck?.keySource ?? "",
+    upstream: record.upstream ?? "",
+    edge_pop: record.edge_pop ?? "",
+    client_country: record.client_country ?? "",
+    client_asn: record.client_asn === null ? "" : String(record.client_asn),
+    client_ip: ip,
+    limit: record.limit ?? "",
+    failed_open: record.failed_open?.join(",") ?? "",
+    detail: record.detail ?? "",
+    matched_rule: record.matched_rule ?? "",
+    request_id: record.request_id,
+  };
+  const doubles: Record<DoubleColumn, number> = {
+    status: record.status,
+    latency_ms: measured(record.latency_ms),
+    token_verify_ms: measured(tokenCheck?.verifyMs),
+    upstream_ms: measured(record.upstream_ms),
+    authz_ms: measured(record.authz_ms),
+    limit_ms: measured(record.limit_ms),
+    layout_version: METRICS_LAYOUT_VERSION,
+  };
+  return {
+    indexes: [truncateUtf8(record.tenant_id ?? "", MAX_INDEX_BYTES)],
+    blobs: BLOB_COLUMNS.map((name) => truncateUtf8(blobs[name], MAX_BLOB_BYTES)),
+    doubles: DOUBLE_COLUMNS.map((name) => doubles[name]),
+  };
+}
+
+/** `blob5`, `double3`, `index1`: the SQL column holding a field. */
+export function columnOf(name: BlobColumn | DoubleColumn | "tenant_id"): string {
+  if (name === "tenant_id") return "index1";
+  const blob = BLOB_COLUMNS.indexOf(name as BlobColumn);
+  if (blob >= 0) return `blob${blob + 1}`;
+  return `double${DOUBLE_COLUMNS.indexOf(name as DoubleColumn) + 1}`;
+}

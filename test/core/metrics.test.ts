@@ -1,0 +1,188 @@
+import { describe, expect, it } from "vitest";
+import { type AuditRecord, auditRecord } from "../../src/core/audit";
+import {
+  BLOB_COLUMNS,
+  columnOf,
+  DOUBLE_COLUMNS,
+  MAX_BLOB_BYTES,
+  MAX_INDEX_BYTES,
+  metricsDataPoint,
+  truncateUtf8,
+} from "../../src/core/metrics";
+
+function record(overrides: Partial<AuditRecord> = {}): AuditRecord {
+  return {
+    ...auditRecord({
+      now: Date.parse("2026-11-29T10:00:00.050Z"),
+      requestId: "0b5c3f4e-6a57-4a7e-9a1d-3f1d2b6c7e8f",
+      startedAt: Date.parse("2026-11-29T10:00:00.008Z"),
+      method: "POST",
+      canonicalPath: "/v1/payments",
+      route: { name: "billing-write", matchedRule: "policy:billing-write@v17", upstreamName: "billing" },
+      identity: { subject: "u_1234", tenant: "t_42", issuer: "https://idp.example", tokenHash: "9f86d081884c7d65" },
+      outcome: { decision: "allow" },
+      status: 201,
+      timings: { authMs: 1.5, limitMs: 0.5, upstreamMs: 31 },
+      cf: { colo: "LHR", asn: 64500, country: "GB" },
+    }),
+    ...overrides,
+  };
+}
+
+describe("metricsDataPoint", () => {
+  it("lays out an allowed request: tenant in index1, labels in blobs, durations in doubles", () => {
+    const point = metricsDataPoint({
+      record: record(),
+      tokenCheck: { issuerId: "main", verifyMs: 0.75, keySource: "memory" },
+      clientIp: "203.0.113.7",
+    });
+    expect(point).toEqual({
+      indexes: ["t_42"],
+      blobs: [
+        "allow",
+        "",
+        "billing-write",
+        "POST",
+        "u_1234",
+        "main",
+        "memory",
+        "billing",
+        "LHR",
+        "GB",
+        "64500",
+        "", // the client IP is kept only on denies
+        "",
+        "",
+        "",
+        "policy:billing-write@v17",
+        "0b5c3f4e-6a57-4a7e-9a1d-3f1d2b6c7e8f",
+      ],
+      doubles: [201, 42, 0.75, 31, 1.5, 0.5, 1],
+    });
+  });
+
+  it("keeps the client IP, the limit and what failed open on a deny; -1 marks what was not measured", () => {
+    const point = metricsDataPoint({
+      record: record({
+        decision: "deny",
+        reason: "rate_limited",
+        detail: "tenant_limit",
+        status: 429,
+        limit: "tenant-per-minute",
+        failed_open: ["user-per-minute", "route-ceiling"],
+        upstream_ms: null,
+        authz_ms: null,
+      }),
+      clientIp: "2001:db8::1",
+    });
+    expect(point.blobs).toEqual([
+      "deny",
+      "rate_limited",
+      "billing-write",
+      "POST",
+      "u_1234",
+      "",
+      "",
+      "billing",
+      "LHR",
+      "GB",
+      "64500",
+      "2001:db8::1",
+      "tenant-per-minute",
+      "user-per-minute,route-ceiling",
+      "tenant_limit",
+      "policy:billing-write@v17",
+      "0b5c3f4e-6a57-4a7e-9a1d-3f1d2b6c7e8f",
+    ]);
+    expect(point.doubles).toEqual([429, 42, -1, -1, -1, 0.5, 1]);
+  });
+
+  it("uses an empty index and empty blobs for a request that never got an identity", () => {
+    const point = metricsDataPoint({
+      record: auditRecord({
+        now: 10,
+        requestId: "r",
+        startedAt: 10,
+        method: "GET",
+        outcome: { decision: "deny", reason: "route_not_found" },
+        status: 404,
+        timings: {},
+      }),
+      clientIp: "198.51.100.4",
+    });
+    expect(point.indexes).toEqual([""]);
+    expect(point.blobs).toEqual([
+      "deny",
+      "route_not_found",
+      "",
+      "GET",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      "198.51.100.4",
+      "",
+      "",
+      "",
+      "",
+      "r",
+    ]);
+    expect(point.doubles).toEqual([404, 0, -1, -1, -1, -1, 1]);
+  });
+
+  it("stores only something shaped like an IP address in the client IP column", () => {
+    const deny = record({ decision: "deny", reason: "token_invalid", status: 401 });
+    const ipColumn = BLOB_COLUMNS.indexOf("client_ip");
+    expect(metricsDataPoint({ record: deny, clientIp: "Bearer abc.def" }).blobs[ipColumn]).toBe("");
+    expect(metricsDataPoint({ record: deny, clientIp: "x".repeat(64) }).blobs[ipColumn]).toBe("");
+    expect(metricsDataPoint({ record: deny, clientIp: null }).blobs[ipColumn]).toBe("");
+    expect(metricsDataPoint({ record: deny, clientIp: "192.0.2.1" }).blobs[ipColumn]).toBe("192.0.2.1");
+  });
+
+  it("keeps the index within 96 bytes and every blob within its byte budget", () => {
+    const point = metricsDataPoint({
+      record: record({ tenant_id: "é".repeat(80), user_sub: "🦀".repeat(100), detail: "d".repeat(1000) }),
+    });
+    const bytes = (s: unknown) => new TextEncoder().encode(s as string).length;
+    expect(bytes(point.indexes[0])).toBeLessThanOrEqual(MAX_INDEX_BYTES);
+    expect(point.indexes[0]).toBe("é".repeat(48));
+    for (const blob of point.blobs) expect(bytes(blob)).toBeLessThanOrEqual(MAX_BLOB_BYTES);
+    expect(point.blobs[BLOB_COLUMNS.indexOf("user_sub")]).toBe("🦀".repeat(64));
+    expect(point.blobs.length).toBeLessThanOrEqual(20);
+    expect(point.doubles.length).toBeLessThanOrEqual(20);
+  });
+});
+
+describe("truncateUtf8", () => {
+  it("never splits a character", () => {
+    expect(truncateUtf8("abc", 3)).toBe("abc");
+    expect(truncateUtf8("aé", 2)).toBe("a");
+    expect(truncateUtf8("🦀🦀", 7)).toBe("🦀");
+    expect(truncateUtf8("", 0)).toBe("");
+  });
+});
+
+describe("columnOf", () => {
+  it("names the SQL column the queries in ops/queries rely on", () => {
+    expect(columnOf("tenant_id")).toBe("index1");
+    expect(columnOf("decision")).toBe("blob1");
+    expect(columnOf("reason")).toBe("blob2");
+    expect(columnOf("route")).toBe("blob3");
+    expect(columnOf("user_sub")).toBe("blob5");
+    expect(columnOf("issuer_id")).toBe("blob6");
+    expect(columnOf("key_source")).toBe("blob7");
+    expect(columnOf("client_asn")).toBe("blob11");
+    expect(columnOf("client_ip")).toBe("blob12");
+    expect(columnOf("request_id")).toBe("blob17");
+    expect(columnOf("status")).toBe("double1");
+    expect(columnOf("latency_ms")).toBe("double2");
+    expect(columnOf("token_verify_ms")).toBe("double3");
+    expect(columnOf("upstream_ms")).toBe("double4");
+    expect(columnOf("layout_version")).toBe("double7");
+    expect(BLOB_COLUMNS).toHaveLength(17);
+    expect(DOUBLE_COLUMNS).toHaveLength(7);
+  });
+});
