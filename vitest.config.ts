@@ -7,7 +7,7 @@ export default defineConfig({
       wrangler: { configPath: "./wrangler.toml" },
       miniflare: {
         // Real servers on loopback, started by test/support/global-setup.ts.
-        bindings: { ECHO_ORIGIN: inject("echoOrigin") },
+        bindings: { ECHO_ORIGIN: inject("echoOrigin"), ISSUER_SERVER: inject("issuerServer") },
       },
     })),
   ],

@@ -4,19 +4,25 @@ import { Hono } from "hono";
 import { type AuditSink, consoleSink } from "./core/audit";
 import { type CompiledPolicy, compilePolicy } from "./core/policy";
 import { audit } from "./pipeline/audit";
-import { authenticate } from "./pipeline/authenticate";
+import { type AuthenticateOptions, authenticate } from "./pipeline/authenticate";
+import { authorise } from "./pipeline/authorise";
 import { canonicalPath } from "./pipeline/canonical-path";
 import type { PipelineEnv } from "./pipeline/context";
 import { cors } from "./pipeline/cors";
 import { forward } from "./pipeline/forward";
 import { headerHygiene } from "./pipeline/header-hygiene";
+import { injectIdentity } from "./pipeline/inject-identity";
+import { rateLimit } from "./pipeline/rate-limit";
 import { requestId } from "./pipeline/request-id";
 import { deny } from "./pipeline/respond";
 import { route } from "./pipeline/route";
+import { serverTiming } from "./pipeline/server-timing";
 
 export interface AppOptions {
   /** Where audit records go. Default: one JSON line per request on stdout. */
   auditSinks?: AuditSink[];
+  /** Clock and outbound fetch for token verification (tests inject these). */
+  authentication?: AuthenticateOptions;
 }
 
 export function createApp(policyDocument: unknown, options: AppOptions = {}): Hono<PipelineEnv> {
@@ -32,6 +38,7 @@ export function createApp(policyDocument: unknown, options: AppOptions = {}): Ho
   const app = new Hono<PipelineEnv>();
   app.use(requestId());
   app.use(audit(() => sinks));
+  app.use(serverTiming());
   app.use(async (c, next) => {
     if (!policy) return deny(c, "misconfigured", { detail: "policy_invalid" });
     c.set("policy", policy);
@@ -41,7 +48,10 @@ export function createApp(policyDocument: unknown, options: AppOptions = {}): Ho
   app.use(route());
   app.use(cors());
   app.use(headerHygiene());
-  app.use(authenticate());
+  app.use(authenticate(policy, options.authentication));
+  app.use(authorise());
+  app.use(injectIdentity());
+  app.use(rateLimit());
   app.all("*", forward());
   app.onError((error, c) => {
     console.error(`portcullis: unhandled ${error.name}`);

@@ -80,7 +80,7 @@ function quoted(value: string): string {
 
 function bearerChallenge(reason: DenyReason, options: DenyOptions): string | undefined {
   const shape = WIRE[reason];
-  const isAuthReason = shape.status === 401 || reason === "insufficient_scope";
+  const isAuthReason = shape.status === 401 || shape.bearerError !== undefined;
   if (!isAuthReason) return undefined;
   const params = [`realm=${quoted(options.realm ?? "portcullis")}`];
   if (shape.bearerError) params.push(`error=${quoted(shape.bearerError)}`);

@@ -1,13 +1,63 @@
-// Stage: authenticate. Public routes pass; every other route needs a verified token.
-// (Token verification arrives as its own core module; until then nothing non-public passes.)
+// Stage: authenticate. Public routes pass. Every other route needs exactly one credential
+// it accepts, verified against its issuers; the result is the request's Identity.
 
 import type { MiddlewareHandler } from "hono";
+import type { CompiledPolicy } from "../core/policy";
+import { extractCredential } from "../core/tokens/credentials";
+import { TokenVerifier } from "../core/tokens/verify";
 import type { PipelineEnv } from "./context";
 import { deny } from "./respond";
 
-export function authenticate(): MiddlewareHandler<PipelineEnv> {
-  return async (c, next) => {
-    if (c.get("route").auth === "public") return next();
-    return deny(c, "token_missing");
+export interface AuthenticateOptions {
+  /** Clock for token checks (ms since the epoch). Default Date.now. */
+  now?: () => number;
+  /** Outbound fetch for JWKS and discovery. Default the global fetch. */
+  fetch?: typeof fetch;
+}
+
+export function authenticate(policy: CompiledPolicy | undefined, options: AuthenticateOptions = {}) {
+  // One verifier per isolate: key stores, imported keys and the verified-token cache live here.
+  let verifier: TokenVerifier | undefined;
+  const now = options.now ?? Date.now;
+
+  const middleware: MiddlewareHandler<PipelineEnv> = async (c, next) => {
+    const auth = c.get("route").auth;
+    if (auth === "public") return next();
+    if (!verifier && policy) {
+      verifier = new TokenVerifier(policy, {
+        fetch: options.fetch ?? ((input, init) => fetch(input, init)),
+        ...(c.env?.JWKS_CACHE ? { kv: c.env.JWKS_CACHE } : {}),
+        now,
+      });
+    }
+    if (!verifier) return deny(c, "misconfigured", { detail: "no_policy" });
+
+    const issuers = auth.issuers.map((id) => c.get("policy").issuers.get(id));
+    const accepts = {
+      bearer: issuers.some((i) => i?.kind === "oidc"),
+      access: issuers.some((i) => i?.kind === "cloudflare_access"),
+    };
+    const credential = extractCredential(c.req.raw.headers, new URL(c.req.url), accepts);
+    if (!credential.ok) return deny(c, credential.reason, { detail: credential.detail });
+
+    const started = performance.now();
+    const defer = (work: Promise<unknown>) => {
+      try {
+        c.executionCtx.waitUntil(work.catch(() => undefined));
+      } catch {
+        work.catch(() => undefined);
+      }
+    };
+    const result = await verifier.verify(credential.token, auth.issuers, auth.audiences, defer);
+    const verifyMs = performance.now() - started;
+    c.get("timings").authMs = verifyMs;
+    if (!result.ok) {
+      const retry = result.reason === "jwks_unavailable" ? { retryAfterSeconds: 30 } : {};
+      return deny(c, result.reason, { detail: result.detail, ...retry });
+    }
+    c.set("identity", result.identity);
+    c.set("tokenCheck", { issuerId: result.identity.issuerId, verifyMs, keySource: result.keySource });
+    await next();
   };
+  return middleware;
 }

@@ -1,0 +1,147 @@
+// Fetches an issuer's key set (via OpenID discovery or an explicit jwks_uri) with a time
+// budget and a size cap, and keeps only keys that are safe to verify with. A response
+// that fails any check is an error: it is never cached.
+
+import type { JWK } from "jose";
+
+export class KeySetFetchError extends Error {
+  constructor(readonly code: KeySetFailure) {
+    super(code);
+    this.name = "KeySetFetchError";
+  }
+}
+
+export type KeySetFailure =
+  | "fetch_failed"
+  | "timeout"
+  | "http_status"
+  | "too_large"
+  | "not_json"
+  | "malformed"
+  | "no_usable_keys"
+  | "discovery_issuer_mismatch"
+  | "discovery_bad_jwks_uri";
+
+export interface FetchLimits {
+  timeoutMs: number;
+  maxBytes: number;
+}
+
+export type Fetcher = (input: string, init?: RequestInit) => Promise<Response>;
+
+/** Required public members per key type. Everything else (private parts, x5u, jku…) is dropped. */
+const PUBLIC_MEMBERS: Record<string, readonly string[]> = {
+  RSA: ["n", "e"],
+  EC: ["crv", "x", "y"],
+  OKP: ["crv", "x"],
+};
+const MAX_KID_LENGTH = 256;
+const MAX_KEYS = 100;
+
+async function readCapped(response: Response, maxBytes: number): Promise<string> {
+  const declared = Number(response.headers.get("content-length") ?? "NaN");
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await response.body?.cancel();
+    throw new KeySetFetchError("too_large");
+  }
+  if (!response.body) return "";
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      throw new KeySetFetchError("too_large");
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
+/** GET a JSON document within the time and size budget. */
+export async function fetchJson(fetcher: Fetcher, url: string, limits: FetchLimits): Promise<unknown> {
+  let response: Response;
+  const signal = AbortSignal.timeout(limits.timeoutMs);
+  try {
+    response = await fetcher(url, { headers: { accept: "application/json" }, redirect: "manual", signal });
+  } catch (error) {
+    const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
+    throw new KeySetFetchError(timedOut ? "timeout" : "fetch_failed");
+  }
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    throw new KeySetFetchError("http_status");
+  }
+  let text: string;
+  try {
+    text = await readCapped(response, limits.maxBytes);
+  } catch (error) {
+    if (error instanceof KeySetFetchError) throw error;
+    throw new KeySetFetchError(signal.aborted ? "timeout" : "fetch_failed");
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new KeySetFetchError("not_json");
+  }
+}
+
+/** Keep the verification keys of a JWKS document; throws if none is usable. */
+export function usableKeys(document: unknown): JWK[] {
+  if (typeof document !== "object" || document === null || !Array.isArray((document as { keys?: unknown }).keys)) {
+    throw new KeySetFetchError("malformed");
+  }
+  const keys: JWK[] = [];
+  for (const raw of (document as { keys: unknown[] }).keys.slice(0, MAX_KEYS)) {
+    if (typeof raw !== "object" || raw === null) continue;
+    const candidate = raw as Record<string, unknown>;
+    const members = typeof candidate.kty === "string" ? PUBLIC_MEMBERS[candidate.kty] : undefined;
+    if (!members) continue; // symmetric (`oct`) and unknown key types are never verification keys here
+    if (candidate.use !== undefined && candidate.use !== "sig") continue;
+    if (candidate.kid !== undefined && (typeof candidate.kid !== "string" || candidate.kid.length > MAX_KID_LENGTH))
+      continue;
+    if (members.some((member) => typeof candidate[member] !== "string")) continue;
+    if (candidate.alg !== undefined && typeof candidate.alg !== "string") continue;
+    const key: Record<string, unknown> = { kty: candidate.kty };
+    for (const member of ["kid", "alg", ...members])
+      if (candidate[member] !== undefined) key[member] = candidate[member];
+    keys.push(key as JWK);
+  }
+  if (keys.length === 0) throw new KeySetFetchError("no_usable_keys");
+  return keys;
+}
+
+function isAllowedKeyUrl(value: unknown): value is string {
+  if (typeof value !== "string") return false;
+  try {
+    const url = new URL(value);
+    const loopback = url.hostname === "127.0.0.1" || url.hostname === "localhost" || url.hostname === "[::1]";
+    return url.protocol === "https:" || (loopback && url.protocol === "http:");
+  } catch {
+    return false;
+  }
+}
+
+/** OpenID discovery (OIDC Discovery §4.3): the document must name the same issuer. */
+export async function discoverJwksUri(
+  fetcher: Fetcher,
+  discoveryUrl: string,
+  issuer: string,
+  limits: FetchLimits,
+): Promise<string> {
+  const document = await fetchJson(fetcher, discoveryUrl, limits);
+  if (typeof document !== "object" || document === null) throw new KeySetFetchError("malformed");
+  const { issuer: named, jwks_uri: jwksUri } = document as { issuer?: unknown; jwks_uri?: unknown };
+  if (named !== issuer) throw new KeySetFetchError("discovery_issuer_mismatch");
+  if (!isAllowedKeyUrl(jwksUri)) throw new KeySetFetchError("discovery_bad_jwks_uri");
+  return jwksUri;
+}

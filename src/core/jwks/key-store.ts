@@ -1,0 +1,347 @@
+// One issuer's verification keys: isolate memory first, then KV, then the issuer. This is
+// where the behaviour gateways usually get wrong lives: single-flight refreshes, a
+// per-issuer refresh cooldown shared through KV, a grace window for rotated-out keys, and
+// serving the last good key set (up to a bound) when the issuer is down.
+//
+// KV layout (see README "JWKS cache"):
+//   jwks:v1:<issuer>          {"v":1,"fetched_at","jwks_uri","keys":[…],"retired":[{"jwk","retired_at"}]}
+//                             expires after cache_ttl + max_stale
+//   jwks-refresh:v1:<issuer>  time (ms) of the last refresh attempt by any isolate; expires ≥ 60 s
+
+import { importJWK, type JWK } from "jose";
+import type { ResolvedIssuer } from "../policy";
+import { discoverJwksUri, type Fetcher, fetchJson, KeySetFetchError, usableKeys } from "./fetch-key-set";
+
+/** The subset of a KV namespace the key store needs. */
+export interface KeyValueStore {
+  get(key: string): Promise<string | null>;
+  put(key: string, value: string, options?: { expirationTtl?: number }): Promise<void>;
+}
+
+export interface KeyStoreDeps {
+  fetch: Fetcher;
+  kv?: KeyValueStore;
+  /** Milliseconds since the epoch. */
+  now: () => number;
+}
+
+/** Per-request hook to run work after the response (ctx.waitUntil). */
+export type Defer = (work: Promise<unknown>) => void;
+
+export type KeySource = "memory" | "kv" | "fetch";
+
+export type KeyLookup =
+  | { ok: true; keys: CryptoKey[]; source: KeySource }
+  | { ok: false; reason: "jwks_unavailable" | "token_invalid"; detail: string };
+
+export interface KeyStoreStats {
+  fetches: number;
+  kvReads: number;
+  kvWrites: number;
+  imports: number;
+}
+
+interface KeyEntry {
+  jwk: JWK;
+  fingerprint: string;
+  imported: Map<string, CryptoKey>;
+  retiredAt?: number;
+}
+
+interface KeySetState {
+  fetchedAt: number;
+  jwksUri?: string;
+  current: KeyEntry[];
+  retired: KeyEntry[];
+  source: KeySource;
+}
+
+interface StoredKeySet {
+  v: 1;
+  fetched_at: number;
+  jwks_uri?: string;
+  keys: JWK[];
+  retired: { jwk: JWK; retired_at: number }[];
+}
+
+const MAX_CANDIDATE_KEYS = 3;
+const KV_MIN_TTL_S = 60;
+
+/** Which key types and curves can verify which algorithm. */
+function keyFitsAlg(jwk: JWK, alg: string): boolean {
+  if (jwk.alg !== undefined && jwk.alg !== alg && !(alg === "Ed25519" && jwk.alg === "EdDSA")) return false;
+  if (alg.startsWith("RS") || alg.startsWith("PS")) return jwk.kty === "RSA";
+  if (alg === "ES256") return jwk.kty === "EC" && jwk.crv === "P-256";
+  if (alg === "ES384") return jwk.kty === "EC" && jwk.crv === "P-384";
+  if (alg === "ES512") return jwk.kty === "EC" && jwk.crv === "P-521";
+  if (alg === "EdDSA" || alg === "Ed25519") return jwk.kty === "OKP" && jwk.crv === "Ed25519";
+  return false;
+}
+
+function fingerprintOf(jwk: JWK): string {
+  return JSON.stringify([jwk.kty, jwk.kid, jwk.alg, jwk.crv, jwk.n, jwk.e, jwk.x, jwk.y]);
+}
+
+export class IssuerKeyStore {
+  readonly stats: KeyStoreStats = { fetches: 0, kvReads: 0, kvWrites: 0, imports: 0 };
+  private state: KeySetState | undefined;
+  private inflight: Promise<void> | undefined;
+  private lastAttemptAt = Number.NEGATIVE_INFINITY;
+  private lastFailure: string | undefined;
+  private readonly kvKey: string;
+  private readonly kvRefreshKey: string;
+
+  constructor(
+    private readonly issuer: ResolvedIssuer,
+    private readonly deps: KeyStoreDeps,
+  ) {
+    this.kvKey = `jwks:v1:${issuer.issuer}`;
+    this.kvRefreshKey = `jwks-refresh:v1:${issuer.issuer}`;
+  }
+
+  /** Keys that may have signed a token with this `kid` and `alg`, current keys first. */
+  async lookup(kid: string | undefined, alg: string, defer: Defer): Promise<KeyLookup> {
+    const now = this.deps.now();
+    const warm = this.state !== undefined && !this.isExpired(this.state, now);
+    if (!this.state) await this.loadFromKv();
+    if (!this.state || this.isExpired(this.state, now)) {
+      await this.refresh({ unknownKid: false }, defer);
+      if (!this.state || this.isExpired(this.state, this.deps.now())) {
+        return { ok: false, reason: "jwks_unavailable", detail: `jwks_${this.lastFailure ?? "unavailable"}` };
+      }
+    } else if (this.isStale(this.state, now) && this.cooldownOver(now) && !this.inflight) {
+      // Past its TTL but within max-stale: serve it, refresh after the response.
+      defer(this.refresh({ unknownKid: false }));
+    }
+    let source: KeySource = warm ? "memory" : this.state.source;
+
+    let entries = this.candidates(kid, alg, now);
+    if (entries.length === 0 && kid !== undefined) {
+      // Unknown kid: the issuer may have rotated. Refresh once (single-flight, cooled down).
+      const before = this.state;
+      await this.refresh({ unknownKid: true }, defer);
+      if (this.state !== before) source = this.state?.source ?? source;
+      entries = this.candidates(kid, alg, this.deps.now());
+      if (entries.length === 0) return { ok: false, reason: "token_invalid", detail: "kid_unknown" };
+    }
+    if (entries.length === 0) return { ok: false, reason: "token_invalid", detail: "no_matching_key" };
+    const keys: CryptoKey[] = [];
+    for (const entry of entries.slice(0, MAX_CANDIDATE_KEYS)) {
+      const key = await this.imported(entry, alg);
+      if (key) keys.push(key);
+    }
+    if (keys.length === 0) return { ok: false, reason: "token_invalid", detail: "key_import_failed" };
+    return { ok: true, keys, source };
+  }
+
+  private isStale(state: KeySetState, now: number): boolean {
+    return now - state.fetchedAt >= this.issuer.cacheTtlS * 1000;
+  }
+
+  /** Past TTL + max-stale: no longer usable at all. */
+  private isExpired(state: KeySetState, now: number): boolean {
+    return now - state.fetchedAt >= (this.issuer.cacheTtlS + this.issuer.maxStaleS) * 1000;
+  }
+
+  private cooldownOver(now: number): boolean {
+    return now - this.lastAttemptAt >= this.issuer.refreshCooldownS * 1000;
+  }
+
+  private candidates(kid: string | undefined, alg: string, now: number): KeyEntry[] {
+    const state = this.state;
+    if (!state) return [];
+    const graceMs = this.issuer.rotationGraceS * 1000;
+    const fits = (entry: KeyEntry) => keyFitsAlg(entry.jwk, alg) && (kid === undefined || entry.jwk.kid === kid);
+    const current = state.current.filter(fits);
+    const retired = state.retired.filter((e) => fits(e) && now - (e.retiredAt ?? 0) < graceMs);
+    return [...current, ...retired];
+  }
+
+  private async imported(entry: KeyEntry, alg: string): Promise<CryptoKey | undefined> {
+    const cached = entry.imported.get(alg);
+    if (cached) return cached;
+    try {
+      const key = (await importJWK(entry.jwk, alg)) as CryptoKey;
+      this.stats.imports += 1;
+      entry.imported.set(alg, key);
+      return key;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private adopt(stored: StoredKeySet, source: KeySource): void {
+    const previous = this.state;
+    const known = new Map<string, KeyEntry>();
+    for (const entry of [...(previous?.current ?? []), ...(previous?.retired ?? [])])
+      known.set(entry.fingerprint, entry);
+    const reuse = (jwk: JWK, retiredAt?: number): KeyEntry => {
+      const fingerprint = fingerprintOf(jwk);
+      const existing = known.get(fingerprint);
+      const entry: KeyEntry = { jwk, fingerprint, imported: existing?.imported ?? new Map() };
+      if (retiredAt !== undefined) entry.retiredAt = retiredAt;
+      return entry;
+    };
+    const current = stored.keys.map((jwk) => reuse(jwk));
+    const currentPrints = new Set(current.map((e) => e.fingerprint));
+    const graceMs = this.issuer.rotationGraceS * 1000;
+    const now = this.deps.now();
+    const retired = new Map<string, KeyEntry>();
+    for (const old of stored.retired) {
+      const entry = reuse(old.jwk, old.retired_at);
+      if (!currentPrints.has(entry.fingerprint) && now - old.retired_at < graceMs)
+        retired.set(entry.fingerprint, entry);
+    }
+    // Keys we knew that the new set no longer has start their grace window now.
+    for (const old of previous?.current ?? []) {
+      if (!currentPrints.has(old.fingerprint) && !retired.has(old.fingerprint) && graceMs > 0) {
+        retired.set(old.fingerprint, { ...old, retiredAt: now });
+      }
+    }
+    for (const old of previous?.retired ?? []) {
+      if (
+        !currentPrints.has(old.fingerprint) &&
+        !retired.has(old.fingerprint) &&
+        now - (old.retiredAt ?? 0) < graceMs
+      ) {
+        retired.set(old.fingerprint, old);
+      }
+    }
+    this.state = {
+      fetchedAt: stored.fetched_at,
+      ...(stored.jwks_uri ? { jwksUri: stored.jwks_uri } : {}),
+      current,
+      retired: [...retired.values()],
+      source,
+    };
+  }
+
+  private toStored(): StoredKeySet | undefined {
+    const state = this.state;
+    if (!state) return undefined;
+    return {
+      v: 1,
+      fetched_at: state.fetchedAt,
+      ...(state.jwksUri ? { jwks_uri: state.jwksUri } : {}),
+      keys: state.current.map((e) => e.jwk),
+      retired: state.retired.map((e) => ({ jwk: e.jwk, retired_at: e.retiredAt ?? 0 })),
+    };
+  }
+
+  private async readKv(): Promise<StoredKeySet | undefined> {
+    if (!this.deps.kv) return undefined;
+    try {
+      this.stats.kvReads += 1;
+      const text = await this.deps.kv.get(this.kvKey);
+      if (!text) return undefined;
+      const parsed = JSON.parse(text) as StoredKeySet;
+      if (parsed?.v !== 1 || typeof parsed.fetched_at !== "number" || !Array.isArray(parsed.keys)) return undefined;
+      return {
+        ...parsed,
+        keys: usableKeys({ keys: parsed.keys }),
+        retired: Array.isArray(parsed.retired) ? parsed.retired : [],
+      };
+    } catch {
+      return undefined; // KV down or a corrupt record: behave as a cache miss
+    }
+  }
+
+  private async loadFromKv(): Promise<void> {
+    if (this.inflight) return this.inflight;
+    this.inflight = (async () => {
+      const stored = await this.readKv();
+      if (stored && !this.state) this.adopt(stored, "kv");
+    })().finally(() => {
+      this.inflight = undefined;
+    });
+    return this.inflight;
+  }
+
+  /** Single-flight refresh. Concurrent callers share one attempt; attempts are cooled down. */
+  private refresh(options: { unknownKid: boolean }, defer?: Defer): Promise<void> {
+    if (this.inflight) return this.inflight;
+    if (!this.cooldownOver(this.deps.now())) return Promise.resolve();
+    this.lastAttemptAt = this.deps.now();
+    this.inflight = this.doRefresh(options, defer).finally(() => {
+      this.inflight = undefined;
+    });
+    return this.inflight;
+  }
+
+  /**
+   * With `defer`, KV writes go after the response (a request is waiting); without it the
+   * refresh already runs after a response and simply awaits them.
+   */
+  private async doRefresh(options: { unknownKid: boolean }, defer?: Defer): Promise<void> {
+    const write = (key: string, value: string, ttlS: number) => {
+      const put = this.putKv(key, value, ttlS);
+      if (defer) defer(put);
+      return defer ? Promise.resolve() : put;
+    };
+    const now = this.deps.now();
+    // Another isolate may have refreshed already: prefer its result to a fetch.
+    const stored = await this.readKv();
+    if (
+      stored &&
+      (!this.state || stored.fetched_at > this.state.fetchedAt) &&
+      !this.isStale(this.asState(stored), now)
+    ) {
+      this.adopt(stored, "kv");
+      return;
+    }
+    if (options.unknownKid && this.deps.kv) {
+      // Shared cooldown: one fetch per issuer per cooldown across isolates (KV is eventually
+      // consistent, so isolates in other locations may still fetch once each).
+      try {
+        this.stats.kvReads += 1;
+        const last = Number((await this.deps.kv.get(this.kvRefreshKey)) ?? "NaN");
+        if (Number.isFinite(last) && now - last < this.issuer.refreshCooldownS * 1000) return;
+      } catch {
+        // KV unavailable: the isolate's own cooldown still bounds the fetches.
+      }
+    }
+    await write(this.kvRefreshKey, String(now), Math.max(KV_MIN_TTL_S, this.issuer.refreshCooldownS));
+    try {
+      const limits = { timeoutMs: this.issuer.fetchTimeoutMs, maxBytes: this.issuer.maxJwksBytes };
+      let jwksUri = this.issuer.jwksUri ?? this.state?.jwksUri;
+      if (!jwksUri) {
+        this.stats.fetches += 1;
+        jwksUri = await discoverJwksUri(
+          this.deps.fetch,
+          this.issuer.discoveryUrl as string,
+          this.issuer.issuer,
+          limits,
+        );
+      }
+      this.stats.fetches += 1;
+      const keys = usableKeys(await fetchJson(this.deps.fetch, jwksUri, limits));
+      const previous = this.toStored();
+      this.adopt(
+        { v: 1, fetched_at: this.deps.now(), jwks_uri: jwksUri, keys, retired: previous?.retired ?? [] },
+        "fetch",
+      );
+      this.lastFailure = undefined;
+      const record = this.toStored();
+      if (record) {
+        await write(this.kvKey, JSON.stringify(record), this.issuer.cacheTtlS + this.issuer.maxStaleS);
+      }
+    } catch (error) {
+      // Never cache a bad response: the last good set (if any) stays as it was.
+      this.lastFailure = error instanceof KeySetFetchError ? error.code : "fetch_failed";
+    }
+  }
+
+  private asState(stored: StoredKeySet): KeySetState {
+    return { fetchedAt: stored.fetched_at, current: [], retired: [], source: "kv" };
+  }
+
+  private async putKv(key: string, value: string, ttlS: number): Promise<void> {
+    if (!this.deps.kv) return;
+    try {
+      this.stats.kvWrites += 1;
+      await this.deps.kv.put(key, value, { expirationTtl: Math.max(KV_MIN_TTL_S, ttlS) });
+    } catch {
+      // KV write failures cost cross-isolate sharing only; memory still has the keys.
+    }
+  }
+}

@@ -1,0 +1,57 @@
+// Maps verified claims to an Identity through the issuer's claim mapping. Values that will
+// become origin headers must be unambiguous there, so anything a header cannot carry
+// verbatim (control characters, non-ASCII, separators) rejects the token.
+
+import type { JWTPayload } from "jose";
+import type { Identity } from "../identity";
+import type { ResolvedIssuer } from "../policy";
+
+const HEADER_TOKEN = /^[\x21-\x7E]+$/;
+const GROUP_NAME = /^[\x21-\x2B\x2D-\x7E](?:[\x20-\x2B\x2D-\x7E]*[\x21-\x2B\x2D-\x7E])?$/;
+
+export type ClaimsResult = { ok: true; identity: Identity } | { ok: false; detail: string };
+
+function stringList(value: unknown): string[] | undefined {
+  if (typeof value === "string") return value.split(" ").filter(Boolean);
+  if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value as string[];
+  return undefined;
+}
+
+export function identityFromClaims(issuer: ResolvedIssuer, payload: JWTPayload, tokenHash: string): ClaimsResult {
+  const map = issuer.claims;
+  let subject = payload[map.subject];
+  // Cloudflare Access service-token assertions carry an empty `sub` and the client id in `common_name`.
+  if (issuer.kind === "cloudflare_access" && (subject === "" || subject === undefined)) subject = payload.common_name;
+  if (typeof subject !== "string" || !HEADER_TOKEN.test(subject))
+    return { ok: false, detail: "subject_missing_or_unsafe" };
+
+  const tenant = payload[map.tenant];
+  if (tenant !== undefined && (typeof tenant !== "string" || !HEADER_TOKEN.test(tenant))) {
+    return { ok: false, detail: "tenant_unsafe" };
+  }
+  const rawScopes = payload[map.scopes] ?? (map.scopesFallback ? payload[map.scopesFallback] : undefined);
+  const scopes = rawScopes === undefined ? [] : stringList(rawScopes);
+  if (!scopes?.every((s) => HEADER_TOKEN.test(s))) return { ok: false, detail: "scopes_unsafe" };
+  const rawGroups = payload[map.groups];
+  const groups = rawGroups === undefined ? [] : stringList(rawGroups);
+  if (!groups?.every((g) => GROUP_NAME.test(g))) return { ok: false, detail: "groups_unsafe" };
+  const email = payload[map.email];
+  if (email !== undefined && (typeof email !== "string" || !HEADER_TOKEN.test(email))) {
+    return { ok: false, detail: "email_unsafe" };
+  }
+  return {
+    ok: true,
+    identity: {
+      issuerId: issuer.id,
+      issuer: issuer.issuer,
+      kind: issuer.kind,
+      subject,
+      ...(typeof tenant === "string" ? { tenant } : {}),
+      scopes,
+      groups,
+      ...(typeof email === "string" ? { email } : {}),
+      claims: payload,
+      tokenHash,
+    },
+  };
+}

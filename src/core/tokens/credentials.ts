@@ -1,0 +1,73 @@
+// Finds the one credential a route accepts (RFC 6750 §2.1 bearer header, or a Cloudflare
+// Access assertion) and refuses every ambiguous presentation instead of picking one.
+
+export type CredentialKind = "bearer" | "access";
+
+export type CredentialResult =
+  | { ok: true; token: string; kind: CredentialKind }
+  | { ok: false; reason: "token_missing" | "token_malformed"; detail: string };
+
+// b64token per RFC 6750 §2.1: one space after the scheme, no other whitespace.
+const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i;
+const ACCESS_COOKIE = "CF_Authorization";
+
+function cookieValues(cookieHeader: string | null, name: string): string[] {
+  if (!cookieHeader) return [];
+  const values: string[] = [];
+  for (const part of cookieHeader.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq < 0) continue;
+    if (part.slice(0, eq).trim() === name) values.push(part.slice(eq + 1).trim());
+  }
+  return values;
+}
+
+function bearerFrom(value: string): CredentialResult {
+  // Two Authorization headers arrive joined by ", "; a comma never occurs in a token.
+  if (value.includes(",")) return { ok: false, reason: "token_malformed", detail: "multiple_credentials" };
+  const scheme = value.split(/[ \t]/, 1)[0] ?? "";
+  if (scheme.toLowerCase() !== "bearer") return { ok: false, reason: "token_missing", detail: "unsupported_scheme" };
+  const match = BEARER.exec(value);
+  if (!match) {
+    if (/^bearer\s*$/i.test(value)) return { ok: false, reason: "token_malformed", detail: "empty_token" };
+    return { ok: false, reason: "token_malformed", detail: "bad_bearer_syntax" };
+  }
+  return { ok: true, token: match[1] as string, kind: "bearer" };
+}
+
+function accessFrom(headers: Headers): CredentialResult | undefined {
+  const header = headers.get("cf-access-jwt-assertion");
+  if (header !== null) {
+    if (header.includes(",")) return { ok: false, reason: "token_malformed", detail: "multiple_credentials" };
+    if (!header) return { ok: false, reason: "token_malformed", detail: "empty_token" };
+    return { ok: true, token: header, kind: "access" };
+  }
+  const cookies = cookieValues(headers.get("cookie"), ACCESS_COOKIE);
+  if (cookies.length > 1) return { ok: false, reason: "token_malformed", detail: "multiple_credentials" };
+  if (cookies.length === 1) return { ok: true, token: cookies[0] as string, kind: "access" };
+  return undefined;
+}
+
+/**
+ * The credential for a route that accepts bearer tokens and/or Access assertions. Tokens
+ * in the query string are never accepted (RFC 6750 §2.3 is a MUST NOT for us), and a
+ * request that also carries one is refused rather than half-read.
+ */
+export function extractCredential(
+  headers: Headers,
+  url: URL,
+  accepts: { bearer: boolean; access: boolean },
+): CredentialResult {
+  const queryToken = url.searchParams.has("access_token");
+  const authorization = headers.get("authorization");
+  if (accepts.bearer && authorization !== null) {
+    if (queryToken) return { ok: false, reason: "token_malformed", detail: "multiple_methods" };
+    return bearerFrom(authorization);
+  }
+  if (accepts.access) {
+    const access = accessFrom(headers);
+    if (access) return access;
+  }
+  if (queryToken) return { ok: false, reason: "token_missing", detail: "query_token_not_accepted" };
+  return { ok: false, reason: "token_missing", detail: "no_credentials" };
+}

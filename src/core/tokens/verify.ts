@@ -1,0 +1,160 @@
+// Verifies an access token or Access assertion against the issuers a route accepts.
+// Everything the decision needs comes from configuration — algorithms, issuer, keys —
+// never from the token (DESIGN invariant 6). One instance per isolate.
+
+import { errors, type JWTPayload, jwtVerify } from "jose";
+import type { DenyReason } from "../deny";
+import type { Identity } from "../identity";
+import type { Fetcher } from "../jwks/fetch-key-set";
+import { type Defer, IssuerKeyStore, type KeySource, type KeyValueStore } from "../jwks/key-store";
+import type { CompiledPolicy, ResolvedIssuer } from "../policy";
+import { identityFromClaims } from "./claims";
+import { peekToken } from "./compact";
+import { VerifiedTokenCache } from "./verified-cache";
+
+export interface VerifierDeps {
+  fetch: Fetcher;
+  kv?: KeyValueStore;
+  /** Milliseconds since the epoch. */
+  now: () => number;
+  /** Entries in the verified-token cache (0 disables it). Default 10,000. */
+  tokenCacheEntries?: number;
+}
+
+export type VerifyResult =
+  | { ok: true; identity: Identity; keySource: KeySource | "token_cache" }
+  | { ok: false; reason: DenyReason; detail: string };
+
+const TOKEN_CACHE_MAX_AGE_MS = 5 * 60 * 1000;
+const TOKEN_HASH_CHARS = 16;
+
+async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function audienceMatches(aud: unknown, accepted: readonly string[]): boolean {
+  if (typeof aud === "string") return accepted.includes(aud);
+  if (Array.isArray(aud)) return aud.some((a) => typeof a === "string" && accepted.includes(a));
+  return false;
+}
+
+/** jose's error classes → our reasons. The jose code goes to the audit record as detail. */
+function reasonForJoseError(error: unknown): { reason: DenyReason; detail: string } {
+  if (error instanceof errors.JWTExpired) return { reason: "token_expired", detail: "exp" };
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    if (error.claim === "nbf") return { reason: "token_not_yet_valid", detail: "nbf" };
+    if (error.claim === "iss") return { reason: "issuer_unknown", detail: "iss" };
+    if (error.claim === "exp") return { reason: "token_invalid", detail: `exp_${error.reason}` };
+    return { reason: "token_invalid", detail: `claim_${error.claim}_${error.reason}` };
+  }
+  if (error instanceof errors.JWSSignatureVerificationFailed) return { reason: "token_invalid", detail: "signature" };
+  if (error instanceof errors.JOSEAlgNotAllowed) return { reason: "token_invalid", detail: "alg_not_allowed" };
+  if (error instanceof errors.JOSEError) return { reason: "token_invalid", detail: error.code };
+  return { reason: "token_invalid", detail: "verification_error" };
+}
+
+export class TokenVerifier {
+  private readonly stores = new Map<string, IssuerKeyStore>();
+  private readonly byIssuerUrl = new Map<string, ResolvedIssuer>();
+  readonly tokenCache: VerifiedTokenCache;
+
+  constructor(
+    private readonly policy: CompiledPolicy,
+    private readonly deps: VerifierDeps,
+  ) {
+    for (const issuer of policy.issuers.values()) this.byIssuerUrl.set(issuer.issuer, issuer);
+    this.tokenCache = new VerifiedTokenCache(deps.tokenCacheEntries ?? 10_000, TOKEN_CACHE_MAX_AGE_MS);
+  }
+
+  /** The key store of an issuer, created on first use (one per issuer per isolate). */
+  keyStore(issuer: ResolvedIssuer): IssuerKeyStore {
+    let store = this.stores.get(issuer.id);
+    if (!store) {
+      store = new IssuerKeyStore(issuer, this.deps);
+      this.stores.set(issuer.id, store);
+    }
+    return store;
+  }
+
+  /**
+   * @param acceptedIssuerIds issuers the route accepts
+   * @param audiences the route's audiences, or undefined to use each issuer's own
+   */
+  async verify(
+    token: string,
+    acceptedIssuerIds: readonly string[],
+    audiences: readonly string[] | undefined,
+    defer: Defer,
+  ): Promise<VerifyResult> {
+    const now = this.deps.now();
+    if (token.length > this.policy.maxTokenBytes)
+      return { ok: false, reason: "token_invalid", detail: "token_too_large" };
+    const digest = await sha256Hex(token);
+    const tokenHash = digest.slice(0, TOKEN_HASH_CHARS);
+
+    const cached = this.tokenCache.get(digest, now);
+    if (cached) {
+      const issuer = this.policy.issuers.get(cached.issuerId) as ResolvedIssuer;
+      return this.finish(issuer, cached.payload, tokenHash, acceptedIssuerIds, audiences, "token_cache");
+    }
+
+    const peeked = peekToken(token, this.policy.maxTokenBytes);
+    if (!peeked.ok) return { ok: false, reason: "token_invalid", detail: peeked.detail };
+    const { alg, kid, iss } = peeked.token;
+    const issuer = this.byIssuerUrl.get(iss);
+    if (!issuer) return { ok: false, reason: "issuer_unknown", detail: "issuer_not_configured" };
+    if (!acceptedIssuerIds.includes(issuer.id))
+      return { ok: false, reason: "issuer_unknown", detail: "issuer_not_accepted_by_route" };
+    if (!issuer.algorithms.includes(alg)) return { ok: false, reason: "token_invalid", detail: "alg_not_allowed" };
+
+    const lookup = await this.keyStore(issuer).lookup(kid, alg, defer);
+    if (!lookup.ok) return { ok: false, reason: lookup.reason, detail: lookup.detail };
+
+    let payload: JWTPayload | undefined;
+    let failure: { reason: DenyReason; detail: string } = { reason: "token_invalid", detail: "signature" };
+    for (const key of lookup.keys) {
+      try {
+        const verified = await jwtVerify(token, key, {
+          issuer: issuer.issuer,
+          algorithms: issuer.algorithms,
+          requiredClaims: ["exp"],
+          clockTolerance: issuer.clockSkewS,
+          currentDate: new Date(now),
+          ...(issuer.typ ? { typ: issuer.typ } : {}),
+        });
+        payload = verified.payload;
+        break;
+      } catch (error) {
+        failure = reasonForJoseError(error);
+        // Only a signature mismatch makes the next candidate key worth trying.
+        if (!(error instanceof errors.JWSSignatureVerificationFailed)) break;
+      }
+    }
+    if (!payload) return { ok: false, ...failure };
+    if (typeof payload.iat === "number" && payload.iat > now / 1000 + issuer.clockSkewS) {
+      return { ok: false, reason: "token_invalid", detail: "iat_in_future" };
+    }
+    const result = this.finish(issuer, payload, tokenHash, acceptedIssuerIds, audiences, lookup.source);
+    if (result.ok) this.tokenCache.set(digest, issuer.id, payload, payload.exp as number, now);
+    return result;
+  }
+
+  private finish(
+    issuer: ResolvedIssuer,
+    payload: JWTPayload,
+    tokenHash: string,
+    acceptedIssuerIds: readonly string[],
+    audiences: readonly string[] | undefined,
+    keySource: KeySource | "token_cache",
+  ): VerifyResult {
+    if (!acceptedIssuerIds.includes(issuer.id))
+      return { ok: false, reason: "issuer_unknown", detail: "issuer_not_accepted_by_route" };
+    if (!audienceMatches(payload.aud, audiences ?? issuer.audiences)) {
+      return { ok: false, reason: "audience_mismatch", detail: "aud" };
+    }
+    const mapped = identityFromClaims(issuer, payload, tokenHash);
+    if (!mapped.ok) return { ok: false, reason: "token_invalid", detail: mapped.detail };
+    return { ok: true, identity: mapped.identity, keySource };
+  }
+}

@@ -1,0 +1,446 @@
+// Token verification through the whole pipeline: each attack is asserted by its deny
+// reason, and by what (nothing) reached the origin.
+import { beforeAll, describe, expect, it } from "vitest";
+import type { PolicyDocument } from "../../src/core/policy-types";
+import { basePolicy, harness, marker, originSaw } from "../support/harness";
+import { AUDIENCE, attackerHits, b64url, issuerServer, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
+
+let issuer: TestIssuer;
+let rsaIssuer: TestIssuer;
+
+function policyFor(...issuers: TestIssuer[]): PolicyDocument {
+  const entries = Object.fromEntries(
+    issuers.map((iss, i) => [`idp${i}`, { kind: "oidc" as const, issuer: iss.url, audiences: [AUDIENCE] }]),
+  );
+  const ids = Object.keys(entries);
+  return basePolicy({
+    issuers: entries,
+    routes: [
+      { name: "public", methods: ["GET"], path: "/public/**", auth: "public", upstream: "echo" },
+      {
+        name: "payments",
+        methods: ["POST"],
+        path: "/v1/payments",
+        auth: { issuers: ids, scopes: { all_of: ["payments:write"] }, groups: { any_of: ["payments-writer"] } },
+        upstream: "echo",
+      },
+      {
+        name: "tenant",
+        methods: ["GET"],
+        path: "/v1/tenants/:tenant/**",
+        auth: { issuers: ids, scopes: { all_of: ["api:read"] } },
+        upstream: "echo",
+      },
+      {
+        name: "admin",
+        methods: ["GET"],
+        path: "/v1/admin/**",
+        auth: {
+          issuers: ids,
+          scopes: { any_of: ["admin:read", "admin:write"] },
+          claims: [{ claim: "amr", one_of: ["mfa", "hwk"] }],
+        },
+        upstream: "echo",
+      },
+      {
+        name: "read",
+        methods: ["GET", "HEAD"],
+        path: "/v1/**",
+        auth: { issuers: ids, scopes: { all_of: ["api:read"] } },
+        upstream: "echo",
+      },
+    ],
+  });
+}
+
+beforeAll(async () => {
+  issuer = await makeIssuer("ES256");
+  rsaIssuer = await makeIssuer("RS256");
+});
+
+async function call(edge: ReturnType<typeof harness>, path: string, headers: Record<string, string>, method = "GET") {
+  const m = marker();
+  const response = await edge.fetch(path, { method, headers: { "x-test-marker": m, ...headers } });
+  const text = await response.text();
+  const body =
+    response.headers.get("content-type") === "application/problem+json" ? JSON.parse(text) : JSON.parse(text || "{}");
+  return { response, body, seen: await originSaw(m), record: edge.audit.at(-1) };
+}
+
+describe("a valid token", () => {
+  it("reaches the origin with identity headers the edge wrote, and no credentials", async () => {
+    const edge = harness(policyFor(issuer, rsaIssuer));
+    const token = await issuer.sign({
+      sub: "alice",
+      tenant_id: "acme",
+      scope: "api:read extra",
+      email: "alice@example.com",
+      groups: ["eng", "ops"],
+    });
+    const { response, seen, record } = await call(edge, "/v1/things?q=1", {
+      authorization: `Bearer ${token}`,
+      "x-user-sub": "mallory",
+      X_User_Sub: "mallory",
+      "x-tenant": "evil",
+      "x-tenant-id": "evil",
+      cookie: "CF_Authorization=abc; theme=dark",
+    });
+    expect(response.status).toBe(200);
+    expect(seen).toHaveLength(1);
+    const headers = seen[0]!.headers;
+    expect(headers["x-user-sub"]).toBe("alice");
+    expect(headers["x-tenant"]).toBe("acme");
+    expect(headers["x-user-scope"]).toBe("api:read extra");
+    expect(headers["x-user-email"]).toBe("alice@example.com");
+    expect(headers["x-user-groups"]).toBe("eng,ops");
+    expect(headers["x-user-iss"]).toBe(issuer.url);
+    expect(headers.authorization).toBeUndefined();
+    expect(headers["x-tenant-id"]).toBeUndefined();
+    expect(headers.x_user_sub).toBeUndefined();
+    expect(headers.cookie).toBe("theme=dark");
+    expect(record).toMatchObject({ decision: "allow", user_sub: "alice", tenant_id: "acme", route: "read" });
+    expect(record?.token_hash).toMatch(/^[0-9a-f]{16}$/);
+    expect(JSON.stringify(edge.audit)).not.toContain(token.split(".")[2]);
+  });
+
+  it("verifies RS256 tokens from a second trusted issuer", async () => {
+    const edge = harness(policyFor(issuer, rsaIssuer));
+    const token = await rsaIssuer.sign({ sub: "bob" });
+    const { response, seen } = await call(edge, "/v1/x", { authorization: `bearer ${token}` });
+    expect(response.status).toBe(200);
+    expect(seen[0]!.headers["x-user-sub"]).toBe("bob");
+  });
+
+  it("accepts the scp array form of scopes", async () => {
+    const edge = harness(policyFor(issuer));
+    const token = await issuer.sign({ scope: undefined, scp: ["api:read"] });
+    const { response } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(200);
+  });
+});
+
+describe("credential extraction (RFC 6750)", () => {
+  it.each([
+    ["no credentials", {}, 401, "token_missing"],
+    ["Basic scheme", { authorization: "Basic dXNlcjpwYXNz" }, 401, "token_missing"],
+    ["Bearer without a token", { authorization: "Bearer" }, 400, "token_malformed"],
+    ["comma-joined value", { authorization: "Bearer aaa, Bearer bbb" }, 400, "token_malformed"],
+    ["a tab after the scheme", { authorization: "Bearer\taaa.bbb.ccc" }, 400, "token_malformed"],
+    ["extra parts", { authorization: "Bearer aaa.bbb.ccc extra" }, 400, "token_malformed"],
+    ["two spaces", { authorization: "Bearer  aaa.bbb.ccc" }, 400, "token_malformed"],
+  ])("%s -> %s %s", async (_label, headers, status, reason) => {
+    const edge = harness(policyFor(issuer));
+    const { response, body, seen } = await call(edge, "/v1/x", headers as Record<string, string>);
+    expect(response.status).toBe(status);
+    expect(body.reason).toBe(reason);
+    expect(seen).toHaveLength(0);
+    if (status === 401) expect(response.headers.get("www-authenticate")).toMatch(/^Bearer realm="portcullis"/);
+    if (status === 400) expect(response.headers.get("www-authenticate")).toContain('error="invalid_request"');
+  });
+
+  it("refuses two Authorization headers", async () => {
+    const edge = harness(policyFor(issuer));
+    const token = await issuer.sign();
+    const headers = new Headers();
+    headers.append("authorization", `Bearer ${token}`);
+    headers.append("authorization", `Bearer ${token}`);
+    const response = await edge.fetch(new Request("https://edge.test/v1/x", { headers }));
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { reason: string }).reason).toBe("token_malformed");
+  });
+
+  it("does not accept a token in the query string, and refuses one sent both ways", async () => {
+    const edge = harness(policyFor(issuer));
+    const token = await issuer.sign();
+    const only = await call(edge, `/v1/x?access_token=${token}`, {});
+    expect(only.response.status).toBe(401);
+    expect(only.body.reason).toBe("token_missing");
+    expect(only.record?.detail).toBe("query_token_not_accepted");
+    expect(only.seen).toHaveLength(0);
+    const both = await call(edge, `/v1/x?access_token=${token}`, { authorization: `Bearer ${token}` });
+    expect(both.response.status).toBe(400);
+    expect(both.body.reason).toBe("token_malformed");
+  });
+});
+
+function forge(header: Record<string, unknown>, payload: Record<string, unknown>, signature = "AAAA"): string {
+  return `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}.${signature}`;
+}
+
+async function hmac(keyBytes: Uint8Array, data: string): Promise<string> {
+  const key = await crypto.subtle.importKey("raw", keyBytes, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return b64url(new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(data))));
+}
+
+describe("attacks, each by its deny reason", () => {
+  const claims = () => {
+    const now = Math.floor(Date.now() / 1000);
+    return { iss: issuer.url, aud: AUDIENCE, sub: "mallory", scope: "api:read", iat: now, exp: now + 600 };
+  };
+
+  it.each(["none", "None", "NONE", "nOnE"])("alg %s", async (alg) => {
+    const edge = harness(policyFor(issuer));
+    for (const signature of ["AAAA", ""]) {
+      const token = forge({ alg, typ: "JWT" }, claims(), signature);
+      const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+      expect(response.status).toBe(401);
+      expect(body.reason).toBe("token_invalid");
+      expect(record?.detail).toBe(signature ? "alg_not_allowed" : "not_compact_jws");
+      expect(seen).toHaveLength(0);
+    }
+  });
+
+  it("HS256 signed with the RSA public key as PEM, JWK text and DER", async () => {
+    const edge = harness(policyFor(rsaIssuer));
+    const key = rsaIssuer.keys[0]!;
+    const publicKey = await crypto.subtle.importKey(
+      "jwk",
+      key.publicJwk as JsonWebKey,
+      { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
+      true,
+      ["verify"],
+    );
+    const der = new Uint8Array((await crypto.subtle.exportKey("spki", publicKey)) as ArrayBuffer);
+    let b = "";
+    for (const byte of der) b += String.fromCharCode(byte);
+    const pem = `-----BEGIN PUBLIC KEY-----\n${btoa(b).replace(/(.{64})/g, "$1\n")}\n-----END PUBLIC KEY-----\n`;
+    const now = Math.floor(Date.now() / 1000);
+    const payload = { iss: rsaIssuer.url, aud: AUDIENCE, sub: "mallory", scope: "api:read", iat: now, exp: now + 600 };
+    for (const secret of [
+      new TextEncoder().encode(pem),
+      new TextEncoder().encode(JSON.stringify(key.publicJwk)),
+      der,
+    ]) {
+      const signingInput = `${b64url(JSON.stringify({ alg: "HS256", kid: key.kid }))}.${b64url(JSON.stringify(payload))}`;
+      const token = `${signingInput}.${await hmac(secret, signingInput)}`;
+      const { body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+      expect(body.reason).toBe("token_invalid");
+      expect(record?.detail).toBe("alg_not_allowed");
+      expect(seen).toHaveLength(0);
+    }
+  });
+
+  it("an embedded attacker jwk is ignored", async () => {
+    const edge = harness(policyFor(issuer));
+    const attacker = await makeKey("ES256");
+    const { SignJWT } = await import("jose");
+    for (const kid of [attacker.kid, issuer.keys[0]!.kid]) {
+      const token = await new SignJWT(claims())
+        .setProtectedHeader({ alg: "ES256", kid, jwk: attacker.publicJwk as never })
+        .sign(attacker.privateKey);
+      const { body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+      expect(body.reason).toBe("token_invalid");
+      expect(record?.detail).toBe(kid === attacker.kid ? "kid_unknown" : "signature");
+      expect(seen).toHaveLength(0);
+    }
+  });
+
+  it("jku and x5u pointing at an attacker host are never fetched", async () => {
+    const edge = harness(policyFor(issuer));
+    const attacker = await makeKey("ES256");
+    const before = await attackerHits();
+    const { SignJWT } = await import("jose");
+    for (const header of [{ jku: `${issuerServer}/attacker/jwks` }, { x5u: `${issuerServer}/attacker/cert.pem` }]) {
+      const token = await new SignJWT(claims())
+        .setProtectedHeader({ alg: "ES256", kid: attacker.kid, ...header })
+        .sign(attacker.privateKey);
+      const { body, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+      expect(body.reason).toBe("token_invalid");
+      expect(seen).toHaveLength(0);
+    }
+    expect(await attackerHits()).toBe(before);
+  });
+
+  it.each([
+    ["path traversal", "../../../../etc/passwd", "kid_unknown"],
+    ["SQL-ish", "' OR '1'='1' --", "kid_unknown"],
+    ["10,000 characters", "k".repeat(10_000), "token_too_large"],
+    ["300 characters", "k".repeat(300), "kid_invalid"],
+    ["a number", 7, "kid_invalid"],
+    ["an object", { $ne: null }, "kid_invalid"],
+    ["null", null, "kid_invalid"],
+    ["empty", "", "kid_invalid"],
+  ])("kid %s", async (_label, kid, detail) => {
+    const edge = harness(policyFor(issuer));
+    const token = forge({ alg: "ES256", kid }, claims(), "A".repeat(86));
+    const { body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    expect(body.reason).toBe("token_invalid");
+    expect(record?.detail).toBe(detail);
+    expect(seen).toHaveLength(0);
+  });
+
+  it("ECDSA r=s=0 in raw and DER form", async () => {
+    const edge = harness(policyFor(issuer));
+    const kid = issuer.keys[0]!.kid;
+    const raw = b64url(new Uint8Array(64));
+    const der = b64url(new Uint8Array([0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00]));
+    for (const signature of [raw, der]) {
+      const token = forge({ alg: "ES256", kid }, claims(), signature);
+      const { body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+      expect(body.reason).toBe("token_invalid");
+      expect(record?.detail).toBe("signature");
+      expect(seen).toHaveLength(0);
+    }
+  });
+
+  it.each([
+    ["stripped signature", (t: string) => `${t.split(".").slice(0, 2).join(".")}.`],
+    ["two segments", (t: string) => t.split(".").slice(0, 2).join(".")],
+    [
+      "padded segments",
+      (t: string) =>
+        t
+          .split(".")
+          .map((s) => `${s}==`)
+          .join("."),
+    ],
+    ["standard base64", (t: string) => t.replace(/-/g, "+").replace(/_/g, "/").replace(/^./, "+")],
+    ["five segments (JWE)", (t: string) => `${t}.AAAA.BBBB`],
+  ])("%s", async (_label, mangle) => {
+    const edge = harness(policyFor(issuer));
+    const token = mangle(await issuer.sign());
+    const { response, body, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    expect([400, 401]).toContain(response.status);
+    expect(["token_invalid", "token_malformed"]).toContain(body.reason);
+    expect(seen).toHaveLength(0);
+  });
+
+  it("a non-canonical final base64url character is refused", async () => {
+    const edge = harness(policyFor(issuer));
+    const token = await issuer.sign();
+    // ES256 signatures are 86 characters (length % 4 == 2): the last one carries 4 unused bits.
+    const last = token.at(-1)!;
+    const flipped = token.slice(0, -1) + ("AQgw".includes(last) ? String.fromCharCode(last.charCodeAt(0) + 1) : last);
+    const { body, record } = await call(edge, "/v1/x", { authorization: `Bearer ${flipped}` });
+    expect(body.reason).toBe("token_invalid");
+    expect(record?.detail).toBe("non_canonical_base64url");
+  });
+
+  it.each([
+    ["expired", { exp: Math.floor(Date.now() / 1000) - 120 }, 401, "token_expired"],
+    ["nbf in the future", { nbf: Math.floor(Date.now() / 1000) + 600 }, 401, "token_not_yet_valid"],
+    ["iat in the future", { iat: Math.floor(Date.now() / 1000) + 600 }, 401, "token_invalid"],
+    ["missing exp", { exp: undefined }, 401, "token_invalid"],
+    ["wrong audience", { aud: "https://other.test" }, 401, "audience_mismatch"],
+    ["audience array without ours", { aud: ["a", "b"] }, 401, "audience_mismatch"],
+    ["unknown issuer", { iss: "https://evil.test" }, 401, "issuer_unknown"],
+    ["issuer with a trailing slash", { iss: "TRAILING" }, 401, "issuer_unknown"],
+  ])("%s -> %s", async (_label, override, status, reason) => {
+    const edge = harness(policyFor(issuer));
+    const patch = { ...override } as Record<string, unknown>;
+    if (patch.iss === "TRAILING") patch.iss = `${issuer.url}/`;
+    const token = await issuer.sign(patch);
+    const { response, body, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(status);
+    expect(body.reason).toBe(reason);
+    expect(response.headers.get("www-authenticate")).toContain('error="invalid_token"');
+    expect(seen).toHaveLength(0);
+  });
+
+  it("expired tokens within the clock skew still pass; beyond it they do not", async () => {
+    const edge = harness(policyFor(issuer));
+    const now = Math.floor(Date.now() / 1000);
+    const within = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign({ exp: now - 30 })}` });
+    expect(within.response.status).toBe(200);
+    const beyond = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign({ exp: now - 90 })}` });
+    expect(beyond.body.reason).toBe("token_expired");
+  });
+
+  it("a 2 MB header is refused before any parsing", async () => {
+    const edge = harness(policyFor(issuer));
+    const header = b64url(JSON.stringify({ alg: "ES256", kid: "x", pad: "[".repeat(2_000_000) }));
+    const token = `${header}.${b64url("{}")}.AAAA`;
+    const { response, body, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(400);
+    expect(body.reason).toBe("bad_request");
+    expect(seen).toHaveLength(0);
+  });
+
+  it("a token over the length cap (but under the header cap) is refused unparsed", async () => {
+    const edge = harness(policyFor(issuer));
+    const token = await issuer.sign({ pad: "x".repeat(9000) });
+    const { body, record } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    expect(body.reason).toBe("token_invalid");
+    expect(record?.detail).toBe("token_too_large");
+  });
+});
+
+describe("authorisation", () => {
+  it("403 insufficient_scope names the scope the route needs (RFC 6750 §3)", async () => {
+    const edge = harness(policyFor(issuer));
+    const token = await issuer.sign({ scope: "api:read", groups: ["payments-writer"] });
+    const { response, body, seen } = await call(edge, "/v1/payments", { authorization: `Bearer ${token}` }, "POST");
+    expect(response.status).toBe(403);
+    expect(body.reason).toBe("insufficient_scope");
+    expect(response.headers.get("www-authenticate")).toBe(
+      'Bearer realm="portcullis", error="insufficient_scope", scope="payments:write"',
+    );
+    expect(seen).toHaveLength(0);
+  });
+
+  it("groups are any-of; without the group the answer is 403 forbidden", async () => {
+    const edge = harness(policyFor(issuer));
+    const ok = await call(
+      edge,
+      "/v1/payments",
+      { authorization: `Bearer ${await issuer.sign({ scope: "payments:write", groups: ["x", "payments-writer"] })}` },
+      "POST",
+    );
+    expect(ok.response.status).toBe(200);
+    const no = await call(
+      edge,
+      "/v1/payments",
+      { authorization: `Bearer ${await issuer.sign({ scope: "payments:write", groups: ["x"] })}` },
+      "POST",
+    );
+    expect(no.response.status).toBe(403);
+    expect(no.body.reason).toBe("forbidden");
+    expect(no.seen).toHaveLength(0);
+  });
+
+  it("any-of scopes and claim conditions", async () => {
+    const edge = harness(policyFor(issuer));
+    const good = await call(edge, "/v1/admin/x", {
+      authorization: `Bearer ${await issuer.sign({ scope: "admin:write", amr: ["pwd", "mfa"] })}`,
+    });
+    expect(good.response.status).toBe(200);
+    const noMfa = await call(edge, "/v1/admin/x", {
+      authorization: `Bearer ${await issuer.sign({ scope: "admin:write", amr: ["pwd"] })}`,
+    });
+    expect(noMfa.body.reason).toBe("forbidden");
+    expect(noMfa.record?.detail).toBe("claim:amr");
+    const noScope = await call(edge, "/v1/admin/x", {
+      authorization: `Bearer ${await issuer.sign({ scope: "api:read", amr: ["mfa"] })}`,
+    });
+    expect(noScope.body.reason).toBe("insufficient_scope");
+  });
+
+  it("binds a :tenant path segment to the token's tenant", async () => {
+    const edge = harness(policyFor(issuer));
+    const token = await issuer.sign({ tenant_id: "acme" });
+    const own = await call(edge, "/v1/tenants/acme/orders", { authorization: `Bearer ${token}` });
+    expect(own.response.status).toBe(200);
+    const other = await call(edge, "/v1/tenants/globex/orders", { authorization: `Bearer ${token}` });
+    expect(other.response.status).toBe(403);
+    expect(other.body.reason).toBe("tenant_mismatch");
+    expect(other.seen).toHaveLength(0);
+    const none = await call(edge, "/v1/tenants/acme/orders", {
+      authorization: `Bearer ${await issuer.sign({ tenant_id: undefined })}`,
+    });
+    expect(none.body.reason).toBe("tenant_mismatch");
+  });
+
+  it("identity claims a header cannot carry verbatim reject the token", async () => {
+    const edge = harness(policyFor(issuer));
+    for (const claims of [
+      { sub: "alice\r\nx-user-sub: admin" },
+      { sub: "ålice" },
+      { tenant_id: "a b" },
+      { groups: ["a,b"] },
+    ]) {
+      const { body, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign(claims)}` });
+      expect(body.reason).toBe("token_invalid");
+      expect(seen).toHaveLength(0);
+    }
+  });
+});
