@@ -1,0 +1,91 @@
+import { Hono } from "hono";
+import { describe, expect, it } from "vitest";
+import type { PipelineEnv } from "../../src/pipeline/context";
+import { formatServerTiming, serverTiming } from "../../src/pipeline/server-timing";
+import { basePolicy, harness } from "../support/harness";
+
+const SERVER_TIMING = /^(auth|limit|upstream);dur=\d+(\.\d)?(, (auth|limit|upstream);dur=\d+(\.\d)?)*$/;
+
+describe("Server-Timing", () => {
+  it("is absent by default", async () => {
+    const edge = harness(basePolicy());
+    const response = await edge.fetch("/public/x");
+    expect(response.status).toBe(200);
+    expect(response.headers.has("server-timing")).toBe(false);
+  });
+
+  it("carries the upstream duration when the policy turns it on", async () => {
+    const edge = harness(basePolicy({ settings: { server_timing: true } }));
+    const response = await edge.fetch("/public/x");
+    const header = response.headers.get("server-timing");
+    expect(header).toMatch(SERVER_TIMING);
+    expect(header).toMatch(/^upstream;dur=\d+(\.\d)?$/);
+    expect(Number(header?.split("dur=")[1])).toBe(edge.audit[0]?.upstream_ms);
+  });
+
+  it("is on deny responses too, with only the stages that ran", async () => {
+    const edge = harness(
+      basePolicy({ settings: { server_timing: true }, upstreams: { echo: { url: "http://127.0.0.1:9" } } }),
+    );
+    const response = await edge.fetch("/public/x");
+    expect(response.status).toBe(502);
+    expect(response.headers.get("server-timing")).toMatch(/^upstream;dur=\d+(\.\d)?$/);
+    const notFound = await edge.fetch("/nowhere");
+    expect(notFound.status).toBe(404);
+    expect(notFound.headers.has("server-timing")).toBe(false);
+  });
+
+  it("formats auth, limit and upstream in that order, rounded to 0.1 ms", () => {
+    expect(formatServerTiming({ upstreamMs: 12, authMs: 1.23, limitMs: 0.26 })).toBe(
+      "auth;dur=1.2, limit;dur=0.3, upstream;dur=12",
+    );
+    expect(formatServerTiming({ authMs: 0 })).toBe("auth;dur=0");
+    expect(formatServerTiming({})).toBeUndefined();
+    expect(formatServerTiming({ authMs: Number.NaN, limitMs: -1 })).toBeUndefined();
+  });
+
+  it("never carries identity, whatever else the stages left on the context", async () => {
+    const app = new Hono<PipelineEnv>();
+    app.use(serverTiming());
+    app.use(async (c, next) => {
+      c.set("policy", { serverTiming: true } as PipelineEnv["Variables"]["policy"]);
+      c.set("timings", { authMs: 1.25, limitMs: 0.3, upstreamMs: 12 });
+      c.set("identity", {
+        issuerId: "main",
+        issuer: "https://idp.example/",
+        kind: "oidc",
+        subject: "u_1234",
+        tenant: "t_42",
+        scopes: ["orders:read"],
+        groups: [],
+        claims: {},
+        tokenHash: "9f86d081884c7d65",
+      });
+      await next();
+    });
+    app.get("*", () => new Response("ok"));
+    const response = await app.request("/x");
+    const header = response.headers.get("server-timing") as string;
+    expect(header).toBe("auth;dur=1.3, limit;dur=0.3, upstream;dur=12");
+    for (const identity of ["u_1234", "t_42", "idp.example", "9f86d081884c7d65", "orders"]) {
+      expect(header).not.toContain(identity);
+    }
+  });
+
+  it("is added to a response whose headers are immutable", async () => {
+    const app = new Hono<PipelineEnv>();
+    app.use(serverTiming());
+    app.use(async (c, next) => {
+      c.set("policy", { serverTiming: true } as PipelineEnv["Variables"]["policy"]);
+      c.set("timings", { upstreamMs: 5 });
+      await next();
+    });
+    app.get("*", async () => {
+      const frozen = Response.redirect("https://edge.test/elsewhere", 302);
+      return frozen;
+    });
+    const response = await app.request("/x");
+    expect(response.status).toBe(302);
+    expect(response.headers.get("server-timing")).toBe("upstream;dur=5");
+  });
+});
