@@ -1,0 +1,594 @@
+// Rate limits as policy: GCRA arithmetic over exact time, the table of counters a limiter
+// object keeps, which limits apply to a request and where each is counted, and how the
+// answers of the limiter objects combine into one decision. Pure: no bindings, no clock of
+// its own (callers pass `now`), so the same code decides in a Durable Object, in a test with
+// an injected clock, and in a CLI.
+//
+// GCRA (generic cell rate algorithm, as in redis-cell): a limit of `limit` requests per
+// `window_s` is a burst of `limit` and an emission interval T = window / limit. Each counter
+// stores one number, its theoretical arrival time (TAT). A request of cost q is admitted when
+// max(TAT, now) + q·T − window ≤ now; admitting it moves TAT to max(TAT, now) + q·T. Capacity
+// comes back smoothly, one request every T, so there is no fixed window edge to double up on.
+// A TAT in the past is the same as no counter at all, which is what lets idle keys be dropped.
+//
+// Time is kept exactly: a TAT is `ms + frac / den` with integer parts, den = the limit, so
+// T = window_ms / limit never rounds (60 000 ms / 7 is not a float-safe step) and the Nth
+// request of a burst of N is never refused by a rounding error.
+
+import type { Identity } from "./identity";
+import type { LimitKey, LimitSpec } from "./policy-types";
+
+// ─── Exact time ──────────────────────────────────────────────────────────────────────────
+
+/** A theoretical arrival time: `ms + frac / den` milliseconds since the epoch, 0 ≤ frac < den. */
+export interface Tat {
+  ms: number;
+  frac: number;
+  den: number;
+}
+
+/** A limit's size: `limit` requests per `windowMs`. */
+export interface Rate {
+  limit: number;
+  windowMs: number;
+}
+
+/** floor(a·b / d) and (a·b) mod d, exactly, for non-negative integers. */
+function mulDivMod(a: number, b: number, d: number): [number, number] {
+  const product = a * b;
+  if (Number.isSafeInteger(product)) return [Math.floor(product / d), product % d];
+  const big = BigInt(a) * BigInt(b);
+  return [Number(big / BigInt(d)), Number(big % BigInt(d))];
+}
+
+/** Re-express a TAT over another denominator, rounding up (a limit's size changed: never lose time). */
+function rescale(tat: Tat, den: number): Tat {
+  if (tat.den === den) return tat;
+  const [q, r] = mulDivMod(tat.frac, den, tat.den);
+  const frac = q + (r > 0 ? 1 : 0);
+  return frac >= den ? { ms: tat.ms + 1, frac: frac - den, den } : { ms: tat.ms, frac, den };
+}
+
+/** TAT + cost·T, where T = windowMs / limit and tat.den === limit. */
+function addCost(tat: Tat, rate: Rate, cost: number): Tat {
+  const [whole, rest] = mulDivMod(cost, rate.windowMs, rate.limit);
+  const frac = tat.frac + rest;
+  return frac >= tat.den
+    ? { ms: tat.ms + whole + 1, frac: frac - tat.den, den: tat.den }
+    : { ms: tat.ms + whole, frac, den: tat.den };
+}
+
+/** TAT − cost·T. */
+function subtractCost(tat: Tat, rate: Rate, cost: number): Tat {
+  const [whole, rest] = mulDivMod(cost, rate.windowMs, rate.limit);
+  const frac = tat.frac - rest;
+  return frac < 0
+    ? { ms: tat.ms - whole - 1, frac: frac + tat.den, den: tat.den }
+    : { ms: tat.ms - whole, frac, den: tat.den };
+}
+
+/** Whether the TAT lies strictly after `now` (an integer ms), i.e. the counter holds anything. */
+export function isLive(tat: Tat, now: number): boolean {
+  return tat.ms > now || (tat.ms === now && tat.frac > 0);
+}
+
+/** Milliseconds from `now` to the TAT (negative when it has passed). */
+function msFrom(now: number, tat: Tat): number {
+  return tat.ms - now + tat.frac / tat.den;
+}
+
+// ─── GCRA ────────────────────────────────────────────────────────────────────────────────
+
+export interface GcraResult {
+  allowed: boolean;
+  /** Requests of cost 1 that would still be admitted right now, after this decision (0…limit). */
+  remaining: number;
+  /** Milliseconds until the counter is back to a full burst (≥ 0). */
+  resetMs: number;
+  /** Milliseconds until this request could be admitted: 0 when allowed, Infinity when cost > limit. */
+  retryAfterMs: number;
+  /** The TAT to store: advanced when allowed, unchanged otherwise (undefined: nothing stored). */
+  tat: Tat | undefined;
+}
+
+/**
+ * One GCRA decision. `now` is an integer number of milliseconds; a clock that steps
+ * backwards is tolerated (the stored TAT simply lies further ahead): remaining is clamped to
+ * 0…limit and reset and retry are never negative. A cost of 0 inspects without consuming.
+ */
+export function gcra(stored: Tat | undefined, now: number, rate: Rate, cost = 1): GcraResult {
+  const { limit, windowMs } = rate;
+  const current = stored ? rescale(stored, limit) : undefined;
+  const base: Tat = current && isLive(current, now) ? current : { ms: now, frac: 0, den: limit };
+  let allowed: boolean;
+  let retryAfterMs = 0;
+  let after = base;
+  if (cost > limit) {
+    allowed = false;
+    retryAfterMs = Number.POSITIVE_INFINITY;
+  } else {
+    const next = addCost(base, rate, cost);
+    const allowAt: Tat = { ms: next.ms - windowMs, frac: next.frac, den: next.den };
+    allowed = !isLive(allowAt, now);
+    if (allowed) after = next;
+    else retryAfterMs = msFrom(now, allowAt);
+  }
+  return {
+    allowed,
+    remaining: remainingAt(after, now, rate),
+    resetMs: Math.max(0, msFrom(now, after)),
+    retryAfterMs,
+    tat: allowed && cost > 0 ? after : current,
+  };
+}
+
+/**
+ * floor((window − (TAT − now)) / T) = floor(((window − (ms − now))·limit − frac) / window),
+ * in integers, clamped to 0…limit.
+ */
+function remainingAt(tat: Tat, now: number, rate: Rate): number {
+  const spareMs = rate.windowMs - (tat.ms - now);
+  if (spareMs <= 0) return 0;
+  const scaled = spareMs * rate.limit;
+  const raw = Number.isSafeInteger(scaled)
+    ? Math.floor((scaled - tat.frac) / rate.windowMs)
+    : Number((BigInt(spareMs) * BigInt(rate.limit) - BigInt(tat.frac)) / BigInt(rate.windowMs));
+  return Math.min(rate.limit, Math.max(0, raw));
+}
+
+/** Give back `cost` requests admitted earlier (a reservation that was not used). */
+export function refund(stored: Tat | undefined, now: number, rate: Rate, cost = 1): Tat | undefined {
+  if (!stored) return undefined;
+  const back = subtractCost(rescale(stored, rate.limit), rate, cost);
+  return isLive(back, now) ? back : undefined;
+}
+
+// ─── The counters one limiter object keeps ───────────────────────────────────────────────
+
+/** One counter to check, as sent to a limiter object. */
+export interface CounterRequest {
+  /** Stable counter id within the object (limit name and key value). */
+  id: string;
+  limit: number;
+  windowS: number;
+  /** Requests this call counts for. Default 1; 0 inspects without consuming. */
+  cost?: number;
+}
+
+export interface CounterStatus {
+  allowed: boolean;
+  remaining: number;
+  resetMs: number;
+  retryAfterMs: number;
+}
+
+export interface AcquireResult {
+  /** True only when every counter admitted the request; then (and only then) all were charged. */
+  allowed: boolean;
+  /** One status per requested counter, in request order. */
+  counters: CounterStatus[];
+}
+
+/** The RPC surface of a limiter Durable Object, as the pipeline sees it. */
+export interface LimiterRpc {
+  acquire(items: CounterRequest[]): Promise<AcquireResult>;
+  release(items: CounterRequest[]): Promise<void>;
+}
+
+/** A decision not yet applied: what `acquire` would answer and which TATs it would write. */
+export interface PendingDecision {
+  result: AcquireResult;
+  writes: [string, Tat][];
+}
+
+export const MAX_COUNTERS_PER_CALL = 16;
+
+function rateOf(item: CounterRequest): Rate {
+  return { limit: item.limit, windowMs: item.windowS * 1000 };
+}
+
+/** Rejects malformed input at the object boundary (the Worker is the only caller, but cheaply). */
+export function checkCounterRequests(items: unknown): asserts items is CounterRequest[] {
+  if (!Array.isArray(items) || items.length === 0 || items.length > MAX_COUNTERS_PER_CALL) {
+    throw new TypeError(`expected 1 to ${MAX_COUNTERS_PER_CALL} counters`);
+  }
+  for (const item of items as CounterRequest[]) {
+    const ok =
+      typeof item?.id === "string" &&
+      item.id.length > 0 &&
+      item.id.length <= 2048 &&
+      Number.isInteger(item.limit) &&
+      item.limit >= 1 &&
+      item.limit <= 1_000_000_000 &&
+      Number.isInteger(item.windowS) &&
+      item.windowS >= 1 &&
+      item.windowS <= 86400 * 31 &&
+      (item.cost === undefined || (Number.isInteger(item.cost) && item.cost >= 0 && item.cost <= item.limit + 1));
+    if (!ok) throw new TypeError("malformed counter request");
+  }
+}
+
+/**
+ * The counters of one limiter object, in memory. `decide` only reads and `commit` only
+ * writes; `acquire` does both with nothing in between, which is what makes a decision
+ * atomic inside a Durable Object (no `await` between reading a TAT and writing it). Memory
+ * is bounded: expired counters are dropped by `sweep`, and past `maxEntries` the counters
+ * updated longest ago are evicted (forgetting a live counter under-counts it; that is the
+ * price of the bound). Changes are tracked so the owner can persist them in batches.
+ */
+export class CounterTable {
+  private readonly tats = new Map<string, Tat>();
+  private readonly dirty = new Set<string>();
+
+  constructor(readonly maxEntries = 50_000) {}
+
+  get size(): number {
+    return this.tats.size;
+  }
+
+  get dirtyCount(): number {
+    return this.dirty.size;
+  }
+
+  get(id: string): Tat | undefined {
+    return this.tats.get(id);
+  }
+
+  /** Put back a persisted counter (at start-up). Not marked dirty. */
+  load(id: string, tat: Tat): void {
+    this.tats.set(id, tat);
+  }
+
+  /** Check every counter; charge none. All-or-nothing: the request is admitted only if all admit it. */
+  decide(items: readonly CounterRequest[], now: number): PendingDecision {
+    const tentative = new Map<string, Tat | undefined>();
+    const results: GcraResult[] = [];
+    for (const item of items) {
+      const stored = tentative.has(item.id) ? tentative.get(item.id) : this.tats.get(item.id);
+      const result = gcra(stored, now, rateOf(item), item.cost ?? 1);
+      results.push(result);
+      if (result.allowed) tentative.set(item.id, result.tat);
+    }
+    const allowed = results.every((r) => r.allowed);
+    const counters = results.map((r, i) => {
+      if (allowed || !r.allowed) return statusOf(r);
+      // Admitted by this counter but refused by another: nothing is charged, so report the
+      // counter as it stands.
+      const item = items[i]!;
+      return statusOf(gcra(this.tats.get(item.id), now, rateOf(item), 0));
+    });
+    const writes: [string, Tat][] = [];
+    if (allowed) for (const [id, tat] of tentative) if (tat) writes.push([id, tat]);
+    return { result: { allowed, counters }, writes };
+  }
+
+  /** Apply a decision taken by `decide` (only meaningful with no other change in between). */
+  commit(decision: PendingDecision, now: number): void {
+    for (const [id, tat] of decision.writes) this.write(id, tat);
+    if (this.tats.size > this.maxEntries) this.shrink(now);
+  }
+
+  acquire(items: readonly CounterRequest[], now: number): AcquireResult {
+    const decision = this.decide(items, now);
+    if (decision.result.allowed) this.commit(decision, now);
+    return decision.result;
+  }
+
+  /** Undo an admitted request whose other half (another object) refused it. */
+  release(items: readonly CounterRequest[], now: number): void {
+    for (const item of items) {
+      const back = refund(this.tats.get(item.id), now, rateOf(item), item.cost ?? 1);
+      if (back) this.write(item.id, back);
+      else if (this.tats.delete(item.id)) this.dirty.add(item.id);
+    }
+  }
+
+  /** Drop counters whose TAT has passed. Returns the latest TAT still live (ms), or undefined. */
+  sweep(now: number): number | undefined {
+    let latest: number | undefined;
+    for (const [id, tat] of this.tats) {
+      if (!isLive(tat, now)) {
+        this.tats.delete(id);
+        this.dirty.add(id);
+      } else if (latest === undefined || tat.ms > latest) {
+        latest = tat.ms;
+      }
+    }
+    return latest;
+  }
+
+  /** Counters changed since the last call: live ones to store, the rest to delete. */
+  takeDirty(now: number): { upserts: [string, Tat][]; deletes: string[] } {
+    const upserts: [string, Tat][] = [];
+    const deletes: string[] = [];
+    for (const id of this.dirty) {
+      const tat = this.tats.get(id);
+      if (tat && isLive(tat, now)) upserts.push([id, tat]);
+      else deletes.push(id);
+    }
+    this.dirty.clear();
+    return { upserts, deletes };
+  }
+
+  private write(id: string, tat: Tat): void {
+    // Delete first so Map order is "least recently written first", the eviction order.
+    this.tats.delete(id);
+    this.tats.set(id, tat);
+    this.dirty.add(id);
+  }
+
+  private shrink(now: number): void {
+    this.sweep(now);
+    for (const id of this.tats.keys()) {
+      if (this.tats.size <= this.maxEntries) break;
+      this.tats.delete(id);
+      this.dirty.add(id);
+    }
+  }
+}
+
+function statusOf(r: GcraResult): CounterStatus {
+  return { allowed: r.allowed, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs };
+}
+
+// ─── Which limits apply, and where each is counted ───────────────────────────────────────
+
+/** The two kinds of limiter object. */
+export type LimiterKind = "tenant" | "route";
+
+export interface AppliedLimit {
+  name: string;
+  key: LimitKey;
+  /** Size after any tenant override. */
+  limit: number;
+  windowS: number;
+  onError: "deny" | "allow";
+  object: LimiterKind;
+  counterId: string;
+}
+
+export interface LimitPlan {
+  limits: AppliedLimit[];
+  /** Name of the tenant-kind object, when a tenant or user limit applies. */
+  tenantObject?: string;
+  /** Name of the route-kind object, when a route or ip limit applies. */
+  routeObject?: string;
+}
+
+export interface PlanInput {
+  routeName: string;
+  /** The request method; HEAD is counted as GET. */
+  method: string;
+  limits: readonly LimitSpec[];
+  identity?: Pick<Identity, "issuerId" | "subject" | "tenant">;
+  /** The client address as sent by Cloudflare (`CF-Connecting-IP`), for ip limits. */
+  clientAddress?: string | null;
+  tenantOverrides: Readonly<Record<string, Readonly<Record<string, { limit: number; window_s?: number }>>>>;
+}
+
+export type PlanResult = { ok: true; plan: LimitPlan } | { ok: false; detail: "limit_needs_identity" };
+
+/** HEAD is authorised and counted as GET. */
+export function canonicalMethod(method: string): string {
+  const upper = method.toUpperCase();
+  return upper === "HEAD" ? "GET" : upper;
+}
+
+/** Unambiguous names for objects and counters, whatever characters tenants or subjects contain. */
+function nameOf(...parts: string[]): string {
+  return JSON.stringify(parts);
+}
+
+/**
+ * Decide which limits apply to a request, their sizes, and which object counts each:
+ *
+ * - `tenant` and `user` limits are counted in one object per tenant, so both are decided
+ *   atomically in one round trip. The user key is the issuer and subject within the tenant.
+ *   A caller whose token names no tenant has no tenant limit (there is no tenant to count);
+ *   its user limits are counted in an object of its own, so tenant-less callers never share
+ *   one hot object. Tenant overrides resize tenant and user limits only.
+ * - `route` limits are counted in one object per route and canonical method.
+ * - `ip` limits (public routes) are counted per route: in the route's object when the route
+ *   also has a route limit (so both are decided together), otherwise in an object per route,
+ *   method and client address, which spreads public traffic over many objects.
+ *
+ * A route's own limit replaces an inherited default of the same name.
+ */
+export function planLimits(input: PlanInput): PlanResult {
+  const byName = new Map<string, LimitSpec>();
+  for (const spec of input.limits) {
+    byName.delete(spec.name);
+    byName.set(spec.name, spec);
+  }
+  const specs = [...byName.values()];
+  const method = canonicalMethod(input.method);
+  const identity = input.identity;
+  const hasRouteLimit = specs.some((s) => s.key === "route");
+  const address = clientAddressKey(input.clientAddress);
+  const plan: LimitPlan = { limits: [] };
+  for (const spec of specs) {
+    let size = { limit: spec.limit, windowS: spec.window_s };
+    let object: LimiterKind;
+    let counterId: string;
+    if (spec.key === "tenant" || spec.key === "user") {
+      if (!identity) return { ok: false, detail: "limit_needs_identity" };
+      const tenant = identity.tenant;
+      if (spec.key === "tenant" && tenant === undefined) continue;
+      const override = tenant === undefined ? undefined : input.tenantOverrides[tenant]?.[spec.name];
+      if (override) size = { limit: override.limit, windowS: override.window_s ?? spec.window_s };
+      object = "tenant";
+      plan.tenantObject =
+        tenant === undefined ? nameOf("caller", identity.issuerId, identity.subject) : nameOf("tenant", tenant);
+      counterId =
+        spec.key === "tenant"
+          ? nameOf("tenant", spec.name)
+          : nameOf("user", spec.name, identity.issuerId, identity.subject);
+    } else {
+      object = "route";
+      if (spec.key === "route") {
+        counterId = nameOf("route", spec.name);
+      } else {
+        counterId = nameOf("ip", spec.name, address);
+      }
+      plan.routeObject = hasRouteLimit
+        ? nameOf("route", input.routeName, method)
+        : nameOf("route", input.routeName, method, address);
+    }
+    plan.limits.push({
+      name: spec.name,
+      key: spec.key,
+      limit: size.limit,
+      windowS: size.windowS,
+      onError: spec.on_error ?? "deny",
+      object,
+      counterId,
+    });
+  }
+  return { ok: true, plan };
+}
+
+/**
+ * The client key for ip limits. IPv4 as is; IPv6 by its /64 prefix (one subscriber usually
+ * holds a whole /64, so per-address limits would be trivial to dodge); IPv4-mapped IPv6 as
+ * IPv4. A missing header counts as `unknown` and an unparsable one as `invalid`: each is one
+ * shared key, so neither can be used to escape a limit.
+ */
+export function clientAddressKey(raw: string | null | undefined): string {
+  const value = raw?.trim() ?? "";
+  if (value === "") return "unknown";
+  const v4 = parseIPv4(value);
+  if (v4) return v4;
+  const v6 = parseIPv6(value);
+  if (!v6) return "invalid";
+  const mapped = v6.slice(0, 5).every((h) => h === 0) && v6[5] === 0xffff;
+  if (mapped) return [v6[6]! >> 8, v6[6]! & 255, v6[7]! >> 8, v6[7]! & 255].join(".");
+  return `${v6
+    .slice(0, 4)
+    .map((h) => h.toString(16))
+    .join(":")}::/64`;
+}
+
+function parseIPv4(value: string): string | undefined {
+  const parts = value.split(".");
+  if (parts.length !== 4) return undefined;
+  const octets: number[] = [];
+  for (const part of parts) {
+    if (!/^\d{1,3}$/.test(part)) return undefined;
+    const n = Number(part);
+    if (n > 255) return undefined;
+    octets.push(n);
+  }
+  return octets.join(".");
+}
+
+/** Eight 16-bit groups, or undefined. Accepts `::` compression and a trailing dotted IPv4. */
+function parseIPv6(value: string): number[] | undefined {
+  if (value.length > 45 || !/^[0-9A-Fa-f:.]+$/.test(value)) return undefined;
+  const halves = value.split("::");
+  if (halves.length > 2) return undefined;
+  const groups = (text: string): number[] | undefined => {
+    if (text === "") return [];
+    const out: number[] = [];
+    const pieces = text.split(":");
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i]!;
+      if (i === pieces.length - 1 && piece.includes(".")) {
+        const v4 = parseIPv4(piece);
+        if (!v4) return undefined;
+        const [a, b, c, d] = v4.split(".").map(Number) as [number, number, number, number];
+        out.push((a << 8) | b, (c << 8) | d);
+      } else {
+        if (!/^[0-9A-Fa-f]{1,4}$/.test(piece)) return undefined;
+        out.push(Number.parseInt(piece, 16));
+      }
+    }
+    return out;
+  };
+  const head = groups(halves[0]!);
+  const tail = halves.length === 2 ? groups(halves[1]!) : [];
+  if (!head || !tail) return undefined;
+  if (halves.length === 1) return head.length === 8 ? head : undefined;
+  const missing = 8 - head.length - tail.length;
+  if (missing < 1) return undefined;
+  return [...head, ...new Array<number>(missing).fill(0), ...tail];
+}
+
+// ─── Combining the objects' answers into one decision ───────────────────────────────────
+
+/** A limit as it stands after the decision, for response fields and the 429 body. */
+export interface LimitStatus {
+  name: string;
+  key: LimitKey;
+  limit: number;
+  windowS: number;
+  allowed: boolean;
+  remaining: number;
+  resetMs: number;
+  retryAfterMs: number;
+}
+
+/** What one object answered: its result, or that it failed or ran out of time. */
+export type ObjectAnswer = { ok: true; result: AcquireResult } | { ok: false; error: "timeout" | "error" };
+
+export type LimitVerdict =
+  | { decision: "allow"; statuses: LimitStatus[]; failedOpen: string[] }
+  | { decision: "rate_limited"; statuses: LimitStatus[]; failedOpen: string[]; hit: LimitStatus }
+  | {
+      decision: "unavailable";
+      statuses: LimitStatus[];
+      failedOpen: string[];
+      /** The first limit that could not be checked and must fail closed. */
+      limit: AppliedLimit;
+      error: "timeout" | "error";
+    };
+
+/**
+ * Combine the answers of the limiter objects. A definite refusal wins (429); otherwise an
+ * object that could not answer decides by its limits' `on_error`: if any of them says `deny`
+ * the request is refused (503), if all say `allow` they are recorded as failed open.
+ * Statuses come back most restrictive first.
+ */
+export function combineAnswers(plan: LimitPlan, answers: ReadonlyMap<LimiterKind, ObjectAnswer>): LimitVerdict {
+  const statuses: LimitStatus[] = [];
+  const failedOpen: string[] = [];
+  let failedClosed: { limit: AppliedLimit; error: "timeout" | "error" } | undefined;
+  for (const kind of ["tenant", "route"] as const) {
+    const limits = plan.limits.filter((l) => l.object === kind);
+    if (limits.length === 0) continue;
+    const answer = answers.get(kind);
+    if (answer?.ok) {
+      limits.forEach((limit, i) => {
+        const counter = answer.result.counters[i];
+        if (!counter) return;
+        statuses.push({ name: limit.name, key: limit.key, limit: limit.limit, windowS: limit.windowS, ...counter });
+      });
+      continue;
+    }
+    const error = answer && !answer.ok ? answer.error : "error";
+    const closed = limits.find((l) => l.onError === "deny");
+    if (closed) failedClosed ??= { limit: closed, error };
+    else failedOpen.push(...limits.map((l) => l.name));
+  }
+  statuses.sort(byRestrictiveness);
+  const hit = statuses[0];
+  if (hit && !hit.allowed) return { decision: "rate_limited", statuses, failedOpen, hit };
+  if (failedClosed) return { decision: "unavailable", statuses, failedOpen, ...failedClosed };
+  return { decision: "allow", statuses, failedOpen };
+}
+
+/**
+ * Most restrictive first: refusing limits before admitting ones; among refusals the one that
+ * frees up last (it is the one that decides when a retry can succeed); then least remaining;
+ * then the longest until reset.
+ */
+export function byRestrictiveness(a: LimitStatus, b: LimitStatus): number {
+  if (a.allowed !== b.allowed) return a.allowed ? 1 : -1;
+  if (!a.allowed && a.retryAfterMs !== b.retryAfterMs) return b.retryAfterMs - a.retryAfterMs;
+  if (a.remaining !== b.remaining) return a.remaining - b.remaining;
+  return b.resetMs - a.resetMs;
+}
+
+/** Whole seconds for a duration in ms, rounded up (a client waiting that long is never early). */
+export function ceilSeconds(ms: number): number {
+  return Number.isFinite(ms) ? Math.max(0, Math.ceil(ms / 1000)) : 0;
+}

@@ -1,0 +1,500 @@
+import { describe, expect, it } from "vitest";
+import policyDocument from "../../policy/policy.json";
+import {
+  type AcquireResult,
+  clientAddressKey,
+  combineAnswers,
+  CounterTable,
+  gcra,
+  type LimiterKind,
+  type LimitPlan,
+  type ObjectAnswer,
+  planLimits,
+  type Rate,
+  refund,
+  type Tat,
+} from "../../src/core/limits";
+import { compilePolicy } from "../../src/core/policy";
+import { rateLimitHeaders, sfString } from "../../src/core/rate-limit-headers";
+
+const T0 = 1_800_000_000_000;
+
+/** A GCRA counter driven by an injected clock, answering like redis-cell's CL.THROTTLE. */
+function throttle(rate: Rate) {
+  let tat: Tat | undefined;
+  return (now: number, cost = 1): [number, number, number, number] => {
+    const r = gcra(tat, now, rate, cost);
+    tat = r.tat;
+    const retry = r.allowed || !Number.isFinite(r.retryAfterMs) ? -1 : r.retryAfterMs / 1000;
+    return [r.allowed ? 0 : 1, r.remaining, r.resetMs / 1000, retry];
+  };
+}
+
+describe("GCRA", () => {
+  it("reproduces redis-cell CL.THROTTLE key 5 1 1 exactly", () => {
+    // Burst 5, one per second: limit 5 per 5 s.
+    const call = throttle({ limit: 5, windowMs: 5000 });
+    expect(call(T0, 6)).toEqual([1, 5, 0, -1]);
+    expect([1, 2, 3, 4, 5].map(() => call(T0))).toEqual([
+      [0, 4, 1, -1],
+      [0, 3, 2, -1],
+      [0, 2, 3, -1],
+      [0, 1, 4, -1],
+      [0, 0, 5, -1],
+    ]);
+    expect(call(T0)).toEqual([1, 0, 5, 1]);
+    expect(call(T0 + 3000)).toEqual([0, 2, 3, -1]);
+    expect(call(T0 + 3100)).toEqual([0, 1, 3.9, -1]);
+    expect(call(T0 + 4000)).toEqual([0, 1, 4, -1]);
+    expect(call(T0 + 8000)).toEqual([0, 4, 1, -1]);
+    expect(call(T0 + 9500)).toEqual([0, 4, 1, -1]);
+    expect(call(T0 + 9500, 0)).toEqual([0, 4, 1, -1]);
+    expect(call(T0 + 9500, 2)).toEqual([0, 2, 3, -1]);
+    expect(call(T0 + 9500, 5)).toEqual([1, 2, 3, 3]);
+  });
+
+  it("admits exactly the burst when the emission interval is not a whole number of ms", () => {
+    // 60 000 ms / 7 = 8571.428… ms per request.
+    const rate = { limit: 7, windowMs: 60_000 };
+    let tat: Tat | undefined;
+    const admitted = (now: number, n: number) => {
+      let count = 0;
+      for (let i = 0; i < n; i++) {
+        const r = gcra(tat, now, rate);
+        tat = r.tat;
+        if (r.allowed) count++;
+      }
+      return count;
+    };
+    expect(admitted(T0, 50)).toBe(7);
+    expect(admitted(T0 + 8571, 1)).toBe(0);
+    expect(admitted(T0 + 8572, 5)).toBe(1);
+    // Over ten windows at full pressure: the burst plus exactly one per interval.
+    let total = 0;
+    for (let t = T0 + 8572; t <= T0 + 600_000; t += 1) total += admitted(t, 1);
+    // The kth request after the burst is due at ceil(k · 60 000 / 7) ms: k = 2 … 70 fall in range.
+    expect(total).toBe(69);
+  });
+
+  it("gives no second burst across a window boundary", () => {
+    const rate = { limit: 10, windowMs: 60_000 }; // one request per 6 s
+    let tat: Tat | undefined;
+    const burst = (now: number, n: number) => {
+      let count = 0;
+      for (let i = 0; i < n; i++) {
+        const r = gcra(tat, now, rate);
+        tat = r.tat;
+        if (r.allowed) count++;
+      }
+      return count;
+    };
+    // A fixed one-minute window would admit 10 at 59.9 s and 10 more at 60.1 s.
+    expect(burst(T0 + 59_900, 20)).toBe(10);
+    expect(burst(T0 + 60_100, 20)).toBe(0);
+    expect(burst(T0 + 59_900 + 5_999, 5)).toBe(0);
+    expect(burst(T0 + 59_900 + 6_000, 5)).toBe(1);
+  });
+
+  it("never admits more than burst + elapsed / T in any interval", () => {
+    const rate = { limit: 4, windowMs: 10_000 }; // T = 2.5 s
+    let tat: Tat | undefined;
+    let seed = 42;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const admittedAt: number[] = [];
+    let now = T0;
+    for (let i = 0; i < 3000; i++) {
+      now += Math.floor(random() * 400);
+      const r = gcra(tat, now, rate);
+      tat = r.tat;
+      if (r.allowed) admittedAt.push(now);
+    }
+    let worst = Number.NEGATIVE_INFINITY; // admitted − (burst + elapsed / T), over every interval
+    for (let i = 0; i < admittedAt.length; i++) {
+      for (let j = i; j < admittedAt.length; j++) {
+        const elapsed = admittedAt[j]! - admittedAt[i]!;
+        worst = Math.max(worst, j - i + 1 - (rate.limit + elapsed / 2500));
+      }
+    }
+    expect(worst).toBeLessThanOrEqual(0);
+    expect(admittedAt.length).toBeGreaterThan(100);
+  });
+
+  it("never reports negative remaining, reset or retry when the clock goes backwards", () => {
+    const rate = { limit: 3, windowMs: 3000 };
+    let tat: Tat | undefined;
+    const times = [T0, T0 + 10_000, T0 + 10_000, T0 - 50_000, T0 + 9_000, T0 - 1, T0 + 10_001, T0 - 999_999];
+    for (const now of times) {
+      for (const cost of [0, 1, 2, 4]) {
+        const r = gcra(tat, now, rate, cost);
+        if (cost <= rate.limit) tat = r.tat;
+        expect(r.remaining).toBeGreaterThanOrEqual(0);
+        expect(r.remaining).toBeLessThanOrEqual(rate.limit);
+        expect(r.resetMs).toBeGreaterThanOrEqual(0);
+        expect(r.retryAfterMs).toBeGreaterThanOrEqual(0);
+      }
+    }
+  });
+
+  it("refunds exactly what was charged", () => {
+    const rate = { limit: 7, windowMs: 60_000 };
+    const first = gcra(undefined, T0, rate);
+    const second = gcra(first.tat, T0 + 10, rate);
+    const back = refund(second.tat, T0 + 20, rate);
+    expect(back).toEqual(gcra(first.tat, T0 + 10, rate, 0).tat);
+    expect(gcra(back, T0 + 20, rate, 0).remaining).toBe(gcra(first.tat, T0 + 20, rate, 0).remaining);
+    // Refunding the only request leaves nothing.
+    expect(refund(first.tat, T0 + 1, rate)).toBeUndefined();
+  });
+
+  it("keeps time when a limit is resized, rounding towards the caller", () => {
+    let tat = gcra(undefined, T0, { limit: 3, windowMs: 1000 }).tat; // 333.33 ms charged
+    const resized = gcra(tat, T0, { limit: 7, windowMs: 1000 }, 0);
+    expect(resized.resetMs).toBeGreaterThanOrEqual(1000 / 3);
+    expect(resized.resetMs).toBeLessThan(1000 / 3 + 1000 / 7);
+    tat = resized.tat;
+    expect(gcra(tat, T0, { limit: 7, windowMs: 1000 }, 0).remaining).toBe(4);
+  });
+
+  it("stays exact for very large limits", () => {
+    const rate = { limit: 1_000_000_000, windowMs: 86400 * 31 * 1000 };
+    let tat: Tat | undefined;
+    for (let i = 0; i < 3; i++) tat = gcra(tat, T0, rate).tat;
+    expect(gcra(tat, T0, rate, 0).remaining).toBe(rate.limit - 3);
+  });
+});
+
+describe("CounterTable", () => {
+  const tenant = { id: "tenant", limit: 10, windowS: 60 };
+  const user = { id: "user", limit: 2, windowS: 60 };
+
+  it("charges every counter or none", () => {
+    const table = new CounterTable();
+    expect(table.acquire([tenant, user], T0).allowed).toBe(true);
+    expect(table.acquire([tenant, user], T0).allowed).toBe(true);
+    const refused = table.acquire([tenant, user], T0);
+    expect(refused.allowed).toBe(false);
+    // The tenant counter admitted the request but was not charged, and says so.
+    expect(refused.counters).toEqual([
+      { allowed: true, remaining: 8, resetMs: 12_000, retryAfterMs: 0 },
+      { allowed: false, remaining: 0, resetMs: 60_000, retryAfterMs: 30_000 },
+    ]);
+    expect(table.acquire([{ ...tenant, cost: 0 }], T0).counters[0]?.remaining).toBe(8);
+  });
+
+  it("releases a reservation", () => {
+    const table = new CounterTable();
+    table.acquire([tenant, user], T0);
+    table.acquire([tenant, user], T0 + 5);
+    table.release([tenant, user], T0 + 10);
+    const now = table.acquire(
+      [
+        { ...tenant, cost: 0 },
+        { ...user, cost: 0 },
+      ],
+      T0 + 10,
+    );
+    expect(now.counters.map((c) => c.remaining)).toEqual([9, 1]);
+  });
+
+  it("drops expired counters and reports what to persist", () => {
+    const table = new CounterTable();
+    table.acquire([{ id: "short", limit: 1, windowS: 1 }], T0);
+    table.acquire([{ id: "long", limit: 1, windowS: 60 }], T0);
+    expect(table.takeDirty(T0)).toEqual({
+      upserts: [
+        ["short", { ms: T0 + 1000, frac: 0, den: 1 }],
+        ["long", { ms: T0 + 60_000, frac: 0, den: 1 }],
+      ],
+      deletes: [],
+    });
+    expect(table.sweep(T0 + 1000)).toBe(T0 + 60_000);
+    expect(table.size).toBe(1);
+    expect(table.takeDirty(T0 + 1000)).toEqual({ upserts: [], deletes: ["short"] });
+    expect(table.sweep(T0 + 60_000)).toBeUndefined();
+    expect(table.size).toBe(0);
+  });
+
+  it("stays within its bound by forgetting the least recently written counters", () => {
+    const table = new CounterTable(3);
+    for (const id of ["a", "b", "c", "d"]) table.acquire([{ id, limit: 5, windowS: 60 }], T0);
+    table.acquire([{ id: "b", limit: 5, windowS: 60 }], T0);
+    table.acquire([{ id: "e", limit: 5, windowS: 60 }], T0);
+    expect(table.size).toBe(3);
+    expect(table.get("a")).toBeUndefined();
+    expect(table.get("c")).toBeUndefined();
+    expect(table.get("b")).toBeDefined();
+  });
+});
+
+describe("planLimits", () => {
+  const policy = compilePolicy(policyDocument);
+  const routeNamed = (name: string) => policy.routes.find((r) => r.name === name)!;
+  const alice = { issuerId: "demo", subject: "alice", tenant: "acme" };
+
+  it("counts tenant and user limits in the tenant's object, route limits in the route's", () => {
+    const planned = planLimits({
+      routeName: "limited",
+      method: "GET",
+      limits: routeNamed("limited").limits,
+      identity: alice,
+      tenantOverrides: policy.tenantOverrides,
+    });
+    expect(planned).toEqual({
+      ok: true,
+      plan: {
+        tenantObject: '["tenant","acme"]',
+        routeObject: '["route","limited","GET"]',
+        limits: [
+          {
+            name: "tenant-per-minute",
+            key: "tenant",
+            limit: 10000,
+            windowS: 60,
+            onError: "deny",
+            object: "tenant",
+            counterId: '["tenant","tenant-per-minute"]',
+          },
+          {
+            name: "user-per-minute",
+            key: "user",
+            limit: 600,
+            windowS: 60,
+            onError: "deny",
+            object: "tenant",
+            counterId: '["user","user-per-minute","demo","alice"]',
+          },
+          {
+            name: "route-per-minute",
+            key: "route",
+            limit: 5000,
+            windowS: 60,
+            onError: "deny",
+            object: "route",
+            counterId: '["route","route-per-minute"]',
+          },
+          {
+            name: "limited-user-per-minute",
+            key: "user",
+            limit: 5,
+            windowS: 60,
+            onError: "deny",
+            object: "tenant",
+            counterId: '["user","limited-user-per-minute","demo","alice"]',
+          },
+        ],
+      },
+    });
+  });
+
+  it("applies tenant overrides to that tenant's tenant and user limits", () => {
+    const planned = planLimits({
+      routeName: "api-read",
+      method: "HEAD",
+      limits: routeNamed("api-read").limits,
+      identity: { ...alice, tenant: "enterprise-demo" },
+      tenantOverrides: {
+        "enterprise-demo": { "tenant-per-minute": { limit: 50000 }, "user-per-minute": { limit: 9, window_s: 1 } },
+      },
+    });
+    if (!planned.ok) throw new Error("plan failed");
+    expect(planned.plan.routeObject).toBe('["route","api-read","GET"]');
+    expect(planned.plan.limits.map((l) => [l.name, l.limit, l.windowS])).toEqual([
+      ["tenant-per-minute", 50000, 60],
+      ["user-per-minute", 9, 1],
+      ["route-per-minute", 5000, 60],
+    ]);
+  });
+
+  it("skips tenant limits for a caller without a tenant and counts it in its own object", () => {
+    const planned = planLimits({
+      routeName: "limited",
+      method: "GET",
+      limits: routeNamed("limited").limits,
+      identity: { issuerId: "access", subject: "bob" },
+      tenantOverrides: policy.tenantOverrides,
+    });
+    if (!planned.ok) throw new Error("plan failed");
+    expect(planned.plan.tenantObject).toBe('["caller","access","bob"]');
+    expect(planned.plan.limits.map((l) => l.name)).toEqual([
+      "user-per-minute",
+      "route-per-minute",
+      "limited-user-per-minute",
+    ]);
+  });
+
+  it("refuses to plan identity limits without an identity", () => {
+    expect(
+      planLimits({ routeName: "limited", method: "GET", limits: routeNamed("limited").limits, tenantOverrides: {} }),
+    ).toEqual({ ok: false, detail: "limit_needs_identity" });
+  });
+
+  it("keeps ip counters with the route ceiling, or per address without one", () => {
+    const ip = { name: "per-ip", key: "ip", limit: 5, window_s: 60 } as const;
+    const ceiling = { name: "ceiling", key: "route", limit: 50, window_s: 60 } as const;
+    const both = planLimits({
+      routeName: "login",
+      method: "POST",
+      limits: [ip, ceiling],
+      clientAddress: "2001:db8:0:1:aaaa::1",
+      tenantOverrides: {},
+    });
+    if (!both.ok) throw new Error("plan failed");
+    expect(both.plan.tenantObject).toBeUndefined();
+    expect(both.plan.routeObject).toBe('["route","login","POST"]');
+    expect(both.plan.limits[0]?.counterId).toBe('["ip","per-ip","2001:db8:0:1::/64"]');
+    const alone = planLimits({
+      routeName: "login",
+      method: "POST",
+      limits: [ip],
+      clientAddress: "203.0.113.9",
+      tenantOverrides: {},
+    });
+    if (!alone.ok) throw new Error("plan failed");
+    expect(alone.plan.routeObject).toBe('["route","login","POST","203.0.113.9"]');
+  });
+
+  it("lets a route's own limit replace an inherited one of the same name", () => {
+    const planned = planLimits({
+      routeName: "r",
+      method: "GET",
+      limits: [
+        { name: "x", key: "route", limit: 100, window_s: 60 },
+        { name: "x", key: "route", limit: 3, window_s: 1, on_error: "allow" },
+      ],
+      tenantOverrides: {},
+    });
+    if (!planned.ok) throw new Error("plan failed");
+    expect(planned.plan.limits).toHaveLength(1);
+    expect(planned.plan.limits[0]).toMatchObject({ limit: 3, windowS: 1, onError: "allow" });
+  });
+});
+
+describe("clientAddressKey", () => {
+  it.each([
+    ["203.0.113.7", "203.0.113.7"],
+    [" 10.0.0.1 ", "10.0.0.1"],
+    ["2001:db8::1", "2001:db8:0:0::/64"],
+    ["2001:0DB8:0000:0000:ffff:1:2:3", "2001:db8:0:0::/64"],
+    ["::ffff:198.51.100.4", "198.51.100.4"],
+    ["::1", "0:0:0:0::/64"],
+    ["fe80::1%eth0", "invalid"],
+    ["1.2.3.256", "invalid"],
+    ["1:2:3:4:5:6:7:8:9", "invalid"],
+    ["1::2::3", "invalid"],
+    ["not an address", "invalid"],
+    ["", "unknown"],
+    [undefined, "unknown"],
+  ])("%s → %s", (raw, key) => {
+    expect(clientAddressKey(raw)).toBe(key);
+  });
+});
+
+describe("combineAnswers", () => {
+  const plan: LimitPlan = {
+    tenantObject: "t",
+    routeObject: "r",
+    limits: [
+      { name: "tenant", key: "tenant", limit: 100, windowS: 60, onError: "deny", object: "tenant", counterId: "a" },
+      { name: "user", key: "user", limit: 10, windowS: 60, onError: "allow", object: "tenant", counterId: "b" },
+      { name: "route", key: "route", limit: 50, windowS: 60, onError: "allow", object: "route", counterId: "c" },
+    ],
+  };
+  const ok = (...counters: [boolean, number, number, number][]): ObjectAnswer => ({
+    ok: true,
+    result: {
+      allowed: counters.every((c) => c[0]),
+      counters: counters.map(([allowed, remaining, resetMs, retryAfterMs]) => ({
+        allowed,
+        remaining,
+        resetMs,
+        retryAfterMs,
+      })),
+    } satisfies AcquireResult,
+  });
+  const answers = (entries: [LimiterKind, ObjectAnswer][]) => new Map(entries);
+
+  it("admits with statuses most restrictive first", () => {
+    const verdict = combineAnswers(
+      plan,
+      answers([
+        ["tenant", ok([true, 90, 6000, 0], [true, 9, 6000, 0])],
+        ["route", ok([true, 9, 9000, 0])],
+      ]),
+    );
+    expect(verdict.decision).toBe("allow");
+    expect(verdict.statuses.map((s) => s.name)).toEqual(["route", "user", "tenant"]);
+  });
+
+  it("names the refusing limit that frees up last", () => {
+    const verdict = combineAnswers(
+      plan,
+      answers([
+        ["tenant", ok([false, 0, 60_000, 600], [false, 0, 60_000, 6000])],
+        ["route", { ok: false, error: "timeout" }],
+      ]),
+    );
+    expect(verdict).toMatchObject({ decision: "rate_limited", hit: { name: "user", retryAfterMs: 6000 } });
+    expect(verdict.failedOpen).toEqual(["route"]);
+  });
+
+  it("fails closed when an unreachable object holds a deny limit, open when all say allow", () => {
+    const closed = combineAnswers(
+      plan,
+      answers([
+        ["tenant", { ok: false, error: "error" }],
+        ["route", ok([true, 40, 1000, 0])],
+      ]),
+    );
+    expect(closed).toMatchObject({ decision: "unavailable", error: "error", limit: { name: "tenant" } });
+    const open = combineAnswers(
+      plan,
+      answers([
+        ["tenant", ok([true, 1, 1000, 0], [true, 1, 1000, 0])],
+        ["route", { ok: false, error: "timeout" }],
+      ]),
+    );
+    expect(open).toMatchObject({ decision: "allow", failedOpen: ["route"] });
+  });
+});
+
+describe("rate-limit response fields", () => {
+  it("formats the IETF fields for every limit and the X- fields for the most restrictive", () => {
+    const headers = rateLimitHeaders([
+      {
+        name: "user",
+        key: "user",
+        limit: 5,
+        windowS: 60,
+        allowed: true,
+        remaining: 2,
+        resetMs: 36_000.5,
+        retryAfterMs: 0,
+      },
+      {
+        name: "tenant",
+        key: "tenant",
+        limit: 1000,
+        windowS: 3600,
+        allowed: true,
+        remaining: 990,
+        resetMs: 36_000,
+        retryAfterMs: 0,
+      },
+    ]);
+    expect(headers).toEqual({
+      "ratelimit-policy": '"user";q=5;w=60, "tenant";q=1000;w=3600',
+      ratelimit: '"user";r=2;t=37, "tenant";r=990;t=36',
+      "x-ratelimit-limit": "5",
+      "x-ratelimit-remaining": "2",
+      "x-ratelimit-reset": "37",
+    });
+    expect(rateLimitHeaders([])).toEqual({});
+  });
+
+  it("writes names as valid structured-field strings", () => {
+    expect(sfString('a "b" \\ c\u00e9\n')).toBe('"a \\"b\\" \\\\ c"');
+  });
+});
