@@ -5,3 +5,5 @@ import { createApp } from "../src/app";
 import { localPolicy } from "./local-policy";
 
 export default createApp(localPolicy());
+export { RouteLimiter } from "../durable-objects/route-limiter";
+export { TenantLimiter } from "../durable-objects/tenant-limiter";

@@ -4,3 +4,5 @@ import { createApp } from "./app";
 import policy from "../policy/policy.json";
 
 export default createApp(policy);
+export { RouteLimiter } from "../durable-objects/route-limiter";
+export { TenantLimiter } from "../durable-objects/tenant-limiter";

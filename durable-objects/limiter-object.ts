@@ -1,0 +1,109 @@
+// The Durable Object behind both limiter kinds: a table of GCRA counters decided in memory
+// and persisted in batches. Deciding never touches storage, so a request costs no write
+// and the read-decide-write of every counter happens with no `await` in between (the
+// object's single thread makes each `acquire` atomic, and no concurrent call can slip in).
+//
+// Persistence: a change schedules an alarm FLUSH_INTERVAL_MS later (one alarm call per
+// interval, not per request); the alarm writes the changed counters to SQLite in one
+// transaction and deletes expired ones. A restart (deploy, eviction, crash) therefore forgets
+// at most the requests admitted since the last flush: each counter affected can admit up to
+// that many requests again, never more than one extra burst (`limit`) per counter, and only
+// if the burst fell inside that interval. A counter whose TAT has passed is the same as no
+// counter, so idle counters are dropped from memory and from storage.
+
+import { DurableObject } from "cloudflare:workers";
+import { type AcquireResult, type CounterRequest, CounterTable, checkCounterRequests } from "../src/core/limits";
+
+/** How long a change may stay in memory only. */
+export const FLUSH_INTERVAL_MS = 2_000;
+/** Counters held per object; past this the least recently written are forgotten. */
+export const MAX_COUNTERS = 50_000;
+
+interface CounterRow extends Record<string, SqlStorageValue> {
+  id: string;
+  ms: number;
+  frac: number;
+  den: number;
+}
+
+export class LimiterObject extends DurableObject {
+  /** The in-memory counters. Public for tests that compose `decide` and `commit` themselves. */
+  readonly counters = new CounterTable(MAX_COUNTERS);
+  /** When the alarm is set for, as far as this instance knows. */
+  private alarmAt: number | undefined;
+
+  constructor(ctx: DurableObjectState, env: unknown) {
+    super(ctx, env as never);
+    const sql = ctx.storage.sql;
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, ms INTEGER NOT NULL, frac INTEGER NOT NULL, den INTEGER NOT NULL)",
+    );
+    sql.exec("CREATE INDEX IF NOT EXISTS counters_by_ms ON counters (ms)");
+    const rows = sql.exec<CounterRow>(
+      "SELECT * FROM (SELECT id, ms, frac, den FROM counters WHERE ms >= ? ORDER BY ms DESC LIMIT ?) ORDER BY ms ASC",
+      Date.now(),
+      MAX_COUNTERS,
+    );
+    for (const row of rows) this.counters.load(row.id, { ms: row.ms, frac: row.frac, den: row.den });
+  }
+
+  /**
+   * Check every counter and charge them all only if all admit the request. Synchronous on
+   * purpose: nothing can interleave between reading and writing a counter.
+   */
+  acquire(items: CounterRequest[]): AcquireResult {
+    checkCounterRequests(items);
+    const now = Date.now();
+    const result = this.counters.acquire(items, now);
+    if (result.allowed) this.scheduleFlush(now);
+    return result;
+  }
+
+  /** Give back a request admitted by `acquire` that another object refused. */
+  release(items: CounterRequest[]): void {
+    checkCounterRequests(items);
+    const now = Date.now();
+    this.counters.release(items, now);
+    this.scheduleFlush(now);
+  }
+
+  override async alarm(): Promise<void> {
+    this.alarmAt = undefined;
+    this.flush(Date.now());
+  }
+
+  private flush(now: number): void {
+    const latest = this.counters.sweep(now);
+    const { upserts, deletes } = this.counters.takeDirty(now);
+    const sql = this.ctx.storage.sql;
+    this.ctx.storage.transactionSync(() => {
+      for (const [id, tat] of upserts) {
+        sql.exec(
+          "INSERT INTO counters (id, ms, frac, den) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET ms = excluded.ms, frac = excluded.frac, den = excluded.den",
+          id,
+          tat.ms,
+          tat.frac,
+          tat.den,
+        );
+      }
+      for (const id of deletes) sql.exec("DELETE FROM counters WHERE id = ?", id);
+      sql.exec("DELETE FROM counters WHERE ms < ?", now);
+    });
+    // Come back when the last counter has expired, to clear storage of an idle object.
+    if (latest !== undefined) this.setAlarm(latest + 1);
+  }
+
+  private scheduleFlush(now: number): void {
+    const due = now + FLUSH_INTERVAL_MS;
+    if (this.alarmAt !== undefined && this.alarmAt <= due) return;
+    this.setAlarm(due);
+  }
+
+  private setAlarm(at: number): void {
+    this.alarmAt = at;
+    // Unconfirmed: the response that triggered the flush does not wait for this write.
+    this.ctx.storage.setAlarm(at, { allowUnconfirmed: true }).catch(() => {
+      if (this.alarmAt === at) this.alarmAt = undefined;
+    });
+  }
+}

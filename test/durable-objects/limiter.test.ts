@@ -1,0 +1,168 @@
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { LimiterObject } from "../../durable-objects/limiter-object";
+import type { RouteLimiter } from "../../durable-objects/route-limiter";
+import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
+import type { CounterRequest } from "../../src/core/limits";
+
+const bindings = env as unknown as {
+  TENANT_LIMITER: DurableObjectNamespace<TenantLimiter>;
+  ROUTE_LIMITER: DurableObjectNamespace<RouteLimiter>;
+};
+
+function tenantObject(name = crypto.randomUUID()) {
+  return bindings.TENANT_LIMITER.get(bindings.TENANT_LIMITER.idFromName(name));
+}
+
+async function admittedOf(attempts: number, attempt: () => Promise<boolean>): Promise<number> {
+  const results = await Promise.all(Array.from({ length: attempts }, attempt));
+  return results.filter(Boolean).length;
+}
+
+function storedRows(stub: DurableObjectStub<TenantLimiter>): Promise<number> {
+  return runInDurableObject(stub, (_instance: LimiterObject, state) => {
+    return state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM counters").one().n;
+  });
+}
+
+const L = 37;
+const perHour: CounterRequest = { id: "c", limit: L, windowS: 3600 };
+
+describe("limiter object: concurrency", () => {
+  it("admits exactly L of 1,000 concurrent requests", async () => {
+    const stub = tenantObject();
+    const admitted = await admittedOf(1000, async () => (await stub.acquire([perHour])).allowed);
+    expect(admitted).toBe(L);
+  });
+
+  it("the same test catches a variant that awaits between reading and writing the counter", async () => {
+    const stub = tenantObject();
+    // decide() reads, commit() writes; awaiting a timer in between opens the input gate, so
+    // other calls decide on the same stale counter.
+    const broken = () =>
+      runInDurableObject(stub, async (instance: LimiterObject) => {
+        const decision = instance.counters.decide([perHour], Date.now());
+        await scheduler.wait(0);
+        if (decision.result.allowed) instance.counters.commit(decision, Date.now());
+        return decision.result.allowed;
+      });
+    const admitted = await admittedOf(1000, broken);
+    expect(admitted).toBeGreaterThan(L);
+  });
+
+  it("composing decide and commit with no await in between is exact (the harness is not the cause)", async () => {
+    const stub = tenantObject();
+    const composed = () =>
+      runInDurableObject(stub, async (instance: LimiterObject) => {
+        const decision = instance.counters.decide([perHour], Date.now());
+        if (decision.result.allowed) instance.counters.commit(decision, Date.now());
+        return decision.result.allowed;
+      });
+    expect(await admittedOf(1000, composed)).toBe(L);
+  });
+
+  it("decides tenant and user limits together: the tenant total is exact and refusals charge nothing", async () => {
+    const stub = tenantObject();
+    const tenant: CounterRequest = { id: "tenant", limit: 5, windowS: 3600 };
+    const user = (who: string): CounterRequest => ({ id: `user:${who}`, limit: 3, windowS: 3600 });
+    const admitted = await Promise.all(
+      Array.from({ length: 1000 }, async (_, i) => {
+        const who = i % 2 === 0 ? "a" : "b";
+        return (await stub.acquire([tenant, user(who)])).allowed ? who : undefined;
+      }),
+    );
+    const a = admitted.filter((w) => w === "a").length;
+    const b = admitted.filter((w) => w === "b").length;
+    expect(a + b).toBe(5);
+    expect(a).toBeLessThanOrEqual(3);
+    expect(b).toBeLessThanOrEqual(3);
+    // What the counters hold is exactly what was admitted: 995 refusals charged nothing.
+    const peek = await stub.acquire([
+      { ...tenant, cost: 0 },
+      { ...user("a"), cost: 0 },
+      { ...user("b"), cost: 0 },
+    ]);
+    expect(peek.counters.map((c) => c.remaining)).toEqual([0, 3 - a, 3 - b]);
+  });
+
+  it("releases a reservation exactly", async () => {
+    const stub = tenantObject();
+    await stub.acquire([perHour]);
+    await stub.acquire([perHour]);
+    await stub.release([perHour]);
+    const peek = await stub.acquire([{ ...perHour, cost: 0 }]);
+    expect(peek.counters[0]?.remaining).toBe(L - 1);
+  });
+
+  it("route objects behave the same", async () => {
+    const stub = bindings.ROUTE_LIMITER.get(bindings.ROUTE_LIMITER.idFromName(crypto.randomUUID()));
+    const admitted = await admittedOf(
+      200,
+      async () => (await stub.acquire([{ id: "r", limit: 9, windowS: 60 }])).allowed,
+    );
+    expect(admitted).toBe(9);
+  });
+
+  it("rejects malformed calls", async () => {
+    const stub = tenantObject();
+    const failure = (call: () => Promise<unknown>) =>
+      call().then(
+        () => undefined,
+        (error: Error) => error.message,
+      );
+    expect(await failure(() => stub.acquire([]))).toMatch(/counters/);
+    expect(await failure(() => stub.acquire([{ id: "x", limit: 0, windowS: 60 }]))).toMatch(/malformed/);
+  });
+});
+
+describe("limiter object: persistence", () => {
+  it("writes nothing per request: one alarm batches the changes", async () => {
+    const stub = tenantObject();
+    for (let i = 0; i < 20; i++) await stub.acquire([perHour, { id: `u${i % 4}`, limit: 10, windowS: 60 }]);
+    expect(await storedRows(stub)).toBe(0);
+    const alarm = await runInDurableObject(stub, (_i: LimiterObject, state) => state.storage.getAlarm());
+    expect(alarm).not.toBeNull();
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await storedRows(stub)).toBe(5);
+  });
+
+  it("survives a restart once flushed", async () => {
+    const stub = tenantObject();
+    for (let i = 0; i < 3; i++) await stub.acquire([perHour]);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await evictDurableObject(stub);
+    const peek = await stub.acquire([{ ...perHour, cost: 0 }]);
+    expect(peek.counters[0]?.remaining).toBe(L - 3);
+  });
+
+  it("forgets what was admitted since the last flush when restarted (the documented cost)", async () => {
+    const stub = tenantObject();
+    for (let i = 0; i < 3; i++) await stub.acquire([perHour]);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    for (let i = 0; i < 2; i++) await stub.acquire([perHour]);
+    await evictDurableObject(stub);
+    const peek = await stub.acquire([{ ...perHour, cost: 0 }]);
+    expect(peek.counters[0]?.remaining).toBe(L - 3);
+  });
+
+  it("drops expired counters from memory and storage", async () => {
+    const stub = tenantObject();
+    await stub.acquire([{ id: "brief", limit: 1, windowS: 1 }]);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await storedRows(stub)).toBe(1);
+    const alarmAt = await runInDurableObject(stub, (_i: LimiterObject, s) => s.storage.getAlarm());
+    // The flush scheduled a clean-up alarm for when the last counter expires…
+    expect(alarmAt).toBeGreaterThan(Date.now());
+    expect(alarmAt).toBeLessThanOrEqual(Date.now() + 1001);
+    await scheduler.wait(1100);
+    // …which has run by now (or runs here if the runtime has not got to it yet).
+    await runDurableObjectAlarm(stub);
+    expect(await storedRows(stub)).toBe(0);
+    const state = await runInDurableObject(stub, async (instance: LimiterObject, s) => ({
+      size: instance.counters.size,
+      alarm: await s.storage.getAlarm(),
+    }));
+    expect(state).toEqual({ size: 0, alarm: null });
+  });
+});
