@@ -1,0 +1,367 @@
+// The JWKS cache against a real loopback issuer and the local runtime's real KV, with an
+// injected clock: warm path, unknown kids, rotation, and every failure mode.
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { KeyValueStore } from "../../src/core/jwks/key-store";
+import { compilePolicy } from "../../src/core/policy";
+import type { OidcIssuerConfig } from "../../src/core/policy-types";
+import { TokenVerifier } from "../../src/core/tokens/verify";
+import { AUDIENCE, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
+
+const kv = (env as unknown as { JWKS_CACHE: KeyValueStore }).JWKS_CACHE;
+
+class Clock {
+  constructor(public ms = Date.now()) {}
+  now = () => this.ms;
+  advance(seconds: number) {
+    this.ms += seconds * 1000;
+  }
+}
+
+function verifierFor(issuer: TestIssuer, clock: Clock, settings: Partial<OidcIssuerConfig> = {}, withKv = true) {
+  const policy = compilePolicy({
+    version: 1,
+    issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], ...settings } },
+    upstreams: { o: { url: "https://origin.test" } },
+    routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
+  });
+  const verifier = new TokenVerifier(policy, {
+    fetch: (input, init) => fetch(input, init),
+    ...(withKv ? { kv } : {}),
+    now: clock.now,
+    tokenCacheEntries: 0,
+  });
+  const store = verifier.keyStore(policy.issuers.get("idp")!);
+  const pending: Promise<unknown>[] = [];
+  const defer = (p: Promise<unknown>) => pending.push(p);
+  return {
+    verifier,
+    store,
+    verify: (token: string) => verifier.verify(token, ["idp"], undefined, defer),
+    settle: () => Promise.all(pending.splice(0)),
+  };
+}
+
+/** Tokens signed "now" on the injected clock. */
+function signAt(issuer: TestIssuer, clock: Clock, key = issuer.keys[0]) {
+  const now = Math.floor(clock.ms / 1000);
+  return issuer.sign({ iat: now, exp: now + 3600 }, key ? { key } : {});
+}
+
+describe("warm path", () => {
+  it("makes zero JWKS fetches and zero key imports once warm", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify, store, settle } = verifierFor(issuer, clock);
+    const first = await verify(await signAt(issuer, clock));
+    expect(first).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    const after = { ...store.stats, ...(await issuer.stats()) };
+    expect(after).toMatchObject({ fetches: 2, imports: 1, discovery_fetches: 1, jwks_fetches: 1 });
+    for (let i = 0; i < 50; i++) {
+      const result = await verify(
+        await issuer.sign({ sub: `u${i}`, iat: Math.floor(clock.ms / 1000), exp: Math.floor(clock.ms / 1000) + 60 }),
+      );
+      expect(result).toMatchObject({ ok: true, keySource: "memory" });
+    }
+    expect(store.stats.fetches).toBe(2);
+    expect(store.stats.imports).toBe(1);
+    expect(await issuer.stats()).toMatchObject({ discovery_fetches: 1, jwks_fetches: 1 });
+  });
+
+  it("a second isolate is served from KV without fetching", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const a = verifierFor(issuer, clock);
+    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await a.settle();
+    const b = verifierFor(issuer, clock);
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+    expect(b.store.stats.fetches).toBe(0);
+    expect(await issuer.stats()).toMatchObject({ jwks_fetches: 1 });
+  });
+
+  it("uses an explicit jwks_uri without discovery", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` }, false);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    expect(await issuer.stats()).toMatchObject({ discovery_fetches: 0, jwks_fetches: 1 });
+  });
+});
+
+describe("unknown kid", () => {
+  it("1,000 tokens with 1,000 distinct unknown kids cause one fetch per cooldown", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify, settle } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await settle();
+    await issuer.resetCounters();
+    clock.advance(31); // past the first fetch's cooldown
+    const signer = issuer.keys[0]!;
+    const tokens = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) =>
+        issuer.sign(
+          { iat: Math.floor(clock.ms / 1000), exp: Math.floor(clock.ms / 1000) + 60 },
+          { key: { ...signer, kid: `unknown-${i}` } },
+        ),
+      ),
+    );
+    const results = await Promise.all(tokens.map((t) => verify(t)));
+    expect(results.every((r) => !r.ok && r.reason === "token_invalid" && r.detail === "kid_unknown")).toBe(true);
+    expect((await issuer.stats()).jwks_fetches).toBe(1);
+    // Still within the cooldown: more unknown kids fetch nothing.
+    clock.advance(10);
+    await verify(await issuer.sign({}, { key: { ...signer, kid: "unknown-later" } }));
+    expect((await issuer.stats()).jwks_fetches).toBe(1);
+    // After the cooldown, one more.
+    clock.advance(25);
+    await verify(
+      await issuer.sign(
+        { iat: Math.floor(clock.ms / 1000), exp: Math.floor(clock.ms / 1000) + 60 },
+        { key: { ...signer, kid: "unknown-after" } },
+      ),
+    );
+    expect((await issuer.stats()).jwks_fetches).toBe(2);
+  });
+
+  it("the cooldown is shared through KV: another isolate does not fetch again", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const a = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    const b = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await a.settle();
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+    clock.advance(31);
+    await issuer.resetCounters();
+    const stranger = await makeKey();
+    await a.verify(await signAt(issuer, clock, stranger));
+    await a.settle();
+    await b.verify(await signAt(issuer, clock, stranger));
+    await b.settle();
+    expect((await issuer.stats()).jwks_fetches).toBe(1);
+  });
+});
+
+describe("rotation", () => {
+  it("a new key is picked up on first sight; the old one stays accepted for the grace window", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify, settle } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks`, rotation_grace_s: 600 });
+    const oldKey = issuer.keys[0]!;
+    expect(await verify(await signAt(issuer, clock, oldKey))).toMatchObject({ ok: true });
+    const oldToken = await signAt(issuer, clock, oldKey);
+
+    // The issuer rotates abruptly: new key published, old key gone.
+    clock.advance(31);
+    const newKey = await makeKey();
+    await issuer.publish([newKey]);
+    expect(await verify(await signAt(issuer, clock, newKey))).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    // A token signed just before the rotation still verifies…
+    expect(await verify(oldToken)).toMatchObject({ ok: true });
+    // …until the grace window has passed.
+    clock.advance(601);
+    const late = await verify(oldToken);
+    expect(late).toMatchObject({ ok: false, reason: "token_invalid" });
+  });
+
+  it("keys published alongside (overlapping rotation) verify without any grace", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks`, rotation_grace_s: 0 });
+    const k1 = issuer.keys[0]!;
+    const k2 = await makeKey("EdDSA");
+    await issuer.publish([k1, k2]);
+    expect(await verify(await signAt(issuer, clock, k1))).toMatchObject({ ok: true });
+    expect(await verify(await signAt(issuer, clock, k2))).toMatchObject({ ok: true });
+  });
+});
+
+describe("failure of the key endpoint", () => {
+  it.each(["down", "status500", "garbage", "html", "huge", "no_keys"] as const)(
+    "%s: the last good set serves up to max-stale, then 503 jwks_unavailable; recovery needs no restart",
+    async (mode) => {
+      const issuer = await makeIssuer();
+      const clock = new Clock();
+      const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, max_stale_s: 600, refresh_cooldown_s: 30 };
+      const { verify, settle, store } = verifierFor(issuer, clock, settings, false);
+      expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+      await issuer.setMode(mode);
+
+      clock.advance(301); // stale: served, refreshed in the background (which fails)
+      expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+      await settle();
+      expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+      const fetchesBefore = store.stats.fetches;
+
+      clock.advance(600); // beyond ttl + max-stale: nothing usable is left
+      const denied = await verify(await signAt(issuer, clock));
+      expect(denied).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+      expect(store.stats.fetches).toBe(fetchesBefore + 1);
+
+      await issuer.setMode("ok");
+      clock.advance(31);
+      expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    },
+  );
+
+  it("a bad response is never cached, in memory or KV", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    await issuer.setMode("html");
+    const a = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({
+      ok: false,
+      reason: "jwks_unavailable",
+      detail: "jwks_not_json",
+    });
+    await a.settle();
+    await issuer.setMode("ok");
+    const b = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+  });
+
+  it("a slow endpoint is cut off at the fetch timeout", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    await issuer.setMode("slow", 3000);
+    const { verify } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 200 }, false);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({
+      ok: false,
+      reason: "jwks_unavailable",
+      detail: "jwks_timeout",
+    });
+  });
+
+  it("cold and down: requests within the cooldown do not fetch again", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    await issuer.setMode("down");
+    const { verify } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` }, false);
+    for (let i = 0; i < 20; i++)
+      expect(await verify(await signAt(issuer, clock))).toMatchObject({ reason: "jwks_unavailable" });
+    expect((await issuer.stats()).jwks_fetches).toBe(1);
+  });
+
+  it("discovery naming a different issuer is refused", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    // Configured with a trailing slash: the discovery document names the issuer without it.
+    const policy = compilePolicy({
+      version: 1,
+      issuers: { idp: { kind: "oidc", issuer: `${issuer.url}/`, audiences: [AUDIENCE] } },
+      upstreams: { o: { url: "https://origin.test" } },
+      routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
+    });
+    const verifier = new TokenVerifier(policy, { fetch: (i, init) => fetch(i, init), now: clock.now });
+    const token = await issuer.sign({ iss: `${issuer.url}/` });
+    expect(await verifier.verify(token, ["idp"], undefined, () => {})).toMatchObject({
+      ok: false,
+      reason: "jwks_unavailable",
+      detail: "jwks_discovery_issuer_mismatch",
+    });
+    expect(await issuer.stats()).toMatchObject({ discovery_fetches: 1, jwks_fetches: 0 });
+  });
+});
+
+describe("verified-token cache", () => {
+  it("skips the signature check for a reused token, but never past its exp", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const policy = compilePolicy({
+      version: 1,
+      issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], clock_skew_s: 0 } },
+      upstreams: { o: { url: "https://origin.test" } },
+      routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
+    });
+    const verifier = new TokenVerifier(policy, {
+      fetch: (i, init) => fetch(i, init),
+      now: clock.now,
+      tokenCacheEntries: 100,
+    });
+    const now = Math.floor(clock.ms / 1000);
+    const token = await issuer.sign({ iat: now, exp: now + 60 });
+    expect(await verifier.verify(token, ["idp"], undefined, () => {})).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(await verifier.verify(token, ["idp"], undefined, () => {})).toMatchObject({
+      ok: true,
+      keySource: "token_cache",
+    });
+    // A different token with the same kid and sub is verified on its own.
+    const sibling = await issuer.sign({ iat: now, exp: now + 60, jti: "other" });
+    expect(await verifier.verify(sibling, ["idp"], undefined, () => {})).toMatchObject({
+      ok: true,
+      keySource: "memory",
+    });
+    // A forged sibling (same header and claims, bad signature) is never served from the cache.
+    const forged = `${token.split(".").slice(0, 2).join(".")}.${sibling.split(".")[2]}`;
+    expect(await verifier.verify(forged, ["idp"], undefined, () => {})).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+    });
+    clock.advance(61);
+    expect(await verifier.verify(token, ["idp"], undefined, () => {})).toMatchObject({
+      ok: false,
+      reason: "token_expired",
+    });
+  });
+
+  it("stays within its bound under many distinct tokens", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const policy = compilePolicy({
+      version: 1,
+      issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+      upstreams: { o: { url: "https://origin.test" } },
+      routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
+    });
+    const verifier = new TokenVerifier(policy, {
+      fetch: (i, init) => fetch(i, init),
+      now: clock.now,
+      tokenCacheEntries: 50,
+    });
+    for (let i = 0; i < 300; i++) {
+      const result = await verifier.verify(await issuer.sign({ sub: `u${i}` }), ["idp"], undefined, () => {});
+      expect(result.ok).toBe(true);
+    }
+    expect(verifier.tokenCache.size).toBe(50);
+  });
+
+  it("a cached token is still checked against the route's audiences and issuers", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const policy = compilePolicy({
+      version: 1,
+      issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE, "https://other.test"] } },
+      upstreams: { o: { url: "https://origin.test" } },
+      routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
+    });
+    const verifier = new TokenVerifier(policy, { fetch: (i, init) => fetch(i, init), now: clock.now });
+    const token = await issuer.sign({ aud: "https://other.test" });
+    expect(await verifier.verify(token, ["idp"], undefined, () => {})).toMatchObject({ ok: true });
+    expect(await verifier.verify(token, ["idp"], [AUDIENCE], () => {})).toMatchObject({
+      ok: false,
+      reason: "audience_mismatch",
+    });
+    expect(await verifier.verify(token, [], undefined, () => {})).toMatchObject({
+      ok: false,
+      reason: "issuer_unknown",
+    });
+  });
+});
+
+describe("bounded parsing at the core", () => {
+  it("trailing whitespace or a 2 MB header never reaches JSON parsing", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify, store } = verifierFor(issuer, clock, {}, false);
+    const token = await signAt(issuer, clock);
+    expect(await verify(`${token} `)).toMatchObject({ ok: false, reason: "token_invalid", detail: "not_compact_jws" });
+    expect(await verify(`${token}\n`)).toMatchObject({ ok: false, reason: "token_invalid", detail: "not_compact_jws" });
+    const huge = `${"e".repeat(2_000_000)}.e30.AAAA`;
+    expect(await verify(huge)).toMatchObject({ ok: false, reason: "token_invalid", detail: "token_too_large" });
+    expect(store.stats.fetches).toBe(0);
+  });
+});

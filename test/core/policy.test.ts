@@ -1,0 +1,118 @@
+import { describe, expect, it } from "vitest";
+import { localPolicy } from "../../dev/local-policy";
+import policy from "../../policy/policy.json";
+import { compilePolicy, PolicyError } from "../../src/core/policy";
+
+function problemsOf(doc: unknown): string[] {
+  try {
+    compilePolicy(doc);
+  } catch (error) {
+    if (error instanceof PolicyError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+const minimal = () => ({
+  version: 3,
+  upstreams: { api: { url: "https://origin.example.com" } },
+  issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
+  routes: [{ name: "r", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "api" }],
+});
+
+describe("the bundled policies", () => {
+  it("the deployable policy compiles", () => {
+    const compiled = compilePolicy(policy);
+    expect(compiled.routes.map((r) => r.matchedRule)).toContain("policy:api-read@v1");
+  });
+
+  it("the local stack's policy compiles and trusts only loopback issuers", () => {
+    const compiled = compilePolicy(localPolicy());
+    for (const issuer of compiled.issuers.values()) expect(new URL(issuer.issuer).hostname).toBe("127.0.0.1");
+  });
+
+  it("the deployable policy trusts no loopback issuer", () => {
+    for (const issuer of compilePolicy(policy).issuers.values()) expect(new URL(issuer.issuer).protocol).toBe("https:");
+  });
+});
+
+describe("policy validation names the field and why", () => {
+  it.each([
+    [
+      "missing auth",
+      (p: any) => delete p.routes[0].auth,
+      'routes[0].auth: is required: name the issuers this route accepts, or write "public" explicitly',
+    ],
+    [
+      "unknown issuer",
+      (p: any) => (p.routes[0].auth.issuers = ["nope"]),
+      'routes[0].auth.issuers: "nope" is not defined in issuers',
+    ],
+    [
+      "unknown upstream",
+      (p: any) => (p.routes[0].upstream = "x"),
+      'routes[0].upstream: "x" is not defined in upstreams',
+    ],
+    [
+      "bad method",
+      (p: any) => (p.routes[0].methods = ["get"]),
+      'routes[0].methods: unknown method "get" (use upper case)',
+    ],
+    ["bad pattern", (p: any) => (p.routes[0].path = "/a/**/b"), "routes[0].path: `**` may only be the last segment"],
+    [
+      "http issuer",
+      (p: any) => (p.issuers.idp.issuer = "http://idp.example.com"),
+      "issuers.idp.issuer: must be an https URL (http only for loopback hosts)",
+    ],
+    [
+      "HS256 allowed",
+      (p: any) => (p.issuers.idp.algorithms = ["HS256"]),
+      'issuers.idp.algorithms: "HS256" is not an accepted asymmetric algorithm (HS* and none never are)',
+    ],
+    [
+      "cache TTL out of range",
+      (p: any) => (p.issuers.idp.cache_ttl_s = 86400),
+      "issuers.idp.cache_ttl_s: must be an integer from 300 to 3600",
+    ],
+    ["unknown field", (p: any) => (p.routes[0].auht = "public"), "routes[0].auht: unknown field"],
+    ["no version", (p: any) => delete p.version, "version: must be an integer from 1 to 9007199254740991"],
+    ["duplicate route", (p: any) => p.routes.push({ ...p.routes[0] }), 'routes[1].name: "r" is used by another route'],
+    [
+      "ip limit on an authenticated route",
+      (p: any) => (p.routes[0].limits = [{ name: "l", key: "ip", limit: 1, window_s: 1 }]),
+      'routes[0].limits[0].key: "ip" limits apply only to public routes; limit authenticated traffic by tenant or user',
+    ],
+    [
+      "user limit on a public route",
+      (p: any) => {
+        p.routes[0].auth = "public";
+        p.routes[0].limits = [{ name: "l", key: "user", limit: 1, window_s: 1 }];
+      },
+      'routes[0].limits[0].key: "user" needs an identity; a public route can only limit by ip or route',
+    ],
+    [
+      "Access route without AUD",
+      (p: any) => {
+        p.issuers.access = { kind: "cloudflare_access", team_domain: "acme.cloudflareaccess.com" };
+        p.routes[0].auth.issuers = ["access"];
+      },
+      'routes[0].auth.audiences: is required with Cloudflare Access issuer "access": the application\'s AUD tag',
+    ],
+    [
+      "CORS wildcard with credentials",
+      (p: any) => (p.routes[0].cors = { allow_origins: ["*"], allow_credentials: true }),
+      'routes[0].cors.allow_credentials: cannot be true when allow_origins contains "*"',
+    ],
+  ])("%s", (_label, mutate, expected) => {
+    const doc = minimal();
+    mutate(doc);
+    expect(problemsOf(doc)).toContain(expected);
+  });
+
+  it("reports every problem at once", () => {
+    expect(problemsOf({ version: 0, upstreams: {}, routes: [] })).toEqual([
+      "version: must be an integer from 1 to 9007199254740991",
+      "routes: must be a non-empty array",
+    ]);
+  });
+});

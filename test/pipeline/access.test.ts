@@ -1,0 +1,109 @@
+// Cloudflare Access assertions: from the Cf-Access-Jwt-Assertion header or the
+// CF_Authorization cookie, per-application AUD tags, and service tokens.
+import { beforeAll, describe, expect, it } from "vitest";
+import { basePolicy, harness, marker, originSaw } from "../support/harness";
+import { makeIssuer, type TestIssuer } from "../support/issuers";
+
+const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
+let team: TestIssuer;
+
+beforeAll(async () => {
+  team = await makeIssuer("RS256");
+});
+
+function accessPolicy() {
+  return basePolicy({
+    issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },
+    routes: [
+      {
+        name: "app",
+        methods: ["GET"],
+        path: "/access/**",
+        auth: { issuers: ["access"], audiences: [AUD_TAG] },
+        upstream: "echo",
+      },
+    ],
+  });
+}
+
+function assertion(claims: Record<string, unknown> = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  return team.sign({
+    aud: [AUD_TAG],
+    email: "user@example.com",
+    sub: "7335d417-61da-459d-899c-0a01c76a2f94",
+    type: "app",
+    identity_nonce: "6ei69kawdKzMIAPF",
+    country: "GB",
+    tenant_id: undefined,
+    scope: undefined,
+    iat: now,
+    nbf: now,
+    exp: now + 600,
+    ...claims,
+  });
+}
+
+async function call(headers: Record<string, string>) {
+  const edge = harness(accessPolicy());
+  const m = marker();
+  const response = await edge.fetch("/access/dashboard", { headers: { "x-test-marker": m, ...headers } });
+  const body = (await response.json()) as Record<string, unknown>;
+  return { response, body, seen: await originSaw(m), record: edge.audit.at(-1) };
+}
+
+describe("Cloudflare Access", () => {
+  it("accepts the assertion header, maps email, strips the assertion and spoofed Access headers", async () => {
+    const { response, seen } = await call({
+      "cf-access-jwt-assertion": await assertion(),
+      "cf-access-authenticated-user-email": "ceo@example.com",
+    });
+    expect(response.status).toBe(200);
+    const h = seen[0]!.headers;
+    expect(h["x-user-email"]).toBe("user@example.com");
+    expect(h["x-user-sub"]).toBe("7335d417-61da-459d-899c-0a01c76a2f94");
+    expect(h["cf-access-jwt-assertion"]).toBeUndefined();
+    expect(h["cf-access-authenticated-user-email"]).toBeUndefined();
+  });
+
+  it("falls back to the CF_Authorization cookie and removes it before forwarding", async () => {
+    const token = await assertion();
+    const { response, seen } = await call({ cookie: `a=1; CF_Authorization=${token}; b=2` });
+    expect(response.status).toBe(200);
+    expect(seen[0]!.headers.cookie).toBe("a=1; b=2");
+    expect(JSON.stringify(seen[0])).not.toContain(token.split(".")[2]);
+  });
+
+  it("supports service-token assertions (no email, common_name as subject)", async () => {
+    const { response, seen } = await call({
+      "cf-access-jwt-assertion": await assertion({ sub: "", email: undefined, common_name: "ci-bot.access" }),
+    });
+    expect(response.status).toBe(200);
+    expect(seen[0]!.headers["x-user-sub"]).toBe("ci-bot.access");
+    expect(seen[0]!.headers["x-user-email"]).toBeUndefined();
+  });
+
+  it("rejects an assertion for another Access application", async () => {
+    const { response, body, seen } = await call({
+      "cf-access-jwt-assertion": await assertion({ aud: ["another-app-aud-tag"] }),
+    });
+    expect(response.status).toBe(401);
+    expect(body.reason).toBe("audience_mismatch");
+    expect(seen).toHaveLength(0);
+  });
+
+  it("rejects a missing assertion and two CF_Authorization cookies", async () => {
+    const missing = await call({});
+    expect(missing.body.reason).toBe("token_missing");
+    const token = await assertion();
+    const twice = await call({ cookie: `CF_Authorization=${token}; CF_Authorization=${token}` });
+    expect(twice.body.reason).toBe("token_malformed");
+    expect(twice.seen).toHaveLength(0);
+  });
+
+  it("does not take a bearer token on an Access-only route", async () => {
+    const { body, seen } = await call({ authorization: `Bearer ${await assertion()}` });
+    expect(body.reason).toBe("token_missing");
+    expect(seen).toHaveLength(0);
+  });
+});

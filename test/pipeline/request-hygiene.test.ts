@@ -1,0 +1,233 @@
+// Foundation stages against hostile input: odd paths, spoofed identity headers, Connection
+// tricks, method overrides, oversized input, CORS. Each asserts the reason and what (if
+// anything) reached the origin.
+import { describe, expect, it } from "vitest";
+import { basePolicy, harness, marker, originSaw } from "../support/harness";
+
+const policy = () =>
+  basePolicy({
+    routes: [
+      {
+        name: "public",
+        methods: ["GET", "POST"],
+        path: "/public/**",
+        auth: "public",
+        upstream: "echo",
+        cors: {
+          allow_origins: ["https://app.example.com"],
+          allow_headers: ["content-type", "authorization"],
+          expose_headers: ["x-request-id"],
+        },
+      },
+      { name: "plain", methods: ["GET"], path: "/plain/**", auth: "public", upstream: "echo" },
+      { name: "item", methods: ["GET"], path: "/items/:id", auth: "public", upstream: "echo" },
+    ],
+  });
+
+async function send(path: string, init: RequestInit = {}) {
+  const edge = harness(policy());
+  const m = marker();
+  const headers = new Headers(init.headers);
+  headers.set("x-test-marker", m);
+  const response = await edge.fetch(path, { ...init, headers });
+  const text = await response.text();
+  return { response, text, seen: await originSaw(m), record: edge.audit.at(-1) };
+}
+
+describe("canonical path", () => {
+  it.each([
+    ["/public//a///b", "/public/a/b"],
+    ["/public/./a", "/public/a"],
+    ["/public/x/../a", "/public/a"],
+    ["/public/%61%62c", "/public/abc"],
+    ["/plain/../public/a", "/public/a"],
+    ["/public/%2e%2e/public/a", "/public/a"],
+  ])("%s reaches the origin as %s", async (path, expected) => {
+    const { response, seen } = await send(path);
+    expect(response.status).toBe(200);
+    expect(seen[0]?.raw_target).toBe(expected);
+  });
+
+  it.each([
+    ["/public/a%2Fb", "encoded_slash"],
+    ["/public/a%2fb", "encoded_slash"],
+    ["/public/a%5Cb", "encoded_backslash"],
+    ["/public/a%00b", "control_character"],
+    ["/public/a%0D%0Ax-user-sub:%20admin", "control_character"],
+    ["/public/a;jsessionid=1", "path_parameter"],
+    ["/public/%zz", "bad_percent_encoding"],
+  ])("%s is refused with 400 (%s) and never forwarded", async (path, detail) => {
+    const { response, text, seen, record } = await send(path);
+    expect(response.status).toBe(400);
+    expect(JSON.parse(text).reason).toBe("bad_request");
+    expect(record).toMatchObject({ reason: "bad_request", detail, path: null });
+    expect(seen).toHaveLength(0);
+  });
+
+  it("a fragment is never part of the path, and the query is forwarded untouched", async () => {
+    const { seen } = await send("/public/a?b=%2F&c=1#frag");
+    expect(seen[0]?.raw_target).toBe("/public/a?b=%2F&c=1");
+  });
+
+  it("routes match case-sensitively: a different case matches no route", async () => {
+    const { response, seen } = await send("/PUBLIC/a");
+    expect(response.status).toBe(404);
+    expect(seen).toHaveLength(0);
+  });
+
+  it("a :capture never matches an empty segment", async () => {
+    expect((await send("/items/42")).response.status).toBe(200);
+    expect((await send("/items/")).response.status).toBe(404);
+  });
+
+  it("HEAD is authorised as GET", async () => {
+    const { response, seen } = await send("/plain/x", { method: "HEAD" });
+    expect(response.status).toBe(200);
+    expect(seen[0]?.method).toBe("HEAD");
+  });
+
+  it("over-long URLs and header blocks are refused", async () => {
+    const url = await send(`/public/${"a".repeat(9000)}`);
+    expect(url.response.status).toBe(400);
+    expect(url.record?.detail).toBe("url_too_long");
+    expect(url.seen).toHaveLength(0);
+    const headers = await send("/public/a", { headers: { "x-big": "b".repeat(40_000) } });
+    expect(headers.response.status).toBe(400);
+    expect(headers.record?.detail).toBe("headers_too_large");
+    expect(headers.seen).toHaveLength(0);
+  });
+});
+
+describe("header hygiene", () => {
+  it("strips every spelling of client-supplied identity headers", async () => {
+    const headers = new Headers({
+      "x-user-sub": "admin",
+      "X-User-Email": "ceo@example.com",
+      x_user_sub: "admin",
+      "x-tenant": "evil",
+      "x-tenant-id": "evil",
+      x_tenant_id: "evil",
+      "x-org-id": "evil",
+      "x-client-cert": "evil",
+      "x-client-dn": "CN=admin",
+      "x-forwarded-client-cert": "Hash=evil",
+      "cf-access-authenticated-user-email": "ceo@example.com",
+      cf_access_authenticated_user_email: "ceo@example.com",
+      "x-forwarded-for": "1.2.3.4",
+      "x-real-ip": "1.2.3.4",
+      forwarded: "for=1.2.3.4",
+      "x-keep-me": "yes",
+    });
+    headers.append("x-user-sub", "second");
+    const { seen } = await send("/public/a", { headers });
+    const got = seen[0]!.headers;
+    for (const name of Object.keys(got)) {
+      expect(name.replace(/_/g, "-")).not.toMatch(
+        /^(x-user-|x-tenant|x-org-id|x-client-|x-forwarded-client-cert|cf-access-|x-real-ip|forwarded)/,
+      );
+    }
+    expect(got["x-forwarded-for"]).toBeUndefined();
+    expect(got["x-keep-me"]).toBe("yes");
+  });
+
+  it("strips request-override headers", async () => {
+    const { seen } = await send("/public/a", {
+      headers: {
+        "x-http-method-override": "DELETE",
+        "x-method-override": "DELETE",
+        "x-http-method": "DELETE",
+        "x-original-url": "/admin",
+        "x-rewrite-url": "/admin",
+      },
+    });
+    const got = seen[0]!.headers;
+    for (const name of [
+      "x-http-method-override",
+      "x-method-override",
+      "x-http-method",
+      "x-original-url",
+      "x-rewrite-url",
+    ]) {
+      expect(got[name]).toBeUndefined();
+    }
+  });
+
+  it("strips hop-by-hop headers and any header Connection names", async () => {
+    const { seen } = await send("/public/a", {
+      headers: {
+        connection: "close, x-secret-hop, X_Other_Hop",
+        "x-secret-hop": "1",
+        "x-other-hop": "1",
+        "keep-alive": "timeout=5",
+        te: "trailers",
+      },
+    });
+    const got = seen[0]!.headers;
+    expect(got["x-secret-hop"]).toBeUndefined();
+    expect(got["x-other-hop"]).toBeUndefined();
+    expect(got["keep-alive"]).toBeUndefined();
+    expect(got.te).toBeUndefined();
+  });
+
+  it("drops credentials even on public routes", async () => {
+    const { seen } = await send("/public/a", {
+      headers: { authorization: "Bearer abc.def.ghi", "x-api-key": "k-123", cookie: "CF_Authorization=abc; session=s" },
+    });
+    const got = seen[0]!.headers;
+    expect(got.authorization).toBeUndefined();
+    expect(got["x-api-key"]).toBeUndefined();
+    expect(got.cookie).toBe("session=s");
+  });
+
+  it("forwards the body unchanged and keeps the method", async () => {
+    const body = "x".repeat(100_000);
+    const { seen } = await send("/public/upload", { method: "POST", body });
+    expect(seen[0]).toMatchObject({ method: "POST", body_bytes: 100_000 });
+  });
+});
+
+describe("CORS", () => {
+  const preflight = (path: string, origin: string, method = "GET", requestHeaders?: string) =>
+    send(path, {
+      method: "OPTIONS",
+      headers: {
+        origin,
+        "access-control-request-method": method,
+        ...(requestHeaders ? { "access-control-request-headers": requestHeaders } : {}),
+      },
+    });
+
+  it("answers a preflight at the edge, without credentials and without reaching the origin", async () => {
+    const { response, seen } = await preflight(
+      "/public/a",
+      "https://app.example.com",
+      "POST",
+      "Authorization, Content-Type",
+    );
+    expect(response.status).toBe(204);
+    expect(response.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+    expect(response.headers.get("access-control-allow-methods")).toContain("POST");
+    expect(response.headers.get("access-control-allow-credentials")).toBeNull();
+    expect(seen).toHaveLength(0);
+  });
+
+  it.each([
+    ["an origin not allowed", "/public/a", "https://evil.example", "GET", "origin_not_allowed"],
+    ["a route without CORS", "/plain/a", "https://app.example.com", "GET", "route_has_no_cors"],
+    ["a header not allowed", "/public/a", "https://app.example.com", "GET", "header_not_allowed", "x-custom"],
+  ])("refuses a preflight for %s", async (_label, path, origin, method, detail, headers?: string) => {
+    const { response, seen, record } = await preflight(path, origin, method, headers);
+    expect(response.status).toBe(403);
+    expect(record).toMatchObject({ reason: "cors_rejected", detail });
+    expect(seen).toHaveLength(0);
+  });
+
+  it("adds CORS headers to actual responses for allowed origins only", async () => {
+    const ok = await send("/public/a", { headers: { origin: "https://app.example.com" } });
+    expect(ok.response.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+    expect(ok.response.headers.get("access-control-expose-headers")).toBe("x-request-id");
+    expect(ok.response.headers.get("vary")).toContain("Origin");
+    const evil = await send("/public/a", { headers: { origin: "https://evil.example" } });
+    expect(evil.response.headers.get("access-control-allow-origin")).toBeNull();
+  });
+});
