@@ -8,6 +8,16 @@ export default defineConfig({
       miniflare: {
         // Real servers on loopback, started by test/support/global-setup.ts.
         bindings: { ECHO_ORIGIN: inject("echoOrigin"), ISSUER_SERVER: inject("issuerServer") },
+        // A service-binding upstream: answers with what it received, like the echo origin.
+        serviceBindings: {
+          ECHO_SERVICE: async (request: Request) =>
+            Response.json({
+              via: "service-binding",
+              url: request.url,
+              method: request.method,
+              headers: Object.fromEntries(request.headers),
+            }),
+        },
       },
     })),
   ],

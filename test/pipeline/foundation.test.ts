@@ -69,3 +69,35 @@ describe("public route end to end", () => {
     expect(await originSaw(m)).toHaveLength(0);
   });
 });
+
+describe("service-binding upstream", () => {
+  it("forwards the canonical path to a service binding with the same header hygiene", async () => {
+    const edge = harness(
+      basePolicy({
+        upstreams: { svc: { service: "ECHO_SERVICE" } },
+        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+      }),
+    );
+    const response = await edge.fetch("/svc//a/./b?x=1", {
+      headers: { "x-user-sub": "spoofed", authorization: "Bearer a.b.c" },
+    });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { via: string; url: string; headers: Record<string, string> };
+    expect(body.via).toBe("service-binding");
+    expect(new URL(body.url).pathname + new URL(body.url).search).toBe("/svc/a/b?x=1");
+    expect(body.headers["x-user-sub"]).toBeUndefined();
+    expect(body.headers.authorization).toBeUndefined();
+  });
+
+  it("answers 500 misconfigured when the named binding does not exist", async () => {
+    const edge = harness(
+      basePolicy({
+        upstreams: { svc: { service: "NO_SUCH_BINDING" } },
+        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+      }),
+    );
+    const response = await edge.fetch("/svc/a");
+    expect(response.status).toBe(500);
+    expect(edge.audit[0]).toMatchObject({ reason: "misconfigured", detail: "service_binding_missing:NO_SUCH_BINDING" });
+  });
+});
