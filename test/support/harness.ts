@@ -14,8 +14,59 @@ export const unreachableOrigin = "http://127.0.0.1:9";
 export interface Harness {
   fetch(input: string | Request, init?: RequestInit): Promise<Response>;
   audit: AuditRecord[];
-  /** Every line written to console.* while the harness ran requests. */
+  /** Every line written to console.* while the harness ran requests, and every audit record. */
   logs: string[];
+  /** Data points written to the `METRICS` dataset (a recording one unless the test binds its own). */
+  dataPoints: AnalyticsEngineDataPoint[];
+}
+
+/**
+ * Analytics Engine stand-in: miniflare's local dataset accepts writes but cannot be read
+ * back, so tests bind this one and assert the exact rows.
+ */
+export function recordingDataset(): AnalyticsEngineDataset & { points: AnalyticsEngineDataPoint[] } {
+  const points: AnalyticsEngineDataPoint[] = [];
+  return {
+    points,
+    writeDataPoint(point) {
+      if (point) points.push(structuredClone(point));
+    },
+  };
+}
+
+const CONSOLE_LEVELS = ["log", "info", "warn", "error", "debug"] as const;
+/** Log arrays of the harnesses whose requests are in flight, with a count per array. */
+const consoleListeners = new Map<string[], number>();
+let consoleTapped = false;
+
+function logLine(args: unknown[]): string {
+  return args
+    .map((arg) => {
+      if (typeof arg === "string") return arg;
+      if (arg instanceof Error) return `${arg.name}: ${arg.message}\n${arg.stack ?? ""}`;
+      try {
+        return JSON.stringify(arg) ?? String(arg);
+      } catch {
+        return String(arg);
+      }
+    })
+    .join(" ");
+}
+
+/** Copies console output into the logs of every harness with a request in flight. */
+function tapConsole(): void {
+  if (consoleTapped) return;
+  consoleTapped = true;
+  for (const level of CONSOLE_LEVELS) {
+    const original = console[level].bind(console);
+    console[level] = (...args: unknown[]) => {
+      if (consoleListeners.size > 0) {
+        const line = logLine(args);
+        for (const logs of consoleListeners.keys()) logs.push(line);
+      }
+      original(...args);
+    };
+  }
 }
 
 export function basePolicy(overrides: Partial<PolicyDocument> = {}): PolicyDocument {
@@ -27,27 +78,53 @@ export function basePolicy(overrides: Partial<PolicyDocument> = {}): PolicyDocum
   };
 }
 
-export function harness(policy: unknown, options: AppOptions = {}): Harness {
+/**
+ * `bindings` are laid over the test environment (e.g. `{ METRICS: undefined }` to run without
+ * Analytics Engine); `options.auditSinks` run in addition to the harness's own.
+ */
+export function harness(policy: unknown, options: AppOptions = {}, bindings: Record<string, unknown> = {}): Harness {
+  tapConsole();
   const audit: AuditRecord[] = [];
   const logs: string[] = [];
-  const app = createApp(policy, {
-    ...options,
-    auditSinks: [
-      (record) => {
-        audit.push(record);
-        logs.push(JSON.stringify(record));
-      },
-    ],
-  });
+  const metrics = recordingDataset();
+  const testEnv = { ...env, METRICS: metrics, ...bindings };
+  const track = () => consoleListeners.set(logs, (consoleListeners.get(logs) ?? 0) + 1);
+  const untrack = () => {
+    const count = (consoleListeners.get(logs) ?? 1) - 1;
+    if (count > 0) consoleListeners.set(logs, count);
+    else consoleListeners.delete(logs);
+  };
+  track(); // what the policy compiler logs counts too
+  let app: ReturnType<typeof createApp>;
+  try {
+    app = createApp(policy, {
+      ...options,
+      auditSinks: [
+        ...(options.auditSinks ?? []),
+        (record) => {
+          audit.push(record);
+          logs.push(JSON.stringify(record));
+        },
+      ],
+    });
+  } finally {
+    untrack();
+  }
   return {
     audit,
     logs,
+    dataPoints: metrics.points,
     async fetch(input, init) {
       const request = typeof input === "string" ? new Request(new URL(input, "https://edge.test"), init) : input;
       const ctx = createExecutionContext();
-      const response = await app.fetch(request, env, ctx);
-      await waitOnExecutionContext(ctx);
-      return response;
+      track();
+      try {
+        const response = await app.fetch(request, testEnv, ctx);
+        await waitOnExecutionContext(ctx);
+        return response;
+      } finally {
+        untrack();
+      }
     },
   };
 }

@@ -1,0 +1,455 @@
+// The audit record (one JSON line per request, off the response path) and invariant 5:
+// no credential reaches any log line, on the success path or on any error path.
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, beforeAll, beforeEach, describe, expect, it, type MockInstance, vi } from "vitest";
+import { createApp } from "../../src/app";
+import { type AuditRecord, consoleSink } from "../../src/core/audit";
+import type { DenyReason } from "../../src/core/deny";
+import type { PolicyDocument } from "../../src/core/policy-types";
+import { basePolicy, echoOrigin, harness, unreachableOrigin } from "../support/harness";
+import { AUDIENCE, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
+
+/** The record's fields, in order. Changing this list is a change to the log schema. */
+const RECORD_FIELDS = [
+  "ts",
+  "request_id",
+  "edge_pop",
+  "tenant_id",
+  "user_sub",
+  "issuer",
+  "token_hash",
+  "method",
+  "path",
+  "route",
+  "decision",
+  "reason",
+  "detail",
+  "matched_rule",
+  "status",
+  "upstream",
+  "latency_ms",
+  "authz_ms",
+  "limit_ms",
+  "upstream_ms",
+  "limit",
+  "failed_open",
+  "client_asn",
+  "client_country",
+];
+
+describe("audit record", () => {
+  it("has every documented field, null when absent, and nothing from the client's headers", async () => {
+    const edge = harness(basePolicy());
+    const request = new Request("https://edge.test/public/a/../b?secret=1", {
+      method: "POST",
+      body: "x",
+      headers: { "cf-connecting-ip": "203.0.113.9", "user-agent": "probe/1.0" },
+      cf: { colo: "LHR", asn: 64500, country: "GB" },
+    });
+    const response = await edge.fetch(request);
+    expect(response.status).toBe(200);
+    expect(edge.audit).toHaveLength(1);
+    const record = edge.audit[0] as AuditRecord;
+    expect(Object.keys(record)).toEqual(RECORD_FIELDS);
+    expect(record).toEqual({
+      ts: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      request_id: response.headers.get("x-request-id"),
+      edge_pop: "LHR",
+      tenant_id: null,
+      user_sub: null,
+      issuer: null,
+      token_hash: null,
+      method: "POST",
+      path: "/public/b",
+      route: "public",
+      decision: "allow",
+      reason: null,
+      detail: null,
+      matched_rule: "policy:public@v7",
+      status: 200,
+      upstream: "echo",
+      latency_ms: expect.any(Number),
+      authz_ms: null,
+      limit_ms: null,
+      upstream_ms: expect.any(Number),
+      limit: null,
+      failed_open: null,
+      client_asn: 64500,
+      client_country: "GB",
+    });
+    expect(record.latency_ms).toBeGreaterThanOrEqual(record.upstream_ms as number);
+    // The client's IP and user agent are not audit data; the query string never is.
+    const line = edge.logs.join("\n");
+    for (const absent of ["203.0.113.9", "probe/1.0", "secret=1"]) expect(line).not.toContain(absent);
+  });
+
+  it("records null for Cloudflare metadata a request does not carry", async () => {
+    const edge = harness(basePolicy());
+    await edge.fetch("/nowhere");
+    expect(edge.audit[0]).toMatchObject({
+      edge_pop: null,
+      client_asn: null,
+      client_country: null,
+      route: null,
+      matched_rule: null,
+      upstream: null,
+      decision: "deny",
+      reason: "route_not_found",
+      status: 404,
+    });
+  });
+
+  it("is written off the response path: the response does not wait for the sinks", async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const written: AuditRecord[] = [];
+    const app = createApp(basePolicy(), {
+      auditSinks: [
+        async (record) => {
+          await held;
+          written.push(record);
+        },
+      ],
+    });
+    const ctx = createExecutionContext();
+    const response = await app.fetch(new Request("https://edge.test/public/x"), env, ctx);
+    expect(response.status).toBe(200);
+    expect(written).toHaveLength(0);
+    release();
+    await waitOnExecutionContext(ctx);
+    expect(written).toHaveLength(1);
+    expect(written[0]?.request_id).toBe(response.headers.get("x-request-id"));
+  });
+
+  it("keeps serving and keeps writing to the other sinks when one sink fails", async () => {
+    const errors = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      const edge = harness(basePolicy(), {
+        auditSinks: [
+          () => {
+            throw new Error("sink down: Bearer should-not-be-logged");
+          },
+        ],
+      });
+      const response = await edge.fetch("/public/x");
+      expect(response.status).toBe(200);
+      expect(edge.audit).toHaveLength(1);
+      const lines = errors.mock.calls.map((call) => call.join(" "));
+      expect(lines).toContain("portcullis: audit sink failed (Error)");
+      expect(lines.join("\n")).not.toContain("should-not-be-logged");
+    } finally {
+      errors.mockRestore();
+    }
+  });
+
+  it("goes to stdout as one JSON line by default", async () => {
+    const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
+    try {
+      const edge = harness(basePolicy(), { auditSinks: [consoleSink] });
+      await edge.fetch("/public/x");
+      const lines = log.mock.calls.map((call) => String(call[0]));
+      const records = lines.filter((line) => line.startsWith("{")).map((line) => JSON.parse(line));
+      expect(records).toHaveLength(1);
+      expect(records[0]).toEqual(edge.audit[0]);
+      expect(lines.every((line) => !line.includes("\n"))).toBe(true);
+    } finally {
+      log.mockRestore();
+    }
+  });
+});
+
+// ── Secrets never reach logs (DESIGN invariant 5) ────────────────────────────────────────
+//
+// Every case sends the same credentials (a real-looking JWT as `Authorization: Bearer`, an
+// Access assertion in the `CF_Authorization` cookie, an API key), then asserts that no
+// captured line contains any of them: audit records, metrics data points, every console.*
+// call, and the response headers. Cases with `live` send a token signed by a real test
+// issuer instead of the fake bearer, and that token joins the list of secrets.
+//
+// To add a case (a new deny reason, a new failure path), append one entry to CASES:
+//   { name, reasons: ["<the reason the edge must answer>"], path: "/…", … }
+// - `policy: (base) => …` rewrites SECRETS_POLICY (swap an upstream, change a setting);
+// - `init` adds request headers or a method ("" deletes one of the default credentials);
+// - `bindings` overrides Worker bindings (e.g. a limiter namespace whose stub throws, for
+//   `limiter_unavailable`);
+// - `live: async () => ({ token, issuer? })` signs a real token; return your own issuer to
+//   control it (e.g. `await issuer.setMode("down")` for `jwks_unavailable`).
+
+function base64url(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function jsonSegment(value: unknown): string {
+  return base64url(new TextEncoder().encode(JSON.stringify(value)));
+}
+
+/** An RS256-shaped JWT from an issuer the policy does not know, with a random signature. */
+function realLookingJwt(iss: string, sub: string): { token: string; signature: string } {
+  const now = Math.floor(Date.now() / 1000);
+  const header = jsonSegment({ alg: "RS256", typ: "JWT", kid: "2024-rotation-7" });
+  const payload = jsonSegment({ iss, sub, aud: "api", iat: now, exp: now + 600, scope: "orders:read" });
+  const signature = base64url(crypto.getRandomValues(new Uint8Array(256)));
+  return { token: `${header}.${payload}.${signature}`, signature };
+}
+
+const bearer = realLookingJwt("https://login.attacker.example/", "victim-user");
+const access = realLookingJwt("https://attacker.cloudflareaccess.com", "victim@example.com");
+const queryToken = realLookingJwt("https://query.attacker.example/", "query-user");
+const apiKey = `pk_live_${base64url(crypto.getRandomValues(new Uint8Array(24)))}`;
+
+const SECRETS: Record<string, string> = {
+  "bearer token": bearer.token,
+  "bearer signature": bearer.signature,
+  "Authorization value": `Bearer ${bearer.token}`,
+  "Access cookie value": access.token,
+  "Access signature": access.signature,
+  "API key": apiKey,
+  "query-string token": queryToken.token,
+  "query-string signature": queryToken.signature,
+};
+
+function credentialHeaders(): Record<string, string> {
+  return {
+    authorization: `Bearer ${bearer.token}`,
+    cookie: `theme=dark; CF_Authorization=${access.token}; other=1`,
+    "x-api-key": apiKey,
+    "cf-connecting-ip": "192.0.2.44",
+  };
+}
+
+const SECRETS_POLICY: PolicyDocument = {
+  version: 11,
+  settings: { server_timing: true },
+  issuers: {
+    idp: {
+      kind: "oidc",
+      issuer: "https://idp.portcullis.test/",
+      jwks_uri: "https://idp.portcullis.test/jwks",
+      audiences: ["api"],
+    },
+    access: { kind: "cloudflare_access", team_domain: "portcullis-test.cloudflareaccess.com" },
+  },
+  upstreams: { echo: { url: echoOrigin, timeout_ms: 2000 } },
+  routes: [
+    { name: "public", methods: ["GET", "POST"], path: "/public/**", auth: "public", upstream: "echo" },
+    { name: "orders", methods: ["GET"], path: "/orders/**", auth: { issuers: ["idp"] }, upstream: "echo" },
+    {
+      name: "console",
+      methods: ["GET"],
+      path: "/console/**",
+      auth: { issuers: ["access"], audiences: ["aud-tag"] },
+      upstream: "echo",
+    },
+  ],
+};
+
+/** SECRETS_POLICY plus a live issuer guarding /v1/** (api:read) and /v1/admin/** (admin:write). */
+function withLiveIssuer(policy: PolicyDocument, issuer: TestIssuer): PolicyDocument {
+  const live = { issuers: ["live"] };
+  return {
+    ...policy,
+    issuers: { ...policy.issuers, live: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+    routes: [
+      ...policy.routes,
+      {
+        name: "admin",
+        methods: ["GET"],
+        path: "/v1/admin/**",
+        auth: { ...live, scopes: { all_of: ["admin:write"] } },
+        upstream: "echo",
+      },
+      {
+        name: "v1",
+        methods: ["GET"],
+        path: "/v1/**",
+        auth: { ...live, scopes: { all_of: ["api:read"] } },
+        upstream: "echo",
+      },
+    ],
+  };
+}
+
+let liveIssuer: TestIssuer;
+
+interface SecretCase {
+  name: string;
+  /** The reason the edge must give, or "allowed". */
+  reasons: (DenyReason | "allowed")[];
+  path: string;
+  policy?: (base: PolicyDocument) => unknown;
+  init?: RequestInit & { headers?: Record<string, string> };
+  bindings?: Record<string, unknown>;
+  live?: () => Promise<{ token: string; issuer?: TestIssuer }>;
+}
+
+const hourAgo = () => Math.floor(Date.now() / 1000) - 3600;
+
+const CASES: SecretCase[] = [
+  { name: "allowed public request (success path)", reasons: ["allowed"], path: "/public/ok" },
+  {
+    name: "authenticated request (success path)",
+    reasons: ["allowed"],
+    path: "/v1/things",
+    live: async () => ({ token: await liveIssuer.sign({ scope: "api:read" }) }),
+  },
+  {
+    name: "bad path (encoded slash)",
+    reasons: ["bad_request"],
+    path: `/public/a%2Fb?access_token=${queryToken.token}`,
+  },
+  {
+    name: "bad request (headers too large)",
+    reasons: ["bad_request"],
+    path: "/public/x",
+    policy: (p) => ({ ...p, settings: { ...p.settings, max_header_bytes: 1024 } }),
+    init: { headers: { "x-padding": "p".repeat(1200) } },
+  },
+  { name: "route not found", reasons: ["route_not_found"], path: `/admin/x?access_token=${queryToken.token}` },
+  {
+    name: "CORS preflight rejected",
+    reasons: ["cors_rejected"],
+    path: "/public/x",
+    init: {
+      method: "OPTIONS",
+      headers: { origin: "https://evil.example", "access-control-request-method": "GET" },
+    },
+  },
+  {
+    name: "origin down",
+    reasons: ["origin_unavailable"],
+    path: "/public/x",
+    policy: (p) => ({ ...p, upstreams: { echo: { url: unreachableOrigin } } }),
+  },
+  {
+    name: "origin timeout",
+    reasons: ["origin_timeout"],
+    path: "/public/slow",
+    policy: (p) => ({ ...p, upstreams: { echo: { url: echoOrigin, timeout_ms: 100 } } }),
+    init: { headers: { "x-echo-delay-ms": "1000" } },
+  },
+  {
+    name: "misconfigured policy",
+    reasons: ["misconfigured"],
+    path: "/public/x",
+    policy: (p) => ({ ...p, routes: [{ name: "broken", path: "/x", upstream: "echo" }] }),
+  },
+  {
+    name: "misconfigured service binding",
+    reasons: ["misconfigured"],
+    path: "/public/x",
+    policy: (p) => ({ ...p, upstreams: { echo: { service: "MISSING_SERVICE" } } }),
+  },
+  {
+    name: "no credential at all",
+    reasons: ["token_missing"],
+    path: "/orders/1",
+    init: { headers: { authorization: "", cookie: "" } },
+  },
+  {
+    name: "token in the query string as well as the header",
+    reasons: ["token_malformed"],
+    path: `/orders/1?access_token=${queryToken.token}`,
+  },
+  { name: "bearer token from an unknown issuer", reasons: ["issuer_unknown"], path: "/orders/1" },
+  {
+    name: "Access cookie only, from an unknown team",
+    reasons: ["issuer_unknown"],
+    path: "/console/home",
+    init: { headers: { authorization: "" } },
+  },
+  {
+    name: "token signed by a key the issuer never published",
+    reasons: ["token_invalid"],
+    path: "/v1/things",
+    live: async () => ({ token: await liveIssuer.sign({}, { key: await makeKey("ES256") }) }),
+  },
+  {
+    name: "expired token",
+    reasons: ["token_expired"],
+    path: "/v1/things",
+    live: async () => ({ token: await liveIssuer.sign({ iat: hourAgo() - 600, exp: hourAgo() }) }),
+  },
+  {
+    name: "insufficient scope",
+    reasons: ["insufficient_scope"],
+    path: "/v1/admin/users",
+    live: async () => ({ token: await liveIssuer.sign({ scope: "api:read" }) }),
+  },
+  {
+    name: "JWKS endpoint down",
+    reasons: ["jwks_unavailable"],
+    path: "/v1/things",
+    live: async () => {
+      const down = await makeIssuer("ES256");
+      const token = await down.sign({ scope: "api:read" });
+      await down.setMode("down");
+      return { token, issuer: down };
+    },
+  },
+];
+
+describe("no credential reaches a log line", () => {
+  const spies: MockInstance[] = [];
+  beforeAll(async () => {
+    liveIssuer = await makeIssuer("ES256");
+  });
+  beforeEach(() => {
+    for (const level of ["log", "info", "warn", "error", "debug"] as const) {
+      spies.push(vi.spyOn(console, level).mockImplementation(() => undefined));
+    }
+  });
+  afterEach(() => {
+    for (const spy of spies.splice(0)) spy.mockRestore();
+  });
+
+  it.each(CASES)("$name", async (testCase) => {
+    const secrets = { ...SECRETS };
+    let policy: PolicyDocument = structuredClone(SECRETS_POLICY);
+    const headers = new Headers(credentialHeaders());
+    if (testCase.live) {
+      const { token, issuer } = await testCase.live();
+      policy = withLiveIssuer(policy, issuer ?? liveIssuer);
+      headers.set("authorization", `Bearer ${token}`);
+      Object.assign(secrets, {
+        "live token": token,
+        "live signature": token.split(".")[2] as string,
+        "live Authorization value": `Bearer ${token}`,
+      });
+    }
+    for (const [name, value] of Object.entries(testCase.init?.headers ?? {})) {
+      if (value === "") headers.delete(name);
+      else headers.set(name, value);
+    }
+    const edge = harness(
+      testCase.policy ? testCase.policy(policy) : policy,
+      { auditSinks: [consoleSink] },
+      testCase.bindings,
+    );
+    const response = await edge.fetch(testCase.path, { ...testCase.init, headers });
+    const body = await response.text();
+
+    expect(edge.audit).toHaveLength(1);
+    const record = edge.audit[0] as AuditRecord;
+    const outcome = record.decision === "allow" ? "allowed" : record.reason;
+    expect(testCase.reasons).toContain(outcome);
+    if (outcome !== "allowed") expect(JSON.parse(body).reason).toBe(outcome);
+
+    const lines = [
+      ...edge.logs,
+      ...edge.dataPoints.map((point) => JSON.stringify(point)),
+      ...spies.flatMap((spy) => spy.mock.calls.map((call) => call.map(String).join(" "))),
+      ...[...response.headers].map(([name, value]) => `${name}: ${value}`),
+    ];
+    // The capture works: the record went through console.log and the dataset.
+    expect(lines.filter((line) => line.includes(record.request_id)).length).toBeGreaterThanOrEqual(3);
+    for (const [what, secret] of Object.entries(secrets)) {
+      const leaking = lines.find((line) => line.includes(secret));
+      expect(leaking, `${what} leaked into: ${leaking?.slice(0, 200)}`).toBeUndefined();
+    }
+  });
+});

@@ -1,0 +1,238 @@
+// One Analytics Engine data point per request, written by the audit stage. miniflare binds a
+// local dataset (from wrangler.toml) that accepts writes but cannot be read back, so these
+// tests bind a recording dataset in its place and assert the exact rows.
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { Hono } from "hono";
+import { describe, expect, it, vi } from "vitest";
+import type { AuditRecord } from "../../src/core/audit";
+import { audit } from "../../src/pipeline/audit";
+import type { PipelineEnv } from "../../src/pipeline/context";
+import { requestId } from "../../src/pipeline/request-id";
+import { basePolicy, harness, recordingDataset } from "../support/harness";
+import { AUDIENCE, makeIssuer } from "../support/issuers";
+
+describe("metrics data points", () => {
+  it("writes one row per request for an allowed request", async () => {
+    const edge = harness(basePolicy());
+    const request = new Request("https://edge.test/public/hello", {
+      headers: { "cf-connecting-ip": "203.0.113.9" },
+      cf: { colo: "AMS", asn: 64501, country: "NL" },
+    });
+    const response = await edge.fetch(request);
+    expect(response.status).toBe(200);
+    const record = edge.audit[0] as AuditRecord;
+    expect(edge.dataPoints).toEqual([
+      {
+        indexes: [""],
+        blobs: [
+          "allow",
+          "",
+          "public",
+          "GET",
+          "",
+          "",
+          "",
+          "echo",
+          "AMS",
+          "NL",
+          "64501",
+          "",
+          "",
+          "",
+          "",
+          "policy:public@v7",
+          record.request_id,
+        ],
+        doubles: [200, record.latency_ms, -1, record.upstream_ms, -1, -1, 1],
+      },
+    ]);
+    expect(record.upstream_ms).toBeGreaterThanOrEqual(0);
+  });
+
+  it("writes the reason and the client IP for a denied request", async () => {
+    const edge = harness(basePolicy());
+    const response = await edge.fetch("/admin/users", { headers: { "cf-connecting-ip": "2001:db8::7" } });
+    expect(response.status).toBe(404);
+    const record = edge.audit[0] as AuditRecord;
+    expect(edge.dataPoints).toEqual([
+      {
+        indexes: [""],
+        blobs: [
+          "deny",
+          "route_not_found",
+          "",
+          "GET",
+          "",
+          "",
+          "",
+          "",
+          "",
+          "",
+          "",
+          "2001:db8::7",
+          "",
+          "",
+          "",
+          "",
+          record.request_id,
+        ],
+        doubles: [404, record.latency_ms, -1, -1, -1, -1, 1],
+      },
+    ]);
+  });
+
+  it("writes the tenant, issuer, key source and verification time of an authenticated request", async () => {
+    const issuer = await makeIssuer("ES256");
+    const edge = harness(
+      basePolicy({
+        issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["main"] }, upstream: "echo" }],
+      }),
+    );
+    const first = await issuer.sign({ sub: "alice", tenant_id: "acme" });
+    const second = await issuer.sign({ sub: "bob", tenant_id: "acme" });
+    for (const token of [first, first, second]) {
+      const response = await edge.fetch("/v1/things", { headers: { authorization: `Bearer ${token}` } });
+      expect(response.status).toBe(200);
+    }
+    const [point] = edge.dataPoints;
+    const record = edge.audit[0] as AuditRecord;
+    expect(record).toMatchObject({ tenant_id: "acme", user_sub: "alice", issuer: issuer.url });
+    expect(record.token_hash).toMatch(/^[0-9a-f]{8,}$/);
+    expect(point).toEqual({
+      indexes: ["acme"],
+      blobs: [
+        "allow",
+        "",
+        "v1",
+        "GET",
+        "alice",
+        "main",
+        "fetch",
+        "echo",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "policy:v1@v7",
+        record.request_id,
+      ],
+      doubles: [200, record.latency_ms, expect.any(Number), record.upstream_ms, record.authz_ms, -1, 1],
+    });
+    // Verification is part of the auth stage; the key cache serves everything after the first fetch.
+    expect(point?.doubles?.[2]).toBeGreaterThanOrEqual(0);
+    expect(point?.doubles?.[2]).toBeLessThanOrEqual(record.authz_ms as number);
+    expect(edge.dataPoints.map((p) => p.blobs?.[6])).toEqual(["fetch", "token_cache", "memory"]);
+    expect(edge.dataPoints.map((p) => p.blobs?.[4])).toEqual(["alice", "alice", "bob"]);
+  });
+
+  it("writes exactly one row per request, matching the audit records", async () => {
+    const edge = harness(basePolicy());
+    await edge.fetch("/public/a");
+    await edge.fetch("/nowhere");
+    await edge.fetch("/public/%2F");
+    expect(edge.dataPoints).toHaveLength(3);
+    expect(edge.dataPoints.map((p) => p.blobs?.[16])).toEqual(edge.audit.map((r) => r.request_id));
+    expect(edge.dataPoints.map((p) => p.blobs?.[1])).toEqual(["", "route_not_found", "bad_request"]);
+  });
+
+  it("reads the identity, token check and stage timings the earlier stages left on the context", async () => {
+    const dataset = recordingDataset();
+    const app = new Hono<PipelineEnv>();
+    app.use(requestId());
+    app.use(audit(() => []));
+    app.use(async (c, next) => {
+      c.set("route", {
+        name: "orders",
+        matchedRule: "policy:orders@v3",
+        upstreamName: "orders-svc",
+      } as PipelineEnv["Variables"]["route"]);
+      c.set("identity", {
+        issuerId: "main",
+        issuer: "https://idp.example/",
+        kind: "oidc",
+        subject: "u_1234",
+        tenant: "t_42",
+        scopes: [],
+        groups: [],
+        claims: {},
+        tokenHash: "9f86d081884c7d65",
+      });
+      c.set("tokenCheck", { issuerId: "main", verifyMs: 0.8, keySource: "fetch" });
+      Object.assign(c.get("timings"), { authMs: 1.1, limitMs: 0.4 });
+      c.set("outcome", { decision: "deny", reason: "rate_limited", limit: "tenant-per-minute", failedOpen: ["user"] });
+      await next();
+    });
+    app.get("*", (c) => c.body(null, 429));
+    const ctx = createExecutionContext();
+    const response = await app.fetch(new Request("https://edge.test/orders/1"), { METRICS: dataset }, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(response.status).toBe(429);
+    const [point] = dataset.points;
+    expect(point?.indexes).toEqual(["t_42"]);
+    expect(point?.blobs?.slice(0, 8)).toEqual([
+      "deny",
+      "rate_limited",
+      "orders",
+      "GET",
+      "u_1234",
+      "main",
+      "fetch",
+      "orders-svc",
+    ]);
+    expect(point?.blobs?.slice(12, 16)).toEqual(["tenant-per-minute", "user", "", "policy:orders@v3"]);
+    expect(point?.doubles).toEqual([429, expect.any(Number), 0.8, -1, 1.1, 0.4, 1]);
+  });
+
+  it("runs and logs as before without a METRICS binding", async () => {
+    const errors = vi.spyOn(console, "error");
+    try {
+      const edge = harness(basePolicy(), {}, { METRICS: undefined });
+      const response = await edge.fetch("/public/x");
+      expect(response.status).toBe(200);
+      expect(edge.audit).toHaveLength(1);
+      expect(edge.dataPoints).toHaveLength(0);
+      expect(errors).not.toHaveBeenCalled();
+    } finally {
+      errors.mockRestore();
+    }
+  });
+
+  it("keeps serving and auditing when the dataset rejects a write", async () => {
+    const errors = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      const failing = {
+        writeDataPoint() {
+          throw new TypeError("blob too large: t_42 Bearer abc");
+        },
+      };
+      const edge = harness(basePolicy(), {}, { METRICS: failing });
+      const response = await edge.fetch("/public/x");
+      expect(response.status).toBe(200);
+      expect(edge.audit).toHaveLength(1);
+      const lines = errors.mock.calls.map((call) => call.join(" "));
+      expect(lines).toEqual(["portcullis: metrics write failed (TypeError)"]);
+    } finally {
+      errors.mockRestore();
+    }
+  });
+
+  it("works with the local Analytics Engine binding from wrangler.toml", async () => {
+    const local = (env as { METRICS?: AnalyticsEngineDataset }).METRICS;
+    expect(typeof local?.writeDataPoint).toBe("function");
+    const errors = vi.spyOn(console, "error");
+    try {
+      const edge = harness(basePolicy(), {}, { METRICS: local });
+      const response = await edge.fetch("/public/x", { headers: { "cf-connecting-ip": "192.0.2.1" } });
+      expect(response.status).toBe(200);
+      expect(edge.audit).toHaveLength(1);
+      expect(errors).not.toHaveBeenCalled();
+    } finally {
+      errors.mockRestore();
+    }
+  });
+});
