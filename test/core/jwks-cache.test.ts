@@ -58,6 +58,7 @@ describe("warm path", () => {
     await settle();
     const after = { ...store.stats, ...(await issuer.stats()) };
     expect(after).toMatchObject({ fetches: 2, imports: 1, discovery_fetches: 1, jwks_fetches: 1 });
+    const kvReads = store.stats.kvReads;
     for (let i = 0; i < 50; i++) {
       const result = await verify(
         await issuer.sign({ sub: `u${i}`, iat: Math.floor(clock.ms / 1000), exp: Math.floor(clock.ms / 1000) + 60 }),
@@ -66,6 +67,7 @@ describe("warm path", () => {
     }
     expect(store.stats.fetches).toBe(2);
     expect(store.stats.imports).toBe(1);
+    expect(store.stats.kvReads).toBe(kvReads);
     expect(await issuer.stats()).toMatchObject({ discovery_fetches: 1, jwks_fetches: 1 });
   });
 
