@@ -1,0 +1,181 @@
+// `npm run token -- [options]`: prints one JWT signed with the local stack's keys, which the
+// local edge accepts, so requests can be tried with curl. Only the token goes to stdout
+// (`TOKEN=$(npm run --silent token)` works); notes and errors go to stderr.
+import { randomBytes, randomUUID } from "node:crypto";
+import { pathToFileURL } from "node:url";
+import { CompactSign } from "jose";
+import { ACCESS_AUD, ACCESS_ISSUER, LOCAL_AUDIENCE, LOCAL_ISSUER, loadPrivateJwks, signingKey } from "./keys.mjs";
+
+const HELP = `Usage: npm run token -- [options]
+
+Prints one signed JWT for the local stack on stdout.
+
+Token options (defaults in brackets):
+  --sub ID            subject (sub) [user-123]
+  --tenant ID         tenant (tenant_id claim) [acme]
+  --scope "A B"       space-separated scopes (scope claim) [api:read]
+  --groups A,B        groups (groups claim, an array) [none]
+  --email ADDRESS     e-mail (email claim) [none; user@example.com with --access]
+  --aud AUDIENCE      audience (aud) [${LOCAL_AUDIENCE}; ${ACCESS_AUD} with --access]
+  --iss URL           issuer (iss) [${LOCAL_ISSUER}; ${ACCESS_ISSUER} with --access]
+  --ttl SECONDS       lifetime: exp = now + SECONDS; negative means already expired [900]
+  --nbf SECONDS       not before: nbf = now + SECONDS [not set; now with --access]
+  --typ TYPE          typ header, e.g. at+jwt [JWT]
+  --claim KEY=JSON    set any claim; the value is parsed as JSON, or taken as a string if
+                      it is not JSON. Repeatable; applied last, so it overrides the above
+
+Modes:
+  --access            a Cloudflare Access-style assertion (RS256) instead of an OIDC token;
+                      send it in the Cf-Access-Jwt-Assertion header
+  --print-issuer      print the issuer URL instead of a token
+  --help              print this help
+
+Examples:
+  curl -H "authorization: Bearer $(npm run --silent token)" http://127.0.0.1:8787/v1/things
+  npm run --silent token -- --scope "api:read payments:write" --groups payments-writer
+  npm run --silent token -- --ttl -60        # expired a minute ago
+  npm run --silent token -- --access --email ada@example.com
+`;
+
+/** Options that take a value, and flags that do not. */
+const VALUE_OPTIONS = new Set("sub tenant scope groups email aud iss ttl nbf typ claim".split(" "));
+const FLAG_OPTIONS = new Set(["access", "print-issuer", "help"]);
+
+class UsageError extends Error {}
+
+/**
+ * A small parser rather than util.parseArgs: `--ttl -60` must read -60 as the value,
+ * which parseArgs rejects as ambiguous.
+ */
+export function parseOptions(argv) {
+  const options = { claim: [] };
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i];
+    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument: ${arg}`);
+    const equals = arg.indexOf("=");
+    const name = arg.slice(2, equals === -1 ? undefined : equals);
+    const inline = equals === -1 ? undefined : arg.slice(equals + 1);
+    if (FLAG_OPTIONS.has(name)) {
+      if (inline !== undefined) throw new UsageError(`--${name} takes no value`);
+      options[name] = true;
+    } else if (VALUE_OPTIONS.has(name)) {
+      const value = inline ?? argv[++i];
+      if (value === undefined) throw new UsageError(`--${name} needs a value`);
+      if (name === "claim") options.claim.push(parseClaim(value));
+      else options[name] = value;
+    } else {
+      throw new UsageError(`unknown option: ${arg}`);
+    }
+  }
+  for (const name of ["ttl", "nbf"]) {
+    if (options[name] !== undefined && !/^-?\d+$/.test(options[name])) {
+      throw new UsageError(`--${name} must be a whole number of seconds, got "${options[name]}"`);
+    }
+  }
+  if (options.access) {
+    // Access assertions carry no tenant or scopes; silently dropping them would mislead.
+    for (const name of ["tenant", "scope"]) {
+      if (options[name] !== undefined) throw new UsageError(`--${name} does not apply to --access tokens`);
+    }
+  }
+  return options;
+}
+
+/** `--claim key=value`: JSON when it parses (numbers, arrays, objects, true), else a string. */
+function parseClaim(text) {
+  const equals = text.indexOf("=");
+  if (equals <= 0) throw new UsageError(`--claim needs KEY=VALUE, got "${text}"`);
+  const raw = text.slice(equals + 1);
+  try {
+    return [text.slice(0, equals), JSON.parse(raw)];
+  } catch {
+    return [text.slice(0, equals), raw];
+  }
+}
+
+export function issuerFor(options) {
+  return options.iss ?? (options.access ? ACCESS_ISSUER : LOCAL_ISSUER);
+}
+
+export function buildClaims(options, now = Math.floor(Date.now() / 1000)) {
+  const ttl = Number(options.ttl ?? 900);
+  const groups = options.groups
+    ?.split(",")
+    .map((group) => group.trim())
+    .filter(Boolean);
+  let claims;
+  if (options.access) {
+    // The claims Cloudflare Access puts in an application token.
+    claims = {
+      aud: [options.aud ?? ACCESS_AUD],
+      email: options.email ?? "user@example.com",
+      exp: now + ttl,
+      iat: now,
+      nbf: now + Number(options.nbf ?? 0),
+      iss: issuerFor(options),
+      type: "app",
+      identity_nonce: randomBytes(12).toString("base64url"),
+      sub: options.sub ?? "user-123",
+      country: "XX",
+    };
+  } else {
+    claims = {
+      iss: issuerFor(options),
+      sub: options.sub ?? "user-123",
+      aud: options.aud ?? LOCAL_AUDIENCE,
+      iat: now,
+      exp: now + ttl,
+      jti: randomUUID(),
+      tenant_id: options.tenant ?? "acme",
+      scope: options.scope ?? "api:read",
+    };
+    if (options.nbf !== undefined) claims.nbf = now + Number(options.nbf);
+    if (options.email !== undefined) claims.email = options.email;
+  }
+  if (groups) claims.groups = groups;
+  for (const [key, value] of options.claim) claims[key] = value;
+  return claims;
+}
+
+export async function mintToken(options) {
+  const jwks = await loadPrivateJwks({
+    onCreate: (file) => console.error(`token: generated development signing keys in ${file}`),
+  });
+  const { key, kid, alg } = await signingKey(options.access ? jwks.access : jwks.oidc);
+  const claims = buildClaims(options);
+  // CompactSign signs the claims exactly as built, so --claim can also craft odd tokens
+  // (a string exp, a missing sub) to see how the edge refuses them.
+  return new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
+    .setProtectedHeader({ alg, kid, typ: options.typ ?? "JWT" })
+    .sign(key);
+}
+
+async function main(argv) {
+  let options;
+  try {
+    options = parseOptions(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`token: ${error.message}\nRun \`npm run token -- --help\` for usage.\n`);
+    return 2;
+  }
+  if (options.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (options["print-issuer"]) {
+    process.stdout.write(`${issuerFor(options)}\n`);
+    return 0;
+  }
+  try {
+    process.stdout.write(`${await mintToken(options)}\n`);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`token: ${error.message}\n`);
+    return 1;
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await main(process.argv.slice(2));
+}
