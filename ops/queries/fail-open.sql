@@ -1,0 +1,18 @@
+-- Fail-open accounting (DESIGN invariant 2: every fail-open is counted): requests let
+-- through because a limit could not be checked and the policy says `on_error: "allow"`,
+-- per limit set and route, last 24 hours. blob14 lists the limits that failed open for
+-- that request, comma-separated.
+--
+-- ALERT: any row. A fail-open means a rate limit was not enforced; a steady stream means
+-- the limiter is unhealthy (check limit_ms in the audit log and limiter_unavailable denies).
+SELECT
+  blob14 AS failed_open,
+  blob3 AS route,
+  SUM(_sample_interval) AS requests,
+  MIN(timestamp) AS first_seen,
+  MAX(timestamp) AS last_seen
+FROM portcullis
+WHERE timestamp > NOW() - INTERVAL '24' HOUR
+  AND blob14 != ''
+GROUP BY failed_open, route
+ORDER BY requests DESC

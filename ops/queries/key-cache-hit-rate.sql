@@ -1,0 +1,21 @@
+-- edge.authz.cache.hit_rate per issuer, in 5-minute buckets over the last 6 hours.
+-- A hit is any token check whose key did not have to be fetched from the issuer
+-- (key source token_cache, memory or kv); a miss is `fetch`.
+--
+-- ALERT: hit_rate < 0.95 in a bucket with at least 100 token checks (fewer checks make the
+-- rate noise: each new isolate fetches once). The HAVING clause keeps only buckets that
+-- breach, so "query returns rows" is the alert condition. Remove it for a dashboard panel.
+-- A sustained breach means keys are not staying cached: cache TTL too short, the issuer
+-- rotating keys constantly, or tokens with unknown kids forcing refreshes.
+SELECT
+  toStartOfInterval(timestamp, INTERVAL '5' MINUTE) AS bucket,
+  blob6 AS issuer_id,
+  SUM(_sample_interval) AS token_checks,
+  SUM(IF(blob7 = 'fetch', 0, _sample_interval)) / SUM(_sample_interval) AS hit_rate
+FROM portcullis
+WHERE timestamp > NOW() - INTERVAL '6' HOUR
+  AND blob7 != ''
+GROUP BY bucket, issuer_id
+HAVING SUM(_sample_interval) >= 100
+  AND SUM(IF(blob7 = 'fetch', 0, _sample_interval)) / SUM(_sample_interval) < 0.95
+ORDER BY bucket DESC, hit_rate ASC
