@@ -1,0 +1,167 @@
+// Stage: rate limits, after authorisation. Every limit that applies to the request is checked;
+// the most restrictive decides; a refused request is charged to no counter.
+//
+// One round trip per object kind, both in parallel: the tenant object (tenant and user
+// limits) and the route object (route and ip limits). Each object checks all of its counters
+// and charges them only if all admit the request, atomically. Across the two objects the
+// stage reserves and, if the request ends up refused, gives back: an object that admitted
+// a request the other refused (or that a limiter failure refused) gets a `release` call off
+// the response path (waitUntil), which refunds exactly what it charged.
+//
+// Residual race, stated plainly: between an object's reservation and its release (one round
+// trip plus the release call), the reserved request occupies a slot, so a concurrent request
+// on the same counter can be refused that would otherwise have been admitted. The error is
+// always towards refusing, never towards admitting more than the limit. If the release is
+// lost (isolate gone, object unreachable), the slot stays charged until it drains at the
+// limit's rate. A call that timed out may still land later; if the request was refused, its
+// reservation is released when it does.
+
+import type { MiddlewareHandler } from "hono";
+import {
+  type AcquireResult,
+  type AppliedLimit,
+  ceilSeconds,
+  combineAnswers,
+  type CounterRequest,
+  type LimiterKind,
+  type LimiterRpc,
+  type ObjectAnswer,
+  planLimits,
+} from "../core/limits";
+import { rateLimitHeaders } from "../core/rate-limit-headers";
+import type { PipelineContext, PipelineEnv } from "./context";
+import { deny } from "./respond";
+
+const BINDINGS: Record<LimiterKind, "TENANT_LIMITER" | "ROUTE_LIMITER"> = {
+  tenant: "TENANT_LIMITER",
+  route: "ROUTE_LIMITER",
+};
+
+/** How long a refused request keeps waiting, off the response path, for a late reservation. */
+const LATE_RESERVATION_WAIT_MS = 30_000;
+
+class LimiterTimeout extends Error {
+  override readonly name = "LimiterTimeout";
+}
+
+interface ObjectCall {
+  kind: LimiterKind;
+  stub: LimiterRpc;
+  items: CounterRequest[];
+  pending: Promise<AcquireResult>;
+}
+
+function counterRequest(limit: AppliedLimit): CounterRequest {
+  return { id: limit.counterId, limit: limit.limit, windowS: limit.windowS };
+}
+
+/** Resolves with the call's result, or rejects with LimiterTimeout after `ms`. */
+function withinBudget<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LimiterTimeout()), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+function defer(c: PipelineContext, work: Promise<unknown>): void {
+  const quiet = work.catch(() => undefined);
+  try {
+    c.executionCtx.waitUntil(quiet);
+  } catch {
+    // No execution context (outside a Worker): the work still runs.
+  }
+}
+
+export function rateLimit(): MiddlewareHandler<PipelineEnv> {
+  return async (c, next) => {
+    const route = c.get("route");
+    if (route.limits.length === 0) return next();
+    const policy = c.get("policy");
+    const started = Date.now();
+    const identity = c.get("identity");
+    const planned = planLimits({
+      routeName: route.name,
+      method: c.req.method,
+      limits: route.limits,
+      ...(identity ? { identity } : {}),
+      clientAddress: c.req.header("cf-connecting-ip"),
+      tenantOverrides: policy.tenantOverrides,
+    });
+    if (!planned.ok) return deny(c, "misconfigured", { detail: planned.detail });
+    const plan = planned.plan;
+
+    const calls: ObjectCall[] = [];
+    for (const kind of ["tenant", "route"] as const) {
+      const objectName = kind === "tenant" ? plan.tenantObject : plan.routeObject;
+      if (objectName === undefined) continue;
+      const namespace = c.env?.[BINDINGS[kind]] as DurableObjectNamespace | undefined;
+      if (!namespace) return deny(c, "misconfigured", { detail: `binding_missing:${BINDINGS[kind]}` });
+      const items = plan.limits.filter((l) => l.object === kind).map(counterRequest);
+      const stub = namespace.get(namespace.idFromName(objectName)) as unknown as LimiterRpc;
+      let pending: Promise<AcquireResult>;
+      try {
+        pending = Promise.resolve(stub.acquire(items));
+      } catch (error) {
+        pending = Promise.reject(error);
+      }
+      calls.push({ kind, stub, items, pending });
+    }
+    if (calls.length === 0) return next();
+
+    const answers = new Map<LimiterKind, ObjectAnswer>();
+    await Promise.all(
+      calls.map(async (call) => {
+        try {
+          answers.set(call.kind, { ok: true, result: await withinBudget(call.pending, policy.limiterTimeoutMs) });
+        } catch (error) {
+          answers.set(call.kind, { ok: false, error: error instanceof LimiterTimeout ? "timeout" : "error" });
+        }
+      }),
+    );
+    c.get("timings").limitMs = Date.now() - started;
+
+    const verdict = combineAnswers(plan, answers);
+    if (verdict.failedOpen.length > 0) {
+      const outcome = c.get("outcome");
+      c.set("outcome", { ...outcome, failedOpen: [...(outcome.failedOpen ?? []), ...verdict.failedOpen] });
+    }
+    const headers = c.get("responseHeaders");
+    for (const [name, value] of Object.entries(rateLimitHeaders(verdict.statuses))) headers.set(name, value);
+
+    if (verdict.decision === "allow") return next();
+
+    // Refused: nothing may stay charged. Give back every reservation, including one that
+    // arrives after its call ran out of time.
+    for (const call of calls) {
+      const answer = answers.get(call.kind);
+      if (answer?.ok) {
+        if (answer.result.allowed) defer(c, Promise.resolve(call.stub.release(call.items)));
+      } else if (answer?.error === "timeout") {
+        const late = withinBudget(call.pending, LATE_RESERVATION_WAIT_MS);
+        defer(
+          c,
+          late.then((result) => (result.allowed ? call.stub.release(call.items) : undefined)),
+        );
+      }
+    }
+
+    if (verdict.decision === "rate_limited") {
+      const hit = verdict.hit;
+      const resetS = ceilSeconds(hit.resetMs);
+      return deny(c, "rate_limited", {
+        retryAfterSeconds: Number.isFinite(hit.retryAfterMs) ? Math.max(1, ceilSeconds(hit.retryAfterMs)) : resetS,
+        limit: hit.name,
+        detail: `${hit.key}_limit_exceeded`,
+        extensions: {
+          limit: { name: hit.name, key: hit.key, limit: hit.limit, window_s: hit.windowS, reset_s: resetS },
+        },
+      });
+    }
+    return deny(c, "limiter_unavailable", {
+      retryAfterSeconds: 1,
+      limit: verdict.limit.name,
+      detail: `limiter_${verdict.limit.object}_${verdict.error}`,
+    });
+  };
+}

@@ -1,0 +1,393 @@
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { Hono } from "hono";
+import { describe, expect, it } from "vitest";
+import type { Identity } from "../../src/core/identity";
+import type { AcquireResult, CounterRequest } from "../../src/core/limits";
+import { compilePolicy } from "../../src/core/policy";
+import type { LimitSpec, OidcIssuerConfig, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
+import type { Outcome, PipelineEnv, Timings } from "../../src/pipeline/context";
+import { rateLimit } from "../../src/pipeline/rate-limit";
+import { basePolicy, harness, marker, originSaw } from "../support/harness";
+
+const unique = () => crypto.randomUUID().slice(0, 8);
+
+interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  reason: string;
+  request_id: string;
+  limit?: { name: string; key: string; limit: number; window_s: number; reset_s: number };
+}
+
+/** The whole-second value of `t=` in a RateLimit field item. */
+function secondsToReset(field: string | null): number {
+  return Number(/;t=(\d+)/.exec(field ?? "")?.[1]);
+}
+
+// ─── Through the whole pipeline: public routes, ip and route keys ───────────────────────
+
+function publicRoute(name: string, limits: LimitSpec[], methods: RouteConfig["methods"] = ["GET"]): RouteConfig {
+  return { name, methods, path: `/${name}/**`, auth: "public", upstream: "echo", limits };
+}
+
+function edgeWith(...routes: RouteConfig[]) {
+  return harness(basePolicy({ settings: { limiter_timeout_ms: 2000 }, routes }));
+}
+
+describe("rate limits on public routes (whole pipeline)", () => {
+  it("admits up to the limit with rate-limit fields, then answers 429 problem+json and forwards nothing", async () => {
+    const name = `pub-${unique()}`;
+    const edge = edgeWith(publicRoute(name, [{ name: "ip-per-hour", key: "ip", limit: 3, window_s: 3600 }]));
+    const m = marker();
+    const headers = { "cf-connecting-ip": "198.51.100.20", "x-test-marker": m };
+    for (const remaining of [2, 1, 0]) {
+      const response = await edge.fetch(`/${name}/x`, { headers });
+      expect(response.status).toBe(200);
+      expect(response.headers.get("x-ratelimit-limit")).toBe("3");
+      expect(response.headers.get("x-ratelimit-remaining")).toBe(String(remaining));
+      // One request per 1200 s comes back; the counter is full again (3 - remaining) × 1200 s on.
+      const reset = (3 - remaining) * 1200;
+      expect(Number(response.headers.get("x-ratelimit-reset"))).toBeGreaterThan(reset - 2);
+      expect(Number(response.headers.get("x-ratelimit-reset"))).toBeLessThanOrEqual(reset);
+      expect(response.headers.get("ratelimit-policy")).toBe('"ip-per-hour";q=3;w=3600');
+      expect(response.headers.get("ratelimit")).toMatch(new RegExp(`^"ip-per-hour";r=${remaining};t=\\d+$`));
+      expect(secondsToReset(response.headers.get("ratelimit"))).toBe(Number(response.headers.get("x-ratelimit-reset")));
+    }
+    const refused = await edge.fetch(`/${name}/x`, { headers });
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get("content-type")).toBe("application/problem+json");
+    const retryAfter = Number(refused.headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThan(1198);
+    expect(retryAfter).toBeLessThanOrEqual(1200);
+    expect(refused.headers.get("x-ratelimit-remaining")).toBe("0");
+    expect(refused.headers.get("ratelimit")).toMatch(/^"ip-per-hour";r=0;t=\d+$/);
+    const body = (await refused.json()) as Problem;
+    expect(body).toMatchObject({
+      type: "https://portcullis.dev/problems/rate-limited",
+      status: 429,
+      reason: "rate_limited",
+      request_id: refused.headers.get("x-request-id"),
+      limit: { name: "ip-per-hour", key: "ip", limit: 3, window_s: 3600 },
+    });
+    expect(body.limit?.reset_s).toBeGreaterThan(3598);
+    expect(body.limit?.reset_s).toBeLessThanOrEqual(3600);
+    expect(await originSaw(m)).toHaveLength(3);
+    expect(edge.audit.at(-1)).toMatchObject({
+      decision: "deny",
+      reason: "rate_limited",
+      limit: "ip-per-hour",
+      status: 429,
+    });
+    expect(edge.audit.at(-1)?.limit_ms).toEqual(expect.any(Number));
+    expect(edge.audit[0]?.limit_ms).toEqual(expect.any(Number));
+
+    // Another address has its own counter.
+    const other = await edge.fetch(`/${name}/x`, { headers: { "cf-connecting-ip": "198.51.100.21" } });
+    expect(other.status).toBe(200);
+    expect(other.headers.get("x-ratelimit-remaining")).toBe("2");
+  });
+
+  it("counts IPv6 clients by /64 and clients without an address as one", async () => {
+    const name = `v6-${unique()}`;
+    const edge = edgeWith(publicRoute(name, [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }]));
+    const first = await edge.fetch(`/${name}/a`, { headers: { "cf-connecting-ip": "2001:db8:1:2::1" } });
+    expect(first.status).toBe(200);
+    const sameNet = await edge.fetch(`/${name}/a`, { headers: { "cf-connecting-ip": "2001:db8:1:2:ffff::9" } });
+    expect(sameNet.status).toBe(429);
+    const otherNet = await edge.fetch(`/${name}/a`, { headers: { "cf-connecting-ip": "2001:db8:1:3::1" } });
+    expect(otherNet.status).toBe(200);
+    expect((await edge.fetch(`/${name}/a`)).status).toBe(200);
+    expect((await edge.fetch(`/${name}/a`)).status).toBe(429);
+  });
+
+  it("decides route and ip limits together; a refused request charges neither", async () => {
+    const name = `signup-${unique()}`;
+    const edge = edgeWith(
+      publicRoute(
+        name,
+        [
+          { name: "signup-per-ip", key: "ip", limit: 2, window_s: 3600 },
+          { name: "signup-total", key: "route", limit: 3, window_s: 3600 },
+        ],
+        ["POST"],
+      ),
+    );
+    const post = (ip: string) => edge.fetch(`/${name}/new`, { method: "POST", headers: { "cf-connecting-ip": ip } });
+    expect((await post("192.0.2.1")).status).toBe(200);
+    const second = await post("192.0.2.1");
+    expect(second.status).toBe(200);
+    // Most restrictive first: the ip limit (0 left) before the route ceiling (1 left).
+    expect(second.headers.get("ratelimit-policy")).toBe('"signup-per-ip";q=2;w=3600, "signup-total";q=3;w=3600');
+    expect(second.headers.get("ratelimit")).toMatch(/^"signup-per-ip";r=0;t=\d+, "signup-total";r=1;t=\d+$/);
+    expect(second.headers.get("x-ratelimit-limit")).toBe("2");
+    const third = await post("192.0.2.1");
+    expect(third.status).toBe(429);
+    expect(((await third.json()) as Problem).limit).toMatchObject({ name: "signup-per-ip", key: "ip" });
+    // The refused request did not use the route's last slot.
+    expect((await post("192.0.2.2")).status).toBe(200);
+    const full = await post("192.0.2.3");
+    expect(full.status).toBe(429);
+    expect(((await full.json()) as Problem).limit).toMatchObject({ name: "signup-total", key: "route", limit: 3 });
+  });
+
+  it("counts HEAD as GET", async () => {
+    const name = `head-${unique()}`;
+    const edge = edgeWith(
+      publicRoute(name, [{ name: "ceiling", key: "route", limit: 2, window_s: 3600 }], ["GET", "HEAD"]),
+    );
+    expect((await edge.fetch(`/${name}/x`, { method: "HEAD" })).status).toBe(200);
+    expect((await edge.fetch(`/${name}/x`)).status).toBe(200);
+    expect((await edge.fetch(`/${name}/x`)).status).toBe(429);
+    expect((await edge.fetch(`/${name}/x`, { method: "HEAD" })).status).toBe(429);
+  });
+
+  it("leaves routes without limits alone", async () => {
+    const name = `free-${unique()}`;
+    const free = edgeWith(publicRoute(name, []));
+    const ok = await free.fetch(`/${name}/x`);
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get("ratelimit")).toBeNull();
+    expect(ok.headers.get("x-ratelimit-limit")).toBeNull();
+    expect(free.audit[0]?.limit_ms).toBeNull();
+  });
+});
+
+// ─── The stage alone: identity keys, cross-object release, failure modes ────────────────
+
+const ISSUER: OidcIssuerConfig = { kind: "oidc", issuer: "https://idp.test", audiences: ["api"] };
+
+function authRoute(name: string, limits: LimitSpec[]): RouteConfig {
+  return { name, methods: ["GET"], path: "/api/**", auth: { issuers: ["idp"] }, upstream: "echo", limits };
+}
+
+interface StageRun {
+  response: Response;
+  outcome: Outcome;
+  timings: Timings;
+}
+
+/**
+ * The rate-limit stage in isolation: earlier stages are replaced by one that sets the policy,
+ * route and (from the test) identity; the last stage answers 200 with the response fields the
+ * stage prepared, as forward() does.
+ */
+function stage(doc: PolicyDocument, bindings: Record<string, unknown> = {}) {
+  const policy = compilePolicy(doc);
+  const route = policy.routes[0]!;
+  const app = new Hono<PipelineEnv>();
+  let last: { outcome: Outcome; timings: Timings } | undefined;
+  app.use(async (c, next) => {
+    c.set("policy", policy);
+    c.set("requestId", crypto.randomUUID());
+    c.set("outcome", { decision: "allow" });
+    c.set("timings", {});
+    c.set("responseHeaders", new Headers());
+    c.set("route", route);
+    const who = c.req.header("x-test-identity");
+    if (who) {
+      const { subject, tenant } = JSON.parse(who) as { subject: string; tenant?: string };
+      const identity: Identity = {
+        issuerId: "idp",
+        issuer: ISSUER.issuer,
+        kind: "oidc",
+        subject,
+        ...(tenant !== undefined ? { tenant } : {}),
+        scopes: [],
+        groups: [],
+        claims: {},
+        tokenHash: "test",
+      };
+      c.set("identity", identity);
+    }
+    await next();
+    last = { outcome: c.get("outcome"), timings: c.get("timings") };
+  });
+  app.use(rateLimit());
+  app.all("*", (c) => new Response("ok", { headers: c.get("responseHeaders") }));
+  return async (identity?: { subject: string; tenant?: string }): Promise<StageRun> => {
+    const ctx = createExecutionContext();
+    const headers: Record<string, string> = identity ? { "x-test-identity": JSON.stringify(identity) } : {};
+    const response = await app.fetch(new Request("https://edge.test/api/x", { headers }), { ...env, ...bindings }, ctx);
+    await waitOnExecutionContext(ctx);
+    return { response, outcome: last!.outcome, timings: last!.timings };
+  };
+}
+
+function stageDoc(limits: LimitSpec[], extra: Partial<PolicyDocument> = {}): PolicyDocument {
+  return basePolicy({
+    settings: { limiter_timeout_ms: 2000 },
+    issuers: { idp: ISSUER },
+    routes: [authRoute(`api-${unique()}`, limits)],
+    ...extra,
+  });
+}
+
+function tenantCounter(tenant: string, counterId: string, limit: number, windowS: number) {
+  const ns = (env as unknown as { TENANT_LIMITER: DurableObjectNamespace }).TENANT_LIMITER;
+  const stub = ns.get(ns.idFromName(JSON.stringify(["tenant", tenant]))) as unknown as {
+    acquire(items: CounterRequest[]): Promise<AcquireResult>;
+  };
+  return stub.acquire([{ id: counterId, limit, windowS, cost: 0 }]).then((r) => r.counters[0]!.remaining);
+}
+
+/** A limiter namespace whose objects fail, or answer after `lateMs`; it records releases. */
+function fakeLimiter(behaviour: "fail" | { lateMs: number; allowed: boolean }) {
+  const released: CounterRequest[][] = [];
+  const namespace = {
+    idFromName: (name: string) => name,
+    get: () => ({
+      acquire(items: CounterRequest[]): Promise<AcquireResult> {
+        if (behaviour === "fail") return Promise.reject(new Error("object unreachable"));
+        const result = {
+          allowed: behaviour.allowed,
+          counters: items.map(() => ({ allowed: behaviour.allowed, remaining: 0, resetMs: 1000, retryAfterMs: 0 })),
+        };
+        return new Promise((resolve) => setTimeout(() => resolve(result), behaviour.lateMs));
+      },
+      async release(items: CounterRequest[]) {
+        released.push(items);
+      },
+    }),
+  };
+  return { namespace, released };
+}
+
+describe("rate-limit stage: tenant and user keys", () => {
+  it("counts per user within the tenant, and gives back the route slot when the user limit refuses", async () => {
+    const tenant = `t-${unique()}`;
+    const run = stage(
+      stageDoc([
+        { name: "tenant-limit", key: "tenant", limit: 100, window_s: 3600 },
+        { name: "user-limit", key: "user", limit: 2, window_s: 3600 },
+        { name: "route-limit", key: "route", limit: 3, window_s: 3600 },
+      ]),
+    );
+    const first = await run({ subject: "u1", tenant });
+    expect(first.response.status).toBe(200);
+    expect(first.response.headers.get("x-ratelimit-limit")).toBe("2");
+    expect(first.response.headers.get("x-ratelimit-remaining")).toBe("1");
+    expect(first.response.headers.get("ratelimit-policy")).toBe(
+      '"user-limit";q=2;w=3600, "route-limit";q=3;w=3600, "tenant-limit";q=100;w=3600',
+    );
+    expect(first.timings.limitMs).toEqual(expect.any(Number));
+    expect((await run({ subject: "u1", tenant })).response.status).toBe(200);
+
+    const refused = await run({ subject: "u1", tenant });
+    expect(refused.response.status).toBe(429);
+    expect(((await refused.response.json()) as Problem).limit).toMatchObject({
+      name: "user-limit",
+      key: "user",
+      limit: 2,
+      window_s: 3600,
+    });
+    expect(refused.outcome).toMatchObject({ decision: "deny", reason: "rate_limited", limit: "user-limit" });
+
+    // The route object had admitted the refused request; its slot was given back.
+    const u2 = await run({ subject: "u2", tenant });
+    expect(u2.response.status).toBe(200);
+    expect(u2.response.headers.get("ratelimit")).toMatch(/"route-limit";r=0;/);
+    // Now the route ceiling refuses; the tenant object's reservation is given back.
+    const u3 = await run({ subject: "u3", tenant });
+    expect(u3.response.status).toBe(429);
+    expect(((await u3.response.json()) as Problem).limit).toMatchObject({ name: "route-limit", key: "route" });
+    expect(await tenantCounter(tenant, JSON.stringify(["tenant", "tenant-limit"]), 100, 3600)).toBe(97);
+    expect(await tenantCounter(tenant, JSON.stringify(["user", "user-limit", "idp", "u3"]), 2, 3600)).toBe(2);
+  });
+
+  it("applies the tenant's override", async () => {
+    const doc = stageDoc([{ name: "user-limit", key: "user", limit: 2, window_s: 3600 }], {
+      limits: { tenant_overrides: { gold: { "user-limit": { limit: 5 } } } },
+    });
+    const run = stage(doc);
+    const gold = await run({ subject: `g-${unique()}`, tenant: "gold" });
+    expect(gold.response.headers.get("x-ratelimit-limit")).toBe("5");
+    expect(gold.response.headers.get("x-ratelimit-remaining")).toBe("4");
+    const plain = await run({ subject: `p-${unique()}`, tenant: `t-${unique()}` });
+    expect(plain.response.headers.get("x-ratelimit-limit")).toBe("2");
+  });
+
+  it("applies no tenant limit to a caller without a tenant, and still counts it as a user", async () => {
+    const run = stage(
+      stageDoc([
+        { name: "tenant-limit", key: "tenant", limit: 1, window_s: 3600 },
+        { name: "user-limit", key: "user", limit: 2, window_s: 3600 },
+      ]),
+    );
+    const who = { subject: `solo-${unique()}` };
+    const first = await run(who);
+    expect(first.response.status).toBe(200);
+    expect(first.response.headers.get("ratelimit-policy")).toBe('"user-limit";q=2;w=3600');
+    expect((await run(who)).response.status).toBe(200);
+    expect((await run(who)).response.status).toBe(429);
+  });
+
+  it("refuses as misconfigured when an identity limit meets a request without identity", async () => {
+    const run = stage(stageDoc([{ name: "user-limit", key: "user", limit: 2, window_s: 3600 }]));
+    const { response, outcome } = await run();
+    expect(response.status).toBe(500);
+    expect(outcome).toMatchObject({ reason: "misconfigured", detail: "limit_needs_identity" });
+  });
+});
+
+describe("rate-limit stage: when a limiter cannot answer", () => {
+  const limits = (onError: "deny" | "allow"): LimitSpec[] => [
+    { name: "route-limit", key: "route", limit: 10, window_s: 3600, on_error: onError },
+  ];
+  const fast = { settings: { limiter_timeout_ms: 5 } };
+  /** Answers long after the 5 ms budget (and refuses, so nothing is given back). */
+  const slow = () => fakeLimiter({ lateMs: 200, allowed: false });
+
+  it("fails closed by default: 503 limiter_unavailable on timeout", async () => {
+    const { namespace, released } = slow();
+    const run = stage(stageDoc(limits("deny"), fast), { ROUTE_LIMITER: namespace });
+    const { response, outcome, timings } = await run({ subject: "a", tenant: "t" });
+    expect(response.status).toBe(503);
+    expect(response.headers.get("retry-after")).toBe("1");
+    expect(((await response.json()) as Problem).reason).toBe("limiter_unavailable");
+    expect(outcome).toMatchObject({
+      reason: "limiter_unavailable",
+      limit: "route-limit",
+      detail: "limiter_route_timeout",
+    });
+    expect(timings.limitMs).toBeGreaterThanOrEqual(4);
+    expect(released).toEqual([]);
+  });
+
+  it("fails closed on an error too", async () => {
+    const { namespace } = fakeLimiter("fail");
+    const run = stage(stageDoc(limits("deny")), { ROUTE_LIMITER: namespace });
+    const { response, outcome } = await run({ subject: "a", tenant: "t" });
+    expect(response.status).toBe(503);
+    expect(outcome.detail).toBe("limiter_route_error");
+  });
+
+  it("fails open when the limit says so, and records it for the audit", async () => {
+    const tenantObjects = fakeLimiter({ lateMs: 0, allowed: true });
+    const run = stage(
+      stageDoc([{ name: "user-limit", key: "user", limit: 5, window_s: 3600 }, ...limits("allow")], fast),
+      { TENANT_LIMITER: tenantObjects.namespace, ROUTE_LIMITER: slow().namespace },
+    );
+    const { response, outcome } = await run({ subject: "a", tenant: "t" });
+    expect(response.status).toBe(200);
+    expect(outcome.failedOpen).toEqual(["route-limit"]);
+    // Fields describe the limits that did answer.
+    expect(response.headers.get("ratelimit-policy")).toBe('"user-limit";q=5;w=3600');
+  });
+
+  it("gives back a reservation that lands after its call timed out, when the request was refused", async () => {
+    const late = fakeLimiter({ lateMs: 30, allowed: true });
+    const run = stage(stageDoc([...limits("deny")], fast), { ROUTE_LIMITER: late.namespace });
+    const { response } = await run({ subject: "a", tenant: "t" });
+    expect(response.status).toBe(503);
+    expect(late.released).toEqual([[{ id: JSON.stringify(["route", "route-limit"]), limit: 10, windowS: 3600 }]]);
+  });
+
+  it("refuses as misconfigured when the binding is missing", async () => {
+    const run = stage(stageDoc(limits("allow")), { ROUTE_LIMITER: undefined });
+    const { response, outcome } = await run({ subject: "a", tenant: "t" });
+    expect(response.status).toBe(500);
+    expect(outcome.detail).toBe("binding_missing:ROUTE_LIMITER");
+  });
+});
