@@ -1,6 +1,6 @@
 // The request pipeline, wired in order. Each stage is one module under src/pipeline/.
 
-import { Hono } from "hono";
+import { Hono } from "hono/tiny";
 import { type AuditSink, consoleSink } from "./core/audit";
 import { type CompiledPolicy, compilePolicy } from "./core/policy";
 import { audit } from "./pipeline/audit";
