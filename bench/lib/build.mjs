@@ -1,0 +1,89 @@
+// Builds every Worker the benchmark serves with wrangler's own bundler (`wrangler deploy
+// --dry-run --outdir`), which is what production gets: same esbuild settings, same minify,
+// same compatibility date as the project's wrangler.toml.
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { gzipSync } from "node:zlib";
+
+/** Top-level compatibility settings of the project's wrangler.toml (before the first table). */
+export function readCompatibility(root) {
+  const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
+  const top = toml.split(/^\[/m)[0];
+  const date = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(top)?.[1];
+  const flags = /^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(top)?.[1];
+  if (!date) throw new Error("wrangler.toml has no top-level compatibility_date");
+  return {
+    compatibilityDate: date,
+    compatibilityFlags: flags ? [...flags.matchAll(/"([^"]+)"/g)].map((m) => m[1]) : [],
+  };
+}
+
+function wrangler(root, args) {
+  const node = join(root, "node_modules", ".bin", "node");
+  const cli = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
+  const result = spawnSync(node, [cli, ...args], {
+    cwd: root,
+    encoding: "utf8",
+    env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    timeout: 180_000,
+  });
+  if (result.status !== 0) {
+    throw new Error(`wrangler ${args.join(" ")} failed:\n${result.stdout}\n${result.stderr}`);
+  }
+  return `${result.stdout}\n${result.stderr}`;
+}
+
+/** The entry module's file name and the names it exports, from esbuild's metafile. */
+function entryModule(outdir) {
+  const meta = JSON.parse(readFileSync(join(outdir, "bundle-meta.json"), "utf8"));
+  for (const [path, output] of Object.entries(meta.outputs)) {
+    if (output.entryPoint) return { main: basename(path), exports: output.exports ?? [] };
+  }
+  throw new Error(`no entry point in ${outdir}/bundle-meta.json`);
+}
+
+function describe(name, outdir, log) {
+  const { main, exports } = entryModule(outdir);
+  const source = readFileSync(join(outdir, main));
+  const reported = /Total Upload:\s*([\d.]+)\s*KiB\s*\/\s*gzip:\s*([\d.]+)\s*KiB/.exec(log);
+  return {
+    name,
+    outdir,
+    main,
+    exports,
+    bytes: source.length,
+    gzipBytes: gzipSync(source).length,
+    wranglerKiB: reported ? Number(reported[1]) : null,
+    wranglerGzipKiB: reported ? Number(reported[2]) : null,
+    modules: readdirSync(outdir).filter((f) => f.endsWith(".js")),
+  };
+}
+
+/** Bundles one benchmark entry (a file under bench/workers) into `outdir`. */
+export function buildEntry(root, { name, entry, outdir, compatibility }) {
+  const config = join(outdir, "..", `${name}.wrangler.json`);
+  writeFileSync(
+    config,
+    JSON.stringify(
+      {
+        name: `bench-${name}`,
+        main: entry,
+        compatibility_date: compatibility.compatibilityDate,
+        compatibility_flags: compatibility.compatibilityFlags,
+        minify: true,
+        workers_dev: false,
+      },
+      null,
+      2,
+    ),
+  );
+  const log = wrangler(root, ["deploy", "--dry-run", "--outdir", outdir, "--metafile", "--config", config]);
+  return describe(name, outdir, log);
+}
+
+/** The deployable Worker: the project's own wrangler.toml, top-level environment. */
+export function buildDeployable(root, outdir) {
+  const log = wrangler(root, ["deploy", "--dry-run", "--outdir", outdir, "--metafile", "--env", ""]);
+  return describe("deployable", outdir, log);
+}

@@ -1,0 +1,219 @@
+// Turns raw per-round measurements into the summary (medians, paired ratios, targets) and
+// prints it as a terminal table and as Markdown.
+import { median, pairedMedian, spread } from "./stats.mjs";
+import { CELLS, cellId, VARIANTS } from "./variants.mjs";
+
+const labelOf = (variantId) => VARIANTS.find((v) => v.id === variantId)?.label ?? variantId;
+
+/** Per-request counters of one measured window. */
+export const COUNTERS = [
+  ["verify", "verify/req", "crypto.subtle.verify calls"],
+  ["importKey", "import/req", "crypto.subtle.importKey calls"],
+  ["jwksFetch", "JWKS/req", "requests the JWKS server answered"],
+  ["durableObjectStubs", "DO/req", "Durable Object stubs obtained"],
+  ["kvReads", "KV r/req", "KV reads"],
+  ["auditLines", "audit/req", "audit lines written"],
+];
+
+export function summarise(raw) {
+  const cells = {};
+  for (const mode of raw.config.modes) {
+    for (const cell of CELLS) {
+      const id = cellId(cell, mode);
+      const rounds = raw.rounds.map((round) => round.cells[id]).filter(Boolean);
+      const status = raw.variantStatus[cell.variant];
+      if (status?.state !== "measured" || rounds.length === 0) {
+        cells[id] = {
+          ...cell,
+          mode,
+          label: labelOf(cell.variant),
+          state: status?.state ?? "skipped",
+          why: status?.why,
+        };
+        continue;
+      }
+      const per = (f) => median(rounds.map(f));
+      const bareRounds = raw.rounds.map((round) => round.cells[cellId({ variant: "bare", workload: "es256" }, mode)]);
+      const honoRounds = raw.rounds.map(
+        (round) => round.cells[cellId({ variant: "hono-inline", workload: "es256" }, mode)],
+      );
+      const mine = raw.rounds.map((round) => round.cells[id]);
+      const rps = rounds.map((r) => r.rps);
+      cells[id] = {
+        ...cell,
+        mode,
+        label: labelOf(cell.variant),
+        state: "measured",
+        rounds: rounds.length,
+        rps: median(rps),
+        rpsSpread: spread(rps),
+        p50Ms: per((r) => r.latencyMs.p50),
+        p99Ms: per((r) => r.latencyMs.p99),
+        cpuUsPerRequest: per((r) => r.perRequest.cpuUs),
+        perRequest: Object.fromEntries(COUNTERS.map(([key]) => [key, per((r) => r.perRequest[key])])),
+        non2xx: rounds.reduce((sum, r) => sum + r.non2xx, 0),
+        socketErrors: rounds.reduce((sum, r) => sum + r.socketErrors, 0),
+        vsBare: pairedMedian(mine, bareRounds, (a, b) => a.rps / b.rps).median,
+        vsHonoInline: pairedMedian(mine, honoRounds, (a, b) => a.rps / b.rps).median,
+      };
+    }
+  }
+  return { cells, targets: targets(raw, cells) };
+}
+
+function ratioOf(raw, mode, a, b) {
+  const pick = (cell) => raw.rounds.map((round) => round.cells[cellId(cell, mode)]);
+  return pairedMedian(pick(a), pick(b), (x, y) => x.rps / y.rps).median;
+}
+
+function targets(raw, cells) {
+  const mode = "forward";
+  const has = (variant, workload) => cells[cellId({ variant, workload }, mode)]?.state === "measured";
+  const verifyUs = raw.verify?.summary?.ES256?.raw;
+  const list = [];
+  const add = (name, goal, measured, pass, note) => list.push({ name, goal, measured, pass, note });
+  const na = (name, goal, why) => add(name, goal, null, null, why);
+
+  const jwt = { variant: "pc-jwt", workload: "es256" };
+  if (has("pc-jwt", "es256") && has("hono-inline", "es256")) {
+    const r = ratioOf(raw, mode, jwt, { variant: "hono-inline", workload: "es256" });
+    add("JWT-only, cold token cache ÷ hono/jwk inline", "≥ 1.0×", r, r >= 1.0);
+  } else na("JWT-only, cold token cache ÷ hono/jwk inline", "≥ 1.0×", "not measured");
+  if (has("pc-jwt", "es256") && has("hono-uri", "es256")) {
+    const r = ratioOf(raw, mode, jwt, { variant: "hono-uri", workload: "es256" });
+    add("JWT-only, cold token cache ÷ hono/jwk jwks_uri", "≥ 2.0×", r, r >= 2.0);
+  } else na("JWT-only, cold token cache ÷ hono/jwk jwks_uri", "≥ 2.0×", "not measured");
+  if (has("pc-jwt", "es256") && has("bare", "es256") && Number.isFinite(verifyUs)) {
+    const pick = (cell) => raw.rounds.map((round) => round.cells[cellId(cell, mode)]);
+    const added = pairedMedian(
+      pick(jwt),
+      pick({ variant: "bare", workload: "es256" }),
+      (x, y) => 1e6 / x.rps - 1e6 / y.rps,
+    );
+    const cpuAdded = pairedMedian(
+      pick(jwt),
+      pick({ variant: "bare", workload: "es256" }),
+      (x, y) => x.perRequest.cpuUs - y.perRequest.cpuUs,
+    );
+    add(
+      "time added per request, cold token cache (1/rps − 1/rps_bare) ÷ raw ES256 verify",
+      "≤ 1.3×",
+      added.median / verifyUs,
+      added.median / verifyUs <= 1.3,
+      `${added.median.toFixed(1)} µs added vs ${verifyUs.toFixed(1)} µs raw verify; ` +
+        `Worker CPU added ${cpuAdded.median.toFixed(1)} µs/request (${(cpuAdded.median / verifyUs).toFixed(2)}× raw verify)`,
+    );
+  } else na("time added per request ÷ raw ES256 verify", "≤ 1.3×", "not measured");
+  if (has("pc-jwt", "warm") && has("bare", "es256")) {
+    const r = ratioOf(raw, mode, { variant: "pc-jwt", workload: "warm" }, { variant: "bare", workload: "es256" });
+    add("JWT-only, warm token cache ÷ bare", "≥ 0.9×", r, r >= 0.9);
+  } else na("JWT-only, warm token cache ÷ bare", "≥ 0.9×", "not measured");
+  if (has("pc-full", "es256") && has("pc-jwt", "es256")) {
+    const r = ratioOf(raw, mode, { variant: "pc-full", workload: "es256" }, jwt);
+    const warm =
+      has("pc-full", "warm") && has("pc-jwt", "warm")
+        ? ratioOf(raw, mode, { variant: "pc-full", workload: "warm" }, { variant: "pc-jwt", workload: "warm" })
+        : Number.NaN;
+    add(
+      "full pipeline ÷ JWT-only (cold token cache)",
+      "≥ 0.75×",
+      r,
+      r >= 0.75,
+      Number.isFinite(warm) ? `warm token cache: ${warm.toFixed(2)}×` : undefined,
+    );
+  } else na("full pipeline ÷ JWT-only", "≥ 0.75×", raw.variantStatus["pc-full"]?.why ?? "not measured");
+  const gzip = raw.bundle?.deployable?.gzipBytes;
+  if (Number.isFinite(gzip)) {
+    add(
+      "deployable bundle, gzipped",
+      "≤ 30 KiB",
+      gzip / 1024,
+      gzip <= 30 * 1024,
+      `${gzip} bytes (${raw.bundle.deployable.bytes} bytes minified)`,
+    );
+  }
+  return list;
+}
+
+const fmt = (value, digits = 0) => (Number.isFinite(value) ? value.toFixed(digits) : "–");
+const fmtRatio = (value) => (Number.isFinite(value) ? `${value.toFixed(2)}×` : "–");
+
+function rows(summary, mode) {
+  return CELLS.map((cell) => summary.cells[cellId(cell, mode)]).filter((c) => c && c.state !== "skipped");
+}
+
+const HEAD = [
+  "variant",
+  "tokens",
+  "req/s",
+  "p50 ms",
+  "p99 ms",
+  "× bare",
+  "× hono inline",
+  "CPU µs/req",
+  ...COUNTERS.map((c) => c[1]),
+];
+
+function rowValues(c) {
+  if (c.state !== "measured") return [c.label, c.workload, c.state.toUpperCase(), ...HEAD.slice(3).map(() => "")];
+  const flag = c.non2xx > 0 || c.socketErrors > 0 ? ` (!${c.non2xx} non-2xx, ${c.socketErrors} socket errors)` : "";
+  return [
+    c.label,
+    c.workload,
+    `${fmt(c.rps)}${flag}`,
+    fmt(c.p50Ms, 2),
+    fmt(c.p99Ms, 2),
+    fmtRatio(c.vsBare),
+    fmtRatio(c.vsHonoInline),
+    fmt(c.cpuUsPerRequest, 0),
+    ...COUNTERS.map(([key]) => fmt(c.perRequest[key], key === "auditLines" || key === "jwksFetch" ? 3 : 2)),
+  ];
+}
+
+/** Why a variant was not measured, one line each. */
+function statusNotes(raw) {
+  return Object.entries(raw.variantStatus)
+    .filter(([, status]) => status.state !== "measured" && status.state !== "skipped")
+    .map(([id, status]) => `${labelOf(id)}: ${status.state.toUpperCase()} — ${status.why}`);
+}
+
+export function textReport(raw, summary) {
+  const out = [];
+  for (const mode of raw.config.modes) {
+    out.push(`\n${mode} mode`);
+    const table = [HEAD, ...rows(summary, mode).map(rowValues)];
+    const widths = HEAD.map((_, i) => Math.max(...table.map((r) => String(r[i]).length)));
+    for (const [n, r] of table.entries()) {
+      out.push(r.map((v, i) => (i < 2 ? String(v).padEnd(widths[i]) : String(v).padStart(widths[i]))).join("  "));
+      if (n === 0) out.push(widths.map((w) => "-".repeat(w)).join("  "));
+    }
+  }
+  for (const note of statusNotes(raw)) out.push(`  ${note}`);
+  out.push("\ntargets (forward mode)");
+  for (const t of summary.targets) {
+    const verdict = t.pass === null ? "n/a " : t.pass ? "MET " : "MISS";
+    const measured =
+      t.measured === null ? "–" : t.name.includes("bundle") ? `${t.measured.toFixed(1)} KiB` : fmtRatio(t.measured);
+    out.push(`  ${verdict} ${t.name}: ${measured} (target ${t.goal})${t.note ? ` — ${t.note}` : ""}`);
+  }
+  return out.join("\n");
+}
+
+export function markdownReport(raw, summary) {
+  const out = [];
+  for (const mode of raw.config.modes) {
+    out.push(`**${mode} mode**`, "");
+    out.push(`| ${HEAD.join(" | ")} |`, `|${HEAD.map((_, i) => (i < 2 ? "---" : "---:")).join("|")}|`);
+    for (const c of rows(summary, mode)) out.push(`| ${rowValues(c).join(" | ")} |`);
+    out.push("");
+  }
+  for (const note of statusNotes(raw)) out.push(`- ${note}`, "");
+  out.push("| target (forward mode) | goal | measured | verdict | note |", "|---|---|---:|---|---|");
+  for (const t of summary.targets) {
+    const verdict = t.pass === null ? "not measured" : t.pass ? "met" : "**missed**";
+    const measured =
+      t.measured === null ? "–" : t.name.includes("bundle") ? `${t.measured.toFixed(1)} KiB` : fmtRatio(t.measured);
+    out.push(`| ${t.name} | ${t.goal} | ${measured} | ${verdict} | ${t.note ?? ""} |`);
+  }
+  return out.join("\n");
+}

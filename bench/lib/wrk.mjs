@@ -1,0 +1,73 @@
+// Drives one Worker with wrk for a fixed time at a fixed connection count, and reads the
+// summary the Lua script prints (requests, errors, latency percentiles).
+import { spawn, spawnSync } from "node:child_process";
+
+/** wrk's version line, or undefined when wrk is not installed. */
+export function wrkVersion() {
+  const result = spawnSync("wrk", ["--version"], { encoding: "utf8" });
+  if (result.error) return undefined;
+  return `${result.stdout}${result.stderr}`
+    .split("\n")[0]
+    .replace(/\s+Copyright.*$/, "")
+    .trim();
+}
+
+/**
+ * @returns {Promise<{requests, durationS, rps, non2xx, socketErrors, latencyMs: {p50, p75, p90, p99, max, mean}}>}
+ */
+export function runWrk({ url, script, tokenFile, durationS, connections, threads }) {
+  const args = [
+    `-t${threads}`,
+    `-c${connections}`,
+    `-d${durationS}s`,
+    "--latency",
+    "--timeout",
+    "5s",
+    "-s",
+    script,
+    url,
+    "--",
+    tokenFile,
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    // wrk stops itself after durationS; this only guards against a hung run.
+    const guard = setTimeout(() => child.kill("SIGKILL"), (durationS + 30) * 1000);
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      clearTimeout(guard);
+      const line = stdout.split("\n").find((l) => l.startsWith("BENCH_JSON "));
+      if (code !== 0 || !line) {
+        reject(new Error(`wrk exited ${code}: ${stderr || stdout}`));
+        return;
+      }
+      const summary = JSON.parse(line.slice("BENCH_JSON ".length));
+      const durationSeconds = summary.duration_us / 1e6;
+      const ms = (us) => us / 1000;
+      const { connect, read, write, timeout, status } = summary.errors;
+      resolve({
+        requests: summary.requests,
+        durationS: durationSeconds,
+        rps: summary.requests / durationSeconds,
+        non2xx: status,
+        socketErrors: connect + read + write + timeout,
+        latencyMs: {
+          p50: ms(summary.latency_us.p50),
+          p75: ms(summary.latency_us.p75),
+          p90: ms(summary.latency_us.p90),
+          p99: ms(summary.latency_us.p99),
+          max: ms(summary.latency_us.max),
+          mean: ms(summary.latency_us.mean),
+        },
+      });
+    });
+  });
+}
