@@ -1,3 +1,4 @@
+/// <reference types="vite/client" />
 import { describe, expect, it } from "vitest";
 import { type AuditRecord, auditRecord } from "../../src/core/audit";
 import {
@@ -184,5 +185,53 @@ describe("columnOf", () => {
     expect(columnOf("layout_version")).toBe("double7");
     expect(BLOB_COLUMNS).toHaveLength(17);
     expect(DOUBLE_COLUMNS).toHaveLength(7);
+  });
+});
+
+describe("the documented layout", () => {
+  it("ops/README.md names the same column for every field", async () => {
+    const readme: string = (await import("../../ops/README.md?raw")).default;
+    const documented = new Map<string, string>();
+    for (const match of readme.matchAll(/^\| `(index1|blob\d+|double\d+)` \| `([a-z_]+)` \|/gm)) {
+      documented.set(match[2] as string, match[1] as string);
+    }
+    const fields = ["tenant_id", ...BLOB_COLUMNS, ...DOUBLE_COLUMNS] as const;
+    expect(documented.size).toBe(fields.length);
+    for (const field of fields) expect(documented.get(field), field).toBe(columnOf(field));
+  });
+});
+
+describe("the queries in ops/queries", () => {
+  const queries = import.meta.glob("../../ops/queries/*.sql", {
+    query: "?raw",
+    import: "default",
+    eager: true,
+  }) as Record<string, string>;
+
+  it("exist for every metric and alert", () => {
+    const names = Object.keys(queries).map((path) => path.split("/").at(-1));
+    for (const name of [
+      "denies-by-reason.sql",
+      "tenant-requests.sql",
+      "top-tenants-by-traffic.sql",
+      "top-tenants-by-denies.sql",
+      "token-validate-duration.sql",
+      "upstream-duration.sql",
+      "key-cache-hit-rate.sql",
+      "credential-stuffing-by-ip.sql",
+      "credential-stuffing-by-asn.sql",
+      "privilege-probing.sql",
+    ]) {
+      expect(names).toContain(name);
+    }
+  });
+
+  it.each(Object.entries(queries))("%s reads the dataset within a time bound, through columns that exist", (_, sql) => {
+    const code = sql.replace(/--.*$/gm, "");
+    expect(code).toMatch(/\bFROM portcullis\b/);
+    expect(code).toMatch(/timestamp > NOW\(\) - INTERVAL '\d+' (MINUTE|HOUR|DAY)/);
+    expect(code).toContain("_sample_interval");
+    const known = new Set(["index1", ...BLOB_COLUMNS.map(columnOf), ...DOUBLE_COLUMNS.map(columnOf)]);
+    for (const [column] of code.matchAll(/\b(index\d+|blob\d+|double\d+)\b/g)) expect(known).toContain(column);
   });
 });
