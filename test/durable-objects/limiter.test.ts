@@ -51,6 +51,18 @@ describe("limiter object: concurrency", () => {
     expect(admitted).toBeGreaterThan(L);
   });
 
+  it("an await on this object's own storage in between stays exact: input gates hold other calls", async () => {
+    const stub = tenantObject();
+    const gated = () =>
+      runInDurableObject(stub, async (instance: LimiterObject, state) => {
+        const decision = instance.counters.decide([perHour], Date.now());
+        await state.storage.get("anything");
+        if (decision.result.allowed) instance.counters.commit(decision, Date.now());
+        return decision.result.allowed;
+      });
+    expect(await admittedOf(1000, gated)).toBe(L);
+  });
+
   it("composing decide and commit with no await in between is exact (the harness is not the cause)", async () => {
     const stub = tenantObject();
     const composed = () =>
