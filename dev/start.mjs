@@ -111,15 +111,18 @@ function killGroup(child, signal) {
 /**
  * Waits until the edge answers a request, then returns what it answered. The probe goes to
  * a public route, so it crosses the whole pipeline to the echo origin; a policy that fails
- * to compile shows up here as 500 `misconfigured`.
+ * to compile shows up here as 500 `misconfigured`. `failure()` names a start-up failure
+ * seen in wrangler's output: wrangler keeps waiting for a fix after a failed build, but
+ * the stack should say so at once rather than sit until the deadline.
  */
-async function probeEdge(child, deadline) {
+async function probeEdge(child, deadline, failure) {
   let exited = false;
   child.once("exit", () => {
     exited = true;
   });
   while (Date.now() < deadline) {
     if (exited) throw new Error("the edge (wrangler dev) exited during start-up; see its output above");
+    if (failure()) throw new Error(`${failure()}; see the edge's output above`);
     try {
       const response = await fetch(`${EDGE_URL}/public/`, { signal: AbortSignal.timeout(2000) });
       const body = await response.text();
@@ -136,6 +139,9 @@ async function probeEdge(child, deadline) {
   }
   throw new Error("the edge did not answer within the start-up time limit");
 }
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: terminal colour codes
+const COLOUR_CODES = /\u001b\[[0-9;]*m/g;
 
 /**
  * Starts the identity provider, the echo origin and the edge, and resolves once the edge
@@ -158,9 +164,11 @@ export async function startStack({ onEdgeOutput = (line) => console.log(line), r
   }
 
   const recentOutput = [];
+  let buildFailure;
   const edge = spawnWrangler((line) => {
     recentOutput.push(line);
     if (recentOutput.length > 200) recentOutput.shift();
+    if (line.replace(COLOUR_CODES, "").includes("Build failed")) buildFailure = "the edge's Worker failed to build";
     onEdgeOutput(line);
   });
   // If this process dies without stop(), wrangler must not outlive it.
@@ -188,7 +196,7 @@ export async function startStack({ onEdgeOutput = (line) => console.log(line), r
 
   let probe;
   try {
-    probe = await probeEdge(edge, Date.now() + readyTimeoutMs);
+    probe = await probeEdge(edge, Date.now() + readyTimeoutMs, () => buildFailure);
   } catch (error) {
     await stop();
     throw error;
@@ -198,8 +206,7 @@ export async function startStack({ onEdgeOutput = (line) => console.log(line), r
 
 /** The policy problems the edge printed while loading (`  - path: why` lines), if any. */
 function policyProblems(lines) {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: strips terminal colour codes
-  const plain = lines.map((line) => line.replace(/\u001b\[[0-9;]*m/g, ""));
+  const plain = lines.map((line) => line.replace(COLOUR_CODES, ""));
   const start = plain.findIndex((line) => line.includes("invalid policy:"));
   if (start === -1) return [];
   const problems = [];
