@@ -61,7 +61,7 @@ function describe(name, outdir, log) {
 }
 
 /** Bundles one benchmark entry (a file under bench/workers) into `outdir`. */
-export function buildEntry(root, { name, entry, outdir, compatibility }) {
+export function buildEntry(root, { name, entry, outdir, compatibility, minify = true }) {
   const config = join(outdir, "..", `${name}.wrangler.json`);
   writeFileSync(
     config,
@@ -71,7 +71,7 @@ export function buildEntry(root, { name, entry, outdir, compatibility }) {
         main: entry,
         compatibility_date: compatibility.compatibilityDate,
         compatibility_flags: compatibility.compatibilityFlags,
-        minify: true,
+        minify,
         workers_dev: false,
       },
       null,

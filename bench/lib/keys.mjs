@@ -54,15 +54,16 @@ export async function signTokens(keys, alg, count, { ttlS = 6 * 3600, offset = 0
  *   warm    one ES256 token: after the first request, a verified-token cache answers
  *   rs256 / eddsa   `count` distinct tokens of that algorithm, rotated
  */
-export async function makeWorkloads(keys, dir, count) {
-  const sets = {
-    es256: await signTokens(keys, "ES256", count),
-    warm: await signTokens(keys, "ES256", 1, { offset: count }),
-    rs256: await signTokens(keys, "RS256", count),
-    eddsa: await signTokens(keys, "EdDSA", count),
+export async function makeWorkloads(keys, dir, count, names = ["es256", "warm", "rs256", "eddsa"]) {
+  const make = {
+    es256: () => signTokens(keys, "ES256", count),
+    warm: () => signTokens(keys, "ES256", 1, { offset: count }),
+    rs256: () => signTokens(keys, "RS256", count),
+    eddsa: () => signTokens(keys, "EdDSA", count),
   };
   const workloads = {};
-  for (const [name, tokens] of Object.entries(sets)) {
+  for (const name of names) {
+    const tokens = await make[name]();
     const file = join(dir, `tokens-${name}.txt`);
     writeFileSync(file, `${tokens.join("\n")}\n`);
     workloads[name] = { name, file, count: tokens.length, first: tokens[0], bytes: tokens[0].length };

@@ -146,8 +146,9 @@ async function probe(url, init = {}) {
 }
 
 export class WorkerdProcess {
-  constructor({ binary, config, port, logDir, name }) {
+  constructor({ binary, config, port, logDir, name, extraArgs = [] }) {
     this.binary = binary;
+    this.extraArgs = extraArgs;
     this.config = config;
     this.port = port;
     this.name = name;
@@ -163,7 +164,7 @@ export class WorkerdProcess {
     const out = openSync(this.stdoutPath, "a");
     const err = openSync(this.stderrPath, "w");
     const started = process.hrtime.bigint();
-    this.child = spawn(this.binary, ["serve", this.config], { stdio: ["ignore", out, err] });
+    this.child = spawn(this.binary, ["serve", this.config, ...this.extraArgs], { stdio: ["ignore", out, err] });
     closeSync(out);
     closeSync(err);
     this.exited = new Promise((resolve) => this.child.once("exit", (code, signal) => resolve({ code, signal })));

@@ -15,7 +15,7 @@ export function wrkVersion() {
 /**
  * @returns {Promise<{requests, durationS, rps, non2xx, socketErrors, latencyMs: {p50, p75, p90, p99, max, mean}}>}
  */
-export function runWrk({ url, script, tokenFile, durationS, connections, threads }) {
+export function runWrk({ url, script, tokenFile, start = 0, durationS, connections, threads }) {
   const args = [
     `-t${threads}`,
     `-c${connections}`,
@@ -28,6 +28,8 @@ export function runWrk({ url, script, tokenFile, durationS, connections, threads
     url,
     "--",
     tokenFile,
+    String(start),
+    String(threads),
   ];
   return new Promise((resolve, reject) => {
     const child = spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });

@@ -1,9 +1,14 @@
--- wrk script: every request carries a bearer token from a file (one token per line),
--- rotated in order; each thread starts at a different offset. Requests are pre-built at
--- start-up so the script adds the same small, constant cost to every variant.
--- At the end, one line "BENCH_JSON {...}" carries the summary for the harness.
+-- wrk script: every request carries a bearer token from a file (one token per line).
+-- Requests are pre-built at start-up so the script adds the same small, constant cost to
+-- every variant. At the end, one line "BENCH_JSON {...}" carries the summary for the harness.
 --
---   wrk ... -s tokens.lua http://127.0.0.1:PORT/forward/bench -- /path/to/tokens.txt
+--   wrk -t T ... -s tokens.lua URL -- TOKEN_FILE START THREADS
+--
+-- Thread t sends tokens START+t, START+t+T, START+t+2T, … (wrapping at the end of the
+-- file), so together the threads walk the file in order from START. The harness passes,
+-- as START, the position where the previous run against the same Worker stopped: the
+-- walk never restarts at a token the Worker has just seen, and with more tokens than the
+-- Worker's verified-token cache holds, no request of a rotating workload is a cache hit.
 
 local thread_count = 0
 
@@ -15,6 +20,7 @@ end
 local requests = {}
 local count = 0
 local index = 0
+local step = 1
 
 function init(args)
   local path = args[1]
@@ -27,16 +33,14 @@ function init(args)
   end
   file:close()
   assert(count > 0, "no tokens in " .. path)
-  -- Spread the threads over the set so they do not send the same token at the same time.
-  index = ((id or 0) * 7919) % count
+  step = tonumber(args[3] or "1")
+  index = (tonumber(args[2] or "0") + (id or 0)) % count
 end
 
 function request()
-  index = index + 1
-  if index > count then
-    index = 1
-  end
-  return requests[index]
+  local r = requests[index + 1]
+  index = (index + step) % count
+  return r
 end
 
 function done(summary, latency, _)
