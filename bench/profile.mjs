@@ -199,6 +199,8 @@ function moduleIndex(source) {
 
 function printProfile(profile, requests, source, topN) {
   const moduleOf = moduleIndex(source);
+  const lines = source.split("\n");
+  const lineTicks = new Map(); // function key → Map(line → ticks)
   const selfUs = new Map();
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   for (let i = 0; i < profile.samples.length; i += 1) {
@@ -217,6 +219,11 @@ function printProfile(profile, requests, source, topN) {
     const name = `${frame.functionName || "(anonymous)"}  ${module}${frame.url ? `:${frame.lineNumber + 1}` : ""}`;
     byFunction.set(name, (byFunction.get(name) ?? 0) + us);
     byModule.set(module, (byModule.get(module) ?? 0) + us);
+    if (frame.url && node.positionTicks) {
+      const ticks = lineTicks.get(name) ?? new Map();
+      for (const { line, ticks: n } of node.positionTicks) ticks.set(line, (ticks.get(line) ?? 0) + n);
+      lineTicks.set(name, ticks);
+    }
   }
   const print = (title, map, limit) => {
     console.log(`\n${title} (busy time ${(total / 1000).toFixed(0)} ms; µs per request = share of the Worker thread)`);
@@ -228,4 +235,15 @@ function printProfile(profile, requests, source, topN) {
   };
   print("self time by source module", byModule, 25);
   print("self time by function", byFunction, topN);
+  console.log("\nhottest lines of the busiest functions (share of each function's samples)");
+  const busiest = [...byFunction].filter(([name]) => lineTicks.has(name)).sort((a, b) => b[1] - a[1]);
+  for (const [name] of busiest.slice(0, 8)) {
+    const ticks = [...lineTicks.get(name)];
+    const sum = ticks.reduce((acc, [, n]) => acc + n, 0);
+    console.log(`  ${name}`);
+    for (const [line, n] of ticks.sort((a, b) => b[1] - a[1]).slice(0, 3)) {
+      const text = (lines[line - 1] ?? "").trim().slice(0, 110);
+      console.log(`    ${((100 * n) / sum).toFixed(0).padStart(3)}%  ${line}: ${text}`);
+    }
+  }
 }

@@ -18,7 +18,7 @@
 //   --out FILE          results JSON [bench/results/latest.json; --quick: bench/results/quick.json]
 //   --keep              keep the temporary build directory
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -203,6 +203,7 @@ if (!wrk) {
 }
 
 const startedAt = new Date();
+const loadAtStart = loadavg();
 workDir = mkdtempSync(join(tmpdir(), "portcullis-bench-"));
 keepWorkDir = options.keep;
 for (const sub of ["config", "logs", "tokens", "bundles"]) mkdirSync(join(workDir, sub), { recursive: true });
@@ -489,6 +490,7 @@ try {
       nproc: cpus().length,
       cpu: cpus()[0]?.model ?? "unknown",
       platform: `${process.platform} ${process.arch}`,
+      loadAverage: { atStart: loadAtStart, atEnd: loadavg() },
     },
     versions: versions(wrk),
     git: gitState(),
