@@ -230,6 +230,10 @@ try {
     `  deployable Worker: ${bundle.deployable.bytes} bytes, ${bundle.deployable.gzipBytes} bytes gzipped ` +
       `(wrangler: ${bundle.deployable.wranglerKiB} KiB / gzip ${bundle.deployable.wranglerGzipKiB} KiB)`,
   );
+  const contents = Object.entries(bundle.deployable.contents)
+    .slice(0, 8)
+    .map(([owner, bytes]) => `${owner} ${(bytes / 1024).toFixed(1)} KiB`);
+  log(`  minified bytes by source: ${contents.join(", ")}`);
   const limitersExported = Object.values(LIMITER_CLASSES).every((c) => bundle.portcullis.exports.includes(c));
   const deployableLimiters = Object.values(LIMITER_CLASSES).every((c) => bundle.deployable.exports.includes(c));
 
@@ -514,6 +518,8 @@ try {
           wranglerKiB: b.wranglerKiB,
           wranglerGzipKiB: b.wranglerGzipKiB,
           exports: b.exports,
+          minifiedBytesBySource: b.contents,
+          largestInputs: b.largest,
         },
       ]),
     ),

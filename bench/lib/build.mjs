@@ -34,17 +34,38 @@ function wrangler(root, args) {
   return `${result.stdout}\n${result.stderr}`;
 }
 
-/** The entry module's file name and the names it exports, from esbuild's metafile. */
+/** Groups a bundled input path: a package name, or the project directory it lives in. */
+function ownerOf(path) {
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path);
+  if (pkg) return pkg[1];
+  const local = /(?:^|\/)((?:src|durable-objects|policy|bench)\/(?:[^/]+\/)?)/.exec(path);
+  return local ? local[1] : path;
+}
+
+/**
+ * The entry module's file name, the names it exports, and which sources fill it (minified
+ * bytes per package or project directory), from esbuild's metafile.
+ */
 function entryModule(outdir) {
   const meta = JSON.parse(readFileSync(join(outdir, "bundle-meta.json"), "utf8"));
   for (const [path, output] of Object.entries(meta.outputs)) {
-    if (output.entryPoint) return { main: basename(path), exports: output.exports ?? [] };
+    if (!output.entryPoint) continue;
+    const contents = {};
+    const files = [];
+    for (const [input, { bytesInOutput }] of Object.entries(output.inputs ?? {})) {
+      const owner = ownerOf(input);
+      contents[owner] = (contents[owner] ?? 0) + bytesInOutput;
+      files.push([input.replace(/^(\.\.\/)+/, "").replace(/^.*?node_modules\//, ""), bytesInOutput]);
+    }
+    const sorted = Object.fromEntries(Object.entries(contents).sort((a, b) => b[1] - a[1]));
+    const largest = Object.fromEntries(files.sort((a, b) => b[1] - a[1]).slice(0, 15));
+    return { main: basename(path), exports: output.exports ?? [], contents: sorted, largest };
   }
   throw new Error(`no entry point in ${outdir}/bundle-meta.json`);
 }
 
 function describe(name, outdir, log) {
-  const { main, exports } = entryModule(outdir);
+  const { main, exports, contents, largest } = entryModule(outdir);
   const source = readFileSync(join(outdir, main));
   const reported = /Total Upload:\s*([\d.]+)\s*KiB\s*\/\s*gzip:\s*([\d.]+)\s*KiB/.exec(log);
   return {
@@ -52,6 +73,8 @@ function describe(name, outdir, log) {
     outdir,
     main,
     exports,
+    contents,
+    largest,
     bytes: source.length,
     gzipBytes: gzipSync(source).length,
     wranglerKiB: reported ? Number(reported[1]) : null,
