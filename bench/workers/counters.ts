@@ -15,23 +15,24 @@ export interface BenchCounters {
 
 const counters: BenchCounters = { requests: 0, importKey: 0, verify: 0, fetch: 0, durableObjectStubs: 0 };
 
+// Fixed-arity wrappers (no rest/spread), so the count is all they add to a call.
 const subtle = crypto.subtle;
-const importKey = subtle.importKey.bind(subtle);
-const verify = subtle.verify.bind(subtle);
-subtle.importKey = ((...args: Parameters<SubtleCrypto["importKey"]>) => {
+const importKey = subtle.importKey;
+const verify = subtle.verify;
+subtle.importKey = function countedImportKey(format, keyData, algorithm, extractable, usages) {
   counters.importKey += 1;
-  return importKey(...args);
-}) as SubtleCrypto["importKey"];
-subtle.verify = ((...args: Parameters<SubtleCrypto["verify"]>) => {
+  return importKey.call(subtle, format as never, keyData as never, algorithm, extractable, usages);
+} as SubtleCrypto["importKey"];
+subtle.verify = function countedVerify(algorithm, key, signature, data) {
   counters.verify += 1;
-  return verify(...args);
-}) as SubtleCrypto["verify"];
+  return verify.call(subtle, algorithm, key, signature, data);
+} as SubtleCrypto["verify"];
 
 const globalFetch = globalThis.fetch;
-globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => {
+globalThis.fetch = function countedFetch(input: RequestInfo | URL, init?: RequestInit) {
   counters.fetch += 1;
   return globalFetch(input, init);
-}) as typeof fetch;
+} as typeof fetch;
 
 /** The path prefix the harness uses to talk to the benchmark wrapper, never to the Worker. */
 export const BENCH_PREFIX = "/__bench/";
