@@ -36,8 +36,8 @@ export interface RunningProvider {
   /** Where the provider itself listens (the issuer may be a proxy in front of it). */
   url: string;
   stats: ProviderStats;
-  /** Kids of the key set published now, in order. */
-  publishedKids(): string[];
+  /** The key set in use now (private JWKs), signing key first. */
+  currentKeys(): JWK[];
   /** Replace the running instance: publish `keys` (private JWKs) and sign with `signingKid`. */
   rotate(keys: JWK[], signingKid: string): void;
   /** A client credentials token, as the client would get it (HTTP Basic, resource indicator). */
@@ -184,7 +184,7 @@ export async function startProvider(options: {
     issuer,
     url,
     stats,
-    publishedKids: () => keys.map((key) => key.kid as string),
+    currentKeys: () => [...keys],
     rotate: install,
     async token(clientId, { resource = API_RESOURCE, scope = "api:read" } = {}) {
       const response = await fetch(`${url}/token`, {
