@@ -171,12 +171,15 @@ describe("audit record", () => {
 //
 // To add a case (a new deny reason, a new failure path), append one entry to CASES:
 //   { name, reasons: ["<the reason the edge must answer>"], path: "/…", … }
-// - `policy: (base) => …` rewrites SECRETS_POLICY (swap an upstream, change a setting);
+// - `policy: (base) => …` rewrites SECRETS_POLICY (swap an upstream, add a limit with
+//   `withLimit`, change a setting);
 // - `init` adds request headers or a method ("" deletes one of the default credentials);
-// - `bindings` overrides Worker bindings (e.g. a limiter namespace whose stub throws, for
-//   `limiter_unavailable`);
+// - `bindings` overrides Worker bindings (`failingLimiter` is a limiter namespace whose
+//   objects throw, with a credential in the error message);
 // - `live: async () => ({ token, issuer? })` signs a real token; return your own issuer to
-//   control it (e.g. `await issuer.setMode("down")` for `jwks_unavailable`).
+//   control it (e.g. `await issuer.setMode("down")` for `jwks_unavailable`);
+// - `repeat: n` sends the request n times and checks the last (e.g. to reach a limit).
+// A reason with no case here is a reason whose error path is not proven clean.
 
 function base64url(bytes: Uint8Array): string {
   let binary = "";
@@ -285,7 +288,27 @@ interface SecretCase {
   init?: RequestInit & { headers?: Record<string, string> };
   bindings?: Record<string, unknown>;
   live?: () => Promise<{ token: string; issuer?: TestIssuer }>;
+  /** Send the request this many times (default 1); the last one is checked. */
+  repeat?: number;
 }
+
+/** Rate limits on the public route (counted per client IP). */
+function withLimit(policy: PolicyDocument, limit: Record<string, unknown>): PolicyDocument {
+  const [first, ...rest] = policy.routes;
+  const limits = [{ name: "per-ip", key: "ip", limit: 100, window_s: 60, ...limit }] as never;
+  return { ...policy, routes: [{ ...(first as PolicyDocument["routes"][number]), limits }, ...rest] };
+}
+
+/** A limiter namespace whose objects fail, with a credential in the error message. */
+const failingLimiter = {
+  idFromName: (name: string) => name,
+  get: () => ({
+    acquire() {
+      throw new Error(`limiter down while serving ${apiKey}`);
+    },
+    release() {},
+  }),
+};
 
 const hourAgo = () => Math.floor(Date.now() / 1000) - 3600;
 
@@ -381,6 +404,27 @@ const CASES: SecretCase[] = [
     live: async () => ({ token: await liveIssuer.sign({ scope: "api:read" }) }),
   },
   {
+    name: "rate limited",
+    reasons: ["rate_limited"],
+    path: "/public/limited",
+    policy: (p) => withLimit(p as PolicyDocument, { name: "one-per-minute", limit: 1 }),
+    repeat: 2,
+  },
+  {
+    name: "rate limiter down (fails closed)",
+    reasons: ["limiter_unavailable"],
+    path: "/public/x",
+    policy: (p) => withLimit(p as PolicyDocument, {}),
+    bindings: { ROUTE_LIMITER: failingLimiter, TENANT_LIMITER: failingLimiter },
+  },
+  {
+    name: "rate limiter down, limit fails open as the policy says",
+    reasons: ["allowed"],
+    path: "/public/x",
+    policy: (p) => withLimit(p as PolicyDocument, { on_error: "allow" }),
+    bindings: { ROUTE_LIMITER: failingLimiter, TENANT_LIMITER: failingLimiter },
+  },
+  {
     name: "JWKS endpoint down",
     reasons: ["jwks_unavailable"],
     path: "/v1/things",
@@ -430,11 +474,16 @@ describe("no credential reaches a log line", () => {
       { auditSinks: [consoleSink] },
       testCase.bindings,
     );
-    const response = await edge.fetch(testCase.path, { ...testCase.init, headers });
+    const repeat = testCase.repeat ?? 1;
+    let response = new Response();
+    for (let i = 0; i < repeat; i++) {
+      if (i > 0) await response.arrayBuffer();
+      response = await edge.fetch(testCase.path, { ...testCase.init, headers });
+    }
     const body = await response.text();
 
-    expect(edge.audit).toHaveLength(1);
-    const record = edge.audit[0] as AuditRecord;
+    expect(edge.audit).toHaveLength(repeat);
+    const record = edge.audit.at(-1) as AuditRecord;
     const outcome = record.decision === "allow" ? "allowed" : record.reason;
     expect(testCase.reasons).toContain(outcome);
     if (outcome !== "allowed") expect(JSON.parse(body).reason).toBe(outcome);
