@@ -130,6 +130,45 @@ describe("metrics data points", () => {
     expect(edge.dataPoints.map((p) => p.blobs?.[4])).toEqual(["alice", "alice", "bob"]);
   });
 
+  it("writes the limit that was hit, and the limits that failed open", async () => {
+    const failing = {
+      idFromName: (name: string) => name,
+      get: () => ({
+        acquire() {
+          throw new Error("limiter down");
+        },
+        release() {},
+      }),
+    };
+    const limited = (limit: Record<string, unknown>) =>
+      basePolicy({
+        routes: [
+          {
+            name: "public",
+            methods: ["GET"],
+            path: "/public/**",
+            auth: "public",
+            upstream: "echo",
+            limits: [{ name: "per-ip", key: "ip", limit: 1, window_s: 60, ...limit }],
+          },
+        ],
+      });
+    const open = harness(limited({ on_error: "allow" }), {}, { ROUTE_LIMITER: failing });
+    expect((await open.fetch("/public/x")).status).toBe(200);
+    expect(open.audit[0]).toMatchObject({ decision: "allow", failed_open: ["per-ip"] });
+    expect(open.dataPoints[0]?.blobs?.slice(12, 14)).toEqual(["", "per-ip"]);
+    expect(open.dataPoints[0]?.doubles?.[5]).toBeGreaterThanOrEqual(0);
+
+    const edge = harness(limited({}));
+    const headers = { "cf-connecting-ip": "198.51.100.23" };
+    await (await edge.fetch("/public/x", { headers })).arrayBuffer();
+    expect((await edge.fetch("/public/x", { headers })).status).toBe(429);
+    const [, refused] = edge.dataPoints;
+    expect(refused?.blobs?.slice(0, 2)).toEqual(["deny", "rate_limited"]);
+    expect(refused?.blobs?.slice(11, 15)).toEqual(["198.51.100.23", "per-ip", "", "ip_limit_exceeded"]);
+    expect(refused?.doubles?.[0]).toBe(429);
+  });
+
   it("writes exactly one row per request, matching the audit records", async () => {
     const edge = harness(basePolicy());
     await edge.fetch("/public/a");
