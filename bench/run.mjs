@@ -477,6 +477,15 @@ try {
     rounds.push(round);
   }
   const elapsedS = (Date.now() - started) / 1000;
+  // Anything a Worker process printed to stderr during the run (errors, failed alarms).
+  const diagnostics = {};
+  for (const [id, proc] of Object.entries(procs)) {
+    const text = proc.stderr().trim();
+    if (text) {
+      diagnostics[id] = text.slice(-1000);
+      log(`  note: workerd ${id} wrote to stderr: ${text.slice(-300).replace(/\s+/g, " ")}`);
+    }
+  }
 
   const verifySummary = {};
   for (const alg of Object.keys(verifyRounds[0] ?? {})) {
@@ -530,6 +539,7 @@ try {
       unit: "µs per operation: workerd CPU time (…Wall: in-isolate wall time)",
     },
     variantStatus,
+    diagnostics,
     rounds,
   };
   const summary = summarise(raw);
