@@ -52,6 +52,9 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
     const verifyMs = performance.now() - started;
     c.get("timings").authMs = verifyMs;
     if (!result.ok) {
+      if (result.issuerId && result.keySource) {
+        c.set("tokenCheck", { issuerId: result.issuerId, verifyMs, keySource: result.keySource });
+      }
       const retry = result.reason === "jwks_unavailable" ? { retryAfterSeconds: 30 } : {};
       return deny(c, result.reason, { detail: result.detail, ...retry });
     }

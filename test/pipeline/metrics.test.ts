@@ -10,7 +10,7 @@ import { audit } from "../../src/pipeline/audit";
 import type { PipelineEnv } from "../../src/pipeline/context";
 import { requestId } from "../../src/pipeline/request-id";
 import { basePolicy, harness, recordingDataset } from "../support/harness";
-import { AUDIENCE, makeIssuer } from "../support/issuers";
+import { AUDIENCE, makeIssuer, makeKey } from "../support/issuers";
 
 describe("metrics data points", () => {
   it("writes one row per request for an allowed request", async () => {
@@ -128,6 +128,34 @@ describe("metrics data points", () => {
     expect(point?.doubles?.[2]).toBeLessThanOrEqual(record.authz_ms as number);
     expect(edge.dataPoints.map((p) => p.blobs?.[6])).toEqual(["fetch", "token_cache", "memory"]);
     expect(edge.dataPoints.map((p) => p.blobs?.[4])).toEqual(["alice", "alice", "bob"]);
+  });
+
+  it("counts a token whose unknown kid cost a key fetch as a key-cache miss", async () => {
+    const issuer = await makeIssuer("ES256");
+    const edge = harness(
+      basePolicy({
+        issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], jwks_uri: `${issuer.url}/jwks` } },
+        routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["main"] }, upstream: "echo" }],
+      }),
+      { authentication: { now: () => clock } },
+    );
+    let clock = Date.now();
+    const stranger = await makeKey("ES256");
+    const good = await issuer.sign({ sub: "alice" });
+    const forged = await issuer.sign({ sub: "mallory" }, { key: stranger });
+    const send = async (token: string) =>
+      (await edge.fetch("/v1/things", { headers: { authorization: `Bearer ${token}` } })).arrayBuffer();
+    await send(good);
+    clock += 31_000; // past the refresh cooldown
+    await send(forged);
+    await send(forged);
+    // First request: cold fetch. Second: unknown kid, one refresh (a miss). Third: within the
+    // refresh cooldown, no fetch — the key cache answered, so it counts as a hit.
+    expect(edge.dataPoints.map((p) => [p.blobs?.[0], p.blobs?.[5], p.blobs?.[6]])).toEqual([
+      ["allow", "main", "fetch"],
+      ["deny", "main", "fetch"],
+      ["deny", "main", "memory"],
+    ]);
   });
 
   it("writes the limit that was hit, and the limits that failed open", async () => {

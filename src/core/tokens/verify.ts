@@ -23,7 +23,14 @@ export interface VerifierDeps {
 
 export type VerifyResult =
   | { ok: true; identity: Identity; keySource: KeySource | "token_cache" }
-  | { ok: false; reason: DenyReason; detail: string };
+  | {
+      ok: false;
+      reason: DenyReason;
+      detail: string;
+      /** Set once an issuer was chosen: which one, and where its keys came from (for metrics). */
+      issuerId?: string;
+      keySource?: KeySource;
+    };
 
 const TOKEN_CACHE_MAX_AGE_MS = 5 * 60 * 1000;
 const TOKEN_HASH_CHARS = 16;
@@ -108,8 +115,14 @@ export class TokenVerifier {
       return { ok: false, reason: "issuer_unknown", detail: "issuer_not_accepted_by_route" };
     if (!issuer.algorithms.includes(alg)) return { ok: false, reason: "token_invalid", detail: "alg_not_allowed" };
 
-    const lookup = await this.keyStore(issuer).lookup(kid, alg, defer);
-    if (!lookup.ok) return { ok: false, reason: lookup.reason, detail: lookup.detail };
+    const store = this.keyStore(issuer);
+    const fetchesBefore = store.stats.fetches;
+    const lookup = await store.lookup(kid, alg, defer);
+    if (!lookup.ok) {
+      // An unknown kid or a dead endpoint is a key-cache miss when it cost a fetch.
+      const keySource: KeySource = store.stats.fetches > fetchesBefore ? "fetch" : "memory";
+      return { ok: false, reason: lookup.reason, detail: lookup.detail, issuerId: issuer.id, keySource };
+    }
 
     let payload: JWTPayload | undefined;
     let failure: { reason: DenyReason; detail: string } = { reason: "token_invalid", detail: "signature" };
@@ -131,7 +144,7 @@ export class TokenVerifier {
         if (!(error instanceof errors.JWSSignatureVerificationFailed)) break;
       }
     }
-    if (!payload) return { ok: false, ...failure };
+    if (!payload) return { ok: false, ...failure, issuerId: issuer.id, keySource: lookup.source };
     if (typeof payload.iat === "number" && payload.iat > now / 1000 + issuer.clockSkewS) {
       return { ok: false, reason: "token_invalid", detail: "iat_in_future" };
     }
