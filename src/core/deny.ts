@@ -31,6 +31,9 @@ interface WireShape {
   bearerError?: "invalid_request" | "invalid_token" | "insufficient_scope";
 }
 
+/** Every token problem looks the same on the wire (RFC 6750 `invalid_token`); the audit record tells them apart. */
+const INVALID_TOKEN: WireShape = { status: 401, title: "Invalid token", bearerError: "invalid_token" };
+
 /** Exhaustive: adding a reason without a wire shape is a compile error. */
 const WIRE: { readonly [R in DenyReason]: WireShape } = {
   bad_request: { status: 400, title: "Bad request" },
@@ -38,11 +41,11 @@ const WIRE: { readonly [R in DenyReason]: WireShape } = {
   cors_rejected: { status: 403, title: "CORS request not allowed" },
   token_missing: { status: 401, title: "Authentication required" },
   token_malformed: { status: 400, title: "Invalid authentication request", bearerError: "invalid_request" },
-  token_invalid: { status: 401, title: "Invalid token", bearerError: "invalid_token" },
-  token_expired: { status: 401, title: "Invalid token", bearerError: "invalid_token" },
-  token_not_yet_valid: { status: 401, title: "Invalid token", bearerError: "invalid_token" },
-  issuer_unknown: { status: 401, title: "Invalid token", bearerError: "invalid_token" },
-  audience_mismatch: { status: 401, title: "Invalid token", bearerError: "invalid_token" },
+  token_invalid: INVALID_TOKEN,
+  token_expired: INVALID_TOKEN,
+  token_not_yet_valid: INVALID_TOKEN,
+  issuer_unknown: INVALID_TOKEN,
+  audience_mismatch: INVALID_TOKEN,
   insufficient_scope: { status: 403, title: "Insufficient scope", bearerError: "insufficient_scope" },
   forbidden: { status: 403, title: "Forbidden" },
   tenant_mismatch: { status: 403, title: "Forbidden" },

@@ -3,6 +3,7 @@
 // `npm test` and at start-up instead of running half-configured.
 
 import { normaliseHeaderName } from "./headers";
+import { secureUrl } from "./urls";
 import type {
   AuthRequirement,
   ClaimMapping,
@@ -129,31 +130,17 @@ class Checker {
     this.fail(path, `must be an integer from ${min} to ${max}`);
     return false;
   }
-  url(value: unknown, path: string, { allowHttp }: { allowHttp: boolean }): value is string {
+  url(value: unknown, path: string): value is string {
     if (!this.string(value, path)) return false;
-    let parsed: URL;
-    try {
-      parsed = new URL(value);
-    } catch {
-      this.fail(path, "must be an absolute URL");
-      return false;
-    }
-    const httpAllowed = allowHttp || isLoopback(parsed.hostname);
-    if (parsed.protocol !== "https:" && !(httpAllowed && parsed.protocol === "http:")) {
-      this.fail(path, "must be an https URL (http only for loopback hosts)");
-      return false;
-    }
-    return true;
+    if (secureUrl(value)) return true;
+    this.fail(path, "must be an https URL (http only for loopback hosts)");
+    return false;
   }
   known(value: Record<string, unknown>, path: string, allowed: readonly string[]): void {
     for (const key of Object.keys(value)) {
       if (!allowed.includes(key)) this.fail(`${path}.${key}`, "unknown field");
     }
   }
-}
-
-function isLoopback(hostname: string): boolean {
-  return hostname === "127.0.0.1" || hostname === "localhost" || hostname === "[::1]";
 }
 
 function optionalInteger(
@@ -190,10 +177,10 @@ function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer
   let typ: string | undefined;
   if (raw.kind === "oidc") {
     check.known(raw, path, [...common, "issuer", "jwks_uri", "audiences", "typ"]);
-    if (!check.url(raw.issuer, `${path}.issuer`, { allowHttp: false })) return undefined;
+    if (!check.url(raw.issuer, `${path}.issuer`)) return undefined;
     issuer = raw.issuer;
     if (raw.jwks_uri !== undefined) {
-      if (check.url(raw.jwks_uri, `${path}.jwks_uri`, { allowHttp: false })) jwksUri = raw.jwks_uri;
+      if (check.url(raw.jwks_uri, `${path}.jwks_uri`)) jwksUri = raw.jwks_uri;
     } else {
       discoveryUrl = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
     }
@@ -203,7 +190,7 @@ function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer
     check.known(raw, path, [...common, "team_domain"]);
     if (!check.string(raw.team_domain, `${path}.team_domain`)) return undefined;
     const origin = raw.team_domain.includes("://") ? raw.team_domain : `https://${raw.team_domain}`;
-    if (!check.url(origin, `${path}.team_domain`, { allowHttp: false })) return undefined;
+    if (!check.url(origin, `${path}.team_domain`)) return undefined;
     issuer = origin.replace(/\/$/, "");
     jwksUri = `${issuer}/cdn-cgi/access/certs`;
   } else {
@@ -266,7 +253,7 @@ function checkUpstream(check: Checker, name: string, raw: unknown): UpstreamConf
     return undefined;
   }
   if (raw.url !== undefined) {
-    if (!check.url(raw.url, `${path}.url`, { allowHttp: false })) return undefined;
+    if (!check.url(raw.url, `${path}.url`)) return undefined;
     const parsed = new URL(raw.url);
     if (parsed.search || parsed.hash) check.fail(`${path}.url`, "must not carry a query or fragment");
     return { url: raw.url.replace(/\/$/, ""), ...timeout };

@@ -3,6 +3,7 @@
 // that fails any check is an error: it is never cached.
 
 import type { JWK } from "jose";
+import { secureUrl } from "../urls";
 
 export class KeySetFetchError extends Error {
   constructor(readonly code: KeySetFailure) {
@@ -120,17 +121,6 @@ export function usableKeys(document: unknown): JWK[] {
   return keys;
 }
 
-function isAllowedKeyUrl(value: unknown): value is string {
-  if (typeof value !== "string") return false;
-  try {
-    const url = new URL(value);
-    const loopback = url.hostname === "127.0.0.1" || url.hostname === "localhost" || url.hostname === "[::1]";
-    return url.protocol === "https:" || (loopback && url.protocol === "http:");
-  } catch {
-    return false;
-  }
-}
-
 /** OpenID discovery (OIDC Discovery §4.3): the document must name the same issuer. */
 export async function discoverJwksUri(
   fetcher: Fetcher,
@@ -142,6 +132,6 @@ export async function discoverJwksUri(
   if (typeof document !== "object" || document === null) throw new KeySetFetchError("malformed");
   const { issuer: named, jwks_uri: jwksUri } = document as { issuer?: unknown; jwks_uri?: unknown };
   if (named !== issuer) throw new KeySetFetchError("discovery_issuer_mismatch");
-  if (!isAllowedKeyUrl(jwksUri)) throw new KeySetFetchError("discovery_bad_jwks_uri");
-  return jwksUri;
+  if (!secureUrl(jwksUri)) throw new KeySetFetchError("discovery_bad_jwks_uri");
+  return jwksUri as string;
 }

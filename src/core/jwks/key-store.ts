@@ -8,7 +8,7 @@
 //                             expires after cache_ttl + max_stale
 //   jwks-refresh:v1:<issuer>  time (ms) of the last refresh attempt by any isolate; expires ≥ 60 s
 
-import { importJWK, type JWK } from "jose";
+import type { JWK } from "jose";
 import type { ResolvedIssuer } from "../policy";
 import { discoverJwksUri, type Fetcher, fetchJson, KeySetFetchError, usableKeys } from "./fetch-key-set";
 
@@ -37,7 +37,6 @@ export type KeyLookup =
 export interface KeyStoreStats {
   fetches: number;
   kvReads: number;
-  kvWrites: number;
   imports: number;
 }
 
@@ -78,12 +77,24 @@ function keyFitsAlg(jwk: JWK, alg: string): boolean {
   return false;
 }
 
+/** WebCrypto import parameters per JWS algorithm (RFC 7518 §3, RFC 8037). */
+function importParams(alg: string): { name: string; hash?: string; namedCurve?: string } | undefined {
+  const hash = `SHA-${alg.slice(2)}`;
+  if (alg.startsWith("RS")) return { name: "RSASSA-PKCS1-v1_5", hash };
+  if (alg.startsWith("PS")) return { name: "RSA-PSS", hash };
+  if (alg === "ES256") return { name: "ECDSA", namedCurve: "P-256" };
+  if (alg === "ES384") return { name: "ECDSA", namedCurve: "P-384" };
+  if (alg === "ES512") return { name: "ECDSA", namedCurve: "P-521" };
+  if (alg === "EdDSA" || alg === "Ed25519") return { name: "Ed25519" };
+  return undefined;
+}
+
 function fingerprintOf(jwk: JWK): string {
   return JSON.stringify([jwk.kty, jwk.kid, jwk.alg, jwk.crv, jwk.n, jwk.e, jwk.x, jwk.y]);
 }
 
 export class IssuerKeyStore {
-  readonly stats: KeyStoreStats = { fetches: 0, kvReads: 0, kvWrites: 0, imports: 0 };
+  readonly stats: KeyStoreStats = { fetches: 0, kvReads: 0, imports: 0 };
   private state: KeySetState | undefined;
   private inflight: Promise<void> | undefined;
   private lastAttemptAt = Number.NEGATIVE_INFINITY;
@@ -160,8 +171,14 @@ export class IssuerKeyStore {
   private async imported(entry: KeyEntry, alg: string): Promise<CryptoKey | undefined> {
     const cached = entry.imported.get(alg);
     if (cached) return cached;
+    const params = importParams(alg);
+    if (!params) return undefined;
     try {
-      const key = (await importJWK(entry.jwk, alg)) as CryptoKey;
+      // Only the public members: `alg`/`use` were already checked against the token's alg.
+      const { kty, crv, x, y, n, e } = entry.jwk;
+      const key = await crypto.subtle.importKey("jwk", { kty, crv, x, y, n, e } as JsonWebKey, params, false, [
+        "verify",
+      ]);
       this.stats.imports += 1;
       entry.imported.set(alg, key);
       return key;
@@ -338,7 +355,6 @@ export class IssuerKeyStore {
   private async putKv(key: string, value: string, ttlS: number): Promise<void> {
     if (!this.deps.kv) return;
     try {
-      this.stats.kvWrites += 1;
       await this.deps.kv.put(key, value, { expirationTtl: Math.max(KV_MIN_TTL_S, ttlS) });
     } catch {
       // KV write failures cost cross-isolate sharing only; memory still has the keys.
