@@ -3,6 +3,7 @@
 //
 // Test hooks (never routed through the edge in the demo policy):
 //   x-echo-delay-ms: N      wait N ms before answering (origin-timeout tests)
+//   x-echo-stream-ms: N     send the headers and half the body at once, the rest N ms later
 //   GET /__echo/requests?marker=M   requests seen whose x-test-marker header was M
 import http from "node:http";
 
@@ -43,6 +44,15 @@ export function startEchoOrigin({ port = 8789, host = "127.0.0.1" } = {}) {
       seen.push(record);
       if (seen.length > MAX_LOG) seen.shift();
       const delay = Number(headers["x-echo-delay-ms"] ?? 0);
+      const streamGap = Math.min(Number(headers["x-echo-stream-ms"] ?? 0), 30_000);
+      if (streamGap > 0) {
+        const text = JSON.stringify(record);
+        const half = Math.floor(text.length / 2);
+        res.writeHead(200, { "content-type": "application/json", "x-echo": "1" });
+        res.write(text.slice(0, half));
+        setTimeout(() => res.destroyed || res.end(text.slice(half)), streamGap);
+        return;
+      }
       const reply = () => {
         if (res.destroyed) return;
         res.writeHead(200, { "content-type": "application/json", "x-echo": "1" });

@@ -38,6 +38,13 @@ export function forward(): MiddlewareHandler<PipelineEnv> {
     const method = c.req.method;
     const hasBody = method !== "GET" && method !== "HEAD" && c.req.raw.body !== null;
     const started = Date.now();
+    // The budget covers the wait for the origin's response headers only: once they arrive
+    // the timer stops, so a long download or stream is never cut off mid-body.
+    const budget = new AbortController();
+    const timer = setTimeout(
+      () => budget.abort(new DOMException("origin timeout", "TimeoutError")),
+      upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS,
+    );
     let response: Response;
     try {
       response = await fetcher.fetch(target, {
@@ -45,14 +52,15 @@ export function forward(): MiddlewareHandler<PipelineEnv> {
         headers: c.get("forwardHeaders"),
         body: hasBody ? c.req.raw.body : null,
         redirect: "manual",
-        signal: AbortSignal.timeout(upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS),
+        signal: budget.signal,
       });
-    } catch (error) {
+    } catch {
       c.get("timings").upstreamMs = Date.now() - started;
-      const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
-      return timedOut
+      return budget.signal.aborted
         ? deny(c, "origin_timeout", { detail: "origin_timeout" })
         : deny(c, "origin_unavailable", { detail: "origin_unreachable" });
+    } finally {
+      clearTimeout(timer);
     }
     c.get("timings").upstreamMs = Date.now() - started;
     const headers = responseHeadersFrom(response.headers);

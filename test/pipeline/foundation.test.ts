@@ -101,3 +101,14 @@ describe("service-binding upstream", () => {
     expect(edge.audit[0]).toMatchObject({ reason: "misconfigured", detail: "service_binding_missing:NO_SUCH_BINDING" });
   });
 });
+
+describe("origin timeout budget", () => {
+  it("covers the wait for response headers only: a slow body streams through whole", async () => {
+    const { echoOrigin } = await import("../support/harness");
+    const edge = harness(basePolicy({ upstreams: { echo: { url: echoOrigin, timeout_ms: 200 } } }));
+    const response = await edge.fetch("/public/stream", { headers: { "x-echo-stream-ms": "600" } });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { path: string };
+    expect(body.path).toBe("/public/stream");
+  });
+});
