@@ -3,7 +3,12 @@
 // loopback port, with its own state directory (KV and Durable Objects start empty and are
 // thrown away afterwards). Everything the Worker prints is kept line by line, so tests can
 // find the audit record of a request by its id.
-import { type ChildProcess, spawn } from "node:child_process";
+//
+// The Worker is bundled once up front (`wrangler deploy --dry-run`, as the deployable bundle
+// is built) and served with `--no-bundle`: `wrangler dev` reloads the Worker when a source
+// file changes, and a reload mid-test would silently reset the isolate's key cache and the
+// test clock. Serving a fixed bundle keeps each test file on one isolate from start to end.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import net from "node:net";
@@ -111,9 +116,25 @@ export async function startEdge(options: {
   const require = createRequire(import.meta.url);
   const manifest = require.resolve("wrangler/package.json");
   const wrangler = join(dirname(manifest), require(manifest).bin.wrangler);
+  const env = { ...process.env, ...WRANGLER_ENV };
+  const bundleDir = join(state, "bundle");
+  try {
+    execFileSync(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", bundleDir, "--config", CONFIG], {
+      cwd: ROOT,
+      stdio: "pipe",
+      env: { ...env, CI: "true" },
+      timeout: 60_000,
+    });
+  } catch (error) {
+    rmSync(state, { recursive: true, force: true });
+    const output = error as { stdout?: Buffer; stderr?: Buffer };
+    throw new Error(`the edge did not build:\n${output.stdout ?? ""}${output.stderr ?? ""}`);
+  }
   const args = [
     wrangler,
     "dev",
+    join(bundleDir, "edge-worker.js"),
+    "--no-bundle",
     "--config",
     CONFIG,
     "--ip",
@@ -134,7 +155,7 @@ export async function startEdge(options: {
     cwd: ROOT,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...WRANGLER_ENV },
+    env,
   });
   const killOnExit = () => killGroup(child, "SIGKILL");
   process.on("exit", killOnExit);

@@ -12,6 +12,7 @@ export type JwksFault =
   | { mode: "slow"; delayMs: number }
   | { mode: "garbage" }
   | { mode: "html" }
+  /** The real key set padded to `bytes`, sent chunked. */
   | { mode: "oversized"; bytes: number }
   | { mode: "status"; status: number }
   /** The provider's key set without one key: a JWKS that lags behind the signing key. */
@@ -40,7 +41,9 @@ export async function startFaultProxy(): Promise<FaultProxy> {
   const forward = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const upstream = http.request(
       `${target}${req.url ?? "/"}`,
-      { method: req.method, headers: { ...req.headers, host: new URL(target).host } },
+      // The Host header is kept: the provider builds its discovery URLs (jwks_uri) from it,
+      // so they keep pointing at the proxy.
+      { method: req.method, headers: req.headers },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
@@ -57,6 +60,20 @@ export async function startFaultProxy(): Promise<FaultProxy> {
     const body = JSON.stringify({ keys: jwks.keys.filter((key) => key.kid !== kid) });
     res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
     res.end(body);
+  };
+
+  /**
+   * The provider's real key set, padded past any sane size and sent chunked with no
+   * content-length to refuse it by: an edge that read it whole would find the keys in it.
+   */
+  const oversized = async (res: http.ServerResponse, bytes: number) => {
+    const answer = await fetch(`${target}/jwks`, { signal: AbortSignal.timeout(5000) });
+    const jwks = (await answer.json()) as { keys: unknown[] };
+    res.writeHead(200, { "content-type": "application/json" });
+    res.write(`{"keys":${JSON.stringify(jwks.keys)},"padding":"`);
+    const chunk = "x".repeat(16 * 1024);
+    for (let sent = 0; sent < bytes; sent += chunk.length) res.write(chunk);
+    res.end('"}');
   };
 
   const serveJwks = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -77,14 +94,8 @@ export async function startFaultProxy(): Promise<FaultProxy> {
       case "html":
         res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
         return res.end("<!doctype html><html><body><form action=/login>Sign in</form></body></html>");
-      case "oversized": {
-        // Sent chunked, with no content-length to refuse it by: the edge must count bytes.
-        res.writeHead(200, { "content-type": "application/json" });
-        res.write('{"keys":[],"padding":"');
-        const chunk = "x".repeat(16 * 1024);
-        for (let sent = 0; sent < fault.bytes; sent += chunk.length) res.write(chunk);
-        return res.end('"}');
-      }
+      case "oversized":
+        return void oversized(res, fault.bytes).catch(() => res.destroy());
       case "status":
         res.writeHead(fault.status, { "content-type": "application/json" });
         return res.end('{"error":"unavailable"}');
