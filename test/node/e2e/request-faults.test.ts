@@ -4,7 +4,7 @@
 //
 // Limiter failures are injected by the test-only Worker entry (fixtures/edge-worker.js):
 // objects of the tenants `limiter-throws` and `limiter-stalls` are replaced by a stub that
-// throws, or that answers only after 3 s; every other tenant gets the real Durable Object.
+// throws, or that answers only after 5 s; every other tenant gets the real Durable Object.
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Edge, freePort, startEdge } from "./support/edge";
@@ -12,8 +12,8 @@ import { e2ePolicy, ORIGIN_TIMEOUT_MS } from "./support/policy";
 import { newSigningKey, type RunningProvider, startProvider } from "./support/provider";
 import { callEdge, type EchoOrigin, type EdgeAnswer, sleep, startOrigin } from "./support/stack";
 
-const LIMITER_TIMEOUT_MS = 250;
-const LIMITER_STALL_MS = 3_000;
+const LIMITER_TIMEOUT_MS = 1_000;
+const LIMITER_STALL_MS = 5_000;
 const ORIGIN_DELAY_MS = 4_000;
 
 const CLIENTS = [
