@@ -2,18 +2,19 @@
 // entry test/node/e2e/fixtures/edge-worker.js with a policy the test builds, on a free
 // loopback port, with its own state directory (KV and Durable Objects start empty and are
 // thrown away afterwards). Everything the Worker prints is kept line by line, so tests can
-// find the audit record of a request by its id.
+// find the audit record of a request by its id (E2E_EDGE_OUTPUT=1 also prints them).
 //
 // The Worker is bundled once up front (`wrangler deploy --dry-run`, as the deployable bundle
 // is built) and served with `--no-bundle`: `wrangler dev` reloads the Worker when a source
 // file changes, and a reload mid-test would silently reset the isolate's key cache and the
 // test clock. Serving a fixed bundle keeps each test file on one isolate from start to end.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { promisify } from "node:util";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..", "..");
 const CONFIG = join(import.meta.dirname, "..", "fixtures", "wrangler.toml");
@@ -100,6 +101,7 @@ async function groupGone(child: ChildProcess, ms: number) {
   }
 }
 
+const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -119,15 +121,14 @@ export async function startEdge(options: {
   const env = { ...process.env, ...WRANGLER_ENV };
   const bundleDir = join(state, "bundle");
   try {
-    execFileSync(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", bundleDir, "--config", CONFIG], {
+    await run(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", bundleDir, "--config", CONFIG], {
       cwd: ROOT,
-      stdio: "pipe",
       env: { ...env, CI: "true" },
       timeout: 60_000,
     });
   } catch (error) {
     rmSync(state, { recursive: true, force: true });
-    const output = error as { stdout?: Buffer; stderr?: Buffer };
+    const output = error as { stdout?: string; stderr?: string };
     throw new Error(`the edge did not build:\n${output.stdout ?? ""}${output.stderr ?? ""}`);
   }
   const args = [
