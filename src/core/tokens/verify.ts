@@ -2,7 +2,7 @@
 // Everything the decision needs comes from configuration — algorithms, issuer, keys —
 // never from the token (DESIGN invariant 6). One instance per isolate.
 
-import { errors, type JWTPayload, jwtVerify } from "jose";
+import { type JWTPayload, jwtVerify } from "jose";
 import type { DenyReason } from "../deny";
 import type { Identity } from "../identity";
 import type { Fetcher } from "../jwks/fetch-key-set";
@@ -46,19 +46,32 @@ function audienceMatches(aud: unknown, accepted: readonly string[]): boolean {
   return false;
 }
 
-/** jose's error classes → our reasons. The jose code goes to the audit record as detail. */
+/** jose's errors carry a stable `code` (and `claim` for claim failures). */
+interface JoseFailure {
+  code?: unknown;
+  claim?: unknown;
+  reason?: unknown;
+}
+
+const SIGNATURE_FAILED = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED";
+
+/** jose's error codes → our reasons. The code goes to the audit record as detail. */
 function reasonForJoseError(error: unknown): { reason: DenyReason; detail: string } {
-  if (error instanceof errors.JWTExpired) return { reason: "token_expired", detail: "exp" };
-  if (error instanceof errors.JWTClaimValidationFailed) {
-    if (error.claim === "nbf") return { reason: "token_not_yet_valid", detail: "nbf" };
-    if (error.claim === "iss") return { reason: "issuer_unknown", detail: "iss" };
-    if (error.claim === "exp") return { reason: "token_invalid", detail: `exp_${error.reason}` };
-    return { reason: "token_invalid", detail: `claim_${error.claim}_${error.reason}` };
+  const { code, claim, reason } = (error ?? {}) as JoseFailure;
+  switch (code) {
+    case "ERR_JWT_EXPIRED":
+      return { reason: "token_expired", detail: "exp" };
+    case "ERR_JWT_CLAIM_VALIDATION_FAILED":
+      if (claim === "nbf") return { reason: "token_not_yet_valid", detail: "nbf" };
+      if (claim === "iss") return { reason: "issuer_unknown", detail: "iss" };
+      return { reason: "token_invalid", detail: `claim_${String(claim)}_${String(reason)}` };
+    case SIGNATURE_FAILED:
+      return { reason: "token_invalid", detail: "signature" };
+    case "ERR_JOSE_ALG_NOT_ALLOWED":
+      return { reason: "token_invalid", detail: "alg_not_allowed" };
+    default:
+      return { reason: "token_invalid", detail: typeof code === "string" ? code : "verification_error" };
   }
-  if (error instanceof errors.JWSSignatureVerificationFailed) return { reason: "token_invalid", detail: "signature" };
-  if (error instanceof errors.JOSEAlgNotAllowed) return { reason: "token_invalid", detail: "alg_not_allowed" };
-  if (error instanceof errors.JOSEError) return { reason: "token_invalid", detail: error.code };
-  return { reason: "token_invalid", detail: "verification_error" };
 }
 
 export class TokenVerifier {
@@ -141,7 +154,7 @@ export class TokenVerifier {
       } catch (error) {
         failure = reasonForJoseError(error);
         // Only a signature mismatch makes the next candidate key worth trying.
-        if (!(error instanceof errors.JWSSignatureVerificationFailed)) break;
+        if ((error as JoseFailure)?.code !== SIGNATURE_FAILED) break;
       }
     }
     if (!payload) return { ok: false, ...failure, issuerId: issuer.id, keySource: lookup.source };
