@@ -147,6 +147,21 @@ describe("unknown kid", () => {
   });
 });
 
+describe("shared refresh stamp", () => {
+  it("a stamp from the future does not block refreshes", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const a = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await a.settle();
+    clock.advance(31);
+    await kv.put(`jwks-refresh:v1:${issuer.url}`, String(clock.ms + 3_600_000), { expirationTtl: 3600 });
+    const next = await makeKey();
+    await issuer.publish([issuer.keys[0]!, next]);
+    expect(await a.verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
+  });
+});
+
 describe("rotation", () => {
   it("a new key is picked up on first sight; the old one stays accepted for the grace window", async () => {
     const issuer = await makeIssuer();

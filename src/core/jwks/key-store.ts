@@ -312,7 +312,9 @@ export class IssuerKeyStore {
       try {
         this.stats.kvReads += 1;
         const last = Number((await this.deps.kv.get(this.kvRefreshKey)) ?? "NaN");
-        if (Number.isFinite(last) && now - last < this.issuer.refreshCooldownS * 1000) return;
+        // A stamp from the future (another isolate's clock, a bad write) is ignored, not obeyed:
+        // obeying it could block refreshes until it expires.
+        if (Number.isFinite(last) && last <= now && now - last < this.issuer.refreshCooldownS * 1000) return;
       } catch {
         // KV unavailable: the isolate's own cooldown still bounds the fetches.
       }
