@@ -204,6 +204,7 @@ if (!wrk) {
 
 const startedAt = new Date();
 const loadAtStart = loadavg();
+const gitAtBuild = gitState(); // what was built: others may commit during a long run
 workDir = mkdtempSync(join(tmpdir(), "portcullis-bench-"));
 keepWorkDir = options.keep;
 for (const sub of ["config", "logs", "tokens", "bundles"]) mkdirSync(join(workDir, sub), { recursive: true });
@@ -506,7 +507,7 @@ try {
       loadAverage: { atStart: loadAtStart, atEnd: loadavg() },
     },
     versions: versions(wrk),
-    git: gitState(),
+    git: gitAtBuild,
     config: {
       durationS: options.duration,
       rounds: options.rounds,
