@@ -22,7 +22,8 @@ export type DenyReason =
   | "origin_unavailable"
   | "origin_timeout"
   | "misconfigured"
-  | "internal_error";
+  | "internal_error"
+  | "client_closed";
 
 interface WireShape {
   status: number;
@@ -56,6 +57,8 @@ const WIRE: { readonly [R in DenyReason]: WireShape } = {
   origin_timeout: { status: 504, title: "Gateway timeout" },
   misconfigured: { status: 500, title: "Edge misconfigured" },
   internal_error: { status: 500, title: "Internal error" },
+  // nginx's 499: the client went away before the request was complete; nobody reads this answer.
+  client_closed: { status: 499, title: "Client closed request" },
 };
 
 export function statusFor(reason: DenyReason): number {

@@ -17,6 +17,27 @@ function responseHeadersFrom(upstream: Headers): Headers {
   return headers;
 }
 
+/**
+ * Streams the client's body through, and tells afterwards whether reading it failed
+ * (the client aborted mid-upload) — without buffering it.
+ */
+function watchedBody(
+  source: ReadableStream,
+  onFailure: () => void,
+): { body: ReadableStream; failed: Promise<boolean> } {
+  const { readable, writable } = new TransformStream();
+  const piped = source.pipeTo(writable).then(
+    () => false,
+    () => {
+      onFailure();
+      return true;
+    },
+  );
+  // The pipe settles as soon as either side fails; never wait on it for long.
+  const failed = Promise.race([piped, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 100))]);
+  return { body: readable, failed };
+}
+
 export function forward(): MiddlewareHandler<PipelineEnv> {
   return async (c) => {
     const route = c.get("route");
@@ -41,6 +62,10 @@ export function forward(): MiddlewareHandler<PipelineEnv> {
     // The budget covers the wait for the origin's response headers only: once they arrive
     // the timer stops, so a long download or stream is never cut off mid-body.
     const budget = new AbortController();
+    // If the client's upload breaks off, the origin request is torn down rather than ended,
+    // so the origin never mistakes a truncated body for a complete one.
+    const clientGone = new AbortController();
+    const upload = hasBody ? watchedBody(c.req.raw.body as ReadableStream, () => clientGone.abort()) : undefined;
     const timer = setTimeout(
       () => budget.abort(new DOMException("origin timeout", "TimeoutError")),
       upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS,
@@ -50,12 +75,16 @@ export function forward(): MiddlewareHandler<PipelineEnv> {
       response = await fetcher.fetch(target, {
         method,
         headers: c.get("forwardHeaders"),
-        body: hasBody ? c.req.raw.body : null,
+        body: upload?.body ?? null,
         redirect: "manual",
-        signal: budget.signal,
+        signal: AbortSignal.any([budget.signal, clientGone.signal]),
       });
     } catch {
       c.get("timings").upstreamMs = Date.now() - started;
+      // A client that hung up mid-upload is not the origin's fault: audit it as such.
+      if (clientGone.signal.aborted || (upload && (await upload.failed))) {
+        return deny(c, "client_closed", { detail: "client_body_aborted" });
+      }
       return budget.signal.aborted
         ? deny(c, "origin_timeout", { detail: "origin_timeout" })
         : deny(c, "origin_unavailable", { detail: "origin_unreachable" });

@@ -112,3 +112,30 @@ describe("origin timeout budget", () => {
     expect(body.path).toBe("/public/stream");
   });
 });
+
+describe("client aborts", () => {
+  it("a client that breaks off mid-upload is audited as client_closed, not as an origin failure", async () => {
+    const edge = harness(basePolicy());
+    const m = marker();
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ === 0) controller.enqueue(new TextEncoder().encode("partial upload"));
+        else controller.error(new Error("client went away"));
+      },
+    });
+    const response = await edge.fetch(
+      new Request("https://edge.test/public/upload", {
+        method: "POST",
+        body,
+        headers: { "x-test-marker": m },
+        duplex: "half",
+      } as RequestInit),
+    );
+    expect(response.status).toBe(499);
+    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "client_closed", detail: "client_body_aborted" });
+    // The origin request was torn down, not ended: the origin never saw a complete request.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await originSaw(m)).toHaveLength(0);
+  });
+});
