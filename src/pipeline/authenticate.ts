@@ -37,7 +37,7 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
       bearer: issuers.some((i) => i?.kind === "oidc"),
       access: issuers.some((i) => i?.kind === "cloudflare_access"),
     };
-    const credential = extractCredential(c.req.raw.headers, new URL(c.req.url), accepts);
+    const credential = extractCredential(c.req.raw.headers, c.get("url"), accepts);
     if (!credential.ok) return deny(c, credential.reason, { detail: credential.detail });
 
     const started = performance.now();

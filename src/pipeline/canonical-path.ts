@@ -21,7 +21,9 @@ export function canonicalPath(): MiddlewareHandler<PipelineEnv> {
     if (headerBytes(raw.headers) > policy.maxHeaderBytes) {
       return deny(c, "bad_request", { detail: "headers_too_large" });
     }
-    const result = canonicalise(new URL(raw.url).pathname);
+    const url = new URL(raw.url);
+    c.set("url", url);
+    const result = canonicalise(url.pathname);
     if (!result.ok) return deny(c, "bad_request", { detail: result.detail });
     c.set("canonicalPath", result.path);
     await next();

@@ -52,6 +52,8 @@ export interface Variables {
   policy: CompiledPolicy;
   requestId: string;
   startedAt: number;
+  /** The request URL, parsed once (by the canonical-path stage) for every later stage. */
+  url: URL;
   canonicalPath: string;
   /** The canonical method for authorisation: HEAD is authorised as GET. */
   route: CompiledRoute;

@@ -42,7 +42,7 @@ export function forward(): MiddlewareHandler<PipelineEnv> {
   return async (c) => {
     const route = c.get("route");
     const upstream = route.upstream;
-    const incoming = new URL(c.req.url);
+    const incoming = c.get("url");
     const path = c.get("canonicalPath");
     let target: string;
     let fetcher: { fetch: typeof fetch } = { fetch: (input, init) => fetch(input, init) };

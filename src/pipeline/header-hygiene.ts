@@ -48,7 +48,7 @@ export function headerHygiene(): MiddlewareHandler<PipelineEnv> {
       outgoing.append(name, value);
     }
     outgoing.set("x-request-id", c.get("requestId"));
-    const url = new URL(c.req.url);
+    const url = c.get("url");
     outgoing.set("x-forwarded-host", url.host);
     outgoing.set("x-forwarded-proto", url.protocol.replace(":", ""));
     const clientIp = incoming.get("cf-connecting-ip");

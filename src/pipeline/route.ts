@@ -8,11 +8,10 @@ import { deny } from "./respond";
 export function route(): MiddlewareHandler<PipelineEnv> {
   return async (c, next) => {
     const policy = c.get("policy");
-    const url = new URL(c.req.url);
     // A CORS preflight is routed by the method it asks about, not by OPTIONS itself.
     const preflightMethod = c.req.method === "OPTIONS" ? c.req.header("access-control-request-method") : undefined;
     const method = preflightMethod && c.req.header("origin") ? preflightMethod.toUpperCase() : c.req.method;
-    const match = findRoute(policy.routes, method, url.host, c.get("canonicalPath"));
+    const match = findRoute(policy.routes, method, c.get("url").host, c.get("canonicalPath"));
     if (!match) return deny(c, "route_not_found");
     c.set("route", match.route);
     c.set("routeParams", match.params);

@@ -35,9 +35,14 @@ export type VerifyResult =
 const TOKEN_CACHE_MAX_AGE_MS = 5 * 60 * 1000;
 const TOKEN_HASH_CHARS = 16;
 
+const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
+const encoder = new TextEncoder();
+
 async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
+  let hex = "";
+  for (const byte of digest) hex += HEX[byte];
+  return hex;
 }
 
 function audienceMatches(aud: unknown, accepted: readonly string[]): boolean {
