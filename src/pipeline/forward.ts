@@ -77,7 +77,7 @@ export function forward(): MiddlewareHandler<PipelineEnv> {
         headers: c.get("forwardHeaders"),
         body: upload?.body ?? null,
         redirect: "manual",
-        signal: AbortSignal.any([budget.signal, clientGone.signal]),
+        signal: upload ? AbortSignal.any([budget.signal, clientGone.signal]) : budget.signal,
       });
     } catch {
       c.get("timings").upstreamMs = Date.now() - started;
