@@ -122,7 +122,7 @@ try {
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(profile.profile));
   const source = readFileSync(join(bundle.outdir, bundle.main), "utf8");
-  printProfile(profile.profile, profile.requests, source, top);
+  printProfile(profile.profile, profile.requests, source, top, workDir);
   console.log(`\nprofile: ${out}`);
 } catch (error) {
   console.error(`profile failed: ${error instanceof Error ? error.stack : error}`);
@@ -174,12 +174,13 @@ function withDevTools(url, fn) {
  * esbuild's unminified output marks each module with a `// path/to/module.ts` line; map a
  * bundle line to the module it came from.
  */
-function moduleIndex(source) {
+function moduleIndex(source, baseDir) {
   const starts = [];
   for (const [line, text] of source.split("\n").entries()) {
     const match = /^\/\/ (\S+\.(?:[cm]?[jt]s|json))$/.exec(text);
     if (!match) continue;
-    const absolute = match[1].replace(/^(\.\.\/)+/, "/");
+    // esbuild writes these paths relative to the directory of the wrangler configuration.
+    const absolute = resolve(baseDir, match[1]);
     const module = absolute.includes("node_modules/")
       ? absolute.replace(/^.*node_modules\//, "")
       : absolute.startsWith(`${root}/`)
@@ -197,8 +198,8 @@ function moduleIndex(source) {
   };
 }
 
-function printProfile(profile, requests, source, topN) {
-  const moduleOf = moduleIndex(source);
+function printProfile(profile, requests, source, topN, baseDir) {
+  const moduleOf = moduleIndex(source, baseDir);
   const lines = source.split("\n");
   const lineTicks = new Map(); // function key → Map(line → ticks)
   const selfUs = new Map();
