@@ -26,10 +26,10 @@ function errorName(error: unknown): string {
   return error instanceof Error ? error.name : typeof error;
 }
 
-function recordFor(c: PipelineContext): AuditRecord {
+function recordFor(c: PipelineContext, now: number, status: number): AuditRecord {
   const cf = (c.req.raw as { cf?: { colo?: unknown; asn?: unknown; country?: unknown } }).cf;
   return auditRecord({
-    now: Date.now(),
+    now,
     requestId: c.get("requestId"),
     startedAt: c.get("startedAt"),
     method: c.req.method,
@@ -37,7 +37,7 @@ function recordFor(c: PipelineContext): AuditRecord {
     route: c.get("route"),
     identity: c.get("identity"),
     outcome: c.get("outcome") ?? { decision: "deny", reason: "misconfigured" },
-    status: c.res.status,
+    status,
     timings: c.get("timings") ?? {},
     cf,
   });
@@ -46,25 +46,27 @@ function recordFor(c: PipelineContext): AuditRecord {
 export function audit(sinks: () => readonly AuditSink[]): MiddlewareHandler<PipelineEnv> {
   return async (c, next) => {
     await next();
-    const record = recordFor(c);
     const dataset = metricsDataset(c);
-    let point: DataPoint | undefined;
-    if (dataset) {
-      point = metricsDataPoint({
-        record,
-        tokenCheck: c.get("tokenCheck"),
-        clientIp: c.req.header("cf-connecting-ip") ?? null,
-      });
-    }
+    const targets = sinks();
+    if (!dataset && targets.length === 0) return;
+    // Capture the moment and the status now; build and write everything after the response.
+    const now = Date.now();
+    const status = c.res.status;
     const work = Promise.resolve().then(async () => {
-      if (dataset && point) {
+      const record = recordFor(c, now, status);
+      if (dataset) {
         try {
+          const point: DataPoint = metricsDataPoint({
+            record,
+            tokenCheck: c.get("tokenCheck"),
+            clientIp: c.req.header("cf-connecting-ip") ?? null,
+          });
           dataset.writeDataPoint(point);
         } catch (error) {
           console.error(`portcullis: metrics write failed (${errorName(error)})`);
         }
       }
-      for (const sink of sinks()) {
+      for (const sink of targets) {
         try {
           await sink(record);
         } catch (error) {

@@ -109,16 +109,22 @@ export function rateLimit(): MiddlewareHandler<PipelineEnv> {
     }
     if (calls.length === 0) return next();
 
+    // One timer bounds both calls: they run in parallel against the same budget.
     const answers = new Map<LimiterKind, ObjectAnswer>();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new LimiterTimeout()), policy.limiterTimeoutMs);
+    });
     await Promise.all(
       calls.map(async (call) => {
         try {
-          answers.set(call.kind, { ok: true, result: await withinBudget(call.pending, policy.limiterTimeoutMs) });
+          answers.set(call.kind, { ok: true, result: await Promise.race([call.pending, deadline]) });
         } catch (error) {
           answers.set(call.kind, { ok: false, error: error instanceof LimiterTimeout ? "timeout" : "error" });
         }
       }),
     );
+    clearTimeout(timer);
     c.get("timings").limitMs = Date.now() - started;
 
     const verdict = combineAnswers(plan, answers);

@@ -25,11 +25,16 @@ function isCanonicalSegment(segment: string): boolean {
   return tail === undefined || tail.test(segment);
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
 function decodeSegment(segment: string): unknown {
-  const base64 = segment.replace(/-/g, "+").replace(/_/g, "/");
-  const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
-  const bytes = Uint8Array.from(binary, (ch) => ch.charCodeAt(0));
-  return JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
+  const binary = atob(segment.replace(/-/g, "+").replace(/_/g, "/"));
+  // Almost every JOSE header and claim set is ASCII: parse it as is. Otherwise decode UTF-8
+  // strictly, so invalid byte sequences are refused rather than replaced.
+  if (!/[\x80-\xff]/.test(binary)) return JSON.parse(binary);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return JSON.parse(utf8.decode(bytes));
 }
 
 export function peekToken(token: string, maxBytes: number): PeekResult {
