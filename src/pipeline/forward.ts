@@ -4,16 +4,22 @@
 // client's request.
 
 import type { MiddlewareHandler } from "hono";
-import { HOP_BY_HOP_HEADERS } from "../core/headers";
+import { connectionNominated, HOP_BY_HOP_HEADERS } from "../core/headers";
 import type { PipelineEnv } from "./context";
 import { deny } from "./respond";
 
 const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
 
+const HOP_BY_HOP = new Set(HOP_BY_HOP_HEADERS);
+
+/** The origin's response headers minus hop-by-hop ones (and any its `Connection` names), in one pass. */
 function responseHeadersFrom(upstream: Headers): Headers {
-  const headers = new Headers(upstream);
-  const nominated = (upstream.get("connection") ?? "").split(",").map((h) => h.trim().toLowerCase());
-  for (const name of [...HOP_BY_HOP_HEADERS, ...nominated]) if (name) headers.delete(name);
+  const connection = upstream.get("connection");
+  const nominated = connection ? new Set(connectionNominated(upstream)) : undefined;
+  const headers = new Headers();
+  for (const [name, value] of upstream) {
+    if (!HOP_BY_HOP.has(name) && !nominated?.has(name)) headers.append(name, value);
+  }
   return headers;
 }
 
