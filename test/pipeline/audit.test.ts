@@ -312,6 +312,18 @@ const failingLimiter = {
 
 const hourAgo = () => Math.floor(Date.now() / 1000) - 3600;
 
+/** An upload whose client goes away after the first chunk. */
+function abortingBody(): ReadableStream<Uint8Array> {
+  let sent = false;
+  return new ReadableStream({
+    pull(controller) {
+      if (sent) controller.error(new Error(`client went away holding ${apiKey}`));
+      else controller.enqueue(new TextEncoder().encode("partial"));
+      sent = true;
+    },
+  });
+}
+
 const CASES: SecretCase[] = [
   { name: "allowed public request (success path)", reasons: ["allowed"], path: "/public/ok" },
   {
@@ -423,6 +435,12 @@ const CASES: SecretCase[] = [
     path: "/public/x",
     policy: (p) => withLimit(p as PolicyDocument, { on_error: "allow" }),
     bindings: { ROUTE_LIMITER: failingLimiter, TENANT_LIMITER: failingLimiter },
+  },
+  {
+    name: "client aborts its upload",
+    reasons: ["client_closed"],
+    path: "/public/upload",
+    init: { method: "POST", body: abortingBody(), duplex: "half" } as RequestInit,
   },
   {
     name: "JWKS endpoint down",
