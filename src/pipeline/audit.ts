@@ -5,15 +5,8 @@
 import type { MiddlewareHandler } from "hono";
 import { type AuditRecord, type AuditSink, auditRecord } from "../core/audit";
 import { type DataPoint, metricsDataPoint } from "../core/metrics";
+import { afterResponse } from "./after-response";
 import type { PipelineContext, PipelineEnv } from "./context";
-
-function waitUntil(c: PipelineContext, work: Promise<unknown>): void {
-  try {
-    c.executionCtx.waitUntil(work);
-  } catch {
-    // No execution context (e.g. called outside a Worker): the work still runs.
-  }
-}
 
 /** The dataset, if one is bound: without it the edge runs and logs exactly the same. */
 function metricsDataset(c: PipelineContext): AnalyticsEngineDataset | undefined {
@@ -74,6 +67,6 @@ export function audit(sinks: () => readonly AuditSink[]): MiddlewareHandler<Pipe
         }
       }
     });
-    waitUntil(c, work);
+    afterResponse(c, work);
   };
 }

@@ -2,9 +2,10 @@
 // it accepts, verified against its issuers; the result is the request's Identity.
 
 import type { MiddlewareHandler } from "hono";
-import type { CompiledPolicy } from "../core/policy";
+import type { CompiledPolicy, CompiledRoute } from "../core/policy";
 import { extractCredential } from "../core/tokens/credentials";
 import { TokenVerifier } from "../core/tokens/verify";
+import { afterResponse } from "./after-response";
 import type { PipelineEnv } from "./context";
 import { deny } from "./respond";
 
@@ -19,6 +20,8 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
   // One verifier per isolate: key stores, imported keys and the verified-token cache live here.
   let verifier: TokenVerifier | undefined;
   const now = options.now ?? Date.now;
+  // Which credential kinds each route takes, worked out once per route per isolate.
+  const acceptsByRoute = new WeakMap<CompiledRoute, { bearer: boolean; access: boolean }>();
 
   const middleware: MiddlewareHandler<PipelineEnv> = async (c, next) => {
     const auth = c.get("route").auth;
@@ -32,22 +35,18 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
     }
     if (!verifier) return deny(c, "misconfigured", { detail: "no_policy" });
 
-    const issuers = auth.issuers.map((id) => c.get("policy").issuers.get(id));
-    const accepts = {
-      bearer: issuers.some((i) => i?.kind === "oidc"),
-      access: issuers.some((i) => i?.kind === "cloudflare_access"),
-    };
+    const route = c.get("route");
+    let accepts = acceptsByRoute.get(route);
+    if (!accepts) {
+      const kinds = auth.issuers.map((id) => policy?.issuers.get(id)?.kind);
+      accepts = { bearer: kinds.includes("oidc"), access: kinds.includes("cloudflare_access") };
+      acceptsByRoute.set(route, accepts);
+    }
     const credential = extractCredential(c.req.raw.headers, c.get("url"), accepts);
     if (!credential.ok) return deny(c, credential.reason, { detail: credential.detail });
 
     const started = performance.now();
-    const defer = (work: Promise<unknown>) => {
-      try {
-        c.executionCtx.waitUntil(work.catch(() => undefined));
-      } catch {
-        work.catch(() => undefined);
-      }
-    };
+    const defer = (work: Promise<unknown>) => afterResponse(c, work);
     const result = await verifier.verify(credential.token, auth.issuers, auth.audiences, defer);
     const verifyMs = performance.now() - started;
     c.get("timings").authMs = verifyMs;

@@ -29,7 +29,8 @@ import {
   planLimits,
 } from "../core/limits";
 import { rateLimitHeaders } from "../core/rate-limit-headers";
-import type { PipelineContext, PipelineEnv } from "./context";
+import { afterResponse } from "./after-response";
+import type { PipelineEnv } from "./context";
 import { deny } from "./respond";
 
 const BINDINGS: Record<LimiterKind, "TENANT_LIMITER" | "ROUTE_LIMITER"> = {
@@ -62,15 +63,6 @@ function withinBudget<T>(work: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new LimiterTimeout()), ms);
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
-
-function defer(c: PipelineContext, work: Promise<unknown>): void {
-  const quiet = work.catch(() => undefined);
-  try {
-    c.executionCtx.waitUntil(quiet);
-  } catch {
-    // No execution context (outside a Worker): the work still runs.
-  }
 }
 
 export function rateLimit(): MiddlewareHandler<PipelineEnv> {
@@ -142,10 +134,10 @@ export function rateLimit(): MiddlewareHandler<PipelineEnv> {
     for (const call of calls) {
       const answer = answers.get(call.kind);
       if (answer?.ok) {
-        if (answer.result.allowed) defer(c, Promise.resolve(call.stub.release(call.items)));
+        if (answer.result.allowed) afterResponse(c, Promise.resolve(call.stub.release(call.items)));
       } else if (answer?.error === "timeout") {
         const late = withinBudget(call.pending, LATE_RESERVATION_WAIT_MS);
-        defer(
+        afterResponse(
           c,
           late.then((result) => (result.allowed ? call.stub.release(call.items) : undefined)),
         );

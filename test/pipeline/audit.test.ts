@@ -440,7 +440,7 @@ const CASES: SecretCase[] = [
     name: "client aborts its upload",
     reasons: ["client_closed"],
     path: "/public/upload",
-    init: { method: "POST", body: abortingBody(), duplex: "half" } as RequestInit,
+    init: { method: "POST", body: abortingBody(), duplex: "half" } as SecretCase["init"],
   },
   {
     name: "JWKS endpoint down",
