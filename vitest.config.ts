@@ -10,13 +10,19 @@ export default defineConfig({
         bindings: { ECHO_ORIGIN: inject("echoOrigin"), ISSUER_SERVER: inject("issuerServer") },
         // A service-binding upstream: answers with what it received, like the echo origin.
         serviceBindings: {
-          ECHO_SERVICE: async (request: Request) =>
-            Response.json({
+          ECHO_SERVICE: async (request: Request) => {
+            const response = Response.json({
               via: "service-binding",
               url: request.url,
               method: request.method,
               headers: Object.fromEntries(request.headers),
-            }),
+            });
+            // Test hook: `x-respond-with: [["name","value"], …]` adds response headers.
+            for (const [name, value] of JSON.parse(request.headers.get("x-respond-with") ?? "[]")) {
+              response.headers.append(name, value);
+            }
+            return response;
+          },
         },
       },
     })),

@@ -10,17 +10,16 @@ import { deny } from "./respond";
 
 const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
 
-const HOP_BY_HOP = new Set(HOP_BY_HOP_HEADERS);
-
-/** The origin's response headers minus hop-by-hop ones (and any its `Connection` names), in one pass. */
-function responseHeadersFrom(upstream: Headers): Headers {
-  const connection = upstream.get("connection");
-  const nominated = connection ? new Set(connectionNominated(upstream)) : undefined;
-  const headers = new Headers();
-  for (const [name, value] of upstream) {
-    if (!HOP_BY_HOP.has(name) && !nominated?.has(name)) headers.append(name, value);
-  }
-  return headers;
+/**
+ * The origin's response, re-wrapped so its headers can be changed (the runtime copies them
+ * natively), minus hop-by-hop headers and any its `Connection` names.
+ */
+function clientResponse(upstream: Response): Response {
+  const nominated = upstream.headers.has("connection") ? connectionNominated(upstream.headers) : [];
+  const response = new Response(upstream.body, upstream);
+  for (const name of HOP_BY_HOP_HEADERS) response.headers.delete(name);
+  for (const name of nominated) response.headers.delete(name);
+  return response;
 }
 
 /**
@@ -98,12 +97,12 @@ export function forward(): MiddlewareHandler<PipelineEnv> {
       clearTimeout(timer);
     }
     c.get("timings").upstreamMs = Date.now() - started;
-    const headers = responseHeadersFrom(response.headers);
+    const out = clientResponse(response);
     for (const [name, value] of c.get("responseHeaders")) {
-      if (name === "vary") headers.append(name, value);
-      else headers.set(name, value);
+      if (name === "vary") out.headers.append(name, value);
+      else out.headers.set(name, value);
     }
     c.set("outcome", { ...c.get("outcome"), decision: "allow" });
-    return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+    return out;
   };
 }

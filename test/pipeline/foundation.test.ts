@@ -139,3 +139,30 @@ describe("client aborts", () => {
     expect(await originSaw(m)).toHaveLength(0);
   });
 });
+
+describe("the origin's response", () => {
+  it("reaches the client without hop-by-hop headers, with every Set-Cookie kept", async () => {
+    const edge = harness(
+      basePolicy({
+        upstreams: { svc: { service: "ECHO_SERVICE" } },
+        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+      }),
+    );
+    const respondWith = [
+      ["connection", "x-internal-hop"],
+      ["x-internal-hop", "secret"],
+      ["keep-alive", "timeout=5"],
+      ["set-cookie", "a=1; Path=/"],
+      ["set-cookie", "b=2; Path=/"],
+      ["x-app", "kept"],
+    ];
+    const response = await edge.fetch("/svc/x", { headers: { "x-respond-with": JSON.stringify(respondWith) } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("x-internal-hop")).toBeNull();
+    expect(response.headers.get("keep-alive")).toBeNull();
+    expect(response.headers.get("connection")).toBeNull();
+    expect(response.headers.getSetCookie()).toEqual(["a=1; Path=/", "b=2; Path=/"]);
+    expect(response.headers.get("x-app")).toBe("kept");
+    expect(response.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
