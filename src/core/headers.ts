@@ -46,8 +46,23 @@ export const HOP_BY_HOP_HEADERS: readonly string[] = [
 /** Credentials that stop at the edge (DESIGN invariant 4). Cookies are filtered by name. */
 export const CREDENTIAL_HEADERS: readonly string[] = ["authorization", "cf-access-jwt-assertion", "x-api-key"];
 
+/** The cookie Cloudflare Access sets for browsers; it carries the Access assertion. */
+export const ACCESS_COOKIE = "CF_Authorization";
+
 /** Cookie names that carry credentials and are removed from the forwarded `Cookie`. */
-export const CREDENTIAL_COOKIES: readonly string[] = ["CF_Authorization"];
+export const CREDENTIAL_COOKIES: readonly string[] = [ACCESS_COOKIE];
+
+/** The cookies of a `Cookie` header in order: name and value trimmed, and the pair as sent. */
+export function cookiePairs(cookieHeader: string): [name: string, value: string, raw: string][] {
+  const pairs: [string, string, string][] = [];
+  for (const part of cookieHeader.split(";")) {
+    const raw = part.trim();
+    if (!raw) continue;
+    const eq = raw.indexOf("=");
+    pairs.push([(eq < 0 ? raw : raw.slice(0, eq)).trim(), eq < 0 ? "" : raw.slice(eq + 1).trim(), raw]);
+  }
+  return pairs;
+}
 
 export function normaliseHeaderName(name: string): string {
   return name.toLowerCase().replace(/_/g, "-");

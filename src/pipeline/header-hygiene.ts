@@ -8,6 +8,7 @@ import {
   CREDENTIAL_COOKIES,
   CREDENTIAL_HEADERS,
   connectionNominated,
+  cookiePairs,
   makeStripPredicate,
   normaliseHeaderName,
 } from "../core/headers";
@@ -16,15 +17,13 @@ import type { PipelineEnv } from "./context";
 /** Forwarding headers the client may not set: the edge writes its own. */
 const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"];
 
-/** Removes credential cookies by name, keeping the rest of the `Cookie` header intact. */
+const CREDENTIAL_COOKIE_NAMES = new Set(CREDENTIAL_COOKIES.map((name) => name.toLowerCase()));
+
+/** Removes credential cookies by name (any case), keeping the rest of the `Cookie` header intact. */
 export function withoutCredentialCookies(cookie: string): string {
-  return cookie
-    .split(";")
-    .map((part) => part.trim())
-    .filter((part) => {
-      const name = part.split("=", 1)[0]?.trim() ?? "";
-      return part.length > 0 && !CREDENTIAL_COOKIES.some((c) => c.toLowerCase() === name.toLowerCase());
-    })
+  return cookiePairs(cookie)
+    .filter(([name]) => !CREDENTIAL_COOKIE_NAMES.has(name.toLowerCase()))
+    .map(([, , raw]) => raw)
     .join("; ");
 }
 

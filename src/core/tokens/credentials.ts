@@ -1,6 +1,8 @@
 // Finds the one credential a route accepts (RFC 6750 §2.1 bearer header, or a Cloudflare
 // Access assertion) and refuses every ambiguous presentation instead of picking one.
 
+import { ACCESS_COOKIE, cookiePairs } from "../headers";
+
 export type CredentialKind = "bearer" | "access";
 
 export type CredentialResult =
@@ -9,18 +11,6 @@ export type CredentialResult =
 
 // b64token per RFC 6750 §2.1: one space after the scheme, no other whitespace.
 const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i;
-const ACCESS_COOKIE = "CF_Authorization";
-
-function cookieValues(cookieHeader: string | null, name: string): string[] {
-  if (!cookieHeader) return [];
-  const values: string[] = [];
-  for (const part of cookieHeader.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq < 0) continue;
-    if (part.slice(0, eq).trim() === name) values.push(part.slice(eq + 1).trim());
-  }
-  return values;
-}
 
 function bearerFrom(value: string): CredentialResult {
   // Two Authorization headers arrive joined by ", "; a comma never occurs in a token.
@@ -42,7 +32,9 @@ function accessFrom(headers: Headers): CredentialResult | undefined {
     if (!header) return { ok: false, reason: "token_malformed", detail: "empty_token" };
     return { ok: true, token: header, kind: "access" };
   }
-  const cookies = cookieValues(headers.get("cookie"), ACCESS_COOKIE);
+  const cookies = cookiePairs(headers.get("cookie") ?? "")
+    .filter(([name]) => name === ACCESS_COOKIE)
+    .map(([, value]) => value);
   if (cookies.length > 1) return { ok: false, reason: "token_malformed", detail: "multiple_credentials" };
   if (cookies.length === 1) return { ok: true, token: cookies[0] as string, kind: "access" };
   return undefined;

@@ -1,0 +1,41 @@
+import { describe, expect, it } from "vitest";
+import { cookiePairs, makeStripPredicate } from "../../src/core/headers";
+import { withoutCredentialCookies } from "../../src/pipeline/header-hygiene";
+
+describe("cookies", () => {
+  it("parses pairs in order, keeping each as sent", () => {
+    expect(cookiePairs(" a=1;flag ; b = 2 ;;")).toEqual([
+      ["a", "1", "a=1"],
+      ["flag", "", "flag"],
+      ["b", "2", "b = 2"],
+    ]);
+  });
+
+  it("removes the Access cookie in any case and keeps every other cookie untouched", () => {
+    expect(withoutCredentialCookies("a=1; flag; CF_Authorization=x; cf_authorization=y; b=2")).toBe("a=1; flag; b=2");
+    expect(withoutCredentialCookies("CF_Authorization=x")).toBe("");
+  });
+});
+
+describe("strip predicate", () => {
+  const strip = makeStripPredicate(["X-Custom-Identity"]);
+  it.each([
+    "x-user-sub",
+    "X_User_Sub",
+    "x-tenant-id",
+    "X-Tenant",
+    "x-org-id",
+    "x-client-dn",
+    "x-forwarded-client-cert",
+    "cf-access-authenticated-user-email",
+    "x-request-id",
+    "x-http-method-override",
+    "connection",
+    "x_custom_identity",
+  ])("strips %s", (name) => {
+    expect(strip(name)).toBe(true);
+  });
+  it.each(["accept", "content-type", "x-userland", "x-tenancy"])("keeps %s", (name) => {
+    expect(strip(name)).toBe(false);
+  });
+});
