@@ -11,22 +11,12 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { startEchoOrigin } from "./echo-origin.mjs";
 import { startIdp } from "./idp.mjs";
 import { IDP_PORT } from "./keys.mjs";
+import { WRANGLER_ENV } from "./wrangler-env.mjs";
 
 export const EDGE_URL = "http://127.0.0.1:8787";
 const EDGE_PORT = 8787;
 const ORIGIN_PORT = 8789;
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-
-/** What `wrangler dev` needs to run offline and unattended: no telemetry, no prompts. */
-const WRANGLER_ENV = {
-  WRANGLER_SEND_METRICS: "false",
-  WRANGLER_SEND_ERROR_REPORTS: "false",
-  // Skips the banner, and with it the check for a newer wrangler on the npm registry.
-  WRANGLER_HIDE_BANNER: "true",
-  WRANGLER_NO_SKILLS_UPDATE_PROMPTS: "true",
-  // request.cf comes from built-in sample data instead of a download.
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-};
 
 /** Fails fast with a clear message instead of letting wrangler pick another port. */
 function assertPortFree(port) {

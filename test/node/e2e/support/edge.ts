@@ -15,18 +15,11 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
+// @ts-expect-error -- plain JS module shared with the local stack
+import { WRANGLER_ENV } from "../../../../dev/wrangler-env.mjs";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..", "..");
 const CONFIG = join(import.meta.dirname, "..", "fixtures", "wrangler.toml");
-
-/** Offline and unattended: no telemetry, no prompts, no update check, no cf download. */
-const WRANGLER_ENV = {
-  WRANGLER_SEND_METRICS: "false",
-  WRANGLER_SEND_ERROR_REPORTS: "false",
-  WRANGLER_HIDE_BANNER: "true",
-  WRANGLER_NO_SKILLS_UPDATE_PROMPTS: "true",
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-};
 
 /** One audit record as the edge writes it (src/core/audit.ts), the fields tests read. */
 export interface AuditLine {
