@@ -1,4 +1,5 @@
-// The request pipeline, wired in order. Each stage is one module under src/pipeline/.
+// The request pipeline, wired in order. Each stage is one module under src/pipeline/; they
+// run in one Hono handler (see src/pipeline/stage.ts for why not one middleware each).
 
 import { Hono } from "hono/tiny";
 import { type AuditSink, consoleSink } from "./core/audit";
@@ -17,6 +18,7 @@ import { requestId } from "./pipeline/request-id";
 import { deny } from "./pipeline/respond";
 import { route } from "./pipeline/route";
 import { serverTiming } from "./pipeline/server-timing";
+import { runStages, type Stage } from "./pipeline/stage";
 
 export interface AppOptions {
   /** Where audit records go. Default: one JSON line per request on stdout. */
@@ -35,27 +37,30 @@ export function createApp(policyDocument: unknown, options: AppOptions = {}): Ho
   }
   const sinks = options.auditSinks ?? [consoleSink];
 
+  const policyGate: Stage = {
+    run(c) {
+      if (!policy) return deny(c, "misconfigured", { detail: "policy_invalid" });
+      c.set("policy", policy);
+      return undefined;
+    },
+  };
+  const pipeline = runStages([
+    requestId(),
+    audit(() => sinks),
+    serverTiming(),
+    policyGate,
+    canonicalPath(),
+    route(),
+    cors(),
+    headerHygiene(),
+    authenticate(policy, options.authentication),
+    authorise(),
+    injectIdentity(),
+    rateLimit(),
+    forward(),
+  ]);
+
   const app = new Hono<PipelineEnv>();
-  app.use(requestId());
-  app.use(audit(() => sinks));
-  app.use(serverTiming());
-  app.use(async (c, next) => {
-    if (!policy) return deny(c, "misconfigured", { detail: "policy_invalid" });
-    c.set("policy", policy);
-    await next();
-  });
-  app.use(canonicalPath());
-  app.use(route());
-  app.use(cors());
-  app.use(headerHygiene());
-  app.use(authenticate(policy, options.authentication));
-  app.use(authorise());
-  app.use(injectIdentity());
-  app.use(rateLimit());
-  app.all("*", forward());
-  app.onError((error, c) => {
-    console.error(`portcullis: unhandled ${error.name}`);
-    return deny(c, "internal_error", { detail: error.name });
-  });
+  app.all("*", pipeline);
   return app;
 }

@@ -2,21 +2,16 @@
 // sink and one metrics data point to the Analytics Engine dataset (when `METRICS` is bound),
 // both off the response path (ctx.waitUntil).
 
-import type { MiddlewareHandler } from "hono";
 import { type AuditRecord, type AuditSink, auditRecord } from "../core/audit";
 import { type DataPoint, metricsDataPoint } from "../core/metrics";
 import { afterResponse } from "./after-response";
-import type { PipelineContext, PipelineEnv } from "./context";
+import type { PipelineContext } from "./context";
+import { errorName, type Stage } from "./stage";
 
 /** The dataset, if one is bound: without it the edge runs and logs exactly the same. */
 function metricsDataset(c: PipelineContext): AnalyticsEngineDataset | undefined {
   const dataset = c.env?.METRICS as Partial<AnalyticsEngineDataset> | undefined;
   return typeof dataset?.writeDataPoint === "function" ? (dataset as AnalyticsEngineDataset) : undefined;
-}
-
-/** The error's class name only: a message may quote what it failed on. */
-function errorName(error: unknown): string {
-  return error instanceof Error ? error.name : typeof error;
 }
 
 function recordFor(c: PipelineContext, now: number, status: number): AuditRecord {
@@ -36,15 +31,14 @@ function recordFor(c: PipelineContext, now: number, status: number): AuditRecord
   });
 }
 
-export function audit(sinks: () => readonly AuditSink[]): MiddlewareHandler<PipelineEnv> {
-  return async (c, next) => {
-    await next();
+export function audit(sinks: () => readonly AuditSink[]): Stage {
+  const finish: Stage["finish"] = (c, response) => {
     const dataset = metricsDataset(c);
     const targets = sinks();
-    if (!dataset && targets.length === 0) return;
+    if (!dataset && targets.length === 0) return response;
     // Capture the moment and the status now; build and write everything after the response.
     const now = Date.now();
-    const status = c.res.status;
+    const status = response.status;
     const work = Promise.resolve().then(async () => {
       const record = recordFor(c, now, status);
       if (dataset) {
@@ -68,5 +62,7 @@ export function audit(sinks: () => readonly AuditSink[]): MiddlewareHandler<Pipe
       }
     });
     afterResponse(c, work);
+    return response;
   };
+  return { finish };
 }

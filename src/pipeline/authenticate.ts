@@ -1,13 +1,12 @@
 // Stage: authenticate. Public routes pass. Every other route needs exactly one credential
 // it accepts, verified against its issuers; the result is the request's Identity.
 
-import type { MiddlewareHandler } from "hono";
 import type { CompiledPolicy, CompiledRoute } from "../core/policy";
 import { extractCredential } from "../core/tokens/credentials";
 import { TokenVerifier } from "../core/tokens/verify";
 import { afterResponse } from "./after-response";
-import type { PipelineEnv } from "./context";
 import { deny } from "./respond";
+import type { Stage } from "./stage";
 
 export interface AuthenticateOptions {
   /** Clock for token checks (ms since the epoch). Default Date.now. */
@@ -16,16 +15,16 @@ export interface AuthenticateOptions {
   fetch?: typeof fetch;
 }
 
-export function authenticate(policy: CompiledPolicy | undefined, options: AuthenticateOptions = {}) {
+export function authenticate(policy: CompiledPolicy | undefined, options: AuthenticateOptions = {}): Stage {
   // One verifier per isolate: key stores, imported keys and the verified-token cache live here.
   let verifier: TokenVerifier | undefined;
   const now = options.now ?? Date.now;
   // Which credential kinds each route takes, worked out once per route per isolate.
   const acceptsByRoute = new WeakMap<CompiledRoute, { bearer: boolean; access: boolean }>();
 
-  const middleware: MiddlewareHandler<PipelineEnv> = async (c, next) => {
+  const run: Stage["run"] = async (c) => {
     const auth = c.get("route").auth;
-    if (auth === "public") return next();
+    if (auth === "public") return undefined;
     if (!verifier && policy) {
       verifier = new TokenVerifier(policy, {
         fetch: options.fetch ?? ((input, init) => fetch(input, init)),
@@ -59,7 +58,7 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
     }
     c.set("identity", result.identity);
     c.set("tokenCheck", { issuerId: result.identity.issuerId, verifyMs, keySource: result.keySource });
-    await next();
+    return undefined;
   };
-  return middleware;
+  return { run };
 }

@@ -1,21 +1,20 @@
 // Stage: authorise the verified identity against the route's requirement.
 
-import type { MiddlewareHandler } from "hono";
 import { authorise as decide } from "../core/authz";
-import type { PipelineEnv } from "./context";
 import { deny } from "./respond";
+import type { Stage } from "./stage";
 
-export function authorise(): MiddlewareHandler<PipelineEnv> {
-  return async (c, next) => {
-    const auth = c.get("route").auth;
-    if (auth === "public") return next();
-    const decision = decide(c.get("identity"), auth, c.get("routeParams"));
-    if (!decision.ok) {
+export function authorise(): Stage {
+  return {
+    run(c) {
+      const auth = c.get("route").auth;
+      if (auth === "public") return undefined;
+      const decision = decide(c.get("identity"), auth, c.get("routeParams"));
+      if (decision.ok) return undefined;
       return deny(c, decision.reason, {
         detail: decision.detail,
         ...(decision.requiredScope !== undefined ? { requiredScope: decision.requiredScope } : {}),
       });
-    }
-    await next();
+    },
   };
 }

@@ -1,10 +1,9 @@
 // Stage 2: bound the request's size and reduce its path to the one canonical spelling that
 // routes match and the origin receives.
 
-import type { MiddlewareHandler } from "hono";
 import { canonicalPath as canonicalise } from "../core/path";
-import type { PipelineEnv } from "./context";
 import { deny } from "./respond";
+import type { Stage } from "./stage";
 
 /** Bytes in the request's header block, counted as `name: value\r\n` per field. */
 function headerBytes(headers: Headers): number {
@@ -13,19 +12,21 @@ function headerBytes(headers: Headers): number {
   return total;
 }
 
-export function canonicalPath(): MiddlewareHandler<PipelineEnv> {
-  return async (c, next) => {
-    const policy = c.get("policy");
-    const raw = c.req.raw;
-    if (raw.url.length > policy.maxUrlBytes) return deny(c, "bad_request", { detail: "url_too_long" });
-    if (headerBytes(raw.headers) > policy.maxHeaderBytes) {
-      return deny(c, "bad_request", { detail: "headers_too_large" });
-    }
-    const url = new URL(raw.url);
-    c.set("url", url);
-    const result = canonicalise(url.pathname);
-    if (!result.ok) return deny(c, "bad_request", { detail: result.detail });
-    c.set("canonicalPath", result.path);
-    await next();
+export function canonicalPath(): Stage {
+  return {
+    run(c) {
+      const policy = c.get("policy");
+      const raw = c.req.raw;
+      if (raw.url.length > policy.maxUrlBytes) return deny(c, "bad_request", { detail: "url_too_long" });
+      if (headerBytes(raw.headers) > policy.maxHeaderBytes) {
+        return deny(c, "bad_request", { detail: "headers_too_large" });
+      }
+      const url = new URL(raw.url);
+      c.set("url", url);
+      const result = canonicalise(url.pathname);
+      if (!result.ok) return deny(c, "bad_request", { detail: result.detail });
+      c.set("canonicalPath", result.path);
+      return undefined;
+    },
   };
 }

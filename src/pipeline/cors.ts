@@ -2,10 +2,9 @@
 // authentication (browsers never send credentials on a preflight). A preflight for a route
 // without CORS is refused, never forwarded. Actual responses get the CORS headers.
 
-import type { MiddlewareHandler } from "hono";
 import type { CorsConfig } from "../core/policy-types";
-import type { PipelineEnv } from "./context";
 import { deny } from "./respond";
+import type { Stage } from "./stage";
 
 function allowedOrigin(cors: CorsConfig, origin: string): string | undefined {
   if (cors.allow_origins.includes(origin)) return origin;
@@ -13,8 +12,8 @@ function allowedOrigin(cors: CorsConfig, origin: string): string | undefined {
   return undefined;
 }
 
-export function cors(): MiddlewareHandler<PipelineEnv> {
-  return async (c, next) => {
+export function cors(): Stage {
+  const run: Stage["run"] = (c) => {
     const config = c.get("route").cors;
     const origin = c.req.header("origin");
     const isPreflight =
@@ -57,6 +56,7 @@ export function cors(): MiddlewareHandler<PipelineEnv> {
         if (config.expose_headers?.length) extra.set("access-control-expose-headers", config.expose_headers.join(", "));
       }
     }
-    await next();
+    return undefined;
   };
+  return { run };
 }

@@ -3,10 +3,9 @@
 // earlier stages prepared. Failures become 502/504 problem+json that echo nothing of the
 // client's request.
 
-import type { MiddlewareHandler } from "hono";
 import { connectionNominated, HOP_BY_HOP_HEADERS } from "../core/headers";
-import type { PipelineEnv } from "./context";
 import { deny } from "./respond";
+import type { Stage } from "./stage";
 
 const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
 
@@ -43,14 +42,19 @@ function watchedBody(
   return { body: readable, failed };
 }
 
-export function forward(): MiddlewareHandler<PipelineEnv> {
-  return async (c) => {
+/** How the forward stage reaches an upstream: the global fetch, or a service binding. */
+type Upstream = { fetch: typeof fetch };
+
+const internet: Upstream = { fetch: (input, init) => fetch(input, init) };
+
+export function forward(): Stage {
+  const run: Stage["run"] = async (c) => {
     const route = c.get("route");
     const upstream = route.upstream;
     const incoming = c.get("url");
     const path = c.get("canonicalPath");
     let target: string;
-    let fetcher: { fetch: typeof fetch } = { fetch: (input, init) => fetch(input, init) };
+    let via = internet;
     if ("url" in upstream) {
       target = `${upstream.url}${path}${incoming.search}`;
     } else {
@@ -58,7 +62,7 @@ export function forward(): MiddlewareHandler<PipelineEnv> {
       if (!binding || typeof binding.fetch !== "function") {
         return deny(c, "misconfigured", { detail: `service_binding_missing:${upstream.service}` });
       }
-      fetcher = binding as unknown as { fetch: typeof fetch };
+      via = binding as unknown as Upstream;
       target = `${incoming.origin}${path}${incoming.search}`;
     }
     const method = c.req.method;
@@ -69,25 +73,25 @@ export function forward(): MiddlewareHandler<PipelineEnv> {
     const budget = new AbortController();
     // If the client's upload breaks off, the origin request is torn down rather than ended,
     // so the origin never mistakes a truncated body for a complete one.
-    const clientGone = new AbortController();
-    const upload = hasBody ? watchedBody(c.req.raw.body as ReadableStream, () => clientGone.abort()) : undefined;
+    const clientGone = hasBody ? new AbortController() : undefined;
+    const upload = clientGone ? watchedBody(c.req.raw.body as ReadableStream, () => clientGone.abort()) : undefined;
     const timer = setTimeout(
       () => budget.abort(new DOMException("origin timeout", "TimeoutError")),
       upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS,
     );
     let response: Response;
     try {
-      response = await fetcher.fetch(target, {
+      response = await via.fetch(target, {
         method,
         headers: c.get("forwardHeaders"),
         body: upload?.body ?? null,
         redirect: "manual",
-        signal: upload ? AbortSignal.any([budget.signal, clientGone.signal]) : budget.signal,
+        signal: clientGone ? AbortSignal.any([budget.signal, clientGone.signal]) : budget.signal,
       });
     } catch {
       c.get("timings").upstreamMs = Date.now() - started;
       // A client that hung up mid-upload is not the origin's fault: audit it as such.
-      if (clientGone.signal.aborted || (upload && (await upload.failed))) {
+      if (clientGone?.signal.aborted || (upload && (await upload.failed))) {
         return deny(c, "client_closed", { detail: "client_body_aborted" });
       }
       return budget.signal.aborted
@@ -102,7 +106,8 @@ export function forward(): MiddlewareHandler<PipelineEnv> {
       if (name === "vary") out.headers.append(name, value);
       else out.headers.set(name, value);
     }
-    c.set("outcome", { ...c.get("outcome"), decision: "allow" });
+    c.get("outcome").decision = "allow";
     return out;
   };
+  return { run };
 }

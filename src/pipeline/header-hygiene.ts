@@ -3,7 +3,6 @@
 // header (including those `Connection` names) and every credential is left out. The
 // original request keeps its headers so the authenticate stage can still read credentials.
 
-import type { MiddlewareHandler } from "hono";
 import {
   CREDENTIAL_COOKIES,
   CREDENTIAL_HEADERS,
@@ -12,7 +11,7 @@ import {
   makeStripPredicate,
   normaliseHeaderName,
 } from "../core/headers";
-import type { PipelineEnv } from "./context";
+import type { Stage } from "./stage";
 
 /** Forwarding headers the client may not set: the edge writes its own. */
 const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"];
@@ -27,9 +26,9 @@ export function withoutCredentialCookies(cookie: string): string {
     .join("; ");
 }
 
-export function headerHygiene(): MiddlewareHandler<PipelineEnv> {
+export function headerHygiene(): Stage {
   let isStripped: ((name: string) => boolean) | undefined;
-  return async (c, next) => {
+  const run: Stage["run"] = (c) => {
     if (!isStripped) {
       const names = Object.values(c.get("policy").identityHeaders);
       isStripped = makeStripPredicate([...names, ...CREDENTIAL_HEADERS, ...FORWARDING_HEADERS]);
@@ -53,6 +52,7 @@ export function headerHygiene(): MiddlewareHandler<PipelineEnv> {
     const clientIp = incoming.get("cf-connecting-ip");
     if (clientIp) outgoing.set("x-forwarded-for", clientIp);
     c.set("forwardHeaders", outgoing);
-    await next();
+    return undefined;
   };
+  return { run };
 }

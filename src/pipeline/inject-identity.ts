@@ -2,13 +2,13 @@
 // stage already removed every client-supplied header in these names, so whatever the
 // origin sees under them came from a verified token.
 
-import type { MiddlewareHandler } from "hono";
-import type { PipelineEnv } from "./context";
+import type { Stage } from "./stage";
 
-export function injectIdentity(): MiddlewareHandler<PipelineEnv> {
-  return async (c, next) => {
-    const identity = c.get("identity");
-    if (identity) {
+export function injectIdentity(): Stage {
+  return {
+    run(c) {
+      const identity = c.get("identity");
+      if (!identity) return undefined;
       const names = c.get("policy").identityHeaders;
       const headers = c.get("forwardHeaders");
       headers.set(names.subject, identity.subject);
@@ -17,7 +17,7 @@ export function injectIdentity(): MiddlewareHandler<PipelineEnv> {
       headers.set(names.scopes, identity.scopes.join(" "));
       if (identity.groups.length > 0) headers.set(names.groups, identity.groups.join(","));
       if (identity.email !== undefined) headers.set(names.email, identity.email);
-    }
-    await next();
+      return undefined;
+    },
   };
 }

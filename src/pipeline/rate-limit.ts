@@ -16,7 +16,6 @@
 // limit's rate. A call that timed out may still land later; if the request was refused, its
 // reservation is released when it does.
 
-import type { MiddlewareHandler } from "hono";
 import {
   type AcquireResult,
   type AppliedLimit,
@@ -30,8 +29,8 @@ import {
 } from "../core/limits";
 import { rateLimitHeaders } from "../core/rate-limit-headers";
 import { afterResponse } from "./after-response";
-import type { PipelineEnv } from "./context";
 import { deny } from "./respond";
+import type { Stage } from "./stage";
 
 const BINDINGS: Record<LimiterKind, "TENANT_LIMITER" | "ROUTE_LIMITER"> = {
   tenant: "TENANT_LIMITER",
@@ -65,10 +64,10 @@ function withinBudget<T>(work: Promise<T>, ms: number): Promise<T> {
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
-export function rateLimit(): MiddlewareHandler<PipelineEnv> {
-  return async (c, next) => {
+export function rateLimit(): Stage {
+  const run: Stage["run"] = async (c) => {
     const route = c.get("route");
-    if (route.limits.length === 0) return next();
+    if (route.limits.length === 0) return undefined;
     const policy = c.get("policy");
     const started = Date.now();
     const identity = c.get("identity");
@@ -99,7 +98,7 @@ export function rateLimit(): MiddlewareHandler<PipelineEnv> {
       }
       calls.push({ kind, stub, items, pending });
     }
-    if (calls.length === 0) return next();
+    if (calls.length === 0) return undefined;
 
     // One timer bounds both calls: they run in parallel against the same budget.
     const answers = new Map<LimiterKind, ObjectAnswer>();
@@ -127,7 +126,7 @@ export function rateLimit(): MiddlewareHandler<PipelineEnv> {
     const headers = c.get("responseHeaders");
     for (const [name, value] of Object.entries(rateLimitHeaders(verdict.statuses))) headers.set(name, value);
 
-    if (verdict.decision === "allow") return next();
+    if (verdict.decision === "allow") return undefined;
 
     // Refused: nothing may stay charged. Give back every reservation, including one that
     // arrives after its call ran out of time.
@@ -162,4 +161,5 @@ export function rateLimit(): MiddlewareHandler<PipelineEnv> {
       detail: `limiter_${verdict.limit.object}_${verdict.error}`,
     });
   };
+  return { run };
 }

@@ -2,8 +2,8 @@
 // durations (policy `settings.server_timing`). It carries metric names and numbers only,
 // never identity, so a browser's developer tools can show where the time went.
 
-import type { MiddlewareHandler } from "hono";
-import type { PipelineEnv, Timings } from "./context";
+import type { Timings } from "./context";
+import type { Stage } from "./stage";
 
 const METRICS: ReadonlyArray<[name: string, key: keyof Timings]> = [
   ["auth", "authMs"],
@@ -22,18 +22,21 @@ export function formatServerTiming(timings: Timings): string | undefined {
   return parts.length > 0 ? parts.join(", ") : undefined;
 }
 
-export function serverTiming(): MiddlewareHandler<PipelineEnv> {
-  return async (c, next) => {
-    await next();
-    if (c.get("policy")?.serverTiming !== true) return;
-    const value = formatServerTiming(c.get("timings") ?? {});
-    if (!value) return;
-    try {
-      c.res.headers.set("server-timing", value);
-    } catch {
-      // Immutable headers (a response passed through as is): copy it once.
-      c.res = new Response(c.res.body, c.res);
-      c.res.headers.set("server-timing", value);
-    }
+export function serverTiming(): Stage {
+  return {
+    finish(c, response) {
+      if (c.get("policy")?.serverTiming !== true) return response;
+      const value = formatServerTiming(c.get("timings") ?? {});
+      if (!value) return response;
+      try {
+        response.headers.set("server-timing", value);
+        return response;
+      } catch {
+        // Immutable headers (a response passed through as is): copy it once.
+        const copy = new Response(response.body, response);
+        copy.headers.set("server-timing", value);
+        return copy;
+      }
+    },
   };
 }

@@ -9,6 +9,7 @@ import type { AuditRecord } from "../../src/core/audit";
 import { audit } from "../../src/pipeline/audit";
 import type { PipelineEnv } from "../../src/pipeline/context";
 import { requestId } from "../../src/pipeline/request-id";
+import { runStages, type Stage } from "../../src/pipeline/stage";
 import { basePolicy, harness, recordingDataset } from "../support/harness";
 import { AUDIENCE, makeIssuer, makeKey } from "../support/issuers";
 
@@ -210,9 +211,7 @@ describe("metrics data points", () => {
   it("reads the identity, token check and stage timings the earlier stages left on the context", async () => {
     const dataset = recordingDataset();
     const app = new Hono<PipelineEnv>();
-    app.use(requestId());
-    app.use(audit(() => []));
-    app.use(async (c, next) => {
+    const setup: Stage["run"] = (c) => {
       c.set("route", {
         name: "orders",
         matchedRule: "policy:orders@v3",
@@ -232,9 +231,9 @@ describe("metrics data points", () => {
       c.set("tokenCheck", { issuerId: "main", verifyMs: 0.8, keySource: "fetch" });
       Object.assign(c.get("timings"), { authMs: 1.1, limitMs: 0.4 });
       c.set("outcome", { decision: "deny", reason: "rate_limited", limit: "tenant-per-minute", failedOpen: ["user"] });
-      await next();
-    });
-    app.get("*", (c) => c.body(null, 429));
+      return new Response(null, { status: 429 });
+    };
+    app.get("*", runStages([requestId(), audit(() => []), { run: setup }]));
     const ctx = createExecutionContext();
     const response = await app.fetch(new Request("https://edge.test/orders/1"), { METRICS: dataset }, ctx);
     await waitOnExecutionContext(ctx);

@@ -8,6 +8,7 @@ import { compilePolicy } from "../../src/core/policy";
 import type { LimitSpec, OidcIssuerConfig, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
 import type { Outcome, PipelineEnv, Timings } from "../../src/pipeline/context";
 import { rateLimit } from "../../src/pipeline/rate-limit";
+import { runStages, type Stage } from "../../src/pipeline/stage";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 
 const unique = () => crypto.randomUUID().slice(0, 8);
@@ -178,34 +179,39 @@ function stage(doc: PolicyDocument, bindings: Record<string, unknown> = {}) {
   const route = policy.routes[0]!;
   const app = new Hono<PipelineEnv>();
   let last: { outcome: Outcome; timings: Timings } | undefined;
-  app.use(async (c, next) => {
-    c.set("policy", policy);
-    c.set("requestId", crypto.randomUUID());
-    c.set("outcome", { decision: "allow" });
-    c.set("timings", {});
-    c.set("responseHeaders", new Headers());
-    c.set("route", route);
-    const who = c.req.header("x-test-identity");
-    if (who) {
-      const { subject, tenant } = JSON.parse(who) as { subject: string; tenant?: string };
-      const identity: Identity = {
-        issuerId: "idp",
-        issuer: ISSUER.issuer,
-        kind: "oidc",
-        subject,
-        ...(tenant !== undefined ? { tenant } : {}),
-        scopes: [],
-        groups: [],
-        claims: {},
-        tokenHash: "test",
-      };
-      c.set("identity", identity);
-    }
-    await next();
-    last = { outcome: c.get("outcome"), timings: c.get("timings") };
-  });
-  app.use(rateLimit());
-  app.all("*", (c) => new Response("ok", { headers: c.get("responseHeaders") }));
+  const setup: Stage = {
+    run(c) {
+      c.set("policy", policy);
+      c.set("requestId", crypto.randomUUID());
+      c.set("outcome", { decision: "allow" });
+      c.set("timings", {});
+      c.set("responseHeaders", new Headers());
+      c.set("route", route);
+      const who = c.req.header("x-test-identity");
+      if (who) {
+        const { subject, tenant } = JSON.parse(who) as { subject: string; tenant?: string };
+        const identity: Identity = {
+          issuerId: "idp",
+          issuer: ISSUER.issuer,
+          kind: "oidc",
+          subject,
+          ...(tenant !== undefined ? { tenant } : {}),
+          scopes: [],
+          groups: [],
+          claims: {},
+          tokenHash: "test",
+        };
+        c.set("identity", identity);
+      }
+      return undefined;
+    },
+    finish(c, response) {
+      last = { outcome: c.get("outcome"), timings: c.get("timings") };
+      return response;
+    },
+  };
+  const answer: Stage = { run: (c) => new Response("ok", { headers: c.get("responseHeaders") }) };
+  app.all("*", runStages([setup, rateLimit(), answer]));
   return async (identity?: { subject: string; tenant?: string }): Promise<StageRun> => {
     const ctx = createExecutionContext();
     const headers: Record<string, string> = identity ? { "x-test-identity": JSON.stringify(identity) } : {};

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import type { PipelineEnv } from "../../src/pipeline/context";
 import { formatServerTiming, serverTiming } from "../../src/pipeline/server-timing";
+import { runStages, type Stage } from "../../src/pipeline/stage";
 import { basePolicy, harness } from "../support/harness";
 import { AUDIENCE, makeIssuer } from "../support/issuers";
 
@@ -80,8 +81,7 @@ describe("Server-Timing", () => {
 
   it("never carries identity, whatever else the stages left on the context", async () => {
     const app = new Hono<PipelineEnv>();
-    app.use(serverTiming());
-    app.use(async (c, next) => {
+    const setup: Stage["run"] = (c) => {
       c.set("policy", { serverTiming: true } as PipelineEnv["Variables"]["policy"]);
       c.set("timings", { authMs: 1.25, limitMs: 0.3, upstreamMs: 12 });
       c.set("identity", {
@@ -95,9 +95,9 @@ describe("Server-Timing", () => {
         claims: {},
         tokenHash: "9f86d081884c7d65",
       });
-      await next();
-    });
-    app.get("*", () => new Response("ok"));
+      return new Response("ok");
+    };
+    app.get("*", runStages([serverTiming(), { run: setup }]));
     const response = await app.request("/x");
     const header = response.headers.get("server-timing") as string;
     expect(header).toBe("auth;dur=1.3, limit;dur=0.3, upstream;dur=12");
@@ -108,16 +108,12 @@ describe("Server-Timing", () => {
 
   it("is added to a response whose headers are immutable", async () => {
     const app = new Hono<PipelineEnv>();
-    app.use(serverTiming());
-    app.use(async (c, next) => {
+    const setup: Stage["run"] = (c) => {
       c.set("policy", { serverTiming: true } as PipelineEnv["Variables"]["policy"]);
       c.set("timings", { upstreamMs: 5 });
-      await next();
-    });
-    app.get("*", async () => {
-      const frozen = Response.redirect("https://edge.test/elsewhere", 302);
-      return frozen;
-    });
+      return Response.redirect("https://edge.test/elsewhere", 302);
+    };
+    app.get("*", runStages([serverTiming(), { run: setup }]));
     const response = await app.request("/x");
     expect(response.status).toBe(302);
     expect(response.headers.get("server-timing")).toBe("upstream;dur=5");
