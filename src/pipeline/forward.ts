@@ -16,10 +16,11 @@ const TIMED_OUT = Symbol("origin timed out");
  * natively), minus hop-by-hop headers and any its `Connection` names.
  */
 function clientResponse(upstream: Response): Response {
-  const nominated = upstream.headers.has("connection") ? connectionNominated(upstream.headers) : [];
   const response = new Response(upstream.body, upstream);
-  for (const name of HOP_BY_HOP_HEADERS) response.headers.delete(name);
-  for (const name of nominated) response.headers.delete(name);
+  const headers = response.headers;
+  const nominated = headers.has("connection") ? connectionNominated(headers) : [];
+  for (const name of HOP_BY_HOP_HEADERS) headers.delete(name);
+  for (const name of nominated) headers.delete(name);
   return response;
 }
 
