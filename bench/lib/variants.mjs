@@ -41,7 +41,6 @@ export function benchPolicy({ kind, jwksUri, originUrl }) {
             defaults: [
               { name: "tenant-per-minute", key: "tenant", limit: HUGE, window_s: 60 },
               { name: "user-per-minute", key: "user", limit: HUGE, window_s: 60 },
-              { name: "route-per-minute", key: "route", limit: HUGE, window_s: 60 },
             ],
           },
         }

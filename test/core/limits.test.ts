@@ -267,15 +267,6 @@ describe("planLimits", () => {
             counterId: '["user","user-per-minute","demo","alice"]',
           },
           {
-            name: "route-per-minute",
-            key: "route",
-            limit: 5000,
-            windowS: 60,
-            onError: "deny",
-            object: "route",
-            counterId: '["route","route-per-minute"]',
-          },
-          {
             name: "limited-user-per-minute",
             key: "user",
             limit: 5,
@@ -283,6 +274,15 @@ describe("planLimits", () => {
             onError: "deny",
             object: "tenant",
             counterId: '["user","limited-user-per-minute","demo","alice"]',
+          },
+          {
+            name: "limited-route-per-minute",
+            key: "route",
+            limit: 5000,
+            windowS: 60,
+            onError: "deny",
+            object: "route",
+            counterId: '["route","limited-route-per-minute"]',
           },
         ],
       },
@@ -300,11 +300,11 @@ describe("planLimits", () => {
       },
     });
     if (!planned.ok) throw new Error("plan failed");
-    expect(planned.plan.routeObject).toBe('["route","api-read","GET"]');
+    // The shipped defaults are all counted in the tenant's object: one round trip.
+    expect(planned.plan.routeObject).toBeUndefined();
     expect(planned.plan.limits.map((l) => [l.name, l.limit, l.windowS])).toEqual([
       ["tenant-per-minute", 50000, 60],
       ["user-per-minute", 9, 1],
-      ["route-per-minute", 5000, 60],
     ]);
   });
 
@@ -320,8 +320,8 @@ describe("planLimits", () => {
     expect(planned.plan.tenantObject).toBe('["caller","access","bob"]');
     expect(planned.plan.limits.map((l) => l.name)).toEqual([
       "user-per-minute",
-      "route-per-minute",
       "limited-user-per-minute",
+      "limited-route-per-minute",
     ]);
   });
 
