@@ -26,24 +26,40 @@ export function withoutCredentialCookies(cookie: string): string {
     .join("; ");
 }
 
+/** Header names seen so far and whether they are stripped; bounded, names are client input. */
+const MAX_REMEMBERED_NAMES = 512;
+
 export function headerHygiene(): Stage {
   let isStripped: ((name: string) => boolean) | undefined;
+  // The same few dozen names arrive on almost every request: decide each once per isolate.
+  const verdicts = new Map<string, boolean>();
+  const stripped = (name: string): boolean => {
+    let verdict = verdicts.get(name);
+    if (verdict === undefined) {
+      verdict = (isStripped as (name: string) => boolean)(name);
+      if (verdicts.size < MAX_REMEMBERED_NAMES) verdicts.set(name, verdict);
+    }
+    return verdict;
+  };
   const run: Stage["run"] = (c) => {
     if (!isStripped) {
       const names = Object.values(c.get("policy").identityHeaders);
       isStripped = makeStripPredicate([...names, ...CREDENTIAL_HEADERS, ...FORWARDING_HEADERS]);
     }
     const incoming = c.req.raw.headers;
-    const nominated = new Set(connectionNominated(incoming));
-    const outgoing = new Headers();
-    for (const [name, value] of incoming) {
-      if (isStripped(name) || nominated.has(normaliseHeaderName(name))) continue;
-      if (name === "cookie") {
-        const kept = withoutCredentialCookies(value);
-        if (kept) outgoing.append(name, kept);
-        continue;
-      }
-      outgoing.append(name, value);
+    // Copied natively, then the few names that must not reach the origin are deleted
+    // (`delete` removes every value of a name).
+    const outgoing = new Headers(incoming);
+    for (const name of incoming.keys()) if (stripped(name)) outgoing.delete(name);
+    if (incoming.has("connection")) {
+      const nominated = new Set(connectionNominated(incoming));
+      for (const name of incoming.keys()) if (nominated.has(normaliseHeaderName(name))) outgoing.delete(name);
+    }
+    const cookie = outgoing.get("cookie");
+    if (cookie !== null) {
+      const kept = withoutCredentialCookies(cookie);
+      if (kept) outgoing.set("cookie", kept);
+      else outgoing.delete("cookie");
     }
     outgoing.set("x-request-id", c.get("requestId"));
     const url = c.get("url");
