@@ -337,6 +337,33 @@ describe("attacks, each by its deny reason", () => {
     expect(seen).toHaveLength(0);
   });
 
+  it.each([
+    ["exp as a string", { exp: String(Math.floor(Date.now() / 1000) + 600) }, "token_invalid", "claim_exp_invalid"],
+    ["exp null", { exp: null }, "token_invalid", "claim_exp_invalid"],
+    // Reported as jose's error mapping always did: any failure of the nbf claim.
+    ["nbf as a string", { nbf: String(Math.floor(Date.now() / 1000)) }, "token_not_yet_valid", "nbf"],
+    ["iat as a string", { iat: String(Math.floor(Date.now() / 1000)) }, "token_invalid", "claim_iat_invalid"],
+    ["missing exp", { exp: undefined }, "token_invalid", "claim_exp_missing"],
+    ["iat in the future", { iat: Math.floor(Date.now() / 1000) + 600 }, "token_invalid", "iat_in_future"],
+  ])("%s -> %s %s", async (_label, override, reason, detail) => {
+    const edge = harness(policyFor(issuer));
+    const token = await issuer.sign(override as Record<string, unknown>);
+    const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(401);
+    expect(body.reason).toBe(reason);
+    expect(record?.detail).toBe(detail);
+    expect(seen).toHaveLength(0);
+  });
+
+  it("expired and not-yet-valid tokens are audited with the claim at fault", async () => {
+    const edge = harness(policyFor(issuer));
+    const now = Math.floor(Date.now() / 1000);
+    const expired = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign({ exp: now - 120 })}` });
+    expect(expired.record).toMatchObject({ reason: "token_expired", detail: "exp" });
+    const early = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign({ nbf: now + 600 })}` });
+    expect(early.record).toMatchObject({ reason: "token_not_yet_valid", detail: "nbf" });
+  });
+
   it("expired tokens within the clock skew still pass; beyond it they do not", async () => {
     const edge = harness(policyFor(issuer));
     const now = Math.floor(Date.now() / 1000);
