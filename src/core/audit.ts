@@ -3,6 +3,7 @@
 // no header value, no query string, no cookie, and never the client's IP address.
 
 import type { DenyReason } from "./deny";
+import type { Identity } from "./identity";
 
 export interface AuditRecord {
   ts: string;
@@ -49,12 +50,35 @@ export interface AuditInput {
   method: string;
   canonicalPath?: string;
   route?: { name: string; matchedRule: string; upstreamName: string };
-  identity?: { subject: string; tenant?: string; issuer: string; tokenHash: string };
+  /** The verified caller, its token hash already resolved (see `auditIdentity`). */
+  identity?: AuditIdentity;
   outcome: { decision: "allow" | "deny"; reason?: DenyReason; detail?: string; limit?: string; failedOpen?: string[] };
   status: number;
   timings: { authMs?: number; limitMs?: number; upstreamMs?: number };
   /** `request.cf`, when the request came through Cloudflare. */
   cf?: { colo?: unknown; asn?: unknown; country?: unknown };
+}
+
+export interface AuditIdentity {
+  subject: string;
+  tenant?: string;
+  issuer: string;
+  tokenHash: string;
+}
+
+/**
+ * What the record keeps of an identity. Awaits the token hash, which verification leaves
+ * lazy so that no request pays for a SHA-256 that only the audit record reads.
+ */
+export async function auditIdentity(identity: Identity | undefined): Promise<AuditIdentity | undefined> {
+  if (!identity) return undefined;
+  const { subject, tenant, issuer, tokenHash } = identity;
+  return {
+    subject,
+    ...(tenant !== undefined ? { tenant } : {}),
+    issuer,
+    tokenHash: typeof tokenHash === "string" ? tokenHash : await tokenHash(),
+  };
 }
 
 function stringOrNull(value: unknown): string | null {

@@ -2,7 +2,7 @@
 // sink and one metrics data point to the Analytics Engine dataset (when `METRICS` is bound),
 // both off the response path (ctx.waitUntil).
 
-import { type AuditRecord, type AuditSink, auditRecord } from "../core/audit";
+import { type AuditIdentity, type AuditRecord, type AuditSink, auditIdentity, auditRecord } from "../core/audit";
 import { type DataPoint, metricsDataPoint } from "../core/metrics";
 import { afterResponse } from "./after-response";
 import type { PipelineContext } from "./context";
@@ -14,7 +14,7 @@ function metricsDataset(c: PipelineContext): AnalyticsEngineDataset | undefined 
   return typeof dataset?.writeDataPoint === "function" ? (dataset as AnalyticsEngineDataset) : undefined;
 }
 
-function recordFor(c: PipelineContext, now: number, status: number): AuditRecord {
+function recordFor(c: PipelineContext, now: number, status: number, identity?: AuditIdentity): AuditRecord {
   const cf = (c.req.raw as { cf?: { colo?: unknown; asn?: unknown; country?: unknown } }).cf;
   return auditRecord({
     now,
@@ -23,7 +23,7 @@ function recordFor(c: PipelineContext, now: number, status: number): AuditRecord
     method: c.req.method,
     canonicalPath: c.get("canonicalPath"),
     route: c.get("route"),
-    identity: c.get("identity"),
+    identity,
     outcome: c.get("outcome") ?? { decision: "deny", reason: "misconfigured" },
     status,
     timings: c.get("timings") ?? {},
@@ -40,7 +40,7 @@ export function audit(sinks: () => readonly AuditSink[]): Stage {
     const now = Date.now();
     const status = response.status;
     const work = Promise.resolve().then(async () => {
-      const record = recordFor(c, now, status);
+      const record = recordFor(c, now, status, await auditIdentity(c.get("identity")));
       if (dataset) {
         try {
           const point: DataPoint = metricsDataPoint({

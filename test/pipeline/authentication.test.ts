@@ -111,6 +111,23 @@ describe("a valid token", () => {
     expect(seen[0]!.headers["x-user-sub"]).toBe("bob");
   });
 
+  it("audits the token as the first 16 hex characters of its SHA-256, verified or cached", async () => {
+    const edge = harness(policyFor(issuer));
+    const token = await issuer.sign({ sub: "alice" });
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token)));
+    const expected = [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    for (let i = 0; i < 2; i++) {
+      const { response, record } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+      expect(response.status).toBe(200);
+      expect(record?.token_hash).toBe(expected);
+    }
+    // blob7 is the key source: the second request was served by the verified-token cache.
+    expect(edge.dataPoints.map((point) => point.blobs?.[6])).toEqual([
+      expect.not.stringMatching("token_cache"),
+      "token_cache",
+    ]);
+  });
+
   it("accepts the scp array form of scopes", async () => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign({ scope: undefined, scp: ["api:read"] });

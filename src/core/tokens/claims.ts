@@ -17,7 +17,11 @@ function stringList(value: unknown): string[] | undefined {
   return undefined;
 }
 
-export function identityFromClaims(issuer: ResolvedIssuer, payload: JWTPayload, tokenHash: string): ClaimsResult {
+export function identityFromClaims(
+  issuer: ResolvedIssuer,
+  payload: JWTPayload,
+  tokenHash: () => Promise<string>,
+): ClaimsResult {
   const map = issuer.claims;
   let subject = payload[map.subject];
   // Cloudflare Access service-token assertions carry an empty `sub` and the client id in `common_name`.

@@ -1,6 +1,10 @@
-// Isolate-memory cache of verification results, keyed by a SHA-256 of the whole token, so a
-// client that reuses its access token skips the signature check (as Envoy's JWT cache
-// does). Bounded in entries; an entry never outlives its token's `exp`.
+// Isolate-memory cache of verification results, so a client that reuses its access token
+// skips parsing and the signature check (as Envoy's JWT cache does). It is keyed by the whole
+// token string: the Map hashes it natively and compares the full string on every hit, so two
+// different tokens can never share an entry — stronger than keying by a (truncated) digest,
+// and with no hashing on the request path. Bounded in entries and in total key characters
+// (large tokens cannot fill isolate memory), oldest insertion evicted first; an entry never
+// outlives its token's `exp` nor the maximum age.
 
 import type { JWTPayload } from "jose";
 
@@ -9,39 +13,59 @@ export interface VerifiedEntry {
   payload: JWTPayload;
   /** Milliseconds since the epoch after which the entry is unusable. */
   expiresAt: number;
+  /** The token's audit hash, memoised: a warm token is hashed at most once per isolate. */
+  tokenHash: () => Promise<string>;
+}
+
+export interface VerifiedCacheLimits {
+  /** Entries (0 disables the cache). */
+  maxEntries: number;
+  /** Sum of the cached tokens' lengths. */
+  maxKeyChars: number;
+  maxAgeMs: number;
 }
 
 export class VerifiedTokenCache {
   private readonly entries = new Map<string, VerifiedEntry>();
+  private chars = 0;
 
-  constructor(
-    private readonly maxEntries: number,
-    private readonly maxAgeMs: number,
-  ) {}
+  constructor(private readonly limits: VerifiedCacheLimits) {}
 
   get size(): number {
     return this.entries.size;
   }
 
-  get(tokenDigest: string, now: number): VerifiedEntry | undefined {
-    const entry = this.entries.get(tokenDigest);
+  /** Total characters of the cached tokens. */
+  get keyChars(): number {
+    return this.chars;
+  }
+
+  get(token: string, now: number): VerifiedEntry | undefined {
+    const entry = this.entries.get(token);
     if (!entry) return undefined;
     if (now >= entry.expiresAt) {
-      this.entries.delete(tokenDigest);
+      this.delete(token);
       return undefined;
     }
     return entry;
   }
 
   /** `expSeconds` is the token's `exp`; the entry expires then, or after maxAge if sooner. */
-  set(tokenDigest: string, issuerId: string, payload: JWTPayload, expSeconds: number, now: number): void {
-    const expiresAt = Math.min(expSeconds * 1000, now + this.maxAgeMs);
-    if (expiresAt <= now) return;
-    if (this.entries.size >= this.maxEntries && !this.entries.has(tokenDigest)) {
-      // Evict the oldest insertion (Map iterates in insertion order).
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
+  set(token: string, entry: Omit<VerifiedEntry, "expiresAt">, expSeconds: number, now: number): void {
+    const { maxEntries, maxKeyChars, maxAgeMs } = this.limits;
+    const expiresAt = Math.min(expSeconds * 1000, now + maxAgeMs);
+    if (expiresAt <= now || token.length > maxKeyChars || maxEntries <= 0) return;
+    this.delete(token);
+    // Evict the oldest insertions (Map iterates in insertion order) until the new one fits.
+    for (const oldest of this.entries.keys()) {
+      if (this.entries.size < maxEntries && this.chars + token.length <= maxKeyChars) break;
+      this.delete(oldest);
     }
-    this.entries.set(tokenDigest, { issuerId, payload, expiresAt });
+    this.entries.set(token, { ...entry, expiresAt });
+    this.chars += token.length;
+  }
+
+  private delete(token: string): void {
+    if (this.entries.delete(token)) this.chars -= token.length;
   }
 }

@@ -10,6 +10,7 @@ import { type Defer, IssuerKeyStore, type KeySource, type KeyValueStore } from "
 import type { CompiledPolicy, ResolvedIssuer } from "../policy";
 import { identityFromClaims } from "./claims";
 import { peekToken } from "./compact";
+import { lazyTokenHash } from "./token-hash";
 import { VerifiedTokenCache } from "./verified-cache";
 
 export interface VerifierDeps {
@@ -19,6 +20,8 @@ export interface VerifierDeps {
   now: () => number;
   /** Entries in the verified-token cache (0 disables it). Default 10,000. */
   tokenCacheEntries?: number;
+  /** Total characters of the tokens in the verified-token cache. Default 4 Mi. */
+  tokenCacheChars?: number;
 }
 
 export type VerifyResult =
@@ -33,17 +36,6 @@ export type VerifyResult =
     };
 
 const TOKEN_CACHE_MAX_AGE_MS = 5 * 60 * 1000;
-const TOKEN_HASH_CHARS = 16;
-
-const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
-const encoder = new TextEncoder();
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
-  let hex = "";
-  for (const byte of digest) hex += HEX[byte];
-  return hex;
-}
 
 function audienceMatches(aud: unknown, accepted: readonly string[]): boolean {
   if (typeof aud === "string") return accepted.includes(aud);
@@ -89,7 +81,11 @@ export class TokenVerifier {
     private readonly deps: VerifierDeps,
   ) {
     for (const issuer of policy.issuers.values()) this.byIssuerUrl.set(issuer.issuer, issuer);
-    this.tokenCache = new VerifiedTokenCache(deps.tokenCacheEntries ?? 10_000, TOKEN_CACHE_MAX_AGE_MS);
+    this.tokenCache = new VerifiedTokenCache({
+      maxEntries: deps.tokenCacheEntries ?? 10_000,
+      maxKeyChars: deps.tokenCacheChars ?? 4 * 1024 * 1024,
+      maxAgeMs: TOKEN_CACHE_MAX_AGE_MS,
+    });
   }
 
   /** The key store of an issuer, created on first use (one per issuer per isolate). */
@@ -112,16 +108,13 @@ export class TokenVerifier {
     audiences: readonly string[] | undefined,
     defer: Defer,
   ): Promise<VerifyResult> {
-    const now = this.deps.now();
     if (token.length > this.policy.maxTokenBytes)
       return { ok: false, reason: "token_invalid", detail: "token_too_large" };
-    const digest = await sha256Hex(token);
-    const tokenHash = digest.slice(0, TOKEN_HASH_CHARS);
-
-    const cached = this.tokenCache.get(digest, now);
+    const now = this.deps.now();
+    const cached = this.tokenCache.get(token, now);
     if (cached) {
       const issuer = this.policy.issuers.get(cached.issuerId) as ResolvedIssuer;
-      return this.finish(issuer, cached.payload, tokenHash, acceptedIssuerIds, audiences, "token_cache");
+      return this.finish(issuer, cached.payload, cached.tokenHash, acceptedIssuerIds, audiences, "token_cache");
     }
 
     const peeked = peekToken(token, this.policy.maxTokenBytes);
@@ -166,15 +159,18 @@ export class TokenVerifier {
     if (typeof payload.iat === "number" && payload.iat > now / 1000 + issuer.clockSkewS) {
       return { ok: false, reason: "token_invalid", detail: "iat_in_future" };
     }
-    const result = this.finish(issuer, payload, tokenHash, acceptedIssuerIds, audiences, lookup.source);
-    if (result.ok) this.tokenCache.set(digest, issuer.id, payload, payload.exp as number, now);
+    const hash = lazyTokenHash(token);
+    const result = this.finish(issuer, payload, hash, acceptedIssuerIds, audiences, lookup.source);
+    if (result.ok)
+      this.tokenCache.set(token, { issuerId: issuer.id, payload, tokenHash: hash }, payload.exp as number, now);
     return result;
   }
 
+  /** The route-dependent checks, run on every request, cached or not. */
   private finish(
     issuer: ResolvedIssuer,
     payload: JWTPayload,
-    tokenHash: string,
+    tokenHash: () => Promise<string>,
     acceptedIssuerIds: readonly string[],
     audiences: readonly string[] | undefined,
     keySource: KeySource | "token_cache",

@@ -1,0 +1,154 @@
+// The verified-token cache, keyed by the exact token: its entry and character bounds, its
+// expiry, that no other token is ever served from it, and the lazy audit hash it memoises.
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { lazyTokenHash, tokenHash } from "../../src/core/tokens/token-hash";
+import { VerifiedTokenCache } from "../../src/core/tokens/verified-cache";
+import { makeIssuer } from "../support/issuers";
+import { flipLastChar, verifierFor } from "./token-fixtures";
+
+const T0 = 1_800_000_000_000;
+const entry = { issuerId: "idp", payload: {}, tokenHash: () => Promise.resolve("0") };
+
+function cache(limits: Partial<ConstructorParameters<typeof VerifiedTokenCache>[0]> = {}) {
+  return new VerifiedTokenCache({ maxEntries: 100, maxKeyChars: 10_000, maxAgeMs: 300_000, ...limits });
+}
+
+/** A distinct token-like key of exactly `length` characters. */
+const key = (i: number, length = 100) => `${i}.`.padEnd(length, "x");
+
+async function sha256Prefix(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("VerifiedTokenCache", () => {
+  it("holds at most maxEntries, evicting the oldest insertion first", () => {
+    const c = cache({ maxEntries: 3 });
+    for (let i = 0; i < 5; i++) c.set(key(i), entry, T0 / 1000 + 60, T0);
+    expect(c.size).toBe(3);
+    expect(c.get(key(0), T0)).toBeUndefined();
+    expect(c.get(key(1), T0)).toBeUndefined();
+    expect(c.get(key(4), T0)).toMatchObject({ issuerId: "idp" });
+  });
+
+  it("holds at most maxKeyChars of tokens, evicting the oldest first", () => {
+    const c = cache({ maxKeyChars: 1_000 });
+    for (let i = 0; i < 50; i++) {
+      c.set(key(i, 150 + (i % 7) * 40), entry, T0 / 1000 + 60, T0);
+      expect(c.keyChars).toBeLessThanOrEqual(1_000);
+    }
+    expect(c.get(key(49, 150), T0)).toBeDefined();
+    expect(c.get(key(0, 150), T0)).toBeUndefined();
+    // The count matches what is actually held.
+    let held = 0;
+    for (let i = 0; i < 50; i++) {
+      const k = key(i, 150 + (i % 7) * 40);
+      if (c.get(k, T0)) held += k.length;
+    }
+    expect(c.keyChars).toBe(held);
+  });
+
+  it("never caches a token longer than the whole character budget", () => {
+    const c = cache({ maxKeyChars: 1_000 });
+    c.set(key(1, 500), entry, T0 / 1000 + 60, T0);
+    c.set(key(2, 1_001), entry, T0 / 1000 + 60, T0);
+    expect(c.size).toBe(1);
+    expect(c.keyChars).toBe(500);
+  });
+
+  it("storing the same token again does not count it twice", () => {
+    const c = cache();
+    for (let i = 0; i < 3; i++) c.set(key(1), entry, T0 / 1000 + 60, T0);
+    expect(c.size).toBe(1);
+    expect(c.keyChars).toBe(100);
+  });
+
+  it("an entry ends at the token's exp, or at the maximum age if sooner", () => {
+    const c = cache({ maxAgeMs: 120_000 });
+    c.set("short", entry, T0 / 1000 + 60, T0);
+    c.set("long", entry, T0 / 1000 + 3_600, T0);
+    c.set("expired", entry, T0 / 1000, T0);
+    expect(c.get("expired", T0)).toBeUndefined();
+    expect(c.get("short", T0 + 59_999)).toBeDefined();
+    expect(c.get("short", T0 + 60_000)).toBeUndefined();
+    expect(c.get("long", T0 + 119_999)).toBeDefined();
+    expect(c.get("long", T0 + 120_000)).toBeUndefined();
+    expect(c.size).toBe(0);
+    expect(c.keyChars).toBe(0);
+  });
+
+  it("maxEntries 0 disables it", () => {
+    const c = cache({ maxEntries: 0 });
+    c.set("t", entry, T0 / 1000 + 60, T0);
+    expect(c.size).toBe(0);
+  });
+});
+
+describe("the verified-token cache in the verifier", () => {
+  it("stays within its character bound under many distinct tokens", async () => {
+    const issuer = await makeIssuer();
+    const probe = await issuer.sign({ sub: "u-probe" });
+    const bound = probe.length * 5 + 10;
+    const { verifier, verify } = verifierFor({ issuers: { idp: { issuer } }, deps: { tokenCacheChars: bound } });
+    for (let i = 0; i < 40; i++) {
+      expect((await verify(await issuer.sign({ sub: `u${i}`, pad: "p".repeat(i % 5) }))).ok).toBe(true);
+      expect(verifier.tokenCache.keyChars).toBeLessThanOrEqual(bound);
+    }
+    expect(verifier.tokenCache.size).toBeGreaterThanOrEqual(4);
+    expect(verifier.tokenCache.size).toBeLessThanOrEqual(5);
+  });
+
+  it("a token differing from a cached one in a single signature character is not served from it", async () => {
+    const issuer = await makeIssuer();
+    const { verify } = verifierFor({ issuers: { idp: { issuer } } });
+    const token = await issuer.sign();
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "token_cache" });
+    const middle = token.length - 20;
+    const swapped = token.slice(0, middle) + (token[middle] === "A" ? "B" : "A") + token.slice(middle + 1);
+    for (const forged of [flipLastChar(token), swapped]) {
+      expect(await verify(forged)).toMatchObject({ ok: false, reason: "token_invalid", detail: "signature" });
+    }
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "token_cache" });
+  });
+});
+
+describe("the audit hash of a verified token", () => {
+  it("is SHA-256 of the whole token cut to 16 hex characters", async () => {
+    for (const text of ["a.b.c", "eyJhbGciOiJFUzI1NiJ9.e30.AAAA", "ü"]) {
+      expect(await tokenHash(text)).toBe(await sha256Prefix(text));
+    }
+    expect(await tokenHash("a.b.c")).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  it("is not computed while verifying, and at most once per cached token", async () => {
+    const issuer = await makeIssuer();
+    const { verify } = verifierFor({ issuers: { idp: { issuer } } });
+    const token = await issuer.sign();
+    const expected = await sha256Prefix(token);
+    const digest = vi.spyOn(crypto.subtle, "digest");
+    const first = await verify(token);
+    const second = await verify(token);
+    expect(digest).not.toHaveBeenCalled();
+    if (!first.ok || !second.ok) throw new Error("expected both verifications to succeed");
+    expect(second.keySource).toBe("token_cache");
+    const hash = first.identity.tokenHash as () => Promise<string>;
+    expect(second.identity.tokenHash).toBe(hash);
+    expect(await hash()).toBe(expected);
+    expect(await hash()).toBe(expected);
+    expect(digest).toHaveBeenCalledTimes(1);
+  });
+
+  it("lazyTokenHash memoises one computation", async () => {
+    const digest = vi.spyOn(crypto.subtle, "digest");
+    const lazy = lazyTokenHash("a.b.c");
+    expect(digest).not.toHaveBeenCalled();
+    const [x, y] = await Promise.all([lazy(), lazy()]);
+    expect(x).toBe(y);
+    expect(digest).toHaveBeenCalledTimes(1);
+  });
+});
