@@ -2,9 +2,9 @@
 // become origin headers must be unambiguous there, so anything a header cannot carry
 // verbatim (control characters, non-ASCII, separators) rejects the token.
 
-import type { JWTPayload } from "jose";
 import type { Identity } from "../identity";
 import type { ResolvedIssuer } from "../policy";
+import type { JsonObject } from "./compact";
 
 const HEADER_TOKEN = /^[\x21-\x7E]+$/;
 const GROUP_NAME = /^[\x21-\x2B\x2D-\x7E](?:[\x20-\x2B\x2D-\x7E]*[\x21-\x2B\x2D-\x7E])?$/;
@@ -19,7 +19,7 @@ function stringList(value: unknown): string[] | undefined {
 
 export function identityFromClaims(
   issuer: ResolvedIssuer,
-  payload: JWTPayload,
+  payload: JsonObject,
   tokenHash: () => Promise<string>,
 ): ClaimsResult {
   const map = issuer.claims;

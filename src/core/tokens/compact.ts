@@ -1,22 +1,31 @@
-// Bounded pre-parsing of a compact JWS, before jose sees it: cap the size, demand exactly
-// three canonical base64url segments, and read the header and payload we need to pick the
-// issuer and key. jose parses the header before checking the signature, so an unbounded
-// token would be unbounded work.
+// The one strict parse of a compact JWS (RFC 7515 §7.1): cap the size, demand exactly three
+// canonical base64url segments, decode the header and payload once, and hand back everything
+// signature and claim checks need — the decoded objects, the signing input and the signature
+// bytes — so nothing on the request path decodes the token a second time.
 
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 /** Last characters whose unused low bits are zero, by segment length mod 4. */
 const CANONICAL_TAIL: Record<number, RegExp> = { 2: /[AQgw]$/, 3: /[AEIMQUYcgkosw048]$/ };
 const MAX_KID_LENGTH = 256;
 
-export interface PeekedToken {
+/** A decoded JOSE header or JWT claims set: always a plain JSON object. */
+export type JsonObject = Record<string, unknown>;
+
+export interface ParsedToken {
+  /** The protected header, as decoded. `alg` and `kid` below are its checked members. */
+  header: JsonObject;
+  /** The claims set, as decoded, before any check but "it is a JSON object". */
+  payload: JsonObject;
   alg: string;
   kid?: string;
-  typ?: string;
   /** `iss` read before verification, only to choose the issuer's keys. */
   iss: string;
+  /** ASCII bytes of `header.payload`, what the signature covers (RFC 7515 §5.2). */
+  signingInput: Uint8Array;
+  signature: Uint8Array;
 }
 
-export type PeekResult = { ok: true; token: PeekedToken } | { ok: false; detail: string };
+export type ParseResult = { ok: true; token: ParsedToken } | { ok: false; detail: string };
 
 function isCanonicalSegment(segment: string): boolean {
   const rest = segment.length % 4;
@@ -25,32 +34,46 @@ function isCanonicalSegment(segment: string): boolean {
   return tail === undefined || tail.test(segment);
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
-
-function decodeSegment(segment: string): unknown {
-  const binary = atob(segment.replace(/-/g, "+").replace(/_/g, "/"));
-  // Almost every JOSE header and claim set is ASCII: parse it as is. Otherwise decode UTF-8
-  // strictly, so invalid byte sequences are refused rather than replaced.
-  if (!/[\x80-\xff]/.test(binary)) return JSON.parse(binary);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return JSON.parse(utf8.decode(bytes));
+/** base64url → one char per byte (`atob`'s binary string). The segment is already canonical. */
+function binaryOf(segment: string): string {
+  return atob(segment.replace(/-/g, "+").replace(/_/g, "/"));
 }
 
-export function peekToken(token: string, maxBytes: number): PeekResult {
+function bytesOf(binary: string): Uint8Array {
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+/** A segment that must hold a JSON object; undefined when it does not. */
+function decodeObject(segment: string): JsonObject | undefined {
+  let decoded: unknown;
+  try {
+    const binary = binaryOf(segment);
+    // Almost every JOSE header and claim set is ASCII: parse it as is. Otherwise decode UTF-8
+    // strictly, so invalid byte sequences are refused rather than replaced.
+    decoded = JSON.parse(/[\x80-\xff]/.test(binary) ? utf8.decode(bytesOf(binary)) : binary);
+  } catch {
+    return undefined;
+  }
+  if (typeof decoded !== "object" || decoded === null || Array.isArray(decoded)) return undefined;
+  return decoded as JsonObject;
+}
+
+const ascii = new TextEncoder();
+
+export function parseToken(token: string, maxBytes: number): ParseResult {
   if (token.length > maxBytes) return { ok: false, detail: "token_too_large" };
   if (!COMPACT_JWS.test(token)) return { ok: false, detail: "not_compact_jws" };
-  const segments = token.split(".");
+  const segments = token.split(".") as [string, string, string];
   if (!segments.every(isCanonicalSegment)) return { ok: false, detail: "non_canonical_base64url" };
-  let header: Record<string, unknown>;
-  try {
-    const decoded = decodeSegment(segments[0] as string);
-    if (typeof decoded !== "object" || decoded === null || Array.isArray(decoded)) throw new TypeError("not an object");
-    header = decoded as Record<string, unknown>;
-  } catch {
-    return { ok: false, detail: "bad_header" };
-  }
+  const header = decodeObject(segments[0]);
+  if (!header) return { ok: false, detail: "bad_header" };
   if (typeof header.alg !== "string") return { ok: false, detail: "alg_missing" };
+  // No extension is understood, so any `crit` (RFC 7515 §4.1.11) and the unencoded-payload
+  // option (RFC 7797) are refused outright, as are JWE members.
   if (header.crit !== undefined) return { ok: false, detail: "crit_not_supported" };
   if (header.b64 !== undefined) return { ok: false, detail: "b64_not_supported" };
   if (header.enc !== undefined || header.zip !== undefined) return { ok: false, detail: "jwe_not_accepted" };
@@ -60,23 +83,20 @@ export function peekToken(token: string, maxBytes: number): PeekResult {
   ) {
     return { ok: false, detail: "kid_invalid" };
   }
-  let payload: unknown;
-  try {
-    payload = decodeSegment(segments[1] as string);
-  } catch {
-    return { ok: false, detail: "bad_payload" };
-  }
-  if (typeof payload !== "object" || payload === null || Array.isArray(payload))
-    return { ok: false, detail: "bad_payload" };
-  const iss = (payload as { iss?: unknown }).iss;
-  if (typeof iss !== "string") return { ok: false, detail: "iss_missing" };
+  const payload = decodeObject(segments[1]);
+  if (!payload) return { ok: false, detail: "bad_payload" };
+  if (typeof payload.iss !== "string") return { ok: false, detail: "iss_missing" };
   return {
     ok: true,
     token: {
+      header,
+      payload,
       alg: header.alg,
       ...(typeof header.kid === "string" ? { kid: header.kid } : {}),
-      ...(typeof header.typ === "string" ? { typ: header.typ } : {}),
-      iss,
+      iss: payload.iss,
+      // The compact form is ASCII, so encoding `header.payload` gives exactly its bytes.
+      signingInput: ascii.encode(token.slice(0, segments[0].length + 1 + segments[1].length)),
+      signature: bytesOf(binaryOf(segments[2])),
     },
   };
 }

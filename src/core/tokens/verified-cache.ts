@@ -6,11 +6,11 @@
 // (large tokens cannot fill isolate memory), oldest insertion evicted first; an entry never
 // outlives its token's `exp` nor the maximum age.
 
-import type { JWTPayload } from "jose";
+import type { JsonObject } from "./compact";
 
 export interface VerifiedEntry {
   issuerId: string;
-  payload: JWTPayload;
+  payload: JsonObject;
   /** Milliseconds since the epoch after which the entry is unusable. */
   expiresAt: number;
   /** The token's audit hash, memoised: a warm token is hashed at most once per isolate. */

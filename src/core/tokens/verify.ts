@@ -1,15 +1,21 @@
 // Verifies an access token or Access assertion against the issuers a route accepts.
 // Everything the decision needs comes from configuration — algorithms, issuer, keys —
 // never from the token (DESIGN invariant 6). One instance per isolate.
+//
+// The request path: size cap → verified-token cache (keyed by the exact token) → one strict
+// parse → issuer and alg allow-list → keys → WebCrypto signature check → registered claims →
+// route checks. jose is not on this path; test/core/token-differential.test.ts holds our
+// decisions against jose's `jwtVerify` with the same strict options.
 
-import { type JWTPayload, jwtVerify } from "jose";
 import type { DenyReason } from "../deny";
 import type { Identity } from "../identity";
 import type { Fetcher } from "../jwks/fetch-key-set";
 import { type Defer, IssuerKeyStore, type KeySource, type KeyValueStore } from "../jwks/key-store";
 import type { CompiledPolicy, ResolvedIssuer } from "../policy";
 import { identityFromClaims } from "./claims";
-import { peekToken } from "./compact";
+import { type JsonObject, parseToken } from "./compact";
+import { type SignatureCheck, verifySignature } from "./jws-verify";
+import { checkRegisteredClaims } from "./registered-claims";
 import { lazyTokenHash } from "./token-hash";
 import { VerifiedTokenCache } from "./verified-cache";
 
@@ -41,34 +47,6 @@ function audienceMatches(aud: unknown, accepted: readonly string[]): boolean {
   if (typeof aud === "string") return accepted.includes(aud);
   if (Array.isArray(aud)) return aud.some((a) => typeof a === "string" && accepted.includes(a));
   return false;
-}
-
-/** jose's errors carry a stable `code` (and `claim` for claim failures). */
-interface JoseFailure {
-  code?: unknown;
-  claim?: unknown;
-  reason?: unknown;
-}
-
-const SIGNATURE_FAILED = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED";
-
-/** jose's error codes → our reasons. The code goes to the audit record as detail. */
-function reasonForJoseError(error: unknown): { reason: DenyReason; detail: string } {
-  const { code, claim, reason } = (error ?? {}) as JoseFailure;
-  switch (code) {
-    case "ERR_JWT_EXPIRED":
-      return { reason: "token_expired", detail: "exp" };
-    case "ERR_JWT_CLAIM_VALIDATION_FAILED":
-      if (claim === "nbf") return { reason: "token_not_yet_valid", detail: "nbf" };
-      if (claim === "iss") return { reason: "issuer_unknown", detail: "iss" };
-      return { reason: "token_invalid", detail: `claim_${String(claim)}_${String(reason)}` };
-    case SIGNATURE_FAILED:
-      return { reason: "token_invalid", detail: "signature" };
-    case "ERR_JOSE_ALG_NOT_ALLOWED":
-      return { reason: "token_invalid", detail: "alg_not_allowed" };
-    default:
-      return { reason: "token_invalid", detail: typeof code === "string" ? code : "verification_error" };
-  }
 }
 
 export class TokenVerifier {
@@ -117,13 +95,14 @@ export class TokenVerifier {
       return this.finish(issuer, cached.payload, cached.tokenHash, acceptedIssuerIds, audiences, "token_cache");
     }
 
-    const peeked = peekToken(token, this.policy.maxTokenBytes);
-    if (!peeked.ok) return { ok: false, reason: "token_invalid", detail: peeked.detail };
-    const { alg, kid, iss } = peeked.token;
+    const parsed = parseToken(token, this.policy.maxTokenBytes);
+    if (!parsed.ok) return { ok: false, reason: "token_invalid", detail: parsed.detail };
+    const { header, payload, alg, kid, iss, signingInput, signature } = parsed.token;
     const issuer = this.byIssuerUrl.get(iss);
     if (!issuer) return { ok: false, reason: "issuer_unknown", detail: "issuer_not_configured" };
     if (!acceptedIssuerIds.includes(issuer.id))
       return { ok: false, reason: "issuer_unknown", detail: "issuer_not_accepted_by_route" };
+    // The allow-list is the issuer's configuration; `none` and HS* are never in it.
     if (!issuer.algorithms.includes(alg)) return { ok: false, reason: "token_invalid", detail: "alg_not_allowed" };
 
     const store = this.keyStore(issuer);
@@ -134,42 +113,34 @@ export class TokenVerifier {
       const keySource: KeySource = store.stats.fetches > fetchesBefore ? "fetch" : "memory";
       return { ok: false, reason: lookup.reason, detail: lookup.detail, issuerId: issuer.id, keySource };
     }
+    const failed = (reason: DenyReason, detail: string): VerifyResult => ({
+      ok: false,
+      reason,
+      detail,
+      issuerId: issuer.id,
+      keySource: lookup.source,
+    });
 
-    let payload: JWTPayload | undefined;
-    let failure: { reason: DenyReason; detail: string } = { reason: "token_invalid", detail: "signature" };
+    let check: SignatureCheck = "mismatch";
     for (const key of lookup.keys) {
-      try {
-        const verified = await jwtVerify(token, key, {
-          issuer: issuer.issuer,
-          algorithms: issuer.algorithms,
-          requiredClaims: ["exp"],
-          clockTolerance: issuer.clockSkewS,
-          currentDate: new Date(now),
-          ...(issuer.typ ? { typ: issuer.typ } : {}),
-        });
-        payload = verified.payload;
-        break;
-      } catch (error) {
-        failure = reasonForJoseError(error);
-        // Only a signature mismatch makes the next candidate key worth trying.
-        if ((error as JoseFailure)?.code !== SIGNATURE_FAILED) break;
-      }
+      check = await verifySignature(alg, key, signingInput, signature);
+      // Only a signature mismatch makes the next candidate key worth trying.
+      if (check !== "mismatch") break;
     }
-    if (!payload) return { ok: false, ...failure, issuerId: issuer.id, keySource: lookup.source };
-    if (typeof payload.iat === "number" && payload.iat > now / 1000 + issuer.clockSkewS) {
-      return { ok: false, reason: "token_invalid", detail: "iat_in_future" };
-    }
+    if (check !== "valid") return failed("token_invalid", check === "mismatch" ? "signature" : check);
+
+    const claims = checkRegisteredClaims(header, payload, issuer, now);
+    if (!claims.ok) return failed(claims.reason, claims.detail);
     const hash = lazyTokenHash(token);
     const result = this.finish(issuer, payload, hash, acceptedIssuerIds, audiences, lookup.source);
-    if (result.ok)
-      this.tokenCache.set(token, { issuerId: issuer.id, payload, tokenHash: hash }, payload.exp as number, now);
+    if (result.ok) this.tokenCache.set(token, { issuerId: issuer.id, payload, tokenHash: hash }, claims.exp, now);
     return result;
   }
 
   /** The route-dependent checks, run on every request, cached or not. */
   private finish(
     issuer: ResolvedIssuer,
-    payload: JWTPayload,
+    payload: JsonObject,
     tokenHash: () => Promise<string>,
     acceptedIssuerIds: readonly string[],
     audiences: readonly string[] | undefined,

@@ -1,0 +1,89 @@
+// Checks a JWS signature with WebCrypto directly (RFC 7518 §3, RFC 8037). The algorithm is
+// one the issuer's configuration allows, checked before we get here; this file only maps it
+// to WebCrypto parameters and refuses a key that was not made for it.
+
+type KeyAlgorithmShape = { name: string; hash?: { name: string }; namedCurve?: string; modulusLength?: number };
+
+interface JwsAlgorithm {
+  /** What the CryptoKey must have been imported as. */
+  key: { name: string; hash?: string; namedCurve?: string };
+  /** The parameters of `crypto.subtle.verify`. */
+  verify: { name: string; hash?: string; saltLength?: number };
+  /** Exact signature length, where the algorithm fixes one. */
+  signatureBytes?: number;
+  /** RSA keys shorter than this are refused (RFC 7518 §3.3, §3.5; jose does the same). */
+  minRsaBits?: number;
+}
+
+function pkcs1(bits: number): JwsAlgorithm {
+  const hash = `SHA-${bits}`;
+  return { key: { name: "RSASSA-PKCS1-v1_5", hash }, verify: { name: "RSASSA-PKCS1-v1_5" }, minRsaBits: 2048 };
+}
+
+function pss(bits: number): JwsAlgorithm {
+  const hash = `SHA-${bits}`;
+  // RFC 7518 §3.5: the salt is as long as the hash output.
+  return { key: { name: "RSA-PSS", hash }, verify: { name: "RSA-PSS", saltLength: bits / 8 }, minRsaBits: 2048 };
+}
+
+/** JWS ECDSA signatures are raw r‖s (RFC 7518 §3.4), exactly what WebCrypto expects. */
+function ecdsa(namedCurve: string, bits: number, coordinateBytes: number): JwsAlgorithm {
+  return {
+    key: { name: "ECDSA", namedCurve },
+    verify: { name: "ECDSA", hash: `SHA-${bits}` },
+    signatureBytes: 2 * coordinateBytes,
+  };
+}
+
+const ED25519: JwsAlgorithm = { key: { name: "Ed25519" }, verify: { name: "Ed25519" }, signatureBytes: 64 };
+
+/** A Map, so a token's `alg` can never reach a prototype member. */
+const ALGORITHMS: ReadonlyMap<string, JwsAlgorithm> = new Map([
+  ["RS256", pkcs1(256)],
+  ["RS384", pkcs1(384)],
+  ["RS512", pkcs1(512)],
+  ["PS256", pss(256)],
+  ["PS384", pss(384)],
+  ["PS512", pss(512)],
+  ["ES256", ecdsa("P-256", 256, 32)],
+  ["ES384", ecdsa("P-384", 384, 48)],
+  ["ES512", ecdsa("P-521", 512, 66)],
+  ["EdDSA", ED25519],
+  ["Ed25519", ED25519],
+]);
+
+/**
+ * `valid`; `mismatch` when the signature does not verify with this key (another candidate key
+ * may still); otherwise why this key cannot be used for `alg` at all.
+ */
+export type SignatureCheck = "valid" | "mismatch" | "alg_not_supported" | "key_alg_mismatch" | "rsa_key_too_small";
+
+function keyFits(key: CryptoKey, expected: JwsAlgorithm["key"]): boolean {
+  const algorithm = key.algorithm as KeyAlgorithmShape;
+  if (algorithm.name !== expected.name) return false;
+  if (expected.hash !== undefined && algorithm.hash?.name !== expected.hash) return false;
+  if (expected.namedCurve !== undefined && algorithm.namedCurve !== expected.namedCurve) return false;
+  return key.usages.includes("verify");
+}
+
+export async function verifySignature(
+  alg: string,
+  key: CryptoKey,
+  signingInput: Uint8Array,
+  signature: Uint8Array,
+): Promise<SignatureCheck> {
+  const algorithm = ALGORITHMS.get(alg);
+  if (!algorithm) return "alg_not_supported";
+  if (!keyFits(key, algorithm.key)) return "key_alg_mismatch";
+  if (algorithm.minRsaBits !== undefined) {
+    const { modulusLength } = key.algorithm as KeyAlgorithmShape;
+    if (typeof modulusLength !== "number" || modulusLength < algorithm.minRsaBits) return "rsa_key_too_small";
+  }
+  if (algorithm.signatureBytes !== undefined && signature.length !== algorithm.signatureBytes) return "mismatch";
+  try {
+    return (await crypto.subtle.verify(algorithm.verify, key, signature, signingInput)) ? "valid" : "mismatch";
+  } catch {
+    // WebCrypto may throw on a malformed signature instead of answering false.
+    return "mismatch";
+  }
+}

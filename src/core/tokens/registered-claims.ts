@@ -1,0 +1,67 @@
+// The JWT checks that follow a valid signature (RFC 7519 §4.1, RFC 8725 §3.11): header `typ`,
+// `iss`, and the NumericDate claims against the issuer's clock skew. The order, reasons and
+// `claim_<name>_<reason>` details are those jose's `jwtVerify` (with `requiredClaims: ["exp"]`)
+// gave us before, so audit records read the same; refusing `iat` in the future is ours.
+
+import type { DenyReason } from "../deny";
+import type { ResolvedIssuer } from "../policy";
+import type { JsonObject } from "./compact";
+
+export type ClaimCheck = { ok: true; exp: number } | { ok: false; reason: DenyReason; detail: string };
+
+/**
+ * A media type compared as jose does (RFC 7515 §4.1.9): case-insensitively, and `at+jwt`
+ * equal to `application/at+jwt`.
+ */
+function normalizeTyp(typ: string): string {
+  const lower = typ.toLowerCase();
+  return typ.includes("/") ? lower : `application/${lower}`;
+}
+
+function invalid(claim: string, why: "missing" | "invalid" | "check_failed"): ClaimCheck {
+  return { ok: false, reason: "token_invalid", detail: `claim_${claim}_${why}` };
+}
+
+/** A NumericDate claim: absent, or a JSON number (anything else is refused). */
+function numericDate(payload: JsonObject, claim: string): number | undefined | null {
+  const value = payload[claim];
+  if (value === undefined) return undefined;
+  return typeof value === "number" ? value : null;
+}
+
+/**
+ * @param nowMs milliseconds since the epoch; like jose, the claims are compared with the
+ *   current second (rounded down), except `iat`, which may not be in the future at all.
+ */
+export function checkRegisteredClaims(
+  header: JsonObject,
+  payload: JsonObject,
+  issuer: ResolvedIssuer,
+  nowMs: number,
+): ClaimCheck {
+  if (issuer.typ !== undefined) {
+    if (typeof header.typ !== "string" || normalizeTyp(header.typ) !== normalizeTyp(issuer.typ))
+      return invalid("typ", "check_failed");
+  }
+  if (!Object.hasOwn(payload, "exp")) return invalid("exp", "missing");
+  // The issuer was chosen by this exact `iss`; compared again so this check stands on its own.
+  if (payload.iss !== issuer.issuer) return { ok: false, reason: "issuer_unknown", detail: "iss" };
+
+  const now = Math.floor(nowMs / 1000);
+  const skew = issuer.clockSkewS;
+  const iat = numericDate(payload, "iat");
+  if (iat === null) return invalid("iat", "invalid");
+  const nbf = numericDate(payload, "nbf");
+  // A non-numeric `nbf` is refused as one not yet reached: that is how every `nbf` failure
+  // was reported before, and audit records keep reading the same.
+  if (nbf === null || (nbf !== undefined && nbf > now + skew))
+    return { ok: false, reason: "token_not_yet_valid", detail: "nbf" };
+  const exp = numericDate(payload, "exp");
+  if (typeof exp !== "number") return invalid("exp", "invalid");
+  if (exp <= now - skew) return { ok: false, reason: "token_expired", detail: "exp" };
+  // jose only bounds `iat` with maxTokenAge (which would also require it); a token issued
+  // in the future is refused here.
+  if (iat !== undefined && iat > nowMs / 1000 + skew)
+    return { ok: false, reason: "token_invalid", detail: "iat_in_future" };
+  return { ok: true, exp };
+}
