@@ -77,7 +77,7 @@ export async function auditIdentity(identity: Identity | undefined): Promise<Aud
     subject,
     ...(tenant !== undefined ? { tenant } : {}),
     issuer,
-    tokenHash: typeof tokenHash === "string" ? tokenHash : await tokenHash(),
+    tokenHash: await tokenHash(),
   };
 }
 

@@ -14,11 +14,9 @@ export interface Identity {
   /** Verified claims, for claim conditions. Never forwarded or logged whole. */
   claims: Readonly<Record<string, unknown>>;
   /**
-   * Short SHA-256 prefix of the token, for log correlation only. Verification gives a memoised
-   * function, so the hash is computed only when an audit record is built (after the response)
-   * and once per token per isolate; an identity built without a token may carry a fixed string.
+   * Short SHA-256 prefix of the token, for log correlation only. A memoised function, so the
+   * hash is computed only when an audit record is built (after the response), and once per
+   * token per isolate.
    */
-  tokenHash: TokenHash;
+  tokenHash: () => Promise<string>;
 }
-
-export type TokenHash = string | (() => Promise<string>);

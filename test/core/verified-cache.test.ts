@@ -7,7 +7,18 @@ import { makeIssuer } from "../support/issuers";
 import { flipLastChar, verifierFor } from "./token-fixtures";
 
 const T0 = 1_800_000_000_000;
-const entry = { issuerId: "idp", payload: {}, tokenHash: () => Promise.resolve("0") };
+const entry = {
+  identity: {
+    issuerId: "idp",
+    issuer: "https://idp.example",
+    kind: "oidc" as const,
+    subject: "u1",
+    scopes: [],
+    groups: [],
+    claims: {},
+    tokenHash: () => Promise.resolve("0"),
+  },
+};
 
 function cache(limits: Partial<ConstructorParameters<typeof VerifiedTokenCache>[0]> = {}) {
   return new VerifiedTokenCache({ maxEntries: 100, maxKeyChars: 10_000, maxAgeMs: 300_000, ...limits });
@@ -32,7 +43,7 @@ describe("VerifiedTokenCache", () => {
     expect(c.size).toBe(3);
     expect(c.get(key(0), T0)).toBeUndefined();
     expect(c.get(key(1), T0)).toBeUndefined();
-    expect(c.get(key(4), T0)).toMatchObject({ issuerId: "idp" });
+    expect(c.get(key(4), T0)).toMatchObject({ identity: { issuerId: "idp" } });
   });
 
   it("holds at most maxKeyChars of tokens, evicting the oldest first", () => {

@@ -226,7 +226,7 @@ describe("metrics data points", () => {
         scopes: [],
         groups: [],
         claims: {},
-        tokenHash: "9f86d081884c7d65",
+        tokenHash: async () => "9f86d081884c7d65",
       });
       c.set("tokenCheck", { issuerId: "main", verifyMs: 0.8, keySource: "fetch" });
       Object.assign(c.get("timings"), { authMs: 1.1, limitMs: 0.4 });

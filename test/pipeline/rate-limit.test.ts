@@ -199,7 +199,7 @@ function stage(doc: PolicyDocument, bindings: Record<string, unknown> = {}) {
           scopes: [],
           groups: [],
           claims: {},
-          tokenHash: "test",
+          tokenHash: async () => "test",
         };
         c.set("identity", identity);
       }

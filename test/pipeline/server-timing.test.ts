@@ -93,7 +93,7 @@ describe("Server-Timing", () => {
         scopes: ["orders:read"],
         groups: [],
         claims: {},
-        tokenHash: "9f86d081884c7d65",
+        tokenHash: async () => "9f86d081884c7d65",
       });
       return new Response("ok");
     };

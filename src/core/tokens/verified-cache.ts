@@ -6,15 +6,17 @@
 // (large tokens cannot fill isolate memory), oldest insertion evicted first; an entry never
 // outlives its token's `exp` nor the maximum age.
 
-import type { JsonObject } from "./compact";
+import type { Identity } from "../identity";
 
 export interface VerifiedEntry {
-  issuerId: string;
-  payload: JsonObject;
+  /**
+   * The identity the token maps to, built once: it depends only on the issuer and the verified
+   * claims (`identity.claims`), and its memoised audit hash means a warm token is hashed at
+   * most once per isolate. Shared by every request that presents the token: read-only.
+   */
+  identity: Identity;
   /** Milliseconds since the epoch after which the entry is unusable. */
   expiresAt: number;
-  /** The token's audit hash, memoised: a warm token is hashed at most once per isolate. */
-  tokenHash: () => Promise<string>;
 }
 
 export interface VerifiedCacheLimits {

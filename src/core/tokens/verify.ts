@@ -91,8 +91,10 @@ export class TokenVerifier {
     const now = this.deps.now();
     const cached = this.tokenCache.get(token, now);
     if (cached) {
-      const issuer = this.policy.issuers.get(cached.issuerId) as ResolvedIssuer;
-      return this.finish(issuer, cached.payload, cached.tokenHash, acceptedIssuerIds, audiences, "token_cache");
+      const { identity } = cached;
+      const issuer = this.policy.issuers.get(identity.issuerId) as ResolvedIssuer;
+      const refused = this.routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
+      return refused ?? { ok: true, identity, keySource: "token_cache" };
     }
 
     const parsed = parseToken(token, this.policy.maxTokenBytes);
@@ -131,28 +133,27 @@ export class TokenVerifier {
 
     const claims = checkRegisteredClaims(header, payload, issuer, now);
     if (!claims.ok) return failed(claims.reason, claims.detail);
-    const hash = lazyTokenHash(token);
-    const result = this.finish(issuer, payload, hash, acceptedIssuerIds, audiences, lookup.source);
-    if (result.ok) this.tokenCache.set(token, { issuerId: issuer.id, payload, tokenHash: hash }, claims.exp, now);
-    return result;
+    const refused = this.routeRefusal(issuer, payload, acceptedIssuerIds, audiences);
+    if (refused) return refused;
+    const mapped = identityFromClaims(issuer, payload, lazyTokenHash(token));
+    if (!mapped.ok) return { ok: false, reason: "token_invalid", detail: mapped.detail };
+    this.tokenCache.set(token, { identity: mapped.identity }, claims.exp, now);
+    return { ok: true, identity: mapped.identity, keySource: lookup.source };
   }
 
   /** The route-dependent checks, run on every request, cached or not. */
-  private finish(
+  /** Whether this route takes a token of this issuer and audience; a refusal, or undefined. */
+  private routeRefusal(
     issuer: ResolvedIssuer,
-    payload: JsonObject,
-    tokenHash: () => Promise<string>,
+    payload: Readonly<Record<string, unknown>>,
     acceptedIssuerIds: readonly string[],
     audiences: readonly string[] | undefined,
-    keySource: KeySource | "token_cache",
-  ): VerifyResult {
+  ): VerifyResult | undefined {
     if (!acceptedIssuerIds.includes(issuer.id))
       return { ok: false, reason: "issuer_unknown", detail: "issuer_not_accepted_by_route" };
     if (!audienceMatches(payload.aud, audiences ?? issuer.audiences)) {
       return { ok: false, reason: "audience_mismatch", detail: "aud" };
     }
-    const mapped = identityFromClaims(issuer, payload, tokenHash);
-    if (!mapped.ok) return { ok: false, reason: "token_invalid", detail: mapped.detail };
-    return { ok: true, identity: mapped.identity, keySource };
+    return undefined;
   }
 }
