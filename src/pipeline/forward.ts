@@ -87,11 +87,9 @@ export function forward(): Stage {
     // the race is over, so a long download or stream is never cut off mid-body. A race, not
     // an abort signal on the fetch: a signal makes every subrequest markedly dearer in
     // workerd, and an origin request that lost the race ends with the client's request.
-    // The timer is never cleared: once the race is decided its firing changes nothing, the
-    // runtime drops a request's pending timers when the request ends, and clearing one
-    // costs about as much as setting it.
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const budget = new Promise<typeof TIMED_OUT>((resolve) => {
-      setTimeout(() => resolve(TIMED_OUT), upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS);
+      timer = setTimeout(() => resolve(TIMED_OUT), upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS);
     });
     let response: Response | typeof TIMED_OUT;
     try {
@@ -103,6 +101,8 @@ export function forward(): Stage {
         return deny(c, "client_closed", { detail: "client_body_aborted" });
       }
       return deny(c, "origin_unavailable", { detail: "origin_unreachable" });
+    } finally {
+      clearTimeout(timer);
     }
     if (response === TIMED_OUT) {
       c.get("timings").upstreamMs = Date.now() - started;

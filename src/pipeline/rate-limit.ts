@@ -100,12 +100,11 @@ export function rateLimit(): Stage {
     }
     if (calls.length === 0) return undefined;
 
-    // One timer bounds both calls: they run in parallel against the same budget. It is not
-    // cleared (as the origin's in forward.ts): once both calls are answered its firing
-    // changes nothing, and the runtime drops it when the request ends.
+    // One timer bounds both calls: they run in parallel against the same budget.
     const answers = new Map<LimiterKind, ObjectAnswer>();
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      setTimeout(() => reject(new LimiterTimeout()), policy.limiterTimeoutMs);
+      timer = setTimeout(() => reject(new LimiterTimeout()), policy.limiterTimeoutMs);
     });
     await Promise.all(
       calls.map(async (call) => {
@@ -116,6 +115,7 @@ export function rateLimit(): Stage {
         }
       }),
     );
+    clearTimeout(timer);
     c.get("timings").limitMs = Date.now() - started;
 
     const verdict = combineAnswers(plan, answers);
