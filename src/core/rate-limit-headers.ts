@@ -16,13 +16,26 @@ export function sfString(value: string): string {
   return `"${printable.replace(/[\\"]/g, (ch) => `\\${ch}`)}"`;
 }
 
+/** Limit names come from the policy, so there are few: each is encoded once per isolate. */
+const encodedNames = new Map<string, string>();
+const MAX_ENCODED_NAMES = 1_000;
+
+function limitName(name: string): string {
+  let encoded = encodedNames.get(name);
+  if (encoded === undefined) {
+    encoded = sfString(name);
+    if (encodedNames.size < MAX_ENCODED_NAMES) encodedNames.set(name, encoded);
+  }
+  return encoded;
+}
+
 /** Header name → value, for statuses already ordered most restrictive first. */
 export function rateLimitHeaders(statuses: readonly LimitStatus[]): Record<string, string> {
   const first = statuses[0];
   if (!first) return {};
   return {
-    "ratelimit-policy": statuses.map((s) => `${sfString(s.name)};q=${s.limit};w=${s.windowS}`).join(", "),
-    ratelimit: statuses.map((s) => `${sfString(s.name)};r=${s.remaining};t=${ceilSeconds(s.resetMs)}`).join(", "),
+    "ratelimit-policy": statuses.map((s) => `${limitName(s.name)};q=${s.limit};w=${s.windowS}`).join(", "),
+    ratelimit: statuses.map((s) => `${limitName(s.name)};r=${s.remaining};t=${ceilSeconds(s.resetMs)}`).join(", "),
     "x-ratelimit-limit": String(first.limit),
     "x-ratelimit-remaining": String(first.remaining),
     "x-ratelimit-reset": String(ceilSeconds(first.resetMs)),
