@@ -82,7 +82,13 @@ export function forward(): Stage {
       redirect: "manual",
     };
     if (clientGone) init.signal = clientGone.signal;
-    const sent = via.fetch(target, init);
+    let sent: Promise<Response>;
+    try {
+      sent = via.fetch(target, init);
+    } catch (error) {
+      // A binding may throw rather than reject: the same unreachable origin either way.
+      sent = Promise.reject(error);
+    }
     // The budget covers the wait for the origin's response headers only: once they arrive
     // the race is over, so a long download or stream is never cut off mid-body. A race, not
     // an abort signal on the fetch: a signal makes every subrequest markedly dearer in
