@@ -100,6 +100,26 @@ describe("service-binding upstream", () => {
     expect(response.status).toBe(500);
     expect(edge.audit[0]).toMatchObject({ reason: "misconfigured", detail: "service_binding_missing:NO_SUCH_BINDING" });
   });
+
+  it("answers 502 origin_unavailable when the binding throws instead of answering", async () => {
+    const throwing = {
+      fetch: () => {
+        throw new TypeError("binding broke");
+      },
+    };
+    const edge = harness(
+      basePolicy({
+        upstreams: { svc: { service: "THROWING_SERVICE" } },
+        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+      }),
+      {},
+      { THROWING_SERVICE: throwing },
+    );
+    const response = await edge.fetch("/svc/a");
+    expect(response.status).toBe(502);
+    expect(await response.json()).toMatchObject({ reason: "origin_unavailable" });
+    expect(edge.audit[0]).toMatchObject({ reason: "origin_unavailable", detail: "origin_unreachable" });
+  });
 });
 
 describe("origin timeout budget", () => {
