@@ -6,7 +6,7 @@ import type { ResolvedIssuer } from "../../src/core/policy";
 import { verifySignature } from "../../src/core/tokens/jws-verify";
 import { checkRegisteredClaims } from "../../src/core/tokens/registered-claims";
 import { AUDIENCE, b64url, makeIssuer, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
-import { fixedNow, flipLastChar, makeAnyKey, makeWeakRsaKey, signText, verifierFor } from "./token-fixtures";
+import { fixedNow, flipLastChar, makeKeyRing, signText, verifierFor } from "./token-fixtures";
 
 const NOW = fixedNow();
 const S = Math.floor(NOW / 1000);
@@ -19,12 +19,7 @@ const keys: Record<string, TestKey> = {};
 let verify: (token: string) => ReturnType<ReturnType<typeof verifierFor>["verify"]>;
 
 beforeAll(async () => {
-  keys.es = await makeKey("ES256", "es");
-  keys.rs = await makeKey("RS256", "rs");
-  keys.ps = await makeKey("PS256", "ps");
-  keys.ed = await makeKey("EdDSA", "ed");
-  keys.es384 = await makeAnyKey("ES384", "es384");
-  keys.weak = await makeWeakRsaKey("weak");
+  Object.assign(keys, await makeKeyRing());
   keys.dupA = await makeKey("ES256", "dup");
   keys.dupB = await makeKey("ES256", "dup");
   [plain, typed, narrow] = await Promise.all([makeIssuer(), makeIssuer(), makeIssuer()]);

@@ -7,7 +7,7 @@ import { createLocalJWKSet, type JWK, jwtVerify } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_ALGORITHMS } from "../../src/core/policy";
 import { AUDIENCE, b64url, makeIssuer, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
-import { fixedNow, flipLastChar, makeAnyKey, makeWeakRsaKey, signText, verifierFor } from "./token-fixtures";
+import { fixedNow, flipLastChar, makeKeyRing, signText, verifierFor } from "./token-fixtures";
 
 const NOW = fixedNow();
 const S = Math.floor(NOW / 1000);
@@ -246,12 +246,7 @@ const corpus: Case[] = [
 ];
 
 beforeAll(async () => {
-  keys.es = await makeKey("ES256", "es");
-  keys.rs = await makeKey("RS256", "rs");
-  keys.ps = await makeKey("PS256", "ps");
-  keys.ed = await makeKey("EdDSA", "ed");
-  keys.es384 = await makeAnyKey("ES384", "es384");
-  keys.weak = await makeWeakRsaKey("weak");
+  Object.assign(keys, await makeKeyRing());
   [plain, typed] = await Promise.all([makeIssuer(), makeIssuer()]);
   await Promise.all([plain, typed].map((issuer) => issuer.publish(Object.values(keys))));
   jwks = { keys: Object.values(keys).map((k) => k.publicJwk) };

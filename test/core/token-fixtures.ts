@@ -5,7 +5,7 @@ import { exportJWK, generateKeyPair } from "jose";
 import { compilePolicy } from "../../src/core/policy";
 import type { IssuerConfig } from "../../src/core/policy-types";
 import { TokenVerifier, type VerifierDeps } from "../../src/core/tokens/verify";
-import { type Alg, AUDIENCE, b64url, type TestIssuer, type TestKey } from "../support/issuers";
+import { type Alg, AUDIENCE, b64url, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
 
 /** An injected clock, on a half second so that rounding to whole seconds is exercised. */
 export function fixedNow(): number {
@@ -17,6 +17,18 @@ export async function makeAnyKey(alg: string, kid: string): Promise<TestKey> {
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
   const publicJwk = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
   return { kid, alg: alg as Alg, privateKey, publicJwk };
+}
+
+/** One key of every algorithm family the verifier handles, plus a too-small RSA key. */
+export async function makeKeyRing(): Promise<Record<"es" | "rs" | "ps" | "ed" | "es384" | "weak", TestKey>> {
+  return {
+    es: await makeKey("ES256", "es"),
+    rs: await makeKey("RS256", "rs"),
+    ps: await makeKey("PS256", "ps"),
+    ed: await makeKey("EdDSA", "ed"),
+    es384: await makeAnyKey("ES384", "es384"),
+    weak: await makeWeakRsaKey("weak"),
+  };
 }
 
 /** A 1024-bit RS256 key, which jose will not even generate: sign with `signText`. */
