@@ -130,6 +130,28 @@ describe("header hygiene", () => {
     expect(got["x-keep-me"]).toBe("yes");
   });
 
+  it("keeps stripping once the isolate has seen more header names than it remembers", async () => {
+    const edge = harness(policy());
+    // More distinct names than the per-isolate memo of header-name verdicts holds (512).
+    for (let batch = 0; batch < 6; batch++) {
+      const headers = new Headers({ "x-user-sub": "early" });
+      for (let i = 0; i < 100; i++) headers.set(`x-filler-${batch}-${i}`, "1");
+      const filled = await edge.fetch("/public/a", { headers });
+      expect(filled.status).toBe(200);
+      await filled.text();
+    }
+    const m = marker();
+    const response = await edge.fetch("/public/a", {
+      headers: { "x-test-marker": m, "x-user-sub": "admin", X_User_Email: "ceo@example.com", "x-late": "kept" },
+    });
+    expect(response.status).toBe(200);
+    await response.text();
+    const got = (await originSaw(m))[0]!.headers;
+    expect(got["x-user-sub"]).toBeUndefined();
+    expect(got.x_user_email).toBeUndefined();
+    expect(got["x-late"]).toBe("kept");
+  });
+
   it("strips request-override headers", async () => {
     const { seen } = await send("/public/a", {
       headers: {
