@@ -13,8 +13,9 @@ export interface Stage {
   /** On the way in. Synchronous stages return directly, so they cost no promise. */
   run?: (c: PipelineContext) => StageResult | Promise<StageResult>;
   /**
-   * On the way out, last stage first, for every response: forwarded, denied, or an internal
-   * error. Returns the response to send (the same one, or a copy when its headers are frozen).
+   * On the way out, last stage first, once this stage was reached: for a forwarded response,
+   * a refusal or an internal error alike. Returns the response to send (the same one, or a
+   * copy when its headers are frozen).
    */
   finish?: (c: PipelineContext, response: Response) => Response;
 }
@@ -24,14 +25,19 @@ export function errorName(error: unknown): string {
   return error instanceof Error ? error.name : typeof error;
 }
 
-/** Runs `stages` in order until one answers; then every finisher, innermost first. */
+/**
+ * Runs `stages` in order until one answers; then the finishers of every stage that was reached,
+ * innermost first (as middleware unwinds: a stage after the one that answered never ran, so
+ * it has nothing to finish).
+ */
 export function runStages(stages: readonly Stage[]): (c: PipelineContext) => Promise<Response> {
-  const runs = stages.flatMap((stage) => (stage.run ? [stage.run] : []));
-  const finishers = stages.flatMap((stage) => (stage.finish ? [stage.finish] : [])).reverse();
   return async (c) => {
     let response: Response | undefined;
+    let reached = 0;
     try {
-      for (const run of runs) {
+      for (; reached < stages.length; reached++) {
+        const run = stages[reached]?.run;
+        if (!run) continue;
         const result = run(c);
         response = result instanceof Promise ? await result : result;
         if (response) break;
@@ -41,7 +47,9 @@ export function runStages(stages: readonly Stage[]): (c: PipelineContext) => Pro
       console.error(`portcullis: unhandled ${errorName(error)}`);
       response = deny(c, "internal_error", { detail: errorName(error) });
     }
-    for (const finish of finishers) {
+    for (let i = Math.min(reached, stages.length - 1); i >= 0; i--) {
+      const finish = stages[i]?.finish;
+      if (!finish) continue;
       try {
         response = finish(c, response);
       } catch (error) {
