@@ -3,6 +3,7 @@
 // header (including those `Connection` names) and every credential is left out. The
 // original request keeps its headers so the authenticate stage can still read credentials.
 
+import { boundedMemo } from "../core/bounded-memo";
 import {
   CREDENTIAL_COOKIES,
   CREDENTIAL_HEADERS,
@@ -26,21 +27,13 @@ export function withoutCredentialCookies(cookie: string): string {
     .join("; ");
 }
 
-/** Header names seen so far and whether they are stripped; bounded, names are client input. */
+/** Header names remembered per isolate with their verdict; names are client input. */
 const MAX_REMEMBERED_NAMES = 512;
 
 export function headerHygiene(): Stage {
   let isStripped: ((name: string) => boolean) | undefined;
   // The same few dozen names arrive on almost every request: decide each once per isolate.
-  const verdicts = new Map<string, boolean>();
-  const stripped = (name: string): boolean => {
-    let verdict = verdicts.get(name);
-    if (verdict === undefined) {
-      verdict = (isStripped as (name: string) => boolean)(name);
-      if (verdicts.size < MAX_REMEMBERED_NAMES) verdicts.set(name, verdict);
-    }
-    return verdict;
-  };
+  const stripped = boundedMemo(MAX_REMEMBERED_NAMES, (name: string) => (isStripped as (name: string) => boolean)(name));
   const run: Stage["run"] = (c) => {
     if (!isStripped) {
       const names = Object.values(c.get("policy").identityHeaders);

@@ -27,6 +27,7 @@ import {
   type ObjectAnswer,
   planLimits,
 } from "../core/limits";
+import { boundedMemo } from "../core/bounded-memo";
 import { rateLimitHeaders } from "../core/rate-limit-headers";
 import { afterResponse } from "./after-response";
 import { deny } from "./respond";
@@ -49,6 +50,19 @@ interface ObjectCall {
   stub: LimiterRpc;
   items: CounterRequest[];
   pending: Promise<AcquireResult>;
+}
+
+/** Object ids by name, per namespace and isolate: the same few tenants ask on every request. */
+const MAX_REMEMBERED_IDS = 10_000;
+const objectIds = new WeakMap<DurableObjectNamespace, (name: string) => DurableObjectId>();
+
+function objectId(namespace: DurableObjectNamespace, name: string): DurableObjectId {
+  let idOf = objectIds.get(namespace);
+  if (!idOf) {
+    idOf = boundedMemo(MAX_REMEMBERED_IDS, (objectName: string) => namespace.idFromName(objectName));
+    objectIds.set(namespace, idOf);
+  }
+  return idOf(name);
 }
 
 function counterRequest(limit: AppliedLimit): CounterRequest {
@@ -89,7 +103,7 @@ export function rateLimit(): Stage {
       const namespace = c.env?.[BINDINGS[kind]] as DurableObjectNamespace | undefined;
       if (!namespace) return deny(c, "misconfigured", { detail: `binding_missing:${BINDINGS[kind]}` });
       const items = plan.limits.filter((l) => l.object === kind).map(counterRequest);
-      const stub = namespace.get(namespace.idFromName(objectName)) as unknown as LimiterRpc;
+      const stub = namespace.get(objectId(namespace, objectName)) as unknown as LimiterRpc;
       let pending: Promise<AcquireResult>;
       try {
         pending = Promise.resolve(stub.acquire(items));
@@ -106,15 +120,15 @@ export function rateLimit(): Stage {
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new LimiterTimeout()), policy.limiterTimeoutMs);
     });
-    await Promise.all(
-      calls.map(async (call) => {
-        try {
-          answers.set(call.kind, { ok: true, result: await Promise.race([call.pending, deadline]) });
-        } catch (error) {
-          answers.set(call.kind, { ok: false, error: error instanceof LimiterTimeout ? "timeout" : "error" });
-        }
-      }),
-    );
+    const answer = async (call: ObjectCall): Promise<void> => {
+      try {
+        answers.set(call.kind, { ok: true, result: await Promise.race([call.pending, deadline]) });
+      } catch (error) {
+        answers.set(call.kind, { ok: false, error: error instanceof LimiterTimeout ? "timeout" : "error" });
+      }
+    };
+    // The common case is one object (the tenant's): no Promise.all around a single call.
+    await (calls.length === 1 ? answer(calls[0] as ObjectCall) : Promise.all(calls.map(answer)));
     clearTimeout(timer);
     c.get("timings").limitMs = Date.now() - started;
 
@@ -124,7 +138,8 @@ export function rateLimit(): Stage {
       c.set("outcome", { ...outcome, failedOpen: [...(outcome.failedOpen ?? []), ...verdict.failedOpen] });
     }
     const headers = c.get("responseHeaders");
-    for (const [name, value] of Object.entries(rateLimitHeaders(verdict.statuses))) headers.set(name, value);
+    const fields = rateLimitHeaders(verdict.statuses);
+    for (const name in fields) headers.set(name, fields[name] as string);
 
     if (verdict.decision === "allow") return undefined;
 

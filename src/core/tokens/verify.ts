@@ -13,7 +13,7 @@ import type { Fetcher } from "../jwks/fetch-key-set";
 import { type Defer, IssuerKeyStore, type KeySource, type KeyValueStore } from "../jwks/key-store";
 import type { CompiledPolicy, ResolvedIssuer } from "../policy";
 import { identityFromClaims } from "./claims";
-import { type JsonObject, parseToken } from "./compact";
+import { parseToken } from "./compact";
 import { type SignatureCheck, verifySignature } from "./jws-verify";
 import { checkRegisteredClaims } from "./registered-claims";
 import { lazyTokenHash } from "./token-hash";
