@@ -64,8 +64,8 @@ export interface Variables {
   tokenCheck: TokenCheck;
   outcome: Outcome;
   timings: Timings;
-  /** Response headers a stage wants on the final response (rate-limit fields, CORS). */
-  responseHeaders: Headers;
+  /** Response headers a stage wants on the final response (rate-limit fields, CORS); see `responseHeaders`. */
+  responseHeaders: Headers | undefined;
 }
 
 export interface PipelineEnv {
@@ -74,3 +74,16 @@ export interface PipelineEnv {
 }
 
 export type PipelineContext = Context<PipelineEnv>;
+
+/**
+ * The headers a stage wants on the final response, created on first use: most requests add
+ * none, and then no Headers object is made or walked.
+ */
+export function responseHeaders(c: PipelineContext): Headers {
+  let headers = c.get("responseHeaders");
+  if (!headers) {
+    headers = new Headers();
+    c.set("responseHeaders", headers);
+  }
+  return headers;
+}

@@ -3,6 +3,7 @@
 // without CORS is refused, never forwarded. Actual responses get the CORS headers.
 
 import type { CorsConfig } from "../core/policy-types";
+import { responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
@@ -48,7 +49,7 @@ export function cors(): Stage {
 
     if (config && origin !== undefined) {
       const allowOrigin = allowedOrigin(config, origin);
-      const extra = c.get("responseHeaders");
+      const extra = responseHeaders(c);
       extra.append("vary", "Origin");
       if (allowOrigin) {
         extra.set("access-control-allow-origin", allowOrigin);

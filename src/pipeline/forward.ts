@@ -122,9 +122,12 @@ export function forward(): Stage {
     }
     c.get("timings").upstreamMs = Date.now() - started;
     const out = clientResponse(response);
-    for (const [name, value] of c.get("responseHeaders")) {
-      if (name === "vary") out.headers.append(name, value);
-      else out.headers.set(name, value);
+    const extra = c.get("responseHeaders");
+    if (extra) {
+      for (const [name, value] of extra) {
+        if (name === "vary") out.headers.append(name, value);
+        else out.headers.set(name, value);
+      }
     }
     c.get("outcome").decision = "allow";
     return out;

@@ -30,6 +30,7 @@ import {
 import { boundedMemo } from "../core/bounded-memo";
 import { rateLimitHeaders } from "../core/rate-limit-headers";
 import { afterResponse } from "./after-response";
+import { responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
@@ -137,7 +138,7 @@ export function rateLimit(): Stage {
       const outcome = c.get("outcome");
       c.set("outcome", { ...outcome, failedOpen: [...(outcome.failedOpen ?? []), ...verdict.failedOpen] });
     }
-    const headers = c.get("responseHeaders");
+    const headers = responseHeaders(c);
     const fields = rateLimitHeaders(verdict.statuses);
     for (const name in fields) headers.set(name, fields[name] as string);
 

@@ -10,7 +10,6 @@ export function requestId(): Stage {
       c.set("startedAt", Date.now());
       c.set("outcome", { decision: "allow" });
       c.set("timings", {});
-      c.set("responseHeaders", new Headers());
       return undefined;
     },
     finish(c, response) {

@@ -185,7 +185,6 @@ function stage(doc: PolicyDocument, bindings: Record<string, unknown> = {}) {
       c.set("requestId", crypto.randomUUID());
       c.set("outcome", { decision: "allow" });
       c.set("timings", {});
-      c.set("responseHeaders", new Headers());
       c.set("route", route);
       const who = c.req.header("x-test-identity");
       if (who) {
