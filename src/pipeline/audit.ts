@@ -39,7 +39,8 @@ export function audit(sinks: () => readonly AuditSink[]): Stage {
     // Capture the moment and the status now; build and write everything after the response.
     const now = Date.now();
     const status = response.status;
-    const work = Promise.resolve().then(async () => {
+    // Its first step awaits the token hash, so nothing below runs before the response is out.
+    const work = (async () => {
       const record = recordFor(c, now, status, await auditIdentity(c.get("identity")));
       if (dataset) {
         try {
@@ -55,12 +56,13 @@ export function audit(sinks: () => readonly AuditSink[]): Stage {
       }
       for (const sink of targets) {
         try {
-          await sink(record);
+          const written = sink(record);
+          if (written) await written;
         } catch (error) {
           console.error(`portcullis: audit sink failed (${errorName(error)})`);
         }
       }
-    });
+    })();
     afterResponse(c, work);
     return response;
   };

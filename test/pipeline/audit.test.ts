@@ -132,13 +132,18 @@ describe("audit record", () => {
           () => {
             throw new Error("sink down: Bearer should-not-be-logged");
           },
+          async () => {
+            throw new TypeError("sink rejected: Bearer should-not-be-logged");
+          },
         ],
       });
       const response = await edge.fetch("/public/x");
       expect(response.status).toBe(200);
       expect(edge.audit).toHaveLength(1);
       const lines = errors.mock.calls.map((call) => call.join(" "));
+      // A sink that throws and one whose promise rejects are both reported, by class only.
       expect(lines).toContain("portcullis: audit sink failed (Error)");
+      expect(lines).toContain("portcullis: audit sink failed (TypeError)");
       expect(lines.join("\n")).not.toContain("should-not-be-logged");
     } finally {
       errors.mockRestore();
