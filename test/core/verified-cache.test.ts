@@ -97,6 +97,46 @@ describe("VerifiedTokenCache", () => {
     c.set("t", entry, T0 / 1000 + 60, T0);
     expect(c.size).toBe(0);
   });
+
+  it("under long churn with re-stored and expiring tokens, holds exactly what a plain oldest-first cache holds", () => {
+    // The reference: a Map evicting its first key (insertion order) until the new token fits.
+    const limits = { maxEntries: 40, maxKeyChars: 4_000, maxAgeMs: 300_000 };
+    const reference = new Map<string, number>();
+    const referenceChars = () => [...reference.keys()].reduce((sum, token) => sum + token.length, 0);
+    const referenceSet = (token: string, expiresAt: number) => {
+      reference.delete(token);
+      for (const oldest of reference.keys()) {
+        if (reference.size < limits.maxEntries && referenceChars() + token.length <= limits.maxKeyChars) break;
+        reference.delete(oldest);
+      }
+      reference.set(token, expiresAt);
+    };
+    const c = new VerifiedTokenCache(limits);
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    let now = T0;
+    // Enough operations for the queue to be rebuilt many times over.
+    for (let op = 0; op < 20_000; op++) {
+      now += random(50);
+      const token = key(random(300), 50 + random(150));
+      if (random(3) === 0) {
+        const served = c.get(token, now) !== undefined;
+        const expiresAt = reference.get(token);
+        const held = expiresAt !== undefined && now < expiresAt;
+        if (expiresAt !== undefined && !held) reference.delete(token);
+        expect(served).toBe(held);
+      } else {
+        const expSeconds = Math.floor(now / 1000) + 1 + random(20);
+        c.set(token, entry, expSeconds, now);
+        referenceSet(token, Math.min(expSeconds * 1000, now + limits.maxAgeMs));
+      }
+      expect(c.size).toBe(reference.size);
+      expect(c.keyChars).toBe(referenceChars());
+    }
+  });
 });
 
 describe("the verified-token cache in the verifier", () => {

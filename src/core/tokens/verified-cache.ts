@@ -27,9 +27,20 @@ export interface VerifiedCacheLimits {
   maxAgeMs: number;
 }
 
+/** An entry as stored: with the position of its token in the eviction queue. */
+type StoredEntry = VerifiedEntry & { slot: number };
+
 export class VerifiedTokenCache {
-  private readonly entries = new Map<string, VerifiedEntry>();
+  private readonly entries = new Map<string, StoredEntry>();
   private chars = 0;
+  /**
+   * Tokens in insertion order, the oldest at `head`: eviction takes from here in O(1). (Taking
+   * the Map's first key instead walks over every slot its earlier deletions left behind, a
+   * cost that grows with the cache under steady churn.) A slot whose token has since been
+   * deleted or stored again is stale: its entry's `slot` no longer points at it.
+   */
+  private order: (string | undefined)[] = [];
+  private head = 0;
 
   constructor(private readonly limits: VerifiedCacheLimits) {}
 
@@ -58,13 +69,33 @@ export class VerifiedTokenCache {
     const expiresAt = Math.min(expSeconds * 1000, now + maxAgeMs);
     if (expiresAt <= now || token.length > maxKeyChars || maxEntries <= 0) return;
     this.delete(token);
-    // Evict the oldest insertions (Map iterates in insertion order) until the new one fits.
-    for (const oldest of this.entries.keys()) {
-      if (this.entries.size < maxEntries && this.chars + token.length <= maxKeyChars) break;
-      this.delete(oldest);
-    }
-    this.entries.set(token, { ...entry, expiresAt });
+    // The oldest insertions go until the new one fits (the cache is not empty while it does not).
+    while (this.entries.size >= maxEntries || this.chars + token.length > maxKeyChars) this.evictOldest();
+    this.entries.set(token, { ...entry, expiresAt, slot: this.order.length });
+    this.order.push(token);
     this.chars += token.length;
+    // Once stale and spent slots outnumber live entries, rebuild the queue: amortised O(1).
+    if (this.order.length > 2 * this.entries.size + 1024) this.compact();
+  }
+
+  private evictOldest(): void {
+    for (;;) {
+      const slot = this.head++;
+      const token = this.order[slot];
+      this.order[slot] = undefined;
+      if (token !== undefined && this.entries.get(token)?.slot === slot) {
+        this.delete(token);
+        return;
+      }
+    }
+  }
+
+  /** The live entries' tokens, still in insertion order (the Map's own order). */
+  private compact(): void {
+    this.order = [...this.entries.keys()];
+    this.head = 0;
+    let slot = 0;
+    for (const entry of this.entries.values()) entry.slot = slot++;
   }
 
   private delete(token: string): void {
