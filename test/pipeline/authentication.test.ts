@@ -301,25 +301,58 @@ describe("attacks, each by its deny reason", () => {
   });
 
   it.each([
-    ["stripped signature", (t: string) => `${t.split(".").slice(0, 2).join(".")}.`],
-    ["two segments", (t: string) => t.split(".").slice(0, 2).join(".")],
     [
+      "stripped signature",
+      (t: string) => `${t.split(".").slice(0, 2).join(".")}.`,
+      401,
+      "token_invalid",
+      "not_compact_jws",
+    ],
+    ["two segments", (t: string) => t.split(".").slice(0, 2).join("."), 401, "token_invalid", "not_compact_jws"],
+    [
+      // `=` is only allowed at the end of a b64token (RFC 6750 §2.1): refused at extraction.
       "padded segments",
       (t: string) =>
         t
           .split(".")
           .map((s) => `${s}==`)
           .join("."),
+      400,
+      "token_malformed",
+      "bad_bearer_syntax",
     ],
-    ["standard base64", (t: string) => t.replace(/-/g, "+").replace(/_/g, "/").replace(/^./, "+")],
-    ["five segments (JWE)", (t: string) => `${t}.AAAA.BBBB`],
-  ])("%s", async (_label, mangle) => {
+    [
+      "standard base64",
+      (t: string) => t.replace(/-/g, "+").replace(/_/g, "/").replace(/^./, "+"),
+      401,
+      "token_invalid",
+      "not_compact_jws",
+    ],
+    ["five segments (JWE)", (t: string) => `${t}.AAAA.BBBB`, 401, "token_invalid", "not_compact_jws"],
+  ])("%s", async (_label, mangle, status, reason, detail) => {
     const edge = harness(policyFor(issuer));
     const token = mangle(await issuer.sign());
-    const { response, body, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
-    expect([400, 401]).toContain(response.status);
-    expect(["token_invalid", "token_malformed"]).toContain(body.reason);
+    const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(status);
+    expect(body.reason).toBe(reason);
+    expect(record?.detail).toBe(detail);
     expect(seen).toHaveLength(0);
+  });
+
+  it("whitespace around the header value is not part of it (RFC 9110 §5.5); inside the token it is refused", async () => {
+    const edge = harness(policyFor(issuer));
+    const token = await issuer.sign();
+    // The runtime drops leading and trailing whitespace of a field value before the edge reads it.
+    const padded = await call(edge, "/v1/x", { authorization: `Bearer ${token} \t` });
+    expect(padded.response.status).toBe(200);
+    expect(padded.seen).toHaveLength(1);
+    const [head, payload, signature] = token.split(".");
+    for (const inner of [`${head}. ${payload}.${signature}`, `${token.slice(0, 20)}\t${token.slice(20)}`]) {
+      const refused = await call(edge, "/v1/x", { authorization: `Bearer ${inner}` });
+      expect(refused.response.status).toBe(400);
+      expect(refused.body.reason).toBe("token_malformed");
+      expect(refused.seen).toHaveLength(0);
+    }
   });
 
   it("a non-canonical final base64url character is refused", async () => {
