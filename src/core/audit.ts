@@ -1,5 +1,5 @@
 // The audit record: one JSON line per request. Built from decisions, verified identity and
-// Cloudflare's own request metadata only, so a credential has no way in (DESIGN invariant 5):
+// Cloudflare's own request metadata only, so a credential has no way in (an invariant: secrets never reach logs):
 // no header value, no query string, no cookie, and never the client's IP address.
 
 import type { DenyReason } from "./deny";

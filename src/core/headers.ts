@@ -43,7 +43,7 @@ export const HOP_BY_HOP_HEADERS: readonly string[] = [
   "upgrade",
 ];
 
-/** Credentials that stop at the edge (DESIGN invariant 4). Cookies are filtered by name. */
+/** Credentials that stop at the edge: the origin never sees them. Cookies are filtered by name. */
 export const CREDENTIAL_HEADERS: readonly string[] = ["authorization", "cf-access-jwt-assertion", "x-api-key"];
 
 /** The cookie Cloudflare Access sets for browsers; it carries the Access assertion. */

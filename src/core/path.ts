@@ -1,5 +1,6 @@
 // Canonical path: the one spelling of a request path that routes match and the origin
-// receives. Ambiguous encodings are rejected, never guessed (DESIGN invariant 7).
+// receives. Ambiguous encodings are rejected, never guessed: the edge cannot know how an
+// origin would decode them.
 
 export type PathResult = { ok: true; path: string } | { ok: false; detail: PathRejection };
 

@@ -252,7 +252,7 @@ beforeAll(async () => {
   jwks = { keys: Object.values(keys).map((k) => k.publicJwk) };
 });
 
-/** jose with the options verify.ts used to pass it, plus the `iat` rule we add. */
+/** jose with the options that match our checks, plus the `iat` rule we add. */
 async function joseAccepts(token: string, issuer: TestIssuer, typ?: string): Promise<boolean> {
   try {
     const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), {

@@ -166,7 +166,7 @@ describe("audit record", () => {
   });
 });
 
-// ── Secrets never reach logs (DESIGN invariant 5) ────────────────────────────────────────
+// ── Secrets never reach logs ─────────────────────────────────────────────────────────────
 //
 // Every case sends the same credentials (a real-looking JWT as `Authorization: Bearer`, an
 // Access assertion in the `CF_Authorization` cookie, an API key), then asserts that no

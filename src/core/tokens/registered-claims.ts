@@ -1,7 +1,8 @@
 // The JWT checks that follow a valid signature (RFC 7519 §4.1, RFC 8725 §3.11): header `typ`,
 // `iss`, and the NumericDate claims against the issuer's clock skew. The order, reasons and
-// `claim_<name>_<reason>` details are those jose's `jwtVerify` (with `requiredClaims: ["exp"]`)
-// gave us before, so audit records read the same; refusing `iat` in the future is ours.
+// `claim_<name>_<reason>` details are those of jose's `jwtVerify` with `requiredClaims:
+// ["exp"]` (test/core/token-differential.test.ts compares the two); refusing `iat` in the
+// future is ours.
 
 import type { DenyReason } from "../deny";
 import type { ResolvedIssuer } from "../policy";

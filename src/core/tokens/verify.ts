@@ -1,6 +1,7 @@
 // Verifies an access token or Access assertion against the issuers a route accepts.
 // Everything the decision needs comes from configuration — algorithms, issuer, keys —
-// never from the token (DESIGN invariant 6). One instance per isolate.
+// never from the token (a token never chooses its own algorithm or key source). One instance
+// per isolate.
 //
 // The request path: size cap → verified-token cache (keyed by the exact token) → one strict
 // parse → issuer and alg allow-list → keys → WebCrypto signature check → registered claims →
