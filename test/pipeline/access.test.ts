@@ -106,4 +106,79 @@ describe("Cloudflare Access", () => {
     expect(body.reason).toBe("token_missing");
     expect(seen).toHaveLength(0);
   });
+
+  it("refuses an assertion that comes with a token in the query, so that token never reaches the origin", async () => {
+    const edge = harness(accessPolicy());
+    const m = marker();
+    const response = await edge.fetch("/access/dashboard?access_token=UNVERIFIED.x.y", {
+      headers: { "x-test-marker": m, cookie: `CF_Authorization=${await assertion()}` },
+    });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { reason: string }).reason).toBe("token_malformed");
+    expect(edge.audit.at(-1)?.detail).toBe("multiple_methods");
+    expect(await originSaw(m)).toHaveLength(0);
+  });
+});
+
+describe("a route that accepts bearer tokens and Access assertions", () => {
+  let idp: TestIssuer;
+  beforeAll(async () => {
+    idp = await makeIssuer();
+  });
+
+  function mixedEdge() {
+    return harness(
+      basePolicy({
+        issuers: {
+          access: { kind: "cloudflare_access", team_domain: team.url },
+          idp: { kind: "oidc", issuer: idp.url, audiences: ["api"] },
+        },
+        routes: [
+          {
+            name: "mixed",
+            methods: ["GET"],
+            path: "/mixed/**",
+            auth: { issuers: ["idp", "access"], audiences: ["api", AUD_TAG] },
+            upstream: "echo",
+          },
+        ],
+      }),
+    );
+  }
+
+  it("leaves a non-Bearer Authorization header to the Access assertion, and strips both", async () => {
+    const edge = mixedEdge();
+    const m = marker();
+    const response = await edge.fetch("/mixed/x", {
+      headers: { "x-test-marker": m, authorization: "Basic dXNlcjpwYXNz", cookie: `CF_Authorization=${await assertion()}` },
+    });
+    expect(response.status).toBe(200);
+    const [seen] = await originSaw(m);
+    expect(seen?.headers["x-user-email"]).toBe("user@example.com");
+    expect(seen?.headers.authorization).toBeUndefined();
+    expect(seen?.headers.cookie).toBeUndefined();
+  });
+
+  it("reads a Bearer Authorization header first", async () => {
+    const edge = mixedEdge();
+    const m = marker();
+    const response = await edge.fetch("/mixed/x", {
+      headers: {
+        "x-test-marker": m,
+        authorization: `Bearer ${await idp.sign({ sub: "bearer-user", aud: "api" })}`,
+        "cf-access-jwt-assertion": await assertion(),
+      },
+    });
+    expect(response.status).toBe(200);
+    const [seen] = await originSaw(m);
+    expect(seen?.headers["x-user-sub"]).toBe("bearer-user");
+  });
+
+  it("still refuses another scheme when no Access assertion is present", async () => {
+    const edge = mixedEdge();
+    const response = await edge.fetch("/mixed/x", { headers: { authorization: "Basic dXNlcjpwYXNz" } });
+    expect(response.status).toBe(401);
+    expect(((await response.json()) as { reason: string }).reason).toBe("token_missing");
+    expect(edge.audit.at(-1)?.detail).toBe("unsupported_scheme");
+  });
 });

@@ -42,24 +42,31 @@ function accessFrom(headers: Headers): CredentialResult | undefined {
 
 /**
  * The credential for a route that accepts bearer tokens and/or Access assertions. Tokens
- * in the query string are never accepted (RFC 6750 §2.3 is a MUST NOT for us), and a
- * request that also carries one is refused rather than half-read.
+ * in the query string are never accepted (RFC 6750 §2.3 is a MUST NOT for us): a request
+ * carrying one is refused whatever else it carries, so an unverified token never rides
+ * along to the origin next to a verified one. A route that accepts both kinds reads a
+ * Bearer `Authorization` first; any other scheme there leaves the Access assertion to decide.
  */
 export function extractCredential(
   headers: Headers,
   url: URL,
   accepts: { bearer: boolean; access: boolean },
 ): CredentialResult {
-  const queryToken = url.searchParams.has("access_token");
   const authorization = headers.get("authorization");
+  if (url.searchParams.has("access_token")) {
+    const other = (accepts.bearer && authorization !== null) || (accepts.access && accessFrom(headers) !== undefined);
+    return other
+      ? { ok: false, reason: "token_malformed", detail: "multiple_methods" }
+      : { ok: false, reason: "token_missing", detail: "query_token_not_accepted" };
+  }
   if (accepts.bearer && authorization !== null) {
-    if (queryToken) return { ok: false, reason: "token_malformed", detail: "multiple_methods" };
-    return bearerFrom(authorization);
+    const bearer = bearerFrom(authorization);
+    if (bearer.ok || !accepts.access || bearer.detail !== "unsupported_scheme") return bearer;
   }
   if (accepts.access) {
     const access = accessFrom(headers);
     if (access) return access;
   }
-  if (queryToken) return { ok: false, reason: "token_missing", detail: "query_token_not_accepted" };
+  if (accepts.bearer && authorization !== null) return bearerFrom(authorization);
   return { ok: false, reason: "token_missing", detail: "no_credentials" };
 }
