@@ -3,7 +3,7 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, type MockInstance, vi } from "vitest";
-import { createApp } from "../../src/app";
+import { type AppOptions, createApp } from "../../src/app";
 import { type AuditRecord, consoleSink } from "../../src/core/audit";
 import type { DenyReason } from "../../src/core/deny";
 import type { PolicyDocument } from "../../src/core/policy-types";
@@ -183,8 +183,11 @@ describe("audit record", () => {
 //   objects throw, with a credential in the error message);
 // - `live: async () => ({ token, issuer? })` signs a real token; return your own issuer to
 //   control it (e.g. `await issuer.setMode("down")` for `jwks_unavailable`);
-// - `repeat: n` sends the request n times and checks the last (e.g. to reach a limit).
-// A reason with no case here is a reason whose error path is not proven clean.
+// - `repeat: n` sends the request n times and checks the last (e.g. to reach a limit);
+// - `app` adds createApp options (e.g. an `authentication` clock or fetch).
+// A reason with no case here is a reason whose error path is not proven clean: EVERY_REASON
+// lists them all (a compile error when src/core/deny.ts gains one), and a test checks that
+// each has a case.
 
 function base64url(bytes: Uint8Array): string {
   let binary = "";
@@ -256,6 +259,31 @@ const SECRETS_POLICY: PolicyDocument = {
   ],
 };
 
+/** Every deny reason. Typed against DenyReason, so tsc refuses a missing or unknown one. */
+const EVERY_REASON: { readonly [R in DenyReason]: true } = {
+  bad_request: true,
+  route_not_found: true,
+  cors_rejected: true,
+  token_missing: true,
+  token_malformed: true,
+  token_invalid: true,
+  token_expired: true,
+  token_not_yet_valid: true,
+  issuer_unknown: true,
+  audience_mismatch: true,
+  insufficient_scope: true,
+  forbidden: true,
+  tenant_mismatch: true,
+  rate_limited: true,
+  jwks_unavailable: true,
+  limiter_unavailable: true,
+  origin_unavailable: true,
+  origin_timeout: true,
+  misconfigured: true,
+  internal_error: true,
+  client_closed: true,
+};
+
 /** SECRETS_POLICY plus a live issuer guarding /v1/** (api:read) and /v1/admin/** (admin:write). */
 function withLiveIssuer(policy: PolicyDocument, issuer: TestIssuer): PolicyDocument {
   const live = { issuers: ["live"] };
@@ -295,6 +323,14 @@ interface SecretCase {
   live?: () => Promise<{ token: string; issuer?: TestIssuer }>;
   /** Send the request this many times (default 1); the last one is checked. */
   repeat?: number;
+  /** createApp options, in addition to the console audit sink. */
+  app?: AppOptions;
+}
+
+/** Appends a route guarded by the live issuer (call on a policy that has it, i.e. in a `live` case). */
+function withLiveRoute(policy: PolicyDocument, name: string, path: string, auth: Record<string, unknown>) {
+  const route = { name, methods: ["GET"], path, auth: { issuers: ["live"], ...auth }, upstream: "echo" };
+  return { ...policy, routes: [...policy.routes, route as PolicyDocument["routes"][number]] };
 }
 
 /** Rate limits on the public route (counted per client IP). */
@@ -316,6 +352,7 @@ const failingLimiter = {
 };
 
 const hourAgo = () => Math.floor(Date.now() / 1000) - 3600;
+const hourAhead = () => Math.floor(Date.now() / 1000) + 3600;
 
 /** An upload whose client goes away after the first chunk. */
 function abortingBody(): ReadableStream<Uint8Array> {
@@ -415,10 +452,50 @@ const CASES: SecretCase[] = [
     live: async () => ({ token: await liveIssuer.sign({ iat: hourAgo() - 600, exp: hourAgo() }) }),
   },
   {
+    name: "token not valid before an hour from now",
+    reasons: ["token_not_yet_valid"],
+    path: "/v1/things",
+    live: async () => ({ token: await liveIssuer.sign({ nbf: hourAhead(), exp: hourAhead() + 600 }) }),
+  },
+  {
+    name: "token for another audience",
+    reasons: ["audience_mismatch"],
+    path: "/v1/things",
+    live: async () => ({ token: await liveIssuer.sign({ aud: "https://other-api.test" }) }),
+  },
+  {
     name: "insufficient scope",
     reasons: ["insufficient_scope"],
     path: "/v1/admin/users",
     live: async () => ({ token: await liveIssuer.sign({ scope: "api:read" }) }),
+  },
+  {
+    name: "caller not in the route's group",
+    reasons: ["forbidden"],
+    path: "/staff/reports",
+    policy: (p) => withLiveRoute(p as PolicyDocument, "staff", "/staff/**", { groups: { any_of: ["staff"] } }),
+    live: async () => ({ token: await liveIssuer.sign({ groups: ["customers"] }) }),
+  },
+  {
+    name: "token for another tenant than the path's",
+    reasons: ["tenant_mismatch"],
+    path: "/tenants/globex/orders",
+    policy: (p) => withLiveRoute(p as PolicyDocument, "tenant-orders", "/tenants/:tenant/**", {}),
+    live: async () => ({ token: await liveIssuer.sign({ tenant_id: "acme" }) }),
+  },
+  {
+    // A stage that throws is answered by the pipeline's catch-all: here the token check's
+    // clock fails mid-request, with a credential in its message.
+    name: "a stage throws (internal error)",
+    reasons: ["internal_error"],
+    path: "/orders/1",
+    app: {
+      authentication: {
+        now: () => {
+          throw new RangeError(`clock unavailable while checking Bearer ${bearer.token} / ${apiKey}`);
+        },
+      },
+    },
   },
   {
     name: "rate limited",
@@ -461,6 +538,12 @@ const CASES: SecretCase[] = [
 ];
 
 describe("no credential reaches a log line", () => {
+  it("has a case for every deny reason", () => {
+    const covered = new Set(CASES.flatMap((testCase) => testCase.reasons));
+    const missing = Object.keys(EVERY_REASON).filter((reason) => !covered.has(reason as DenyReason));
+    expect(missing).toEqual([]);
+  });
+
   const spies: MockInstance[] = [];
   beforeAll(async () => {
     liveIssuer = await makeIssuer("ES256");
@@ -494,7 +577,7 @@ describe("no credential reaches a log line", () => {
     }
     const edge = harness(
       testCase.policy ? testCase.policy(policy) : policy,
-      { auditSinks: [consoleSink] },
+      { ...testCase.app, auditSinks: [consoleSink] },
       testCase.bindings,
     );
     const repeat = testCase.repeat ?? 1;
