@@ -48,7 +48,8 @@ class LimiterTimeout extends Error {
 
 interface ObjectCall {
   kind: LimiterKind;
-  stub: LimiterRpc;
+  /** Absent when the binding threw before an object could be reached. */
+  stub: LimiterRpc | undefined;
   items: CounterRequest[];
   pending: Promise<AcquireResult>;
 }
@@ -104,9 +105,12 @@ export function rateLimit(): Stage {
       const namespace = c.env?.[BINDINGS[kind]] as DurableObjectNamespace | undefined;
       if (!namespace) return deny(c, "misconfigured", { detail: `binding_missing:${BINDINGS[kind]}` });
       const items = plan.limits.filter((l) => l.object === kind).map(counterRequest);
-      const stub = namespace.get(objectId(namespace, objectName)) as unknown as LimiterRpc;
+      let stub: LimiterRpc | undefined;
       let pending: Promise<AcquireResult>;
+      // A binding may throw rather than reject, naming or reaching the object: the same
+      // unreachable limiter either way, decided by the limit's `on_error`.
       try {
+        stub = namespace.get(objectId(namespace, objectName)) as unknown as LimiterRpc;
         pending = Promise.resolve(stub.acquire(items));
       } catch (error) {
         pending = Promise.reject(error);
@@ -149,12 +153,12 @@ export function rateLimit(): Stage {
     for (const call of calls) {
       const answer = answers.get(call.kind);
       if (answer?.ok) {
-        if (answer.result.allowed) afterResponse(c, Promise.resolve(call.stub.release(call.items)));
+        if (answer.result.allowed) afterResponse(c, Promise.resolve(call.stub?.release(call.items)));
       } else if (answer?.error === "timeout") {
         const late = withinBudget(call.pending, LATE_RESERVATION_WAIT_MS);
         afterResponse(
           c,
-          late.then((result) => (result.allowed ? call.stub.release(call.items) : undefined)),
+          late.then((result) => (result.allowed ? call.stub?.release(call.items) : undefined)),
         );
       }
     }

@@ -368,6 +368,20 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     expect(outcome.detail).toBe("limiter_route_error");
   });
 
+  it("treats a binding that throws while naming or reaching its object like an object that fails", async () => {
+    const throwing = {
+      idFromName: () => {
+        throw new Error("namespace unavailable");
+      },
+    };
+    const closed = await stage(stageDoc(limits("deny")), { ROUTE_LIMITER: throwing })({ subject: "a", tenant: "t" });
+    expect(closed.response.status).toBe(503);
+    expect(closed.outcome.detail).toBe("limiter_route_error");
+    const open = await stage(stageDoc(limits("allow")), { ROUTE_LIMITER: throwing })({ subject: "a", tenant: "t" });
+    expect(open.response.status).toBe(200);
+    expect(open.outcome.failedOpen).toEqual(["route-limit"]);
+  });
+
   it("fails open when the limit says so, and records it for the audit", async () => {
     const tenantObjects = fakeLimiter({ lateMs: 0, allowed: true });
     const run = stage(
