@@ -47,10 +47,12 @@ export function cors(): Stage {
       return new Response(null, { status: 204, headers });
     }
 
-    if (config && origin !== undefined) {
-      const allowOrigin = allowedOrigin(config, origin);
+    if (config) {
+      // Every response of a CORS route varies by Origin, even one to a request without it:
+      // a shared cache must not hand a response made for one page to another.
       const extra = responseHeaders(c);
       extra.append("vary", "Origin");
+      const allowOrigin = origin === undefined ? undefined : allowedOrigin(config, origin);
       if (allowOrigin) {
         extra.set("access-control-allow-origin", allowOrigin);
         if (config.allow_credentials) extra.set("access-control-allow-credentials", "true");

@@ -10,17 +10,24 @@ import type { Stage } from "./stage";
 const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
 /** What the budget resolves with when the origin has not answered in time. */
 const TIMED_OUT = Symbol("origin timed out");
+const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
 
 /**
  * The origin's response, re-wrapped so its headers can be changed (the runtime copies them
- * natively), minus hop-by-hop headers and any its `Connection` names.
+ * natively), minus hop-by-hop headers, any its `Connection` names, and its CORS headers: the
+ * edge alone answers for CORS (the cors stage adds its own), so an origin that reflects any
+ * `Origin` cannot open a route to pages the policy does not allow.
  */
 function clientResponse(upstream: Response): Response {
   const response = new Response(upstream.body, upstream);
   const headers = response.headers;
-  const nominated = headers.has("connection") ? connectionNominated(headers) : [];
-  for (const name of HOP_BY_HOP_HEADERS) headers.delete(name);
-  for (const name of nominated) headers.delete(name);
+  const dropped: string[] = [];
+  // Names come lower-cased; collected first, as a Headers object must not change mid-iteration.
+  for (const name of headers.keys()) {
+    if (HOP_BY_HOP.has(name) || name.startsWith("access-control-")) dropped.push(name);
+  }
+  if (dropped.includes("connection")) dropped.push(...connectionNominated(headers));
+  for (const name of dropped) headers.delete(name);
   return response;
 }
 
