@@ -4,6 +4,9 @@
 // Test hooks (never routed through the edge in the demo policy):
 //   x-echo-delay-ms: N      wait N ms before answering (origin-timeout tests)
 //   x-echo-stream-ms: N     send the headers and half the body at once, the rest N ms later
+//   x-echo-redirect: L      answer a redirect to L (status x-echo-redirect-status, default 302)
+//                           unless the request is already for L's path, so a client that
+//                           follows it lands on an ordinary echo (a second recorded request)
 //   GET /__echo/requests?marker=M   requests seen whose x-test-marker header was M
 import http from "node:http";
 
@@ -43,6 +46,14 @@ export function startEchoOrigin({ port = 8789, host = "127.0.0.1" } = {}) {
       record.raw_target = req.url;
       seen.push(record);
       if (seen.length > MAX_LOG) seen.shift();
+      const redirectTo = headers["x-echo-redirect"];
+      if (redirectTo !== undefined && new URL(redirectTo, "http://origin.invalid").pathname !== url.pathname) {
+        const asked = Number(headers["x-echo-redirect-status"] ?? 302);
+        const status = [301, 302, 303, 307, 308].includes(asked) ? asked : 302;
+        res.writeHead(status, { location: redirectTo, "x-echo": "1" });
+        res.end();
+        return;
+      }
       const delay = Number(headers["x-echo-delay-ms"] ?? 0);
       const streamGap = Math.min(Number(headers["x-echo-stream-ms"] ?? 0), 30_000);
       if (streamGap > 0) {
