@@ -12,7 +12,13 @@ import type {
   LimitSpec,
   UpstreamConfig,
 } from "./policy-types";
-import { type CompiledPattern, compileHostPattern, compilePathPattern, type HostPattern } from "./routes";
+import {
+  type CompiledPattern,
+  capturesOf,
+  compileHostPattern,
+  compilePathPattern,
+  type HostPattern,
+} from "./routes";
 
 export const DEFAULT_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"] as const;
 const KNOWN_ALGORITHMS = new Set([
@@ -566,6 +572,11 @@ function compileRoute(
     const compiled = compileHostPattern(raw.host);
     if (typeof compiled === "string") check.fail(`${path}.host`, compiled);
     else host = compiled;
+  }
+  // A name captured by both the host and the path would have two values, and a tenant
+  // binding would check only one of them.
+  if (host?.captureName !== undefined && pattern && capturesOf(pattern).includes(host.captureName)) {
+    check.fail(`${path}.host`, `capture ":${host.captureName}" is also in the path; capture it in one place`);
   }
   const auth = checkAuth(check, raw.auth, `${path}.auth`, context.issuers);
   let upstream: UpstreamConfig | undefined;

@@ -10,6 +10,10 @@ export interface CompiledPattern {
   parts: PathPart[];
 }
 
+export function capturesOf(pattern: CompiledPattern): string[] {
+  return pattern.parts.flatMap((part) => (part.kind === "capture" ? [part.name] : []));
+}
+
 export interface HostPattern {
   exact?: string;
   captureName?: string;
@@ -31,6 +35,8 @@ export function compilePathPattern(pattern: string): CompiledPattern | string {
     } else if (segment.startsWith(":")) {
       const name = segment.slice(1);
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return `bad capture name "${segment}"`;
+      // One value per name: a second capture would silently overwrite the first.
+      if (capturesOf({ parts }).includes(name)) return `capture "${segment}" appears twice`;
       parts.push({ kind: "capture", name });
     } else {
       if (segment === "." || segment === ".." || /[*%;\\]/.test(segment)) {

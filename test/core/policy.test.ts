@@ -99,6 +99,20 @@ describe("policy validation names the field and why", () => {
       'routes[0].auth.audiences: is required with Cloudflare Access issuer "access": the application\'s AUD tag',
     ],
     [
+      "a capture twice in the path",
+      (p: any) => (p.routes[0].path = "/t/:tenant/x/:tenant"),
+      'routes[0].path: capture ":tenant" appears twice',
+    ],
+    [
+      // Tenant binding would check only one of the two values.
+      "a capture in both the host and the path",
+      (p: any) => {
+        p.routes[0].path = "/t/:tenant/**";
+        p.routes[0].host = ":tenant.example.com";
+      },
+      'routes[0].host: capture ":tenant" is also in the path; capture it in one place',
+    ],
+    [
       "CORS wildcard with credentials",
       (p: any) => (p.routes[0].cors = { allow_origins: ["*"], allow_credentials: true }),
       'routes[0].cors.allow_credentials: cannot be true when allow_origins contains "*"',
