@@ -52,10 +52,17 @@ export const ACCESS_COOKIE = "CF_Authorization";
 /** Cookie names that carry credentials and are removed from the forwarded `Cookie`. */
 export const CREDENTIAL_COOKIES: readonly string[] = [ACCESS_COOKIE];
 
+/**
+ * Where one cookie ends: at `;`, or at a `,` followed by another `name=`. Two `Cookie` headers
+ * reach the Worker joined by ", ", and a cookie value may not contain a comma (RFC 6265
+ * §4.1.1), so a cookie after such a comma is a cookie of its own — also to an origin's parser.
+ */
+const COOKIE_BOUNDARY = /;|,(?=\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+=)/;
+
 /** The cookies of a `Cookie` header in order: name and value trimmed, and the pair as sent. */
 export function cookiePairs(cookieHeader: string): [name: string, value: string, raw: string][] {
   const pairs: [string, string, string][] = [];
-  for (const part of cookieHeader.split(";")) {
+  for (const part of cookieHeader.split(COOKIE_BOUNDARY)) {
     const raw = part.trim();
     if (!raw) continue;
     const eq = raw.indexOf("=");

@@ -14,17 +14,34 @@ import {
 } from "../core/headers";
 import type { Stage } from "./stage";
 
-/** Forwarding headers the client may not set: the edge writes its own. */
-const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"];
+/**
+ * Forwarding headers the client may not set: the edge writes its own (`x-forwarded-for`,
+ * `-host`, `-proto`), and the rest are what proxies and frameworks read a client address,
+ * port or path prefix from.
+ */
+const FORWARDING_HEADERS = [
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-forwarded-port",
+  "x-forwarded-prefix",
+  "x-forwarded-server",
+  "x-original-forwarded-for",
+  "x-real-ip",
+  "true-client-ip",
+  "x-cluster-client-ip",
+];
 
 const CREDENTIAL_COOKIE_NAMES = new Set(CREDENTIAL_COOKIES.map((name) => name.toLowerCase()));
 
 /** Removes credential cookies by name (any case), keeping the rest of the `Cookie` header intact. */
 export function withoutCredentialCookies(cookie: string): string {
-  return cookiePairs(cookie)
-    .filter(([name]) => !CREDENTIAL_COOKIE_NAMES.has(name.toLowerCase()))
-    .map(([, , raw]) => raw)
-    .join("; ");
+  const pairs = cookiePairs(cookie);
+  const kept = pairs.filter(([name]) => !CREDENTIAL_COOKIE_NAMES.has(name.toLowerCase()));
+  // Nothing to remove: the header goes on exactly as the client sent it.
+  if (kept.length === pairs.length) return cookie;
+  return kept.map(([, , raw]) => raw).join("; ");
 }
 
 /** Header names remembered per isolate with their verdict; names are client input. */

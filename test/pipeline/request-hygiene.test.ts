@@ -182,11 +182,14 @@ describe("header hygiene", () => {
         "x-other-hop": "1",
         "keep-alive": "timeout=5",
         te: "trailers",
+        // The runtime's own fetch drops keep-alive and te; this one it passes on.
+        "proxy-connection": "keep-alive",
       },
     });
     const got = seen[0]!.headers;
     expect(got["x-secret-hop"]).toBeUndefined();
     expect(got["x-other-hop"]).toBeUndefined();
+    expect(got["proxy-connection"]).toBeUndefined();
     expect(got["keep-alive"]).toBeUndefined();
     expect(got.te).toBeUndefined();
   });
@@ -199,6 +202,34 @@ describe("header hygiene", () => {
     expect(got.authorization).toBeUndefined();
     expect(got["x-api-key"]).toBeUndefined();
     expect(got.cookie).toBe("session=s");
+  });
+
+  it("drops a credential cookie sent in a second Cookie header (the two arrive joined by a comma)", async () => {
+    const headers = new Headers([
+      ["cookie", "session=s"],
+      ["cookie", "CF_Authorization=abc.def.ghi; theme=dark"],
+    ]);
+    const { seen } = await send("/public/a", { headers });
+    expect(seen[0]!.headers.cookie).toBe("session=s; theme=dark");
+  });
+
+  it("passes a Cookie header without credentials on exactly as sent, commas in values included", async () => {
+    const { seen } = await send("/public/a", { headers: { cookie: "prefs=a,b;session=s" } });
+    expect(seen[0]!.headers.cookie).toBe("prefs=a,b;session=s");
+  });
+
+  it("strips the headers proxies and frameworks read a client address, port or prefix from", async () => {
+    const spoofed = {
+      "true-client-ip": "10.0.0.1",
+      "x-cluster-client-ip": "10.0.0.1",
+      "x-original-forwarded-for": "10.0.0.1",
+      "x-forwarded-port": "8443",
+      "x-forwarded-prefix": "/admin",
+      "x-forwarded-server": "internal",
+    };
+    const { seen } = await send("/public/a", { headers: spoofed });
+    const got = seen[0]!.headers;
+    for (const name of Object.keys(spoofed)) expect(got[name]).toBeUndefined();
   });
 
   it("forwards the body unchanged and keeps the method", async () => {
