@@ -1,0 +1,231 @@
+// Identity header names and claim mapping through the whole pipeline: renamed identity
+// headers (settings.identity_headers) are what the origin receives and are stripped from
+// clients in every spelling; groups and scopes map the same whether a token carries them
+// as a space-separated string or as an array. Each test asserts what reached the origin.
+import { beforeAll, describe, expect, it } from "vitest";
+import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
+import { basePolicy, type EchoRecord, harness, marker, originSaw } from "../support/harness";
+import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+
+let issuer: TestIssuer;
+
+beforeAll(async () => {
+  issuer = await makeIssuer("ES256");
+});
+
+/** Custom names outside the built-in identity prefixes (x-user-, x-tenant, x-client-, cf-access-). */
+const CUSTOM = {
+  subject: "x-caller-id",
+  tenant: "x-caller-org",
+  scopes: "x-caller-scopes",
+  groups: "x-caller-groups",
+  email: "x-caller-mail",
+  issuer: "x-caller-issuer",
+} as const;
+
+const DEFAULT_NAMES = ["x-user-sub", "x-tenant", "x-user-scope", "x-user-groups", "x-user-email", "x-user-iss"];
+
+function policy(options: { custom?: boolean; claims?: IssuerConfig["claims"] } = {}): PolicyDocument {
+  const { custom = true, claims } = options;
+  return basePolicy({
+    ...(custom
+      ? {
+          // One name written in mixed case: header names match whatever their case.
+          settings: { identity_headers: { ...CUSTOM, subject: "X-Caller-Id" } },
+        }
+      : {}),
+    issuers: {
+      idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], ...(claims ? { claims } : {}) },
+    } as Record<string, IssuerConfig>,
+    routes: [
+      { name: "public", methods: ["GET"], path: "/public/**", auth: "public", upstream: "echo" },
+      {
+        name: "writers",
+        methods: ["GET"],
+        path: "/v1/writers",
+        auth: { issuers: ["idp"], scopes: { all_of: ["payments:write"] }, groups: { any_of: ["payments-writer"] } },
+        upstream: "echo",
+      },
+      { name: "any", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" },
+    ],
+  });
+}
+
+async function call(edge: ReturnType<typeof harness>, path: string, headers: Record<string, string> = {}) {
+  const m = marker();
+  const response = await edge.fetch(path, { headers: { "x-test-marker": m, ...headers } });
+  await response.text();
+  const seen = await originSaw(m);
+  return { response, seen, headers: seen[0]?.headers ?? {} };
+}
+
+/** Header names the origin received, lower-cased and with `_` read as `-`. */
+function normalisedNames(headers: EchoRecord["headers"]): string[] {
+  return Object.keys(headers).map((name) => name.toLowerCase().replace(/_/g, "-"));
+}
+
+/** Names of received headers whose value contains `needle`. */
+function carrying(headers: EchoRecord["headers"], needle: string): string[] {
+  return Object.entries(headers)
+    .filter(([, value]) => value.includes(needle))
+    .map(([name]) => name);
+}
+
+/** Every custom name in several spellings: case variants, `_` for `-`, and both mixed. */
+const SPOOFED: Record<string, string> = {
+  "x-caller-id": "mallory-sub",
+  X_CALLER_ID: "mallory-sub-underscore",
+  "X-CALLER-ORG": "mallory-org",
+  x_caller_org: "mallory-org-underscore",
+  "X-Caller_Scopes": "mallory:scope",
+  x_caller_groups: "mallory-group",
+  "X-Caller-Mail": "mallory@evil.example",
+  X_Caller_Issuer: "https://mallory.example",
+};
+
+describe("renamed identity headers (settings.identity_headers)", () => {
+  it("the origin receives the custom names with the verified values, and none of the default names", async () => {
+    const edge = harness(policy());
+    const token = await issuer.sign({
+      sub: "alice",
+      tenant_id: "acme",
+      scope: "api:read extra",
+      groups: ["eng", "ops"],
+      email: "alice@example.com",
+    });
+    const { response, seen, headers } = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(200);
+    expect(seen).toHaveLength(1);
+    expect(headers).toMatchObject({
+      "x-caller-id": "alice",
+      "x-caller-org": "acme",
+      "x-caller-scopes": "api:read extra",
+      "x-caller-groups": "eng,ops",
+      "x-caller-mail": "alice@example.com",
+      "x-caller-issuer": issuer.url,
+    });
+    for (const name of DEFAULT_NAMES) expect(headers[name], name).toBeUndefined();
+    // The subject is written under exactly one name.
+    expect(carrying(headers, "alice")).toEqual(expect.arrayContaining(["x-caller-id", "x-caller-mail"]));
+    expect(carrying(headers, "alice")).toHaveLength(2);
+  });
+
+  it("a client's headers under the custom names never reach a public route, in any spelling", async () => {
+    const edge = harness(policy());
+    const { response, seen, headers } = await call(edge, "/public/a", {
+      ...SPOOFED,
+      // Controls: an unrelated header, and one with underscores, do reach the origin, so the
+      // spoofed ones are missing because the edge removed them, not because transit drops them.
+      "x-probe-kept": "kept",
+      x_probe_kept_underscore: "kept-underscore",
+    });
+    expect(response.status).toBe(200);
+    expect(seen).toHaveLength(1);
+    expect(headers["x-probe-kept"]).toBe("kept");
+    expect(headers.x_probe_kept_underscore).toBe("kept-underscore");
+    const names = normalisedNames(headers);
+    for (const name of Object.values(CUSTOM)) expect(names, name).not.toContain(name);
+    expect(carrying(headers, "mallory")).toEqual([]);
+  });
+
+  it("without the setting, the same client header is an ordinary header (the stripping comes from the policy)", async () => {
+    const edge = harness(policy({ custom: false }));
+    const { headers } = await call(edge, "/public/a", { "x-caller-id": "someone", x_caller_org: "org" });
+    expect(headers["x-caller-id"]).toBe("someone");
+    expect(headers.x_caller_org).toBe("org");
+  });
+
+  it("with a token, spoofed custom headers the token does not overwrite still never reach the origin", async () => {
+    const edge = harness(policy());
+    // No tenant, groups or email in the token: the edge writes nothing under those names,
+    // so only stripping keeps the client's values away.
+    const token = await issuer.sign({ sub: "alice", tenant_id: undefined, scope: "api:read" });
+    const { response, seen, headers } = await call(edge, "/v1/things", {
+      authorization: `Bearer ${token}`,
+      ...SPOOFED,
+      // The default names are stripped too, and not written by the edge.
+      "x-user-sub": "mallory-default",
+      "x-tenant": "mallory-default-tenant",
+    });
+    expect(response.status).toBe(200);
+    expect(seen).toHaveLength(1);
+    expect(headers["x-caller-id"]).toBe("alice");
+    expect(headers["x-caller-scopes"]).toBe("api:read");
+    expect(headers["x-caller-issuer"]).toBe(issuer.url);
+    for (const name of ["x-caller-org", "x-caller-groups", "x-caller-mail"]) {
+      expect(normalisedNames(headers), name).not.toContain(name);
+    }
+    for (const name of DEFAULT_NAMES) expect(headers[name], name).toBeUndefined();
+    expect(carrying(headers, "mallory")).toEqual([]);
+  });
+});
+
+describe("groups claim: space-separated string or array", () => {
+  it.each([
+    ["an array", ["eng", "payments-writer"]],
+    ["a space-separated string", "eng payments-writer"],
+    ["a string with extra spaces", "  eng   payments-writer "],
+  ])("groups as %s reach the origin comma-separated and satisfy groups.any_of", async (_label, groups) => {
+    const edge = harness(policy());
+    const token = await issuer.sign({ sub: "alice", scope: "payments:write", groups });
+    const { response, headers } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(200);
+    expect(headers["x-caller-groups"]).toBe("eng,payments-writer");
+  });
+
+  it("a string that does not name the required group is still refused, and nothing is forwarded", async () => {
+    const edge = harness(policy());
+    const token = await issuer.sign({ sub: "alice", scope: "payments:write", groups: "eng payments-writerX" });
+    const { response, seen } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(403);
+    expect(seen).toHaveLength(0);
+  });
+
+  it("an empty groups string writes no groups header", async () => {
+    const edge = harness(policy());
+    const token = await issuer.sign({ sub: "alice", groups: "" });
+    const { response, headers } = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(200);
+    expect(headers["x-caller-groups"]).toBeUndefined();
+  });
+});
+
+describe("scopes: `scope` string, else `scp` array, unless a claim is named", () => {
+  const writer = { sub: "alice", groups: ["payments-writer"] };
+
+  it.each([
+    ["`scope` as a space-separated string", { scope: "api:read payments:write" }],
+    ["`scp` as an array (no `scope`)", { scope: undefined, scp: ["api:read", "payments:write"] }],
+  ])("%s reaches the origin space-separated and satisfies scopes.all_of", async (_label, claims) => {
+    const edge = harness(policy());
+    const token = await issuer.sign({ ...writer, ...claims });
+    const { response, headers } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(200);
+    expect(headers["x-caller-scopes"]).toBe("api:read payments:write");
+  });
+
+  it("`scope` wins over `scp` when both are present", async () => {
+    const edge = harness(policy());
+    const token = await issuer.sign({ ...writer, scope: "api:read", scp: ["payments:write"] });
+    const ok = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+    expect(ok.headers["x-caller-scopes"]).toBe("api:read");
+    const refused = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    expect(refused.response.status).toBe(403);
+    expect(refused.seen).toHaveLength(0);
+  });
+
+  it("a named scopes claim is read as an array or a string, and `scp` is then not consulted", async () => {
+    const edge = harness(policy({ claims: { scopes: "permissions" } }));
+    const asArray = await issuer.sign({ ...writer, scope: undefined, permissions: ["api:read", "payments:write"] });
+    const asString = await issuer.sign({ ...writer, scope: undefined, permissions: "api:read payments:write" });
+    for (const token of [asArray, asString]) {
+      const { response, headers } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+      expect(response.status).toBe(200);
+      expect(headers["x-caller-scopes"]).toBe("api:read payments:write");
+    }
+    const scpOnly = await issuer.sign({ ...writer, scope: undefined, scp: ["api:read", "payments:write"] });
+    const { response, headers } = await call(edge, "/v1/things", { authorization: `Bearer ${scpOnly}` });
+    expect(response.status).toBe(200);
+    expect(headers["x-caller-scopes"]).toBe("");
+  });
+});
