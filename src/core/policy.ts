@@ -3,6 +3,9 @@
 // `npm test` and at start-up instead of running half-configured.
 
 import { normaliseHeaderName } from "./headers";
+import { MAX_COUNTERS_PER_CALL } from "./limits";
+
+const MAX_LIMIT_NAME_CHARS = 64;
 import { secureUrl } from "./urls";
 import type {
   AuthRequirement,
@@ -12,13 +15,7 @@ import type {
   LimitSpec,
   UpstreamConfig,
 } from "./policy-types";
-import {
-  type CompiledPattern,
-  capturesOf,
-  compileHostPattern,
-  compilePathPattern,
-  type HostPattern,
-} from "./routes";
+import { type CompiledPattern, capturesOf, compileHostPattern, compilePathPattern, type HostPattern } from "./routes";
 
 export const DEFAULT_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"] as const;
 const KNOWN_ALGORITHMS = new Set([
@@ -282,8 +279,12 @@ function checkLimits(check: Checker, raw: unknown, path: string, isPublic: boole
     const at = `${path}[${i}]`;
     if (!check.object(item, at)) return;
     check.known(item, at, ["name", "key", "limit", "window_s", "on_error"]);
+    // Names go into counter names, which the limiter objects bound.
+    const nameFits = typeof item.name !== "string" || item.name.length <= MAX_LIMIT_NAME_CHARS;
+    if (!nameFits) check.fail(`${at}.name`, `at most ${MAX_LIMIT_NAME_CHARS} characters`);
     const ok =
       check.string(item.name, `${at}.name`) &&
+      nameFits &&
       check.integer(item.limit, `${at}.limit`, 1, 1_000_000_000) &&
       check.integer(item.window_s, `${at}.window_s`, 1, 86400 * 31);
     if (typeof item.key !== "string" || !LIMIT_KEYS.has(item.key)) {
@@ -599,6 +600,16 @@ function compileRoute(
       : context.defaultLimits.filter((limit) =>
           isPublic ? limit.key === "ip" || limit.key === "route" : limit.key !== "ip",
         );
+  // One limiter call carries every counter of its object kind (tenant and user; route and ip).
+  for (const [kind, keys] of [
+    ["tenant and user", ["tenant", "user"]],
+    ["route and ip", ["route", "ip"]],
+  ] as const) {
+    const count = [...inherited, ...own].filter((limit) => (keys as readonly string[]).includes(limit.key)).length;
+    if (count > MAX_COUNTERS_PER_CALL) {
+      check.fail(`${path}.limits`, `at most ${MAX_COUNTERS_PER_CALL} ${kind} limits apply to one route (${count} do)`);
+    }
+  }
   if (!nameOk || !pattern || !auth || !upstream) return undefined;
   return {
     name: raw.name as string,

@@ -99,6 +99,22 @@ describe("policy validation names the field and why", () => {
       'routes[0].auth.audiences: is required with Cloudflare Access issuer "access": the application\'s AUD tag',
     ],
     [
+      "a limit name too long for a counter name",
+      (p: any) => (p.routes[0].limits = [{ name: "n".repeat(65), key: "user", limit: 5, window_s: 60 }]),
+      "routes[0].limits[0].name: at most 64 characters",
+    ],
+    [
+      "more limits of one object kind than one limiter call carries",
+      (p: any) =>
+        (p.routes[0].limits = Array.from({ length: 17 }, (_, i) => ({
+          name: `l${i}`,
+          key: "user",
+          limit: 5,
+          window_s: 60,
+        }))),
+      "routes[0].limits: at most 16 tenant and user limits apply to one route (17 do)",
+    ],
+    [
       "a capture twice in the path",
       (p: any) => (p.routes[0].path = "/t/:tenant/x/:tenant"),
       'routes[0].path: capture ":tenant" appears twice',

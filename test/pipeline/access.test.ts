@@ -150,7 +150,11 @@ describe("a route that accepts bearer tokens and Access assertions", () => {
     const edge = mixedEdge();
     const m = marker();
     const response = await edge.fetch("/mixed/x", {
-      headers: { "x-test-marker": m, authorization: "Basic dXNlcjpwYXNz", cookie: `CF_Authorization=${await assertion()}` },
+      headers: {
+        "x-test-marker": m,
+        authorization: "Basic dXNlcjpwYXNz",
+        cookie: `CF_Authorization=${await assertion()}`,
+      },
     });
     expect(response.status).toBe(200);
     const [seen] = await originSaw(m);

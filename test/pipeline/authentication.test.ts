@@ -514,10 +514,17 @@ describe("authorisation", () => {
       { sub: "ålice" },
       { tenant_id: "a b" },
       { groups: ["a,b"] },
+      // Longer than OpenID Connect allows; it would also name an unbounded rate-limit counter.
+      { sub: "u".repeat(256) },
+      { tenant_id: "t".repeat(256) },
     ]) {
       const { body, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign(claims)}` });
       expect(body.reason).toBe("token_invalid");
       expect(seen).toHaveLength(0);
     }
+    const longest = await call(edge, "/v1/x", {
+      authorization: `Bearer ${await issuer.sign({ sub: "u".repeat(255), tenant_id: "t".repeat(255) })}`,
+    });
+    expect(longest.response.status).toBe(200);
   });
 });

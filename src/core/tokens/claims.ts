@@ -7,6 +7,11 @@ import type { ResolvedIssuer } from "../policy";
 import type { JsonObject } from "./compact";
 
 const HEADER_TOKEN = /^[\x21-\x7E]+$/;
+/**
+ * The longest subject or tenant accepted: OpenID Connect caps `sub` at 255 ASCII characters.
+ * Both become header values and rate-limit counter names, which must stay bounded.
+ */
+export const MAX_IDENTIFIER_CHARS = 255;
 const GROUP_NAME = /^[\x21-\x2B\x2D-\x7E](?:[\x20-\x2B\x2D-\x7E]*[\x21-\x2B\x2D-\x7E])?$/;
 
 export type ClaimsResult = { ok: true; identity: Identity } | { ok: false; detail: string };
@@ -26,11 +31,14 @@ export function identityFromClaims(
   let subject = payload[map.subject];
   // Cloudflare Access service-token assertions carry an empty `sub` and the client id in `common_name`.
   if (issuer.kind === "cloudflare_access" && (subject === "" || subject === undefined)) subject = payload.common_name;
-  if (typeof subject !== "string" || !HEADER_TOKEN.test(subject))
+  if (typeof subject !== "string" || !HEADER_TOKEN.test(subject) || subject.length > MAX_IDENTIFIER_CHARS)
     return { ok: false, detail: "subject_missing_or_unsafe" };
 
   const tenant = payload[map.tenant];
-  if (tenant !== undefined && (typeof tenant !== "string" || !HEADER_TOKEN.test(tenant))) {
+  if (
+    tenant !== undefined &&
+    (typeof tenant !== "string" || !HEADER_TOKEN.test(tenant) || tenant.length > MAX_IDENTIFIER_CHARS)
+  ) {
     return { ok: false, detail: "tenant_unsafe" };
   }
   const rawScopes = payload[map.scopes] ?? (map.scopesFallback ? payload[map.scopesFallback] : undefined);
