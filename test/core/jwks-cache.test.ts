@@ -1,7 +1,8 @@
 // The JWKS cache against a real loopback issuer and the local runtime's real KV, with an
 // injected clock: warm path, unknown kids, rotation, and every failure mode.
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import type { Fetcher } from "../../src/core/jwks/fetch-key-set";
 import type { KeyValueStore } from "../../src/core/jwks/key-store";
 import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
@@ -18,7 +19,13 @@ class Clock {
   }
 }
 
-function verifierFor(issuer: TestIssuer, clock: Clock, settings: Partial<OidcIssuerConfig> = {}, withKv = true) {
+function verifierFor(
+  issuer: TestIssuer,
+  clock: Clock,
+  settings: Partial<OidcIssuerConfig> = {},
+  withKv = true,
+  fetcher: Fetcher = (input, init) => fetch(input, init),
+) {
   const policy = compilePolicy({
     version: 1,
     issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], ...settings } },
@@ -26,7 +33,7 @@ function verifierFor(issuer: TestIssuer, clock: Clock, settings: Partial<OidcIss
     routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
   });
   const verifier = new TokenVerifier(policy, {
-    fetch: (input, init) => fetch(input, init),
+    fetch: fetcher,
     ...(withKv ? { kv } : {}),
     now: clock.now,
     tokenCacheEntries: 0,
@@ -128,24 +135,170 @@ describe("unknown kid", () => {
     expect((await issuer.stats()).jwks_fetches).toBe(2);
   });
 
-  it("the cooldown is shared through KV: another isolate does not fetch again", async () => {
+  it("the cooldown is shared through KV: an isolate already holding KV's set obeys another's stamp", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
-    const a = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
-    const b = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
-    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    const settings = { jwks_uri: `${issuer.url}/jwks` };
+    const a = verifierFor(issuer, clock, settings);
+    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
     await a.settle();
-    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
     clock.advance(31);
-    await issuer.resetCounters();
     const stranger = await makeKey();
+    // a refreshes for an unknown kid: it stamps KV, fetches, and writes the set it fetched.
     await a.verify(await signAt(issuer, clock, stranger));
     await a.settle();
+    expect(a.store.stats.fetches).toBe(2);
+    // b starts now and takes that very set from KV, so KV has nothing newer to offer it later:
+    // the only thing that can stop its refresh is a's stamp (b itself has never tried one).
+    const b = verifierFor(issuer, clock, settings);
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+    clock.advance(10);
+    expect(await b.verify(await signAt(issuer, clock, stranger))).toMatchObject({ detail: "kid_unknown" });
+    await b.settle();
+    expect(b.store.stats.fetches).toBe(0);
+    clock.advance(31); // past a's stamp and b's own attempt
     await b.verify(await signAt(issuer, clock, stranger));
     await b.settle();
-    expect((await issuer.stats()).jwks_fetches).toBe(1);
+    expect(b.store.stats.fetches).toBe(1);
+  });
+
+  it("a known kid with an alg its key cannot verify is refused as a mismatch, without a refresh", async () => {
+    const issuer = await makeIssuer("ES256");
+    const clock = new Clock();
+    const { verify, settle, store } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await settle();
+    clock.advance(31); // past the cooldown: an unknown kid would fetch now
+    const sameKidRsa = await makeKey("RS256", issuer.keys[0]!.kid);
+    expect(await verify(await signAt(issuer, clock, sameKidRsa))).toEqual({
+      ok: false,
+      reason: "token_invalid",
+      detail: "key_alg_mismatch",
+      issuerId: "idp",
+      keySource: "memory",
+    });
+    await settle();
+    expect(store.stats.fetches).toBe(1);
+    expect(await issuer.stats()).toMatchObject({ jwks_fetches: 1 });
   });
 });
+
+/** A fetch whose `hangOn`-th call never settles, as I/O of a cancelled request may never do. */
+function hangingFetch(hangOn: number) {
+  const counter = { calls: 0 };
+  const fetcher: Fetcher = (input, init) =>
+    ++counter.calls === hangOn ? new Promise<Response>(() => {}) : fetch(input, init);
+  return { counter, fetcher };
+}
+
+describe("a refresh that never settles", () => {
+  it("cold: the leader and a waiter give up after 2 × fetch_timeout_ms; a later request fetches anew", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const hang = hangingFetch(1);
+    const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 100 };
+    const { verify } = verifierFor(issuer, clock, settings, false, hang.fetcher);
+    const token = await signAt(issuer, clock);
+    const started = Date.now();
+    const results = await Promise.all([verify(token), verify(token)]);
+    expect(Date.now() - started).toBeLessThan(1000);
+    for (const result of results)
+      expect(result).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_timeout" });
+    clock.advance(31); // past the bound, and past the cooldown the dead attempt started
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(hang.counter.calls).toBe(2);
+  }, 3000);
+
+  it("stale: a background refresh that never settles does not stop later ones", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const hang = hangingFetch(2);
+    const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 100, cache_ttl_s: 300 };
+    const { verify } = verifierFor(issuer, clock, settings, false, hang.fetcher);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    clock.advance(301); // stale: served, and refreshed in the background by a fetch that hangs
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await vi.waitFor(() => expect(hang.counter.calls).toBe(2));
+    clock.advance(31); // past the bound and the cooldown
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await vi.waitFor(() => expect(hang.counter.calls).toBe(3));
+  });
+});
+
+describe("hostile KV records", () => {
+  const recordKey = (issuer: TestIssuer) => `jwks:v1:${issuer.url}`;
+
+  it.each<[string, (now: number, jwk: object) => string, "kv" | "fetch"]>([
+    ["retired jwk null", (now, jwk) => record(now, jwk, { retired: [{ jwk: null, retired_at: now }] }), "kv"],
+    ["retired entry null", (now, jwk) => record(now, jwk, { retired: [null, "x", 7] }), "kv"],
+    [
+      "retired key unusable or its time not a number",
+      (now, jwk) =>
+        record(now, jwk, {
+          retired: [
+            { jwk: { kty: "oct", k: "c2VjcmV0" }, retired_at: now },
+            { jwk: { kty: "EC", crv: "P-256", x: 1 }, retired_at: now },
+            { jwk, retired_at: "yesterday" },
+          ],
+        }),
+      "kv",
+    ],
+    ["retired not a list", (now, jwk) => record(now, jwk, { retired: { jwk } }), "kv"],
+    ["fetched_at in the future", (now, jwk) => record(now + 86_400_000, jwk), "fetch"],
+    ["fetched_at overflowing to Infinity", (now, jwk) => record(now, jwk).replace(`${now}`, "1e999"), "fetch"],
+    ["no usable key", (now) => record(now, { kty: "oct", k: "c2VjcmV0" }), "fetch"],
+    ["not JSON", () => "{", "fetch"],
+    ["JSON null", () => "null", "fetch"],
+    ["a list", () => "[]", "fetch"],
+  ])("%s: never throws, and only a usable record is used", async (_label, text, source) => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    await kv.put(recordKey(issuer), text(clock.ms, issuer.keys[0]!.publicJwk), { expirationTtl: 3600 });
+    const { verify, store } = verifierFor(issuer, clock);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: source });
+    expect(store.stats.fetches).toBe(source === "kv" ? 0 : 2);
+  });
+
+  it("a jwks_uri that is not a URL is ignored: the next refresh discovers it again", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const expired = clock.ms - 2 * 86_400_000;
+    await kv.put(recordKey(issuer), record(expired, issuer.keys[0]!.publicJwk, { jwks_uri: "not a url" }), {
+      expirationTtl: 3600,
+    });
+    const { verify } = verifierFor(issuer, clock);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(await issuer.stats()).toMatchObject({ discovery_fetches: 1, jwks_fetches: 1 });
+  });
+
+  it("a retired_at in the future grants no grace; a past one within the window does", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const [oldKey] = issuer.keys;
+    const newKey = await makeKey();
+    await issuer.publish([newKey]);
+    const retired = (at: number) =>
+      record(clock.ms, newKey.publicJwk, { retired: [{ jwk: oldKey!.publicJwk, retired_at: at }] });
+    const settings = { jwks_uri: `${issuer.url}/jwks`, rotation_grace_s: 600 };
+
+    await kv.put(recordKey(issuer), retired(clock.ms - 10_000), { expirationTtl: 3600 });
+    const honest = verifierFor(issuer, clock, settings);
+    expect(await honest.verify(await signAt(issuer, clock, oldKey))).toMatchObject({ ok: true, keySource: "kv" });
+
+    await kv.put(recordKey(issuer), retired(clock.ms + 365 * 86_400_000), { expirationTtl: 3600 });
+    const fooled = verifierFor(issuer, clock, settings);
+    expect(await fooled.verify(await signAt(issuer, clock, oldKey))).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+      detail: "kid_unknown",
+    });
+  });
+});
+
+/** A KV record as the key store writes it, with `fields` overriding. */
+function record(fetchedAt: number, jwk: object, fields: Record<string, unknown> = {}) {
+  return JSON.stringify({ v: 1, fetched_at: fetchedAt, keys: [jwk], retired: [], ...fields });
+}
 
 describe("shared refresh stamp", () => {
   it("a stamp from the future does not block refreshes", async () => {
@@ -251,6 +404,19 @@ describe("failure of the key endpoint", () => {
       reason: "jwks_unavailable",
       detail: "jwks_timeout",
     });
+  });
+
+  it("discovery and the JWKS fetch share one fetch_timeout_ms", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    await issuer.setMode("slow", 200); // each answer alone fits in 300 ms; the two together do not
+    const { verify } = verifierFor(issuer, clock, { fetch_timeout_ms: 300 }, false);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({
+      ok: false,
+      reason: "jwks_unavailable",
+      detail: "jwks_timeout",
+    });
+    expect(await issuer.stats()).toMatchObject({ discovery_fetches: 1, jwks_fetches: 1 });
   });
 
   it("cold and down: requests within the cooldown do not fetch again", async () => {

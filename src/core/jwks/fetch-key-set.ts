@@ -26,6 +26,8 @@ export type KeySetFailure =
 export interface FetchLimits {
   timeoutMs: number;
   maxBytes: number;
+  /** A deadline shared with other fetches (discovery, then JWKS); replaces `timeoutMs` when given. */
+  signal?: AbortSignal;
 }
 
 export type Fetcher = (input: string, init?: RequestInit) => Promise<Response>;
@@ -71,7 +73,7 @@ async function readCapped(response: Response, maxBytes: number): Promise<string>
 /** GET a JSON document within the time and size budget. */
 export async function fetchJson(fetcher: Fetcher, url: string, limits: FetchLimits): Promise<unknown> {
   let response: Response;
-  const signal = AbortSignal.timeout(limits.timeoutMs);
+  const signal = limits.signal ?? AbortSignal.timeout(limits.timeoutMs);
   try {
     response = await fetcher(url, { headers: { accept: "application/json" }, redirect: "manual", signal });
   } catch (error) {

@@ -10,6 +10,7 @@
 
 import type { JWK } from "jose";
 import type { ResolvedIssuer } from "../policy";
+import { secureUrl } from "../urls";
 import { discoverJwksUri, type Fetcher, fetchJson, KeySetFetchError, usableKeys } from "./fetch-key-set";
 
 /** The subset of a KV namespace the key store needs. */
@@ -63,6 +64,18 @@ interface StoredKeySet {
   retired: { jwk: JWK; retired_at: number }[];
 }
 
+/**
+ * Why a refresh runs. Only an unknown kid, which any caller can produce at will, obeys the
+ * KV-shared stamp; a stale set is refreshed after its response, so nothing waits on its writes.
+ */
+type RefreshReason = "expired" | "unknown_kid" | "stale";
+
+/** A load or refresh in flight, shared by the requests that need it. */
+interface Inflight {
+  promise: Promise<void>;
+  startedAt: number;
+}
+
 const MAX_CANDIDATE_KEYS = 3;
 const KV_MIN_TTL_S = 60;
 
@@ -93,10 +106,49 @@ function fingerprintOf(jwk: JWK): string {
   return JSON.stringify([jwk.kty, jwk.kid, jwk.alg, jwk.crv, jwk.n, jwk.e, jwk.x, jwk.y]);
 }
 
+/** A time read from KV that we may act on: one in the future would keep a set fresh, or a key
+ * in grace, indefinitely. */
+function isPastTime(value: unknown, now: number): value is number {
+  return typeof value === "number" && Number.isFinite(value) && value <= now;
+}
+
+/** `jwk` filtered exactly as a fetched key is, or undefined if it is not a usable key. */
+function usableKey(jwk: unknown): JWK | undefined {
+  try {
+    return usableKeys({ keys: [jwk] })[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A KV record, checked as strictly as a fetched set (KV is a cache, not a source of trust):
+ * usable keys only, times finite and not in the future, a jwks_uri we may fetch. A bad
+ * retired entry is dropped; anything else wrong makes the record a miss.
+ */
+function parseStored(text: string, now: number): StoredKeySet | undefined {
+  const parsed = JSON.parse(text) as Record<string, unknown> | null;
+  if (parsed?.v !== 1 || !isPastTime(parsed.fetched_at, now) || !Array.isArray(parsed.keys)) return undefined;
+  const retired: StoredKeySet["retired"] = [];
+  for (const entry of Array.isArray(parsed.retired) ? (parsed.retired as unknown[]) : []) {
+    if (typeof entry !== "object" || entry === null) continue;
+    const { jwk: raw, retired_at: retiredAt } = entry as Record<string, unknown>;
+    const jwk = usableKey(raw);
+    if (jwk && isPastTime(retiredAt, now)) retired.push({ jwk, retired_at: retiredAt });
+  }
+  return {
+    v: 1,
+    fetched_at: parsed.fetched_at,
+    ...(secureUrl(parsed.jwks_uri) ? { jwks_uri: parsed.jwks_uri as string } : {}),
+    keys: usableKeys({ keys: parsed.keys }),
+    retired,
+  };
+}
+
 export class IssuerKeyStore {
   readonly stats: KeyStoreStats = { fetches: 0, kvReads: 0, imports: 0 };
   private state: KeySetState | undefined;
-  private inflight: Promise<void> | undefined;
+  private inflight: Inflight | undefined;
   private lastAttemptAt = Number.NEGATIVE_INFINITY;
   private lastFailure: string | undefined;
   private readonly kvKey: string;
@@ -114,23 +166,29 @@ export class IssuerKeyStore {
   async lookup(kid: string | undefined, alg: string, defer: Defer): Promise<KeyLookup> {
     const now = this.deps.now();
     const warm = this.state !== undefined && !this.isExpired(this.state, now);
-    if (!this.state) await this.loadFromKv();
+    if (!this.state && !(await this.waitBounded(this.loadFromKv(defer)))) return this.unavailable("timeout");
     if (!this.state || this.isExpired(this.state, now)) {
-      await this.refresh({ unknownKid: false }, defer);
+      const settled = await this.waitBounded(this.refresh("expired", defer));
       if (!this.state || this.isExpired(this.state, this.deps.now())) {
-        return { ok: false, reason: "jwks_unavailable", detail: `jwks_${this.lastFailure ?? "unavailable"}` };
+        return this.unavailable(settled ? (this.lastFailure ?? "unavailable") : "timeout");
       }
-    } else if (this.isStale(this.state, now) && this.cooldownOver(now) && !this.inflight) {
-      // Past its TTL but within max-stale: serve it, refresh after the response.
-      defer(this.refresh({ unknownKid: false }));
+    } else if (this.isStale(this.state, now)) {
+      // Past its TTL but within max-stale: serve it, refresh after the response (if none is
+      // in flight and the cooldown allows).
+      this.refresh("stale", defer);
     }
     let source: KeySource = warm ? "memory" : this.state.source;
 
     let entries = this.candidates(kid, alg, now);
     if (entries.length === 0 && kid !== undefined) {
-      // Unknown kid: the issuer may have rotated. Refresh once (single-flight, cooled down).
+      // A kid we hold, but whose key cannot verify this alg: a rotation would not explain
+      // that, so refuse it as verify would, and spend no refresh on it.
+      if (this.candidates(kid, undefined, now).length > 0)
+        return { ok: false, reason: "token_invalid", detail: "key_alg_mismatch" };
+      // Unknown kid: the issuer may have rotated. Refresh once (single-flight, cooled down);
+      // a refresh that does not settle in time counts as failed.
       const before = this.state;
-      await this.refresh({ unknownKid: true }, defer);
+      await this.waitBounded(this.refresh("unknown_kid", defer));
       if (this.state !== before) source = this.state?.source ?? source;
       entries = this.candidates(kid, alg, this.deps.now());
       if (entries.length === 0) return { ok: false, reason: "token_invalid", detail: "kid_unknown" };
@@ -143,6 +201,10 @@ export class IssuerKeyStore {
     }
     if (keys.length === 0) return { ok: false, reason: "token_invalid", detail: "key_import_failed" };
     return { ok: true, keys, source };
+  }
+
+  private unavailable(failure: string): KeyLookup {
+    return { ok: false, reason: "jwks_unavailable", detail: `jwks_${failure}` };
   }
 
   private isStale(state: KeySetState, now: number): boolean {
@@ -158,11 +220,13 @@ export class IssuerKeyStore {
     return now - this.lastAttemptAt >= this.issuer.refreshCooldownS * 1000;
   }
 
-  private candidates(kid: string | undefined, alg: string, now: number): KeyEntry[] {
+  /** Keys in use (current, or retired within grace) with this kid, and fitting `alg` if given. */
+  private candidates(kid: string | undefined, alg: string | undefined, now: number): KeyEntry[] {
     const state = this.state;
     if (!state) return [];
     const graceMs = this.issuer.rotationGraceS * 1000;
-    const fits = (entry: KeyEntry) => keyFitsAlg(entry.jwk, alg) && (kid === undefined || entry.jwk.kid === kid);
+    const fits = (entry: KeyEntry) =>
+      (alg === undefined || keyFitsAlg(entry.jwk, alg)) && (kid === undefined || entry.jwk.kid === kid);
     const current = state.current.filter(fits);
     const retired = state.retired.filter((e) => fits(e) && now - (e.retiredAt ?? 0) < graceMs);
     return [...current, ...retired];
@@ -250,50 +314,96 @@ export class IssuerKeyStore {
     try {
       this.stats.kvReads += 1;
       const text = await this.deps.kv.get(this.kvKey);
-      if (!text) return undefined;
-      const parsed = JSON.parse(text) as StoredKeySet;
-      if (parsed?.v !== 1 || typeof parsed.fetched_at !== "number" || !Array.isArray(parsed.keys)) return undefined;
-      return {
-        ...parsed,
-        keys: usableKeys({ keys: parsed.keys }),
-        retired: Array.isArray(parsed.retired) ? parsed.retired : [],
-      };
+      return text ? parseStored(text, this.deps.now()) : undefined;
     } catch {
       return undefined; // KV down or a corrupt record: behave as a cache miss
     }
   }
 
-  private async loadFromKv(): Promise<void> {
-    if (this.inflight) return this.inflight;
-    this.inflight = (async () => {
-      const stored = await this.readKv();
-      if (stored && !this.state) this.adopt(stored, "kv");
-    })().finally(() => {
-      this.inflight = undefined;
-    });
-    return this.inflight;
-  }
-
-  /** Single-flight refresh. Concurrent callers share one attempt; attempts are cooled down. */
-  private refresh(options: { unknownKid: boolean }, defer?: Defer): Promise<void> {
-    if (this.inflight) return this.inflight;
-    if (!this.cooldownOver(this.deps.now())) return Promise.resolve();
-    this.lastAttemptAt = this.deps.now();
-    this.inflight = this.doRefresh(options, defer).finally(() => {
-      this.inflight = undefined;
-    });
-    return this.inflight;
+  /**
+   * How long a load or refresh can legitimately take: discovery and the JWKS fetch share one
+   * fetch_timeout_ms, and the KV reads around them get as much again.
+   */
+  private get boundMs(): number {
+    return 2 * this.issuer.fetchTimeoutMs;
   }
 
   /**
-   * With `defer`, KV writes go after the response (a request is waiting); without it the
+   * The load or refresh in flight, unless it is older than the bound. It was started by
+   * another request, and a Worker's I/O may be cancelled with the request that made it (a
+   * client disconnect), leaving a promise that never settles: that one is forgotten, so the
+   * next caller starts afresh instead of waiting on it forever.
+   */
+  private live(now: number): Promise<void> | undefined {
+    if (this.inflight && now - this.inflight.startedAt < this.boundMs) return this.inflight.promise;
+    this.inflight = undefined;
+    return undefined;
+  }
+
+  /** Makes `work` the one in flight, and keeps it running after its request's response if it can. */
+  private track(work: Promise<void>, now: number, defer: Defer): Promise<void> {
+    const inflight: Inflight = {
+      startedAt: now,
+      promise: work.finally(() => {
+        // A forgotten attempt that settles late must not clear its successor.
+        if (this.inflight === inflight) this.inflight = undefined;
+      }),
+    };
+    this.inflight = inflight;
+    defer(inflight.promise);
+    return inflight.promise;
+  }
+
+  /**
+   * Waits for a shared load or refresh, but no longer than the bound: the timer belongs to
+   * this request, so it fires even if the request that started the work is gone. False if the
+   * bound came first; the caller then goes on as after a failed refresh.
+   */
+  private async waitBounded(work: Promise<void> | undefined): Promise<boolean> {
+    if (!work) return true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const bound = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.boundMs);
+    });
+    try {
+      return await Promise.race([work.then(() => true), bound]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private loadFromKv(defer: Defer): Promise<void> {
+    const now = this.deps.now();
+    const load = async () => {
+      const stored = await this.readKv();
+      if (stored && !this.state) this.adopt(stored, "kv");
+    };
+    return this.live(now) ?? this.track(load(), now, defer);
+  }
+
+  /**
+   * Single-flight refresh: concurrent callers share one attempt; attempts are cooled down.
+   * Undefined when the cooldown allows none.
+   */
+  private refresh(reason: RefreshReason, defer: Defer): Promise<void> | undefined {
+    const now = this.deps.now();
+    const live = this.live(now);
+    if (live) return live;
+    if (!this.cooldownOver(now)) return undefined;
+    this.lastAttemptAt = now;
+    return this.track(this.doRefresh(reason, defer), now, defer);
+  }
+
+  /**
+   * When a request waits on the refresh, its KV writes go after the response; a stale-set
    * refresh already runs after a response and simply awaits them.
    */
-  private async doRefresh(options: { unknownKid: boolean }, defer?: Defer): Promise<void> {
+  private async doRefresh(reason: RefreshReason, defer: Defer): Promise<void> {
     const write = (key: string, value: string, ttlS: number) => {
       const put = this.putKv(key, value, ttlS);
-      if (defer) defer(put);
-      return defer ? Promise.resolve() : put;
+      if (reason === "stale") return put;
+      defer(put);
+      return Promise.resolve();
     };
     const now = this.deps.now();
     // Another isolate may have refreshed already: prefer its result to a fetch.
@@ -306,7 +416,7 @@ export class IssuerKeyStore {
       this.adopt(stored, "kv");
       return;
     }
-    if (options.unknownKid && this.deps.kv) {
+    if (reason === "unknown_kid" && this.deps.kv) {
       // Shared cooldown: one fetch per issuer per cooldown across isolates (KV is eventually
       // consistent, so isolates in other locations may still fetch once each).
       try {
@@ -321,7 +431,13 @@ export class IssuerKeyStore {
     }
     await write(this.kvRefreshKey, String(now), Math.max(KV_MIN_TTL_S, this.issuer.refreshCooldownS));
     try {
-      const limits = { timeoutMs: this.issuer.fetchTimeoutMs, maxBytes: this.issuer.maxJwksBytes };
+      // One deadline for discovery and the JWKS fetch together, so a cold request waits at
+      // most fetch_timeout_ms for the issuer, not once per fetch.
+      const limits = {
+        timeoutMs: this.issuer.fetchTimeoutMs,
+        maxBytes: this.issuer.maxJwksBytes,
+        signal: AbortSignal.timeout(this.issuer.fetchTimeoutMs),
+      };
       let jwksUri = this.issuer.jwksUri ?? this.state?.jwksUri;
       if (!jwksUri) {
         this.stats.fetches += 1;
