@@ -4,6 +4,7 @@
 // client's request.
 
 import { connectionNominated, HOP_BY_HOP_HEADERS } from "../core/headers";
+import { withoutQueryCredentials } from "../core/tokens/credentials";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
@@ -63,17 +64,18 @@ export function forward(): Stage {
     const upstream = route.upstream;
     const incoming = c.get("url");
     const path = c.get("canonicalPath");
+    const query = withoutQueryCredentials(incoming.search);
     let target: string;
     let via = internet;
     if ("url" in upstream) {
-      target = `${upstream.url}${path}${incoming.search}`;
+      target = `${upstream.url}${path}${query}`;
     } else {
       const binding = c.env?.[upstream.service] as Fetcher | undefined;
       if (!binding || typeof binding.fetch !== "function") {
         return deny(c, "misconfigured", { detail: `service_binding_missing:${upstream.service}` });
       }
       via = binding as unknown as Upstream;
-      target = `${incoming.origin}${path}${incoming.search}`;
+      target = `${incoming.origin}${path}${query}`;
     }
     const method = c.req.method;
     const hasBody = method !== "GET" && method !== "HEAD" && c.req.raw.body !== null;

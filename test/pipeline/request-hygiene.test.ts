@@ -204,6 +204,21 @@ describe("header hygiene", () => {
     expect(got.cookie).toBe("session=s");
   });
 
+  it("drops access_token from the query on public routes, however its name is encoded", async () => {
+    const cases: [string, string][] = [
+      ["/public/a?x=1&access_token=abc.def.ghi&y=2", "x=1&y=2"],
+      ["/public/a?%61ccess_token=abc.def.ghi", ""],
+      ["/public/a?access%5Ftoken=abc&access_token&z=%ZZ", "z=%ZZ"],
+      ["/public/a?x=%20access&y=a+b", "x=%20access&y=a+b"],
+    ];
+    for (const [path, query] of cases) {
+      const { response, seen } = await send(path);
+      expect(response.status).toBe(200);
+      expect(seen[0]!.query).toBe(query);
+      expect(JSON.stringify(seen[0])).not.toContain("abc.def.ghi");
+    }
+  });
+
   it("drops a credential cookie sent in a second Cookie header (the two arrive joined by a comma)", async () => {
     const headers = new Headers([
       ["cookie", "session=s"],

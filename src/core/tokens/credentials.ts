@@ -70,3 +70,27 @@ export function extractCredential(
   if (accepts.bearer && authorization !== null) return bearerFrom(authorization);
   return { ok: false, reason: "token_missing", detail: "no_credentials" };
 }
+
+/** A query parameter's name as an origin's parser reads it (`+` is a space, escapes decoded). */
+function queryName(part: string): string {
+  const eq = part.indexOf("=");
+  const raw = eq < 0 ? part : part.slice(0, eq);
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, " "));
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * The query string (`?…` or empty) minus every `access_token` parameter, however its name is
+ * encoded: a credential in the URL never goes on to the origin, on public routes either
+ * (authenticated routes refuse such a request outright). Anything else goes on exactly as sent.
+ */
+export function withoutQueryCredentials(search: string): string {
+  if (search.length <= 1 || (!search.includes("access") && !search.includes("%"))) return search;
+  const parts = search.slice(1).split("&");
+  const kept = parts.filter((part) => queryName(part) !== "access_token");
+  if (kept.length === parts.length) return search;
+  return kept.length > 0 ? `?${kept.join("&")}` : "";
+}
