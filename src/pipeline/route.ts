@@ -13,6 +13,12 @@ export function route(): Stage {
       const method = preflightMethod && c.req.header("origin") ? preflightMethod.toUpperCase() : c.req.method;
       const match = findRoute(policy.routes, method, c.get("url").host, c.get("canonicalPath"));
       if (!match) return deny(c, "route_not_found");
+      // A missing service binding is found here, before any token is checked or any limit
+      // charged for a request that could never be forwarded.
+      const upstream = match.route.upstream;
+      if ("service" in upstream && typeof (c.env?.[upstream.service] as Fetcher | undefined)?.fetch !== "function") {
+        return deny(c, "misconfigured", { detail: `service_binding_missing:${upstream.service}` });
+      }
       c.set("route", match.route);
       c.set("routeParams", match.params);
       return undefined;

@@ -89,16 +89,24 @@ describe("service-binding upstream", () => {
     expect(body.headers.authorization).toBeUndefined();
   });
 
-  it("answers 500 misconfigured when the named binding does not exist", async () => {
+  it("answers 500 misconfigured when the named binding does not exist, before authentication or limits", async () => {
     const edge = harness(
       basePolicy({
+        issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
         upstreams: { svc: { service: "NO_SUCH_BINDING" } },
-        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+        routes: [
+          { name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" },
+          { name: "private", methods: ["GET"], path: "/private/**", auth: { issuers: ["idp"] }, upstream: "svc" },
+        ],
       }),
     );
     const response = await edge.fetch("/svc/a");
     expect(response.status).toBe(500);
     expect(edge.audit[0]).toMatchObject({ reason: "misconfigured", detail: "service_binding_missing:NO_SUCH_BINDING" });
+    // Without a token this would be 401 token_missing, were the binding checked after authentication.
+    const unauthenticated = await edge.fetch("/private/a");
+    expect(unauthenticated.status).toBe(500);
+    expect(edge.audit[1]).toMatchObject({ reason: "misconfigured", detail: "service_binding_missing:NO_SUCH_BINDING" });
   });
 
   it("answers 502 origin_unavailable when the binding throws instead of answering", async () => {
