@@ -159,6 +159,20 @@ describe("metrics data points", () => {
     ]);
   });
 
+  it("names the issuer and key source of a verified token whose identity claims are refused", async () => {
+    const issuer = await makeIssuer("ES256");
+    const edge = harness(
+      basePolicy({
+        issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["main"] }, upstream: "echo" }],
+      }),
+    );
+    const unsafe = await issuer.sign({ sub: "alice\r\nx-user-sub: admin" });
+    await (await edge.fetch("/v1/things", { headers: { authorization: `Bearer ${unsafe}` } })).arrayBuffer();
+    expect(edge.audit[0]).toMatchObject({ reason: "token_invalid", detail: "subject_missing_or_unsafe" });
+    expect(edge.dataPoints.map((p) => [p.blobs?.[0], p.blobs?.[5], p.blobs?.[6]])).toEqual([["deny", "main", "fetch"]]);
+  });
+
   it("writes the limit that was hit, and the limits that failed open", async () => {
     const failing = {
       idFromName: (name: string) => name,

@@ -137,13 +137,15 @@ export class TokenVerifier {
     const refused = this.routeRefusal(issuer, payload, acceptedIssuerIds, audiences);
     if (refused) return refused;
     const mapped = identityFromClaims(issuer, payload, lazyTokenHash(token));
-    if (!mapped.ok) return { ok: false, reason: "token_invalid", detail: mapped.detail };
+    if (!mapped.ok) return failed("token_invalid", mapped.detail);
     this.tokenCache.set(token, { identity: mapped.identity }, claims.exp, now);
     return { ok: true, identity: mapped.identity, keySource: lookup.source };
   }
 
-  /** The route-dependent checks, run on every request, cached or not. */
-  /** Whether this route takes a token of this issuer and audience; a refusal, or undefined. */
+  /**
+   * The route-dependent checks, run on every request, cached or not: whether this route takes
+   * a token of this issuer and audience. A refusal, or undefined.
+   */
   private routeRefusal(
     issuer: ResolvedIssuer,
     payload: Readonly<Record<string, unknown>>,
