@@ -119,7 +119,8 @@ describe("unknown kid", () => {
     );
     const results = await Promise.all(tokens.map((t) => verify(t)));
     expect(results.every((r) => !r.ok && r.reason === "token_invalid" && r.detail === "kid_unknown")).toBe(true);
-    expect((await issuer.stats()).jwks_fetches).toBe(1);
+    // A configured jwks_uri is never rediscovered, however unknown the kid.
+    expect(await issuer.stats()).toMatchObject({ discovery_fetches: 0, jwks_fetches: 1 });
     // Still within the cooldown: more unknown kids fetch nothing.
     clock.advance(10);
     await verify(await issuer.sign({}, { key: { ...signer, kid: "unknown-later" } }));
@@ -181,6 +182,69 @@ describe("unknown kid", () => {
     expect(store.stats.fetches).toBe(1);
     expect(await issuer.stats()).toMatchObject({ jwks_fetches: 1 });
   });
+});
+
+/**
+ * The IdP moving its keys: once `move.to` is set, its discovery document (still fetched from
+ * the stand-in, and counted there) names that jwks_uri instead.
+ */
+function movingDiscovery(issuer: TestIssuer) {
+  const move: { to?: string } = {};
+  const discoveryUrl = `${issuer.url}/.well-known/openid-configuration`;
+  const fetcher: Fetcher = async (input, init) => {
+    const response = await fetch(input, init);
+    if (input !== discoveryUrl || move.to === undefined) return response;
+    return Response.json({ ...((await response.json()) as object), jwks_uri: move.to });
+  };
+  return { move, fetcher };
+}
+
+describe("a discovered jwks_uri that moves", () => {
+  it.each(["fails", "serves the old set"] as const)(
+    "old URI %s: a new kid is accepted after one cooled-down refresh that rediscovers",
+    async (oldUri) => {
+      const issuer = await makeIssuer();
+      const movedTo = await makeIssuer(); // only its /jwks is used: the new home of the key set
+      const newKey = movedTo.keys[0]!;
+      const clock = new Clock();
+      const { move, fetcher } = movingDiscovery(issuer);
+      const a = verifierFor(issuer, clock, {}, true, fetcher);
+      expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+      await a.settle();
+
+      move.to = `${movedTo.url}/jwks`;
+      if (oldUri === "fails") await issuer.setMode("status500");
+      // A new isolate inherits the old URI from KV; past the cooldown a's refresh stamped there.
+      clock.advance(31);
+      const b = verifierFor(issuer, clock, {}, true, fetcher);
+      expect(await b.verify(await signAt(issuer, clock, newKey))).toMatchObject({ ok: true, keySource: "fetch" });
+      await b.settle();
+      // One attempt: the old URI, discovery, the new URI.
+      expect(b.store.stats.fetches).toBe(3);
+      expect(await issuer.stats()).toMatchObject({ discovery_fetches: 2, jwks_fetches: 2 });
+      expect(await movedTo.stats()).toMatchObject({ jwks_fetches: 1 });
+      // Other isolates now start from the new URI.
+      const stored = JSON.parse((await kv.get(`jwks:v1:${issuer.url}`)) as string) as { jwks_uri: string };
+      expect(stored.jwks_uri).toBe(move.to);
+
+      // Still within the cooldown: other unknown kids fetch nothing.
+      clock.advance(10);
+      const stranger = await makeKey();
+      expect(await b.verify(await signAt(issuer, clock, stranger))).toMatchObject({ detail: "kid_unknown" });
+      expect(await b.verify(await signAt(issuer, clock, newKey))).toMatchObject({ ok: true, keySource: "memory" });
+      await b.settle();
+      expect(b.store.stats.fetches).toBe(3);
+
+      // After it, an unknown kid costs the new URI and one discovery, which names the same URI:
+      // no third fetch.
+      clock.advance(25);
+      expect(await b.verify(await signAt(issuer, clock, stranger))).toMatchObject({ detail: "kid_unknown" });
+      await b.settle();
+      expect(b.store.stats.fetches).toBe(5);
+      expect(await issuer.stats()).toMatchObject({ discovery_fetches: 3, jwks_fetches: 2 });
+      expect(await movedTo.stats()).toMatchObject({ jwks_fetches: 2 });
+    },
+  );
 });
 
 /** A fetch whose `hangOn`-th call never settles, as I/O of a cancelled request may never do. */

@@ -71,6 +71,26 @@ const REFUSED: {
     dropped: true,
     detail: "kid_unknown",
   },
+  // key_ops, when present, must permit "verify" (RFC 7517 §4.3), whatever `use` says.
+  {
+    name: 'key_ops: ["encrypt"]',
+    jwk: (k) => ({ ...k.publicJwk, key_ops: ["encrypt"] }),
+    dropped: true,
+    detail: "kid_unknown",
+  },
+  {
+    name: 'key_ops: ["sign"] with use: "sig"',
+    jwk: (k) => ({ ...k.publicJwk, use: "sig", key_ops: ["sign"] }),
+    dropped: true,
+    detail: "kid_unknown",
+  },
+  { name: "key_ops: []", jwk: (k) => ({ ...k.publicJwk, key_ops: [] }), dropped: true, detail: "kid_unknown" },
+  {
+    name: 'key_ops: "verify" (not a list)',
+    jwk: (k) => ({ ...k.publicJwk, key_ops: "verify" }) as unknown as JWK,
+    dropped: true,
+    detail: "kid_unknown",
+  },
   // Not in the README's list: the code keeps such a key, never offers it for another alg, and
   // refuses a token naming it without spending a refresh.
   {
@@ -92,7 +112,10 @@ describe("(a) only public signature keys are used", () => {
       const bad = await makeKey("ES256", "bad-key");
       // The bad key comes first: were it kept, it would be the first candidate for any ES256 token.
       const { use: _use, ...rsaWithoutUse } = goodRsa.publicJwk;
-      await publishRaw(issuer, [jwk(bad), goodEc.publicJwk, rsaWithoutUse, goodEd.publicJwk]);
+      // key_ops that permit "verify" keep a key usable, alone or with other operations.
+      const edVerifyOnly = { ...goodEd.publicJwk, key_ops: ["verify"] };
+      const ecVerifyAndSign = { ...goodEc.publicJwk, key_ops: ["sign", "verify"] };
+      await publishRaw(issuer, [jwk(bad), ecVerifyAndSign, rsaWithoutUse, edVerifyOnly]);
       const { verify, settle } = verifierFor(issuer, { jwks_uri: `${issuer.url}/jwks` });
 
       for (const good of [goodEc, goodRsa, goodEd]) {
@@ -133,6 +156,33 @@ describe("(a) only public signature keys are used", () => {
       expect(await kv.get(`jwks:v1:${issuer.url}`)).toBeNull();
     },
   );
+
+  it.each([
+    { name: 'use: "enc"', bad: { use: "enc" } },
+    { name: 'key_ops: ["encrypt"]', bad: { key_ops: ["encrypt"] } },
+  ])("$name in a KV record is dropped as from a fetch; a key_ops verify key there is used", async ({ bad }) => {
+    const issuer = await makeIssuer("ES256");
+    const good = issuer.keys[0] as TestKey;
+    const badKey = await makeKey("ES256", "bad-key");
+    // The issuer serves the same set, so the refresh an unknown kid causes cannot hide a kept key.
+    const keys = [
+      { ...badKey.publicJwk, ...bad },
+      { ...good.publicJwk, key_ops: ["verify"] },
+    ];
+    await publishRaw(issuer, keys);
+    const record = { v: 1, fetched_at: Date.now() - 1000, keys, retired: [] };
+    await kv.put(`jwks:v1:${issuer.url}`, JSON.stringify(record), { expirationTtl: 3600 });
+    const { verify, settle } = verifierFor(issuer, { jwks_uri: `${issuer.url}/jwks` });
+
+    expect(await verify(await issuer.sign({}, { key: good }))).toMatchObject({ ok: true, keySource: "kv" });
+    // Were the bad key kept, it would verify its own token straight from KV.
+    expect(await verify(await issuer.sign({}, { key: badKey }))).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+      detail: "kid_unknown",
+    });
+    await settle();
+  });
 
   it('symmetric (kty "oct") keys are dropped; an HS256 token is refused before any key lookup', async () => {
     const issuer = await makeIssuer("ES256");

@@ -110,6 +110,10 @@ export function usableKeys(document: unknown): JWK[] {
     const members = typeof candidate.kty === "string" ? PUBLIC_MEMBERS[candidate.kty] : undefined;
     if (!members) continue; // symmetric (`oct`) and unknown key types are never verification keys here
     if (candidate.use !== undefined && candidate.use !== "sig") continue;
+    // key_ops, when present, lists what the key may do (RFC 7517 §4.3): without "verify" it is
+    // not ours to verify with, whatever `use` says. A malformed list permits nothing.
+    if (candidate.key_ops !== undefined && !(Array.isArray(candidate.key_ops) && candidate.key_ops.includes("verify")))
+      continue;
     if (candidate.kid !== undefined && (typeof candidate.kid !== "string" || candidate.kid.length > MAX_KID_LENGTH))
       continue;
     if (members.some((member) => typeof candidate[member] !== "string")) continue;

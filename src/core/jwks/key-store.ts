@@ -11,7 +11,14 @@
 import type { JWK } from "jose";
 import type { ResolvedIssuer } from "../policy";
 import { secureUrl } from "../urls";
-import { discoverJwksUri, type Fetcher, fetchJson, KeySetFetchError, usableKeys } from "./fetch-key-set";
+import {
+  discoverJwksUri,
+  type Fetcher,
+  type FetchLimits,
+  fetchJson,
+  KeySetFetchError,
+  usableKeys,
+} from "./fetch-key-set";
 
 /** The subset of a KV namespace the key store needs. */
 export interface KeyValueStore {
@@ -188,7 +195,7 @@ export class IssuerKeyStore {
       // Unknown kid: the issuer may have rotated. Refresh once (single-flight, cooled down);
       // a refresh that does not settle in time counts as failed.
       const before = this.state;
-      await this.waitBounded(this.refresh("unknown_kid", defer));
+      await this.waitBounded(this.refresh("unknown_kid", defer, kid));
       if (this.state !== before) source = this.state?.source ?? source;
       entries = this.candidates(kid, alg, this.deps.now());
       if (entries.length === 0) return { ok: false, reason: "token_invalid", detail: "kid_unknown" };
@@ -383,22 +390,22 @@ export class IssuerKeyStore {
 
   /**
    * Single-flight refresh: concurrent callers share one attempt; attempts are cooled down.
-   * Undefined when the cooldown allows none.
+   * Undefined when the cooldown allows none. `kid` is the unknown kid that prompted it, if any.
    */
-  private refresh(reason: RefreshReason, defer: Defer): Promise<void> | undefined {
+  private refresh(reason: RefreshReason, defer: Defer, kid?: string): Promise<void> | undefined {
     const now = this.deps.now();
     const live = this.live(now);
     if (live) return live;
     if (!this.cooldownOver(now)) return undefined;
     this.lastAttemptAt = now;
-    return this.track(this.doRefresh(reason, defer), now, defer);
+    return this.track(this.doRefresh(reason, defer, kid), now, defer);
   }
 
   /**
    * When a request waits on the refresh, its KV writes go after the response; a stale-set
    * refresh already runs after a response and simply awaits them.
    */
-  private async doRefresh(reason: RefreshReason, defer: Defer): Promise<void> {
+  private async doRefresh(reason: RefreshReason, defer: Defer, kid: string | undefined): Promise<void> {
     const write = (key: string, value: string, ttlS: number) => {
       const put = this.putKv(key, value, ttlS);
       if (reason === "stale") return put;
@@ -438,18 +445,7 @@ export class IssuerKeyStore {
         maxBytes: this.issuer.maxJwksBytes,
         signal: AbortSignal.timeout(this.issuer.fetchTimeoutMs),
       };
-      let jwksUri = this.issuer.jwksUri ?? this.state?.jwksUri;
-      if (!jwksUri) {
-        this.stats.fetches += 1;
-        jwksUri = await discoverJwksUri(
-          this.deps.fetch,
-          this.issuer.discoveryUrl as string,
-          this.issuer.issuer,
-          limits,
-        );
-      }
-      this.stats.fetches += 1;
-      const keys = usableKeys(await fetchJson(this.deps.fetch, jwksUri, limits));
+      const { jwksUri, keys } = await this.fetchKeySet(kid, limits);
       const previous = this.toStored();
       this.adopt(
         { v: 1, fetched_at: this.deps.now(), jwks_uri: jwksUri, keys, retired: previous?.retired ?? [] },
@@ -464,6 +460,55 @@ export class IssuerKeyStore {
       // Never cache a bad response: the last good set (if any) stays as it was.
       this.lastFailure = error instanceof KeySetFetchError ? error.code : "fetch_failed";
     }
+  }
+
+  /**
+   * The issuer's key set, with discovery first when no jwks_uri is known. A discovered URI is
+   * remembered (in memory, and in KV for other isolates), but the issuer may move it: when the
+   * remembered URI fails, or its set lacks the unknown kid that prompted this refresh, discover
+   * once more within the same deadline. An attempt fetches the remembered URI alone when it
+   * serves what was asked; adds discovery when it does not (so an unknown kid that no key set
+   * has costs two fetches per cooldown, not one); and makes at most three fetches (remembered
+   * URI, discovery, new URI), when the URI has moved. A configured jwks_uri is never
+   * second-guessed.
+   */
+  private async fetchKeySet(
+    kid: string | undefined,
+    limits: FetchLimits & { signal: AbortSignal },
+  ): Promise<{ jwksUri: string; keys: JWK[] }> {
+    const discover = () => {
+      this.stats.fetches += 1;
+      return discoverJwksUri(this.deps.fetch, this.issuer.discoveryUrl as string, this.issuer.issuer, limits);
+    };
+    const fetchFrom = async (jwksUri: string) => {
+      this.stats.fetches += 1;
+      return { jwksUri, keys: usableKeys(await fetchJson(this.deps.fetch, jwksUri, limits)) };
+    };
+    const remembered = this.issuer.jwksUri ?? this.state?.jwksUri;
+    if (!remembered) return fetchFrom(await discover());
+
+    let fetched: { jwksUri: string; keys: JWK[] } | undefined;
+    let failure: unknown;
+    try {
+      fetched = await fetchFrom(remembered);
+    } catch (error) {
+      failure = error;
+    }
+    const lacksKid = kid !== undefined && fetched !== undefined && !fetched.keys.some((key) => key.kid === kid);
+    const mayHaveMoved = this.issuer.discoveryUrl !== undefined && (fetched === undefined || lacksKid);
+    // Once the deadline has passed there is no time left to look.
+    if (mayHaveMoved && !limits.signal.aborted) {
+      try {
+        const current = await discover();
+        // Same URI: its answer is the one just had; refetching it would be a third fetch for nothing.
+        if (current !== remembered) return await fetchFrom(current);
+      } catch (error) {
+        failure = error; // the latest word from the issuer, unless the remembered set still stands
+      }
+    }
+    // A set the remembered URI served is still a good set, even if it lacks the kid.
+    if (fetched) return fetched;
+    throw failure;
   }
 
   private asState(stored: StoredKeySet): KeySetState {
