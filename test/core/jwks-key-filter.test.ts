@@ -3,33 +3,16 @@
 import { env } from "cloudflare:workers";
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
-import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
-import { TokenVerifier } from "../../src/core/tokens/verify";
 import { AUDIENCE, b64url, issuerServer, makeIssuer, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
+import { verifierFor as sharedVerifierFor } from "./token-fixtures";
 
 const kv = (env as unknown as { JWKS_CACHE: KVNamespace }).JWKS_CACHE;
 
 const PRIVATE_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "k", "oth"] as const;
 
-function verifierFor(issuer: TestIssuer, settings: Partial<OidcIssuerConfig> = {}) {
-  const policy = compilePolicy({
-    version: 1,
-    issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], ...settings } },
-    upstreams: { o: { url: "https://origin.test" } },
-    routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
-  });
-  const verifier = new TokenVerifier(policy, {
-    fetch: (input, init) => fetch(input, init),
-    kv,
-    now: () => Date.now(),
-    tokenCacheEntries: 0,
-  });
-  const pending: Promise<unknown>[] = [];
-  return {
-    verify: (token: string) => verifier.verify(token, ["idp"], undefined, (p) => pending.push(p)),
-    settle: () => Promise.all(pending.splice(0)),
-  };
+function verifierFor(issuer: TestIssuer, settings: Omit<Partial<OidcIssuerConfig>, "issuer" | "kind"> = {}) {
+  return sharedVerifierFor({ issuers: { idp: { issuer, ...settings } }, deps: { kv, tokenCacheEntries: 0 } });
 }
 
 /** Publish raw JWKs, exactly as given (the harness's `publish` takes key pairs). */

@@ -66,7 +66,14 @@ export function verifierFor({ issuers, deps = {} }: VerifierSetup) {
     ...deps,
   });
   const ids = Object.keys(issuers);
-  return { verifier, policy, verify: (token: string) => verifier.verify(token, ids, undefined, () => {}) };
+  // Work the verifier defers past the response (KV writes, background refreshes), for `settle`.
+  const pending: Promise<unknown>[] = [];
+  return {
+    verifier,
+    policy,
+    verify: (token: string) => verifier.verify(token, ids, undefined, (work) => pending.push(work)),
+    settle: () => Promise.all(pending.splice(0)),
+  };
 }
 
 const SIGNING: Record<string, { name: string; hash?: string; saltLength?: number }> = {
