@@ -194,6 +194,30 @@ describe("local stack", () => {
   });
 
   // Last: stopping is part of the contract (Ctrl-C must leave nothing behind).
+  it("a second `npm start` while the stack runs stops at once, naming the port in use", async () => {
+    const second = await new Promise<{ code: number | null; text: string }>((resolve) => {
+      const child = spawn(process.execPath, ["dev/start.mjs"], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+      let text = "";
+      child.stdout?.on("data", (chunk: Buffer) => {
+        text += chunk.toString();
+      });
+      child.stderr?.on("data", (chunk: Buffer) => {
+        text += chunk.toString();
+      });
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        resolve({ code, text });
+      });
+    });
+    expect(second.code).not.toBe(0);
+    expect(second.code).not.toBeNull(); // it stopped by itself, not by the test's kill
+    expect(second.text).toMatch(/port 878[789] is in use/);
+    // The stack that was already running is unaffected.
+    const { response } = await edge("/public/still-up", {});
+    expect(response.status).toBe(200);
+  });
+
   it("stops the edge, the identity provider and the origin on Ctrl-C (SIGINT)", async () => {
     stack.kill("SIGINT");
     expect(await exitWithin(15_000)).toEqual({ code: 0, signal: null });
