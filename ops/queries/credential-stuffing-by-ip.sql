@@ -10,7 +10,7 @@
 -- a client with a stale token retrying is typically well below 10). The HAVING clause
 -- makes "query returns rows" the alert condition.
 --
--- The client IP (blob12) is recorded on denied requests only, so this query cannot show
+-- The client IP (blob12) is recorded on invalid-token denies only, so this query cannot show
 -- an IP's allowed traffic; use credential-stuffing-by-asn.sql for ratios. Botnets spread
 -- over many IPs stay under any per-IP threshold: that is what the ASN query is for.
 SELECT

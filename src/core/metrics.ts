@@ -65,8 +65,8 @@ export interface DataPointInput {
   record: AuditRecord;
   tokenCheck?: TokenCheckSummary;
   /**
-   * The client's IP address (`CF-Connecting-IP`). Stored only on denied requests: it is
-   * personal data, and the abuse queries (credential stuffing) need it only there.
+   * The client's IP address (`CF-Connecting-IP`). Stored only on invalid-token refusals: it
+   * is personal data, and the abuse queries (credential stuffing) need it only there.
    */
   clientIp?: string | null;
 }
@@ -92,10 +92,23 @@ function measured(ms: number | null | undefined): number {
   return typeof ms === "number" && Number.isFinite(ms) && ms >= 0 ? ms : -1;
 }
 
+/**
+ * The refusals the credential-stuffing queries look for: the ones RFC 6750 answers with
+ * `invalid_token` or `invalid_request`. Only these store the client's IP address.
+ */
+const INVALID_TOKEN_REASONS: ReadonlySet<string> = new Set([
+  "token_malformed",
+  "token_invalid",
+  "token_expired",
+  "token_not_yet_valid",
+  "issuer_unknown",
+  "audience_mismatch",
+]);
+
 /** The row for one request. Pure: same input, same row. */
 export function metricsDataPoint({ record, tokenCheck, clientIp }: DataPointInput): DataPoint {
-  const denied = record.decision === "deny";
-  const ip = denied && clientIp && IP_ADDRESS.test(clientIp) ? clientIp : "";
+  const guessing = record.decision === "deny" && INVALID_TOKEN_REASONS.has(record.reason ?? "");
+  const ip = guessing && clientIp && IP_ADDRESS.test(clientIp) ? clientIp : "";
   const blobs: Record<BlobColumn, string> = {
     decision: record.decision,
     reason: record.reason ?? "",

@@ -138,7 +138,8 @@ export function rateLimit(): Stage {
     c.get("timings").limitMs = Date.now() - started;
 
     const verdict = combineAnswers(plan, answers);
-    if (verdict.failedOpen.length > 0) {
+    // A fail-open is a request let through unchecked: a request refused anyway is none.
+    if (verdict.decision === "allow" && verdict.failedOpen.length > 0) {
       const outcome = c.get("outcome");
       c.set("outcome", { ...outcome, failedOpen: [...(outcome.failedOpen ?? []), ...verdict.failedOpen] });
     }

@@ -62,7 +62,7 @@ describe("metricsDataPoint", () => {
     });
   });
 
-  it("keeps the client IP, the limit and what failed open on a deny; -1 marks what was not measured", () => {
+  it("keeps the limit and what failed open on a deny, but no IP for a rate limit; -1 marks what was not measured", () => {
     const point = metricsDataPoint({
       record: record({
         decision: "deny",
@@ -88,7 +88,7 @@ describe("metricsDataPoint", () => {
       "LHR",
       "GB",
       "64500",
-      "2001:db8::1",
+      "",
       "tenant-per-minute",
       "user-per-minute,route-ceiling",
       "tenant_limit",
@@ -124,7 +124,7 @@ describe("metricsDataPoint", () => {
       "",
       "",
       "",
-      "198.51.100.4",
+      "",
       "",
       "",
       "",
@@ -141,6 +141,22 @@ describe("metricsDataPoint", () => {
     expect(metricsDataPoint({ record: deny, clientIp: "x".repeat(64) }).blobs[ipColumn]).toBe("");
     expect(metricsDataPoint({ record: deny, clientIp: null }).blobs[ipColumn]).toBe("");
     expect(metricsDataPoint({ record: deny, clientIp: "192.0.2.1" }).blobs[ipColumn]).toBe("192.0.2.1");
+  });
+
+  it("stores the client IP only for the invalid-token refusals the credential-stuffing queries read", () => {
+    const ipColumn = BLOB_COLUMNS.indexOf("client_ip");
+    const ipFor = (decision: "allow" | "deny", reason: string | null) =>
+      metricsDataPoint({
+        record: record({ decision, reason: reason as never, status: 403 }),
+        clientIp: "192.0.2.1",
+      }).blobs[ipColumn];
+    for (const reason of ["token_malformed", "token_invalid", "token_expired", "issuer_unknown", "audience_mismatch"]) {
+      expect(ipFor("deny", reason)).toBe("192.0.2.1");
+    }
+    for (const reason of ["rate_limited", "insufficient_scope", "origin_timeout", "client_closed", "token_missing"]) {
+      expect(ipFor("deny", reason)).toBe("");
+    }
+    expect(ipFor("allow", null)).toBe("");
   });
 
   it("keeps the index within 96 bytes and every blob within its byte budget", () => {

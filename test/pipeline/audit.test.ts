@@ -589,6 +589,8 @@ describe("no credential reaches a log line", () => {
     const body = await response.text();
 
     expect(edge.audit).toHaveLength(repeat);
+    // One data point per request too, so the scan below really covers the metrics.
+    expect(edge.dataPoints).toHaveLength(repeat);
     const record = edge.audit.at(-1) as AuditRecord;
     const outcome = record.decision === "allow" ? "allowed" : record.reason;
     expect(testCase.reasons).toContain(outcome);

@@ -51,7 +51,7 @@ describe("metrics data points", () => {
     expect(record.upstream_ms).toBeGreaterThanOrEqual(0);
   });
 
-  it("writes the reason and the client IP for a denied request", async () => {
+  it("writes the reason of a denied request, and no client IP for a refusal that is not an invalid token", async () => {
     const edge = harness(basePolicy());
     const response = await edge.fetch("/admin/users", { headers: { "cf-connecting-ip": "2001:db8::7" } });
     expect(response.status).toBe(404);
@@ -71,7 +71,7 @@ describe("metrics data points", () => {
           "",
           "",
           "",
-          "2001:db8::7",
+          "",
           "",
           "",
           "",
@@ -159,6 +159,27 @@ describe("metrics data points", () => {
     ]);
   });
 
+  it("counts every request refused for an unavailable key set as a key-cache miss", async () => {
+    const issuer = await makeIssuer("ES256");
+    await issuer.setMode("down");
+    const edge = harness(
+      basePolicy({
+        issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["main"] }, upstream: "echo" }],
+      }),
+    );
+    const token = await issuer.sign({ sub: "alice" });
+    for (let i = 0; i < 3; i++) {
+      await (await edge.fetch("/v1/things", { headers: { authorization: `Bearer ${token}` } })).arrayBuffer();
+    }
+    // Only the first made a fetch; the others fell in the refresh cooldown. All three missed.
+    expect(edge.dataPoints.map((p) => [p.blobs?.[1], p.blobs?.[6]])).toEqual([
+      ["jwks_unavailable", "fetch"],
+      ["jwks_unavailable", "fetch"],
+      ["jwks_unavailable", "fetch"],
+    ]);
+  });
+
   it("names the issuer and key source of a verified token whose identity claims are refused", async () => {
     const issuer = await makeIssuer("ES256");
     const edge = harness(
@@ -168,9 +189,12 @@ describe("metrics data points", () => {
       }),
     );
     const unsafe = await issuer.sign({ sub: "alice\r\nx-user-sub: admin" });
-    await (await edge.fetch("/v1/things", { headers: { authorization: `Bearer ${unsafe}` } })).arrayBuffer();
+    const headers = { authorization: `Bearer ${unsafe}`, "cf-connecting-ip": "203.0.113.9" };
+    await (await edge.fetch("/v1/things", { headers })).arrayBuffer();
     expect(edge.audit[0]).toMatchObject({ reason: "token_invalid", detail: "subject_missing_or_unsafe" });
     expect(edge.dataPoints.map((p) => [p.blobs?.[0], p.blobs?.[5], p.blobs?.[6]])).toEqual([["deny", "main", "fetch"]]);
+    // An invalid token is what the credential-stuffing queries count: its client IP is kept.
+    expect(edge.dataPoints[0]?.blobs?.[11]).toBe("203.0.113.9");
   });
 
   it("writes the limit that was hit, and the limits that failed open", async () => {
@@ -208,7 +232,7 @@ describe("metrics data points", () => {
     expect((await edge.fetch("/public/x", { headers })).status).toBe(429);
     const [, refused] = edge.dataPoints;
     expect(refused?.blobs?.slice(0, 2)).toEqual(["deny", "rate_limited"]);
-    expect(refused?.blobs?.slice(11, 15)).toEqual(["198.51.100.23", "per-ip", "", "ip_limit_exceeded"]);
+    expect(refused?.blobs?.slice(11, 15)).toEqual(["", "per-ip", "", "ip_limit_exceeded"]);
     expect(refused?.doubles?.[0]).toBe(429);
   });
 

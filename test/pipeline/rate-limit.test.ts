@@ -382,6 +382,18 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     expect(open.outcome.failedOpen).toEqual(["route-limit"]);
   });
 
+  it("records no fail-open for a request another limit refused: nothing was let through", async () => {
+    const refusing = fakeLimiter({ lateMs: 0, allowed: false });
+    const run = stage(stageDoc([{ name: "user-limit", key: "user", limit: 5, window_s: 3600 }, ...limits("allow")]), {
+      TENANT_LIMITER: refusing.namespace,
+      ROUTE_LIMITER: fakeLimiter("fail").namespace,
+    });
+    const { response, outcome } = await run({ subject: "a", tenant: "t" });
+    expect(response.status).toBe(429);
+    expect(outcome.reason).toBe("rate_limited");
+    expect(outcome.failedOpen).toBeUndefined();
+  });
+
   it("fails open when the limit says so, and records it for the audit", async () => {
     const tenantObjects = fakeLimiter({ lateMs: 0, allowed: true });
     const run = stage(

@@ -112,8 +112,11 @@ export class TokenVerifier {
     const fetchesBefore = store.stats.fetches;
     const lookup = await store.lookup(kid, alg, defer);
     if (!lookup.ok) {
-      // An unknown kid or a dead endpoint is a key-cache miss when it cost a fetch.
-      const keySource: KeySource = store.stats.fetches > fetchesBefore ? "fetch" : "memory";
+      // An unknown kid is a key-cache miss when it cost a fetch; a key set that cannot be had
+      // is a miss whether or not this request made the failing fetch (within the cooldown it
+      // makes none), so an issuer outage shows in the hit rate.
+      const missed = store.stats.fetches > fetchesBefore || lookup.reason === "jwks_unavailable";
+      const keySource: KeySource = missed ? "fetch" : "memory";
       return { ok: false, reason: lookup.reason, detail: lookup.detail, issuerId: issuer.id, keySource };
     }
     const failed = (reason: DenyReason, detail: string): VerifyResult => ({
