@@ -11,6 +11,7 @@ export type PathRejection =
   | "control_character"
   | "bad_percent_encoding"
   | "path_parameter"
+  | "double_encoding"
   | "backslash";
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
@@ -44,6 +45,9 @@ export function canonicalPath(rawPath: string): PathResult {
     if (byte === 0x5c) return { ok: false, detail: "encoded_backslash" };
     if (byte < 0x20 || byte === 0x7f) return { ok: false, detail: "control_character" };
     if (byte === 0x3b) return { ok: false, detail: "path_parameter" };
+    // `%25` before two hex digits (`%252e`, `%252f`) is an escape of an escape: an origin, or
+    // anything before it, that decodes twice would see `.` or `/` the routes never saw.
+    if (byte === 0x25 && HEX.test(rawPath.slice(i + 3, i + 5))) return { ok: false, detail: "double_encoding" };
     const char = String.fromCharCode(byte);
     decoded += byte < 0x80 && UNRESERVED.test(char) ? char : `%${hex.toUpperCase()}`;
     i += 2;

@@ -13,7 +13,9 @@ describe("canonicalPath", () => {
     ["/v1/%2e%2e/admin", "/admin"],
     ["/v1/a%2E/b", "/v1/a./b"],
     ["/v1/caf%c3%a9", "/v1/caf%C3%A9"],
-    ["/v1/%252e%252e/x", "/v1/%252e%252e/x"],
+    // A literal percent sign stays encoded; only an escaped escape (`%25` + two hex digits) is refused.
+    ["/v1/100%25", "/v1/100%25"],
+    ["/v1/100%25off", "/v1/100%25off"],
     ["/v1/users/", "/v1/users/"],
     ["/v1/users//", "/v1/users/"],
     ["/../../etc/passwd", "/etc/passwd"],
@@ -34,6 +36,8 @@ describe("canonicalPath", () => {
     ["/v1/admin%3Bx", "path_parameter"],
     ["/v1/%zz", "bad_percent_encoding"],
     ["/v1/%4", "bad_percent_encoding"],
+    ["/v1/%252e%252e/admin", "double_encoding"],
+    ["/v1/a%252Fb", "double_encoding"],
     ["v1", "path_not_absolute"],
   ])("rejects %s (%s)", (input, detail) => {
     expect(canonicalPath(input)).toEqual({ ok: false, detail });

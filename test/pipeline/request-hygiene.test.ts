@@ -56,6 +56,7 @@ describe("canonical path", () => {
     ["/public/a%0D%0Ax-user-sub:%20admin", "control_character"],
     ["/public/a;jsessionid=1", "path_parameter"],
     ["/public/%zz", "bad_percent_encoding"],
+    ["/public/%252e%252e/admin", "double_encoding"],
   ])("%s is refused with 400 (%s) and never forwarded", async (path, detail) => {
     const { response, text, seen, record } = await send(path);
     expect(response.status).toBe(400);
@@ -209,6 +210,8 @@ describe("header hygiene", () => {
       ["/public/a?x=1&access_token=abc.def.ghi&y=2", "x=1&y=2"],
       ["/public/a?%61ccess_token=abc.def.ghi", ""],
       ["/public/a?access%5Ftoken=abc&access_token&z=%ZZ", "z=%ZZ"],
+      // Read as access_token by PHP.
+      ["/public/a?access.token=abc.def.ghi&access+token=abc.def.ghi&access[token=abc.def.ghi&k=v", "k=v"],
       ["/public/a?x=%20access&y=a+b", "x=%20access&y=a+b"],
     ];
     for (const [path, query] of cases) {
