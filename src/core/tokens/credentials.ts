@@ -53,7 +53,7 @@ export function extractCredential(
   accepts: { bearer: boolean; access: boolean },
 ): CredentialResult {
   const authorization = headers.get("authorization");
-  if (url.searchParams.has("access_token")) {
+  if (hasQueryCredential(url.search)) {
     const other = (accepts.bearer && authorization !== null) || (accepts.access && accessFrom(headers) !== undefined);
     return other
       ? { ok: false, reason: "token_malformed", detail: "multiple_methods" }
@@ -71,15 +71,34 @@ export function extractCredential(
   return { ok: false, reason: "token_missing", detail: "no_credentials" };
 }
 
-/** A query parameter's name as an origin's parser reads it (`+` is a space, escapes decoded). */
+/**
+ * A query parameter's name as the most lenient origin parser reads it: `+` is a space, escapes
+ * decoded, and, as PHP does, `.`, space and `[` read as `_` (`access.token` is `access_token`).
+ */
 function queryName(part: string): string {
   const eq = part.indexOf("=");
   const raw = eq < 0 ? part : part.slice(0, eq);
+  let name = raw;
   try {
-    return decodeURIComponent(raw.replace(/\+/g, " "));
+    name = decodeURIComponent(raw.replace(/\+/g, " "));
   } catch {
-    return raw;
+    // a bad escape: compare the name as sent
   }
+  return name.replace(/[. []/g, "_");
+}
+
+function isQueryCredential(part: string): boolean {
+  return queryName(part) === "access_token";
+}
+
+/** A cheap test first: a name that reads as access_token holds "access" or an escape. */
+function mayHoldQueryCredential(search: string): boolean {
+  return search.length > 1 && (search.includes("access") || search.includes("%"));
+}
+
+/** Whether the query string (`?…` or empty) carries an `access_token`, however its name is spelt. */
+export function hasQueryCredential(search: string): boolean {
+  return mayHoldQueryCredential(search) && search.slice(1).split("&").some(isQueryCredential);
 }
 
 /**
@@ -88,9 +107,9 @@ function queryName(part: string): string {
  * (authenticated routes refuse such a request outright). Anything else goes on exactly as sent.
  */
 export function withoutQueryCredentials(search: string): string {
-  if (search.length <= 1 || (!search.includes("access") && !search.includes("%"))) return search;
+  if (!mayHoldQueryCredential(search)) return search;
   const parts = search.slice(1).split("&");
-  const kept = parts.filter((part) => queryName(part) !== "access_token");
+  const kept = parts.filter((part) => !isQueryCredential(part));
   if (kept.length === parts.length) return search;
   return kept.length > 0 ? `?${kept.join("&")}` : "";
 }
