@@ -39,8 +39,10 @@ export function audit(sinks: () => readonly AuditSink[]): Stage {
     // Capture the moment and the status now; build and write everything after the response.
     const now = Date.now();
     const status = response.status;
-    // Its first step awaits the token hash, so nothing below runs before the response is out.
     const work = (async () => {
+      // A macrotask first: awaiting promises alone would still run all of this before the
+      // runtime takes the response (microtasks drain first), and the client would wait for it.
+      await new Promise((resolve) => setTimeout(resolve, 0));
       const record = recordFor(c, now, status, await auditIdentity(c.get("identity")));
       if (dataset) {
         try {

@@ -124,6 +124,17 @@ describe("audit record", () => {
     expect(written[0]?.request_id).toBe(response.headers.get("x-request-id"));
   });
 
+  it("hands the response back before even a synchronous sink runs", async () => {
+    const order: string[] = [];
+    const app = createApp(basePolicy(), { auditSinks: [() => void order.push("sink")] });
+    const ctx = createExecutionContext();
+    const response = await app.fetch(new Request("https://edge.test/public/x"), env, ctx);
+    order.push("response");
+    expect(response.status).toBe(200);
+    await waitOnExecutionContext(ctx);
+    expect(order).toEqual(["response", "sink"]);
+  });
+
   it("keeps serving and keeps writing to the other sinks when one sink fails", async () => {
     const errors = vi.spyOn(console, "error").mockImplementation(() => undefined);
     try {
