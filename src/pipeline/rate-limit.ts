@@ -154,7 +154,13 @@ export function rateLimit(): Stage {
     for (const call of calls) {
       const answer = answers.get(call.kind);
       if (answer?.ok) {
-        if (answer.result.allowed) afterResponse(c, Promise.resolve(call.stub?.release(call.items)));
+        if (answer.result.allowed) {
+          // Inside a promise, so a binding that throws synchronously cannot turn a 429 into a 500.
+          afterResponse(
+            c,
+            Promise.resolve().then(() => call.stub?.release(call.items)),
+          );
+        }
       } else if (answer?.error === "timeout") {
         const late = withinBudget(call.pending, LATE_RESERVATION_WAIT_MS);
         afterResponse(

@@ -382,6 +382,28 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     expect(open.outcome.failedOpen).toEqual(["route-limit"]);
   });
 
+  it("still answers 429 when giving back a reservation throws", async () => {
+    const admitting = {
+      idFromName: (name: string) => name,
+      get: () => ({
+        acquire: async (items: CounterRequest[]) => ({
+          allowed: true,
+          counters: items.map(() => ({ allowed: true, remaining: 4, resetMs: 1000, retryAfterMs: 0 })),
+        }),
+        release: () => {
+          throw new Error("object gone");
+        },
+      }),
+    };
+    const run = stage(stageDoc([{ name: "user-limit", key: "user", limit: 5, window_s: 3600 }, ...limits("deny")]), {
+      TENANT_LIMITER: admitting,
+      ROUTE_LIMITER: fakeLimiter({ lateMs: 0, allowed: false }).namespace,
+    });
+    const { response, outcome } = await run({ subject: "a", tenant: "t" });
+    expect(response.status).toBe(429);
+    expect(outcome.reason).toBe("rate_limited");
+  });
+
   it("records no fail-open for a request another limit refused: nothing was let through", async () => {
     const refusing = fakeLimiter({ lateMs: 0, allowed: false });
     const run = stage(stageDoc([{ name: "user-limit", key: "user", limit: 5, window_s: 3600 }, ...limits("allow")]), {
