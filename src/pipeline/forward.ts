@@ -3,14 +3,13 @@
 // earlier stages prepared. Failures become 502/504 problem+json that echo nothing of the
 // client's request.
 
+import { TIMED_OUT, withDeadline } from "../core/deadline";
 import { connectionNominated, HOP_BY_HOP_HEADERS } from "../core/headers";
 import { withoutQueryCredentials } from "../core/tokens/credentials";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
 const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
-/** What the budget resolves with when the origin has not answered in time. */
-const TIMED_OUT = Symbol("origin timed out");
 const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
 
 /**
@@ -99,13 +98,9 @@ export function forward(): Stage {
     // the race is over, so a long download or stream is never cut off mid-body. A race, not
     // an abort signal on the fetch: a signal makes every subrequest markedly dearer in
     // workerd, and an origin request that lost the race ends with the client's request.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const budget = new Promise<typeof TIMED_OUT>((resolve) => {
-      timer = setTimeout(() => resolve(TIMED_OUT), upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS);
-    });
     let response: Response | typeof TIMED_OUT;
     try {
-      response = await Promise.race([sent, budget]);
+      response = await withDeadline(sent, upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS);
     } catch {
       c.get("timings").upstreamMs = Date.now() - started;
       // A client that hung up mid-upload is not the origin's fault: audit it as such.
@@ -113,8 +108,6 @@ export function forward(): Stage {
         return deny(c, "client_closed", { detail: "client_body_aborted" });
       }
       return deny(c, "origin_unavailable", { detail: "origin_unreachable" });
-    } finally {
-      clearTimeout(timer);
     }
     if (response === TIMED_OUT) {
       c.get("timings").upstreamMs = Date.now() - started;

@@ -29,6 +29,7 @@ import {
 } from "../core/limits";
 import { boundedMemo } from "../core/bounded-memo";
 import { rateLimitHeaders } from "../core/rate-limit-headers";
+import { TIMED_OUT, withDeadline } from "../core/deadline";
 import { afterResponse } from "./after-response";
 import { responseHeaders } from "./context";
 import { deny } from "./respond";
@@ -69,15 +70,6 @@ function objectId(namespace: DurableObjectNamespace, name: string): DurableObjec
 
 function counterRequest(limit: AppliedLimit): CounterRequest {
   return { id: limit.counterId, limit: limit.limit, windowS: limit.windowS };
-}
-
-/** Resolves with the call's result, or rejects with LimiterTimeout after `ms`. */
-function withinBudget<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new LimiterTimeout()), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
 export function rateLimit(): Stage {
@@ -162,10 +154,10 @@ export function rateLimit(): Stage {
           );
         }
       } else if (answer?.error === "timeout") {
-        const late = withinBudget(call.pending, LATE_RESERVATION_WAIT_MS);
+        const late = withDeadline(call.pending, LATE_RESERVATION_WAIT_MS);
         afterResponse(
           c,
-          late.then((result) => (result.allowed ? call.stub?.release(call.items) : undefined)),
+          late.then((result) => (result !== TIMED_OUT && result.allowed ? call.stub?.release(call.items) : undefined)),
         );
       }
     }

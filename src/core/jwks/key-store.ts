@@ -10,6 +10,7 @@
 
 import type { JWK } from "jose";
 import type { ResolvedIssuer } from "../policy";
+import { TIMED_OUT, withDeadline } from "../deadline";
 import { secureUrl } from "../urls";
 import {
   discoverJwksUri,
@@ -368,15 +369,7 @@ export class IssuerKeyStore {
    */
   private async waitBounded(work: Promise<void> | undefined): Promise<boolean> {
     if (!work) return true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const bound = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), this.boundMs);
-    });
-    try {
-      return await Promise.race([work.then(() => true), bound]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return (await withDeadline(work, this.boundMs)) !== TIMED_OUT;
   }
 
   private loadFromKv(defer: Defer): Promise<void> {
