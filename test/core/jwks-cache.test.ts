@@ -493,6 +493,31 @@ describe("failure of the key endpoint", () => {
     expect((await issuer.stats()).jwks_fetches).toBe(1);
   });
 
+  it("cold and down, with KV: requests within the cooldown read KV at most once a second", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    await issuer.setMode("down");
+    const { verify, settle, store } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    for (let i = 0; i < 20; i++)
+      expect(await verify(await signAt(issuer, clock))).toMatchObject({ reason: "jwks_unavailable" });
+    await settle();
+    // The first request: the load, then the refresh's own look before fetching.
+    expect(store.stats.kvReads).toBe(2);
+    clock.advance(0.5);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ reason: "jwks_unavailable" });
+    expect(store.stats.kvReads).toBe(2);
+
+    // Another isolate got the set meanwhile: after the recheck interval this one uses it from KV.
+    await issuer.setMode("ok");
+    const other = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    expect(await other.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await other.settle();
+    clock.advance(0.5);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+    expect(store.stats.kvReads).toBe(3);
+    expect((await issuer.stats()).jwks_fetches).toBe(2);
+  });
+
   it("discovery naming a different issuer is refused", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();

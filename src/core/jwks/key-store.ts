@@ -86,6 +86,12 @@ interface Inflight {
 
 const MAX_CANDIDATE_KEYS = 3;
 const KV_MIN_TTL_S = 60;
+/**
+ * After KV had no usable set, an isolate holding nothing asks KV again no sooner than this:
+ * while an issuer is down and nothing is cached, every request would otherwise cost a KV read
+ * only to be refused. Another isolate's fresh set is still picked up within this time.
+ */
+const KV_MISS_RECHECK_MS = 1000;
 
 /** Which key types and curves can verify which algorithm. */
 function keyFitsAlg(jwk: JWK, alg: string): boolean {
@@ -159,6 +165,7 @@ export class IssuerKeyStore {
   private inflight: Inflight | undefined;
   private lastAttemptAt = Number.NEGATIVE_INFINITY;
   private lastFailure: string | undefined;
+  private lastKvMissAt = Number.NEGATIVE_INFINITY;
   private readonly kvKey: string;
   private readonly kvRefreshKey: string;
 
@@ -319,13 +326,16 @@ export class IssuerKeyStore {
 
   private async readKv(): Promise<StoredKeySet | undefined> {
     if (!this.deps.kv) return undefined;
+    let stored: StoredKeySet | undefined;
     try {
       this.stats.kvReads += 1;
       const text = await this.deps.kv.get(this.kvKey);
-      return text ? parseStored(text, this.deps.now()) : undefined;
+      stored = text ? parseStored(text, this.deps.now()) : undefined;
     } catch {
-      return undefined; // KV down or a corrupt record: behave as a cache miss
+      // KV down or a corrupt record: behave as a cache miss
     }
+    if (!stored) this.lastKvMissAt = this.deps.now();
+    return stored;
   }
 
   /**
@@ -372,13 +382,17 @@ export class IssuerKeyStore {
     return (await withDeadline(work, this.boundMs)) !== TIMED_OUT;
   }
 
-  private loadFromKv(defer: Defer): Promise<void> {
+  /** Undefined when KV was asked too recently to have anything new (KV_MISS_RECHECK_MS). */
+  private loadFromKv(defer: Defer): Promise<void> | undefined {
     const now = this.deps.now();
+    const live = this.live(now);
+    if (live) return live;
+    if (now - this.lastKvMissAt < KV_MISS_RECHECK_MS) return undefined;
     const load = async () => {
       const stored = await this.readKv();
       if (stored && !this.state) this.adopt(stored, "kv");
     };
-    return this.live(now) ?? this.track(load(), now, defer);
+    return this.track(load(), now, defer);
   }
 
   /**
