@@ -6,7 +6,8 @@ export const TIMED_OUT: unique symbol = Symbol("timed out");
 
 /** `work`'s value, or TIMED_OUT once `ms` have passed; a rejection of `work` passes through. */
 export async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  // Assigned by the executor, which runs at once.
+  let timer!: ReturnType<typeof setTimeout>;
   const deadline = new Promise<typeof TIMED_OUT>((resolve) => {
     timer = setTimeout(() => resolve(TIMED_OUT), ms);
   });

@@ -113,7 +113,7 @@ export function rateLimit(): Stage {
 
     // One timer bounds both calls: they run in parallel against the same budget.
     const answers = new Map<LimiterKind, ObjectAnswer>();
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer!: ReturnType<typeof setTimeout>; // assigned by the executor, which runs at once
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new LimiterTimeout()), policy.limiterTimeoutMs);
     });
