@@ -17,6 +17,9 @@
 //   --quick             2 s cells, 1 round, 12,000 tokens, 3 starts (for development)
 //   --out FILE          results JSON [bench/results/latest.json; --quick: bench/results/quick.json]
 //   --keep              keep the temporary build directory
+//   --pin               workerd on CPU 0, wrk and the origin on the others (needs 2+ CPUs and
+//                       taskset); off by default: it did not narrow the spread between rounds
+//                       on the shared 2-CPU machine of BENCHMARKS.md
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -24,6 +27,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { buildDeployable, buildEntry, readCompatibility } from "./lib/build.mjs";
+import { pinningPlan, pinThisProcess } from "./lib/cpu-pinning.mjs";
 import { ALGORITHMS, AUDIENCE, ISSUER, makeKeys, makeWorkloads, signTokens } from "./lib/keys.mjs";
 import { markdownReport, summarise, textReport } from "./lib/report.mjs";
 import { ORIGIN_BODY, startJwksServer, startOrigin } from "./lib/servers.mjs";
@@ -51,6 +55,7 @@ function parseArgs(argv) {
     starts: quick ? 3 : 7,
     out: join(benchDir, "results", quick ? "quick.json" : "latest.json"),
     keep: false,
+    pin: false,
     quick,
   };
   for (let i = 0; i < argv.length; i += 1) {
@@ -68,6 +73,7 @@ function parseArgs(argv) {
     };
     if (arg === "--quick") continue;
     else if (arg === "--keep") options.keep = true;
+    else if (arg === "--pin") options.pin = true;
     else if (arg === "--duration") options.duration = positive(value());
     else if (arg === "--rounds") options.rounds = positive(value());
     else if (arg === "--warmup") options.warmup = Math.max(0, Number(value()));
@@ -140,7 +146,14 @@ async function startProcess({ name, bundle, bindings, durableObjectClasses = [],
     durableObjectClasses,
     storageDir: join(workDir, "storage", `${name}-${port}`),
   });
-  const proc = new WorkerdProcess({ binary: workerdBinary, config, port, logDir: join(workDir, "logs"), name });
+  const proc = new WorkerdProcess({
+    binary: workerdBinary,
+    config,
+    port,
+    logDir: join(workDir, "logs"),
+    name,
+    cpus: pinning.plan?.worker,
+  });
   running.add(proc);
   const started = await proc.start(probePath ? { probePath } : {});
   return { proc, started };
@@ -203,6 +216,7 @@ if (!wrk) {
 }
 
 const startedAt = new Date();
+const pinning = pinningPlan(options.pin);
 const loadAtStart = loadavg();
 const gitAtBuild = gitState(); // what was built: others may commit during a long run
 workDir = mkdtempSync(join(tmpdir(), "portcullis-bench-"));
@@ -244,6 +258,13 @@ try {
   const needed = [...new Set(CELLS.filter((c) => options.variants.includes(c.variant)).map((c) => c.workload))];
   const workloads = await makeWorkloads(keys, join(workDir, "tokens"), options.tokens, needed);
 
+  // Pinned after the builds, which may use every CPU; processes started from here on inherit it.
+  if (pinning.plan) pinThisProcess(pinning.plan.load);
+  log(
+    pinning.plan
+      ? `CPU pinning: workerd on CPU ${pinning.plan.worker}; wrk, the origin and the JWKS server on ${pinning.plan.load}`
+      : `CPU pinning: off, ${pinning.why}`,
+  );
   origin = await startOrigin();
   jwksServer = await startJwksServer(jwks, ISSUER);
 
@@ -458,6 +479,7 @@ try {
           script,
           tokenFile: workloads[cell.workload].file,
           connections: options.connections,
+          cpus: pinning.plan?.load,
           threads: options.threads,
         };
         if (options.warmup > 0) await drive(run, cell, options.warmup);
@@ -508,6 +530,7 @@ try {
       cpu: cpus()[0]?.model ?? "unknown",
       platform: `${process.platform} ${process.arch}`,
       loadAverage: { atStart: loadAtStart, atEnd: loadavg() },
+      pinning: pinning.plan ?? { off: pinning.why },
     },
     versions: versions(wrk),
     git: gitAtBuild,

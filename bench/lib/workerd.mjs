@@ -2,6 +2,7 @@
 // writes one capnp configuration per process, starts it, waits for its socket, reads its
 // CPU time, stops it. Every process listens on 127.0.0.1 only.
 import { spawn } from "node:child_process";
+import { onCpus } from "./cpu-pinning.mjs";
 import {
   closeSync,
   copyFileSync,
@@ -146,9 +147,10 @@ async function probe(url, init = {}) {
 }
 
 export class WorkerdProcess {
-  constructor({ binary, config, port, logDir, name, extraArgs = [] }) {
+  constructor({ binary, config, port, logDir, name, extraArgs = [], cpus }) {
     this.binary = binary;
     this.extraArgs = extraArgs;
+    this.cpus = cpus;
     this.config = config;
     this.port = port;
     this.name = name;
@@ -164,7 +166,8 @@ export class WorkerdProcess {
     const out = openSync(this.stdoutPath, "a");
     const err = openSync(this.stderrPath, "w");
     const started = process.hrtime.bigint();
-    this.child = spawn(this.binary, ["serve", this.config, ...this.extraArgs], { stdio: ["ignore", out, err] });
+    const { command, args } = onCpus(this.cpus, this.binary, ["serve", this.config, ...this.extraArgs]);
+    this.child = spawn(command, args, { stdio: ["ignore", out, err] });
     closeSync(out);
     closeSync(err);
     this.exited = new Promise((resolve) => this.child.once("exit", (code, signal) => resolve({ code, signal })));

@@ -1,6 +1,7 @@
 // Drives one Worker with wrk for a fixed time at a fixed connection count, and reads the
 // summary the Lua script prints (requests, errors, latency percentiles).
 import { spawn, spawnSync } from "node:child_process";
+import { onCpus } from "./cpu-pinning.mjs";
 
 /** wrk's version line, or undefined when wrk is not installed. */
 export function wrkVersion() {
@@ -15,7 +16,7 @@ export function wrkVersion() {
 /**
  * @returns {Promise<{requests, durationS, rps, non2xx, socketErrors, latencyMs: {p50, p75, p90, p99, max, mean}}>}
  */
-export function runWrk({ url, script, tokenFile, start = 0, durationS, connections, threads }) {
+export function runWrk({ url, script, tokenFile, start = 0, durationS, connections, threads, cpus }) {
   const args = [
     `-t${threads}`,
     `-c${connections}`,
@@ -32,7 +33,8 @@ export function runWrk({ url, script, tokenFile, start = 0, durationS, connectio
     String(threads),
   ];
   return new Promise((resolve, reject) => {
-    const child = spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const pinned = onCpus(cpus, "wrk", args);
+    const child = spawn(pinned.command, pinned.args, { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk) => {
