@@ -1,6 +1,6 @@
 -- edge.authz.cache.hit_rate per issuer, in 5-minute buckets over the last 6 hours.
 -- A hit is any token check whose key did not have to be fetched from the issuer
--- (key source token_cache, memory or kv); a miss is `fetch`, which also marks every check
+-- (key source token_cache, memory, kv or stale); a miss is `fetch`, which also marks every check
 -- refused because the issuer's key set could not be had (jwks_unavailable).
 --
 -- ALERT: hit_rate < 0.95 in a bucket with at least 100 token checks (fewer checks make the

@@ -39,7 +39,7 @@ export interface TokenCheck {
    * Where the verification key came from: a cached verification result, the isolate's key
    * cache, KV, or a fetch from the issuer. Anything but `fetch` counts as a cache hit.
    */
-  keySource: "token_cache" | "memory" | "kv" | "fetch";
+  keySource: "token_cache" | "memory" | "kv" | "fetch" | "stale";
 }
 
 export interface Timings {

@@ -426,9 +426,10 @@ describe("failure of the key endpoint", () => {
       await issuer.setMode(mode);
 
       clock.advance(301); // stale: served, refreshed in the background (which fails)
-      expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+      expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
       await settle();
-      expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+      // Still stale after the failed refresh, and said so: an outage is visible before max-stale.
+      expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
       const fetchesBefore = store.stats.fetches;
 
       clock.advance(600); // beyond ttl + max-stale: nothing usable is left
@@ -441,6 +442,19 @@ describe("failure of the key endpoint", () => {
       expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
     },
   );
+
+  it("a stale set whose background refresh succeeds is no longer reported stale", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, max_stale_s: 600 };
+    const { verify, settle } = verifierFor(issuer, clock, settings, false);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
+    clock.advance(301);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
+    await settle();
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
+  });
 
   it("a bad response is never cached, in memory or KV", async () => {
     const issuer = await makeIssuer();

@@ -237,6 +237,7 @@ describe("the queries in ops/queries", () => {
       "credential-stuffing-by-ip.sql",
       "credential-stuffing-by-asn.sql",
       "privilege-probing.sql",
+      "stale-key-sets.sql",
     ]) {
       expect(names).toContain(name);
     }

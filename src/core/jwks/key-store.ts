@@ -39,8 +39,14 @@ export type Defer = (work: Promise<unknown>) => void;
 
 export type KeySource = "memory" | "kv" | "fetch";
 
+/**
+ * Where a lookup's keys came from; `stale` when the set is past its TTL (the issuer has not
+ * been reached since): still served, up to max-stale, but an operator must be able to see it.
+ */
+export type LookupSource = KeySource | "stale";
+
 export type KeyLookup =
-  | { ok: true; keys: CryptoKey[]; source: KeySource }
+  | { ok: true; keys: CryptoKey[]; source: LookupSource }
   | { ok: false; reason: "jwks_unavailable" | "token_invalid"; detail: string };
 
 export interface KeyStoreStats {
@@ -215,7 +221,7 @@ export class IssuerKeyStore {
       if (key) keys.push(key);
     }
     if (keys.length === 0) return { ok: false, reason: "token_invalid", detail: "key_import_failed" };
-    return { ok: true, keys, source };
+    return { ok: true, keys, source: this.isStale(this.state, this.deps.now()) ? "stale" : source };
   }
 
   private unavailable(failure: string): KeyLookup {

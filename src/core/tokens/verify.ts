@@ -11,7 +11,7 @@
 import type { DenyReason } from "../deny";
 import type { Identity } from "../identity";
 import type { Fetcher } from "../jwks/fetch-key-set";
-import { type Defer, IssuerKeyStore, type KeySource, type KeyValueStore } from "../jwks/key-store";
+import { type Defer, IssuerKeyStore, type KeySource, type KeyValueStore, type LookupSource } from "../jwks/key-store";
 import type { CompiledPolicy, ResolvedIssuer } from "../policy";
 import { identityFromClaims } from "./claims";
 import { parseToken } from "./compact";
@@ -32,14 +32,14 @@ export interface VerifierDeps {
 }
 
 export type VerifyResult =
-  | { ok: true; identity: Identity; keySource: KeySource | "token_cache" }
+  | { ok: true; identity: Identity; keySource: LookupSource | "token_cache" }
   | {
       ok: false;
       reason: DenyReason;
       detail: string;
       /** Set once an issuer was chosen: which one, and where its keys came from (for metrics). */
       issuerId?: string;
-      keySource?: KeySource;
+      keySource?: LookupSource;
     };
 
 const TOKEN_CACHE_MAX_AGE_MS = 5 * 60 * 1000;
