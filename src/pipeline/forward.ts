@@ -39,7 +39,10 @@ function watchedBody(
   source: ReadableStream,
   onFailure: () => void,
 ): { body: ReadableStream; failed: Promise<boolean> } {
-  const { readable, writable } = new TransformStream();
+  // The runtime's own byte stream, not a JavaScript TransformStream: when the client breaks
+  // off, the runtime's pump of a JavaScript stream into the subrequest left an uncaught
+  // "Network connection lost" rejection behind it, twice per aborted upload.
+  const { readable, writable } = new IdentityTransformStream();
   const piped = source.pipeTo(writable).then(
     () => false,
     () => {

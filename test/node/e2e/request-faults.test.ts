@@ -199,6 +199,9 @@ describe("client body faults", () => {
     // Anything an aborted upload would cause at the origin has had time to happen.
     await sleep(1_000);
     for (const marker of markers) expect(origin.sawMarker(marker), marker).toEqual([]);
+    // Each was handled, not left to the runtime: no uncaught error, one client_closed audit.
+    expect(edge.linesContaining("Uncaught")).toEqual([]);
+    expect(edge.linesContaining('"detail":"client_body_aborted"')).toHaveLength(markers.length);
 
     const started = performance.now();
     for (let i = 0; i < 10; i += 1) {
