@@ -46,7 +46,12 @@ export function compilePathPattern(pattern: string): CompiledPattern | string {
       parts.push({ kind: "literal", value: segment });
     }
   }
+  if (parts.length > 1 && isTrailingSlash(parts[parts.length - 1] as PathPart)) parts.pop();
   return { parts };
+}
+
+function isTrailingSlash(part: PathPart): boolean {
+  return part.kind === "literal" && part.value === "";
 }
 
 /** Match canonical path segments; returns captures or null. `**` matches zero or more segments. */
@@ -68,8 +73,17 @@ export function matchPath(pattern: CompiledPattern, segments: readonly string[])
   return segments.length === parts.length ? captures : null;
 }
 
+/**
+ * The segments routes are matched against. A trailing slash is not significant, in paths
+ * and in patterns alike: origins commonly serve `/users/` as `/users`, so if only `/users`
+ * matched the route written for it, `/users/` would fall through to a broader (more
+ * permissive) route and reach the same handler under its rules.
+ */
 export function pathSegments(canonicalPath: string): string[] {
-  return canonicalPath === "/" ? [""] : canonicalPath.split("/").slice(1);
+  if (canonicalPath === "/") return [""];
+  const segments = canonicalPath.split("/").slice(1);
+  if (segments.length > 1 && segments[segments.length - 1] === "") segments.pop();
+  return segments;
 }
 
 export function compileHostPattern(host: string): HostPattern | string {

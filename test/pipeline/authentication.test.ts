@@ -443,6 +443,47 @@ describe("attacks, each by its deny reason", () => {
 });
 
 describe("authorisation", () => {
+  it("a trailing slash cannot sidestep a specific route for a broader one", async () => {
+    const ids = ["idp0"];
+    const edge = harness(
+      basePolicy({
+        issuers: { idp0: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [
+          {
+            name: "users",
+            methods: ["GET"],
+            path: "/v1/users",
+            auth: { issuers: ids, groups: { any_of: ["admins"] } },
+            upstream: "echo",
+          },
+          // Written with a trailing slash: matches without one too.
+          { name: "docs", methods: ["GET"], path: "/v1/docs/", auth: "public", upstream: "echo" },
+          { name: "read", methods: ["GET"], path: "/v1/**", auth: { issuers: ids }, upstream: "echo" },
+        ],
+      }),
+    );
+    const reader = { authorization: `Bearer ${await issuer.sign({ scope: "api:read" })}` };
+    for (const path of ["/v1/users", "/v1/users/", "/v1/users//", "/v1/users/.", "/v1/x/../users/"]) {
+      const { response, body, seen, record } = await call(edge, path, reader);
+      expect({ path, status: response.status, reason: body.reason, route: record?.route }).toEqual({
+        path,
+        status: 403,
+        reason: "forbidden",
+        route: "users",
+      });
+      expect(seen).toHaveLength(0);
+    }
+    const admin = { authorization: `Bearer ${await issuer.sign({ groups: ["admins"] })}` };
+    const allowed = await call(edge, "/v1/users/", admin);
+    expect(allowed.response.status).toBe(200);
+    // Forwarded as sent: the route decides, the path is not rewritten.
+    expect(allowed.seen[0]?.path).toBe("/v1/users/");
+    for (const path of ["/v1/docs", "/v1/docs/"]) {
+      const { response, record } = await call(edge, path, {});
+      expect({ path, status: response.status, route: record?.route }).toEqual({ path, status: 200, route: "docs" });
+    }
+  });
+
   it("403 insufficient_scope names the scope the route needs (RFC 6750 §3)", async () => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign({ scope: "api:read", groups: ["payments-writer"] });
