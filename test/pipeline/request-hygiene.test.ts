@@ -213,6 +213,14 @@ describe("header hygiene", () => {
       // Read as access_token by PHP.
       ["/public/a?access.token=abc.def.ghi&access+token=abc.def.ghi&access[token=abc.def.ghi&k=v", "k=v"],
       ["/public/a?x=%20access&y=a+b", "x=%20access&y=a+b"],
+      // Names looked up without case (ASP.NET), with a leading space (PHP), as arrays (PHP, qs).
+      ["/public/a?ACCESS_TOKEN=abc.def.ghi&Access_Token=abc.def.ghi&k=v", "k=v"],
+      ["/public/a?%20access_token=abc.def.ghi&access_token[]=abc.def.ghi&access_token%5B0%5D=abc.def.ghi", ""],
+      // `;` separates parameters for some parsers: the separators of what is kept stay as sent.
+      ["/public/a?a=1;access_token=abc.def.ghi;b=2&c=3", "a=1;b=2&c=3"],
+      ["/public/a?access_token=abc.def.ghi;b=2", "b=2"],
+      // Near misses stay.
+      ["/public/a?access_token_hint=x&my_access_token=y;x=1", "access_token_hint=x&my_access_token=y;x=1"],
     ];
     for (const [path, query] of cases) {
       const { response, seen } = await send(path);

@@ -72,10 +72,15 @@ export function extractCredential(
 }
 
 /**
- * A query parameter's name as the most lenient origin parser reads it: `+` is a space, escapes
- * decoded, and, as PHP does, `.`, space and `[` read as `_` (`access.token` is `access_token`).
+ * Whether a query parameter is an access token however an origin's parser reads its name:
+ * escapes decoded and `+` as a space; case ignored (ASP.NET, which SignalR's `access_token`
+ * goes through, looks names up without case); surrounding whitespace ignored (PHP drops a
+ * leading space); `.`, space or `[` for the underscore (PHP's `access.token`, `access[token`);
+ * and array forms (`access_token[]`, `access_token[0]`, which PHP and `qs` read as the name).
  */
-function queryName(part: string): string {
+const CREDENTIAL_NAME = /^access[._ []token(?:\[.*)?$/;
+
+function isQueryCredential(part: string): boolean {
   const eq = part.indexOf("=");
   const raw = eq < 0 ? part : part.slice(0, eq);
   let name = raw;
@@ -84,32 +89,41 @@ function queryName(part: string): string {
   } catch {
     // a bad escape: compare the name as sent
   }
-  return name.replace(/[. []/g, "_");
+  return CREDENTIAL_NAME.test(name.trim().toLowerCase());
 }
 
-function isQueryCredential(part: string): boolean {
-  return queryName(part) === "access_token";
-}
+/**
+ * Parameters are split on `;` as well as `&`: several parsers still in use (Rack 2, Python
+ * before 3.9.2, Go before 1.17) take `;` as a separator, so `a=1;access_token=…` holds one.
+ */
+const SEPARATOR = /[&;]/;
 
-/** A cheap test first: a name that reads as access_token holds "access" or an escape. */
-function mayHoldQueryCredential(search: string): boolean {
-  return search.length > 1 && (search.includes("access") || search.includes("%"));
-}
+/** A cheap test first: a name that reads as access_token holds "access" in some case, or an escape. */
+const MAY_HOLD_CREDENTIAL = /access|%/i;
 
 /** Whether the query string (`?…` or empty) carries an `access_token`, however its name is spelt. */
 export function hasQueryCredential(search: string): boolean {
-  return mayHoldQueryCredential(search) && search.slice(1).split("&").some(isQueryCredential);
+  return (
+    search.length > 1 && MAY_HOLD_CREDENTIAL.test(search) && search.slice(1).split(SEPARATOR).some(isQueryCredential)
+  );
 }
 
 /**
  * The query string (`?…` or empty) minus every `access_token` parameter, however its name is
- * encoded: a credential in the URL never goes on to the origin, on public routes either
- * (authenticated routes refuse such a request outright). Anything else goes on exactly as sent.
+ * spelt: a credential in the URL never goes on to the origin, on public routes either
+ * (authenticated routes refuse such a request outright). Anything else goes on exactly as
+ * sent, separators included.
  */
 export function withoutQueryCredentials(search: string): string {
-  if (!mayHoldQueryCredential(search)) return search;
-  const parts = search.slice(1).split("&");
-  const kept = parts.filter((part) => !isQueryCredential(part));
-  if (kept.length === parts.length) return search;
-  return kept.length > 0 ? `?${kept.join("&")}` : "";
+  if (!hasQueryCredential(search)) return search;
+  let kept = "";
+  let start = 1;
+  for (let i = 1; i <= search.length; i++) {
+    if (i < search.length && !SEPARATOR.test(search.charAt(i))) continue;
+    const part = search.slice(start, i);
+    // A kept parameter keeps the separator that came before it (none for the first one kept).
+    if (!isQueryCredential(part)) kept += kept === "" ? part : `${search.charAt(start - 1)}${part}`;
+    start = i + 1;
+  }
+  return kept === "" ? "" : `?${kept}`;
 }
