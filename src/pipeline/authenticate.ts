@@ -15,12 +15,36 @@ export interface AuthenticateOptions {
   fetch?: typeof fetch;
 }
 
+interface RouteCredentials {
+  accepts: { bearer: boolean; access: boolean };
+  bearerIssuers: string[];
+  accessIssuers: string[];
+}
+
+/**
+ * A Bearer header is checked against the route's OIDC issuers only, an Access assertion
+ * (header or cookie) against its Access issuers only: otherwise an OIDC access token would
+ * also be accepted from the CF_Authorization cookie, which a browser sends by itself (a
+ * cross-site request, or a cookie planted from a sibling subdomain, would then carry it).
+ */
+function routeCredentials(policy: CompiledPolicy | undefined, issuerIds: readonly string[]): RouteCredentials {
+  const ofKind = (kind: string) => issuerIds.filter((id) => policy?.issuers.get(id)?.kind === kind);
+  const bearerIssuers = ofKind("oidc");
+  const accessIssuers = ofKind("cloudflare_access");
+  return {
+    accepts: { bearer: bearerIssuers.length > 0, access: accessIssuers.length > 0 },
+    bearerIssuers,
+    accessIssuers,
+  };
+}
+
 export function authenticate(policy: CompiledPolicy | undefined, options: AuthenticateOptions = {}): Stage {
   // One verifier per isolate: key stores, imported keys and the verified-token cache live here.
   let verifier: TokenVerifier | undefined;
   const now = options.now ?? Date.now;
-  // Which credential kinds each route takes, worked out once per route per isolate.
-  const acceptsByRoute = new WeakMap<CompiledRoute, { bearer: boolean; access: boolean }>();
+  // Which credential kinds each route takes, and which of its issuers each kind may come
+  // from, worked out once per route per isolate.
+  const credentialsByRoute = new WeakMap<CompiledRoute, RouteCredentials>();
 
   const run: Stage["run"] = async (c) => {
     const auth = c.get("route").auth;
@@ -35,18 +59,18 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
     if (!verifier) return deny(c, "misconfigured", { detail: "no_policy" });
 
     const route = c.get("route");
-    let accepts = acceptsByRoute.get(route);
-    if (!accepts) {
-      const kinds = auth.issuers.map((id) => policy?.issuers.get(id)?.kind);
-      accepts = { bearer: kinds.includes("oidc"), access: kinds.includes("cloudflare_access") };
-      acceptsByRoute.set(route, accepts);
+    let credentials = credentialsByRoute.get(route);
+    if (!credentials) {
+      credentials = routeCredentials(policy, auth.issuers);
+      credentialsByRoute.set(route, credentials);
     }
-    const credential = extractCredential(c.req.raw.headers, c.get("url"), accepts);
+    const credential = extractCredential(c.req.raw.headers, c.get("url"), credentials.accepts);
     if (!credential.ok) return deny(c, credential.reason, { detail: credential.detail });
 
     const started = performance.now();
     const defer = (work: Promise<unknown>) => afterResponse(c, work);
-    const result = await verifier.verify(credential.token, auth.issuers, auth.audiences, defer);
+    const issuers = credential.kind === "bearer" ? credentials.bearerIssuers : credentials.accessIssuers;
+    const result = await verifier.verify(credential.token, issuers, auth.audiences, defer);
     const verifyMs = performance.now() - started;
     c.get("timings").authMs = verifyMs;
     if (!result.ok) {

@@ -178,6 +178,35 @@ describe("a route that accepts bearer tokens and Access assertions", () => {
     expect(seen?.headers["x-user-sub"]).toBe("bearer-user");
   });
 
+  it("takes an OIDC token only from Authorization, and an Access assertion only as one", async () => {
+    const edge = mixedEdge();
+    const oidc = await idp.sign({ sub: "bearer-user", aud: "api" });
+    const cases: [string, Record<string, string>][] = [
+      // A cookie the browser sends by itself must not carry an OIDC access token.
+      ["oidc token in the CF_Authorization cookie", { cookie: `CF_Authorization=${oidc}` }],
+      ["oidc token in the assertion header", { "cf-access-jwt-assertion": oidc }],
+      ["access assertion as a bearer token", { authorization: `Bearer ${await assertion()}` }],
+    ];
+    for (const [name, headers] of cases) {
+      const m = marker();
+      // Twice: the second answer could come from the verified-token cache.
+      for (let i = 0; i < 2; i++) {
+        const response = await edge.fetch("/mixed/x", { headers: { "x-test-marker": m, ...headers } });
+        const body = (await response.json()) as { reason: string };
+        expect({ name, status: response.status, reason: body.reason, detail: edge.audit.at(-1)?.detail }).toEqual({
+          name,
+          status: 401,
+          reason: "issuer_unknown",
+          detail: "issuer_not_accepted_by_route",
+        });
+      }
+      expect(await originSaw(m)).toHaveLength(0);
+    }
+    // Each is fine where it belongs, through the same (warm) edge.
+    const bearer = await edge.fetch("/mixed/x", { headers: { authorization: `Bearer ${oidc}` } });
+    expect(bearer.status).toBe(200);
+  });
+
   it("still refuses another scheme when no Access assertion is present", async () => {
     const edge = mixedEdge();
     const response = await edge.fetch("/mixed/x", { headers: { authorization: "Basic dXNlcjpwYXNz" } });
