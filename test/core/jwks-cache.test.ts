@@ -25,6 +25,7 @@ function verifierFor(
   settings: Partial<OidcIssuerConfig> = {},
   withKv = true,
   fetcher: Fetcher = (input, init) => fetch(input, init),
+  tokenCacheEntries = 0,
 ) {
   const policy = compilePolicy({
     version: 1,
@@ -36,7 +37,7 @@ function verifierFor(
     fetch: fetcher,
     ...(withKv ? { kv } : {}),
     now: clock.now,
-    tokenCacheEntries: 0,
+    tokenCacheEntries,
   });
   const store = verifier.keyStore(policy.issuers.get("idp")!);
   const pending: Promise<unknown>[] = [];
@@ -554,6 +555,60 @@ describe("failure of the key endpoint", () => {
 });
 
 describe("verified-token cache", () => {
+  const cached = (issuer: TestIssuer, clock: Clock, settings: Partial<OidcIssuerConfig>) =>
+    verifierFor(issuer, clock, settings, false, undefined, 100);
+
+  it("a key withdrawn without grace stops its cached tokens at once", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify, settle } = cached(issuer, clock, { jwks_uri: `${issuer.url}/jwks`, rotation_grace_s: 0 });
+    const oldToken = await signAt(issuer, clock, issuer.keys[0]);
+    expect(await verify(oldToken)).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(await verify(oldToken)).toMatchObject({ ok: true, keySource: "token_cache" });
+    clock.advance(31);
+    const newKey = await makeKey();
+    await issuer.publish([newKey]);
+    expect(await verify(await signAt(issuer, clock, newKey))).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    expect(await verify(oldToken)).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
+  });
+
+  it("a cached token is good for its key's grace window, and not past it", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify, settle } = cached(issuer, clock, { jwks_uri: `${issuer.url}/jwks`, rotation_grace_s: 60 });
+    const oldToken = await signAt(issuer, clock, issuer.keys[0]);
+    expect(await verify(oldToken)).toMatchObject({ ok: true });
+    const newKey = await makeKey();
+    await issuer.publish([newKey]);
+    clock.advance(31);
+    expect(await verify(await signAt(issuer, clock, newKey))).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    expect(await verify(oldToken)).toMatchObject({ ok: true, keySource: "token_cache" });
+    clock.advance(61); // the grace window is over; the cache entry itself would last 5 minutes
+    expect(await verify(oldToken)).toMatchObject({ ok: false, reason: "token_invalid" });
+  });
+
+  it("a cached token is refused once its key set is past max-stale, as an uncached one is", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify, settle } = cached(issuer, clock, {
+      jwks_uri: `${issuer.url}/jwks`,
+      cache_ttl_s: 300,
+      max_stale_s: 60,
+    });
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await issuer.setMode("down");
+    clock.advance(200);
+    const token = await signAt(issuer, clock);
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "memory" });
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "token_cache" });
+    clock.advance(170); // the set is 370 s old: past cache_ttl_s + max_stale_s
+    await settle();
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+    expect(await verify(token)).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+  });
+
   it("skips the signature check for a reused token, but never past its exp", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();

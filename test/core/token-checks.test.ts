@@ -73,6 +73,24 @@ describe("signatures, checked with WebCrypto against the issuer's keys", () => {
     expect(await verify(token)).toMatchObject({ ok: false, reason: "token_invalid", detail: "rsa_key_too_small" });
   });
 
+  it("a weak key listed first does not block a token without a kid that a good key verifies", async () => {
+    const mixed = await makeIssuer();
+    await mixed.publish([keys.weak as TestKey, keys.rs as TestKey]);
+    const { verify: verifyMixed } = verifierFor({
+      issuers: { mixed: { issuer: mixed } },
+      deps: { now: () => NOW, tokenCacheEntries: 0 },
+    });
+    const claims = JSON.stringify({ iss: mixed.url, aud: AUDIENCE, sub: "u1", iat: S, exp: S + 600 });
+    expect(await verifyMixed(await signText(keys.rs as TestKey, { kid: undefined }, claims))).toMatchObject({
+      ok: true,
+    });
+    // Signed by the weak key itself: still refused, and for that reason.
+    expect(await verifyMixed(await signText(keys.weak as TestKey, { kid: undefined }, claims))).toMatchObject({
+      ok: false,
+      detail: "rsa_key_too_small",
+    });
+  });
+
   it("the next key with the same kid is tried after a signature mismatch", async () => {
     expect(await verify(await sign({}, keys.dupB))).toMatchObject({ ok: true });
   });

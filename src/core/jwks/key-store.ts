@@ -172,6 +172,8 @@ export class IssuerKeyStore {
   private lastAttemptAt = Number.NEGATIVE_INFINITY;
   private lastFailure: string | undefined;
   private lastKvMissAt = Number.NEGATIVE_INFINITY;
+  /** Every key imported from the current set, to its entry there: what `trusts` reads. */
+  private keysInSet = new Map<CryptoKey, KeyEntry>();
   private readonly kvKey: string;
   private readonly kvRefreshKey: string;
 
@@ -224,6 +226,19 @@ export class IssuerKeyStore {
     return { ok: true, keys, source: this.isStale(this.state, this.deps.now()) ? "stale" : source };
   }
 
+  /**
+   * Whether `key` still belongs to a usable set: current, or retired within the grace window,
+   * in a set not past max-stale. Asked on every verified-token cache hit, so a withdrawn key or
+   * an expired set stops the tokens it verified earlier exactly when it stops new ones.
+   */
+  trusts(key: CryptoKey, now: number): boolean {
+    const state = this.state;
+    if (!state || this.isExpired(state, now)) return false;
+    const entry = this.keysInSet.get(key);
+    if (!entry) return false;
+    return entry.retiredAt === undefined || now - entry.retiredAt < this.issuer.rotationGraceS * 1000;
+  }
+
   private unavailable(failure: string): KeyLookup {
     return { ok: false, reason: "jwks_unavailable", detail: `jwks_${failure}` };
   }
@@ -266,6 +281,8 @@ export class IssuerKeyStore {
       ]);
       this.stats.imports += 1;
       entry.imported.set(alg, key);
+      // Unless a refresh replaced the set while the key was imported (adopt indexes it then).
+      if (this.state?.current.includes(entry) || this.state?.retired.includes(entry)) this.keysInSet.set(key, entry);
       return key;
     } catch {
       return undefined;
@@ -316,6 +333,10 @@ export class IssuerKeyStore {
       retired: [...retired.values()],
       source,
     };
+    this.keysInSet = new Map();
+    for (const entry of [...this.state.current, ...this.state.retired]) {
+      for (const key of entry.imported.values()) this.keysInSet.set(key, entry);
+    }
   }
 
   private toStored(): StoredKeySet | undefined {

@@ -15,6 +15,8 @@ export interface VerifiedEntry {
    * most once per isolate. Shared by every request that presents the token: read-only.
    */
   identity: Identity;
+  /** The key whose signature check the token passed: a hit is good only while it is trusted. */
+  key: CryptoKey;
   /** Milliseconds since the epoch after which the entry is unusable. */
   expiresAt: number;
 }
@@ -98,7 +100,7 @@ export class VerifiedTokenCache {
     for (const entry of this.entries.values()) entry.slot = slot++;
   }
 
-  private delete(token: string): void {
+  delete(token: string): void {
     if (this.entries.delete(token)) this.chars -= token.length;
   }
 }

@@ -94,8 +94,13 @@ export class TokenVerifier {
     if (cached) {
       const { identity } = cached;
       const issuer = this.policy.issuers.get(identity.issuerId) as ResolvedIssuer;
-      const refused = this.routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
-      return refused ?? { ok: true, identity, keySource: "token_cache" };
+      // The key that verified it may since have been withdrawn (beyond its grace window) or its
+      // set expired: then the token is checked afresh, and fails as a new one would.
+      if (this.keyStore(issuer).trusts(cached.key, now)) {
+        const refused = this.routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
+        return refused ?? { ok: true, identity, keySource: "token_cache" };
+      }
+      this.tokenCache.delete(token);
     }
 
     const parsed = parseToken(token, this.policy.maxTokenBytes);
@@ -128,12 +133,18 @@ export class TokenVerifier {
     });
 
     let check: SignatureCheck = "mismatch";
+    let verifiedBy: CryptoKey | undefined;
     for (const key of lookup.keys) {
-      check = await verifySignature(alg, key, signingInput, signature);
-      // Only a signature mismatch makes the next candidate key worth trying.
-      if (check !== "mismatch") break;
+      const result = await verifySignature(alg, key, signingInput, signature);
+      if (result === "valid") {
+        verifiedBy = key;
+        break;
+      }
+      // Any other candidate may still verify it (one weak key in a set must not block a token
+      // without a kid); the first reason other than a mismatch is the one reported.
+      if (check === "mismatch") check = result;
     }
-    if (check !== "valid") return failed("token_invalid", check === "mismatch" ? "signature" : check);
+    if (!verifiedBy) return failed("token_invalid", check === "mismatch" ? "signature" : check);
 
     const claims = checkRegisteredClaims(header, payload, issuer, now);
     if (!claims.ok) return failed(claims.reason, claims.detail);
@@ -141,7 +152,7 @@ export class TokenVerifier {
     if (refused) return refused;
     const mapped = identityFromClaims(issuer, payload, lazyTokenHash(token));
     if (!mapped.ok) return failed("token_invalid", mapped.detail);
-    this.tokenCache.set(token, { identity: mapped.identity }, claims.exp, now);
+    this.tokenCache.set(token, { identity: mapped.identity, key: verifiedBy }, claims.exp, now);
     return { ok: true, identity: mapped.identity, keySource: lookup.source };
   }
 
