@@ -18,6 +18,8 @@ const entry = {
     claims: {},
     tokenHash: () => Promise.resolve("0"),
   },
+  // The cache stores the verifying key for the verifier to check; it never looks at it.
+  key: {} as CryptoKey,
 };
 
 function cache(limits: Partial<ConstructorParameters<typeof VerifiedTokenCache>[0]> = {}) {
