@@ -74,6 +74,14 @@ const REFUSED: {
     dropped: true,
     detail: "kid_unknown",
   },
+  // A key type named like an inherited object member is an unknown type: dropped alone, the
+  // rest of the set kept (it once threw, and the whole set was refused as a failed fetch).
+  ...["__proto__", "constructor", "toString"].map((kty) => ({
+    name: `kty: "${kty}"`,
+    jwk: (k: TestKey) => ({ ...k.publicJwk, kty }) as unknown as JWK,
+    dropped: true,
+    detail: "kid_unknown",
+  })),
   // Not in the README's list: the code keeps such a key, never offers it for another alg, and
   // refuses a token naming it without spending a refresh.
   {

@@ -33,11 +33,11 @@ export interface FetchLimits {
 export type Fetcher = (input: string, init?: RequestInit) => Promise<Response>;
 
 /** Required public members per key type. Everything else (private parts, x5u, jku…) is dropped. */
-const PUBLIC_MEMBERS: Record<string, readonly string[]> = {
-  RSA: ["n", "e"],
-  EC: ["crv", "x", "y"],
-  OKP: ["crv", "x"],
-};
+const PUBLIC_MEMBERS: ReadonlyMap<string, readonly string[]> = new Map([
+  ["RSA", ["n", "e"]],
+  ["EC", ["crv", "x", "y"]],
+  ["OKP", ["crv", "x"]],
+]);
 const MAX_KID_LENGTH = 256;
 const MAX_KEYS = 100;
 
@@ -107,7 +107,8 @@ export function usableKeys(document: unknown): JWK[] {
   for (const raw of (document as { keys: unknown[] }).keys.slice(0, MAX_KEYS)) {
     if (typeof raw !== "object" || raw === null) continue;
     const candidate = raw as Record<string, unknown>;
-    const members = typeof candidate.kty === "string" ? PUBLIC_MEMBERS[candidate.kty] : undefined;
+    // A Map, so a `kty` such as "__proto__" or "toString" is an unknown type, not an inherited member.
+    const members = typeof candidate.kty === "string" ? PUBLIC_MEMBERS.get(candidate.kty) : undefined;
     if (!members) continue; // symmetric (`oct`) and unknown key types are never verification keys here
     if (candidate.use !== undefined && candidate.use !== "sig") continue;
     // key_ops, when present, lists what the key may do (RFC 7517 §4.3): without "verify" it is
