@@ -1,19 +1,42 @@
 // Header name lists shared by every stage that strips or writes headers: one constant,
 // one normalisation, so the stripper and the injector can never disagree.
 
-/** Client headers that claim identity. Matched after lower-casing and `_` → `-`. */
-export const IDENTITY_HEADER_PREFIXES: readonly string[] = ["x-user-", "x-tenant", "x-client-", "cf-access-"];
+/**
+ * Client headers that claim identity, or carry a token an identity-aware proxy passes on:
+ * ours, and those of the proxies and platforms an origin may have been written for
+ * (oauth2-proxy, Azure App Service, Google IAP, AWS ALB, TLS-terminating proxies). Matched
+ * after lower-casing and `_` → `-`.
+ */
+export const IDENTITY_HEADER_PREFIXES: readonly string[] = [
+  "x-user-",
+  "x-tenant",
+  "x-client-",
+  "cf-access-",
+  "x-auth-request-",
+  "x-authenticated-",
+  "x-ms-client-principal",
+  "x-ms-token-",
+  "x-goog-authenticated-user-",
+  "x-goog-iap-jwt-assertion",
+  "x-amzn-oidc-",
+  "x-ssl-client-",
+];
 
 export const IDENTITY_HEADER_NAMES: readonly string[] = [
+  "x-user",
+  "x-userid",
+  "x-username",
+  "x-email",
+  "x-org",
   "x-org-id",
   "x-forwarded-client-cert",
   "x-forwarded-user",
   "x-forwarded-email",
   "x-forwarded-groups",
   "x-forwarded-preferred-username",
-  "x-auth-request-user",
-  "x-auth-request-email",
-  "x-auth-request-groups",
+  "x-forwarded-access-token",
+  "x-id-token",
+  "x-access-token",
   "x-remote-user",
   "remote-user",
   "x-request-id",

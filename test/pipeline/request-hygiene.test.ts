@@ -131,6 +131,38 @@ describe("header hygiene", () => {
     expect(got["x-keep-me"]).toBe("yes");
   });
 
+  it("strips the identity and token headers of other identity-aware proxies and platforms", async () => {
+    const spoofed: Record<string, string> = {
+      // oauth2-proxy
+      "x-auth-request-access-token": "tok",
+      "x-auth-request-preferred-username": "admin",
+      "x-forwarded-access-token": "tok",
+      // common bare names
+      "x-user": "admin",
+      x_userid: "1",
+      "x-username": "admin",
+      "x-email": "ceo@example.com",
+      "x-org": "evil",
+      "x-authenticated-user": "admin",
+      "x-access-token": "tok",
+      "x-id-token": "tok",
+      // Azure App Service, Google IAP, AWS ALB, TLS-terminating proxies
+      "x-ms-client-principal-name": "admin",
+      "x-ms-token-aad-access-token": "tok",
+      "x-goog-authenticated-user-email": "accounts.google.com:ceo@example.com",
+      "x-goog-iap-jwt-assertion": "tok",
+      "x-amzn-oidc-identity": "admin",
+      "x-amzn-oidc-data": "tok",
+      "x-ssl-client-dn": "CN=admin",
+    };
+    const { seen } = await send("/public/a", { headers: { ...spoofed, "x-username-hint": "kept", "x-emails": "kept" } });
+    const got = seen[0]!.headers;
+    for (const name of Object.keys(spoofed)) expect(got[name], name).toBeUndefined();
+    // Near misses are not identity headers.
+    expect(got["x-username-hint"]).toBe("kept");
+    expect(got["x-emails"]).toBe("kept");
+  });
+
   it("keeps stripping once the isolate has seen more header names than it remembers", async () => {
     const edge = harness(policy());
     // More distinct names than the per-isolate memo of header-name verdicts holds (512).
