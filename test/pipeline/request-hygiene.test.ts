@@ -155,7 +155,9 @@ describe("header hygiene", () => {
       "x-amzn-oidc-data": "tok",
       "x-ssl-client-dn": "CN=admin",
     };
-    const { seen } = await send("/public/a", { headers: { ...spoofed, "x-username-hint": "kept", "x-emails": "kept" } });
+    const { seen } = await send("/public/a", {
+      headers: { ...spoofed, "x-username-hint": "kept", "x-emails": "kept" },
+    });
     const got = seen[0]!.headers;
     for (const name of Object.keys(spoofed)) expect(got[name], name).toBeUndefined();
     // Near misses are not identity headers.
