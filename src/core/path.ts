@@ -12,10 +12,13 @@ export type PathRejection =
   | "bad_percent_encoding"
   | "path_parameter"
   | "double_encoding"
+  | "invalid_utf8"
   | "backslash";
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 const HEX = /^[0-9A-Fa-f]{2}$/;
+/** Refuses what a strict decoder refuses: overlong forms, surrogates, stray continuation bytes. */
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Canonicalise a URL path (as produced by the WHATWG URL parser, which has already
@@ -26,6 +29,7 @@ const HEX = /^[0-9A-Fa-f]{2}$/;
 export function canonicalPath(rawPath: string): PathResult {
   if (!rawPath.startsWith("/")) return { ok: false, detail: "path_not_absolute" };
   let decoded = "";
+  let nonAscii = false;
   for (let i = 0; i < rawPath.length; i++) {
     const ch = rawPath[i] as string;
     const code = ch.charCodeAt(0);
@@ -50,9 +54,32 @@ export function canonicalPath(rawPath: string): PathResult {
     if (byte === 0x25 && HEX.test(rawPath.slice(i + 3, i + 5))) return { ok: false, detail: "double_encoding" };
     const char = String.fromCharCode(byte);
     decoded += byte < 0x80 && UNRESERVED.test(char) ? char : `%${hex.toUpperCase()}`;
+    if (byte >= 0x80) nonAscii = true;
     i += 2;
   }
+  // Escaped bytes that are not UTF-8 (an overlong `%C0%AE` is a `.` to a lax decoder, so
+  // `/t/acme/%C0%AE%C0%AE/globex` would climb out of the tenant at such an origin) are refused.
+  if (nonAscii && !isUtf8(decoded)) return { ok: false, detail: "invalid_utf8" };
   return { ok: true, path: normaliseSegments(decoded) };
+}
+
+/** Whether the bytes `path` spells (ASCII, and `%XX` escapes) are valid UTF-8. */
+function isUtf8(path: string): boolean {
+  const bytes: number[] = [];
+  for (let i = 0; i < path.length; i++) {
+    if (path[i] === "%") {
+      bytes.push(Number.parseInt(path.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      bytes.push(path.charCodeAt(i));
+    }
+  }
+  try {
+    STRICT_UTF8.decode(new Uint8Array(bytes));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Merge repeated slashes and resolve `.` / `..` segments (RFC 3986 §5.2.4, never above root). */

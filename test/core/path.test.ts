@@ -38,6 +38,13 @@ describe("canonicalPath", () => {
     ["/v1/%4", "bad_percent_encoding"],
     ["/v1/%252e%252e/admin", "double_encoding"],
     ["/v1/a%252Fb", "double_encoding"],
+    // Not UTF-8: overlong forms of `.` and `/`, a stray continuation byte, a cut sequence, a surrogate.
+    ["/v1/t/acme/%C0%AE%C0%AE/globex", "invalid_utf8"],
+    ["/public/%C0%AF", "invalid_utf8"],
+    ["/v1/%E0%80%AE", "invalid_utf8"],
+    ["/v1/%80", "invalid_utf8"],
+    ["/v1/caf%C3", "invalid_utf8"],
+    ["/v1/%ED%A0%80", "invalid_utf8"],
     ["v1", "path_not_absolute"],
   ])("rejects %s (%s)", (input, detail) => {
     expect(canonicalPath(input)).toEqual({ ok: false, detail });
