@@ -35,10 +35,25 @@ const FORWARDING_HEADERS = [
 
 const CREDENTIAL_COOKIE_NAMES = new Set(CREDENTIAL_COOKIES.map((name) => name.toLowerCase()));
 
-/** Removes credential cookies by name (any case), keeping the rest of the `Cookie` header intact. */
+/**
+ * A cookie name as the most lenient origin parser reads it: any case, escapes decoded, and, as
+ * PHP does, `.`, space or `[` for `_` (PHP hands `CF.Authorization` or `CF%5FAuthorization`
+ * to the application as `CF_Authorization`).
+ */
+function lenientCookieName(name: string): string {
+  let decoded = name;
+  try {
+    decoded = decodeURIComponent(name);
+  } catch {
+    // a bad escape: compare the name as sent
+  }
+  return decoded.trim().toLowerCase().replace(/[. []/g, "_");
+}
+
+/** Removes credential cookies by name, however spelt, keeping the rest of the `Cookie` header intact. */
 export function withoutCredentialCookies(cookie: string): string {
   const pairs = cookiePairs(cookie);
-  const kept = pairs.filter(([name]) => !CREDENTIAL_COOKIE_NAMES.has(name.toLowerCase()));
+  const kept = pairs.filter(([name]) => !CREDENTIAL_COOKIE_NAMES.has(lenientCookieName(name)));
   // Nothing to remove: the header goes on exactly as the client sent it.
   if (kept.length === pairs.length) return cookie;
   return kept.map(([, , raw]) => raw).join("; ");

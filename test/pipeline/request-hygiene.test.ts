@@ -274,6 +274,12 @@ describe("header hygiene", () => {
     expect(seen[0]!.headers.cookie).toBe("session=s; theme=dark");
   });
 
+  it("drops the credential cookie however a lenient origin parser would spell its name", async () => {
+    const cookie = "CF%5FAuthorization=t1; CF.Authorization=t2; CF Authorization=t3; cf_authorization=t4; session=s";
+    const { seen } = await send("/public/a", { headers: { cookie } });
+    expect(seen[0]!.headers.cookie).toBe("session=s");
+  });
+
   it("passes a Cookie header without credentials on exactly as sent, commas in values included", async () => {
     const { seen } = await send("/public/a", { headers: { cookie: "prefs=a,b;session=s" } });
     expect(seen[0]!.headers.cookie).toBe("prefs=a,b;session=s");
