@@ -9,14 +9,15 @@
 // at most the requests admitted since the last flush: each counter affected can admit up to
 // that many requests again, never more than one extra burst (`limit`) per counter, and only
 // if the burst fell inside that interval. A counter whose TAT has passed is the same as no
-// counter, so idle counters are dropped from memory and from storage.
+// counter, so idle counters are dropped from memory and from storage. A flush whose write
+// fails keeps its changes pending and throws, so the runtime's alarm retry writes them.
 
 import { DurableObject } from "cloudflare:workers";
 import { type AcquireResult, type CounterRequest, CounterTable, checkCounterRequests } from "../src/core/limits";
 
 /** How long a change may stay in memory only. */
 export const FLUSH_INTERVAL_MS = 2_000;
-/** Counters held per object; past this the least recently written are forgotten. */
+/** Counters held per object; past this the live ones closest to expiry are forgotten. */
 export const MAX_COUNTERS = 50_000;
 
 interface CounterRow extends Record<string, SqlStorageValue> {
@@ -39,8 +40,9 @@ export class LimiterObject extends DurableObject {
       "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, ms INTEGER NOT NULL, frac INTEGER NOT NULL, den INTEGER NOT NULL)",
     );
     sql.exec("CREATE INDEX IF NOT EXISTS counters_by_ms ON counters (ms)");
+    // The latest TATs, as the table would keep them (it forgets the earliest first).
     const rows = sql.exec<CounterRow>(
-      "SELECT * FROM (SELECT id, ms, frac, den FROM counters WHERE ms >= ? ORDER BY ms DESC LIMIT ?) ORDER BY ms ASC",
+      "SELECT id, ms, frac, den FROM counters WHERE ms >= ? ORDER BY ms DESC LIMIT ?",
       Date.now(),
       MAX_COUNTERS,
     );
@@ -74,10 +76,10 @@ export class LimiterObject extends DurableObject {
 
   private flush(now: number): void {
     const latest = this.counters.sweep(now);
-    const { upserts, deletes } = this.counters.takeDirty(now);
+    const changes = this.counters.pendingChanges(now);
     const sql = this.ctx.storage.sql;
     this.ctx.storage.transactionSync(() => {
-      for (const [id, tat] of upserts) {
+      for (const [id, tat] of changes.upserts) {
         sql.exec(
           "INSERT INTO counters (id, ms, frac, den) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET ms = excluded.ms, frac = excluded.frac, den = excluded.den",
           id,
@@ -86,9 +88,11 @@ export class LimiterObject extends DurableObject {
           tat.den,
         );
       }
-      for (const id of deletes) sql.exec("DELETE FROM counters WHERE id = ?", id);
+      for (const id of changes.deletes) sql.exec("DELETE FROM counters WHERE id = ?", id);
       sql.exec("DELETE FROM counters WHERE ms < ?", now);
     });
+    // Only now: had the transaction thrown, the changes would still be pending for the retry.
+    this.counters.markSaved(changes);
     // Come back when the last counter has expired, to clear storage of an idle object.
     if (latest !== undefined) this.setAlarm(latest + 1);
   }

@@ -12,10 +12,12 @@ import type {
   ClaimMapping,
   CorsConfig,
   IdentityHeaderNames,
+  LimitKey,
   LimitSpec,
   UpstreamConfig,
 } from "./policy-types";
 import { type CompiledPattern, capturesOf, compileHostPattern, compilePathPattern, type HostPattern } from "./routes";
+import { isIdentifier, MAX_IDENTIFIER_CHARS } from "./tokens/claims";
 
 export const DEFAULT_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"] as const;
 const KNOWN_ALGORITHMS = new Set([
@@ -33,6 +35,12 @@ const KNOWN_ALGORITHMS = new Set([
 ]);
 const METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 const LIMIT_KEYS: ReadonlySet<string> = new Set(["tenant", "user", "route", "ip"]);
+/**
+ * Valid tenants that an override may still not name: every plain object has these
+ * properties, and `"__proto__"` in a JSON policy bundled as a JS object literal would set
+ * the object's prototype instead of adding a tenant.
+ */
+const RESERVED_TENANTS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
 
 export interface ResolvedIssuer {
   id: string;
@@ -83,6 +91,7 @@ export interface CompiledPolicy {
   version: number;
   routes: CompiledRoute[];
   issuers: ReadonlyMap<string, ResolvedIssuer>;
+  /** By tenant, then limit name; null-prototype objects, read by own keys only. */
   tenantOverrides: Record<string, Record<string, { limit: number; window_s?: number }>>;
   identityHeaders: ResolvedIdentityHeaders;
   maxUrlBytes: number;
@@ -275,10 +284,17 @@ function checkLimits(check: Checker, raw: unknown, path: string, isPublic: boole
     return [];
   }
   const limits: LimitSpec[] = [];
+  // One list declares a name once: with two, only the last would apply, silently.
+  const declaredAt = new Map<string, string>();
   raw.forEach((item, i) => {
     const at = `${path}[${i}]`;
     if (!check.object(item, at)) return;
     check.known(item, at, ["name", "key", "limit", "window_s", "on_error"]);
+    if (typeof item.name === "string") {
+      const first = declaredAt.get(item.name);
+      if (first !== undefined) check.fail(`${at}.name`, `"${item.name}" is already declared at ${first}`);
+      else declaredAt.set(item.name, at);
+    }
     // Names go into counter names, which the limiter objects bound.
     const nameFits = typeof item.name !== "string" || item.name.length <= MAX_LIMIT_NAME_CHARS;
     if (!nameFits) check.fail(`${at}.name`, `at most ${MAX_LIMIT_NAME_CHARS} characters`);
@@ -303,6 +319,64 @@ function checkLimits(check: Checker, raw: unknown, path: string, isPublic: boole
     if (ok) limits.push(item as unknown as LimitSpec);
   });
   return limits;
+}
+
+/**
+ * `limits.tenant_overrides`, checked against every declared limit (`declared`: the defaults
+ * and each route's own). An override must be able to take effect: its tenant must be one a
+ * token can carry, and its limit a tenant or user limit (overrides resize only those).
+ */
+function checkTenantOverrides(
+  check: Checker,
+  raw: unknown,
+  declared: readonly LimitSpec[],
+): CompiledPolicy["tenantOverrides"] {
+  const compiled: CompiledPolicy["tenantOverrides"] = Object.create(null);
+  if (raw === undefined || !check.object(raw, "limits.tenant_overrides")) return compiled;
+  const keysByName = new Map<string, Set<LimitKey>>();
+  for (const spec of declared) {
+    const keys = keysByName.get(spec.name) ?? new Set<LimitKey>();
+    keys.add(spec.key);
+    keysByName.set(spec.name, keys);
+  }
+  for (const [tenant, byName] of Object.entries(raw)) {
+    const at = `limits.tenant_overrides.${tenant}`;
+    if (RESERVED_TENANTS.has(tenant)) {
+      check.fail(at, `"${tenant}" is reserved (a JavaScript object property), so it cannot name a tenant here`);
+    } else if (!isIdentifier(tenant)) {
+      check.fail(
+        at,
+        `a tenant is 1 to ${MAX_IDENTIFIER_CHARS} printable ASCII characters without spaces, as tokens carry it`,
+      );
+    }
+    if (!check.object(byName, at)) continue;
+    const overrides: Record<string, { limit: number; window_s?: number }> = Object.create(null);
+    for (const [name, override] of Object.entries(byName)) {
+      const path = `${at}.${name}`;
+      const keys = keysByName.get(name);
+      if (!keys) {
+        check.fail(path, `no tenant or user limit is named "${name}" (in limits.defaults or a route's limits)`);
+      } else if (!keys.has("tenant") && !keys.has("user")) {
+        check.fail(
+          path,
+          `"${name}" is a ${[...keys].join(" or ")} limit; overrides resize tenant and user limits only`,
+        );
+      }
+      if (!check.object(override, path)) continue;
+      check.known(override, path, ["limit", "window_s"]);
+      const limitOk = check.integer(override.limit, `${path}.limit`, 1, 1_000_000_000);
+      const windowOk =
+        override.window_s === undefined || check.integer(override.window_s, `${path}.window_s`, 1, 86400 * 31);
+      if (limitOk && windowOk) {
+        overrides[name] = {
+          limit: override.limit as number,
+          ...(override.window_s !== undefined ? { window_s: override.window_s as number } : {}),
+        };
+      }
+    }
+    compiled[tenant] = overrides;
+  }
+  return compiled;
 }
 
 function checkCors(check: Checker, raw: unknown, path: string): CorsConfig | undefined {
@@ -468,32 +542,16 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
   }
 
   let defaultLimits: LimitSpec[] = [];
-  let tenantOverrides: CompiledPolicy["tenantOverrides"] = {};
-  if (doc.limits !== undefined && check.object(doc.limits, "limits")) {
-    check.known(doc.limits, "limits", ["defaults", "tenant_overrides"]);
-    if (doc.limits.defaults !== undefined)
-      defaultLimits = checkLimits(check, doc.limits.defaults, "limits.defaults", undefined);
-    if (
-      doc.limits.tenant_overrides !== undefined &&
-      check.object(doc.limits.tenant_overrides, "limits.tenant_overrides")
-    ) {
-      for (const [tenant, byName] of Object.entries(doc.limits.tenant_overrides)) {
-        const at = `limits.tenant_overrides.${tenant}`;
-        if (!check.object(byName, at)) continue;
-        for (const [name, override] of Object.entries(byName)) {
-          if (!check.object(override, `${at}.${name}`)) continue;
-          check.known(override, `${at}.${name}`, ["limit", "window_s"]);
-          check.integer(override.limit, `${at}.${name}.limit`, 1, 1_000_000_000);
-          if (override.window_s !== undefined)
-            check.integer(override.window_s, `${at}.${name}.window_s`, 1, 86400 * 31);
-        }
-      }
-      tenantOverrides = doc.limits.tenant_overrides as CompiledPolicy["tenantOverrides"];
-    }
+  const limitsDoc: Record<string, unknown> =
+    doc.limits !== undefined && check.object(doc.limits, "limits") ? doc.limits : {};
+  check.known(limitsDoc, "limits", ["defaults", "tenant_overrides"]);
+  if (limitsDoc.defaults !== undefined) {
+    defaultLimits = checkLimits(check, limitsDoc.defaults, "limits.defaults", undefined);
   }
 
   const routes: CompiledRoute[] = [];
   const names = new Set<string>();
+  const declaredLimits: LimitSpec[] = [...defaultLimits];
   if (Array.isArray(doc.routes) && doc.routes.length > 0) {
     doc.routes.forEach((raw: unknown, index: number) => {
       const path = `routes[${index}]`;
@@ -509,7 +567,13 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
         "limits",
         "inherit_default_limits",
       ]);
-      const route = compileRoute(check, raw, path, index, { version, issuers, upstreams, defaultLimits });
+      const route = compileRoute(check, raw, path, index, {
+        version,
+        issuers,
+        upstreams,
+        defaultLimits,
+        declaredLimits,
+      });
       if (!route) return;
       if (names.has(route.name)) check.fail(`${path}.name`, `"${route.name}" is used by another route`);
       names.add(route.name);
@@ -518,6 +582,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
   } else {
     check.fail("routes", "must be a non-empty array");
   }
+  const tenantOverrides = checkTenantOverrides(check, limitsDoc.tenant_overrides, declaredLimits);
 
   const identityHeaders = resolveIdentityHeaders(check, settings.identity_headers);
   const compiled: CompiledPolicy = {
@@ -542,6 +607,8 @@ interface RouteContext {
   issuers: ReadonlyMap<string, ResolvedIssuer>;
   upstreams: ReadonlyMap<string, UpstreamConfig>;
   defaultLimits: LimitSpec[];
+  /** Collects every limit a route declares, even on a route that fails to compile, for `checkTenantOverrides`. */
+  declaredLimits: LimitSpec[];
 }
 
 function compileRoute(
@@ -591,6 +658,7 @@ function compileRoute(
   }
   const isPublic = auth === undefined ? undefined : auth === "public";
   const own = raw.limits === undefined ? [] : checkLimits(check, raw.limits, `${path}.limits`, isPublic);
+  context.declaredLimits.push(...own);
   if (raw.inherit_default_limits !== undefined && typeof raw.inherit_default_limits !== "boolean") {
     check.fail(`${path}.inherit_default_limits`, "must be a boolean");
   }

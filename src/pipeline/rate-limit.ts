@@ -24,6 +24,7 @@ import {
   type CounterRequest,
   type LimiterKind,
   type LimiterRpc,
+  type LimitPlan,
   type ObjectAnswer,
   planLimits,
 } from "../core/limits";
@@ -31,7 +32,7 @@ import { boundedMemo } from "../core/bounded-memo";
 import { rateLimitHeaders } from "../core/rate-limit-headers";
 import { TIMED_OUT, withDeadline } from "../core/deadline";
 import { afterResponse } from "./after-response";
-import { responseHeaders } from "./context";
+import { type Bindings, responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
@@ -72,6 +73,32 @@ function counterRequest(limit: AppliedLimit): CounterRequest {
   return { id: limit.counterId, limit: limit.limit, windowS: limit.windowS };
 }
 
+interface ObjectTarget {
+  kind: LimiterKind;
+  namespace: DurableObjectNamespace;
+  objectName: string;
+}
+
+/**
+ * The objects the plan needs, each with its binding; or the first binding that is missing.
+ * Resolved in full before any object is asked, so a missing binding refuses the request
+ * with nothing charged anywhere (a reservation sent first would be left unreleased).
+ */
+function objectTargets(
+  plan: LimitPlan,
+  env: Bindings | undefined,
+): { ok: true; targets: ObjectTarget[] } | { ok: false; missing: string } {
+  const targets: ObjectTarget[] = [];
+  for (const kind of ["tenant", "route"] as const) {
+    const objectName = kind === "tenant" ? plan.tenantObject : plan.routeObject;
+    if (objectName === undefined) continue;
+    const namespace = env?.[BINDINGS[kind]];
+    if (!namespace) return { ok: false, missing: BINDINGS[kind] };
+    targets.push({ kind, namespace, objectName });
+  }
+  return { ok: true, targets };
+}
+
 export function rateLimit(): Stage {
   const run: Stage["run"] = async (c) => {
     const route = c.get("route");
@@ -90,12 +117,10 @@ export function rateLimit(): Stage {
     if (!planned.ok) return deny(c, "misconfigured", { detail: planned.detail });
     const plan = planned.plan;
 
+    const resolved = objectTargets(plan, c.env);
+    if (!resolved.ok) return deny(c, "misconfigured", { detail: `binding_missing:${resolved.missing}` });
     const calls: ObjectCall[] = [];
-    for (const kind of ["tenant", "route"] as const) {
-      const objectName = kind === "tenant" ? plan.tenantObject : plan.routeObject;
-      if (objectName === undefined) continue;
-      const namespace = c.env?.[BINDINGS[kind]] as DurableObjectNamespace | undefined;
-      if (!namespace) return deny(c, "misconfigured", { detail: `binding_missing:${BINDINGS[kind]}` });
+    for (const { kind, namespace, objectName } of resolved.targets) {
       const items = plan.limits.filter((l) => l.object === kind).map(counterRequest);
       let stub: LimiterRpc | undefined;
       let pending: Promise<AcquireResult>;

@@ -3,18 +3,21 @@ import policyDocument from "../../policy/policy.json";
 import {
   type AcquireResult,
   clientAddressKey,
+  type CounterRequest,
   combineAnswers,
   CounterTable,
   gcra,
   type LimiterKind,
   type LimitPlan,
   type ObjectAnswer,
+  type PlanInput,
   planLimits,
   type Rate,
   refund,
   type Tat,
 } from "../../src/core/limits";
 import { compilePolicy } from "../../src/core/policy";
+import type { LimitSpec } from "../../src/core/policy-types";
 import { rateLimitHeaders, sfString } from "../../src/core/rate-limit-headers";
 
 const T0 = 1_800_000_000_000;
@@ -203,29 +206,100 @@ describe("CounterTable", () => {
     const table = new CounterTable();
     table.acquire([{ id: "short", limit: 1, windowS: 1 }], T0);
     table.acquire([{ id: "long", limit: 1, windowS: 60 }], T0);
-    expect(table.takeDirty(T0)).toEqual({
+    expect(table.pendingChanges(T0)).toEqual({
       upserts: [
         ["short", { ms: T0 + 1000, frac: 0, den: 1 }],
         ["long", { ms: T0 + 60_000, frac: 0, den: 1 }],
       ],
       deletes: [],
     });
+    table.markSaved(table.pendingChanges(T0));
     expect(table.sweep(T0 + 1000)).toBe(T0 + 60_000);
     expect(table.size).toBe(1);
-    expect(table.takeDirty(T0 + 1000)).toEqual({ upserts: [], deletes: ["short"] });
+    expect(table.pendingChanges(T0 + 1000)).toEqual({ upserts: [], deletes: ["short"] });
     expect(table.sweep(T0 + 60_000)).toBeUndefined();
     expect(table.size).toBe(0);
   });
 
-  it("stays within its bound by forgetting the least recently written counters", () => {
-    const table = new CounterTable(3);
-    for (const id of ["a", "b", "c", "d"]) table.acquire([{ id, limit: 5, windowS: 60 }], T0);
-    table.acquire([{ id: "b", limit: 5, windowS: 60 }], T0);
-    table.acquire([{ id: "e", limit: 5, windowS: 60 }], T0);
-    expect(table.size).toBe(3);
-    expect(table.get("a")).toBeUndefined();
-    expect(table.get("c")).toBeUndefined();
-    expect(table.get("b")).toBeDefined();
+  it("keeps a change pending until it is saved, so a failed save is retried", () => {
+    const table = new CounterTable();
+    table.acquire([{ id: "a", limit: 1, windowS: 60 }], T0);
+    const failed = table.pendingChanges(T0);
+    expect(failed.upserts.map(([id]) => id)).toEqual(["a"]);
+    // The write failed: nothing was marked saved, so the next flush sends the same change.
+    expect(table.pendingChanges(T0)).toEqual(failed);
+    table.markSaved(failed);
+    expect(table.pendingChanges(T0)).toEqual({ upserts: [], deletes: [] });
+  });
+});
+
+describe("CounterTable at its bound", () => {
+  const counter = (id: string, windowS = 60): CounterRequest => ({ id, limit: 5, windowS });
+
+  it("keeps a saturated counter while it refuses: the refused client gets no second burst", () => {
+    const table = new CounterTable(200);
+    const hot = counter("hot");
+    for (let i = 0; i < 5; i++) expect(table.acquire([hot], T0).allowed).toBe(true);
+    let hotAdmitted = 0;
+    let largest = 0;
+    // 1,000 other clients arrive over 10 s while the hot one keeps trying. A refusal writes
+    // nothing, so "least recently written" would have evicted the hot counter long ago.
+    for (let i = 0; i < 1000; i++) {
+      const now = T0 + i * 10;
+      table.acquire([counter(`k${i}`)], now);
+      largest = Math.max(largest, table.size);
+      if (table.acquire([hot], now).allowed) hotAdmitted++;
+    }
+    expect(largest).toBeLessThanOrEqual(200);
+    expect(hotAdmitted).toBe(0);
+    expect(table.get("hot")).toEqual({ ms: T0 + 60_000, frac: 0, den: 5 });
+    // The most recent clients, with the latest TATs among the others, are the ones kept.
+    expect(table.get("k999")).toBeDefined();
+    expect(table.get("k0")).toBeUndefined();
+  });
+
+  it("sweeps expired counters before forgetting any live one", () => {
+    const table = new CounterTable(100);
+    for (let i = 0; i < 50; i++) table.acquire([counter(`brief${i}`, 1)], T0);
+    for (let i = 0; i < 50; i++) table.acquire([counter(`long${i}`)], T0);
+    expect(table.size).toBe(100);
+    // A second later the brief ones have expired: dropping them is enough, no live counter goes.
+    table.acquire([counter("new")], T0 + 1000);
+    expect(table.size).toBe(51);
+    for (let i = 0; i < 50; i++) expect(table.get(`long${i}`)).toBeDefined();
+    expect(table.pendingChanges(T0 + 1000).deletes).toHaveLength(50);
+  });
+
+  it("forgets live counters earliest TAT first, in batches of 1 % that leave room for the next ones", () => {
+    const table = new CounterTable(1000); // batches of 10
+    // One request of 5 per 60 s: counter i expires at T0 + 12 s + i ms, the lower i the sooner.
+    for (let i = 0; i < 1000; i++) table.acquire([counter(`c${i}`)], T0 + i);
+    expect(table.size).toBe(1000);
+    // Written last but with the earliest TAT of all (a 1 s window): the first to go.
+    table.acquire([counter("brief", 1)], T0 + 1000);
+    expect(table.size).toBe(990);
+    expect(table.get("brief")).toBeUndefined();
+    for (let i = 0; i < 10; i++) expect(table.get(`c${i}`)).toBeUndefined();
+    expect(table.get("c10")).toBeDefined();
+    // The next ten new counters fit in the room left: nothing else is evicted until then.
+    for (let i = 0; i < 10; i++) table.acquire([counter(`n${i}`)], T0 + 1000);
+    expect(table.size).toBe(1000);
+    expect(table.get("c10")).toBeDefined();
+    table.acquire([counter("n10")], T0 + 1000);
+    expect(table.size).toBe(990);
+    expect(table.get("c10")).toBeUndefined();
+  });
+
+  it("evicts exactly the batch when many counters expire at the same moment", () => {
+    const table = new CounterTable(300); // batches of 3
+    for (let i = 0; i < 150; i++) table.acquire([counter(`same${i}`)], T0);
+    for (let i = 0; i < 151; i++) table.acquire([counter(`later${i}`)], T0 + 1);
+    // 301 counters: the 4 to go all come from the 150 that share the earliest TAT.
+    expect(table.size).toBe(297);
+    const kept = (prefix: string, n: number) =>
+      Array.from({ length: n }, (_, i) => table.get(`${prefix}${i}`)).filter(Boolean).length;
+    expect(kept("same", 150)).toBe(146);
+    expect(kept("later", 151)).toBe(151);
   });
 });
 
@@ -255,7 +329,7 @@ describe("planLimits", () => {
             windowS: 60,
             onError: "deny",
             object: "tenant",
-            counterId: '["tenant","tenant-per-minute"]',
+            counterId: '["tenant","tenant-per-minute",10000,60]',
           },
           {
             name: "user-per-minute",
@@ -264,7 +338,7 @@ describe("planLimits", () => {
             windowS: 60,
             onError: "deny",
             object: "tenant",
-            counterId: '["user","user-per-minute","demo","alice"]',
+            counterId: '["user","user-per-minute",600,60,"demo","alice"]',
           },
           {
             name: "limited-user-per-minute",
@@ -273,7 +347,7 @@ describe("planLimits", () => {
             windowS: 60,
             onError: "deny",
             object: "tenant",
-            counterId: '["user","limited-user-per-minute","demo","alice"]',
+            counterId: '["user","limited-user-per-minute",5,60,"demo","alice"]',
           },
           {
             name: "limited-route-per-minute",
@@ -282,7 +356,7 @@ describe("planLimits", () => {
             windowS: 60,
             onError: "deny",
             object: "route",
-            counterId: '["route","limited-route-per-minute"]',
+            counterId: '["route","limited-route-per-minute",5000,60]',
           },
         ],
       },
@@ -344,7 +418,7 @@ describe("planLimits", () => {
     if (!both.ok) throw new Error("plan failed");
     expect(both.plan.tenantObject).toBeUndefined();
     expect(both.plan.routeObject).toBe('["route","login","POST"]');
-    expect(both.plan.limits[0]?.counterId).toBe('["ip","per-ip","2001:db8:0:1::/64"]');
+    expect(both.plan.limits[0]?.counterId).toBe('["ip","per-ip",5,60,"2001:db8:0:1::/64"]');
     const alone = planLimits({
       routeName: "login",
       method: "POST",
@@ -369,6 +443,60 @@ describe("planLimits", () => {
     if (!planned.ok) throw new Error("plan failed");
     expect(planned.plan.limits).toHaveLength(1);
     expect(planned.plan.limits[0]).toMatchObject({ limit: 3, windowS: 1, onError: "allow" });
+  });
+});
+
+describe("planLimits: where each limit is counted", () => {
+  const alice = { issuerId: "demo", subject: "alice", tenant: "acme" };
+  const defaultUser = { name: "user-per-minute", key: "user", limit: 600, window_s: 60 } as const;
+  const plan = (limits: LimitSpec[], tenantOverrides: PlanInput["tenantOverrides"] = {}, tenant = "acme") => {
+    const planned = planLimits({
+      routeName: "r",
+      method: "GET",
+      limits,
+      identity: { ...alice, tenant },
+      tenantOverrides,
+    });
+    if (!planned.ok) throw new Error("plan failed");
+    return planned.plan.limits;
+  };
+
+  it("a route limit that replaces a default of the same name does not spend the default's budget", () => {
+    // The README's scenario: default user-per-minute 600/60 s, one route declares its own 5/60 s.
+    const table = new CounterTable();
+    const counters = (limits: LimitSpec[]) =>
+      plan(limits).map((l) => ({ id: l.counterId, limit: l.limit, windowS: l.windowS }));
+    const limitedRoute = counters([defaultUser, { ...defaultUser, limit: 5 }]);
+    const otherRoute = counters([defaultUser]);
+    for (let i = 0; i < 5; i++) expect(table.acquire(limitedRoute, T0).allowed).toBe(true);
+    const refused = table.acquire(limitedRoute, T0);
+    expect(refused).toMatchObject({ allowed: false, counters: [{ allowed: false, remaining: 0 }] });
+    // Every other route still admits the user, against an untouched 600.
+    const other = table.acquire(otherRoute, T0);
+    expect(other).toMatchObject({ allowed: true, counters: [{ allowed: true, remaining: 599 }] });
+  });
+
+  it("routes declaring the same limit identically share one counter; a tenant override keeps it", () => {
+    const [declared] = plan([defaultUser]);
+    const [again] = plan([{ ...defaultUser, on_error: "allow" }]);
+    expect(again?.counterId).toBe(declared?.counterId);
+    expect(declared?.counterId).toBe('["user","user-per-minute",600,60,"demo","alice"]');
+    // The override resizes the counter; it does not move the tenant's users to another one.
+    const [resized] = plan([defaultUser], { acme: { "user-per-minute": { limit: 900, window_s: 30 } } });
+    expect(resized).toMatchObject({ limit: 900, windowS: 30, counterId: declared?.counterId });
+    for (const changed of [{ limit: 601 }, { window_s: 61 }, { key: "tenant" as const }]) {
+      expect(plan([{ ...defaultUser, ...changed }])[0]?.counterId).not.toBe(declared?.counterId);
+    }
+  });
+
+  it("finds overrides by own keys only, whatever the tenant or limit is called", () => {
+    const named = { name: "toString", key: "user", limit: 5, window_s: 60 } as const;
+    // Names of Object.prototype properties must not reach the prototype and come back as a size.
+    for (const tenant of ["__proto__", "constructor", "hasOwnProperty"]) {
+      expect(plan([named], {}, tenant)[0]).toMatchObject({ limit: 5, windowS: 60 });
+      expect(plan([named], { acme: {} }, tenant)[0]).toMatchObject({ limit: 5, windowS: 60 });
+    }
+    expect(plan([named], { acme: { toString: { limit: 9 } } })[0]).toMatchObject({ limit: 9, windowS: 60 });
   });
 });
 
@@ -438,6 +566,39 @@ describe("combineAnswers", () => {
     );
     expect(verdict).toMatchObject({ decision: "rate_limited", hit: { name: "user", retryAfterMs: 6000 } });
     expect(verdict.failedOpen).toEqual(["route"]);
+  });
+
+  it("reports an admitting object's counters as they stand once its reservation is given back", () => {
+    // The route refuses, so the tenant object's charge is released: its counters report
+    // one more remaining and one emission interval (60 s / limit) less to reset.
+    const limited = combineAnswers(
+      plan,
+      answers([
+        ["tenant", ok([true, 90, 6000, 0], [true, 9, 6000, 0])],
+        ["route", ok([false, 0, 60_000, 1200])],
+      ]),
+    );
+    expect(limited.decision).toBe("rate_limited");
+    expect(limited.statuses.map((s) => [s.name, s.allowed, s.remaining, s.resetMs])).toEqual([
+      ["route", false, 0, 60_000],
+      ["user", true, 10, 0],
+      ["tenant", true, 91, 5400],
+    ]);
+    // The same when a fail-closed object turns the request into a 503.
+    const unavailable = combineAnswers(
+      plan,
+      answers([
+        ["tenant", { ok: false, error: "timeout" }],
+        ["route", ok([true, 40, 12_000, 0])],
+      ]),
+    );
+    expect(unavailable.decision).toBe("unavailable");
+    expect(unavailable.statuses).toMatchObject([{ name: "route", remaining: 41, resetMs: 10_800 }]);
+    // An admitted request keeps its charge, and says so.
+    const routeOnly: LimitPlan = { routeObject: "r", limits: plan.limits.filter((l) => l.object === "route") };
+    const admitted = combineAnswers(routeOnly, answers([["route", ok([true, 40, 12_000, 0])]]));
+    expect(admitted.decision).toBe("allow");
+    expect(admitted.statuses).toMatchObject([{ name: "route", remaining: 40, resetMs: 12_000 }]);
   });
 
   it("fails closed when an unreachable object holds a deny limit, open when all say allow", () => {

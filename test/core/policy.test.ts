@@ -133,10 +133,79 @@ describe("policy validation names the field and why", () => {
       (p: any) => (p.routes[0].cors = { allow_origins: ["*"], allow_credentials: true }),
       'routes[0].cors.allow_credentials: cannot be true when allow_origins contains "*"',
     ],
-  ])("%s", (_label, mutate, expected) => {
+    [
+      "a limit declared twice in the defaults (only one could apply)",
+      (p: any) =>
+        (p.limits = {
+          defaults: [
+            { name: "per-minute", key: "user", limit: 60, window_s: 60 },
+            { name: "per-minute", key: "tenant", limit: 600, window_s: 60 },
+          ],
+        }),
+      'limits.defaults[1].name: "per-minute" is already declared at limits.defaults[0]',
+    ],
+    [
+      "a limit declared twice on one route",
+      (p: any) =>
+        (p.routes[0].limits = [
+          { name: "l", key: "user", limit: 5, window_s: 60 },
+          { name: "l", key: "user", limit: 50, window_s: 3600 },
+        ]),
+      'routes[0].limits[1].name: "l" is already declared at routes[0].limits[0]',
+    ],
+    [
+      "an override of a limit that is declared nowhere",
+      (p: any) => (p.limits = { tenant_overrides: { acme: { "user-per-day": { limit: 5 } } } }),
+      'limits.tenant_overrides.acme.user-per-day: no tenant or user limit is named "user-per-day" (in limits.defaults or a route\'s limits)',
+    ],
+    [
+      "an override of a route limit",
+      (p: any) => {
+        p.routes[0].limits = [{ name: "ceiling", key: "route", limit: 500, window_s: 60 }];
+        p.limits = { tenant_overrides: { acme: { ceiling: { limit: 5 } } } };
+      },
+      'limits.tenant_overrides.acme.ceiling: "ceiling" is a route limit; overrides resize tenant and user limits only',
+    ],
+    [
+      "an override for a tenant no token can carry",
+      (p: any) => (p.limits = { tenant_overrides: { "acme corp": {} } }),
+      "limits.tenant_overrides.acme corp: a tenant is 1 to 255 printable ASCII characters without spaces, as tokens carry it",
+    ],
+    [
+      "an override for an empty tenant",
+      (p: any) => (p.limits = { tenant_overrides: { "": {} } }),
+      "limits.tenant_overrides.: a tenant is 1 to 255 printable ASCII characters without spaces, as tokens carry it",
+    ],
+    ...["__proto__", "constructor", "prototype"].map((tenant) => [
+      `an override for the tenant "${tenant}"`,
+      (p: any) => (p.limits = JSON.parse(`{ "tenant_overrides": { "${tenant}": {} } }`)),
+      `limits.tenant_overrides.${tenant}: "${tenant}" is reserved (a JavaScript object property), so it cannot name a tenant here`,
+    ]),
+  ] as [string, (p: any) => void, string][])("%s", (_label, mutate, expected) => {
     const doc = minimal();
     mutate(doc);
     expect(problemsOf(doc)).toContain(expected);
+  });
+
+  it("lets a route's own limit replace a default of the same name, and overrides name either", () => {
+    const doc: any = minimal();
+    doc.limits = {
+      defaults: [{ name: "user-per-minute", key: "user", limit: 600, window_s: 60 }],
+      tenant_overrides: { acme: { "user-per-minute": { limit: 1200 }, "r-user": { limit: 10, window_s: 1 } } },
+    };
+    doc.routes[0].limits = [
+      { name: "user-per-minute", key: "user", limit: 5, window_s: 60 },
+      { name: "r-user", key: "user", limit: 2, window_s: 1 },
+    ];
+    const compiled = compilePolicy(doc);
+    expect(compiled.routes[0]?.limits.map((l) => [l.name, l.limit])).toEqual([
+      ["user-per-minute", 600],
+      ["user-per-minute", 5],
+      ["r-user", 2],
+    ]);
+    expect(compiled.tenantOverrides).toEqual({
+      acme: { "user-per-minute": { limit: 1200 }, "r-user": { limit: 10, window_s: 1 } },
+    });
   });
 
   it("reports every problem at once", () => {

@@ -158,6 +158,34 @@ describe("limiter object: persistence", () => {
     expect(peek.counters[0]?.remaining).toBe(L - 3);
   });
 
+  it("keeps the changes of a flush whose write failed, so the alarm's retry saves them", async () => {
+    const stub = tenantObject();
+    for (let i = 0; i < 3; i++) await stub.acquire([perHour]);
+    const failure = await runInDurableObject(stub, async (instance: LimiterObject, state) => {
+      const storage = state.storage;
+      const transactionSync = storage.transactionSync;
+      storage.transactionSync = () => {
+        throw new Error("SQLITE_FULL");
+      };
+      try {
+        await instance.alarm();
+        return undefined;
+      } catch (error) {
+        return (error as Error).message;
+      } finally {
+        storage.transactionSync = transactionSync;
+      }
+    });
+    // The alarm fails, so the runtime retries it; the retry must still have the counts to write.
+    expect(failure).toBe("SQLITE_FULL");
+    expect(await storedRows(stub)).toBe(0);
+    await runInDurableObject(stub, (instance: LimiterObject) => instance.alarm());
+    expect(await storedRows(stub)).toBe(1);
+    await evictDurableObject(stub);
+    const peek = await stub.acquire([{ ...perHour, cost: 0 }]);
+    expect(peek.counters[0]?.remaining).toBe(L - 3);
+  });
+
   it("drops expired counters from memory and storage", async () => {
     const stub = tenantObject();
     await stub.acquire([{ id: "brief", limit: 1, windowS: 1 }]);

@@ -174,9 +174,9 @@ interface StageRun {
  * route and (from the test) identity; the last stage answers 200 with the response fields the
  * stage prepared, as forward() does.
  */
-function stage(doc: PolicyDocument, bindings: Record<string, unknown> = {}) {
+function stage(doc: PolicyDocument, bindings: Record<string, unknown> = {}, routeIndex = 0) {
   const policy = compilePolicy(doc);
-  const route = policy.routes[0]!;
+  const route = policy.routes[routeIndex]!;
   const app = new Hono<PipelineEnv>();
   let last: { outcome: Outcome; timings: Timings } | undefined;
   const setup: Stage = {
@@ -237,6 +237,11 @@ function tenantCounter(tenant: string, counterId: string, limit: number, windowS
   return stub.acquire([{ id: counterId, limit, windowS, cost: 0 }]).then((r) => r.counters[0]!.remaining);
 }
 
+/** The id of a user counter, as planLimits names it: the limit's key, name and configured size, then the user. */
+function userCounterId(name: string, limit: number, windowS: number, subject: string): string {
+  return JSON.stringify(["user", name, limit, windowS, "idp", subject]);
+}
+
 /** A limiter namespace whose objects fail, or answer after `lateMs`; it records releases. */
 function fakeLimiter(behaviour: "fail" | { lateMs: number; allowed: boolean }) {
   const released: CounterRequest[][] = [];
@@ -288,6 +293,9 @@ describe("rate-limit stage: tenant and user keys", () => {
       window_s: 3600,
     });
     expect(refused.outcome).toMatchObject({ decision: "deny", reason: "rate_limited", limit: "user-limit" });
+    // The route object admitted it and is given its slot back: the fields say what is left
+    // after that (1 of 3), not what the reservation briefly held (0).
+    expect(refused.response.headers.get("ratelimit")).toMatch(/"route-limit";r=1;/);
 
     // The route object had admitted the refused request; its slot was given back.
     const u2 = await run({ subject: "u2", tenant });
@@ -297,8 +305,34 @@ describe("rate-limit stage: tenant and user keys", () => {
     const u3 = await run({ subject: "u3", tenant });
     expect(u3.response.status).toBe(429);
     expect(((await u3.response.json()) as Problem).limit).toMatchObject({ name: "route-limit", key: "route" });
-    expect(await tenantCounter(tenant, JSON.stringify(["tenant", "tenant-limit"]), 100, 3600)).toBe(97);
-    expect(await tenantCounter(tenant, JSON.stringify(["user", "user-limit", "idp", "u3"]), 2, 3600)).toBe(2);
+    expect(u3.response.headers.get("ratelimit")).toMatch(/"user-limit";r=2;t=0, "tenant-limit";r=97;/);
+    expect(await tenantCounter(tenant, JSON.stringify(["tenant", "tenant-limit", 100, 3600]), 100, 3600)).toBe(97);
+    expect(await tenantCounter(tenant, userCounterId("user-limit", 2, 3600, "u3"), 2, 3600)).toBe(2);
+  });
+
+  it("a route limit that replaces a default of the same name leaves the default's budget to other routes", async () => {
+    const tenant = `t-${unique()}`;
+    const doc = basePolicy({
+      settings: { limiter_timeout_ms: 2000 },
+      issuers: { idp: ISSUER },
+      limits: { defaults: [{ name: "user-per-minute", key: "user", limit: 600, window_s: 60 }] },
+      routes: [
+        { ...authRoute(`strict-${unique()}`, [{ name: "user-per-minute", key: "user", limit: 5, window_s: 60 }]) },
+        { ...authRoute(`other-${unique()}`, []), path: "/other/**" },
+      ],
+    });
+    const strict = stage(doc, {}, 0);
+    const other = stage(doc, {}, 1);
+    const who = { subject: "u1", tenant };
+    for (let i = 0; i < 5; i++) expect((await strict(who)).response.status).toBe(200);
+    const refused = await strict(who);
+    expect(refused.response.status).toBe(429);
+    expect(((await refused.response.json()) as Problem).limit).toMatchObject({ name: "user-per-minute", limit: 5 });
+    // Five requests on the strict route did not spend the 600 the user has everywhere else.
+    const elsewhere = await other(who);
+    expect(elsewhere.response.status).toBe(200);
+    expect(elsewhere.response.headers.get("ratelimit-policy")).toBe('"user-per-minute";q=600;w=60');
+    expect(elsewhere.response.headers.get("x-ratelimit-remaining")).toBe("599");
   });
 
   it("applies the tenant's override", async () => {
@@ -434,7 +468,38 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     const run = stage(stageDoc([...limits("deny")], fast), { ROUTE_LIMITER: late.namespace });
     const { response } = await run({ subject: "a", tenant: "t" });
     expect(response.status).toBe(503);
-    expect(late.released).toEqual([[{ id: JSON.stringify(["route", "route-limit"]), limit: 10, windowS: 3600 }]]);
+    expect(late.released).toEqual([
+      [{ id: JSON.stringify(["route", "route-limit", 10, 3600]), limit: 10, windowS: 3600 }],
+    ]);
+  });
+
+  it("checks every binding before asking any object: a missing one charges the caller nothing", async () => {
+    // A tenant object that admits and records what it was charged.
+    const charged: CounterRequest[][] = [];
+    const tenantObjects = {
+      idFromName: (name: string) => name,
+      get: () => ({
+        acquire: async (items: CounterRequest[]) => {
+          charged.push(items);
+          return {
+            allowed: true,
+            counters: items.map(() => ({ allowed: true, remaining: 1, resetMs: 0, retryAfterMs: 0 })),
+          };
+        },
+        release: async () => undefined,
+      }),
+    };
+    const run = stage(stageDoc([{ name: "user-limit", key: "user", limit: 2, window_s: 3600 }, ...limits("deny")]), {
+      TENANT_LIMITER: tenantObjects,
+      ROUTE_LIMITER: undefined,
+    });
+    for (let i = 0; i < 3; i++) {
+      const { response, outcome } = await run({ subject: "u1", tenant: "t" });
+      expect(response.status).toBe(500);
+      expect(outcome).toMatchObject({ reason: "misconfigured", detail: "binding_missing:ROUTE_LIMITER" });
+    }
+    // Refused before any object was asked: no user quota was spent on the three 500s.
+    expect(charged).toEqual([]);
   });
 
   it("refuses as misconfigured when the binding is missing", async () => {

@@ -12,6 +12,11 @@ const HEADER_TOKEN = /^[\x21-\x7E]+$/;
  * Both become header values and rate-limit counter names, which must stay bounded.
  */
 export const MAX_IDENTIFIER_CHARS = 255;
+
+/** A subject or tenant the edge accepts: 1 to 255 printable ASCII characters, no spaces. */
+export function isIdentifier(value: unknown): value is string {
+  return typeof value === "string" && HEADER_TOKEN.test(value) && value.length <= MAX_IDENTIFIER_CHARS;
+}
 const GROUP_NAME = /^[\x21-\x2B\x2D-\x7E](?:[\x20-\x2B\x2D-\x7E]*[\x21-\x2B\x2D-\x7E])?$/;
 
 export type ClaimsResult = { ok: true; identity: Identity } | { ok: false; detail: string };
@@ -31,16 +36,10 @@ export function identityFromClaims(
   let subject = payload[map.subject];
   // Cloudflare Access service-token assertions carry an empty `sub` and the client id in `common_name`.
   if (issuer.kind === "cloudflare_access" && (subject === "" || subject === undefined)) subject = payload.common_name;
-  if (typeof subject !== "string" || !HEADER_TOKEN.test(subject) || subject.length > MAX_IDENTIFIER_CHARS)
-    return { ok: false, detail: "subject_missing_or_unsafe" };
+  if (!isIdentifier(subject)) return { ok: false, detail: "subject_missing_or_unsafe" };
 
   const tenant = payload[map.tenant];
-  if (
-    tenant !== undefined &&
-    (typeof tenant !== "string" || !HEADER_TOKEN.test(tenant) || tenant.length > MAX_IDENTIFIER_CHARS)
-  ) {
-    return { ok: false, detail: "tenant_unsafe" };
-  }
+  if (tenant !== undefined && !isIdentifier(tenant)) return { ok: false, detail: "tenant_unsafe" };
   const rawScopes = payload[map.scopes] ?? (map.scopesFallback ? payload[map.scopesFallback] : undefined);
   const scopes = rawScopes === undefined ? [] : stringList(rawScopes);
   if (!scopes?.every((s) => HEADER_TOKEN.test(s))) return { ok: false, detail: "scopes_unsafe" };
