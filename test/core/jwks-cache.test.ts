@@ -7,7 +7,7 @@ import type { KeyValueStore } from "../../src/core/jwks/key-store";
 import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { TokenVerifier } from "../../src/core/tokens/verify";
-import { AUDIENCE, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
+import { AUDIENCE, makeIssuer, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
 
 const kv = (env as unknown as { JWKS_CACHE: KeyValueStore }).JWKS_CACHE;
 
@@ -557,6 +557,31 @@ describe("failure of the key endpoint", () => {
 describe("verified-token cache", () => {
   const cached = (issuer: TestIssuer, clock: Clock, settings: Partial<OidcIssuerConfig>) =>
     verifierFor(issuer, clock, settings, false, undefined, 100);
+
+  it("a key imported while a refresh lands is trusted: its tokens are served from the cache", async () => {
+    const issuer = await makeIssuer();
+    const k1 = issuer.keys[0] as TestKey;
+    const k2 = await makeKey();
+    await issuer.publish([k1, k2]);
+    const clock = new Clock();
+    const { verify, settle } = cached(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    expect(await verify(await signAt(issuer, clock, k1))).toMatchObject({ ok: true, keySource: "fetch" });
+    const k3 = await makeKey();
+    await issuer.publish([k1, k2, k3]);
+    clock.advance(31); // past the refresh cooldown
+    // k2's import is slow; meanwhile k3's unknown kid makes a refresh adopt a new set.
+    const realImport = crypto.subtle.importKey.bind(crypto.subtle);
+    const slowImport = vi.spyOn(crypto.subtle, "importKey").mockImplementation((async (...args: unknown[]) => {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return (realImport as (...a: unknown[]) => Promise<CryptoKey>)(...args);
+    }) as never);
+    const t2 = await signAt(issuer, clock, k2);
+    const [r2, r3] = await Promise.all([verify(t2), verify(await signAt(issuer, clock, k3))]);
+    slowImport.mockRestore();
+    await settle();
+    expect([r2, r3]).toMatchObject([{ ok: true }, { ok: true, keySource: "fetch" }]);
+    expect(await verify(t2)).toMatchObject({ ok: true, keySource: "token_cache" });
+  });
 
   it("a key withdrawn without grace stops its cached tokens at once", async () => {
     const issuer = await makeIssuer();

@@ -281,8 +281,12 @@ export class IssuerKeyStore {
       ]);
       this.stats.imports += 1;
       entry.imported.set(alg, key);
-      // Unless a refresh replaced the set while the key was imported (adopt indexes it then).
-      if (this.state?.current.includes(entry) || this.state?.retired.includes(entry)) this.keysInSet.set(key, entry);
+      // Indexed under the entry of the current set that shares this import map: a refresh
+      // that landed during the import replaced `entry` by a copy, and indexed the map before
+      // the key was in it.
+      const state = this.state;
+      const owner = state && [...state.current, ...state.retired].find((e) => e.imported === entry.imported);
+      if (owner) this.keysInSet.set(key, owner);
       return key;
     } catch {
       return undefined;
