@@ -249,6 +249,9 @@ export class CounterTable {
 
   /** Put back a persisted counter (at start-up). Not marked dirty. */
   load(id: string, tat: Tat): void {
+    // A row storage could only hold if corrupted: a TAT that is not a number would also
+    // defeat eviction, which ranks counters by it.
+    if (!Number.isSafeInteger(tat.ms) || !Number.isSafeInteger(tat.frac) || !(tat.den >= 1)) return;
     this.tats.set(id, tat);
   }
 
