@@ -53,6 +53,25 @@ export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
   "x-original-method",
 ];
 
+/**
+ * Forwarding headers the client may not set: the edge writes its own (`x-forwarded-for`,
+ * `-host`, `-proto`), and the rest are what proxies and frameworks read a client address,
+ * port or path prefix from.
+ */
+export const FORWARDING_HEADERS: readonly string[] = [
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-forwarded-port",
+  "x-forwarded-prefix",
+  "x-forwarded-server",
+  "x-original-forwarded-for",
+  "x-real-ip",
+  "true-client-ip",
+  "x-cluster-client-ip",
+];
+
 /** RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy ones proxies still see. */
 export const HOP_BY_HOP_HEADERS: readonly string[] = [
   "connection",

@@ -2,7 +2,7 @@
 // per isolate. Every error names the field and why, so a bad policy fails loudly at
 // `npm test` and at start-up instead of running half-configured.
 
-import { normaliseHeaderName } from "./headers";
+import { CREDENTIAL_HEADERS, FORWARDING_HEADERS, normaliseHeaderName, REQUEST_OVERRIDE_HEADERS } from "./headers";
 import { MAX_COUNTERS_PER_CALL } from "./limits";
 
 const MAX_LIMIT_NAME_CHARS = 64;
@@ -144,9 +144,18 @@ class Checker {
   }
   url(value: unknown, path: string): value is string {
     if (!this.string(value, path)) return false;
-    if (secureUrl(value)) return true;
-    this.fail(path, "must be an https URL (http only for loopback hosts)");
-    return false;
+    const url = secureUrl(value);
+    if (!url) {
+      this.fail(path, "must be an https URL (http only for loopback hosts)");
+      return false;
+    }
+    if (url.username || url.password) {
+      // A policy is reviewed and bundled in plain text: no place for a secret (and the edge
+      // would not send it anyway).
+      this.fail(path, "must not carry a user name or password");
+      return false;
+    }
+    return true;
   }
   known(value: Record<string, unknown>, path: string, allowed: readonly string[]): void {
     for (const key of Object.keys(value)) {
@@ -266,8 +275,9 @@ function checkUpstream(check: Checker, name: string, raw: unknown): UpstreamConf
   }
   if (raw.url !== undefined) {
     if (!check.url(raw.url, `${path}.url`)) return undefined;
-    const parsed = new URL(raw.url);
-    if (parsed.search || parsed.hash) check.fail(`${path}.url`, "must not carry a query or fragment");
+    // The raw text, not the parsed URL: `https://o.example?` has an empty search, yet as the
+    // prefix of every forwarded URL it would turn the request's path into a query.
+    if (/[?#]/.test(raw.url)) check.fail(`${path}.url`, "must not carry a query or fragment");
     return { url: raw.url.replace(/\/$/, ""), ...timeout };
   }
   if (raw.service !== undefined) {
@@ -379,6 +389,29 @@ function checkTenantOverrides(
   return compiled;
 }
 
+/** RFC 9110 §5.1 field-name (token), without `*`, which CORS would read as a wildcard. */
+const HEADER_NAME = /^[!#$%&'+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * Why `origin` can never equal a browser's `Origin` header, or undefined. Origins are
+ * compared as exact strings, and browsers send the serialised form: scheme and host in
+ * lower case, no default port, no path. So `https://App.example.com`, `…:443`, `…/` or a
+ * `*.example.com` pattern would silently match nothing.
+ */
+function originProblem(origin: string): string | undefined {
+  let serialised: string | undefined;
+  try {
+    const url = new URL(origin);
+    if (url.protocol === "https:" || url.protocol === "http:") serialised = url.origin;
+  } catch {
+    // not a URL
+  }
+  if (serialised === undefined || origin.includes("*"))
+    return `"${origin}" must be "*" or an origin like https://app.example.com (no patterns)`;
+  if (serialised !== origin) return `"${origin}" never matches: browsers send it as "${serialised}"`;
+  return undefined;
+}
+
 function checkCors(check: Checker, raw: unknown, path: string): CorsConfig | undefined {
   if (!check.object(raw, path)) return undefined;
   check.known(raw, path, [
@@ -391,9 +424,8 @@ function checkCors(check: Checker, raw: unknown, path: string): CorsConfig | und
   ]);
   if (!check.stringArray(raw.allow_origins, `${path}.allow_origins`, { nonEmpty: true })) return undefined;
   for (const origin of raw.allow_origins) {
-    if (origin !== "*" && !/^https?:\/\/[^/]+$/.test(origin)) {
-      check.fail(`${path}.allow_origins`, `"${origin}" must be "*" or an origin like https://app.example.com`);
-    }
+    const problem = origin === "*" ? undefined : originProblem(origin);
+    if (problem) check.fail(`${path}.allow_origins`, problem);
   }
   if (raw.allow_credentials === true && raw.allow_origins.includes("*")) {
     check.fail(`${path}.allow_credentials`, 'cannot be true when allow_origins contains "*"');
@@ -403,13 +435,29 @@ function checkCors(check: Checker, raw: unknown, path: string): CorsConfig | und
       if (!METHODS.has(method)) check.fail(`${path}.allow_methods`, `unknown method "${method}"`);
     }
   }
-  if (raw.allow_headers !== undefined) check.stringArray(raw.allow_headers, `${path}.allow_headers`);
-  if (raw.expose_headers !== undefined) check.stringArray(raw.expose_headers, `${path}.expose_headers`);
+  for (const field of ["allow_headers", "expose_headers"] as const) {
+    const names = raw[field];
+    if (names === undefined || !check.stringArray(names, `${path}.${field}`)) continue;
+    for (const name of names) {
+      // Listed literally: `*` means "any" only without credentials, so it is not offered.
+      if (!HEADER_NAME.test(name))
+        check.fail(`${path}.${field}`, `"${name}" is not a header name (and * is not supported)`);
+    }
+  }
   if (raw.allow_credentials !== undefined && typeof raw.allow_credentials !== "boolean") {
     check.fail(`${path}.allow_credentials`, "must be a boolean");
   }
   if (raw.max_age_s !== undefined) check.integer(raw.max_age_s, `${path}.max_age_s`, 0, 86400);
   return raw as unknown as CorsConfig;
+}
+
+/** RFC 6749 §3.3 scope-token: what a token's scope can hold, and what a challenge can quote. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
+function checkScopeTokens(check: Checker, scopes: readonly string[], path: string): void {
+  for (const scope of scopes) {
+    if (!SCOPE_TOKEN.test(scope)) check.fail(path, `"${scope}" is not a scope (printable ASCII, no spaces, " or \\)`);
+  }
 }
 
 function checkAuth(
@@ -437,9 +485,13 @@ function checkAuth(
   if (raw.audiences !== undefined) check.stringArray(raw.audiences, `${path}.audiences`, { nonEmpty: true });
   if (raw.scopes !== undefined && check.object(raw.scopes, `${path}.scopes`)) {
     check.known(raw.scopes, `${path}.scopes`, ["all_of", "any_of"]);
-    if (raw.scopes.all_of !== undefined) check.stringArray(raw.scopes.all_of, `${path}.scopes.all_of`);
-    if (raw.scopes.any_of !== undefined)
-      check.stringArray(raw.scopes.any_of, `${path}.scopes.any_of`, { nonEmpty: true });
+    if (raw.scopes.all_of !== undefined && check.stringArray(raw.scopes.all_of, `${path}.scopes.all_of`))
+      checkScopeTokens(check, raw.scopes.all_of, `${path}.scopes.all_of`);
+    if (
+      raw.scopes.any_of !== undefined &&
+      check.stringArray(raw.scopes.any_of, `${path}.scopes.any_of`, { nonEmpty: true })
+    )
+      checkScopeTokens(check, raw.scopes.any_of, `${path}.scopes.any_of`);
   }
   if (raw.groups !== undefined && check.object(raw.groups, `${path}.groups`)) {
     check.known(raw.groups, `${path}.groups`, ["any_of"]);
@@ -489,12 +541,47 @@ function resolveIdentityHeaders(check: Checker, raw: unknown): ResolvedIdentityH
     const value = raw[field];
     if (value === undefined) continue;
     if (check.string(value, `${path}.${field}`)) {
-      if (!/^[A-Za-z0-9-]+$/.test(value))
-        check.fail(`${path}.${field}`, "must be a header name of letters, digits and -");
-      else resolved[field] = normaliseHeaderName(value);
+      const name = normaliseHeaderName(value);
+      const problem = /^[A-Za-z0-9-]+$/.test(value)
+        ? identityHeaderProblem(name)
+        : "must be a header name of letters, digits and -";
+      if (problem) check.fail(`${path}.${field}`, problem);
+      else resolved[field] = name;
     }
   }
+  const firstField = new Map<string, string>();
+  for (const field of fields) {
+    const other = firstField.get(resolved[field]);
+    if (other !== undefined) {
+      // Two fields in one header: the origin would read one claim as the other.
+      check.fail(`${path}.${field}`, `"${resolved[field]}" is already the ${other} header`);
+    }
+    firstField.set(resolved[field], field);
+  }
   return resolved;
+}
+
+/**
+ * Names the edge gives another meaning: credentials and forwarding headers it strips or
+ * writes itself, method and URL overrides, its request id. An identity header under such a
+ * name would be overwritten, or would overwrite what the origin relies on.
+ */
+const RESERVED_IDENTITY_NAMES: ReadonlySet<string> = new Set([
+  ...CREDENTIAL_HEADERS,
+  ...FORWARDING_HEADERS,
+  ...REQUEST_OVERRIDE_HEADERS,
+  "x-request-id",
+  "x-portcullis-identity",
+]);
+
+/** Why `name` (normalised) cannot be an identity header, or undefined if it can. */
+function identityHeaderProblem(name: string): string | undefined {
+  // Outside x-, a name may mean something to HTTP or to a proxy (Host, Cookie,
+  // Transfer-Encoding…): the edge writes identities only into application headers.
+  if (!name.startsWith("x-")) return "must start with x- (an application header)";
+  if (RESERVED_IDENTITY_NAMES.has(name) || name.startsWith("x-forwarded-"))
+    return `"${name}" is a header the edge strips or writes for another purpose`;
+  return undefined;
 }
 
 /** Validate and compile a policy document. Throws PolicyError listing every problem found. */
@@ -518,7 +605,12 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
   if (settings.server_timing !== undefined && typeof settings.server_timing !== "boolean") {
     check.fail("settings.server_timing", "must be a boolean");
   }
-  if (settings.realm !== undefined) check.string(settings.realm, "settings.realm");
+  if (settings.realm !== undefined && check.string(settings.realm, "settings.realm")) {
+    // It is quoted into WWW-Authenticate: a character a header cannot carry would turn
+    // every challenge into a 500.
+    if (!/^[\x20\x21\x23-\x5B\x5D-\x7E]{1,128}$/.test(settings.realm))
+      check.fail("settings.realm", 'must be 1 to 128 printable ASCII characters, without " or \\');
+  }
 
   const issuers = new Map<string, ResolvedIssuer>();
   if (doc.issuers !== undefined && check.object(doc.issuers, "issuers")) {

@@ -27,7 +27,10 @@ export function cors(): Stage {
       const route = c.get("route");
       const requested = (c.req.header("access-control-request-method") ?? "").toUpperCase();
       const methods = config.allow_methods ?? [...route.methods];
-      if (!methods.includes(requested as never)) return deny(c, "cors_rejected", { detail: "method_not_allowed" });
+      // HEAD is answered wherever GET is (routing authorises HEAD as GET).
+      const allowed =
+        methods.includes(requested as never) || (requested === "HEAD" && methods.includes("GET" as never));
+      if (!allowed) return deny(c, "cors_rejected", { detail: "method_not_allowed" });
       const requestedHeaders = (c.req.header("access-control-request-headers") ?? "")
         .split(",")
         .map((h) => h.trim().toLowerCase())

@@ -8,30 +8,12 @@ import {
   CREDENTIAL_COOKIES,
   CREDENTIAL_HEADERS,
   connectionNominated,
+  FORWARDING_HEADERS,
   cookiePairs,
   makeStripPredicate,
   normaliseHeaderName,
 } from "../core/headers";
 import type { Stage } from "./stage";
-
-/**
- * Forwarding headers the client may not set: the edge writes its own (`x-forwarded-for`,
- * `-host`, `-proto`), and the rest are what proxies and frameworks read a client address,
- * port or path prefix from.
- */
-const FORWARDING_HEADERS = [
-  "forwarded",
-  "x-forwarded-for",
-  "x-forwarded-host",
-  "x-forwarded-proto",
-  "x-forwarded-port",
-  "x-forwarded-prefix",
-  "x-forwarded-server",
-  "x-original-forwarded-for",
-  "x-real-ip",
-  "true-client-ip",
-  "x-cluster-client-ip",
-];
 
 const CREDENTIAL_COOKIE_NAMES = new Set(CREDENTIAL_COOKIES.map((name) => name.toLowerCase()));
 
@@ -41,6 +23,8 @@ const CREDENTIAL_COOKIE_NAMES = new Set(CREDENTIAL_COOKIES.map((name) => name.to
  * to the application as `CF_Authorization`).
  */
 function lenientCookieName(name: string): string {
+  // The common case, a plain name, costs no decoding.
+  if (!/[%. []/.test(name)) return name.toLowerCase();
   let decoded = name;
   try {
     decoded = decodeURIComponent(name);

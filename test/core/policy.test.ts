@@ -181,6 +181,90 @@ describe("policy validation names the field and why", () => {
       (p: any) => (p.limits = JSON.parse(`{ "tenant_overrides": { "${tenant}": {} } }`)),
       `limits.tenant_overrides.${tenant}: "${tenant}" is reserved (a JavaScript object property), so it cannot name a tenant here`,
     ]),
+    // Identity header names: application headers only, none the edge uses otherwise, one per field.
+    ...[
+      ["authorization", "must start with x- (an application header)"],
+      ["Cookie", "must start with x- (an application header)"],
+      ["transfer-encoding", "must start with x- (an application header)"],
+      ["x-forwarded-host", '"x-forwarded-host" is a header the edge strips or writes for another purpose'],
+      ["x-request-id", '"x-request-id" is a header the edge strips or writes for another purpose'],
+      ["x-api-key", '"x-api-key" is a header the edge strips or writes for another purpose'],
+      ["x-http-method-override", '"x-http-method-override" is a header the edge strips or writes for another purpose'],
+    ].map(([name, why]) => [
+      `identity header named ${name}`,
+      (p: any) => (p.settings = { identity_headers: { subject: name } }),
+      `settings.identity_headers.subject: ${why}`,
+    ]),
+    [
+      "two identity fields in one header",
+      (p: any) => (p.settings = { identity_headers: { subject: "x-id", email: "X-Id" } }),
+      'settings.identity_headers.email: "x-id" is already the subject header',
+    ],
+    [
+      "an identity field in another field's default header",
+      (p: any) => (p.settings = { identity_headers: { email: "x-user-sub" } }),
+      'settings.identity_headers.email: "x-user-sub" is already the subject header',
+    ],
+    // Upstream URLs: the raw text is the forwarding prefix.
+    ...["https://o.example.com?", "https://o.example.com#", "https://o.example.com/base?x=1"].map((url) => [
+      `upstream url ${url}`,
+      (p: any) => (p.upstreams.api.url = url),
+      "upstreams.api.url: must not carry a query or fragment",
+    ]),
+    [
+      "upstream url with a password",
+      (p: any) => (p.upstreams.api.url = "https://svc:hunter2@origin.example.com"),
+      "upstreams.api.url: must not carry a user name or password",
+    ],
+    [
+      "issuer url with a user name",
+      (p: any) => (p.issuers.idp.issuer = "https://user@idp.example.com"),
+      "issuers.idp.issuer: must not carry a user name or password",
+    ],
+    [
+      "a realm a header cannot carry",
+      (p: any) => (p.settings = { realm: "edge\r\nx-injected: 1" }),
+      'settings.realm: must be 1 to 128 printable ASCII characters, without " or \\',
+    ],
+    [
+      "a scope no token can hold",
+      (p: any) => (p.routes[0].auth.scopes = { all_of: ["read write"] }),
+      'routes[0].auth.scopes.all_of: "read write" is not a scope (printable ASCII, no spaces, " or \\)',
+    ],
+    // CORS origins are compared exactly with what browsers send.
+    ...[
+      [
+        "https://App.Example.com",
+        '"https://App.Example.com" never matches: browsers send it as "https://app.example.com"',
+      ],
+      [
+        "https://app.example.com:443",
+        '"https://app.example.com:443" never matches: browsers send it as "https://app.example.com"',
+      ],
+      [
+        "https://app.example.com/",
+        '"https://app.example.com/" never matches: browsers send it as "https://app.example.com"',
+      ],
+      [
+        "https://*.example.com",
+        '"https://*.example.com" must be "*" or an origin like https://app.example.com (no patterns)',
+      ],
+      ["null", '"null" must be "*" or an origin like https://app.example.com (no patterns)'],
+    ].map(([origin, why]) => [
+      `CORS origin ${origin}`,
+      (p: any) => (p.routes[0].cors = { allow_origins: [origin] }),
+      `routes[0].cors.allow_origins: ${why}`,
+    ]),
+    [
+      "CORS allow_headers *",
+      (p: any) => (p.routes[0].cors = { allow_origins: ["https://app.example.com"], allow_headers: ["*"] }),
+      'routes[0].cors.allow_headers: "*" is not a header name (and * is not supported)',
+    ],
+    [
+      "CORS expose_headers with a line break",
+      (p: any) => (p.routes[0].cors = { allow_origins: ["https://app.example.com"], expose_headers: ["x-a\r\nx-b"] }),
+      'routes[0].cors.expose_headers: "x-a\r\nx-b" is not a header name (and * is not supported)',
+    ],
   ] as [string, (p: any) => void, string][])("%s", (_label, mutate, expected) => {
     const doc = minimal();
     mutate(doc);

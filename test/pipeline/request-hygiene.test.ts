@@ -331,6 +331,13 @@ describe("CORS", () => {
     expect(seen).toHaveLength(0);
   });
 
+  it("answers a HEAD preflight on a route that allows GET, as routing answers HEAD there", async () => {
+    const { response, seen } = await preflight("/public/a", "https://app.example.com", "HEAD");
+    expect(response.status).toBe(204);
+    expect(response.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+    expect(seen).toHaveLength(0);
+  });
+
   it.each([
     ["an origin not allowed", "/public/a", "https://evil.example", "GET", "origin_not_allowed"],
     ["a route without CORS", "/plain/a", "https://app.example.com", "GET", "route_has_no_cors"],
