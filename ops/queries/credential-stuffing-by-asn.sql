@@ -21,7 +21,8 @@ SELECT
   SUM(IF(blob2 = 'token_malformed' OR blob2 = 'token_invalid' OR blob2 = 'token_expired'
       OR blob2 = 'token_not_yet_valid' OR blob2 = 'issuer_unknown' OR blob2 = 'audience_mismatch',
     _sample_interval, 0)) / SUM(_sample_interval) AS invalid_share,
-  COUNT(DISTINCT blob12) AS distinct_ips
+  -- Only invalid-token refusals keep the IP; the empty value the other rows carry is not one.
+  COUNT(DISTINCT blob12) - MAX(IF(blob12 = '', 1, 0)) AS distinct_ips
 FROM portcullis
 WHERE timestamp > NOW() - INTERVAL '15' MINUTE
   AND blob11 != ''

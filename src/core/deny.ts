@@ -32,7 +32,11 @@ interface WireShape {
   bearerError?: "invalid_request" | "invalid_token" | "insufficient_scope";
 }
 
-/** Every token problem looks the same on the wire (RFC 6750 `invalid_token`); the audit record tells them apart. */
+/**
+ * Every token problem is RFC 6750 `invalid_token` in the challenge, which is what clients act
+ * on; the problem body's `reason` still names which check failed (a documented, stable
+ * contract that makes failures debuggable), and the audit record adds the exact detail.
+ */
 const INVALID_TOKEN: WireShape = { status: 401, title: "Invalid token", bearerError: "invalid_token" };
 
 /** Exhaustive: adding a reason without a wire shape is a compile error. */
