@@ -29,4 +29,12 @@ describe("deployable bundle", () => {
     // The Durable Object classes the bindings name are exported.
     expect(/export\{[^}]*as RouteLimiter[^}]*as TenantLimiter/.test(source)).toBe(true);
   });
+
+  it("turns the runtime's invocation logs off, so URLs and headers stay out of Workers Logs", () => {
+    const toml = readFileSync(join(import.meta.dirname, "..", "..", "wrangler.toml"), "utf8");
+    // The [observability.logs] table, up to the next table header.
+    const table = /^\[observability\.logs\]\n((?:(?!\[).*\n)*)/m.exec(toml)?.[1] ?? "";
+    expect(table).toMatch(/^invocation_logs = false$/m);
+    expect(toml).toMatch(/^\[observability\]\nenabled = true$/m);
+  });
 });
