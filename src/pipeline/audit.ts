@@ -31,42 +31,82 @@ function recordFor(c: PipelineContext, now: number, status: number, identity?: A
   });
 }
 
+/** Writes the record and data point after the response: the moment and status are given. */
+function writeAfterResponse(
+  c: PipelineContext,
+  sinks: readonly AuditSink[],
+  dataset: AnalyticsEngineDataset | undefined,
+  now: number,
+  status: number,
+): void {
+  const work = (async () => {
+    // A macrotask first: awaiting promises alone would still run all of this before the
+    // runtime takes the response (microtasks drain first), and the client would wait for it.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const record = recordFor(c, now, status, await auditIdentity(c.get("identity")));
+    if (dataset) {
+      try {
+        const point: DataPoint = metricsDataPoint({
+          record,
+          tokenCheck: c.get("tokenCheck"),
+          clientIp: c.req.header("cf-connecting-ip") ?? null,
+        });
+        dataset.writeDataPoint(point);
+      } catch (error) {
+        console.error(`portcullis: metrics write failed (${errorName(error)})`);
+      }
+    }
+    for (const sink of sinks) {
+      try {
+        const written = sink(record);
+        if (written) await written;
+      } catch (error) {
+        console.error(`portcullis: audit sink failed (${errorName(error)})`);
+      }
+    }
+  })();
+  afterResponse(c, work);
+}
+
 export function audit(sinks: () => readonly AuditSink[]): Stage {
+  // Requests already recorded: by their answer, or by their client's disconnecting first.
+  const recorded = new WeakSet<PipelineContext>();
+
+  const run: Stage["run"] = (c) => {
+    // With `enable_request_signal`, the runtime aborts this signal when the client goes away
+    // before its answer; the runtime then cancels the request's own work, so no answer (and
+    // no finisher) may follow. The record is written from here instead: what was decided so
+    // far, as client_closed.
+    c.req.raw.signal.addEventListener(
+      "abort",
+      () => {
+        if (recorded.has(c)) return;
+        recorded.add(c);
+        const dataset = metricsDataset(c);
+        const targets = sinks();
+        if (!dataset && targets.length === 0) return;
+        c.set("outcome", {
+          ...c.get("outcome"),
+          decision: "deny",
+          reason: "client_closed",
+          detail: "client_disconnected",
+        });
+        writeAfterResponse(c, targets, dataset, Date.now(), 499);
+      },
+      { once: true },
+    );
+    return undefined;
+  };
+
   const finish: Stage["finish"] = (c, response) => {
+    if (recorded.has(c)) return response;
+    recorded.add(c);
     const dataset = metricsDataset(c);
     const targets = sinks();
     if (!dataset && targets.length === 0) return response;
     // Capture the moment and the status now; build and write everything after the response.
-    const now = Date.now();
-    const status = response.status;
-    const work = (async () => {
-      // A macrotask first: awaiting promises alone would still run all of this before the
-      // runtime takes the response (microtasks drain first), and the client would wait for it.
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      const record = recordFor(c, now, status, await auditIdentity(c.get("identity")));
-      if (dataset) {
-        try {
-          const point: DataPoint = metricsDataPoint({
-            record,
-            tokenCheck: c.get("tokenCheck"),
-            clientIp: c.req.header("cf-connecting-ip") ?? null,
-          });
-          dataset.writeDataPoint(point);
-        } catch (error) {
-          console.error(`portcullis: metrics write failed (${errorName(error)})`);
-        }
-      }
-      for (const sink of targets) {
-        try {
-          const written = sink(record);
-          if (written) await written;
-        } catch (error) {
-          console.error(`portcullis: audit sink failed (${errorName(error)})`);
-        }
-      }
-    })();
-    afterResponse(c, work);
+    writeAfterResponse(c, targets, dataset, Date.now(), response.status);
     return response;
   };
-  return { finish };
+  return { run, finish };
 }

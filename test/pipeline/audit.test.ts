@@ -161,6 +161,31 @@ describe("audit record", () => {
     }
   });
 
+  it("records a client that goes away before its answer once, as client_closed, with what was known", async () => {
+    const edge = harness(basePolicy());
+    const client = new AbortController();
+    // The runtime aborts the request's signal when its client disconnects (enable_request_signal).
+    const request = new Request("https://edge.test/public/slow", {
+      signal: client.signal,
+      headers: { "x-echo-delay-ms": "300" },
+    });
+    const answered = edge.fetch(request);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    client.abort();
+    // Here the pipeline still finishes (Cloudflare would cancel it): that must not add a record.
+    expect((await answered).status).toBe(200);
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({
+      decision: "deny",
+      reason: "client_closed",
+      detail: "client_disconnected",
+      status: 499,
+      route: "public",
+      path: "/public/slow",
+    });
+    expect(edge.dataPoints).toHaveLength(1);
+  });
+
   it("goes to stdout as one JSON line by default", async () => {
     const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
     try {

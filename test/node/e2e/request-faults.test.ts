@@ -89,6 +89,32 @@ describe("origin faults", () => {
   });
 });
 
+describe("client disconnects", () => {
+  it("a client that hangs up while the origin is slow gets exactly one audit record", async () => {
+    const token = await tokenFor("orders-service");
+    // A path of its own, so the audit lines of this request can be told apart.
+    const path = `/v1/tenants/acme/disconnect-${Date.now()}`;
+    const request = http.request(new URL(path, edge.url), {
+      headers: { authorization: `Bearer ${token}`, "x-echo-delay-ms": "2000" },
+    });
+    request.on("error", () => undefined);
+    request.end();
+    await sleep(400);
+    request.destroy();
+    // Long enough for the origin's late answer, had the request gone on.
+    await sleep(2_500);
+    const lines = edge.linesContaining(`"path":"${path}"`);
+    expect(lines, edge.lines.slice(-20).join("\n")).toHaveLength(1);
+    const record = JSON.parse((lines[0] as string).slice((lines[0] as string).indexOf("{")));
+    expect(record).toMatchObject({ route: "tenant-api", user_sub: "orders-service", tenant_id: "acme" });
+    // Which one depends on the runtime: Cloudflare aborts the request's signal and cancels the
+    // request (client_closed, from the signal); wrangler dev's local proxy keeps the request
+    // going to its end, so it completes and is recorded as answered.
+    const outcome = `${record.decision}/${record.reason}/${record.status}`;
+    expect(["deny/client_closed/499", "allow/null/200"]).toContain(outcome);
+  });
+});
+
 describe("rate-limit object faults", () => {
   it("a healthy limiter (the real Durable Object) counts and refuses past the limit", async () => {
     const token = await tokenFor("orders-service");
