@@ -113,6 +113,22 @@ export function cookiePairs(cookieHeader: string): [name: string, value: string,
   return pairs;
 }
 
+/**
+ * A query-parameter or cookie name as the most lenient parser an origin may use reads it:
+ * escapes decoded (and `+` as a space, in a query), surrounding whitespace dropped, any case,
+ * and `.`, space or `[` read as `_`, as PHP does (`access.token`, `CF%5FAuthorization`).
+ * What is stripped as a credential is matched on this, so no spelling slips past.
+ */
+export function lenientName(raw: string, { plusIsSpace = false } = {}): string {
+  let name = plusIsSpace ? raw.replace(/\+/g, " ") : raw;
+  try {
+    name = decodeURIComponent(name);
+  } catch {
+    // a bad escape: read the name as sent
+  }
+  return name.trim().toLowerCase().replace(/[. []/g, "_");
+}
+
 export function normaliseHeaderName(name: string): string {
   return name.toLowerCase().replace(/_/g, "-");
 }

@@ -10,6 +10,7 @@ import {
   connectionNominated,
   FORWARDING_HEADERS,
   cookiePairs,
+  lenientName,
   makeStripPredicate,
   normaliseHeaderName,
 } from "../core/headers";
@@ -17,21 +18,9 @@ import type { Stage } from "./stage";
 
 const CREDENTIAL_COOKIE_NAMES = new Set(CREDENTIAL_COOKIES.map((name) => name.toLowerCase()));
 
-/**
- * A cookie name as the most lenient origin parser reads it: any case, escapes decoded, and, as
- * PHP does, `.`, space or `[` for `_` (PHP hands `CF.Authorization` or `CF%5FAuthorization`
- * to the application as `CF_Authorization`).
- */
+/** A cookie name as lenient origin parsers read it; a plain name, the common case, costs no decoding. */
 function lenientCookieName(name: string): string {
-  // The common case, a plain name, costs no decoding.
-  if (!/[%. []/.test(name)) return name.toLowerCase();
-  let decoded = name;
-  try {
-    decoded = decodeURIComponent(name);
-  } catch {
-    // a bad escape: compare the name as sent
-  }
-  return decoded.trim().toLowerCase().replace(/[. []/g, "_");
+  return /[%. []/.test(name) ? lenientName(name) : name.toLowerCase();
 }
 
 /** Removes credential cookies by name, however spelt, keeping the rest of the `Cookie` header intact. */

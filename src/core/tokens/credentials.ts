@@ -1,7 +1,7 @@
 // Finds the one credential a route accepts (RFC 6750 §2.1 bearer header, or a Cloudflare
 // Access assertion) and refuses every ambiguous presentation instead of picking one.
 
-import { ACCESS_COOKIE, cookiePairs } from "../headers";
+import { ACCESS_COOKIE, cookiePairs, lenientName } from "../headers";
 
 export type CredentialKind = "bearer" | "access";
 
@@ -72,24 +72,16 @@ export function extractCredential(
 }
 
 /**
- * Whether a query parameter is an access token however an origin's parser reads its name:
- * escapes decoded and `+` as a space; case ignored (ASP.NET, which SignalR's `access_token`
- * goes through, looks names up without case); surrounding whitespace ignored (PHP drops a
- * leading space); `.`, space or `[` for the underscore (PHP's `access.token`, `access[token`);
- * and array forms (`access_token[]`, `access_token[0]`, which PHP and `qs` read as the name).
+ * `access_token` as `lenientName` reads it (any case, as ASP.NET looks names up, which
+ * SignalR's `access_token` goes through; PHP's `access.token`, ` access_token`), and its array
+ * forms (`access_token[]`, `access_token[0]`, which PHP and `qs` read as the name; the first
+ * `[` reads as `_`, and a `]` follows).
  */
-const CREDENTIAL_NAME = /^access[._ []token(?:\[.*)?$/;
+const CREDENTIAL_NAME = /^access_token(?:_.*\])?$/;
 
 function isQueryCredential(part: string): boolean {
   const eq = part.indexOf("=");
-  const raw = eq < 0 ? part : part.slice(0, eq);
-  let name = raw;
-  try {
-    name = decodeURIComponent(raw.replace(/\+/g, " "));
-  } catch {
-    // a bad escape: compare the name as sent
-  }
-  return CREDENTIAL_NAME.test(name.trim().toLowerCase());
+  return CREDENTIAL_NAME.test(lenientName(eq < 0 ? part : part.slice(0, eq), { plusIsSpace: true }));
 }
 
 /**
