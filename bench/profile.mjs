@@ -13,7 +13,7 @@ import { buildEntry, readCompatibility } from "./lib/build.mjs";
 import { makeKeys, makeWorkloads } from "./lib/keys.mjs";
 import { ORIGIN_BODY, startJwksServer, startOrigin } from "./lib/servers.mjs";
 import { freePort, WorkerdProcess, writeConfig } from "./lib/workerd.mjs";
-import { LIMITER_CLASSES, VARIANTS } from "./lib/variants.mjs";
+import { durableObjectsOf, VARIANTS } from "./lib/variants.mjs";
 import { runWrk, wrkVersion } from "./lib/wrk.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -59,7 +59,7 @@ try {
   ]);
   origin = await startOrigin();
   jwksServer = await startJwksServer(jwks, "");
-  const limiters = variant.portcullis && Object.values(LIMITER_CLASSES).every((c) => bundle.exports.includes(c));
+  const objects = durableObjectsOf(variant, bundle.exports);
   const port = await freePort();
   const inspectorPort = await freePort();
   const config = writeConfig({
@@ -75,10 +75,10 @@ try {
       ["ORIGIN_URL", "text", origin.url],
       ["JWKS_CACHE", "kv", "kv"],
       ["BENCH_KV_STATS", "service", "kv"],
-      ...(limiters ? Object.entries(LIMITER_CLASSES).map(([n, c]) => [n, "durableObject", c]) : []),
+      ...objects.bindings,
       ...variant.bindings({ jwks, jwksUri: jwksServer.jwksUri, originUrl: origin.url }),
     ],
-    durableObjectClasses: limiters ? Object.values(LIMITER_CLASSES) : [],
+    durableObjectClasses: objects.classes,
     storageDir: join(workDir, "storage"),
   });
   proc = new WorkerdProcess({

@@ -12,7 +12,7 @@
 //   --connections N [16] --threads N [2]                wrk -c / -t
 //   --tokens N [25000]  distinct tokens per rotating workload (must exceed the verified-token
 //                       cache's 10,000 entries, or the "cold" workload is served from it)
-//   --modes direct,forward   --variants bare,hono-inline,hono-uri,pc-jwt,pc-full
+//   --modes direct,forward   --variants bare,bare-do,hono-inline,hono-uri,pc-jwt,pc-full
 //   --starts N [7]      start-up samples per bundle
 //   --quick             2 s cells, 1 round, 12,000 tokens, 3 starts (for development)
 //   --out FILE          results JSON [bench/results/latest.json; --quick: bench/results/quick.json]
@@ -33,7 +33,7 @@ import { markdownReport, summarise, textReport } from "./lib/report.mjs";
 import { ORIGIN_BODY, startJwksServer, startOrigin } from "./lib/servers.mjs";
 import { median } from "./lib/stats.mjs";
 import { freePort, WorkerdProcess, writeConfig } from "./lib/workerd.mjs";
-import { CELLS, LIMITER_CLASSES, MODES, VARIANTS, cellId } from "./lib/variants.mjs";
+import { CELLS, LIMITER_CLASSES, MODES, VARIANTS, cellId, durableObjectsOf } from "./lib/variants.mjs";
 import { runWrk, wrkVersion } from "./lib/wrk.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -236,7 +236,7 @@ try {
   // Builds: wrangler's bundler, as production.
   log("building Workers with wrangler deploy --dry-run …");
   const bundle = {};
-  for (const name of ["bare", "hono-jwk", "portcullis", "verify"]) {
+  for (const name of ["bare", "bare-do", "hono-jwk", "portcullis", "verify"]) {
     const outdir = join(workDir, "bundles", name);
     bundle[name] = buildEntry(root, { name, entry: join(benchDir, "workers", `${name}.ts`), outdir, compatibility });
   }
@@ -328,10 +328,7 @@ try {
       log(`  ${variant.label}: NOT AVAILABLE — ${variantStatus[variant.id].why}`);
       continue;
     }
-    const limiterBindings =
-      variant.portcullis && limitersExported
-        ? Object.entries(LIMITER_CLASSES).map(([name, className]) => [name, "durableObject", className])
-        : [];
+    const objects = durableObjectsOf(variant, bundle[variant.bundle].exports);
     const { proc } = await startProcess({
       name: variant.id,
       bundle: bundle[variant.bundle],
@@ -340,10 +337,10 @@ try {
         ["ORIGIN_URL", "text", origin.url],
         ["JWKS_CACHE", "kv", "kv"],
         ["BENCH_KV_STATS", "service", "kv"],
-        ...limiterBindings,
+        ...objects.bindings,
         ...variant.bindings(context),
       ],
-      durableObjectClasses: limiterBindings.length > 0 ? Object.values(LIMITER_CLASSES) : [],
+      durableObjectClasses: objects.classes,
     });
     procs[variant.id] = proc;
     variantStatus[variant.id] = { state: "measured" };
@@ -392,6 +389,9 @@ try {
             state: "not available",
             why: "the pipeline made no rate-limit Durable Object call (rate-limit stage not wired)",
           };
+        }
+        if (variant.id === "bare-do" && after.isolate.durableObjectStubs === before.isolate.durableObjectStubs) {
+          problems.push(`${mode}/${cell.workload}: no Durable Object call made`);
         }
         if (variant.id === "pc-full" && lines === 0) problems.push(`${mode}/${cell.workload}: no audit record written`);
       }

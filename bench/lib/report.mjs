@@ -66,6 +66,15 @@ function ratioOf(raw, mode, a, b) {
   return pairedMedian(pick(a), pick(b), (x, y) => x.rps / y.rps).median;
 }
 
+/**
+ * Median over rounds of the time per request cell `a` adds to cell `b` (1/rps − 1/rps, µs),
+ * or of `f(a, b)` when given.
+ */
+function timeAdded(raw, mode, a, b, f = (x, y) => 1e6 / x.rps - 1e6 / y.rps) {
+  const pick = (cell) => raw.rounds.map((round) => round.cells[cellId(cell, mode)]);
+  return pairedMedian(pick(a), pick(b), f).median;
+}
+
 function targets(raw, cells) {
   const mode = "forward";
   const has = (variant, workload) => cells[cellId({ variant, workload }, mode)]?.state === "measured";
@@ -91,24 +100,16 @@ function targets(raw, cells) {
     add("JWT-only, cold token cache ÷ hono/jwk jwks_uri", "≥ 2.0×", r, r >= 2.0);
   } else na("JWT-only, cold token cache ÷ hono/jwk jwks_uri", "≥ 2.0×", "not measured");
   if (has("pc-jwt", "es256") && has("bare", "es256") && Number.isFinite(verifyUs)) {
-    const pick = (cell) => raw.rounds.map((round) => round.cells[cellId(cell, mode)]);
-    const added = pairedMedian(
-      pick(jwt),
-      pick({ variant: "bare", workload: "es256" }),
-      (x, y) => 1e6 / x.rps - 1e6 / y.rps,
-    );
-    const cpuAdded = pairedMedian(
-      pick(jwt),
-      pick({ variant: "bare", workload: "es256" }),
-      (x, y) => x.perRequest.cpuUs - y.perRequest.cpuUs,
-    );
+    const bare = { variant: "bare", workload: "es256" };
+    const added = timeAdded(raw, mode, jwt, bare);
+    const cpuAdded = timeAdded(raw, mode, jwt, bare, (x, y) => x.perRequest.cpuUs - y.perRequest.cpuUs);
     add(
       "time added per request, cold token cache (1/rps − 1/rps_bare) ÷ raw ES256 verify",
       "≤ 1.3×",
-      added.median / verifyUs,
-      added.median / verifyUs <= 1.3,
-      `${added.median.toFixed(1)} µs added vs ${verifyUs.toFixed(1)} µs raw verify; ` +
-        `Worker CPU added ${cpuAdded.median.toFixed(1)} µs/request (${(cpuAdded.median / verifyUs).toFixed(2)}× raw verify)`,
+      added / verifyUs,
+      added / verifyUs <= 1.3,
+      `${added.toFixed(1)} µs added vs ${verifyUs.toFixed(1)} µs raw verify; ` +
+        `Worker CPU added ${cpuAdded.toFixed(1)} µs/request (${(cpuAdded / verifyUs).toFixed(2)}× raw verify)`,
     );
   } else na("time added per request ÷ raw ES256 verify", "≤ 1.3×", "not measured");
   if (has("pc-jwt", "warm") && has("bare", "es256")) {
@@ -116,18 +117,28 @@ function targets(raw, cells) {
     add("JWT-only, warm token cache ÷ bare", "≥ 0.9×", r, r >= 0.9);
   } else na("JWT-only, warm token cache ÷ bare", "≥ 0.9×", "not measured");
   if (has("pc-full", "es256") && has("pc-jwt", "es256")) {
-    const r = ratioOf(raw, mode, { variant: "pc-full", workload: "es256" }, jwt);
+    const full = { variant: "pc-full", workload: "es256" };
+    const r = ratioOf(raw, mode, full, jwt);
     const warm =
       has("pc-full", "warm") && has("pc-jwt", "warm")
         ? ratioOf(raw, mode, { variant: "pc-full", workload: "warm" }, { variant: "pc-jwt", workload: "warm" })
         : Number.NaN;
-    add(
-      "full pipeline ÷ JWT-only (cold token cache)",
-      "≥ 0.75×",
-      r,
-      r >= 0.75,
-      Number.isFinite(warm) ? `warm token cache: ${warm.toFixed(2)}×` : undefined,
-    );
+    const notes = Number.isFinite(warm) ? [`warm token cache: ${warm.toFixed(2)}×`] : [];
+    // What the goal leaves for authorisation, limits and audit, next to what one Durable
+    // Object call alone costs a pass-through in the same rounds.
+    const fullAdded = timeAdded(raw, mode, full, jwt);
+    const allowed = timeAdded(raw, mode, jwt, jwt, (jwtRound) => 1e6 / (0.75 * jwtRound.rps) - 1e6 / jwtRound.rps);
+    notes.push(`${fullAdded.toFixed(1)} µs added per request to JWT-only, ${allowed.toFixed(1)} µs allowed`);
+    if (has("bare-do", "es256") && has("bare", "es256")) {
+      const callUs = timeAdded(
+        raw,
+        mode,
+        { variant: "bare-do", workload: "es256" },
+        { variant: "bare", workload: "es256" },
+      );
+      notes.push(`one no-op Durable Object call adds ${callUs.toFixed(1)} µs to the bare Worker`);
+    }
+    add("full pipeline ÷ JWT-only (cold token cache)", "≥ 0.75×", r, r >= 0.75, notes.join("; "));
   } else na("full pipeline ÷ JWT-only", "≥ 0.75×", raw.variantStatus["pc-full"]?.why ?? "not measured");
   const gzip = raw.bundle?.deployable?.gzipBytes;
   if (Number.isFinite(gzip)) {

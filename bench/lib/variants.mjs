@@ -52,8 +52,22 @@ export function benchPolicy({ kind, jwksUri, originUrl }) {
 export const LIMITER_CLASSES = { TENANT_LIMITER: "TenantLimiter", ROUTE_LIMITER: "RouteLimiter" };
 
 /**
+ * A variant's Durable Object bindings and the classes its Worker hosts for them; none when
+ * its bundle does not export every class (the Portcullis variants before the limiters existed).
+ */
+export function durableObjectsOf(variant, bundleExports) {
+  const classes = Object.values(variant.durableObjects ?? {});
+  if (classes.length === 0 || !classes.every((c) => bundleExports.includes(c))) return { bindings: [], classes: [] };
+  return {
+    bindings: Object.entries(variant.durableObjects).map(([name, className]) => [name, "durableObject", className]),
+    classes,
+  };
+}
+
+/**
  * The variants, in the order they run within a round. `bundle` names the bench/workers
- * entry; `bindings(ctx)` lists the bindings beyond the common ones.
+ * entry; `bindings(ctx)` lists the bindings beyond the common ones; `durableObjects` maps
+ * binding names to the Durable Object classes the Worker hosts.
  */
 export const VARIANTS = [
   {
@@ -61,6 +75,13 @@ export const VARIANTS = [
     label: "1 bare pass-through",
     bundle: "bare",
     bindings: () => [],
+  },
+  {
+    id: "bare-do",
+    label: "1b bare + one Durable Object call",
+    bundle: "bare-do",
+    bindings: () => [],
+    durableObjects: { NOOP: "NoopObject" },
   },
   {
     id: "hono-inline",
@@ -91,6 +112,7 @@ export const VARIANTS = [
     label: "4 Portcullis, JWT only",
     bundle: "portcullis",
     portcullis: true,
+    durableObjects: LIMITER_CLASSES,
     bindings: (ctx) => [
       ["BENCH_POLICY", "json", benchPolicy({ kind: "jwt", jwksUri: ctx.jwksUri, originUrl: ctx.originUrl })],
       ["BENCH_AUDIT", "text", "none"],
@@ -102,6 +124,7 @@ export const VARIANTS = [
     bundle: "portcullis",
     portcullis: true,
     requiresLimiters: true,
+    durableObjects: LIMITER_CLASSES,
     bindings: (ctx) => [
       ["BENCH_POLICY", "json", benchPolicy({ kind: "full", jwksUri: ctx.jwksUri, originUrl: ctx.originUrl })],
       ["BENCH_AUDIT", "text", "console"],
@@ -112,6 +135,7 @@ export const VARIANTS = [
 /** One round: every cell once, in this order, in each mode. */
 export const CELLS = [
   { variant: "bare", workload: "es256" },
+  { variant: "bare-do", workload: "es256" },
   { variant: "hono-inline", workload: "es256" },
   { variant: "hono-uri", workload: "es256" },
   { variant: "pc-jwt", workload: "es256" },
