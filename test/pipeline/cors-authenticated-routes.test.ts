@@ -1,0 +1,91 @@
+// CORS on an authenticated route, as a browser meets it: the preflight needs no token, and the
+// edge's refusals (401, 403, 429) carry the route's CORS headers and `Vary: Origin`, so the
+// page can read why it was refused and no cache hands one page's answer to another.
+import { describe, expect, it } from "vitest";
+import { basePolicy, harness } from "../support/harness";
+import { AUDIENCE, makeIssuer } from "../support/issuers";
+
+const APP = "https://app.example.com";
+
+async function edge() {
+  const issuer = await makeIssuer("ES256");
+  const h = harness(
+    basePolicy({
+      issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+      routes: [
+        {
+          name: "v1",
+          methods: ["GET", "DELETE"],
+          path: "/v1/**",
+          auth: { issuers: ["main"], scopes: { all_of: ["api:write"] } },
+          upstream: "echo",
+          inherit_default_limits: false,
+          limits: [{ name: "one-per-hour", key: "user", limit: 1, window_s: 3600 }],
+          cors: { allow_origins: [APP], allow_methods: ["GET"], allow_credentials: true },
+        },
+      ],
+    }),
+  );
+  return { issuer, edge: h };
+}
+
+const preflight = (method: string, origin = APP) => ({
+  method: "OPTIONS",
+  headers: { origin, "access-control-request-method": method, "access-control-request-headers": "authorization" },
+});
+
+describe("CORS on an authenticated route", () => {
+  it("answers the preflight without a token, before authentication", async () => {
+    const { edge: e } = await edge();
+    const response = await e.fetch("/v1/things", preflight("GET"));
+    expect(response.status).toBe(204);
+    expect(response.headers.get("access-control-allow-origin")).toBe(APP);
+    expect(response.headers.get("access-control-allow-credentials")).toBe("true");
+    expect(response.headers.get("vary")).toContain("Origin");
+    expect(e.audit.at(-1)).toMatchObject({ decision: "allow", status: 204 });
+  });
+
+  it("refuses a preflight for a method the route serves but its CORS does not allow", async () => {
+    const { edge: e } = await edge();
+    const response = await e.fetch("/v1/things", preflight("DELETE"));
+    expect(response.status).toBe(403);
+    expect(response.headers.get("access-control-allow-origin")).toBeNull();
+    expect(e.audit.at(-1)).toMatchObject({ reason: "cors_rejected", detail: "method_not_allowed" });
+  });
+
+  it('refuses a preflight from the opaque "null" origin', async () => {
+    const { edge: e } = await edge();
+    const response = await e.fetch("/v1/things", preflight("GET", "null"));
+    expect(response.status).toBe(403);
+    expect(e.audit.at(-1)).toMatchObject({ reason: "cors_rejected", detail: "origin_not_allowed" });
+  });
+
+  it("puts the CORS headers and Vary: Origin on 401, 403 and 429 refusals", async () => {
+    const { issuer, edge: e } = await edge();
+    const readable = (response: Response) => {
+      expect(response.headers.get("access-control-allow-origin")).toBe(APP);
+      expect(response.headers.get("vary")).toContain("Origin");
+      expect(response.headers.get("cache-control")).toBe("no-store");
+    };
+    const missing = await e.fetch("/v1/things", { headers: { origin: APP } });
+    expect(missing.status).toBe(401);
+    readable(missing);
+
+    const reader = await issuer.sign({ sub: "reader", scope: "api:read" });
+    const scope = await e.fetch("/v1/things", { headers: { origin: APP, authorization: `Bearer ${reader}` } });
+    expect(scope.status).toBe(403);
+    readable(scope);
+
+    const writer = await issuer.sign({ sub: "writer", scope: "api:write" });
+    const first = await e.fetch("/v1/things", { headers: { origin: APP, authorization: `Bearer ${writer}` } });
+    expect(first.status).toBe(200);
+    const limited = await e.fetch("/v1/things", { headers: { origin: APP, authorization: `Bearer ${writer}` } });
+    expect(limited.status).toBe(429);
+    readable(limited);
+    // A page the route does not allow gets no CORS headers on a refusal, but the same Vary.
+    const other = await e.fetch("/v1/things", { headers: { origin: "https://evil.example" } });
+    expect(other.status).toBe(401);
+    expect(other.headers.get("access-control-allow-origin")).toBeNull();
+    expect(other.headers.get("vary")).toContain("Origin");
+  });
+});
