@@ -403,6 +403,70 @@ describe("rotation", () => {
     expect(late).toMatchObject({ ok: false, reason: "token_invalid" });
   });
 
+  it("a new key is found by an isolate whose set is older than KV's, when KV's lacks it", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks` };
+    const b = verifierFor(issuer, clock, settings);
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await b.settle();
+    // Another isolate fetches later (here for a stranger's kid): KV now holds a newer set than b.
+    clock.advance(31);
+    const a = verifierFor(issuer, clock, settings);
+    await a.verify(await signAt(issuer, clock, await makeKey()));
+    await a.settle();
+    expect(a.store.stats.fetches).toBe(1);
+    // Then the issuer rotates abruptly; both cooldowns are over when b first sees the new kid.
+    const newKey = await makeKey();
+    await issuer.publish([newKey]);
+    clock.advance(31);
+    expect(await b.verify(await signAt(issuer, clock, newKey))).toMatchObject({ ok: true, keySource: "fetch" });
+    await b.settle();
+    expect(b.store.stats.fetches).toBe(2);
+  });
+
+  it("a new key is found by an isolate whose set is past its TTL, when KV's newer set lacks it", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks` };
+    const b = verifierFor(issuer, clock, settings);
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await b.settle();
+    clock.advance(31);
+    const a = verifierFor(issuer, clock, settings);
+    await a.verify(await signAt(issuer, clock, await makeKey()));
+    await a.settle();
+    expect(a.store.stats.fetches).toBe(1);
+    const newKey = await makeKey();
+    await issuer.publish([newKey]);
+    // b's set is past cache_ttl_s (600 s), KV's is not: the refresh b starts takes KV's first.
+    clock.advance(580);
+    expect(await b.verify(await signAt(issuer, clock, newKey))).toMatchObject({ ok: true, keySource: "fetch" });
+    await b.settle();
+    expect(b.store.stats.fetches).toBe(2);
+  });
+
+  it("a new key is found by an isolate whose set has expired, when KV's newer set lacks it", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, max_stale_s: 0 };
+    const b = verifierFor(issuer, clock, settings);
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await b.settle();
+    clock.advance(31);
+    const a = verifierFor(issuer, clock, settings);
+    await a.verify(await signAt(issuer, clock, await makeKey()));
+    await a.settle();
+    expect(a.store.stats.fetches).toBe(1);
+    const newKey = await makeKey();
+    await issuer.publish([newKey]);
+    // b's set is past cache_ttl_s + max_stale_s, KV's is not: b's refresh takes KV's first.
+    clock.advance(280);
+    expect(await b.verify(await signAt(issuer, clock, newKey))).toMatchObject({ ok: true, keySource: "fetch" });
+    await b.settle();
+    expect(b.store.stats.fetches).toBe(2);
+  });
+
   it("keys published alongside (overlapping rotation) verify without any grace", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();

@@ -190,15 +190,18 @@ export class IssuerKeyStore {
     const now = this.deps.now();
     const warm = this.state !== undefined && !this.isExpired(this.state, now);
     if (!this.state && !(await this.waitBounded(this.loadFromKv(defer)))) return this.unavailable("timeout");
+    // A kid the set lacks goes with a refresh this request starts, so that one does not stop
+    // at a newer KV set that lacks it too (fetched before the issuer published it).
+    const missingKid = () => (kid !== undefined && this.candidates(kid, undefined, now).length === 0 ? kid : undefined);
     if (!this.state || this.isExpired(this.state, now)) {
-      const settled = await this.waitBounded(this.refresh("expired", defer));
+      const settled = await this.waitBounded(this.refresh("expired", defer, missingKid()));
       if (!this.state || this.isExpired(this.state, this.deps.now())) {
         return this.unavailable(settled ? (this.lastFailure ?? "unavailable") : "timeout");
       }
     } else if (this.isStale(this.state, now)) {
       // Past its TTL but within max-stale: serve it, refresh after the response (if none is
       // in flight and the cooldown allows).
-      this.refresh("stale", defer);
+      this.refresh("stale", defer, missingKid());
     }
     let source: KeySource = warm ? "memory" : this.state.source;
 
@@ -459,7 +462,9 @@ export class IssuerKeyStore {
       !this.isStale(this.asState(stored), now)
     ) {
       this.adopt(stored, "kv");
-      return;
+      // A newer set that lacks the unknown kid was fetched before the issuer published it:
+      // only a fetch can find it (for an unknown kid, within the shared cooldown below).
+      if (kid === undefined || stored.keys.some((key) => key.kid === kid)) return;
     }
     if (reason === "unknown_kid" && this.deps.kv) {
       // Shared cooldown: one fetch per issuer per cooldown across isolates (KV is eventually
