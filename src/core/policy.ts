@@ -669,6 +669,16 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
       if (!route) return;
       if (names.has(route.name)) check.fail(`${path}.name`, `"${route.name}" is used by another route`);
       names.add(route.name);
+      // A host without a port matches every port, so an earlier route for it would take the
+      // requests a later route was written to guard on one port.
+      const host = route.host;
+      const anyPort = host?.port === undefined ? undefined : routes.find((earlier) => sameHostAnyPort(earlier, host));
+      if (anyPort) {
+        check.fail(
+          `${path}.host`,
+          `routes[${anyPort.index}] (${anyPort.name}) matches this host on every port first; put the route for one port before it`,
+        );
+      }
       routes.push(route);
     });
   } else {
@@ -701,6 +711,15 @@ interface RouteContext {
   defaultLimits: LimitSpec[];
   /** Collects every limit a route declares, even on a route that fails to compile, for `checkTenantOverrides`. */
   declaredLimits: LimitSpec[];
+}
+
+/** Whether `earlier` has `host`'s name (or capture suffix) without a port, so matches it on every port. */
+function sameHostAnyPort(earlier: CompiledRoute, host: HostPattern): boolean {
+  const other = earlier.host;
+  if (!other || other.port !== undefined) return false;
+  return other.exact !== undefined
+    ? other.exact === host.exact
+    : other.suffix === host.suffix && host.exact === undefined;
 }
 
 function compileRoute(

@@ -18,6 +18,8 @@ export interface HostPattern {
   exact?: string;
   captureName?: string;
   suffix?: string;
+  /** Only this port; without one, the host name matches on every port. */
+  port?: string;
 }
 
 /** Parse `/v1/:tenant/*\/**`. Returns an error message for a malformed pattern. */
@@ -74,37 +76,72 @@ export function matchPath(pattern: CompiledPattern, segments: readonly string[])
 }
 
 /**
- * The segments routes are matched against. A trailing slash is not significant, in paths
- * and in patterns alike: origins commonly serve `/users/` as `/users`, so if only `/users`
- * matched the route written for it, `/users/` would fall through to a broader (more
- * permissive) route and reach the same handler under its rules.
+ * The segments routes are matched against, percent-decoded. A trailing slash is not
+ * significant, in paths and in patterns alike: origins commonly serve `/users/` as `/users`,
+ * so if only `/users` matched the route written for it, `/users/` would fall through to a
+ * broader (more permissive) route and reach the same handler under its rules. Decoding is
+ * for the same reason: origins read `data%3Apurge` as `data:purge` and `caf%C3%A9` as `café`.
+ * The canonical path has refused every escape whose decoding could move a segment boundary
+ * (`%2F`, `%5C`) or is not UTF-8, so each segment decodes on its own; undefined otherwise.
  */
-export function pathSegments(canonicalPath: string): string[] {
+export function pathSegments(canonicalPath: string): string[] | undefined {
   if (canonicalPath === "/") return [""];
   const segments = canonicalPath.split("/").slice(1);
   if (segments.length > 1 && segments[segments.length - 1] === "") segments.pop();
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i] as string;
+    if (!segment.includes("%")) continue;
+    try {
+      segments[i] = decodeURIComponent(segment);
+    } catch {
+      return undefined;
+    }
+  }
   return segments;
 }
 
-export function compileHostPattern(host: string): HostPattern | string {
+/**
+ * A host as matched: lower case, split from its port, without the trailing dot of a fully
+ * qualified name (`api.example.com.` is the same host to DNS and to a name-based origin).
+ */
+function splitHost(host: string): { name: string; port?: string } {
   const lower = host.toLowerCase();
+  const colon = lower.lastIndexOf(":");
+  const hasPort = colon > lower.lastIndexOf("]") && /^\d+$/.test(lower.slice(colon + 1));
+  let name = hasPort ? lower.slice(0, colon) : lower;
+  if (name.endsWith(".")) name = name.slice(0, -1);
+  return hasPort ? { name, port: lower.slice(colon + 1) } : { name };
+}
+
+export function compileHostPattern(host: string): HostPattern | string {
+  const { name: lower, port } = splitHost(host);
+  const withPort = port === undefined ? {} : { port };
+  // URLs never carry the default port, so a route written with it would never match.
+  if (port === "443" || port === "80") return `port ${port} is the default and never appears in a host; leave it out`;
   if (lower.startsWith(":")) {
     const dot = lower.indexOf(".");
     if (dot < 2) return "a host capture needs a suffix, e.g. `:tenant.example.com`";
     const name = host.slice(1, dot);
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return `bad capture name "${name}"`;
-    return { captureName: name, suffix: lower.slice(dot) };
+    if (!/^(\.[a-z0-9-]+)+$/.test(lower.slice(dot))) return "not a host name after the capture";
+    return { captureName: name, suffix: lower.slice(dot), ...withPort };
   }
-  if (!/^[a-z0-9.-]+(:\d+)?$/.test(lower)) return "not a host name";
-  return { exact: lower };
+  if (!/^[a-z0-9.-]+$/.test(lower)) return "not a host name";
+  return { exact: lower, ...withPort };
 }
 
+/**
+ * A pattern without a port matches its host on every port: Cloudflare passes other ports
+ * (8443, 2053, …) to the same Worker, and a host-specific route that missed them would let
+ * `admin.example.com:8443` fall through to a broader route.
+ */
 export function matchHost(pattern: HostPattern, host: string): Record<string, string> | null {
-  const lower = host.toLowerCase();
-  if (pattern.exact !== undefined) return lower === pattern.exact ? {} : null;
+  const { name, port } = splitHost(host);
+  if (pattern.port !== undefined && port !== pattern.port) return null;
+  if (pattern.exact !== undefined) return name === pattern.exact ? {} : null;
   const suffix = pattern.suffix as string;
-  if (!lower.endsWith(suffix)) return null;
-  const label = lower.slice(0, lower.length - suffix.length);
+  if (!name.endsWith(suffix)) return null;
+  const label = name.slice(0, name.length - suffix.length);
   if (!/^[a-z0-9-]+$/.test(label)) return null;
   return { [pattern.captureName as string]: label };
 }
@@ -133,6 +170,7 @@ export function findRoute<R extends MatchableRoute>(
   canonicalPath: string,
 ): RouteMatch<R> | undefined {
   const segments = pathSegments(canonicalPath);
+  if (!segments) return undefined;
   for (const route of routes) {
     const methodOk = route.methods.has(method) || (method === "HEAD" && route.methods.has("GET"));
     if (!methodOk) continue;

@@ -129,6 +129,26 @@ describe("policy validation names the field and why", () => {
       'routes[0].host: capture ":tenant" is also in the path; capture it in one place',
     ],
     [
+      // URLs never carry the default port: the route would never match.
+      "a host with the default port",
+      (p: any) => (p.routes[0].host = "api.example.com:443"),
+      "routes[0].host: port 443 is the default and never appears in a host; leave it out",
+    ],
+    [
+      "a host capture followed by something that is not a host name",
+      (p: any) => (p.routes[0].host = ":tenant.example.com/x"),
+      "routes[0].host: not a host name after the capture",
+    ],
+    [
+      // A host without a port matches every port, so the later route would never be reached.
+      "a route for one port of a host after a route for every port of it",
+      (p: any) => {
+        p.routes[0].host = "api.example.com";
+        p.routes.push({ ...p.routes[0], name: "alt", host: "API.example.com.:8443" });
+      },
+      "routes[1].host: routes[0] (r) matches this host on every port first; put the route for one port before it",
+    ],
+    [
       "CORS wildcard with credentials",
       (p: any) => (p.routes[0].cors = { allow_origins: ["*"], allow_credentials: true }),
       'routes[0].cors.allow_credentials: cannot be true when allow_origins contains "*"',

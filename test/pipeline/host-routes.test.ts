@@ -88,6 +88,17 @@ describe("routes with a host", () => {
     expect(record).toMatchObject({ decision: "deny", reason: "route_not_found", status: 404 });
   });
 
+  it.each([
+    ["another port", "https://api.example.test:8443/v1/things"],
+    ["its fully qualified name", "https://api.example.test./v1/things"],
+  ])("a route's host on %s is still that route's host", async (_label, url) => {
+    const edge = harness(hostPolicy());
+    const { response, seen, record } = await call(edge, url);
+    expect(response.status).toBe(200);
+    expect(seen).toHaveLength(1);
+    expect(record).toMatchObject({ decision: "allow", route: "api-host" });
+  });
+
   it("host matching ignores case, as DNS does", async () => {
     const edge = harness(hostPolicy());
     const { response, seen, record } = await call(edge, "https://API.Example.TEST/v1/things");
@@ -135,6 +146,19 @@ describe("tenant binding from a host label", () => {
       route: "tenant-host",
       status: 403,
     });
+  });
+
+  it.each([
+    ["another port", "https://globex.tenants.example.test:8443/app/orders"],
+    ["its fully qualified name", "https://globex.tenants.example.test./app/orders"],
+  ])("a tenant host on %s is still bound to the token's tenant", async (_label, url) => {
+    const edge = harness(hostPolicy());
+    const token = await issuer.sign({ sub: "alice", tenant_id: "acme", scope: "api:read" });
+    const { response, body, seen, record } = await call(edge, url, { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(403);
+    expect(body.reason).toBe("tenant_mismatch");
+    expect(seen).toHaveLength(0);
+    expect(record).toMatchObject({ decision: "deny", reason: "tenant_mismatch", route: "tenant-host" });
   });
 
   it("a token without a tenant matches no host label", async () => {

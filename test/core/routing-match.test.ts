@@ -1,0 +1,128 @@
+// Route matching as an attacker sees it: spellings of a host or a path that an origin reads
+// as the one a specific route was written for must not fall through to a broader route.
+import { describe, expect, it } from "vitest";
+import { authorise } from "../../src/core/authz";
+import type { Identity } from "../../src/core/identity";
+import { type CompiledRoute, compilePolicy } from "../../src/core/policy";
+import type { RouteConfig } from "../../src/core/policy-types";
+import { canonicalPath } from "../../src/core/path";
+import { findRoute } from "../../src/core/routes";
+
+const auth = { issuers: ["idp"] };
+
+function routes(list: Omit<RouteConfig, "upstream">[]): CompiledRoute[] {
+  return compilePolicy({
+    version: 1,
+    upstreams: { api: { url: "https://origin.example.com" } },
+    issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
+    routes: list.map((route) => ({ ...route, upstream: "api" })),
+  }).routes;
+}
+
+/** The route a request reaches, through the same canonicalisation the pipeline runs first. */
+function routeFor(list: CompiledRoute[], method: string, host: string, rawPath: string) {
+  const canonical = canonicalPath(new URL(rawPath, "https://x.test").pathname);
+  if (!canonical.ok) throw new Error(`not canonical: ${rawPath}`);
+  return findRoute(list, method, host, canonical.path);
+}
+
+const identity = (tenant: string): Identity => ({
+  issuerId: "idp",
+  issuer: "https://idp.example.com",
+  kind: "oidc",
+  subject: "alice",
+  tenant,
+  scopes: [],
+  groups: [],
+  claims: {},
+  tokenHash: async () => "",
+});
+
+describe("a host-specific route is not sidestepped by another spelling of its host", () => {
+  const list = routes([
+    {
+      name: "admin",
+      methods: ["GET"],
+      path: "/**",
+      host: "admin.example.com",
+      auth: { ...auth, groups: { any_of: ["admins"] } },
+    },
+    { name: "tenant", methods: ["GET"], path: "/**", host: ":tenant.tenants.example.com", auth },
+    { name: "rest", methods: ["GET"], path: "/**", auth: "public" },
+  ]);
+
+  it.each([
+    ["admin.example.com", "admin"],
+    // A fully qualified name: the same host to DNS and to a name-based origin.
+    ["admin.example.com.", "admin"],
+    // Cloudflare proxies other ports (8443, 2053, …) to the same Worker.
+    ["admin.example.com:8443", "admin"],
+    ["admin.example.com.:8443", "admin"],
+    ["acme.tenants.example.com", "tenant"],
+    ["acme.tenants.example.com.", "tenant"],
+    ["acme.tenants.example.com:8443", "tenant"],
+    ["www.example.com", "rest"],
+  ])("%s -> %s", (host, expected) => {
+    const match = routeFor(list, "GET", host, "/x");
+    expect(match?.route.name).toBe(expected);
+    if (expected === "tenant") expect(match?.params).toEqual({ tenant: "acme" });
+  });
+
+  it("a route written for one port matches only that port", () => {
+    const ported = routes([
+      { name: "alt", methods: ["GET"], path: "/**", host: "api.example.com:8443", auth },
+      { name: "rest", methods: ["GET"], path: "/**", auth: "public" },
+    ]);
+    expect(routeFor(ported, "GET", "api.example.com:8443", "/x")?.route.name).toBe("alt");
+    expect(routeFor(ported, "GET", "api.example.com", "/x")?.route.name).toBe("rest");
+    expect(routeFor(ported, "GET", "api.example.com:2053", "/x")?.route.name).toBe("rest");
+  });
+});
+
+describe("a literal segment matches however the request escapes its characters", () => {
+  const list = routes([
+    // A custom method (AIP-136) and an address in the path: origins decode `%3A`, `%40`.
+    {
+      name: "purge",
+      methods: ["POST"],
+      path: "/v1/things/*/data:purge",
+      auth: { ...auth, groups: { any_of: ["admins"] } },
+    },
+    {
+      name: "me",
+      methods: ["GET"],
+      path: "/v1/users/admin@example.com",
+      auth: { ...auth, groups: { any_of: ["admins"] } },
+    },
+    { name: "wiki", methods: ["GET"], path: "/wiki/café/edit", auth: { ...auth, groups: { any_of: ["editors"] } } },
+    { name: "rest", methods: ["GET", "POST"], path: "/**", auth },
+  ]);
+
+  it.each([
+    ["POST", "/v1/things/t1/data:purge", "purge"],
+    ["POST", "/v1/things/t1/data%3Apurge", "purge"],
+    ["POST", "/v1/things/t1/data%3apurge", "purge"],
+    ["GET", "/v1/users/admin@example.com", "me"],
+    ["GET", "/v1/users/admin%40example.com", "me"],
+    ["GET", "/wiki/café/edit", "wiki"],
+    ["GET", "/wiki/caf%C3%A9/edit", "wiki"],
+    ["GET", "/wiki/cafe/edit", "rest"],
+  ])("%s %s -> %s", (method, path, expected) => {
+    expect(routeFor(list, method, "api.example.com", path)?.route.name).toBe(expected);
+  });
+});
+
+describe("tenant binding compares the tenant the origin will read", () => {
+  const list = routes([{ name: "t", methods: ["GET"], path: "/t/:tenant/**", auth }]);
+
+  it("an escaped capture is compared decoded", () => {
+    const match = routeFor(list, "GET", "api.example.com", "/t/a%3Ab/orders");
+    expect(match?.params).toEqual({ tenant: "a:b" });
+    // A token whose tenant is spelt like the escape is not the tenant an origin decodes.
+    expect(authorise(identity("a%3Ab"), auth, match?.params ?? {})).toMatchObject({
+      ok: false,
+      reason: "tenant_mismatch",
+    });
+    expect(authorise(identity("a:b"), auth, match?.params ?? {})).toEqual({ ok: true });
+  });
+});
