@@ -143,6 +143,8 @@ describe("limiter object: persistence", () => {
     const stub = tenantObject();
     for (let i = 0; i < 3; i++) await stub.acquire([perHour]);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
+    // The count is in storage, so what the restarted object knows can only have come from there.
+    expect(await storedRows(stub)).toBe(1);
     await evictDurableObject(stub);
     const peek = await stub.acquire([{ ...perHour, cost: 0 }]);
     expect(peek.counters[0]?.remaining).toBe(L - 3);

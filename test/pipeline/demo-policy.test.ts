@@ -36,11 +36,16 @@ describe("demo policy", () => {
     const response = await edge.fetch("/public/hello", { headers: { "x-test-marker": m } });
     expect(response.status).toBe(200);
     expect(await originSaw(m)).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ decision: "allow", route: "public", user_sub: null, status: 200 });
   });
 
   it("GET /v1/limited: the 6th request in a minute is refused with the limit named", async () => {
     const edge = demo();
-    const bearer = { authorization: `Bearer ${await token({ sub: `limited-${crypto.randomUUID()}` })}` };
+    const m = marker();
+    const bearer = {
+      authorization: `Bearer ${await token({ sub: `limited-${crypto.randomUUID()}` })}`,
+      "x-test-marker": m,
+    };
     const statuses: number[] = [];
     let last: Response | undefined;
     for (let i = 0; i < 6; i++) {
@@ -65,34 +70,67 @@ describe("demo policy", () => {
       decision: "deny",
       reason: "rate_limited",
       limit: "limited-user-per-minute",
+      route: "limited",
+      status: 429,
     });
+    // Only the five admitted requests reached the origin.
+    expect(await originSaw(m)).toHaveLength(5);
   });
 
   it("POST /v1/payments needs payments:write and the payments-writer group", async () => {
     const edge = demo();
-    const weak = await edge.fetch("/v1/payments", {
-      method: "POST",
-      headers: { authorization: `Bearer ${await token()}` },
-    });
+    const m = marker();
+    const post = async (claims: Record<string, unknown>) =>
+      edge.fetch("/v1/payments", {
+        method: "POST",
+        body: "{}",
+        headers: { authorization: `Bearer ${await token(claims)}`, "x-test-marker": m },
+      });
+    const weak = await post({});
     expect(weak.status).toBe(403);
-    const strong = await edge.fetch("/v1/payments", {
-      method: "POST",
-      body: "{}",
-      headers: { authorization: `Bearer ${await token({ scope: "payments:write", groups: ["payments-writer"] })}` },
+    expect(weak.headers.get("www-authenticate")).toContain('scope="payments:write"');
+    expect(((await weak.json()) as { reason: string }).reason).toBe("insufficient_scope");
+    expect(edge.audit.at(-1)).toMatchObject({
+      route: "payments-create",
+      reason: "insufficient_scope",
+      detail: "scope",
     });
+    // The scope alone is not enough: the group is checked too.
+    const scopeOnly = await post({ scope: "payments:write", groups: ["eng"] });
+    expect(scopeOnly.status).toBe(403);
+    expect(((await scopeOnly.json()) as { reason: string }).reason).toBe("forbidden");
+    expect(edge.audit.at(-1)).toMatchObject({ route: "payments-create", reason: "forbidden", detail: "group" });
+    // And the group alone is not enough either.
+    const groupOnly = await post({ groups: ["payments-writer"] });
+    expect(groupOnly.status).toBe(403);
+    expect(((await groupOnly.json()) as { reason: string }).reason).toBe("insufficient_scope");
+    expect(await originSaw(m)).toHaveLength(0);
+    const strong = await post({ scope: "payments:write", groups: ["payments-writer"] });
     expect(strong.status).toBe(200);
+    expect(edge.audit.at(-1)).toMatchObject({ route: "payments-create", decision: "allow", reason: null });
+    const seen = await originSaw(m);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ method: "POST", path: "/v1/payments", body_bytes: 2 });
   });
 
   it("GET and HEAD /v1/** need api:read", async () => {
     const edge = demo();
-    expect(
-      (await edge.fetch("/v1/things", { headers: { authorization: `Bearer ${await token({ scope: "other" })}` } }))
-        .status,
-    ).toBe(403);
-    expect(
-      (await edge.fetch("/v1/things", { method: "HEAD", headers: { authorization: `Bearer ${await token()}` } }))
-        .status,
-    ).toBe(200);
+    const m = marker();
+    const refused = await edge.fetch("/v1/things", {
+      headers: { authorization: `Bearer ${await token({ scope: "other" })}`, "x-test-marker": m },
+    });
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { reason: string }).reason).toBe("insufficient_scope");
+    expect(refused.headers.get("www-authenticate")).toContain('scope="api:read"');
+    expect(edge.audit.at(-1)).toMatchObject({ route: "api-read", reason: "insufficient_scope", detail: "scope" });
+    expect(await originSaw(m)).toHaveLength(0);
+    const head = await edge.fetch("/v1/things", {
+      method: "HEAD",
+      headers: { authorization: `Bearer ${await token()}`, "x-test-marker": m },
+    });
+    expect(head.status).toBe(200);
+    expect(edge.audit.at(-1)).toMatchObject({ route: "api-read", decision: "allow", method: "HEAD" });
+    expect((await originSaw(m)).map((seen) => seen.method)).toEqual(["HEAD"]);
   });
 
   it("GET /access/** takes a Cloudflare Access assertion for the demo application", async () => {
@@ -107,5 +145,8 @@ describe("demo policy", () => {
     expect(response.status).toBe(200);
     const echoed = (await response.json()) as { headers: Record<string, string> };
     expect(echoed.headers["x-user-email"]).toBe("user@example.com");
+    // The assertion itself stops at the edge.
+    expect(echoed.headers["cf-access-jwt-assertion"]).toBeUndefined();
+    expect(edge.audit[0]).toMatchObject({ decision: "allow", route: "access-app", issuer: team.url });
   });
 });

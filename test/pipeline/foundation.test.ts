@@ -48,16 +48,32 @@ describe("public route end to end", () => {
     const text = await response.text();
     expect(text).not.toContain("secret-token-value");
     expect(JSON.parse(text).reason).toBe("origin_unavailable");
-    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "origin_unavailable", status: 502 });
+    expect(edge.audit[0]).toMatchObject({
+      decision: "deny",
+      reason: "origin_unavailable",
+      detail: "origin_unreachable",
+      status: 502,
+      route: "public",
+    });
   });
 
   it("answers 504 origin_timeout when the origin is slower than its budget", async () => {
     const edge = harness(
       basePolicy({ upstreams: { echo: { url: (await import("../support/harness")).echoOrigin, timeout_ms: 150 } } }),
     );
-    const response = await edge.fetch("/public/slow", { headers: { "x-echo-delay-ms": "1500" } });
+    const m = marker();
+    const response = await edge.fetch("/public/slow", { headers: { "x-echo-delay-ms": "1500", "x-test-marker": m } });
     expect(response.status).toBe(504);
     expect(((await response.json()) as { reason: string }).reason).toBe("origin_timeout");
+    expect(edge.audit[0]).toMatchObject({
+      decision: "deny",
+      reason: "origin_timeout",
+      detail: "origin_timeout",
+      status: 504,
+      route: "public",
+    });
+    // The request did reach the origin: it was the origin's answer that came too late.
+    expect(await originSaw(m)).toHaveLength(1);
   });
 
   it("answers 500 misconfigured to everything when the policy is invalid", async () => {
@@ -66,6 +82,13 @@ describe("public route end to end", () => {
     const response = await edge.fetch("/public/x", { headers: { "x-test-marker": m } });
     expect(response.status).toBe(500);
     expect(((await response.json()) as { reason: string }).reason).toBe("misconfigured");
+    expect(edge.audit[0]).toMatchObject({
+      decision: "deny",
+      reason: "misconfigured",
+      detail: "policy_invalid",
+      status: 500,
+      route: null,
+    });
     expect(await originSaw(m)).toHaveLength(0);
   });
 });
@@ -102,10 +125,12 @@ describe("service-binding upstream", () => {
     );
     const response = await edge.fetch("/svc/a");
     expect(response.status).toBe(500);
+    expect(((await response.json()) as { reason: string }).reason).toBe("misconfigured");
     expect(edge.audit[0]).toMatchObject({ reason: "misconfigured", detail: "service_binding_missing:NO_SUCH_BINDING" });
     // Without a token this would be 401 token_missing, were the binding checked after authentication.
     const unauthenticated = await edge.fetch("/private/a");
     expect(unauthenticated.status).toBe(500);
+    expect(((await unauthenticated.json()) as { reason: string }).reason).toBe("misconfigured");
     expect(edge.audit[1]).toMatchObject({ reason: "misconfigured", detail: "service_binding_missing:NO_SUCH_BINDING" });
   });
 

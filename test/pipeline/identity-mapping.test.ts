@@ -130,7 +130,12 @@ describe("renamed identity headers (settings.identity_headers)", () => {
 
   it("without the setting, the same client header is an ordinary header (the stripping comes from the policy)", async () => {
     const edge = harness(policy({ custom: false }));
-    const { headers } = await call(edge, "/public/a", { "x-caller-id": "someone", x_caller_org: "org" });
+    const { response, seen, headers } = await call(edge, "/public/a", {
+      "x-caller-id": "someone",
+      x_caller_org: "org",
+    });
+    expect(response.status).toBe(200);
+    expect(seen).toHaveLength(1);
     expect(headers["x-caller-id"]).toBe("someone");
     expect(headers.x_caller_org).toBe("org");
   });
@@ -178,15 +183,24 @@ describe("groups claim: space-separated string or array", () => {
     const token = await issuer.sign({ sub: "alice", scope: "payments:write", groups: "eng payments-writerX" });
     const { response, seen } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
     expect(response.status).toBe(403);
+    expect(edge.audit.at(-1)).toMatchObject({
+      decision: "deny",
+      reason: "forbidden",
+      detail: "group",
+      route: "writers",
+    });
     expect(seen).toHaveLength(0);
   });
 
   it("an empty groups string writes no groups header", async () => {
     const edge = harness(policy());
     const token = await issuer.sign({ sub: "alice", groups: "" });
-    const { response, headers } = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+    const { response, seen, headers } = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
     expect(response.status).toBe(200);
-    expect(headers["x-caller-groups"]).toBeUndefined();
+    expect(seen).toHaveLength(1);
+    // The identity was injected (so the groups header is missing by choice, not because none were written).
+    expect(headers["x-caller-id"]).toBe("alice");
+    expect(normalisedNames(headers)).not.toContain("x-caller-groups");
   });
 });
 
@@ -208,9 +222,12 @@ describe("scopes: `scope` string, else `scp` array, unless a claim is named", ()
     const edge = harness(policy());
     const token = await issuer.sign({ ...writer, scope: "api:read", scp: ["payments:write"] });
     const ok = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+    expect(ok.response.status).toBe(200);
     expect(ok.headers["x-caller-scopes"]).toBe("api:read");
     const refused = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
     expect(refused.response.status).toBe(403);
+    expect(refused.response.headers.get("www-authenticate")).toContain('scope="payments:write"');
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "insufficient_scope", detail: "scope" });
     expect(refused.seen).toHaveLength(0);
   });
 
@@ -227,5 +244,10 @@ describe("scopes: `scope` string, else `scp` array, unless a claim is named", ()
     const { response, headers } = await call(edge, "/v1/things", { authorization: `Bearer ${scpOnly}` });
     expect(response.status).toBe(200);
     expect(headers["x-caller-scopes"]).toBe("");
+    // Nor for authorisation: the scopes only `scp` carries do not satisfy the route.
+    const refused = await call(edge, "/v1/writers", { authorization: `Bearer ${scpOnly}` });
+    expect(refused.response.status).toBe(403);
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "insufficient_scope", detail: "scope" });
+    expect(refused.seen).toHaveLength(0);
   });
 });

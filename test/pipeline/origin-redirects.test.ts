@@ -53,7 +53,8 @@ describe("redirects from the origin", () => {
       const seen = await originSaw(m);
       expect(seen).toHaveLength(1);
       expect(seen[0]).toMatchObject({ method: "POST", path: "/public/submit", body_bytes: 7 });
-      expect(edge.audit[0]).toMatchObject({ decision: "allow", status });
+      expect(edge.audit).toHaveLength(1);
+      expect(edge.audit[0]).toMatchObject({ decision: "allow", route: "public", status, reason: null });
     },
   );
 
@@ -67,5 +68,7 @@ describe("redirects from the origin", () => {
     expect(response.status).toBe(302);
     expect(response.headers.get("location")).toBe(location);
     expect((await originSaw(m)).map((seen) => seen.path)).toEqual(["/public/start"]);
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ decision: "allow", route: "public", status: 302, reason: null });
   });
 });

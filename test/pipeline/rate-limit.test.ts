@@ -93,14 +93,29 @@ describe("rate limits on public routes (whole pipeline)", () => {
   it("counts IPv6 clients by /64 and clients without an address as one", async () => {
     const name = `v6-${unique()}`;
     const edge = edgeWith(publicRoute(name, [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }]));
-    const first = await edge.fetch(`/${name}/a`, { headers: { "cf-connecting-ip": "2001:db8:1:2::1" } });
+    const m = marker();
+    const from = (ip?: string) =>
+      edge.fetch(`/${name}/a`, { headers: { "x-test-marker": m, ...(ip ? { "cf-connecting-ip": ip } : {}) } });
+    const first = await from("2001:db8:1:2::1");
     expect(first.status).toBe(200);
-    const sameNet = await edge.fetch(`/${name}/a`, { headers: { "cf-connecting-ip": "2001:db8:1:2:ffff::9" } });
+    const sameNet = await from("2001:db8:1:2:ffff::9");
     expect(sameNet.status).toBe(429);
-    const otherNet = await edge.fetch(`/${name}/a`, { headers: { "cf-connecting-ip": "2001:db8:1:3::1" } });
+    expect(((await sameNet.json()) as Problem).limit).toMatchObject({ name: "per-ip", key: "ip" });
+    const otherNet = await from("2001:db8:1:3::1");
     expect(otherNet.status).toBe(200);
-    expect((await edge.fetch(`/${name}/a`)).status).toBe(200);
-    expect((await edge.fetch(`/${name}/a`)).status).toBe(429);
+    expect((await from()).status).toBe(200);
+    const anonymousAgain = await from();
+    expect(anonymousAgain.status).toBe(429);
+    expect(((await anonymousAgain.json()) as Problem).limit).toMatchObject({ name: "per-ip", key: "ip" });
+    expect(edge.audit.map((record) => [record.decision, record.reason, record.limit])).toEqual([
+      ["allow", null, null],
+      ["deny", "rate_limited", "per-ip"],
+      ["allow", null, null],
+      ["allow", null, null],
+      ["deny", "rate_limited", "per-ip"],
+    ]);
+    // The refused requests never reached the origin.
+    expect(await originSaw(m)).toHaveLength(3);
   });
 
   it("decides route and ip limits together; a refused request charges neither", async () => {
@@ -126,11 +141,13 @@ describe("rate limits on public routes (whole pipeline)", () => {
     const third = await post("192.0.2.1");
     expect(third.status).toBe(429);
     expect(((await third.json()) as Problem).limit).toMatchObject({ name: "signup-per-ip", key: "ip" });
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "rate_limited", limit: "signup-per-ip" });
     // The refused request did not use the route's last slot.
     expect((await post("192.0.2.2")).status).toBe(200);
     const full = await post("192.0.2.3");
     expect(full.status).toBe(429);
     expect(((await full.json()) as Problem).limit).toMatchObject({ name: "signup-total", key: "route", limit: 3 });
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "rate_limited", limit: "signup-total" });
   });
 
   it("counts HEAD as GET", async () => {
@@ -138,10 +155,19 @@ describe("rate limits on public routes (whole pipeline)", () => {
     const edge = edgeWith(
       publicRoute(name, [{ name: "ceiling", key: "route", limit: 2, window_s: 3600 }], ["GET", "HEAD"]),
     );
-    expect((await edge.fetch(`/${name}/x`, { method: "HEAD" })).status).toBe(200);
-    expect((await edge.fetch(`/${name}/x`)).status).toBe(200);
-    expect((await edge.fetch(`/${name}/x`)).status).toBe(429);
-    expect((await edge.fetch(`/${name}/x`, { method: "HEAD" })).status).toBe(429);
+    const m = marker();
+    const send = (method: "GET" | "HEAD") => edge.fetch(`/${name}/x`, { method, headers: { "x-test-marker": m } });
+    expect((await send("HEAD")).status).toBe(200);
+    expect((await send("GET")).status).toBe(200);
+    expect((await send("GET")).status).toBe(429);
+    expect((await send("HEAD")).status).toBe(429);
+    expect(edge.audit.map((record) => [record.method, record.decision, record.limit])).toEqual([
+      ["HEAD", "allow", null],
+      ["GET", "allow", null],
+      ["GET", "deny", "ceiling"],
+      ["HEAD", "deny", "ceiling"],
+    ]);
+    expect((await originSaw(m)).map((seen) => seen.method)).toEqual(["HEAD", "GET"]);
   });
 
   it("leaves routes without limits alone", async () => {
@@ -341,10 +367,14 @@ describe("rate-limit stage: tenant and user keys", () => {
     });
     const run = stage(doc);
     const gold = await run({ subject: `g-${unique()}`, tenant: "gold" });
+    expect(gold.response.status).toBe(200);
     expect(gold.response.headers.get("x-ratelimit-limit")).toBe("5");
+    expect(gold.response.headers.get("ratelimit-policy")).toBe('"user-limit";q=5;w=3600');
     expect(gold.response.headers.get("x-ratelimit-remaining")).toBe("4");
     const plain = await run({ subject: `p-${unique()}`, tenant: `t-${unique()}` });
+    expect(plain.response.status).toBe(200);
     expect(plain.response.headers.get("x-ratelimit-limit")).toBe("2");
+    expect(plain.response.headers.get("x-ratelimit-remaining")).toBe("1");
   });
 
   it("applies no tenant limit to a caller without a tenant, and still counts it as a user", async () => {
@@ -358,14 +388,18 @@ describe("rate-limit stage: tenant and user keys", () => {
     const first = await run(who);
     expect(first.response.status).toBe(200);
     expect(first.response.headers.get("ratelimit-policy")).toBe('"user-limit";q=2;w=3600');
+    // A tenant limit of 1 would already refuse this second request.
     expect((await run(who)).response.status).toBe(200);
-    expect((await run(who)).response.status).toBe(429);
+    const refused = await run(who);
+    expect(refused.response.status).toBe(429);
+    expect(refused.outcome).toMatchObject({ decision: "deny", reason: "rate_limited", limit: "user-limit" });
   });
 
   it("refuses as misconfigured when an identity limit meets a request without identity", async () => {
     const run = stage(stageDoc([{ name: "user-limit", key: "user", limit: 2, window_s: 3600 }]));
     const { response, outcome } = await run();
     expect(response.status).toBe(500);
+    expect(((await response.json()) as Problem).reason).toBe("misconfigured");
     expect(outcome).toMatchObject({ reason: "misconfigured", detail: "limit_needs_identity" });
   });
 });
@@ -399,7 +433,13 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     const run = stage(stageDoc(limits("deny")), { ROUTE_LIMITER: namespace });
     const { response, outcome } = await run({ subject: "a", tenant: "t" });
     expect(response.status).toBe(503);
-    expect(outcome.detail).toBe("limiter_route_error");
+    expect(((await response.json()) as Problem).reason).toBe("limiter_unavailable");
+    expect(outcome).toMatchObject({
+      decision: "deny",
+      reason: "limiter_unavailable",
+      limit: "route-limit",
+      detail: "limiter_route_error",
+    });
   });
 
   it("treats a binding that throws while naming or reaching its object like an object that fails", async () => {
@@ -410,9 +450,10 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     };
     const closed = await stage(stageDoc(limits("deny")), { ROUTE_LIMITER: throwing })({ subject: "a", tenant: "t" });
     expect(closed.response.status).toBe(503);
-    expect(closed.outcome.detail).toBe("limiter_route_error");
+    expect(closed.outcome).toMatchObject({ reason: "limiter_unavailable", detail: "limiter_route_error" });
     const open = await stage(stageDoc(limits("allow")), { ROUTE_LIMITER: throwing })({ subject: "a", tenant: "t" });
     expect(open.response.status).toBe(200);
+    expect(open.outcome.decision).toBe("allow");
     expect(open.outcome.failedOpen).toEqual(["route-limit"]);
   });
 
@@ -435,7 +476,8 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     });
     const { response, outcome } = await run({ subject: "a", tenant: "t" });
     expect(response.status).toBe(429);
-    expect(outcome.reason).toBe("rate_limited");
+    expect(((await response.json()) as Problem).limit).toMatchObject({ name: "route-limit", key: "route" });
+    expect(outcome).toMatchObject({ reason: "rate_limited", limit: "route-limit" });
   });
 
   it("records no fail-open for a request another limit refused: nothing was let through", async () => {
@@ -446,7 +488,7 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     });
     const { response, outcome } = await run({ subject: "a", tenant: "t" });
     expect(response.status).toBe(429);
-    expect(outcome.reason).toBe("rate_limited");
+    expect(outcome).toMatchObject({ reason: "rate_limited", limit: "user-limit" });
     expect(outcome.failedOpen).toBeUndefined();
   });
 
@@ -458,6 +500,7 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     );
     const { response, outcome } = await run({ subject: "a", tenant: "t" });
     expect(response.status).toBe(200);
+    expect(outcome.decision).toBe("allow");
     expect(outcome.failedOpen).toEqual(["route-limit"]);
     // Fields describe the limits that did answer.
     expect(response.headers.get("ratelimit-policy")).toBe('"user-limit";q=5;w=3600');
@@ -466,8 +509,9 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
   it("gives back a reservation that lands after its call timed out, when the request was refused", async () => {
     const late = fakeLimiter({ lateMs: 30, allowed: true });
     const run = stage(stageDoc([...limits("deny")], fast), { ROUTE_LIMITER: late.namespace });
-    const { response } = await run({ subject: "a", tenant: "t" });
+    const { response, outcome } = await run({ subject: "a", tenant: "t" });
     expect(response.status).toBe(503);
+    expect(outcome).toMatchObject({ reason: "limiter_unavailable", detail: "limiter_route_timeout" });
     expect(late.released).toEqual([
       [{ id: JSON.stringify(["route", "route-limit", 10, 3600]), limit: 10, windowS: 3600 }],
     ]);
@@ -505,7 +549,14 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
   it("refuses as misconfigured when the binding is missing", async () => {
     const run = stage(stageDoc(limits("allow")), { ROUTE_LIMITER: undefined });
     const { response, outcome } = await run({ subject: "a", tenant: "t" });
+    // Even a fail-open limit does not make a missing binding an allow.
     expect(response.status).toBe(500);
-    expect(outcome.detail).toBe("binding_missing:ROUTE_LIMITER");
+    expect(((await response.json()) as Problem).reason).toBe("misconfigured");
+    expect(outcome).toMatchObject({
+      decision: "deny",
+      reason: "misconfigured",
+      detail: "binding_missing:ROUTE_LIMITER",
+    });
+    expect(outcome.failedOpen).toBeUndefined();
   });
 });

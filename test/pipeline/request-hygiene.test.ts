@@ -2,7 +2,7 @@
 // tricks, method overrides, oversized input, CORS. Each asserts the reason and what (if
 // anything) reached the origin.
 import { describe, expect, it } from "vitest";
-import { basePolicy, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
 
 const policy = () =>
   basePolicy({
@@ -32,6 +32,13 @@ async function send(path: string, init: RequestInit = {}) {
   const response = await edge.fetch(path, { ...init, headers });
   const text = await response.text();
   return { response, text, seen: await originSaw(m), record: edge.audit.at(-1) };
+}
+
+/** What the origin receives when the runtime's own fetch sends these headers straight to it, edge bypassed. */
+async function direct(headers: Record<string, string>) {
+  const m = marker();
+  await (await fetch(`${echoOrigin}/public/a`, { headers: { ...headers, "x-test-marker": m } })).arrayBuffer();
+  return (await originSaw(m))[0]!.headers;
 }
 
 describe("canonical path", () => {
@@ -72,30 +79,43 @@ describe("canonical path", () => {
   });
 
   it("routes match case-sensitively: a different case matches no route", async () => {
-    const { response, seen } = await send("/PUBLIC/a");
+    const { response, text, seen, record } = await send("/PUBLIC/a");
     expect(response.status).toBe(404);
+    expect(JSON.parse(text).reason).toBe("route_not_found");
+    expect(record).toMatchObject({ decision: "deny", reason: "route_not_found", path: "/PUBLIC/a", route: null });
     expect(seen).toHaveLength(0);
   });
 
   it("a :capture never matches an empty segment", async () => {
-    expect((await send("/items/42")).response.status).toBe(200);
-    expect((await send("/items/")).response.status).toBe(404);
+    const full = await send("/items/42");
+    expect(full.response.status).toBe(200);
+    expect(full.record).toMatchObject({ decision: "allow", route: "item" });
+    expect(full.seen.map((seen) => seen.raw_target)).toEqual(["/items/42"]);
+    const empty = await send("/items/");
+    expect(empty.response.status).toBe(404);
+    expect(JSON.parse(empty.text).reason).toBe("route_not_found");
+    expect(empty.record).toMatchObject({ decision: "deny", reason: "route_not_found", route: null });
+    expect(empty.seen).toHaveLength(0);
   });
 
   it("HEAD is authorised as GET", async () => {
-    const { response, seen } = await send("/plain/x", { method: "HEAD" });
+    const { response, seen, record } = await send("/plain/x", { method: "HEAD" });
     expect(response.status).toBe(200);
+    expect(record).toMatchObject({ decision: "allow", route: "plain", method: "HEAD" });
+    expect(seen).toHaveLength(1);
     expect(seen[0]?.method).toBe("HEAD");
   });
 
   it("over-long URLs and header blocks are refused", async () => {
     const url = await send(`/public/${"a".repeat(9000)}`);
     expect(url.response.status).toBe(400);
-    expect(url.record?.detail).toBe("url_too_long");
+    expect(JSON.parse(url.text).reason).toBe("bad_request");
+    expect(url.record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "url_too_long" });
     expect(url.seen).toHaveLength(0);
     const headers = await send("/public/a", { headers: { "x-big": "b".repeat(40_000) } });
     expect(headers.response.status).toBe(400);
-    expect(headers.record?.detail).toBe("headers_too_large");
+    expect(JSON.parse(headers.text).reason).toBe("bad_request");
+    expect(headers.record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "headers_too_large" });
     expect(headers.seen).toHaveLength(0);
   });
 });
@@ -189,15 +209,18 @@ describe("header hygiene", () => {
   });
 
   it("strips request-override headers", async () => {
-    const { seen } = await send("/public/a", {
-      headers: {
-        "x-http-method-override": "DELETE",
-        "x-method-override": "DELETE",
-        "x-http-method": "DELETE",
-        "x-original-url": "/admin",
-        "x-rewrite-url": "/admin",
-      },
-    });
+    const overrides = {
+      "x-http-method-override": "DELETE",
+      "x-method-override": "DELETE",
+      "x-http-method": "DELETE",
+      "x-original-url": "/admin",
+      "x-rewrite-url": "/admin",
+    };
+    // Control: without the edge, every one of them reaches the origin.
+    expect(await direct(overrides)).toMatchObject(overrides);
+    const { seen } = await send("/public/a", { headers: overrides });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.method).toBe("GET");
     const got = seen[0]!.headers;
     for (const name of [
       "x-http-method-override",
@@ -211,17 +234,23 @@ describe("header hygiene", () => {
   });
 
   it("strips hop-by-hop headers and any header Connection names", async () => {
-    const { seen } = await send("/public/a", {
-      headers: {
-        connection: "close, x-secret-hop, X_Other_Hop",
-        "x-secret-hop": "1",
-        "x-other-hop": "1",
-        "keep-alive": "timeout=5",
-        te: "trailers",
-        // The runtime's own fetch drops keep-alive and te; this one it passes on.
-        "proxy-connection": "keep-alive",
-      },
-    });
+    const hopHeaders = {
+      connection: "close, x-secret-hop, X_Other_Hop",
+      "x-secret-hop": "1",
+      "x-other-hop": "1",
+      "keep-alive": "timeout=5",
+      te: "trailers",
+      // The runtime's own fetch drops keep-alive and te; this one it passes on.
+      "proxy-connection": "keep-alive",
+    };
+    // Control: sent straight to the origin by the runtime's own fetch, the headers Connection
+    // names do arrive, so their absence below is the edge's doing.
+    const control = await direct(hopHeaders);
+    expect(control["x-secret-hop"]).toBe("1");
+    expect(control["x-other-hop"]).toBe("1");
+    expect(control["proxy-connection"]).toBe("keep-alive");
+    const { seen } = await send("/public/a", { headers: hopHeaders });
+    expect(seen).toHaveLength(1);
     const got = seen[0]!.headers;
     expect(got["x-secret-hop"]).toBeUndefined();
     expect(got["x-other-hop"]).toBeUndefined();
@@ -294,9 +323,12 @@ describe("header hygiene", () => {
       "x-forwarded-prefix": "/admin",
       "x-forwarded-server": "internal",
     };
+    // Control: without the edge, every one of them reaches the origin.
+    expect(await direct(spoofed)).toMatchObject(spoofed);
     const { seen } = await send("/public/a", { headers: spoofed });
+    expect(seen).toHaveLength(1);
     const got = seen[0]!.headers;
-    for (const name of Object.keys(spoofed)) expect(got[name]).toBeUndefined();
+    for (const name of Object.keys(spoofed)) expect(got[name], name).toBeUndefined();
   });
 
   it("forwards the body unchanged and keeps the method", async () => {
@@ -343,8 +375,9 @@ describe("CORS", () => {
     ["a route without CORS", "/plain/a", "https://app.example.com", "GET", "route_has_no_cors"],
     ["a header not allowed", "/public/a", "https://app.example.com", "GET", "header_not_allowed", "x-custom"],
   ])("refuses a preflight for %s", async (_label, path, origin, method, detail, headers?: string) => {
-    const { response, seen, record } = await preflight(path, origin, method, headers);
+    const { response, text, seen, record } = await preflight(path, origin, method, headers);
     expect(response.status).toBe(403);
+    expect(JSON.parse(text).reason).toBe("cors_rejected");
     expect(record).toMatchObject({ reason: "cors_rejected", detail });
     expect(seen).toHaveLength(0);
   });

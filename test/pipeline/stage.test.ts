@@ -2,7 +2,7 @@
 // must never lose the response or skip the audit-style finishers.
 import { Hono } from "hono";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { PipelineEnv } from "../../src/pipeline/context";
+import type { Outcome, PipelineEnv } from "../../src/pipeline/context";
 import { runStages, type Stage } from "../../src/pipeline/stage";
 
 function appOf(stages: Stage[]) {
@@ -20,6 +20,16 @@ function traced(name: string, log: string[], answer?: () => Response): Stage {
     },
     finish(_c, response) {
       log.push(`finish ${name} ${response.status}`);
+      return response;
+    },
+  };
+}
+
+/** A stage that only finishes: it records the outcome the audit stage would read. */
+function outcomeProbe(outcomes: (Outcome | undefined)[]): Stage {
+  return {
+    finish(c, response) {
+      outcomes.push(c.get("outcome"));
       return response;
     },
   };
@@ -45,8 +55,10 @@ describe("runStages", () => {
 
   it("awaits asynchronous stages and answers 500 internal_error when one throws, finishers still running", async () => {
     const log: string[] = [];
-    vi.spyOn(console, "error").mockImplementation(() => undefined);
+    const outcomes: (Outcome | undefined)[] = [];
+    const errors = vi.spyOn(console, "error").mockImplementation(() => undefined);
     const app = appOf([
+      outcomeProbe(outcomes),
       traced("outer", log),
       {
         async run() {
@@ -64,11 +76,15 @@ describe("runStages", () => {
     expect(body).not.toContain("secret detail");
     // The stage after the one that failed never ran: it has nothing to finish.
     expect(log).toEqual(["run outer", "finish outer 500"]);
+    // The audit reads the reason and the error's class name, never its message.
+    expect(outcomes).toEqual([{ decision: "deny", reason: "internal_error", detail: "RangeError" }]);
+    expect(errors).toHaveBeenCalledTimes(1);
+    expect(errors.mock.calls[0]).toEqual(["portcullis: unhandled RangeError"]);
   });
 
   it("keeps the response and the other finishers when a finisher throws", async () => {
     const log: string[] = [];
-    vi.spyOn(console, "error").mockImplementation(() => undefined);
+    const errors = vi.spyOn(console, "error").mockImplementation(() => undefined);
     const app = appOf([
       traced("outer", log),
       {
@@ -82,14 +98,18 @@ describe("runStages", () => {
     expect(response.status).toBe(200);
     expect(await response.text()).toBe("ok");
     expect(log).toEqual(["run outer", "run inner", "finish inner 200", "finish outer 200"]);
+    // The failure is logged, by class name only.
+    expect(errors.mock.calls).toEqual([["portcullis: finishing failed (Error)"]]);
   });
 
   it("answers 500 internal_error when no stage answers, every stage having run and finished", async () => {
     const log: string[] = [];
-    const app = appOf([traced("first", log), traced("last", log)]);
+    const outcomes: (Outcome | undefined)[] = [];
+    const app = appOf([outcomeProbe(outcomes), traced("first", log), traced("last", log)]);
     const response = await app.request("/x");
     expect(response.status).toBe(500);
     expect(await response.json()).toMatchObject({ reason: "internal_error" });
+    expect(outcomes).toEqual([{ decision: "deny", reason: "internal_error", detail: "no_stage_answered" }]);
     expect(log).toEqual(["run first", "run last", "finish last 500", "finish first 500"]);
   });
 });
