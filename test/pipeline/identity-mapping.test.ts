@@ -165,17 +165,38 @@ describe("renamed identity headers (settings.identity_headers)", () => {
   });
 });
 
-describe("groups claim: space-separated string or array", () => {
+describe("groups claim: an array, or one string that is one group", () => {
   it.each([
-    ["an array", ["eng", "payments-writer"]],
-    ["a space-separated string", "eng payments-writer"],
-    ["a string with extra spaces", "  eng   payments-writer "],
-  ])("groups as %s reach the origin comma-separated and satisfy groups.any_of", async (_label, groups) => {
+    ["an array", ["eng", "payments-writer"], "eng,payments-writer"],
+    ["a string naming one group", "payments-writer", "payments-writer"],
+  ])("groups as %s reach the origin comma-separated and satisfy groups.any_of", async (_label, groups, header) => {
     const edge = harness(policy());
     const token = await issuer.sign({ sub: "alice", scope: "payments:write", groups });
     const { response, headers } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
     expect(response.status).toBe(200);
-    expect(headers["x-caller-groups"]).toBe("eng,payments-writer");
+    expect(headers["x-caller-groups"]).toBe(header);
+  });
+
+  it("a string is never split: `eng payments-writer` is one group, not payments-writer", async () => {
+    const edge = harness(policy());
+    const token = await issuer.sign({ sub: "alice", scope: "payments:write", groups: "eng payments-writer" });
+    const refused = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    expect(refused.response.status).toBe(403);
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "forbidden", detail: "group" });
+    expect(refused.seen).toHaveLength(0);
+    // Elsewhere it travels on as the one group it names.
+    const allowed = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+    expect(allowed.response.status).toBe(200);
+    expect(allowed.headers["x-caller-groups"]).toBe("eng payments-writer");
+  });
+
+  it("a group name with leading or trailing spaces rejects the token", async () => {
+    const edge = harness(policy());
+    const token = await issuer.sign({ sub: "alice", scope: "payments:write", groups: " payments-writer " });
+    const { response, seen } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(401);
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "token_invalid", detail: "groups_unsafe" });
+    expect(seen).toHaveLength(0);
   });
 
   it("a string that does not name the required group is still refused, and nothing is forwarded", async () => {

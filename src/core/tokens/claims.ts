@@ -27,6 +27,16 @@ function stringList(value: unknown): string[] | undefined {
   return undefined;
 }
 
+/**
+ * Groups: an array, or one string that is one group. Never split: providers that send a
+ * string (ADFS, Azure and SAML bridges, for a single group) mean the whole name, and splitting
+ * `Domain Admins` would grant the group `Admins`.
+ */
+function groupList(value: unknown): string[] | undefined {
+  if (typeof value === "string") return value === "" ? [] : [value];
+  return Array.isArray(value) ? stringList(value) : undefined;
+}
+
 export function identityFromClaims(
   issuer: ResolvedIssuer,
   payload: JsonObject,
@@ -44,7 +54,7 @@ export function identityFromClaims(
   const scopes = rawScopes === undefined ? [] : stringList(rawScopes);
   if (!scopes?.every((s) => HEADER_TOKEN.test(s))) return { ok: false, detail: "scopes_unsafe" };
   const rawGroups = payload[map.groups];
-  const groups = rawGroups === undefined ? [] : stringList(rawGroups);
+  const groups = rawGroups === undefined ? [] : groupList(rawGroups);
   if (!groups?.every((g) => GROUP_NAME.test(g))) return { ok: false, detail: "groups_unsafe" };
   const email = payload[map.email];
   if (email !== undefined && (typeof email !== "string" || !HEADER_TOKEN.test(email))) {
