@@ -1,7 +1,7 @@
 // The request pipeline, wired in order. Each stage is one module under src/pipeline/; they
 // run in one Hono handler (see src/pipeline/stage.ts for why not one middleware each).
 
-import { Hono } from "hono/tiny";
+import { HonoBase } from "hono/hono-base";
 import { type AuditSink, consoleSink } from "./core/audit";
 import { type CompiledPolicy, compilePolicy } from "./core/policy";
 import { audit } from "./pipeline/audit";
@@ -18,6 +18,7 @@ import { requestId } from "./pipeline/request-id";
 import { deny } from "./pipeline/respond";
 import { route } from "./pipeline/route";
 import { serverTiming } from "./pipeline/server-timing";
+import { SingleHandlerRouter } from "./pipeline/single-handler-router";
 import { runStages, type Stage } from "./pipeline/stage";
 
 export interface AppOptions {
@@ -27,7 +28,7 @@ export interface AppOptions {
   authentication?: AuthenticateOptions;
 }
 
-export function createApp(policyDocument: unknown, options: AppOptions = {}): Hono<PipelineEnv> {
+export function createApp(policyDocument: unknown, options: AppOptions = {}): HonoBase<PipelineEnv> {
   // Compiled once per isolate. An invalid policy never half-runs: every request gets 500.
   let policy: CompiledPolicy | undefined;
   try {
@@ -60,7 +61,9 @@ export function createApp(policyDocument: unknown, options: AppOptions = {}): Ho
     forward(),
   ]);
 
-  const app = new Hono<PipelineEnv>();
+  // One handler for every request: the route stage matches the policy's routes, so Hono
+  // neither routes nor extracts the path (the canonical-path stage parses the URL once).
+  const app = new HonoBase<PipelineEnv>({ router: new SingleHandlerRouter(), getPath: () => "/" });
   app.all("*", pipeline);
   return app;
 }
