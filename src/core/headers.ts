@@ -54,18 +54,13 @@ export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
 ];
 
 /**
- * Forwarding headers the client may not set: the edge writes its own (`x-forwarded-for`,
- * `-host`, `-proto`), and the rest are what proxies and frameworks read a client address,
- * port or path prefix from.
+ * Forwarding headers the client may not set: every `x-forwarded-*` (the edge writes its own
+ * `-for`, `-host` and `-proto`; proxies and frameworks read a client address, scheme, port,
+ * prefix or path from the others, Rack the scheme from `-ssl` and `-scheme`), and these.
  */
+export const FORWARDING_HEADER_PREFIX = "x-forwarded-";
 export const FORWARDING_HEADERS: readonly string[] = [
   "forwarded",
-  "x-forwarded-for",
-  "x-forwarded-host",
-  "x-forwarded-proto",
-  "x-forwarded-port",
-  "x-forwarded-prefix",
-  "x-forwarded-server",
   "x-original-forwarded-for",
   "x-real-ip",
   "true-client-ip",
@@ -144,10 +139,14 @@ export function makeStripPredicate(extraNames: readonly string[]): (name: string
     ...HOP_BY_HOP_HEADERS,
     ...extraNames.map(normaliseHeaderName),
   ]);
+  const prefixes = [...IDENTITY_HEADER_PREFIXES, FORWARDING_HEADER_PREFIX];
   return (name: string) => {
     const normal = normaliseHeaderName(name);
     if (exact.has(normal)) return true;
-    for (const prefix of IDENTITY_HEADER_PREFIXES) if (normal.startsWith(prefix)) return true;
+    // Cloudflare writes its `cf-` headers with `-` only: a `_` spelling is the client's, and
+    // origins that read `_` as `-` (CGI, PHP, Django on ASGI) would take it for Cloudflare's.
+    if (normal.startsWith("cf-") && name.includes("_")) return true;
+    for (const prefix of prefixes) if (normal.startsWith(prefix)) return true;
     return false;
   };
 }

@@ -123,6 +123,11 @@ export function forward(): Stage {
       return deny(c, "origin_timeout", { detail: "origin_timeout" });
     }
     c.get("timings").upstreamMs = Date.now() - started;
+    // A status no response can carry on (101 to a request that asked for no upgrade, as the
+    // edge never forwards `Upgrade`; 600 to 999) is the origin's fault, not an edge error.
+    if (!response.webSocket && (response.status < 200 || response.status > 599)) {
+      return deny(c, "origin_unavailable", { detail: "origin_bad_status" });
+    }
     const out = clientResponse(response);
     const extra = c.get("responseHeaders");
     if (extra) {

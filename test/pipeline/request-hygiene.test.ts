@@ -331,6 +331,60 @@ describe("header hygiene", () => {
     for (const name of Object.keys(spoofed)) expect(got[name], name).toBeUndefined();
   });
 
+  it("strips every X-Forwarded-* header the client sends, not only those the edge writes", async () => {
+    // Rack reads the scheme from -Ssl and -Scheme, forward-auth setups the path from -Uri.
+    const spoofed = {
+      "x-forwarded-ssl": "on",
+      "x-forwarded-scheme": "http",
+      "x-forwarded-uri": "/admin",
+      "x-forwarded-path": "/admin",
+      x_forwarded_ssl: "on",
+    };
+    // Control: without the edge, every one of them reaches the origin.
+    expect(await direct(spoofed)).toMatchObject(spoofed);
+    const { seen } = await send("/public/a", { headers: { ...spoofed, "x-forwarded-proto": "http" } });
+    expect(seen).toHaveLength(1);
+    const got = seen[0]!.headers;
+    for (const name of Object.keys(spoofed)) expect(got[name], name).toBeUndefined();
+    // The edge's own are written after stripping.
+    expect(got).toMatchObject({ "x-forwarded-proto": "https", "x-forwarded-host": "edge.test" });
+  });
+
+  it("strips the _ spellings of Cloudflare's cf- headers, which CGI-style origins read as Cloudflare's own", async () => {
+    const spoofed = {
+      cf_connecting_ip: "10.0.0.1",
+      "cf-connecting_ip": "10.0.0.1",
+      CF_IPCountry: "US",
+      cf_visitor: "{}",
+    };
+    // Control: without the edge, every one of them reaches the origin.
+    expect(await direct(spoofed)).toMatchObject({ cf_connecting_ip: "10.0.0.1", cf_ipcountry: "US" });
+    const { seen } = await send("/public/a", {
+      headers: { ...spoofed, "cf-connecting-ip": "198.51.100.7", "cf-ray": "kept" },
+    });
+    const got = seen[0]!.headers;
+    for (const name of Object.keys(spoofed)) expect(got[name.toLowerCase()], name).toBeUndefined();
+    // Cloudflare writes its own with `-` only: those go on (the runtime drops `cf-connecting-ip`
+    // from subrequests, Cloudflare sets its own there; the edge passes it on as X-Forwarded-For).
+    expect(got).toMatchObject({ "cf-ray": "kept", "x-forwarded-for": "198.51.100.7" });
+  });
+
+  it("forwards an Upgrade request (WebSocket, h2c) as a plain one, so no tunnel opens past the edge", async () => {
+    const upgrades: Record<string, string>[] = [
+      { upgrade: "h2c", connection: "Upgrade, HTTP2-Settings", "http2-settings": "AAMAAABkAARAAAAAAAIAAAAA" },
+      { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13" },
+    ];
+    for (const headers of upgrades) {
+      const { response, seen } = await send("/public/a", { headers });
+      expect(response.status).toBe(200);
+      expect(seen).toHaveLength(1);
+      const got = seen[0]!.headers;
+      expect(got.upgrade).toBeUndefined();
+      expect(got.connection ?? "").not.toMatch(/upgrade/i);
+      expect(got["http2-settings"]).toBeUndefined();
+    }
+  });
+
   it("forwards the body unchanged and keeps the method", async () => {
     const body = "x".repeat(100_000);
     const { seen } = await send("/public/upload", { method: "POST", body });

@@ -1,0 +1,79 @@
+// What an origin answers, as the client gets it: statuses no response can carry are the
+// origin's fault, refused as a bad gateway, never an internal error of the edge; the request
+// id is the edge's own, whatever the origin says.
+import { describe, expect, it } from "vitest";
+import { basePolicy, harness } from "../support/harness";
+
+/**
+ * What the runtime's fetch hands over when an HTTP origin answers 101 to a request that asked
+ * for no upgrade (the edge never forwards `Upgrade`), or a status from 600 to 999: seen against
+ * a raw socket server, and a `Response` cannot be built from either. The test origins cannot
+ * send such a status, so a binding returns one with the same fields.
+ */
+const answering = (status: number) => ({
+  fetch: async () => ({
+    status,
+    statusText: "",
+    headers: new Headers({ upgrade: "h2c" }),
+    body: null,
+    webSocket: null,
+  }),
+});
+
+function edge(origin: unknown) {
+  return harness(
+    basePolicy({
+      upstreams: { odd: { service: "ODD" } },
+      routes: [{ name: "odd", methods: ["GET"], path: "/odd/**", auth: "public", upstream: "odd" }],
+    }),
+    {},
+    { ODD: origin },
+  );
+}
+
+describe("an origin status outside 200–599", () => {
+  it.each([101, 600, 999])("%s is a 502 origin_unavailable, not a 500", async (status) => {
+    const e = edge(answering(status));
+    const response = await e.fetch("/odd/x");
+    expect(response.status).toBe(502);
+    expect(JSON.parse(await response.text()).reason).toBe("origin_unavailable");
+    expect(response.headers.get("upgrade")).toBeNull();
+    expect(e.audit.at(-1)).toMatchObject({
+      decision: "deny",
+      reason: "origin_unavailable",
+      detail: "origin_bad_status",
+    });
+    expect(e.logs.join("\n")).not.toContain("unhandled");
+  });
+
+  it("a WebSocket a service binding hands over is still passed on", async () => {
+    const origin = {
+      async fetch() {
+        const [client, server] = Object.values(new WebSocketPair());
+        server!.accept();
+        return new Response(null, { status: 101, webSocket: client });
+      },
+    };
+    const e = edge(origin);
+    const response = await e.fetch("/odd/x");
+    expect(response.status).toBe(101);
+    expect(response.webSocket).not.toBeNull();
+    expect(e.audit.at(-1)).toMatchObject({ decision: "allow", status: 101 });
+  });
+});
+
+describe("the request id", () => {
+  it("is the edge's own, even when the origin answers one", async () => {
+    const e = harness(
+      basePolicy({
+        upstreams: { svc: { service: "ECHO_SERVICE" } },
+        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+      }),
+    );
+    const respondWith = [["x-request-id", "origin-chosen"]];
+    const response = await e.fetch("/svc/x", { headers: { "x-respond-with": JSON.stringify(respondWith) } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("x-request-id")).toBe(e.audit.at(-1)?.request_id);
+    expect(response.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
