@@ -101,6 +101,28 @@ describe("Cloudflare Access", () => {
     expect(twice.seen).toHaveLength(0);
   });
 
+  it("refuses two assertion headers and an empty one; the header, when present, is the assertion", async () => {
+    const token = await assertion();
+    const headers = new Headers([
+      ["cf-access-jwt-assertion", token],
+      ["cf-access-jwt-assertion", token],
+    ]);
+    const edge = harness(accessPolicy());
+    const twice = await edge.fetch(new Request("https://edge.test/access/dashboard", { headers }));
+    expect(twice.status).toBe(400);
+    expect(twice.headers.get("www-authenticate")).toContain('error="invalid_request"');
+    expect(edge.audit.at(-1)?.detail).toBe("multiple_credentials");
+    const empty = await call({ "cf-access-jwt-assertion": "", cookie: `CF_Authorization=${token}` });
+    expect({ status: empty.response.status, detail: empty.record?.detail }).toEqual({
+      status: 400,
+      detail: "empty_token",
+    });
+    // A bad header is not rescued by a good cookie: the cookie is never a second chance.
+    const forged = await call({ "cf-access-jwt-assertion": `${token}x`, cookie: `CF_Authorization=${token}` });
+    expect(forged.response.status).toBe(401);
+    expect(forged.seen).toHaveLength(0);
+  });
+
   it("does not take a bearer token on an Access-only route", async () => {
     const { body, seen } = await call({ authorization: `Bearer ${await assertion()}` });
     expect(body.reason).toBe("token_missing");

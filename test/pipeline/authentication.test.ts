@@ -188,6 +188,20 @@ describe("credential extraction (RFC 6750)", () => {
       expect(sneaked.seen).toHaveLength(0);
     }
   });
+
+  it("refuses a query token named as PHP reads it past a NUL or an array's ]", async () => {
+    const edge = harness(policyFor(issuer));
+    const token = await issuer.sign();
+    for (const query of ["access_token%00=x", "access_token%00junk=x", "access_token[0]x=x"]) {
+      const sneaked = await call(edge, `/v1/x?${query}`, { authorization: `Bearer ${token}` });
+      expect({ query, status: sneaked.response.status, detail: sneaked.record?.detail }).toEqual({
+        query,
+        status: 400,
+        detail: "multiple_methods",
+      });
+      expect(sneaked.seen).toHaveLength(0);
+    }
+  });
 });
 
 function forge(header: Record<string, unknown>, payload: Record<string, unknown>, signature = "AAAA"): string {

@@ -75,9 +75,10 @@ export function extractCredential(
  * `access_token` as `lenientName` reads it (any case, as ASP.NET looks names up, which
  * SignalR's `access_token` goes through; PHP's `access.token`, ` access_token`), and its array
  * forms (`access_token[]`, `access_token[0]`, which PHP and `qs` read as the name; the first
- * `[` reads as `_`, and a `]` follows).
+ * `[` reads as `_`, and a `]` follows). PHP ends a name at a NUL (`access_token%00x`) and
+ * ignores what follows an array's `]` (`access_token[0]x`): those are the name too.
  */
-const CREDENTIAL_NAME = /^access_token(?:_.*\])?$/;
+const CREDENTIAL_NAME = /^access_token(?:$|\0|_[^\0]*\])/;
 
 function isQueryCredential(part: string): boolean {
   const eq = part.indexOf("=");

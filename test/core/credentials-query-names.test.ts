@@ -1,0 +1,26 @@
+// Query parameter names that PHP reads as `access_token` although they are not spelt so:
+// its parser takes a decoded name up to the first NUL (strlen), and an array name up to the
+// first `]`, ignoring whatever follows.
+import { describe, expect, it } from "vitest";
+import { hasQueryCredential, withoutQueryCredentials } from "../../src/core/tokens/credentials";
+
+describe("query credentials as PHP reads their names", () => {
+  it.each([
+    ["a NUL after the name", "?access_token%00=abc.def.ghi"],
+    ["a NUL and more after the name", "?access_token%00junk=abc.def.ghi"],
+    ["an array name with characters after the ]", "?access_token[0]x=abc.def.ghi"],
+    ["an array name cut at a NUL", "?access_token[]%00x=abc.def.ghi"],
+  ])("%s is a query credential, and is removed", (_label, search) => {
+    expect(hasQueryCredential(search)).toBe(true);
+    expect(withoutQueryCredentials(`${search}&k=v`)).toBe("?k=v");
+  });
+
+  it.each([
+    ["a NUL inside the name", "?access%00_token=x"],
+    ["a longer name", "?access_token_hint=x"],
+    ["a prefix", "?my_access_token=x"],
+  ])("%s is not", (_label, search) => {
+    expect(hasQueryCredential(search)).toBe(false);
+    expect(withoutQueryCredentials(search)).toBe(search);
+  });
+});
