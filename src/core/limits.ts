@@ -346,6 +346,9 @@ export class CounterTable {
    * shortest time, and a saturated counter (a whole window ahead, and unchanged by the
    * refusals it keeps answering) is the last to go. Evicting the least recently written
    * instead would pick exactly the counters of refused clients, and hand them a new burst.
+   * Counters every caller shares (a route ceiling, a tenant's total) go last whatever their
+   * TAT: one of them holds everyone's count, and per-client counters with longer windows
+   * would otherwise outlast it at every eviction, so that new clients reset it forever.
    */
   private shrink(now: number): void {
     this.sweep(now);
@@ -357,14 +360,14 @@ export class CounterTable {
     }
   }
 
-  /** Ids of the `count` counters with the earliest TATs (0 < count ≤ size). */
+  /** Ids of the `count` counters with the earliest TATs, shared ones last (0 < count ≤ size). */
   private earliestToExpire(count: number): string[] {
     // A float of each TAT ranks them well enough; selecting rather than sorting keeps the
     // pause linear (sorting 50,000 took ≈ 6 ms in Node 22, and the object answers nobody meanwhile).
-    const at = (tat: Tat) => tat.ms + tat.frac / tat.den;
+    const at = (id: string, tat: Tat) => (isSharedCounter(id) ? Number.POSITIVE_INFINITY : tat.ms + tat.frac / tat.den);
     const times = new Float64Array(this.tats.size);
     let i = 0;
-    for (const tat of this.tats.values()) times[i++] = at(tat);
+    for (const [id, tat] of this.tats) times[i++] = at(id, tat);
     const cutoff = kthSmallest(times, count - 1);
     // Everything before the cutoff goes, and as many counters at the cutoff as fill `count`.
     let before = 0;
@@ -372,7 +375,7 @@ export class CounterTable {
     let atCutoff = count - before;
     const ids: string[] = [];
     for (const [id, tat] of this.tats) {
-      const t = at(tat);
+      const t = at(id, tat);
       if (t < cutoff) ids.push(id);
       else if (t === cutoff && atCutoff > 0) {
         ids.push(id);
@@ -478,6 +481,11 @@ function nameOf(...parts: (string | number)[]): string {
  */
 function counterIdOf(spec: LimitSpec, ...who: string[]): string {
   return nameOf(spec.key, spec.name, spec.limit, spec.window_s, ...who);
+}
+
+/** A counter with no `who`: a route ceiling or a tenant's total, shared by every caller of its object. */
+function isSharedCounter(id: string): boolean {
+  return id.startsWith('["route"') || id.startsWith('["tenant"');
 }
 
 /** A tenant's override of a limit. Own keys only: no tenant or limit name may reach Object.prototype. */

@@ -312,6 +312,31 @@ describe("CounterTable at its bound", () => {
     expect(kept("same", 150)).toBe(146);
     expect(kept("later", 151)).toBe(151);
   });
+
+  it("keeps a shared counter (a route ceiling) while per-address counters outlast it: the ceiling still holds", () => {
+    // A public route: 100 a minute in all, 5 a day per address, both counted in the route's
+    // object. Each address's counter is a day long, the ceiling's at most a minute, so
+    // "earliest TAT first" picked the ceiling at every eviction and forgot everyone's count.
+    const limits: LimitSpec[] = [
+      { name: "ceiling", key: "route", limit: 100, window_s: 60 },
+      { name: "per-ip", key: "ip", limit: 5, window_s: 86400 },
+    ];
+    const items = (i: number) => {
+      const clientAddress = `10.0.${i >> 8}.${i & 255}`;
+      const planned = planLimits({ routeName: "signup", method: "POST", limits, clientAddress, tenantOverrides: {} });
+      if (!planned.ok) throw new Error("plan failed");
+      return planned.plan.limits.map((l) => ({ id: l.counterId, limit: l.limit, windowS: l.windowS }));
+    };
+    const table = new CounterTable(1000);
+    // Fill the table at the ceiling's pace (one every 600 ms), then burst from new addresses.
+    for (let i = 1; i <= 1000; i++) expect(table.acquire(items(i), T0 + i * 600).allowed).toBe(true);
+    const now = T0 + 1000 * 600;
+    let admitted = 0;
+    for (let i = 1001; i <= 3000; i++) if (table.acquire(items(i), now).allowed) admitted++;
+    expect(table.size).toBeLessThanOrEqual(1000);
+    // The ceiling's burst of 100, less the one request still counted from the fill.
+    expect(admitted).toBe(99);
+  });
 });
 
 describe("planLimits", () => {
