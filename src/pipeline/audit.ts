@@ -56,14 +56,20 @@ function writeAfterResponse(
         console.error(`portcullis: metrics write failed (${errorName(error)})`);
       }
     }
+    // Every sink is handed the record before any is waited for: one that hangs must not hold
+    // the others' records back until the runtime ends this waitUntil work and drops them.
+    // A synchronous sink (the console's) costs no promise.
+    const sinkFailed = (error: unknown) => console.error(`portcullis: audit sink failed (${errorName(error)})`);
+    const pending: Promise<void>[] = [];
     for (const sink of sinks) {
       try {
         const written = sink(record);
-        if (written) await written;
+        if (written) pending.push(written.catch(sinkFailed));
       } catch (error) {
-        console.error(`portcullis: audit sink failed (${errorName(error)})`);
+        sinkFailed(error);
       }
     }
+    if (pending.length > 0) await Promise.all(pending);
   })();
   afterResponse(c, work);
 }

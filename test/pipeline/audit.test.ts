@@ -161,6 +161,19 @@ describe("audit record", () => {
     }
   });
 
+  it("writes to every sink even while another sink hangs", async () => {
+    // A collector that never answers (no timeout on its fetch) must not hold the other sinks'
+    // records back until the runtime ends the request's waitUntil work and drops them.
+    const written: AuditRecord[] = [];
+    const app = createApp(basePolicy(), {
+      auditSinks: [() => new Promise<void>(() => undefined), (record) => void written.push(record)],
+    });
+    const response = await app.fetch(new Request("https://edge.test/public/x"), env, createExecutionContext());
+    expect(response.status).toBe(200);
+    await vi.waitFor(() => expect(written).toHaveLength(1), { timeout: 500 });
+    expect(written[0]?.request_id).toBe(response.headers.get("x-request-id"));
+  });
+
   it("records a client that goes away before its answer once, as client_closed, with what was known", async () => {
     const edge = harness(basePolicy());
     const client = new AbortController();
