@@ -142,7 +142,8 @@ class Checker {
     this.fail(path, `must be an integer from ${min} to ${max}`);
     return false;
   }
-  url(value: unknown, path: string): value is string {
+  /** `query`: whether the URL may carry a query or fragment (a key set URL may; an issuer or prefix may not). */
+  url(value: unknown, path: string, query = false): value is string {
     if (!this.string(value, path)) return false;
     const url = secureUrl(value);
     if (!url) {
@@ -155,6 +156,9 @@ class Checker {
       this.fail(path, "must not carry a user name or password");
       return false;
     }
+    // The raw text: `https://o.example?` has an empty search, yet it turns what is appended
+    // to it (a discovery path, a forwarded path) into a query.
+    if (!query && /[?#]/.test(value)) this.fail(path, "must not carry a query or fragment");
     return true;
   }
   known(value: Record<string, unknown>, path: string, allowed: readonly string[]): void {
@@ -201,7 +205,7 @@ function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer
     if (!check.url(raw.issuer, `${path}.issuer`)) return undefined;
     issuer = raw.issuer;
     if (raw.jwks_uri !== undefined) {
-      if (check.url(raw.jwks_uri, `${path}.jwks_uri`)) jwksUri = raw.jwks_uri;
+      if (check.url(raw.jwks_uri, `${path}.jwks_uri`, true)) jwksUri = raw.jwks_uri;
     } else {
       discoveryUrl = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
     }
@@ -212,7 +216,8 @@ function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer
     if (!check.string(raw.team_domain, `${path}.team_domain`)) return undefined;
     const origin = raw.team_domain.includes("://") ? raw.team_domain : `https://${raw.team_domain}`;
     if (!check.url(origin, `${path}.team_domain`)) return undefined;
-    issuer = origin.replace(/\/$/, "");
+    // As parsed: Access writes `iss` in lower case, without a default port.
+    issuer = (secureUrl(origin) as URL).href.replace(/\/$/, "");
     jwksUri = `${issuer}/cdn-cgi/access/certs`;
   } else {
     check.fail(`${path}.kind`, 'must be "oidc" or "cloudflare_access"');
@@ -275,10 +280,10 @@ function checkUpstream(check: Checker, name: string, raw: unknown): UpstreamConf
   }
   if (raw.url !== undefined) {
     if (!check.url(raw.url, `${path}.url`)) return undefined;
-    // The raw text, not the parsed URL: `https://o.example?` has an empty search, yet as the
-    // prefix of every forwarded URL it would turn the request's path into a query.
-    if (/[?#]/.test(raw.url)) check.fail(`${path}.url`, "must not carry a query or fragment");
-    return { url: raw.url.replace(/\/$/, ""), ...timeout };
+    // The prefix of every forwarded URL, as fetch reads it (`\` is `/`), without trailing
+    // slashes: one left at the join starts the path with `//`, which an origin resolving it
+    // against a base reads as a host (`//public/admin` as `/admin`).
+    return { url: (secureUrl(raw.url) as URL).href.replace(/\/+$/, ""), ...timeout };
   }
   if (raw.service !== undefined) {
     if (!check.string(raw.service, `${path}.service`)) return undefined;

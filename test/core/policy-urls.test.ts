@@ -1,0 +1,78 @@
+// Issuer and upstream URLs: what the validator accepts must mean what it says.
+import { describe, expect, it } from "vitest";
+import { compilePolicy, PolicyError } from "../../src/core/policy";
+
+function problemsOf(doc: unknown): string[] {
+  try {
+    compilePolicy(doc);
+  } catch (error) {
+    if (error instanceof PolicyError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+const minimal = (): any => ({
+  version: 1,
+  upstreams: { api: { url: "https://origin.example.com" } },
+  issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
+  routes: [{ name: "r", methods: ["GET"], path: "/public/**", auth: "public", upstream: "api" }],
+});
+
+describe("upstream URLs are the prefix of every forwarded URL", () => {
+  // The forwarded URL is the upstream URL followed by the canonical path. A second slash at
+  // the join makes the path start with `//`, which origins that resolve the request target
+  // against a base (`new URL(req.url, base)`) read as a host: `//public/admin/x` becomes
+  // `/admin/x` there, a path no route authorised.
+  it.each([
+    ["https://origin.example.com//", "https://origin.example.com"],
+    ["https://origin.example.com\\", "https://origin.example.com"],
+    ["https://origin.example.com/\\", "https://origin.example.com"],
+    ["https://origin.example.com/base//", "https://origin.example.com/base"],
+    ["https://origin.example.com/base/", "https://origin.example.com/base"],
+    ["https://origin.example.com", "https://origin.example.com"],
+    ["http://127.0.0.1:8788/", "http://127.0.0.1:8788"],
+  ])("%s forwards /public/admin/x as the path authorised", (url, prefix) => {
+    const doc = minimal();
+    doc.upstreams.api.url = url;
+    const upstream = compilePolicy(doc).routes[0]?.upstream as { url: string };
+    expect(upstream.url).toBe(prefix);
+    expect(new URL(`${upstream.url}/public/admin/x`).pathname).toMatch(/^\/[^/]/);
+  });
+});
+
+describe("issuer URLs carry no query or fragment", () => {
+  // OpenID discovery is `<issuer>/.well-known/openid-configuration`: after a `?` or `#` that
+  // would fetch the issuer's own page instead (and OIDC issuers never have either).
+  it.each(["https://idp.example.com?tenant=a", "https://idp.example.com/#"])("issuer %s", (issuer) => {
+    const doc = minimal();
+    doc.issuers.idp.issuer = issuer;
+    expect(problemsOf(doc)).toContain("issuers.idp.issuer: must not carry a query or fragment");
+  });
+
+  it("an Access team domain", () => {
+    const doc = minimal();
+    doc.issuers.idp = { kind: "cloudflare_access", team_domain: "acme.cloudflareaccess.com?x" };
+    expect(problemsOf(doc)).toContain("issuers.idp.team_domain: must not carry a query or fragment");
+  });
+
+  it("a jwks_uri may carry a query (some providers select a key set by it)", () => {
+    const doc = minimal();
+    doc.issuers.idp.jwks_uri = "https://idp.example.com/keys?appid=1";
+    expect(compilePolicy(doc).issuers.get("idp")?.jwksUri).toBe("https://idp.example.com/keys?appid=1");
+  });
+});
+
+describe("an Access team domain names the issuer Access writes", () => {
+  // Access writes `iss` as a lower-case origin: a team domain written otherwise must still match it.
+  it.each(["Acme.CloudflareAccess.com", "acme.cloudflareaccess.com:443", "https://ACME.cloudflareaccess.com/"])(
+    "%s",
+    (team_domain) => {
+      const doc = minimal();
+      doc.issuers.idp = { kind: "cloudflare_access", team_domain };
+      const issuer = compilePolicy(doc).issuers.get("idp");
+      expect(issuer?.issuer).toBe("https://acme.cloudflareaccess.com");
+      expect(issuer?.jwksUri).toBe("https://acme.cloudflareaccess.com/cdn-cgi/access/certs");
+    },
+  );
+});
