@@ -30,15 +30,17 @@ export const NGINX_VIEW = {
   "cookie-cf-authorization": "$cookie_CF_Authorization",
 } as const;
 
-const NGINX = "/usr/sbin/nginx";
-
+/** nginx on the PATH, else where Debian puts it (/usr/sbin is not on every user's PATH). */
 function nginxBinary(): string {
-  try {
-    execFileSync(NGINX, ["-v"], { stdio: "ignore" });
-    return NGINX;
-  } catch {
-    throw new Error(`nginx not found at ${NGINX}: install it with \`apt-get install nginx\` (.ci/run does)`);
+  for (const candidate of ["nginx", "/usr/sbin/nginx"]) {
+    try {
+      execFileSync(candidate, ["-v"], { stdio: "ignore" });
+      return candidate;
+    } catch {
+      // not this one
+    }
   }
+  throw new Error("nginx not found: install it with `apt-get install nginx` (.ci/run does)");
 }
 
 function waitForPort(port: number, timeoutMs: number): Promise<void> {
