@@ -490,7 +490,11 @@ function checkAuth(
   if (raw.audiences !== undefined) check.stringArray(raw.audiences, `${path}.audiences`, { nonEmpty: true });
   if (raw.scopes !== undefined && check.object(raw.scopes, `${path}.scopes`)) {
     check.known(raw.scopes, `${path}.scopes`, ["all_of", "any_of"]);
-    if (raw.scopes.all_of !== undefined && check.stringArray(raw.scopes.all_of, `${path}.scopes.all_of`))
+    // An empty all_of would require nothing: a list emptied by mistake must not open the route.
+    if (
+      raw.scopes.all_of !== undefined &&
+      check.stringArray(raw.scopes.all_of, `${path}.scopes.all_of`, { nonEmpty: true })
+    )
       checkScopeTokens(check, raw.scopes.all_of, `${path}.scopes.all_of`);
     if (
       raw.scopes.any_of !== undefined &&

@@ -60,6 +60,11 @@ describe("policy validation names the field and why", () => {
     ],
     ["bad pattern", (p: any) => (p.routes[0].path = "/a/**/b"), "routes[0].path: `**` may only be the last segment"],
     [
+      "empty scopes.all_of",
+      (p: any) => (p.routes[0].auth = { issuers: ["idp"], scopes: { all_of: [] } }),
+      "routes[0].auth.scopes.all_of: must not be empty",
+    ],
+    [
       "http issuer",
       (p: any) => (p.issuers.idp.issuer = "http://idp.example.com"),
       "issuers.idp.issuer: must be an https URL (http only for loopback hosts)",
