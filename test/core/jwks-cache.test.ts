@@ -403,32 +403,18 @@ describe("rotation", () => {
     expect(late).toMatchObject({ ok: false, reason: "token_invalid" });
   });
 
-  it("a new key is found by an isolate whose set is older than KV's, when KV's lacks it", async () => {
+  // Another isolate (a) fetches after b did (here for a stranger's kid), so KV holds a newer
+  // set than b's; then the issuer rotates abruptly, and b first sees the new kid when its own
+  // set is still fresh (31 s later), past cache_ttl_s (600 s) or past cache_ttl_s +
+  // max_stale_s. b's refresh takes KV's newer set first, which lacks the kid: it must fetch.
+  it.each([
+    ["still fresh", {}, 31],
+    ["past its TTL", {}, 580],
+    ["expired", { cache_ttl_s: 300, max_stale_s: 0 }, 280],
+  ])("a new key is found by an isolate whose set is %s, when KV's newer set lacks it", async (_label, extra, later) => {
     const issuer = await makeIssuer();
     const clock = new Clock();
-    const settings = { jwks_uri: `${issuer.url}/jwks` };
-    const b = verifierFor(issuer, clock, settings);
-    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
-    await b.settle();
-    // Another isolate fetches later (here for a stranger's kid): KV now holds a newer set than b.
-    clock.advance(31);
-    const a = verifierFor(issuer, clock, settings);
-    await a.verify(await signAt(issuer, clock, await makeKey()));
-    await a.settle();
-    expect(a.store.stats.fetches).toBe(1);
-    // Then the issuer rotates abruptly; both cooldowns are over when b first sees the new kid.
-    const newKey = await makeKey();
-    await issuer.publish([newKey]);
-    clock.advance(31);
-    expect(await b.verify(await signAt(issuer, clock, newKey))).toMatchObject({ ok: true, keySource: "fetch" });
-    await b.settle();
-    expect(b.store.stats.fetches).toBe(2);
-  });
-
-  it("a new key is found by an isolate whose set is past its TTL, when KV's newer set lacks it", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const settings = { jwks_uri: `${issuer.url}/jwks` };
+    const settings = { jwks_uri: `${issuer.url}/jwks`, ...extra };
     const b = verifierFor(issuer, clock, settings);
     expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
     await b.settle();
@@ -439,29 +425,7 @@ describe("rotation", () => {
     expect(a.store.stats.fetches).toBe(1);
     const newKey = await makeKey();
     await issuer.publish([newKey]);
-    // b's set is past cache_ttl_s (600 s), KV's is not: the refresh b starts takes KV's first.
-    clock.advance(580);
-    expect(await b.verify(await signAt(issuer, clock, newKey))).toMatchObject({ ok: true, keySource: "fetch" });
-    await b.settle();
-    expect(b.store.stats.fetches).toBe(2);
-  });
-
-  it("a new key is found by an isolate whose set has expired, when KV's newer set lacks it", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, max_stale_s: 0 };
-    const b = verifierFor(issuer, clock, settings);
-    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
-    await b.settle();
-    clock.advance(31);
-    const a = verifierFor(issuer, clock, settings);
-    await a.verify(await signAt(issuer, clock, await makeKey()));
-    await a.settle();
-    expect(a.store.stats.fetches).toBe(1);
-    const newKey = await makeKey();
-    await issuer.publish([newKey]);
-    // b's set is past cache_ttl_s + max_stale_s, KV's is not: b's refresh takes KV's first.
-    clock.advance(280);
+    clock.advance(later);
     expect(await b.verify(await signAt(issuer, clock, newKey))).toMatchObject({ ok: true, keySource: "fetch" });
     await b.settle();
     expect(b.store.stats.fetches).toBe(2);

@@ -1,16 +1,7 @@
 // Issuer and upstream URLs: what the validator accepts must mean what it says.
 import { describe, expect, it } from "vitest";
-import { compilePolicy, PolicyError } from "../../src/core/policy";
-
-function problemsOf(doc: unknown): string[] {
-  try {
-    compilePolicy(doc);
-  } catch (error) {
-    if (error instanceof PolicyError) return error.problems;
-    throw error;
-  }
-  return [];
-}
+import { compilePolicy } from "../../src/core/policy";
+import { problemsOf } from "../support/policy-problems";
 
 const minimal = (): any => ({
   version: 1,

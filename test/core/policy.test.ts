@@ -1,17 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { localPolicy } from "../../dev/local-policy";
 import policy from "../../policy/policy.json";
-import { compilePolicy, PolicyError } from "../../src/core/policy";
-
-function problemsOf(doc: unknown): string[] {
-  try {
-    compilePolicy(doc);
-  } catch (error) {
-    if (error instanceof PolicyError) return error.problems;
-    throw error;
-  }
-  return [];
-}
+import { compilePolicy } from "../../src/core/policy";
+import { problemsOf } from "../support/policy-problems";
 
 const minimal = () => ({
   version: 3,

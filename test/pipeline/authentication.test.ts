@@ -177,22 +177,17 @@ describe("credential extraction (RFC 6750)", () => {
     const both = await call(edge, `/v1/x?access_token=${token}`, { authorization: `Bearer ${token}` });
     expect(both.response.status).toBe(400);
     expect(both.body.reason).toBe("token_malformed");
-    // However a lenient origin parser would spell it, the query token is refused with the header.
-    for (const query of ["a=1;access_token=x", "ACCESS_TOKEN=x", "%20access_token=x", "access_token[]=x"]) {
-      const sneaked = await call(edge, `/v1/x?${query}`, { authorization: `Bearer ${token}` });
-      expect({ query, status: sneaked.response.status, detail: sneaked.record?.detail }).toEqual({
-        query,
-        status: 400,
-        detail: "multiple_methods",
-      });
-      expect(sneaked.seen).toHaveLength(0);
-    }
-  });
-
-  it("refuses a query token named as PHP reads it past a NUL or an array's ]", async () => {
-    const edge = harness(policyFor(issuer));
-    const token = await issuer.sign();
-    for (const query of ["access_token%00=x", "access_token%00junk=x", "access_token[0]x=x"]) {
+    // However a lenient origin parser would spell it, the query token is refused with the header
+    // (PHP also ends a name at a NUL and ignores what follows an array's `]`).
+    for (const query of [
+      "a=1;access_token=x",
+      "ACCESS_TOKEN=x",
+      "%20access_token=x",
+      "access_token[]=x",
+      "access_token%00=x",
+      "access_token%00junk=x",
+      "access_token[0]x=x",
+    ]) {
       const sneaked = await call(edge, `/v1/x?${query}`, { authorization: `Bearer ${token}` });
       expect({ query, status: sneaked.response.status, detail: sneaked.record?.detail }).toEqual({
         query,
