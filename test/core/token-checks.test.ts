@@ -179,6 +179,19 @@ describe("registered claims, with the issuer's clock skew", () => {
     ["expired beyond the skew", { exp: S - SKEW }, "token_expired", "exp"],
     ["nbf beyond the skew", { nbf: S + SKEW + 1 }, "token_not_yet_valid", "nbf"],
     ["iat beyond the skew", { iat: S + SKEW + 1 }, "token_invalid", "iat_in_future"],
+    [
+      "DPoP-bound (cnf.jkt)",
+      { cnf: { jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" } },
+      "token_invalid",
+      "sender_constrained",
+    ],
+    [
+      "certificate-bound (cnf x5t#S256)",
+      { cnf: { "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" } },
+      "token_invalid",
+      "sender_constrained",
+    ],
+    ["cnf of any other shape", { cnf: null }, "token_invalid", "sender_constrained"],
   ])("%s -> %s %s", async (_label, claims, reason, detail) => {
     expect(await verify(await sign(claims))).toMatchObject({ ok: false, reason, detail });
   });
