@@ -414,6 +414,12 @@ describe("attacks, each by its deny reason", () => {
     ["iat as a string", { iat: String(Math.floor(Date.now() / 1000)) }, "token_invalid", "claim_iat_invalid"],
     ["missing exp", { exp: undefined }, "token_invalid", "claim_exp_missing"],
     ["iat in the future", { iat: Math.floor(Date.now() / 1000) + 600 }, "token_invalid", "iat_in_future"],
+    [
+      "DPoP-bound, replayed as a bearer token",
+      { cnf: { jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" } },
+      "token_invalid",
+      "sender_constrained",
+    ],
   ])("%s -> %s %s", async (_label, override, reason, detail) => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign(override as Record<string, unknown>);
