@@ -109,19 +109,37 @@ export function cookiePairs(cookieHeader: string): [name: string, value: string,
 }
 
 /**
+ * Every valid escape decoded on its own, one character per escaped byte, and a bad escape
+ * kept as sent: as PHP's and .NET's decoders read a name (the latter also takes IIS's
+ * `%uXXXX`). Decoding all or nothing would read `access_token%00%` undecoded, as a name
+ * that is not `access_token`, where PHP reads exactly that.
+ */
+function decodeEachEscape(text: string): string {
+  return text.replace(/%(?:([0-9A-Fa-f]{2})|[uU]([0-9A-Fa-f]{4}))/g, (_escape, byte?: string, unit?: string) =>
+    String.fromCharCode(Number.parseInt((byte ?? unit) as string, 16)),
+  );
+}
+
+/**
  * A query-parameter or cookie name as the most lenient parser an origin may use reads it:
  * escapes decoded (and `+` as a space, in a query), surrounding whitespace dropped, any case,
  * and `.`, space or `[` read as `_`, as PHP does (`access.token`, `CF%5FAuthorization`).
  * What is stripped as a credential is matched on this, so no spelling slips past.
  */
 export function lenientName(raw: string, { plusIsSpace = false } = {}): string {
-  let name = plusIsSpace ? raw.replace(/\+/g, " ") : raw;
-  try {
-    name = decodeURIComponent(name);
-  } catch {
-    // a bad escape: read the name as sent
-  }
-  return name.trim().toLowerCase().replace(/[. []/g, "_");
+  const name = plusIsSpace ? raw.replace(/\+/g, " ") : raw;
+  return decodeEachEscape(name).trim().toLowerCase().replace(/[. []/g, "_");
+}
+
+/**
+ * Whether a name, as `lenientName` reads it, is `wanted` (lower case) to PHP: exactly, cut at
+ * a NUL (`access_token%00x`), or in array form whatever follows its `]` (`access_token[0]x`;
+ * the first `[` already reads as `_`).
+ */
+export function readsAsName(lenient: string, wanted: string): boolean {
+  if (!lenient.startsWith(wanted)) return false;
+  const rest = lenient.slice(wanted.length);
+  return rest === "" || rest.startsWith("\0") || /^_[^\0]*\]/.test(rest);
 }
 
 export function normaliseHeaderName(name: string): string {

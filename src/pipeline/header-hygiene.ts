@@ -13,10 +13,11 @@ import {
   lenientName,
   makeStripPredicate,
   normaliseHeaderName,
+  readsAsName,
 } from "../core/headers";
 import type { Stage } from "./stage";
 
-const CREDENTIAL_COOKIE_NAMES = new Set(CREDENTIAL_COOKIES.map((name) => name.toLowerCase()));
+const CREDENTIAL_COOKIE_NAMES = CREDENTIAL_COOKIES.map((name) => name.toLowerCase());
 
 /** A cookie name as lenient origin parsers read it; a plain name, the common case, costs no decoding. */
 function lenientCookieName(name: string): string {
@@ -26,7 +27,10 @@ function lenientCookieName(name: string): string {
 /** Removes credential cookies by name, however spelt, keeping the rest of the `Cookie` header intact. */
 export function withoutCredentialCookies(cookie: string): string {
   const pairs = cookiePairs(cookie);
-  const kept = pairs.filter(([name]) => !CREDENTIAL_COOKIE_NAMES.has(lenientCookieName(name)));
+  const kept = pairs.filter(([name]) => {
+    const lenient = lenientCookieName(name);
+    return !CREDENTIAL_COOKIE_NAMES.some((credential) => readsAsName(lenient, credential));
+  });
   // Nothing to remove: the header goes on exactly as the client sent it.
   if (kept.length === pairs.length) return cookie;
   return kept.map(([, , raw]) => raw).join("; ");

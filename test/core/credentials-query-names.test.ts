@@ -10,6 +10,11 @@ describe("query credentials as PHP reads their names", () => {
     ["a NUL and more after the name", "?access_token%00junk=abc.def.ghi"],
     ["an array name with characters after the ]", "?access_token[0]x=abc.def.ghi"],
     ["an array name cut at a NUL", "?access_token[]%00x=abc.def.ghi"],
+    // PHP decodes each escape on its own: one it cannot decode does not hide the others.
+    ["a NUL, then a lone %", "?access_token%00%=abc.def.ghi"],
+    ["a NUL, then a cut UTF-8 sequence", "?access_token%00%C3=abc.def.ghi"],
+    ["an escaped array name, then a lone %", "?access_token%5B%5D%=abc.def.ghi"],
+    ["IIS's %u escape, which .NET decodes", "?access%u005Ftoken=abc.def.ghi"],
   ])("%s is a query credential, and is removed", (_label, search) => {
     expect(hasQueryCredential(search)).toBe(true);
     expect(withoutQueryCredentials(`${search}&k=v`)).toBe("?k=v");

@@ -187,6 +187,8 @@ describe("credential extraction (RFC 6750)", () => {
       "access_token%00=x",
       "access_token%00junk=x",
       "access_token[0]x=x",
+      "access_token%00%=x",
+      "access_token%5B%5D%=x",
     ]) {
       const sneaked = await call(edge, `/v1/x?${query}`, { authorization: `Bearer ${token}` });
       expect({ query, status: sneaked.response.status, detail: sneaked.record?.detail }).toEqual({

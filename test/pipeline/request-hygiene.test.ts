@@ -283,6 +283,8 @@ describe("header hygiene", () => {
       // `;` separates parameters for some parsers: the separators of what is kept stay as sent.
       ["/public/a?a=1;access_token=abc.def.ghi;b=2&c=3", "a=1;b=2&c=3"],
       ["/public/a?access_token=abc.def.ghi;b=2", "b=2"],
+      // Each escape decoded on its own, as PHP does: a bad one does not hide the name.
+      ["/public/a?access_token%00%=abc.def.ghi&access_token%00%C3=abc.def.ghi&k=v", "k=v"],
       // Near misses stay.
       ["/public/a?access_token_hint=x&my_access_token=y;x=1", "access_token_hint=x&my_access_token=y;x=1"],
     ];
@@ -304,7 +306,10 @@ describe("header hygiene", () => {
   });
 
   it("drops the credential cookie however a lenient origin parser would spell its name", async () => {
-    const cookie = "CF%5FAuthorization=t1; CF.Authorization=t2; CF Authorization=t3; cf_authorization=t4; session=s";
+    const cookie =
+      "CF%5FAuthorization=t1; CF.Authorization=t2; CF Authorization=t3; cf_authorization=t4; session=s; " +
+      // As PHP reads a name: cut at a NUL, each escape decoded on its own, an array's index.
+      "CF_Authorization%00x=t5; CF%5FAuthorization%00%=t6; CF_Authorization[0]x=t7";
     const { seen } = await send("/public/a", { headers: { cookie } });
     expect(seen[0]!.headers.cookie).toBe("session=s");
   });

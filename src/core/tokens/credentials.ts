@@ -1,7 +1,7 @@
 // Finds the one credential a route accepts (RFC 6750 §2.1 bearer header, or a Cloudflare
 // Access assertion) and refuses every ambiguous presentation instead of picking one.
 
-import { ACCESS_COOKIE, cookiePairs, lenientName } from "../headers";
+import { ACCESS_COOKIE, cookiePairs, lenientName, readsAsName } from "../headers";
 
 export type CredentialKind = "bearer" | "access";
 
@@ -72,17 +72,14 @@ export function extractCredential(
 }
 
 /**
- * `access_token` as `lenientName` reads it (any case, as ASP.NET looks names up, which
- * SignalR's `access_token` goes through; PHP's `access.token`, ` access_token`), and its array
- * forms (`access_token[]`, `access_token[0]`, which PHP and `qs` read as the name; the first
- * `[` reads as `_`, and a `]` follows). PHP ends a name at a NUL (`access_token%00x`) and
- * ignores what follows an array's `]` (`access_token[0]x`): those are the name too.
+ * `access_token` as `lenientName` and `readsAsName` read it: in any case, as ASP.NET looks
+ * names up (SignalR's `access_token` goes through it); PHP's `access.token`, ` access_token`;
+ * the array forms PHP and `qs` read as the name (`access_token[]`, `access_token[0]x`); and
+ * cut at a NUL, as PHP cuts it (`access_token%00x`).
  */
-const CREDENTIAL_NAME = /^access_token(?:$|\0|_[^\0]*\])/;
-
 function isQueryCredential(part: string): boolean {
   const eq = part.indexOf("=");
-  return CREDENTIAL_NAME.test(lenientName(eq < 0 ? part : part.slice(0, eq), { plusIsSpace: true }));
+  return readsAsName(lenientName(eq < 0 ? part : part.slice(0, eq), { plusIsSpace: true }), "access_token");
 }
 
 /**
