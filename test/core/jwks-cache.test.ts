@@ -19,11 +19,12 @@ class Clock {
   }
 }
 
+/** `withKv`: the runtime's KV namespace (true), none (false), or this store. */
 function verifierFor(
   issuer: TestIssuer,
   clock: Clock,
   settings: Partial<OidcIssuerConfig> = {},
-  withKv = true,
+  withKv: boolean | KeyValueStore = true,
   fetcher: Fetcher = (input, init) => fetch(input, init),
   tokenCacheEntries = 0,
 ) {
@@ -35,7 +36,7 @@ function verifierFor(
   });
   const verifier = new TokenVerifier(policy, {
     fetch: fetcher,
-    ...(withKv ? { kv } : {}),
+    ...(withKv ? { kv: withKv === true ? kv : withKv } : {}),
     now: clock.now,
     tokenCacheEntries,
   });
@@ -290,6 +291,37 @@ describe("a refresh that never settles", () => {
   });
 });
 
+describe("a KV that does not answer", () => {
+  it("KV reads that never settle are a miss after a short wait: a healthy issuer's keys are fetched and used", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    let reads = 0;
+    const hungKv: KeyValueStore = {
+      get: () => {
+        reads += 1;
+        return new Promise<string | null>(() => {});
+      },
+      put: async () => {},
+    };
+    const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 100 };
+    const { verify, store } = verifierFor(issuer, clock, settings, hungKv);
+    const started = Date.now();
+    // Cold: the load's read and the refresh's read each give up, then the issuer is asked.
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(reads).toBe(2);
+    clock.advance(31);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
+    // An unknown kid: the KV set and the shared stamp go unanswered too; the refresh still fetches.
+    const next = await makeKey();
+    await issuer.publish([issuer.keys[0]!, next]);
+    expect(await verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(reads).toBe(4);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(store.stats.fetches).toBe(2);
+    expect(await issuer.stats()).toMatchObject({ discovery_fetches: 0, jwks_fetches: 2 });
+  });
+});
+
 describe("hostile KV records", () => {
   const recordKey = (issuer: TestIssuer) => `jwks:v1:${issuer.url}`;
 
@@ -342,9 +374,12 @@ describe("hostile KV records", () => {
     const [oldKey] = issuer.keys;
     const newKey = await makeKey();
     await issuer.publish([newKey]);
-    const retired = (at: number) =>
-      record(clock.ms, newKey.publicJwk, { retired: [{ jwk: oldKey!.publicJwk, retired_at: at }] });
     const settings = { jwks_uri: `${issuer.url}/jwks`, rotation_grace_s: 600 };
+    const retired = (at: number) =>
+      record(clock.ms, newKey.publicJwk, {
+        jwks_uri: settings.jwks_uri,
+        retired: [{ jwk: oldKey!.publicJwk, retired_at: at }],
+      });
 
     await kv.put(recordKey(issuer), retired(clock.ms - 10_000), { expirationTtl: 3600 });
     const honest = verifierFor(issuer, clock, settings);
@@ -360,9 +395,9 @@ describe("hostile KV records", () => {
   });
 });
 
-/** A KV record as the key store writes it, with `fields` overriding. */
+/** A KV record as the key store writes it for a discovering issuer, with `fields` overriding. */
 function record(fetchedAt: number, jwk: object, fields: Record<string, unknown> = {}) {
-  return JSON.stringify({ v: 1, fetched_at: fetchedAt, keys: [jwk], retired: [], ...fields });
+  return JSON.stringify({ v: 1, fetched_at: fetchedAt, discovered: true, keys: [jwk], retired: [], ...fields });
 }
 
 describe("shared refresh stamp", () => {
@@ -373,10 +408,82 @@ describe("shared refresh stamp", () => {
     expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
     await a.settle();
     clock.advance(31);
-    await kv.put(`jwks-refresh:v1:${issuer.url}`, String(clock.ms + 3_600_000), { expirationTtl: 3600 });
+    // With a jwks_uri configured, the stamp's key names it (stamps are per key source).
+    const stampKey = `jwks-refresh:v1:${issuer.url} ${issuer.url}/jwks`;
+    await kv.put(stampKey, String(clock.ms + 3_600_000), { expirationTtl: 3600 });
     const next = await makeKey();
     await issuer.publish([issuer.keys[0]!, next]);
     expect(await a.verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
+  });
+});
+
+describe("a KV record is bound to its key source", () => {
+  // A deployment (staging, or this one before its jwks_uri was corrected) filled KV with keys
+  // from another jwks_uri; this deployment names the issuer's own jwks_uri, or uses discovery.
+  it.each(["jwks_uri", "discovery"] as const)(
+    "keys fetched from another jwks_uri are not trusted (this one: %s)",
+    async (mode) => {
+      const legit = await makeIssuer();
+      const other = await makeIssuer(); // only its /jwks is used: keys this deployment must not trust
+      const foreignKey = other.keys[0]!;
+      const clock = new Clock();
+      const before = verifierFor(legit, clock, { jwks_uri: `${other.url}/jwks` });
+      expect(await before.verify(await signAt(legit, clock, foreignKey))).toMatchObject({ ok: true });
+      await before.settle();
+
+      const own = verifierFor(legit, clock, mode === "jwks_uri" ? { jwks_uri: `${legit.url}/jwks` } : {});
+      // KV's record is a miss: this deployment fetches its own source, at once.
+      expect(await own.verify(await signAt(legit, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+      expect(await own.verify(await signAt(legit, clock, foreignKey))).toMatchObject({
+        ok: false,
+        reason: "token_invalid",
+        detail: "kid_unknown",
+      });
+      await own.settle();
+      expect(own.store.stats.fetches).toBe(mode === "jwks_uri" ? 1 : 2);
+      expect(await legit.stats()).toMatchObject({ discovery_fetches: mode === "jwks_uri" ? 0 : 1, jwks_fetches: 1 });
+      // What it wrote names its own source, so the other deployment does not take it either.
+      const stored = JSON.parse((await kv.get(`jwks:v1:${legit.url}`)) as string) as Record<string, unknown>;
+      expect(stored).toMatchObject({ jwks_uri: `${legit.url}/jwks`, discovered: mode === "discovery" });
+      clock.advance(10);
+      const again = verifierFor(legit, clock, { jwks_uri: `${other.url}/jwks` });
+      expect(await again.verify(await signAt(legit, clock, foreignKey))).toMatchObject({
+        ok: true,
+        keySource: "fetch",
+      });
+    },
+  );
+
+  it("a record that names no jwks_uri is a miss where one is configured", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const planted = await makeKey();
+    await kv.put(`jwks:v1:${issuer.url}`, record(clock.ms, planted.publicJwk), { expirationTtl: 3600 });
+    const { verify, store } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    // The record is a miss: the first token costs a fetch, and the planted key is never trusted.
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(await verify(await signAt(issuer, clock, planted))).toMatchObject({ ok: false, detail: "kid_unknown" });
+    expect(store.stats.fetches).toBe(1);
+  });
+
+  it("another source's refresh stamp does not cool this one's down", async () => {
+    const legit = await makeIssuer();
+    const other = await makeIssuer();
+    const clock = new Clock();
+    const own = verifierFor(legit, clock, { jwks_uri: `${legit.url}/jwks` });
+    expect(await own.verify(await signAt(legit, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await own.settle();
+    // 31 s on, the other deployment refreshes for an unknown kid and stamps its attempt.
+    clock.advance(31);
+    const foreign = verifierFor(legit, clock, { jwks_uri: `${other.url}/jwks` });
+    await foreign.verify(await signAt(legit, clock, await makeKey()));
+    await foreign.settle();
+    // 10 s after that stamp, past this isolate's own cooldown (and its own stamp), a new key.
+    clock.advance(10);
+    const next = await makeKey();
+    await legit.publish([legit.keys[0]!, next]);
+    expect(await own.verify(await signAt(legit, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(own.store.stats.fetches).toBe(2);
   });
 });
 
@@ -431,6 +538,138 @@ describe("rotation", () => {
     expect(b.store.stats.fetches).toBe(2);
   });
 
+  it("a key withdrawn hours ago gets no new grace window when an idle isolate refreshes its stale set", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 600, max_stale_s: 86_400, rotation_grace_s: 600 };
+    const withdrawn = issuer.keys[0]!;
+    const idle = verifierFor(issuer, clock, settings);
+    expect(await idle.verify(await signAt(issuer, clock, withdrawn))).toMatchObject({ ok: true, keySource: "fetch" });
+    await idle.settle();
+
+    // The issuer withdraws the key (say it leaked) a minute later; this isolate sees no traffic.
+    clock.advance(60);
+    const successor = await makeKey();
+    await issuer.publish([successor]);
+    // Five hours on, far past the grace, its stale set is served and refreshed.
+    clock.advance(5 * 3600);
+    expect(await idle.verify(await signAt(issuer, clock, successor))).toMatchObject({ ok: true, keySource: "fetch" });
+    await idle.settle();
+    expect(idle.store.stats.fetches).toBe(2);
+
+    // The key was last seen published 5 h ago: it is not trusted again, here or from KV.
+    const refused = { ok: false, reason: "token_invalid", detail: "kid_unknown" };
+    expect(await idle.verify(await signAt(issuer, clock, withdrawn))).toMatchObject(refused);
+    const stored = JSON.parse((await kv.get(`jwks:v1:${issuer.url}`)) as string) as { retired: unknown[] };
+    expect(stored.retired).toEqual([]);
+    const fresh = verifierFor(issuer, clock, settings);
+    expect(await fresh.verify(await signAt(issuer, clock, withdrawn))).toMatchObject(refused);
+  });
+
+  it("when KV and memory disagree on when a key was retired, the earlier time counts", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 600, max_stale_s: 86_400, rotation_grace_s: 600 };
+    const withdrawn = issuer.keys[0]!;
+    const idle = verifierFor(issuer, clock, settings);
+    expect(await idle.verify(await signAt(issuer, clock, withdrawn))).toMatchObject({ ok: true });
+    await idle.settle();
+    const successor = await makeKey();
+    await issuer.publish([successor]);
+    // Five hours on, KV holds a newer set whose writer dated the retirement 10 s ago (an isolate
+    // that noticed late: one running an older version, say).
+    clock.advance(5 * 3600);
+    await kv.put(
+      `jwks:v1:${issuer.url}`,
+      JSON.stringify({
+        v: 1,
+        fetched_at: clock.ms - 5000,
+        jwks_uri: `${issuer.url}/jwks`,
+        keys: [successor.publicJwk],
+        retired: [{ jwk: withdrawn.publicJwk, retired_at: clock.ms - 10_000 }],
+      }),
+      { expirationTtl: 3600 },
+    );
+    // This isolate last saw the key published 5 h ago: its reckoning wins, and KV's set is used.
+    expect(await idle.verify(await signAt(issuer, clock, successor))).toMatchObject({ ok: true, keySource: "kv" });
+    expect(await idle.verify(await signAt(issuer, clock, withdrawn))).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+      detail: "kid_unknown",
+    });
+    await idle.settle();
+    expect(idle.store.stats.fetches).toBe(1);
+  });
+
+  it("an endpoint serving new keys on every fetch cannot grow the retired list: the latest retired are kept", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify, settle, store } = verifierFor(issuer, clock, {
+      jwks_uri: `${issuer.url}/jwks`,
+      max_jwks_bytes: 1_048_576,
+    });
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await settle();
+    const batches: TestKey[][] = [];
+    for (let round = 0; round < 4; round++) {
+      // 100 brand-new keys (a key set's most); a stranger's unknown kid makes the refresh fetch them.
+      batches.push(await Promise.all(Array.from({ length: 100 }, () => makeKey())));
+      await issuer.publish(batches[round]!);
+      clock.advance(31);
+      await verify(await signAt(issuer, clock, await makeKey()));
+      await settle();
+    }
+    expect(store.stats.fetches).toBe(5);
+    const record = JSON.parse((await kv.get(`jwks:v1:${issuer.url}`)) as string) as {
+      keys: { kid: string }[];
+      retired: { jwk: { kid: string } }[];
+    };
+    const kids = (batch: TestKey[]) => batch.map((k) => k.kid).sort();
+    expect(record.keys.map((k) => k.kid).sort()).toEqual(kids(batches[3]!));
+    expect(record.retired.map((r) => r.jwk.kid).sort()).toEqual(kids(batches[2]!));
+    // In memory too: the last set retired is in its grace window, older ones are gone.
+    expect(await verify(await signAt(issuer, clock, batches[2]![0]))).toMatchObject({ ok: true });
+    expect(await verify(await signAt(issuer, clock, batches[1]![0]))).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+      detail: "kid_unknown",
+    });
+  }, 30_000);
+
+  it("a new key under a known kid is accepted after one cooled-down refresh; bad signatures cost no more", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify, settle, store } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 3600 });
+    const first = issuer.keys[0]!;
+    expect(await verify(await signAt(issuer, clock, first))).toMatchObject({ ok: true });
+    await settle();
+    // The issuer replaces the key material but keeps the kid (small IdPs use "1" or "default").
+    const second = await makeKey("ES256", first.kid);
+    await issuer.publish([second]);
+    // Within the cooldown: no refresh, so the new key's token fails as a bad signature would.
+    clock.advance(10);
+    const signature = { ok: false, reason: "token_invalid", detail: "signature" };
+    expect(await verify(await signAt(issuer, clock, second))).toMatchObject(signature);
+    expect(store.stats.fetches).toBe(1);
+    // Past it: one refresh, and the token verifies with the new key.
+    clock.advance(21);
+    expect(await verify(await signAt(issuer, clock, second))).toMatchObject({ ok: true });
+    await settle();
+    expect(store.stats.fetches).toBe(2);
+    // The replaced key is in its grace window like any other withdrawn key.
+    expect(await verify(await signAt(issuer, clock, first))).toMatchObject({ ok: true });
+    // A forged signature under the kid is refused, and costs no fetch within the cooldown…
+    const forger = await makeKey("ES256", first.kid);
+    expect(await verify(await signAt(issuer, clock, forger))).toMatchObject(signature);
+    expect(store.stats.fetches).toBe(2);
+    // …and one (which changes nothing, so no second try) past it.
+    clock.advance(31);
+    expect(await verify(await signAt(issuer, clock, forger))).toMatchObject(signature);
+    await settle();
+    expect(store.stats.fetches).toBe(3);
+    expect(await issuer.stats()).toMatchObject({ jwks_fetches: 3 });
+  });
+
   it("keys published alongside (overlapping rotation) verify without any grace", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
@@ -469,6 +708,37 @@ describe("failure of the key endpoint", () => {
       await issuer.setMode("ok");
       clock.advance(31);
       expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    },
+  );
+
+  // Another isolate saved a newer set to KV; then the issuer went down. When this isolate's own
+  // set runs out (ttl 300 + max-stale 600), its refresh takes KV's newer set: without a fetch
+  // when that set is fresh, after one failed fetch when it is past its TTL.
+  it.each([
+    ["fresh", 850, 1, "kv"],
+    ["past its TTL", 400, 2, "stale"],
+  ] as const)(
+    "an isolate whose own set expired serves a newer set from KV that is %s",
+    async (_label, savedAt, fetches, keySource) => {
+      const issuer = await makeIssuer();
+      const clock = new Clock();
+      const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, max_stale_s: 600 };
+      const early = verifierFor(issuer, clock, settings);
+      expect(await early.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+      await early.settle();
+      // Another isolate starts, is served KV's (stale) set and refreshes it after the response.
+      clock.advance(savedAt);
+      const later = verifierFor(issuer, clock, settings);
+      expect(await later.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
+      await later.settle();
+      expect(later.store.stats.fetches).toBe(1);
+
+      await issuer.setMode("down");
+      clock.advance(910 - savedAt);
+      expect(await early.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource });
+      await early.settle();
+      expect(early.store.stats.fetches).toBe(fetches);
+      expect(await issuer.stats()).toMatchObject({ jwks_fetches: 1 + fetches });
     },
   );
 

@@ -161,9 +161,10 @@ describe("(a) only public signature keys are used", () => {
       { ...good.publicJwk, key_ops: ["verify"] },
     ];
     await publishRaw(issuer, keys);
-    const record = { v: 1, fetched_at: Date.now() - 1000, keys, retired: [] };
+    const jwksUri = `${issuer.url}/jwks`;
+    const record = { v: 1, fetched_at: Date.now() - 1000, jwks_uri: jwksUri, keys, retired: [] };
     await kv.put(`jwks:v1:${issuer.url}`, JSON.stringify(record), { expirationTtl: 3600 });
-    const { verify, settle } = verifierFor(issuer, { jwks_uri: `${issuer.url}/jwks` });
+    const { verify, settle } = verifierFor(issuer, { jwks_uri: jwksUri });
 
     expect(await verify(await issuer.sign({}, { key: good }))).toMatchObject({ ok: true, keySource: "kv" });
     // Were the bad key kept, it would verify its own token straight from KV.

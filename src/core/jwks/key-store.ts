@@ -4,9 +4,12 @@
 // serving the last good key set (up to a bound) when the issuer is down.
 //
 // KV layout (see README "JWKS cache"):
-//   jwks:v1:<issuer>          {"v":1,"fetched_at","jwks_uri","keys":[…],"retired":[{"jwk","retired_at"}]}
+//   jwks:v1:<issuer>          {"v":1,"fetched_at","jwks_uri","discovered","keys":[…],"retired":[{"jwk","retired_at"}]}
 //                             expires after cache_ttl + max_stale
-//   jwks-refresh:v1:<issuer>  time (ms) of the last refresh attempt by any isolate; expires ≥ 60 s
+//   jwks-refresh:v1:<issuer>[ <configured jwks_uri>]
+//                             time (ms) of the last refresh attempt by any isolate; expires ≥ 60 s
+// Both are bound to the key source (configured jwks_uri, or discovery): a record from another
+// source is a miss, and another source's attempts do not cool this one's down.
 
 import type { JWK } from "jose";
 import type { ResolvedIssuer } from "../policy";
@@ -74,6 +77,8 @@ interface StoredKeySet {
   v: 1;
   fetched_at: number;
   jwks_uri?: string;
+  /** Whether jwks_uri was discovered: a discovered URI looks like a configured one. */
+  discovered?: boolean;
   keys: JWK[];
   retired: { jwk: JWK; retired_at: number }[];
 }
@@ -98,6 +103,17 @@ const KV_MIN_TTL_S = 60;
  * only to be refused. Another isolate's fresh set is still picked up within this time.
  */
 const KV_MISS_RECHECK_MS = 1000;
+/**
+ * A KV read gets this long at most, and half of fetch_timeout_ms at most (a refresh may read
+ * twice within its bound, boundMs); one that does not answer in time is a miss. KV only saves
+ * fetches: a KV that hangs must not keep the issuer from being asked.
+ */
+const KV_READ_TIMEOUT_MS = 300;
+/**
+ * Retired keys kept (the latest retired), as many as a key set has at most: an endpoint serving
+ * new keys on every fetch must not grow the list, in memory or KV, with each refresh.
+ */
+const MAX_RETIRED_KEYS = 100;
 
 /** Which key types and curves can verify which algorithm. */
 function keyFitsAlg(jwk: JWK, alg: string): boolean {
@@ -146,9 +162,12 @@ function usableKey(jwk: unknown): JWK | undefined {
  * usable keys only, times finite and not in the future, a jwks_uri we may fetch. A bad
  * retired entry is dropped; anything else wrong makes the record a miss.
  */
-function parseStored(text: string, now: number): StoredKeySet | undefined {
+function parseStored(text: string, now: number, jwksUri: string | undefined): StoredKeySet | undefined {
   const parsed = JSON.parse(text) as Record<string, unknown> | null;
   if (parsed?.v !== 1 || !isPastTime(parsed.fetched_at, now) || !Array.isArray(parsed.keys)) return undefined;
+  // Keys fetched from another source (an old config, another deployment on the namespace) are
+  // not this one's to trust.
+  if (jwksUri ? parsed.jwks_uri !== jwksUri : parsed.discovered !== true) return undefined;
   const retired: StoredKeySet["retired"] = [];
   for (const entry of Array.isArray(parsed.retired) ? (parsed.retired as unknown[]) : []) {
     if (typeof entry !== "object" || entry === null) continue;
@@ -169,9 +188,9 @@ export class IssuerKeyStore {
   readonly stats: KeyStoreStats = { fetches: 0, kvReads: 0, imports: 0 };
   private state: KeySetState | undefined;
   private inflight: Inflight | undefined;
-  private lastAttemptAt = Number.NEGATIVE_INFINITY;
+  private lastAttemptAt = -Infinity;
   private lastFailure: string | undefined;
-  private lastKvMissAt = Number.NEGATIVE_INFINITY;
+  private lastKvMissAt = -Infinity;
   /** Every key imported from the current set, to its entry there: what `trusts` reads. */
   private keysInSet = new Map<CryptoKey, KeyEntry>();
   private readonly kvKey: string;
@@ -182,7 +201,7 @@ export class IssuerKeyStore {
     private readonly deps: KeyStoreDeps,
   ) {
     this.kvKey = `jwks:v1:${issuer.issuer}`;
-    this.kvRefreshKey = `jwks-refresh:v1:${issuer.issuer}`;
+    this.kvRefreshKey = `jwks-refresh:v1:${issuer.issuer}${issuer.jwksUri ? ` ${issuer.jwksUri}` : ""}`;
   }
 
   /** Keys that may have signed a token with this `kid` and `alg`, current keys first. */
@@ -211,11 +230,8 @@ export class IssuerKeyStore {
       // that, so refuse it as verify would, and spend no refresh on it.
       if (this.candidates(kid, undefined, now).length > 0)
         return { ok: false, reason: "token_invalid", detail: "key_alg_mismatch" };
-      // Unknown kid: the issuer may have rotated. Refresh once (single-flight, cooled down);
-      // a refresh that does not settle in time counts as failed.
-      const before = this.state;
-      await this.waitBounded(this.refresh("unknown_kid", defer, kid));
-      if (this.state !== before) source = this.state?.source ?? source;
+      // Unknown kid: the issuer may have rotated.
+      if (await this.refreshed(kid, defer)) source = this.state?.source ?? source;
       entries = this.candidates(kid, alg, this.deps.now());
       if (entries.length === 0) return { ok: false, reason: "token_invalid", detail: "kid_unknown" };
     }
@@ -240,6 +256,18 @@ export class IssuerKeyStore {
     const entry = this.keysInSet.get(key);
     if (!entry) return false;
     return entry.retiredAt === undefined || now - entry.retiredAt < this.issuer.rotationGraceS * 1000;
+  }
+
+  /**
+   * One refresh for a token the set cannot verify: an unknown kid, or one no key verifies (the
+   * issuer may have put a new key under a known kid). Single-flight, and cooled down through
+   * the KV stamp too, as any caller can send such tokens; one that does not settle in time
+   * counts as failed. True if it changed the set.
+   */
+  async refreshed(kid: string | undefined, defer: Defer): Promise<boolean> {
+    const before = this.state;
+    await this.waitBounded(this.refresh("unknown_kid", defer, kid));
+    return this.state !== before;
   }
 
   private unavailable(failure: string): KeyLookup {
@@ -301,43 +329,37 @@ export class IssuerKeyStore {
     const known = new Map<string, KeyEntry>();
     for (const entry of [...(previous?.current ?? []), ...(previous?.retired ?? [])])
       known.set(entry.fingerprint, entry);
-    const reuse = (jwk: JWK, retiredAt?: number): KeyEntry => {
+    const reuse = (jwk: JWK): KeyEntry => {
       const fingerprint = fingerprintOf(jwk);
-      const existing = known.get(fingerprint);
-      const entry: KeyEntry = { jwk, fingerprint, imported: existing?.imported ?? new Map() };
-      if (retiredAt !== undefined) entry.retiredAt = retiredAt;
-      return entry;
+      return { jwk, fingerprint, imported: known.get(fingerprint)?.imported ?? new Map() };
     };
-    const current = stored.keys.map((jwk) => reuse(jwk));
+    const current = stored.keys.map(reuse);
     const currentPrints = new Set(current.map((e) => e.fingerprint));
-    const graceMs = this.issuer.rotationGraceS * 1000;
     const now = this.deps.now();
     const retired = new Map<string, KeyEntry>();
-    for (const old of stored.retired) {
-      const entry = reuse(old.jwk, old.retired_at);
-      if (!currentPrints.has(entry.fingerprint) && now - old.retired_at < graceMs)
-        retired.set(entry.fingerprint, entry);
-    }
-    // Keys we knew that the new set no longer has start their grace window now.
-    for (const old of previous?.current ?? []) {
-      if (!currentPrints.has(old.fingerprint) && !retired.has(old.fingerprint) && graceMs > 0) {
-        retired.set(old.fingerprint, { ...old, retiredAt: now });
-      }
-    }
-    for (const old of previous?.retired ?? []) {
-      if (
-        !currentPrints.has(old.fingerprint) &&
-        !retired.has(old.fingerprint) &&
-        now - (old.retiredAt ?? 0) < graceMs
-      ) {
-        retired.set(old.fingerprint, old);
-      }
-    }
+    // Where KV and memory disagree on when a key was retired, the earlier time counts.
+    const retire = (entry: KeyEntry, at: number) =>
+      retired.set(entry.fingerprint, {
+        ...entry,
+        retiredAt: Math.min(at, retired.get(entry.fingerprint)?.retiredAt ?? at),
+      });
+    for (const old of stored.retired) retire(reuse(old.jwk), old.retired_at);
+    for (const old of previous?.retired ?? []) retire(old, old.retiredAt as number);
+    // A key the new set lacks was last seen published in the previous set, taken as current
+    // while that set was fresh: its grace runs from then at the latest, not from whenever this
+    // isolate next looked (it may have sat idle for hours since the issuer withdrew it).
+    const lastSeen = Math.min(now, (previous?.fetchedAt ?? now) + this.issuer.cacheTtlS * 1000);
+    for (const old of previous?.current ?? []) retire(old, lastSeen);
     this.state = {
       fetchedAt: stored.fetched_at,
       ...(stored.jwks_uri ? { jwksUri: stored.jwks_uri } : {}),
       current,
-      retired: [...retired.values()],
+      retired: [...retired.values()]
+        .filter(
+          (e) => !currentPrints.has(e.fingerprint) && now - (e.retiredAt as number) < this.issuer.rotationGraceS * 1000,
+        )
+        .sort((a, b) => (b.retiredAt as number) - (a.retiredAt as number))
+        .slice(0, MAX_RETIRED_KEYS),
       source,
     };
     this.keysInSet = new Map();
@@ -353,20 +375,34 @@ export class IssuerKeyStore {
       v: 1,
       fetched_at: state.fetchedAt,
       ...(state.jwksUri ? { jwks_uri: state.jwksUri } : {}),
+      discovered: !this.issuer.jwksUri,
       keys: state.current.map((e) => e.jwk),
       retired: state.retired.map((e) => ({ jwk: e.jwk, retired_at: e.retiredAt ?? 0 })),
     };
   }
 
-  private async readKv(): Promise<StoredKeySet | undefined> {
-    if (!this.deps.kv) return undefined;
-    let stored: StoredKeySet | undefined;
+  /** A KV value; null when there is none, or no KV, or KV fails or does not answer in time. */
+  private async getKv(key: string): Promise<string | null> {
+    if (!this.deps.kv) return null;
+    this.stats.kvReads += 1;
     try {
-      this.stats.kvReads += 1;
-      const text = await this.deps.kv.get(this.kvKey);
-      stored = text ? parseStored(text, this.deps.now()) : undefined;
+      const text = await withDeadline(
+        this.deps.kv.get(key),
+        Math.min(KV_READ_TIMEOUT_MS, this.issuer.fetchTimeoutMs / 2),
+      );
+      return text === TIMED_OUT ? null : text;
     } catch {
-      // KV down or a corrupt record: behave as a cache miss
+      return null;
+    }
+  }
+
+  private async readKv(): Promise<StoredKeySet | undefined> {
+    let stored: StoredKeySet | undefined;
+    const text = await this.getKv(this.kvKey);
+    try {
+      stored = text ? parseStored(text, this.deps.now(), this.issuer.jwksUri) : undefined;
+    } catch {
+      // A corrupt record: behave as a cache miss
     }
     if (!stored) this.lastKvMissAt = this.deps.now();
     return stored;
@@ -454,30 +490,27 @@ export class IssuerKeyStore {
       return Promise.resolve();
     };
     const now = this.deps.now();
-    // Another isolate may have refreshed already: prefer its result to a fetch.
+    // Another isolate may have refreshed already: take its newer set, even past its TTL (in an
+    // outage it outlasts ours), and prefer it to a fetch when it is fresh.
     const stored = await this.readKv();
-    if (
-      stored &&
-      (!this.state || stored.fetched_at > this.state.fetchedAt) &&
-      !this.isStale(this.asState(stored), now)
-    ) {
+    if (stored && (!this.state || stored.fetched_at > this.state.fetchedAt)) {
       this.adopt(stored, "kv");
       // A newer set that lacks the unknown kid was fetched before the issuer published it:
       // only a fetch can find it (for an unknown kid, within the shared cooldown below).
-      if (kid === undefined || stored.keys.some((key) => key.kid === kid)) return;
+      if (
+        !this.isStale(this.state as KeySetState, now) &&
+        (kid === undefined || stored.keys.some((key) => key.kid === kid))
+      )
+        return;
     }
-    if (reason === "unknown_kid" && this.deps.kv) {
+    if (reason === "unknown_kid") {
       // Shared cooldown: one fetch per issuer per cooldown across isolates (KV is eventually
-      // consistent, so isolates in other locations may still fetch once each).
-      try {
-        this.stats.kvReads += 1;
-        const last = Number((await this.deps.kv.get(this.kvRefreshKey)) ?? "NaN");
-        // A stamp from the future (another isolate's clock, a bad write) is ignored, not obeyed:
-        // obeying it could block refreshes until it expires.
-        if (Number.isFinite(last) && last <= now && now - last < this.issuer.refreshCooldownS * 1000) return;
-      } catch {
-        // KV unavailable: the isolate's own cooldown still bounds the fetches.
-      }
+      // consistent, so isolates in other locations may still fetch once each). No stamp, or no
+      // answer from KV, reads as 0: the isolate's own cooldown still bounds the fetches.
+      const last = Number(await this.getKv(this.kvRefreshKey));
+      // A stamp from the future (another isolate's clock, a bad write) is ignored, not obeyed:
+      // obeying it could block refreshes until it expires.
+      if (Number.isFinite(last) && last <= now && now - last < this.issuer.refreshCooldownS * 1000) return;
     }
     await write(this.kvRefreshKey, String(now), Math.max(KV_MIN_TTL_S, this.issuer.refreshCooldownS));
     try {
@@ -489,11 +522,8 @@ export class IssuerKeyStore {
         signal: AbortSignal.timeout(this.issuer.fetchTimeoutMs),
       };
       const { jwksUri, keys } = await this.fetchKeySet(kid, limits);
-      const previous = this.toStored();
-      this.adopt(
-        { v: 1, fetched_at: this.deps.now(), jwks_uri: jwksUri, keys, retired: previous?.retired ?? [] },
-        "fetch",
-      );
+      // The keys it drops are retired by adopt, with those retired before.
+      this.adopt({ v: 1, fetched_at: this.deps.now(), jwks_uri: jwksUri, keys, retired: [] }, "fetch");
       this.lastFailure = undefined;
       const record = this.toStored();
       if (record) {
@@ -552,10 +582,6 @@ export class IssuerKeyStore {
     // A set the remembered URI served is still a good set, even if it lacks the kid.
     if (fetched) return fetched;
     throw failure;
-  }
-
-  private asState(stored: StoredKeySet): KeySetState {
-    return { fetchedAt: stored.fetched_at, current: [], retired: [], source: "kv" };
   }
 
   private async putKv(key: string, value: string, ttlS: number): Promise<void> {
