@@ -61,11 +61,11 @@ export class LimiterObject extends DurableObject {
     return result;
   }
 
-  /** Give back a request admitted by `acquire` that another object refused. */
-  release(items: CounterRequest[]): void {
+  /** Give back a request admitted by `acquire` that another object refused: `at` and `epoch` as it answered. */
+  release(items: CounterRequest[], at?: number, epoch?: number): void {
     checkCounterRequests(items);
     const now = Date.now();
-    this.counters.release(items, now);
+    this.counters.release(items, at, epoch, now);
     this.scheduleFlush(now);
   }
 

@@ -1,5 +1,5 @@
-// One object per route and method: route ceilings, and the per-address counters of public
-// routes (per route, method and address when the route has no ceiling).
+// One object per route: route ceilings (a counter per method), and the per-address counters
+// of public routes (an object per route and address when the route has no ceiling).
 
 import { LimiterObject } from "./limiter-object";
 

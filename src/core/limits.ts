@@ -136,10 +136,19 @@ function remainingAt(tat: Tat, now: number, rate: Rate): number {
   return Math.min(rate.limit, Math.max(0, raw));
 }
 
-/** Give back `cost` requests admitted earlier (a reservation that was not used). */
-export function refund(stored: Tat | undefined, now: number, rate: Rate, cost = 1): Tat | undefined {
-  if (!stored) return undefined;
+/**
+ * Give back a reservation of `cost` requests that `acquire` made at `at` (ms): cost·T less
+ * the time since. Its slot began no earlier than `at`, so however it has moved or drained
+ * since, removing it lowers the counter by at least that much: giving back no more never
+ * erases other requests' charges. All of it when released at once; nothing once cost·T has passed.
+ */
+export function refund(stored: Tat | undefined, now: number, rate: Rate, at?: number, cost = 1): Tat | undefined {
+  // `at` comes over RPC: anything but a whole number gives nothing back, and so does a
+  // reservation whose slot has drained in full, (now − at)·limit ≥ cost·window (a float
+  // rounding here can only err by a fraction of a nanosecond, towards keeping the charge).
+  if (!(stored && at! % 1 === 0 && (now - at!) * rate.limit < cost * rate.windowMs)) return stored;
   const back = subtractCost(rescale(stored, rate.limit), rate, cost);
+  back.ms += Math.max(0, now - at!);
   return isLive(back, now) ? back : undefined;
 }
 
@@ -167,12 +176,15 @@ export interface AcquireResult {
   allowed: boolean;
   /** One status per requested counter, in request order. */
   counters: CounterStatus[];
+  /** For `release`: the object's time when it decided, and its table's epoch. */
+  at?: number;
+  epoch?: number;
 }
 
 /** The RPC surface of a limiter Durable Object, as the pipeline sees it. */
 export interface LimiterRpc {
   acquire(items: CounterRequest[]): Promise<AcquireResult>;
-  release(items: CounterRequest[]): Promise<void>;
+  release(items: CounterRequest[], at?: number, epoch?: number): Promise<void>;
 }
 
 /** A decision not yet applied: what `acquire` would answer and which TATs it would write. */
@@ -230,6 +242,12 @@ export class CounterTable {
    * costs a pass over the table, so it is paid once per that many new counters, not on each.
    */
   private readonly evictionBatch: number;
+  /**
+   * Changes when this table may have forgotten live charges (it is new after a restart, or it
+   * evicted): a release carrying another epoch gives nothing back, since the charges it
+   * would take from may be other requests'.
+   */
+  epoch = Math.random();
 
   constructor(readonly maxEntries = 50_000) {
     this.evictionBatch = Math.max(1, Math.floor(maxEntries / 100));
@@ -237,10 +255,6 @@ export class CounterTable {
 
   get size(): number {
     return this.tats.size;
-  }
-
-  get dirtyCount(): number {
-    return this.dirty.size;
   }
 
   get(id: string): Tat | undefined {
@@ -275,7 +289,7 @@ export class CounterTable {
     });
     const writes: [string, Tat][] = [];
     if (allowed) for (const [id, tat] of tentative) if (tat) writes.push([id, tat]);
-    return { result: { allowed, counters }, writes };
+    return { result: { allowed, counters, at: now, epoch: this.epoch }, writes };
   }
 
   /** Apply a decision taken by `decide` (only meaningful with no other change in between). */
@@ -290,10 +304,11 @@ export class CounterTable {
     return decision.result;
   }
 
-  /** Undo an admitted request whose other half (another object) refused it. */
-  release(items: readonly CounterRequest[], now: number): void {
+  /** Undo an admitted request whose other half (another object) refused it: `at` and `epoch` as `acquire` answered. */
+  release(items: readonly CounterRequest[], at: number | undefined, epoch: unknown, now: number): void {
+    if (epoch !== this.epoch) return;
     for (const item of items) {
-      const back = refund(this.tats.get(item.id), now, rateOf(item), item.cost ?? 1);
+      const back = refund(this.tats.get(item.id), now, rateOf(item), at, item.cost ?? 1);
       if (back) this.write(item.id, back);
       else if (this.tats.delete(item.id)) this.dirty.add(item.id);
     }
@@ -354,6 +369,7 @@ export class CounterTable {
     this.sweep(now);
     const excess = this.tats.size - (this.maxEntries - this.evictionBatch);
     if (excess <= 0) return;
+    this.epoch++;
     for (const id of this.earliestToExpire(excess)) {
       this.tats.delete(id);
       this.dirty.add(id);
@@ -470,7 +486,8 @@ function nameOf(...parts: (string | number)[]): string {
 
 /**
  * The counter a limit is counted in, within its object: the limit's key kind, name and
- * size as declared, then whose counter it is (`who`: the user, or the client address).
+ * size as declared, then whose counter it is (`who`: the user, the client address, or for
+ * a route ceiling the method).
  * Routes that declare the same limit identically share one counter, which is how an
  * inherited default is one budget across all routes. A route limit that reuses a default's
  * name with another key or size replaces the default on that route only, so it counts
@@ -483,7 +500,7 @@ function counterIdOf(spec: LimitSpec, ...who: string[]): string {
   return nameOf(spec.key, spec.name, spec.limit, spec.window_s, ...who);
 }
 
-/** A counter with no `who`: a route ceiling or a tenant's total, shared by every caller of its object. */
+/** A route ceiling or a tenant's total, shared by every caller of its object. */
 function isSharedCounter(id: string): boolean {
   return id.startsWith('["route"') || id.startsWith('["tenant"');
 }
@@ -506,10 +523,10 @@ function overrideOf(
  *   A caller whose token names no tenant has no tenant limit (there is no tenant to count);
  *   its user limits are counted in an object of its own, so tenant-less callers never share
  *   one hot object. Tenant overrides resize tenant and user limits only.
- * - `route` limits are counted in one object per route and canonical method.
- * - `ip` limits (public routes) are counted per route: in the route's object when the route
- *   also has a route limit (so both are decided together), otherwise in an object per route,
- *   method and client address, which spreads public traffic over many objects.
+ * - `route` limits are counted in one object per route, in a counter per canonical method.
+ * - `ip` limits (public routes) are counted per route, whatever the method: in the route's
+ *   object when the route also has a route limit (so both are decided together), otherwise
+ *   in an object per route and client address, which spreads public traffic over many objects.
  *
  * A route's own limit replaces an inherited default of the same name (and is counted apart
  * from it unless declared identically: see `counterIdOf`).
@@ -542,10 +559,9 @@ export function planLimits(input: PlanInput): PlanResult {
       counterId = spec.key === "tenant" ? counterIdOf(spec) : counterIdOf(spec, identity.issuerId, identity.subject);
     } else {
       object = "route";
-      counterId = spec.key === "route" ? counterIdOf(spec) : counterIdOf(spec, address);
-      plan.routeObject = hasRouteLimit
-        ? nameOf("route", input.routeName, method)
-        : nameOf("route", input.routeName, method, address);
+      // The object is per route, not per method: an ip limit is spent once on the route.
+      counterId = counterIdOf(spec, spec.key === "route" ? method : address);
+      plan.routeObject = hasRouteLimit ? nameOf("route", input.routeName) : nameOf("route", input.routeName, address);
     }
     plan.limits.push({
       name: spec.name,

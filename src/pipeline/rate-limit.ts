@@ -6,7 +6,8 @@
 // and charges them only if all admit the request, atomically. Across the two objects the
 // stage reserves and, if the request ends up refused, gives back: an object that admitted
 // a request the other refused (or that a limiter failure refused) gets a `release` call off
-// the response path (waitUntil), which refunds exactly what it charged.
+// the response path (waitUntil), with the time its `acquire` answered, so it refunds what that
+// reservation may still hold and never other requests' charges.
 //
 // Residual race, stated plainly: between an object's reservation and its release (one round
 // trip plus the release call), the reserved request occupies a slot, so a concurrent request
@@ -43,10 +44,6 @@ const BINDINGS: Record<LimiterKind, "TENANT_LIMITER" | "ROUTE_LIMITER"> = {
 
 /** How long a refused request keeps waiting, off the response path, for a late reservation. */
 const LATE_RESERVATION_WAIT_MS = 30_000;
-
-class LimiterTimeout extends Error {
-  override readonly name = "LimiterTimeout";
-}
 
 interface ObjectCall {
   kind: LimiterKind;
@@ -140,13 +137,14 @@ export function rateLimit(): Stage {
     const answers = new Map<LimiterKind, ObjectAnswer>();
     let timer!: ReturnType<typeof setTimeout>; // assigned by the executor, which runs at once
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new LimiterTimeout()), policy.limiterTimeoutMs);
+      // The module's own sentinel: no object call can reject with it.
+      timer = setTimeout(() => reject(TIMED_OUT), policy.limiterTimeoutMs);
     });
     const answer = async (call: ObjectCall): Promise<void> => {
       try {
         answers.set(call.kind, { ok: true, result: await Promise.race([call.pending, deadline]) });
       } catch (error) {
-        answers.set(call.kind, { ok: false, error: error instanceof LimiterTimeout ? "timeout" : "error" });
+        answers.set(call.kind, { ok: false, error: error === TIMED_OUT ? "timeout" : "error" });
       }
     };
     // The common case is one object (the tenant's): no Promise.all around a single call.
@@ -167,24 +165,20 @@ export function rateLimit(): Stage {
     if (verdict.decision === "allow") return undefined;
 
     // Refused: nothing may stay charged. Give back every reservation, including one that
-    // arrives after its call ran out of time.
+    // arrives after its call ran out of time; inside a promise, so a binding that throws
+    // synchronously cannot turn a 429 into a 500.
     for (const call of calls) {
       const answer = answers.get(call.kind);
-      if (answer?.ok) {
-        if (answer.result.allowed) {
-          // Inside a promise, so a binding that throws synchronously cannot turn a 429 into a 500.
-          afterResponse(
-            c,
-            Promise.resolve().then(() => call.stub?.release(call.items)),
-          );
-        }
-      } else if (answer?.error === "timeout") {
-        const late = withDeadline(call.pending, LATE_RESERVATION_WAIT_MS);
-        afterResponse(
-          c,
-          late.then((result) => (result !== TIMED_OUT && result.allowed ? call.stub?.release(call.items) : undefined)),
-        );
-      }
+      const reserved = answer?.ok
+        ? answer.result
+        : answer?.error === "timeout" && withDeadline(call.pending, LATE_RESERVATION_WAIT_MS);
+      if (!reserved) continue;
+      afterResponse(
+        c,
+        Promise.resolve(reserved).then<unknown>(
+          (result) => result !== TIMED_OUT && result.allowed && call.stub?.release(call.items, result.at, result.epoch),
+        ),
+      );
     }
 
     if (verdict.decision === "rate_limited") {

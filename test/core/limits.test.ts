@@ -145,11 +145,32 @@ describe("GCRA", () => {
     const rate = { limit: 7, windowMs: 60_000 };
     const first = gcra(undefined, T0, rate);
     const second = gcra(first.tat, T0 + 10, rate);
-    const back = refund(second.tat, T0 + 20, rate);
+    // Released the moment it was reserved: all of it comes back.
+    const back = refund(second.tat, T0 + 10, rate, T0 + 10);
     expect(back).toEqual(gcra(first.tat, T0 + 10, rate, 0).tat);
     expect(gcra(back, T0 + 20, rate, 0).remaining).toBe(gcra(first.tat, T0 + 20, rate, 0).remaining);
     // Refunding the only request leaves nothing.
-    expect(refund(first.tat, T0 + 1, rate)).toBeUndefined();
+    expect(refund(first.tat, T0 + 1, rate, T0)).toBeUndefined();
+  });
+
+  it("refunds the reservation's cost less the time since it was made: never more than it can still hold", () => {
+    // 600 a minute: T = 100 ms. A reservation made at T0 occupies 100 ms that began at T0 at
+    // the earliest, so 30 ms later at most 70 ms of it can be left.
+    const rate = { limit: 600, windowMs: 60_000 };
+    const at = (ms: number): Tat => ({ ms, frac: 0, den: 600 });
+    expect(refund(at(T0 + 300), T0 + 30, rate, T0)).toEqual(at(T0 + 230));
+    // The same with a cost of 3 (300 ms): 270 ms.
+    expect(refund(at(T0 + 500), T0 + 30, rate, T0, 3)).toEqual(at(T0 + 230));
+    // Once cost·T has passed, nothing, whatever the counter holds now.
+    expect(refund(at(T0 + 60_000), T0 + 100, rate, T0)).toEqual(at(T0 + 60_000));
+    // A clock that stepped back gives back exactly the cost, no more.
+    expect(refund(at(T0 + 300), T0 - 50, rate, T0)).toEqual(at(T0 + 200));
+    // Never below now: the counter is simply empty.
+    expect(refund(at(T0 + 50), T0 + 10, rate, T0)).toBeUndefined();
+    // A time acquire could not have answered gives nothing back.
+    for (const odd of [undefined, Number.NaN, T0 + 0.5, "T0" as unknown as number]) {
+      expect(refund(at(T0 + 300), T0, rate, odd)).toEqual(at(T0 + 300));
+    }
   });
 
   it("keeps time when a limit is resized, rounding towards the caller", () => {
@@ -201,8 +222,8 @@ describe("CounterTable", () => {
   it("releases a reservation", () => {
     const table = new CounterTable();
     table.acquire([tenant, user], T0);
-    table.acquire([tenant, user], T0 + 5);
-    table.release([tenant, user], T0 + 10);
+    const reserved = table.acquire([tenant, user], T0 + 5);
+    table.release([tenant, user], reserved.at, reserved.epoch, T0 + 10);
     const now = table.acquire(
       [
         { ...tenant, cost: 0 },
@@ -211,6 +232,120 @@ describe("CounterTable", () => {
       T0 + 10,
     );
     expect(now.counters.map((c) => c.remaining)).toEqual([9, 1]);
+  });
+
+  it("a release that lands after its reservation has drained gives nothing back: never more than the limit", () => {
+    // 600 a minute: one request every 100 ms comes back.
+    const counter: CounterRequest = { id: "user", limit: 600, windowS: 60 };
+    const table = new CounterTable();
+    // Three reservations on an idle counter, to be released once the other object refuses them.
+    const reserved = [0, 1, 2].map(() => table.acquire([counter], T0));
+    expect(reserved.map((r) => r.allowed)).toEqual([true, true, true]);
+    // 400 ms on, they have drained by themselves; a burst takes the whole limit.
+    const now = T0 + 400;
+    let admitted = 0;
+    for (let i = 0; i < 1000; i++) if (table.acquire([counter], now).allowed) admitted++;
+    expect(admitted).toBe(600);
+    // The releases land now: their slots hold nothing, so the burst's charges stay.
+    for (const r of reserved) table.release([counter], r.at, r.epoch, now);
+    let more = 0;
+    for (let i = 0; i < 10; i++) if (table.acquire([counter], now).allowed) more++;
+    expect(admitted + more).toBe(600);
+    expect(table.acquire([{ ...counter, cost: 0 }], now).counters[0]?.remaining).toBe(0);
+  });
+
+  it("gives back several reservations released at once in full, in whatever order", () => {
+    // A user's burst refused by another object: every reservation comes back.
+    for (const order of [
+      [0, 1, 2, 3],
+      [3, 2, 1, 0],
+      [2, 0, 3, 1],
+    ]) {
+      const table = new CounterTable();
+      const tenantOnly = { ...tenant, id: `tenant-${order.join("")}` };
+      const kept = table.acquire([tenantOnly], T0);
+      const reserved = [0, 1, 2, 3].map(() => table.acquire([tenantOnly], T0 + 1));
+      expect(kept.allowed && reserved.every((r) => r.allowed)).toBe(true);
+      for (const i of order) table.release([tenantOnly], reserved[i]!.at, reserved[i]!.epoch, T0 + 1);
+      // Exactly the kept request is still counted.
+      expect(table.acquire([{ ...tenantOnly, cost: 0 }], T0 + 2).counters[0]?.remaining).toBe(9);
+    }
+  });
+
+  it("gives nothing back once it has evicted: the counter may hold other requests' charges", () => {
+    const table = new CounterTable(100); // evicts in batches of 1
+    const a: CounterRequest = { id: "a", limit: 5, windowS: 60 };
+    table.acquire([a], T0);
+    const reserved = table.acquire([a], T0); // its slot: [T0 + 12 s, T0 + 24 s]
+    // 100 more counters, each a minute ahead: "a", the earliest to expire, is evicted.
+    for (let i = 0; i < 100; i++) table.acquire([{ id: `k${i}`, limit: 1, windowS: 60 }], T0);
+    expect(table.get("a")).toBeUndefined();
+    // "a" is counted afresh, two requests served; then the old reservation's release lands.
+    for (let i = 0; i < 2; i++) expect(table.acquire([a], T0).allowed).toBe(true);
+    table.release([a], reserved.at, reserved.epoch, T0);
+    expect(table.acquire([{ ...a, cost: 0 }], T0).counters[0]?.remaining).toBe(3);
+  });
+
+  it("ignores a release without what acquire answered", () => {
+    const table = new CounterTable();
+    const reserved = table.acquire([tenant], T0);
+    table.release([tenant], undefined, reserved.epoch, T0);
+    table.release([tenant], reserved.at, undefined, T0);
+    table.release([tenant], reserved.at, (reserved.epoch ?? 0) + 1, T0);
+    expect(table.acquire([{ ...tenant, cost: 0 }], T0).counters[0]?.remaining).toBe(9);
+  });
+
+  it("stays at or above GCRA over the requests served, and equal when releases are immediate (random runs)", () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const ahead = (tat: Tat | undefined, now: number) => (tat ? Math.max(0, tat.ms - now + tat.frac / tat.den) : 0);
+    for (let run = 0; run < 500; run++) {
+      const rate = { limit: 1 + Math.floor(random() * 9), windowMs: 1000 * (1 + Math.floor(random() * 5)) };
+      const counter: CounterRequest = { id: "c", limit: rate.limit, windowS: rate.windowMs / 1000 };
+      const immediate = random() < 0.5; // no time passes between a reservation and its release
+      const table = new CounterTable();
+      const served: { at: number; cost: number; pending?: AcquireResult }[] = [];
+      let now = T0;
+      for (let step = 0; step < 40; step++) {
+        if (!immediate) now += Math.floor((random() * 1.5 * rate.windowMs) / rate.limit);
+        const pending = served.filter((s) => s.pending);
+        if (random() < 0.55 || pending.length === 0) {
+          const cost = 1 + Math.floor(random() * Math.min(3, rate.limit));
+          const result = table.acquire([{ ...counter, cost }], now);
+          if (result.allowed) served.push({ at: now, cost, ...(random() < 0.6 ? { pending: result } : {}) });
+          continue;
+        }
+        const released = pending[Math.floor(random() * pending.length)]!;
+        table.release([{ ...counter, cost: released.cost }], released.pending!.at, released.pending!.epoch, now);
+        released.pending = undefined;
+        served.splice(served.indexOf(released), 1);
+        let truth: Tat | undefined;
+        for (const s of served) truth = gcra(truth, s.at, rate, s.cost).tat;
+        if (immediate) expect(ahead(table.get("c"), now)).toBeCloseTo(ahead(truth, now), 9);
+        else expect(ahead(table.get("c"), now)).toBeGreaterThanOrEqual(ahead(truth, now) - 1e-9);
+      }
+    }
+  });
+
+  it("never gives back more than what is still counted, however releases and requests interleave", () => {
+    // 600 a minute (T = 100 ms) on a busy counter: five requests kept, then two reservations
+    // whose other object refuses them. The first is released at once; a request comes
+    // 550 ms on, when the second reservation, moved down by the first refund, has drained:
+    // its release, landing then, has nothing left to give back.
+    const table = new CounterTable();
+    const counter: CounterRequest = { id: "c", limit: 600, windowS: 60 };
+    for (let i = 0; i < 5; i++) table.acquire([counter], T0);
+    const [r1, r2] = [table.acquire([counter], T0), table.acquire([counter], T0)];
+    table.release([counter], r1.at, r1.epoch, T0);
+    expect(table.acquire([counter], T0 + 550).allowed).toBe(true);
+    table.release([counter], r2.at, r2.epoch, T0 + 550);
+    // GCRA over the six requests served (five at T0, one at T0 + 550 ms) ends at T0 + 650 ms.
+    // The counter may stay above that (the release cannot tell the 50 ms the reservation
+    // still held from others' charges) but never below.
+    expect(table.get("c")).toEqual({ ms: T0 + 700, frac: 0, den: 600 });
   });
 
   it("drops expired counters and reports what to persist", () => {
@@ -356,7 +491,7 @@ describe("planLimits", () => {
       ok: true,
       plan: {
         tenantObject: '["tenant","acme"]',
-        routeObject: '["route","limited","GET"]',
+        routeObject: '["route","limited"]',
         limits: [
           {
             name: "tenant-per-minute",
@@ -392,7 +527,7 @@ describe("planLimits", () => {
             windowS: 60,
             onError: "deny",
             object: "route",
-            counterId: '["route","limited-route-per-minute",5000,60]',
+            counterId: '["route","limited-route-per-minute",5000,60,"GET"]',
           },
         ],
       },
@@ -441,7 +576,7 @@ describe("planLimits", () => {
     ).toEqual({ ok: false, detail: "limit_needs_identity" });
   });
 
-  it("keeps ip counters with the route ceiling, or per address without one", () => {
+  it("keeps ip counters with the route ceiling, or per route and address without one, whatever the method", () => {
     const ip = { name: "per-ip", key: "ip", limit: 5, window_s: 60 } as const;
     const ceiling = { name: "ceiling", key: "route", limit: 50, window_s: 60 } as const;
     const both = planLimits({
@@ -453,8 +588,25 @@ describe("planLimits", () => {
     });
     if (!both.ok) throw new Error("plan failed");
     expect(both.plan.tenantObject).toBeUndefined();
-    expect(both.plan.routeObject).toBe('["route","login","POST"]');
-    expect(both.plan.limits[0]?.counterId).toBe('["ip","per-ip",5,60,"2001:db8:0:1::/64"]');
+    expect(both.plan.routeObject).toBe('["route","login"]');
+    expect(both.plan.limits.map((l) => l.counterId)).toEqual([
+      '["ip","per-ip",5,60,"2001:db8:0:1::/64"]',
+      '["route","ceiling",50,60,"POST"]',
+    ]);
+    // Another method: the same object and ip counter (one budget per route), its own ceiling.
+    const put = planLimits({
+      routeName: "login",
+      method: "PUT",
+      limits: [ip, ceiling],
+      clientAddress: "2001:db8:0:1:bbbb::2",
+      tenantOverrides: {},
+    });
+    if (!put.ok) throw new Error("plan failed");
+    expect(put.plan.routeObject).toBe(both.plan.routeObject);
+    expect(put.plan.limits.map((l) => l.counterId)).toEqual([
+      '["ip","per-ip",5,60,"2001:db8:0:1::/64"]',
+      '["route","ceiling",50,60,"PUT"]',
+    ]);
     const alone = planLimits({
       routeName: "login",
       method: "POST",
@@ -463,7 +615,15 @@ describe("planLimits", () => {
       tenantOverrides: {},
     });
     if (!alone.ok) throw new Error("plan failed");
-    expect(alone.plan.routeObject).toBe('["route","login","POST","203.0.113.9"]');
+    expect(alone.plan.routeObject).toBe('["route","login","203.0.113.9"]');
+    const get = planLimits({
+      routeName: "login",
+      method: "GET",
+      limits: [ip],
+      clientAddress: "203.0.113.9",
+      tenantOverrides: {},
+    });
+    expect(get.ok && get.plan).toMatchObject({ routeObject: alone.plan.routeObject, limits: alone.plan.limits });
   });
 
   it("lets a route's own limit replace an inherited one of the same name", () => {

@@ -170,6 +170,61 @@ describe("rate limits on public routes (whole pipeline)", () => {
     expect((await originSaw(m)).map((seen) => seen.method)).toEqual(["HEAD", "GET"]);
   });
 
+  it("counts an ip limit once per route, whatever the method", async () => {
+    const name = `login-${unique()}`;
+    const edge = edgeWith(
+      publicRoute(name, [{ name: "login-per-ip", key: "ip", limit: 1, window_s: 3600 }], ["GET", "POST", "PUT"]),
+    );
+    const send = (method: string, ip = "203.0.113.7") =>
+      edge.fetch(`/${name}/x`, { method, headers: { "cf-connecting-ip": ip } });
+    const first = await send("POST");
+    expect(first.status).toBe(200);
+    expect(first.headers.get("ratelimit")).toMatch(/^"login-per-ip";r=0;/);
+    // One request an hour from this address on this route: the other methods share it.
+    for (const method of ["PUT", "GET"]) {
+      const refused = await send(method);
+      expect(refused.status).toBe(429);
+      expect(((await refused.json()) as Problem).limit).toMatchObject({ name: "login-per-ip", key: "ip" });
+    }
+    expect(edge.audit.map((record) => [record.method, record.decision, record.limit])).toEqual([
+      ["POST", "allow", null],
+      ["PUT", "deny", "login-per-ip"],
+      ["GET", "deny", "login-per-ip"],
+    ]);
+    // Another address has its own budget.
+    expect((await send("PUT", "203.0.113.8")).status).toBe(200);
+  });
+
+  it("counts an ip limit once per route next to a route ceiling, which stays per method", async () => {
+    const name = `signup-${unique()}`;
+    const edge = edgeWith(
+      publicRoute(
+        name,
+        [
+          { name: "signup-per-ip", key: "ip", limit: 1, window_s: 3600 },
+          { name: "signup-total", key: "route", limit: 2, window_s: 3600 },
+        ],
+        ["POST", "PUT"],
+      ),
+    );
+    const send = (method: string, ip: string) =>
+      edge.fetch(`/${name}/x`, { method, headers: { "cf-connecting-ip": ip } });
+    expect((await send("POST", "192.0.2.10")).status).toBe(200);
+    const refused = await send("PUT", "192.0.2.10");
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as Problem).limit).toMatchObject({ name: "signup-per-ip", key: "ip" });
+    // The refused PUT spent nothing of the PUT ceiling; each method has a ceiling of its own.
+    expect(refused.headers.get("ratelimit")).toMatch(/^"signup-per-ip";r=0;t=\d+, "signup-total";r=2;/);
+    expect((await send("PUT", "192.0.2.11")).status).toBe(200);
+    const put = await send("PUT", "192.0.2.12");
+    expect(put.status).toBe(200);
+    expect(put.headers.get("ratelimit")).toMatch(/"signup-total";r=0;/);
+    expect((await send("PUT", "192.0.2.13")).status).toBe(429);
+    const post = await send("POST", "192.0.2.14");
+    expect(post.status).toBe(200);
+    expect(post.headers.get("ratelimit")).toMatch(/"signup-total";r=0;/);
+  });
+
   it("leaves routes without limits alone", async () => {
     const name = `free-${unique()}`;
     const free = edgeWith(publicRoute(name, []));
@@ -270,7 +325,7 @@ function userCounterId(name: string, limit: number, windowS: number, subject: st
 
 /** A limiter namespace whose objects fail, or answer after `lateMs`; it records releases. */
 function fakeLimiter(behaviour: "fail" | { lateMs: number; allowed: boolean }) {
-  const released: CounterRequest[][] = [];
+  const released: [CounterRequest[], ...unknown[]][] = [];
   const namespace = {
     idFromName: (name: string) => name,
     get: () => ({
@@ -279,11 +334,13 @@ function fakeLimiter(behaviour: "fail" | { lateMs: number; allowed: boolean }) {
         const result = {
           allowed: behaviour.allowed,
           counters: items.map(() => ({ allowed: behaviour.allowed, remaining: 0, resetMs: 1000, retryAfterMs: 0 })),
+          at: 1_800_000_000_000,
+          epoch: 0.5,
         };
         return new Promise((resolve) => setTimeout(() => resolve(result), behaviour.lateMs));
       },
-      async release(items: CounterRequest[]) {
-        released.push(items);
+      async release(...args: [CounterRequest[], ...unknown[]]) {
+        released.push(args);
       },
     }),
   };
@@ -512,8 +569,13 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     const { response, outcome } = await run({ subject: "a", tenant: "t" });
     expect(response.status).toBe(503);
     expect(outcome).toMatchObject({ reason: "limiter_unavailable", detail: "limiter_route_timeout" });
+    // With what the object answered, so that it gives back only what this reservation holds.
     expect(late.released).toEqual([
-      [{ id: JSON.stringify(["route", "route-limit", 10, 3600]), limit: 10, windowS: 3600 }],
+      [
+        [{ id: JSON.stringify(["route", "route-limit", 10, 3600, "GET"]), limit: 10, windowS: 3600 }],
+        1_800_000_000_000,
+        0.5,
+      ],
     ]);
   });
 
