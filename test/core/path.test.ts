@@ -38,6 +38,11 @@ describe("canonicalPath", () => {
     ["/v1/%4", "bad_percent_encoding"],
     ["/v1/%252e%252e/admin", "double_encoding"],
     ["/v1/a%252Fb", "double_encoding"],
+    // The same, assembled from escaped hex digits that the edge itself decodes.
+    ["/v1/%25%32%65%25%32%65/admin", "double_encoding"],
+    ["/v1/%252%65", "double_encoding"],
+    ["/v1/a%25%32%46b", "double_encoding"],
+    ["/v1/%25%43%30%25%41%45", "double_encoding"],
     // Not UTF-8: overlong forms of `.` and `/`, a stray continuation byte, a cut sequence, a surrogate.
     ["/v1/t/acme/%C0%AE%C0%AE/globex", "invalid_utf8"],
     ["/public/%C0%AF", "invalid_utf8"],
@@ -48,5 +53,39 @@ describe("canonicalPath", () => {
     ["v1", "path_not_absolute"],
   ])("rejects %s (%s)", (input, detail) => {
     expect(canonicalPath(input)).toEqual({ ok: false, detail });
+  });
+
+  it("a canonical path is its own canonical form, so no origin reading it again finds another", () => {
+    // Every escape of an unreserved character, `%` and a few hex-looking tails, in short paths.
+    const pieces = [
+      "/",
+      "a",
+      ".",
+      "..",
+      "%25",
+      "%2e",
+      "%2E",
+      "%32",
+      "%35",
+      "%65",
+      "%46",
+      "%41",
+      "%43",
+      "%30",
+      "2",
+      "e",
+      "F",
+    ];
+    let checked = 0;
+    const walk = (path: string, depth: number) => {
+      const once = canonicalPath(path);
+      if (once.ok) {
+        expect({ path, again: canonicalPath(once.path) }).toEqual({ path, again: once });
+        checked++;
+      }
+      if (depth > 0) for (const piece of pieces) walk(path + piece, depth - 1);
+    };
+    walk("/", 4);
+    expect(checked).toBeGreaterThan(10_000);
   });
 });

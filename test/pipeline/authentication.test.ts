@@ -573,6 +573,15 @@ describe("authorisation", () => {
       authorization: `Bearer ${await issuer.sign({ tenant_id: undefined })}`,
     });
     expect(none.body.reason).toBe("tenant_mismatch");
+    // A climb into another tenant, double-encoded from escaped hex digits the edge decodes
+    // (`%25%32%65` is `%252e` once decoded): an origin that decodes twice would read
+    // /v1/tenants/globex/orders.
+    const climb = await call(edge, "/v1/tenants/acme/%25%32%65%25%32%65/globex/orders", {
+      authorization: `Bearer ${token}`,
+    });
+    expect(climb.response.status).toBe(400);
+    expect(climb.record).toMatchObject({ reason: "bad_request", detail: "double_encoding" });
+    expect(climb.seen).toHaveLength(0);
   });
 
   it("identity claims a header cannot carry verbatim reject the token", async () => {

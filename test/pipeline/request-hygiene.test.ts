@@ -64,6 +64,7 @@ describe("canonical path", () => {
     ["/public/a;jsessionid=1", "path_parameter"],
     ["/public/%zz", "bad_percent_encoding"],
     ["/public/%252e%252e/admin", "double_encoding"],
+    ["/public/%25%32%65%25%32%65/admin", "double_encoding"],
     ["/public/%C0%AE%C0%AE/admin", "invalid_utf8"],
   ])("%s is refused with 400 (%s) and never forwarded", async (path, detail) => {
     const { response, text, seen, record } = await send(path);
