@@ -61,10 +61,16 @@ export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
 export const FORWARDING_HEADER_PREFIX = "x-forwarded-";
 export const FORWARDING_HEADERS: readonly string[] = [
   "forwarded",
+  "forwarded-for",
+  "x-forwarded",
   "x-original-forwarded-for",
   "x-real-ip",
+  "client-ip",
   "true-client-ip",
+  "fastly-client-ip",
   "x-cluster-client-ip",
+  "x-appengine-user-ip",
+  "x-originating-ip",
 ];
 
 /** RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy ones proxies still see. */
@@ -90,11 +96,13 @@ export const ACCESS_COOKIE = "CF_Authorization";
 export const CREDENTIAL_COOKIES: readonly string[] = [ACCESS_COOKIE];
 
 /**
- * Where one cookie ends: at `;`, or at a `,` followed by another `name=`. Two `Cookie` headers
- * reach the Worker joined by ", ", and a cookie value may not contain a comma (RFC 6265
- * §4.1.1), so a cookie after such a comma is a cookie of its own — also to an origin's parser.
+ * Where one cookie ends: at `;`, or at a `,` or (after a value) whitespace followed by
+ * another `name=`. Two `Cookie` headers reach the Worker joined by ", ", and a cookie value
+ * may contain neither (RFC 6265 §4.1.1), so a cookie after them is a cookie of its own — also
+ * to an origin's parser (Python's SimpleCookie ends a cookie at whitespace). A space inside a
+ * name (`CF Authorization`, PHP's `CF_Authorization`) stays part of it.
  */
-const COOKIE_BOUNDARY = /;|,(?=\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+=)/;
+const COOKIE_BOUNDARY = /;|(?:,|(?<==[^;,\s]*)\s)(?=\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+=)/;
 
 /** The cookies of a `Cookie` header in order: name and value trimmed, and the pair as sent. */
 export function cookiePairs(cookieHeader: string): [name: string, value: string, raw: string][] {

@@ -19,9 +19,12 @@ import type { Stage } from "./stage";
 
 const CREDENTIAL_COOKIE_NAMES = CREDENTIAL_COOKIES.map((name) => name.toLowerCase());
 
-/** A cookie name as lenient origin parsers read it; a plain name, the common case, costs no decoding. */
+/**
+ * A cookie name as lenient origin parsers read it (PHP decodes a `+` in it as a space); a
+ * plain name, the common case, costs no decoding.
+ */
 function lenientCookieName(name: string): string {
-  return /[%. []/.test(name) ? lenientName(name) : name.toLowerCase();
+  return /[%. [+]/.test(name) ? lenientName(name, { plusIsSpace: true }) : name.toLowerCase();
 }
 
 /** Removes credential cookies by name, however spelt, keeping the rest of the `Cookie` header intact. */

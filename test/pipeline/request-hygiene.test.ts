@@ -315,6 +315,22 @@ describe("header hygiene", () => {
     expect(seen[0]!.headers.cookie).toBe("session=s");
   });
 
+  it.each([
+    // Python's SimpleCookie (aiohttp's and Bottle's request.cookies) also ends a cookie at
+    // whitespace after a value: it reads CF_Authorization out of each of these.
+    ["space-separated (SimpleCookie)", "session=s CF_Authorization=forged.access.jwt", "session=s"],
+    ["tab-separated (SimpleCookie)", "session=s\tCF_Authorization=forged.access.jwt", "session=s"],
+    ["after a quoted value (SimpleCookie)", 'session="s" CF_Authorization=forged.access.jwt', 'session="s"'],
+    // PHP decodes a `+` in a cookie name as a space, then reads spaces as `_` (dropping leading ones).
+    ["'+' for '_' (PHP)", "session=s; CF+Authorization=forged.access.jwt", "session=s"],
+    ["leading '+' (PHP)", "session=s; +CF_Authorization=forged.access.jwt", "session=s"],
+  ])("drops the Access cookie %s", async (_label, cookie, forwarded) => {
+    const { response, seen } = await send("/public/a", { headers: { cookie } });
+    expect(response.status).toBe(200);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.headers.cookie).toBe(forwarded);
+  });
+
   it("passes a Cookie header without credentials on exactly as sent, commas in values included", async () => {
     const { seen } = await send("/public/a", { headers: { cookie: "prefs=a,b;session=s" } });
     expect(seen[0]!.headers.cookie).toBe("prefs=a,b;session=s");
@@ -328,6 +344,15 @@ describe("header hygiene", () => {
       "x-forwarded-port": "8443",
       "x-forwarded-prefix": "/admin",
       "x-forwarded-server": "internal",
+      // Rails (HTTP_CLIENT_IP) and the common PHP snippet; the request-ip package reads the
+      // bare X-Forwarded and Forwarded-For; Fastly's and App Engine's client-address headers.
+      "client-ip": "10.0.0.1",
+      client_ip: "10.0.0.1",
+      "x-forwarded": "for=10.0.0.1",
+      "forwarded-for": "10.0.0.1",
+      "fastly-client-ip": "10.0.0.1",
+      "x-appengine-user-ip": "10.0.0.1",
+      "x-originating-ip": "10.0.0.1",
     };
     // Control: without the edge, every one of them reaches the origin.
     expect(await direct(spoofed)).toMatchObject(spoofed);
