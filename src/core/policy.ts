@@ -490,7 +490,10 @@ function checkAuth(
   if (raw.audiences !== undefined) check.stringArray(raw.audiences, `${path}.audiences`, { nonEmpty: true });
   if (raw.scopes !== undefined && check.object(raw.scopes, `${path}.scopes`)) {
     check.known(raw.scopes, `${path}.scopes`, ["all_of", "any_of"]);
-    // An empty all_of would require nothing: a list emptied by mistake must not open the route.
+    // An empty all_of, or none at all, would require nothing: a list emptied or deleted by
+    // mistake must not open the route.
+    if (raw.scopes.all_of === undefined && raw.scopes.any_of === undefined)
+      check.fail(`${path}.scopes`, "needs all_of or any_of (leave scopes out to require none)");
     if (
       raw.scopes.all_of !== undefined &&
       check.stringArray(raw.scopes.all_of, `${path}.scopes.all_of`, { nonEmpty: true })
@@ -507,8 +510,8 @@ function checkAuth(
     check.stringArray(raw.groups.any_of, `${path}.groups.any_of`, { nonEmpty: true });
   }
   if (raw.claims !== undefined) {
-    if (!Array.isArray(raw.claims)) {
-      check.fail(`${path}.claims`, "must be an array of conditions");
+    if (!Array.isArray(raw.claims) || raw.claims.length === 0) {
+      check.fail(`${path}.claims`, "must be a non-empty array of conditions");
     } else {
       raw.claims.forEach((condition: unknown, i: number) => {
         const at = `${path}.claims[${i}]`;

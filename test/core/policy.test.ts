@@ -51,6 +51,18 @@ describe("policy validation names the field and why", () => {
     ],
     ["bad pattern", (p: any) => (p.routes[0].path = "/a/**/b"), "routes[0].path: `**` may only be the last segment"],
     [
+      // With all_of deleted rather than emptied, the same mistake: nothing would be required.
+      "scopes naming neither list",
+      (p: any) => (p.routes[0].auth = { issuers: ["idp"], scopes: {} }),
+      "routes[0].auth.scopes: needs all_of or any_of (leave scopes out to require none)",
+    ],
+    [
+      // Every condition of an empty list holds.
+      "an empty claims list",
+      (p: any) => (p.routes[0].auth = { issuers: ["idp"], claims: [] }),
+      "routes[0].auth.claims: must be a non-empty array of conditions",
+    ],
+    [
       "empty scopes.all_of",
       (p: any) => (p.routes[0].auth = { issuers: ["idp"], scopes: { all_of: [] } }),
       "routes[0].auth.scopes.all_of: must not be empty",
@@ -129,6 +141,18 @@ describe("policy validation names the field and why", () => {
       "a host with the default port",
       (p: any) => (p.routes[0].host = "api.example.com:443"),
       "routes[0].host: port 443 is the default and never appears in a host; leave it out",
+    ],
+    [
+      // The runtime sees `:08443` as `:8443`, and no request carries 65536: the route would
+      // never match, and what it guards would fall through to the routes after it.
+      "a host port with a leading zero",
+      (p: any) => (p.routes[0].host = "admin.example.com:08443"),
+      "routes[0].host: port 08443 is not one a URL carries",
+    ],
+    [
+      "a host port out of range",
+      (p: any) => (p.routes[0].host = "admin.example.com:65536"),
+      "routes[0].host: port 65536 is not one a URL carries",
     ],
     [
       "a host capture followed by something that is not a host name",
