@@ -18,21 +18,9 @@ import type {
 } from "./policy-types";
 import { type CompiledPattern, capturesOf, compileHostPattern, compilePathPattern, type HostPattern } from "./routes";
 import { isIdentifier, MAX_IDENTIFIER_CHARS } from "./tokens/claims";
+import { JWS_ALGORITHMS } from "./tokens/jws-verify";
 
 export const DEFAULT_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"] as const;
-const KNOWN_ALGORITHMS = new Set([
-  "RS256",
-  "RS384",
-  "RS512",
-  "PS256",
-  "PS384",
-  "PS512",
-  "ES256",
-  "ES384",
-  "ES512",
-  "EdDSA",
-  "Ed25519",
-]);
 const METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 const LIMIT_KEYS: ReadonlySet<string> = new Set(["tenant", "user", "route", "ip"]);
 /**
@@ -226,8 +214,8 @@ function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer
   let algorithms: string[] = [...DEFAULT_ALGORITHMS];
   if (raw.algorithms !== undefined && check.stringArray(raw.algorithms, `${path}.algorithms`, { nonEmpty: true })) {
     for (const alg of raw.algorithms) {
-      if (!KNOWN_ALGORITHMS.has(alg)) {
-        check.fail(`${path}.algorithms`, `"${alg}" is not an accepted asymmetric algorithm (HS* and none never are)`);
+      if (!JWS_ALGORITHMS.has(alg)) {
+        check.fail(`${path}.algorithms`, `"${alg}" is not an accepted algorithm (HS* and none never are)`);
       }
     }
     algorithms = raw.algorithms;
@@ -289,7 +277,7 @@ function checkUpstream(check: Checker, name: string, raw: unknown): UpstreamConf
     if (!check.string(raw.service, `${path}.service`)) return undefined;
     return { service: raw.service, ...timeout };
   }
-  check.fail(path, "needs url (an origin) or service (a service binding name)");
+  check.fail(path, "needs url or service");
   return undefined;
 }
 
@@ -326,7 +314,7 @@ function checkLimits(check: Checker, raw: unknown, path: string, isPublic: boole
       check.fail(`${at}.key`, `"${item.key}" needs an identity; a public route can only limit by ip or route`);
     }
     if (isPublic === false && item.key === "ip") {
-      check.fail(`${at}.key`, '"ip" limits apply only to public routes; limit authenticated traffic by tenant or user');
+      check.fail(`${at}.key`, '"ip" limits apply to public routes only');
     }
     if (item.on_error !== undefined && item.on_error !== "deny" && item.on_error !== "allow") {
       check.fail(`${at}.on_error`, 'must be "deny" or "allow"');
@@ -357,12 +345,9 @@ function checkTenantOverrides(
   for (const [tenant, byName] of Object.entries(raw)) {
     const at = `limits.tenant_overrides.${tenant}`;
     if (RESERVED_TENANTS.has(tenant)) {
-      check.fail(at, `"${tenant}" is reserved (a JavaScript object property), so it cannot name a tenant here`);
+      check.fail(at, `"${tenant}" is reserved (an object property name)`);
     } else if (!isIdentifier(tenant)) {
-      check.fail(
-        at,
-        `a tenant is 1 to ${MAX_IDENTIFIER_CHARS} printable ASCII characters without spaces, as tokens carry it`,
-      );
+      check.fail(at, `a tenant is 1 to ${MAX_IDENTIFIER_CHARS} printable ASCII characters, no spaces`);
     }
     if (!check.object(byName, at)) continue;
     const overrides: Record<string, { limit: number; window_s?: number }> = Object.create(null);
@@ -370,7 +355,7 @@ function checkTenantOverrides(
       const path = `${at}.${name}`;
       const keys = keysByName.get(name);
       if (!keys) {
-        check.fail(path, `no tenant or user limit is named "${name}" (in limits.defaults or a route's limits)`);
+        check.fail(path, `no tenant or user limit is named "${name}"`);
       } else if (!keys.has("tenant") && !keys.has("user")) {
         check.fail(
           path,
@@ -777,7 +762,7 @@ function compileRoute(
   }
   const cors = raw.cors === undefined ? undefined : checkCors(check, raw.cors, `${path}.cors`);
   if (cors && methods.has("OPTIONS")) {
-    check.fail(`${path}.methods`, "OPTIONS is answered by the edge when cors is set; remove it from methods");
+    check.fail(`${path}.methods`, "OPTIONS is answered by the edge when cors is set");
   }
   const isPublic = auth === undefined ? undefined : auth === "public";
   const own = raw.limits === undefined ? [] : checkLimits(check, raw.limits, `${path}.limits`, isPublic);

@@ -75,7 +75,7 @@ describe("policy validation names the field and why", () => {
     [
       "HS256 allowed",
       (p: any) => (p.issuers.idp.algorithms = ["HS256"]),
-      'issuers.idp.algorithms: "HS256" is not an accepted asymmetric algorithm (HS* and none never are)',
+      'issuers.idp.algorithms: "HS256" is not an accepted algorithm (HS* and none never are)',
     ],
     [
       "cache TTL out of range",
@@ -88,7 +88,7 @@ describe("policy validation names the field and why", () => {
     [
       "ip limit on an authenticated route",
       (p: any) => (p.routes[0].limits = [{ name: "l", key: "ip", limit: 1, window_s: 1 }]),
-      'routes[0].limits[0].key: "ip" limits apply only to public routes; limit authenticated traffic by tenant or user',
+      'routes[0].limits[0].key: "ip" limits apply to public routes only',
     ],
     [
       "user limit on a public route",
@@ -140,7 +140,7 @@ describe("policy validation names the field and why", () => {
       // URLs never carry the default port: the route would never match.
       "a host with the default port",
       (p: any) => (p.routes[0].host = "api.example.com:443"),
-      "routes[0].host: port 443 is the default and never appears in a host; leave it out",
+      "routes[0].host: port 443 is the default, which never appears in a host",
     ],
     [
       // The runtime sees `:08443` as `:8443`, and no request carries 65536: the route would
@@ -196,7 +196,7 @@ describe("policy validation names the field and why", () => {
     [
       "an override of a limit that is declared nowhere",
       (p: any) => (p.limits = { tenant_overrides: { acme: { "user-per-day": { limit: 5 } } } }),
-      'limits.tenant_overrides.acme.user-per-day: no tenant or user limit is named "user-per-day" (in limits.defaults or a route\'s limits)',
+      'limits.tenant_overrides.acme.user-per-day: no tenant or user limit is named "user-per-day"',
     ],
     [
       "an override of a route limit",
@@ -209,17 +209,17 @@ describe("policy validation names the field and why", () => {
     [
       "an override for a tenant no token can carry",
       (p: any) => (p.limits = { tenant_overrides: { "acme corp": {} } }),
-      "limits.tenant_overrides.acme corp: a tenant is 1 to 255 printable ASCII characters without spaces, as tokens carry it",
+      "limits.tenant_overrides.acme corp: a tenant is 1 to 255 printable ASCII characters, no spaces",
     ],
     [
       "an override for an empty tenant",
       (p: any) => (p.limits = { tenant_overrides: { "": {} } }),
-      "limits.tenant_overrides.: a tenant is 1 to 255 printable ASCII characters without spaces, as tokens carry it",
+      "limits.tenant_overrides.: a tenant is 1 to 255 printable ASCII characters, no spaces",
     ],
     ...["__proto__", "constructor", "prototype"].map((tenant) => [
       `an override for the tenant "${tenant}"`,
       (p: any) => (p.limits = JSON.parse(`{ "tenant_overrides": { "${tenant}": {} } }`)),
-      `limits.tenant_overrides.${tenant}: "${tenant}" is reserved (a JavaScript object property), so it cannot name a tenant here`,
+      `limits.tenant_overrides.${tenant}: "${tenant}" is reserved (an object property name)`,
     ]),
     // Identity header names: application headers only, none the edge uses otherwise, one per field.
     ...[

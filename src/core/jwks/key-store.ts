@@ -14,6 +14,7 @@
 import type { JWK } from "jose";
 import type { ResolvedIssuer } from "../policy";
 import { TIMED_OUT, withDeadline } from "../deadline";
+import { JWS_ALGORITHMS } from "../tokens/jws-verify";
 import { secureUrl } from "../urls";
 import {
   discoverJwksUri,
@@ -115,27 +116,13 @@ const KV_READ_TIMEOUT_MS = 300;
  */
 const MAX_RETIRED_KEYS = 100;
 
-/** Which key types and curves can verify which algorithm. */
+/** Which key types and curves can verify which algorithm: the ones it is imported as. */
 function keyFitsAlg(jwk: JWK, alg: string): boolean {
   if (jwk.alg !== undefined && jwk.alg !== alg && !(alg === "Ed25519" && jwk.alg === "EdDSA")) return false;
-  if (alg.startsWith("RS") || alg.startsWith("PS")) return jwk.kty === "RSA";
-  if (alg === "ES256") return jwk.kty === "EC" && jwk.crv === "P-256";
-  if (alg === "ES384") return jwk.kty === "EC" && jwk.crv === "P-384";
-  if (alg === "ES512") return jwk.kty === "EC" && jwk.crv === "P-521";
-  if (alg === "EdDSA" || alg === "Ed25519") return jwk.kty === "OKP" && jwk.crv === "Ed25519";
-  return false;
-}
-
-/** WebCrypto import parameters per JWS algorithm (RFC 7518 §3, RFC 8037). */
-function importParams(alg: string): { name: string; hash?: string; namedCurve?: string } | undefined {
-  const hash = `SHA-${alg.slice(2)}`;
-  if (alg.startsWith("RS")) return { name: "RSASSA-PKCS1-v1_5", hash };
-  if (alg.startsWith("PS")) return { name: "RSA-PSS", hash };
-  if (alg === "ES256") return { name: "ECDSA", namedCurve: "P-256" };
-  if (alg === "ES384") return { name: "ECDSA", namedCurve: "P-384" };
-  if (alg === "ES512") return { name: "ECDSA", namedCurve: "P-521" };
-  if (alg === "EdDSA" || alg === "Ed25519") return { name: "Ed25519" };
-  return undefined;
+  const key = JWS_ALGORITHMS.get(alg)?.key;
+  if (key?.name === "ECDSA") return jwk.kty === "EC" && jwk.crv === key.namedCurve;
+  if (key?.name === "Ed25519") return jwk.kty === "OKP" && jwk.crv === "Ed25519";
+  return key !== undefined && jwk.kty === "RSA";
 }
 
 function fingerprintOf(jwk: JWK): string {
@@ -302,7 +289,7 @@ export class IssuerKeyStore {
   private async imported(entry: KeyEntry, alg: string): Promise<CryptoKey | undefined> {
     const cached = entry.imported.get(alg);
     if (cached) return cached;
-    const params = importParams(alg);
+    const params = JWS_ALGORITHMS.get(alg)?.key;
     if (!params) return undefined;
     try {
       // Only the public members: `alg`/`use` were already checked against the token's alg.

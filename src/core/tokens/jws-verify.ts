@@ -37,8 +37,11 @@ function ecdsa(namedCurve: string, bits: number, coordinateBytes: number): JwsAl
 
 const ED25519: JwsAlgorithm = { key: { name: "Ed25519" }, verify: { name: "Ed25519" }, signatureBytes: 64 };
 
-/** A Map, so a token's `alg` can never reach a prototype member. */
-const ALGORITHMS: ReadonlyMap<string, JwsAlgorithm> = new Map([
+/**
+ * Every algorithm the edge verifies, and so every one a policy may allow (HS* and none never
+ * are). A Map, so a token's `alg` can never reach a prototype member.
+ */
+export const JWS_ALGORITHMS: ReadonlyMap<string, JwsAlgorithm> = new Map([
   ["RS256", pkcs1(256)],
   ["RS384", pkcs1(384)],
   ["RS512", pkcs1(512)],
@@ -72,7 +75,7 @@ export async function verifySignature(
   signingInput: Uint8Array,
   signature: Uint8Array,
 ): Promise<SignatureCheck> {
-  const algorithm = ALGORITHMS.get(alg);
+  const algorithm = JWS_ALGORITHMS.get(alg);
   if (!algorithm) return "alg_not_supported";
   if (!keyFits(key, algorithm.key)) return "key_alg_mismatch";
   if (algorithm.minRsaBits !== undefined) {
