@@ -246,12 +246,11 @@ export class IssuerKeyStore {
   }
 
   /**
-   * One refresh for a token the set cannot verify: an unknown kid, or one no key verifies (the
-   * issuer may have put a new key under a known kid). Single-flight, and cooled down through
-   * the KV stamp too, as any caller can send such tokens; one that does not settle in time
-   * counts as failed. True if it changed the set.
+   * One refresh for an unknown kid: single-flight, and cooled down through the KV stamp too,
+   * as any caller can send such tokens; one that does not settle in time counts as failed.
+   * True if it changed the set.
    */
-  async refreshed(kid: string | undefined, defer: Defer): Promise<boolean> {
+  private async refreshed(kid: string | undefined, defer: Defer): Promise<boolean> {
     const before = this.state;
     await this.waitBounded(this.refresh("unknown_kid", defer, kid));
     return this.state !== before;

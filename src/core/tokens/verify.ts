@@ -80,15 +80,12 @@ export class TokenVerifier {
   /**
    * @param acceptedIssuerIds issuers the route accepts
    * @param audiences the route's audiences, or undefined to use each issuer's own
-   * @param retry whether a token no key verifies may cost a key refresh and one more try (not
-   *   on that try)
    */
   async verify(
     token: string,
     acceptedIssuerIds: readonly string[],
     audiences: readonly string[] | undefined,
     defer: Defer,
-    retry = true,
   ): Promise<VerifyResult> {
     if (token.length > this.policy.maxTokenBytes)
       return { ok: false, reason: "token_invalid", detail: "token_too_large" };
@@ -147,13 +144,10 @@ export class TokenVerifier {
       // without a kid); the first reason other than a mismatch is the one reported.
       if (check === "mismatch") check = result;
     }
-    if (!verifiedBy) {
-      // The issuer may have put a new key under a known kid: one refresh (single-flight, cooled
-      // down as for an unknown kid), and one more try if it changed the key set.
-      return retry && (await store.refreshed(kid, defer))
-        ? this.verify(token, acceptedIssuerIds, audiences, defer, false)
-        : failed("token_invalid", check === "mismatch" ? "signature" : check);
-    }
+    // No refresh for a bad signature: anyone can send one, and each would spend the refresh
+    // cooldown that a rotation's new kid needs. A new key reusing a kid is picked up when the
+    // set is next refreshed (cache_ttl_s).
+    if (!verifiedBy) return failed("token_invalid", check === "mismatch" ? "signature" : check);
 
     const claims = checkRegisteredClaims(header, payload, issuer, now);
     if (!claims.ok) return failed(claims.reason, claims.detail);
