@@ -96,13 +96,11 @@ export const ACCESS_COOKIE = "CF_Authorization";
 export const CREDENTIAL_COOKIES: readonly string[] = [ACCESS_COOKIE];
 
 /**
- * Where one cookie ends: at `;`, or at a `,` or (after a value) whitespace followed by
- * another `name=`. Two `Cookie` headers reach the Worker joined by ", ", and a cookie value
- * may contain neither (RFC 6265 §4.1.1), so a cookie after them is a cookie of its own — also
- * to an origin's parser (Python's SimpleCookie ends a cookie at whitespace). A space inside a
- * name (`CF Authorization`, PHP's `CF_Authorization`) stays part of it.
+ * Where one cookie ends: at `;`, or at a `,` followed by another `name=`. Two `Cookie` headers
+ * reach the Worker joined by ", ", and a cookie value may not contain a comma (RFC 6265
+ * §4.1.1), so a cookie after such a comma is a cookie of its own — also to an origin's parser.
  */
-const COOKIE_BOUNDARY = /;|(?:,|(?<==[^;,\s]*)\s)(?=\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+=)/;
+const COOKIE_BOUNDARY = /;|,(?=\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+=)/;
 
 /** The cookies of a `Cookie` header in order: name and value trimmed, and the pair as sent. */
 export function cookiePairs(cookieHeader: string): [name: string, value: string, raw: string][] {
@@ -116,27 +114,34 @@ export function cookiePairs(cookieHeader: string): [name: string, value: string,
   return pairs;
 }
 
+const LENIENT_UTF8 = new TextDecoder();
+
 /**
- * Every valid escape decoded on its own, one character per escaped byte, and a bad escape
- * kept as sent: as PHP's and .NET's decoders read a name (the latter also takes IIS's
- * `%uXXXX`). Decoding all or nothing would read `access_token%00%` undecoded, as a name
- * that is not `access_token`, where PHP reads exactly that.
+ * Every valid escape decoded on its own, and a bad escape kept as sent, as PHP's and .NET's
+ * decoders read a name (the latter also takes IIS's `%uXXXX`); the bytes then read as UTF-8,
+ * so case folding sees the characters an origin sees. Decoding all or nothing would read
+ * `access_token%00%` undecoded, as a name that is not `access_token`, where PHP reads exactly that.
  */
 function decodeEachEscape(text: string): string {
-  return text.replace(/%(?:([0-9A-Fa-f]{2})|[uU]([0-9A-Fa-f]{4}))/g, (_escape, byte?: string, unit?: string) =>
-    String.fromCharCode(Number.parseInt((byte ?? unit) as string, 16)),
+  const bytes = text.replace(/%([0-9A-Fa-f]{2})/g, (_escape, hex: string) =>
+    String.fromCharCode(Number.parseInt(hex, 16)),
+  );
+  const chars = /[\x80-\xff]/.test(bytes) ? LENIENT_UTF8.decode(Uint8Array.from(bytes, (c) => c.charCodeAt(0))) : bytes;
+  return chars.replace(/%[uU]([0-9A-Fa-f]{4})/g, (_escape, unit: string) =>
+    String.fromCharCode(Number.parseInt(unit, 16)),
   );
 }
 
 /**
  * A query-parameter or cookie name as the most lenient parser an origin may use reads it:
- * escapes decoded (and `+` as a space, in a query), surrounding whitespace dropped, any case,
+ * escapes decoded (and `+` as a space, in a query), surrounding whitespace dropped, any case
+ * (folded both ways, as Java's equalsIgnoreCase does: the Kelvin sign is a `k`, `ſ` an `s`),
  * and `.`, space or `[` read as `_`, as PHP does (`access.token`, `CF%5FAuthorization`).
  * What is stripped as a credential is matched on this, so no spelling slips past.
  */
 export function lenientName(raw: string, { plusIsSpace = false } = {}): string {
   const name = plusIsSpace ? raw.replace(/\+/g, " ") : raw;
-  return decodeEachEscape(name).trim().toLowerCase().replace(/[. []/g, "_");
+  return decodeEachEscape(name).trim().toUpperCase().toLowerCase().replace(/[. []/g, "_");
 }
 
 /**

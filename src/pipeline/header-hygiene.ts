@@ -15,6 +15,7 @@ import {
   normaliseHeaderName,
   readsAsName,
 } from "../core/headers";
+import { deny } from "./respond";
 import type { Stage } from "./stage";
 
 const CREDENTIAL_COOKIE_NAMES = CREDENTIAL_COOKIES.map((name) => name.toLowerCase());
@@ -27,16 +28,29 @@ function lenientCookieName(name: string): string {
   return /[%. [+]/.test(name) ? lenientName(name, { plusIsSpace: true }) : name.toLowerCase();
 }
 
+function isCredentialCookie(name: string): boolean {
+  const lenient = lenientCookieName(name);
+  return CREDENTIAL_COOKIE_NAMES.some((credential) => readsAsName(lenient, credential));
+}
+
 /** Removes credential cookies by name, however spelt, keeping the rest of the `Cookie` header intact. */
 export function withoutCredentialCookies(cookie: string): string {
   const pairs = cookiePairs(cookie);
-  const kept = pairs.filter(([name]) => {
-    const lenient = lenientCookieName(name);
-    return !CREDENTIAL_COOKIE_NAMES.some((credential) => readsAsName(lenient, credential));
-  });
+  const kept = pairs.filter(([name]) => !isCredentialCookie(name));
   // Nothing to remove: the header goes on exactly as the client sent it.
   if (kept.length === pairs.length) return cookie;
   return kept.map(([, , raw]) => raw).join("; ");
+}
+
+/**
+ * Whether a credential cookie hides in another cookie's value, after whitespace, a quote or a
+ * comma (`session=s CF_Authorization=…`): Python's SimpleCookie ends a cookie there and would
+ * read it. No browser sends that; cutting it out would change the other cookie's value, so the
+ * request is refused instead.
+ */
+export function hidesCredentialCookie(cookie: string): boolean {
+  for (const [, name] of cookie.matchAll(/[\s",]([^\s",;=]+)=/g)) if (isCredentialCookie(name as string)) return true;
+  return false;
 }
 
 /** Header names remembered per isolate with their verdict; names are client input. */
@@ -63,6 +77,7 @@ export function headerHygiene(): Stage {
     const cookie = outgoing.get("cookie");
     if (cookie !== null) {
       const kept = withoutCredentialCookies(cookie);
+      if (hidesCredentialCookie(kept)) return deny(c, "bad_request", { detail: "credential_cookie_in_value" });
       if (kept) outgoing.set("cookie", kept);
       else outgoing.delete("cookie");
     }

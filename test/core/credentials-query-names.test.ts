@@ -15,6 +15,10 @@ describe("query credentials as PHP reads their names", () => {
     ["a NUL, then a cut UTF-8 sequence", "?access_token%00%C3=abc.def.ghi"],
     ["an escaped array name, then a lone %", "?access_token%5B%5D%=abc.def.ghi"],
     ["IIS's %u escape, which .NET decodes", "?access%u005Ftoken=abc.def.ghi"],
+    // Case folding an origin may do on the decoded name: the Kelvin sign lower-cases to `k`
+    // (JavaScript, Python), `ſ` upper-cases to `S` (Java's equalsIgnoreCase).
+    ["the Kelvin sign for k", "?access_to%E2%84%AAen=abc.def.ghi"],
+    ["a long s for s", "?acce%C5%BFs_token=abc.def.ghi"],
   ])("%s is a query credential, and is removed", (_label, search) => {
     expect(hasQueryCredential(search)).toBe(true);
     expect(withoutQueryCredentials(`${search}&k=v`)).toBe("?k=v");

@@ -83,6 +83,20 @@ describe("Cloudflare Access", () => {
     expect(seen[0]!.headers["x-user-email"]).toBeUndefined();
   });
 
+  it("refuses a token Access did not issue for an application: the global session token (type org), or no type", async () => {
+    // Access signs application tokens and the team's session token with the same keys and iss.
+    for (const type of ["org", "", undefined]) {
+      const { response, body, seen, record } = await call({ "cf-access-jwt-assertion": await assertion({ type }) });
+      expect({ type, status: response.status, reason: body.reason, detail: record?.detail }).toEqual({
+        type,
+        status: 401,
+        reason: "token_invalid",
+        detail: "access_type_not_app",
+      });
+      expect(seen).toHaveLength(0);
+    }
+  });
+
   it("rejects an assertion for another Access application", async () => {
     const { response, body, seen } = await call({
       "cf-access-jwt-assertion": await assertion({ aud: ["another-app-aud-tag"] }),

@@ -137,6 +137,7 @@ describe("demo policy", () => {
     const edge = demo();
     const assertion = await team.sign({
       aud: ["demo-access-aud-tag"],
+      type: "app",
       email: "user@example.com",
       tenant_id: undefined,
       scope: undefined,

@@ -42,6 +42,11 @@ export function identityFromClaims(
   payload: JsonObject,
   tokenHash: () => Promise<string>,
 ): ClaimsResult {
+  // Access signs application tokens (`type: "app"`, service tokens included) and the team's
+  // global session token (`type: "org"`) with the same keys and `iss`: only the former speaks
+  // for a request to an application.
+  if (issuer.kind === "cloudflare_access" && payload.type !== "app")
+    return { ok: false, detail: "access_type_not_app" };
   const map = issuer.claims;
   let subject = payload[map.subject];
   // Cloudflare Access service-token assertions carry an empty `sub` and the client id in `common_name`.
