@@ -538,6 +538,40 @@ describe("rotation", () => {
     expect(b.store.stats.fetches).toBe(2);
   });
 
+  it("a key withdrawn right after an outage gets its grace: refreshes that failed meanwhile count as seeing it", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = {
+      jwks_uri: `${issuer.url}/jwks`,
+      cache_ttl_s: 600,
+      max_stale_s: 86_400,
+      rotation_grace_s: 600,
+      refresh_cooldown_s: 30,
+    };
+    const k1 = issuer.keys[0]!;
+    const { verify, settle } = verifierFor(issuer, clock, settings, false);
+    expect(await verify(await signAt(issuer, clock, k1))).toMatchObject({ ok: true, keySource: "fetch" });
+    // Three hours of outage: the stale set serves, and each refresh after a response fails.
+    await issuer.setMode("down");
+    for (let i = 0; i < 6; i++) {
+      clock.advance(1800);
+      expect(await verify(await signAt(issuer, clock, k1))).toMatchObject({ ok: true, keySource: "stale" });
+      await settle();
+    }
+    const signedJustBefore = await signAt(issuer, clock, k1);
+    // The issuer comes back having rotated k1 out.
+    await issuer.setMode("ok");
+    const k2 = await makeKey();
+    await issuer.publish([k2]);
+    clock.advance(31);
+    expect(await verify(await signAt(issuer, clock, k2))).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    expect(await verify(signedJustBefore)).toMatchObject({ ok: true });
+    // And the window closes rotation_grace_s after the last failed refresh.
+    clock.advance(600);
+    expect(await verify(signedJustBefore)).toMatchObject({ ok: false, detail: "kid_unknown" });
+  }, 30_000);
+
   it("a key withdrawn hours ago gets no new grace window when an idle isolate refreshes its stale set", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();

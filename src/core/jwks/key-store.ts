@@ -177,6 +177,8 @@ export class IssuerKeyStore {
   private inflight: Inflight | undefined;
   private lastAttemptAt = -Infinity;
   private lastFailure: string | undefined;
+  /** When a refresh last failed: the keys served meanwhile were still taken as current. */
+  private lastFailedAt = -Infinity;
   private lastKvMissAt = -Infinity;
   /** Every key imported from the current set, to its entry there: what `trusts` reads. */
   private keysInSet = new Map<CryptoKey, KeyEntry>();
@@ -331,10 +333,14 @@ export class IssuerKeyStore {
       });
     for (const old of stored.retired) retire(reuse(old.jwk), old.retired_at);
     for (const old of previous?.retired ?? []) retire(old, old.retiredAt as number);
-    // A key the new set lacks was last seen published in the previous set, taken as current
-    // while that set was fresh: its grace runs from then at the latest, not from whenever this
-    // isolate next looked (it may have sat idle for hours since the issuer withdrew it).
-    const lastSeen = Math.min(now, (previous?.fetchedAt ?? now) + this.issuer.cacheTtlS * 1000);
+    // A key the new set lacks was last taken as current while the previous set was fresh, or
+    // while the issuer could not be asked (a failed refresh): its grace runs from then at the
+    // latest, not from whenever this isolate next looked (it may have sat idle for hours since
+    // the issuer withdrew it).
+    const lastSeen = Math.min(
+      now,
+      Math.max((previous?.fetchedAt ?? now) + this.issuer.cacheTtlS * 1000, this.lastFailedAt),
+    );
     for (const old of previous?.current ?? []) retire(old, lastSeen);
     this.state = {
       fetchedAt: stored.fetched_at,
@@ -518,6 +524,7 @@ export class IssuerKeyStore {
     } catch (error) {
       // Never cache a bad response: the last good set (if any) stays as it was.
       this.lastFailure = error instanceof KeySetFetchError ? error.code : "fetch_failed";
+      this.lastFailedAt = this.deps.now();
     }
   }
 
