@@ -1,21 +1,46 @@
-// The local stack's policy: the bundled demo policy with its issuers and origin pointed at
-// the development identity provider and echo origin on loopback. Only the local Worker
-// entry (wrangler env "local") imports this; the deployable Worker never trusts these.
+// The local stack's policy: the bundled policy with its issuers and origins pointed at the
+// development identity provider and echo origin on loopback, whatever the policy names them.
+// Only the local Worker entry (wrangler env "local") imports this; the deployable Worker never
+// trusts these.
 
 import policy from "../policy/policy.json";
+import type { IssuerConfig, PolicyDocument, UpstreamConfig } from "../src/core/policy-types";
 
 export const LOCAL_IDP_URL = "http://127.0.0.1:8788";
 export const LOCAL_ORIGIN_URL = "http://127.0.0.1:8789";
 export const LOCAL_ACCESS_TEAM = `${LOCAL_IDP_URL}/access`;
 export const LOCAL_AUDIENCE = "https://api.example.com";
 
-export function localPolicy(): typeof policy {
+/** Each entry of `record` replaced by `local(entry)`, names kept. */
+function mapEntries<T>(record: Record<string, T> | undefined, local: (entry: T) => T): Record<string, T> {
+  return Object.fromEntries(Object.entries(record ?? {}).map(([name, entry]) => [name, local(entry)]));
+}
+
+/**
+ * The first issuer of each kind now trusts the development provider (one provider can be one
+ * issuer only: two with the same `iss` are refused); any others stay as written, unreachable
+ * from the local stack but harmless.
+ */
+function localIssuers(): (issuer: IssuerConfig) => IssuerConfig {
+  const taken = new Set<string>();
+  return (issuer) => {
+    if (taken.has(issuer.kind)) return issuer;
+    taken.add(issuer.kind);
+    if (issuer.kind === "cloudflare_access") return { ...issuer, team_domain: LOCAL_ACCESS_TEAM };
+    // Discovery on the development provider finds its own keys.
+    const { jwks_uri: _unused, ...rest } = issuer;
+    return { ...rest, issuer: LOCAL_IDP_URL };
+  };
+}
+
+function localUpstream(upstream: UpstreamConfig): UpstreamConfig {
+  return "url" in upstream ? { ...upstream, url: LOCAL_ORIGIN_URL } : upstream;
+}
+
+export function localPolicy(document = policy as unknown as PolicyDocument): PolicyDocument {
   return {
-    ...policy,
-    issuers: {
-      demo: { ...policy.issuers.demo, issuer: LOCAL_IDP_URL },
-      access: { ...policy.issuers.access, team_domain: LOCAL_ACCESS_TEAM },
-    },
-    upstreams: { api: { ...policy.upstreams.api, url: LOCAL_ORIGIN_URL } },
+    ...document,
+    issuers: mapEntries(document.issuers, localIssuers()),
+    upstreams: mapEntries(document.upstreams, localUpstream),
   };
 }

@@ -59,7 +59,8 @@ export function parseOptions(argv) {
       if (inline !== undefined) throw new UsageError(`--${name} takes no value`);
       options[name] = true;
     } else if (VALUE_OPTIONS.has(name)) {
-      const value = inline ?? argv[++i];
+      // The next option is not a value: `--sub --access` would sign a token for "--access".
+      const value = inline ?? (argv[i + 1]?.startsWith("--") ? undefined : argv[++i]);
       if (value === undefined) throw new UsageError(`--${name} needs a value`);
       if (name === "claim") options.claim.push(parseClaim(value));
       else options[name] = value;

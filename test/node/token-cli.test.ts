@@ -196,6 +196,8 @@ describe("npm run token: command line", () => {
     [["--bogus"], "unknown option: --bogus"],
     [["positional"], "unexpected argument"],
     [["--sub"], "--sub needs a value"],
+    // The next option is not the value: this must not sign a token for the subject "--access".
+    [["--sub", "--access"], "--sub needs a value"],
     [["--ttl", "soon"], "--ttl must be a whole number"],
     [["--claim", "=1"], "--claim needs KEY=VALUE"],
     [["--access=yes"], "--access takes no value"],
