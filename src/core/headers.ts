@@ -123,13 +123,10 @@ const LENIENT_UTF8 = new TextDecoder();
  * `access_token%00%` undecoded, as a name that is not `access_token`, where PHP reads exactly that.
  */
 function decodeEachEscape(text: string): string {
-  const bytes = text.replace(/%([0-9A-Fa-f]{2})/g, (_escape, hex: string) =>
-    String.fromCharCode(Number.parseInt(hex, 16)),
-  );
+  const fromHex = (_escape: string, hex: string) => String.fromCharCode(Number.parseInt(hex, 16));
+  const bytes = text.replace(/%([0-9A-Fa-f]{2})/g, fromHex);
   const chars = /[\x80-\xff]/.test(bytes) ? LENIENT_UTF8.decode(Uint8Array.from(bytes, (c) => c.charCodeAt(0))) : bytes;
-  return chars.replace(/%[uU]([0-9A-Fa-f]{4})/g, (_escape, unit: string) =>
-    String.fromCharCode(Number.parseInt(unit, 16)),
-  );
+  return chars.replace(/%[uU]([0-9A-Fa-f]{4})/g, fromHex);
 }
 
 /**

@@ -311,7 +311,7 @@ function checkLimits(check: Checker, raw: unknown, path: string, isPublic: boole
       return;
     }
     if (isPublic === true && (item.key === "tenant" || item.key === "user")) {
-      check.fail(`${at}.key`, `"${item.key}" needs an identity; a public route can only limit by ip or route`);
+      check.fail(`${at}.key`, `"${item.key}" needs an identity: limit public routes by ip or route`);
     }
     if (isPublic === false && item.key === "ip") {
       check.fail(`${at}.key`, '"ip" limits apply to public routes only');
@@ -397,7 +397,7 @@ function originProblem(origin: string): string | undefined {
     // not a URL
   }
   if (serialised === undefined || origin.includes("*"))
-    return `"${origin}" must be "*" or an origin like https://app.example.com (no patterns)`;
+    return `"${origin}" must be "*" or an origin such as https://app.example.com`;
   if (serialised !== origin) return `"${origin}" never matches: browsers send it as "${serialised}"`;
   return undefined;
 }
@@ -577,7 +577,7 @@ function identityHeaderProblem(name: string): string | undefined {
   // Transfer-Encoding…): the edge writes identities only into application headers.
   if (!name.startsWith("x-")) return "must start with x- (an application header)";
   if (RESERVED_IDENTITY_NAMES.has(name) || name.startsWith("x-forwarded-"))
-    return `"${name}" is a header the edge strips or writes for another purpose`;
+    return `"${name}" is a header the edge strips or writes itself`;
   return undefined;
 }
 
@@ -673,7 +673,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
       if (anyPort) {
         check.fail(
           `${path}.host`,
-          `routes[${anyPort.index}] (${anyPort.name}) matches this host on every port first; put the route for one port before it`,
+          `routes[${anyPort.index}] (${anyPort.name}) matches this host on every port first: put this route before it`,
         );
       }
       routes.push(route);

@@ -96,7 +96,7 @@ describe("policy validation names the field and why", () => {
         p.routes[0].auth = "public";
         p.routes[0].limits = [{ name: "l", key: "user", limit: 1, window_s: 1 }];
       },
-      'routes[0].limits[0].key: "user" needs an identity; a public route can only limit by ip or route',
+      'routes[0].limits[0].key: "user" needs an identity: limit public routes by ip or route',
     ],
     [
       "Access route without AUD",
@@ -166,7 +166,7 @@ describe("policy validation names the field and why", () => {
         p.routes[0].host = "api.example.com";
         p.routes.push({ ...p.routes[0], name: "alt", host: "API.example.com.:8443" });
       },
-      "routes[1].host: routes[0] (r) matches this host on every port first; put the route for one port before it",
+      "routes[1].host: routes[0] (r) matches this host on every port first: put this route before it",
     ],
     [
       "CORS wildcard with credentials",
@@ -226,10 +226,10 @@ describe("policy validation names the field and why", () => {
       ["authorization", "must start with x- (an application header)"],
       ["Cookie", "must start with x- (an application header)"],
       ["transfer-encoding", "must start with x- (an application header)"],
-      ["x-forwarded-host", '"x-forwarded-host" is a header the edge strips or writes for another purpose'],
-      ["x-request-id", '"x-request-id" is a header the edge strips or writes for another purpose'],
-      ["x-api-key", '"x-api-key" is a header the edge strips or writes for another purpose'],
-      ["x-http-method-override", '"x-http-method-override" is a header the edge strips or writes for another purpose'],
+      ["x-forwarded-host", '"x-forwarded-host" is a header the edge strips or writes itself'],
+      ["x-request-id", '"x-request-id" is a header the edge strips or writes itself'],
+      ["x-api-key", '"x-api-key" is a header the edge strips or writes itself'],
+      ["x-http-method-override", '"x-http-method-override" is a header the edge strips or writes itself'],
     ].map(([name, why]) => [
       `identity header named ${name}`,
       (p: any) => (p.settings = { identity_headers: { subject: name } }),
@@ -285,11 +285,8 @@ describe("policy validation names the field and why", () => {
         "https://app.example.com/",
         '"https://app.example.com/" never matches: browsers send it as "https://app.example.com"',
       ],
-      [
-        "https://*.example.com",
-        '"https://*.example.com" must be "*" or an origin like https://app.example.com (no patterns)',
-      ],
-      ["null", '"null" must be "*" or an origin like https://app.example.com (no patterns)'],
+      ["https://*.example.com", '"https://*.example.com" must be "*" or an origin such as https://app.example.com'],
+      ["null", '"null" must be "*" or an origin such as https://app.example.com'],
     ].map(([origin, why]) => [
       `CORS origin ${origin}`,
       (p: any) => (p.routes[0].cors = { allow_origins: [origin] }),

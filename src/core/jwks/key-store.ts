@@ -219,8 +219,11 @@ export class IssuerKeyStore {
       // that, so refuse it as verify would, and spend no refresh on it.
       if (this.candidates(kid, undefined, now).length > 0)
         return { ok: false, reason: "token_invalid", detail: "key_alg_mismatch" };
-      // Unknown kid: the issuer may have rotated.
-      if (await this.refreshed(kid, defer)) source = this.state?.source ?? source;
+      // Unknown kid: the issuer may have rotated. Refresh once (single-flight, cooled down, the
+      // cooldown shared through KV); a refresh that does not settle in time counts as failed.
+      const before = this.state;
+      await this.waitBounded(this.refresh("unknown_kid", defer, kid));
+      if (this.state !== before) source = this.state?.source ?? source;
       entries = this.candidates(kid, alg, this.deps.now());
       if (entries.length === 0) return { ok: false, reason: "token_invalid", detail: "kid_unknown" };
     }
@@ -244,18 +247,12 @@ export class IssuerKeyStore {
     if (!state || this.isExpired(state, now)) return false;
     const entry = this.keysInSet.get(key);
     if (!entry) return false;
-    return entry.retiredAt === undefined || now - entry.retiredAt < this.issuer.rotationGraceS * 1000;
+    return this.inGrace(entry, now);
   }
 
-  /**
-   * One refresh for an unknown kid: single-flight, and cooled down through the KV stamp too,
-   * as any caller can send such tokens; one that does not settle in time counts as failed.
-   * True if it changed the set.
-   */
-  private async refreshed(kid: string | undefined, defer: Defer): Promise<boolean> {
-    const before = this.state;
-    await this.waitBounded(this.refresh("unknown_kid", defer, kid));
-    return this.state !== before;
+  /** Current, or retired less than rotation_grace_s ago. */
+  private inGrace(entry: KeyEntry, now: number): boolean {
+    return entry.retiredAt === undefined || now - entry.retiredAt < this.issuer.rotationGraceS * 1000;
   }
 
   private unavailable(failure: string): KeyLookup {
@@ -279,12 +276,9 @@ export class IssuerKeyStore {
   private candidates(kid: string | undefined, alg: string | undefined, now: number): KeyEntry[] {
     const state = this.state;
     if (!state) return [];
-    const graceMs = this.issuer.rotationGraceS * 1000;
     const fits = (entry: KeyEntry) =>
       (alg === undefined || keyFitsAlg(entry.jwk, alg)) && (kid === undefined || entry.jwk.kid === kid);
-    const current = state.current.filter(fits);
-    const retired = state.retired.filter((e) => fits(e) && now - (e.retiredAt ?? 0) < graceMs);
-    return [...current, ...retired];
+    return [...state.current, ...state.retired].filter((e) => fits(e) && this.inGrace(e, now));
   }
 
   private async imported(entry: KeyEntry, alg: string): Promise<CryptoKey | undefined> {
@@ -347,9 +341,7 @@ export class IssuerKeyStore {
       ...(stored.jwks_uri ? { jwksUri: stored.jwks_uri } : {}),
       current,
       retired: [...retired.values()]
-        .filter(
-          (e) => !currentPrints.has(e.fingerprint) && now - (e.retiredAt as number) < this.issuer.rotationGraceS * 1000,
-        )
+        .filter((e) => !currentPrints.has(e.fingerprint) && this.inGrace(e, now))
         .sort((a, b) => (b.retiredAt as number) - (a.retiredAt as number))
         .slice(0, MAX_RETIRED_KEYS),
       source,
