@@ -572,6 +572,40 @@ describe("rotation", () => {
     expect(await verify(signedJustBefore)).toMatchObject({ ok: false, detail: "kid_unknown" });
   }, 30_000);
 
+  it("a failed refresh while the held set had already expired gives a long-withdrawn key no grace, here or through KV", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = {
+      jwks_uri: `${issuer.url}/jwks`,
+      cache_ttl_s: 600,
+      max_stale_s: 3600,
+      rotation_grace_s: 600,
+      refresh_cooldown_s: 30,
+    };
+    const withdrawn = issuer.keys[0]!;
+    const idle = verifierFor(issuer, clock, settings);
+    expect(await idle.verify(await signAt(issuer, clock, withdrawn))).toMatchObject({ ok: true, keySource: "fetch" });
+    await idle.settle();
+    // The issuer withdraws the key a minute later; this isolate sees no traffic.
+    clock.advance(60);
+    const successor = await makeKey();
+    await issuer.publish([successor]);
+    // Five hours on (the held set expired four hours ago), one failed refresh…
+    clock.advance(5 * 3600);
+    await issuer.setMode("down");
+    expect(await idle.verify(await signAt(issuer, clock, successor))).toMatchObject({ reason: "jwks_unavailable" });
+    await idle.settle();
+    // …then the issuer is back.
+    await issuer.setMode("ok");
+    clock.advance(31);
+    expect(await idle.verify(await signAt(issuer, clock, successor))).toMatchObject({ ok: true, keySource: "fetch" });
+    await idle.settle();
+    const refused = { ok: false, reason: "token_invalid", detail: "kid_unknown" };
+    expect(await idle.verify(await signAt(issuer, clock, withdrawn))).toMatchObject(refused);
+    const fresh = verifierFor(issuer, clock, settings);
+    expect(await fresh.verify(await signAt(issuer, clock, withdrawn))).toMatchObject(refused);
+  }, 30_000);
+
   it("a key withdrawn hours ago gets no new grace window when an idle isolate refreshes its stale set", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();

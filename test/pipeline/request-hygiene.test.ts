@@ -335,6 +335,10 @@ describe("header hygiene", () => {
     "a=x,y CF_Authorization=forged.access.jwt",
     "a=Wed, 09 Jun 2021 10:18:14 GMT CF_Authorization=forged.access.jwt",
     'a="x;y" CF_Authorization=forged.access.jwt',
+    // SimpleCookie also allows whitespace before the `=`.
+    "session=s CF_Authorization =forged.access.jwt",
+    "session=s CF_Authorization\t=forged.access.jwt",
+    "a=b, CF_Authorization =forged.access.jwt",
   ])("refuses a Cookie header that hides the Access cookie in another cookie's value: %j", async (cookie) => {
     const { response, seen, record } = await send("/public/a", { headers: { cookie } });
     expect(response.status).toBe(400);
