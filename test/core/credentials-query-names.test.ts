@@ -19,6 +19,9 @@ describe("query credentials as PHP reads their names", () => {
     // (JavaScript, Python), `ſ` upper-cases to `S` (Java's equalsIgnoreCase).
     ["the Kelvin sign for k", "?access_to%E2%84%AAen=abc.def.ghi"],
     ["a long s for s", "?acce%C5%BFs_token=abc.def.ghi"],
+    // Generous on purpose (README): no parser reads these as access_token, yet they count.
+    ["ß, which upper-cases to SS", "?acce%C3%9F_token=abc.def.ghi"],
+    ["an escaped %u escape", "?%25u0061ccess_token=abc.def.ghi"],
   ])("%s is a query credential, and is removed", (_label, search) => {
     expect(hasQueryCredential(search)).toBe(true);
     expect(withoutQueryCredentials(`${search}&k=v`)).toBe("?k=v");
