@@ -69,8 +69,6 @@ export const FORWARDING_HEADERS: readonly string[] = [
   "true-client-ip",
   "fastly-client-ip",
   "x-cluster-client-ip",
-  "x-appengine-user-ip",
-  "x-originating-ip",
 ];
 
 /** RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy ones proxies still see. */

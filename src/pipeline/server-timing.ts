@@ -28,15 +28,19 @@ export function serverTiming(): Stage {
       if (c.get("policy")?.serverTiming !== true) return response;
       const value = formatServerTiming(c.get("timings") ?? {});
       if (!value) return response;
+      let out = response;
       try {
-        response.headers.set("server-timing", value);
-        return response;
+        // The edge's timings tell whether a token came from the cache: no page of another
+        // origin may read them, whatever the origin allows for its own.
+        out.headers.delete("timing-allow-origin");
       } catch {
         // Immutable headers (a response passed through as is): copy it once.
-        const copy = new Response(response.body, response);
-        copy.headers.set("server-timing", value);
-        return copy;
+        out = new Response(response.body, response);
+        out.headers.delete("timing-allow-origin");
       }
+      // A list field: the origin's own metrics stay next to the edge's.
+      out.headers.append("server-timing", value);
+      return out;
     },
   };
 }

@@ -197,6 +197,30 @@ describe("metrics data points", () => {
     expect(edge.dataPoints[0]?.blobs?.[11]).toBe("203.0.113.9");
   });
 
+  it("names the issuer and key source of a verified token the route refuses for its audience", async () => {
+    const issuer = await makeIssuer("ES256");
+    const edge = harness(
+      basePolicy({
+        issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [
+          {
+            name: "strict",
+            methods: ["GET"],
+            path: "/strict/**",
+            auth: { issuers: ["main"], audiences: ["https://other.test"] },
+            upstream: "echo",
+          },
+        ],
+      }),
+    );
+    const headers = { authorization: `Bearer ${await issuer.sign({ sub: "alice" })}` };
+    await (await edge.fetch("/strict/x", { headers })).arrayBuffer();
+    expect(edge.audit[0]).toMatchObject({ reason: "audience_mismatch" });
+    // The check fetched the key set and verified the signature: the key-cache and
+    // verification-time queries count it (blob6, blob7).
+    expect(edge.dataPoints.map((p) => [p.blobs?.[0], p.blobs?.[5], p.blobs?.[6]])).toEqual([["deny", "main", "fetch"]]);
+  });
+
   it("writes the limit that was hit, and the limits that failed open", async () => {
     const failing = {
       idFromName: (name: string) => name,

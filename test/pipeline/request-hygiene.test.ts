@@ -371,14 +371,12 @@ describe("header hygiene", () => {
       "x-forwarded-prefix": "/admin",
       "x-forwarded-server": "internal",
       // Rails (HTTP_CLIENT_IP) and the common PHP snippet; the request-ip package reads the
-      // bare X-Forwarded and Forwarded-For; Fastly's and App Engine's client-address headers.
+      // bare X-Forwarded and Forwarded-For; Fastly's client-address header.
       "client-ip": "10.0.0.1",
       client_ip: "10.0.0.1",
       "x-forwarded": "for=10.0.0.1",
       "forwarded-for": "10.0.0.1",
       "fastly-client-ip": "10.0.0.1",
-      "x-appengine-user-ip": "10.0.0.1",
-      "x-originating-ip": "10.0.0.1",
     };
     // Control: without the edge, every one of them reaches the origin.
     expect(await direct(spoofed)).toMatchObject(spoofed);

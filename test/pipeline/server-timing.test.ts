@@ -106,6 +106,28 @@ describe("Server-Timing", () => {
     }
   });
 
+  it("keeps the origin's own metrics, and drops the origin's Timing-Allow-Origin", async () => {
+    const edge = harness(
+      basePolicy({
+        settings: { server_timing: true },
+        upstreams: { svc: { service: "ECHO_SERVICE" } },
+        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+      }),
+    );
+    const originFields = [
+      ["server-timing", "db;dur=53"],
+      ["timing-allow-origin", "*"],
+    ];
+    const response = await edge.fetch("/svc/x", { headers: { "x-respond-with": JSON.stringify(originFields) } });
+    expect(response.status).toBe(200);
+    // A list field: the origin's entry stays next to the edge's.
+    const header = response.headers.get("server-timing") ?? "";
+    expect(header).toMatch(/^db;dur=53, upstream;dur=\d/);
+    // The edge's timings tell whether a token came from the cache: no page of another origin
+    // may read them, whatever the origin allows.
+    expect(response.headers.get("timing-allow-origin")).toBeNull();
+  });
+
   it("is added to a response whose headers are immutable", async () => {
     const app = new Hono<PipelineEnv>();
     const setup: Stage["run"] = (c) => {

@@ -152,7 +152,8 @@ export class TokenVerifier {
     const claims = checkRegisteredClaims(header, payload, issuer, now);
     if (!claims.ok) return failed(claims.reason, claims.detail);
     const refused = this.routeRefusal(issuer, payload, acceptedIssuerIds, audiences);
-    if (refused) return refused;
+    // With the issuer and key source, as every refusal after the key lookup (for the metrics).
+    if (refused) return { ...refused, issuerId: issuer.id, keySource: lookup.source };
     const mapped = identityFromClaims(issuer, payload, lazyTokenHash(token));
     if (!mapped.ok) return failed("token_invalid", mapped.detail);
     this.tokenCache.set(token, { identity: mapped.identity, key: verifiedBy }, claims.exp, now);
@@ -168,7 +169,7 @@ export class TokenVerifier {
     payload: Readonly<Record<string, unknown>>,
     acceptedIssuerIds: readonly string[],
     audiences: readonly string[] | undefined,
-  ): VerifyResult | undefined {
+  ): Extract<VerifyResult, { ok: false }> | undefined {
     if (!acceptedIssuerIds.includes(issuer.id))
       return { ok: false, reason: "issuer_unknown", detail: "issuer_not_accepted_by_route" };
     if (!audienceMatches(payload.aud, audiences ?? issuer.audiences)) {
