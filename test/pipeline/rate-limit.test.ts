@@ -64,6 +64,8 @@ describe("rate limits on public routes (whole pipeline)", () => {
     expect(retryAfter).toBeLessThanOrEqual(1200);
     expect(refused.headers.get("x-ratelimit-remaining")).toBe("0");
     expect(refused.headers.get("ratelimit")).toMatch(/^"ip-per-hour";r=0;t=\d+$/);
+    // `t` is the time until the limit is full again (as X-RateLimit-Reset), later than Retry-After.
+    expect(secondsToReset(refused.headers.get("ratelimit"))).toBeGreaterThan(3598);
     const body = (await refused.json()) as Problem;
     expect(body).toMatchObject({
       type: "https://portcullis.dev/problems/rate-limited",
