@@ -45,8 +45,8 @@ export function withoutCredentialCookies(cookie: string): string {
 /**
  * Whether a credential cookie hides in another cookie's value, after whitespace, a quote or a
  * comma (`session=s CF_Authorization=…`, whitespace before its `=` too): Python's SimpleCookie
- * ends a cookie there and would read it. No browser sends that; cutting it out would change the other cookie's value, so the
- * request is refused instead.
+ * ends a cookie there and would read it. No browser sends that; cutting it out would change
+ * the other cookie's value, so the request is refused instead.
  */
 export function hidesCredentialCookie(cookie: string): boolean {
   for (const [, name] of cookie.matchAll(/[\s",]([^\s",;=]+)\s*=/g))
