@@ -31,7 +31,7 @@ export class LimiterObject extends DurableObject {
   /** The in-memory counters. Public for tests that compose `decide` and `commit` themselves. */
   readonly counters = new CounterTable(MAX_COUNTERS);
   /** When the alarm is set for, as far as this instance knows. */
-  private alarmAt: number | undefined;
+  #alarmAt: number | undefined;
 
   constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env as never);
@@ -57,7 +57,7 @@ export class LimiterObject extends DurableObject {
     checkCounterRequests(items);
     const now = Date.now();
     const result = this.counters.acquire(items, now);
-    if (result.allowed) this.scheduleFlush(now);
+    if (result.allowed) this.#scheduleFlush(now);
     return result;
   }
 
@@ -66,15 +66,15 @@ export class LimiterObject extends DurableObject {
     checkCounterRequests(items);
     const now = Date.now();
     this.counters.release(items, at, epoch, now);
-    this.scheduleFlush(now);
+    this.#scheduleFlush(now);
   }
 
   override async alarm(): Promise<void> {
-    this.alarmAt = undefined;
-    this.flush(Date.now());
+    this.#alarmAt = undefined;
+    this.#flush(Date.now());
   }
 
-  private flush(now: number): void {
+  #flush(now: number): void {
     const latest = this.counters.sweep(now);
     const changes = this.counters.pendingChanges(now);
     const sql = this.ctx.storage.sql;
@@ -94,20 +94,20 @@ export class LimiterObject extends DurableObject {
     // Only now: had the transaction thrown, the changes would still be pending for the retry.
     this.counters.markSaved(changes);
     // Come back when the last counter has expired, to clear storage of an idle object.
-    if (latest !== undefined) this.setAlarm(latest + 1);
+    if (latest !== undefined) this.#setAlarm(latest + 1);
   }
 
-  private scheduleFlush(now: number): void {
+  #scheduleFlush(now: number): void {
     const due = now + FLUSH_INTERVAL_MS;
-    if (this.alarmAt !== undefined && this.alarmAt <= due) return;
-    this.setAlarm(due);
+    if (this.#alarmAt !== undefined && this.#alarmAt <= due) return;
+    this.#setAlarm(due);
   }
 
-  private setAlarm(at: number): void {
-    this.alarmAt = at;
+  #setAlarm(at: number): void {
+    this.#alarmAt = at;
     // Unconfirmed: the response that triggered the flush does not wait for this write.
     this.ctx.storage.setAlarm(at, { allowUnconfirmed: true }).catch(() => {
-      if (this.alarmAt === at) this.alarmAt = undefined;
+      if (this.#alarmAt === at) this.#alarmAt = undefined;
     });
   }
 }

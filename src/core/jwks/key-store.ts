@@ -173,68 +173,71 @@ function parseStored(text: string, now: number, jwksUri: string | undefined): St
 
 export class IssuerKeyStore {
   readonly stats: KeyStoreStats = { fetches: 0, kvReads: 0, imports: 0 };
-  private state: KeySetState | undefined;
-  private inflight: Inflight | undefined;
-  private lastAttemptAt = -Infinity;
-  private lastFailure: string | undefined;
+  #state: KeySetState | undefined;
+  #inflight: Inflight | undefined;
+  #lastAttemptAt = -Infinity;
+  #lastFailure: string | undefined;
   /** When a refresh last failed: the keys served meanwhile were still taken as current. */
-  private lastFailedAt = -Infinity;
-  private lastKvMissAt = -Infinity;
+  #lastFailedAt = -Infinity;
+  #lastKvMissAt = -Infinity;
   /** Every key imported from the current set, to its entry there: what `trusts` reads. */
-  private keysInSet = new Map<CryptoKey, KeyEntry>();
-  private readonly kvKey: string;
-  private readonly kvRefreshKey: string;
+  #keysInSet = new Map<CryptoKey, KeyEntry>();
+  readonly #kvKey: string;
+  readonly #kvRefreshKey: string;
 
-  constructor(
-    private readonly issuer: ResolvedIssuer,
-    private readonly deps: KeyStoreDeps,
-  ) {
-    this.kvKey = `jwks:v1:${issuer.issuer}`;
-    this.kvRefreshKey = `jwks-refresh:v1:${issuer.issuer}${issuer.jwksUri ? ` ${issuer.jwksUri}` : ""}`;
+  readonly #issuer: ResolvedIssuer;
+  readonly #deps: KeyStoreDeps;
+
+  constructor(issuer: ResolvedIssuer, deps: KeyStoreDeps) {
+    this.#issuer = issuer;
+    this.#deps = deps;
+    this.#kvKey = `jwks:v1:${issuer.issuer}`;
+    this.#kvRefreshKey = `jwks-refresh:v1:${issuer.issuer}${issuer.jwksUri ? ` ${issuer.jwksUri}` : ""}`;
   }
 
   /** Keys that may have signed a token with this `kid` and `alg`, current keys first. */
   async lookup(kid: string | undefined, alg: string, defer: Defer): Promise<KeyLookup> {
-    const now = this.deps.now();
-    const warm = this.state !== undefined && !this.isExpired(this.state, now);
-    if (!this.state && !(await this.waitBounded(this.loadFromKv(defer)))) return this.unavailable("timeout");
+    const now = this.#deps.now();
+    const warm = this.#state !== undefined && !this.#isExpired(this.#state, now);
+    if (!this.#state && !(await this.#waitBounded(this.#loadFromKv(defer)))) return this.#unavailable("timeout");
     // A kid the set lacks goes with a refresh this request starts, so that one does not stop
     // at a newer KV set that lacks it too (fetched before the issuer published it).
-    const missingKid = () => (kid !== undefined && this.candidates(kid, undefined, now).length === 0 ? kid : undefined);
-    if (!this.state || this.isExpired(this.state, now)) {
-      const settled = await this.waitBounded(this.refresh("expired", defer, missingKid()));
-      if (!this.state || this.isExpired(this.state, this.deps.now())) {
-        return this.unavailable(settled ? (this.lastFailure ?? "unavailable") : "timeout");
+    const missingKid = () =>
+      kid !== undefined && this.#candidates(kid, undefined, now).length === 0 ? kid : undefined;
+    if (!this.#state || this.#isExpired(this.#state, now)) {
+      const settled = await this.#waitBounded(this.#refresh("expired", defer, missingKid()));
+      if (!this.#state || this.#isExpired(this.#state, this.#deps.now())) {
+        return this.#unavailable(settled ? (this.#lastFailure ?? "unavailable") : "timeout");
       }
-    } else if (this.isStale(this.state, now)) {
+    } else if (this.#isStale(this.#state, now)) {
       // Past its TTL but within max-stale: serve it, refresh after the response (if none is
       // in flight and the cooldown allows).
-      this.refresh("stale", defer, missingKid());
+      this.#refresh("stale", defer, missingKid());
     }
-    let source: KeySource = warm ? "memory" : this.state.source;
+    let source: KeySource = warm ? "memory" : this.#state.source;
 
-    let entries = this.candidates(kid, alg, now);
+    let entries = this.#candidates(kid, alg, now);
     if (entries.length === 0 && kid !== undefined) {
       // A kid we hold, but whose key cannot verify this alg: a rotation would not explain
       // that, so refuse it as verify would, and spend no refresh on it.
-      if (this.candidates(kid, undefined, now).length > 0)
+      if (this.#candidates(kid, undefined, now).length > 0)
         return { ok: false, reason: "token_invalid", detail: "key_alg_mismatch" };
       // Unknown kid: the issuer may have rotated. Refresh once (single-flight, cooled down, the
       // cooldown shared through KV); a refresh that does not settle in time counts as failed.
-      const before = this.state;
-      await this.waitBounded(this.refresh("unknown_kid", defer, kid));
-      if (this.state !== before) source = this.state?.source ?? source;
-      entries = this.candidates(kid, alg, this.deps.now());
+      const before = this.#state;
+      await this.#waitBounded(this.#refresh("unknown_kid", defer, kid));
+      if (this.#state !== before) source = this.#state?.source ?? source;
+      entries = this.#candidates(kid, alg, this.#deps.now());
       if (entries.length === 0) return { ok: false, reason: "token_invalid", detail: "kid_unknown" };
     }
     if (entries.length === 0) return { ok: false, reason: "token_invalid", detail: "no_matching_key" };
     const keys: CryptoKey[] = [];
     for (const entry of entries.slice(0, MAX_CANDIDATE_KEYS)) {
-      const key = await this.imported(entry, alg);
+      const key = await this.#imported(entry, alg);
       if (key) keys.push(key);
     }
     if (keys.length === 0) return { ok: false, reason: "token_invalid", detail: "key_import_failed" };
-    return { ok: true, keys, source: this.isStale(this.state, this.deps.now()) ? "stale" : source };
+    return { ok: true, keys, source: this.#isStale(this.#state, this.#deps.now()) ? "stale" : source };
   }
 
   /**
@@ -243,45 +246,45 @@ export class IssuerKeyStore {
    * an expired set stops the tokens it verified earlier exactly when it stops new ones.
    */
   trusts(key: CryptoKey, now: number): boolean {
-    const state = this.state;
-    if (!state || this.isExpired(state, now)) return false;
-    const entry = this.keysInSet.get(key);
+    const state = this.#state;
+    if (!state || this.#isExpired(state, now)) return false;
+    const entry = this.#keysInSet.get(key);
     if (!entry) return false;
-    return this.inGrace(entry, now);
+    return this.#inGrace(entry, now);
   }
 
   /** Current, or retired less than rotation_grace_s ago. */
-  private inGrace(entry: KeyEntry, now: number): boolean {
-    return entry.retiredAt === undefined || now - entry.retiredAt < this.issuer.rotationGraceS * 1000;
+  #inGrace(entry: KeyEntry, now: number): boolean {
+    return entry.retiredAt === undefined || now - entry.retiredAt < this.#issuer.rotationGraceS * 1000;
   }
 
-  private unavailable(failure: string): KeyLookup {
+  #unavailable(failure: string): KeyLookup {
     return { ok: false, reason: "jwks_unavailable", detail: `jwks_${failure}` };
   }
 
-  private isStale(state: KeySetState, now: number): boolean {
-    return now - state.fetchedAt >= this.issuer.cacheTtlS * 1000;
+  #isStale(state: KeySetState, now: number): boolean {
+    return now - state.fetchedAt >= this.#issuer.cacheTtlS * 1000;
   }
 
   /** Past TTL + max-stale: no longer usable at all. */
-  private isExpired(state: KeySetState, now: number): boolean {
-    return now - state.fetchedAt >= (this.issuer.cacheTtlS + this.issuer.maxStaleS) * 1000;
+  #isExpired(state: KeySetState, now: number): boolean {
+    return now - state.fetchedAt >= (this.#issuer.cacheTtlS + this.#issuer.maxStaleS) * 1000;
   }
 
-  private cooldownOver(now: number): boolean {
-    return now - this.lastAttemptAt >= this.issuer.refreshCooldownS * 1000;
+  #cooldownOver(now: number): boolean {
+    return now - this.#lastAttemptAt >= this.#issuer.refreshCooldownS * 1000;
   }
 
   /** Keys in use (current, or retired within grace) with this kid, and fitting `alg` if given. */
-  private candidates(kid: string | undefined, alg: string | undefined, now: number): KeyEntry[] {
-    const state = this.state;
+  #candidates(kid: string | undefined, alg: string | undefined, now: number): KeyEntry[] {
+    const state = this.#state;
     if (!state) return [];
     const fits = (entry: KeyEntry) =>
       (alg === undefined || keyFitsAlg(entry.jwk, alg)) && (kid === undefined || entry.jwk.kid === kid);
-    return [...state.current, ...state.retired].filter((e) => fits(e) && this.inGrace(e, now));
+    return [...state.current, ...state.retired].filter((e) => fits(e) && this.#inGrace(e, now));
   }
 
-  private async imported(entry: KeyEntry, alg: string): Promise<CryptoKey | undefined> {
+  async #imported(entry: KeyEntry, alg: string): Promise<CryptoKey | undefined> {
     const cached = entry.imported.get(alg);
     if (cached) return cached;
     const params = JWS_ALGORITHMS.get(alg)?.key;
@@ -297,17 +300,17 @@ export class IssuerKeyStore {
       // Indexed under the entry of the current set that shares this import map: a refresh
       // that landed during the import replaced `entry` by a copy, and indexed the map before
       // the key was in it.
-      const state = this.state;
+      const state = this.#state;
       const owner = state && [...state.current, ...state.retired].find((e) => e.imported === entry.imported);
-      if (owner) this.keysInSet.set(key, owner);
+      if (owner) this.#keysInSet.set(key, owner);
       return key;
     } catch {
       return undefined;
     }
   }
 
-  private adopt(stored: StoredKeySet, source: KeySource): void {
-    const previous = this.state;
+  #adopt(stored: StoredKeySet, source: KeySource): void {
+    const previous = this.#state;
     const known = new Map<string, KeyEntry>();
     for (const entry of [...(previous?.current ?? []), ...(previous?.retired ?? [])])
       known.set(entry.fingerprint, entry);
@@ -317,7 +320,7 @@ export class IssuerKeyStore {
     };
     const current = stored.keys.map(reuse);
     const currentPrints = new Set(current.map((e) => e.fingerprint));
-    const now = this.deps.now();
+    const now = this.#deps.now();
     const retired = new Map<string, KeyEntry>();
     // Where KV and memory disagree on when a key was retired, the earlier time counts.
     const retire = (entry: KeyEntry, at: number) =>
@@ -333,46 +336,46 @@ export class IssuerKeyStore {
     // the issuer withdrew it).
     const lastSeen = Math.min(
       now,
-      Math.max((previous?.fetchedAt ?? now) + this.issuer.cacheTtlS * 1000, this.lastFailedAt),
+      Math.max((previous?.fetchedAt ?? now) + this.#issuer.cacheTtlS * 1000, this.#lastFailedAt),
     );
     for (const old of previous?.current ?? []) retire(old, lastSeen);
-    this.state = {
+    this.#state = {
       fetchedAt: stored.fetched_at,
       ...(stored.jwks_uri ? { jwksUri: stored.jwks_uri } : {}),
       current,
       retired: [...retired.values()]
-        .filter((e) => !currentPrints.has(e.fingerprint) && this.inGrace(e, now))
+        .filter((e) => !currentPrints.has(e.fingerprint) && this.#inGrace(e, now))
         .sort((a, b) => (b.retiredAt as number) - (a.retiredAt as number))
         .slice(0, MAX_RETIRED_KEYS),
       source,
     };
-    this.keysInSet = new Map();
-    for (const entry of [...this.state.current, ...this.state.retired]) {
-      for (const key of entry.imported.values()) this.keysInSet.set(key, entry);
+    this.#keysInSet = new Map();
+    for (const entry of [...this.#state.current, ...this.#state.retired]) {
+      for (const key of entry.imported.values()) this.#keysInSet.set(key, entry);
     }
   }
 
-  private toStored(): StoredKeySet | undefined {
-    const state = this.state;
+  #toStored(): StoredKeySet | undefined {
+    const state = this.#state;
     if (!state) return undefined;
     return {
       v: 1,
       fetched_at: state.fetchedAt,
       ...(state.jwksUri ? { jwks_uri: state.jwksUri } : {}),
-      discovered: !this.issuer.jwksUri,
+      discovered: !this.#issuer.jwksUri,
       keys: state.current.map((e) => e.jwk),
       retired: state.retired.map((e) => ({ jwk: e.jwk, retired_at: e.retiredAt ?? 0 })),
     };
   }
 
   /** A KV value; null when there is none, or no KV, or KV fails or does not answer in time. */
-  private async getKv(key: string): Promise<string | null> {
-    if (!this.deps.kv) return null;
+  async #getKv(key: string): Promise<string | null> {
+    if (!this.#deps.kv) return null;
     this.stats.kvReads += 1;
     try {
       const text = await withDeadline(
-        this.deps.kv.get(key),
-        Math.min(KV_READ_TIMEOUT_MS, this.issuer.fetchTimeoutMs / 2),
+        this.#deps.kv.get(key),
+        Math.min(KV_READ_TIMEOUT_MS, this.#issuer.fetchTimeoutMs / 2),
       );
       return text === TIMED_OUT ? null : text;
     } catch {
@@ -380,15 +383,15 @@ export class IssuerKeyStore {
     }
   }
 
-  private async readKv(): Promise<StoredKeySet | undefined> {
+  async #readKv(): Promise<StoredKeySet | undefined> {
     let stored: StoredKeySet | undefined;
-    const text = await this.getKv(this.kvKey);
+    const text = await this.#getKv(this.#kvKey);
     try {
-      stored = text ? parseStored(text, this.deps.now(), this.issuer.jwksUri) : undefined;
+      stored = text ? parseStored(text, this.#deps.now(), this.#issuer.jwksUri) : undefined;
     } catch {
       // A corrupt record: behave as a cache miss
     }
-    if (!stored) this.lastKvMissAt = this.deps.now();
+    if (!stored) this.#lastKvMissAt = this.#deps.now();
     return stored;
   }
 
@@ -396,8 +399,8 @@ export class IssuerKeyStore {
    * How long a load or refresh can legitimately take: discovery and the JWKS fetch share one
    * fetch_timeout_ms, and the KV reads around them get as much again.
    */
-  private get boundMs(): number {
-    return 2 * this.issuer.fetchTimeoutMs;
+  get #boundMs(): number {
+    return 2 * this.#issuer.fetchTimeoutMs;
   }
 
   /**
@@ -406,22 +409,22 @@ export class IssuerKeyStore {
    * client disconnect), leaving a promise that never settles: that one is forgotten, so the
    * next caller starts afresh instead of waiting on it forever.
    */
-  private live(now: number): Promise<void> | undefined {
-    if (this.inflight && now - this.inflight.startedAt < this.boundMs) return this.inflight.promise;
-    this.inflight = undefined;
+  #live(now: number): Promise<void> | undefined {
+    if (this.#inflight && now - this.#inflight.startedAt < this.#boundMs) return this.#inflight.promise;
+    this.#inflight = undefined;
     return undefined;
   }
 
   /** Makes `work` the one in flight, and keeps it running after its request's response if it can. */
-  private track(work: Promise<void>, now: number, defer: Defer): Promise<void> {
+  #track(work: Promise<void>, now: number, defer: Defer): Promise<void> {
     const inflight: Inflight = {
       startedAt: now,
       promise: work.finally(() => {
         // A forgotten attempt that settles late must not clear its successor.
-        if (this.inflight === inflight) this.inflight = undefined;
+        if (this.#inflight === inflight) this.#inflight = undefined;
       }),
     };
-    this.inflight = inflight;
+    this.#inflight = inflight;
     defer(inflight.promise);
     return inflight.promise;
   }
@@ -431,58 +434,58 @@ export class IssuerKeyStore {
    * this request, so it fires even if the request that started the work is gone. False if the
    * bound came first; the caller then goes on as after a failed refresh.
    */
-  private async waitBounded(work: Promise<void> | undefined): Promise<boolean> {
+  async #waitBounded(work: Promise<void> | undefined): Promise<boolean> {
     if (!work) return true;
-    return (await withDeadline(work, this.boundMs)) !== TIMED_OUT;
+    return (await withDeadline(work, this.#boundMs)) !== TIMED_OUT;
   }
 
   /** Undefined when KV was asked too recently to have anything new (KV_MISS_RECHECK_MS). */
-  private loadFromKv(defer: Defer): Promise<void> | undefined {
-    const now = this.deps.now();
-    const live = this.live(now);
+  #loadFromKv(defer: Defer): Promise<void> | undefined {
+    const now = this.#deps.now();
+    const live = this.#live(now);
     if (live) return live;
-    if (now - this.lastKvMissAt < KV_MISS_RECHECK_MS) return undefined;
+    if (now - this.#lastKvMissAt < KV_MISS_RECHECK_MS) return undefined;
     const load = async () => {
-      const stored = await this.readKv();
-      if (stored && !this.state) this.adopt(stored, "kv");
+      const stored = await this.#readKv();
+      if (stored && !this.#state) this.#adopt(stored, "kv");
     };
-    return this.track(load(), now, defer);
+    return this.#track(load(), now, defer);
   }
 
   /**
    * Single-flight refresh: concurrent callers share one attempt; attempts are cooled down.
    * Undefined when the cooldown allows none. `kid` is the unknown kid that prompted it, if any.
    */
-  private refresh(reason: RefreshReason, defer: Defer, kid?: string): Promise<void> | undefined {
-    const now = this.deps.now();
-    const live = this.live(now);
+  #refresh(reason: RefreshReason, defer: Defer, kid?: string): Promise<void> | undefined {
+    const now = this.#deps.now();
+    const live = this.#live(now);
     if (live) return live;
-    if (!this.cooldownOver(now)) return undefined;
-    this.lastAttemptAt = now;
-    return this.track(this.doRefresh(reason, defer, kid), now, defer);
+    if (!this.#cooldownOver(now)) return undefined;
+    this.#lastAttemptAt = now;
+    return this.#track(this.#doRefresh(reason, defer, kid), now, defer);
   }
 
   /**
    * When a request waits on the refresh, its KV writes go after the response; a stale-set
    * refresh already runs after a response and simply awaits them.
    */
-  private async doRefresh(reason: RefreshReason, defer: Defer, kid: string | undefined): Promise<void> {
+  async #doRefresh(reason: RefreshReason, defer: Defer, kid: string | undefined): Promise<void> {
     const write = (key: string, value: string, ttlS: number) => {
-      const put = this.putKv(key, value, ttlS);
+      const put = this.#putKv(key, value, ttlS);
       if (reason === "stale") return put;
       defer(put);
       return Promise.resolve();
     };
-    const now = this.deps.now();
+    const now = this.#deps.now();
     // Another isolate may have refreshed already: take its newer set, even past its TTL (in an
     // outage it outlasts ours), and prefer it to a fetch when it is fresh.
-    const stored = await this.readKv();
-    if (stored && (!this.state || stored.fetched_at > this.state.fetchedAt)) {
-      this.adopt(stored, "kv");
+    const stored = await this.#readKv();
+    if (stored && (!this.#state || stored.fetched_at > this.#state.fetchedAt)) {
+      this.#adopt(stored, "kv");
       // A newer set that lacks the unknown kid was fetched before the issuer published it:
       // only a fetch can find it (for an unknown kid, within the shared cooldown below).
       if (
-        !this.isStale(this.state as KeySetState, now) &&
+        !this.#isStale(this.#state as KeySetState, now) &&
         (kid === undefined || stored.keys.some((key) => key.kid === kid))
       )
         return;
@@ -491,34 +494,34 @@ export class IssuerKeyStore {
       // Shared cooldown: one fetch per issuer per cooldown across isolates (KV is eventually
       // consistent, so isolates in other locations may still fetch once each). No stamp, or no
       // answer from KV, reads as 0: the isolate's own cooldown still bounds the fetches.
-      const last = Number(await this.getKv(this.kvRefreshKey));
+      const last = Number(await this.#getKv(this.#kvRefreshKey));
       // A stamp from the future (another isolate's clock, a bad write) is ignored, not obeyed:
       // obeying it could block refreshes until it expires.
-      if (Number.isFinite(last) && last <= now && now - last < this.issuer.refreshCooldownS * 1000) return;
+      if (Number.isFinite(last) && last <= now && now - last < this.#issuer.refreshCooldownS * 1000) return;
     }
-    await write(this.kvRefreshKey, String(now), Math.max(KV_MIN_TTL_S, this.issuer.refreshCooldownS));
+    await write(this.#kvRefreshKey, String(now), Math.max(KV_MIN_TTL_S, this.#issuer.refreshCooldownS));
     try {
       // One deadline for discovery and the JWKS fetch together, so a cold request waits at
       // most fetch_timeout_ms for the issuer, not once per fetch.
       const limits = {
-        timeoutMs: this.issuer.fetchTimeoutMs,
-        maxBytes: this.issuer.maxJwksBytes,
-        signal: AbortSignal.timeout(this.issuer.fetchTimeoutMs),
+        timeoutMs: this.#issuer.fetchTimeoutMs,
+        maxBytes: this.#issuer.maxJwksBytes,
+        signal: AbortSignal.timeout(this.#issuer.fetchTimeoutMs),
       };
-      const { jwksUri, keys } = await this.fetchKeySet(kid, limits);
+      const { jwksUri, keys } = await this.#fetchKeySet(kid, limits);
       // The keys it drops are retired by adopt, with those retired before.
-      this.adopt({ v: 1, fetched_at: this.deps.now(), jwks_uri: jwksUri, keys, retired: [] }, "fetch");
-      this.lastFailure = undefined;
-      const record = this.toStored();
+      this.#adopt({ v: 1, fetched_at: this.#deps.now(), jwks_uri: jwksUri, keys, retired: [] }, "fetch");
+      this.#lastFailure = undefined;
+      const record = this.#toStored();
       if (record) {
-        await write(this.kvKey, JSON.stringify(record), this.issuer.cacheTtlS + this.issuer.maxStaleS);
+        await write(this.#kvKey, JSON.stringify(record), this.#issuer.cacheTtlS + this.#issuer.maxStaleS);
       }
     } catch (error) {
       // Never cache a bad response: the last good set (if any) stays as it was.
-      this.lastFailure = error instanceof KeySetFetchError ? error.code : "fetch_failed";
+      this.#lastFailure = error instanceof KeySetFetchError ? error.code : "fetch_failed";
       // Only while the held set still serves: an expired one kept no key current.
-      const failedAt = this.deps.now();
-      if (this.state && !this.isExpired(this.state, failedAt)) this.lastFailedAt = failedAt;
+      const failedAt = this.#deps.now();
+      if (this.#state && !this.#isExpired(this.#state, failedAt)) this.#lastFailedAt = failedAt;
     }
   }
 
@@ -532,19 +535,19 @@ export class IssuerKeyStore {
    * URI, discovery, new URI), when the URI has moved. A configured jwks_uri is never
    * second-guessed.
    */
-  private async fetchKeySet(
+  async #fetchKeySet(
     kid: string | undefined,
     limits: FetchLimits & { signal: AbortSignal },
   ): Promise<{ jwksUri: string; keys: JWK[] }> {
     const discover = () => {
       this.stats.fetches += 1;
-      return discoverJwksUri(this.deps.fetch, this.issuer.discoveryUrl as string, this.issuer.issuer, limits);
+      return discoverJwksUri(this.#deps.fetch, this.#issuer.discoveryUrl as string, this.#issuer.issuer, limits);
     };
     const fetchFrom = async (jwksUri: string) => {
       this.stats.fetches += 1;
-      return { jwksUri, keys: usableKeys(await fetchJson(this.deps.fetch, jwksUri, limits)) };
+      return { jwksUri, keys: usableKeys(await fetchJson(this.#deps.fetch, jwksUri, limits)) };
     };
-    const remembered = this.issuer.jwksUri ?? this.state?.jwksUri;
+    const remembered = this.#issuer.jwksUri ?? this.#state?.jwksUri;
     if (!remembered) return fetchFrom(await discover());
 
     let fetched: { jwksUri: string; keys: JWK[] } | undefined;
@@ -555,7 +558,7 @@ export class IssuerKeyStore {
       failure = error;
     }
     const lacksKid = kid !== undefined && fetched !== undefined && !fetched.keys.some((key) => key.kid === kid);
-    const mayHaveMoved = this.issuer.discoveryUrl !== undefined && (fetched === undefined || lacksKid);
+    const mayHaveMoved = this.#issuer.discoveryUrl !== undefined && (fetched === undefined || lacksKid);
     // Once the deadline has passed there is no time left to look.
     if (mayHaveMoved && !limits.signal.aborted) {
       try {
@@ -571,10 +574,10 @@ export class IssuerKeyStore {
     throw failure;
   }
 
-  private async putKv(key: string, value: string, ttlS: number): Promise<void> {
-    if (!this.deps.kv) return;
+  async #putKv(key: string, value: string, ttlS: number): Promise<void> {
+    if (!this.#deps.kv) return;
     try {
-      await this.deps.kv.put(key, value, { expirationTtl: Math.max(KV_MIN_TTL_S, ttlS) });
+      await this.#deps.kv.put(key, value, { expirationTtl: Math.max(KV_MIN_TTL_S, ttlS) });
     } catch {
       // KV write failures cost cross-isolate sharing only; memory still has the keys.
     }

@@ -33,30 +33,34 @@ export interface VerifiedCacheLimits {
 type StoredEntry = VerifiedEntry & { slot: number };
 
 export class VerifiedTokenCache {
-  private readonly entries = new Map<string, StoredEntry>();
-  private chars = 0;
+  readonly #entries = new Map<string, StoredEntry>();
+  #chars = 0;
   /**
    * Tokens in insertion order, the oldest at `head`: eviction takes from here in O(1). (Taking
    * the Map's first key instead walks over every slot its earlier deletions left behind, a
    * cost that grows with the cache under steady churn.) A slot whose token has since been
    * deleted or stored again is stale: its entry's `slot` no longer points at it.
    */
-  private order: (string | undefined)[] = [];
-  private head = 0;
+  #order: (string | undefined)[] = [];
+  #head = 0;
 
-  constructor(private readonly limits: VerifiedCacheLimits) {}
+  readonly #limits: VerifiedCacheLimits;
+
+  constructor(limits: VerifiedCacheLimits) {
+    this.#limits = limits;
+  }
 
   get size(): number {
-    return this.entries.size;
+    return this.#entries.size;
   }
 
   /** Total characters of the cached tokens. */
   get keyChars(): number {
-    return this.chars;
+    return this.#chars;
   }
 
   get(token: string, now: number): VerifiedEntry | undefined {
-    const entry = this.entries.get(token);
+    const entry = this.#entries.get(token);
     if (!entry) return undefined;
     if (now >= entry.expiresAt) {
       this.delete(token);
@@ -67,25 +71,25 @@ export class VerifiedTokenCache {
 
   /** `expSeconds` is the token's `exp`; the entry expires then, or after maxAge if sooner. */
   set(token: string, entry: Omit<VerifiedEntry, "expiresAt">, expSeconds: number, now: number): void {
-    const { maxEntries, maxKeyChars, maxAgeMs } = this.limits;
+    const { maxEntries, maxKeyChars, maxAgeMs } = this.#limits;
     const expiresAt = Math.min(expSeconds * 1000, now + maxAgeMs);
     if (expiresAt <= now || token.length > maxKeyChars || maxEntries <= 0) return;
     this.delete(token);
     // The oldest insertions go until the new one fits (the cache is not empty while it does not).
-    while (this.entries.size >= maxEntries || this.chars + token.length > maxKeyChars) this.evictOldest();
-    this.entries.set(token, { ...entry, expiresAt, slot: this.order.length });
-    this.order.push(token);
-    this.chars += token.length;
+    while (this.#entries.size >= maxEntries || this.#chars + token.length > maxKeyChars) this.#evictOldest();
+    this.#entries.set(token, { ...entry, expiresAt, slot: this.#order.length });
+    this.#order.push(token);
+    this.#chars += token.length;
     // Once stale and spent slots outnumber live entries, rebuild the queue: amortised O(1).
-    if (this.order.length > 2 * this.entries.size + 1024) this.compact();
+    if (this.#order.length > 2 * this.#entries.size + 1024) this.#compact();
   }
 
-  private evictOldest(): void {
+  #evictOldest(): void {
     for (;;) {
-      const slot = this.head++;
-      const token = this.order[slot];
-      this.order[slot] = undefined;
-      if (token !== undefined && this.entries.get(token)?.slot === slot) {
+      const slot = this.#head++;
+      const token = this.#order[slot];
+      this.#order[slot] = undefined;
+      if (token !== undefined && this.#entries.get(token)?.slot === slot) {
         this.delete(token);
         return;
       }
@@ -93,14 +97,14 @@ export class VerifiedTokenCache {
   }
 
   /** The live entries' tokens, still in insertion order (the Map's own order). */
-  private compact(): void {
-    this.order = [...this.entries.keys()];
-    this.head = 0;
+  #compact(): void {
+    this.#order = [...this.#entries.keys()];
+    this.#head = 0;
     let slot = 0;
-    for (const entry of this.entries.values()) entry.slot = slot++;
+    for (const entry of this.#entries.values()) entry.slot = slot++;
   }
 
   delete(token: string): void {
-    if (this.entries.delete(token)) this.chars -= token.length;
+    if (this.#entries.delete(token)) this.#chars -= token.length;
   }
 }

@@ -51,15 +51,17 @@ function audienceMatches(aud: unknown, accepted: readonly string[]): boolean {
 }
 
 export class TokenVerifier {
-  private readonly stores = new Map<string, IssuerKeyStore>();
-  private readonly byIssuerUrl = new Map<string, ResolvedIssuer>();
+  readonly #stores = new Map<string, IssuerKeyStore>();
+  readonly #byIssuerUrl = new Map<string, ResolvedIssuer>();
   readonly tokenCache: VerifiedTokenCache;
 
-  constructor(
-    private readonly policy: CompiledPolicy,
-    private readonly deps: VerifierDeps,
-  ) {
-    for (const issuer of policy.issuers.values()) this.byIssuerUrl.set(issuer.issuer, issuer);
+  readonly #policy: CompiledPolicy;
+  readonly #deps: VerifierDeps;
+
+  constructor(policy: CompiledPolicy, deps: VerifierDeps) {
+    this.#policy = policy;
+    this.#deps = deps;
+    for (const issuer of policy.issuers.values()) this.#byIssuerUrl.set(issuer.issuer, issuer);
     this.tokenCache = new VerifiedTokenCache({
       maxEntries: deps.tokenCacheEntries ?? 10_000,
       maxKeyChars: deps.tokenCacheChars ?? 4 * 1024 * 1024,
@@ -69,10 +71,10 @@ export class TokenVerifier {
 
   /** The key store of an issuer, created on first use (one per issuer per isolate). */
   keyStore(issuer: ResolvedIssuer): IssuerKeyStore {
-    let store = this.stores.get(issuer.id);
+    let store = this.#stores.get(issuer.id);
     if (!store) {
-      store = new IssuerKeyStore(issuer, this.deps);
-      this.stores.set(issuer.id, store);
+      store = new IssuerKeyStore(issuer, this.#deps);
+      this.#stores.set(issuer.id, store);
     }
     return store;
   }
@@ -87,26 +89,26 @@ export class TokenVerifier {
     audiences: readonly string[] | undefined,
     defer: Defer,
   ): Promise<VerifyResult> {
-    if (token.length > this.policy.maxTokenBytes)
+    if (token.length > this.#policy.maxTokenBytes)
       return { ok: false, reason: "token_invalid", detail: "token_too_large" };
-    const now = this.deps.now();
+    const now = this.#deps.now();
     const cached = this.tokenCache.get(token, now);
     if (cached) {
       const { identity } = cached;
-      const issuer = this.policy.issuers.get(identity.issuerId) as ResolvedIssuer;
+      const issuer = this.#policy.issuers.get(identity.issuerId) as ResolvedIssuer;
       // The key that verified it may since have been withdrawn (beyond its grace window) or its
       // set expired: then the token is checked afresh, and fails as a new one would.
       if (this.keyStore(issuer).trusts(cached.key, now)) {
-        const refused = this.routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
+        const refused = this.#routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
         return refused ?? { ok: true, identity, keySource: "token_cache" };
       }
       this.tokenCache.delete(token);
     }
 
-    const parsed = parseToken(token, this.policy.maxTokenBytes);
+    const parsed = parseToken(token, this.#policy.maxTokenBytes);
     if (!parsed.ok) return { ok: false, reason: "token_invalid", detail: parsed.detail };
     const { header, payload, alg, kid, iss, signingInput, signature } = parsed.token;
-    const issuer = this.byIssuerUrl.get(iss);
+    const issuer = this.#byIssuerUrl.get(iss);
     if (!issuer) return { ok: false, reason: "issuer_unknown", detail: "issuer_not_configured" };
     if (!acceptedIssuerIds.includes(issuer.id))
       return { ok: false, reason: "issuer_unknown", detail: "issuer_not_accepted_by_route" };
@@ -151,7 +153,7 @@ export class TokenVerifier {
 
     const claims = checkRegisteredClaims(header, payload, issuer, now);
     if (!claims.ok) return failed(claims.reason, claims.detail);
-    const refused = this.routeRefusal(issuer, payload, acceptedIssuerIds, audiences);
+    const refused = this.#routeRefusal(issuer, payload, acceptedIssuerIds, audiences);
     // With the issuer and key source, as every refusal after the key lookup (for the metrics).
     if (refused) return { ...refused, issuerId: issuer.id, keySource: lookup.source };
     const mapped = identityFromClaims(issuer, payload, lazyTokenHash(token));
@@ -164,7 +166,7 @@ export class TokenVerifier {
    * The route-dependent checks, run on every request, cached or not: whether this route takes
    * a token of this issuer and audience. A refusal, or undefined.
    */
-  private routeRefusal(
+  #routeRefusal(
     issuer: ResolvedIssuer,
     payload: Readonly<Record<string, unknown>>,
     acceptedIssuerIds: readonly string[],
