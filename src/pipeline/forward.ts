@@ -32,6 +32,24 @@ function clientResponse(upstream: Response): Response {
 }
 
 /**
+ * Cache-Control directives under which a shared cache may keep an answer to a request that
+ * carried `Authorization` (RFC 9111 §3.5), or that already keep it from shared caches
+ * (`private` with field names keeps only those fields from them).
+ */
+const SHARED_CACHE_RULED = /(?:^|,)\s*(?:public|s-maxage|must-revalidate|no-store|private(?!\s*=))\b/i;
+
+/**
+ * An Access assertion comes in a cookie or a header that, unlike `Authorization`, does not
+ * keep a shared cache from storing the answer, and the origin never saw it: its answer is
+ * marked `private` unless it says itself how shared caches may keep it.
+ */
+function keepFromSharedCaches(headers: Headers): void {
+  const directives = headers.get("cache-control");
+  if (directives && SHARED_CACHE_RULED.test(directives)) return;
+  headers.set("cache-control", directives ? `${directives}, private` : "private");
+}
+
+/**
  * Streams the client's body through, and tells afterwards whether reading it failed
  * (the client aborted mid-upload) — without buffering it.
  */
@@ -129,6 +147,7 @@ export function forward(): Stage {
       return deny(c, "origin_unavailable", { detail: "origin_bad_status" });
     }
     const out = clientResponse(response);
+    if (c.get("identity")?.kind === "cloudflare_access") keepFromSharedCaches(out.headers);
     const extra = c.get("responseHeaders");
     if (extra) {
       for (const [name, value] of extra) {

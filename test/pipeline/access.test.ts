@@ -109,6 +109,9 @@ describe("Cloudflare Access", () => {
   it("rejects a missing assertion and two CF_Authorization cookies", async () => {
     const missing = await call({});
     expect(missing.body.reason).toBe("token_missing");
+    expect(missing.response.status).toBe(401);
+    // HTTP requires a challenge on a 401; no scheme is registered for Access assertions.
+    expect(missing.response.headers.get("www-authenticate")).toBe('Bearer realm="portcullis"');
     const token = await assertion();
     const twice = await call({ cookie: `CF_Authorization=${token}; CF_Authorization=${token}` });
     expect(twice.body.reason).toBe("token_malformed");
@@ -249,5 +252,64 @@ describe("a route that accepts bearer tokens and Access assertions", () => {
     expect(response.status).toBe(401);
     expect(((await response.json()) as { reason: string }).reason).toBe("token_missing");
     expect(edge.audit.at(-1)?.detail).toBe("unsupported_scheme");
+  });
+});
+
+describe("answers to Access-authenticated requests and shared caches", () => {
+  let idp: TestIssuer;
+  beforeAll(async () => {
+    idp = await makeIssuer();
+  });
+
+  /** The origin answers with `cacheControl` (none when undefined), through a service binding. */
+  async function answer(credentials: Record<string, string>, cacheControl: string | undefined) {
+    const edge = harness(
+      basePolicy({
+        issuers: {
+          access: { kind: "cloudflare_access", team_domain: team.url },
+          idp: { kind: "oidc", issuer: idp.url, audiences: ["api"] },
+        },
+        upstreams: { svc: { service: "ECHO_SERVICE" } },
+        routes: [
+          {
+            name: "mixed",
+            methods: ["GET"],
+            path: "/mixed/**",
+            auth: { issuers: ["idp", "access"], audiences: ["api", AUD_TAG] },
+            upstream: "svc",
+          },
+        ],
+      }),
+    );
+    const respondWith = cacheControl === undefined ? [] : [["cache-control", cacheControl]];
+    const response = await edge.fetch("/mixed/report", {
+      headers: { ...credentials, "x-respond-with": JSON.stringify(respondWith) },
+    });
+    expect(response.status).toBe(200);
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "allow" });
+    return response.headers.get("cache-control");
+  }
+
+  it("marks the origin's answer private: the edge removed the cookie or header the answer depends on", async () => {
+    // Unlike Authorization (RFC 9111 §3.5), neither the cookie nor the assertion header stops
+    // a shared cache from storing the answer and handing it to the next client.
+    const cookie = { cookie: `CF_Authorization=${await assertion()}` };
+    expect(await answer(cookie, "max-age=300")).toBe("max-age=300, private");
+    expect(await answer(cookie, undefined)).toBe("private");
+    expect(await answer({ "cf-access-jwt-assertion": await assertion() }, "max-age=60, no-transform")).toBe(
+      "max-age=60, no-transform, private",
+    );
+    // Private with field names keeps only those fields from shared caches (RFC 9111 §5.2.2.7).
+    expect(await answer(cookie, 'max-age=60, private="set-cookie"')).toBe('max-age=60, private="set-cookie", private');
+  });
+
+  it("leaves the origin's word when it rules on shared caches itself, and Bearer answers as they are", async () => {
+    const cookie = { cookie: `CF_Authorization=${await assertion()}` };
+    for (const ruled of ["public, max-age=60", "s-maxage=30", "max-age=0, must-revalidate", "no-store", "Private"]) {
+      expect(await answer(cookie, ruled)).toBe(ruled);
+    }
+    // A request with Authorization is already one no shared cache may answer from (RFC 9111 §3.5).
+    const bearer = { authorization: `Bearer ${await idp.sign({ sub: "bearer-user", aud: "api" })}` };
+    expect(await answer(bearer, "max-age=300")).toBe("max-age=300");
   });
 });
