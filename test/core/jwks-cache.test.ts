@@ -291,6 +291,27 @@ describe("a refresh that never settles", () => {
   });
 });
 
+describe("a refresh for an unknown kid that never settles", () => {
+  it("is 503 jwks_unavailable (timeout), not a refusal of the token", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const hang = hangingFetch(2);
+    const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 100 };
+    const { verify } = verifierFor(issuer, clock, settings, false, hang.fetcher);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    const next = await makeKey();
+    await issuer.publish([issuer.keys[0] as TestKey, next]);
+    clock.advance(31);
+    expect(await verify(await signAt(issuer, clock, next))).toMatchObject({
+      ok: false,
+      reason: "jwks_unavailable",
+      detail: "jwks_timeout",
+    });
+    clock.advance(31); // past the bound and the cooldown: the issuer answers now
+    expect(await verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
+  }, 3000);
+});
+
 describe("a KV that does not answer", () => {
   it("KV reads that never settle are a miss after a short wait: a healthy issuer's keys are fetched and used", async () => {
     const issuer = await makeIssuer();
@@ -750,6 +771,41 @@ describe("rotation", () => {
 });
 
 describe("failure of the key endpoint", () => {
+  it("an unknown kid while the issuer fails is 503 jwks_unavailable until it answers: it says nothing against the token", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, refresh_cooldown_s: 30 };
+    const { verify, store } = verifierFor(issuer, clock, settings, false);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    const next = await makeKey();
+    await issuer.publish([issuer.keys[0] as TestKey, next]);
+    await issuer.setMode("status500");
+    clock.advance(31);
+    // The refresh it starts fails; within the cooldown that follows, no new one is tried.
+    for (let i = 0; i < 2; i++) {
+      expect(await verify(await signAt(issuer, clock, next))).toMatchObject({
+        ok: false,
+        reason: "jwks_unavailable",
+        detail: "jwks_http_status",
+      });
+    }
+    expect(store.stats.fetches).toBe(2);
+    // The keys held still verify meanwhile.
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
+
+    await issuer.setMode("ok");
+    clock.advance(31);
+    expect(await verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
+    // Once the issuer has answered, a kid it does not publish is the token's fault again.
+    clock.advance(31);
+    const stranger = await makeKey();
+    expect(await verify(await signAt(issuer, clock, stranger))).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+      detail: "kid_unknown",
+    });
+  });
+
   it.each(["down", "status500", "garbage", "html", "huge", "no_keys"] as const)(
     "%s: the last good set serves up to max-stale, then 503 jwks_unavailable; recovery needs no restart",
     async (mode) => {
@@ -1094,5 +1150,35 @@ describe("bounded parsing at the core", () => {
     const huge = `${"e".repeat(2_000_000)}.e30.AAAA`;
     expect(await verify(huge)).toMatchObject({ ok: false, reason: "token_invalid", detail: "token_too_large" });
     expect(store.stats.fetches).toBe(0);
+  });
+});
+
+describe("a clock that steps back", () => {
+  it("does not stretch the refresh cooldown: a kid published meanwhile is fetched", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const { verify, settle, store } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks` });
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    clock.advance(-3600);
+    const next = await makeKey();
+    await issuer.publish([issuer.keys[0] as TestKey, next]);
+    expect(await verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(store.stats.fetches).toBe(2);
+  });
+
+  it("makes a set fetched 'in the future' stale: served, and refreshed from the issuer at once", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300 };
+    const { verify, settle, store } = verifierFor(issuer, clock, settings);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    clock.advance(-86_400);
+    // Its age cannot be told: it is refreshed, not taken as younger than when it was fetched.
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
+    await settle();
+    expect(store.stats.fetches).toBe(2);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
   });
 });

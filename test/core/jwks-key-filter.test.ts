@@ -82,6 +82,13 @@ const REFUSED: {
     dropped: true,
     detail: "kid_unknown",
   })),
+  // A key set that publishes a private key (RFC 7517 §9.2) gave it to every reader.
+  {
+    name: "a private part (d) published with the key",
+    jwk: (k) => ({ ...k.publicJwk, d: "AAAA" }),
+    dropped: true,
+    detail: "kid_unknown",
+  },
   // Not in the README's list: the code keeps such a key, never offers it for another alg, and
   // refuses a token naming it without spending a refresh.
   {
@@ -151,6 +158,7 @@ describe("(a) only public signature keys are used", () => {
   it.each([
     { name: 'use: "enc"', bad: { use: "enc" } },
     { name: 'key_ops: ["encrypt"]', bad: { key_ops: ["encrypt"] } },
+    { name: "a private part (d)", bad: { d: "AAAA" } },
   ])("$name in a KV record is dropped as from a fetch; a key_ops verify key there is used", async ({ bad }) => {
     const issuer = await makeIssuer("ES256");
     const good = issuer.keys[0] as TestKey;
@@ -204,11 +212,11 @@ describe("(a) only public signature keys are used", () => {
     });
   });
 
-  it("private members (d, p, q, dp, dq, qi, k) are dropped on arrival: none is kept in memory or KV", async () => {
+  it("a key published with its private part is never used: a reader of the set cannot sign with it", async () => {
     const issuer = await makeIssuer("ES256");
     const good = issuer.keys[0] as TestKey;
     const { privateKey } = await generateKeyPair("RS256", { extractable: true });
-    const leakedRsa = { ...(await exportJWK(privateKey)), kid: "leaked-rsa", alg: "RS256", use: "sig", k: "AAAA" };
+    const leakedRsa = { ...(await exportJWK(privateKey)), kid: "leaked-rsa", alg: "RS256", use: "sig" };
     const ec = await generateKeyPair("ES256", { extractable: true });
     const leakedEc = { ...(await exportJWK(ec.privateKey)), kid: "leaked-ec", alg: "ES256" };
     expect(Object.keys(leakedRsa)).toEqual(expect.arrayContaining(["d", "p", "q", "dp", "dq", "qi"]));
@@ -217,24 +225,184 @@ describe("(a) only public signature keys are used", () => {
     const { verify, settle } = verifierFor(issuer, { jwks_uri: `${issuer.url}/jwks` });
 
     expect(await verify(await issuer.sign({}, { key: good }))).toMatchObject({ ok: true });
+    // Anyone who read the set holds these private keys.
+    for (const [kid, alg, key] of [
+      ["leaked-rsa", "RS256", privateKey],
+      ["leaked-ec", "ES256", ec.privateKey],
+    ] as const) {
+      const signer: TestKey = { kid, alg, privateKey: key, publicJwk: {} };
+      expect(await verify(await issuer.sign({ sub: "admin" }, { key: signer }))).toMatchObject({
+        ok: false,
+        reason: "token_invalid",
+        detail: "kid_unknown",
+      });
+      expect(await verify(await signWithoutKid(issuer, signer))).toMatchObject({ ok: false, reason: "token_invalid" });
+    }
     await settle();
     const stored = await storedKeys(issuer);
-    expect(stored.map((k) => k.kid)).toEqual(["leaked-rsa", "leaked-ec", good.kid]);
+    expect(stored).toEqual([good.publicJwk].map(({ use: _use, ...key }) => key));
     for (const key of stored) {
       for (const member of PRIVATE_MEMBERS) expect(key, `${key.kid}.${member}`).not.toHaveProperty(member);
     }
-    // What is kept is the public half only (the README drops the members, not the key).
-    expect(stored[0]).toEqual({ kty: "RSA", kid: "leaked-rsa", alg: "RS256", n: leakedRsa.n, e: leakedRsa.e });
-    expect(stored[1]).toEqual({
-      kty: "EC",
-      kid: "leaked-ec",
-      alg: "ES256",
-      crv: "P-256",
-      x: leakedEc.x,
-      y: leakedEc.y,
-    });
-    const rsaSigner: TestKey = { kid: "leaked-rsa", alg: "RS256", privateKey, publicJwk: {} };
-    expect(await verify(await issuer.sign({}, { key: rsaSigner }))).toMatchObject({ ok: true });
+  });
+});
+
+// Edwards25519 arithmetic (RFC 8032 §5.1), enough to tell the order of a small point: the
+// test knows which keys are of small order by computing it, not from the code under test.
+const P = 2n ** 255n - 19n;
+const mod = (a: bigint) => ((a % P) + P) % P;
+function pow(base: bigint, exponent: bigint): bigint {
+  let result = 1n;
+  let b = mod(base);
+  for (let e = exponent; e > 0n; e >>= 1n) {
+    if (e & 1n) result = (result * b) % P;
+    b = (b * b) % P;
+  }
+  return result;
+}
+const inv = (a: bigint) => pow(a, P - 2n);
+const D = mod(-121665n * inv(121666n));
+type Point = [bigint, bigint];
+
+function decodePoint(bytes: Uint8Array): Point | undefined {
+  let y = 0n;
+  for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt((bytes[i] as number) & (i === 31 ? 0x7f : 0xff));
+  y = mod(y);
+  const x2 = mod((y * y - 1n) * inv(D * y * y + 1n));
+  let x = pow(x2, (P + 3n) / 8n);
+  if (mod(x * x - x2) !== 0n) x = mod(x * pow(2n, (P - 1n) / 4n));
+  if (mod(x * x - x2) !== 0n) return undefined;
+  return [x, y];
+}
+
+function addPoints([x1, y1]: Point, [x2, y2]: Point): Point {
+  const t = D * x1 * x2 * y1 * y2;
+  return [mod((x1 * y2 + x2 * y1) * inv(1n + t)), mod((y1 * y2 + x1 * x2) * inv(1n - t))];
+}
+
+/** The order of a point if it is at most 8, else undefined. */
+function smallOrder(point: Point): number | undefined {
+  let multiple = point;
+  for (let n = 1; n <= 8; n++) {
+    if (multiple[0] === 0n && multiple[1] === 1n) return n;
+    multiple = addPoints(multiple, point);
+  }
+  return undefined;
+}
+
+const fromHex = (hex: string) => Uint8Array.from(hex.match(/../g) as string[], (byte) => Number.parseInt(byte, 16));
+const ff30 = "ff".repeat(30);
+
+/** Every encoding of a point of order 1, 2, 4 or 8: canonical ones, and y written as y + p. */
+const SMALL_ORDER_KEYS = [
+  `01${"00".repeat(31)}`, // the identity
+  `ec${ff30}7f`, // (0, -1)
+  "00".repeat(32),
+  `${"00".repeat(31)}80`,
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+  `ed${ff30}7f`, // y = p, read as 0
+  `ee${ff30}7f`, // y = p + 1, read as 1
+].map(fromHex);
+
+describe("(a2) Ed25519 keys of small order", () => {
+  it("the list holds points of order 1, 2, 4 and 8, and a real key is not one", async () => {
+    const orders = SMALL_ORDER_KEYS.map((bytes) => smallOrder(decodePoint(bytes) as Point));
+    expect(orders).toEqual([1, 2, 4, 4, 8, 8, 8, 8, 4, 1]);
+    const real = await makeKey("EdDSA");
+    const x = Uint8Array.from(atob((real.publicJwk.x as string).replace(/-/g, "+").replace(/_/g, "/")), (c) =>
+      c.charCodeAt(0),
+    );
+    expect(smallOrder(decodePoint(x) as Point)).toBeUndefined();
+  });
+
+  it("are dropped on arrival: R = identity, S = 0 forgeries the runtime would accept are refused", async () => {
+    const issuer = await makeIssuer("EdDSA");
+    const good = issuer.keys[0] as TestKey;
+    const smallKeys = SMALL_ORDER_KEYS.map((bytes, i) => ({
+      kty: "OKP",
+      crv: "Ed25519",
+      kid: `small-${i}`,
+      use: "sig",
+      x: b64url(bytes),
+    }));
+    await publishRaw(issuer, [...smallKeys, good.publicJwk]);
+    const { verify, settle } = verifierFor(issuer, { jwks_uri: `${issuer.url}/jwks` });
+    expect(await verify(await issuer.sign({}, { key: good }))).toMatchObject({ ok: true });
+
+    const forgedSignature = new Uint8Array(64);
+    forgedSignature[0] = 1; // R = the identity's encoding, S = 0
+    const now = Math.floor(Date.now() / 1000);
+    const forge = (kid: string | undefined, attempt: number) => {
+      const header = b64url(JSON.stringify({ alg: "EdDSA", typ: "JWT", ...(kid ? { kid } : {}) }));
+      const claims = {
+        iss: issuer.url,
+        aud: AUDIENCE,
+        sub: "admin",
+        jti: `forged-${attempt}`,
+        iat: now,
+        exp: now + 600,
+      };
+      const input = `${header}.${b64url(JSON.stringify(claims))}`;
+      return { input, token: `${input}.${b64url(forgedSignature)}` };
+    };
+
+    let acceptedByRuntime = 0;
+    for (const [i, key] of smallKeys.entries()) {
+      const imported = await crypto.subtle
+        .importKey("jwk", { kty: "OKP", crv: "Ed25519", x: key.x }, { name: "Ed25519" }, false, ["verify"])
+        .catch(() => undefined);
+      for (let attempt = 0; attempt < 128; attempt++) {
+        const { input, token } = forge(key.kid, attempt);
+        if (imported) {
+          const valid = await crypto.subtle.verify(
+            "Ed25519",
+            imported,
+            forgedSignature,
+            new TextEncoder().encode(input),
+          );
+          if (valid) acceptedByRuntime += 1;
+        }
+        expect(await verify(token), `${key.kid} attempt ${attempt} (point ${i})`).toMatchObject({
+          ok: false,
+          reason: "token_invalid",
+          detail: "kid_unknown",
+        });
+        // Without a kid every Ed25519 key of the set is a candidate.
+        expect(await verify(forge(undefined, attempt).token)).toMatchObject({ ok: false, reason: "token_invalid" });
+      }
+    }
+    // The forgery is real: the runtime's own Ed25519 accepts it under these keys.
+    expect(acceptedByRuntime).toBeGreaterThan(0);
+    await settle();
+    expect((await storedKeys(issuer)).map((k) => k.kid)).toEqual([good.kid]);
+  });
+});
+
+describe("(a3) at most 100 usable keys per set", () => {
+  it("counts usable keys only: 100 encryption keys before the signing key do not hide it", async () => {
+    const issuer = await makeIssuer("ES256");
+    const good = issuer.keys[0] as TestKey;
+    const filler = Array.from({ length: 100 }, (_, i) => ({ ...good.publicJwk, kid: `enc-${i}`, use: "enc" }));
+    await publishRaw(issuer, [...filler, good.publicJwk]);
+    const { verify } = verifierFor(issuer, { jwks_uri: `${issuer.url}/jwks`, max_jwks_bytes: 1_048_576 });
+    expect(await verify(await issuer.sign({}, { key: good }))).toMatchObject({ ok: true });
+  });
+
+  it("keeps the first 100 usable keys in the order the set lists them", async () => {
+    const issuer = await makeIssuer("ES256");
+    const good = issuer.keys[0] as TestKey;
+    const many = Array.from({ length: 120 }, (_, i) => ({ ...good.publicJwk, kid: `k-${i + 1}` }));
+    await publishRaw(issuer, many);
+    const { verify, settle } = verifierFor(issuer, { jwks_uri: `${issuer.url}/jwks`, max_jwks_bytes: 1_048_576 });
+    const signedAs = (kid: string) => issuer.sign({}, { key: { ...good, kid } });
+    expect(await verify(await signedAs("k-1"))).toMatchObject({ ok: true });
+    expect(await verify(await signedAs("k-100"))).toMatchObject({ ok: true });
+    expect(await verify(await signedAs("k-101"))).toMatchObject({ ok: false, detail: "kid_unknown" });
+    await settle();
+    expect(await storedKeys(issuer)).toHaveLength(100);
   });
 });
 

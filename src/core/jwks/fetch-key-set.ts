@@ -3,6 +3,7 @@
 // that fails any check is an error: it is never cached.
 
 import type { JWK } from "jose";
+import { binaryOf } from "../tokens/compact";
 import { secureUrl } from "../urls";
 
 export class KeySetFetchError extends Error {
@@ -32,14 +33,38 @@ export interface FetchLimits {
 
 export type Fetcher = (input: string, init?: RequestInit) => Promise<Response>;
 
-/** Required public members per key type. Everything else (private parts, x5u, jku…) is dropped. */
+/** Required public members per key type. Everything else (x5u, jku…) is dropped. */
 const PUBLIC_MEMBERS: ReadonlyMap<string, readonly string[]> = new Map([
   ["RSA", ["n", "e"]],
   ["EC", ["crv", "x", "y"]],
   ["OKP", ["crv", "x"]],
 ]);
 const MAX_KID_LENGTH = 256;
+/** Usable keys kept from one set, in the order it lists them. */
 const MAX_KEYS = 100;
+
+/**
+ * Whether an Ed25519 public key is a point of small order. Under such a key, R = the identity
+ * and S = 0 verifies every message, or one in eight: RFC 8032 does not check the key, so anyone
+ * could sign for it. Its y tells: 0 or ±1 (orders 4, 1, 2), or a root of d·y⁴ + 2y² − 1 with
+ * d = −121665/121666 (order 8: the double of such a point has y = 0), all modulo 2^255 − 19.
+ */
+function smallOrderEd25519(x: string): boolean {
+  if (x.length > 44) return false; // not 32 bytes: the import refuses it
+  let bytes: string;
+  try {
+    bytes = binaryOf(x);
+  } catch {
+    return false; // not base64url: the import refuses it
+  }
+  let y = 0n;
+  // Little-endian; the top bit is the sign of x.
+  for (let i = bytes.length - 1; i >= 0; i--) y = (y << 8n) | BigInt(bytes.charCodeAt(i) & (i === 31 ? 127 : 255));
+  return (
+    bytes.length === 32 &&
+    (y * (y * y - 1n) * (121665n * y ** 4n - 243332n * y * y + 121666n)) % (2n ** 255n - 19n) === 0n
+  );
+}
 
 async function readCapped(response: Response, maxBytes: number): Promise<string> {
   const declared = Number(response.headers.get("content-length") ?? "NaN");
@@ -104,7 +129,8 @@ export function usableKeys(document: unknown): JWK[] {
     throw new KeySetFetchError("malformed");
   }
   const keys: JWK[] = [];
-  for (const raw of (document as { keys: unknown[] }).keys.slice(0, MAX_KEYS)) {
+  for (const raw of (document as { keys: unknown[] }).keys) {
+    if (keys.length === MAX_KEYS) break;
     if (typeof raw !== "object" || raw === null) continue;
     const candidate = raw as Record<string, unknown>;
     // A Map, so a `kty` such as "__proto__" or "toString" is an unknown type, not an inherited member.
@@ -118,6 +144,9 @@ export function usableKeys(document: unknown): JWK[] {
     if (candidate.kid !== undefined && (typeof candidate.kid !== "string" || candidate.kid.length > MAX_KID_LENGTH))
       continue;
     if (members.some((member) => typeof candidate[member] !== "string")) continue;
+    // A key published with its private part (RFC 7517 §9.2) is every reader's to sign with.
+    if (candidate.d !== undefined) continue;
+    if (candidate.crv === "Ed25519" && smallOrderEd25519(candidate.x as string)) continue;
     if (candidate.alg !== undefined && typeof candidate.alg !== "string") continue;
     const key: Record<string, unknown> = { kty: candidate.kty };
     for (const member of ["kid", "alg", ...members])

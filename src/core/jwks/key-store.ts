@@ -225,10 +225,17 @@ export class IssuerKeyStore {
       // Unknown kid: the issuer may have rotated. Refresh once (single-flight, cooled down, the
       // cooldown shared through KV); a refresh that does not settle in time counts as failed.
       const before = this.#state;
-      await this.#waitBounded(this.#refresh("unknown_kid", defer, kid));
+      const settled = await this.#waitBounded(this.#refresh("unknown_kid", defer, kid));
       if (this.#state !== before) source = this.#state?.source ?? source;
       entries = this.#candidates(kid, alg, this.#deps.now());
-      if (entries.length === 0) return { ok: false, reason: "token_invalid", detail: "kid_unknown" };
+      if (entries.length === 0) {
+        // The issuer could not be asked (its last answer, since the set held was fetched, was
+        // a failure): that says nothing against the token, so it is not refused as invalid.
+        if (!settled) return this.#unavailable("timeout");
+        if (this.#lastFailure && this.#lastFailedAt > this.#state.fetchedAt)
+          return this.#unavailable(this.#lastFailure);
+        return { ok: false, reason: "token_invalid", detail: "kid_unknown" };
+      }
     }
     if (entries.length === 0) return { ok: false, reason: "token_invalid", detail: "no_matching_key" };
     const keys: CryptoKey[] = [];
@@ -262,8 +269,9 @@ export class IssuerKeyStore {
     return { ok: false, reason: "jwks_unavailable", detail: `jwks_${failure}` };
   }
 
+  /** Past its TTL; or fetched "in the future", after the clock stepped back: refresh it then too. */
   #isStale(state: KeySetState, now: number): boolean {
-    return now - state.fetchedAt >= this.#issuer.cacheTtlS * 1000;
+    return now - state.fetchedAt >= this.#issuer.cacheTtlS * 1000 || now < state.fetchedAt;
   }
 
   /** Past TTL + max-stale: no longer usable at all. */
@@ -271,8 +279,9 @@ export class IssuerKeyStore {
     return now - state.fetchedAt >= (this.#issuer.cacheTtlS + this.#issuer.maxStaleS) * 1000;
   }
 
+  /** A clock that stepped back since the last attempt ends the cooldown rather than stretching it. */
   #cooldownOver(now: number): boolean {
-    return now - this.#lastAttemptAt >= this.#issuer.refreshCooldownS * 1000;
+    return !(now - this.#lastAttemptAt < this.#issuer.refreshCooldownS * 1000 && now >= this.#lastAttemptAt);
   }
 
   /** Keys in use (current, or retired within grace) with this kid, and fitting `alg` if given. */

@@ -34,8 +34,8 @@ function isCanonicalSegment(segment: string): boolean {
   return tail === undefined || tail.test(segment);
 }
 
-/** base64url → one char per byte (`atob`'s binary string). The segment is already canonical. */
-function binaryOf(segment: string): string {
+/** base64url → one char per byte (`atob`'s binary string); throws on characters outside it. */
+export function binaryOf(segment: string): string {
   return atob(segment.replace(/-/g, "+").replace(/_/g, "/"));
 }
 
