@@ -10,6 +10,7 @@ import type { Outcome, PipelineEnv, Timings } from "../../src/pipeline/context";
 import { rateLimit } from "../../src/pipeline/rate-limit";
 import { runStages, type Stage } from "../../src/pipeline/stage";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
+import { AUDIENCE, makeIssuer } from "../support/issuers";
 
 const unique = () => crypto.randomUUID().slice(0, 8);
 
@@ -623,4 +624,35 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     });
     expect(outcome.failedOpen).toBeUndefined();
   });
+});
+
+describe("tenants named like object members (whole pipeline)", () => {
+  it.each(["__proto__", "constructor", "toString", "hasOwnProperty"])(
+    "a token with tenant %s is bound to its path and counted like any other tenant",
+    async (tenant) => {
+      const idp = await makeIssuer();
+      const edge = harness(
+        basePolicy({
+          settings: { limiter_timeout_ms: 1000 },
+          issuers: { a: { kind: "oidc", issuer: idp.url, audiences: [AUDIENCE] } },
+          limits: {
+            defaults: [{ name: `tenant-${unique()}`, key: "tenant", limit: 2, window_s: 60 }],
+          },
+          routes: [{ name: "t", methods: ["GET"], path: "/t/:tenant/**", auth: { issuers: ["a"] }, upstream: "echo" }],
+        }),
+      );
+      const token = `Bearer ${await idp.sign({ tenant_id: tenant, sub: `u-${unique()}` })}`;
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const m = marker();
+        const response = await edge.fetch(`/t/${tenant}/x`, { headers: { authorization: token, "x-test-marker": m } });
+        statuses.push(response.status);
+        if (response.status === 200) expect((await originSaw(m))[0]?.headers["x-tenant"]).toBe(tenant);
+        else expect(((await response.json()) as { reason: string }).reason).toBe("rate_limited");
+      }
+      expect(statuses).toEqual([200, 200, 429]);
+      const elsewhere = await edge.fetch("/t/acme/x", { headers: { authorization: token } });
+      expect(((await elsewhere.json()) as { reason: string }).reason).toBe("tenant_mismatch");
+    },
+  );
 });
