@@ -16,7 +16,14 @@ import type {
   LimitSpec,
   UpstreamConfig,
 } from "./policy-types";
-import { type CompiledPattern, capturesOf, compileHostPattern, compilePathPattern, type HostPattern } from "./routes";
+import {
+  type CompiledPattern,
+  capturesOf,
+  compileHostPattern,
+  compilePathPattern,
+  type HostPattern,
+  matchHost,
+} from "./routes";
 import { isIdentifier, MAX_IDENTIFIER_CHARS } from "./tokens/claims";
 import { JWS_ALGORITHMS } from "./tokens/jws-verify";
 
@@ -710,13 +717,15 @@ interface RouteContext {
   declaredLimits: LimitSpec[];
 }
 
-/** Whether `earlier` has `host`'s name (or capture suffix) without a port, so matches it on every port. */
+/**
+ * Whether `earlier` matches every host `host` does, on every port: it has no port, and it
+ * names the same host, captures it (`:tenant.example.com` takes `acme.example.com`), or
+ * captures with the same suffix.
+ */
 function sameHostAnyPort(earlier: CompiledRoute, host: HostPattern): boolean {
   const other = earlier.host;
   if (!other || other.port !== undefined) return false;
-  return other.exact !== undefined
-    ? other.exact === host.exact
-    : other.suffix === host.suffix && host.exact === undefined;
+  return host.exact !== undefined ? matchHost(other, host.exact) !== null : other.suffix === host.suffix;
 }
 
 function compileRoute(

@@ -169,6 +169,22 @@ describe("policy validation names the field and why", () => {
       "routes[1].host: routes[0] (r) matches this host on every port first: put this route before it",
     ],
     [
+      "a route for one port of a host after a route capturing that host on every port",
+      (p: any) => {
+        p.routes[0].host = ":tenant.example.com";
+        p.routes.push({ ...p.routes[0], name: "alt", host: "acme.example.com:8443" });
+      },
+      "routes[1].host: routes[0] (r) matches this host on every port first: put this route before it",
+    ],
+    [
+      "a capture route for one port after a capture route of the same suffix on every port",
+      (p: any) => {
+        p.routes[0].host = ":tenant.example.com";
+        p.routes.push({ ...p.routes[0], name: "alt", host: ":org.example.com:8443" });
+      },
+      "routes[1].host: routes[0] (r) matches this host on every port first: put this route before it",
+    ],
+    [
       "CORS wildcard with credentials",
       (p: any) => (p.routes[0].cors = { allow_origins: ["*"], allow_credentials: true }),
       'routes[0].cors.allow_credentials: cannot be true when allow_origins contains "*"',
@@ -327,6 +343,15 @@ describe("policy validation names the field and why", () => {
     expect(compiled.tenantOverrides).toEqual({
       acme: { "user-per-minute": { limit: 1200 }, "r-user": { limit: 10, window_s: 1 } },
     });
+  });
+
+  it("takes a one-port route after a capture route it cannot be matched by", () => {
+    const doc: any = minimal();
+    doc.routes[0].host = ":tenant.example.com";
+    // Two labels before the suffix (a capture takes one), and another domain.
+    doc.routes.push({ ...doc.routes[0], name: "deeper", host: "a.b.example.com:8443" });
+    doc.routes.push({ ...doc.routes[0], name: "other", host: "acme.example.org:8443" });
+    expect(problemsOf(doc)).toEqual([]);
   });
 
   it("reports every problem at once", () => {
