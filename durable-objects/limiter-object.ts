@@ -42,7 +42,7 @@ export class LimiterObject extends DurableObject {
     sql.exec("CREATE INDEX IF NOT EXISTS counters_by_ms ON counters (ms)");
     // The latest TATs, as the table would keep them (it forgets the earliest first).
     const rows = sql.exec<CounterRow>(
-      "SELECT id, ms, frac, den FROM counters WHERE ms >= ? ORDER BY ms DESC LIMIT ?",
+      "SELECT * FROM counters WHERE ms >= ? ORDER BY ms DESC LIMIT ?",
       Date.now(),
       MAX_COUNTERS,
     );
@@ -79,14 +79,9 @@ export class LimiterObject extends DurableObject {
     const changes = this.counters.pendingChanges(now);
     const sql = this.ctx.storage.sql;
     this.ctx.storage.transactionSync(() => {
+      // A row is a whole counter keyed by its id, so replacing it is the upsert.
       for (const [id, tat] of changes.upserts) {
-        sql.exec(
-          "INSERT INTO counters (id, ms, frac, den) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET ms = excluded.ms, frac = excluded.frac, den = excluded.den",
-          id,
-          tat.ms,
-          tat.frac,
-          tat.den,
-        );
+        sql.exec("REPLACE INTO counters VALUES (?, ?, ?, ?)", id, tat.ms, tat.frac, tat.den);
       }
       for (const id of changes.deletes) sql.exec("DELETE FROM counters WHERE id = ?", id);
       sql.exec("DELETE FROM counters WHERE ms < ?", now);
