@@ -5,7 +5,7 @@
 import { type AuditIdentity, type AuditRecord, type AuditSink, auditIdentity, auditRecord } from "../core/audit";
 import { type DataPoint, metricsDataPoint } from "../core/metrics";
 import { afterResponse } from "./after-response";
-import type { PipelineContext } from "./context";
+import type { Outcome, PipelineContext } from "./context";
 import { errorName, type Stage } from "./stage";
 
 /** The dataset, if one is bound: without it the edge runs and logs exactly the same. */
@@ -14,7 +14,13 @@ function metricsDataset(c: PipelineContext): AnalyticsEngineDataset | undefined 
   return typeof dataset?.writeDataPoint === "function" ? (dataset as AnalyticsEngineDataset) : undefined;
 }
 
-function recordFor(c: PipelineContext, now: number, status: number, identity?: AuditIdentity): AuditRecord {
+function recordFor(
+  c: PipelineContext,
+  now: number,
+  status: number,
+  outcome: Outcome | undefined,
+  identity?: AuditIdentity,
+): AuditRecord {
   const cf = (c.req.raw as { cf?: { colo?: unknown; asn?: unknown; country?: unknown } }).cf;
   return auditRecord({
     now,
@@ -24,14 +30,17 @@ function recordFor(c: PipelineContext, now: number, status: number, identity?: A
     canonicalPath: c.get("canonicalPath"),
     route: c.get("route"),
     identity,
-    outcome: c.get("outcome") ?? { decision: "deny", reason: "misconfigured" },
+    outcome: outcome ?? { decision: "deny", reason: "misconfigured" },
     status,
     timings: c.get("timings") ?? {},
     cf,
   });
 }
 
-/** Writes the record and data point after the response: the moment and status are given. */
+/**
+ * Writes the record and data point after the response: the moment and status are given, and
+ * the outcome is taken as it is now (a stage still running after a disconnect may change it).
+ */
 function writeAfterResponse(
   c: PipelineContext,
   sinks: readonly AuditSink[],
@@ -39,11 +48,13 @@ function writeAfterResponse(
   now: number,
   status: number,
 ): void {
+  const outcome = c.get("outcome");
+  const decided = outcome && { ...outcome };
   const work = (async () => {
     // A macrotask first: awaiting promises alone would still run all of this before the
     // runtime takes the response (microtasks drain first), and the client would wait for it.
     await new Promise((resolve) => setTimeout(resolve, 0));
-    const record = recordFor(c, now, status, await auditIdentity(c.get("identity")));
+    const record = recordFor(c, now, status, decided, await auditIdentity(c.get("identity")));
     if (dataset) {
       try {
         const point: DataPoint = metricsDataPoint({

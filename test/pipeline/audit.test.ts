@@ -6,6 +6,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it, type MockInstan
 import { type AppOptions, createApp } from "../../src/app";
 import { type AuditRecord, consoleSink } from "../../src/core/audit";
 import type { DenyReason } from "../../src/core/deny";
+import type { AcquireResult } from "../../src/core/limits";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, unreachableOrigin } from "../support/harness";
 import { AUDIENCE, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
@@ -197,6 +198,85 @@ describe("audit record", () => {
       path: "/public/slow",
     });
     expect(edge.dataPoints).toHaveLength(1);
+  });
+
+  it("keeps client_closed when the origin's answer or a limiter's refusal lands in the same moment", async () => {
+    // What a stage still running decides after the disconnect does not change the record.
+    const originCalled = Promise.withResolvers<void>();
+    const originAnswer = Promise.withResolvers<Response>();
+    const limiterCalled = Promise.withResolvers<void>();
+    const limiterAnswer = Promise.withResolvers<AcquireResult>();
+    const limiter = {
+      idFromName: (name: string) => name,
+      get: () => ({
+        acquire: () => {
+          limiterCalled.resolve();
+          return limiterAnswer.promise;
+        },
+        release: async () => undefined,
+      }),
+    };
+    const edge = harness(
+      basePolicy({
+        settings: { limiter_timeout_ms: 2000 },
+        upstreams: { held: { service: "HELD_ORIGIN" }, echo: { url: echoOrigin } },
+        routes: [
+          { name: "held", methods: ["GET"], path: "/held/**", auth: "public", upstream: "held" },
+          {
+            name: "limited",
+            methods: ["GET"],
+            path: "/limited/**",
+            auth: "public",
+            upstream: "echo",
+            limits: [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }],
+          },
+        ],
+      }),
+      {},
+      {
+        HELD_ORIGIN: {
+          fetch: () => {
+            originCalled.resolve();
+            return originAnswer.promise;
+          },
+        },
+        ROUTE_LIMITER: limiter,
+      },
+    );
+    const cases = [
+      {
+        path: "/held/x",
+        called: originCalled.promise,
+        land: () => originAnswer.resolve(new Response("late")),
+      },
+      {
+        path: "/limited/x",
+        called: limiterCalled.promise,
+        land: () =>
+          limiterAnswer.resolve({
+            allowed: false,
+            counters: [{ allowed: false, remaining: 0, resetMs: 1000, retryAfterMs: 1000 }],
+          } as AcquireResult),
+      },
+    ];
+    for (const [i, { path, called, land }] of cases.entries()) {
+      const client = new AbortController();
+      const answered = edge.fetch(new Request(`https://edge.test${path}`, { signal: client.signal }));
+      await called;
+      client.abort();
+      land();
+      await answered;
+      await vi.waitFor(() => expect(edge.audit).toHaveLength(i + 1));
+      expect(edge.audit[i]).toMatchObject({
+        decision: "deny",
+        reason: "client_closed",
+        detail: "client_disconnected",
+        status: 499,
+        route: path.split("/")[1],
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(edge.audit).toHaveLength(2);
   });
 
   it("goes to stdout as one JSON line by default", async () => {
