@@ -200,12 +200,21 @@ describe("audit record", () => {
     expect(edge.dataPoints).toHaveLength(1);
   });
 
+  /** A promise the test settles itself. */
+  function held<T>() {
+    let resolve!: (value: T) => void;
+    const promise = new Promise<T>((settle) => {
+      resolve = settle;
+    });
+    return { promise, resolve };
+  }
+
   it("keeps client_closed when the origin's answer or a limiter's refusal lands in the same moment", async () => {
     // What a stage still running decides after the disconnect does not change the record.
-    const originCalled = Promise.withResolvers<void>();
-    const originAnswer = Promise.withResolvers<Response>();
-    const limiterCalled = Promise.withResolvers<void>();
-    const limiterAnswer = Promise.withResolvers<AcquireResult>();
+    const originCalled = held<void>();
+    const originAnswer = held<Response>();
+    const limiterCalled = held<void>();
+    const limiterAnswer = held<AcquireResult>();
     const limiter = {
       idFromName: (name: string) => name,
       get: () => ({
