@@ -438,6 +438,47 @@ describe("shared refresh stamp", () => {
   });
 });
 
+describe("another isolate fetching the new kid", () => {
+  it("an isolate the shared stamp held back reads KV again a second later, not a cooldown later", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, refresh_cooldown_s: 30 };
+    // Isolate A's fetch of the new set is held until B has asked.
+    let releaseA!: () => void;
+    const aHeld = new Promise<void>((resolve) => {
+      releaseA = resolve;
+    });
+    let held = false;
+    const heldFetch: Fetcher = async (input, init) => {
+      if (held) await aHeld;
+      return fetch(input, init);
+    };
+    const a = verifierFor(issuer, clock, settings, true, heldFetch);
+    const b = verifierFor(issuer, clock, settings, true);
+    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await a.settle();
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+
+    const next = await makeKey();
+    await issuer.publish([issuer.keys[0] as TestKey, next]);
+    clock.advance(31);
+    held = true;
+    const aResult = a.verify(await signAt(issuer, clock, next));
+    await vi.waitFor(async () =>
+      expect(await kv.get(`jwks-refresh:v1:${issuer.url} ${issuer.url}/jwks`)).toBe(String(clock.ms)),
+    );
+    // B finds A's stamp and no newer set: it does not fetch, and cannot tell yet.
+    expect(await b.verify(await signAt(issuer, clock, next))).toMatchObject({ ok: false, detail: "kid_unknown" });
+    releaseA();
+    expect(await aResult).toMatchObject({ ok: true, keySource: "fetch" });
+    await a.settle();
+    // A second later B reads the set A saved, well within the 30 s cooldown.
+    clock.advance(1);
+    expect(await b.verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "kv" });
+    expect(b.store.stats.fetches).toBe(0);
+  });
+});
+
 describe("a KV record is bound to its key source", () => {
   // A deployment (staging, or this one before its jwks_uri was corrected) filled KV with keys
   // from another jwks_uri; this deployment names the issuer's own jwks_uri, or uses discovery.

@@ -486,6 +486,11 @@ export class IssuerKeyStore {
       return Promise.resolve();
     };
     const now = this.#deps.now();
+    // No fetch after all: the cooldown spaces fetches, so the next attempt may read KV again
+    // in a second (for the set another isolate is fetching, or a kid this attempt was not for).
+    const fetchSkipped = () => {
+      this.#lastAttemptAt = now - this.#issuer.refreshCooldownS * 1000 + KV_MISS_RECHECK_MS;
+    };
     // Another isolate may have refreshed already: take its newer set, even past its TTL (in an
     // outage it outlasts ours), and prefer it to a fetch when it is fresh.
     const stored = await this.#readKv();
@@ -497,7 +502,7 @@ export class IssuerKeyStore {
         !this.#isStale(this.#state as KeySetState, now) &&
         (kid === undefined || stored.keys.some((key) => key.kid === kid))
       )
-        return;
+        return fetchSkipped();
     }
     if (reason === "unknown_kid") {
       // Shared cooldown: one fetch per issuer per cooldown across isolates (KV is eventually
@@ -506,7 +511,8 @@ export class IssuerKeyStore {
       const last = Number(await this.#getKv(this.#kvRefreshKey));
       // A stamp from the future (another isolate's clock, a bad write) is ignored, not obeyed:
       // obeying it could block refreshes until it expires.
-      if (Number.isFinite(last) && last <= now && now - last < this.#issuer.refreshCooldownS * 1000) return;
+      if (Number.isFinite(last) && last <= now && now - last < this.#issuer.refreshCooldownS * 1000)
+        return fetchSkipped();
     }
     await write(this.#kvRefreshKey, String(now), Math.max(KV_MIN_TTL_S, this.#issuer.refreshCooldownS));
     try {
