@@ -479,6 +479,36 @@ describe("another isolate fetching the new kid", () => {
   });
 });
 
+describe("an older KV record written late", () => {
+  it("never replaces the newer set an isolate holds: no withdrawn key comes back", async () => {
+    const issuer = await makeIssuer();
+    const k1 = issuer.keys[0] as TestKey;
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, rotation_grace_s: 0, cache_ttl_s: 300 };
+    const recordKey = `jwks:v1:${issuer.url}`;
+    const a = verifierFor(issuer, clock, settings);
+    expect(await a.verify(await signAt(issuer, clock, k1))).toMatchObject({ ok: true });
+    await a.settle();
+    const older = (await kv.get(recordKey)) as string;
+    const k2 = await makeKey();
+    await issuer.publish([k2]);
+    clock.advance(31);
+    const b = verifierFor(issuer, clock, settings);
+    expect(await b.verify(await signAt(issuer, clock, k2))).toMatchObject({ ok: true, keySource: "fetch" });
+    await b.settle();
+    // A slow writer's older record lands after B's; then B's set goes stale, and its refresh
+    // finds the issuer down: only what it makes of KV's record decides.
+    await kv.put(recordKey, older, { expirationTtl: 3600 });
+    await issuer.setMode("down");
+    clock.advance(301);
+    expect(await b.verify(await signAt(issuer, clock, k2))).toMatchObject({ ok: true, keySource: "stale" });
+    await b.settle();
+    // (Its kid unknown while the issuer is down: refused as undecidable, never accepted.)
+    expect(await b.verify(await signAt(issuer, clock, k1))).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+    expect(await b.verify(await signAt(issuer, clock, k2))).toMatchObject({ ok: true, keySource: "stale" });
+  });
+});
+
 describe("a KV record is bound to its key source", () => {
   // A deployment (staging, or this one before its jwks_uri was corrected) filled KV with keys
   // from another jwks_uri; this deployment names the issuer's own jwks_uri, or uses discovery.
