@@ -357,6 +357,21 @@ describe("header hygiene", () => {
     expect(seen[0]!.headers.cookie).toBe(forwarded);
   });
 
+  it("refuses a Cookie header with more than 1,000 `=`, and forwards one with 1,000 as sent", async () => {
+    // Thousands of escaped names would each be decoded as lenient parsers read them.
+    const names = (count: number) => Array.from({ length: count }, (_, i) => `%E9%${i}=`).join(";");
+    const over = await send("/public/a", { headers: { cookie: names(1001) } });
+    expect(over.response.status).toBe(400);
+    expect(over.record).toMatchObject({ reason: "bad_request", detail: "too_many_cookies" });
+    expect(over.seen).toHaveLength(0);
+    const atLimit = await send("/public/a", { headers: { cookie: names(1000) } });
+    expect(atLimit.response.status).toBe(200);
+    expect(atLimit.seen[0]!.headers.cookie).toBe(names(1000));
+    // What a browser sends at most for one site: 180 cookies, values with base64 padding.
+    const browser = Array.from({ length: 180 }, (_, i) => `c${i}=YWJjZA==`).join("; ");
+    expect((await send("/public/a", { headers: { cookie: browser } })).response.status).toBe(200);
+  });
+
   it("passes a Cookie header without credentials on exactly as sent, commas in values included", async () => {
     const { seen } = await send("/public/a", { headers: { cookie: "prefs=a,b;session=s" } });
     expect(seen[0]!.headers.cookie).toBe("prefs=a,b;session=s");

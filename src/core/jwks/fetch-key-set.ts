@@ -9,7 +9,6 @@ import { secureUrl } from "../urls";
 export class KeySetFetchError extends Error {
   constructor(readonly code: KeySetFailure) {
     super(code);
-    this.name = "KeySetFetchError";
   }
 }
 
