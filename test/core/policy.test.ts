@@ -345,6 +345,61 @@ describe("policy validation names the field and why", () => {
     });
   });
 
+  it("gives each route the defaults that can apply to it: public routes ip and route, others all but ip", () => {
+    const doc: any = minimal();
+    doc.limits = {
+      defaults: [
+        { name: "tenant-per-minute", key: "tenant", limit: 10000, window_s: 60 },
+        { name: "user-per-minute", key: "user", limit: 600, window_s: 60 },
+        { name: "route-per-minute", key: "route", limit: 5000, window_s: 60 },
+        { name: "ip-per-minute", key: "ip", limit: 100, window_s: 60 },
+      ],
+    };
+    doc.routes.push({ ...doc.routes[0], name: "pub", path: "/public/**", auth: "public" });
+    const compiled = compilePolicy(doc);
+    const byName = Object.fromEntries(compiled.routes.map((r) => [r.name, r.limits.map((l) => l.name)]));
+    expect(byName[doc.routes[0].name]).toEqual(["tenant-per-minute", "user-per-minute", "route-per-minute"]);
+    expect(byName.pub).toEqual(["route-per-minute", "ip-per-minute"]);
+  });
+
+  it.each([
+    ["settings", "max_url_bytes", 256, 65536],
+    ["settings", "max_header_bytes", 1024, 131072],
+    ["settings", "max_token_bytes", 512, 65536],
+    ["settings", "limiter_timeout_ms", 5, 5000],
+    ["issuer", "clock_skew_s", 0, 300],
+    ["issuer", "cache_ttl_s", 300, 3600],
+    ["issuer", "refresh_cooldown_s", 1, 3600],
+    ["issuer", "max_stale_s", 0, 604800],
+    ["issuer", "rotation_grace_s", 0, 604800],
+    ["issuer", "fetch_timeout_ms", 100, 30000],
+    ["issuer", "max_jwks_bytes", 1024, 1048576],
+    ["upstream", "timeout_ms", 100, 300000],
+    ["cors", "max_age_s", 0, 86400],
+    ["limit", "limit", 1, 1_000_000_000],
+    ["limit", "window_s", 1, 2678400],
+  ] as const)("%s %s takes %i to %i, as the README says", (where, field, min, max) => {
+    const withValue = (value: number) => {
+      const doc: any = minimal();
+      doc.settings = {};
+      doc.routes[0].cors = { allow_origins: ["*"] };
+      doc.routes[0].limits = [{ name: "l", key: "user", limit: 1, window_s: 1 }];
+      const targets: Record<string, any> = {
+        settings: doc.settings,
+        issuer: doc.issuers.idp,
+        upstream: doc.upstreams.api,
+        cors: doc.routes[0].cors,
+        limit: doc.routes[0].limits[0],
+      };
+      targets[where][field] = value;
+      return problemsOf(doc);
+    };
+    expect(withValue(min)).toEqual([]);
+    expect(withValue(max)).toEqual([]);
+    expect(withValue(min - 1)).toHaveLength(1);
+    expect(withValue(max + 1)).toHaveLength(1);
+  });
+
   it("takes a one-port route after a capture route it cannot be matched by", () => {
     const doc: any = minimal();
     doc.routes[0].host = ":tenant.example.com";

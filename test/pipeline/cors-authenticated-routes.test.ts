@@ -53,6 +53,35 @@ describe("CORS on an authenticated route", () => {
     expect(e.audit.at(-1)).toMatchObject({ reason: "cors_rejected", detail: "method_not_allowed" });
   });
 
+  it("answers a preflight for a method no route serves at that path as the request itself: 404", async () => {
+    const { edge: e } = await edge();
+    const response = await e.fetch("/v1/things", preflight("PUT"));
+    expect(response.status).toBe(404);
+    expect(e.audit.at(-1)).toMatchObject({ reason: "route_not_found" });
+  });
+
+  it("fills in what the route's cors leaves out: its methods, authorization and content-type, 600 s", async () => {
+    const h = harness(
+      basePolicy({
+        routes: [
+          {
+            name: "spa",
+            methods: ["GET", "POST"],
+            path: "/spa/**",
+            auth: "public",
+            upstream: "echo",
+            cors: { allow_origins: [APP] },
+          },
+        ],
+      }),
+    );
+    const response = await h.fetch("/spa/x", preflight("POST"));
+    expect(response.status).toBe(204);
+    expect(response.headers.get("access-control-allow-methods")).toBe("GET, POST");
+    expect(response.headers.get("access-control-allow-headers")).toBe("authorization, content-type");
+    expect(response.headers.get("access-control-max-age")).toBe("600");
+  });
+
   it('refuses a preflight from the opaque "null" origin', async () => {
     const { edge: e } = await edge();
     const response = await e.fetch("/v1/things", preflight("GET", "null"));
@@ -70,6 +99,9 @@ describe("CORS on an authenticated route", () => {
     const missing = await e.fetch("/v1/things", { headers: { origin: APP } });
     expect(missing.status).toBe(401);
     readable(missing);
+    // Refused before the limits decided: nothing was counted, and no rate-limit fields say otherwise.
+    expect(missing.headers.get("ratelimit-policy")).toBeNull();
+    expect(missing.headers.get("x-ratelimit-limit")).toBeNull();
 
     const reader = await issuer.sign({ sub: "reader", scope: "api:read" });
     const scope = await e.fetch("/v1/things", { headers: { origin: APP, authorization: `Bearer ${reader}` } });
@@ -79,9 +111,11 @@ describe("CORS on an authenticated route", () => {
     const writer = await issuer.sign({ sub: "writer", scope: "api:write" });
     const first = await e.fetch("/v1/things", { headers: { origin: APP, authorization: `Bearer ${writer}` } });
     expect(first.status).toBe(200);
+    expect(first.headers.get("ratelimit-policy")).toBe('"one-per-hour";q=1;w=3600');
     const limited = await e.fetch("/v1/things", { headers: { origin: APP, authorization: `Bearer ${writer}` } });
     expect(limited.status).toBe(429);
     readable(limited);
+    expect(limited.headers.get("x-ratelimit-limit")).toBe("1");
     // A page the route does not allow gets no CORS headers on a refusal, but the same Vary.
     const other = await e.fetch("/v1/things", { headers: { origin: "https://evil.example" } });
     expect(other.status).toBe(401);

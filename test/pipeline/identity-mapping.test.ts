@@ -272,3 +272,38 @@ describe("scopes: `scope` string, else `scp` array, unless a claim is named", ()
     expect(refused.seen).toHaveLength(0);
   });
 });
+
+describe("mapped claims of the wrong type", () => {
+  it.each([
+    ["a numeric tenant", { tenant_id: 42 }, "tenant_unsafe"],
+    ["a numeric email", { email: 7 }, "email_unsafe"],
+    ["scopes that are an object", { scope: { read: true } }, "scopes_unsafe"],
+    ["a numeric group", { groups: [1] }, "groups_unsafe"],
+  ])(
+    "%s rejects the token on a route that does not read it, and nothing is forwarded",
+    async (_label, claims, detail) => {
+      const edge = harness(policy());
+      const token = await issuer.sign({ sub: "alice", ...claims });
+      const { response, seen } = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+      expect(response.status).toBe(401);
+      expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "token_invalid", detail });
+      expect(seen).toHaveLength(0);
+    },
+  );
+
+  it("naming the scopes claim reads that claim only: an `scp` array is then not read", async () => {
+    const token = await issuer.sign({
+      sub: "alice",
+      scope: undefined,
+      scp: ["payments:write"],
+      groups: ["payments-writer"],
+    });
+    const byDefault = await call(harness(policy()), "/v1/writers", { authorization: `Bearer ${token}` });
+    expect(byDefault.response.status).toBe(200);
+    expect(byDefault.headers["x-caller-scopes"]).toBe("payments:write");
+    const named = harness(policy({ claims: { scopes: "scope" } }));
+    const refused = await call(named, "/v1/writers", { authorization: `Bearer ${token}` });
+    expect(refused.response.status).toBe(403);
+    expect(named.audit.at(-1)).toMatchObject({ reason: "insufficient_scope" });
+  });
+});
