@@ -183,6 +183,6 @@ export function connectionNominated(headers: Headers): string[] {
   if (!value) return [];
   return value
     .split(",")
-    .map((token) => normaliseHeaderName(token.trim()))
+    .map((token) => token.trim().toLowerCase())
     .filter((token) => token.length > 0);
 }

@@ -55,12 +55,15 @@ function keepFromSharedCaches(headers: Headers): void {
  */
 function watchedBody(
   source: ReadableStream,
+  length: number | undefined,
   onFailure: () => void,
 ): { body: ReadableStream; failed: Promise<boolean> } {
   // The runtime's own byte stream, not a JavaScript TransformStream: when the client breaks
   // off, the runtime's pump of a JavaScript stream into the subrequest left an uncaught
-  // "Network connection lost" rejection behind it, twice per aborted upload.
-  const { readable, writable } = new IdentityTransformStream();
+  // "Network connection lost" rejection behind it, twice per aborted upload. Of the declared
+  // length, when there is one: the origin then gets Content-Length, not a chunked upload that
+  // some origins refuse (411) or cannot size-check; a body cut short fails the stream.
+  const { readable, writable } = length === undefined ? new IdentityTransformStream() : new FixedLengthStream(length);
   const piped = source.pipeTo(writable).then(
     () => false,
     () => {
@@ -100,7 +103,12 @@ export function forward(): Stage {
     // If the client's upload breaks off, the origin request is torn down rather than ended,
     // so the origin never mistakes a truncated body for a complete one.
     const clientGone = hasBody ? new AbortController() : undefined;
-    const upload = clientGone ? watchedBody(c.req.raw.body as ReadableStream, () => clientGone.abort()) : undefined;
+    const declared = c.req.header("content-length");
+    const upload = clientGone
+      ? watchedBody(c.req.raw.body as ReadableStream, declared && /^\d+$/.test(declared) ? +declared : undefined, () =>
+          clientGone.abort(),
+        )
+      : undefined;
     const init: RequestInit = {
       method,
       headers: c.get("forwardHeaders"),

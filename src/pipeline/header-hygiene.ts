@@ -80,7 +80,8 @@ export function headerHygiene(): Stage {
     const outgoing = new Headers(incoming);
     for (const name of incoming.keys()) if (stripped(name)) outgoing.delete(name);
     if (incoming.has("connection")) {
-      const nominated = new Set(connectionNominated(incoming));
+      // Compared as origins read names (`_` as `-`): a name nominated in either spelling goes.
+      const nominated = new Set(connectionNominated(incoming).map(normaliseHeaderName));
       for (const name of incoming.keys()) if (nominated.has(normaliseHeaderName(name))) outgoing.delete(name);
     }
     const cookie = outgoing.get("cookie");

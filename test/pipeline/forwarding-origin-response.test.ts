@@ -77,3 +77,35 @@ describe("the request id", () => {
     expect(response.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
   });
 });
+
+describe("headers the origin's Connection names", () => {
+  function serviceEdge() {
+    return harness(
+      basePolicy({
+        upstreams: { svc: { service: "ECHO_SERVICE" } },
+        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+      }),
+    );
+  }
+
+  it("are removed as named, `_` and case included; a different `-` spelling is another field, kept", async () => {
+    // RFC 9110 §7.6.1: a field the Connection header names is for the next hop only.
+    const respondWith = [
+      ["connection", "X_Other_Hop, x_hop"],
+      ["x_other_hop", "1"],
+      ["x_hop", "secret"],
+      ["x-hop", "end-to-end"],
+      ["x-keep", "yes"],
+    ];
+    const response = await serviceEdge().fetch("/svc/x", {
+      headers: { "x-respond-with": JSON.stringify(respondWith) },
+    });
+    expect(response.status).toBe(200);
+    const got = Object.fromEntries(response.headers);
+    expect(got.connection).toBeUndefined();
+    expect(got.x_other_hop).toBeUndefined();
+    expect(got.x_hop).toBeUndefined();
+    expect(got["x-hop"]).toBe("end-to-end");
+    expect(got["x-keep"]).toBe("yes");
+  });
+});

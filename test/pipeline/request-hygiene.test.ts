@@ -21,6 +21,7 @@ const policy = () =>
       },
       { name: "plain", methods: ["GET"], path: "/plain/**", auth: "public", upstream: "echo" },
       { name: "item", methods: ["GET"], path: "/items/:id", auth: "public", upstream: "echo" },
+      { name: "upload", methods: ["POST", "PUT", "PATCH"], path: "/upload/**", auth: "public", upstream: "echo" },
     ],
   });
 
@@ -457,7 +458,7 @@ describe("header hygiene", () => {
 
   it("forwards the body unchanged and keeps the method", async () => {
     const body = "x".repeat(100_000);
-    const { seen } = await send("/public/upload", { method: "POST", body });
+    const { seen } = await send("/upload/x", { method: "POST", body });
     expect(seen[0]).toMatchObject({ method: "POST", body_bytes: 100_000 });
   });
 });
@@ -513,5 +514,44 @@ describe("CORS", () => {
     expect(ok.response.headers.get("vary")).toContain("Origin");
     const evil = await send("/public/a", { headers: { origin: "https://evil.example" } });
     expect(evil.response.headers.get("access-control-allow-origin")).toBeNull();
+  });
+});
+
+describe("request bodies", () => {
+  const bytes = (size: number) => Uint8Array.from({ length: size }, (_, i) => (i * 31) & 0xff);
+
+  it.each([
+    ["POST", 0],
+    ["POST", 1],
+    ["PUT", 65_536],
+    ["PATCH", 300_001],
+  ] as const)("%s of %i bytes reaches the origin whole, with its Content-Length, not chunked", async (method, size) => {
+    const { response, seen, record } = await send("/upload/x", {
+      method,
+      body: bytes(size),
+      headers: { "content-length": String(size) },
+    });
+    expect(response.status).toBe(200);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ method, body_bytes: size });
+    // Some origins refuse a chunked upload (411) or size-check it by Content-Length.
+    expect(seen[0]!.headers["content-length"]).toBe(String(size));
+    expect(seen[0]!.headers["transfer-encoding"]).toBeUndefined();
+    expect(record).toMatchObject({ decision: "allow", status: 200 });
+  });
+
+  it("a body of unknown length streams through chunked, whole", async () => {
+    const chunks = [bytes(1000), bytes(70_003)];
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        const next = chunks.shift();
+        if (next) controller.enqueue(next);
+        else controller.close();
+      },
+    });
+    const { response, seen } = await send("/upload/x", { method: "POST", body, duplex: "half" } as RequestInit);
+    expect(response.status).toBe(200);
+    expect(seen[0]).toMatchObject({ body_bytes: 71_003 });
+    expect(seen[0]!.headers["content-length"]).toBeUndefined();
   });
 });
