@@ -210,6 +210,7 @@ describe("metrics data points", () => {
             auth: { issuers: ["main"], audiences: ["https://other.test"] },
             upstream: "echo",
           },
+          { name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["main"] }, upstream: "echo" },
         ],
       }),
     );
@@ -219,6 +220,65 @@ describe("metrics data points", () => {
     // The check fetched the key set and verified the signature: the key-cache and
     // verification-time queries count it (blob6, blob7).
     expect(edge.dataPoints.map((p) => [p.blobs?.[0], p.blobs?.[5], p.blobs?.[6]])).toEqual([["deny", "main", "fetch"]]);
+    // The same token verified on another route, then refused here from the verified-token
+    // cache: counted the same way, with its key source.
+    await (await edge.fetch("/v1/x", { headers })).arrayBuffer();
+    await (await edge.fetch("/strict/x", { headers })).arrayBuffer();
+    expect(edge.dataPoints.map((p) => [p.blobs?.[1], p.blobs?.[5], p.blobs?.[6], (p.doubles?.[2] ?? -1) >= 0])).toEqual(
+      [
+        ["audience_mismatch", "main", "fetch", true],
+        ["", "main", "memory", true],
+        ["audience_mismatch", "main", "token_cache", true],
+      ],
+    );
+  });
+
+  it("counts a verified-token cache hit as token_cache, from a set past its TTL too; the next key lookup says stale", async () => {
+    const issuer = await makeIssuer("ES256");
+    let clock = Date.now();
+    const edge = harness(
+      basePolicy({
+        issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], cache_ttl_s: 300 } },
+        routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["main"] }, upstream: "echo" }],
+      }),
+      { authentication: { now: () => clock } },
+    );
+    const exp = Math.floor(clock / 1000) + 7200;
+    const first = await issuer.sign({ sub: "a", exp });
+    const second = await issuer.sign({ sub: "b", exp });
+    const send = async (token: string) =>
+      (await edge.fetch("/v1/x", { headers: { authorization: `Bearer ${token}` } })).status;
+    expect(await send(first)).toBe(200); // fetches the set
+    clock += 200_000;
+    expect(await send(second)).toBe(200); // verified, and cached
+    clock += 150_000; // the set is past cache_ttl_s; the cached entry is 150 s old
+    await issuer.resetCounters();
+    expect(await send(second)).toBe(200); // from the verified-token cache: no key lookup
+    expect((await issuer.stats()).jwks_fetches).toBe(0);
+    expect(await send(await issuer.sign({ sub: "c", exp }))).toBe(200); // a key lookup: stale, refreshed
+    expect(edge.dataPoints.map((p) => p.blobs?.[6])).toEqual(["fetch", "memory", "token_cache", "stale"]);
+    await vi.waitFor(async () => expect((await issuer.stats()).jwks_fetches).toBe(1));
+  });
+
+  it("times token verification in double5 and double3: -1 when none ran; double3 also -1 before the key lookup", async () => {
+    const issuer = await makeIssuer("ES256");
+    const edge = harness(
+      basePolicy({
+        issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["main"] }, upstream: "echo" }],
+      }),
+    );
+    const send = async (headers: Record<string, string> = {}) => (await edge.fetch("/v1/x", { headers })).arrayBuffer();
+    await send(); // no credential: refused before verification
+    const stranger = await makeIssuer("ES256"); // an issuer this policy does not know
+    await send({ authorization: `Bearer ${await stranger.sign({})}` });
+    await send({ authorization: `Bearer ${await issuer.sign({})}` });
+    const [missing, unknown, allowed] = edge.dataPoints.map((p) => [p.blobs?.[1], p.doubles?.[2], p.doubles?.[4]]);
+    expect(missing).toEqual(["token_missing", -1, -1]);
+    expect(unknown?.slice(0, 2)).toEqual(["issuer_unknown", -1]);
+    expect(unknown?.[2]).toBeGreaterThanOrEqual(0);
+    expect(allowed?.[1]).toBe(allowed?.[2]);
+    expect(allowed?.[1]).toBeGreaterThanOrEqual(0);
   });
 
   it("writes the limit that was hit, and the limits that failed open", async () => {

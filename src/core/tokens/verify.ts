@@ -31,15 +31,18 @@ export interface VerifierDeps {
   tokenCacheChars?: number;
 }
 
+/** Where a check's key came from: a key lookup, or the verified-token cache. */
+export type CheckSource = LookupSource | "token_cache";
+
 export type VerifyResult =
-  | { ok: true; identity: Identity; keySource: LookupSource | "token_cache" }
+  | { ok: true; identity: Identity; keySource: CheckSource }
   | {
       ok: false;
       reason: DenyReason;
       detail: string;
       /** Set once an issuer was chosen: which one, and where its keys came from (for metrics). */
       issuerId?: string;
-      keySource?: LookupSource;
+      keySource?: CheckSource;
     };
 
 const TOKEN_CACHE_MAX_AGE_MS = 5 * 60 * 1000;
@@ -100,6 +103,10 @@ export class TokenVerifier {
       // set expired: then the token is checked afresh, and fails as a new one would.
       if (this.keyStore(issuer).trusts(cached.key, now)) {
         const refused = this.#routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
+        // An audience refusal comes after the key check: it names its issuer and key source
+        // for the metrics, as on a token checked afresh.
+        if (refused?.reason === "audience_mismatch")
+          return { ...refused, issuerId: issuer.id, keySource: "token_cache" };
         return refused ?? { ok: true, identity, keySource: "token_cache" };
       }
       this.tokenCache.delete(token);
