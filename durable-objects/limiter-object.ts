@@ -37,7 +37,7 @@ export class LimiterObject extends DurableObject {
     super(ctx, env as never);
     const sql = ctx.storage.sql;
     sql.exec(
-      "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, ms INTEGER NOT NULL, frac INTEGER NOT NULL, den INTEGER NOT NULL)",
+      "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, ms INT NOT NULL, frac INT NOT NULL, den INT NOT NULL)",
     );
     sql.exec("CREATE INDEX IF NOT EXISTS counters_by_ms ON counters (ms)");
     // The latest TATs, as the table would keep them (it forgets the earliest first).

@@ -222,7 +222,7 @@ function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer
   if (raw.algorithms !== undefined && check.stringArray(raw.algorithms, `${path}.algorithms`, { nonEmpty: true })) {
     for (const alg of raw.algorithms) {
       if (!JWS_ALGORITHMS.has(alg)) {
-        check.fail(`${path}.algorithms`, `"${alg}" is not an accepted algorithm (HS* and none never are)`);
+        check.fail(`${path}.algorithms`, `"${alg}" is not an accepted algorithm`);
       }
     }
     algorithms = raw.algorithms;
@@ -318,7 +318,7 @@ function checkLimits(check: Checker, raw: unknown, path: string, isPublic: boole
       return;
     }
     if (isPublic === true && (item.key === "tenant" || item.key === "user")) {
-      check.fail(`${at}.key`, `"${item.key}" needs an identity: limit public routes by ip or route`);
+      check.fail(`${at}.key`, `"${item.key}" needs an identity (public routes: ip or route)`);
     }
     if (isPublic === false && item.key === "ip") {
       check.fail(`${at}.key`, '"ip" limits apply to public routes only');
@@ -364,10 +364,7 @@ function checkTenantOverrides(
       if (!keys) {
         check.fail(path, `no tenant or user limit is named "${name}"`);
       } else if (!keys.has("tenant") && !keys.has("user")) {
-        check.fail(
-          path,
-          `"${name}" is a ${[...keys].join(" or ")} limit; overrides resize tenant and user limits only`,
-        );
+        check.fail(path, `"${name}" is a ${[...keys].join(" or ")} limit, not a tenant or user one`);
       }
       if (!check.object(override, path)) continue;
       check.known(override, path, ["limit", "window_s"]);
@@ -465,7 +462,7 @@ function checkAuth(
 ): "public" | AuthRequirement | undefined {
   if (raw === "public") return "public";
   if (raw === undefined) {
-    check.fail(path, 'is required: name the issuers this route accepts, or write "public" explicitly');
+    check.fail(path, 'is required: the issuers this route accepts, or "public"');
     return undefined;
   }
   if (!check.object(raw, path)) return undefined;
@@ -476,7 +473,7 @@ function checkAuth(
     if (!issuer) {
       check.fail(`${path}.issuers`, `"${id}" is not defined in issuers`);
     } else if (issuer.kind === "cloudflare_access" && raw.audiences === undefined) {
-      check.fail(`${path}.audiences`, `is required with Cloudflare Access issuer "${id}": the application's AUD tag`);
+      check.fail(`${path}.audiences`, `is required with Access issuer "${id}" (its AUD tag)`);
     }
   }
   if (raw.audiences !== undefined) check.stringArray(raw.audiences, `${path}.audiences`, { nonEmpty: true });
@@ -485,7 +482,7 @@ function checkAuth(
     // An empty all_of, or none at all, would require nothing: a list emptied or deleted by
     // mistake must not open the route.
     if (raw.scopes.all_of === undefined && raw.scopes.any_of === undefined)
-      check.fail(`${path}.scopes`, "needs all_of or any_of (leave scopes out to require none)");
+      check.fail(`${path}.scopes`, "needs all_of or any_of (or leave scopes out)");
     if (
       raw.scopes.all_of !== undefined &&
       check.stringArray(raw.scopes.all_of, `${path}.scopes.all_of`, { nonEmpty: true })
@@ -678,10 +675,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
       const host = route.host;
       const anyPort = host?.port === undefined ? undefined : routes.find((earlier) => sameHostAnyPort(earlier, host));
       if (anyPort) {
-        check.fail(
-          `${path}.host`,
-          `routes[${anyPort.index}] (${anyPort.name}) matches this host on every port first: put this route before it`,
-        );
+        check.fail(`${path}.host`, `routes[${anyPort.index}] (${anyPort.name}) takes this host on every port first`);
       }
       routes.push(route);
     });
@@ -761,7 +755,7 @@ function compileRoute(
   // A name captured by both the host and the path would have two values, and a tenant
   // binding would check only one of them.
   if (host?.captureName !== undefined && pattern && capturesOf(pattern).includes(host.captureName)) {
-    check.fail(`${path}.host`, `capture ":${host.captureName}" is also in the path; capture it in one place`);
+    check.fail(`${path}.host`, `capture ":${host.captureName}" is also in the path`);
   }
   const auth = checkAuth(check, raw.auth, `${path}.auth`, context.issuers);
   let upstream: UpstreamConfig | undefined;

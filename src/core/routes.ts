@@ -117,7 +117,7 @@ export function compileHostPattern(host: string): HostPattern | string {
   const { name: lower, port } = splitHost(host);
   const withPort = port === undefined ? {} : { port };
   // URLs never carry the default port, so a route written with it would never match.
-  if (port === "443" || port === "80") return `port ${port} is the default, which never appears in a host`;
+  if (port === "443" || port === "80") return `port ${port} is the default: a host never shows it`;
   // As a URL writes it, or it never matches: no leading zero, at most 65535.
   if (port !== undefined && !(/^[1-9]/.test(port) && +port < 65536)) return `port ${port} is not one a URL carries`;
   if (lower.startsWith(":")) {

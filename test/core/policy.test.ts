@@ -32,7 +32,7 @@ describe("policy validation names the field and why", () => {
     [
       "missing auth",
       (p: any) => delete p.routes[0].auth,
-      'routes[0].auth: is required: name the issuers this route accepts, or write "public" explicitly',
+      'routes[0].auth: is required: the issuers this route accepts, or "public"',
     ],
     [
       "unknown issuer",
@@ -54,7 +54,7 @@ describe("policy validation names the field and why", () => {
       // With all_of deleted rather than emptied, the same mistake: nothing would be required.
       "scopes naming neither list",
       (p: any) => (p.routes[0].auth = { issuers: ["idp"], scopes: {} }),
-      "routes[0].auth.scopes: needs all_of or any_of (leave scopes out to require none)",
+      "routes[0].auth.scopes: needs all_of or any_of (or leave scopes out)",
     ],
     [
       // Every condition of an empty list holds.
@@ -75,7 +75,7 @@ describe("policy validation names the field and why", () => {
     [
       "HS256 allowed",
       (p: any) => (p.issuers.idp.algorithms = ["HS256"]),
-      'issuers.idp.algorithms: "HS256" is not an accepted algorithm (HS* and none never are)',
+      'issuers.idp.algorithms: "HS256" is not an accepted algorithm',
     ],
     [
       "cache TTL out of range",
@@ -96,7 +96,7 @@ describe("policy validation names the field and why", () => {
         p.routes[0].auth = "public";
         p.routes[0].limits = [{ name: "l", key: "user", limit: 1, window_s: 1 }];
       },
-      'routes[0].limits[0].key: "user" needs an identity: limit public routes by ip or route',
+      'routes[0].limits[0].key: "user" needs an identity (public routes: ip or route)',
     ],
     [
       "Access route without AUD",
@@ -104,7 +104,7 @@ describe("policy validation names the field and why", () => {
         p.issuers.access = { kind: "cloudflare_access", team_domain: "acme.cloudflareaccess.com" };
         p.routes[0].auth.issuers = ["access"];
       },
-      'routes[0].auth.audiences: is required with Cloudflare Access issuer "access": the application\'s AUD tag',
+      'routes[0].auth.audiences: is required with Access issuer "access" (its AUD tag)',
     ],
     [
       "a limit name too long for a counter name",
@@ -134,13 +134,13 @@ describe("policy validation names the field and why", () => {
         p.routes[0].path = "/t/:tenant/**";
         p.routes[0].host = ":tenant.example.com";
       },
-      'routes[0].host: capture ":tenant" is also in the path; capture it in one place',
+      'routes[0].host: capture ":tenant" is also in the path',
     ],
     [
       // URLs never carry the default port: the route would never match.
       "a host with the default port",
       (p: any) => (p.routes[0].host = "api.example.com:443"),
-      "routes[0].host: port 443 is the default, which never appears in a host",
+      "routes[0].host: port 443 is the default: a host never shows it",
     ],
     [
       // The runtime sees `:08443` as `:8443`, and no request carries 65536: the route would
@@ -166,7 +166,7 @@ describe("policy validation names the field and why", () => {
         p.routes[0].host = "api.example.com";
         p.routes.push({ ...p.routes[0], name: "alt", host: "API.example.com.:8443" });
       },
-      "routes[1].host: routes[0] (r) matches this host on every port first: put this route before it",
+      "routes[1].host: routes[0] (r) takes this host on every port first",
     ],
     [
       "a route for one port of a host after a route capturing that host on every port",
@@ -174,7 +174,7 @@ describe("policy validation names the field and why", () => {
         p.routes[0].host = ":tenant.example.com";
         p.routes.push({ ...p.routes[0], name: "alt", host: "acme.example.com:8443" });
       },
-      "routes[1].host: routes[0] (r) matches this host on every port first: put this route before it",
+      "routes[1].host: routes[0] (r) takes this host on every port first",
     ],
     [
       "a capture route for one port after a capture route of the same suffix on every port",
@@ -182,7 +182,7 @@ describe("policy validation names the field and why", () => {
         p.routes[0].host = ":tenant.example.com";
         p.routes.push({ ...p.routes[0], name: "alt", host: ":org.example.com:8443" });
       },
-      "routes[1].host: routes[0] (r) matches this host on every port first: put this route before it",
+      "routes[1].host: routes[0] (r) takes this host on every port first",
     ],
     [
       "CORS wildcard with credentials",
@@ -220,7 +220,7 @@ describe("policy validation names the field and why", () => {
         p.routes[0].limits = [{ name: "ceiling", key: "route", limit: 500, window_s: 60 }];
         p.limits = { tenant_overrides: { acme: { ceiling: { limit: 5 } } } };
       },
-      'limits.tenant_overrides.acme.ceiling: "ceiling" is a route limit; overrides resize tenant and user limits only',
+      'limits.tenant_overrides.acme.ceiling: "ceiling" is a route limit, not a tenant or user one',
     ],
     [
       "an override for a tenant no token can carry",
