@@ -10,7 +10,7 @@ export interface ClaimMapping {
   tenant?: string;
   /** Claim holding scopes: a space-separated string or an array. Default: `scope`, then `scp`. */
   scopes?: string;
-  /** Claim holding groups (array or space-separated string). Default `groups`. */
+  /** Claim holding groups (an array, or a string that is one group). Default `groups`. */
   groups?: string;
   /** Claim holding the e-mail address. Default `email`. */
   email?: string;

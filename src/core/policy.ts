@@ -198,6 +198,8 @@ function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer
   if (raw.kind === "oidc") {
     check.known(raw, path, [...common, "issuer", "jwks_uri", "audiences", "typ"]);
     if (!check.url(raw.issuer, `${path}.issuer`)) return undefined;
+    // A template such as Entra's `{tenantid}` (the multi-tenant discovery document's): no token carries it.
+    if (raw.issuer.includes("{")) check.fail(`${path}.issuer`, "is a {template}: name one tenant");
     issuer = raw.issuer;
     if (raw.jwks_uri !== undefined) {
       if (check.url(raw.jwks_uri, `${path}.jwks_uri`, true)) jwksUri = raw.jwks_uri;
