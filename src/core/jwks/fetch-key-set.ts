@@ -6,10 +6,9 @@ import type { JWK } from "jose";
 import { binaryOf } from "../tokens/compact";
 import { secureUrl } from "../urls";
 
+/** Why a key set could not be had: the message is the failure's code. */
 export class KeySetFetchError extends Error {
-  constructor(readonly code: KeySetFailure) {
-    super(code);
-  }
+  declare message: KeySetFailure;
 }
 
 export type KeySetFailure =

@@ -533,7 +533,7 @@ export class IssuerKeyStore {
       }
     } catch (error) {
       // Never cache a bad response: the last good set (if any) stays as it was.
-      this.#lastFailure = error instanceof KeySetFetchError ? error.code : "fetch_failed";
+      this.#lastFailure = error instanceof KeySetFetchError ? error.message : "fetch_failed";
       // Only while the held set still serves: an expired one kept no key current.
       const failedAt = this.#deps.now();
       if (this.#state && !this.#isExpired(this.#state, failedAt)) this.#lastFailedAt = failedAt;
