@@ -6,7 +6,11 @@
 import type { PipelineContext } from "./context";
 import { deny } from "./respond";
 
-/** What a stage's `run` returns: a Response ends the request here; undefined passes it on. */
+/**
+ * What a stage's `run` returns: a Response ends the request here; undefined passes it on. A
+ * stage that answers builds its own Response (the origin's is re-wrapped), so the finishers
+ * can set headers on it: a fetched one passed on as is has headers that cannot be changed.
+ */
 export type StageResult = Response | undefined;
 
 export interface Stage {
@@ -15,7 +19,7 @@ export interface Stage {
   /**
    * On the way out, last stage first, once this stage was reached: for a forwarded response,
    * a refusal or an internal error alike. Returns the response to send (the same one, or a
-   * copy when its headers are frozen).
+   * copy).
    */
   finish?: (c: PipelineContext, response: Response) => Response;
 }
