@@ -22,6 +22,11 @@ export const IDENTITY_HEADER_PREFIXES: readonly string[] = [
   "x-ssl-client-",
 ];
 
+/**
+ * Exact identity and token header names. Those under `x-forwarded-` (oauth2-proxy's
+ * X-Forwarded-User, -Email, -Groups, -Access-Token; Envoy's X-Forwarded-Client-Cert) go with
+ * every forwarding header, by FORWARDING_HEADER_PREFIX.
+ */
 export const IDENTITY_HEADER_NAMES: readonly string[] = [
   "x-user",
   "x-userid",
@@ -29,12 +34,6 @@ export const IDENTITY_HEADER_NAMES: readonly string[] = [
   "x-email",
   "x-org",
   "x-org-id",
-  "x-forwarded-client-cert",
-  "x-forwarded-user",
-  "x-forwarded-email",
-  "x-forwarded-groups",
-  "x-forwarded-preferred-username",
-  "x-forwarded-access-token",
   "x-id-token",
   "x-access-token",
   "x-remote-user",

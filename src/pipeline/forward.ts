@@ -36,7 +36,7 @@ function clientResponse(upstream: Response): Response {
  * carried `Authorization` (RFC 9111 §3.5), or that already keep it from shared caches
  * (`private` with field names keeps only those fields from them).
  */
-const SHARED_CACHE_RULED = /(?:^|,)\s*(?:public|s-maxage|must-revalidate|no-store|private(?!\s*=))\b/i;
+const SHARED_CACHE_RULED = /(?:^|,)\s*(?:public|s-maxage|must-revalidate|no-store|private(?!\s*=))(?![^\s,=])/i;
 
 /**
  * An Access assertion comes in a cookie or a header that, unlike `Authorization`, does not
@@ -105,8 +105,10 @@ export function forward(): Stage {
     const clientGone = hasBody ? new AbortController() : undefined;
     const declared = c.req.header("content-length");
     const upload = clientGone
-      ? watchedBody(c.req.raw.body as ReadableStream, declared && /^\d+$/.test(declared) ? +declared : undefined, () =>
-          clientGone.abort(),
+      ? watchedBody(
+          c.req.raw.body as ReadableStream,
+          declared && /^\d{1,15}$/.test(declared) ? +declared : undefined,
+          () => clientGone.abort(),
         )
       : undefined;
     const init: RequestInit = {

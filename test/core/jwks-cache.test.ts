@@ -1,13 +1,15 @@
 // The JWKS cache against a real loopback issuer and the local runtime's real KV, with an
 // injected clock: warm path, unknown kids, rotation, and every failure mode.
 import { env } from "cloudflare:workers";
+import { exportJWK } from "jose";
 import { describe, expect, it, vi } from "vitest";
 import type { Fetcher } from "../../src/core/jwks/fetch-key-set";
 import type { KeyValueStore } from "../../src/core/jwks/key-store";
 import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { TokenVerifier } from "../../src/core/tokens/verify";
-import { AUDIENCE, makeIssuer, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
+import { AUDIENCE, issuerServer, makeIssuer, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
+import { makeAnyKey } from "./token-fixtures";
 
 const kv = (env as unknown as { JWKS_CACHE: KeyValueStore }).JWKS_CACHE;
 
@@ -506,6 +508,35 @@ describe("an older KV record written late", () => {
     // (Its kid unknown while the issuer is down: refused as undecidable, never accepted.)
     expect(await b.verify(await signAt(issuer, clock, k1))).toMatchObject({ ok: false, reason: "jwks_unavailable" });
     expect(await b.verify(await signAt(issuer, clock, k2))).toMatchObject({ ok: true, keySource: "stale" });
+  });
+});
+
+describe("a key the issuer goes on to publish with its private part", () => {
+  it.each([
+    [3600, true],
+    [0, false],
+  ])("counts as withdrawn: with rotation_grace_s %i it is still accepted: %s", async (grace, accepted) => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const leaked = await makeAnyKey("ES256", "leaked");
+    const other = issuer.keys[0] as TestKey;
+    await issuer.publish([leaked, other]);
+    const settings = { jwks_uri: `${issuer.url}/jwks`, rotation_grace_s: grace };
+    const { verify, settle } = verifierFor(issuer, clock, settings);
+    expect(await verify(await signAt(issuer, clock, leaked))).toMatchObject({ ok: true });
+    await settle();
+    // Now served with its private part: every reader of the set holds it.
+    const privateJwk = { ...(await exportJWK(leaked.privateKey)), kid: "leaked", alg: "ES256", use: "sig" };
+    const response = await fetch(`${issuerServer}/__control/issuers/${issuer.name}`, {
+      method: "POST",
+      body: JSON.stringify({ jwks: { keys: [privateJwk, other.publicJwk] } }),
+    });
+    expect(response.ok).toBe(true);
+    clock.advance(31);
+    // An unknown kid brings the new set in.
+    expect(await verify(await signAt(issuer, clock, { ...other, kid: "unknown" }))).toMatchObject({ ok: false });
+    await settle();
+    expect((await verify(await signAt(issuer, clock, leaked))).ok).toBe(accepted);
   });
 });
 

@@ -89,6 +89,13 @@ const REFUSED: {
     dropped: true,
     detail: "kid_unknown",
   },
+  // An RSA key's p and q give away d.
+  {
+    name: "private factors (p, q) published without d",
+    jwk: (k) => ({ ...k.publicJwk, p: "AAAA", q: "AAAA" }),
+    dropped: true,
+    detail: "kid_unknown",
+  },
   // Not in the README's list: the code keeps such a key, never offers it for another alg, and
   // refuses a token naming it without spending a refresh.
   {
@@ -376,6 +383,47 @@ describe("(a2) Ed25519 keys of small order", () => {
     }
     // The forgery is real: the runtime's own Ed25519 accepts it under these keys.
     expect(acceptedByRuntime).toBeGreaterThan(0);
+    await settle();
+    expect((await storedKeys(issuer)).map((k) => k.kid)).toEqual([good.kid]);
+  });
+});
+
+describe("(a2b) Ed25519 keys spelt otherwise than RFC 8037 writes them", () => {
+  it("are dropped, since the runtime's import reads some of them: a padded small-order key cannot be used to forge", async () => {
+    const issuer = await makeIssuer("EdDSA");
+    const good = issuer.keys[0] as TestKey;
+    const identity = b64url(SMALL_ORDER_KEYS[0] as Uint8Array);
+    const spellings = [`  ${identity}  `, `${identity}=`, `${identity}\n`, `\t${identity}`];
+    // Control: the runtime's own import takes the key with whitespace around it.
+    const imported = await crypto.subtle
+      .importKey("jwk", { kty: "OKP", crv: "Ed25519", x: spellings[0] }, { name: "Ed25519" }, false, ["verify"])
+      .then(
+        () => true,
+        () => false,
+      );
+    expect(imported).toBe(true);
+    const keys = spellings.map((x, i) => ({ kty: "OKP", crv: "Ed25519", kid: `spelt-${i}`, use: "sig", x }));
+    // A real key spelt with whitespace is dropped too: only the exact form is read.
+    const real = await makeKey("EdDSA", "real-spaced");
+    keys.push({
+      ...(real.publicJwk as { kty: string; crv: string; kid: string; use: string; x: string }),
+      x: ` ${real.publicJwk.x} `,
+    });
+    await publishRaw(issuer, [...keys, good.publicJwk]);
+    const { verify, settle } = verifierFor(issuer, { jwks_uri: `${issuer.url}/jwks` });
+    expect(await verify(await issuer.sign({}, { key: good }))).toMatchObject({ ok: true });
+    const forgedSignature = new Uint8Array(64);
+    forgedSignature[0] = 1; // R = the identity, S = 0: verifies every message under the identity key
+    const now = Math.floor(Date.now() / 1000);
+    for (const { kid } of keys.slice(0, spellings.length)) {
+      const header = b64url(JSON.stringify({ alg: "EdDSA", typ: "JWT", kid }));
+      const claims = { iss: issuer.url, aud: AUDIENCE, sub: "admin", iat: now, exp: now + 600 };
+      expect(await verify(`${header}.${b64url(JSON.stringify(claims))}.${b64url(forgedSignature)}`)).toMatchObject({
+        ok: false,
+        detail: "kid_unknown",
+      });
+    }
+    expect(await verify(await issuer.sign({}, { key: real }))).toMatchObject({ ok: false, detail: "kid_unknown" });
     await settle();
     expect((await storedKeys(issuer)).map((k) => k.kid)).toEqual([good.kid]);
   });

@@ -301,6 +301,14 @@ describe("answers to Access-authenticated requests and shared caches", () => {
     );
     // Private with field names keeps only those fields from shared caches (RFC 9111 §5.2.2.7).
     expect(await answer(cookie, 'max-age=60, private="set-cookie"')).toBe('max-age=60, private="set-cookie", private');
+    // Only whole directives count: not a longer name, nor a word inside a quoted value.
+    for (const unruled of [
+      "max-age=600, public-read",
+      "max-age=600, no-store-hint",
+      'max-age=600, no-cache="x,no-store"',
+    ]) {
+      expect(await answer(cookie, unruled)).toBe(`${unruled}, private`);
+    }
   });
 
   it("leaves the origin's word when it rules on shared caches itself, and Bearer answers as they are", async () => {

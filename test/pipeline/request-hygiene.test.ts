@@ -540,6 +540,25 @@ describe("request bodies", () => {
     expect(record).toMatchObject({ decision: "allow", status: 200 });
   });
 
+  it("a declared length no number can hold exactly is not taken as a length: the body goes chunked", async () => {
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(bytes(3));
+        controller.close();
+      },
+    });
+    const { response, seen, record } = await send("/upload/x", {
+      method: "POST",
+      body,
+      duplex: "half",
+      headers: { "content-length": "99999999999999999999" },
+    } as RequestInit);
+    expect(response.status).toBe(200);
+    expect(record).toMatchObject({ decision: "allow" });
+    expect(seen[0]).toMatchObject({ body_bytes: 3 });
+    expect(seen[0]!.headers["transfer-encoding"]).toBe("chunked");
+  });
+
   it("a body of unknown length streams through chunked, whole", async () => {
     const chunks = [bytes(1000), bytes(70_003)];
     const body = new ReadableStream<Uint8Array>({

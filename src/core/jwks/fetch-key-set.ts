@@ -42,26 +42,21 @@ const MAX_KID_LENGTH = 256;
 const MAX_KEYS = 100;
 
 /**
- * Whether an Ed25519 public key is a point of small order. Under such a key, R = the identity
- * and S = 0 verifies every message, or one in eight: RFC 8032 does not check the key, so anyone
- * could sign for it. Its y tells: 0 or ±1 (orders 4, 1, 2), or a root of d·y⁴ + 2y² − 1 with
- * d = −121665/121666 (order 8: the double of such a point has y = 0), all modulo 2^255 − 19.
+ * Whether an Ed25519 public key is unsafe to verify with: not written exactly as RFC 8037
+ * writes 32 bytes (43 base64url characters; the runtime's import is more lenient, so a key it
+ * would read otherwise is never checked below), or a point of small order. Under such a key,
+ * R = the identity and S = 0 verifies every message, or one in eight: RFC 8032 does not check
+ * the key, so anyone could sign for it. Its y tells: 0 or ±1 (orders 4, 1, 2), or a root of
+ * d·y⁴ + 2y² − 1 with d = −121665/121666 (order 8: the double of such a point has y = 0),
+ * all modulo 2^255 − 19.
  */
-function smallOrderEd25519(x: string): boolean {
-  if (x.length > 44) return false; // not 32 bytes: the import refuses it
-  let bytes: string;
-  try {
-    bytes = binaryOf(x);
-  } catch {
-    return false; // not base64url: the import refuses it
-  }
+function unsafeEd25519(x: string): boolean {
+  if (!/^[\w-]{43}$/.test(x)) return true;
+  const bytes = binaryOf(x);
   let y = 0n;
   // Little-endian; the top bit is the sign of x.
-  for (let i = bytes.length - 1; i >= 0; i--) y = (y << 8n) | BigInt(bytes.charCodeAt(i) & (i === 31 ? 127 : 255));
-  return (
-    bytes.length === 32 &&
-    (y * (y * y - 1n) * (121665n * y ** 4n - 243332n * y * y + 121666n)) % (2n ** 255n - 19n) === 0n
-  );
+  for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(bytes.charCodeAt(i) & (i === 31 ? 127 : 255));
+  return (y * (y * y - 1n) * (121665n * y ** 4n - 243332n * y * y + 121666n)) % (2n ** 255n - 19n) === 0n;
 }
 
 async function readCapped(response: Response, maxBytes: number): Promise<string> {
@@ -142,9 +137,10 @@ export function usableKeys(document: unknown): JWK[] {
     if (candidate.kid !== undefined && (typeof candidate.kid !== "string" || candidate.kid.length > MAX_KID_LENGTH))
       continue;
     if (members.some((member) => typeof candidate[member] !== "string")) continue;
-    // A key published with its private part (RFC 7517 §9.2) is every reader's to sign with.
-    if (candidate.d !== undefined) continue;
-    if (candidate.crv === "Ed25519" && smallOrderEd25519(candidate.x as string)) continue;
+    // A key published with its private part (RFC 7517 §9.2; an RSA key's p and q are enough)
+    // is every reader's to sign with.
+    if (candidate.d !== undefined || candidate.p !== undefined) continue;
+    if (candidate.crv === "Ed25519" && unsafeEd25519(candidate.x as string)) continue;
     if (candidate.alg !== undefined && typeof candidate.alg !== "string") continue;
     const key: Record<string, unknown> = { kty: candidate.kty };
     for (const member of ["kid", "alg", ...members])
