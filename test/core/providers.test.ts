@@ -235,6 +235,13 @@ describe("Keycloak: /realms/x issuer, certs with an RSA-OAEP enc key, x5c/x5t#S2
       ok: true,
       identity: { email: "alice@example.com", scopes: ["openid", "email", "profile"] },
     });
+    // The encryption key is not a verification key: a token naming it finds no key.
+    const byEncKey = await sign(
+      encKey,
+      { alg: "RS256", typ: "JWT", kid: "enc-1" },
+      { iss: ISS, aud: "account", sub: "x", exp: NOW_S() + 300 },
+    );
+    expect(await verify(byEncKey)).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
   });
 });
 

@@ -188,8 +188,9 @@ describe("local stack", () => {
   });
 
   it("refuses an OIDC token on the Access route: the wrong issuer, never forwarded", async () => {
-    const { response, reachedOrigin } = await edge("/access/x", { "cf-access-jwt-assertion": await token() });
+    const { response, body, reachedOrigin } = await edge("/access/x", { "cf-access-jwt-assertion": await token() });
     expect(response.status).toBe(401);
+    expect(body.reason).toBe("issuer_unknown");
     expect(await reachedOrigin()).toEqual([]);
   });
 
