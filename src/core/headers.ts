@@ -4,11 +4,14 @@
 /**
  * Client headers that claim identity, or carry a token an identity-aware proxy passes on:
  * ours, and those of the proxies and platforms an origin may have been written for
- * (oauth2-proxy, Azure App Service, Google IAP, AWS ALB, TLS-terminating proxies). Matched
- * after lower-casing and `_` → `-`.
+ * (oauth2-proxy, Azure App Service, Google IAP, AWS ALB, TLS-terminating proxies, and the
+ * `Remote-*` family Authelia and authentik hand over behind Caddy or nginx: -User, -Groups,
+ * -Email, -Name). Matched after normaliseHeaderName. A prefix takes a whole family:
+ * `x-org` is X-Org, X-Org-Id, X-Organization.
  */
 export const IDENTITY_HEADER_PREFIXES: readonly string[] = [
   "x-user-",
+  "x-org",
   "x-tenant",
   "x-client-",
   "cf-access-",
@@ -20,6 +23,13 @@ export const IDENTITY_HEADER_PREFIXES: readonly string[] = [
   "x-goog-iap-jwt-assertion",
   "x-amzn-oidc-",
   "x-ssl-client-",
+  "remote-",
+  "x-remote-",
+  "x-webauth-",
+  "x-pomerium-",
+  "x-authentik-",
+  "x-vouch-",
+  "tailscale-user-",
 ];
 
 /**
@@ -32,18 +42,17 @@ export const IDENTITY_HEADER_NAMES: readonly string[] = [
   "x-userid",
   "x-username",
   "x-email",
-  "x-org",
-  "x-org-id",
   "x-id-token",
   "x-access-token",
-  "x-remote-user",
-  "remote-user",
   "x-request-id",
-  "x-portcullis-identity",
 ];
 
-/** Headers that re-route or re-interpret a request at origins that honour them. */
+/**
+ * Headers that re-route or re-interpret a request at origins that honour them; `Proxy` becomes
+ * HTTP_PROXY under CGI, which some HTTP clients take as their outbound proxy ("httpoxy").
+ */
 export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
+  "proxy",
   "x-http-method-override",
   "x-http-method",
   "x-method-override",
@@ -149,8 +158,12 @@ export function readsAsName(lenient: string, wanted: string): boolean {
   return rest === "" || rest.startsWith("\0") || /^_[^\0]*\]/.test(rest);
 }
 
+/**
+ * A header name as an origin may read it: CGI-style servers (PHP under FastCGI, Django on
+ * ASGI) read `_` as `-`, and PHP reads `.` as `_` too (`X.User.Sub` is HTTP_X_USER_SUB).
+ */
 export function normaliseHeaderName(name: string): string {
-  return name.toLowerCase().replace(/_/g, "-");
+  return name.toLowerCase().replace(/[_.]/g, "-");
 }
 
 /**
@@ -168,9 +181,9 @@ export function makeStripPredicate(extraNames: readonly string[]): (name: string
   return (name: string) => {
     const normal = normaliseHeaderName(name);
     if (exact.has(normal)) return true;
-    // Cloudflare writes its `cf-` headers with `-` only: a `_` spelling is the client's, and
-    // origins that read `_` as `-` (CGI, PHP, Django on ASGI) would take it for Cloudflare's.
-    if (normal.startsWith("cf-") && name.includes("_")) return true;
+    // Cloudflare writes its `cf-` headers with `-` only: a `_` or `.` spelling is the client's,
+    // and origins that read it as `-` would take it for Cloudflare's.
+    if (normal.startsWith("cf-") && /[_.]/.test(name)) return true;
     for (const prefix of prefixes) if (normal.startsWith(prefix)) return true;
     return false;
   };

@@ -574,7 +574,6 @@ const RESERVED_IDENTITY_NAMES: ReadonlySet<string> = new Set([
   ...FORWARDING_HEADERS,
   ...REQUEST_OVERRIDE_HEADERS,
   "x-request-id",
-  "x-portcullis-identity",
 ]);
 
 /** Why `name` (normalised) cannot be an identity header, or undefined if it can. */

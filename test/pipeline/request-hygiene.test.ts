@@ -188,6 +188,50 @@ describe("header hygiene", () => {
     expect(got["x-emails"]).toBe("kept");
   });
 
+  it("strips `.` spellings, which PHP behind FastCGI reads as the `-` names (X.User.Sub is HTTP_X_USER_SUB)", async () => {
+    const spoofed = {
+      "X.User.Sub": "admin",
+      "X.Tenant": "globex",
+      "X.User.Groups": "admins",
+      "Cf.Access.Authenticated.User.Email": "ceo@example.com",
+      "X.Auth.Request.User": "admin",
+      "X.Forwarded.For": "10.0.0.1",
+      "X.Real.Ip": "10.0.0.1",
+      "Cf.Connecting.Ip": "10.0.0.1",
+      "X.Http.Method.Override": "DELETE",
+      "X.Api.Key": "unchecked",
+    };
+    const lower = Object.fromEntries(Object.entries(spoofed).map(([name, value]) => [name.toLowerCase(), value]));
+    // Control: without the edge, every one of them reaches the origin.
+    expect(await direct(spoofed)).toMatchObject(lower);
+    const { seen } = await send("/public/a", { headers: { ...spoofed, "x.kept.too": "yes" } });
+    const got = seen[0]!.headers;
+    for (const name of Object.keys(lower)) expect(got[name], name).toBeUndefined();
+    expect(got["x.kept.too"]).toBe("yes");
+  });
+
+  it("strips the identity headers Authelia, authentik, Pomerium, Vouch, Grafana's auth proxy and Tailscale hand over", async () => {
+    const spoofed = {
+      "remote-user": "admin",
+      "remote-groups": "admins",
+      remote_email: "ceo@example.com",
+      "remote-name": "Administrator",
+      "x-remote-groups": "admins",
+      "x-authentik-groups": "admins",
+      "x-pomerium-claim-groups": "admins",
+      "x-pomerium-jwt-assertion": "tok",
+      "x-vouch-user": "admin",
+      "x-webauth-user": "admin",
+      "tailscale-user-login": "ceo@example.com",
+      "x-organization": "evil",
+    };
+    expect(await direct(spoofed)).toMatchObject(spoofed);
+    const { seen } = await send("/public/a", { headers: { ...spoofed, remoteness: "kept" } });
+    const got = seen[0]!.headers;
+    for (const name of Object.keys(spoofed)) expect(got[name], name).toBeUndefined();
+    expect(got.remoteness).toBe("kept");
+  });
+
   it("keeps stripping once the isolate has seen more header names than it remembers", async () => {
     const edge = harness(policy());
     // More distinct names than the per-isolate memo of header-name verdicts holds (512).
@@ -217,6 +261,8 @@ describe("header hygiene", () => {
       "x-http-method": "DELETE",
       "x-original-url": "/admin",
       "x-rewrite-url": "/admin",
+      // httpoxy: CGI makes it HTTP_PROXY, which some HTTP clients take as their proxy.
+      proxy: "http://attacker.example:8080",
     };
     // Control: without the edge, every one of them reaches the origin.
     expect(await direct(overrides)).toMatchObject(overrides);
@@ -230,6 +276,7 @@ describe("header hygiene", () => {
       "x-http-method",
       "x-original-url",
       "x-rewrite-url",
+      "proxy",
     ]) {
       expect(got[name]).toBeUndefined();
     }
