@@ -134,6 +134,16 @@ describe("Cloudflare Access", () => {
       status: 400,
       detail: "empty_token",
     });
+    // An empty cookie is refused the same way, not checked as a token (which would count it
+    // among forged tokens, with the client's address, in the metrics).
+    for (const cookie of ["CF_Authorization=", "CF_Authorization", "a=1; CF_Authorization=; b=2"]) {
+      const emptyCookie = await call({ cookie });
+      expect({ status: emptyCookie.response.status, detail: emptyCookie.record?.detail }, cookie).toEqual({
+        status: 400,
+        detail: "empty_token",
+      });
+      expect(emptyCookie.seen).toHaveLength(0);
+    }
     // A bad header is not rescued by a good cookie: the cookie is never a second chance.
     const forged = await call({ "cf-access-jwt-assertion": `${token}x`, cookie: `CF_Authorization=${token}` });
     expect(forged.response.status).toBe(401);

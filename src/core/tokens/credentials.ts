@@ -26,18 +26,20 @@ function bearerFrom(value: string): CredentialResult {
 }
 
 function accessFrom(headers: Headers): CredentialResult | undefined {
+  // The header if sent (two arrive joined by ", "; a comma never occurs in a token), else
+  // the cookie: either way one non-empty token, or a refusal that says why.
   const header = headers.get("cf-access-jwt-assertion");
-  if (header !== null) {
-    if (header.includes(",")) return { ok: false, reason: "token_malformed", detail: "multiple_credentials" };
-    if (!header) return { ok: false, reason: "token_malformed", detail: "empty_token" };
-    return { ok: true, token: header, kind: "access" };
-  }
-  const cookies = cookiePairs(headers.get("cookie") ?? "")
-    .filter(([name]) => name === ACCESS_COOKIE)
-    .map(([, value]) => value);
-  if (cookies.length > 1) return { ok: false, reason: "token_malformed", detail: "multiple_credentials" };
-  if (cookies.length === 1) return { ok: true, token: cookies[0] as string, kind: "access" };
-  return undefined;
+  const tokens =
+    header !== null
+      ? header.split(",")
+      : cookiePairs(headers.get("cookie") ?? "")
+          .filter(([name]) => name === ACCESS_COOKIE)
+          .map(([, value]) => value);
+  if (tokens.length > 1) return { ok: false, reason: "token_malformed", detail: "multiple_credentials" };
+  const token = tokens[0];
+  if (token === undefined) return undefined;
+  if (!token) return { ok: false, reason: "token_malformed", detail: "empty_token" };
+  return { ok: true, token, kind: "access" };
 }
 
 /**
