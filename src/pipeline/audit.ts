@@ -101,9 +101,12 @@ export function audit(sinks: () => readonly AuditSink[]): Stage {
     if (!dataset && targets.length === 0) return undefined;
     const recordDisconnect = () => {
       onDisconnect.delete(c);
+      const outcome = c.get("outcome");
       c.set("outcome", {
-        ...c.get("outcome"),
-        decision: "deny",
+        ...outcome,
+        // Once the origin has the request it was let through, and the record must say so:
+        // hanging up must not hide a request the origin acted on among the refused ones.
+        decision: outcome.forwarded ? "allow" : "deny",
         reason: "client_closed",
         detail: "client_disconnected",
       });

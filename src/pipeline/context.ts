@@ -28,6 +28,8 @@ export interface Outcome {
   /** The limit that was hit, or that failed open. */
   limit?: string;
   failedOpen?: string[];
+  /** The request went to the origin: a disconnect after that is recorded as allowed. */
+  forwarded?: true;
 }
 
 /** How the token was verified, for metrics (`edge.token.validate.duration_ms`, key cache hit rate). */

@@ -119,6 +119,7 @@ export function forward(): Stage {
     };
     if (clientGone) init.signal = clientGone.signal;
     let sent: Promise<Response>;
+    c.get("outcome").forwarded = true;
     try {
       sent = via.fetch(target, init);
     } catch (error) {

@@ -175,7 +175,7 @@ describe("audit record", () => {
     expect(written[0]?.request_id).toBe(response.headers.get("x-request-id"));
   });
 
-  it("records a client that goes away before its answer once, as client_closed, with what was known", async () => {
+  it("records a client that goes away before its answer once, as client_closed, with what was known: forwarded, so allowed", async () => {
     const edge = harness(basePolicy());
     const client = new AbortController();
     // The runtime aborts the request's signal when its client disconnects (enable_request_signal).
@@ -189,8 +189,9 @@ describe("audit record", () => {
     // Here the pipeline still finishes (Cloudflare would cancel it): that must not add a record.
     expect((await answered).status).toBe(200);
     expect(edge.audit).toHaveLength(1);
+    // The origin had the request: hanging up does not move it among the refused ones.
     expect(edge.audit[0]).toMatchObject({
-      decision: "deny",
+      decision: "allow",
       reason: "client_closed",
       detail: "client_disconnected",
       status: 499,
@@ -255,11 +256,15 @@ describe("audit record", () => {
     const cases = [
       {
         path: "/held/x",
+        // The origin has the request: allowed, whatever it answers now.
+        decision: "allow",
         called: originCalled.promise,
         land: () => originAnswer.resolve(new Response("late")),
       },
       {
         path: "/limited/x",
+        // Still waiting on the limiter: never forwarded.
+        decision: "deny",
         called: limiterCalled.promise,
         land: () =>
           limiterAnswer.resolve({
@@ -268,7 +273,7 @@ describe("audit record", () => {
           } as AcquireResult),
       },
     ];
-    for (const [i, { path, called, land }] of cases.entries()) {
+    for (const [i, { path, decision, called, land }] of cases.entries()) {
       const client = new AbortController();
       const answered = edge.fetch(new Request(`https://edge.test${path}`, { signal: client.signal }));
       await called;
@@ -277,7 +282,7 @@ describe("audit record", () => {
       await answered;
       await vi.waitFor(() => expect(edge.audit).toHaveLength(i + 1));
       expect(edge.audit[i]).toMatchObject({
-        decision: "deny",
+        decision,
         reason: "client_closed",
         detail: "client_disconnected",
         status: 499,
