@@ -274,8 +274,15 @@ export class CounterTable {
     const tentative = new Map<string, Tat | undefined>();
     const results: GcraResult[] = [];
     for (const item of items) {
-      const stored = tentative.has(item.id) ? tentative.get(item.id) : this.#tats.get(item.id);
-      const result = gcra(stored, now, rateOf(item), item.cost ?? 1);
+      const rate = rateOf(item);
+      let stored = tentative.has(item.id) ? tentative.get(item.id) : this.#tats.get(item.id);
+      // More than a window ahead (the clock stepped back, or a tenant override shortened the
+      // window): a full counter, no more, and stored as one, or it would refuse until then.
+      if (stored && msFrom(now, stored) > rate.windowMs) {
+        stored = { ms: now + rate.windowMs, frac: 0, den: 1 };
+        this.#write(item.id, stored);
+      }
+      const result = gcra(stored, now, rate, item.cost ?? 1);
       results.push(result);
       if (result.allowed) tentative.set(item.id, result.tat);
     }

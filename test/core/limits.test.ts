@@ -219,6 +219,28 @@ describe("CounterTable", () => {
     expect(table.acquire([{ ...user, id: "good" }], T0).allowed).toBe(false);
   });
 
+  it("never refuses for longer than a window: a counter further ahead (clock stepped back, window shortened) is merely full", () => {
+    // Two a day, one spent: the counter stands half a day ahead.
+    const table = new CounterTable();
+    const daily = { id: "user", limit: 2, windowS: 86_400 };
+    expect(table.acquire([daily], T0).allowed).toBe(true);
+    // A tenant override now makes the same counter 1,000 a minute: refused for at most the
+    // minute it takes to fill up again, not the rest of the day.
+    const perMinute = { id: "user", limit: 1000, windowS: 60 };
+    const refused = table.acquire([perMinute], T0);
+    expect(refused.allowed).toBe(false);
+    expect(refused.counters[0]?.retryAfterMs).toBe(60);
+    expect(refused.counters[0]?.resetMs).toBe(60_000);
+    expect(table.acquire([perMinute], T0 + 60).allowed).toBe(true);
+    // The clock stepping back an hour on a 2-a-minute counter: refused for at most its window.
+    const clock = new CounterTable();
+    const twoAMinute = { id: "user", limit: 2, windowS: 60 };
+    expect(clock.acquire([twoAMinute], T0).allowed).toBe(true);
+    const back = T0 - 3_600_000;
+    expect(clock.acquire([twoAMinute], back).counters[0]?.retryAfterMs).toBeLessThanOrEqual(30_000);
+    expect(clock.acquire([twoAMinute], back + 30_000).allowed).toBe(true);
+  });
+
   it("releases a reservation", () => {
     const table = new CounterTable();
     table.acquire([tenant, user], T0);

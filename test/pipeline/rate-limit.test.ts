@@ -656,3 +656,67 @@ describe("tenants named like object members (whole pipeline)", () => {
     },
   );
 });
+
+describe("tenant overrides (whole pipeline, real limiter objects)", () => {
+  function planPolicy(idpUrl: string, route: string, limits: NonNullable<PolicyDocument["limits"]>): PolicyDocument {
+    return basePolicy({
+      settings: { limiter_timeout_ms: 2000 },
+      issuers: { a: { kind: "oidc", issuer: idpUrl, audiences: [AUDIENCE] } },
+      limits,
+      routes: [{ name: route, methods: ["GET"], path: `/${route}/**`, auth: { issuers: ["a"] }, upstream: "echo" }],
+    });
+  }
+
+  it("after an upgrade that shortens the window, a tenant waits one request's share of the new window, not the old one", async () => {
+    const idp = await makeIssuer();
+    const route = `plan-${unique()}`;
+    const tenant = `trial-${unique()}`;
+    const declared: LimitSpec = { name: "user-limit", key: "user", limit: 600, window_s: 60 };
+    const trial = harness(
+      planPolicy(idp.url, route, {
+        defaults: [declared],
+        tenant_overrides: { [tenant]: { "user-limit": { limit: 2, window_s: 86_400 } } },
+      }),
+    );
+    const token = `Bearer ${await idp.sign({ tenant_id: tenant, sub: "alice" })}`;
+    const call = (edge: ReturnType<typeof harness>) => edge.fetch(`/${route}/x`, { headers: { authorization: token } });
+    expect([(await call(trial)).status, (await call(trial)).status]).toEqual([200, 200]);
+    const spent = await call(trial);
+    expect(spent.status).toBe(429);
+    // Two a day, both spent: the counter stands a day ahead.
+    expect(Number(spent.headers.get("retry-after"))).toBeGreaterThan(40_000);
+    // The same counter under 1,000 a minute: full at most, so its next request is one
+    // request's share of the minute (60 ms) away, and every field speaks of the minute.
+    const upgraded = harness(
+      planPolicy(idp.url, route, {
+        defaults: [declared],
+        tenant_overrides: { [tenant]: { "user-limit": { limit: 1000, window_s: 60 } } },
+      }),
+    );
+    const refused = await call(upgraded);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBe(1);
+    expect(((await refused.json()) as Problem).limit).toMatchObject({ limit: 1000, window_s: 60, reset_s: 60 });
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect((await call(upgraded)).status).toBe(200);
+  });
+
+  it("resizes every limit of its name, a route's own replacement of a default included", async () => {
+    const idp = await makeIssuer();
+    const route = `strict-${unique()}`;
+    const policy = planPolicy(idp.url, route, {
+      defaults: [{ name: "user-per-minute", key: "user", limit: 600, window_s: 60 }],
+      tenant_overrides: { gold: { "user-per-minute": { limit: 50_000 } } },
+    });
+    (policy.routes[0] as RouteConfig).limits = [{ name: "user-per-minute", key: "user", limit: 2, window_s: 60 }];
+    const edge = harness(policy);
+    const gold = await edge.fetch(`/${route}/x`, {
+      headers: { authorization: `Bearer ${await idp.sign({ tenant_id: "gold", sub: `u-${unique()}` })}` },
+    });
+    expect(gold.headers.get("ratelimit-policy")).toBe('"user-per-minute";q=50000;w=60');
+    const other = await edge.fetch(`/${route}/x`, {
+      headers: { authorization: `Bearer ${await idp.sign({ tenant_id: "acme", sub: `u-${unique()}` })}` },
+    });
+    expect(other.headers.get("ratelimit-policy")).toBe('"user-per-minute";q=2;w=60');
+  });
+});
