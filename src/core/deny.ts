@@ -72,7 +72,7 @@ export function statusFor(reason: DenyReason): number {
 export interface DenyOptions {
   requestId: string;
   /** Realm for the Bearer challenge on 401/403 token reasons. */
-  realm?: string;
+  realm: string;
   /** Space-separated scopes the route needs, for `insufficient_scope` (RFC 6750 §3). */
   requiredScope?: string;
   /** Seconds until a retry may succeed (429, 503). */
@@ -83,20 +83,14 @@ export interface DenyOptions {
   headers?: Record<string, string>;
 }
 
-/** Quote a value for an RFC 7235 auth-param; the inputs are policy strings, not client data. */
-function quoted(value: string): string {
-  return `"${value.replace(/["\\]/g, "")}"`;
-}
-
 function bearerChallenge(reason: DenyReason, options: DenyOptions): string | undefined {
   const shape = WIRE[reason];
   const isAuthReason = shape.status === 401 || shape.bearerError !== undefined;
   if (!isAuthReason) return undefined;
-  const params = [`realm=${quoted(options.realm ?? "portcullis")}`];
-  if (shape.bearerError) params.push(`error=${quoted(shape.bearerError)}`);
-  if (reason === "insufficient_scope" && options.requiredScope) {
-    params.push(`scope=${quoted(options.requiredScope)}`);
-  }
+  // Quoted as they are: the policy refuses a realm or scope with `"` or `\`.
+  const params = [`realm="${options.realm}"`];
+  if (shape.bearerError) params.push(`error="${shape.bearerError}"`);
+  if (reason === "insufficient_scope" && options.requiredScope) params.push(`scope="${options.requiredScope}"`);
   return `Bearer ${params.join(", ")}`;
 }
 

@@ -156,6 +156,11 @@ class Checker {
     if (!query && /[?#]/.test(value)) this.fail(path, "must not carry a query or fragment");
     return true;
   }
+  /** An optional boolean field of `source`. */
+  boolean(source: Record<string, unknown>, field: string, path: string): void {
+    const value = source[field];
+    if (value !== undefined && typeof value !== "boolean") this.fail(`${path}.${field}`, "must be a boolean");
+  }
   known(value: Record<string, unknown>, path: string, allowed: readonly string[]): void {
     for (const key of Object.keys(value)) {
       if (!allowed.includes(key)) this.fail(`${path}.${key}`, "unknown field");
@@ -385,6 +390,13 @@ function checkTenantOverrides(
   return compiled;
 }
 
+/** A non-empty list of methods, as given (an empty list when it is none). */
+function checkMethods(check: Checker, raw: unknown, path: string): string[] {
+  if (!check.stringArray(raw, path, { nonEmpty: true })) return [];
+  for (const method of raw) if (!METHODS.has(method)) check.fail(path, `unknown method "${method}" (use upper case)`);
+  return raw;
+}
+
 /** RFC 9110 §5.1 field-name (token), without `*`, which CORS would read as a wildcard. */
 const HEADER_NAME = /^[!#$%&'+.^_`|~0-9A-Za-z-]+$/;
 
@@ -426,11 +438,7 @@ function checkCors(check: Checker, raw: unknown, path: string): CorsConfig | und
   if (raw.allow_credentials === true && raw.allow_origins.includes("*")) {
     check.fail(`${path}.allow_credentials`, 'cannot be true when allow_origins contains "*"');
   }
-  if (raw.allow_methods !== undefined && check.stringArray(raw.allow_methods, `${path}.allow_methods`)) {
-    for (const method of raw.allow_methods) {
-      if (!METHODS.has(method)) check.fail(`${path}.allow_methods`, `unknown method "${method}"`);
-    }
-  }
+  if (raw.allow_methods !== undefined) checkMethods(check, raw.allow_methods, `${path}.allow_methods`);
   for (const field of ["allow_headers", "expose_headers"] as const) {
     const names = raw[field];
     if (names === undefined || !check.stringArray(names, `${path}.${field}`)) continue;
@@ -440,9 +448,7 @@ function checkCors(check: Checker, raw: unknown, path: string): CorsConfig | und
         check.fail(`${path}.${field}`, `"${name}" is not a header name (and * is not supported)`);
     }
   }
-  if (raw.allow_credentials !== undefined && typeof raw.allow_credentials !== "boolean") {
-    check.fail(`${path}.allow_credentials`, "must be a boolean");
-  }
+  check.boolean(raw, "allow_credentials", path);
   if (raw.max_age_s !== undefined) check.integer(raw.max_age_s, `${path}.max_age_s`, 0, 86400);
   return raw as unknown as CorsConfig;
 }
@@ -485,16 +491,12 @@ function checkAuth(
     // mistake must not open the route.
     if (raw.scopes.all_of === undefined && raw.scopes.any_of === undefined)
       check.fail(`${path}.scopes`, "needs all_of or any_of (or leave scopes out)");
-    if (
-      raw.scopes.all_of !== undefined &&
-      check.stringArray(raw.scopes.all_of, `${path}.scopes.all_of`, { nonEmpty: true })
-    )
-      checkScopeTokens(check, raw.scopes.all_of, `${path}.scopes.all_of`);
-    if (
-      raw.scopes.any_of !== undefined &&
-      check.stringArray(raw.scopes.any_of, `${path}.scopes.any_of`, { nonEmpty: true })
-    )
-      checkScopeTokens(check, raw.scopes.any_of, `${path}.scopes.any_of`);
+    for (const list of ["all_of", "any_of"]) {
+      const scopes = raw.scopes[list];
+      const at = `${path}.scopes.${list}`;
+      if (scopes !== undefined && check.stringArray(scopes, at, { nonEmpty: true }))
+        checkScopeTokens(check, scopes, at);
+    }
   }
   if (raw.groups !== undefined && check.object(raw.groups, `${path}.groups`)) {
     check.known(raw.groups, `${path}.groups`, ["any_of"]);
@@ -604,9 +606,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
     "identity_headers",
     "realm",
   ]);
-  if (settings.server_timing !== undefined && typeof settings.server_timing !== "boolean") {
-    check.fail("settings.server_timing", "must be a boolean");
-  }
+  check.boolean(settings, "server_timing", "settings");
   if (settings.realm !== undefined && check.string(settings.realm, "settings.realm")) {
     // It is quoted into WWW-Authenticate: a character a header cannot carry would turn
     // every challenge into a 500.
@@ -734,13 +734,7 @@ function compileRoute(
   if (nameOk && !/^[A-Za-z0-9._-]+$/.test(raw.name as string)) {
     check.fail(`${path}.name`, "may use letters, digits, '.', '_' and '-' only");
   }
-  const methods = new Set<string>();
-  if (check.stringArray(raw.methods, `${path}.methods`, { nonEmpty: true })) {
-    for (const method of raw.methods) {
-      if (!METHODS.has(method)) check.fail(`${path}.methods`, `unknown method "${method}" (use upper case)`);
-      methods.add(method);
-    }
-  }
+  const methods = new Set(checkMethods(check, raw.methods, `${path}.methods`));
   let pattern: CompiledPattern | undefined;
   if (check.string(raw.path, `${path}.path`)) {
     const compiled = compilePathPattern(raw.path);
@@ -771,9 +765,7 @@ function compileRoute(
   const isPublic = auth === undefined ? undefined : auth === "public";
   const own = raw.limits === undefined ? [] : checkLimits(check, raw.limits, `${path}.limits`, isPublic);
   context.declaredLimits.push(...own);
-  if (raw.inherit_default_limits !== undefined && typeof raw.inherit_default_limits !== "boolean") {
-    check.fail(`${path}.inherit_default_limits`, "must be a boolean");
-  }
+  check.boolean(raw, "inherit_default_limits", path);
   const inherited =
     raw.inherit_default_limits === false
       ? []
