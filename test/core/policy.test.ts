@@ -190,6 +190,22 @@ describe("policy validation names the field and why", () => {
       'routes[0].cors.allow_credentials: cannot be true when allow_origins contains "*"',
     ],
     [
+      "cors methods in lower case",
+      (p: any) => (p.routes[0].cors = { allow_origins: ["*"], allow_methods: ["get"] }),
+      'routes[0].cors.allow_methods: unknown method "get" (use upper case)',
+    ],
+    [
+      // A preflight could then succeed for no method at all: say so rather than answer nothing.
+      "cors with no methods",
+      (p: any) => (p.routes[0].cors = { allow_origins: ["*"], allow_methods: [] }),
+      "routes[0].cors.allow_methods: must not be empty",
+    ],
+    [
+      "a boolean field given as a string",
+      (p: any) => (p.routes[0].inherit_default_limits = "false"),
+      "routes[0].inherit_default_limits: must be a boolean",
+    ],
+    [
       "a limit declared twice in the defaults (only one could apply)",
       (p: any) =>
         (p.limits = {
