@@ -345,6 +345,35 @@ describe("a KV that does not answer", () => {
   });
 });
 
+describe("a KV whose writes do not answer", () => {
+  // Writes never settle; reads work. Nothing may wait on a write before asking the issuer.
+  const hungWrites = (): KeyValueStore => ({
+    get: (key) => kv.get(key),
+    put: () => new Promise<void>(() => {}),
+  });
+
+  it("a stale set is still refreshed: a key the issuer withdrew stops, a key it published is taken", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, rotation_grace_s: 0, fetch_timeout_ms: 200 };
+    const { verify, store } = verifierFor(issuer, clock, settings, hungWrites());
+    const leaked = issuer.keys[0] as TestKey;
+    expect(await verify(await signAt(issuer, clock, leaked))).toMatchObject({ ok: true, keySource: "fetch" });
+    const successor = await makeKey();
+    await issuer.publish([successor]);
+    clock.advance(301);
+    // Stale: served once more, and refreshed after the response (deferred work not awaited:
+    // the writes never settle).
+    expect(await verify(await signAt(issuer, clock, leaked))).toMatchObject({ ok: true, keySource: "stale" });
+    await vi.waitFor(() => expect(store.stats.fetches).toBe(2));
+    expect(await verify(await signAt(issuer, clock, leaked))).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+    });
+    expect(await verify(await signAt(issuer, clock, successor))).toMatchObject({ ok: true, keySource: "memory" });
+  });
+});
+
 describe("hostile KV records", () => {
   const recordKey = (issuer: TestIssuer) => `jwks:v1:${issuer.url}`;
 
@@ -437,6 +466,44 @@ describe("shared refresh stamp", () => {
     const next = await makeKey();
     await issuer.publish([issuer.keys[0]!, next]);
     expect(await a.verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
+  });
+});
+
+describe("an isolate whose set expired while the issuer was down", () => {
+  it("takes the fresh set another isolate saved to KV within a second, not after its own cooldown", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, max_stale_s: 0, refresh_cooldown_s: 600 };
+    const a = verifierFor(issuer, clock, settings);
+    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await a.settle();
+    const b = verifierFor(issuer, clock, settings);
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+    // The issuer goes down; B's set runs out and its refresh fails.
+    await issuer.setMode("down");
+    clock.advance(301);
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+    await b.settle();
+    const fetches = b.store.stats.fetches;
+    // The issuer is back; another isolate fetches and saves a fresh set.
+    await issuer.setMode("ok");
+    clock.advance(5);
+    const c = verifierFor(issuer, clock, settings);
+    expect(await c.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await c.settle();
+    // B's cooldown holds its own refresh back for ten minutes; KV has the set now.
+    clock.advance(2);
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await b.settle();
+    expect(b.store.stats.fetches).toBe(fetches);
+    // And while KV has nothing newer, it is asked at most once a second, not on every request.
+    const reads = b.store.stats.kvReads;
+    await issuer.setMode("down");
+    clock.advance(301);
+    for (let i = 0; i < 5; i++) await b.verify(await signAt(issuer, clock));
+    await b.settle();
+    expect(b.store.stats.kvReads - reads).toBeLessThanOrEqual(2);
+    await issuer.setMode("ok");
   });
 });
 
@@ -1256,6 +1323,30 @@ describe("bounded parsing at the core", () => {
 });
 
 describe("a clock that steps back", () => {
+  it("grants a withdrawn key no new grace after its window closed", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, rotation_grace_s: 600, cache_ttl_s: 3600 };
+    const { verify, settle } = verifierFor(issuer, clock, settings, false);
+    const withdrawn = issuer.keys[0] as TestKey;
+    expect(await verify(await signAt(issuer, clock, withdrawn))).toMatchObject({ ok: true });
+    const successor = await makeKey();
+    await issuer.publish([successor]);
+    clock.advance(31);
+    expect(await verify(await signAt(issuer, clock, successor))).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    clock.advance(300);
+    // Within its grace window: still accepted.
+    expect(await verify(await signAt(issuer, clock, withdrawn))).toMatchObject({ ok: true });
+    // The window closes; then the clock steps back an hour, to before the key was withdrawn.
+    clock.advance(301);
+    clock.advance(-3600);
+    expect(await verify(await signAt(issuer, clock, withdrawn))).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+    });
+  });
+
   it("does not stretch the refresh cooldown: a kid published meanwhile is fetched", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();

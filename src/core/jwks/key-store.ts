@@ -205,7 +205,8 @@ export class IssuerKeyStore {
     const missingKid = () =>
       kid !== undefined && this.#candidates(kid, undefined, now).length === 0 ? kid : undefined;
     if (!this.#state || this.#isExpired(this.#state, now)) {
-      const settled = await this.#waitBounded(this.#refresh("expired", defer, missingKid()));
+      // While the cooldown holds a refresh back, KV may have what another isolate fetched.
+      const settled = await this.#waitBounded(this.#refresh("expired", defer, missingKid()) ?? this.#loadFromKv(defer));
       if (!this.#state || this.#isExpired(this.#state, this.#deps.now())) {
         return this.#unavailable(settled ? (this.#lastFailure ?? "unavailable") : "timeout");
       }
@@ -260,9 +261,10 @@ export class IssuerKeyStore {
     return this.#inGrace(entry, now);
   }
 
-  /** Current, or retired less than rotation_grace_s ago. */
+  /** Current, or retired less than rotation_grace_s ago (a clock stepped back to before then grants none). */
   #inGrace(entry: KeyEntry, now: number): boolean {
-    return entry.retiredAt === undefined || now - entry.retiredAt < this.#issuer.rotationGraceS * 1000;
+    const at = entry.retiredAt;
+    return at === undefined || (now >= at && now - at < this.#issuer.rotationGraceS * 1000);
   }
 
   #unavailable(failure: string): KeyLookup {
@@ -448,7 +450,10 @@ export class IssuerKeyStore {
     return (await withDeadline(work, this.#boundMs)) !== TIMED_OUT;
   }
 
-  /** Undefined when KV was asked too recently to have anything new (KV_MISS_RECHECK_MS). */
+  /**
+   * Takes a set from KV if it is newer than the one held (if any). Undefined when KV was asked
+   * too recently to have anything new (KV_MISS_RECHECK_MS).
+   */
   #loadFromKv(defer: Defer): Promise<void> | undefined {
     const now = this.#deps.now();
     const live = this.#live(now);
@@ -456,7 +461,8 @@ export class IssuerKeyStore {
     if (now - this.#lastKvMissAt < KV_MISS_RECHECK_MS) return undefined;
     const load = async () => {
       const stored = await this.#readKv();
-      if (stored && !this.#state) this.#adopt(stored, "kv");
+      if (stored && !(this.#state && stored.fetched_at <= this.#state.fetchedAt)) this.#adopt(stored, "kv");
+      else this.#lastKvMissAt = this.#deps.now();
     };
     return this.#track(load(), now, defer);
   }
@@ -475,16 +481,11 @@ export class IssuerKeyStore {
   }
 
   /**
-   * When a request waits on the refresh, its KV writes go after the response; a stale-set
-   * refresh already runs after a response and simply awaits them.
+   * KV writes are handed to `defer`, never awaited: they go after the response, and a KV
+   * that hangs must not hold the fetch back (a stale set would then never be refreshed).
    */
   async #doRefresh(reason: RefreshReason, defer: Defer, kid: string | undefined): Promise<void> {
-    const write = (key: string, value: string, ttlS: number) => {
-      const put = this.#putKv(key, value, ttlS);
-      if (reason === "stale") return put;
-      defer(put);
-      return Promise.resolve();
-    };
+    const write = (key: string, value: string, ttlS: number) => defer(this.#putKv(key, value, ttlS));
     const now = this.#deps.now();
     // No fetch after all: the cooldown spaces fetches, so the next attempt may read KV again
     // in a second (for the set another isolate is fetching, or a kid this attempt was not for).
@@ -514,7 +515,7 @@ export class IssuerKeyStore {
       if (Number.isFinite(last) && last <= now && now - last < this.#issuer.refreshCooldownS * 1000)
         return fetchSkipped();
     }
-    await write(this.#kvRefreshKey, String(now), Math.max(KV_MIN_TTL_S, this.#issuer.refreshCooldownS));
+    write(this.#kvRefreshKey, String(now), Math.max(KV_MIN_TTL_S, this.#issuer.refreshCooldownS));
     try {
       // One deadline for discovery and the JWKS fetch together, so a cold request waits at
       // most fetch_timeout_ms for the issuer, not once per fetch.
@@ -529,7 +530,7 @@ export class IssuerKeyStore {
       this.#lastFailure = undefined;
       const record = this.#toStored();
       if (record) {
-        await write(this.#kvKey, JSON.stringify(record), this.#issuer.cacheTtlS + this.#issuer.maxStaleS);
+        write(this.#kvKey, JSON.stringify(record), this.#issuer.cacheTtlS + this.#issuer.maxStaleS);
       }
     } catch (error) {
       // Never cache a bad response: the last good set (if any) stays as it was.
