@@ -53,6 +53,9 @@ export const IDENTITY_HEADER_NAMES: readonly string[] = [
  */
 export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
   "proxy",
+  "x-host",
+  "x-http-host-override",
+  "x-original-host",
   "x-http-method-override",
   "x-http-method",
   "x-method-override",
@@ -160,30 +163,35 @@ export function readsAsName(lenient: string, wanted: string): boolean {
 
 /**
  * A header name as an origin may read it: CGI-style servers (PHP under FastCGI, Django on
- * ASGI) read `_` as `-`, and PHP reads `.` as `_` too (`X.User.Sub` is HTTP_X_USER_SUB).
+ * ASGI) read `_` as `-`, PHP reads `.` as `_` too (`X.User.Sub` is HTTP_X_USER_SUB), and
+ * lighttpd's CGI and FastCGI read every character but a letter or digit as `_`
+ * (`X~User~Sub` too).
  */
 export function normaliseHeaderName(name: string): string {
-  return name.toLowerCase().replace(/[_.]/g, "-");
+  return name.toLowerCase().replace(/[^a-z0-9]/g, "-");
 }
 
 /**
- * Builds the predicate "is this a client header the edge must remove before forwarding".
- * `extraNames` are the configured identity header names, which are stripped too.
+ * Builds the predicate "is this a client header the edge must remove before forwarding":
+ * identity, override, hop-by-hop, credential and forwarding headers. `extraNames` are the
+ * configured identity header names, which are stripped too.
  */
 export function makeStripPredicate(extraNames: readonly string[]): (name: string) => boolean {
   const exact = new Set<string>([
     ...IDENTITY_HEADER_NAMES,
     ...REQUEST_OVERRIDE_HEADERS,
     ...HOP_BY_HOP_HEADERS,
+    ...CREDENTIAL_HEADERS,
+    ...FORWARDING_HEADERS,
     ...extraNames.map(normaliseHeaderName),
   ]);
   const prefixes = [...IDENTITY_HEADER_PREFIXES, FORWARDING_HEADER_PREFIX];
   return (name: string) => {
     const normal = normaliseHeaderName(name);
     if (exact.has(normal)) return true;
-    // Cloudflare writes its `cf-` headers with `-` only: a `_` or `.` spelling is the client's,
-    // and origins that read it as `-` would take it for Cloudflare's.
-    if (normal.startsWith("cf-") && /[_.]/.test(name)) return true;
+    // Cloudflare writes its `cf-` headers with `-` only: any other spelling (`cf_connecting_ip`)
+    // is the client's, and origins that read it as `-` would take it for Cloudflare's.
+    if (normal.startsWith("cf-") && /[^a-z\d-]/i.test(name)) return true;
     for (const prefix of prefixes) if (normal.startsWith(prefix)) return true;
     return false;
   };

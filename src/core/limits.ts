@@ -269,16 +269,19 @@ export class CounterTable {
     this.#tats.set(id, tat);
   }
 
-  /** Check every counter; charge none. All-or-nothing: the request is admitted only if all admit it. */
+  /**
+   * Check every counter; charge none (one stored more than a window ahead is brought back to
+   * full). All-or-nothing: the request is admitted only if all admit it.
+   */
   decide(items: readonly CounterRequest[], now: number): PendingDecision {
     const tentative = new Map<string, Tat | undefined>();
     const results: GcraResult[] = [];
     for (const item of items) {
       const rate = rateOf(item);
       let stored = tentative.has(item.id) ? tentative.get(item.id) : this.#tats.get(item.id);
-      // More than a window ahead (the clock stepped back, or a tenant override shortened the
-      // window): a full counter, no more, and stored as one, or it would refuse until then.
-      if (stored && msFrom(now, stored) > rate.windowMs) {
+      // Stored more than a window ahead (the clock stepped back, or a tenant override shortened
+      // the window): a full counter, no more, and kept as one, or it would refuse until then.
+      if (!tentative.has(item.id) && stored && msFrom(now, stored) > rate.windowMs) {
         stored = { ms: now + rate.windowMs, frac: 0, den: 1 };
         this.#write(item.id, stored);
       }

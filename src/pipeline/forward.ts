@@ -19,7 +19,12 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
  * `Origin` cannot open a route to pages the policy does not allow.
  */
 function clientResponse(upstream: Response): Response {
-  const response = new Response(upstream.body, upstream);
+  // Without the reason phrase: one the runtime received (a tab in it) it may refuse to send.
+  const response = new Response(upstream.body, {
+    status: upstream.status,
+    headers: upstream.headers,
+    webSocket: upstream.webSocket,
+  });
   const headers = response.headers;
   const dropped: string[] = [];
   // Names come lower-cased; collected first, as a Headers object must not change mid-iteration.
@@ -50,30 +55,49 @@ function keepFromSharedCaches(headers: Headers): void {
 }
 
 /**
- * Streams the client's body through, and tells afterwards whether reading it failed
- * (the client aborted mid-upload) — without buffering it.
+ * Streams the client's body through without buffering it, and tells whose end failed, if
+ * one did: `settled` hears at once that the whole body went (false), or that the client's
+ * body broke off (true); `clientFailed` then settles the same way, and false when the
+ * origin's end closed first (an unreachable origin cancels the upload). A loop of our own
+ * rather than `pipeTo`, which fails the same way whichever side failed.
  */
 function watchedBody(
   source: ReadableStream,
   length: number | undefined,
-  onFailure: () => void,
-): { body: ReadableStream; failed: Promise<boolean> } {
+  settled: (failed: boolean) => void,
+): { body: ReadableStream; clientFailed: Promise<boolean> } {
   // The runtime's own byte stream, not a JavaScript TransformStream: when the client breaks
   // off, the runtime's pump of a JavaScript stream into the subrequest left an uncaught
   // "Network connection lost" rejection behind it, twice per aborted upload. Of the declared
   // length, when there is one: the origin then gets Content-Length, not a chunked upload that
   // some origins refuse (411) or cannot size-check; a body cut short fails the stream.
   const { readable, writable } = length === undefined ? new IdentityTransformStream() : new FixedLengthStream(length);
-  const piped = source.pipeTo(writable).then(
-    () => false,
-    () => {
-      onFailure();
-      return true;
-    },
-  );
-  // The pipe settles as soon as either side fails; never wait on it for long.
-  const failed = Promise.race([piped, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 100))]);
-  return { body: readable, failed };
+  const reader = source.getReader();
+  const writer = writable.getWriter();
+  const pump = async (): Promise<boolean> => {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch {
+        writer.abort().catch(() => undefined);
+        settled(true);
+        return true;
+      }
+      try {
+        if (chunk.done) {
+          await writer.close();
+          settled(false);
+          return false;
+        }
+        await writer.write(chunk.value);
+      } catch {
+        reader.cancel().catch(() => undefined);
+        return false;
+      }
+    }
+  };
+  return { body: readable, clientFailed: pump() };
 }
 
 /** How the forward stage reaches an upstream: the global fetch, or a service binding. */
@@ -104,11 +128,16 @@ export function forward(): Stage {
     // so the origin never mistakes a truncated body for a complete one.
     const clientGone = hasBody ? new AbortController() : undefined;
     const declared = c.req.header("content-length");
+    // Sent on once the origin has the whole request: a client that hangs up after that is
+    // recorded as allowed (see the audit stage), one whose upload broke off is not.
+    const forwarded = () => {
+      c.get("outcome").forwarded = true;
+    };
     const upload = clientGone
       ? watchedBody(
           c.req.raw.body as ReadableStream,
           declared && /^\d{1,15}$/.test(declared) ? +declared : undefined,
-          () => clientGone.abort(),
+          (failed) => (failed ? clientGone.abort() : forwarded()),
         )
       : undefined;
     const init: RequestInit = {
@@ -119,7 +148,7 @@ export function forward(): Stage {
     };
     if (clientGone) init.signal = clientGone.signal;
     let sent: Promise<Response>;
-    c.get("outcome").forwarded = true;
+    if (!upload) forwarded();
     try {
       sent = via.fetch(target, init);
     } catch (error) {
@@ -127,22 +156,30 @@ export function forward(): Stage {
       sent = Promise.reject(error);
     }
     // The budget covers the wait for the origin's response headers only: once they arrive
-    // the race is over, so a long download or stream is never cut off mid-body. A race, not
-    // an abort signal on the fetch: a signal makes every subrequest markedly dearer in
-    // workerd, and an origin request that lost the race ends with the client's request.
-    let response: Response | typeof TIMED_OUT;
+    // the race is over, so a long download or stream is never cut off mid-body. It starts
+    // once the origin has the whole request (an upload takes as long as the client takes to
+    // send it), unless the origin answers first. A race, not an abort signal on the fetch: a
+    // signal makes every subrequest markedly dearer in workerd, and an origin request that
+    // lost the race ends with the client's request.
+    const budget = upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS;
+    let response: Response | typeof TIMED_OUT | undefined;
     try {
-      response = await withDeadline(sent, upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS);
+      response = await (upload
+        ? Promise.race([sent, upload.clientFailed.then(() => withDeadline(sent, budget))])
+        : withDeadline(sent, budget));
     } catch {
-      c.get("timings").upstreamMs = Date.now() - started;
-      // A client that hung up mid-upload is not the origin's fault: audit it as such.
-      if (clientGone?.signal.aborted || (upload && (await upload.failed))) {
+      // No answer: the origin is unreachable, or the client's upload broke off (below).
+    }
+    c.get("timings").upstreamMs = Date.now() - started;
+    if (!response) {
+      // A client that hung up mid-upload is not the origin's fault: audit it as such. The
+      // pipe settles as soon as either side fails; never wait on it for long.
+      const tick = new Promise<boolean>((resolve) => setTimeout(resolve, 100, false));
+      if (upload && (await Promise.race([upload.clientFailed, tick])))
         return deny(c, "client_closed", { detail: "client_body_aborted" });
-      }
       return deny(c, "origin_unavailable", { detail: "origin_unreachable" });
     }
     if (response === TIMED_OUT) {
-      c.get("timings").upstreamMs = Date.now() - started;
       clientGone?.abort();
       // Whatever the origin answers now is discarded unread.
       sent.then(
@@ -151,7 +188,6 @@ export function forward(): Stage {
       );
       return deny(c, "origin_timeout", { detail: "origin_timeout" });
     }
-    c.get("timings").upstreamMs = Date.now() - started;
     // A status no response can carry on (101 to a request that asked for no upgrade, as the
     // edge never forwards `Upgrade`; 600 to 999) is the origin's fault, not an edge error.
     if (!response.webSocket && (response.status < 200 || response.status > 599)) {
@@ -166,7 +202,6 @@ export function forward(): Stage {
         else out.headers.set(name, value);
       }
     }
-    c.get("outcome").decision = "allow";
     return out;
   };
   return { run };

@@ -6,9 +6,7 @@
 import { boundedMemo } from "../core/bounded-memo";
 import {
   CREDENTIAL_COOKIES,
-  CREDENTIAL_HEADERS,
   connectionNominated,
-  FORWARDING_HEADERS,
   cookiePairs,
   lenientName,
   makeStripPredicate,
@@ -71,8 +69,7 @@ export function headerHygiene(): Stage {
   const stripped = boundedMemo(MAX_REMEMBERED_NAMES, (name: string) => (isStripped as (name: string) => boolean)(name));
   const run: Stage["run"] = (c) => {
     if (!isStripped) {
-      const names = Object.values(c.get("policy").identityHeaders);
-      isStripped = makeStripPredicate([...names, ...CREDENTIAL_HEADERS, ...FORWARDING_HEADERS]);
+      isStripped = makeStripPredicate(Object.values(c.get("policy").identityHeaders));
     }
     const incoming = c.req.raw.headers;
     // Copied natively, then the few names that must not reach the origin are deleted

@@ -241,6 +241,19 @@ describe("CounterTable", () => {
     expect(clock.acquire([twoAMinute], back + 30_000).allowed).toBe(true);
   });
 
+  it("a refused call that names one counter twice, under two sizes, leaves it as it was", () => {
+    const table = new CounterTable();
+    const refused = table.acquire(
+      [
+        { id: "user", limit: 2, windowS: 86_400 },
+        { id: "user", limit: 1000, windowS: 60 },
+      ],
+      T0,
+    );
+    expect(refused.allowed).toBe(false);
+    expect(table.get("user")).toBeUndefined();
+  });
+
   it("releases a reservation", () => {
     const table = new CounterTable();
     table.acquire([tenant, user], T0);

@@ -8,7 +8,7 @@ import { type AuditRecord, consoleSink } from "../../src/core/audit";
 import type { DenyReason } from "../../src/core/deny";
 import type { AcquireResult } from "../../src/core/limits";
 import type { PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, echoOrigin, harness, unreachableOrigin } from "../support/harness";
+import { basePolicy, echoOrigin, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
 import { AUDIENCE, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
 
 /** The record's fields, in order. Changing this list is a change to the log schema. */
@@ -199,6 +199,56 @@ describe("audit record", () => {
       path: "/public/slow",
     });
     expect(edge.dataPoints).toHaveLength(1);
+  });
+
+  /** POSTs a body the test feeds, from a client the test can make disconnect. */
+  function upload(edge: ReturnType<typeof harness>, headers: Record<string, string>) {
+    const client = new AbortController();
+    let feed!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        feed = controller;
+        controller.enqueue(new TextEncoder().encode("part of it"));
+      },
+    });
+    const answered = edge.fetch(
+      new Request("https://edge.test/public/upload", {
+        method: "POST",
+        body,
+        signal: client.signal,
+        headers,
+        duplex: "half",
+      } as RequestInit),
+    );
+    return { client, feed: () => feed, answered: answered.catch(() => undefined) };
+  }
+
+  it("records a client that hangs up mid-upload as refused: the origin never had the whole request", async () => {
+    const edge = harness(basePolicy());
+    const m = marker();
+    const { client, feed, answered } = upload(edge, { "x-test-marker": m });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    client.abort();
+    feed().error(new Error("client went away"));
+    await answered;
+    await vi.waitFor(() => expect(edge.audit.length).toBeGreaterThan(0));
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(await originSaw(m)).toHaveLength(0);
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "client_closed" });
+  });
+
+  it("records a client that hangs up after its whole upload, while the origin works on it, as allowed", async () => {
+    const edge = harness(basePolicy());
+    const m = marker();
+    const { client, feed, answered } = upload(edge, { "x-test-marker": m, "x-echo-delay-ms": "400" });
+    feed().close();
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    client.abort();
+    await answered;
+    await vi.waitFor(() => expect(edge.audit.length).toBeGreaterThan(0));
+    expect(await originSaw(m)).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: "client_closed", status: 499 });
   });
 
   /** A promise the test settles itself. */

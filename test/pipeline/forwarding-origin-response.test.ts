@@ -31,6 +31,31 @@ function edge(origin: unknown) {
   );
 }
 
+describe("an origin's reason phrase", () => {
+  // RFC 9110 §4 allows a tab in it; the runtime's fetch hands over `HTTP/1.1 200 O<TAB>K` as
+  // statusText "O\tK" (seen against a raw socket server), and refuses to build a Response with
+  // it. The answer goes on without the phrase.
+  it.each([
+    [200, "O\tK"],
+    [404, "\tNot Found"],
+  ])("%s with a tab in it is passed on, not a 500", async (status, statusText) => {
+    const e = edge({
+      fetch: async () => ({
+        status,
+        statusText,
+        headers: new Headers({ "content-type": "text/plain", "x-app": "kept" }),
+        body: null,
+        webSocket: null,
+      }),
+    });
+    const response = await e.fetch("/odd/x");
+    expect(response.status).toBe(status);
+    expect(response.headers.get("x-app")).toBe("kept");
+    expect(e.audit.at(-1)).toMatchObject({ decision: "allow", status });
+    expect(e.logs.join("\n")).not.toContain("unhandled");
+  });
+});
+
 describe("an origin status outside 200–599", () => {
   it.each([101, 600, 999])("%s is a 502 origin_unavailable, not a 500", async (status) => {
     const e = edge(answering(status));

@@ -166,6 +166,75 @@ describe("origin timeout budget", () => {
   });
 });
 
+describe("uploads", () => {
+  it.each([
+    ["with a declared length", () => ({ body: "x".repeat(100_000), headers: { "content-length": "100000" } })],
+    [
+      "streamed",
+      () => ({
+        body: new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(new Uint8Array(70_000));
+            controller.close();
+          },
+        }),
+        duplex: "half",
+      }),
+    ],
+  ])(
+    "a whole upload %s to an unreachable origin is 502 origin_unavailable, not a client's break-off",
+    async (_l, init) => {
+        const edge = harness(basePolicy({ upstreams: { echo: { url: unreachableOrigin } } }));
+      const response = await edge.fetch(
+        new Request("https://edge.test/public/submit", { method: "POST", ...init() } as RequestInit),
+      );
+      expect(response.status).toBe(502);
+      expect(edge.audit.at(-1)).toMatchObject({ reason: "origin_unavailable", detail: "origin_unreachable" });
+    },
+  );
+
+  it("an upload that takes longer than timeout_ms reaches the origin whole: the budget starts when it has been sent", async () => {
+    const { echoOrigin } = await import("../support/harness");
+    const edge = harness(basePolicy({ upstreams: { echo: { url: echoOrigin, timeout_ms: 300 } } }));
+    const m = marker();
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent === 8) return controller.close();
+        sent++;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        controller.enqueue(new Uint8Array(1000));
+      },
+    });
+    const response = await edge.fetch(
+      new Request("https://edge.test/public/upload", {
+        method: "POST",
+        body,
+        headers: { "x-test-marker": m, "content-length": "8000" },
+        duplex: "half",
+      } as RequestInit),
+    );
+    await response.arrayBuffer();
+    expect(response.status).toBe(200);
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "allow", status: 200 });
+    expect(await originSaw(m)).toEqual([expect.objectContaining({ method: "POST", body_bytes: 8000 })]);
+  });
+
+  it("the budget still bounds the wait once the upload is done", async () => {
+    const { echoOrigin } = await import("../support/harness");
+    const edge = harness(basePolicy({ upstreams: { echo: { url: echoOrigin, timeout_ms: 200 } } }));
+    const response = await edge.fetch(
+      new Request("https://edge.test/public/upload", {
+        method: "POST",
+        body: "done",
+        headers: { "x-echo-delay-ms": "1000" },
+      }),
+    );
+    expect(response.status).toBe(504);
+    expect(edge.audit.at(-1)).toMatchObject({ reason: "origin_timeout" });
+  });
+});
+
 describe("client aborts", () => {
   it("a client that breaks off mid-upload is audited as client_closed, not as an origin failure", async () => {
     const edge = harness(basePolicy());
