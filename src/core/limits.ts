@@ -595,61 +595,28 @@ export function planLimits(input: PlanInput): PlanResult {
 export function clientAddressKey(raw: string | null | undefined): string {
   const value = raw?.trim() ?? "";
   if (value === "") return "unknown";
-  const v4 = parseIPv4(value);
-  if (v4) return v4;
-  const v6 = parseIPv6(value);
-  if (!v6) return "invalid";
-  const mapped = v6.slice(0, 5).every((h) => h === 0) && v6[5] === 0xffff;
-  if (mapped) return [v6[6]! >> 8, v6[6]! & 255, v6[7]! >> 8, v6[7]! & 255].join(".");
-  return `${v6
-    .slice(0, 4)
-    .map((h) => h.toString(16))
-    .join(":")}::/64`;
-}
-
-function parseIPv4(value: string): string | undefined {
-  const parts = value.split(".");
-  if (parts.length !== 4) return undefined;
-  const octets: number[] = [];
-  for (const part of parts) {
-    if (!/^\d{1,3}$/.test(part)) return undefined;
-    const n = Number(part);
-    if (n > 255) return undefined;
-    octets.push(n);
+  // The URL parser checks the address and writes it canonically: IPv4 dotted, IPv6 in
+  // lower case with the longest run of zero groups as `::`, an IPv4-mapped one as ::ffff:x:y.
+  let host: string;
+  try {
+    if (!/^[\da-fx:.]+$/i.test(value)) return "invalid";
+    host = new URL(`http://${value.includes(":") ? `[${value}]` : value}`).hostname;
+  } catch {
+    return "invalid";
   }
-  return octets.join(".");
-}
-
-/** Eight 16-bit groups, or undefined. Accepts `::` compression and a trailing dotted IPv4. */
-function parseIPv6(value: string): number[] | undefined {
-  if (value.length > 45 || !/^[0-9A-Fa-f:.]+$/.test(value)) return undefined;
-  const halves = value.split("::");
-  if (halves.length > 2) return undefined;
-  const groups = (text: string): number[] | undefined => {
-    if (text === "") return [];
-    const out: number[] = [];
-    const pieces = text.split(":");
-    for (let i = 0; i < pieces.length; i++) {
-      const piece = pieces[i]!;
-      if (i === pieces.length - 1 && piece.includes(".")) {
-        const v4 = parseIPv4(piece);
-        if (!v4) return undefined;
-        const [a, b, c, d] = v4.split(".").map(Number) as [number, number, number, number];
-        out.push((a << 8) | b, (c << 8) | d);
-      } else {
-        if (!/^[0-9A-Fa-f]{1,4}$/.test(piece)) return undefined;
-        out.push(Number.parseInt(piece, 16));
-      }
-    }
-    return out;
-  };
-  const head = groups(halves[0]!);
-  const tail = halves.length === 2 ? groups(halves[1]!) : [];
-  if (!head || !tail) return undefined;
-  if (halves.length === 1) return head.length === 8 ? head : undefined;
-  const missing = 8 - head.length - tail.length;
-  if (missing < 1) return undefined;
-  return [...head, ...new Array<number>(missing).fill(0), ...tail];
+  if (/^[\d.]+$/.test(host)) return host;
+  if (host[0] !== "[") return "invalid";
+  const [head, tail] = host
+    .slice(1, -1)
+    .split("::")
+    .map((part) => (part ? part.split(":") : []));
+  const groups = tail ? [...head!, ...Array(8 - head!.length - tail.length).fill("0"), ...tail] : head!;
+  if (groups.slice(0, 6).join(":") === "0:0:0:0:0:ffff")
+    return groups
+      .slice(6)
+      .map((group) => `${Number.parseInt(group, 16) >> 8}.${Number.parseInt(group, 16) & 255}`)
+      .join(".");
+  return `${groups.slice(0, 4).join(":")}::/64`;
 }
 
 // ─── Combining the objects' answers into one decision ───────────────────────────────────
