@@ -203,6 +203,39 @@ function movingDiscovery(issuer: TestIssuer) {
   return { move, fetcher };
 }
 
+describe("an issuer whose keys carry no kid", () => {
+  it("adding a key for another algorithm: a token no held key fits brings one cooled-down refresh, as an unknown kid does", async () => {
+    const issuer = await makeIssuer("RS256");
+    const clock = new Clock();
+    const publishWithoutKids = async (keys: TestKey[]) => {
+      const response = await fetch(`${issuerServer}/__control/issuers/${issuer.name}`, {
+        method: "POST",
+        body: JSON.stringify({ jwks: { keys: keys.map(({ publicJwk: { kid: _kid, ...jwk } }) => jwk) } }),
+      });
+      expect(response.ok).toBe(true);
+    };
+    const signWithoutKid = (key: TestKey) => {
+      const now = Math.floor(clock.ms / 1000);
+      return issuer.sign({ iat: now, exp: now + 3600 }, { key, header: { kid: undefined } });
+    };
+    const rsa = issuer.keys[0] as TestKey;
+    await publishWithoutKids([rsa]);
+    const settings = { jwks_uri: `${issuer.url}/jwks`, algorithms: ["RS256", "ES256", "ES384"] };
+    const { verify, settle, store } = verifierFor(issuer, clock, settings, false);
+    expect(await verify(await signWithoutKid(rsa))).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    const ec = await makeKey("ES256");
+    await publishWithoutKids([rsa, ec]);
+    clock.advance(31);
+    expect(await verify(await signWithoutKid(ec))).toMatchObject({ ok: true, keySource: "fetch" });
+    // A token for an algorithm no key has: refused as before, within the cooldown without a fetch.
+    const fetches = store.stats.fetches;
+    const stranger = await makeKey("ES384");
+    expect(await verify(await signWithoutKid(stranger))).toMatchObject({ ok: false, detail: "no_matching_key" });
+    expect(store.stats.fetches).toBe(fetches);
+  });
+});
+
 describe("a discovered jwks_uri that moves", () => {
   it.each(["fails", "serves the old set"] as const)(
     "old URI %s: a new kid is accepted after one cooled-down refresh that rediscovers",

@@ -218,13 +218,14 @@ export class IssuerKeyStore {
     let source: KeySource = warm ? "memory" : this.#state.source;
 
     let entries = this.#candidates(kid, alg, now);
-    if (entries.length === 0 && kid !== undefined) {
+    if (entries.length === 0) {
       // A kid we hold, but whose key cannot verify this alg: a rotation would not explain
       // that, so refuse it as verify would, and spend no refresh on it.
-      if (this.#candidates(kid, undefined, now).length > 0)
+      if (kid !== undefined && this.#candidates(kid, undefined, now).length > 0)
         return { ok: false, reason: "token_invalid", detail: "key_alg_mismatch" };
-      // Unknown kid: the issuer may have rotated. Refresh once (single-flight, cooled down, the
-      // cooldown shared through KV); a refresh that does not settle in time counts as failed.
+      // Unknown kid, or no kid and no key for this alg: the issuer may have rotated. Refresh
+      // once (single-flight, cooled down, the cooldown shared through KV); a refresh that
+      // does not settle in time counts as failed.
       const before = this.#state;
       const settled = await this.#waitBounded(this.#refresh("unknown_kid", defer, kid));
       if (this.#state !== before) source = this.#state?.source ?? source;
@@ -235,10 +236,9 @@ export class IssuerKeyStore {
         if (!settled) return this.#unavailable("timeout");
         if (this.#lastFailure && this.#lastFailedAt > this.#state.fetchedAt)
           return this.#unavailable(this.#lastFailure);
-        return { ok: false, reason: "token_invalid", detail: "kid_unknown" };
+        return { ok: false, reason: "token_invalid", detail: kid === undefined ? "no_matching_key" : "kid_unknown" };
       }
     }
-    if (entries.length === 0) return { ok: false, reason: "token_invalid", detail: "no_matching_key" };
     const keys: CryptoKey[] = [];
     for (const entry of entries.slice(0, MAX_CANDIDATE_KEYS)) {
       const key = await this.#imported(entry, alg);
