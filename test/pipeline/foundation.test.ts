@@ -184,7 +184,7 @@ describe("uploads", () => {
   ])(
     "a whole upload %s to an unreachable origin is 502 origin_unavailable, not a client's break-off",
     async (_l, init) => {
-        const edge = harness(basePolicy({ upstreams: { echo: { url: unreachableOrigin } } }));
+      const edge = harness(basePolicy({ upstreams: { echo: { url: unreachableOrigin } } }));
       const response = await edge.fetch(
         new Request("https://edge.test/public/submit", { method: "POST", ...init() } as RequestInit),
       );
