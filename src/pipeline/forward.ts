@@ -50,7 +50,8 @@ const SHARED_CACHE_RULED = /(?:^|,)\s*(?:public|s-maxage|must-revalidate|no-stor
  */
 function keepFromSharedCaches(headers: Headers): void {
   const directives = headers.get("cache-control");
-  if (directives && SHARED_CACHE_RULED.test(directives)) return;
+  // Quoted values left out: `ext="a, s-maxage=5"` holds no directive.
+  if (directives && SHARED_CACHE_RULED.test(directives.replace(/"[^"]*"/g, '""'))) return;
   headers.set("cache-control", directives ? `${directives}, private` : "private");
 }
 

@@ -316,6 +316,8 @@ describe("answers to Access-authenticated requests and shared caches", () => {
       "max-age=600, public-read",
       "max-age=600, no-store-hint",
       'max-age=600, no-cache="x,no-store"',
+      'max-age=600, ext="a, s-maxage=5"',
+      'max-age=600, ext="a,public"',
     ]) {
       expect(await answer(cookie, unruled)).toBe(`${unruled}, private`);
     }
