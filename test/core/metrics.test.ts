@@ -204,6 +204,57 @@ describe("columnOf", () => {
   });
 });
 
+describe("every column holds its own field", () => {
+  it("a refusal with every field set: each named column has that field's value", () => {
+    const refused = record({
+      decision: "deny",
+      reason: "token_invalid",
+      detail: "signature",
+      limit: "per-user",
+      failed_open: ["a", "b"],
+      latency_ms: 12,
+      upstream_ms: 7,
+      authz_ms: 3,
+      limit_ms: 2,
+      status: 401,
+    });
+    const point = metricsDataPoint({
+      record: refused,
+      tokenCheck: { issuerId: "main", verifyMs: 0.75, keySource: "kv" },
+      clientIp: "203.0.113.7",
+    });
+    const expected: Record<(typeof BLOB_COLUMNS)[number], string> = {
+      decision: "deny",
+      reason: "token_invalid",
+      route: "billing-write",
+      method: "POST",
+      user_sub: "u_1234",
+      issuer_id: "main",
+      key_source: "kv",
+      upstream: "billing",
+      edge_pop: "LHR",
+      client_country: "GB",
+      client_asn: "64500",
+      client_ip: "203.0.113.7",
+      limit: "per-user",
+      failed_open: "a,b",
+      detail: "signature",
+      matched_rule: "policy:billing-write@v17",
+      request_id: "0b5c3f4e-6a57-4a7e-9a1d-3f1d2b6c7e8f",
+    };
+    expect(Object.fromEntries(BLOB_COLUMNS.map((name, i) => [name, point.blobs[i]]))).toEqual(expected);
+    expect(Object.fromEntries(DOUBLE_COLUMNS.map((name, i) => [name, point.doubles[i]]))).toEqual({
+      status: 401,
+      latency_ms: 12,
+      token_verify_ms: 0.75,
+      upstream_ms: 7,
+      authz_ms: 3,
+      limit_ms: 2,
+      layout_version: 1,
+    });
+  });
+});
+
 describe("the documented layout", () => {
   it("ops/README.md names the same column for every field", async () => {
     const readme: string = (await import("../../ops/README.md?raw")).default;
