@@ -55,18 +55,22 @@ function keepFromSharedCaches(headers: Headers): void {
   headers.set("cache-control", directives ? `${directives}, private` : "private");
 }
 
+/** How an upload ended: whole, the client's body broke off, the origin's end closed, or the origin took no data within the budget. */
+type UploadEnd = "whole" | "client" | "origin" | "stalled";
+
 /**
- * Streams the client's body through without buffering it, and tells whose end failed, if
- * one did: `settled` hears at once that the whole body went (false), or that the client's
- * body broke off (true); `clientFailed` then settles the same way, and false when the
- * origin's end closed first (an unreachable origin cancels the upload). A loop of our own
- * rather than `pipeTo`, which fails the same way whichever side failed.
+ * Streams the client's body through without buffering it, and tells how that ended (a loop
+ * of our own rather than `pipeTo`, which fails the same way whichever side failed). `ended`
+ * hears of it at once, to tear the origin request down unless the body went whole; `end`
+ * settles with it. Each write and the close must be taken within `budgetMs`: an origin that
+ * reads nothing must not hold the request for ever.
  */
 function watchedBody(
   source: ReadableStream,
   length: number | undefined,
-  settled: (failed: boolean) => void,
-): { body: ReadableStream; clientFailed: Promise<boolean> } {
+  budgetMs: number,
+  ended: (how: UploadEnd) => void,
+): { body: ReadableStream; end: Promise<UploadEnd> } {
   // The runtime's own byte stream, not a JavaScript TransformStream: when the client breaks
   // off, the runtime's pump of a JavaScript stream into the subrequest left an uncaught
   // "Network connection lost" rejection behind it, twice per aborted upload. Of the declared
@@ -75,30 +79,28 @@ function watchedBody(
   const { readable, writable } = length === undefined ? new IdentityTransformStream() : new FixedLengthStream(length);
   const reader = source.getReader();
   const writer = writable.getWriter();
-  const pump = async (): Promise<boolean> => {
+  const pump = async (): Promise<UploadEnd> => {
     for (;;) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
         chunk = await reader.read();
       } catch {
         writer.abort().catch(() => undefined);
-        settled(true);
-        return true;
+        return "client";
       }
       try {
-        if (chunk.done) {
-          await writer.close();
-          settled(false);
-          return false;
-        }
-        await writer.write(chunk.value);
+        const taken = await withDeadline(chunk.done ? writer.close() : writer.write(chunk.value), budgetMs);
+        if (taken === TIMED_OUT) return "stalled";
+        if (chunk.done) return "whole";
       } catch {
         reader.cancel().catch(() => undefined);
-        return false;
+        return "origin";
       }
     }
   };
-  return { body: readable, clientFailed: pump() };
+  const end = pump();
+  end.then(ended);
+  return { body: readable, end };
 }
 
 /** How the forward stage reaches an upstream: the global fetch, or a service binding. */
@@ -134,11 +136,13 @@ export function forward(): Stage {
     const forwarded = () => {
       c.get("outcome").forwarded = true;
     };
+    const budget = upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS;
     const upload = clientGone
       ? watchedBody(
           c.req.raw.body as ReadableStream,
           declared && /^\d{1,15}$/.test(declared) ? +declared : undefined,
-          (failed) => (failed ? clientGone.abort() : forwarded()),
+          budget,
+          (how) => (how === "whole" ? forwarded() : clientGone.abort()),
         )
       : undefined;
     const init: RequestInit = {
@@ -159,14 +163,14 @@ export function forward(): Stage {
     // The budget covers the wait for the origin's response headers only: once they arrive
     // the race is over, so a long download or stream is never cut off mid-body. It starts
     // once the origin has the whole request (an upload takes as long as the client takes to
-    // send it), unless the origin answers first. A race, not an abort signal on the fetch: a
+    // send it, while the origin takes each part within the budget), unless the origin
+    // answers first. A race, not an abort signal on the fetch: a
     // signal makes every subrequest markedly dearer in workerd, and an origin request that
     // lost the race ends with the client's request.
-    const budget = upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS;
     let response: Response | typeof TIMED_OUT | undefined;
     try {
       response = await (upload
-        ? Promise.race([sent, upload.clientFailed.then(() => withDeadline(sent, budget))])
+        ? Promise.race([sent, upload.end.then(() => withDeadline(sent, budget))])
         : withDeadline(sent, budget));
     } catch {
       // No answer: the origin is unreachable, or the client's upload broke off (below).
@@ -174,10 +178,11 @@ export function forward(): Stage {
     c.get("timings").upstreamMs = Date.now() - started;
     if (!response) {
       // A client that hung up mid-upload is not the origin's fault: audit it as such. The
-      // pipe settles as soon as either side fails; never wait on it for long.
-      const tick = new Promise<boolean>((resolve) => setTimeout(resolve, 100, false));
-      if (upload && (await Promise.race([upload.clientFailed, tick])))
-        return deny(c, "client_closed", { detail: "client_body_aborted" });
+      // upload settles as soon as either side fails; never wait on it for long.
+      const tick = new Promise<undefined>((resolve) => setTimeout(resolve, 100));
+      const how = upload && (await Promise.race([upload.end, tick]));
+      if (how === "client") return deny(c, "client_closed", { detail: "client_body_aborted" });
+      if (how === "stalled") return deny(c, "origin_timeout", { detail: "origin_timeout" });
       return deny(c, "origin_unavailable", { detail: "origin_unreachable" });
     }
     if (response === TIMED_OUT) {

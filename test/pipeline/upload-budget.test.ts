@@ -1,0 +1,204 @@
+// Uploads against origins that do not behave: one that never reads the body or never answers
+// (the budget still ends the wait), one that answers before reading it (passed on at once),
+// one that cannot be reached while the client's upload stalls (502 at once).
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { basePolicy, harness } from "../support/harness";
+
+const issuerServer = (env as unknown as { ISSUER_SERVER: string }).ISSUER_SERVER;
+
+/** Resolves with what `work` gives, or "hung" after `ms`. */
+function within<T>(work: Promise<T>, ms: number): Promise<T | "hung"> {
+  return Promise.race([work, new Promise<"hung">((resolve) => setTimeout(resolve, ms, "hung"))]);
+}
+
+function serviceEdge(origin: unknown, timeoutMs: number) {
+  return harness(
+    basePolicy({
+      upstreams: { held: { service: "HELD", timeout_ms: timeoutMs } },
+      routes: [{ name: "held", methods: ["GET", "POST"], path: "/held/**", auth: "public", upstream: "held" }],
+    }),
+    {},
+    { HELD: origin },
+  );
+}
+
+describe("origin budget with a request body", () => {
+  // Control: a GET to an origin that never answers is 504 after timeout_ms.
+  it("a GET to an origin that never answers is 504 origin_timeout", async () => {
+    const edge = serviceEdge({ fetch: () => new Promise(() => undefined) }, 200);
+    const answered = await within(edge.fetch("/held/x"), 3000);
+    expect(answered).not.toBe("hung");
+    expect((answered as Response).status).toBe(504);
+  });
+
+  it("a POST whose whole body the client sent, to an origin that never reads it nor answers, is 504 within the budget", async () => {
+    const edge = serviceEdge({ fetch: () => new Promise(() => undefined) }, 200);
+    const answered = await within(
+      edge.fetch(
+        new Request("https://edge.test/held/x", {
+          method: "POST",
+          body: "tiny",
+          headers: { "content-length": "4" },
+        }),
+      ),
+      3000,
+    );
+    expect(answered).not.toBe("hung");
+    expect((answered as Response).status).toBe(504);
+  });
+
+  it("the same without a declared length (chunked upload)", async () => {
+    const edge = serviceEdge({ fetch: () => new Promise(() => undefined) }, 200);
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode("tiny"));
+        controller.close();
+      },
+    });
+    const answered = await within(
+      edge.fetch(new Request("https://edge.test/held/x", { method: "POST", body, duplex: "half" } as RequestInit)),
+      3000,
+    );
+    expect(answered).not.toBe("hung");
+    expect((answered as Response).status).toBe(504);
+  });
+});
+
+describe("origin budget with a request body, over the network", () => {
+  it("an 8 MiB upload the client sends at once, to an origin that hangs without reading it, is 504 within the budget", async () => {
+    const name = `hung-${crypto.randomUUID().slice(0, 8)}`;
+    await fetch(`${issuerServer}/__control/issuers/${name}`, {
+      method: "POST",
+      body: JSON.stringify({ mode: "slow", delayMs: 6000 }),
+    });
+    const edge = harness(
+      basePolicy({
+        upstreams: { slow: { url: issuerServer, timeout_ms: 300 } },
+        routes: [{ name: "slow", methods: ["GET", "POST"], path: `/${name}/**`, auth: "public", upstream: "slow" }],
+      }),
+    );
+    // Control: the same origin with no body is a 504 within the budget.
+    const started = Date.now();
+    const control = await edge.fetch(`/${name}/jwks`);
+    expect(control.status).toBe(504);
+    expect(Date.now() - started).toBeLessThan(2000);
+
+    const total = 8 << 20;
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= total) return controller.close();
+        sent += 1 << 16;
+        controller.enqueue(new Uint8Array(1 << 16));
+      },
+    });
+    const t0 = Date.now();
+    const answered = await within(
+      edge.fetch(
+        new Request(`https://edge.test/${name}/jwks`, {
+          method: "POST",
+          body,
+          headers: { "content-length": String(total) },
+          duplex: "half",
+        } as RequestInit),
+      ),
+      4000,
+    );
+    expect(answered).not.toBe("hung");
+    expect((answered as Response).status).toBe(504);
+    expect(Date.now() - t0).toBeLessThan(3000);
+  });
+});
+
+describe("the pump when the origin does not wait for the body", () => {
+  function stalledBody() {
+    return new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new Uint8Array(1000));
+        // …and never another byte, never closed.
+      },
+    });
+  }
+
+  // an origin that answers before reading the body (the issuer server's
+  // 404 for an unknown path) is passed on at once, even while the client's upload is stalled.
+  it("an origin answering at once is passed on while the client's upload stalls", async () => {
+    const edge = harness(
+      basePolicy({
+        upstreams: { early: { url: issuerServer, timeout_ms: 300 } },
+        routes: [{ name: "early", methods: ["POST"], path: "/no-such/**", auth: "public", upstream: "early" }],
+      }),
+    );
+    const answered = await within(
+      edge.fetch(
+        new Request("https://edge.test/no-such/upload", {
+          method: "POST",
+          body: stalledBody(),
+          headers: { "content-length": "100000" },
+          duplex: "half",
+        } as RequestInit),
+      ),
+      3000,
+    );
+    expect(answered).not.toBe("hung");
+    expect((answered as Response).status).toBe(404);
+    await (answered as Response).arrayBuffer();
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "allow", status: 404 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(edge.logs.join("\n")).not.toMatch(/uncaught|unhandled/i);
+  });
+
+  // an unreachable origin with a stalled upload is 502 at once.
+  it("an unreachable origin with a stalled upload is 502 origin_unavailable at once", async () => {
+    const edge = harness(basePolicy({ upstreams: { echo: { url: "http://127.0.0.1:9" } } }));
+    const answered = await within(
+      edge.fetch(
+        new Request("https://edge.test/public/upload", {
+          method: "POST",
+          body: stalledBody(),
+          duplex: "half",
+        } as RequestInit),
+      ),
+      3000,
+    );
+    expect(answered).not.toBe("hung");
+    expect((answered as Response).status).toBe(502);
+    expect(edge.audit.at(-1)).toMatchObject({ reason: "origin_unavailable", detail: "origin_unreachable" });
+  });
+
+  // an 8 MiB upload to an origin that answers 404 at once without reading it.
+  it("a large upload to an origin that answers at once without reading it", async () => {
+    const edge = harness(
+      basePolicy({
+        upstreams: { early: { url: issuerServer, timeout_ms: 300 } },
+        routes: [{ name: "early", methods: ["POST"], path: "/no-such/**", auth: "public", upstream: "early" }],
+      }),
+    );
+    const total = 8 << 20;
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= total) return controller.close();
+        sent += 1 << 16;
+        controller.enqueue(new Uint8Array(1 << 16));
+      },
+    });
+    const answered = await within(
+      edge.fetch(
+        new Request("https://edge.test/no-such/upload", {
+          method: "POST",
+          body,
+          headers: { "content-length": String(total) },
+          duplex: "half",
+        } as RequestInit),
+      ),
+      3000,
+    );
+    expect(answered).not.toBe("hung");
+    expect((answered as Response).status).toBe(404);
+    await (answered as Response).arrayBuffer();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(edge.logs.join("\n")).not.toMatch(/uncaught|unhandled/i);
+  });
+});
