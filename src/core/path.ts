@@ -13,7 +13,8 @@ export type PathRejection =
   | "path_parameter"
   | "double_encoding"
   | "invalid_utf8"
-  | "backslash";
+  | "backslash"
+  | "ambiguous_segment";
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 const HEX = /^[0-9A-Fa-f]{2}$/;
@@ -48,7 +49,9 @@ export function canonicalPath(rawPath: string): PathResult {
     if (byte === 0x2f) return { ok: false, detail: "encoded_slash" };
     if (byte === 0x5c) return { ok: false, detail: "encoded_backslash" };
     if (byte < 0x20 || byte === 0x7f) return { ok: false, detail: "control_character" };
-    if (byte === 0x3b) return { ok: false, detail: "path_parameter" };
+    // So are `?` and `#`, escaped: an origin (or a proxy before it) that decodes the path
+    // before splitting off the query would cut it there.
+    if (byte === 0x3b || byte === 0x3f || byte === 0x23) return { ok: false, detail: "path_parameter" };
     const char = String.fromCharCode(byte);
     decoded += byte < 0x80 && UNRESERVED.test(char) ? char : `%${hex.toUpperCase()}`;
     if (byte >= 0x80) nonAscii = true;
@@ -61,7 +64,21 @@ export function canonicalPath(rawPath: string): PathResult {
   // Escaped bytes that are not UTF-8 (an overlong `%C0%AE` is a `.` to a lax decoder, so
   // `/t/acme/%C0%AE%C0%AE/globex` would climb out of the tenant at such an origin) are refused.
   if (nonAscii && !isUtf8(decoded)) return { ok: false, detail: "invalid_utf8" };
-  return { ok: true, path: normaliseSegments(decoded) };
+  const path = normaliseSegments(decoded);
+  // Most paths have no segment ending in a dot or space, and nothing escaped beyond ASCII.
+  if (/\.(\/|$)|%20(\/|$)|%[89A-F]/.test(path) && path.split("/").some(readsOtherwise))
+    return { ok: false, detail: "ambiguous_segment" };
+  return { ok: true, path };
+}
+
+/**
+ * Whether an origin may read a segment as another one, which another route may guard:
+ * Windows servers (IIS) drop trailing dots and spaces (`admin.` is `admin`, `.. ` is `..`),
+ * and servers that normalise Unicode (NFKC) read a fullwidth `ａdmin` or `．．` as the ASCII.
+ */
+function readsOtherwise(segment: string): boolean {
+  const text = decodeURIComponent(segment);
+  return text.normalize("NFKC").replace(/[. ]+$/, "") !== text;
 }
 
 /** Whether the bytes `path` spells (ASCII, and `%XX` escapes) are valid UTF-8. */

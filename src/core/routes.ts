@@ -1,5 +1,7 @@
 // Route patterns: compiled once per isolate, matched against the canonical path and host.
 
+import { canonicalPath } from "./path";
+
 export type PathPart =
   | { kind: "literal"; value: string }
   | { kind: "capture"; name: string }
@@ -41,7 +43,9 @@ export function compilePathPattern(pattern: string): CompiledPattern | string {
       if (capturesOf({ parts }).includes(name)) return `capture "${segment}" appears twice`;
       parts.push({ kind: "capture", name });
     } else {
-      if (segment === "." || segment === ".." || /[*%;\\]/.test(segment)) {
+      // As a canonical path spells it, or no request could ever match it.
+      const canonical = canonicalPath(`/${segment}`);
+      if (/[*%?# ]/.test(segment) || !canonical.ok || canonical.path !== `/${segment}`) {
         return `segment "${segment}" is not a canonical literal`;
       }
       if (segment === "" && i !== raw.length - 1) return "empty segment (double slash)";
@@ -128,7 +132,9 @@ export function compileHostPattern(host: string): HostPattern | string {
     if (!/^(\.[a-z0-9-]+)+$/.test(lower.slice(dot))) return "not a host name after the capture";
     return { captureName: name, suffix: lower.slice(dot), ...withPort };
   }
-  if (!/^[a-z0-9.-]+$/.test(lower)) return "not a host name";
+  // As the URL parser writes it: `1.2.3` is 1.2.0.3 to it, and would never match.
+  if (!/^[a-z0-9.-]+$/.test(lower) || !URL.canParse(`http://${lower}`) || new URL(`http://${lower}`).hostname !== lower)
+    return "not a host name";
   return { exact: lower, ...withPort };
 }
 

@@ -11,7 +11,10 @@ describe("canonicalPath", () => {
     ["/v1/%61dmin", "/v1/admin"],
     ["/v1/%7euser", "/v1/~user"],
     ["/v1/%2e%2e/admin", "/admin"],
-    ["/v1/a%2E/b", "/v1/a./b"],
+    ["/v1/a%2Eb", "/v1/a.b"],
+    ["/v1/v1.0/x", "/v1/v1.0/x"],
+    // Non-ASCII that no Unicode normalisation changes goes on as sent, escaped.
+    ["/v1/%E6%97%A5%E6%9C%AC", "/v1/%E6%97%A5%E6%9C%AC"],
     ["/v1/caf%c3%a9", "/v1/caf%C3%A9"],
     // A literal percent sign stays encoded; only an escaped escape (`%25` + two hex digits) is refused.
     ["/v1/100%25", "/v1/100%25"],
@@ -51,6 +54,27 @@ describe("canonicalPath", () => {
     ["/v1/caf%C3", "invalid_utf8"],
     ["/v1/%ED%A0%80", "invalid_utf8"],
     ["v1", "path_not_absolute"],
+    // `?` and `#`, escaped: an origin that decodes before splitting the query cuts the path there.
+    ["/admin%3F/users", "path_parameter"],
+    ["/admin%3fx=1", "path_parameter"],
+    ["/admin%23/users", "path_parameter"],
+    // Segments Windows servers (IIS) read without their trailing dots and spaces.
+    ["/v1/a%2E/b", "ambiguous_segment"],
+    ["/admin./users", "ambiguous_segment"],
+    ["/admin%20/users", "ambiguous_segment"],
+    ["/admin.%20/users", "ambiguous_segment"],
+    ["/public/..%20/admin/users", "ambiguous_segment"],
+    ["/public/.../admin", "ambiguous_segment"],
+    ["/v1/users.", "ambiguous_segment"],
+    // Look-alikes servers that normalise Unicode (NFKC) read as ASCII: fullwidth `．．`, `／`,
+    // `＼` and letters, one-dot leaders.
+    ["/public/%EF%BC%8E%EF%BC%8E/admin/users", "ambiguous_segment"],
+    ["/public/..%EF%BC%8F/admin", "ambiguous_segment"],
+    ["/public/..%EF%BC%BC/admin", "ambiguous_segment"],
+    ["/public/%E2%80%A4%E2%80%A4/admin", "ambiguous_segment"],
+    ["/%EF%BD%81dmin/users", "ambiguous_segment"],
+    // Decomposed (NFD) where a composed character exists.
+    ["/v1/cafe%CC%81", "ambiguous_segment"],
   ])("rejects %s (%s)", (input, detail) => {
     expect(canonicalPath(input)).toEqual({ ok: false, detail });
   });

@@ -155,6 +155,30 @@ describe("policy validation names the field and why", () => {
       "routes[0].host: port 65536 is not one a URL carries",
     ],
     [
+      // The URL parser writes `1.2.3` as 1.2.0.3 and `0x7f.0.0.1` as 127.0.0.1: never matched.
+      "a host the URL parser writes otherwise",
+      (p: any) => (p.routes[0].host = "0x7f.0.0.1"),
+      "routes[0].host: not a host name",
+    ],
+    ["a short IPv4 host", (p: any) => (p.routes[0].host = "1.2.3"), "routes[0].host: not a host name"],
+    [
+      // No request path can hold them (the edge refuses such a segment), so the route would
+      // guard nothing and what it meant to guard would fall through.
+      "a path literal with a control character",
+      (p: any) => (p.routes[0].path = "/v1/ad\tmin/**"),
+      'routes[0].path: segment "ad\tmin" is not a canonical literal',
+    ],
+    [
+      "a path literal with a trailing dot",
+      (p: any) => (p.routes[0].path = "/v1/admin./**"),
+      'routes[0].path: segment "admin." is not a canonical literal',
+    ],
+    [
+      "a path literal with a space",
+      (p: any) => (p.routes[0].path = "/v1/my admin/**"),
+      'routes[0].path: segment "my admin" is not a canonical literal',
+    ],
+    [
       "a host capture followed by something that is not a host name",
       (p: any) => (p.routes[0].host = ":tenant.example.com/x"),
       "routes[0].host: not a host name after the capture",

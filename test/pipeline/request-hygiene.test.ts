@@ -67,6 +67,15 @@ describe("canonical path", () => {
     ["/public/%252e%252e/admin", "double_encoding"],
     ["/public/%25%32%65%25%32%65/admin", "double_encoding"],
     ["/public/%C0%AE%C0%AE/admin", "invalid_utf8"],
+    // Escaped `?` and `#`: an origin that decodes before splitting the query cuts the path there.
+    ["/public/a%3F/x", "path_parameter"],
+    ["/public/a%23/x", "path_parameter"],
+    // What Windows servers read without trailing dots and spaces, and NFKC-normalising ones as
+    // ASCII: `/public/..`, climbing out of the public prefix.
+    ["/public/..%20/admin", "ambiguous_segment"],
+    ["/public/%EF%BC%8E%EF%BC%8E/admin/users", "ambiguous_segment"],
+    ["/public/..%EF%BC%8F/admin", "ambiguous_segment"],
+    ["/plain./x", "ambiguous_segment"],
   ])("%s is refused with 400 (%s) and never forwarded", async (path, detail) => {
     const { response, text, seen, record } = await send(path);
     expect(response.status).toBe(400);
