@@ -604,7 +604,7 @@ export function clientAddressKey(raw: string | null | undefined): string {
   } catch {
     return "invalid";
   }
-  if (/^[\d.]+$/.test(host)) return host;
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) return host;
   if (host[0] !== "[") return "invalid";
   const [head, tail] = host
     .slice(1, -1)

@@ -752,6 +752,8 @@ describe("clientAddressKey", () => {
     ["[::1]", "invalid"],
     ["bad.cafe", "invalid"],
     ["1.2.3.4:80", "invalid"],
+    ["...", "invalid"],
+    ["....", "invalid"],
     ["", "unknown"],
     [undefined, "unknown"],
   ])("%s → %s", (raw, key) => {
