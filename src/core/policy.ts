@@ -772,12 +772,14 @@ function compileRoute(
       : context.defaultLimits.filter((limit) =>
           isPublic ? limit.key === "ip" || limit.key === "route" : limit.key !== "ip",
         );
-  // One limiter call carries every counter of its object kind (tenant and user; route and ip).
+  // One limiter call carries every counter of its object kind (tenant and user; route and ip):
+  // those that apply, a default the route replaces by name not among them.
+  const applied = [...inherited.filter((limit) => !own.some((mine) => mine.name === limit.name)), ...own];
   for (const [kind, keys] of [
     ["tenant and user", ["tenant", "user"]],
     ["route and ip", ["route", "ip"]],
   ] as const) {
-    const count = [...inherited, ...own].filter((limit) => (keys as readonly string[]).includes(limit.key)).length;
+    const count = applied.filter((limit) => (keys as readonly string[]).includes(limit.key)).length;
     if (count > MAX_COUNTERS_PER_CALL) {
       check.fail(`${path}.limits`, `at most ${MAX_COUNTERS_PER_CALL} ${kind} limits apply to one route (${count} do)`);
     }
