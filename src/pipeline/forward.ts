@@ -51,7 +51,7 @@ const SHARED_CACHE_RULED = /(?:^|,)\s*(?:public|s-maxage|must-revalidate|no-stor
 function keepFromSharedCaches(headers: Headers): void {
   const directives = headers.get("cache-control");
   // Quoted values left out: `ext="a, s-maxage=5"` holds no directive.
-  if (directives && SHARED_CACHE_RULED.test(directives.replace(/"[^"]*"/g, '""'))) return;
+  if (directives && SHARED_CACHE_RULED.test(directives.replace(/"(?:[^"\\]|\\.)*(?:"|$)/g, '""'))) return;
   headers.set("cache-control", directives ? `${directives}, private` : "private");
 }
 
@@ -137,12 +137,15 @@ export function forward(): Stage {
       c.get("outcome").forwarded = true;
     };
     const budget = upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS;
+    let answered = false;
     const upload = clientGone
       ? watchedBody(
           c.req.raw.body as ReadableStream,
           declared && /^\d{1,15}$/.test(declared) ? +declared : undefined,
           budget,
-          (how) => (how === "whole" ? forwarded() : clientGone.abort()),
+          // An origin that answered before taking the body: its answer goes on whole, unless
+          // the client broke off.
+          (how) => (how === "whole" ? forwarded() : (how === "client" || !answered) && clientGone.abort()),
         )
       : undefined;
     const init: RequestInit = {
@@ -160,6 +163,13 @@ export function forward(): Stage {
       // A binding may throw rather than reject: the same unreachable origin either way.
       sent = Promise.reject(error);
     }
+    if (upload)
+      sent.then(
+        () => {
+          answered = true;
+        },
+        () => undefined,
+      );
     // The budget covers the wait for the origin's response headers only: once they arrive
     // the race is over, so a long download or stream is never cut off mid-body. It starts
     // once the origin has the whole request (an upload takes as long as the client takes to

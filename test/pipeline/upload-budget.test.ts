@@ -3,9 +3,11 @@
 // one that cannot be reached while the client's upload stalls (502 at once).
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { basePolicy, harness } from "../support/harness";
+import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
 
 const issuerServer = (env as unknown as { ISSUER_SERVER: string }).ISSUER_SERVER;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Resolves with what `work` gives, or "hung" after `ms`. */
 function within<T>(work: Promise<T>, ms: number): Promise<T | "hung"> {
@@ -200,5 +202,82 @@ describe("the pump when the origin does not wait for the body", () => {
     await (answered as Response).arrayBuffer();
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(edge.logs.join("\n")).not.toMatch(/uncaught|unhandled/i);
+  });
+});
+
+describe("uploads, the origin and the client at their own pace", () => {
+  // A slow client is not the origin's fault: the budget does not cut it.
+  it("a client that pauses 700 ms mid-upload, with a 300 ms budget, gets the origin's answer", async () => {
+    const edge = harness(basePolicy({ upstreams: { echo: { url: echoOrigin, timeout_ms: 300 } } }));
+    const m = marker();
+    let step = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        step++;
+        if (step === 1) controller.enqueue(new Uint8Array(1000));
+        else if (step === 2) {
+          await sleep(700);
+          controller.enqueue(new Uint8Array(1000));
+        } else controller.close();
+      },
+    });
+    const response = await edge.fetch(
+      new Request("https://edge.test/public/slow-client", {
+        method: "POST",
+        body,
+        headers: { "content-length": "2000", "x-test-marker": m },
+        duplex: "half",
+      } as RequestInit),
+    );
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as { body_bytes: number }).body_bytes).toBe(2000);
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "allow", status: 200 });
+  });
+
+  // An empty body is whole at once: audited as allowed.
+  it("a 0-byte POST body reaches the origin and is audited as allowed", async () => {
+    const edge = harness(basePolicy({ upstreams: { echo: { url: echoOrigin, timeout_ms: 300 } } }));
+    const m = marker();
+    const response = await edge.fetch("/public/empty", {
+      method: "POST",
+      body: "",
+      headers: { "content-length": "0", "x-test-marker": m },
+    });
+    expect(response.status).toBe(200);
+    const [seen] = await originSaw(m);
+    expect(seen?.body_bytes).toBe(0);
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "allow", status: 200 });
+  });
+
+  // The origin answers before taking the upload and streams its answer for longer than the
+  // budget: the answer is passed on whole, however long the unread upload waits.
+  it("an answer already passed on is not cut when the unread upload later 'stalls'", async () => {
+    const origin = {
+      fetch: (_input: string, init: RequestInit) =>
+        fetch(`${echoOrigin}/stream`, { headers: { "x-echo-stream-ms": "800" }, signal: init.signal }),
+    };
+    const edge = serviceEdge(origin, 200);
+    const response = await edge.fetch("/held/x", { method: "POST", body: "hello" });
+    expect(response.status).toBe(200);
+    let text = "";
+    let failure: unknown;
+    try {
+      text = await response.text();
+    } catch (error) {
+      failure = error;
+    }
+    expect(String(failure ?? "")).toBe("");
+    expect(JSON.parse(text)).toMatchObject({ path: "/stream" });
+  });
+
+  // The same origin with an empty upload (the body is whole at once).
+  it("the same early streamed answer with a 0-byte upload arrives whole", async () => {
+    const origin = {
+      fetch: (_input: string, init: RequestInit) =>
+        fetch(`${echoOrigin}/stream`, { headers: { "x-echo-stream-ms": "800" }, signal: init.signal }),
+    };
+    const edge = serviceEdge(origin, 200);
+    const response = await edge.fetch("/held/x", { method: "POST", body: "" });
+    expect(JSON.parse(await response.text())).toMatchObject({ path: "/stream" });
   });
 });
