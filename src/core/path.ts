@@ -65,20 +65,23 @@ export function canonicalPath(rawPath: string): PathResult {
   // `/t/acme/%C0%AE%C0%AE/globex` would climb out of the tenant at such an origin) are refused.
   if (nonAscii && !isUtf8(decoded)) return { ok: false, detail: "invalid_utf8" };
   const path = normaliseSegments(decoded);
-  // Most paths have no segment ending in a dot or space, and nothing escaped beyond ASCII.
-  if (/\.(\/|$)|%20(\/|$)|%[89A-F]/.test(path) && path.split("/").some(readsOtherwise))
+  // Most paths have no segment ending in a dot or space, no colon, and nothing escaped beyond ASCII.
+  if (/\.(\/|$)|%20(\/|$)|%[89A-F]|:|%3A/.test(path) && path.split("/").some(readsOtherwise))
     return { ok: false, detail: "ambiguous_segment" };
   return { ok: true, path };
 }
 
 /**
  * Whether an origin may read a segment as another one, which another route may guard:
- * Windows servers (IIS) drop trailing dots and spaces (`admin.` is `admin`, `.. ` is `..`),
- * and servers that normalise Unicode (NFKC) read a fullwidth `ａdmin` or `．．` as the ASCII.
+ * Windows servers (IIS) drop trailing dots and spaces (`admin.` is `admin`, `.. ` is `..`)
+ * and read an NTFS stream name as its file (`admin::$DATA`, `admin:$i30:$INDEX_ALLOCATION`);
+ * a best-fit conversion to a Windows code page reads `¥` and `₩` (Japanese, Korean), `∕` and
+ * `∖` as `\` or `/`; servers that normalise Unicode (NFKC) read a fullwidth `ａdmin` or `．．`
+ * as the ASCII.
  */
 function readsOtherwise(segment: string): boolean {
   const text = decodeURIComponent(segment);
-  return text.normalize("NFKC").replace(/[. ]+$/, "") !== text;
+  return /:\$|[\u00a5\u20a9\u2215\u2216]/.test(text) || text.normalize("NFKC").replace(/[. ]+$/, "") !== text;
 }
 
 /** Whether the bytes `path` spells (ASCII, and `%XX` escapes) are valid UTF-8. */

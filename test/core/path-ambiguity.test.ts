@@ -1,0 +1,66 @@
+// Path spellings an origin may read as another path, which another route may guard: refused
+// however they are escaped; the common legitimate ones go through.
+import { describe, expect, it } from "vitest";
+import { canonicalPath } from "../../src/core/path";
+
+describe("segments an origin reads as another", () => {
+  // NTFS stream names: IIS reads `admin::$INDEX_ALLOCATION` as the directory `admin`, and
+  // `x.aspx::$DATA` as the file `x.aspx`.
+  it.each([
+    "/public/../admin::$INDEX_ALLOCATION/users",
+    "/admin:$i30:$INDEX_ALLOCATION/users",
+    "/admin%3A%3A%24INDEX_ALLOCATION/users",
+    "/admin/report.aspx::$DATA",
+  ])("refuses the NTFS stream spelling %s", (path) => {
+    expect(canonicalPath(path)).toEqual({ ok: false, detail: "ambiguous_segment" });
+  });
+
+  // A best-fit conversion to a Windows code page reads `¥` (cp932) and `₩` (cp949) as `\`.
+  it.each(["/public/..%C2%A5admin/users", "/public/..%E2%82%A9admin/users", "/public/..%E2%88%95admin"])(
+    "refuses %s, a separator to a best-fit ANSI conversion",
+    (path) => {
+      expect(canonicalPath(path)).toEqual({ ok: false, detail: "ambiguous_segment" });
+    },
+  );
+
+  // the fast path cannot be dodged; every way of spelling a trailing
+  // dot/space or a non-ASCII byte reaches the check, and decodeURIComponent never throws.
+  it("every escape of a trailing dot or space, and NFKC look-alikes, is refused; nothing throws", () => {
+    for (const path of [
+      "/admin%2e/x",
+      "/admin%2E%2e/x",
+      "/admin.%2E%20/x",
+      "/admin%20%2E/x",
+      "/admin%C2%A0/x", // NBSP
+      "/admin%E3%80%80/x", // ideographic space
+      "/admin%EF%BC%8E/x", // fullwidth full stop
+      "/%EF%BD%81dmin/x",
+      "/a%CC%81dmin/x",
+    ]) {
+      expect({ path, r: canonicalPath(path) }).toEqual({ path, r: { ok: false, detail: "ambiguous_segment" } });
+    }
+    // Raw non-ASCII never reaches canonicalPath from a request: the URL parser escapes it.
+    expect(new URL("https://e.test/ａdmin./x").pathname).toBe("/%EF%BD%81dmin./x");
+    const pieces = ["%C3%A9", "%E2%80%A4", "%EF%BC%8E", ".", "%20", "%2E", "a", "/", "%CC%81", "%F0%9F%A6%80"];
+    const walk = (path: string, depth: number) => {
+      expect(() => canonicalPath(path)).not.toThrow();
+      if (depth > 0) for (const piece of pieces) walk(path + piece, depth - 1);
+    };
+    walk("/", 4);
+  });
+
+  // common legitimate paths still go through.
+  it.each([
+    "/v1.2/items",
+    "/.well-known/openid-configuration",
+    "/files/report.v2.pdf",
+    "/~user/a@b/k=v,w/x+y:z",
+    "/wiki/caf%C3%A9",
+    "/%E6%97%A5%E6%9C%AC%E8%AA%9E/%E3%83%86%E3%82%B9%E3%83%88", // 日本語/テスト
+    "/%E4%B8%AD%E6%96%87/%E6%96%87%E4%BB%B6", // 中文/文件
+    "/a%20b/c", // an inner space
+    "/%F0%9F%A6%80", // emoji
+  ])("accepts %s", (path) => {
+    expect(canonicalPath(path)).toMatchObject({ ok: true });
+  });
+});
