@@ -43,9 +43,10 @@ export function compilePathPattern(pattern: string): CompiledPattern | string {
       if (capturesOf({ parts }).includes(name)) return `capture "${segment}" appears twice`;
       parts.push({ kind: "capture", name });
     } else {
-      // As a canonical path spells it, or no request could ever match it.
-      const canonical = canonicalPath(`/${segment}`);
-      if (/[*%?# ]/.test(segment) || !canonical.ok || canonical.path !== `/${segment}`) {
+      // As a canonical path spells it (decoded, as segments are matched), or no request could
+      // ever match it: the URL parser first escapes what a request would carry escaped.
+      const canonical = /[*%?# ]/.test(segment) ? undefined : canonicalPath(new URL(`http://x/${segment}`).pathname);
+      if (!canonical?.ok || decodeURIComponent(canonical.path) !== `/${segment}`) {
         return `segment "${segment}" is not a canonical literal`;
       }
       if (segment === "" && i !== raw.length - 1) return "empty segment (double slash)";

@@ -1,0 +1,59 @@
+// Route path literals and hosts must be written as a request spells them, or the route would
+// guard nothing; the ones requests do spell compile and match.
+import { describe, expect, it } from "vitest";
+import { compilePolicy } from "../../src/core/policy";
+import { basePolicy, harness } from "../support/harness";
+import { problemsOf } from "../support/policy-problems";
+
+const minimal = () => ({
+  version: 3,
+  upstreams: { api: { url: "https://origin.example.com" } },
+  issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
+  routes: [{ name: "r", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "api" }],
+});
+
+describe("route literals and hosts as requests spell them", () => {
+  // literals requests do spell, and hosts as the URL parser writes them.
+  it("reasonable literals and hosts compile; a raw non-ASCII literal matches its escaped request", async () => {
+    for (const path of ["/~user/**", "/a@b/**", "/data:purge", "/a+b/k=v/x,y", "/.well-known/**", "/v1.2/**"]) {
+      const p = minimal();
+      p.routes[0]!.path = path;
+      expect({ path, problems: problemsOf(p) }).toEqual({ path, problems: [] });
+    }
+    for (const host of [
+      "xn--caf-dma.example",
+      "api.example.com.",
+      "API.Example.com",
+      "localhost",
+      "10.0.0.1",
+      "a-b.c",
+    ]) {
+      const p: any = minimal();
+      p.routes[0].host = host;
+      expect({ host, problems: problemsOf(p) }).toEqual({ host, problems: [] });
+    }
+    const edge = harness(
+      basePolicy({ routes: [{ name: "cafe", methods: ["GET"], path: "/café/**", auth: "public", upstream: "echo" }] }),
+    );
+    expect((await edge.fetch("/caf%C3%A9/x")).status).toBe(200);
+  });
+
+  // Raw non-ASCII a request would carry escaped, and then be refused with: never matched.
+  it.each(["/ａdmin/**", "/cafe\u0301/**", "/（最終）/**"])("refuses the unmatchable literal %s", async (path) => {
+    const p = minimal();
+    p.routes[0]!.path = path;
+    expect(problemsOf(p).join("\n")).toMatch(/not a canonical literal/);
+  });
+
+  it("a literal mixing a raw U+01C3 and %80 is a policy problem, not a URIError", () => {
+    const p = minimal();
+    p.routes[0]!.path = "/\u01C3%80/**";
+    let thrown: unknown;
+    try {
+      compilePolicy(p);
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as Error)?.name).toBe("PolicyError");
+  });
+});
