@@ -1,0 +1,68 @@
+// Whether the origin ruled on shared caches is read from its Cache-Control outside quoted
+// values, quoted-pairs and an unterminated quote included.
+import { beforeAll, describe, expect, it } from "vitest";
+import { basePolicy, harness } from "../support/harness";
+import { makeIssuer, type TestIssuer } from "../support/issuers";
+
+describe("Cache-Control quoted values on Access answers", () => {
+  const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
+  let team: TestIssuer;
+  beforeAll(async () => {
+    team = await makeIssuer("RS256");
+  });
+
+  async function answer(cacheControl: string) {
+    const now = Math.floor(Date.now() / 1000);
+    const token = await team.sign({
+      aud: [AUD_TAG],
+      email: "u@example.com",
+      sub: "s",
+      type: "app",
+      iat: now,
+      exp: now + 600,
+    });
+    const edge = harness(
+      basePolicy({
+        issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },
+        upstreams: { svc: { service: "ECHO_SERVICE" } },
+        routes: [
+          {
+            name: "app",
+            methods: ["GET"],
+            path: "/app/**",
+            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            upstream: "svc",
+          },
+        ],
+      }),
+    );
+    const response = await edge.fetch("/app/report", {
+      headers: {
+        cookie: `CF_Authorization=${token}`,
+        "x-respond-with": JSON.stringify([["cache-control", cacheControl]]),
+      },
+    });
+    expect(response.status).toBe(200);
+    return response.headers.get("cache-control");
+  }
+
+  it("a directive inside a quoted value with an escaped quote does not count", async () => {
+    const fake = 'max-age=600, ext="a\\", public, x="';
+    expect(await answer(fake)).toBe(`${fake}, private`);
+  });
+
+  it("a real ruling after a quoted value holding an escaped quote still counts", async () => {
+    const real = 'ext="\\"", public, private="set-cookie"';
+    expect(await answer(real)).toBe(real);
+  });
+
+  // an unterminated quote after a real ruling keeps the ruling.
+  it("an unterminated quote after the ruling does not hide it", async () => {
+    expect(await answer('no-store, ext="x')).toBe('no-store, ext="x');
+  });
+
+  it("a directive after an unterminated quote does not count", async () => {
+    const fake = 'max-age=600, ext="x, public';
+    expect(await answer(fake)).toBe(`${fake}, private`);
+  });
+});
