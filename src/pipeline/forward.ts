@@ -51,7 +51,8 @@ const SHARED_CACHE_RULED = /(?:^|,)\s*(?:public|s-maxage|must-revalidate|no-stor
 function keepFromSharedCaches(headers: Headers): void {
   const directives = headers.get("cache-control");
   // Quoted values left out: `ext="a, s-maxage=5"` holds no directive.
-  if (directives && SHARED_CACHE_RULED.test(directives.replace(/"(?:[^"\\]|\\.)*(?:"|$)/g, '""'))) return;
+  // A pattern that cannot fail, so never backtracks (one that could took seconds on a long header).
+  if (directives && SHARED_CACHE_RULED.test(directives.replace(/"(?:[^"\\]|\\[\s\S])*(?:"|\\?$)/g, '""'))) return;
   headers.set("cache-control", directives ? `${directives}, private` : "private");
 }
 
@@ -69,6 +70,7 @@ function watchedBody(
   source: ReadableStream,
   length: number | undefined,
   budgetMs: number,
+  answered: () => boolean,
   ended: (how: UploadEnd) => void,
 ): { body: ReadableStream; end: Promise<UploadEnd> } {
   // The runtime's own byte stream, not a JavaScript TransformStream: when the client breaks
@@ -89,8 +91,12 @@ function watchedBody(
         return "client";
       }
       try {
-        const taken = await withDeadline(chunk.done ? writer.close() : writer.write(chunk.value), budgetMs);
-        if (taken === TIMED_OUT) return "stalled";
+        const step = chunk.done ? writer.close() : writer.write(chunk.value);
+        // Until the origin answers; then taking its body is its own affair.
+        if ((await withDeadline(step, budgetMs)) === TIMED_OUT) {
+          if (!answered()) return "stalled";
+          await step;
+        }
         if (chunk.done) return "whole";
       } catch {
         reader.cancel().catch(() => undefined);
@@ -143,6 +149,7 @@ export function forward(): Stage {
           c.req.raw.body as ReadableStream,
           declared && /^\d{1,15}$/.test(declared) ? +declared : undefined,
           budget,
+          () => answered,
           // An origin that answered before taking the body: its answer goes on whole, unless
           // the client broke off.
           (how) => (how === "whole" ? forwarded() : (how === "client" || !answered) && clientGone.abort()),

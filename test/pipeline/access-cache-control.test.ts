@@ -56,7 +56,7 @@ describe("Cache-Control quoted values on Access answers", () => {
     expect(await answer(real)).toBe(real);
   });
 
-  // an unterminated quote after a real ruling keeps the ruling.
+  // An unterminated quote after a real ruling keeps the ruling.
   it("an unterminated quote after the ruling does not hide it", async () => {
     expect(await answer('no-store, ext="x')).toBe('no-store, ext="x');
   });
@@ -64,5 +64,17 @@ describe("Cache-Control quoted values on Access answers", () => {
   it("a directive after an unterminated quote does not count", async () => {
     const fake = 'max-age=600, ext="x, public';
     expect(await answer(fake)).toBe(`${fake}, private`);
+  });
+
+  it("directives after a closed quoted value are still seen; one inside, or after a lone backslash, is not", async () => {
+    for (const [value, kept] of [
+      ['ext="a\\\\", public', true],
+      ['ext="a\\"b", no-store', true],
+      ['ext="a, public"', false],
+      ['ext="a\\", public', false],
+      ['max-age=60, ext="x, public\\', false],
+    ] as const) {
+      expect({ value, cc: await answer(value) }).toEqual({ value, cc: kept ? value : `${value}, private` });
+    }
   });
 });

@@ -123,7 +123,7 @@ describe("the pump when the origin does not wait for the body", () => {
     });
   }
 
-  // an origin that answers before reading the body (the issuer server's
+  // An origin that answers before reading the body (the issuer server's
   // 404 for an unknown path) is passed on at once, even while the client's upload is stalled.
   it("an origin answering at once is passed on while the client's upload stalls", async () => {
     const edge = harness(
@@ -151,7 +151,7 @@ describe("the pump when the origin does not wait for the body", () => {
     expect(edge.logs.join("\n")).not.toMatch(/uncaught|unhandled/i);
   });
 
-  // an unreachable origin with a stalled upload is 502 at once.
+  // An unreachable origin with a stalled upload is 502 at once.
   it("an unreachable origin with a stalled upload is 502 origin_unavailable at once", async () => {
     const edge = harness(basePolicy({ upstreams: { echo: { url: "http://127.0.0.1:9" } } }));
     const answered = await within(
@@ -169,7 +169,7 @@ describe("the pump when the origin does not wait for the body", () => {
     expect(edge.audit.at(-1)).toMatchObject({ reason: "origin_unavailable", detail: "origin_unreachable" });
   });
 
-  // an 8 MiB upload to an origin that answers 404 at once without reading it.
+  // An 8 MiB upload to an origin that answers 404 at once without reading it.
   it("a large upload to an origin that answers at once without reading it", async () => {
     const edge = harness(
       basePolicy({
@@ -279,5 +279,63 @@ describe("uploads, the origin and the client at their own pace", () => {
     const edge = serviceEdge(origin, 200);
     const response = await edge.fetch("/held/x", { method: "POST", body: "" });
     expect(JSON.parse(await response.text())).toMatchObject({ path: "/stream" });
+  });
+
+  // An origin that answers at once and then takes the body at its own pace (a streaming
+  // transform): once it has answered, its taking the body is held to no budget.
+  it("an origin that answered, then takes the body later than timeout_ms, gets the whole body", async () => {
+    const origin = {
+      fetch: (_input: string, init: RequestInit) => {
+        const upload = init.body as ReadableStream<Uint8Array>;
+        const out = new ReadableStream<Uint8Array>({
+          async start(controller) {
+            await sleep(600); // slower than the 200 ms budget to take the first part
+            let bytes = 0;
+            const reader = upload.getReader();
+            for (;;) {
+              const { done, value } = await reader.read();
+              if (done) break;
+              bytes += value.byteLength;
+            }
+            controller.enqueue(new TextEncoder().encode(JSON.stringify({ bytes })));
+            controller.close();
+          },
+        });
+        return Promise.resolve(new Response(out, { status: 200 }));
+      },
+    };
+    const edge = serviceEdge(origin, 200);
+    const response = await within(
+      edge.fetch(
+        new Request("https://edge.test/held/x", {
+          method: "POST",
+          body: "hello",
+          headers: { "content-length": "5" },
+        }),
+      ),
+      3000,
+    );
+    expect(response).not.toBe("hung");
+    expect((response as Response).status).toBe(200);
+    const text = await within(
+      (response as Response).text().catch((error) => `failed: ${error}`),
+      3000,
+    );
+    expect(text).toBe(JSON.stringify({ bytes: 5 }));
+  });
+
+  it("an origin refusing the body (cancel, then 413) is passed on", async () => {
+    const origin = {
+      fetch: async (_input: string, init: RequestInit) => {
+        await (init.body as ReadableStream).cancel();
+        await sleep(20);
+        return new Response("too large", { status: 413 });
+      },
+    };
+    const edge = serviceEdge(origin, 200);
+    const response = await edge.fetch(
+      new Request("https://edge.test/held/x", { method: "POST", body: "x".repeat(1000) }),
+    );
+    expect(response.status).toBe(413);
   });
 });
