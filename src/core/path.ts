@@ -75,13 +75,16 @@ export function canonicalPath(rawPath: string): PathResult {
  * Whether an origin may read a segment as another one, which another route may guard:
  * Windows servers (IIS) drop trailing dots and spaces (`admin.` is `admin`, `.. ` is `..`)
  * and read an NTFS stream name as its file (`admin::$DATA`, `admin:$i30:$INDEX_ALLOCATION`);
- * a best-fit conversion to a Windows code page reads `¥` and `₩` (Japanese, Korean), `∕` and
- * `∖` as `\` or `/`; servers that normalise Unicode (NFKC) read a fullwidth `ａdmin` or `．．`
+ * a best-fit conversion to a Windows code page reads `¥` and `₩` (Japanese, Korean), `∕`, `⁄`
+ * and `∖` as `\` or `/`, and `∶` or `։` as `:`; servers that normalise Unicode (NFKC) read a fullwidth `ａdmin` or `．．`
  * as the ASCII.
  */
 function readsOtherwise(segment: string): boolean {
   const text = decodeURIComponent(segment);
-  return /:\$|[\u00a5\u20a9\u2215\u2216]/.test(text) || text.normalize("NFKC").replace(/[. ]+$/, "") !== text;
+  return (
+    /[:\u2236\u0589]\$|[\u00a5\u20a9\u2215\u2216\u2044]/.test(text) ||
+    text.normalize("NFKC").replace(/[. ]+$/, "") !== text
+  );
 }
 
 /** Whether the bytes `path` spells (ASCII, and `%XX` escapes) are valid UTF-8. */

@@ -16,14 +16,23 @@ describe("segments an origin reads as another", () => {
   });
 
   // A best-fit conversion to a Windows code page reads `¥` (cp932) and `₩` (cp949) as `\`.
-  it.each(["/public/..%C2%A5admin/users", "/public/..%E2%82%A9admin/users", "/public/..%E2%88%95admin"])(
-    "refuses %s, a separator to a best-fit ANSI conversion",
-    (path) => {
-      expect(canonicalPath(path)).toEqual({ ok: false, detail: "ambiguous_segment" });
-    },
-  );
+  it.each([
+    "/public/..%C2%A5admin/users",
+    "/public/..%E2%82%A9admin/users",
+    "/public/..%E2%88%95admin",
+    // U+2044 FRACTION SLASH, `/` to cp1252's best fit; U+2236 and U+0589, `:` to it.
+    "/public/..%E2%81%84admin/users",
+    "/admin%E2%88%B6%E2%88%B6$DATA/users",
+    "/admin%D6%89%D6%89$INDEX_ALLOCATION/users",
+    // Look-alikes NFKC already reads as ASCII: small and fullwidth solidi, fullwidth colons.
+    "/a%EF%B9%A8b",
+    "/a%EF%BC%8Fb",
+    "/a%EF%BC%9A%EF%BC%9A$DATA",
+  ])("refuses %s, a separator to a best-fit ANSI conversion", (path) => {
+    expect(canonicalPath(path)).toEqual({ ok: false, detail: "ambiguous_segment" });
+  });
 
-  // the fast path cannot be dodged; every way of spelling a trailing
+  // The fast path cannot be dodged: every way of spelling a trailing
   // dot/space or a non-ASCII byte reaches the check, and decodeURIComponent never throws.
   it("every escape of a trailing dot or space, and NFKC look-alikes, is refused; nothing throws", () => {
     for (const path of [
@@ -49,7 +58,7 @@ describe("segments an origin reads as another", () => {
     walk("/", 4);
   });
 
-  // common legitimate paths still go through.
+  // Common legitimate paths still go through.
   it.each([
     "/v1.2/items",
     "/.well-known/openid-configuration",
