@@ -2,6 +2,7 @@
 // guard nothing; the ones requests do spell compile and match.
 import { describe, expect, it } from "vitest";
 import { compilePolicy } from "../../src/core/policy";
+import { compilePathPattern } from "../../src/core/routes";
 import { basePolicy, harness } from "../support/harness";
 import { problemsOf } from "../support/policy-problems";
 
@@ -13,7 +14,7 @@ const minimal = () => ({
 });
 
 describe("route literals and hosts as requests spell them", () => {
-  // literals requests do spell, and hosts as the URL parser writes them.
+  // Literals requests do spell, and hosts as the URL parser writes them.
   it("reasonable literals and hosts compile; a raw non-ASCII literal matches its escaped request", async () => {
     for (const path of ["/~user/**", "/a@b/**", "/data:purge", "/a+b/k=v/x,y", "/.well-known/**", "/v1.2/**"]) {
       const p = minimal();
@@ -55,5 +56,81 @@ describe("route literals and hosts as requests spell them", () => {
       thrown = error;
     }
     expect((thrown as Error)?.name).toBe("PolicyError");
+  });
+});
+
+describe("literals with characters the URL parser escapes or leaves as they are", () => {
+  const withPath = (path: string) => ({ ...minimal(), routes: [{ ...minimal().routes[0]!, path }] });
+
+  const punct = [
+    "'",
+    "!",
+    "$",
+    "&",
+    "(",
+    ")",
+    "[",
+    "]",
+    "|",
+    "^",
+    "`",
+    "{",
+    "}",
+    '"',
+    "<",
+    ">",
+    "@",
+    "=",
+    "+",
+    ",",
+    "~",
+  ];
+
+  // Each compiles and matches a request however it spells the character, raw or escaped.
+  it("punctuation literals compile and match raw and escaped requests", async () => {
+    for (const ch of punct) {
+      const literal = `a${ch}b`;
+      expect({ literal, problems: problemsOf(withPath(`/${literal}/**`)) }).toEqual({ literal, problems: [] });
+    }
+    const edge = harness(
+      basePolicy({
+        routes: punct.map((ch, i) => ({
+          name: `p${i}`,
+          methods: ["GET"],
+          path: `/p${i}/a${ch}b`,
+          auth: "public",
+          upstream: "echo",
+        })),
+      }),
+    );
+    for (const [i, ch] of punct.entries()) {
+      const escaped = `%${ch.charCodeAt(0).toString(16).toUpperCase()}`;
+      const raw = await edge.fetch(new Request(`https://edge.test/p${i}/a${ch}b`));
+      const esc = await edge.fetch(new Request(`https://edge.test/p${i}/a${escaped}b`));
+      expect({ ch, raw: raw.status, esc: esc.status }).toEqual({ ch, raw: 200, esc: 200 });
+    }
+  });
+
+  // None throws; each one no request can carry is refused.
+  it("no literal throws; unmatchable ones are refused", () => {
+    for (const literal of [
+      "a\\b",
+      "a\tb",
+      "\ud800",
+      "..",
+      ".",
+      "a\u0000",
+      "a\u007f",
+      "a\u00a0b",
+      "x::$DATA",
+      "\u2215",
+      "a;b",
+    ]) {
+      let result: unknown;
+      expect(() => {
+        result = compilePathPattern(`/${literal}`);
+      }).not.toThrow();
+      expect({ literal, result: typeof result }).toEqual({ literal, result: "string" });
+    }
   });
 });
