@@ -26,9 +26,12 @@ function localIssuers(): (issuer: IssuerConfig) => IssuerConfig {
   return (issuer) => {
     if (taken.has(issuer.kind)) return issuer;
     taken.add(issuer.kind);
-    if (issuer.kind === "cloudflare_access") return { ...issuer, team_domain: LOCAL_ACCESS_TEAM };
+    // The development provider signs with its own algorithms (ES256, Access-style RS256): a
+    // list written for the real issuer (RS256 only, say) would refuse every local token.
+    const { algorithms: _theirs, ...kept } = issuer;
+    if (kept.kind === "cloudflare_access") return { ...kept, team_domain: LOCAL_ACCESS_TEAM };
     // Discovery on the development provider finds its own keys.
-    const { jwks_uri: _unused, ...rest } = issuer;
+    const { jwks_uri: _unused, ...rest } = kept;
     return { ...rest, issuer: LOCAL_IDP_URL };
   };
 }
