@@ -134,7 +134,9 @@ export function buildClaims(options, now = Math.floor(Date.now() / 1000)) {
     if (options.email !== undefined) claims.email = options.email;
   }
   if (groups) claims.groups = groups;
-  for (const [key, value] of options.claim) claims[key] = value;
+  // Defined, not assigned: `__proto__` is a claim like any other here, not the prototype.
+  for (const [key, value] of options.claim)
+    Object.defineProperty(claims, key, { value, enumerable: true, writable: true, configurable: true });
   return claims;
 }
 
