@@ -28,6 +28,16 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
+/** A copy of what `npm start` needs, to run a stack from with an edited policy. */
+function projectCopy(prefix: string): string {
+  const copy = mkdtempSync(join(scratch, prefix));
+  for (const entry of ["dev", "src", "durable-objects", "policy", "wrangler.toml", "package.json", "tsconfig.json"]) {
+    cpSync(join(root, entry), join(copy, entry), { recursive: true });
+  }
+  symlinkSync(join(root, "node_modules"), join(copy, "node_modules"), "dir");
+  return copy;
+}
+
 /** Runs the token CLI as `npm run -s token -- ...args` would. */
 function token(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -249,11 +259,7 @@ describe("npm start", () => {
   // A policy for your own API has no demo `/public/` route: the start-up check of the edge
   // must not call that a fault.
   it("a valid policy without a /public/** route starts without a warning", async () => {
-    const copy = mkdtempSync(join(scratch, "stack-"));
-    for (const entry of ["dev", "src", "durable-objects", "policy", "wrangler.toml", "package.json", "tsconfig.json"]) {
-      cpSync(join(root, entry), join(copy, entry), { recursive: true });
-    }
-    symlinkSync(join(root, "node_modules"), join(copy, "node_modules"), "dir");
+    const copy = projectCopy("stack-");
     const edited = JSON.parse(readFileSync(join(root, "policy", "policy.json"), "utf8"));
     edited.routes = edited.routes.filter((route: { name: string }) => route.name !== "public");
     writeFileSync(join(copy, "policy", "policy.json"), JSON.stringify(edited, null, 2));
@@ -266,13 +272,10 @@ describe("npm start", () => {
       await stopStack(stack);
     }
   }, 180_000);
+
   // A policy.json that is not JSON cannot be bundled: npm start says so and exits.
   it("a policy.json with a JSON syntax error stops npm start with the file it could not build", async () => {
-    const copy = mkdtempSync(join(scratch, "badjson-"));
-    for (const entry of ["dev", "src", "durable-objects", "policy", "wrangler.toml", "package.json", "tsconfig.json"]) {
-      cpSync(join(root, entry), join(copy, entry), { recursive: true });
-    }
-    symlinkSync(join(root, "node_modules"), join(copy, "node_modules"), "dir");
+    const copy = projectCopy("badjson-");
     const file = join(copy, "policy", "policy.json");
     writeFileSync(file, readFileSync(file, "utf8").replace('"version": 1,', '"version": 1,,'));
     let stack: Stack | undefined;
