@@ -21,6 +21,9 @@ export function cors(): Stage {
       c.req.method === "OPTIONS" && origin !== undefined && c.req.header("access-control-request-method") !== undefined;
 
     if (isPreflight) {
+      // Allowed or refused, the answer depends on the Origin.
+      const headers = responseHeaders(c);
+      headers.append("vary", "Origin");
       if (!config) return deny(c, "cors_rejected", { detail: "route_has_no_cors" });
       const allowOrigin = allowedOrigin(config, origin);
       if (!allowOrigin) return deny(c, "cors_rejected", { detail: "origin_not_allowed" });
@@ -39,13 +42,10 @@ export function cors(): Stage {
       if (requestedHeaders.some((h) => !allowHeaders.includes(h))) {
         return deny(c, "cors_rejected", { detail: "header_not_allowed" });
       }
-      const headers = new Headers({
-        "access-control-allow-origin": allowOrigin,
-        "access-control-allow-methods": methods.join(", "),
-        "access-control-allow-headers": allowHeaders.join(", "),
-        "access-control-max-age": String(config.max_age_s ?? 600),
-        vary: "Origin",
-      });
+      headers.set("access-control-allow-origin", allowOrigin);
+      headers.set("access-control-allow-methods", methods.join(", "));
+      headers.set("access-control-allow-headers", allowHeaders.join(", "));
+      headers.set("access-control-max-age", String(config.max_age_s ?? 600));
       if (config.allow_credentials) headers.set("access-control-allow-credentials", "true");
       return new Response(null, { status: 204, headers });
     }
