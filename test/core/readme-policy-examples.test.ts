@@ -85,11 +85,14 @@ describe("README policy snippets", () => {
 describe("local policy derived from an edited policy/policy.json", () => {
   // The token CLI signs OIDC tokens with ES256: an issuer written for the real provider as
   // RS256 only (Auth0, Okta, Entra) must still take the local stack's tokens.
-  it("the first OIDC issuer still accepts the development provider's ES256 tokens", () => {
+  it("the first issuer of each kind takes the development provider's tokens, whatever algorithms it was written with", () => {
     const edited = structuredClone(policy) as unknown as PolicyDocument;
     (edited.issuers as any).demo.algorithms = ["RS256"];
+    (edited.issuers as any).access.algorithms = ["ES256"];
     expect(problemsOf(edited)).toEqual([]);
     const local = compilePolicy(localPolicy(edited));
+    // The provider signs OIDC tokens with ES256 and Access assertions with RS256.
     expect(local.issuers.get("demo")?.algorithms).toContain("ES256");
+    expect(local.issuers.get("access")?.algorithms).toContain("RS256");
   });
 });

@@ -11,7 +11,6 @@ import { afterAll, describe, expect, it } from "vitest";
 
 const root = join(import.meta.dirname, "..", "..");
 const README = readFileSync(join(root, "README.md"), "utf8");
-const EDGE_URL = "http://127.0.0.1:8787";
 const scratch = mkdtempSync(join(tmpdir(), "portcullis-tooling-"));
 const keysFile = join(scratch, "keys.json");
 
@@ -185,13 +184,18 @@ function sh(command: string): Promise<string> {
   );
 }
 
-async function edgeIsDown(): Promise<boolean> {
-  try {
-    await fetch(`${EDGE_URL}/public/`, { signal: AbortSignal.timeout(2000) });
-    return false;
-  } catch {
-    return true;
+/** Whether nothing answers on the edge's port (or, with `all`, on the provider's and origin's too). */
+async function edgeIsDown(all = false): Promise<boolean> {
+  const ports = all ? [8787, 8788, 8789] : [8787];
+  for (const port of ports) {
+    try {
+      await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) });
+      return false;
+    } catch {
+      // nothing there
+    }
   }
+  return true;
 }
 
 describe("npm start", () => {
@@ -298,7 +302,7 @@ describe("npm start", () => {
     stack.child.kill("SIGHUP");
     await stack.exited;
     await new Promise((r) => setTimeout(r, 3000));
-    const down = await edgeIsDown();
+    const down = await edgeIsDown(true);
     // Clean up what start.mjs left behind (by the process group it created), then judge.
     for (const pgid of groups) {
       try {
