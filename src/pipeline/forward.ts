@@ -116,6 +116,9 @@ const internet: Upstream = { fetch: (input, init) => fetch(input, init) };
 
 export function forward(): Stage {
   const run: Stage["run"] = async (c) => {
+    // A client gone while an earlier stage waited (its record already says refused, and the
+    // runtime may not have cancelled this work): nothing goes to the origin.
+    if (c.req.raw.signal.aborted) return deny(c, "client_closed", { detail: "client_disconnected" });
     const route = c.get("route");
     const upstream = route.upstream;
     const incoming = c.get("url");

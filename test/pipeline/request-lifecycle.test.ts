@@ -1,0 +1,328 @@
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import { createApp } from "../../src/app";
+import type { AuditRecord } from "../../src/core/audit";
+import type { AcquireResult } from "../../src/core/limits";
+import type { PolicyDocument } from "../../src/core/policy-types";
+import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
+import { AUDIENCE, makeIssuer } from "../support/issuers";
+
+/** A promise the test settles itself. */
+function held<T>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((settle) => {
+    resolve = settle;
+  });
+  return { promise, resolve };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function problem(response: Response): Promise<{ reason?: string }> {
+  expect(response.headers.get("content-type") ?? "").toContain("application/problem+json");
+  return (await response.json()) as { reason?: string };
+}
+
+describe("disconnects: the record matches what the origin received", () => {
+  it("a client that hangs up while the limiter is asked, the limiter then admitting: never forwarded after a deny record", async () => {
+    // Shows: after the abort listener records `deny client_closed`, nothing stops the
+    // pipeline: the limiter's late admission lets the request through to the origin, which
+    // acts on a request the audit log files among the refused ones (audit.ts's own rule:
+    // "hanging up must not hide a request the origin acted on among the refused ones").
+    const limiterCalled = held<void>();
+    const limiterAnswer = held<AcquireResult>();
+    const limiter = {
+      idFromName: (name: string) => name,
+      get: () => ({
+        acquire: () => {
+          limiterCalled.resolve();
+          return limiterAnswer.promise;
+        },
+        release: async () => undefined,
+      }),
+    };
+    const edge = harness(
+      basePolicy({
+        settings: { limiter_timeout_ms: 2000 },
+        routes: [
+          {
+            name: "limited",
+            methods: ["GET"],
+            path: "/limited/**",
+            auth: "public",
+            upstream: "echo",
+            limits: [{ name: "per-ip", key: "ip", limit: 100, window_s: 3600 }],
+          },
+        ],
+      }),
+      {},
+      { ROUTE_LIMITER: limiter },
+    );
+    const m = marker();
+    const client = new AbortController();
+    const answered = edge.fetch(
+      new Request("https://edge.test/limited/x", { signal: client.signal, headers: { "x-test-marker": m } }),
+    );
+    await limiterCalled.promise;
+    client.abort();
+    limiterAnswer.resolve({
+      allowed: true,
+      at: Date.now(),
+      epoch: 1,
+      counters: [{ allowed: true, remaining: 99, resetMs: 1000, retryAfterMs: 0 }],
+    } as unknown as AcquireResult);
+    await answered.catch(() => undefined);
+    await sleep(200);
+    expect(edge.audit).toHaveLength(1);
+    const reached = (await originSaw(m)).length;
+    // Either the request stopped at the edge, or the record says it was let through.
+    expect({ reached, decision: edge.audit[0]?.decision }).toEqual(
+      reached === 0 ? { reached: 0, decision: "deny" } : { reached, decision: "allow" },
+    );
+  });
+
+  it("a client that hangs up while its token is being checked: never forwarded after a deny record", async () => {
+    // Same as above, with the key-set fetch held: authentication completes after the
+    // disconnect and the request goes on to the origin.
+    const issuer = await makeIssuer();
+    const token = await issuer.sign();
+    const fetchCalled = held<void>();
+    const release = held<void>();
+    const edge = harness(
+      basePolicy({
+        issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [
+          { name: "private", methods: ["GET"], path: "/private/**", auth: { issuers: ["idp"] }, upstream: "echo" },
+        ],
+      }),
+      {
+        authentication: {
+          fetch: async (input, init) => {
+            fetchCalled.resolve();
+            await release.promise;
+            return fetch(input, init);
+          },
+        },
+      },
+    );
+    const m = marker();
+    const client = new AbortController();
+    const answered = edge.fetch(
+      new Request("https://edge.test/private/x", {
+        signal: client.signal,
+        headers: { "x-test-marker": m, authorization: `Bearer ${token}` },
+      }),
+    );
+    await fetchCalled.promise;
+    client.abort();
+    release.resolve();
+    await answered.catch(() => undefined);
+    await sleep(200);
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ reason: "client_closed", status: 499 });
+    const reached = (await originSaw(m)).length;
+    expect({ reached, decision: edge.audit[0]?.decision }).toEqual(
+      reached === 0 ? { reached: 0, decision: "deny" } : { reached, decision: "allow" },
+    );
+  });
+
+  it("a client that hangs up after the answer's headers, mid-body: one record, the answer's own", async () => {
+    let feed!: ReadableStreamDefaultController<Uint8Array>;
+    const edge = harness(
+      basePolicy({
+        upstreams: { svc: { service: "STREAMING" } },
+        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+      }),
+      {},
+      {
+        STREAMING: {
+          fetch: async () =>
+            new Response(
+              new ReadableStream<Uint8Array>({
+                start(controller) {
+                  feed = controller;
+                  controller.enqueue(new TextEncoder().encode("first"));
+                },
+              }),
+            ),
+        },
+      },
+    );
+    const client = new AbortController();
+    const response = await edge.fetch(new Request("https://edge.test/svc/x", { signal: client.signal }));
+    expect(response.status).toBe(200);
+    client.abort();
+    feed.close();
+    await sleep(100);
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ decision: "allow", status: 200, reason: null });
+  });
+
+  it("a request whose signal is already aborted when it arrives: exactly one record", async () => {
+    const edge = harness(basePolicy());
+    const response = await edge.fetch(new Request("https://edge.test/public/x", { signal: AbortSignal.abort() }));
+    await sleep(50);
+    expect(response.status).toBeGreaterThan(0);
+    expect(edge.audit).toHaveLength(1);
+  });
+});
+
+describe("bindings that fail", () => {
+  it("a service binding whose fetch property throws when read: clean problem+json and one record", async () => {
+    const errors = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    const edge = harness(
+      basePolicy({
+        upstreams: { svc: { service: "ODD" } },
+        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+      }),
+      {},
+      {
+        ODD: {
+          get fetch(): never {
+            throw new TypeError("binding gone");
+          },
+        },
+      },
+    );
+    const response = await edge.fetch("/svc/x");
+    await sleep(50);
+    errors.mockRestore();
+    expect(response.status).toBeGreaterThanOrEqual(500);
+    const body = await problem(response);
+    expect(JSON.stringify(body)).not.toContain("binding gone");
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]?.decision).toBe("deny");
+  });
+});
+
+describe("no execution context, no env", () => {
+  it("serves and audits without an execution context: public and authenticated", async () => {
+    const issuer = await makeIssuer();
+    const records: AuditRecord[] = [];
+    const app = createApp(
+      basePolicy({
+        issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [
+          { name: "public", methods: ["GET"], path: "/public/**", auth: "public", upstream: "echo" },
+          { name: "private", methods: ["GET"], path: "/private/**", auth: { issuers: ["idp"] }, upstream: "echo" },
+        ],
+      }),
+      { auditSinks: [(record) => void records.push(record)] },
+    );
+    const pub = await app.fetch(new Request("https://edge.test/public/a"), env);
+    expect(pub.status).toBe(200);
+    const priv = await app.fetch(
+      new Request("https://edge.test/private/a", { headers: { authorization: `Bearer ${await issuer.sign()}` } }),
+      env,
+    );
+    expect(priv.status).toBe(200);
+    // No env at all: Hono's own test helper.
+    const bare = await app.request("/public/b");
+    expect(bare.status).toBe(200);
+    await vi.waitFor(() => expect(records).toHaveLength(3));
+  });
+
+  it("a limited route without env: 500 misconfigured with a record", async () => {
+    const records: AuditRecord[] = [];
+    const app = createApp(
+      basePolicy({
+        routes: [
+          {
+            name: "limited",
+            methods: ["GET"],
+            path: "/limited/**",
+            auth: "public",
+            upstream: "echo",
+            limits: [{ name: "per-ip", key: "ip", limit: 1, window_s: 60 }],
+          },
+        ],
+      }),
+      { auditSinks: [(record) => void records.push(record)] },
+    );
+    const response = await app.request("/limited/x");
+    expect(response.status).toBe(500);
+    expect((await problem(response)).reason).toBe("misconfigured");
+    await vi.waitFor(() => expect(records).toHaveLength(1));
+  });
+});
+
+describe("odd URLs and methods", () => {
+  it("absolute-form with the default port and a doubled slash; IPv6 host; userinfo: routed on the canonical path, no userinfo forwarded", async () => {
+    const edge = harness(
+      basePolicy({
+        upstreams: { echo: { url: echoOrigin }, svc: { service: "ECHO_SERVICE" } },
+        routes: [
+          { name: "public", methods: ["GET"], path: "/public/**", auth: "public", upstream: "echo" },
+          { name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" },
+        ],
+      }),
+    );
+    for (const url of [
+      "http://edge.test:80//public//x",
+      "http://[::1]:8443/public/x",
+      "http://[::ffff:127.0.0.1]/public/x",
+    ]) {
+      const m = marker();
+      const response = await edge.fetch(new Request(url, { headers: { "x-test-marker": m } }));
+      expect(response.status, url).toBe(200);
+      const seen = await originSaw(m);
+      expect(seen[0]?.path, url).toBe("/public/x");
+    }
+    let withUser: Request | undefined;
+    try {
+      withUser = new Request("https://user:secret@edge.test/svc/x");
+    } catch {
+      // The runtime refuses it: nothing to check.
+    }
+    if (withUser) {
+      const response = await edge.fetch(withUser);
+      const text = await response.text();
+      expect(text).not.toContain("secret");
+      expect(edge.logs.join("\n")).not.toContain("secret");
+    }
+  });
+
+  it("custom, lower-case and HEAD methods: default deny for the unlisted, HEAD as GET, one record each", async () => {
+    const edge = harness(basePolicy());
+    const cases: [string, number][] = [
+      ["PURGE", 404],
+      // workerd upper-cases every method name (beyond the six the Fetch standard names).
+      ["patch", 404],
+      ["PROPFIND", 404],
+      ["HEAD", 200],
+      ["OPTIONS", 404],
+    ];
+    for (const [method, status] of cases) {
+      const response = await edge.fetch("/public/x", { method });
+      expect(response.status, method).toBe(status);
+      if (method === "HEAD") expect(await response.text()).toBe("");
+      expect(response.headers.get("x-request-id"), method).toMatch(/^[0-9a-f-]{36}$/);
+    }
+    await sleep(50);
+    expect(edge.audit.map((r) => [r.method, r.status])).toEqual(cases.map(([m, s]) => [m.toUpperCase(), s]));
+  });
+
+  it("an invalid policy answers every method, preflight and odd URL with 500 misconfigured and one record each", async () => {
+    const errors = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    const edge = harness({ version: 1, routes: [{ name: "x" }] } as unknown as PolicyDocument);
+    errors.mockRestore();
+    const requests = [
+      new Request("https://edge.test/public/x"),
+      new Request("https://edge.test/public/x", { method: "HEAD" }),
+      new Request("https://edge.test/public/x", {
+        method: "OPTIONS",
+        headers: { origin: "https://app.test", "access-control-request-method": "GET" },
+      }),
+      new Request("https://edge.test/%2e%2e/%2f", { method: "PURGE" }),
+      new Request(`https://edge.test/${"a".repeat(70_000)}`),
+    ];
+    for (const request of requests) {
+      const response = await edge.fetch(request);
+      expect(response.status).toBe(500);
+      if (request.method !== "HEAD") expect((await problem(response)).reason).toBe("misconfigured");
+    }
+    await sleep(50);
+    expect(edge.audit).toHaveLength(requests.length);
+    for (const record of edge.audit) expect(record).toMatchObject({ reason: "misconfigured", status: 500 });
+  });
+});
