@@ -1,0 +1,131 @@
+// The rate-limit Durable Objects against hostile input and restarts: ids are data, never SQL;
+// malformed calls are refused and the object keeps serving; nothing is lost or doubled across a
+// flush and a restart; epochs; eviction at the bound keeps what it must.
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { MAX_COUNTERS, type LimiterObject } from "../../durable-objects/limiter-object";
+import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
+import type { CounterRequest } from "../../src/core/limits";
+
+const bindings = env as unknown as { TENANT_LIMITER: DurableObjectNamespace<TenantLimiter> };
+
+function tenantObject(name = crypto.randomUUID()) {
+  return bindings.TENANT_LIMITER.get(bindings.TENANT_LIMITER.idFromName(name));
+}
+
+function rows(stub: DurableObjectStub<TenantLimiter>) {
+  return runInDurableObject(stub, (_i: LimiterObject, state) =>
+    state.storage.sql.exec<{ id: string; ms: number; frac: number; den: number }>("SELECT * FROM counters").toArray(),
+  );
+}
+
+const perHour: CounterRequest = { id: "c", limit: 5, windowS: 3600 };
+const peek = (r: CounterRequest): CounterRequest => ({ ...r, cost: 0 });
+
+describe("ids are data, never SQL", () => {
+  it("ids with quotes, SQL and JSON survive a flush and a restart unchanged", async () => {
+    const stub = tenantObject();
+    const ids = [
+      `["user","u",5,60,"iss","x'); DROP TABLE counters; --"]`,
+      `'"\\\u0000\u2028 OR 1=1`,
+      "%' OR id LIKE '%",
+    ];
+    for (const id of ids) expect((await stub.acquire([{ id, limit: 5, windowS: 3600 }])).allowed).toBe(true);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect((await rows(stub)).map((r) => r.id).sort()).toEqual([...ids].sort());
+    await evictDurableObject(stub);
+    const after = await stub.acquire(ids.map((id) => ({ id, limit: 5, windowS: 3600, cost: 0 })));
+    expect(after.counters.map((c) => c.remaining)).toEqual([4, 4, 4]);
+  });
+});
+
+describe("malformed RPC input", () => {
+  const failure = (call: () => Promise<unknown>) =>
+    call().then(
+      () => "ok",
+      (error: Error) => error.message,
+    );
+  it("rejects NaN, negatives, huge values, too many items, long ids, holes", async () => {
+    const stub = tenantObject();
+    const bad: unknown[] = [
+      [{ id: "x", limit: Number.NaN, windowS: 60 }],
+      [{ id: "x", limit: 1, windowS: -1 }],
+      [{ id: "x", limit: 1, windowS: 60, cost: -1 }],
+      [{ id: "x", limit: 2e9, windowS: 60 }],
+      [{ id: "x", limit: 1, windowS: 1e12 }],
+      [{ id: "x".repeat(2049), limit: 1, windowS: 60 }],
+      [{ id: 5, limit: 1, windowS: 60 }],
+      Array.from({ length: 17 }, (_, i) => ({ id: `x${i}`, limit: 1, windowS: 60 })),
+      // biome-ignore lint/suspicious/noSparseArray: a hole
+      [, { id: "x", limit: 1, windowS: 60 }],
+      "not an array",
+    ];
+    for (const items of bad) expect(await failure(() => stub.acquire(items as never))).not.toBe("ok");
+    // The object is still healthy for everyone else afterwards.
+    expect((await stub.acquire([perHour])).allowed).toBe(true);
+  });
+
+  it("duplicate ids in one call are charged once each and released once each", async () => {
+    const stub = tenantObject();
+    const r = await stub.acquire([perHour, perHour]);
+    expect(r.allowed).toBe(true);
+    expect((await stub.acquire([peek(perHour)])).counters[0]?.remaining).toBe(3);
+    await stub.release([perHour, perHour], r.at, r.epoch);
+    // Each refund subtracts its own elapsed time, so duplicates keep at most a few ms too
+    // many: conservative (towards refusing), never a refund of more than was charged.
+    const left = (await stub.acquire([peek(perHour)])).counters[0]?.remaining;
+    expect(left === 4 || left === 5).toBe(true);
+  });
+});
+
+describe("persistence", () => {
+  it("a flush interleaved with acquires loses and doubles nothing across a restart", async () => {
+    const stub = tenantObject();
+    await stub.acquire([perHour]);
+    await runDurableObjectAlarm(stub);
+    await stub.acquire([perHour]);
+    await runDurableObjectAlarm(stub);
+    await stub.acquire([perHour]);
+    await runDurableObjectAlarm(stub);
+    await evictDurableObject(stub);
+    expect((await stub.acquire([peek(perHour)])).counters[0]?.remaining).toBe(2);
+    // The restarted object answers with another epoch, so a release from before cannot refund.
+  });
+
+  it("a new instance gets a fresh epoch", async () => {
+    const stub = tenantObject();
+    const a = await stub.acquire([perHour]);
+    await evictDurableObject(stub);
+    const b = await stub.acquire([perHour]);
+    expect(b.epoch).not.toBe(a.epoch);
+  });
+});
+
+describe("the counter bound", () => {
+  it("eviction keeps the shared and the refused counters, bumps the epoch, and deletes evicted rows", async () => {
+    const stub = tenantObject();
+    const shared: CounterRequest = { id: `["tenant","t",1000000,3600]`, limit: 1_000_000, windowS: 3600 };
+    const refused: CounterRequest = { id: `["user","u",1,3600,"i","victim"]`, limit: 1, windowS: 3600 };
+    await stub.acquire([shared, refused]);
+    const before = await stub.acquire([shared, refused]);
+    expect(before.allowed).toBe(false);
+    await runDurableObjectAlarm(stub);
+    const epoch0 = (await stub.acquire([peek(shared)])).epoch;
+    const info = await runInDurableObject(stub, (instance: LimiterObject) => {
+      for (let i = 0; i < MAX_COUNTERS + 10; i++) {
+        instance.acquire([shared, { id: `["user","u",5,60,"i","s${i}"]`, limit: 5, windowS: 60 }]);
+      }
+      return { size: instance.counters.size, epoch: instance.counters.epoch };
+    });
+    expect(info.size).toBeLessThanOrEqual(MAX_COUNTERS);
+    expect(info.epoch).not.toBe(epoch0);
+    const after = await stub.acquire([peek(shared), peek(refused)]);
+    // Not reset (it drains at 3.6 ms a request while the loop runs, hence a bound).
+    expect(after.counters[0]?.remaining).toBeLessThan(1_000_000 - MAX_COUNTERS + 1000);
+    // The refused client's counter survived eviction: still nothing left.
+    expect(after.counters[1]?.remaining).toBe(0);
+    await runDurableObjectAlarm(stub);
+    expect((await rows(stub)).length).toBe(info.size);
+  });
+});
