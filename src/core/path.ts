@@ -65,7 +65,8 @@ export function canonicalPath(rawPath: string): PathResult {
   // `/t/acme/%C0%AE%C0%AE/globex` would climb out of the tenant at such an origin) are refused.
   if (nonAscii && !isUtf8(decoded)) return { ok: false, detail: "invalid_utf8" };
   const path = normaliseSegments(decoded);
-  // Most paths have no segment ending in a dot or space, no colon, and nothing escaped beyond ASCII.
+  // Most paths have no segment ending in a dot or space, no colon, and nothing escaped beyond
+  // ASCII: they skip the check.
   if (/\.(\/|$)|%20(\/|$)|%[89A-F]|:|%3A/.test(path) && path.split("/").some(readsOtherwise))
     return { ok: false, detail: "ambiguous_segment" };
   return { ok: true, path };
@@ -76,8 +77,8 @@ export function canonicalPath(rawPath: string): PathResult {
  * Windows servers (IIS) drop trailing dots and spaces (`admin.` is `admin`, `.. ` is `..`)
  * and read an NTFS stream name as its file (`admin::$DATA`, `admin:$i30:$INDEX_ALLOCATION`);
  * a best-fit conversion to a Windows code page reads `¥` and `₩` (Japanese, Korean), `∕`, `⁄`
- * and `∖` as `\` or `/`, and `∶` or `։` as `:`; servers that normalise Unicode (NFKC) read a fullwidth `ａdmin` or `．．`
- * as the ASCII.
+ * and `∖` as `\` or `/`, and `∶` or `։` as `:`; servers that normalise Unicode (NFKC) read
+ * a fullwidth `ａdmin` or `．．` as the ASCII.
  */
 function readsOtherwise(segment: string): boolean {
   const text = decodeURIComponent(segment);

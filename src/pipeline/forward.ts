@@ -50,13 +50,16 @@ const SHARED_CACHE_RULED = /(?:^|,)\s*(?:public|s-maxage|must-revalidate|no-stor
  */
 function keepFromSharedCaches(headers: Headers): void {
   const directives = headers.get("cache-control");
-  // Quoted values left out: `ext="a, s-maxage=5"` holds no directive.
-  // A pattern that cannot fail, so never backtracks (one that could took seconds on a long header).
+  // Quoted values left out (`ext="a, s-maxage=5"` holds no directive), by a pattern that
+  // cannot fail, so never backtracks: one that could took seconds on a long header.
   if (directives && SHARED_CACHE_RULED.test(directives.replace(/"(?:[^"\\]|\\[\s\S])*(?:"|\\?$)/g, '""'))) return;
   headers.set("cache-control", directives ? `${directives}, private` : "private");
 }
 
-/** How an upload ended: whole, the client's body broke off, the origin's end closed, or the origin took no data within the budget. */
+/**
+ * How an upload ended: whole, the client's body broke off, the origin's end closed, or the
+ * origin took no part of it within the budget.
+ */
 type UploadEnd = "whole" | "client" | "origin" | "stalled";
 
 /**
@@ -184,9 +187,9 @@ export function forward(): Stage {
     // the race is over, so a long download or stream is never cut off mid-body. It starts
     // once the origin has the whole request (an upload takes as long as the client takes to
     // send it, while the origin takes each part within the budget), unless the origin
-    // answers first. A race, not an abort signal on the fetch: a
-    // signal makes every subrequest markedly dearer in workerd, and an origin request that
-    // lost the race ends with the client's request.
+    // answers first. A race, not an abort signal on the fetch: a signal makes every
+    // subrequest markedly dearer in workerd, and an origin request that lost the race ends
+    // with the client's request.
     let response: Response | typeof TIMED_OUT | undefined;
     try {
       response = await (upload

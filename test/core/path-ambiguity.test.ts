@@ -73,3 +73,20 @@ describe("segments an origin reads as another", () => {
     expect(canonicalPath(path)).toMatchObject({ ok: true });
   });
 });
+
+describe("best-fit look-alikes in every spelling, and ordinary names close to them", () => {
+  // Every spelling of the look-alikes is refused.
+  it.each([
+    "/admin%E2%88%B6%24DATA",
+    "/admin%D6%89%24DATA",
+    "/admin%E2%88%B6:$DATA",
+    "/admin:%E2%88%B6$DATA",
+    "/a%E2%81%84b",
+    "/public/..%E2%81%84admin",
+  ])("refuses %s", (path) => {
+    expect(canonicalPath(path)).toEqual({ ok: false, detail: "ambiguous_segment" });
+  });
+  it.each(["/ratio%E2%88%B6x", "/hy%D6%89am", "/price$5"])("lets %s through", (path) => {
+    expect(canonicalPath(path).ok).toBe(true);
+  });
+});

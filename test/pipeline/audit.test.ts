@@ -10,6 +10,7 @@ import type { AcquireResult } from "../../src/core/limits";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
 import { AUDIENCE, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
+import { held } from "../support/waiting";
 
 /** The record's fields, in order. Changing this list is a change to the log schema. */
 const RECORD_FIELDS = [
@@ -250,15 +251,6 @@ describe("audit record", () => {
     expect(await originSaw(m)).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: "client_closed", status: 499 });
   });
-
-  /** A promise the test settles itself. */
-  function held<T>() {
-    let resolve!: (value: T) => void;
-    const promise = new Promise<T>((settle) => {
-      resolve = settle;
-    });
-    return { promise, resolve };
-  }
 
   it("keeps client_closed when the origin's answer or a limiter's refusal lands in the same moment", async () => {
     // What a stage still running decides after the disconnect does not change the record.

@@ -6,17 +6,7 @@ import type { AcquireResult } from "../../src/core/limits";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer } from "../support/issuers";
-
-/** A promise the test settles itself. */
-function held<T>() {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((settle) => {
-    resolve = settle;
-  });
-  return { promise, resolve };
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { held, sleep } from "../support/waiting";
 
 async function problem(response: Response): Promise<{ reason?: string }> {
   expect(response.headers.get("content-type") ?? "").toContain("application/problem+json");
