@@ -98,7 +98,6 @@ export interface CompiledPolicy {
 }
 
 export class PolicyError extends Error {
-  readonly code = "policy_invalid";
   constructor(readonly problems: string[]) {
     super(`invalid policy:\n  - ${problems.join("\n  - ")}`);
     this.name = "PolicyError";

@@ -8,6 +8,7 @@
 // "Reset" is when the limit is back to its full burst (GCRA refills smoothly, one request
 // per window/limit, so some capacity returns well before that).
 
+import { boundedMemo } from "./bounded-memo";
 import { ceilSeconds, type LimitStatus } from "./limits";
 
 /** An RFC 9651 sf-string: printable ASCII, with `"` and `\` escaped; anything else dropped. */
@@ -17,17 +18,7 @@ export function sfString(value: string): string {
 }
 
 /** Limit names come from the policy, so there are few: each is encoded once per isolate. */
-const encodedNames = new Map<string, string>();
-const MAX_ENCODED_NAMES = 1_000;
-
-function limitName(name: string): string {
-  let encoded = encodedNames.get(name);
-  if (encoded === undefined) {
-    encoded = sfString(name);
-    if (encodedNames.size < MAX_ENCODED_NAMES) encodedNames.set(name, encoded);
-  }
-  return encoded;
-}
+const limitName = boundedMemo(1_000, sfString);
 
 /** Header name → value, for statuses already ordered most restrictive first. */
 export function rateLimitHeaders(statuses: readonly LimitStatus[]): Record<string, string> {
