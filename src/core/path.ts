@@ -57,10 +57,11 @@ export function canonicalPath(rawPath: string): PathResult {
     if (byte >= 0x80) nonAscii = true;
     i += 2;
   }
-  // `%25` before two hex digits (`%252e`, `%252f`) is an escape of an escape: an origin, or
-  // anything before it, that decodes twice would see `.` or `/` the routes never saw. Judged
-  // on what is forwarded, after decoding: `%25%32%65` becomes `%252e` there.
-  if (/%25[0-9A-Fa-f]{2}/.test(decoded)) return { ok: false, detail: "double_encoding" };
+  // `%25` before two hex digits (`%252e`, `%252f`), or before IIS's `u` and four (`%25u002e`),
+  // is an escape of an escape: an origin, or anything before it, that decodes twice would see
+  // `.` or `/` the routes never saw. Judged on what is forwarded, after decoding: `%25%32%65`
+  // becomes `%252e` there.
+  if (/%25(u[\dA-F]{2})?[\dA-F]{2}/i.test(decoded)) return { ok: false, detail: "double_encoding" };
   // Escaped bytes that are not UTF-8 (an overlong `%C0%AE` is a `.` to a lax decoder, so
   // `/t/acme/%C0%AE%C0%AE/globex` would climb out of the tenant at such an origin) are refused.
   if (nonAscii && !isUtf8(decoded)) return { ok: false, detail: "invalid_utf8" };

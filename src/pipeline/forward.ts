@@ -71,6 +71,7 @@ type UploadEnd = "whole" | "client" | "origin" | "stalled";
  */
 function watchedBody(
   source: ReadableStream,
+  clientSignal: AbortSignal,
   length: number | undefined,
   budgetMs: number,
   answered: () => boolean,
@@ -89,6 +90,9 @@ function watchedBody(
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
         chunk = await reader.read();
+        // A client gone mid-upload is recorded as refused at once (see the audit stage): what
+        // it had sent before is never completed to the origin.
+        if (clientSignal.aborted) throw 0;
       } catch {
         writer.abort().catch(() => undefined);
         return "client";
@@ -112,10 +116,8 @@ function watchedBody(
   return { body: readable, end };
 }
 
-/** How the forward stage reaches an upstream: the global fetch, or a service binding. */
-type Upstream = { fetch: typeof fetch };
-
-const internet: Upstream = { fetch: (input, init) => fetch(input, init) };
+/** A service binding, through which the forward stage reaches a `service` upstream. */
+type Binding = { fetch: typeof fetch };
 
 export function forward(): Stage {
   const run: Stage["run"] = async (c) => {
@@ -128,12 +130,13 @@ export function forward(): Stage {
     const path = c.get("canonicalPath");
     const query = withoutQueryCredentials(incoming.search);
     let target: string;
-    let via = internet;
+    // The global fetch unless the upstream is a service binding.
+    let binding: Binding | undefined;
     if ("url" in upstream) {
       target = `${upstream.url}${path}${query}`;
     } else {
       // The route stage has checked that the binding exists.
-      via = c.env?.[upstream.service] as Upstream;
+      binding = c.env?.[upstream.service] as Binding;
       target = `${incoming.origin}${path}${query}`;
     }
     const method = c.req.method;
@@ -153,6 +156,7 @@ export function forward(): Stage {
     const upload = clientGone
       ? watchedBody(
           c.req.raw.body as ReadableStream,
+          c.req.raw.signal,
           declared && /^\d{1,15}$/.test(declared) ? +declared : undefined,
           budget,
           () => answered,
@@ -167,11 +171,15 @@ export function forward(): Stage {
       body: upload?.body ?? null,
       redirect: "manual",
     };
+    // The origin never sees the credential, nor so the `Authorization` that keeps shared
+    // caches from storing an answer meant for one caller: Cloudflare's cache in front of a
+    // proxied origin must not keep it for the next.
+    if (c.get("identity")) init.cache = "no-store";
     if (clientGone) init.signal = clientGone.signal;
     let sent: Promise<Response>;
     if (!upload) forwarded();
     try {
-      sent = via.fetch(target, init);
+      sent = binding ? binding.fetch(target, init) : fetch(target, init);
     } catch (error) {
       // A binding may throw rather than reject: the same unreachable origin either way.
       sent = Promise.reject(error);

@@ -16,9 +16,12 @@ describe("canonicalPath", () => {
     // Non-ASCII that no Unicode normalisation changes goes on as sent, escaped.
     ["/v1/%E6%97%A5%E6%9C%AC", "/v1/%E6%97%A5%E6%9C%AC"],
     ["/v1/caf%c3%a9", "/v1/caf%C3%A9"],
-    // A literal percent sign stays encoded; only an escaped escape (`%25` + two hex digits) is refused.
+    // A literal percent sign stays encoded; only an escaped escape (`%25` + two hex digits, or
+    // `u` and four) is refused.
     ["/v1/100%25", "/v1/100%25"],
     ["/v1/100%25off", "/v1/100%25off"],
+    ["/v1/100%25uptime", "/v1/100%25uptime"],
+    ["/v1/%25u00", "/v1/%25u00"],
     ["/v1/users/", "/v1/users/"],
     ["/v1/users//", "/v1/users/"],
     ["/../../etc/passwd", "/etc/passwd"],
@@ -46,6 +49,10 @@ describe("canonicalPath", () => {
     ["/v1/%252%65", "double_encoding"],
     ["/v1/a%25%32%46b", "double_encoding"],
     ["/v1/%25%43%30%25%41%45", "double_encoding"],
+    // IIS's `%uXXXX`, escaped: a .NET origin that decodes twice reads `%25u002e` as `.`.
+    ["/v1/%25u002e%25u002e/admin", "double_encoding"],
+    ["/v1/a%25U002Fb", "double_encoding"],
+    ["/v1/%25%75%30%30%32%65", "double_encoding"],
     // Not UTF-8: overlong forms of `.` and `/`, a stray continuation byte, a cut sequence, a surrogate.
     ["/v1/t/acme/%C0%AE%C0%AE/globex", "invalid_utf8"],
     ["/public/%C0%AF", "invalid_utf8"],

@@ -66,6 +66,7 @@ describe("canonical path", () => {
     ["/public/%zz", "bad_percent_encoding"],
     ["/public/%252e%252e/admin", "double_encoding"],
     ["/public/%25%32%65%25%32%65/admin", "double_encoding"],
+    ["/public/%25u002e%25u002e/admin", "double_encoding"],
     ["/public/%C0%AE%C0%AE/admin", "invalid_utf8"],
     // Escaped `?` and `#`: an origin that decodes before splitting the query cuts the path there.
     ["/public/a%3F/x", "path_parameter"],

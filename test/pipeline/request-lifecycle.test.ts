@@ -116,6 +116,45 @@ describe("disconnects: the record matches what the origin received", () => {
     );
   });
 
+  it("a client that hangs up mid-upload, the rest of its body then read: never completed to the origin after a deny record", async () => {
+    // The record says refused as soon as the client is gone before its upload is whole; body
+    // bytes the runtime had received by then must not complete the origin request after it.
+    const edge = harness(basePolicy());
+    const m = marker();
+    const client = new AbortController();
+    const firstPartTaken = held<void>();
+    let feed!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        feed = controller;
+        controller.enqueue(new TextEncoder().encode("first part;"));
+      },
+      pull() {
+        // Asked for more: the edge took the first part (the queue holds one at most).
+        firstPartTaken.resolve();
+      },
+    });
+    const answered = edge.fetch(
+      new Request("https://edge.test/public/upload", {
+        method: "POST",
+        body,
+        signal: client.signal,
+        headers: { "x-test-marker": m },
+        duplex: "half",
+      } as RequestInit),
+    );
+    await firstPartTaken.promise;
+    client.abort();
+    feed.enqueue(new TextEncoder().encode("second part"));
+    feed.close();
+    await answered.catch(() => undefined);
+    await sleep(200);
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "client_closed", status: 499 });
+    const whole = (await originSaw(m)).filter((seen) => seen.body_bytes === 22);
+    expect(whole).toEqual([]);
+  });
+
   it("a client that hangs up after the answer's headers, mid-body: one record, the answer's own", async () => {
     let feed!: ReadableStreamDefaultController<Uint8Array>;
     const edge = harness(

@@ -93,7 +93,13 @@ export async function fetchJson(fetcher: Fetcher, url: string, limits: FetchLimi
   let response: Response;
   const signal = limits.signal ?? AbortSignal.timeout(limits.timeoutMs);
   try {
-    response = await fetcher(url, { headers: { accept: "application/json" }, redirect: "manual", signal });
+    // Never from Cloudflare's cache in front of the issuer: a refresh must see a key published since.
+    response = await fetcher(url, {
+      headers: { accept: "application/json" },
+      redirect: "manual",
+      signal,
+      cache: "no-store",
+    });
   } catch (error) {
     const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
     throw new KeySetFetchError(timedOut ? "timeout" : "fetch_failed");
