@@ -80,7 +80,7 @@ function writeAfterResponse(
         sinkFailed(error);
       }
     }
-    if (pending.length > 0) await Promise.all(pending);
+    await Promise.all(pending);
   })();
   afterResponse(c, work);
 }
@@ -123,10 +123,8 @@ export function audit(sinks: () => readonly AuditSink[]): Stage {
     if (!recordDisconnect) return response;
     onDisconnect.delete(c);
     c.req.raw.signal.removeEventListener("abort", recordDisconnect);
-    const dataset = metricsDataset(c);
-    const targets = sinks();
     // Capture the moment and the status now; build and write everything after the response.
-    writeAfterResponse(c, targets, dataset, Date.now(), response.status);
+    writeAfterResponse(c, sinks(), metricsDataset(c), Date.now(), response.status);
     return response;
   };
   return { run, finish };

@@ -15,10 +15,11 @@ function allowedOrigin(cors: CorsConfig, origin: string): string | undefined {
 
 export function cors(): Stage {
   const run: Stage["run"] = (c) => {
-    const config = c.get("route").cors;
+    const route = c.get("route");
+    const config = route.cors;
     const origin = c.req.header("origin");
-    const isPreflight =
-      c.req.method === "OPTIONS" && origin !== undefined && c.req.header("access-control-request-method") !== undefined;
+    const requestedMethod = c.req.header("access-control-request-method");
+    const isPreflight = c.req.method === "OPTIONS" && origin !== undefined && requestedMethod !== undefined;
 
     if (isPreflight) {
       // Allowed or refused, the answer depends on the Origin.
@@ -27,8 +28,7 @@ export function cors(): Stage {
       if (!config) return deny(c, "cors_rejected", { detail: "route_has_no_cors" });
       const allowOrigin = allowedOrigin(config, origin);
       if (!allowOrigin) return deny(c, "cors_rejected", { detail: "origin_not_allowed" });
-      const route = c.get("route");
-      const requested = (c.req.header("access-control-request-method") ?? "").toUpperCase();
+      const requested = requestedMethod.toUpperCase();
       const methods = config.allow_methods ?? [...route.methods];
       // HEAD is answered wherever GET is (routing authorises HEAD as GET).
       const allowed =

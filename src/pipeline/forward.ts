@@ -85,14 +85,16 @@ function watchedBody(
   const { readable, writable } = length === undefined ? new IdentityTransformStream() : new FixedLengthStream(length);
   const reader = source.getReader();
   const writer = writable.getWriter();
+  // Bytes of the declared length not yet handed on: at 0 the origin has the whole request.
+  let left = length;
   const pump = async (): Promise<UploadEnd> => {
     for (;;) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
         chunk = await reader.read();
-        // A client gone mid-upload is recorded as refused at once (see the audit stage): what
-        // it had sent before is never completed to the origin.
-        if (clientSignal.aborted) throw 0;
+        // A client gone before its upload was whole is recorded as refused at once (see the
+        // audit stage): what it had sent before is never completed to the origin.
+        if (clientSignal.aborted && left !== 0) throw 0;
       } catch {
         writer.abort().catch(() => undefined);
         return "client";
@@ -105,6 +107,11 @@ function watchedBody(
           await step;
         }
         if (chunk.done) return "whole";
+        // With its last declared byte the origin has the whole request, before the end is read.
+        if (left !== undefined) {
+          left -= chunk.value.byteLength;
+          if (left === 0) ended("whole");
+        }
       } catch {
         reader.cancel().catch(() => undefined);
         return "origin";

@@ -155,6 +155,43 @@ describe("disconnects: the record matches what the origin received", () => {
     expect(whole).toEqual([]);
   });
 
+  it("a client that hangs up once the origin has its whole declared body, before the answer: recorded as allowed", async () => {
+    // With Content-Length, the origin has the whole request with the last declared byte, before
+    // the edge reads the body's end: hanging up after that hides nothing from the record.
+    const edge = harness(basePolicy());
+    const m = marker();
+    const client = new AbortController();
+    let feed!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        feed = controller;
+        controller.enqueue(new TextEncoder().encode("whole body!"));
+      },
+    });
+    const answered = edge.fetch(
+      new Request("https://edge.test/public/upload", {
+        method: "POST",
+        body,
+        signal: client.signal,
+        // The origin answers a while after it has the body (a database write, say).
+        headers: { "x-test-marker": m, "content-length": "11", "x-echo-delay-ms": "500" },
+        duplex: "half",
+      } as RequestInit),
+    );
+    let seen = await originSaw(m);
+    for (let i = 0; i < 100 && seen.length === 0; i++) {
+      await sleep(20);
+      seen = await originSaw(m);
+    }
+    expect(seen.map((s) => s.body_bytes)).toEqual([11]);
+    client.abort();
+    feed.close();
+    await answered.catch(() => undefined);
+    await sleep(700);
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: "client_closed", status: 499 });
+  });
+
   it("a client that hangs up after the answer's headers, mid-body: one record, the answer's own", async () => {
     let feed!: ReadableStreamDefaultController<Uint8Array>;
     const edge = harness(
