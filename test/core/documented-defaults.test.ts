@@ -1,8 +1,10 @@
 // What the README's Settings table and Rate limits section promise of policy compilation and
-// limit planning: the defaults a policy gets, the realm's characters, the per-route limit cap.
+// limit planning: the defaults a policy gets, the realm's characters, the per-route limit cap;
+// and the bounds of the verified-token cache, which no policy sets.
 import { describe, expect, it } from "vitest";
 import { compilePolicy } from "../../src/core/policy";
 import { planLimits } from "../../src/core/limits";
+import { TokenVerifier } from "../../src/core/tokens/verify";
 import { problemsOf } from "../support/policy-problems";
 
 const minimal = () => ({
@@ -88,5 +90,86 @@ describe("at most 16 tenant and user limits apply to one route", () => {
     });
     expect(planned.ok).toBe(true);
     if (planned.ok) expect(planned.plan.limits).toHaveLength(16);
+  });
+});
+
+describe("at most 16 route and ip limits apply to one route", () => {
+  // Route ceilings and per-address counters go to one RouteLimiter call together, and a call
+  // carries at most 16 counters.
+  const publicRoute = (routeLimits: number, ipLimits: number) => {
+    const doc: any = minimal();
+    doc.routes[0].auth = "public";
+    doc.routes[0].limits = [
+      ...Array.from({ length: routeLimits }, (_, i) => ({ name: `r${i}`, key: "route", limit: 100, window_s: 60 })),
+      ...Array.from({ length: ipLimits }, (_, i) => ({ name: `ip${i}`, key: "ip", limit: 100, window_s: 60 })),
+    ];
+    return doc;
+  };
+
+  it("16 are accepted and 17 refused, route and ip limits counted together", () => {
+    expect(problemsOf(publicRoute(8, 8))).toEqual([]);
+    expect(problemsOf(publicRoute(16, 0))).toEqual([]);
+    for (const [routeLimits, ipLimits] of [
+      [8, 9],
+      [17, 0],
+      [0, 17],
+    ] as const) {
+      expect(problemsOf(publicRoute(routeLimits, ipLimits))).toEqual([
+        "routes[0].limits: at most 16 route and ip limits apply to one route (17 do)",
+      ]);
+    }
+  });
+
+  it("a route limit replacing a default does not count twice against the cap", () => {
+    const doc = publicRoute(0, 0);
+    doc.limits = {
+      defaults: Array.from({ length: 16 }, (_, i) => ({ name: `d${i}`, key: "ip", limit: 100, window_s: 60 })),
+    };
+    doc.routes[0].limits = [{ name: "d0", key: "route", limit: 1000, window_s: 60 }];
+    expect(problemsOf(doc)).toEqual([]);
+    doc.routes[0].limits.push({ name: "extra", key: "route", limit: 1000, window_s: 60 });
+    expect(problemsOf(doc)).toEqual(["routes[0].limits: at most 16 route and ip limits apply to one route (17 do)"]);
+  });
+});
+
+describe("the verified-token cache's bounds", () => {
+  const T0 = 1_800_000_000_000;
+  const exp = T0 / 1000 + 3600;
+  // The verifier sets the cache up; its entries are filled directly, with stand-in
+  // identities, so the bounds are reached without signing thousands of tokens.
+  const entry = { identity: {}, key: {} } as Parameters<TokenVerifier["tokenCache"]["set"]>[1];
+  const defaultCache = () =>
+    new TokenVerifier(compilePolicy(minimal()), { fetch: () => Promise.reject(new Error("no fetch")), now: () => T0 })
+      .tokenCache;
+
+  it("holds 10,000 tokens by default, the oldest going first", () => {
+    const cache = defaultCache();
+    for (let i = 0; i < 10_000; i++) cache.set(`t${i}`, entry, exp, T0);
+    expect(cache.size).toBe(10_000);
+    expect(cache.get("t0", T0)).toBeDefined();
+    cache.set("t10000", entry, exp, T0);
+    expect(cache.size).toBe(10_000);
+    expect(cache.get("t0", T0)).toBeUndefined();
+    expect(cache.get("t1", T0)).toBeDefined();
+  });
+
+  it("holds 4 Mi characters of tokens by default", () => {
+    const budget = 4 * 1024 * 1024;
+    const cache = defaultCache();
+    cache.set("x".repeat(budget + 1), entry, exp, T0);
+    expect(cache.size).toBe(0);
+    cache.set("y".repeat(budget), entry, exp, T0);
+    expect(cache.keyChars).toBe(budget);
+    // One more character makes the first token go.
+    cache.set("z", entry, exp, T0);
+    expect(cache.size).toBe(1);
+    expect(cache.keyChars).toBe(1);
+  });
+
+  it("keeps an entry 5 minutes by default, for a token valid longer", () => {
+    const cache = defaultCache();
+    cache.set("t", entry, exp, T0);
+    expect(cache.get("t", T0 + 299_999)).toBeDefined();
+    expect(cache.get("t", T0 + 300_000)).toBeUndefined();
   });
 });

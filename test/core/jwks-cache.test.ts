@@ -2,7 +2,7 @@
 // injected clock: warm path, unknown kids, rotation, and every failure mode.
 import { env } from "cloudflare:workers";
 import { exportJWK } from "jose";
-import { describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Fetcher } from "../../src/core/jwks/fetch-key-set";
 import type { KeyValueStore } from "../../src/core/jwks/key-store";
 import { compilePolicy } from "../../src/core/policy";
@@ -203,36 +203,81 @@ function movingDiscovery(issuer: TestIssuer) {
   return { move, fetcher };
 }
 
+/** Publishes these keys with their `kid`s taken out. */
+async function publishWithoutKids(issuer: TestIssuer, keys: TestKey[]) {
+  const response = await fetch(`${issuerServer}/__control/issuers/${issuer.name}`, {
+    method: "POST",
+    body: JSON.stringify({ jwks: { keys: keys.map(({ publicJwk: { kid: _kid, ...jwk } }) => jwk) } }),
+  });
+  expect(response.ok).toBe(true);
+}
+
+/** A token signed "now" on the injected clock, with no `kid` in its header. */
+function signWithoutKid(issuer: TestIssuer, clock: Clock, key: TestKey) {
+  const now = Math.floor(clock.ms / 1000);
+  return issuer.sign({ iat: now, exp: now + 3600 }, { key, header: { kid: undefined } });
+}
+
 describe("an issuer whose keys carry no kid", () => {
   it("adding a key for another algorithm: a token no held key fits brings one cooled-down refresh, as an unknown kid does", async () => {
     const issuer = await makeIssuer("RS256");
     const clock = new Clock();
-    const publishWithoutKids = async (keys: TestKey[]) => {
-      const response = await fetch(`${issuerServer}/__control/issuers/${issuer.name}`, {
-        method: "POST",
-        body: JSON.stringify({ jwks: { keys: keys.map(({ publicJwk: { kid: _kid, ...jwk } }) => jwk) } }),
-      });
-      expect(response.ok).toBe(true);
-    };
-    const signWithoutKid = (key: TestKey) => {
-      const now = Math.floor(clock.ms / 1000);
-      return issuer.sign({ iat: now, exp: now + 3600 }, { key, header: { kid: undefined } });
-    };
     const rsa = issuer.keys[0] as TestKey;
-    await publishWithoutKids([rsa]);
+    await publishWithoutKids(issuer, [rsa]);
     const settings = { jwks_uri: `${issuer.url}/jwks`, algorithms: ["RS256", "ES256", "EdDSA"] };
     const { verify, settle, store } = verifierFor(issuer, clock, settings, false);
-    expect(await verify(await signWithoutKid(rsa))).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(await verify(await signWithoutKid(issuer, clock, rsa))).toMatchObject({ ok: true, keySource: "fetch" });
     await settle();
     const ec = await makeKey("ES256");
-    await publishWithoutKids([rsa, ec]);
+    await publishWithoutKids(issuer, [rsa, ec]);
     clock.advance(31);
-    expect(await verify(await signWithoutKid(ec))).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(await verify(await signWithoutKid(issuer, clock, ec))).toMatchObject({ ok: true, keySource: "fetch" });
     // A token for an algorithm no key has: refused as before, within the cooldown without a fetch.
     const fetches = store.stats.fetches;
     const stranger = await makeKey("EdDSA");
-    expect(await verify(await signWithoutKid(stranger))).toMatchObject({ ok: false, detail: "no_matching_key" });
+    expect(await verify(await signWithoutKid(issuer, clock, stranger))).toMatchObject({
+      ok: false,
+      detail: "no_matching_key",
+    });
     expect(store.stats.fetches).toBe(fetches);
+  });
+
+  it("a token without a kid is tried against at most 3 keys of its algorithm, current keys before retired ones", async () => {
+    const issuer = await makeIssuer("ES256");
+    const clock = new Clock();
+    const [first, second, third, fourth] = await Promise.all([1, 2, 3, 4].map(() => makeKey("ES256")));
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, rotation_grace_s: 3600 };
+    const { verify, settle } = verifierFor(issuer, clock, settings, false);
+    await publishWithoutKids(issuer, [first!, second!, third!, fourth!]);
+    // Each candidate costs a signature check: a token without a kid must not make the edge try
+    // every key of a large set. The first three keys listed are tried, the fourth never.
+    expect(await verify(await signWithoutKid(issuer, clock, third!))).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(await verify(await signWithoutKid(issuer, clock, fourth!))).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+      detail: "signature",
+    });
+    await settle();
+
+    // The issuer withdraws the first key; within rotation_grace_s it still verifies, tried
+    // after the keys still current.
+    await publishWithoutKids(issuer, [second!, third!]);
+    clock.advance(301); // stale: served once more, refreshed after the response
+    expect(await verify(await signWithoutKid(issuer, clock, second!))).toMatchObject({ ok: true, keySource: "stale" });
+    await settle();
+    expect(await verify(await signWithoutKid(issuer, clock, first!))).toMatchObject({ ok: true, keySource: "memory" });
+
+    // Three current keys fill the candidates: the retired key comes after them and is not tried.
+    await publishWithoutKids(issuer, [second!, third!, fourth!]);
+    clock.advance(301);
+    expect(await verify(await signWithoutKid(issuer, clock, second!))).toMatchObject({ ok: true, keySource: "stale" });
+    await settle();
+    expect(await verify(await signWithoutKid(issuer, clock, fourth!))).toMatchObject({ ok: true, keySource: "memory" });
+    expect(await verify(await signWithoutKid(issuer, clock, first!))).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+      detail: "signature",
+    });
   });
 });
 
@@ -378,6 +423,49 @@ describe("a KV that does not answer", () => {
   });
 });
 
+describe("how long a KV read is waited for", () => {
+  // Each read that KV does not answer is given up after 300 ms, or half of fetch_timeout_ms if
+  // less, so that a cold isolate's two reads leave the fetch time within its budget. The key
+  // store's timers run on a fake clock here; KV never answers and the issuer answers at once.
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it.each([
+    [300, "at the default fetch_timeout_ms of 2 s", {}],
+    [100, "at a fetch_timeout_ms of 200 ms", { fetch_timeout_ms: 200 }],
+  ])("a read KV does not answer is given up after %i ms %s", async (waitMs, _label, settings) => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    let reads = 0;
+    const hungKv: KeyValueStore = {
+      get: () => {
+        reads += 1;
+        return new Promise<string | null>(() => {});
+      },
+      put: async () => {},
+    };
+    let fetches = 0;
+    const counting: Fetcher = (input, init) => {
+      fetches += 1;
+      return fetch(input, init);
+    };
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const { verify } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks`, ...settings }, hungKv, counting);
+    const result = verify(await signAt(issuer, clock));
+    // Cold: the load reads KV, then the refresh reads it again before it fetches.
+    await vi.advanceTimersByTimeAsync(waitMs - 1);
+    expect({ reads, fetches }).toEqual({ reads: 1, fetches: 0 });
+    await vi.advanceTimersByTimeAsync(1);
+    expect({ reads, fetches }).toEqual({ reads: 2, fetches: 0 });
+    await vi.advanceTimersByTimeAsync(waitMs - 1);
+    expect({ reads, fetches }).toEqual({ reads: 2, fetches: 0 });
+    await vi.advanceTimersByTimeAsync(1);
+    expect({ reads, fetches }).toEqual({ reads: 2, fetches: 1 });
+    expect(await result).toMatchObject({ ok: true, keySource: "fetch" });
+  });
+});
+
 describe("a KV whose writes do not answer", () => {
   // Writes never settle; reads work. Nothing may wait on a write before asking the issuer.
   const hungWrites = (): KeyValueStore => ({
@@ -499,6 +587,35 @@ describe("shared refresh stamp", () => {
     const next = await makeKey();
     await issuer.publish([issuer.keys[0]!, next]);
     expect(await a.verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
+  });
+});
+
+describe("KV expiry times", () => {
+  // KV keeps a set exactly as long as it may serve (cache_ttl_s + max_stale_s: an outage can
+  // last that long), and a refresh stamp as long as the cooldown it shares, but at least the
+  // 60 s that KV allows.
+  it.each<[string, Partial<OidcIssuerConfig>, number, number]>([
+    ["the defaults", {}, 600 + 86_400, 60],
+    ["set ones", { cache_ttl_s: 300, max_stale_s: 1000, refresh_cooldown_s: 90 }, 1300, 90],
+    ["a cooldown shorter than a minute", { refresh_cooldown_s: 10, max_stale_s: 0 }, 600, 60],
+  ])("with %s", async (_label, settings, setTtl, stampTtl) => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const puts: { key: string; expirationTtl?: number }[] = [];
+    const recording: KeyValueStore = {
+      get: (key) => kv.get(key),
+      put: (key, value, options) => {
+        puts.push({ key, expirationTtl: options?.expirationTtl });
+        return kv.put(key, value, options);
+      },
+    };
+    const { verify, settle } = verifierFor(issuer, clock, settings, recording);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    expect(puts).toEqual([
+      { key: `jwks-refresh:v1:${issuer.url}`, expirationTtl: stampTtl },
+      { key: `jwks:v1:${issuer.url}`, expirationTtl: setTtl },
+    ]);
   });
 });
 

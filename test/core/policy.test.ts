@@ -78,6 +78,17 @@ describe("policy validation names the field and why", () => {
       'issuers.idp.algorithms: "HS256" is not an accepted algorithm',
     ],
     [
+      // Unsigned tokens, even beside a real algorithm.
+      "none allowed",
+      (p: any) => (p.issuers.idp.algorithms = ["ES256", "none"]),
+      'issuers.idp.algorithms: "none" is not an accepted algorithm',
+    ],
+    [
+      "none allowed, in capitals",
+      (p: any) => (p.issuers.idp.algorithms = ["NONE"]),
+      'issuers.idp.algorithms: "NONE" is not an accepted algorithm',
+    ],
+    [
       "cache TTL out of range",
       (p: any) => (p.issuers.idp.cache_ttl_s = 86400),
       "issuers.idp.cache_ttl_s: must be an integer from 300 to 3600",

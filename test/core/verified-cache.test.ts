@@ -155,6 +155,22 @@ describe("the verified-token cache in the verifier", () => {
     expect(verifier.tokenCache.size).toBeLessThanOrEqual(5);
   });
 
+  it("by default an entry lasts at most 5 minutes, even for a token valid for an hour", async () => {
+    const issuer = await makeIssuer();
+    let now = Date.now();
+    // No cache bounds injected: the verifier's own defaults.
+    const { verify } = verifierFor({ issuers: { idp: { issuer } }, deps: { now: () => now } });
+    const s = Math.floor(now / 1000);
+    const token = await issuer.sign({ iat: s, exp: s + 3600 });
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "fetch" });
+    now += 299_000;
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "token_cache" });
+    // Past the maximum age the token is checked afresh (its key set, fetched 5 minutes ago,
+    // is still fresh), however long it has left.
+    now += 2_000;
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "memory" });
+  });
+
   it("a token differing from a cached one in a single signature character is not served from it", async () => {
     const issuer = await makeIssuer();
     const { verify } = verifierFor({ issuers: { idp: { issuer } } });

@@ -112,10 +112,24 @@ describe("Cloudflare Access", () => {
     expect(missing.response.status).toBe(401);
     // HTTP requires a challenge on a 401; no scheme is registered for Access assertions.
     expect(missing.response.headers.get("www-authenticate")).toBe('Bearer realm="portcullis"');
+    // Two cookies are refused as such, never checked as a token: neither is picked, even
+    // when both are the same good assertion.
     const token = await assertion();
-    const twice = await call({ cookie: `CF_Authorization=${token}; CF_Authorization=${token}` });
-    expect(twice.body.reason).toBe("token_malformed");
-    expect(twice.seen).toHaveLength(0);
+    const other = await assertion({ sub: "another-user" });
+    for (const [which, cookie] of [
+      ["the same assertion twice", `CF_Authorization=${token}; CF_Authorization=${token}`],
+      ["two assertions", `CF_Authorization=${token}; a=1; CF_Authorization=${other}`],
+    ] as const) {
+      const twice = await call({ cookie });
+      expect(twice.response.status, which).toBe(400);
+      expect(twice.body.reason, which).toBe("token_malformed");
+      expect(twice.record, which).toMatchObject({
+        reason: "token_malformed",
+        detail: "multiple_credentials",
+        issuer: null,
+      });
+      expect(twice.seen, which).toHaveLength(0);
+    }
   });
 
   it("refuses two assertion headers and an empty one; the header, when present, is the assertion", async () => {

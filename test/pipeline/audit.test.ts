@@ -722,7 +722,10 @@ const CASES: SecretCase[] = [
   },
 ];
 
-describe("no credential reaches a log line", () => {
+/** The members of a refusal's problem+json body (RFC 9457 and the request id). */
+const PROBLEM_MEMBERS = ["type", "title", "status", "reason", "request_id"];
+
+describe("no credential reaches a log line or an answer, and no refusal says its precise cause", () => {
   it("has a case for every deny reason", () => {
     const covered = new Set(CASES.flatMap((testCase) => testCase.reasons));
     const missing = Object.keys(EVERY_REASON).filter((reason) => !covered.has(reason as DenyReason));
@@ -779,13 +782,26 @@ describe("no credential reaches a log line", () => {
     const record = edge.audit.at(-1) as AuditRecord;
     const outcome = record.decision === "allow" ? "allowed" : record.reason;
     expect(testCase.reasons).toContain(outcome);
-    if (outcome !== "allowed") expect(JSON.parse(body).reason).toBe(outcome);
+    if (outcome !== null && outcome !== "allowed") {
+      const problem = JSON.parse(body) as Record<string, unknown>;
+      expect(problem.reason).toBe(outcome);
+      // The answer names the reason and nothing finer: the problem members, and which limit
+      // was hit on a 429. The precise cause is the record's alone.
+      const members = outcome === "rate_limited" ? [...PROBLEM_MEMBERS, "limit"] : PROBLEM_MEMBERS;
+      for (const key of Object.keys(problem)) expect(members).toContain(key);
+      // A detail that is part of the reason's own name ("scope" for insufficient_scope,
+      // "origin_timeout") cannot be told apart in the text; the member check covers those.
+      if (record.detail !== null && !outcome.includes(record.detail)) {
+        expect(body, `the answer names the detail ${record.detail}`).not.toContain(record.detail);
+      }
+    }
 
     const lines = [
       ...edge.logs,
       ...edge.dataPoints.map((point) => JSON.stringify(point)),
       ...spies.flatMap((spy) => spy.mock.calls.map((call) => call.map(String).join(" "))),
       ...[...response.headers].map(([name, value]) => `${name}: ${value}`),
+      body,
     ];
     // The capture works: the record went through console.log and the dataset.
     expect(lines.filter((line) => line.includes(record.request_id)).length).toBeGreaterThanOrEqual(3);

@@ -307,6 +307,24 @@ describe("attacks, each by its deny reason", () => {
     expect(seen).toHaveLength(0);
   });
 
+  // The bound on kid is the one on a key's kid in the set: the longest kid a key may carry
+  // verifies, one character more is refused unparsed.
+  it("kid of 256 characters is accepted, 257 refused", async () => {
+    const longKids = await makeIssuer("ES256");
+    const key = await makeKey("ES256", "k".repeat(256));
+    await longKids.publish([key]);
+    const edge = harness(policyFor(longKids));
+    const accepted = await call(edge, "/v1/x", {
+      authorization: `Bearer ${await longKids.sign({ sub: "long-kid-user", scope: "api:read" }, { key })}`,
+    });
+    expect(accepted.response.status).toBe(200);
+    expect(accepted.seen[0]?.headers["x-user-sub"]).toBe("long-kid-user");
+    const longer = await longKids.sign({ scope: "api:read" }, { key: { ...key, kid: "k".repeat(257) } });
+    const refused = await call(edge, "/v1/x", { authorization: `Bearer ${longer}` });
+    expect(refused.record).toMatchObject({ reason: "token_invalid", detail: "kid_invalid" });
+    expect(refused.seen).toHaveLength(0);
+  });
+
   it("ECDSA r=s=0 in raw and DER form", async () => {
     const edge = harness(policyFor(issuer));
     const kid = issuer.keys[0]!.kid;

@@ -268,6 +268,45 @@ describe("CORS on refusals and answers", () => {
     expect(response.headers.get("vary") ?? "").toContain("Origin");
   });
 
+  // A cache keyed without Origin must not hand one page's refusal to a page the route allows.
+  it.each([
+    ["for a route without CORS", "/plain/x", { "access-control-request-method": "GET" }, "route_has_no_cors"],
+    [
+      "for a method the route's CORS does not allow",
+      "/narrow/x",
+      { "access-control-request-method": "POST" },
+      "method_not_allowed",
+    ],
+    [
+      "for a header the route's CORS does not allow",
+      "/spa/x",
+      { "access-control-request-method": "GET", "access-control-request-headers": "authorization,x-custom" },
+      "header_not_allowed",
+    ],
+  ])("a preflight refused %s says Vary: Origin", async (_label, path, request, detail) => {
+    const base = policy();
+    // Serves POST, but lets pages send only GET across origins.
+    const narrow = {
+      name: "narrow",
+      methods: ["GET", "POST"],
+      path: "/narrow/**",
+      auth: "public",
+      upstream: "echo",
+      cors: { allow_origins: [APP], allow_methods: ["GET"] },
+    } as PolicyDocument["routes"][number];
+    const e = harness({ ...base, routes: [...base.routes, narrow] }, {}, { COND: conditionalOrigin });
+    const m = marker();
+    const response = await e.fetch(path, {
+      method: "OPTIONS",
+      headers: { origin: APP, "x-test-marker": m, ...request },
+    });
+    await expectProblem(response, 403, "cors_rejected");
+    expect(e.audit.at(-1)).toMatchObject({ reason: "cors_rejected", detail });
+    expect(response.headers.get("access-control-allow-origin")).toBeNull();
+    expect(await originSaw(m)).toHaveLength(0);
+    expect(response.headers.get("vary") ?? "").toContain("Origin");
+  });
+
   it("OPTIONS without Access-Control-Request-Method on a CORS route is neither answered as a preflight nor forwarded", async () => {
     const e = edge();
     const m = marker();

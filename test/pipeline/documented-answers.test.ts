@@ -1,10 +1,11 @@
 // README claims through the whole pipeline (workerd, real KV and Durable Objects, loopback
 // echo origin and issuer): the jwks_unavailable answer, the size defaults at their boundary,
-// and which responses carry rate-limit fields.
-import { beforeAll, describe, expect, it } from "vitest";
+// the default wait for an origin, and which responses carry rate-limit fields.
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, b64url, makeIssuer, type TestIssuer } from "../support/issuers";
+import { held } from "../support/waiting";
 
 const unique = () => crypto.randomUUID().slice(0, 8);
 
@@ -94,11 +95,65 @@ describe("size defaults at their boundary", () => {
   });
 });
 
+describe("an upstream's timeout_ms", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  // On a fake clock: the origin (a service binding) never answers, and the edge's wait for it
+  // runs out at 30 s exactly when the policy sets no timeout_ms.
+  it("defaults to 30 s: an origin that has not answered by then is 504 origin_timeout", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    const called = held<void>();
+    const silent = {
+      fetch: () => {
+        called.resolve();
+        return new Promise<Response>(() => {});
+      },
+    };
+    const edge = harness(
+      basePolicy({
+        upstreams: { silent: { service: "SILENT" } },
+        routes: [{ name: "public", methods: ["GET"], path: "/public/**", auth: "public", upstream: "silent" }],
+      }),
+      {},
+      { SILENT: silent },
+    );
+    let answered = false;
+    const response = edge.fetch("/public/x").then((r) => {
+      answered = true;
+      return r;
+    });
+    await called.promise;
+    await vi.advanceTimersByTimeAsync(29_999);
+    expect(answered).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    // Refused now; the harness hands the answer over once the record is written, which the
+    // edge defers to a timer of its own (the fake clock runs such a timer a millisecond on).
+    await vi.advanceTimersByTimeAsync(1);
+    expect(answered).toBe(true);
+    expect((await response).status).toBe(504);
+    expect(edge.audit.at(-1)).toMatchObject({
+      reason: "origin_timeout",
+      detail: "origin_timeout",
+      upstream_ms: 30_000,
+    });
+  });
+});
+
+const RATE_LIMIT_FIELDS = [
+  "ratelimit",
+  "ratelimit-policy",
+  "x-ratelimit-limit",
+  "x-ratelimit-remaining",
+  "x-ratelimit-reset",
+];
+
 describe("rate-limit response fields", () => {
   it("a 401 or 403 on a limited route carries no rate-limit fields; an admitted request does", async () => {
     const edge = harness(authPolicy(issuer.url));
     const sub = `u-${unique()}`;
-    const fields = ["ratelimit", "ratelimit-policy", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"];
+    const fields = RATE_LIMIT_FIELDS;
     const missing = await edge.fetch("/scoped/x");
     expect(missing.status).toBe(401);
     for (const name of fields) expect(missing.headers.get(name)).toBeNull();
@@ -112,5 +167,62 @@ describe("rate-limit response fields", () => {
     for (const name of fields) expect(ok.headers.get(name)).not.toBeNull();
     expect(ok.headers.get("x-ratelimit-limit")).toBe("100");
     expect(ok.headers.get("x-ratelimit-remaining")).toBe("99");
+  });
+
+  // Refused before the limits were asked, nothing was counted: there is nothing to report.
+  it("a 400 or a preflight, refused or answered, on a limited route carries no rate-limit fields", async () => {
+    const app = "https://app.example.com";
+    const base = authPolicy(issuer.url);
+    const open = {
+      name: "open",
+      methods: ["GET"],
+      path: "/open/**",
+      auth: "public",
+      upstream: "echo",
+      limits: [{ name: `ip-${unique()}`, key: "ip", limit: 100, window_s: 60 }],
+      cors: { allow_origins: [app] },
+    } as PolicyDocument["routes"][number];
+    const edge = harness({ ...base, routes: [...base.routes, open] });
+    const client = { "cf-connecting-ip": "198.51.100.7" };
+    const expectNoFields = (response: Response) => {
+      for (const name of RATE_LIMIT_FIELDS) expect(response.headers.get(name), name).toBeNull();
+    };
+
+    const cookies = await edge.fetch("/open/x", {
+      headers: { ...client, cookie: Array.from({ length: 1001 }, (_, i) => `c${i}=1`).join("; ") },
+    });
+    expect(cookies.status).toBe(400);
+    expect(edge.audit.at(-1)).toMatchObject({ reason: "bad_request", detail: "too_many_cookies" });
+    expectNoFields(cookies);
+
+    const token = await issuer.sign({ sub: `u-${unique()}` });
+    const twice = await edge.fetch(`/v1/x?access_token=${token}`, { headers: { authorization: `Bearer ${token}` } });
+    expect(twice.status).toBe(400);
+    expect(edge.audit.at(-1)).toMatchObject({ reason: "token_malformed" });
+    expectNoFields(twice);
+
+    for (const [path, origin] of [
+      ["/open/x", "https://evil.example"],
+      ["/v1/x", app],
+    ] as const) {
+      const refused = await edge.fetch(path, {
+        method: "OPTIONS",
+        headers: { ...client, origin, "access-control-request-method": "GET" },
+      });
+      expect(refused.status).toBe(403);
+      expect(edge.audit.at(-1)).toMatchObject({ reason: "cors_rejected" });
+      expectNoFields(refused);
+    }
+    const preflight = await edge.fetch("/open/x", {
+      method: "OPTIONS",
+      headers: { ...client, origin: app, "access-control-request-method": "GET" },
+    });
+    expect(preflight.status).toBe(204);
+    expectNoFields(preflight);
+
+    // The route is limited: a request the limits admit says so.
+    const admitted = await edge.fetch("/open/x", { headers: client });
+    expect(admitted.status).toBe(200);
+    expect(admitted.headers.get("x-ratelimit-limit")).toBe("100");
   });
 });
