@@ -279,6 +279,31 @@ describe("a route that accepts bearer tokens and Access assertions", () => {
   });
 });
 
+describe("a route that accepts bearer tokens only", () => {
+  // The assertion's transports are not read there: a valid assertion is no credential, and
+  // the cookie and header are stripped like any other credential.
+  it("answers a request with only an Access assertion 401 token_missing, and forwards neither", async () => {
+    const idp = await makeIssuer();
+    const edge = harness(
+      basePolicy({
+        issuers: {
+          access: { kind: "cloudflare_access", team_domain: team.url },
+          idp: { kind: "oidc", issuer: idp.url, audiences: ["api"] },
+        },
+        routes: [{ name: "api", methods: ["GET"], path: "/api/**", auth: { issuers: ["idp"] }, upstream: "echo" }],
+      }),
+    );
+    const token = await assertion();
+    for (const headers of [{ "cf-access-jwt-assertion": token }, { cookie: `CF_Authorization=${token}` }]) {
+      const m = marker();
+      const response = await edge.fetch("/api/x", { headers: { "x-test-marker": m, ...headers } });
+      expect(response.status).toBe(401);
+      expect(((await response.json()) as { reason: string }).reason).toBe("token_missing");
+      expect(await originSaw(m)).toHaveLength(0);
+    }
+  });
+});
+
 describe("answers to Access-authenticated requests and shared caches", () => {
   let idp: TestIssuer;
   beforeAll(async () => {
