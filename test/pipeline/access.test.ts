@@ -294,7 +294,11 @@ describe("a route that accepts bearer tokens only", () => {
       }),
     );
     const token = await assertion();
-    for (const headers of [{ "cf-access-jwt-assertion": token }, { cookie: `CF_Authorization=${token}` }]) {
+    const transports: Record<string, string>[] = [
+      { "cf-access-jwt-assertion": token },
+      { cookie: `CF_Authorization=${token}` },
+    ];
+    for (const headers of transports) {
       const m = marker();
       const response = await edge.fetch("/api/x", { headers: { "x-test-marker": m, ...headers } });
       expect(response.status).toBe(401);
