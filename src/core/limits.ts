@@ -201,23 +201,24 @@ function rateOf(item: CounterRequest): Rate {
 
 /** Rejects malformed input at the object boundary (the Worker is the only caller, but cheaply). */
 export function checkCounterRequests(items: unknown): asserts items is CounterRequest[] {
-  if (!Array.isArray(items) || items.length === 0 || items.length > MAX_COUNTERS_PER_CALL) {
-    throw new TypeError(`expected 1 to ${MAX_COUNTERS_PER_CALL} counters`);
-  }
-  for (const item of items as CounterRequest[]) {
-    const ok =
-      typeof item?.id === "string" &&
-      item.id.length > 0 &&
-      item.id.length <= 2048 &&
-      Number.isInteger(item.limit) &&
-      item.limit >= 1 &&
-      item.limit <= 1_000_000_000 &&
-      Number.isInteger(item.windowS) &&
-      item.windowS >= 1 &&
-      item.windowS <= 86400 * 31 &&
-      (item.cost === undefined || (Number.isInteger(item.cost) && item.cost >= 0 && item.cost <= item.limit + 1));
-    if (!ok) throw new TypeError("malformed counter request");
-  }
+  const ok =
+    Array.isArray(items) &&
+    items.length > 0 &&
+    items.length <= MAX_COUNTERS_PER_CALL &&
+    items.every(
+      (item: CounterRequest) =>
+        typeof item?.id === "string" &&
+        item.id.length > 0 &&
+        item.id.length <= 2048 &&
+        Number.isInteger(item.limit) &&
+        item.limit >= 1 &&
+        item.limit <= 1_000_000_000 &&
+        Number.isInteger(item.windowS) &&
+        item.windowS >= 1 &&
+        item.windowS <= 86400 * 31 &&
+        (item.cost === undefined || (Number.isInteger(item.cost) && item.cost >= 0 && item.cost <= item.limit + 1)),
+    );
+  if (!ok) throw new TypeError("malformed counter request");
 }
 
 /** Counter changes not yet in storage: live counters to store, the rest to delete. */

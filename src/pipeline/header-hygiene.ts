@@ -95,7 +95,11 @@ export function headerHygiene(): Stage {
     outgoing.set("x-forwarded-host", url.host);
     outgoing.set("x-forwarded-proto", url.protocol.replace(":", ""));
     const clientIp = incoming.get("cf-connecting-ip");
-    if (clientIp) outgoing.set("x-forwarded-for", clientIp);
+    if (clientIp) {
+      outgoing.set("x-forwarded-for", clientIp);
+      // A same-zone origin's CF-Connecting-IP is taken from it.
+      outgoing.set("x-real-ip", clientIp);
+    }
     c.set("forwardHeaders", outgoing);
     return undefined;
   };

@@ -686,14 +686,118 @@ describe("another isolate fetching the new kid", () => {
     await vi.waitFor(async () =>
       expect(await kv.get(`jwks-refresh:v1:${issuer.url} ${issuer.url}/jwks`)).toBe(String(clock.ms)),
     );
-    // B finds A's stamp and no newer set: it does not fetch, and cannot tell yet.
-    expect(await b.verify(await signAt(issuer, clock, next))).toMatchObject({ ok: false, detail: "kid_unknown" });
+    // B finds A's stamp and no newer set: it does not fetch, and cannot tell yet. Nothing is
+    // known against the token, so it is not refused as invalid (a client would drop it).
+    expect(await b.verify(await signAt(issuer, clock, next))).toMatchObject({
+      ok: false,
+      reason: "jwks_unavailable",
+      detail: "jwks_refreshing",
+    });
     releaseA();
     expect(await aResult).toMatchObject({ ok: true, keySource: "fetch" });
     await a.settle();
     // A second later B reads the set A saved, well within the 30 s cooldown.
     clock.advance(1);
     expect(await b.verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "kv" });
+    expect(b.store.stats.fetches).toBe(0);
+  });
+});
+
+/**
+ * KV as one Cloudflare location serves it: a value read there is served from the location's
+ * cache for 60 s, and another location's write reaches it no sooner (KV is eventually
+ * consistent); a write made here is seen here at once.
+ */
+function locationKv(clock: Clock): KeyValueStore {
+  const cached = new Map<string, { value: string | null; at: number }>();
+  return {
+    async get(key) {
+      const hit = cached.get(key);
+      if (hit && clock.ms - hit.at < 60_000) return hit.value;
+      const value = await kv.get(key);
+      cached.set(key, { value, at: clock.ms });
+      return value;
+    },
+    async put(key, value, options) {
+      cached.set(key, { value, at: clock.ms });
+      await kv.put(key, value, options);
+    },
+  };
+}
+
+describe("another isolate's refresh, as another location sees it", () => {
+  const settings = (issuer: TestIssuer) => ({ jwks_uri: `${issuer.url}/jwks`, refresh_cooldown_s: 30 });
+
+  it("a location whose KV still serves the old set answers a new kid 503, never 401, until it has the key", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const k1 = issuer.keys[0] as TestKey;
+    const a = verifierFor(issuer, clock, settings(issuer));
+    const b = verifierFor(issuer, clock, settings(issuer), locationKv(clock));
+    expect(await a.verify(await signAt(issuer, clock, k1))).toMatchObject({ ok: true, keySource: "fetch" });
+    await a.settle();
+    // B's location reads the set A saved, and keeps it cached.
+    expect(await b.verify(await signAt(issuer, clock, k1))).toMatchObject({ ok: true, keySource: "kv" });
+    await b.settle();
+    const k2 = await makeKey();
+    await issuer.publish([k1, k2]);
+    clock.advance(31);
+    // A stamps, fetches and saves the set with k2 before B sees its first k2 token.
+    expect(await a.verify(await signAt(issuer, clock, k2))).toMatchObject({ ok: true, keySource: "fetch" });
+    await a.settle();
+    const answers: string[] = [];
+    for (const step of [0, 2, 3, 5, 10, 11]) {
+      clock.advance(step);
+      const result = await b.verify(await signAt(issuer, clock, k2));
+      await b.settle();
+      answers.push(result.ok ? "ok" : `${result.reason}:${result.detail}`);
+    }
+    // Within A's cooldown B's location still shows the old set: unavailable for now. Once
+    // the cooldown is over B asks the issuer itself.
+    expect(answers).toEqual([...Array(5).fill("jwks_unavailable:jwks_refreshing"), "ok"]);
+  });
+
+  it("another isolate's failed fetch: 503 here until this isolate may ask the issuer itself", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const a = verifierFor(issuer, clock, settings(issuer));
+    const b = verifierFor(issuer, clock, settings(issuer));
+    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await a.settle();
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+    const k2 = await makeKey();
+    clock.advance(31);
+    await issuer.setMode("down");
+    expect(await a.verify(await signAt(issuer, clock, k2))).toMatchObject({ reason: "jwks_unavailable" });
+    await a.settle();
+    clock.advance(1);
+    expect(await b.verify(await signAt(issuer, clock, k2))).toMatchObject({
+      reason: "jwks_unavailable",
+      detail: "jwks_refreshing",
+    });
+    await issuer.setMode("ok");
+    await issuer.publish([issuer.keys[0] as TestKey, k2]);
+    clock.advance(30);
+    expect(await b.verify(await signAt(issuer, clock, k2))).toMatchObject({ ok: true, keySource: "fetch" });
+  });
+
+  it("a kid the set another isolate fetched since does not have is refused as unknown: the issuer answered", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const a = verifierFor(issuer, clock, settings(issuer));
+    const b = verifierFor(issuer, clock, settings(issuer));
+    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await a.settle();
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+    clock.advance(31);
+    const forged = await makeKey();
+    expect(await a.verify(await signAt(issuer, clock, forged))).toMatchObject({ detail: "kid_unknown" });
+    await a.settle();
+    clock.advance(1);
+    expect(await b.verify(await signAt(issuer, clock, forged))).toMatchObject({
+      reason: "token_invalid",
+      detail: "kid_unknown",
+    });
     expect(b.store.stats.fetches).toBe(0);
   });
 });

@@ -506,8 +506,18 @@ describe("header hygiene", () => {
     const got = seen[0]!.headers;
     for (const name of Object.keys(spoofed)) expect(got[name.toLowerCase()], name).toBeUndefined();
     // Cloudflare writes its own with `-` only: those go on (the runtime drops `cf-connecting-ip`
-    // from subrequests, Cloudflare sets its own there; the edge passes it on as X-Forwarded-For).
-    expect(got).toMatchObject({ "cf-ray": "kept", "x-forwarded-for": "198.51.100.7" });
+    // from subrequests, Cloudflare sets its own there; the edge passes it on as X-Forwarded-For,
+    // and as X-Real-IP, from which Cloudflare sets a same-zone origin's CF-Connecting-IP).
+    expect(got).toMatchObject({ "cf-ray": "kept", "x-forwarded-for": "198.51.100.7", "x-real-ip": "198.51.100.7" });
+  });
+
+  it("writes X-Real-IP from CF-Connecting-IP alone, whatever X-Real-IP the client sent", async () => {
+    const { seen } = await send("/public/a", {
+      headers: { "cf-connecting-ip": "203.0.113.7", "x-real-ip": "10.0.0.1", X_Real_IP: "10.0.0.2" },
+    });
+    const got = seen[0]!.headers;
+    expect(got["x-real-ip"]).toBe("203.0.113.7");
+    expect(got.x_real_ip).toBeUndefined();
   });
 
   it("forwards an Upgrade request (WebSocket, h2c) as a plain one, so no tunnel opens past the edge", async () => {

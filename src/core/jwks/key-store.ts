@@ -177,7 +177,10 @@ export class IssuerKeyStore {
   #inflight: Inflight | undefined;
   #lastAttemptAt = -Infinity;
   #lastFailure: string | undefined;
-  /** When a refresh last failed: the keys served meanwhile were still taken as current. */
+  /**
+   * When a refresh last failed, or another isolate asked the issuer with no answer seen here
+   * (`#lastFailure` says which): the keys served meanwhile were still taken as current.
+   */
   #lastFailedAt = -Infinity;
   #lastKvMissAt = -Infinity;
   /** Every key imported from the current set, to its entry there: what `trusts` reads. */
@@ -512,8 +515,14 @@ export class IssuerKeyStore {
       const last = Number(await this.#getKv(this.#kvRefreshKey));
       // A stamp from the future (another isolate's clock, a bad write) is ignored, not obeyed:
       // obeying it could block refreshes until it expires.
-      if (Number.isFinite(last) && last <= now && now - last < this.#issuer.refreshCooldownS * 1000)
+      if (isPastTime(last, now) && now - last < this.#issuer.refreshCooldownS * 1000) {
+        // Another isolate asked the issuer. Until a set it fetched since reaches this one, the
+        // issuer's answer is unknown here (that isolate may be fetching still, or have failed,
+        // and KV in this location may lag a minute behind), as after a failed refresh.
+        this.#lastFailure = "refreshing";
+        this.#lastFailedAt = last;
         return fetchSkipped();
+      }
     }
     write(this.#kvRefreshKey, String(now), Math.max(KV_MIN_TTL_S, this.#issuer.refreshCooldownS));
     try {
