@@ -169,6 +169,8 @@ describe("metricsDataPoint", () => {
     for (const blob of point.blobs) expect(bytes(blob)).toBeLessThanOrEqual(MAX_BLOB_BYTES);
     expect(point.blobs[BLOB_COLUMNS.indexOf("user_sub")]).toBe("🦀".repeat(64));
     expect(point.blobs.length).toBeLessThanOrEqual(20);
+    // All blobs together within Analytics Engine's total, as its older limit put it (5,120 bytes).
+    expect(point.blobs.reduce((sum, blob) => sum + bytes(blob), 0)).toBeLessThanOrEqual(5120);
     expect(point.doubles.length).toBeLessThanOrEqual(20);
   });
 });
