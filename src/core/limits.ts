@@ -205,7 +205,8 @@ export function checkCounterRequests(items: unknown): asserts items is CounterRe
     Array.isArray(items) &&
     items.length > 0 &&
     items.length <= MAX_COUNTERS_PER_CALL &&
-    items.every(
+    // Spread, so that a hole reads as undefined (`every` would skip it).
+    [...items].every(
       (item: CounterRequest) =>
         typeof item?.id === "string" &&
         item.id.length > 0 &&

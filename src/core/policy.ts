@@ -242,8 +242,9 @@ function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer
     email: "email",
   };
   if (raw.claims !== undefined && check.object(raw.claims, `${path}.claims`)) {
-    check.known(raw.claims, `${path}.claims`, ["subject", "tenant", "scopes", "groups", "email"]);
-    for (const field of ["subject", "tenant", "scopes", "groups", "email"] as const) {
+    const fields = ["subject", "tenant", "scopes", "groups", "email"] as const;
+    check.known(raw.claims, `${path}.claims`, fields);
+    for (const field of fields) {
       const value = raw.claims[field];
       if (value !== undefined && check.string(value, `${path}.claims.${field}`)) claims[field] = value;
     }

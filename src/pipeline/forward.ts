@@ -87,6 +87,7 @@ function watchedBody(
   const writer = writable.getWriter();
   // Bytes of the declared length not yet handed on: at 0 the origin has the whole request.
   let left = length;
+  let handedOn = false;
   const pump = async (): Promise<UploadEnd> => {
     for (;;) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
@@ -94,7 +95,7 @@ function watchedBody(
         chunk = await reader.read();
         // A client gone before its upload was whole is recorded as refused at once (see the
         // audit stage): what it had sent before is never completed to the origin.
-        if (clientSignal.aborted && left !== 0) throw 0;
+        if (clientSignal.aborted && !handedOn) throw 0;
       } catch {
         writer.abort().catch(() => undefined);
         return "client";
@@ -107,10 +108,15 @@ function watchedBody(
           await step;
         }
         if (chunk.done) return "whole";
-        // With its last declared byte the origin has the whole request, before the end is read.
+        // With its last declared byte the origin has the whole request, before the end is read;
+        // unless the client left while that part was being handed on (its record says refused
+        // already: the next read tears the origin request down).
         if (left !== undefined) {
           left -= chunk.value.byteLength;
-          if (left === 0) ended("whole");
+          if (left === 0 && !clientSignal.aborted) {
+            handedOn = true;
+            ended("whole");
+          }
         }
       } catch {
         reader.cancel().catch(() => undefined);
@@ -135,7 +141,8 @@ export function forward(): Stage {
     const upstream = route.upstream;
     const incoming = c.get("url");
     const path = c.get("canonicalPath");
-    const query = withoutQueryCredentials(incoming.search);
+    // An authenticated request carries no query credential: it would have been refused.
+    const query = c.get("identity") ? incoming.search : withoutQueryCredentials(incoming.search);
     let target: string;
     // The global fetch unless the upstream is a service binding.
     let binding: Binding | undefined;

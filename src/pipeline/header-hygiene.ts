@@ -55,10 +55,11 @@ export function hidesCredentialCookie(cookie: string): boolean {
 /**
  * Every cookie name, and every name hidden in a value, is read as lenient parsers read it,
  * which costs microseconds when it holds escapes. A browser sends at most a few hundred
- * cookies; a header holding more than this many `=` is refused rather than read (thousands of
- * escaped names in a 32 KB header cost tens of milliseconds).
+ * cookies; a header holding more than this many `;` and `=` together is refused rather than
+ * read (thousands of escaped names in a 32 KB header cost tens of milliseconds; a cookie
+ * without `=` is a name too).
  */
-const MAX_COOKIE_EQUALS = 1000;
+const MAX_COOKIE_SEPARATORS = 2000;
 
 /** Header names remembered per isolate with their verdict; names are client input. */
 const MAX_REMEMBERED_NAMES = 512;
@@ -83,7 +84,7 @@ export function headerHygiene(): Stage {
     }
     const cookie = outgoing.get("cookie");
     if (cookie !== null) {
-      if (cookie.split("=").length > MAX_COOKIE_EQUALS + 1)
+      if (cookie.split(/[;=]/).length > MAX_COOKIE_SEPARATORS + 1)
         return deny(c, "bad_request", { detail: "too_many_cookies" });
       const kept = withoutCredentialCookies(cookie);
       if (hidesCredentialCookie(kept)) return deny(c, "bad_request", { detail: "credential_cookie_in_value" });

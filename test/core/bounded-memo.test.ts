@@ -24,15 +24,27 @@ describe("boundedMemo", () => {
   });
 
   it("keeps the first keys once full and still answers new keys correctly", () => {
-    const computed: number[] = [];
-    const double = boundedMemo(3, (key: number) => {
+    const computed: string[] = [];
+    const double = boundedMemo(3, (key: string) => {
       computed.push(key);
-      return key * 2;
+      return Number(key) * 2;
     });
-    for (let key = 0; key < 100; key++) expect(double(key)).toBe(key * 2);
+    for (let key = 0; key < 100; key++) expect(double(String(key))).toBe(key * 2);
     computed.length = 0;
     // The first three are still remembered; everything past the bound is computed each time.
-    for (const key of [0, 1, 2, 50, 50, 99]) double(key);
-    expect(computed).toEqual([50, 50, 99]);
+    for (const key of ["0", "1", "2", "50", "50", "99"]) double(key);
+    expect(computed).toEqual(["50", "50", "99"]);
+  });
+
+  it("never keeps a key longer than 512 characters: client header names may be 32 KB each", () => {
+    const computed: string[] = [];
+    const length = boundedMemo(4, (key: string) => {
+      computed.push(key);
+      return key.length;
+    });
+    const long = "x".repeat(513);
+    const longest = "y".repeat(512);
+    for (const key of [long, long, longest, longest]) length(key);
+    expect(computed).toEqual([long, long, longest]);
   });
 });

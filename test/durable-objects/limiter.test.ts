@@ -142,7 +142,13 @@ describe("limiter object: concurrency", () => {
     expect(await failure(() => stub.release([]))).toMatch(/malformed/);
     expect(await failure(() => stub.release([{ id: "x", limit: 1, windowS: 0 }], 0, 0))).toMatch(/malformed/);
     // Nothing malformed was counted: a well-formed call still finds every counter fresh.
-    expect((await stub.acquire(seventeen.slice(0, 16))).allowed).toBe(true);
+    const admitted = await stub.acquire(seventeen.slice(0, 16));
+    expect(admitted.allowed).toBe(true);
+    // A hole is malformed too (it survives the call), and a call holding one gives nothing back.
+    const holed: unknown[] = [seventeen[0]];
+    holed.length = 2;
+    expect(await failure(() => stub.release(holed as never, admitted.at, admitted.epoch))).toMatch(/malformed/);
+    expect((await stub.acquire([seventeen[0]!])).allowed).toBe(false);
   });
 });
 

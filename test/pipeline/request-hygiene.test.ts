@@ -428,13 +428,17 @@ describe("header hygiene", () => {
     expect(seen[0]!.headers.cookie).toBe(forwarded);
   });
 
-  it("refuses a Cookie header with more than 1,000 `=`, and forwards one with 1,000 as sent", async () => {
+  it("refuses a Cookie header with more than 2,000 `;` and `=`, and forwards 1,000 cookies as sent", async () => {
     // Thousands of escaped names would each be decoded as lenient parsers read them.
     const names = (count: number) => Array.from({ length: count }, (_, i) => `%E9%${i}=`).join(";");
     const over = await send("/public/a", { headers: { cookie: names(1001) } });
     expect(over.response.status).toBe(400);
     expect(over.record).toMatchObject({ reason: "bad_request", detail: "too_many_cookies" });
     expect(over.seen).toHaveLength(0);
+    // A cookie without `=` is a name to read too.
+    const bare = await send("/public/a", { headers: { cookie: "%C3%A9;".repeat(2001) } });
+    expect(bare.record).toMatchObject({ reason: "bad_request", detail: "too_many_cookies" });
+    expect(bare.seen).toHaveLength(0);
     const atLimit = await send("/public/a", { headers: { cookie: names(1000) } });
     expect(atLimit.response.status).toBe(200);
     expect(atLimit.seen[0]!.headers.cookie).toBe(names(1000));

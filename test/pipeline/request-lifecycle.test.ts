@@ -192,6 +192,71 @@ describe("disconnects: the record matches what the origin received", () => {
     expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: "client_closed", status: 499 });
   });
 
+  it("a client that hangs up while its last declared part is handed on: never completed to the origin after a deny record", async () => {
+    // The origin takes the body only when told: the edge's write of the last part waits while
+    // the client goes away, and the record says refused at once.
+    const called = held<void>();
+    const go = held<void>();
+    let originGot: { bytes: number; whole: boolean } | undefined;
+    const edge = harness(
+      basePolicy({
+        upstreams: { slow: { service: "SLOW_ORIGIN", timeout_ms: 5000 } },
+        routes: [{ name: "up", methods: ["POST"], path: "/up/**", auth: "public", upstream: "slow" }],
+      }),
+      {},
+      {
+        SLOW_ORIGIN: {
+          fetch: async (_target: string, init: RequestInit) => {
+            const reader = (init.body as ReadableStream<Uint8Array>).getReader();
+            called.resolve();
+            await go.promise;
+            let bytes = 0;
+            try {
+              for (;;) {
+                const { done, value } = await reader.read();
+                if (done) break;
+                bytes += value.byteLength;
+              }
+            } catch {
+              originGot = { bytes, whole: false };
+              throw new Error("body broke off");
+            }
+            originGot = { bytes, whole: true };
+            return new Response("stored");
+          },
+        },
+      },
+    );
+    const client = new AbortController();
+    let feed!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        feed = controller;
+        controller.enqueue(new TextEncoder().encode("whole body!"));
+      },
+    });
+    const answered = edge.fetch(
+      new Request("https://edge.test/up/x", {
+        method: "POST",
+        body,
+        signal: client.signal,
+        headers: { "content-length": "11" },
+        duplex: "half",
+      } as RequestInit),
+    );
+    await called.promise;
+    await sleep(50); // the edge is writing the part the origin does not take yet
+    client.abort();
+    go.resolve();
+    await sleep(50);
+    feed.close();
+    await answered.catch(() => undefined);
+    await sleep(200);
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "client_closed", status: 499 });
+    expect(originGot?.whole).toBe(false);
+  });
+
   it("a client that hangs up after the answer's headers, mid-body: one record, the answer's own", async () => {
     let feed!: ReadableStreamDefaultController<Uint8Array>;
     const edge = harness(
