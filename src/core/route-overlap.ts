@@ -1,0 +1,71 @@
+// Routes that can never match, for some method: an earlier route takes every such request
+// first (routes match in policy order). `/v1/**` made public before `/v1/admin/**` made
+// authenticated sends every admin request through the public route, and nothing at run time
+// says so. Checked by `npm test` over the deployable policy (test/core/policy.test.ts), not by
+// the Worker: the analysis has no place on the request path or in the deployable bundle.
+
+import type { CompiledPolicy, CompiledRoute } from "./policy";
+import type { HostPattern, PathPart } from "./routes";
+
+/** The methods a route answers: its own, and HEAD where it allows GET. */
+function answeredMethods(route: CompiledRoute): Set<string> {
+  const methods = new Set(route.methods);
+  if (methods.has("GET")) methods.add("HEAD");
+  return methods;
+}
+
+/** Whether `earlier` matches every host `later` matches. */
+function coversHost(earlier: HostPattern | undefined, later: HostPattern | undefined): boolean {
+  if (!earlier) return true;
+  if (!later) return false;
+  if (earlier.port !== undefined && earlier.port !== later.port) return false;
+  if (earlier.exact !== undefined) return later.exact === earlier.exact;
+  const suffix = earlier.suffix as string;
+  if (later.exact !== undefined) {
+    // A capture takes one label (letters, digits, `-`) before its suffix.
+    const label = later.exact.slice(0, later.exact.length - suffix.length);
+    return later.exact.endsWith(suffix) && /^[a-z0-9-]+$/.test(label);
+  }
+  return later.suffix === suffix;
+}
+
+/** Whether `earlier` matches every list of segments `later` matches (see matchPath). */
+function coversPath(earlier: readonly PathPart[], later: readonly PathPart[]): boolean {
+  for (let i = 0; ; i++) {
+    const mine = earlier[i];
+    const theirs = later[i];
+    if (mine?.kind === "rest") return true;
+    if (!mine || !theirs) return !mine && !theirs;
+    // Zero or more segments of any kind: only `**` takes them all.
+    if (theirs.kind === "rest") return false;
+    if (mine.kind === "literal") {
+      if (theirs.kind !== "literal" || theirs.value !== mine.value) return false;
+    } else if (theirs.kind === "literal" && theirs.value === "") {
+      // A capture or `*` needs a non-empty segment.
+      return false;
+    }
+  }
+}
+
+/**
+ * One problem per route and method that an earlier route shadows, as
+ * `routes[3] (admin): GET never reaches it: routes[1] (public) takes every such request first`.
+ */
+export function shadowedRoutes(policy: CompiledPolicy): string[] {
+  const problems: string[] = [];
+  policy.routes.forEach((later, j) => {
+    const open = answeredMethods(later);
+    for (const earlier of policy.routes.slice(0, j)) {
+      if (!coversHost(earlier.host, later.host) || !coversPath(earlier.pattern.parts, later.pattern.parts)) continue;
+      const taken = [...answeredMethods(earlier)].filter((method) => open.delete(method));
+      // HEAD alone follows from GET: say it with GET, not on its own.
+      const named = taken.filter((method) => method !== "HEAD" || !taken.includes("GET"));
+      if (named.length > 0) {
+        problems.push(
+          `routes[${j}] (${later.name}): ${named.join(", ")} never reaches it: routes[${earlier.index}] (${earlier.name}) takes every such request first`,
+        );
+      }
+    }
+  });
+  return problems;
+}
