@@ -130,12 +130,19 @@ const LENIENT_UTF8 = new TextDecoder();
  * decoders read a name (the latter also takes IIS's `%uXXXX`); the bytes then read as UTF-8,
  * so case folding sees the characters an origin sees. Decoding all or nothing would read
  * `access_token%00%` undecoded, as a name that is not `access_token`, where PHP reads exactly that.
+ * `unescape` does exactly this per escape, natively: a callback per escape cost ~1 µs each, and
+ * a Cookie header of thousands of escapes tens of milliseconds. `%u` waits for the second pass,
+ * after the bytes are read as UTF-8 (in either case, as .NET takes it).
  */
 function decodeEachEscape(text: string): string {
-  const fromHex = (_escape: string, hex: string) => String.fromCharCode(Number.parseInt(hex, 16));
-  const bytes = text.replace(/%([0-9A-Fa-f]{2})/g, fromHex);
-  const chars = /[\x80-\xff]/.test(bytes) ? LENIENT_UTF8.decode(Uint8Array.from(bytes, (c) => c.charCodeAt(0))) : bytes;
-  return chars.replace(/%[uU]([0-9A-Fa-f]{4})/g, fromHex);
+  let chars = unescape(text.replace(/%(?=u)/gi, "%25"));
+  if (/[\x80-\xff]/.test(chars)) {
+    // A loop, not Uint8Array.from with a callback: that took half the time of all of this.
+    const bytes = new Uint8Array(chars.length);
+    for (let i = 0; i < chars.length; i++) bytes[i] = chars.charCodeAt(i);
+    chars = LENIENT_UTF8.decode(bytes);
+  }
+  return unescape(chars.replace(/%(?!u[\dA-F]{4})/gi, "%25").replace(/%U/g, "%u"));
 }
 
 /**

@@ -38,7 +38,8 @@ export function compilePathPattern(pattern: string): CompiledPattern | string {
       parts.push({ kind: "any" });
     } else if (segment.startsWith(":")) {
       const name = segment.slice(1);
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return `bad capture name "${segment}"`;
+      // The one capture anything reads (tenant binding): `:tenant_id` or `:org` would bind nothing.
+      if (name !== "tenant") return "only :tenant is captured (* matches any segment)";
       // One value per name: a second capture would silently overwrite the first.
       if (capturesOf({ parts }).includes(name)) return `capture "${segment}" appears twice`;
       parts.push({ kind: "capture", name });
@@ -129,7 +130,7 @@ export function compileHostPattern(host: string): HostPattern | string {
     const dot = lower.indexOf(".");
     if (dot < 2) return "a host capture needs a suffix, e.g. `:tenant.example.com`";
     const name = host.slice(1, dot);
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return `bad capture name "${name}"`;
+    if (name !== "tenant") return "only :tenant is captured";
     if (!/^(\.[a-z0-9-]+)+$/.test(lower.slice(dot))) return "not a host name after the capture";
     return { captureName: name, suffix: lower.slice(dot), ...withPort };
   }

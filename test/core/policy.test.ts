@@ -134,6 +134,18 @@ describe("policy validation names the field and why", () => {
       "routes[0].limits: at most 16 tenant and user limits apply to one route (17 do)",
     ],
     [
+      // Only `:tenant` is read (tenant binding): a capture of another name would bind nothing,
+      // and `:tenant_id` looks like it does.
+      "a path capture other than :tenant",
+      (p: any) => (p.routes[0].path = "/v1/tenants/:tenant_id/**"),
+      "routes[0].path: only :tenant is captured (* matches any segment)",
+    ],
+    [
+      "a host capture other than :tenant",
+      (p: any) => (p.routes[0].host = ":Tenant.example.com"),
+      "routes[0].host: only :tenant is captured",
+    ],
+    [
       "a capture twice in the path",
       (p: any) => (p.routes[0].path = "/t/:tenant/x/:tenant"),
       'routes[0].path: capture ":tenant" appears twice',
@@ -215,7 +227,7 @@ describe("policy validation names the field and why", () => {
       "a capture route for one port after a capture route of the same suffix on every port",
       (p: any) => {
         p.routes[0].host = ":tenant.example.com";
-        p.routes.push({ ...p.routes[0], name: "alt", host: ":org.example.com:8443" });
+        p.routes.push({ ...p.routes[0], name: "alt", host: ":tenant.example.com:8443" });
       },
       "routes[1].host: routes[0] (r) takes this host on every port first",
     ],

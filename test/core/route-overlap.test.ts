@@ -33,7 +33,7 @@ describe("routes an earlier route shadows", () => {
   it("names only the methods taken: the rest of the later route still answers", () => {
     const compiled = withRoutes(
       { name: "read", path: "/v1/**", methods: ["GET"], auth: "public" },
-      { name: "write", path: "/v1/orders/:id", methods: ["GET", "PUT"] },
+      { name: "write", path: "/v1/orders/*", methods: ["GET", "PUT"] },
     );
     expect(shadowedRoutes(compiled)).toEqual([
       "routes[1] (write): GET never reaches it: routes[0] (read) takes every such request first",
@@ -48,10 +48,10 @@ describe("routes an earlier route shadows", () => {
   });
 
   it.each([
-    ["a capture", "/v1/:id", "/v1/42"],
-    ["`*`", "/v1/*/x", "/v1/:id/x"],
+    ["a capture", "/v1/:tenant", "/v1/42"],
+    ["`*`", "/v1/*/x", "/v1/:tenant/x"],
     ["`**` taking nothing more", "/v1/**", "/v1"],
-    ["the same pattern", "/v1/a/:b", "/v1/a/:c"],
+    ["the same pattern", "/v1/a/*", "/v1/a/*"],
     ["a trailing slash", "/v1/users", "/v1/users/"],
   ])("%s before a path it covers", (_case, first, second) => {
     expect(shadowedRoutes(withRoutes({ path: first }, { path: second }))).toHaveLength(1);
@@ -59,10 +59,10 @@ describe("routes an earlier route shadows", () => {
 
   it.each([
     ["a specific route before a general one", "/v1/admin/**", "/v1/**"],
-    ["a capture before `**`", "/v1/:id", "/v1/**"],
+    ["a capture before `**`", "/v1/:tenant", "/v1/**"],
     ["another literal", "/v1/a", "/v1/b"],
-    ["a longer pattern", "/v1/a/:b", "/v1/a"],
-    ["a capture before a literal root segment", "/:id", "/"],
+    ["a longer pattern", "/v1/a/*", "/v1/a"],
+    ["a capture before a literal root segment", "/:tenant", "/"],
   ])("%s: both reachable", (_case, first, second) => {
     expect(shadowedRoutes(withRoutes({ path: first }, { path: second }))).toEqual([]);
   });

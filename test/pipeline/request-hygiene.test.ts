@@ -20,7 +20,7 @@ const policy = () =>
         },
       },
       { name: "plain", methods: ["GET"], path: "/plain/**", auth: "public", upstream: "echo" },
-      { name: "item", methods: ["GET"], path: "/items/:id", auth: "public", upstream: "echo" },
+      { name: "item", methods: ["GET"], path: "/items/*", auth: "public", upstream: "echo" },
       { name: "upload", methods: ["POST", "PUT", "PATCH"], path: "/upload/**", auth: "public", upstream: "echo" },
     ],
   });
