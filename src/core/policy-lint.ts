@@ -1,0 +1,56 @@
+// Policies the validator accepts but that do not do what they say, found by `npm test` over
+// the deployable policy (test/core/policy-lint.test.ts) rather than by the Worker: none of
+// these checks belongs on the request path or in the deployable bundle. Each problem names
+// the field it concerns, as the validator's do.
+
+import type { CompiledPolicy } from "./policy";
+import { shadowedRoutes } from "./route-overlap";
+
+/** Hosts a deployed policy may not send requests to: loopback, and addresses rather than names. */
+function isLocalOrAddress(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === "localhost" || host.endsWith(".localhost") || /^[\d.]+$|^\[/.test(host);
+}
+
+/**
+ * Every problem found: routes an earlier route shadows (see route-overlap.ts), and
+ * - a credentialed CORS origin over plain http (anyone on its network path can script that
+ *   page, and read what the credentials let it read);
+ * - a route limit named like a default of another key: it replaces the default on that route
+ *   (limits are merged by name), so the route silently loses, say, its per-user limit;
+ * - `:tenant` on a public route: with no token there is nothing to bind it to;
+ * - with `deployed`, an upstream or key set on loopback or at a bare address (fine in the
+ *   local stack's policy, never in the one deployed).
+ */
+export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}): string[] {
+  const problems = shadowedRoutes(policy);
+  for (const route of policy.routes) {
+    const at = `routes[${route.index}]`;
+    for (const origin of route.cors?.allow_credentials ? route.cors.allow_origins : []) {
+      if (origin.startsWith("http:") && !isLocalOrAddress(origin))
+        problems.push(`${at}.cors.allow_origins: "${origin}" gets credentialed answers over plain http`);
+    }
+    const keyOf = new Map<string, string>();
+    for (const limit of route.limits) {
+      const earlier = keyOf.get(limit.name);
+      if (earlier !== undefined && earlier !== limit.key)
+        problems.push(
+          `${at}.limits: "${limit.name}", a ${limit.key} limit, replaces the default ${earlier} limit of that name on this route`,
+        );
+      keyOf.set(limit.name, limit.key);
+    }
+    const capturesTenant =
+      route.host?.captureName !== undefined || route.pattern.parts.some((part) => part.kind === "capture");
+    if (route.auth === "public" && capturesTenant) problems.push(`${at}: :tenant on a public route binds nothing`);
+    if (deployed && "url" in route.upstream && isLocalOrAddress(route.upstream.url))
+      problems.push(`${at}.upstream: ${route.upstream.url} is local or an address`);
+  }
+  if (deployed) {
+    for (const issuer of policy.issuers.values()) {
+      for (const url of [issuer.issuer, issuer.jwksUri, issuer.discoveryUrl]) {
+        if (url && isLocalOrAddress(url)) problems.push(`issuers.${issuer.id}: ${url} is local or an address`);
+      }
+    }
+  }
+  return problems;
+}

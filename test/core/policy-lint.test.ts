@@ -1,0 +1,86 @@
+import { describe, expect, it } from "vitest";
+import { localPolicy } from "../../dev/local-policy";
+import policy from "../../policy/policy.json";
+import { compilePolicy } from "../../src/core/policy";
+import { policyProblems } from "../../src/core/policy-lint";
+import type { PolicyDocument, RouteConfig } from "../../src/core/policy-types";
+
+function document(route: Partial<RouteConfig>, more: Partial<PolicyDocument> = {}): PolicyDocument {
+  return {
+    version: 1,
+    upstreams: { api: { url: "https://origin.example.com" } },
+    issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
+    routes: [{ name: "r", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "api", ...route }],
+    ...more,
+  } as PolicyDocument;
+}
+
+const problemsOf = (doc: PolicyDocument, deployed = false) => policyProblems(compilePolicy(doc), { deployed });
+
+describe("policy problems the validator lets through", () => {
+  it("the deployable policy has none, as deployed; the local stack's none, locally", () => {
+    expect(problemsOf(policy as unknown as PolicyDocument, true)).toEqual([]);
+    expect(problemsOf(localPolicy())).toEqual([]);
+  });
+
+  it("a shadowed route", () => {
+    const doc = document({ auth: "public" });
+    doc.routes.push({ ...doc.routes[0]!, name: "admin", path: "/v1/admin/**", auth: { issuers: ["idp"] } });
+    expect(problemsOf(doc)).toEqual([
+      "routes[1] (admin): GET never reaches it: routes[0] (r) takes every such request first",
+    ]);
+  });
+
+  it("credentials for a page served over plain http, but not for a local one", () => {
+    const cors = (origin: string) => ({ cors: { allow_origins: [origin], allow_credentials: true } });
+    expect(problemsOf(document(cors("http://app.example.com")))).toEqual([
+      'routes[0].cors.allow_origins: "http://app.example.com" gets credentialed answers over plain http',
+    ]);
+    expect(problemsOf(document(cors("http://localhost:3000")))).toEqual([]);
+    expect(problemsOf(document(cors("https://app.example.com")))).toEqual([]);
+    expect(problemsOf(document({ cors: { allow_origins: ["http://app.example.com"] } }))).toEqual([]);
+  });
+
+  it("a route limit that replaces a default of another key by its name", () => {
+    const defaults = { limits: { defaults: [{ name: "per-caller", key: "user" as const, limit: 60, window_s: 60 }] } };
+    const own = (key: "route" | "user") =>
+      document({ limits: [{ name: "per-caller", key, limit: 10, window_s: 60 }] }, defaults);
+    expect(problemsOf(own("route"))).toEqual([
+      'routes[0].limits: "per-caller", a route limit, replaces the default user limit of that name on this route',
+    ]);
+    // The same key resized for this route is what replacing by name is for.
+    expect(problemsOf(own("user"))).toEqual([]);
+  });
+
+  it(":tenant on a public route", () => {
+    expect(problemsOf(document({ auth: "public", path: "/t/:tenant/**" }))).toEqual([
+      "routes[0]: :tenant on a public route binds nothing",
+    ]);
+    expect(problemsOf(document({ auth: "public", path: "/t/*/**", host: ":tenant.example.com" }))).toEqual([
+      "routes[0]: :tenant on a public route binds nothing",
+    ]);
+    expect(problemsOf(document({ path: "/t/:tenant/**" }))).toEqual([]);
+  });
+
+  it("as deployed: upstreams and key sets on loopback or at a bare address", () => {
+    const local = document(
+      {},
+      {
+        upstreams: { api: { url: "http://127.0.0.1:8080" } },
+        issuers: {
+          idp: {
+            kind: "oidc",
+            issuer: "https://idp.example.com",
+            jwks_uri: "http://localhost:9000/jwks",
+            audiences: ["api"],
+          },
+        },
+      },
+    );
+    expect(problemsOf(local, true)).toEqual([
+      "routes[0].upstream: http://127.0.0.1:8080 is local or an address",
+      "issuers.idp: http://localhost:9000/jwks is local or an address",
+    ]);
+    expect(problemsOf(local)).toEqual([]);
+  });
+});
