@@ -392,31 +392,40 @@ describe("a refresh for an unknown kid that never settles", () => {
   }, 3000);
 });
 
+/** A KV whose reads never settle, counting them; its writes are taken and dropped. */
+function neverAnsweringKv() {
+  const counted = {
+    reads: 0,
+    kv: {
+      get: () => {
+        counted.reads += 1;
+        return new Promise<string | null>(() => {});
+      },
+      put: async () => {},
+    } as KeyValueStore,
+  };
+  return counted;
+}
+
 describe("a KV that does not answer", () => {
   it("KV reads that never settle are a miss after a short wait: a healthy issuer's keys are fetched and used", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
-    let reads = 0;
-    const hungKv: KeyValueStore = {
-      get: () => {
-        reads += 1;
-        return new Promise<string | null>(() => {});
-      },
-      put: async () => {},
-    };
+    const hung = neverAnsweringKv();
+    const hungKv = hung.kv;
     const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 100 };
     const { verify, store } = verifierFor(issuer, clock, settings, hungKv);
     const started = Date.now();
     // Cold: the load's read and the refresh's read each give up, then the issuer is asked.
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
-    expect(reads).toBe(2);
+    expect(hung.reads).toBe(2);
     clock.advance(31);
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
     // An unknown kid: the KV set and the shared stamp go unanswered too; the refresh still fetches.
     const next = await makeKey();
     await issuer.publish([issuer.keys[0]!, next]);
     expect(await verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
-    expect(reads).toBe(4);
+    expect(hung.reads).toBe(4);
     expect(Date.now() - started).toBeLessThan(1000);
     expect(store.stats.fetches).toBe(2);
     expect(await issuer.stats()).toMatchObject({ discovery_fetches: 0, jwks_fetches: 2 });
@@ -437,14 +446,8 @@ describe("how long a KV read is waited for", () => {
   ])("a read KV does not answer is given up after %i ms %s", async (waitMs, _label, settings) => {
     const issuer = await makeIssuer();
     const clock = new Clock();
-    let reads = 0;
-    const hungKv: KeyValueStore = {
-      get: () => {
-        reads += 1;
-        return new Promise<string | null>(() => {});
-      },
-      put: async () => {},
-    };
+    const hung = neverAnsweringKv();
+    const hungKv = hung.kv;
     let fetches = 0;
     const counting: Fetcher = (input, init) => {
       fetches += 1;
@@ -455,13 +458,13 @@ describe("how long a KV read is waited for", () => {
     const result = verify(await signAt(issuer, clock));
     // Cold: the load reads KV, then the refresh reads it again before it fetches.
     await vi.advanceTimersByTimeAsync(waitMs - 1);
-    expect({ reads, fetches }).toEqual({ reads: 1, fetches: 0 });
+    expect({ reads: hung.reads, fetches }).toEqual({ reads: 1, fetches: 0 });
     await vi.advanceTimersByTimeAsync(1);
-    expect({ reads, fetches }).toEqual({ reads: 2, fetches: 0 });
+    expect({ reads: hung.reads, fetches }).toEqual({ reads: 2, fetches: 0 });
     await vi.advanceTimersByTimeAsync(waitMs - 1);
-    expect({ reads, fetches }).toEqual({ reads: 2, fetches: 0 });
+    expect({ reads: hung.reads, fetches }).toEqual({ reads: 2, fetches: 0 });
     await vi.advanceTimersByTimeAsync(1);
-    expect({ reads, fetches }).toEqual({ reads: 2, fetches: 1 });
+    expect({ reads: hung.reads, fetches }).toEqual({ reads: 2, fetches: 1 });
     expect(await result).toMatchObject({ ok: true, keySource: "fetch" });
   });
 });

@@ -13,6 +13,31 @@ async function problem(response: Response): Promise<{ reason?: string }> {
   return (await response.json()) as { reason?: string };
 }
 
+/**
+ * A POST of 11 declared bytes, all of them sent at once, whose body the test ends (`feed`)
+ * and whose client it can make hang up (`client`).
+ */
+function declaredUpload(edge: ReturnType<typeof harness>, path: string, headers: Record<string, string> = {}) {
+  const client = new AbortController();
+  let feed!: ReadableStreamDefaultController<Uint8Array>;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      feed = controller;
+      controller.enqueue(new TextEncoder().encode("whole body!"));
+    },
+  });
+  const answered = edge.fetch(
+    new Request(`https://edge.test${path}`, {
+      method: "POST",
+      body,
+      signal: client.signal,
+      headers: { ...headers, "content-length": "11" },
+      duplex: "half",
+    } as RequestInit),
+  );
+  return { answered, client, feed };
+}
+
 describe("disconnects: the record matches what the origin received", () => {
   it("a client that hangs up while the limiter is asked, the limiter then admitting: never forwarded after a deny record", async () => {
     // Shows: after the abort listener records `deny client_closed`, nothing stops the
@@ -160,24 +185,11 @@ describe("disconnects: the record matches what the origin received", () => {
     // the edge reads the body's end: hanging up after that hides nothing from the record.
     const edge = harness(basePolicy());
     const m = marker();
-    const client = new AbortController();
-    let feed!: ReadableStreamDefaultController<Uint8Array>;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        feed = controller;
-        controller.enqueue(new TextEncoder().encode("whole body!"));
-      },
+    // The origin answers a while after it has the body (a database write, say).
+    const { answered, client, feed } = declaredUpload(edge, "/public/upload", {
+      "x-test-marker": m,
+      "x-echo-delay-ms": "500",
     });
-    const answered = edge.fetch(
-      new Request("https://edge.test/public/upload", {
-        method: "POST",
-        body,
-        signal: client.signal,
-        // The origin answers a while after it has the body (a database write, say).
-        headers: { "x-test-marker": m, "content-length": "11", "x-echo-delay-ms": "500" },
-        duplex: "half",
-      } as RequestInit),
-    );
     let seen = await originSaw(m);
     for (let i = 0; i < 100 && seen.length === 0; i++) {
       await sleep(20);
@@ -227,23 +239,7 @@ describe("disconnects: the record matches what the origin received", () => {
         },
       },
     );
-    const client = new AbortController();
-    let feed!: ReadableStreamDefaultController<Uint8Array>;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        feed = controller;
-        controller.enqueue(new TextEncoder().encode("whole body!"));
-      },
-    });
-    const answered = edge.fetch(
-      new Request("https://edge.test/up/x", {
-        method: "POST",
-        body,
-        signal: client.signal,
-        headers: { "content-length": "11" },
-        duplex: "half",
-      } as RequestInit),
-    );
+    const { answered, client, feed } = declaredUpload(edge, "/up/x");
     await called.promise;
     await sleep(50); // the edge is writing the part the origin does not take yet
     client.abort();
