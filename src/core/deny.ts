@@ -44,7 +44,7 @@ const WIRE: { readonly [R in DenyReason]: WireShape } = {
   bad_request: { status: 400, title: "Bad request" },
   route_not_found: { status: 404, title: "Not found" },
   cors_rejected: { status: 403, title: "Forbidden" },
-  token_missing: { status: 401, title: "Authentication required" },
+  token_missing: { status: 401, title: "Unauthorized" },
   token_malformed: { status: 400, title: "Bad request", bearerError: "invalid_request" },
   token_invalid: INVALID_TOKEN,
   token_expired: INVALID_TOKEN,
@@ -59,7 +59,7 @@ const WIRE: { readonly [R in DenyReason]: WireShape } = {
   limiter_unavailable: { status: 503, title: "Service unavailable" },
   origin_unavailable: { status: 502, title: "Bad gateway" },
   origin_timeout: { status: 504, title: "Gateway timeout" },
-  misconfigured: { status: 500, title: "Edge misconfigured" },
+  misconfigured: { status: 500, title: "Internal error" },
   internal_error: { status: 500, title: "Internal error" },
   // nginx's 499: the client went away before the request was complete; nobody reads this answer.
   client_closed: { status: 499, title: "Client closed request" },

@@ -6,10 +6,20 @@
 import type { CompiledPolicy } from "./policy";
 import { shadowedRoutes } from "./route-overlap";
 
+/** A URL's host name, without the trailing dot of a fully qualified one. */
+function hostOf(url: string): string {
+  return new URL(url).hostname.replace(/\.$/, "");
+}
+
+/** Loopback: `localhost` and its subdomains, 127.0.0.0/8, ::1. */
+function isLoopback(url: string): boolean {
+  const host = hostOf(url);
+  return host === "localhost" || host.endsWith(".localhost") || host.startsWith("127.") || host === "[::1]";
+}
+
 /** Hosts a deployed policy may not send requests to: loopback, and addresses rather than names. */
 function isLocalOrAddress(url: string): boolean {
-  const host = new URL(url).hostname;
-  return host === "localhost" || host.endsWith(".localhost") || /^[\d.]+$|^\[/.test(host);
+  return isLoopback(url) || /^[\d.]+$|^\[/.test(hostOf(url));
 }
 
 /**
@@ -27,7 +37,7 @@ export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}
   for (const route of policy.routes) {
     const at = `routes[${route.index}]`;
     for (const origin of route.cors?.allow_credentials ? route.cors.allow_origins : []) {
-      if (origin.startsWith("http:") && !isLocalOrAddress(origin))
+      if (origin.startsWith("http:") && !isLoopback(origin))
         problems.push(`${at}.cors.allow_origins: "${origin}" gets credentialed answers over plain http`);
     }
     const keyOf = new Map<string, string>();

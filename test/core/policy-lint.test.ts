@@ -37,6 +37,11 @@ describe("policy problems the validator lets through", () => {
       'routes[0].cors.allow_origins: "http://app.example.com" gets credentialed answers over plain http',
     ]);
     expect(problemsOf(document(cors("http://localhost:3000")))).toEqual([]);
+    expect(problemsOf(document(cors("http://127.0.0.1:3000")))).toEqual([]);
+    // A page at a bare address is no safer on plain http than one with a name.
+    expect(problemsOf(document(cors("http://192.168.1.20")))).toEqual([
+      'routes[0].cors.allow_origins: "http://192.168.1.20" gets credentialed answers over plain http',
+    ]);
     expect(problemsOf(document(cors("https://app.example.com")))).toEqual([]);
     expect(problemsOf(document({ cors: { allow_origins: ["http://app.example.com"] } }))).toEqual([]);
   });
@@ -82,5 +87,7 @@ describe("policy problems the validator lets through", () => {
       "issuers.idp: http://localhost:9000/jwks is local or an address",
     ]);
     expect(problemsOf(local)).toEqual([]);
+    const dotted = document({}, { upstreams: { api: { url: "https://localhost.:8443" } } });
+    expect(problemsOf(dotted, true)).toEqual(["routes[0].upstream: https://localhost.:8443 is local or an address"]);
   });
 });

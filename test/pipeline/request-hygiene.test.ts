@@ -390,6 +390,9 @@ describe("header hygiene", () => {
     // PHP decodes a `+` in a cookie name as a space, then reads spaces as `_` (dropping leading ones).
     ["'+' for '_' (PHP)", "session=s; CF+Authorization=forged.access.jwt"],
     ["leading '+' (PHP)", "session=s; +CF_Authorization=forged.access.jwt"],
+    // Characters sent as they are, beyond Latin-1 and within it, inside an array index.
+    ["an emoji and an é in its index (PHP)", "session=s; CF_Authorization[\u{1F600}\u00e9]=forged.access.jwt"],
+    ["an escaped é in its index (PHP)", "session=s; CF_Authorization[%C3%A9]=forged.access.jwt"],
   ])("drops the Access cookie spelt with %s", async (_label, cookie) => {
     const { response, seen } = await send("/public/a", { headers: { cookie } });
     expect(response.status).toBe(200);
