@@ -14,7 +14,8 @@ function hostOf(url: string): string {
 /** Loopback: `localhost` and its subdomains, 127.0.0.0/8, ::1. */
 function isLoopback(url: string): boolean {
   const host = hostOf(url);
-  return host === "localhost" || host.endsWith(".localhost") || host.startsWith("127.") || host === "[::1]";
+  // The URL parser writes an IPv4 host as four decimals: `127.app.example.com` is a name.
+  return host === "localhost" || host.endsWith(".localhost") || /^127(\.\d+){3}$/.test(host) || host === "[::1]";
 }
 
 /** Hosts a deployed policy may not send requests to: loopback, and addresses rather than names. */

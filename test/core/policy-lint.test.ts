@@ -38,6 +38,10 @@ describe("policy problems the validator lets through", () => {
     ]);
     expect(problemsOf(document(cors("http://localhost:3000")))).toEqual([]);
     expect(problemsOf(document(cors("http://127.0.0.1:3000")))).toEqual([]);
+    // A name whose first label is 127 is no loopback address.
+    expect(problemsOf(document(cors("http://127.app.example.com")))).toEqual([
+      'routes[0].cors.allow_origins: "http://127.app.example.com" gets credentialed answers over plain http',
+    ]);
     // A page at a bare address is no safer on plain http than one with a name.
     expect(problemsOf(document(cors("http://192.168.1.20")))).toEqual([
       'routes[0].cors.allow_origins: "http://192.168.1.20" gets credentialed answers over plain http',
@@ -87,6 +91,7 @@ describe("policy problems the validator lets through", () => {
       "issuers.idp: http://localhost:9000/jwks is local or an address",
     ]);
     expect(problemsOf(local)).toEqual([]);
+    expect(problemsOf(document({}, { upstreams: { api: { url: "https://127.cdn.example.com" } } }), true)).toEqual([]);
     const dotted = document({}, { upstreams: { api: { url: "https://localhost.:8443" } } });
     expect(problemsOf(dotted, true)).toEqual(["routes[0].upstream: https://localhost.:8443 is local or an address"]);
   });

@@ -52,6 +52,23 @@ describe("the origin request", () => {
     expect(seen?.headers.authorization).toBeUndefined();
   });
 
+  it("of an authenticated request says no-cache in each cache header the client did not send; a public one in neither", async () => {
+    const token = await idp.sign({ sub: "alice" });
+    const edge = harness(policy());
+    const seenFor = async (path: string, extra: Record<string, string>) => {
+      const m = marker();
+      const headers: Record<string, string> = { "x-test-marker": m, ...extra };
+      if (path.startsWith("/v1")) headers.authorization = `Bearer ${token}`;
+      expect((await edge.fetch(path, { headers })).status).toBe(200);
+      const [seen] = await originSaw(m);
+      return [seen?.headers["cache-control"], seen?.headers.pragma];
+    };
+    expect(await seenFor("/v1/a", {})).toEqual(["no-cache", "no-cache"]);
+    expect(await seenFor("/v1/b", { "cache-control": "max-age=5" })).toEqual(["max-age=5", "no-cache"]);
+    expect(await seenFor("/v1/c", { pragma: "x" })).toEqual(["no-cache", "x"]);
+    expect(await seenFor("/public/d", {})).toEqual([undefined, undefined]);
+  });
+
   it("of a public request may be cached as the origin says", async () => {
     const modes = recordOriginFetches();
     const response = await harness(policy()).fetch("/public/logo.png");
