@@ -731,6 +731,18 @@ function locationKv(clock: Clock): KeyValueStore {
 describe("another isolate's refresh, as another location sees it", () => {
   const settings = (issuer: TestIssuer) => ({ jwks_uri: `${issuer.url}/jwks`, refresh_cooldown_s: 30 });
 
+  /** Two isolates sharing KV, both holding the issuer's set: A fetched it, B read it from KV. */
+  async function twoWarmIsolates() {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const a = verifierFor(issuer, clock, settings(issuer));
+    const b = verifierFor(issuer, clock, settings(issuer));
+    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await a.settle();
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+    return { issuer, clock, a, b };
+  }
+
   it("a location whose KV still serves the old set answers a new kid 503, never 401, until it has the key", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
@@ -761,13 +773,7 @@ describe("another isolate's refresh, as another location sees it", () => {
   });
 
   it("another isolate's failed fetch: 503 here until this isolate may ask the issuer itself", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const a = verifierFor(issuer, clock, settings(issuer));
-    const b = verifierFor(issuer, clock, settings(issuer));
-    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
-    await a.settle();
-    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+    const { issuer, clock, a, b } = await twoWarmIsolates();
     const k2 = await makeKey();
     clock.advance(31);
     await issuer.setMode("down");
@@ -785,13 +791,7 @@ describe("another isolate's refresh, as another location sees it", () => {
   });
 
   it("a kid the set another isolate fetched since does not have is refused as unknown: the issuer answered", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const a = verifierFor(issuer, clock, settings(issuer));
-    const b = verifierFor(issuer, clock, settings(issuer));
-    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
-    await a.settle();
-    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+    const { issuer, clock, a, b } = await twoWarmIsolates();
     clock.advance(31);
     const forged = await makeKey();
     expect(await a.verify(await signAt(issuer, clock, forged))).toMatchObject({ detail: "kid_unknown" });
