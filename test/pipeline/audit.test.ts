@@ -10,7 +10,7 @@ import type { AcquireResult } from "../../src/core/limits";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
 import { AUDIENCE, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
-import { held } from "../support/waiting";
+import { held, heldLimiter } from "../support/waiting";
 
 /** The record's fields, in order. Changing this list is a change to the log schema. */
 const RECORD_FIELDS = [
@@ -256,18 +256,7 @@ describe("audit record", () => {
     // What a stage still running decides after the disconnect does not change the record.
     const originCalled = held<void>();
     const originAnswer = held<Response>();
-    const limiterCalled = held<void>();
-    const limiterAnswer = held<AcquireResult>();
-    const limiter = {
-      idFromName: (name: string) => name,
-      get: () => ({
-        acquire: () => {
-          limiterCalled.resolve();
-          return limiterAnswer.promise;
-        },
-        release: async () => undefined,
-      }),
-    };
+    const { namespace: limiter, called: limiterCalled, answer: limiterAnswer } = heldLimiter<AcquireResult>();
     const edge = harness(
       basePolicy({
         settings: { limiter_timeout_ms: 2000 },

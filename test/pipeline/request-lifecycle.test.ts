@@ -6,7 +6,7 @@ import type { AcquireResult } from "../../src/core/limits";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer } from "../support/issuers";
-import { held, sleep } from "../support/waiting";
+import { held, heldLimiter, sleep } from "../support/waiting";
 
 async function problem(response: Response): Promise<{ reason?: string }> {
   expect(response.headers.get("content-type") ?? "").toContain("application/problem+json");
@@ -44,18 +44,7 @@ describe("disconnects: the record matches what the origin received", () => {
     // pipeline: the limiter's late admission lets the request through to the origin, which
     // acts on a request the audit log files among the refused ones (audit.ts's own rule:
     // "hanging up must not hide a request the origin acted on among the refused ones").
-    const limiterCalled = held<void>();
-    const limiterAnswer = held<AcquireResult>();
-    const limiter = {
-      idFromName: (name: string) => name,
-      get: () => ({
-        acquire: () => {
-          limiterCalled.resolve();
-          return limiterAnswer.promise;
-        },
-        release: async () => undefined,
-      }),
-    };
+    const { namespace: limiter, called: limiterCalled, answer: limiterAnswer } = heldLimiter<AcquireResult>();
     const edge = harness(
       basePolicy({
         settings: { limiter_timeout_ms: 2000 },

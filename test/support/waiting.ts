@@ -16,3 +16,23 @@ export function held<T>() {
   });
   return { promise, resolve };
 }
+
+/**
+ * A limiter namespace whose `acquire` answers when the test says: `called` settles once the
+ * edge has asked, `answer` is what the test resolves it with.
+ */
+export function heldLimiter<A>() {
+  const called = held<void>();
+  const answer = held<A>();
+  const namespace = {
+    idFromName: (name: string) => name,
+    get: () => ({
+      acquire: () => {
+        called.resolve();
+        return answer.promise;
+      },
+      release: async () => undefined,
+    }),
+  };
+  return { namespace, called, answer };
+}
