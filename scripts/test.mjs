@@ -1,5 +1,6 @@
-// `npm test`: lint, typecheck, the in-workerd suite and the Node-side suite (bundle build,
-// whole-stack tests), then one summary line: `N passed, N failed`.
+// `npm test`: the policy compiled (and so validated), lint, typecheck, the in-workerd suite and
+// the Node-side suite (bundle build, whole-stack tests), then one summary line:
+// `N passed, N failed`.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -43,6 +44,7 @@ function vitest(label, config) {
   }
 }
 
+check("policy (compile policy/policy.json)", "node", ["scripts/compile-policy.mjs"]);
 check("lint (biome)", "npx", ["biome", "check", "."]);
 check("typecheck (tsc)", "npm", ["run", "--silent", "typecheck"]);
 vitest("tests in workerd", "vitest.config.ts");

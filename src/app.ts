@@ -1,69 +1,21 @@
-// The request pipeline, wired in order. Each stage is one module under src/pipeline/; they
-// run in one Hono handler (see src/pipeline/stage.ts for why not one middleware each).
+// The pipeline over a policy document, compiled once per isolate: what tests, the local stack
+// and the benchmark run. The deployable Worker (src/index.ts) ships its policy compiled at
+// build time instead, and never runs the compiler.
 
-import { HonoBase } from "hono/hono-base";
-import { type AuditSink, consoleSink } from "./core/audit";
-import { type CompiledPolicy, compilePolicy } from "./core/policy";
-import { audit } from "./pipeline/audit";
-import { type AuthenticateOptions, authenticate } from "./pipeline/authenticate";
-import { authorise } from "./pipeline/authorise";
-import { canonicalPath } from "./pipeline/canonical-path";
+import type { HonoBase } from "hono/hono-base";
+import { compilePolicy } from "./core/policy";
 import type { PipelineEnv } from "./pipeline/context";
-import { cors } from "./pipeline/cors";
-import { forward } from "./pipeline/forward";
-import { headerHygiene } from "./pipeline/header-hygiene";
-import { injectIdentity } from "./pipeline/inject-identity";
-import { rateLimit } from "./pipeline/rate-limit";
-import { requestId } from "./pipeline/request-id";
-import { deny } from "./pipeline/respond";
-import { route } from "./pipeline/route";
-import { serverTiming } from "./pipeline/server-timing";
-import { SingleHandlerRouter } from "./pipeline/single-handler-router";
-import { runStages, type Stage } from "./pipeline/stage";
+import { type AppOptions, createPipelineApp } from "./pipeline-app";
 
-export interface AppOptions {
-  /** Where audit records go. Default: one JSON line per request on stdout. */
-  auditSinks?: AuditSink[];
-  /** Clock and outbound fetch for token verification (tests inject these). */
-  authentication?: AuthenticateOptions;
-}
+export type { AppOptions } from "./pipeline-app";
 
 export function createApp(policyDocument: unknown, options: AppOptions = {}): HonoBase<PipelineEnv> {
-  // Compiled once per isolate. An invalid policy never half-runs: every request gets 500.
-  let policy: CompiledPolicy | undefined;
+  let policy: ReturnType<typeof compilePolicy> | undefined;
   try {
     policy = compilePolicy(policyDocument);
   } catch (error) {
+    // An invalid policy never half-runs: every request gets 500 misconfigured.
     console.error(String(error));
   }
-  const sinks = options.auditSinks ?? [consoleSink];
-
-  const policyGate: Stage = {
-    run(c) {
-      if (!policy) return deny(c, "misconfigured", { detail: "policy_invalid" });
-      c.set("policy", policy);
-      return undefined;
-    },
-  };
-  const pipeline = runStages([
-    requestId(),
-    audit(() => sinks),
-    serverTiming(),
-    policyGate,
-    canonicalPath(),
-    route(),
-    cors(),
-    headerHygiene(),
-    authenticate(policy, options.authentication),
-    authorise(),
-    injectIdentity(),
-    rateLimit(),
-    forward(),
-  ]);
-
-  // One handler for every request: the route stage matches the policy's routes, so Hono
-  // neither routes nor extracts the path (the canonical-path stage parses the URL once).
-  const app = new HonoBase<PipelineEnv>({ router: new SingleHandlerRouter(), getPath: () => "/" });
-  app.all("*", pipeline);
-  return app;
+  return createPipelineApp(policy, options);
 }

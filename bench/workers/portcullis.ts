@@ -1,6 +1,6 @@
 // Variants 4 and 5: the real Portcullis pipeline (`createApp`), with a benchmark policy
-// handed in as a binding and compiled once per isolate, exactly as the deployable Worker
-// compiles its bundled policy. Re-exports the deployable entry's named exports, so the
+// handed in as a binding and compiled once per isolate (the deployable Worker ships its policy
+// compiled at build time: the same compiled policy, with no compile at start-up). Re-exports the deployable entry's named exports, so the
 // Durable Object classes are here as soon as src/index.ts exports them.
 import { createApp } from "../../src/app";
 import { benchResponse, countRequest, instrumentEnv, isBenchRequest } from "./counters";

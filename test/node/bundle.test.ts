@@ -1,12 +1,38 @@
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
+import { projectCopy } from "./project-copy";
 
 const outdir = mkdtempSync(join(tmpdir(), "portcullis-bundle-"));
-afterAll(() => rmSync(outdir, { recursive: true, force: true }));
+const scratch = mkdtempSync(join(tmpdir(), "portcullis-build-"));
+afterAll(() => {
+  rmSync(outdir, { recursive: true, force: true });
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+/** `wrangler deploy --dry-run` in `cwd`, with the policy in it edited by `edit`. */
+function dryRunWithPolicy(edit: (policy: Record<string, any>) => void) {
+  const copy = projectCopy(scratch, "deploy-");
+  const file = join(copy, "policy", "policy.json");
+  const policy = JSON.parse(readFileSync(file, "utf8"));
+  edit(policy);
+  writeFileSync(file, JSON.stringify(policy));
+  const out = join(copy, "out");
+  const run = spawnSync("npx", ["wrangler", "deploy", "--dry-run", "--outdir", out], {
+    cwd: copy,
+    encoding: "utf8",
+    env: { ...process.env, CI: "true" },
+  });
+  const bundle = join(out, "index.js");
+  return {
+    status: run.status,
+    output: `${run.stdout}${run.stderr}`,
+    bundle: existsSync(bundle) ? readFileSync(bundle, "utf8") : undefined,
+  };
+}
 
 /** The deployable Worker's size budget: 30 KiB gzipped. */
 const BUDGET_GZIP_BYTES = 30 * 1024;
@@ -32,6 +58,30 @@ describe("deployable bundle", () => {
     expect(source.includes("/.dev/keys")).toBe(false);
     // The Durable Object classes the bindings name are exported.
     expect(/export\{[^}]*as RouteLimiter[^}]*as TenantLimiter/.test(source)).toBe(true);
+  });
+
+  // The Worker ships its policy compiled; wrangler's build step compiles it from policy.json
+  // before every deploy, so a policy edited since the compiled one was written is what ships.
+  it("deploys policy.json as it is now, compiled by the build step", () => {
+    const { status, output, bundle } = dryRunWithPolicy((policy) => {
+      policy.settings.realm = "edited-since-compiled";
+    });
+    expect(status, output).toBe(0);
+    expect(output).toContain("node scripts/compile-policy.mjs");
+    expect(bundle).toContain("edited-since-compiled");
+    expect(bundle).not.toContain("portcullis-demo");
+  });
+
+  it("stops the deploy of an invalid policy, listing its problems, with nothing built", () => {
+    const { status, output, bundle } = dryRunWithPolicy((policy) => {
+      policy.routes[0].methods = ["FETCH"];
+      policy.limits.defaults[0].window_s = 0;
+    });
+    expect(status).not.toBe(0);
+    expect(output).toContain("is not a valid policy");
+    expect(output).toContain('routes[0].methods: unknown method "FETCH" (use upper case)');
+    expect(output).toContain("limits.defaults[0].window_s: must be an integer from 1 to 2678400");
+    expect(bundle).toBeUndefined();
   });
 
   it("turns the runtime's invocation logs off, so URLs and headers stay out of Workers Logs", () => {

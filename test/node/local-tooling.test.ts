@@ -3,11 +3,12 @@
 // runs it (quickstart commands as written, a policy edited per the Deployment section, a
 // policy that is not JSON, the terminal closing).
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeJwt } from "jose";
 import { afterAll, describe, expect, it } from "vitest";
+import { projectCopy as sharedProjectCopy } from "./project-copy";
 
 const root = join(import.meta.dirname, "..", "..");
 const README = readFileSync(join(root, "README.md"), "utf8");
@@ -27,15 +28,7 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-/** A copy of what `npm start` needs, to run a stack from with an edited policy. */
-function projectCopy(prefix: string): string {
-  const copy = mkdtempSync(join(scratch, prefix));
-  for (const entry of ["dev", "src", "durable-objects", "policy", "wrangler.toml", "package.json", "tsconfig.json"]) {
-    cpSync(join(root, entry), join(copy, entry), { recursive: true });
-  }
-  symlinkSync(join(root, "node_modules"), join(copy, "node_modules"), "dir");
-  return copy;
-}
+const projectCopy = (prefix: string) => sharedProjectCopy(scratch, prefix);
 
 /** Runs the token CLI as `npm run -s token -- ...args` would. */
 function token(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

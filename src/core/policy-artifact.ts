@@ -1,0 +1,40 @@
+// The compiled policy as plain JSON, so the deployable Worker ships its policy compiled: the
+// validator and compiler run at build time (scripts/compile-policy.mjs, wrangler's build step),
+// never in an isolate. Sets and maps become arrays, and objects keyed by names a policy
+// chooses (tenants, limit names) become entry lists: bundled as a JavaScript object literal, a
+// key `__proto__` would set a prototype instead of adding an entry.
+
+import type { CompiledPolicy, CompiledRoute, ResolvedIssuer } from "./policy";
+
+type Override = { limit: number; window_s?: number };
+
+export interface PolicyArtifact {
+  policy: Omit<CompiledPolicy, "routes" | "issuers" | "tenantOverrides">;
+  routes: (Omit<CompiledRoute, "methods"> & { methods: string[] })[];
+  issuers: [string, ResolvedIssuer][];
+  tenantOverrides: [string, [string, Override][]][];
+}
+
+export function policyArtifact(compiled: CompiledPolicy): PolicyArtifact {
+  const { routes, issuers, tenantOverrides, ...policy } = compiled;
+  return {
+    policy,
+    routes: routes.map((route) => ({ ...route, methods: [...route.methods] })),
+    issuers: [...issuers],
+    tenantOverrides: Object.entries(tenantOverrides).map(([tenant, limits]) => [tenant, Object.entries(limits)]),
+  };
+}
+
+/** Null-prototype records, read by own keys only, as the compiler builds them. */
+function record<T>(entries: [string, T][]): Record<string, T> {
+  return Object.assign(Object.create(null), Object.fromEntries(entries));
+}
+
+export function policyFromArtifact(artifact: PolicyArtifact): CompiledPolicy {
+  return {
+    ...artifact.policy,
+    routes: artifact.routes.map((route) => ({ ...route, methods: new Set(route.methods) })),
+    issuers: new Map(artifact.issuers),
+    tenantOverrides: record(artifact.tenantOverrides.map(([tenant, limits]) => [tenant, record(limits)])),
+  };
+}
