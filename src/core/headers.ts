@@ -2,12 +2,14 @@
 // one normalisation, so the stripper and the injector can never disagree.
 
 /**
- * Client headers that claim identity, or carry a token an identity-aware proxy passes on:
- * ours, and those of the proxies and platforms an origin may have been written for
- * (oauth2-proxy, Azure App Service, Google IAP, AWS ALB, TLS-terminating proxies, and the
- * `Remote-*` family Authelia and authentik hand over behind Caddy or nginx: -User, -Groups,
- * -Email, -Name). Matched after normaliseHeaderName. A prefix takes a whole family:
- * `x-org` is X-Org, X-Org-Id, X-Organization.
+ * Client headers that claim identity, or carry a token or client certificate an
+ * identity-aware proxy passes on: ours, and those of the proxies and platforms an origin may
+ * have been written for (oauth2-proxy, Azure App Service, Google IAP, Cloud Endpoints and API
+ * Gateway, AWS ALB, Kong, Keycloak Gatekeeper, Apache mod_auth_openidc, TLS-terminating
+ * proxies and RFC 9440's Client-Cert, Cloudflare's mTLS transform, and the `Remote-*` family
+ * Authelia and authentik hand over behind Caddy or nginx: -User, -Groups, -Email, -Name).
+ * Matched after normaliseHeaderName. A prefix takes a whole family: `x-org` is X-Org,
+ * X-Org-Id, X-Organization.
  */
 export const IDENTITY_HEADER_PREFIXES: readonly string[] = [
   "x-user-",
@@ -15,14 +17,25 @@ export const IDENTITY_HEADER_PREFIXES: readonly string[] = [
   "x-tenant",
   "x-client-",
   "cf-access-",
-  "x-auth-request-",
+  "cf-cert-",
+  "x-auth-",
   "x-authenticated-",
+  "x-consumer-",
+  "x-credential-",
+  "x-anonymous-",
+  "oidc-",
   "x-ms-client-principal",
   "x-ms-token-",
   "x-goog-authenticated-user-",
   "x-goog-iap-jwt-assertion",
+  "x-endpoint-api-userinfo",
+  "x-apigateway-api-userinfo",
   "x-amzn-oidc-",
-  "x-ssl-client-",
+  "x-amzn-mtls-",
+  "cloudfront-viewer-cert-",
+  "x-ssl-",
+  "ssl-client-",
+  "client-cert",
   "remote-",
   "x-remote-",
   "x-webauth-",
@@ -41,6 +54,7 @@ export const IDENTITY_HEADER_NAMES: readonly string[] = [
   "x-user",
   "x-userid",
   "x-username",
+  "x-userinfo",
   "x-email",
   "x-id-token",
   "x-access-token",
