@@ -17,7 +17,13 @@ export const MAX_IDENTIFIER_CHARS = 255;
 export function isIdentifier(value: unknown): value is string {
   return typeof value === "string" && HEADER_TOKEN.test(value) && value.length <= MAX_IDENTIFIER_CHARS;
 }
-const GROUP_NAME = /^[\x21-\x2B\x2D-\x7E](?:[\x20-\x2B\x2D-\x7E]*[\x21-\x2B\x2D-\x7E])?$/;
+/**
+ * A group name: printable ASCII, inner spaces allowed, but no `,` (the groups header joins
+ * names with it), `"` or `\`: an origin that reads the header as an HTTP list (Werkzeug's
+ * parse_list_header, Python's parse_http_list) would read `"admins"` as `admins`, or two
+ * quoted names as one.
+ */
+const GROUP_NAME = /^(?! )[ !#-+\--[\]-~]*[!#-+\--[\]-~]$/;
 
 export type ClaimsResult = { ok: true; identity: Identity } | { ok: false; detail: string };
 
@@ -55,7 +61,9 @@ export function identityFromClaims(
 
   const tenant = payload[map.tenant];
   if (tenant !== undefined && !isIdentifier(tenant)) return { ok: false, detail: "tenant_unsafe" };
-  const rawScopes = payload[map.scopes] ?? (map.scopesFallback ? payload[map.scopesFallback] : undefined);
+  // Only a claim that is absent falls back: a `null` one is of the wrong type, and refused.
+  const own = payload[map.scopes];
+  const rawScopes = own !== undefined ? own : map.scopesFallback && payload[map.scopesFallback];
   const scopes = rawScopes === undefined ? [] : stringList(rawScopes);
   if (!scopes?.every((s) => HEADER_TOKEN.test(s))) return { ok: false, detail: "scopes_unsafe" };
   const rawGroups = payload[map.groups];
