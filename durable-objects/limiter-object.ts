@@ -53,19 +53,20 @@ export class LimiterObject extends DurableObject {
    * Check every counter and charge them all only if all admit the request. Synchronous on
    * purpose: nothing can interleave between reading and writing a counter.
    */
-  acquire(items: CounterRequest[]): AcquireResult {
+  acquire(items: CounterRequest[], hold?: boolean): AcquireResult {
     checkCounterRequests(items);
     const now = Date.now();
-    const result = this.counters.acquire(items, now);
+    const result = this.counters.acquire(items, now, hold === true);
+    // A hold is charged when due, by the flush if no call comes first.
     if (result.allowed) this.#scheduleFlush(now);
     return result;
   }
 
-  /** Give back a request admitted by `acquire` that another object refused: `at` and `epoch` as it answered. */
-  release(items: CounterRequest[], at?: number, epoch?: number): void {
+  /** Give back a request admitted by `acquire` that another object refused: `at`, `epoch` and `seq` as it answered. */
+  release(items: CounterRequest[], at?: number, epoch?: number, seq?: number): void {
     checkCounterRequests(items);
     const now = Date.now();
-    this.counters.release(items, at, epoch, now);
+    this.counters.release(items, at, epoch, now, seq);
     this.#scheduleFlush(now);
   }
 
@@ -75,6 +76,7 @@ export class LimiterObject extends DurableObject {
   }
 
   #flush(now: number): void {
+    const holdDue = this.counters.settleHolds(now);
     const latest = this.counters.sweep(now);
     const changes = this.counters.pendingChanges(now);
     const sql = this.ctx.storage.sql;
@@ -88,8 +90,13 @@ export class LimiterObject extends DurableObject {
     });
     // Only now: had the transaction thrown, the changes would still be pending for the retry.
     this.counters.markSaved(changes);
-    // Come back when the last counter has expired, to clear storage of an idle object.
-    if (latest !== undefined) this.#setAlarm(latest + 1);
+    // Come back when the next hold is due, or when the last counter has expired, to clear
+    // storage of an idle object.
+    const next = Math.min(
+      holdDue ?? Number.POSITIVE_INFINITY,
+      latest === undefined ? Number.POSITIVE_INFINITY : latest + 1,
+    );
+    if (next < Number.POSITIVE_INFINITY) this.#setAlarm(next);
   }
 
   #scheduleFlush(now: number): void {

@@ -179,12 +179,14 @@ export interface AcquireResult {
   /** For `release`: the object's time when it decided, and its table's epoch. */
   at?: number;
   epoch?: number;
+  /** For `release`: which hold this is, when the request was held (see `CounterTable`). */
+  seq?: number;
 }
 
 /** The RPC surface of a limiter Durable Object, as the pipeline sees it. */
 export interface LimiterRpc {
-  acquire(items: CounterRequest[]): Promise<AcquireResult>;
-  release(items: CounterRequest[], at?: number, epoch?: number): Promise<void>;
+  acquire(items: CounterRequest[], hold?: boolean): Promise<AcquireResult>;
+  release(items: CounterRequest[], at?: number, epoch?: number, seq?: number): Promise<void>;
 }
 
 /** A decision not yet applied: what `acquire` would answer and which TATs it would write. */
@@ -194,6 +196,16 @@ export interface PendingDecision {
 }
 
 export const MAX_COUNTERS_PER_CALL = 16;
+
+/** How long a hold waits to be given back before it is charged for good. */
+export const HOLD_MS = 2_000;
+
+/** A request admitted on hold: its counters, when it was decided, and when it is charged for good. */
+interface Hold {
+  items: readonly CounterRequest[];
+  at: number;
+  until: number;
+}
 
 function rateOf(item: CounterRequest): Rate {
   return { limit: item.limit, windowMs: item.windowS * 1000 };
@@ -239,6 +251,18 @@ export interface PendingChanges {
 export class CounterTable {
   readonly #tats = new Map<string, Tat>();
   readonly #dirty = new Set<string>();
+  /**
+   * Requests admitted on hold, by number, oldest first. A request that two objects must both
+   * admit is held by each rather than charged: a hold counts against every later request as a
+   * charge would, but giving it back is exact (a charge given back later than at once can only
+   * be partly refunded, and under contention, where the release comes tens of milliseconds
+   * after, a refused request would spend a shared counter's slot for good). A hold nobody gives
+   * back within HOLD_MS is charged as of when it was decided.
+   */
+  readonly #holds = new Map<number, Hold>();
+  /** Per counter, the cost its holds add. */
+  readonly #held = new Map<string, number>();
+  #seq = 0;
   /**
    * How many counters an eviction frees beyond the bound: 1 % of it. Choosing whom to evict
    * costs a pass over the table, so it is paid once per that many new counters, not on each.
@@ -287,9 +311,12 @@ export class CounterTable {
         stored = { ms: now + rate.windowMs, frac: 0, den: 1 };
         this.#write(item.id, stored);
       }
-      const result = gcra(stored, now, rate, item.cost ?? 1);
+      const cost = item.cost ?? 1;
+      // Decided as if the holds were charged now; a charge goes underneath them.
+      const result = gcra(this.#withHolds(item.id, stored, now, rate), now, rate, cost);
       results.push(result);
-      if (result.allowed) tentative.set(item.id, result.tat);
+      if (result.allowed)
+        tentative.set(item.id, this.#held.has(item.id) ? gcra(stored, now, rate, cost).tat : result.tat);
     }
     const allowed = results.every((r) => r.allowed);
     const counters = results.map((r, i) => {
@@ -297,7 +324,8 @@ export class CounterTable {
       // Admitted by this counter but refused by another: nothing is charged, so report the
       // counter as it stands.
       const item = items[i]!;
-      return statusOf(gcra(this.#tats.get(item.id), now, rateOf(item), 0));
+      const rate = rateOf(item);
+      return statusOf(gcra(this.#withHolds(item.id, this.#tats.get(item.id), now, rate), now, rate, 0));
     });
     const writes: [string, Tat][] = [];
     if (allowed) for (const [id, tat] of tentative) if (tat) writes.push([id, tat]);
@@ -310,14 +338,67 @@ export class CounterTable {
     if (this.#tats.size > this.maxEntries) this.#shrink(now);
   }
 
-  acquire(items: readonly CounterRequest[], now: number): AcquireResult {
+  /** Decide and charge; `hold`: hold instead of charging, for `release` to give back exactly. */
+  acquire(items: readonly CounterRequest[], now: number, hold = false): AcquireResult {
+    this.settleHolds(now);
     const decision = this.decide(items, now);
-    if (decision.result.allowed) this.commit(decision, now);
-    return decision.result;
+    if (!decision.result.allowed) return decision.result;
+    if (!hold) {
+      this.commit(decision, now);
+      return decision.result;
+    }
+    const seq = ++this.#seq;
+    this.#holds.set(seq, { items, at: now, until: now + HOLD_MS });
+    for (const item of items) this.#held.set(item.id, (this.#held.get(item.id) ?? 0) + (item.cost ?? 1));
+    return { ...decision.result, seq };
   }
 
-  /** Undo an admitted request whose other half (another object) refused it: `at` and `epoch` as `acquire` answered. */
-  release(items: readonly CounterRequest[], at: number | undefined, epoch: unknown, now: number): void {
+  /** Charge for good the holds nobody gave back in time. Returns when the next one is due. */
+  settleHolds(now: number): number | undefined {
+    for (const [seq, hold] of this.#holds) {
+      if (hold.until > now) return hold.until;
+      this.#unhold(seq, hold);
+      for (const item of hold.items) {
+        // As of when it was decided: what GCRA would have charged then.
+        const rate = rateOf(item);
+        const stored = this.#tats.get(item.id);
+        const base = rescale(stored && isLive(stored, hold.at) ? stored : { ms: hold.at, frac: 0, den: 1 }, rate.limit);
+        this.#write(item.id, addCost(base, rate, item.cost ?? 1));
+      }
+    }
+    return undefined;
+  }
+
+  /** A counter with its holds on top, as charges made now. */
+  #withHolds(id: string, stored: Tat | undefined, now: number, rate: Rate): Tat | undefined {
+    const held = this.#held.get(id);
+    if (!held) return stored;
+    return addCost(
+      rescale(stored && isLive(stored, now) ? stored : { ms: now, frac: 0, den: 1 }, rate.limit),
+      rate,
+      held,
+    );
+  }
+
+  #unhold(seq: number, hold: Hold): void {
+    this.#holds.delete(seq);
+    for (const item of hold.items) {
+      const left = this.#held.get(item.id)! - (item.cost ?? 1);
+      if (left > 0) this.#held.set(item.id, left);
+      else this.#held.delete(item.id);
+    }
+  }
+
+  /**
+   * Undo an admitted request whose other half (another object) refused it, with `at`, `epoch`
+   * and `seq` as `acquire` answered: a hold exactly, a charge as far as `refund` can.
+   */
+  release(items: readonly CounterRequest[], at: number | undefined, epoch: unknown, now: number, seq?: unknown): void {
+    const hold = this.#holds.get(seq as number);
+    if (hold) {
+      this.#unhold(seq as number, hold);
+      return;
+    }
     if (epoch !== this.epoch) return;
     for (const item of items) {
       const back = refund(this.#tats.get(item.id), now, rateOf(item), at, item.cost ?? 1);

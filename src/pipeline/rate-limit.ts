@@ -117,6 +117,9 @@ export function rateLimit(): Stage {
     const resolved = objectTargets(plan, c.env);
     if (!resolved.ok) return deny(c, "misconfigured", { detail: `binding_missing:${resolved.missing}` });
     const calls: ObjectCall[] = [];
+    // Two objects must both admit the request: each holds it rather than charging it, so that
+    // the one that admitted gives it back exactly when the other refuses.
+    const hold = resolved.targets.length > 1;
     for (const { kind, namespace, objectName } of resolved.targets) {
       const items = plan.limits.filter((l) => l.object === kind).map(counterRequest);
       let stub: LimiterRpc | undefined;
@@ -125,7 +128,7 @@ export function rateLimit(): Stage {
       // unreachable limiter either way, decided by the limit's `on_error`.
       try {
         stub = namespace.get(objectId(namespace, objectName)) as unknown as LimiterRpc;
-        pending = Promise.resolve(stub.acquire(items));
+        pending = Promise.resolve(stub.acquire(items, hold));
       } catch (error) {
         pending = Promise.reject(error);
       }
@@ -153,8 +156,11 @@ export function rateLimit(): Stage {
     c.get("timings").limitMs = Date.now() - started;
 
     const verdict = combineAnswers(plan, answers);
+    // A client gone while the limiter decided: its request is never forwarded (its record says
+    // refused already), so it is given back like a refused one.
+    const gone = c.req.raw.signal.aborted;
     // A fail-open is a request let through unchecked: a request refused anyway is none.
-    if (verdict.decision === "allow" && verdict.failedOpen.length > 0) {
+    if (verdict.decision === "allow" && !gone && verdict.failedOpen.length > 0) {
       const outcome = c.get("outcome");
       c.set("outcome", { ...outcome, failedOpen: [...(outcome.failedOpen ?? []), ...verdict.failedOpen] });
     }
@@ -162,7 +168,7 @@ export function rateLimit(): Stage {
     const fields = rateLimitHeaders(verdict.statuses);
     for (const name in fields) headers.set(name, fields[name] as string);
 
-    if (verdict.decision === "allow") return undefined;
+    if (verdict.decision === "allow" && !gone) return undefined;
 
     // Refused: nothing may stay charged. Give back every reservation, including one that
     // arrives after its call ran out of time; inside a promise, so a binding that throws
@@ -176,10 +182,15 @@ export function rateLimit(): Stage {
       afterResponse(
         c,
         Promise.resolve(reserved).then<unknown>(
-          (result) => result !== TIMED_OUT && result.allowed && call.stub?.release(call.items, result.at, result.epoch),
+          (result) =>
+            result !== TIMED_OUT &&
+            result.allowed &&
+            call.stub?.release(call.items, result.at, result.epoch, result.seq),
         ),
       );
     }
+
+    if (verdict.decision === "allow") return deny(c, "client_closed", { detail: "client_disconnected" });
 
     if (verdict.decision === "rate_limited") {
       const hit = verdict.hit;

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { LimiterObject } from "../../durable-objects/limiter-object";
 import type { RouteLimiter } from "../../durable-objects/route-limiter";
 import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
-import type { CounterRequest } from "../../src/core/limits";
+import { type CounterRequest, HOLD_MS } from "../../src/core/limits";
 
 const bindings = env as unknown as {
   TENANT_LIMITER: DurableObjectNamespace<TenantLimiter>;
@@ -117,6 +117,20 @@ describe("limiter object: concurrency", () => {
     }
     const peek = await stub.acquire([{ ...perHour, cost: 0 }]);
     expect(peek.counters[0]?.remaining).toBe(L - 1);
+  });
+
+  it("holds a request for a release to give back exactly, and comes back to charge a hold nobody gave back", async () => {
+    const stub = tenantObject();
+    const held = await stub.acquire([perHour], true);
+    const other = await stub.acquire([perHour], true);
+    // Held requests count against the next ones as charges would.
+    expect((await stub.acquire([{ ...perHour, cost: 0 }])).counters[0]?.remaining).toBe(L - 2);
+    await stub.release([perHour], held.at, held.epoch, held.seq);
+    expect((await stub.acquire([{ ...perHour, cost: 0 }])).counters[0]?.remaining).toBe(L - 1);
+    // The flush alarm finds the other not yet due: it comes back for it then.
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    const alarm = await runInDurableObject(stub, (_i: LimiterObject, state) => state.storage.getAlarm());
+    expect(alarm).toBe((other.at ?? 0) + HOLD_MS);
   });
 
   it("route objects behave the same", async () => {

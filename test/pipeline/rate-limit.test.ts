@@ -339,6 +339,7 @@ function fakeLimiter(behaviour: "fail" | { lateMs: number; allowed: boolean }) {
           counters: items.map(() => ({ allowed: behaviour.allowed, remaining: 0, resetMs: 1000, retryAfterMs: 0 })),
           at: 1_800_000_000_000,
           epoch: 0.5,
+          seq: 42,
         };
         return new Promise((resolve) => setTimeout(() => resolve(result), behaviour.lateMs));
       },
@@ -578,6 +579,7 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
         [{ id: JSON.stringify(["route", "route-limit", 10, 3600, "GET"]), limit: 10, windowS: 3600 }],
         1_800_000_000_000,
         0.5,
+        42,
       ],
     ]);
   });
