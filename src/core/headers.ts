@@ -139,6 +139,15 @@ export function cookiePairs(cookieHeader: string): [name: string, value: string,
 
 const LENIENT_UTF8 = new TextDecoder();
 
+/** Characters as escapes of their UTF-8 bytes (a run with a lone surrogate, which no header carries, as U+FFFD's). */
+function escapeUtf8(run: string): string {
+  try {
+    return encodeURIComponent(run);
+  } catch {
+    return "%EF%BF%BD";
+  }
+}
+
 /**
  * Every valid escape decoded on its own, and a bad escape kept as sent, as PHP's and .NET's
  * decoders read a name (the latter also takes IIS's `%uXXXX`); the bytes then read as UTF-8,
@@ -149,14 +158,16 @@ const LENIENT_UTF8 = new TextDecoder();
  * after the bytes are read as UTF-8 (in either case, as .NET takes it).
  */
 function decodeEachEscape(text: string): string {
-  let chars = unescape(text.replace(/%(?=u)/gi, "%25"));
+  // A character sent as it is stands for its UTF-8 bytes, as the origin receives them: escaped
+  // first (a run at a time), so that only bytes are left once the escapes are decoded.
+  const sent = /[^\0-\x7f]/.test(text) ? text.replace(/[^\0-\x7f]+/g, escapeUtf8) : text;
+  let chars = unescape(sent.replace(/%(?=u)/gi, "%25"));
   if (/[\x80-\xff]/.test(chars)) {
-    // One byte per character (one sent as it is, beyond Latin-1, as its low byte), in a loop:
-    // Uint8Array.from with a callback per character took half the time of all of this.
+    // One byte per character, in a loop: Uint8Array.from with a callback per character took
+    // half the time of all of this.
     const bytes = new Uint8Array(chars.length);
-    let length = 0;
-    for (const char of chars) bytes[length++] = char.charCodeAt(0);
-    chars = LENIENT_UTF8.decode(bytes.subarray(0, length));
+    for (let i = 0; i < chars.length; i++) bytes[i] = chars.charCodeAt(i);
+    chars = LENIENT_UTF8.decode(bytes);
   }
   return unescape(chars.replace(/%(?!u[\dA-F]{4})/gi, "%25").replace(/%U/g, "%u"));
 }

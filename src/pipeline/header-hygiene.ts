@@ -20,10 +20,10 @@ const CREDENTIAL_COOKIE_NAMES = CREDENTIAL_COOKIES.map((name) => name.toLowerCas
 
 /**
  * A cookie name as lenient origin parsers read it (PHP decodes a `+` in it as a space); a
- * plain name, the common case, costs no decoding.
+ * plain ASCII name, the common case, costs no decoding.
  */
 function lenientCookieName(name: string): string {
-  return /[%. [+]/.test(name) ? lenientName(name, { plusIsSpace: true }) : name.toLowerCase();
+  return /[%. [+]|[^\0-\x7f]/.test(name) ? lenientName(name, { plusIsSpace: true }) : name.toLowerCase();
 }
 
 function isCredentialCookie(name: string): boolean {
