@@ -561,6 +561,8 @@ export interface PlanInput {
   identity?: Pick<Identity, "issuerId" | "subject" | "tenant">;
   /** The client address as sent by Cloudflare (`CF-Connecting-IP`), for ip limits. */
   clientAddress?: string | null;
+  /** The calling Worker's zone (`CF-Worker`), which tells Worker callers apart. */
+  workerZone?: string | null;
   tenantOverrides: Readonly<Record<string, Readonly<Record<string, { limit: number; window_s?: number }>>>>;
 }
 
@@ -634,7 +636,7 @@ export function planLimits(input: PlanInput): PlanResult {
   const method = canonicalMethod(input.method);
   const identity = input.identity;
   const hasRouteLimit = specs.some((s) => s.key === "route");
-  const address = clientAddressKey(input.clientAddress);
+  const address = clientAddressKey(input.clientAddress, input.workerZone);
   const plan: LimitPlan = { limits: [] };
   for (const spec of specs) {
     let size = { limit: spec.limit, windowS: spec.window_s };
@@ -669,13 +671,18 @@ export function planLimits(input: PlanInput): PlanResult {
   return { ok: true, plan };
 }
 
+/** The address Cloudflare gives every request a Worker of another zone sends. */
+const WORKER_ADDRESS = "[2a06:98c0:3600::103]";
+
 /**
  * The client key for ip limits. IPv4 as is; IPv6 by its /64 prefix (one subscriber usually
  * holds a whole /64, so per-address limits would be trivial to dodge); IPv4-mapped IPv6 as
  * IPv4. A missing header counts as `unknown` and an unparsable one as `invalid`: each is one
- * shared key, so neither can be used to escape a limit.
+ * shared key, so neither can be used to escape a limit. Workers of other zones all come from
+ * one address: those are told apart by the zone Cloudflare names in `CF-Worker` (which a
+ * Worker cannot set; a client sending its own comes from its own address, and is ignored).
  */
-export function clientAddressKey(raw: string | null | undefined): string {
+export function clientAddressKey(raw: string | null | undefined, workerZone?: string | null): string {
   const value = raw?.trim() ?? "";
   if (value === "") return "unknown";
   // The URL parser checks the address and writes it canonically: IPv4 dotted, IPv6 in
@@ -689,6 +696,7 @@ export function clientAddressKey(raw: string | null | undefined): string {
   }
   if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) return host;
   if (host[0] !== "[") return "invalid";
+  if (host === WORKER_ADDRESS && workerZone) return `worker:${workerZone.toLowerCase().slice(0, 255)}`;
   const [head, tail] = host
     .slice(1, -1)
     .split("::")

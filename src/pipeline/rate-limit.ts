@@ -109,6 +109,7 @@ export function rateLimit(): Stage {
       limits: route.limits,
       ...(identity ? { identity } : {}),
       clientAddress: c.req.header("cf-connecting-ip"),
+      workerZone: c.req.header("cf-worker"),
       tenantOverrides: policy.tenantOverrides,
     });
     if (!planned.ok) return deny(c, "misconfigured", { detail: planned.detail });

@@ -830,6 +830,15 @@ describe("clientAddressKey", () => {
   ])("%s → %s", (raw, key) => {
     expect(clientAddressKey(raw)).toBe(key);
   });
+  it.each([
+    ["2a06:98c0:3600::103", "Api.Example.com", "worker:api.example.com"],
+    ["2a06:98c0:3600:0::103", "api.example.com", "worker:api.example.com"],
+    ["2a06:98c0:3600::103", undefined, "2a06:98c0:3600:0::/64"],
+    ["2a06:98c0:3600::104", "api.example.com", "2a06:98c0:3600:0::/64"],
+    ["203.0.113.7", "api.example.com", "203.0.113.7"],
+  ])("%s with CF-Worker %s → %s", (raw, zone, key) => {
+    expect(clientAddressKey(raw, zone)).toBe(key);
+  });
 });
 
 describe("combineAnswers", () => {

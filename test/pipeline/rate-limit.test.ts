@@ -121,6 +121,21 @@ describe("rate limits on public routes (whole pipeline)", () => {
     expect(await originSaw(m)).toHaveLength(3);
   });
 
+  it("tells Workers of other zones apart by CF-Worker: Cloudflare gives them all one address", async () => {
+    const name = `workers-${unique()}`;
+    const edge = edgeWith(publicRoute(name, [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }]));
+    const from = (ip: string, zone?: string) =>
+      edge.fetch(`/${name}/a`, { headers: { "cf-connecting-ip": ip, ...(zone ? { "cf-worker": zone } : {}) } });
+    const worker = "2a06:98c0:3600::103";
+    expect((await from(worker, "busy.example")).status).toBe(200);
+    expect((await from(worker, "BUSY.example")).status).toBe(429);
+    // Another zone's Worker is not refused for the first one's requests.
+    expect((await from("2a06:98c0:3600:0:0:0:0:103", "quiet.example")).status).toBe(200);
+    // A client naming a zone from its own address is counted by its address.
+    expect((await from("198.51.100.30", "fresh.example")).status).toBe(200);
+    expect((await from("198.51.100.30", "another.example")).status).toBe(429);
+  });
+
   it("decides route and ip limits together; a refused request charges neither", async () => {
     const name = `signup-${unique()}`;
     const edge = edgeWith(
