@@ -679,8 +679,8 @@ const WORKER_ADDRESS = "[2a06:98c0:3600::103]";
  * holds a whole /64, so per-address limits would be trivial to dodge); IPv4-mapped IPv6 as
  * IPv4. A missing header counts as `unknown` and an unparsable one as `invalid`: each is one
  * shared key, so neither can be used to escape a limit. Workers of other zones all come from
- * one address: those are told apart by the zone Cloudflare names in `CF-Worker` (which a
- * Worker cannot set; a client sending its own comes from its own address, and is ignored).
+ * one address: those are told apart by the zone Cloudflare names in `CF-Worker` on every
+ * request a Worker sends (a client sending its own comes from its own address: ignored).
  */
 export function clientAddressKey(raw: string | null | undefined, workerZone?: string | null): string {
   const value = raw?.trim() ?? "";
