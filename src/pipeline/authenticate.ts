@@ -77,7 +77,11 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
       if (result.issuerId && result.keySource) {
         c.set("tokenCheck", { issuerId: result.issuerId, verifyMs, keySource: result.keySource });
       }
-      const retry = result.reason === "jwks_unavailable" ? { retryAfterSeconds: 30 } : {};
+      // Worth asking again once the issuer may be asked again: after its refresh cooldown.
+      const retry =
+        result.reason === "jwks_unavailable"
+          ? { retryAfterSeconds: policy?.issuers.get(result.issuerId!)?.refreshCooldownS ?? 30 }
+          : {};
       return deny(c, result.reason, { detail: result.detail, ...retry });
     }
     c.set("identity", result.identity);

@@ -57,9 +57,25 @@ describe("jwks_unavailable", () => {
       const body = (await response.json()) as { reason: string; status: number; request_id: string };
       expect(body).toMatchObject({ reason: "jwks_unavailable", status: 503 });
       expect(body.request_id).toBe(response.headers.get("x-request-id"));
-      expect(Number(response.headers.get("retry-after"))).toBeGreaterThan(0);
+      // The issuer's refresh cooldown (default 30 s): when it may be asked again.
+      expect(response.headers.get("retry-after")).toBe("30");
       expect(await originSaw(m)).toHaveLength(0);
       expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "jwks_unavailable", status: 503 });
+    } finally {
+      await down.setMode("ok");
+    }
+  });
+
+  it("says to retry after the issuer's own refresh cooldown", async () => {
+    const down = await makeIssuer("ES256");
+    await down.setMode("down");
+    try {
+      const policy = authPolicy(down.url);
+      policy.issuers!.idp = { ...policy.issuers!.idp!, refresh_cooldown_s: 7 } as never;
+      const edge = harness(policy);
+      const response = await edge.fetch("/v1/x", { headers: { authorization: `Bearer ${await down.sign()}` } });
+      expect(response.status).toBe(503);
+      expect(response.headers.get("retry-after")).toBe("7");
     } finally {
       await down.setMode("ok");
     }
