@@ -90,10 +90,11 @@ export class LimiterObject extends DurableObject {
     });
     // Only now: had the transaction thrown, the changes would still be pending for the retry.
     this.counters.markSaved(changes);
-    // Come back when the next hold is due, or when the last counter has expired, to clear
-    // storage of an idle object.
+    // Come back when the last counter has expired, to clear storage of an idle object, or
+    // for holds nobody gave back, no sooner than a flush interval (a call settles those due
+    // before it anyway; an alarm per hold would be a write per request).
     const next = Math.min(
-      holdDue ?? Number.POSITIVE_INFINITY,
+      holdDue === undefined ? Number.POSITIVE_INFINITY : Math.max(holdDue, now + FLUSH_INTERVAL_MS),
       latest === undefined ? Number.POSITIVE_INFINITY : latest + 1,
     );
     if (next < Number.POSITIVE_INFINITY) this.#setAlarm(next);

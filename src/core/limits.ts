@@ -200,11 +200,28 @@ export const MAX_COUNTERS_PER_CALL = 16;
 /** How long a hold waits to be given back before it is charged for good. */
 export const HOLD_MS = 2_000;
 
-/** A request admitted on hold: its counters, when it was decided, and when it is charged for good. */
+/** A request counted but not yet charged for good, and what it may be given back by. */
 interface Hold {
-  items: readonly CounterRequest[];
   at: number;
+  epoch: number;
   until: number;
+  /** Only a hold `acquire` was asked for: a charge queued behind holds cannot be given back. */
+  cancellable: boolean;
+  ids: string[];
+}
+
+/** One pending charge on a counter, and the counter as it stands after it. */
+interface Pending {
+  seq: number;
+  at: number;
+  cost: number;
+  rate: Rate;
+  after: Tat;
+}
+
+/** One GCRA charge of `cost` made at `at`: what admitting a request does to a counter. */
+function charged(tat: Tat | undefined, at: number, rate: Rate, cost: number): Tat {
+  return addCost(tat && isLive(tat, at) ? rescale(tat, rate.limit) : { ms: at, frac: 0, den: rate.limit }, rate, cost);
 }
 
 function rateOf(item: CounterRequest): Rate {
@@ -253,16 +270,21 @@ export class CounterTable {
   readonly #dirty = new Set<string>();
   /**
    * Requests admitted on hold, by number, oldest first. A request that two objects must both
-   * admit is held by each rather than charged: a hold counts against every later request as a
-   * charge would, but giving it back is exact (a charge given back later than at once can only
-   * be partly refunded, and under contention, where the release comes tens of milliseconds
-   * after, a refused request would spend a shared counter's slot for good). A hold nobody gives
-   * back within HOLD_MS is charged as of when it was decided.
+   * admit is held by each rather than charged: a hold counts against every later request as
+   * the charge it stands for would (made when it was decided, and draining from then), but
+   * giving it back is exact. A charge given back after the fact can only be refunded by time
+   * (see `refund`), and under contention, where the release comes tens of milliseconds later,
+   * a refused request would spend a shared counter's slot for good. A hold nobody gives back
+   * within HOLD_MS is charged for good, as of when it was decided.
    */
   readonly #holds = new Map<number, Hold>();
-  /** Per counter, the cost its holds add. */
-  readonly #held = new Map<string, number>();
-  #seq = 0;
+  /**
+   * Per counter with holds, its pending charges in order, each with the counter as it stands
+   * after it: a charge on such a counter queues behind them, so that they all settle in order.
+   */
+  readonly #pending = new Map<string, Pending[]>();
+  /** Hold numbers start anywhere, so a release meant for an earlier instance matches none here. */
+  #seq = Math.floor(Math.random() * 2 ** 40);
   /**
    * How many counters an eviction frees beyond the bound: 1 % of it. Choosing whom to evict
    * costs a pass over the table, so it is paid once per that many new counters, not on each.
@@ -304,19 +326,18 @@ export class CounterTable {
     const results: GcraResult[] = [];
     for (const item of items) {
       const rate = rateOf(item);
-      let stored = tentative.has(item.id) ? tentative.get(item.id) : this.#tats.get(item.id);
+      let stored = tentative.has(item.id) ? tentative.get(item.id) : this.#standing(item.id);
       // Stored more than a window ahead (the clock stepped back, or a tenant override shortened
       // the window): a full counter, no more, and kept as one, or it would refuse until then.
-      if (!tentative.has(item.id) && stored && msFrom(now, stored) > rate.windowMs) {
+      if (!tentative.has(item.id) && !this.#pending.has(item.id) && stored && msFrom(now, stored) > rate.windowMs) {
         stored = { ms: now + rate.windowMs, frac: 0, den: 1 };
         this.#write(item.id, stored);
       }
       const cost = item.cost ?? 1;
-      // Decided as if the holds were charged now; a charge goes underneath them.
-      const result = gcra(this.#withHolds(item.id, stored, now, rate), now, rate, cost);
+      const result = gcra(stored, now, rate, cost);
       results.push(result);
-      if (result.allowed)
-        tentative.set(item.id, this.#held.has(item.id) ? gcra(stored, now, rate, cost).tat : result.tat);
+      // An inspection writes nothing (the counter may stand above what is stored: pending charges).
+      if (result.allowed && cost > 0) tentative.set(item.id, result.tat);
     }
     const allowed = results.every((r) => r.allowed);
     const counters = results.map((r, i) => {
@@ -324,8 +345,7 @@ export class CounterTable {
       // Admitted by this counter but refused by another: nothing is charged, so report the
       // counter as it stands.
       const item = items[i]!;
-      const rate = rateOf(item);
-      return statusOf(gcra(this.#withHolds(item.id, this.#tats.get(item.id), now, rate), now, rate, 0));
+      return statusOf(gcra(this.#standing(item.id), now, rateOf(item), 0));
     });
     const writes: [string, Tat][] = [];
     if (allowed) for (const [id, tat] of tentative) if (tat) writes.push([id, tat]);
@@ -343,67 +363,88 @@ export class CounterTable {
     this.settleHolds(now);
     const decision = this.decide(items, now);
     if (!decision.result.allowed) return decision.result;
-    if (!hold) {
+    // A charge on a counter with pending charges queues behind them; an inspection charges nothing.
+    const queued = items.some((item) => item.cost !== 0 && this.#pending.has(item.id));
+    if (!hold && !queued) {
       this.commit(decision, now);
       return decision.result;
     }
     const seq = ++this.#seq;
-    this.#holds.set(seq, { items, at: now, until: now + HOLD_MS });
-    for (const item of items) this.#held.set(item.id, (this.#held.get(item.id) ?? 0) + (item.cost ?? 1));
-    return { ...decision.result, seq };
+    const ids: string[] = [];
+    for (const item of items) {
+      const cost = item.cost ?? 1;
+      if (cost === 0) continue;
+      const queue = this.#pending.get(item.id) ?? [];
+      const rate = rateOf(item);
+      const after = charged(queue.at(-1)?.after ?? this.#tats.get(item.id), now, rate, cost);
+      queue.push({ seq, at: now, cost, rate, after });
+      this.#pending.set(item.id, queue);
+      ids.push(item.id);
+    }
+    if (ids.length === 0) return decision.result;
+    this.#holds.set(seq, { at: now, epoch: this.epoch, until: now + HOLD_MS, cancellable: hold, ids });
+    return hold ? { ...decision.result, seq } : decision.result;
   }
 
-  /** Charge for good the holds nobody gave back in time. Returns when the next one is due. */
+  /**
+   * Charge for good the holds nobody gave back in time, oldest first (and, the clock having
+   * stepped back behind one, that one too). Returns when the next one is due.
+   */
   settleHolds(now: number): number | undefined {
+    let due: number | undefined;
     for (const [seq, hold] of this.#holds) {
-      if (hold.until > now) return hold.until;
-      this.#unhold(seq, hold);
-      for (const item of hold.items) {
-        // As of when it was decided: what GCRA would have charged then.
-        const rate = rateOf(item);
-        const stored = this.#tats.get(item.id);
-        const base = rescale(stored && isLive(stored, hold.at) ? stored : { ms: hold.at, frac: 0, den: 1 }, rate.limit);
-        this.#write(item.id, addCost(base, rate, item.cost ?? 1));
+      if (hold.until > now && hold.at <= now) {
+        due = hold.until;
+        break;
+      }
+      this.#holds.delete(seq);
+      // Its charges are the first pending on each of its counters: each stands as after them.
+      for (const id of hold.ids) {
+        const queue = this.#pending.get(id)!;
+        this.#write(id, queue.shift()!.after);
+        if (queue.length === 0) this.#pending.delete(id);
       }
     }
-    return undefined;
+    if (this.#tats.size > this.maxEntries) this.#shrink(now);
+    return due;
   }
 
-  /** A counter with its holds on top, as charges made now. */
-  #withHolds(id: string, stored: Tat | undefined, now: number, rate: Rate): Tat | undefined {
-    const held = this.#held.get(id);
-    if (!held) return stored;
-    return addCost(
-      rescale(stored && isLive(stored, now) ? stored : { ms: now, frac: 0, den: 1 }, rate.limit),
-      rate,
-      held,
-    );
-  }
-
-  #unhold(seq: number, hold: Hold): void {
-    this.#holds.delete(seq);
-    for (const item of hold.items) {
-      const left = this.#held.get(item.id)! - (item.cost ?? 1);
-      if (left > 0) this.#held.set(item.id, left);
-      else this.#held.delete(item.id);
-    }
+  /** A counter as it stands, its pending charges included. */
+  #standing(id: string): Tat | undefined {
+    return this.#pending.get(id)?.at(-1)?.after ?? this.#tats.get(id);
   }
 
   /**
    * Undo an admitted request whose other half (another object) refused it, with `at`, `epoch`
-   * and `seq` as `acquire` answered: a hold exactly, a charge as far as `refund` can.
+   * and `seq` as `acquire` answered: a hold exactly; a charge as far as `refund` can. A hold
+   * already charged for good, or given back already, gives nothing.
    */
   release(items: readonly CounterRequest[], at: number | undefined, epoch: unknown, now: number, seq?: unknown): void {
-    const hold = this.#holds.get(seq as number);
-    if (hold) {
-      this.#unhold(seq as number, hold);
+    if (seq !== undefined) {
+      const hold = this.#holds.get(seq as number);
+      if (!hold?.cancellable || hold.at !== at || hold.epoch !== epoch) return;
+      this.#holds.delete(seq as number);
+      for (const id of new Set(hold.ids)) {
+        const queue = this.#pending.get(id)!;
+        const from = queue.findIndex((entry) => entry.seq === seq);
+        const kept = queue.filter((entry) => entry.seq !== seq);
+        // The counter after each later charge, again without this one.
+        for (let i = from; i < kept.length; i++) {
+          const entry = kept[i]!;
+          entry.after = charged(i === 0 ? this.#tats.get(id) : kept[i - 1]!.after, entry.at, entry.rate, entry.cost);
+        }
+        if (kept.length > 0) this.#pending.set(id, kept);
+        else this.#pending.delete(id);
+      }
       return;
     }
     if (epoch !== this.epoch) return;
     for (const item of items) {
+      // Behind pending charges, the counter's past matters to them: left as it is.
+      if (this.#pending.has(item.id)) continue;
       const back = refund(this.#tats.get(item.id), now, rateOf(item), at, item.cost ?? 1);
       if (back) this.#write(item.id, back);
-      else if (this.#tats.delete(item.id)) this.#dirty.add(item.id);
+      else this.#forget(item.id);
     }
   }
 
@@ -411,11 +452,11 @@ export class CounterTable {
   sweep(now: number): number | undefined {
     let latest: number | undefined;
     for (const [id, tat] of this.#tats) {
-      if (!isLive(tat, now)) {
-        this.#tats.delete(id);
-        this.#dirty.add(id);
-      } else if (latest === undefined || tat.ms > latest) {
-        latest = tat.ms;
+      // A counter with pending charges is kept: they are charged on top of it, as of their time.
+      if (isLive(tat, now)) {
+        if (latest === undefined || tat.ms > latest) latest = tat.ms;
+      } else if (!this.#pending.has(id)) {
+        this.#forget(id);
       }
     }
     return latest;
@@ -447,6 +488,11 @@ export class CounterTable {
     this.#dirty.add(id);
   }
 
+  #forget(id: string): void {
+    this.#tats.delete(id);
+    this.#dirty.add(id);
+  }
+
   /**
    * Back under the bound, with `evictionBatch` slots to spare. Expired counters go first:
    * forgetting them loses nothing. Then live counters, earliest TAT first: a counter's TAT is
@@ -463,17 +509,15 @@ export class CounterTable {
     const excess = this.#tats.size - (this.maxEntries - this.#evictionBatch);
     if (excess <= 0) return;
     this.epoch++;
-    for (const id of this.#earliestToExpire(excess)) {
-      this.#tats.delete(id);
-      this.#dirty.add(id);
-    }
+    for (const id of this.#earliestToExpire(excess)) this.#forget(id);
   }
 
   /** Ids of the `count` counters with the earliest TATs, shared ones last (0 < count ≤ size). */
   #earliestToExpire(count: number): string[] {
     // A float of each TAT ranks them well enough; selecting rather than sorting keeps the
     // pause linear (sorting 50,000 took ≈ 6 ms in Node 22, and the object answers nobody meanwhile).
-    const at = (id: string, tat: Tat) => (isSharedCounter(id) ? Number.POSITIVE_INFINITY : tat.ms + tat.frac / tat.den);
+    const at = (id: string, tat: Tat) =>
+      isSharedCounter(id) || this.#pending.has(id) ? Number.POSITIVE_INFINITY : tat.ms + tat.frac / tat.den;
     const times = new Float64Array(this.#tats.size);
     let i = 0;
     for (const [id, tat] of this.#tats) times[i++] = at(id, tat);

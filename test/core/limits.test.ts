@@ -390,30 +390,32 @@ describe("CounterTable", () => {
     // back whole, and nothing of the charges made since is lost.
     const table = new CounterTable();
     const ceiling: CounterRequest = { id: "ceiling", limit: 100, windowS: 10 };
-    const inspect = (now: number) => table.acquire([{ ...ceiling, cost: 0 }], now).counters[0]!;
+    /** Where the counter stands (ms), holds and charges queued behind them included. */
+    const standing = (now: number) => now + table.acquire([{ ...ceiling, cost: 0 }], now).counters[0]!.resetMs;
     table.acquire([ceiling], T0);
     const held = table.acquire([ceiling], T0, true);
-    expect(held.seq).toBeGreaterThan(0);
-    // A hold counts against the next request as a charge would, without being one yet.
-    expect(table.get("ceiling")).toEqual({ ms: T0 + 100, frac: 0, den: 100 });
-    expect(inspect(T0).remaining).toBe(98);
+    // A hold counts against the next request as the charge it stands for would.
+    expect(standing(T0)).toBe(T0 + 200);
+    expect(table.acquire([{ ...ceiling, cost: 0 }], T0).counters[0]!.remaining).toBe(98);
     for (let i = 1; i <= 20; i++) expect(table.acquire([ceiling], T0 + 10 * i).allowed).toBe(true);
+    expect(standing(T0 + 400)).toBe(T0 + 2200);
     table.release([ceiling], held.at, held.epoch, T0 + 400, held.seq);
-    expect(table.get("ceiling")).toEqual({ ms: T0 + 2100, frac: 0, den: 100 });
-    expect(inspect(T0 + 400).resetMs).toBe(1700);
-    // Given back twice, or by a number it never gave, nothing more comes back.
+    expect(standing(T0 + 400)).toBe(T0 + 2100);
+    // Given back twice, or by a number or a time it never gave, nothing more comes back.
     table.release([ceiling], held.at, held.epoch, T0 + 400, held.seq);
-    table.release([ceiling], held.at, held.epoch, T0 + 400, 12_345);
+    table.release([ceiling], held.at, held.epoch, T0 + 400, (held.seq ?? 0) + 1);
+    expect(standing(T0 + 400)).toBe(T0 + 2100);
+    // Everything is charged for good when due, in order, each as of when it was decided.
+    expect(table.settleHolds(T0 + HOLD_MS - 1)).toBe(T0 + 10 + HOLD_MS);
+    expect(table.settleHolds(T0 + 200 + HOLD_MS)).toBeUndefined();
     expect(table.get("ceiling")).toEqual({ ms: T0 + 2100, frac: 0, den: 100 });
     // A hold nobody gives back: charged when due, as of when it was decided.
-    const kept = table.acquire([ceiling], T0 + 400, true);
-    expect(table.settleHolds(T0 + 400 + HOLD_MS - 1)).toBe(T0 + 400 + HOLD_MS);
-    expect(table.get("ceiling")).toEqual({ ms: T0 + 2100, frac: 0, den: 100 });
-    expect(table.settleHolds(T0 + 400 + HOLD_MS)).toBeUndefined();
-    expect(table.get("ceiling")).toEqual({ ms: T0 + 2200, frac: 0, den: 100 });
-    // Given back after that, as a charge: by time alone (its slot drained long ago).
-    table.release([ceiling], kept.at, kept.epoch, T0 + 400 + HOLD_MS, kept.seq);
-    expect(table.get("ceiling")).toEqual({ ms: T0 + 2200, frac: 0, den: 100 });
+    const kept = table.acquire([ceiling], T0 + 2200, true);
+    expect(table.settleHolds(T0 + 2200 + HOLD_MS)).toBeUndefined();
+    expect(table.get("ceiling")).toEqual({ ms: T0 + 2300, frac: 0, den: 100 });
+    // Given back after that: nothing (it was charged for good; erring towards refusing).
+    table.release([ceiling], kept.at, kept.epoch, T0 + 2200 + HOLD_MS, kept.seq);
+    expect(table.get("ceiling")).toEqual({ ms: T0 + 2300, frac: 0, den: 100 });
   });
 
   it("never counts less than GCRA over the requests that stayed admitted", () => {

@@ -130,7 +130,7 @@ describe("limiter object: concurrency", () => {
     // The flush alarm finds the other not yet due: it comes back for it then.
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     const alarm = await runInDurableObject(stub, (_i: LimiterObject, state) => state.storage.getAlarm());
-    expect(alarm).toBe((other.at ?? 0) + HOLD_MS);
+    expect(alarm).toBeGreaterThanOrEqual((other.at ?? 0) + HOLD_MS);
   });
 
   it("route objects behave the same", async () => {
