@@ -4,9 +4,10 @@
 // that fails validation stops the deploy with every problem listed. `npm test` runs it first.
 //
 //   node scripts/compile-policy.mjs [--policy FILE] [--out FILE]
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { isDeepStrictEqual } from "node:util";
 import { build } from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -23,7 +24,7 @@ const bundled = await build({
   stdin: {
     contents: [
       'export { compilePolicy, PolicyError } from "./src/core/policy";',
-      'export { policyArtifact } from "./src/core/policy-artifact";',
+      'export { policyArtifact, policyFromArtifact } from "./src/core/policy-artifact";',
     ].join("\n"),
     resolveDir: root,
     loader: "ts",
@@ -43,12 +44,22 @@ try {
   console.error(`portcullis: cannot read ${policyFile}: ${error.message}`);
   process.exit(1);
 }
+let compiled;
 try {
-  const artifact = compiler.policyArtifact(compiler.compilePolicy(document));
-  writeFileSync(outFile, `${JSON.stringify(artifact)}\n`);
-  console.log(`portcullis: ${policyFile} compiled to ${outFile}`);
+  compiled = compiler.compilePolicy(document);
 } catch (error) {
   if (!(error instanceof compiler.PolicyError)) throw error;
   console.error(`portcullis: ${policyFile} is not a valid policy:\n  - ${error.problems.join("\n  - ")}`);
   process.exit(1);
 }
+const text = `${JSON.stringify(compiler.policyArtifact(compiled))}\n`;
+// What the Worker will revive must be exactly what was compiled: a value JSON cannot write
+// (the validator refuses those it knows of) stops the build rather than deploy another policy.
+if (!isDeepStrictEqual(compiler.policyFromArtifact(JSON.parse(text)), compiled)) {
+  console.error(`portcullis: ${policyFile} compiles to a policy that JSON cannot carry unchanged`);
+  process.exit(1);
+}
+// Unchanged, the file is left alone: wrangler dev watches its directory, and a write would
+// rebuild again, for ever.
+if (!existsSync(outFile) || readFileSync(outFile, "utf8") !== text) writeFileSync(outFile, text);
+console.log(`portcullis: ${policyFile} compiled to ${outFile}`);

@@ -1,6 +1,7 @@
-// Validates a policy document and compiles it into the shape the pipeline uses. Runs once
-// per isolate. Every error names the field and why, so a bad policy fails loudly at
-// `npm test` and at start-up instead of running half-configured.
+// Validates a policy document and compiles it into the shape the pipeline uses: at build
+// time for the deployable Worker (scripts/compile-policy.mjs), once per isolate for the local
+// stack and tests. Every error names the field and why, so a bad policy fails loudly at
+// `npm test` and at deploy instead of running half-configured.
 
 import { CREDENTIAL_HEADERS, FORWARDING_HEADERS, normaliseHeaderName, REQUEST_OVERRIDE_HEADERS } from "./headers";
 import { MAX_COUNTERS_PER_CALL } from "./limits";
@@ -511,7 +512,8 @@ function checkAuth(
         if (!check.object(condition, at)) return;
         check.known(condition, at, ["claim", "equals", "one_of"]);
         check.string(condition.claim, `${at}.claim`);
-        const scalar = (v: unknown) => ["string", "number", "boolean"].includes(typeof v);
+        // A number JSON reads as Infinity (`1e400`) could not be written back: not a value.
+        const scalar = (v: unknown) => typeof v === "string" || typeof v === "boolean" || Number.isFinite(v);
         if ((condition.equals === undefined) === (condition.one_of === undefined)) {
           check.fail(at, "needs exactly one of equals, one_of");
         } else if (condition.equals !== undefined && !scalar(condition.equals)) {

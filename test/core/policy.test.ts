@@ -51,6 +51,18 @@ describe("policy validation names the field and why", () => {
     ],
     ["bad pattern", (p: any) => (p.routes[0].path = "/a/**/b"), "routes[0].path: `**` may only be the last segment"],
     [
+      // `1e400` is valid JSON that reads as Infinity, which the compiled policy (JSON) would
+      // write as null: a condition a null claim would then meet.
+      "a claim condition JSON reads as Infinity",
+      (p: any) => (p.routes[0].auth.claims = JSON.parse('[{ "claim": "tier", "equals": 1e400 }]')),
+      "routes[0].auth.claims[0].equals: must be a string, number or boolean",
+    ],
+    [
+      "one among a claim condition's values",
+      (p: any) => (p.routes[0].auth.claims = JSON.parse('[{ "claim": "size", "one_of": [1, -1e400] }]')),
+      "routes[0].auth.claims[0].one_of: must be a non-empty array of strings, numbers or booleans",
+    ],
+    [
       // With all_of deleted rather than emptied, the same mistake: nothing would be required.
       "scopes naming neither list",
       (p: any) => (p.routes[0].auth = { issuers: ["idp"], scopes: {} }),
