@@ -10,7 +10,7 @@ const HUGE = 1_000_000_000;
  * responder through a service binding, /forward/** to the loopback origin.
  *   jwt   one issuer, token verification only: no scope or group rules, no limits
  *   full  the same plus authorisation (scope and group) and the shipped policy's default
- *         limits (tenant, user and route), sized so nothing is ever refused
+ *         limits (tenant and user: one Durable Object call), sized so nothing is ever refused
  */
 export function benchPolicy({ kind, jwksUri, originUrl }) {
   const full = kind === "full";
