@@ -171,6 +171,21 @@ describe("the verified-token cache in the verifier", () => {
     expect(await verify(token)).toMatchObject({ ok: true, keySource: "memory" });
   });
 
+  it("a clock stepped back behind a cached check checks the token afresh: its nbf is not yet reached", async () => {
+    const issuer = await makeIssuer();
+    let now = Date.now();
+    const { verify } = verifierFor({ issuers: { idp: { issuer } }, deps: { now: () => now } });
+    const s = Math.floor(now / 1000);
+    // Valid from now on (the default skew is 60 s).
+    const token = await issuer.sign({ iat: s, nbf: s, exp: s + 3600 });
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "fetch" });
+    now += 1_000;
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "token_cache" });
+    // The clock steps back five minutes: before the token's nbf (less the skew).
+    now -= 300_000;
+    expect(await verify(token)).toMatchObject({ ok: false, reason: "token_not_yet_valid" });
+  });
+
   it("a token differing from a cached one in a single signature character is not served from it", async () => {
     const issuer = await makeIssuer();
     const { verify } = verifierFor({ issuers: { idp: { issuer } } });

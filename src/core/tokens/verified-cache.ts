@@ -29,8 +29,8 @@ export interface VerifiedCacheLimits {
   maxAgeMs: number;
 }
 
-/** An entry as stored: with the position of its token in the eviction queue. */
-type StoredEntry = VerifiedEntry & { slot: number };
+/** An entry as stored: with when it was, and the position of its token in the eviction queue. */
+type StoredEntry = VerifiedEntry & { storedAt: number; slot: number };
 
 export class VerifiedTokenCache {
   readonly #entries = new Map<string, StoredEntry>();
@@ -62,7 +62,8 @@ export class VerifiedTokenCache {
   get(token: string, now: number): VerifiedEntry | undefined {
     const entry = this.#entries.get(token);
     if (!entry) return undefined;
-    if (now >= entry.expiresAt) {
+    // A clock that stepped back behind the check: its `nbf` and `iat` are checked afresh.
+    if (now >= entry.expiresAt || now < entry.storedAt) {
       this.delete(token);
       return undefined;
     }
@@ -77,7 +78,7 @@ export class VerifiedTokenCache {
     this.delete(token);
     // The oldest insertions go until the new one fits (the cache is not empty while it does not).
     while (this.#entries.size >= maxEntries || this.#chars + token.length > maxKeyChars) this.#evictOldest();
-    this.#entries.set(token, { ...entry, expiresAt, slot: this.#order.length });
+    this.#entries.set(token, { ...entry, expiresAt, storedAt: now, slot: this.#order.length });
     this.#order.push(token);
     this.#chars += token.length;
     // Once stale and spent slots outnumber live entries, rebuild the queue: amortised O(1).
