@@ -420,6 +420,8 @@ export class CounterTable {
    * already charged for good, or given back already, gives nothing.
    */
   release(items: readonly CounterRequest[], at: number | undefined, epoch: unknown, now: number, seq?: unknown): void {
+    // A hold due is charged for good first: given back after that, it gives nothing.
+    this.settleHolds(now);
     if (seq !== undefined) {
       const hold = this.#holds.get(seq as number);
       if (!hold?.cancellable || hold.at !== at || hold.epoch !== epoch) return;

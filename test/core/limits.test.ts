@@ -416,6 +416,10 @@ describe("CounterTable", () => {
     // Given back after that: nothing (it was charged for good; erring towards refusing).
     table.release([ceiling], kept.at, kept.epoch, T0 + 2200 + HOLD_MS, kept.seq);
     expect(table.get("ceiling")).toEqual({ ms: T0 + 2300, frac: 0, den: 100 });
+    // Nor one given back once due, before any call or alarm has charged it: the same.
+    const late = table.acquire([ceiling], T0 + 2200 + HOLD_MS, true);
+    table.release([ceiling], late.at, late.epoch, T0 + 2200 + 2 * HOLD_MS, late.seq);
+    expect(table.get("ceiling")).toEqual({ ms: T0 + 4300, frac: 0, den: 100 });
   });
 
   it("never counts less than GCRA over the requests that stayed admitted", () => {

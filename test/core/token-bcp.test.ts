@@ -55,7 +55,7 @@ describe("mapped claims of the wrong type (README: scopes a string or an array o
 });
 
 describe("keys, typing, the cache and token forms", () => {
-  // two issuers publishing the same kid. A token claiming issuer A but
+  // Two issuers publishing the same kid. A token claiming issuer A but
   // signed with B's key under the shared kid is refused: keys come only from iss's own set.
   it("cross-issuer kid collision: a token is checked only against its own issuer's keys", async () => {
     const a = await makeIssuer();

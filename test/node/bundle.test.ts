@@ -56,6 +56,10 @@ describe("deployable bundle", () => {
     // Nothing in the deployable configuration trusts the local development stack.
     expect(source.includes("127.0.0.1:878")).toBe(false);
     expect(source.includes("/.dev/keys")).toBe(false);
+    // The policy ships compiled: none of the validator's code or messages is in the Worker.
+    for (const message of ["is required: the issuers", "unknown method", "must be an integer from"]) {
+      expect(source.includes(message), message).toBe(false);
+    }
     // The Durable Object classes the bindings name are exported.
     expect(/export\{[^}]*as RouteLimiter[^}]*as TenantLimiter/.test(source)).toBe(true);
   });

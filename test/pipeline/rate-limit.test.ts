@@ -674,6 +674,33 @@ describe("tenants named like object members (whole pipeline)", () => {
   );
 });
 
+describe("a tenant is a name, whichever issuer wrote it (whole pipeline)", () => {
+  it("two issuers on one route each bind the same tenant, and their tokens share its tenant limit", async () => {
+    const [one, two] = await Promise.all([makeIssuer(), makeIssuer()]);
+    const tenant = `t-${unique()}`;
+    const edge = harness(
+      basePolicy({
+        settings: { limiter_timeout_ms: 1000 },
+        issuers: {
+          one: { kind: "oidc", issuer: one.url, audiences: [AUDIENCE] },
+          two: { kind: "oidc", issuer: two.url, audiences: [AUDIENCE] },
+        },
+        limits: { defaults: [{ name: "tenant-total", key: "tenant", limit: 1, window_s: 3600 }] },
+        routes: [
+          { name: "t", methods: ["GET"], path: "/t/:tenant/**", auth: { issuers: ["one", "two"] }, upstream: "echo" },
+        ],
+      }),
+    );
+    const fromOne = `Bearer ${await one.sign({ tenant_id: tenant, sub: "alice" })}`;
+    const fromTwo = `Bearer ${await two.sign({ tenant_id: tenant, sub: "mallory" })}`;
+    expect((await edge.fetch(`/t/${tenant}/x`, { headers: { authorization: fromOne } })).status).toBe(200);
+    const second = await edge.fetch(`/t/${tenant}/x`, { headers: { authorization: fromTwo } });
+    // Bound to the same tenant (not 403 tenant_mismatch), and counted in the same tenant total.
+    expect(second.status).toBe(429);
+    expect(await second.json()).toMatchObject({ reason: "rate_limited", limit: { name: "tenant-total" } });
+  });
+});
+
 describe("tenant overrides (whole pipeline, real limiter objects)", () => {
   function planPolicy(idpUrl: string, route: string, limits: NonNullable<PolicyDocument["limits"]>): PolicyDocument {
     return basePolicy({

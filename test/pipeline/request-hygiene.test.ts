@@ -392,11 +392,13 @@ describe("header hygiene", () => {
     ["leading '+' (PHP)", "session=s; +CF_Authorization=forged.access.jwt"],
     // Characters sent as they are, beyond Latin-1 and within it, inside an array index.
     ["an emoji and an é in its index (PHP)", "session=s; CF_Authorization[\u{1F600}\u00e9]=forged.access.jwt"],
-    // Each character sent as it is read as its UTF-8 bytes, as the origin receives them (one
-    // beyond U+00FF was read as its low byte: Ā as a NUL, which cut the name short of its index).
+    // Each character sent as it is counts as its UTF-8 bytes, as the origin receives them (read
+    // as one byte each, Ā would be a NUL, which cuts the name short of its index).
     ["an Ā next to an é in its index (PHP)", "session=s; CF_Authorization[\u0100\u00e9]=forged.access.jwt"],
-    // Java's equalsIgnoreCase takes the dotless ı for an i (its upper case is I).
+    // Java's equalsIgnoreCase folds one character at a time: the dotless ı (upper case I) and
+    // the dotted İ (lower case i) are each an i.
     ["a dotless ı for the i (Java)", "session=s; CF_Authorızation=forged.access.jwt"],
+    ["a dotted İ for the i (Java)", "session=s; CF_Authorİzation=forged.access.jwt"],
     ["an escaped é in its index (PHP)", "session=s; CF_Authorization[%C3%A9]=forged.access.jwt"],
   ])("drops the Access cookie spelt with %s", async (_label, cookie) => {
     const { response, seen } = await send("/public/a", { headers: { cookie } });
