@@ -182,7 +182,12 @@ function decodeEachEscape(text: string): string {
 export function lenientName(raw: string, { plusIsSpace = false } = {}): string {
   const name = plusIsSpace ? raw.replace(/\+/g, " ") : raw;
   // İ lower-cases to i and a combining dot in JavaScript; Java's per-character folding reads an i.
-  return decodeEachEscape(name).trim().replace(/\u0130/g, "i").toUpperCase().toLowerCase().replace(/[. []/g, "_");
+  return decodeEachEscape(name)
+    .trim()
+    .replace(/\u0130/g, "i")
+    .toUpperCase()
+    .toLowerCase()
+    .replace(/[. []/g, "_");
 }
 
 /**
