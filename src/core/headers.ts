@@ -158,6 +158,8 @@ function escapeUtf8(run: string): string {
  * after the bytes are read as UTF-8 (in either case, as .NET takes it).
  */
 function decodeEachEscape(text: string): string {
+  // Nothing escaped: the runtime hands header values over decoded already.
+  if (!text.includes("%")) return text;
   // A character sent as it is stands for its UTF-8 bytes, as the origin receives them: escaped
   // first (a run at a time), so that only bytes are left once the escapes are decoded.
   const sent = /[^\0-\x7f]/.test(text) ? text.replace(/[^\0-\x7f]+/g, escapeUtf8) : text;

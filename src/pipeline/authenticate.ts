@@ -77,11 +77,8 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
       if (result.issuerId && result.keySource) {
         c.set("tokenCheck", { issuerId: result.issuerId, verifyMs, keySource: result.keySource });
       }
-      // Worth asking again once the issuer may be asked again: after its refresh cooldown.
-      const retry =
-        result.reason === "jwks_unavailable"
-          ? { retryAfterSeconds: policy?.issuers.get(result.issuerId!)?.refreshCooldownS ?? 30 }
-          : {};
+      // Worth asking again once this isolate asks the issuer (or KV) again: the rest of its cooldown.
+      const retry = result.reason === "jwks_unavailable" ? { retryAfterSeconds: result.retryAfterS ?? 30 } : {};
       return deny(c, result.reason, { detail: result.detail, ...retry });
     }
     c.set("identity", result.identity);

@@ -51,7 +51,13 @@ export type LookupSource = KeySource | "stale";
 
 export type KeyLookup =
   | { ok: true; keys: CryptoKey[]; source: LookupSource }
-  | { ok: false; reason: "jwks_unavailable" | "token_invalid"; detail: string };
+  | {
+      ok: false;
+      reason: "jwks_unavailable" | "token_invalid";
+      detail: string;
+      /** For jwks_unavailable: seconds until this isolate asks again (KV, or the issuer). */
+      retryAfterS?: number;
+    };
 
 export interface KeyStoreStats {
   fetches: number;
@@ -271,7 +277,15 @@ export class IssuerKeyStore {
   }
 
   #unavailable(failure: string): KeyLookup {
-    return { ok: false, reason: "jwks_unavailable", detail: `jwks_${failure}` };
+    // A fetch still running ends within its timeout; else the cooldown since this isolate's
+    // last attempt, or since the other isolate's, ends when it asks again.
+    const cooldownMs = this.#issuer.refreshCooldownS * 1000;
+    const leftMs =
+      failure === "timeout"
+        ? this.#issuer.fetchTimeoutMs
+        : Math.max(this.#lastAttemptAt, this.#lastFailedAt) + cooldownMs - this.#deps.now();
+    const retryAfterS = Math.min(this.#issuer.refreshCooldownS, Math.max(1, Math.ceil(leftMs / 1000)));
+    return { ok: false, reason: "jwks_unavailable", detail: `jwks_${failure}`, retryAfterS };
   }
 
   /** Past its TTL; or fetched "in the future", after the clock stepped back: refresh it then too. */

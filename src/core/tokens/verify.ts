@@ -43,6 +43,8 @@ export type VerifyResult =
       /** Set once an issuer was chosen: which one, and where its keys came from (for metrics). */
       issuerId?: string;
       keySource?: CheckSource;
+      /** For jwks_unavailable: when asking again may help. */
+      retryAfterS?: number;
     };
 
 const TOKEN_CACHE_MAX_AGE_MS = 5 * 60 * 1000;
@@ -131,7 +133,7 @@ export class TokenVerifier {
       // makes none), so an issuer outage shows in the hit rate.
       const missed = store.stats.fetches > fetchesBefore || lookup.reason === "jwks_unavailable";
       const keySource: KeySource = missed ? "fetch" : "memory";
-      return { ok: false, reason: lookup.reason, detail: lookup.detail, issuerId: issuer.id, keySource };
+      return { ...lookup, issuerId: issuer.id, keySource };
     }
     const failed = (reason: DenyReason, detail: string): VerifyResult => ({
       ok: false,
