@@ -1,7 +1,8 @@
-// Validates and compiles policy/policy.json into policy/policy.compiled.json, the form the
-// deployable Worker ships (src/index.ts): wrangler runs this before every `wrangler deploy`
+// Validates, lints and compiles policy/policy.json into policy/policy.compiled.json, the form
+// the deployable Worker ships (src/index.ts): wrangler runs this before every `wrangler deploy`
 // (wrangler.toml, [build]), so what is deployed is always the policy as written, and a policy
-// that fails validation stops the deploy with every problem listed. `npm test` runs it first.
+// that fails validation or the lint stops the deploy with every problem listed. `npm test`
+// runs it first.
 //
 //   node scripts/compile-policy.mjs [--policy FILE] [--out FILE]
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -25,6 +26,7 @@ const bundled = await build({
     contents: [
       'export { compilePolicy, PolicyError } from "./src/core/policy";',
       'export { policyArtifact, policyFromArtifact } from "./src/core/policy-artifact";',
+      'export { policyProblems } from "./src/core/policy-lint";',
     ].join("\n"),
     resolveDir: root,
     loader: "ts",
@@ -50,6 +52,13 @@ try {
 } catch (error) {
   if (!(error instanceof compiler.PolicyError)) throw error;
   console.error(`portcullis: ${policyFile} is not a valid policy:\n  - ${error.problems.join("\n  - ")}`);
+  process.exit(1);
+}
+// What the validator lets through but no deployed policy should hold (src/core/policy-lint.ts):
+// a shadowed route, credentials for a plain-http page, loopback upstreams… stop the deploy too.
+const problems = compiler.policyProblems(compiled, { deployed: true });
+if (problems.length > 0) {
+  console.error(`portcullis: ${policyFile} is not fit to deploy:\n  - ${problems.join("\n  - ")}`);
   process.exit(1);
 }
 const text = `${JSON.stringify(compiler.policyArtifact(compiled))}\n`;

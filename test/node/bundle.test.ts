@@ -88,6 +88,17 @@ describe("deployable bundle", () => {
     expect(bundle).toBeUndefined();
   });
 
+  it("stops the deploy of a policy the lint finds unfit: a route an earlier one shadows", () => {
+    const { status, output, bundle } = dryRunWithPolicy((policy) => {
+      // A public catch-all before every other route: each would be reached through it.
+      policy.routes.unshift({ name: "everything", methods: ["GET"], path: "/**", auth: "public", upstream: "api" });
+    });
+    expect(status).not.toBe(0);
+    expect(output).toContain("is not fit to deploy");
+    expect(output).toMatch(/never reaches it: routes\[0\] \(everything\) takes every such request first/);
+    expect(bundle).toBeUndefined();
+  });
+
   it("turns the runtime's invocation logs off, so URLs and headers stay out of Workers Logs", () => {
     const toml = readFileSync(join(import.meta.dirname, "..", "..", "wrangler.toml"), "utf8");
     // The [observability.logs] table, up to the next table header.
