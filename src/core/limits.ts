@@ -292,6 +292,9 @@ export class CounterTable {
    * after it: a charge on such a counter queues behind them, so that they all settle in order.
    */
   readonly #pending = new Map<string, Pending[]>();
+  /** When each counter was last cut back to full (see `decide`), and the latest decision's time. */
+  readonly #clampedAt = new Map<string, number>();
+  #latestAt = Number.NEGATIVE_INFINITY;
   /** Hold numbers start anywhere, so a release meant for an earlier instance matches none here. */
   #seq = Math.floor(Math.random() * 2 ** 40);
   /**
@@ -339,11 +342,12 @@ export class CounterTable {
       if (!tentative.has(item.id)) {
         const full = atMostFull(stored, now, rate);
         // Kept as a full counter. Cut back, it no longer tells which charges it held: a release
-        // decided before then gives nothing (a new epoch, as after an eviction). With pending
-        // charges, decided on as full (they are charged as the clamp finds them, later).
+        // of one decided before then gives nothing back on it. With pending charges, decided on
+        // as full (they are charged as the clamp finds them, later).
         if (full !== stored && !this.#pending.has(item.id)) {
           this.#write(item.id, full!);
-          this.epoch++;
+          // As of the latest decision made, not `now`: the clock may have stepped back.
+          this.#clampedAt.set(item.id, Math.max(now, this.#latestAt));
         }
         stored = full;
       }
@@ -363,6 +367,7 @@ export class CounterTable {
     });
     const writes: [string, Tat][] = [];
     if (allowed) for (const [id, tat] of tentative) if (tat) writes.push([id, tat]);
+    this.#latestAt = Math.max(this.#latestAt, now);
     return { result: { allowed, counters, at: now, epoch: this.epoch }, writes };
   }
 
@@ -401,13 +406,14 @@ export class CounterTable {
   }
 
   /**
-   * Charge for good the holds nobody gave back in time, oldest first (and, the clock having
-   * stepped back behind one, that one too). Returns when the next one is due.
+   * Charge for good the holds nobody gave back in time, oldest first; with `ahead`, also one
+   * decided after `now` (the clock stepped back behind it, which would stall the rest).
+   * Returns when the next one is due.
    */
-  settleHolds(now: number): number | undefined {
+  settleHolds(now: number, ahead = true): number | undefined {
     let due: number | undefined;
     for (const [seq, hold] of this.#holds) {
-      if (hold.until > now && hold.at <= now) {
+      if (hold.until > now && (hold.at <= now || !ahead)) {
         due = hold.until;
         break;
       }
@@ -434,8 +440,9 @@ export class CounterTable {
    * already charged for good, or given back already, gives nothing.
    */
   release(items: readonly CounterRequest[], at: number | undefined, epoch: unknown, now: number, seq?: unknown): void {
-    // A hold due is charged for good first: given back after that, it gives nothing.
-    this.settleHolds(now);
+    // A hold due is charged for good first: given back after that, it gives nothing (one the
+    // clock stepped back behind is not due, and may still be given back).
+    this.settleHolds(now, false);
     if (seq !== undefined) {
       const hold = this.#holds.get(seq as number);
       if (!hold?.cancellable || hold.at !== at || hold.epoch !== epoch) return;
@@ -460,8 +467,9 @@ export class CounterTable {
     }
     if (epoch !== this.epoch) return;
     for (const item of items) {
-      // Behind pending charges, the counter's past matters to them: left as it is.
-      if (this.#pending.has(item.id)) continue;
+      // Behind pending charges, the counter's past matters to them: left as it is; and one cut
+      // back since the charge no longer holds it apart from the others.
+      if (this.#pending.has(item.id) || !((this.#clampedAt.get(item.id) ?? Number.NEGATIVE_INFINITY) < at!)) continue;
       const back = refund(this.#tats.get(item.id), now, rateOf(item), at, item.cost ?? 1);
       if (back) this.#write(item.id, back);
       else this.#forget(item.id);
@@ -511,6 +519,7 @@ export class CounterTable {
   #forget(id: string): void {
     this.#tats.delete(id);
     this.#dirty.add(id);
+    this.#clampedAt.delete(id);
   }
 
   /**

@@ -208,7 +208,7 @@ export class IssuerKeyStore {
   async lookup(kid: string | undefined, alg: string, defer: Defer): Promise<KeyLookup> {
     const now = this.#deps.now();
     const warm = this.#state !== undefined && !this.#isExpired(this.#state, now);
-    if (!this.#state && !(await this.#waitBounded(this.#loadFromKv(defer)))) return this.#unavailable("timeout");
+    if (!this.#state && !(await this.#waitBounded(this.#loadFromKv(defer)))) return this.#unavailable("timeout", true);
     // A kid the set lacks goes with a refresh this request starts, so that one does not stop
     // at a newer KV set that lacks it too (fetched before the issuer published it).
     const missingKid = () =>
@@ -217,7 +217,7 @@ export class IssuerKeyStore {
       // While the cooldown holds a refresh back, KV may have what another isolate fetched.
       const settled = await this.#waitBounded(this.#refresh("expired", defer, missingKid()) ?? this.#loadFromKv(defer));
       if (!this.#state || this.#isExpired(this.#state, this.#deps.now())) {
-        return this.#unavailable(settled ? (this.#lastFailure ?? "unavailable") : "timeout");
+        return settled ? this.#unavailable(this.#lastFailure ?? "unavailable") : this.#unavailable("timeout", true);
       }
     } else if (this.#isStale(this.#state, now)) {
       // Past its TTL but within max-stale: serve it, refresh after the response (if none is
@@ -242,7 +242,7 @@ export class IssuerKeyStore {
       if (entries.length === 0) {
         // The issuer could not be asked (its last answer, since the set held was fetched, was
         // a failure): that says nothing against the token, so it is not refused as invalid.
-        if (!settled) return this.#unavailable("timeout");
+        if (!settled) return this.#unavailable("timeout", true);
         if (this.#lastFailure && this.#lastFailedAt > this.#state.fetchedAt)
           return this.#unavailable(this.#lastFailure);
         return { ok: false, reason: "token_invalid", detail: kid === undefined ? "no_matching_key" : "kid_unknown" };
@@ -276,14 +276,19 @@ export class IssuerKeyStore {
     return at === undefined || (now >= at && now - at < this.#issuer.rotationGraceS * 1000);
   }
 
-  #unavailable(failure: string): KeyLookup {
-    // A fetch still running ends within its timeout; else the cooldown since this isolate's
-    // last attempt, or since the other isolate's, ends when it asks again.
-    const cooldownMs = this.#issuer.refreshCooldownS * 1000;
-    const leftMs =
-      failure === "timeout"
-        ? this.#issuer.fetchTimeoutMs
-        : Math.max(this.#lastAttemptAt, this.#lastFailedAt) + cooldownMs - this.#deps.now();
+  /**
+   * `running`: this request stopped waiting for work still in flight, which ends within the
+   * fetch timeout. Else this isolate asks again once the cooldown since it last asked (or,
+   * refreshing, since the other isolate did) is over; at once after the clock stepped back.
+   */
+  #unavailable(failure: string, running = false): KeyLookup {
+    const from = failure === "refreshing" ? this.#lastFailedAt : this.#lastAttemptAt;
+    const now = this.#deps.now();
+    const leftMs = running
+      ? this.#issuer.fetchTimeoutMs
+      : now < from
+        ? 0
+        : from + this.#issuer.refreshCooldownS * 1000 - now;
     const retryAfterS = Math.min(this.#issuer.refreshCooldownS, Math.max(1, Math.ceil(leftMs / 1000)));
     return { ok: false, reason: "jwks_unavailable", detail: `jwks_${failure}`, retryAfterS };
   }
