@@ -292,8 +292,13 @@ export class CounterTable {
    * after it: a charge on such a counter queues behind them, so that they all settle in order.
    */
   readonly #pending = new Map<string, Pending[]>();
-  /** When each counter was last cut back to full (see `decide`), and the latest decision's time. */
+  /**
+   * When each counter was last cut back to full (see `decide`), the latest such time of any
+   * counter forgotten since (a counter made anew under the same id must not take back a charge
+   * made before its predecessor's clamp), and the latest decision's time.
+   */
   readonly #clampedAt = new Map<string, number>();
+  #forgottenClampAt = Number.NEGATIVE_INFINITY;
   #latestAt = Number.NEGATIVE_INFINITY;
   /** Hold numbers start anywhere, so a release meant for an earlier instance matches none here. */
   #seq = Math.floor(Math.random() * 2 ** 40);
@@ -469,7 +474,8 @@ export class CounterTable {
     for (const item of items) {
       // Behind pending charges, the counter's past matters to them: left as it is; and one cut
       // back since the charge no longer holds it apart from the others.
-      if (this.#pending.has(item.id) || !((this.#clampedAt.get(item.id) ?? Number.NEGATIVE_INFINITY) < at!)) continue;
+      const clampedAt = Math.max(this.#clampedAt.get(item.id) ?? Number.NEGATIVE_INFINITY, this.#forgottenClampAt);
+      if (this.#pending.has(item.id) || !(clampedAt < at!)) continue;
       const back = refund(this.#tats.get(item.id), now, rateOf(item), at, item.cost ?? 1);
       if (back) this.#write(item.id, back);
       else this.#forget(item.id);
@@ -519,6 +525,8 @@ export class CounterTable {
   #forget(id: string): void {
     this.#tats.delete(id);
     this.#dirty.add(id);
+    const clampedAt = this.#clampedAt.get(id);
+    if (clampedAt !== undefined) this.#forgottenClampAt = Math.max(this.#forgottenClampAt, clampedAt);
     this.#clampedAt.delete(id);
   }
 

@@ -244,7 +244,7 @@ export class IssuerKeyStore {
         // a failure): that says nothing against the token, so it is not refused as invalid.
         if (!settled) return this.#unavailable("timeout", true);
         if (this.#lastFailure && this.#lastFailedAt > this.#state.fetchedAt)
-          return this.#unavailable(this.#lastFailure);
+          return this.#unavailable(this.#lastFailure, false, this.#lastFailure === "refreshing");
         return { ok: false, reason: "token_invalid", detail: kid === undefined ? "no_matching_key" : "kid_unknown" };
       }
     }
@@ -278,11 +278,12 @@ export class IssuerKeyStore {
 
   /**
    * `running`: this request stopped waiting for work still in flight, which ends within the
-   * fetch timeout. Else this isolate asks again once the cooldown since it last asked (or,
-   * refreshing, since the other isolate did) is over; at once after the clock stepped back.
+   * fetch timeout. Else this isolate asks again once the cooldown since it last asked is over,
+   * or, for an unknown kid while another isolate's stamp holds (`stamped`), since that isolate
+   * did; at once after the clock stepped back.
    */
-  #unavailable(failure: string, running = false): KeyLookup {
-    const from = failure === "refreshing" ? this.#lastFailedAt : this.#lastAttemptAt;
+  #unavailable(failure: string, running = false, stamped = false): KeyLookup {
+    const from = stamped ? this.#lastFailedAt : this.#lastAttemptAt;
     const now = this.#deps.now();
     const leftMs = running
       ? this.#issuer.fetchTimeoutMs
