@@ -7,6 +7,7 @@ import { lenientName } from "../../src/core/headers";
 import { type AcquireResult, type CounterRequest, CounterTable, HOLD_MS } from "../../src/core/limits";
 import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
+import { makeKey } from "../support/issuers";
 
 const T0 = 1_800_000_000_000;
 
@@ -200,14 +201,8 @@ describe("cookie names with nothing escaped", () => {
 
 const JWKS_URI = "https://idp.test/jwks";
 
-async function publicJwk(kid: string): Promise<Record<string, string>> {
-  const pair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
-    "sign",
-    "verify",
-  ])) as CryptoKeyPair;
-  const jwk = (await crypto.subtle.exportKey("jwk", pair.publicKey)) as JsonWebKey;
-  return { kty: "EC", crv: "P-256", x: jwk.x!, y: jwk.y!, kid, alg: "ES256", use: "sig" };
-}
+/** A published ES256 key (the shared test helper's). */
+const publicJwk = async (kid: string) => (await makeKey("ES256", kid)).publicJwk;
 
 class Clock {
   constructor(public ms = T0) {}

@@ -6,6 +6,7 @@ import { IssuerKeyStore, type KeyLookup, type KeyValueStore } from "../../src/co
 import { type CounterRequest, CounterTable } from "../../src/core/limits";
 import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
+import { makeKey } from "../support/issuers";
 
 const T0 = 1_800_000_000_000;
 
@@ -75,14 +76,8 @@ const ISSUER = "https://idp.test";
 const JWKS_URI = "https://idp.test/jwks";
 const STAMP_KEY = `jwks-refresh:v1:${ISSUER} ${JWKS_URI}`;
 
-async function publicJwk(kid: string): Promise<Record<string, string>> {
-  const pair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
-    "sign",
-    "verify",
-  ])) as CryptoKeyPair;
-  const jwk = (await crypto.subtle.exportKey("jwk", pair.publicKey)) as JsonWebKey;
-  return { kty: "EC", crv: "P-256", x: jwk.x!, y: jwk.y!, kid, alg: "ES256", use: "sig" };
-}
+/** A published ES256 key (the shared test helper's). */
+const publicJwk = async (kid: string) => (await makeKey("ES256", kid)).publicJwk;
 
 class MapKv implements KeyValueStore {
   readonly data = new Map<string, string>();
