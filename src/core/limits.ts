@@ -172,7 +172,7 @@ export interface CounterStatus {
 }
 
 export interface AcquireResult {
-  /** True only when every counter admitted the request; then (and only then) all were charged. */
+  /** True only when every counter admitted the request; then (and only then) all were charged (or held). */
   allowed: boolean;
   /** One status per requested counter, in request order. */
   counters: CounterStatus[];

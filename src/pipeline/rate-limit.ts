@@ -3,11 +3,13 @@
 //
 // One round trip per object kind, both in parallel: the tenant object (tenant and user
 // limits) and the route object (route and ip limits). Each object checks all of its counters
-// and charges them only if all admit the request, atomically. Across the two objects the
-// stage reserves and, if the request ends up refused, gives back: an object that admitted
-// a request the other refused (or that a limiter failure refused) gets a `release` call off
-// the response path (waitUntil), with the time its `acquire` answered, so it refunds what that
-// reservation may still hold and never other requests' charges.
+// and charges them only if all admit the request, atomically. Asked together, each object
+// holds the request rather than charging it (see CounterTable): an object that admitted a
+// request the other refused (or that a limiter failure refused, or whose client left) gets a
+// `release` call off the response path (waitUntil), with the number, time and epoch its
+// `acquire` answered, and gives the hold back exactly; a hold not given back within HOLD_MS is
+// charged for good. A single object's charge is given back by time (`refund`): what that
+// reservation may still hold, never other requests' charges.
 //
 // Residual race, stated plainly: between an object's reservation and its release (one round
 // trip plus the release call), the reserved request occupies a slot, so a concurrent request
