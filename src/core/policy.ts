@@ -394,7 +394,11 @@ function checkTenantOverrides(
 /** A non-empty list of methods, as given (an empty list when it is none). */
 function checkMethods(check: Checker, raw: unknown, path: string): string[] {
   if (!check.stringArray(raw, path, { nonEmpty: true })) return [];
-  for (const method of raw) if (!METHODS.has(method)) check.fail(path, `unknown method "${method}" (use upper case)`);
+  for (const method of raw) {
+    if (METHODS.has(method)) continue;
+    const hint = METHODS.has(method.toUpperCase()) ? "use upper case" : `one of ${[...METHODS].join(", ")}`;
+    check.fail(path, `unknown method "${method}" (${hint})`);
+  }
   return raw;
 }
 

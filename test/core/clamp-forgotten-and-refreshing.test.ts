@@ -59,6 +59,20 @@ describe("limiter: a charge cut off by a clamp gives nothing back, even after th
     expect(table.acquire([c1], T0 + 6_003).allowed).toBe(false);
   });
 
+  it("a clamp on another counter, once that counter is forgotten, voids an earlier charge's give-back (whose clamp it was is no longer known)", () => {
+    const a: CounterRequest = { id: '["user","a"]', limit: 2, windowS: 60 };
+    const table = new CounterTable();
+    const charged = table.acquire([a], T0);
+    expect(charged.allowed).toBe(true);
+    table.acquire([long], T0 + 5);
+    expect(table.acquire([short], T0 + 10).allowed).toBe(false); // u clamped
+    table.sweep(T0 + 1100); // u drained: forgotten, with its clamp
+    table.release([a], charged.at, charged.epoch, T0 + 1200);
+    // a keeps its charge (towards refusing): one slot left, not two.
+    expect(table.acquire([a], T0 + 1300).allowed).toBe(true);
+    expect(table.acquire([a], T0 + 1300).allowed).toBe(false);
+  });
+
   it("a charge made after the clamp is still given back (the guard is per charge time)", () => {
     const table = new CounterTable();
     table.acquire([long], T0);

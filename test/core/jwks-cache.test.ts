@@ -355,6 +355,20 @@ describe("a refresh that never settles", () => {
     expect(hang.counter.calls).toBe(2);
   }, 3000);
 
+  it("cold: Retry-After is the fetch timeout (in whole seconds) while the fetch given up on still runs, not the cooldown", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const hang = hangingFetch(1);
+    const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 1100, refresh_cooldown_s: 30 };
+    const { verify } = verifierFor(issuer, clock, settings, false, hang.fetcher);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({
+      ok: false,
+      reason: "jwks_unavailable",
+      detail: "jwks_timeout",
+      retryAfterS: 2,
+    });
+  }, 6000);
+
   it("stale: a background refresh that never settles does not stop later ones", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();

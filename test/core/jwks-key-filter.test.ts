@@ -82,6 +82,19 @@ const REFUSED: {
     dropped: true,
     detail: "kid_unknown",
   })),
+  // A kid no token could name (a token's is a string of at most 256 characters).
+  {
+    name: "a kid of 257 characters",
+    jwk: (k) => ({ ...k.publicJwk, kid: "k".repeat(257) }),
+    dropped: true,
+    detail: "kid_unknown",
+  },
+  {
+    name: "a kid that is not a string",
+    jwk: (k) => ({ ...k.publicJwk, kid: 7 }) as unknown as JWK,
+    dropped: true,
+    detail: "kid_unknown",
+  },
   // A key set that publishes a private key (RFC 7517 §9.2) gave it to every reader.
   {
     name: "a private part (d) published with the key",
@@ -89,13 +102,20 @@ const REFUSED: {
     dropped: true,
     detail: "kid_unknown",
   },
-  // An RSA key's p and q give away d.
+  // An RSA key's p and q give away d; so does q alone (p = n / q), or one CRT exponent
+  // (p = gcd(m^(e·dp) − m, n)).
   {
     name: "private factors (p, q) published without d",
     jwk: (k) => ({ ...k.publicJwk, p: "AAAA", q: "AAAA" }),
     dropped: true,
     detail: "kid_unknown",
   },
+  ...(["q", "dp", "dq", "qi", "oth"] as const).map((member) => ({
+    name: `a private member (${member}) published alone`,
+    jwk: (k: TestKey) => ({ ...k.publicJwk, [member]: "AAAA" }) as unknown as JWK,
+    dropped: true,
+    detail: "kid_unknown",
+  })),
   // Not in the README's list: the code keeps such a key, never offers it for another alg, and
   // refuses a token naming it without spending a refresh.
   {

@@ -393,6 +393,50 @@ describe("policy validation names the field and why", () => {
       (p: any) => (p.routes[0].cors = { allow_origins: ["https://app.example.com"], expose_headers: ["x-a\r\nx-b"] }),
       'routes[0].cors.expose_headers: "x-a\r\nx-b" is not a header name (and * is not supported)',
     ],
+    [
+      "a route name with a character other than letters, digits, '.', '_' and '-'",
+      (p: any) => (p.routes[0].name = "read/all"),
+      "routes[0].name: may use letters, digits, '.', '_' and '-' only",
+    ],
+    [
+      "an OIDC issuer without audiences",
+      (p: any) => delete p.issuers.idp.audiences,
+      "issuers.idp.audiences: must be an array of non-empty strings",
+    ],
+    [
+      "an OIDC issuer with no audience",
+      (p: any) => (p.issuers.idp.audiences = []),
+      "issuers.idp.audiences: must not be empty",
+    ],
+    [
+      "audiences on a Cloudflare Access issuer (each route names its application's AUD tag)",
+      (p: any) =>
+        (p.issuers.access = { kind: "cloudflare_access", team_domain: "acme.cloudflareaccess.com", audiences: ["x"] }),
+      "issuers.access.audiences: unknown field",
+    ],
+    [
+      "two issuers naming the same issuer URL",
+      (p: any) => (p.issuers.again = { ...p.issuers.idp }),
+      'issuers.again.issuer: "https://idp.example.com" is already used by issuer "idp"',
+    ],
+    [
+      "OPTIONS on a route with cors",
+      (p: any) => {
+        p.routes[0].methods = ["GET", "OPTIONS"];
+        p.routes[0].cors = { allow_origins: ["https://app.example.com"] };
+      },
+      "routes[0].methods: OPTIONS is answered by the edge when cors is set",
+    ],
+    [
+      "a method outside the supported set",
+      (p: any) => (p.routes[0].methods = ["TRACE"]),
+      'routes[0].methods: unknown method "TRACE" (one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)',
+    ],
+    [
+      "an identity header name with a character other than letters, digits and -",
+      (p: any) => (p.settings = { identity_headers: { subject: "x-user_sub" } }),
+      "settings.identity_headers.subject: must be a header name of letters, digits and -",
+    ],
   ] as [string, (p: any) => void, string][])("%s", (_label, mutate, expected) => {
     const doc = minimal();
     mutate(doc);

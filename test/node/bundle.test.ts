@@ -83,7 +83,9 @@ describe("deployable bundle", () => {
     });
     expect(status).not.toBe(0);
     expect(output).toContain("is not a valid policy");
-    expect(output).toContain('routes[0].methods: unknown method "FETCH" (use upper case)');
+    expect(output).toContain(
+      'routes[0].methods: unknown method "FETCH" (one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)',
+    );
     expect(output).toContain("limits.defaults[0].window_s: must be an integer from 1 to 2678400");
     expect(bundle).toBeUndefined();
   });

@@ -74,6 +74,19 @@ describe("Cloudflare Access", () => {
     expect(JSON.stringify(seen[0])).not.toContain(token.split(".")[2]);
   });
 
+  it("reads the assertion only from the cookie named exactly CF_Authorization: other spellings are removed, never read", async () => {
+    const token = await assertion();
+    for (const name of ["cf_authorization", "CF.Authorization", "CF%5FAuthorization", "CF_Authorization[0]"]) {
+      const { response, body, seen } = await call({ cookie: `${name}=${token}` });
+      expect({ name, status: response.status, reason: body.reason }).toEqual({
+        name,
+        status: 401,
+        reason: "token_missing",
+      });
+      expect(seen).toHaveLength(0);
+    }
+  });
+
   it("supports service-token assertions (no email, common_name as subject)", async () => {
     const { response, seen } = await call({
       "cf-access-jwt-assertion": await assertion({ sub: "", email: undefined, common_name: "ci-bot.access" }),

@@ -50,8 +50,10 @@ async function direct(headers: Record<string, string>) {
 // edge verified.
 const FOREIGN_IDENTITY_HEADERS: [string, Record<string, string>][] = [
   [
-    "Kong (X-Consumer-*, X-Credential-Identifier) and kong-oidc (X-Userinfo)",
+    "Kong (X-Consumer-*, X-Credential-Identifier, X-Anonymous-*) and kong-oidc (X-Userinfo)",
     {
+      "x-anonymous-consumer": "false",
+      "x-anonymous-groups": "admins",
       "x-consumer-id": "00000000-admin",
       "x-consumer-username": "admin",
       "x-consumer-custom-id": "admin",
@@ -71,6 +73,7 @@ const FOREIGN_IDENTITY_HEADERS: [string, Record<string, string>][] = [
       "x-auth-groups": "admins",
       "x-auth-subject": "admin",
       "x-auth-token": "forged.jwt.token",
+      "x-auth-key": "forged-api-key",
     },
   ],
   [

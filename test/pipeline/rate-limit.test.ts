@@ -582,6 +582,24 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     expect(response.headers.get("ratelimit-policy")).toBe('"user-limit";q=5;w=3600');
   });
 
+  it("fails closed on one object: the other object's hold is given back, and its limits' fields are sent", async () => {
+    const tenantObjects = fakeLimiter({ lateMs: 0, allowed: true });
+    const run = stage(stageDoc([{ name: "user-limit", key: "user", limit: 5, window_s: 3600 }, ...limits("deny")]), {
+      TENANT_LIMITER: tenantObjects.namespace,
+      ROUTE_LIMITER: fakeLimiter("fail").namespace,
+    });
+    const { response, outcome } = await run({ subject: "a", tenant: "t" });
+    expect(response.status).toBe(503);
+    expect(outcome).toMatchObject({ reason: "limiter_unavailable", detail: "limiter_route_error" });
+    expect(response.headers.get("ratelimit-policy")).toBe('"user-limit";q=5;w=3600');
+    // The user's hold, given back with what the object answered.
+    expect(tenantObjects.released).toHaveLength(1);
+    expect(tenantObjects.released[0]!.slice(1)).toEqual([1_800_000_000_000, 0.5, 42]);
+    expect(tenantObjects.released[0]![0].map((item) => item.id)).toEqual([
+      JSON.stringify(["user", "user-limit", 5, 3600, "idp", "a"]),
+    ]);
+  });
+
   it("gives back a reservation that lands after its call timed out, when the request was refused", async () => {
     const late = fakeLimiter({ lateMs: 30, allowed: true });
     const run = stage(stageDoc([...limits("deny")], fast), { ROUTE_LIMITER: late.namespace });

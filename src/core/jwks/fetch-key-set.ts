@@ -6,6 +6,9 @@ import type { JWK } from "jose";
 import { binaryOf } from "../tokens/compact";
 import { secureUrl } from "../urls";
 
+/** Members of a private key (RFC 7518 §6.2.2, §6.3.2). */
+const PRIVATE_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth"] as const;
+
 /** Why a key set could not be had: the message is the failure's code. */
 export class KeySetFetchError extends Error {
   declare message: KeySetFailure;
@@ -143,9 +146,9 @@ export function usableKeys(document: unknown): JWK[] {
     if (candidate.kid !== undefined && (typeof candidate.kid !== "string" || candidate.kid.length > MAX_KID_LENGTH))
       continue;
     if (members.some((member) => typeof candidate[member] !== "string")) continue;
-    // A key published with its private part (RFC 7517 §9.2; an RSA key's p and q are enough)
-    // is every reader's to sign with.
-    if (candidate.d !== undefined || candidate.p !== undefined) continue;
+    // A key published with any private member (RFC 7517 §9.2) is every reader's to sign with:
+    // an RSA key's q gives p as n / q, and one CRT exponent (dp or dq) gives it by a gcd.
+    if (PRIVATE_MEMBERS.some((member) => candidate[member] !== undefined)) continue;
     if (candidate.crv === "Ed25519" && unsafeEd25519(candidate.x as string)) continue;
     if (candidate.alg !== undefined && typeof candidate.alg !== "string") continue;
     const key: Record<string, unknown> = { kty: candidate.kty };
