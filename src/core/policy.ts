@@ -768,6 +768,13 @@ function compileRoute(
   if (cors && methods.has("OPTIONS")) {
     check.fail(`${path}.methods`, "OPTIONS is answered by the edge when cors is set");
   }
+  // A method the route does not take here is never its to grant (another route, or none, takes it).
+  const granted: unknown = cors?.allow_methods;
+  for (const method of Array.isArray(granted) ? granted : []) {
+    if (METHODS.has(method) && !methods.has(method) && !(method === "HEAD" && methods.has("GET"))) {
+      check.fail(`${path}.cors.allow_methods`, `"${method}" is not one of the route's methods`);
+    }
+  }
   const isPublic = auth === undefined ? undefined : auth === "public";
   const own = raw.limits === undefined ? [] : checkLimits(check, raw.limits, `${path}.limits`, isPublic);
   context.declaredLimits.push(...own);

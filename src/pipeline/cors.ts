@@ -3,6 +3,7 @@
 // without CORS is refused, never forwarded. Actual responses get the CORS headers.
 
 import type { CorsConfig } from "../core/policy-types";
+import { findRoute } from "../core/routes";
 import { responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -29,7 +30,15 @@ export function cors(): Stage {
       const allowOrigin = allowedOrigin(config, origin);
       if (!allowOrigin) return deny(c, "cors_rejected", { detail: "origin_not_allowed" });
       const requested = requestedMethod.toUpperCase();
-      const methods = config.allow_methods ?? [...route.methods];
+      // Only the methods this route takes at this URL: a browser keeps the list per origin and
+      // URL, and would send a method an earlier route takes here (one without CORS, or with
+      // other origins) without asking that route's preflight.
+      const { routes } = c.get("policy");
+      const host = c.get("url").host;
+      const path = c.get("canonicalPath");
+      const methods = (config.allow_methods ?? [...route.methods]).filter(
+        (method) => findRoute(routes, method, host, path)?.route === route,
+      );
       // HEAD is answered wherever GET is (routing authorises HEAD as GET).
       const allowed =
         methods.includes(requested as never) || (requested === "HEAD" && methods.includes("GET" as never));

@@ -428,6 +428,11 @@ describe("policy validation names the field and why", () => {
       "routes[0].methods: OPTIONS is answered by the edge when cors is set",
     ],
     [
+      "a CORS method the route does not take",
+      (p: any) => (p.routes[0].cors = { allow_origins: ["https://app.example.com"], allow_methods: ["GET", "DELETE"] }),
+      'routes[0].cors.allow_methods: "DELETE" is not one of the route\'s methods',
+    ],
+    [
       "a method outside the supported set",
       (p: any) => (p.routes[0].methods = ["TRACE"]),
       'routes[0].methods: unknown method "TRACE" (one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)',

@@ -123,3 +123,40 @@ describe("CORS on an authenticated route", () => {
     expect(other.headers.get("vary")).toContain("Origin");
   });
 });
+
+describe("a preflight's answer grants only what this route takes at this URL", () => {
+  // A browser keeps a preflight's methods per origin and URL, and then sends them without
+  // asking again: a method an earlier route takes at the URL must not be granted here.
+  it("leaves out a method an earlier route without CORS takes at the URL; grants it where this route takes it", async () => {
+    const issuer = await makeIssuer("ES256");
+    const auth = { issuers: ["main"] };
+    const e = harness(
+      basePolicy({
+        issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [
+          { name: "admin-delete", methods: ["DELETE"], path: "/x/admin", auth, upstream: "echo" },
+          {
+            name: "x",
+            methods: ["GET", "DELETE"],
+            path: "/x/**",
+            auth,
+            upstream: "echo",
+            cors: { allow_origins: [APP], allow_credentials: true },
+          },
+        ],
+      }),
+    );
+    // The DELETE preflight is the other route's to answer, and it has no CORS.
+    const refused = await e.fetch("/x/admin", preflight("DELETE"));
+    expect(refused.status).toBe(403);
+    expect(e.audit.at(-1)).toMatchObject({ route: "admin-delete", detail: "route_has_no_cors" });
+
+    const guarded = await e.fetch("/x/admin", preflight("GET"));
+    expect(guarded.status).toBe(204);
+    expect(guarded.headers.get("access-control-allow-methods")).toBe("GET");
+
+    const elsewhere = await e.fetch("/x/things", preflight("GET"));
+    expect(elsewhere.status).toBe(204);
+    expect(elsewhere.headers.get("access-control-allow-methods")).toBe("GET, DELETE");
+  });
+});
