@@ -62,8 +62,15 @@ function isTrailingSlash(part: PathPart): boolean {
   return part.kind === "literal" && part.value === "";
 }
 
-/** Match canonical path segments; returns captures or null. `**` matches zero or more segments. */
-export function matchPath(pattern: CompiledPattern, segments: readonly string[]): Record<string, string> | null {
+/**
+ * Match canonical path segments; returns captures or null. `**` matches zero or more segments.
+ * `foldCase`: literals compared without regard to letter case.
+ */
+export function matchPath(
+  pattern: CompiledPattern,
+  segments: readonly string[],
+  foldCase = false,
+): Record<string, string> | null {
   const captures: Record<string, string> = {};
   const { parts } = pattern;
   for (let i = 0; i < parts.length; i++) {
@@ -72,7 +79,7 @@ export function matchPath(pattern: CompiledPattern, segments: readonly string[])
     const segment = segments[i];
     if (segment === undefined) return null;
     if (part.kind === "literal") {
-      if (segment !== part.value) return null;
+      if (foldCase ? segment.toLowerCase() !== part.value.toLowerCase() : segment !== part.value) return null;
     } else {
       if (segment === "") return null;
       if (part.kind === "capture") captures[part.name] = segment;
@@ -178,6 +185,7 @@ export function findRoute<R extends MatchableRoute>(
   method: string,
   host: string,
   canonicalPath: string,
+  foldCase = false,
 ): RouteMatch<R> | undefined {
   const segments = pathSegments(canonicalPath);
   if (!segments) return undefined;
@@ -190,9 +198,36 @@ export function findRoute<R extends MatchableRoute>(
       if (!matched) continue;
       hostParams = matched;
     }
-    const pathParams = matchPath(route.pattern, segments);
+    const pathParams = matchPath(route.pattern, segments, foldCase);
     if (!pathParams) continue;
     return { route, params: { ...hostParams, ...pathParams } };
   }
   return undefined;
+}
+
+/** Per route list: whether any literal has a letter in upper case (see `readAsAnotherRoute`). */
+const casedLiterals = new WeakMap<readonly MatchableRoute[], boolean>();
+
+/**
+ * Whether an origin that routes paths without regard to letter case (IIS, ASP.NET Core, Express
+ * by default) would take this request for an earlier route's: the first route that matches with
+ * letters folded is not `matched`. Only a path or a policy with upper-case letters can be.
+ */
+export function readAsAnotherRoute<R extends MatchableRoute>(
+  routes: readonly R[],
+  method: string,
+  host: string,
+  canonicalPath: string,
+  matched: R,
+): boolean {
+  let cased = casedLiterals.get(routes);
+  if (cased === undefined) {
+    cased = routes.some((route) =>
+      route.pattern.parts.some((part) => part.kind === "literal" && part.value !== part.value.toLowerCase()),
+    );
+    casedLiterals.set(routes, cased);
+  }
+  if (!cased && canonicalPath === canonicalPath.toLowerCase()) return false;
+  const folded = findRoute(routes, method, host, canonicalPath, true);
+  return folded !== undefined && folded.route !== matched;
 }

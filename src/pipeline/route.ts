@@ -1,6 +1,6 @@
 // Stage 3: find the route. Default deny: no match is a 404 at the edge, never forwarded.
 
-import { findRoute } from "../core/routes";
+import { findRoute, readAsAnotherRoute } from "../core/routes";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
@@ -11,8 +11,15 @@ export function route(): Stage {
       // A CORS preflight is routed by the method it asks about, not by OPTIONS itself.
       const preflightMethod = c.req.method === "OPTIONS" ? c.req.header("access-control-request-method") : undefined;
       const method = preflightMethod && c.req.header("origin") ? preflightMethod.toUpperCase() : c.req.method;
-      const match = findRoute(policy.routes, method, c.get("url").host, c.get("canonicalPath"));
+      const host = c.get("url").host;
+      const path = c.get("canonicalPath");
+      const match = findRoute(policy.routes, method, host, path);
       if (!match) return deny(c, "route_not_found");
+      // `/API/Admin` is `/api/admin` to an origin that routes without regard to case: a request
+      // an earlier route would take but for letter case reaches neither.
+      if (readAsAnotherRoute(policy.routes, method, host, path, match.route)) {
+        return deny(c, "bad_request", { detail: "ambiguous_case" });
+      }
       // A missing service binding is found here, before any token is checked or any limit
       // charged for a request that could never be forwarded.
       const upstream = match.route.upstream;

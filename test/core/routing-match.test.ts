@@ -6,7 +6,7 @@ import type { Identity } from "../../src/core/identity";
 import { type CompiledRoute, compilePolicy } from "../../src/core/policy";
 import type { RouteConfig } from "../../src/core/policy-types";
 import { canonicalPath } from "../../src/core/path";
-import { findRoute } from "../../src/core/routes";
+import { findRoute, readAsAnotherRoute } from "../../src/core/routes";
 
 const auth = { issuers: ["idp"] };
 
@@ -124,5 +124,55 @@ describe("tenant binding compares the tenant the origin will read", () => {
       reason: "tenant_mismatch",
     });
     expect(authorise(identity("a:b"), auth, match?.params ?? {})).toEqual({ ok: true });
+  });
+});
+
+describe("a path an origin routing without regard to case reads as an earlier route's", () => {
+  /** Whether the request is refused as ambiguous (undefined: no route matches it at all). */
+  function ambiguous(list: CompiledRoute[], rawPath: string, method = "GET") {
+    const canonical = canonicalPath(new URL(rawPath, "https://x.test").pathname);
+    if (!canonical.ok) throw new Error(`not canonical: ${rawPath}`);
+    const match = findRoute(list, method, "x.test", canonical.path);
+    return match && readAsAnotherRoute(list, method, "x.test", canonical.path, match.route);
+  }
+
+  const guarded = routes([
+    { name: "admin", methods: ["GET"], path: "/api/admin/**", auth },
+    { name: "me", methods: ["GET"], path: "/api/users/me", auth },
+    { name: "tenant-admin", methods: ["GET"], path: "/t/:tenant/admin/**", auth },
+    { name: "api", methods: ["GET"], path: "/**", auth },
+  ]);
+
+  it.each(["/api/ADMIN/users", "/API/admin", "/api/Admin/", "/api/users/ME", "/t/acme/Admin/x", "/api/%41dmin/x"])(
+    "%s: refused (an earlier route takes it but for letter case)",
+    (path) => {
+      expect(ambiguous(guarded, path)).toBe(true);
+    },
+  );
+
+  it.each(["/api/admin/users", "/api/users/42", "/api/users/AbC123", "/t/ACME/admin/x", "/Other/Path", "/caf%C3%A9"])(
+    "%s: routed (the same route either way)",
+    (path) => {
+      expect(ambiguous(guarded, path)).toBe(false);
+    },
+  );
+
+  it("a literal written with capitals: the lower-case spelling is refused too", () => {
+    const cased = routes([
+      { name: "reports", methods: ["GET"], path: "/Reports/**", auth },
+      { name: "rest", methods: ["GET"], path: "/**", auth },
+    ]);
+    expect(ambiguous(cased, "/Reports/q1")).toBe(false);
+    expect(ambiguous(cased, "/reports/q1")).toBe(true);
+  });
+
+  it("only routes for the request's method count", () => {
+    expect(ambiguous(guarded, "/api/ADMIN/users", "POST")).toBeUndefined();
+    const byMethod = routes([
+      { name: "admin-delete", methods: ["DELETE"], path: "/api/admin/**", auth },
+      { name: "api", methods: ["GET", "DELETE"], path: "/api/**", auth },
+    ]);
+    expect(ambiguous(byMethod, "/api/ADMIN/x", "GET")).toBe(false);
+    expect(ambiguous(byMethod, "/api/ADMIN/x", "DELETE")).toBe(true);
   });
 });

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { compilePolicy } from "../../src/core/policy";
 import { compilePathPattern } from "../../src/core/routes";
-import { basePolicy, harness } from "../support/harness";
+import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { problemsOf } from "../support/policy-problems";
 
 const minimal = () => ({
@@ -132,5 +132,30 @@ describe("literals with characters the URL parser escapes or leaves as they are"
       }).not.toThrow();
       expect({ literal, result: typeof result }).toEqual({ literal, result: "string" });
     }
+  });
+});
+
+describe("letter case", () => {
+  // Express (by default), ASP.NET Core and IIS route `/api/ADMIN/x` as `/api/admin/x`: the
+  // request must not reach the origin through the broader route the edge matched.
+  it("a path an earlier route takes but for letter case is refused and never forwarded; the route's own spelling is routed", async () => {
+    const edge = harness(
+      basePolicy({
+        issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
+        routes: [
+          { name: "admin", methods: ["GET"], path: "/api/admin/**", auth: { issuers: ["idp"] }, upstream: "echo" },
+          { name: "public", methods: ["GET"], path: "/api/**", auth: "public", upstream: "echo" },
+        ],
+      }),
+    );
+    const m = marker();
+    const shouted = await edge.fetch("/api/ADMIN/users", { headers: { "x-test-marker": m } });
+    expect(shouted.status).toBe(400);
+    expect(((await shouted.json()) as { reason: string }).reason).toBe("bad_request");
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_case" });
+    expect(await originSaw(m)).toHaveLength(0);
+
+    expect((await edge.fetch("/api/admin/users")).status).toBe(401);
+    expect((await edge.fetch("/api/Reports/Q1")).status).toBe(200);
   });
 });
