@@ -262,15 +262,15 @@ describe("an issuer whose keys carry no kid", () => {
     // The issuer withdraws the first key; within rotation_grace_s it still verifies, tried
     // after the keys still current.
     await publishWithoutKids(issuer, [second!, third!]);
-    clock.advance(301); // stale: served once more, refreshed after the response
-    expect(await verify(await signWithoutKid(issuer, clock, second!))).toMatchObject({ ok: true, keySource: "stale" });
+    clock.advance(301); // past its TTL: refreshed before it is used
+    expect(await verify(await signWithoutKid(issuer, clock, second!))).toMatchObject({ ok: true, keySource: "fetch" });
     await settle();
     expect(await verify(await signWithoutKid(issuer, clock, first!))).toMatchObject({ ok: true, keySource: "memory" });
 
     // Three current keys fill the candidates: the retired key comes after them and is not tried.
     await publishWithoutKids(issuer, [second!, third!, fourth!]);
     clock.advance(301);
-    expect(await verify(await signWithoutKid(issuer, clock, second!))).toMatchObject({ ok: true, keySource: "stale" });
+    expect(await verify(await signWithoutKid(issuer, clock, second!))).toMatchObject({ ok: true, keySource: "fetch" });
     await settle();
     expect(await verify(await signWithoutKid(issuer, clock, fourth!))).toMatchObject({ ok: true, keySource: "memory" });
     expect(await verify(await signWithoutKid(issuer, clock, first!))).toMatchObject({
@@ -500,14 +500,14 @@ describe("a KV whose writes do not answer", () => {
     const successor = await makeKey();
     await issuer.publish([successor]);
     clock.advance(301);
-    // Stale: served once more, and refreshed after the response (deferred work not awaited:
-    // the writes never settle).
-    expect(await verify(await signAt(issuer, clock, leaked))).toMatchObject({ ok: true, keySource: "stale" });
-    await vi.waitFor(() => expect(store.stats.fetches).toBe(2));
+    // Past its TTL: refreshed before it is used (deferred work not awaited: the writes never
+    // settle), so the withdrawn key stops at once.
     expect(await verify(await signAt(issuer, clock, leaked))).toMatchObject({
       ok: false,
       reason: "token_invalid",
+      detail: "kid_unknown",
     });
+    expect(store.stats.fetches).toBe(2);
     expect(await verify(await signAt(issuer, clock, successor))).toMatchObject({ ok: true, keySource: "memory" });
   });
 });
@@ -1095,6 +1095,43 @@ describe("rotation", () => {
     expect(await fresh.verify(await signAt(issuer, clock, withdrawn))).toMatchObject(refused);
   });
 
+  it("a key withdrawn hours ago is refused by an idle isolate's first request: its set past its TTL is refreshed first", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 600, max_stale_s: 86_400, rotation_grace_s: 0 };
+    const leaked = issuer.keys[0]!;
+    const idle = verifierFor(issuer, clock, settings);
+    expect(await idle.verify(await signAt(issuer, clock, leaked))).toMatchObject({ ok: true, keySource: "fetch" });
+    await idle.settle();
+    // The key leaks and the issuer withdraws it a minute later; this isolate sees no traffic.
+    clock.advance(60);
+    await issuer.publish([await makeKey()]);
+    clock.advance(5 * 3600);
+    // Whoever holds it sends several tokens at once: none is taken from the old set.
+    const forged = await Promise.all([1, 2, 3].map(() => signAt(issuer, clock, leaked)));
+    for (const result of await Promise.all(forged.map((token) => idle.verify(token))))
+      expect(result).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
+    expect(idle.store.stats.fetches).toBe(2);
+  });
+
+  it("a token in the verified-token cache is refused once the set past its TTL is refreshed without its key", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, rotation_grace_s: 0 };
+    const leaked = issuer.keys[0]!;
+    const { verify, settle } = verifierFor(issuer, clock, settings, true, undefined, 100);
+    expect(await verify(await signAt(issuer, clock, leaked))).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    clock.advance(250);
+    const token = await signAt(issuer, clock, leaked);
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "memory" });
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "token_cache" });
+    await settle();
+    await issuer.publish([await makeKey()]);
+    clock.advance(60); // the set is past its TTL (310 s old); the cached entry is 60 s old
+    expect(await verify(token)).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
+  });
+
   it("when KV and memory disagree on when a key was retired, the earlier time counts", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
@@ -1190,11 +1227,9 @@ describe("rotation", () => {
     await issuer.publish([reused, next]);
     clock.advance(31);
     expect(await verify(await signAt(issuer, clock, reused))).toMatchObject(signature);
-    // …when it goes stale (cache_ttl_s): served once more, refreshed after that response.
+    // …once past its TTL (cache_ttl_s), when it is refreshed before it is used.
     clock.advance(300);
-    expect(await verify(await signAt(issuer, clock, reused))).toMatchObject(signature);
-    await settle();
-    expect(await verify(await signAt(issuer, clock, reused))).toMatchObject({ ok: true });
+    expect(await verify(await signAt(issuer, clock, reused))).toMatchObject({ ok: true, keySource: "fetch" });
     expect(store.stats.fetches).toBe(3);
   });
 
@@ -1289,10 +1324,10 @@ describe("failure of the key endpoint", () => {
       const early = verifierFor(issuer, clock, settings);
       expect(await early.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
       await early.settle();
-      // Another isolate starts, is served KV's (stale) set and refreshes it after the response.
+      // Another isolate starts, finds KV's set past its TTL and refreshes it before using it.
       clock.advance(savedAt);
       const later = verifierFor(issuer, clock, settings);
-      expect(await later.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
+      expect(await later.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
       await later.settle();
       expect(later.store.stats.fetches).toBe(1);
 
@@ -1305,17 +1340,39 @@ describe("failure of the key endpoint", () => {
     },
   );
 
-  it("a stale set whose background refresh succeeds is no longer reported stale", async () => {
+  it("a set past its TTL is refreshed before it is used, so it is not served stale while the issuer answers", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
     const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, max_stale_s: 600 };
-    const { verify, settle } = verifierFor(issuer, clock, settings, false);
+    const { verify, settle, store } = verifierFor(issuer, clock, settings, false);
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
     clock.advance(301);
-    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    expect(store.stats.fetches).toBe(2);
     await settle();
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
+  });
+
+  it("a set within the last stretch before its TTL is refreshed after the response: steady traffic never waits", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    // TTL 300 s: the last tenth (30 s) before it.
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, max_stale_s: 600 };
+    const { verify, settle, store } = verifierFor(issuer, clock, settings, false);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    clock.advance(269);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
+    await settle();
+    expect(store.stats.fetches).toBe(1);
+    clock.advance(2); // 271 s: within 30 s of the TTL
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
+    await settle();
+    expect(store.stats.fetches).toBe(2);
+    // The set is fetched anew: 300 s after the first fetch it is fresh, answered from memory.
+    clock.advance(30);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
+    expect(store.stats.fetches).toBe(2);
   });
 
   it("a bad response is never cached, in memory or KV", async () => {
@@ -1631,7 +1688,7 @@ describe("a clock that steps back", () => {
     expect(store.stats.fetches).toBe(2);
   });
 
-  it("makes a set fetched 'in the future' stale: served, and refreshed from the issuer at once", async () => {
+  it("takes a set fetched 'in the future' as past its TTL: refreshed from the issuer before it is used", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
     const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300 };
@@ -1640,7 +1697,7 @@ describe("a clock that steps back", () => {
     await settle();
     clock.advance(-86_400);
     // Its age cannot be told: it is refreshed, not taken as younger than when it was fetched.
-    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
     await settle();
     expect(store.stats.fetches).toBe(2);
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });

@@ -92,9 +92,10 @@ interface StoredKeySet {
 
 /**
  * Why a refresh runs. Only an unknown kid, which any caller can produce at will, obeys the
- * KV-shared stamp; a stale set is refreshed after its response, so nothing waits on its writes.
+ * KV-shared stamp. A set past its TTL ("stale") is refreshed before it is used, one near it
+ * ("ahead") after the response; KV writes are never waited for.
  */
-type RefreshReason = "expired" | "unknown_kid" | "stale";
+type RefreshReason = "expired" | "unknown_kid" | "stale" | "ahead";
 
 /** A load or refresh in flight, shared by the requests that need it. */
 interface Inflight {
@@ -103,6 +104,11 @@ interface Inflight {
 }
 
 const MAX_CANDIDATE_KEYS = 3;
+/**
+ * A set this close to its TTL (or a tenth of the TTL, if less) is refreshed after the response,
+ * so that under steady traffic no request waits for the refresh a set past its TTL needs.
+ */
+const REFRESH_AHEAD_MS = 60_000;
 const KV_MIN_TTL_S = 60;
 /**
  * After KV had no usable set, an isolate holding nothing asks KV again no sooner than this:
@@ -219,12 +225,14 @@ export class IssuerKeyStore {
       if (!this.#state || this.#isExpired(this.#state, this.#deps.now())) {
         return settled ? this.#unavailable(this.#lastFailure ?? "unavailable") : this.#unavailable("timeout", true);
       }
-    } else if (this.#isStale(this.#state, now)) {
-      // Past its TTL but within max-stale: serve it, refresh after the response (if none is
-      // in flight and the cooldown allows).
-      this.#refresh("stale", defer, missingKid());
     }
     let source: KeySource = warm ? "memory" : this.#state.source;
+    const held = this.#state;
+    const refreshing = this.keepCurrent(now, defer, missingKid());
+    if (refreshing) {
+      await refreshing;
+      if (this.#state !== held) source = this.#state.source;
+    }
 
     let entries = this.#candidates(kid, alg, now);
     if (entries.length === 0) {
@@ -255,6 +263,25 @@ export class IssuerKeyStore {
     }
     if (keys.length === 0) return { ok: false, reason: "token_invalid", detail: "key_import_failed" };
     return { ok: true, keys, source: this.#isStale(this.#state, this.#deps.now()) ? "stale" : source };
+  }
+
+  /**
+   * Before the set is used. Past its TTL, the issuer may have withdrawn a key since (a leaked
+   * one, with no grace): the set is refreshed first, and the request waits for that (bounded),
+   * the set serving on, stale, only when the refresh fails or the cooldown holds it back. In the
+   * last stretch before the TTL, a refresh after the response, so steady traffic never waits.
+   * What to wait for, if anything.
+   */
+  keepCurrent(now: number, defer: Defer, kid?: string): Promise<boolean> | undefined {
+    const state = this.#state;
+    if (!state || this.#isExpired(state, now)) return undefined;
+    if (this.#isStale(state, now)) {
+      const refresh = this.#refresh("stale", defer, kid);
+      return refresh && this.#waitBounded(refresh);
+    }
+    const ttlMs = this.#issuer.cacheTtlS * 1000;
+    if (now - state.fetchedAt >= ttlMs - Math.min(REFRESH_AHEAD_MS, ttlMs / 10)) this.#refresh("ahead", defer, kid);
+    return undefined;
   }
 
   /**

@@ -102,8 +102,12 @@ export class TokenVerifier {
       const { identity } = cached;
       const issuer = this.#policy.issuers.get(identity.issuerId) as ResolvedIssuer;
       // The key that verified it may since have been withdrawn (beyond its grace window) or its
-      // set expired: then the token is checked afresh, and fails as a new one would.
-      if (this.keyStore(issuer).trusts(cached.key, now)) {
+      // set expired: then the token is checked afresh, and fails as a new one would. A set past
+      // its TTL is refreshed first, as for a token checked afresh.
+      const store = this.keyStore(issuer);
+      const refreshing = store.keepCurrent(now, defer);
+      if (refreshing) await refreshing;
+      if (store.trusts(cached.key, this.#deps.now())) {
         const refused = this.#routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
         // An audience refusal comes after the key check: it names its issuer and key source
         // for the metrics, as on a token checked afresh.
