@@ -819,6 +819,46 @@ describe("another isolate's refresh, as another location sees it", () => {
   });
 });
 
+describe("a set taken from KV for one unknown kid", () => {
+  /**
+   * An isolate holding k0 takes from KV, for a token signed with a new key a, the set another
+   * isolate fetched `ageS` ago (k0 and a); the issuer has published b since. Then comes a token
+   * signed with b, within the second that attempt holds the next one back.
+   */
+  async function kidAfterKvSet(ageS: number) {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const [k0, a, b] = [issuer.keys[0] as TestKey, await makeKey(), await makeKey()];
+    const isolate = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks`, refresh_cooldown_s: 30 });
+    expect(await isolate.verify(await signAt(issuer, clock, k0))).toMatchObject({ ok: true, keySource: "fetch" });
+    await isolate.settle();
+    clock.advance(120);
+    const record = { v: 1, fetched_at: clock.ms - ageS * 1000, jwks_uri: `${issuer.url}/jwks`, retired: [] };
+    await kv.put(`jwks:v1:${issuer.url}`, JSON.stringify({ ...record, keys: [k0.publicJwk, a.publicJwk] }));
+    await issuer.publish([k0, a, b]);
+    expect(await isolate.verify(await signAt(issuer, clock, a))).toMatchObject({ ok: true, keySource: "kv" });
+    await isolate.settle();
+    const answer = await isolate.verify(await signAt(issuer, clock, b));
+    expect(isolate.store.stats.fetches).toBe(1);
+    const later = async () => {
+      clock.advance(1.5);
+      return isolate.verify(await signAt(issuer, clock, b));
+    };
+    return { answer, later };
+  }
+
+  it("fetched more than a cooldown ago, it says nothing of a key published since: 503, and the isolate asks a second later", async () => {
+    const { answer, later } = await kidAfterKvSet(60);
+    expect(answer).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_refreshing", retryAfterS: 1 });
+    expect(await later()).toMatchObject({ ok: true, keySource: "fetch" });
+  });
+
+  it("fetched within a cooldown, it is the issuer's answer, as this isolate's own fetch would be: kid_unknown", async () => {
+    const { answer } = await kidAfterKvSet(10);
+    expect(answer).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
+  });
+});
+
 describe("an older KV record written late", () => {
   it("never replaces the newer set an isolate holds: no withdrawn key comes back", async () => {
     const issuer = await makeIssuer();

@@ -188,6 +188,8 @@ export class IssuerKeyStore {
   #state: KeySetState | undefined;
   #inflight: Inflight | undefined;
   #lastAttemptAt = -Infinity;
+  /** The last attempt took a fresh set from KV (for its own kid, if any) and asked the issuer nothing. */
+  #tookKvSet = false;
   #lastFailure: string | undefined;
   /**
    * When a refresh last failed, or another isolate asked the issuer with no answer seen here
@@ -253,6 +255,12 @@ export class IssuerKeyStore {
         if (!settled) return this.#unavailable("timeout", true);
         if (this.#lastFailure && this.#lastFailedAt > this.#state.fetchedAt)
           return this.#unavailable(this.#lastFailure, false, this.#lastFailure === "refreshing");
+        // The attempt holding this one back (for a second) took another isolate's set from KV
+        // for another kid, asking the issuer nothing. Fetched within a cooldown, that set is the
+        // issuer's answer as this isolate's own fetch would be; older, it says nothing of a key
+        // published since.
+        if (this.#tookKvSet && now - this.#state.fetchedAt >= this.#issuer.refreshCooldownS * 1000)
+          return this.#unavailable("refreshing");
         return { ok: false, reason: "token_invalid", detail: kid === undefined ? "no_matching_key" : "kid_unknown" };
       }
     }
@@ -527,6 +535,7 @@ export class IssuerKeyStore {
     if (live) return live;
     if (!this.#cooldownOver(now)) return undefined;
     this.#lastAttemptAt = now;
+    this.#tookKvSet = false;
     return this.#track(this.#doRefresh(reason, defer, kid), now, defer);
   }
 
@@ -552,8 +561,10 @@ export class IssuerKeyStore {
       if (
         !this.#isStale(this.#state as KeySetState, now) &&
         (kid === undefined || stored.keys.some((key) => key.kid === kid))
-      )
+      ) {
+        this.#tookKvSet = true;
         return fetchSkipped();
+      }
     }
     if (reason === "unknown_kid") {
       // Shared cooldown: one fetch per issuer per cooldown across isolates (KV is eventually
