@@ -1415,6 +1415,35 @@ describe("failure of the key endpoint", () => {
     expect(store.stats.fetches).toBe(2);
   });
 
+  it("once a refresh of the set past its TTL has failed, later ones run after the response: an outage holds no request every cooldown", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    let calls = 0;
+    let release: () => void = () => undefined;
+    const hung = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The set, then a refused connection, then an issuer that does not answer.
+    const fetcher: Fetcher = async (input, init) => {
+      calls += 1;
+      if (calls === 1) return fetch(input, init);
+      if (calls === 2) throw new TypeError("connection refused");
+      await hung;
+      throw new TypeError("connection reset");
+    };
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, refresh_cooldown_s: 30, fetch_timeout_ms: 30_000 };
+    const { verify } = verifierFor(issuer, clock, settings, false, fetcher);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    clock.advance(301);
+    // The first request past the TTL waits for the refresh, which fails at once: stale.
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
+    clock.advance(31);
+    // The next attempt hangs; the request does not wait for it (it would for 60 s).
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
+    expect(calls).toBe(3);
+    release();
+  });
+
   it("a bad response is never cached, in memory or KV", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();

@@ -285,7 +285,11 @@ export class IssuerKeyStore {
     if (!state || this.#isExpired(state, now)) return undefined;
     if (this.#isStale(state, now)) {
       const refresh = this.#refresh("stale", defer, kid);
-      return refresh && this.#waitBounded(refresh);
+      // Once a refresh since this set was fetched has failed, the issuer is failing: later
+      // attempts run after the response, so an outage does not hold a request every cooldown.
+      const failing =
+        this.#lastFailure !== undefined && this.#lastFailure !== "refreshing" && this.#lastFailedAt > state.fetchedAt;
+      return refresh && !failing ? this.#waitBounded(refresh) : undefined;
     }
     const ttlMs = this.#issuer.cacheTtlS * 1000;
     if (now - state.fetchedAt >= ttlMs - Math.min(REFRESH_AHEAD_MS, ttlMs / 10)) this.#refresh("ahead", defer, kid);
