@@ -1,6 +1,8 @@
 // Header name lists shared by every stage that strips or writes headers: one constant,
 // one normalisation, so the stripper and the injector can never disagree.
 
+import { foldCase } from "./case-fold";
+
 /**
  * Client headers that claim identity, or carry a token or client certificate an
  * identity-aware proxy passes on: ours, and those of the proxies and platforms an origin may
@@ -183,13 +185,7 @@ function decodeEachEscape(text: string): string {
  */
 export function lenientName(raw: string, { plusIsSpace = false } = {}): string {
   const name = plusIsSpace ? raw.replace(/\+/g, " ") : raw;
-  // İ lower-cases to i and a combining dot in JavaScript; Java's per-character folding reads an i.
-  return decodeEachEscape(name)
-    .trim()
-    .replace(/\u0130/g, "i")
-    .toUpperCase()
-    .toLowerCase()
-    .replace(/[. []/g, "_");
+  return foldCase(decodeEachEscape(name).trim()).replace(/[. []/g, "_");
 }
 
 /**

@@ -1,5 +1,6 @@
 // Route patterns: compiled once per isolate, matched against the canonical path and host.
 
+import { foldCase } from "./case-fold";
 import { canonicalPath } from "./path";
 
 export type PathPart =
@@ -64,12 +65,12 @@ function isTrailingSlash(part: PathPart): boolean {
 
 /**
  * Match canonical path segments; returns captures or null. `**` matches zero or more segments.
- * `foldCase`: literals compared without regard to letter case.
+ * `anyCase`: literals compared without regard to letter case.
  */
 export function matchPath(
   pattern: CompiledPattern,
   segments: readonly string[],
-  foldCase = false,
+  anyCase = false,
 ): Record<string, string> | null {
   const captures: Record<string, string> = {};
   const { parts } = pattern;
@@ -79,7 +80,7 @@ export function matchPath(
     const segment = segments[i];
     if (segment === undefined) return null;
     if (part.kind === "literal") {
-      if (foldCase ? segment.toLowerCase() !== part.value.toLowerCase() : segment !== part.value) return null;
+      if (anyCase ? foldCase(segment) !== foldCase(part.value) : segment !== part.value) return null;
     } else {
       if (segment === "") return null;
       if (part.kind === "capture") captures[part.name] = segment;
@@ -185,7 +186,7 @@ export function findRoute<R extends MatchableRoute>(
   method: string,
   host: string,
   canonicalPath: string,
-  foldCase = false,
+  anyCase = false,
 ): RouteMatch<R> | undefined {
   const segments = pathSegments(canonicalPath);
   if (!segments) return undefined;
@@ -198,20 +199,21 @@ export function findRoute<R extends MatchableRoute>(
       if (!matched) continue;
       hostParams = matched;
     }
-    const pathParams = matchPath(route.pattern, segments, foldCase);
+    const pathParams = matchPath(route.pattern, segments, anyCase);
     if (!pathParams) continue;
     return { route, params: { ...hostParams, ...pathParams } };
   }
   return undefined;
 }
 
-/** Per route list: whether any literal has a letter in upper case (see `readAsAnotherRoute`). */
+/** Per route list: whether any literal changes when its case is folded (see `readAsAnotherRoute`). */
 const casedLiterals = new WeakMap<readonly MatchableRoute[], boolean>();
 
 /**
  * Whether an origin that routes paths without regard to letter case (IIS, ASP.NET Core, Express
  * by default) would take this request for an earlier route's: the first route that matches with
- * letters folded is not `matched`. Only a path or a policy with upper-case letters can be.
+ * letters folded (as `foldCase` folds them) is not `matched`. Only a path or a policy that folding
+ * changes can be.
  */
 export function readAsAnotherRoute<R extends MatchableRoute>(
   routes: readonly R[],
@@ -223,11 +225,11 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   let cased = casedLiterals.get(routes);
   if (cased === undefined) {
     cased = routes.some((route) =>
-      route.pattern.parts.some((part) => part.kind === "literal" && part.value !== part.value.toLowerCase()),
+      route.pattern.parts.some((part) => part.kind === "literal" && part.value !== foldCase(part.value)),
     );
     casedLiterals.set(routes, cased);
   }
-  if (!cased && canonicalPath === canonicalPath.toLowerCase()) return false;
+  if (!cased && canonicalPath === foldCase(canonicalPath)) return false;
   const folded = findRoute(routes, method, host, canonicalPath, true);
   return folded !== undefined && folded.route !== matched;
 }

@@ -8,6 +8,9 @@ import { responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
+/** Methods a browser sends cross-origin without asking for the method itself (Fetch §2.2.1). */
+const SAFELISTED_METHODS = ["GET", "HEAD", "POST"];
+
 function allowedOrigin(cors: CorsConfig, origin: string): string | undefined {
   if (cors.allow_origins.includes(origin)) return origin;
   if (cors.allow_origins.includes("*")) return "*";
@@ -54,7 +57,14 @@ export function cors(): Stage {
       headers.set("access-control-allow-origin", allowOrigin);
       headers.set("access-control-allow-methods", methods.join(", "));
       headers.set("access-control-allow-headers", allowHeaders.join(", "));
-      headers.set("access-control-max-age", String(config.max_age_s ?? 600));
+      // A browser keeps the allowed headers per URL whatever the method, and needs no kept
+      // method for GET, HEAD or POST: where another route takes one of those here, it must ask
+      // again, so none of this answer is kept.
+      const shared = SAFELISTED_METHODS.some((method) => {
+        const other = findRoute(routes, method, host, path)?.route;
+        return other !== undefined && other !== route;
+      });
+      headers.set("access-control-max-age", shared ? "0" : String(config.max_age_s ?? 600));
       if (config.allow_credentials) headers.set("access-control-allow-credentials", "true");
       return new Response(null, { status: 204, headers });
     }

@@ -1431,7 +1431,12 @@ describe("failure of the key endpoint", () => {
       await hung;
       throw new TypeError("connection reset");
     };
-    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 300, refresh_cooldown_s: 30, fetch_timeout_ms: 30_000 };
+    const settings = {
+      jwks_uri: `${issuer.url}/jwks`,
+      cache_ttl_s: 300,
+      refresh_cooldown_s: 30,
+      fetch_timeout_ms: 30_000,
+    };
     const { verify } = verifierFor(issuer, clock, settings, false, fetcher);
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
     clock.advance(301);
@@ -1442,6 +1447,49 @@ describe("failure of the key endpoint", () => {
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
     expect(calls).toBe(3);
     release();
+  });
+
+  it("a failure long past says nothing of the issuer now: an idle isolate refreshes before use, and refuses a key withdrawn since", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const leaked = issuer.keys[0] as TestKey;
+    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 600, refresh_cooldown_s: 30 };
+    const { verify, settle } = verifierFor(issuer, clock, settings, false);
+    expect(await verify(await signAt(issuer, clock, leaked))).toMatchObject({ ok: true, keySource: "fetch" });
+    // Just past the TTL, a blip: the refresh fails once, and the set serves on, stale.
+    clock.advance(601);
+    await issuer.setMode("down");
+    expect(await verify(await signAt(issuer, clock, leaked))).toMatchObject({ ok: true, keySource: "stale" });
+    await settle();
+    // The issuer recovers and withdraws the key (past rotation_grace_s by the time it is used);
+    // the isolate sits idle for five hours.
+    await issuer.setMode("ok");
+    await issuer.publish([await makeKey()]);
+    clock.advance(5 * 3600);
+    expect(await verify(await signAt(issuer, clock, leaked))).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+      detail: "kid_unknown",
+    });
+  });
+
+  it("a token in the verified-token cache at a route that does not take its issuer waits for no refresh of that issuer's keys", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks` };
+    const { verifier, verify, settle, store } = verifierFor(issuer, clock, settings, false, undefined, 100);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    clock.advance(400);
+    const token = await signAt(issuer, clock);
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "memory" });
+    await settle();
+    clock.advance(201); // the set is past its 600 s TTL; the token is still cached
+    expect(await verifier.verify(token, ["other"], undefined, () => undefined)).toMatchObject({
+      ok: false,
+      reason: "issuer_unknown",
+      detail: "issuer_not_accepted_by_route",
+    });
+    expect(store.stats.fetches).toBe(1);
   });
 
   it("a bad response is never cached, in memory or KV", async () => {

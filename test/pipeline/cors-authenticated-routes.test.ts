@@ -159,4 +159,31 @@ describe("a preflight's answer grants only what this route takes at this URL", (
     expect(elsewhere.status).toBe(204);
     expect(elsewhere.headers.get("access-control-allow-methods")).toBe("GET, DELETE");
   });
+
+  it("is kept by no browser where another route takes GET, HEAD or POST at the URL: those need no kept method, only kept headers", async () => {
+    const issuer = await makeIssuer("ES256");
+    const auth = { issuers: ["main"] };
+    const e = harness(
+      basePolicy({
+        issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [
+          { name: "admin-post", methods: ["POST"], path: "/x/admin", auth, upstream: "echo" },
+          {
+            name: "x",
+            methods: ["GET", "PUT"],
+            path: "/x/**",
+            auth,
+            upstream: "echo",
+            cors: { allow_origins: [APP] },
+          },
+        ],
+      }),
+    );
+    const shared = await e.fetch("/x/admin", preflight("PUT"));
+    expect(shared.status).toBe(204);
+    expect(shared.headers.get("access-control-allow-headers")).toBe("authorization, content-type");
+    expect(shared.headers.get("access-control-max-age")).toBe("0");
+    const own = await e.fetch("/x/things", preflight("PUT"));
+    expect(own.headers.get("access-control-max-age")).toBe("600");
+  });
 });

@@ -285,10 +285,14 @@ export class IssuerKeyStore {
     if (!state || this.#isExpired(state, now)) return undefined;
     if (this.#isStale(state, now)) {
       const refresh = this.#refresh("stale", defer, kid);
-      // Once a refresh since this set was fetched has failed, the issuer is failing: later
-      // attempts run after the response, so an outage does not hold a request every cooldown.
+      // While refreshes fail (the last one failed within two cooldowns: an outage makes one
+      // attempt per cooldown), later attempts run after the response, so an outage does not
+      // hold a request every cooldown. A failure older than that says nothing of the issuer now.
       const failing =
-        this.#lastFailure !== undefined && this.#lastFailure !== "refreshing" && this.#lastFailedAt > state.fetchedAt;
+        this.#lastFailure !== undefined &&
+        this.#lastFailure !== "refreshing" &&
+        this.#lastFailedAt > state.fetchedAt &&
+        now - this.#lastFailedAt < 2 * this.#issuer.refreshCooldownS * 1000;
       return refresh && !failing ? this.#waitBounded(refresh) : undefined;
     }
     const ttlMs = this.#issuer.cacheTtlS * 1000;

@@ -104,8 +104,9 @@ export class TokenVerifier {
       // The key that verified it may since have been withdrawn (beyond its grace window) or its
       // set expired: then the token is checked afresh, and fails as a new one would. A set past
       // its TTL is refreshed first, as for a token checked afresh.
+      // (Not for a route that does not take this issuer: it refuses the token whatever its keys.)
       const store = this.keyStore(issuer);
-      const refreshing = store.keepCurrent(now, defer);
+      const refreshing = acceptedIssuerIds.includes(issuer.id) && store.keepCurrent(now, defer);
       if (refreshing) await refreshing;
       if (store.trusts(cached.key, this.#deps.now())) {
         const refused = this.#routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
