@@ -1,8 +1,6 @@
 // Header name lists shared by every stage that strips or writes headers: one constant,
 // one normalisation, so the stripper and the injector can never disagree.
 
-import { foldCase } from "./case-fold";
-
 /**
  * Client headers that claim identity, or carry a token or client certificate an
  * identity-aware proxy passes on: ours, and those of the proxies and platforms an origin may
@@ -185,7 +183,15 @@ function decodeEachEscape(text: string): string {
  */
 export function lenientName(raw: string, { plusIsSpace = false } = {}): string {
   const name = plusIsSpace ? raw.replace(/\+/g, " ") : raw;
-  return foldCase(decodeEachEscape(name).trim()).replace(/[. []/g, "_");
+  // The whole name upper- then lower-cased, more generously than a per-character comparison
+  // folds (`ß` reads as `ss` too, as Python's casefold reads it): a credential's name errs
+  // towards being stripped. İ lower-cases to i and a combining dot in JavaScript: read as i.
+  return decodeEachEscape(name)
+    .trim()
+    .replace(/\u0130/g, "i")
+    .toUpperCase()
+    .toLowerCase()
+    .replace(/[. []/g, "_");
 }
 
 /**

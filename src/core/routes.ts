@@ -63,6 +63,18 @@ function isTrailingSlash(part: PathPart): boolean {
   return part.kind === "literal" && part.value === "";
 }
 
+/** Route literals folded (see `foldCase`), once per literal per isolate: the policy's are few. */
+const foldedLiterals = new Map<string, string>();
+
+function foldedLiteral(literal: string): string {
+  let folded = foldedLiterals.get(literal);
+  if (folded === undefined) {
+    folded = foldCase(literal);
+    foldedLiterals.set(literal, folded);
+  }
+  return folded;
+}
+
 /**
  * Match canonical path segments; returns captures or null. `**` matches zero or more segments.
  * `anyCase`: literals compared without regard to letter case.
@@ -80,7 +92,7 @@ export function matchPath(
     const segment = segments[i];
     if (segment === undefined) return null;
     if (part.kind === "literal") {
-      if (anyCase ? foldCase(segment) !== foldCase(part.value) : segment !== part.value) return null;
+      if (anyCase ? foldCase(segment) !== foldedLiteral(part.value) : segment !== part.value) return null;
     } else {
       if (segment === "") return null;
       if (part.kind === "capture") captures[part.name] = segment;
@@ -225,7 +237,7 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   let cased = casedLiterals.get(routes);
   if (cased === undefined) {
     cased = routes.some((route) =>
-      route.pattern.parts.some((part) => part.kind === "literal" && part.value !== foldCase(part.value)),
+      route.pattern.parts.some((part) => part.kind === "literal" && part.value !== foldedLiteral(part.value)),
     );
     casedLiterals.set(routes, cased);
   }

@@ -1449,6 +1449,33 @@ describe("failure of the key endpoint", () => {
     release();
   });
 
+  it("after the clock stepped back behind the set's fetch, an outage still holds no request every cooldown", async () => {
+    const issuer = await makeIssuer();
+    const clock = new Clock();
+    let calls = 0;
+    let release: () => void = () => undefined;
+    const hung = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const fetcher: Fetcher = async (input, init) => {
+      calls += 1;
+      if (calls === 1) return fetch(input, init);
+      if (calls === 2) throw new TypeError("connection refused");
+      await hung;
+      throw new TypeError("connection reset");
+    };
+    const settings = { jwks_uri: `${issuer.url}/jwks`, refresh_cooldown_s: 30, fetch_timeout_ms: 30_000 };
+    const { verify } = verifierFor(issuer, clock, settings, false, fetcher);
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    clock.advance(-3600); // the set now reads as fetched in the future: refreshed before use
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
+    clock.advance(31);
+    // The issuer hangs now; the request does not wait for it (it would for 60 s).
+    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
+    expect(calls).toBe(3);
+    release();
+  });
+
   it("a failure long past says nothing of the issuer now: an idle isolate refreshes before use, and refuses a key withdrawn since", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();

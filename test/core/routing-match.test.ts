@@ -6,6 +6,7 @@ import type { Identity } from "../../src/core/identity";
 import { type CompiledRoute, compilePolicy } from "../../src/core/policy";
 import type { RouteConfig } from "../../src/core/policy-types";
 import { canonicalPath } from "../../src/core/path";
+import { foldCase } from "../../src/core/case-fold";
 import { findRoute, readAsAnotherRoute } from "../../src/core/routes";
 
 const auth = { issuers: ["idp"] };
@@ -173,6 +174,39 @@ describe("a path an origin routing without regard to case reads as an earlier ro
     ]);
     expect(ambiguous(greek, "/%CF%85%CF%80%CE%B7%CF%81%CE%B5%CF%82%CE%AF%CE%B1/x")).toBe(true);
     expect(ambiguous(greek, "/%CF%85%CF%80%CE%B7%CF%81%CE%B5%CF%83%CE%AF%CE%B1/x")).toBe(false);
+  });
+
+  // ß has no one-character capital but ẞ; folding it to ss, as a whole-string mapping does,
+  // is no comparison a server makes one character at a time.
+  it("capital ẞ reads as ß; ss is another word", () => {
+    const german = routes([
+      { name: "strasse", methods: ["GET"], path: "/straße/**", auth },
+      { name: "rest", methods: ["GET"], path: "/**", auth },
+    ]);
+    expect(ambiguous(german, "/STRA%E1%BA%9EE/x")).toBe(true);
+    expect(ambiguous(german, "/STRA%C3%9FE/x")).toBe(true);
+    for (const path of ["/strasse/x", "/STRASSE/x"]) expect(ambiguous(german, path)).toBe(false);
+    const ascii = routes([
+      { name: "strasse", methods: ["GET"], path: "/strasse/**", auth },
+      { name: "rest", methods: ["GET"], path: "/**", auth },
+    ]);
+    expect(ambiguous(ascii, "/stra%C3%9Fe/x")).toBe(false);
+  });
+
+  it("every character a per-character case-insensitive comparison equates (and NFKC leaves alone) folds alike", () => {
+    const misses: string[] = [];
+    for (let point = 0x80; point < 0x20000; point++) {
+      if (point >= 0xd800 && point < 0xe000) continue;
+      const char = String.fromCodePoint(point);
+      if (char.normalize("NFKC") !== char) continue;
+      for (const other of new Set([char.toUpperCase(), char.toLowerCase(), char.toUpperCase().toLowerCase()])) {
+        if ([...other].length !== 1 || other === char || other.normalize("NFKC") !== other) continue;
+        // A regular expression's `iu` flags compare one character at a time, as servers do.
+        const equated = new RegExp(`^${char.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&")}$`, "iu").test(other);
+        if (equated && foldCase(char) !== foldCase(other)) misses.push(`${char}/${other}`);
+      }
+    }
+    expect(misses).toEqual([]);
   });
 
   it("a literal written with capitals: the lower-case spelling is refused too", () => {

@@ -287,11 +287,13 @@ export class IssuerKeyStore {
       const refresh = this.#refresh("stale", defer, kid);
       // While refreshes fail (the last one failed within two cooldowns: an outage makes one
       // attempt per cooldown), later attempts run after the response, so an outage does not
-      // hold a request every cooldown. A failure older than that says nothing of the issuer now.
+      // hold a request every cooldown. A failure older than that says nothing of the issuer
+      // now, nor does one before the set held was fetched (unless the clock stepped back behind
+      // that fetch: then every failure seems to be).
       const failing =
         this.#lastFailure !== undefined &&
         this.#lastFailure !== "refreshing" &&
-        this.#lastFailedAt > state.fetchedAt &&
+        (this.#lastFailedAt > state.fetchedAt || now < state.fetchedAt) &&
         now - this.#lastFailedAt < 2 * this.#issuer.refreshCooldownS * 1000;
       return refresh && !failing ? this.#waitBounded(refresh) : undefined;
     }
