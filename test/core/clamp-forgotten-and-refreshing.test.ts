@@ -125,10 +125,10 @@ function storeWith(settings: Partial<OidcIssuerConfig>, fetcher: () => Promise<R
 }
 
 describe("jwks_unavailable Retry-After: no longer than until this isolate asks again", () => {
-  it("an unknown kid while another isolate's stamp holds: jwks_refreshing, until the set's last stretch before its TTL, when this isolate asks the issuer itself", async () => {
+  it("an unknown kid while another isolate's stamp holds: jwks_refreshing, also in the set's last stretch before its TTL; asked once the stamp has run out", async () => {
     const good = await publicJwk("k1");
     const { clock, kv, lookup, store } = storeWith(
-      { refresh_cooldown_s: 60, cache_ttl_s: 300, max_stale_s: 0 },
+      { refresh_cooldown_s: 60, cache_ttl_s: 300, max_stale_s: 600 },
       async () => Response.json({ keys: [good] }),
     );
     expect((await lookup("k1")).ok).toBe(true); // fetched at T0
@@ -139,10 +139,13 @@ describe("jwks_unavailable Retry-After: no longer than until this isolate asks a
     expect(unknown).toMatchObject({ ok: false, detail: "jwks_refreshing" });
     // Retry-After: the rest of that isolate's cooldown (50 s), not a whole one.
     expect(unknown.ok ? 0 : unknown.retryAfterS).toBe(50);
+    // Within 30 s of the TTL (a tenth of it) the set is refreshed after the response; for an
+    // unknown kid that refresh obeys the stamp too, so a kid buys no fetch.
+    clock.ms = T0 + 285_000;
+    expect(await lookup("k2")).toMatchObject({ ok: false, detail: "jwks_refreshing" });
     expect(store.stats.fetches).toBe(1);
-    // Within 30 s of the TTL (a tenth of it) the set is refreshed anyway: the issuer's own
-    // answer, which lacks k2, decides.
-    clock.ms = T0 + 271_000;
+    // Once the stamp has run out, the issuer's own answer, which lacks k2, decides.
+    clock.ms = T0 + 311_000;
     expect(await lookup("k2")).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
     expect(store.stats.fetches).toBe(2);
   });

@@ -91,9 +91,10 @@ interface StoredKeySet {
 }
 
 /**
- * Why a refresh runs. Only an unknown kid, which any caller can produce at will, obeys the
- * KV-shared stamp. A set past its TTL ("stale") is refreshed before it is used, one near it
- * ("ahead") after the response; KV writes are never waited for.
+ * Why a refresh runs. A refresh for an unknown kid, which any caller can produce at will,
+ * obeys the KV-shared stamp, unless the set has expired. A set past its TTL ("stale") is
+ * refreshed before it is used, one near it ("ahead") after the response; KV writes are never
+ * waited for.
  */
 type RefreshReason = "expired" | "unknown_kid" | "stale" | "ahead";
 
@@ -196,6 +197,8 @@ export class IssuerKeyStore {
    * (`#lastFailure` says which): the keys served meanwhile were still taken as current.
    */
   #lastFailedAt = -Infinity;
+  /** When a refresh last failed, whatever the set held then (none, or an expired one). */
+  #failedAttemptAt = -Infinity;
   #lastKvMissAt = -Infinity;
   /** Every key imported from the current set, to its entry there: what `trusts` reads. */
   #keysInSet = new Map<CryptoKey, KeyEntry>();
@@ -221,9 +224,14 @@ export class IssuerKeyStore {
     // at a newer KV set that lacks it too (fetched before the issuer published it).
     const missingKid = () =>
       kid !== undefined && this.#candidates(kid, undefined, now).length === 0 ? kid : undefined;
+    // Whether a refresh this request waited for settled: one refresh per request at most (a
+    // second, after one that failed more slowly than the cooldown, would double the wait).
+    let refreshed: boolean | undefined;
     if (!this.#state || this.#isExpired(this.#state, now)) {
       // While the cooldown holds a refresh back, KV may have what another isolate fetched.
-      const settled = await this.#waitBounded(this.#refresh("expired", defer, missingKid()) ?? this.#loadFromKv(defer));
+      const refresh = this.#refresh("expired", defer, missingKid());
+      const settled = await this.#waitBounded(refresh ?? this.#loadFromKv(defer));
+      if (refresh) refreshed = settled;
       if (!this.#state || this.#isExpired(this.#state, this.#deps.now())) {
         return settled ? this.#unavailable(this.#lastFailure ?? "unavailable") : this.#unavailable("timeout", true);
       }
@@ -232,7 +240,7 @@ export class IssuerKeyStore {
     const held = this.#state;
     const refreshing = this.keepCurrent(now, defer, missingKid());
     if (refreshing) {
-      await refreshing;
+      refreshed = await refreshing;
       if (this.#state !== held) source = this.#state.source;
     }
 
@@ -246,14 +254,14 @@ export class IssuerKeyStore {
       // once (single-flight, cooled down, the cooldown shared through KV); a refresh that
       // does not settle in time counts as failed.
       const before = this.#state;
-      const settled = await this.#waitBounded(this.#refresh("unknown_kid", defer, kid));
+      const settled = refreshed ?? (await this.#waitBounded(this.#refresh("unknown_kid", defer, kid)));
       if (this.#state !== before) source = this.#state?.source ?? source;
       entries = this.#candidates(kid, alg, this.#deps.now());
       if (entries.length === 0) {
         // The issuer could not be asked (its last answer, since the set held was fetched, was
         // a failure): that says nothing against the token, so it is not refused as invalid.
         if (!settled) return this.#unavailable("timeout", true);
-        if (this.#lastFailure && this.#lastFailedAt > this.#state.fetchedAt)
+        if (this.#lastFailure && Math.max(this.#lastFailedAt, this.#failedAttemptAt) > this.#state.fetchedAt)
           return this.#unavailable(this.#lastFailure, false, this.#lastFailure === "refreshing");
         // The attempt holding this one back (for a second) took another isolate's set from KV
         // for another kid, asking the issuer nothing. Fetched within a cooldown, that set is the
@@ -576,7 +584,9 @@ export class IssuerKeyStore {
         return fetchSkipped();
       }
     }
-    if (reason === "unknown_kid") {
+    // Any refresh for an unknown kid but an expired set's (which must be refreshed whatever
+    // the kid): one a set past or near its TTL starts for it too, or the kid would buy a fetch.
+    if (kid !== undefined && reason !== "expired") {
       // Shared cooldown: one fetch per issuer per cooldown across isolates (KV is eventually
       // consistent, so isolates in other locations may still fetch once each). No stamp, or no
       // answer from KV, reads as 0: the isolate's own cooldown still bounds the fetches.
@@ -614,6 +624,7 @@ export class IssuerKeyStore {
       this.#lastFailure = error instanceof KeySetFetchError ? error.message : "fetch_failed";
       // Only while the held set still serves: an expired one kept no key current.
       const failedAt = this.#deps.now();
+      this.#failedAttemptAt = failedAt;
       if (this.#state && !this.#isExpired(this.#state, failedAt)) this.#lastFailedAt = failedAt;
     }
   }

@@ -1,0 +1,339 @@
+// How the key-set refresh rules work together: refresh before use past the TTL, refresh after
+// the response in its last tenth, no waiting while refreshes fail, a set taken from KV for
+// another kid, against the shared stamp, the cooldown, the 1 s KV recheck, grace and max-stale.
+// Every clock is injected; isolates are IssuerKeyStores sharing one in-memory KV.
+import { describe, expect, it } from "vitest";
+import type { JWK } from "jose";
+import { IssuerKeyStore, type KeyLookup, type KeyValueStore } from "../../src/core/jwks/key-store";
+import { compilePolicy } from "../../src/core/policy";
+import type { OidcIssuerConfig } from "../../src/core/policy-types";
+import { makeKey } from "../support/issuers";
+
+const T0 = 1_800_000_000_000;
+const ISSUER = "https://idp.test";
+const JWKS_URI = "https://idp.test/jwks";
+const RECORD_KEY = `jwks:v1:${ISSUER}`;
+const STAMP_KEY = `jwks-refresh:v1:${ISSUER} ${JWKS_URI}`;
+
+const publicJwk = async (kid: string) => (await makeKey("ES256", kid)).publicJwk;
+
+class MapKv implements KeyValueStore {
+  readonly data = new Map<string, string>();
+  async get(key: string) {
+    return this.data.get(key) ?? null;
+  }
+  async put(key: string, value: string) {
+    this.data.set(key, value);
+  }
+}
+
+/** What the issuer answers: a set of keys, or a failure; `costMs` advances the clock per fetch. */
+interface Issuer {
+  keys: JWK[];
+  down: boolean;
+  costMs: number;
+  fetches: number;
+}
+
+function world(settings: Partial<OidcIssuerConfig>) {
+  const policy = compilePolicy({
+    version: 1,
+    issuers: {
+      idp: { kind: "oidc", issuer: ISSUER, jwks_uri: JWKS_URI, audiences: ["https://api.test"], ...settings },
+    },
+    upstreams: { o: { url: "https://origin.test" } },
+    routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
+  });
+  const clock = { ms: T0 };
+  const kv = new MapKv();
+  const issuer: Issuer = { keys: [], down: false, costMs: 0, fetches: 0 };
+  const fetcher = async () => {
+    issuer.fetches += 1;
+    clock.ms += issuer.costMs;
+    if (issuer.down) return new Response("down", { status: 503 });
+    return Response.json({ keys: issuer.keys });
+  };
+  const isolate = () => {
+    const store = new IssuerKeyStore(policy.issuers.get("idp")!, { fetch: fetcher, kv, now: () => clock.ms });
+    /** A request: its answer, and how many fetches this isolate had made when it was answered. */
+    const lookup = async (kid: string | undefined): Promise<KeyLookup & { fetchesAtAnswer: number }> => {
+      const pending: Promise<unknown>[] = [];
+      const result = await store.lookup(kid, "ES256", (p) => pending.push(p));
+      const fetchesAtAnswer = store.stats.fetches;
+      await Promise.allSettled(pending);
+      return { ...result, fetchesAtAnswer };
+    };
+    return { store, lookup };
+  };
+  const putRecord = (fetchedAt: number, keys: JWK[]) =>
+    kv.data.set(RECORD_KEY, JSON.stringify({ v: 1, fetched_at: fetchedAt, jwks_uri: JWKS_URI, keys, retired: [] }));
+  return { clock, kv, issuer, isolate, putRecord };
+}
+
+describe("key-set refresh rules together", () => {
+  it("in the last tenth of the TTL an unknown kid still obeys the shared stamp: a second isolate does not fetch again 1 s after the first", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    const b = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "fetch" }); // fetch 1, saved to KV
+    w.clock.ms += 1000;
+    expect(await b.lookup("k1")).toMatchObject({ ok: true, source: "kv" }); // B takes A's set
+    expect(w.issuer.fetches).toBe(1);
+    // Both sets are now in the last tenth of their TTL (last 30 s). An attacker sends unknown kids.
+    w.clock.ms = T0 + 275_000;
+    expect(await a.lookup("attacker-1")).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
+    expect(w.issuer.fetches).toBe(2); // A asked the issuer, stamped KV and saved the set
+    w.clock.ms += 1000;
+    // B: the set in KV was fetched 1 s ago and A's stamp is 1 s old. An unknown kid obeys the
+    // shared cooldown: B must not ask the issuer again (kid_unknown from that set, or 503 jwks_refreshing).
+    const answer = await b.lookup("attacker-2");
+    expect(answer.ok).toBe(false);
+    expect(w.issuer.fetches).toBe(2);
+  });
+
+  it("a set past its TTL and an unknown kid, with an issuer slower than the cooldown: the request waits for one refresh, not two", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 1, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    // Past the TTL; the issuer now answers 503 after 1.5 s (within fetch_timeout_ms 2 s).
+    w.clock.ms = T0 + 301_000;
+    w.issuer.down = true;
+    w.issuer.costMs = 1500;
+    const answer = await a.lookup("k2");
+    expect(answer).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+    // README: "unknown kid | one refresh, then retry"; and while refreshes fail, later attempts
+    // run after the response. The refresh-before-use (made for k2) already failed; the request
+    // should not make and wait for a second one.
+    expect(answer.fetchesAtAnswer).toBe(2);
+  });
+
+  it("cold isolate: its refresh fails, then KV brings a set fetched before that failure; an unknown kid within the cooldown is 503, not 401", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 600, refresh_cooldown_s: 30 });
+    const a = w.isolate();
+    w.clock.ms = T0 + 100_000;
+    w.issuer.down = true;
+    // No set anywhere: the issuer is asked and fails.
+    expect(await a.lookup("k1")).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_http_status" });
+    expect(w.issuer.fetches).toBe(1);
+    // KV (lagging) now shows another isolate's set, fetched 60 s before this isolate's failed attempt.
+    w.putRecord(T0 + 40_000, [k1]);
+    w.clock.ms += 1500;
+    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "kv" });
+    // A token signed with a key published since: the issuer could not be asked (the last attempt,
+    // made after that set was fetched, failed, and the cooldown allows no other). README: 503.
+    const answer = await a.lookup("k2");
+    expect(w.issuer.fetches).toBe(1);
+    expect(answer).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+  });
+
+  it("warm isolate: its set expired, its refresh fails, KV brings a set fetched before the failure; an unknown kid is 503, not 401", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 0 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "fetch" });
+    // Past TTL + max-stale (0): expired. The issuer is down.
+    w.clock.ms = T0 + 400_000;
+    w.issuer.down = true;
+    expect(await a.lookup("k1")).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_http_status" });
+    expect(w.issuer.fetches).toBe(2);
+    // Another isolate's set, fetched 50 s before that failure, reaches this location's KV.
+    w.putRecord(T0 + 350_000, [k1]);
+    w.clock.ms += 1500;
+    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "kv" });
+    const answer = await a.lookup("k2");
+    expect(w.issuer.fetches).toBe(2);
+    expect(answer).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+  });
+
+  it("outside the last tenth, the second isolate obeys the stamp (no second fetch)", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    const b = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    w.clock.ms += 1000;
+    expect(await b.lookup("k1")).toMatchObject({ ok: true, source: "kv" });
+    w.clock.ms = T0 + 200_000;
+    expect(await a.lookup("attacker-1")).toMatchObject({ ok: false, detail: "kid_unknown" });
+    expect(w.issuer.fetches).toBe(2);
+    w.clock.ms += 1000;
+    const answer = await b.lookup("attacker-2");
+    expect(answer).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
+    expect(w.issuer.fetches).toBe(2);
+  });
+
+  it("refresh-ahead for known kids: the request does not wait, the second isolate takes the first one's set from KV", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    const b = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    w.clock.ms += 1000;
+    expect(await b.lookup("k1")).toMatchObject({ ok: true });
+    w.clock.ms = T0 + 275_000;
+    const first = await a.lookup("k1");
+    expect(first).toMatchObject({ ok: true, source: "memory", fetchesAtAnswer: 1 }); // answered before the refresh
+    expect(w.issuer.fetches).toBe(2);
+    w.clock.ms += 1000;
+    expect(await b.lookup("k1")).toMatchObject({ ok: true, source: "memory" });
+    expect(w.issuer.fetches).toBe(2);
+  });
+
+  it("an attacker's unknown kids cost at most one fetch per cooldown in one isolate, ahead window included", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    w.clock.ms = T0 + 270_000;
+    for (let i = 0; i < 40; i++) {
+      w.clock.ms += 500;
+      await a.lookup(`attacker-${i}`);
+    }
+    // 20 s: the ahead fetch (set fresh again afterwards), nothing more.
+    expect(w.issuer.fetches).toBe(2);
+  });
+
+  it("a KV set taken for another kid (older than a cooldown): 503 jwks_refreshing with Retry-After 1 inside the second; the flag is gone at the next attempt, which asks the issuer", async () => {
+    const [k0, ka] = [await publicJwk("k0"), await publicJwk("ka")];
+    const w = world({ cache_ttl_s: 600, refresh_cooldown_s: 30 });
+    w.issuer.keys = [k0];
+    const a = w.isolate();
+    expect(await a.lookup("k0")).toMatchObject({ ok: true });
+    w.clock.ms = T0 + 120_000;
+    w.putRecord(T0 + 60_000, [k0, ka]);
+    expect(await a.lookup("ka")).toMatchObject({ ok: true, source: "kv" });
+    const held = await a.lookup("kb");
+    expect(held).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_refreshing", retryAfterS: 1 });
+    expect(w.issuer.fetches).toBe(1);
+    w.clock.ms += 1500;
+    // The issuer's own answer lacks kb: 401, from a fetch (not another 503).
+    w.issuer.keys = [k0, ka];
+    expect(await a.lookup("kb")).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
+    expect(w.issuer.fetches).toBe(2);
+    // Many seconds later, within the cooldown of that fetch: still the issuer's answer, 401.
+    w.clock.ms += 10_000;
+    expect(await a.lookup("kc")).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
+  });
+
+  it("the ahead refresh takes a newer KV set for a known kid; a kid it lacks 1 s later is not refused 401 from a set older than a cooldown", async () => {
+    const k0 = await publicJwk("k0");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
+    w.issuer.keys = [k0];
+    const a = w.isolate();
+    expect(await a.lookup("k0")).toMatchObject({ ok: true });
+    w.clock.ms = T0 + 280_000;
+    w.putRecord(T0 + 200_000, [k0]); // newer, 80 s old
+    expect(await a.lookup("k0")).toMatchObject({ ok: true });
+    expect(w.issuer.fetches).toBe(1); // taken from KV after the response
+    w.clock.ms += 200;
+    expect(await a.lookup("kb")).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_refreshing" });
+  });
+
+  it("Retry-After is an integer in 1…refresh_cooldown_s through stamps, KV-taken sets, failures and a clock step back", async () => {
+    const [k0, ka] = [await publicJwk("k0"), await publicJwk("ka")];
+    const cooldown = 7;
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: cooldown, max_stale_s: 600 });
+    w.issuer.keys = [k0];
+    const a = w.isolate();
+    expect(await a.lookup("k0")).toMatchObject({ ok: true });
+    const seen: unknown[] = [];
+    const check = (r: KeyLookup) => {
+      if (!r.ok && r.reason === "jwks_unavailable") {
+        seen.push(r.retryAfterS);
+        expect(Number.isInteger(r.retryAfterS)).toBe(true);
+        expect(r.retryAfterS).toBeGreaterThanOrEqual(1);
+        expect(r.retryAfterS).toBeLessThanOrEqual(cooldown);
+      }
+    };
+    const steps: (() => void)[] = [
+      () => w.kv.data.set(STAMP_KEY, String(w.clock.ms - 2000)),
+      () => w.kv.data.set(STAMP_KEY, String(w.clock.ms + 60_000)), // from the future
+      () => w.putRecord(w.clock.ms - 100_000, [k0, ka]),
+      () => (w.issuer.down = true),
+      () => (w.clock.ms -= 30_000), // step back
+      () => (w.clock.ms += 400_000), // past TTL
+      () => (w.issuer.down = false),
+      () => (w.clock.ms += 700_000), // past max-stale
+    ];
+    for (const step of steps) {
+      step();
+      for (let i = 0; i < 6; i++) {
+        w.clock.ms += 900;
+        check(await a.lookup(`x${i % 3}`));
+        check(await a.lookup("k0"));
+      }
+    }
+    expect(seen.length).toBeGreaterThan(0);
+  });
+
+  it("the stale key source: reported for a stale set that answered, not after the refresh succeeded", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 3600 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "fetch" });
+    w.clock.ms = T0 + 301_000;
+    w.issuer.down = true;
+    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "stale" });
+    w.clock.ms += 10_000;
+    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "stale" }); // cooldown holds
+    w.clock.ms += 100_000;
+    w.issuer.down = false;
+    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "fetch" }); // failure > 2 cooldowns old: waits
+    w.clock.ms += 1000;
+    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "memory" });
+  });
+
+  it("a withdrawn key (grace 0): an idle isolate's stale set refreshes first; a cached CryptoKey is no longer trusted", async () => {
+    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    const first = await a.lookup("k1");
+    expect(first.ok).toBe(true);
+    const key = first.ok ? (first.keys[0] as CryptoKey) : undefined;
+    w.issuer.keys = [k2];
+    w.clock.ms = T0 + 5 * 3_600_000;
+    const refreshing = a.store.keepCurrent(w.clock.ms, () => {});
+    expect(refreshing).toBeDefined();
+    await refreshing;
+    expect(a.store.trusts(key as CryptoKey, w.clock.ms)).toBe(false);
+    expect(await a.lookup("k1")).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
+  });
+
+  it("a failure while the set still serves makes the unknown kid 503", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 3600 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    w.clock.ms = T0 + 100_000;
+    w.issuer.down = true;
+    expect(await a.lookup("k2")).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_http_status" });
+    w.clock.ms += 1500;
+    expect(await a.lookup("k3")).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+  });
+
+  it("with the issuer faster than the cooldown, one refresh per request", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 2, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    w.clock.ms = T0 + 301_000;
+    w.issuer.down = true;
+    w.issuer.costMs = 1500;
+    const answer = await a.lookup("k2");
+    expect(answer).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+    expect(answer.fetchesAtAnswer).toBe(2);
+  });
+});
