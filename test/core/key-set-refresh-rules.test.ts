@@ -2,7 +2,7 @@
 // the response in its last tenth, no waiting while refreshes fail, a set taken from KV for
 // another kid, against the shared stamp, the cooldown, the 1 s KV recheck, grace and max-stale.
 // Every clock is injected; isolates are IssuerKeyStores sharing one in-memory KV.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { JWK } from "jose";
 import { IssuerKeyStore, type KeyLookup, type KeyValueStore } from "../../src/core/jwks/key-store";
 import { compilePolicy } from "../../src/core/policy";
@@ -27,12 +27,16 @@ class MapKv implements KeyValueStore {
   }
 }
 
-/** What the issuer answers: a set of keys, or a failure; `costMs` advances the clock per fetch. */
+/**
+ * What the issuer answers: a set of keys, or a failure; `costMs` advances the clock per fetch;
+ * `gate` holds the answer (the keys as they were when asked) until it settles.
+ */
 interface Issuer {
   keys: JWK[];
   down: boolean;
   costMs: number;
   fetches: number;
+  gate?: Promise<void>;
 }
 
 function world(settings: Partial<OidcIssuerConfig>) {
@@ -50,8 +54,10 @@ function world(settings: Partial<OidcIssuerConfig>) {
   const fetcher = async () => {
     issuer.fetches += 1;
     clock.ms += issuer.costMs;
+    const keys = issuer.keys;
+    if (issuer.gate) await issuer.gate;
     if (issuer.down) return new Response("down", { status: 503 });
-    return Response.json({ keys: issuer.keys });
+    return Response.json({ keys });
   };
   const isolate = () => {
     const store = new IssuerKeyStore(policy.issuers.get("idp")!, { fetch: fetcher, kv, now: () => clock.ms });
@@ -67,7 +73,9 @@ function world(settings: Partial<OidcIssuerConfig>) {
   };
   const putRecord = (fetchedAt: number, keys: JWK[]) =>
     kv.data.set(RECORD_KEY, JSON.stringify({ v: 1, fetched_at: fetchedAt, jwks_uri: JWKS_URI, keys, retired: [] }));
-  return { clock, kv, issuer, isolate, putRecord };
+  /** Another isolate's refresh stamp: it asked the issuer at `at`. */
+  const stamp = (at: number) => kv.data.set(STAMP_KEY, String(at));
+  return { clock, kv, issuer, isolate, putRecord, stamp };
 }
 
 describe("key-set refresh rules together", () => {
@@ -335,5 +343,47 @@ describe("key-set refresh rules together", () => {
     const answer = await a.lookup("k2");
     expect(answer).toMatchObject({ ok: false, reason: "jwks_unavailable" });
     expect(answer.fetchesAtAnswer).toBe(2);
+  });
+
+  it("a set past its TTL is refreshed before use whatever the kid: another isolate's fresh stamp does not leave a withdrawn key in use", async () => {
+    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const b = w.isolate();
+    expect(await b.lookup("k1")).toMatchObject({ ok: true, source: "fetch" });
+    // k1 leaked: the issuer withdraws it for k2. Another isolate has just asked the issuer,
+    // and its set has not reached this location's KV.
+    w.issuer.keys = [k2];
+    w.clock.ms = T0 + 301_000;
+    w.stamp(w.clock.ms - 2_000);
+    // The first request past the TTL carries the new kid: the refresh fetches all the same.
+    expect(await b.lookup("k2")).toMatchObject({ ok: true, source: "fetch" });
+    expect(await b.lookup("k1")).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
+    expect(w.issuer.fetches).toBe(2);
+  });
+
+  it("a new kid that joins another request's refresh, begun before its key was published, asks the issuer itself once the cooldown allows", async () => {
+    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 1, fetch_timeout_ms: 2000, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    // Past the TTL, a k1 token starts the refresh before use; the issuer is slow to answer.
+    w.clock.ms = T0 + 301_000;
+    let release: () => void = () => undefined;
+    w.issuer.gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const first = a.lookup("k1");
+    await vi.waitFor(() => expect(w.issuer.fetches).toBe(2));
+    // k2 is published; 1.5 s on (past the 1 s cooldown) a k2 token joins that refresh.
+    w.issuer.keys = [k1, k2];
+    w.clock.ms += 1_500;
+    const second = a.lookup("k2");
+    w.issuer.gate = undefined;
+    release();
+    expect(await first).toMatchObject({ ok: true });
+    expect(await second).toMatchObject({ ok: true, source: "fetch" });
+    expect(w.issuer.fetches).toBe(3);
   });
 });

@@ -92,7 +92,7 @@ interface StoredKeySet {
 
 /**
  * Why a refresh runs. A refresh for an unknown kid, which any caller can produce at will,
- * obeys the KV-shared stamp, unless the set has expired. A set past its TTL ("stale") is
+ * obeys the KV-shared stamp, unless the set is past its TTL or has expired. A set past its TTL ("stale") is
  * refreshed before it is used, one near it ("ahead") after the response; KV writes are never
  * waited for.
  */
@@ -189,6 +189,8 @@ export class IssuerKeyStore {
   #state: KeySetState | undefined;
   #inflight: Inflight | undefined;
   #lastAttemptAt = -Infinity;
+  /** Attempts started: whether a request started the one it waits for. */
+  #attempts = 0;
   /** The last attempt took a fresh set from KV (for its own kid, if any) and asked the issuer nothing. */
   #tookKvSet = false;
   #lastFailure: string | undefined;
@@ -224,23 +226,29 @@ export class IssuerKeyStore {
     // at a newer KV set that lacks it too (fetched before the issuer published it).
     const missingKid = () =>
       kid !== undefined && this.#candidates(kid, undefined, now).length === 0 ? kid : undefined;
-    // Whether a refresh this request waited for settled: one refresh per request at most (a
-    // second, after one that failed more slowly than the cooldown, would double the wait).
+    // Whether a refresh this request started for this kid, and waited for, settled: one refresh
+    // per request at most (a second, after one that failed more slowly than the cooldown, would
+    // double the wait). One another request started (for no kid, or another) does not count.
     let refreshed: boolean | undefined;
     if (!this.#state || this.#isExpired(this.#state, now)) {
       // While the cooldown holds a refresh back, KV may have what another isolate fetched.
+      const attempts = this.#attempts;
       const refresh = this.#refresh("expired", defer, missingKid());
+      const startedHere = this.#attempts !== attempts;
       const settled = await this.#waitBounded(refresh ?? this.#loadFromKv(defer));
-      if (refresh) refreshed = settled;
+      if (startedHere) refreshed = settled;
       if (!this.#state || this.#isExpired(this.#state, this.#deps.now())) {
         return settled ? this.#unavailable(this.#lastFailure ?? "unavailable") : this.#unavailable("timeout", true);
       }
     }
     let source: KeySource = warm ? "memory" : this.#state.source;
     const held = this.#state;
+    const attempts = this.#attempts;
     const refreshing = this.keepCurrent(now, defer, missingKid());
+    const startedHere = this.#attempts !== attempts;
     if (refreshing) {
-      refreshed = await refreshing;
+      const settled = await refreshing;
+      if (startedHere) refreshed = settled;
       if (this.#state !== held) source = this.#state.source;
     }
 
@@ -553,6 +561,7 @@ export class IssuerKeyStore {
     if (live) return live;
     if (!this.#cooldownOver(now)) return undefined;
     this.#lastAttemptAt = now;
+    this.#attempts += 1;
     this.#tookKvSet = false;
     return this.#track(this.#doRefresh(reason, defer, kid), now, defer);
   }
@@ -584,9 +593,10 @@ export class IssuerKeyStore {
         return fetchSkipped();
       }
     }
-    // Any refresh for an unknown kid but an expired set's (which must be refreshed whatever
-    // the kid): one a set past or near its TTL starts for it too, or the kid would buy a fetch.
-    if (kid !== undefined && reason !== "expired") {
+    // A refresh for an unknown kid, and one a set near its TTL starts for it (or the kid would
+    // buy a fetch). Not one a set past its TTL (or expired) needs whatever the kid: skipped on
+    // a stamp, it would leave a key the issuer withdrew in use for the stamp's cooldown.
+    if (kid !== undefined && (reason === "unknown_kid" || reason === "ahead")) {
       // Shared cooldown: one fetch per issuer per cooldown across isolates (KV is eventually
       // consistent, so isolates in other locations may still fetch once each). No stamp, or no
       // answer from KV, reads as 0: the isolate's own cooldown still bounds the fetches.
