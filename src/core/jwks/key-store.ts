@@ -191,6 +191,8 @@ export class IssuerKeyStore {
   #lastAttemptAt = -Infinity;
   /** Attempts started: whether a request started the one it waits for. */
   #attempts = 0;
+  /** The number of the last attempt that failed. */
+  #failedAttempt = 0;
   /** The last attempt took a fresh set from KV (for its own kid, if any) and asked the issuer nothing. */
   #tookKvSet = false;
   #lastFailure: string | undefined;
@@ -226,9 +228,8 @@ export class IssuerKeyStore {
     // at a newer KV set that lacks it too (fetched before the issuer published it).
     const missingKid = () =>
       kid !== undefined && this.#candidates(kid, undefined, now).length === 0 ? kid : undefined;
-    // Whether a refresh this request started for this kid, and waited for, settled: one refresh
-    // per request at most (a second, after one that failed more slowly than the cooldown, would
-    // double the wait). One another request started (for no kid, or another) does not count.
+    // What a refresh this request waited for says for the unknown-kid step below (see #counted):
+    // one refresh per request at most.
     let refreshed: boolean | undefined;
     if (!this.#state || this.#isExpired(this.#state, now)) {
       // While the cooldown holds a refresh back, KV may have what another isolate fetched.
@@ -236,7 +237,7 @@ export class IssuerKeyStore {
       const refresh = this.#refresh("expired", defer, missingKid());
       const startedHere = this.#attempts !== attempts;
       const settled = await this.#waitBounded(refresh ?? this.#loadFromKv(defer));
-      if (startedHere) refreshed = settled;
+      if (refresh) refreshed = this.#counted(startedHere, settled);
       if (!this.#state || this.#isExpired(this.#state, this.#deps.now())) {
         return settled ? this.#unavailable(this.#lastFailure ?? "unavailable") : this.#unavailable("timeout", true);
       }
@@ -247,8 +248,7 @@ export class IssuerKeyStore {
     const refreshing = this.keepCurrent(now, defer, missingKid());
     const startedHere = this.#attempts !== attempts;
     if (refreshing) {
-      const settled = await refreshing;
-      if (startedHere) refreshed = settled;
+      refreshed = this.#counted(startedHere, await refreshing);
       if (this.#state !== held) source = this.#state.source;
     }
 
@@ -287,6 +287,17 @@ export class IssuerKeyStore {
     }
     if (keys.length === 0) return { ok: false, reason: "token_invalid", detail: "key_import_failed" };
     return { ok: true, keys, source: this.#isStale(this.#state, this.#deps.now()) ? "stale" : source };
+  }
+
+  /**
+   * Whether the refresh a request waited for was its one: its own (started for its kid) counts
+   * whatever it came to; another request's counts when it timed out or failed (a second
+   * refresh would double the wait), not when it succeeded (begun, maybe, before the kid's key
+   * was published). Undefined: the request may start its own, if the cooldown allows.
+   */
+  #counted(startedHere: boolean, settled: boolean): boolean | undefined {
+    if (startedHere || !settled) return settled;
+    return this.#failedAttempt === this.#attempts ? true : undefined;
   }
 
   /**
@@ -561,16 +572,16 @@ export class IssuerKeyStore {
     if (live) return live;
     if (!this.#cooldownOver(now)) return undefined;
     this.#lastAttemptAt = now;
-    this.#attempts += 1;
+    const attempt = ++this.#attempts;
     this.#tookKvSet = false;
-    return this.#track(this.#doRefresh(reason, defer, kid), now, defer);
+    return this.#track(this.#doRefresh(reason, defer, kid, attempt), now, defer);
   }
 
   /**
    * KV writes are handed to `defer`, never awaited: they go after the response, and a KV
    * that hangs must not hold the fetch back (a stale set would then never be refreshed).
    */
-  async #doRefresh(reason: RefreshReason, defer: Defer, kid: string | undefined): Promise<void> {
+  async #doRefresh(reason: RefreshReason, defer: Defer, kid: string | undefined, attempt: number): Promise<void> {
     const write = (key: string, value: string, ttlS: number) => defer(this.#putKv(key, value, ttlS));
     const now = this.#deps.now();
     // No fetch after all: the cooldown spaces fetches, so the next attempt may read KV again
@@ -594,9 +605,12 @@ export class IssuerKeyStore {
       }
     }
     // A refresh for an unknown kid, and one a set near its TTL starts for it (or the kid would
-    // buy a fetch). Not one a set past its TTL (or expired) needs whatever the kid: skipped on
-    // a stamp, it would leave a key the issuer withdrew in use for the stamp's cooldown.
-    if (kid !== undefined && (reason === "unknown_kid" || reason === "ahead")) {
+    // buy a fetch). Not one a set past its TTL (or expired) needs whatever the kid, unless KV
+    // gave it a fresh set above: skipped on a stamp, it would leave a key the issuer withdrew
+    // in use for the stamp's cooldown.
+    const held = this.#state;
+    const fresh = held !== undefined && !this.#isStale(held, now) && !this.#isExpired(held, now);
+    if (kid !== undefined && (reason === "unknown_kid" || reason === "ahead" || (reason === "stale" && fresh))) {
       // Shared cooldown: one fetch per issuer per cooldown across isolates (KV is eventually
       // consistent, so isolates in other locations may still fetch once each). No stamp, or no
       // answer from KV, reads as 0: the isolate's own cooldown still bounds the fetches.
@@ -635,6 +649,7 @@ export class IssuerKeyStore {
       // Only while the held set still serves: an expired one kept no key current.
       const failedAt = this.#deps.now();
       this.#failedAttemptAt = failedAt;
+      this.#failedAttempt = attempt;
       if (this.#state && !this.#isExpired(this.#state, failedAt)) this.#lastFailedAt = failedAt;
     }
   }
