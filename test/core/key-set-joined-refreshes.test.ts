@@ -1,105 +1,9 @@
 // Key-set refreshes a request joins: a set past its TTL is refreshed whatever another isolate's
-// stamp says, and a request that joins another's refresh counts it as its one when it timed out
-// or failed, and starts its own only after one that succeeded. Every clock is injected; isolates are IssuerKeyStores sharing
-// one in-memory KV. Where a request's wait matters, vitest's fake setTimeout runs in step with
-// the injected clock (withDeadline's bound is a setTimeout).
+// stamp says; a request that joins another's refresh counts it as its one when it timed out or
+// failed, and asks again itself (cooldown permitting, within its wait) after one that
+// succeeded without its key. See ../support/key-store-world.ts for the world they run in.
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { JWK } from "jose";
-import { IssuerKeyStore, type KeyLookup, type KeyValueStore } from "../../src/core/jwks/key-store";
-import { compilePolicy } from "../../src/core/policy";
-import type { OidcIssuerConfig } from "../../src/core/policy-types";
-import { makeKey } from "../support/issuers";
-
-const T0 = 1_800_000_000_000;
-const ISSUER = "https://idp.test";
-const JWKS_URI = "https://idp.test/jwks";
-const RECORD_KEY = `jwks:v1:${ISSUER}`;
-const STAMP_KEY = `jwks-refresh:v1:${ISSUER} ${JWKS_URI}`;
-
-const publicJwk = async (kid: string) => (await makeKey("ES256", kid)).publicJwk;
-
-class MapKv implements KeyValueStore {
-  readonly data = new Map<string, string>();
-  async get(key: string) {
-    return this.data.get(key) ?? null;
-  }
-  async put(key: string, value: string) {
-    this.data.set(key, value);
-  }
-}
-
-interface Issuer {
-  keys: JWK[];
-  down: boolean;
-  /** Every fetch from now on never answers (a Worker's cancelled I/O, a black-holed issuer). */
-  hang: boolean;
-  costMs: number;
-  fetches: number;
-  gate?: Promise<void>;
-}
-
-function world(settings: Partial<OidcIssuerConfig>) {
-  const policy = compilePolicy({
-    version: 1,
-    issuers: {
-      idp: { kind: "oidc", issuer: ISSUER, jwks_uri: JWKS_URI, audiences: ["https://api.test"], ...settings },
-    },
-    upstreams: { o: { url: "https://origin.test" } },
-    routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
-  });
-  const clock = { ms: T0 };
-  const kv = new MapKv();
-  const issuer: Issuer = { keys: [], down: false, hang: false, costMs: 0, fetches: 0 };
-  const fetcher = async () => {
-    issuer.fetches += 1;
-    clock.ms += issuer.costMs;
-    const keys = issuer.keys;
-    if (issuer.hang) return new Promise<Response>(() => {});
-    if (issuer.gate) await issuer.gate;
-    if (issuer.down) return new Response("down", { status: 503 });
-    return Response.json({ keys });
-  };
-  const isolate = () => {
-    const store = new IssuerKeyStore(policy.issuers.get("idp")!, { fetch: fetcher, kv, now: () => clock.ms });
-    /** A request: its answer, and how many fetches this isolate had made when it was answered. */
-    const lookup = async (kid: string | undefined): Promise<KeyLookup & { fetchesAtAnswer: number }> => {
-      const pending: Promise<unknown>[] = [];
-      const result = await store.lookup(kid, "ES256", (p) => pending.push(p));
-      const fetchesAtAnswer = store.stats.fetches;
-      await Promise.allSettled(pending);
-      return { ...result, fetchesAtAnswer };
-    };
-    /** A request whose deferred work is not waited for (it may never settle); `answer` once answered. */
-    const start = (kid: string | undefined) => {
-      const box: { answer?: KeyLookup & { fetchesAtAnswer: number } } = {};
-      const done = store
-        .lookup(kid, "ES256", () => {})
-        .then((r) => {
-          box.answer = { ...r, fetchesAtAnswer: store.stats.fetches };
-          return box.answer;
-        });
-      return { box, done };
-    };
-    return { store, lookup, start };
-  };
-  const putRecord = (fetchedAt: number, keys: JWK[]) =>
-    kv.data.set(RECORD_KEY, JSON.stringify({ v: 1, fetched_at: fetchedAt, jwks_uri: JWKS_URI, keys, retired: [] }));
-  const stamp = (at: number) => kv.data.set(STAMP_KEY, String(at));
-  /** Moves the injected clock and the (fake) timers together. */
-  const elapse = async (ms: number) => {
-    clock.ms += ms;
-    await vi.advanceTimersByTimeAsync(ms);
-  };
-  return { clock, kv, issuer, isolate, putRecord, stamp, elapse };
-}
-
-const checkRetryAfter = (r: KeyLookup | undefined, cooldown: number) => {
-  if (r && !r.ok && r.reason === "jwks_unavailable") {
-    expect(Number.isInteger(r.retryAfterS)).toBe(true);
-    expect(r.retryAfterS).toBeGreaterThanOrEqual(1);
-    expect(r.retryAfterS).toBeLessThanOrEqual(cooldown);
-  }
-};
+import { checkRetryAfter, publicJwk, T0, world } from "../support/key-store-world";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -318,5 +222,198 @@ describe("what the refresh rules keep", () => {
     w.issuer.keys = [k1, k2];
     expect(await a.lookup("k2")).toMatchObject({ ok: true, source: "fetch" });
     expect(await a.lookup("k1")).toMatchObject({ ok: true });
+  });
+});
+
+describe("a request that joins a refresh that succeeded without its key", () => {
+  it("fresh set: a new-kid token that joins another request's unknown-kid refresh begun before its key was published asks again once the cooldown allows (not 401)", async () => {
+    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
+    const w = world({ cache_ttl_s: 600, refresh_cooldown_s: 1, fetch_timeout_ms: 2000, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true }); // fetch 1 at T0
+    w.clock.ms = T0 + 100_000; // set fresh, stamp old
+    const release = w.hold();
+    const first = a.lookup("k9"); // unknown kid: refresh N, its fetch answered with [k1]
+    await vi.waitFor(() => expect(w.issuer.fetches).toBe(2));
+    w.issuer.keys = [k1, k2]; // the issuer publishes k2 while N is out
+    w.clock.ms += 1_500; // more than the cooldown since N began
+    const second = a.lookup("k2"); // joins N
+    release();
+    await first;
+    // README "unknown kid": a request that joined another request's refresh ... asks again
+    // itself, cooldown permitting, after one that succeeded without its key.
+    expect(await second).toMatchObject({ ok: true });
+  });
+
+  it("set in its last tenth: a new-kid token that joins the refresh-ahead begun before its key was published asks again once the cooldown allows (not 401)", async () => {
+    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 1, fetch_timeout_ms: 2000, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true }); // fetch 1 at T0
+    w.clock.ms = T0 + 280_000; // last tenth of the TTL
+    const release = w.hold();
+    const first = a.start("k1"); // answered at once; refresh-ahead after the response (gated)
+    await vi.waitFor(() => expect(w.issuer.fetches).toBe(2));
+    w.issuer.keys = [k1, k2];
+    w.clock.ms += 1_500;
+    const second = a.start("k2"); // joins the refresh-ahead
+    release();
+    expect(await first.done).toMatchObject({ ok: true });
+    expect(await second.done).toMatchObject({ ok: true });
+  });
+
+  it("set past its TTL: a new-kid request that joined a refresh-before-use which succeeded without its key waits no more than 2 × fetch_timeout_ms in all", async () => {
+    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 1, fetch_timeout_ms: 2000, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true }); // fetch 1 at T0
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    w.clock.ms = T0 + 301_000;
+    const release = w.hold();
+    const first = a.start("k1"); // refresh-before-use, fetch 2 held (answers [k1])
+    await w.elapse(100);
+    expect(w.issuer.fetches).toBe(2);
+    w.issuer.keys = [k1, k2];
+    w.issuer.hang = true; // every later fetch never answers
+    const second = a.start("k2"); // joins it, at +100 ms
+    await w.elapse(1_400); // +1.5 s: past the 1 s cooldown
+    release();
+    // 2 × fetch_timeout_ms (4 s) after the second request arrived, plus a little.
+    await w.elapse(2_600);
+    await w.elapse(10);
+    expect(first.box.answer).toMatchObject({ ok: true });
+    // README "set older than cache_ttl_s": the request waits for the refresh (at most
+    // 2 × fetch_timeout_ms). It must have been answered by now (503: the issuer hangs).
+    expect(second.box.answer).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+    checkRetryAfter(second.box.answer, 1);
+    await w.elapse(10_000);
+  });
+});
+
+describe("joined refreshes: what holds", () => {
+  it("a joined refresh that failed: the new-kid token is 503 with Retry-After in range, no second fetch", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 600, refresh_cooldown_s: 30, fetch_timeout_ms: 2000, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    w.clock.ms = T0 + 100_000;
+    w.issuer.down = true;
+    const release = w.hold();
+    const first = a.lookup("k9");
+    await vi.waitFor(() => expect(w.issuer.fetches).toBe(2));
+    const second = a.lookup("k2");
+    release();
+    const [r1, r2] = [await first, await second];
+    expect(r1).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+    expect(r2).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+    checkRetryAfter(r2, 30);
+    expect(w.issuer.fetches).toBe(2);
+  });
+
+  it("a joined refresh-before-use that took a fresh KV set fetched more than a cooldown ago, lacking the kid: 503 refreshing, Retry-After 1, then accepted", async () => {
+    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    w.clock.ms = T0 + 301_000;
+    w.putRecord(T0 + 200_000, [k1]); // another isolate's set, 101 s old
+    w.stamp(T0 + 200_000);
+    w.issuer.keys = [k1, k2];
+    const first = a.start("k1");
+    const second = a.start("k2");
+    expect(await first.done).toMatchObject({ ok: true, source: "kv" });
+    const r = await second.done;
+    expect(r).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_refreshing", retryAfterS: 1 });
+    w.clock.ms += 1_000;
+    expect(await a.lookup("k2")).toMatchObject({ ok: true });
+    expect(w.issuer.fetches).toBe(2);
+  });
+
+  it("a joined refresh-before-use skipped on another isolate's stamp (KV set fresh, lacks the kid): 503 with Retry-After within the stamp's cooldown", async () => {
+    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    w.clock.ms = T0 + 301_000;
+    w.putRecord(T0 + 200_000, [k1]);
+    w.stamp(w.clock.ms - 5_000); // another isolate is fetching now
+    w.issuer.keys = [k1, k2];
+    const first = a.start("k8"); // stale refresh for k8: KV set fresh, lacks it, stamp holds
+    const second = a.start("k2");
+    const [r1, r2] = [await first.done, await second.done];
+    expect(r1).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+    expect(r2).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+    checkRetryAfter(r2, 30);
+    expect(w.issuer.fetches).toBe(1);
+  });
+
+  it("joined successful refresh, cooldown still running: kid_unknown (README: the fetched set is the issuer's answer; ask again only cooldown permitting)", async () => {
+    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, fetch_timeout_ms: 2000, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    w.clock.ms = T0 + 301_000;
+    const release = w.hold();
+    const first = a.lookup("k1");
+    await vi.waitFor(() => expect(w.issuer.fetches).toBe(2));
+    w.issuer.keys = [k1, k2];
+    w.clock.ms += 1_500;
+    const second = a.lookup("k2");
+    release();
+    expect(await first).toMatchObject({ ok: true });
+    expect(await second).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
+    expect(w.issuer.fetches).toBe(2);
+    w.clock.ms += 30_000;
+    expect(await a.lookup("k2")).toMatchObject({ ok: true });
+  });
+
+  it("withdrawn key, grace 0: a made-up kid on a set past its TTL whose refresh took a fresh KV set and was skipped on a stamp stops the withdrawn key", async () => {
+    const [k1, kw] = [await publicJwk("k1"), await publicJwk("kw")];
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0, max_stale_s: 86_400 });
+    w.issuer.keys = [k1, kw];
+    const a = w.isolate();
+    expect(await a.lookup("kw")).toMatchObject({ ok: true });
+    w.clock.ms = T0 + 301_000;
+    w.putRecord(T0 + 290_000, [k1]); // another isolate saw kw withdrawn
+    w.stamp(w.clock.ms - 2_000);
+    w.issuer.keys = [k1];
+    const first = a.start("made-up");
+    const second = a.start("kw");
+    expect((await first.done).ok).toBe(false);
+    // Not accepted: 503 jwks_refreshing while the stamp's answer has not arrived (README), never ok.
+    const r = await second.done;
+    expect(r.ok).toBe(false);
+    checkRetryAfter(r, 30);
+    w.clock.ms += 30_000;
+    expect(await a.lookup("kw")).toMatchObject({ ok: false, reason: "token_invalid" });
+    expect(w.issuer.fetches).toBe(2);
+  });
+
+  it("made-up kids from many joined requests, sets going stale and fresh KV sets appearing: one isolate fetches at most once per cooldown, Retry-After in range", async () => {
+    const k1 = await publicJwk("k1");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    const fetchTimes: number[] = [];
+    for (let i = 0; i < 900; i++) {
+      w.clock.ms += 1_000;
+      if (i % 23 === 0) w.stamp(w.clock.ms - 300);
+      if (i % 37 === 0) w.putRecord(w.clock.ms - 290_000 + (i % 3) * 5_000, [k1]);
+      const before = w.issuer.fetches;
+      const batch = [a.start(i % 5 === 0 ? "k1" : `x${i}`), a.start(`y${i}`), a.start(undefined)];
+      for (const r of batch) checkRetryAfter(await r.done, 30);
+      if (w.issuer.fetches !== before) fetchTimes.push(w.clock.ms);
+    }
+    expect(fetchTimes.length).toBeGreaterThanOrEqual(2); // the issuer was asked: the bound is not vacuous
+    for (let i = 1; i < fetchTimes.length; i++)
+      expect(fetchTimes[i]! - fetchTimes[i - 1]!).toBeGreaterThanOrEqual(30_000);
   });
 });

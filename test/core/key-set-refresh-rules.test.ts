@@ -3,80 +3,8 @@
 // another kid, against the shared stamp, the cooldown, the 1 s KV recheck, grace and max-stale.
 // Every clock is injected; isolates are IssuerKeyStores sharing one in-memory KV.
 import { describe, expect, it, vi } from "vitest";
-import type { JWK } from "jose";
-import { IssuerKeyStore, type KeyLookup, type KeyValueStore } from "../../src/core/jwks/key-store";
-import { compilePolicy } from "../../src/core/policy";
-import type { OidcIssuerConfig } from "../../src/core/policy-types";
-import { makeKey } from "../support/issuers";
-
-const T0 = 1_800_000_000_000;
-const ISSUER = "https://idp.test";
-const JWKS_URI = "https://idp.test/jwks";
-const RECORD_KEY = `jwks:v1:${ISSUER}`;
-const STAMP_KEY = `jwks-refresh:v1:${ISSUER} ${JWKS_URI}`;
-
-const publicJwk = async (kid: string) => (await makeKey("ES256", kid)).publicJwk;
-
-class MapKv implements KeyValueStore {
-  readonly data = new Map<string, string>();
-  async get(key: string) {
-    return this.data.get(key) ?? null;
-  }
-  async put(key: string, value: string) {
-    this.data.set(key, value);
-  }
-}
-
-/**
- * What the issuer answers: a set of keys, or a failure; `costMs` advances the clock per fetch;
- * `gate` holds the answer (the keys as they were when asked) until it settles.
- */
-interface Issuer {
-  keys: JWK[];
-  down: boolean;
-  costMs: number;
-  fetches: number;
-  gate?: Promise<void>;
-}
-
-function world(settings: Partial<OidcIssuerConfig>) {
-  const policy = compilePolicy({
-    version: 1,
-    issuers: {
-      idp: { kind: "oidc", issuer: ISSUER, jwks_uri: JWKS_URI, audiences: ["https://api.test"], ...settings },
-    },
-    upstreams: { o: { url: "https://origin.test" } },
-    routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
-  });
-  const clock = { ms: T0 };
-  const kv = new MapKv();
-  const issuer: Issuer = { keys: [], down: false, costMs: 0, fetches: 0 };
-  const fetcher = async () => {
-    issuer.fetches += 1;
-    clock.ms += issuer.costMs;
-    const keys = issuer.keys;
-    if (issuer.gate) await issuer.gate;
-    if (issuer.down) return new Response("down", { status: 503 });
-    return Response.json({ keys });
-  };
-  const isolate = () => {
-    const store = new IssuerKeyStore(policy.issuers.get("idp")!, { fetch: fetcher, kv, now: () => clock.ms });
-    /** A request: its answer, and how many fetches this isolate had made when it was answered. */
-    const lookup = async (kid: string | undefined): Promise<KeyLookup & { fetchesAtAnswer: number }> => {
-      const pending: Promise<unknown>[] = [];
-      const result = await store.lookup(kid, "ES256", (p) => pending.push(p));
-      const fetchesAtAnswer = store.stats.fetches;
-      await Promise.allSettled(pending);
-      return { ...result, fetchesAtAnswer };
-    };
-    return { store, lookup };
-  };
-  const putRecord = (fetchedAt: number, keys: JWK[]) =>
-    kv.data.set(RECORD_KEY, JSON.stringify({ v: 1, fetched_at: fetchedAt, jwks_uri: JWKS_URI, keys, retired: [] }));
-  /** Another isolate's refresh stamp: it asked the issuer at `at`. */
-  const stamp = (at: number) => kv.data.set(STAMP_KEY, String(at));
-  return { clock, kv, issuer, isolate, putRecord, stamp };
-}
+import type { KeyLookup } from "../../src/core/jwks/key-store";
+import { publicJwk, STAMP_KEY, T0, world } from "../support/key-store-world";
 
 describe("key-set refresh rules together", () => {
   it("in the last tenth of the TTL an unknown kid still obeys the shared stamp: a second isolate does not fetch again 1 s after the first", async () => {

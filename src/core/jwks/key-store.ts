@@ -222,6 +222,8 @@ export class IssuerKeyStore {
   /** Keys that may have signed a token with this `kid` and `alg`, current keys first. */
   async lookup(kid: string | undefined, alg: string, defer: Defer): Promise<KeyLookup> {
     const now = this.#deps.now();
+    // The unknown-kid step waits within what is left of this, whatever the request waited before.
+    const waitEnds = now + this.#boundMs;
     const warm = this.#state !== undefined && !this.#isExpired(this.#state, now);
     if (!this.#state && !(await this.#waitBounded(this.#loadFromKv(defer)))) return this.#unavailable("timeout", true);
     // A kid the set lacks goes with a refresh this request starts, so that one does not stop
@@ -262,7 +264,17 @@ export class IssuerKeyStore {
       // once (single-flight, cooled down, the cooldown shared through KV); a refresh that
       // does not settle in time counts as failed.
       const before = this.#state;
-      const settled = refreshed ?? (await this.#waitBounded(this.#refresh("unknown_kid", defer, kid)));
+      let settled = refreshed;
+      if (settled === undefined) {
+        const attempts = this.#attempts;
+        const refresh = this.#refresh("unknown_kid", defer, kid);
+        const startedHere = this.#attempts !== attempts;
+        settled = await this.#waitBounded(refresh, waitEnds - this.#deps.now());
+        // Another request's refresh that succeeded without this kid (begun, maybe, before its
+        // key was published): once more, its own, if the cooldown allows.
+        if (refresh && this.#counted(startedHere, settled) === undefined && !this.#candidates(kid, alg, now).length)
+          settled = await this.#waitBounded(this.#refresh("unknown_kid", defer, kid), waitEnds - this.#deps.now());
+      }
       if (this.#state !== before) source = this.#state?.source ?? source;
       entries = this.#candidates(kid, alg, this.#deps.now());
       if (entries.length === 0) {
@@ -540,9 +552,9 @@ export class IssuerKeyStore {
    * this request, so it fires even if the request that started the work is gone. False if the
    * bound came first; the caller then goes on as after a failed refresh.
    */
-  async #waitBounded(work: Promise<void> | undefined): Promise<boolean> {
+  async #waitBounded(work: Promise<void> | undefined, ms = this.#boundMs): Promise<boolean> {
     if (!work) return true;
-    return (await withDeadline(work, this.#boundMs)) !== TIMED_OUT;
+    return (await withDeadline(work, Math.max(0, ms))) !== TIMED_OUT;
   }
 
   /**
