@@ -2,13 +2,8 @@
 // back no charge made before it), and jwks_unavailable's Retry-After is never longer than until
 // this isolate asks again. Every clock is injected.
 import { describe, expect, it } from "vitest";
-import { IssuerKeyStore, type KeyLookup, type KeyValueStore } from "../../src/core/jwks/key-store";
 import { type CounterRequest, CounterTable } from "../../src/core/limits";
-import { compilePolicy } from "../../src/core/policy";
-import type { OidcIssuerConfig } from "../../src/core/policy-types";
-import { makeKey } from "../support/issuers";
-
-const T0 = 1_800_000_000_000;
+import { checkRetryAfter, publicJwk, T0, world } from "../support/key-store-world";
 
 // ─── Limiter: a clamp's guard must outlive the counter being forgotten ─────────────────
 
@@ -86,94 +81,48 @@ describe("limiter: a charge cut off by a clamp gives nothing back, even after th
 
 // ─── jwks_unavailable's Retry-After ───────────────────────────────────────────────────
 
-const ISSUER = "https://idp.test";
-const JWKS_URI = "https://idp.test/jwks";
-const STAMP_KEY = `jwks-refresh:v1:${ISSUER} ${JWKS_URI}`;
-
-/** A published ES256 key (the shared test helper's). */
-const publicJwk = async (kid: string) => (await makeKey("ES256", kid)).publicJwk;
-
-class MapKv implements KeyValueStore {
-  readonly data = new Map<string, string>();
-  async get(key: string) {
-    return this.data.get(key) ?? null;
-  }
-  async put(key: string, value: string) {
-    this.data.set(key, value);
-  }
-}
-
-function storeWith(settings: Partial<OidcIssuerConfig>, fetcher: () => Promise<Response>) {
-  const policy = compilePolicy({
-    version: 1,
-    issuers: {
-      idp: { kind: "oidc", issuer: ISSUER, jwks_uri: JWKS_URI, audiences: ["https://api.test"], ...settings },
-    },
-    upstreams: { o: { url: "https://origin.test" } },
-    routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
-  });
-  const clock = { ms: T0 };
-  const kv = new MapKv();
-  const store = new IssuerKeyStore(policy.issuers.get("idp")!, { fetch: fetcher, kv, now: () => clock.ms });
-  const pending: Promise<unknown>[] = [];
-  const lookup = async (kid: string): Promise<KeyLookup> => {
-    const result = await store.lookup(kid, "ES256", (p) => pending.push(p));
-    await Promise.allSettled(pending.splice(0));
-    return result;
-  };
-  return { store, clock, kv, lookup };
-}
-
 describe("jwks_unavailable Retry-After: no longer than until this isolate asks again", () => {
   it("an unknown kid while another isolate's stamp holds: jwks_refreshing, also in the set's last stretch before its TTL; asked once the stamp has run out", async () => {
-    const good = await publicJwk("k1");
-    const { clock, kv, lookup, store } = storeWith(
-      { refresh_cooldown_s: 60, cache_ttl_s: 300, max_stale_s: 600 },
-      async () => Response.json({ keys: [good] }),
-    );
+    const w = world({ refresh_cooldown_s: 60, cache_ttl_s: 300, max_stale_s: 600 });
+    w.issuer.keys = [await publicJwk("k1")];
+    const { lookup, store } = w.isolate();
     expect((await lookup("k1")).ok).toBe(true); // fetched at T0
     // Another isolate asked the issuer at T0 + 250 s.
-    kv.data.set(STAMP_KEY, String(T0 + 250_000));
-    clock.ms = T0 + 260_000;
+    w.stamp(T0 + 250_000);
+    w.clock.ms = T0 + 260_000;
     const unknown = await lookup("k2");
     expect(unknown).toMatchObject({ ok: false, detail: "jwks_refreshing" });
     // Retry-After: the rest of that isolate's cooldown (50 s), not a whole one.
     expect(unknown.ok ? 0 : unknown.retryAfterS).toBe(50);
     // Within 30 s of the TTL (a tenth of it) the set is refreshed after the response; for an
     // unknown kid that refresh obeys the stamp too, so a kid buys no fetch.
-    clock.ms = T0 + 285_000;
+    w.clock.ms = T0 + 285_000;
     expect(await lookup("k2")).toMatchObject({ ok: false, detail: "jwks_refreshing" });
     expect(store.stats.fetches).toBe(1);
     // Once the stamp has run out, the issuer's own answer, which lacks k2, decides.
-    clock.ms = T0 + 311_000;
+    w.clock.ms = T0 + 311_000;
     expect(await lookup("k2")).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
     expect(store.stats.fetches).toBe(2);
   });
 
   it("own failure while the set still serves counts from the attempt; value an integer in 1…cooldown", async () => {
-    const good = await publicJwk("k1");
-    let fail = false;
-    const { clock, lookup } = storeWith({ refresh_cooldown_s: 30, cache_ttl_s: 300 }, async () => {
-      if (fail) {
-        clock.ms += 1700;
-        return new Response("down", { status: 503 });
-      }
-      return Response.json({ keys: [good] });
-    });
+    const w = world({ refresh_cooldown_s: 30, cache_ttl_s: 300 });
+    w.issuer.keys = [await publicJwk("k1")];
+    const { lookup } = w.isolate();
     expect((await lookup("k1")).ok).toBe(true);
-    clock.ms += 40_000;
-    fail = true;
-    const attemptAt = clock.ms;
+    w.clock.ms += 40_000;
+    // The issuer now answers 503, 1.7 s after it is asked.
+    w.issuer.down = true;
+    w.issuer.costMs = 1700;
+    const attemptAt = w.clock.ms;
     const refused = await lookup("k2");
     expect(refused).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_http_status" });
-    expect(refused.ok ? 0 : refused.retryAfterS).toBe(Math.ceil((attemptAt + 30_000 - clock.ms) / 1000));
+    expect(refused.ok ? 0 : refused.retryAfterS).toBe(Math.ceil((attemptAt + 30_000 - w.clock.ms) / 1000));
     for (let i = 0; i < 12; i++) {
-      clock.ms += 2500;
+      w.clock.ms += 2500;
       const again = await lookup("k2");
       if (again.ok) break;
-      expect(Number.isInteger(again.retryAfterS)).toBe(true);
-      expect(again.retryAfterS).toBeGreaterThanOrEqual(1);
-      expect(again.retryAfterS).toBeLessThanOrEqual(30);
+      checkRetryAfter(again, 30);
     }
   });
 });
