@@ -416,4 +416,34 @@ describe("joined refreshes: what holds", () => {
     for (let i = 1; i < fetchTimes.length; i++)
       expect(fetchTimes[i]! - fetchTimes[i - 1]!).toBeGreaterThanOrEqual(30_000);
   });
+
+  it("a clock stepped back while a new-kid request waits on a joined refresh: its own refresh is still bounded by 2 × fetch_timeout_ms", async () => {
+    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
+    const w = world({ cache_ttl_s: 600, refresh_cooldown_s: 1, fetch_timeout_ms: 2000, max_stale_s: 86_400 });
+    w.issuer.keys = [k1];
+    const a = w.isolate();
+    expect(await a.lookup("k1")).toMatchObject({ ok: true }); // fetch 1 at T0
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    w.clock.ms = T0 + 100_000; // set fresh
+    const release = w.hold();
+    const first = a.start("k9"); // unknown kid: refresh N, held
+    await w.elapse(10);
+    expect(w.issuer.fetches).toBe(2);
+    w.issuer.keys = [k1, k2];
+    const second = a.start("k2"); // joins N; its waitEnds = now + 4 s
+    await w.elapse(100);
+    // The host clock steps back 60 s (an NTP correction), which ends the cooldown.
+    w.clock.ms -= 60_000;
+    w.issuer.hang = true; // every later fetch never answers (cancelled I/O)
+    release(); // N answers [k1]: succeeded without k2; R asks again itself (N+1 hangs)
+    await w.elapse(10);
+    // 2 × fetch_timeout_ms after the second request arrived, and a little more.
+    await w.elapse(3_900);
+    await w.elapse(100);
+    expect((first.box.answer as { ok: boolean } | undefined)?.ok).toBe(false);
+    // README: a request waits for a refresh at most 2 × fetch_timeout_ms.
+    expect(second.box.answer).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+    checkRetryAfter(second.box.answer, 1);
+    await w.elapse(70_000); // let everything settle
+  });
 });

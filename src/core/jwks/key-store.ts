@@ -554,7 +554,8 @@ export class IssuerKeyStore {
    */
   async #waitBounded(work: Promise<void> | undefined, ms = this.#boundMs): Promise<boolean> {
     if (!work) return true;
-    return (await withDeadline(work, Math.max(0, ms))) !== TIMED_OUT;
+    // Never past the bound: a clock stepped back would stretch what is left of a wait.
+    return (await withDeadline(work, Math.min(this.#boundMs, Math.max(0, ms)))) !== TIMED_OUT;
   }
 
   /**
