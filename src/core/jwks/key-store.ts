@@ -91,10 +91,9 @@ interface StoredKeySet {
 }
 
 /**
- * Why a refresh runs. A refresh for an unknown kid, which any caller can produce at will,
- * obeys the KV-shared stamp, unless the set is past its TTL or has expired. A set past its TTL ("stale") is
- * refreshed before it is used, one near it ("ahead") after the response; KV writes are never
- * waited for.
+ * Why a refresh runs. A set past its TTL ("stale") is refreshed before it is used, one near
+ * it ("ahead") after the response; KV writes are never waited for. A refresh for an unknown kid,
+ * which any caller can produce at will, obeys the KV-shared stamp (see #doRefresh for when).
  */
 type RefreshReason = "expired" | "unknown_kid" | "stale" | "ahead";
 
@@ -235,9 +234,7 @@ export class IssuerKeyStore {
     let refreshed: boolean | undefined;
     if (!this.#state || this.#isExpired(this.#state, now)) {
       // While the cooldown holds a refresh back, KV may have what another isolate fetched.
-      const attempts = this.#attempts;
-      const refresh = this.#refresh("expired", defer, missingKid());
-      const startedHere = this.#attempts !== attempts;
+      const { refresh, startedHere } = this.#startOrJoin("expired", defer, missingKid());
       const settled = await this.#waitBounded(refresh ?? this.#loadFromKv(defer));
       if (refresh) refreshed = this.#counted(startedHere, settled);
       if (!this.#state || this.#isExpired(this.#state, this.#deps.now())) {
@@ -266,9 +263,7 @@ export class IssuerKeyStore {
       const before = this.#state;
       let settled = refreshed;
       if (settled === undefined) {
-        const attempts = this.#attempts;
-        const refresh = this.#refresh("unknown_kid", defer, kid);
-        const startedHere = this.#attempts !== attempts;
+        const { refresh, startedHere } = this.#startOrJoin("unknown_kid", defer, kid);
         settled = await this.#waitBounded(refresh, waitEnds - this.#deps.now());
         // Another request's refresh that succeeded without this kid (begun, maybe, before its
         // key was published): once more, its own, if the cooldown allows.
@@ -299,6 +294,13 @@ export class IssuerKeyStore {
     }
     if (keys.length === 0) return { ok: false, reason: "token_invalid", detail: "key_import_failed" };
     return { ok: true, keys, source: this.#isStale(this.#state, this.#deps.now()) ? "stale" : source };
+  }
+
+  /** A refresh this call starts, or the one in flight it joins (or none: the cooldown holds). */
+  #startOrJoin(reason: RefreshReason, defer: Defer, kid?: string) {
+    const attempts = this.#attempts;
+    const refresh = this.#refresh(reason, defer, kid);
+    return { refresh, startedHere: this.#attempts !== attempts };
   }
 
   /**
