@@ -123,16 +123,34 @@ export const CREDENTIAL_COOKIES: readonly string[] = [ACCESS_COOKIE];
  * reach the Worker joined by ", ", and a cookie value may not contain a comma (RFC 6265
  * §4.1.1), so a cookie after such a comma is a cookie of its own — also to an origin's parser.
  */
-const COOKIE_BOUNDARY = /;|,(?=\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+=)/;
+const COOKIE_BOUNDARY = /(;|,(?=\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+=))/;
+
+/**
+ * A `Cookie` header cut where each cookie ends, separators kept: cookie, separator, cookie, …
+ * (the cookies as sent, whitespace included).
+ */
+export function cookieParts(cookieHeader: string): string[] {
+  return cookieHeader.split(COOKIE_BOUNDARY);
+}
+
+/**
+ * A cookie's name: what comes before its `=`, trimmed; a cookie without `=` is all name, as
+ * servers read the `Cookie` header (a browser sends a nameless cookie's value that way).
+ */
+export function cookieName(cookie: string): string {
+  const eq = cookie.indexOf("=");
+  return (eq < 0 ? cookie : cookie.slice(0, eq)).trim();
+}
 
 /** The cookies of a `Cookie` header in order: name and value trimmed, and the pair as sent. */
 export function cookiePairs(cookieHeader: string): [name: string, value: string, raw: string][] {
   const pairs: [string, string, string][] = [];
-  for (const part of cookieHeader.split(COOKIE_BOUNDARY)) {
-    const raw = part.trim();
+  const parts = cookieParts(cookieHeader);
+  for (let i = 0; i < parts.length; i += 2) {
+    const raw = (parts[i] as string).trim();
     if (!raw) continue;
     const eq = raw.indexOf("=");
-    pairs.push([(eq < 0 ? raw : raw.slice(0, eq)).trim(), eq < 0 ? "" : raw.slice(eq + 1).trim(), raw]);
+    pairs.push([cookieName(raw), eq < 0 ? "" : raw.slice(eq + 1).trim(), raw]);
   }
   return pairs;
 }
@@ -203,6 +221,22 @@ export function readsAsName(lenient: string, wanted: string): boolean {
   if (!lenient.startsWith(wanted)) return false;
   const rest = lenient.slice(wanted.length);
   return rest === "" || rest.startsWith("\0") || /^_[^\0]*\]/.test(rest);
+}
+
+const CREDENTIAL_COOKIE_NAMES = CREDENTIAL_COOKIES.map((name) => name.toLowerCase());
+
+/**
+ * A cookie name as lenient origin parsers read it (PHP decodes a `+` in it as a space); a
+ * plain ASCII name, the common case, costs no decoding.
+ */
+function lenientCookieName(name: string): string {
+  return /[%. [+]|[^\0-\x7f]/.test(name) ? lenientName(name, { plusIsSpace: true }) : name.toLowerCase();
+}
+
+/** Whether a cookie of this name carries a credential, however spelt. */
+export function isCredentialCookie(name: string): boolean {
+  const lenient = lenientCookieName(name);
+  return CREDENTIAL_COOKIE_NAMES.some((credential) => readsAsName(lenient, credential));
 }
 
 /**

@@ -4,7 +4,7 @@
 // client's request.
 
 import { TIMED_OUT, withDeadline } from "../core/deadline";
-import { connectionNominated, HOP_BY_HOP_HEADERS } from "../core/headers";
+import { connectionNominated, cookieName, HOP_BY_HOP_HEADERS, isCredentialCookie } from "../core/headers";
 import { withoutQueryCredentials } from "../core/tokens/credentials";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -16,7 +16,8 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
  * The origin's response, re-wrapped so its headers can be changed (the runtime copies them
  * natively), minus hop-by-hop headers, any its `Connection` names, and its CORS headers: the
  * edge alone answers for CORS (the cors stage adds its own), so an origin that reflects any
- * `Origin` cannot open a route to pages the policy does not allow.
+ * `Origin` cannot open a route to pages the policy does not allow. Nor can it set, replace
+ * or clear the Access cookie (see `withoutCredentialSetCookies`).
  */
 function clientResponse(upstream: Response): Response {
   // Without the reason phrase: one the runtime received (a tab in it) it may refuse to send.
@@ -33,7 +34,25 @@ function clientResponse(upstream: Response): Response {
   }
   if (dropped.includes("connection")) dropped.push(...connectionNominated(headers));
   for (const name of dropped) headers.delete(name);
+  if (headers.has("set-cookie")) withoutCredentialSetCookies(headers);
   return response;
+}
+
+/**
+ * Drops every `Set-Cookie` that names a credential cookie, however spelt. Only Cloudflare
+ * Access sets `CF_Authorization` (on its own `/cdn-cgi/access/` answers, which never reach
+ * this Worker): one from an origin, a user-content one included, could sign a browser in as
+ * someone else, sign it out, or add a second cookie on a narrower path that makes every
+ * Access request ambiguous. The name is read as the request side reads it: before the first
+ * `=` of the cookie-pair, or the whole pair when it has none (a nameless cookie a browser
+ * sends back as that name).
+ */
+function withoutCredentialSetCookies(headers: Headers): void {
+  const lines = headers.getSetCookie();
+  const kept = lines.filter((line) => !isCredentialCookie(cookieName(line.split(";", 1)[0] as string)));
+  if (kept.length === lines.length) return;
+  headers.delete("set-cookie");
+  for (const line of kept) headers.append("set-cookie", line);
 }
 
 /**
@@ -53,7 +72,8 @@ function keepFromSharedCaches(headers: Headers): void {
   // Quoted values left out (`ext="a, s-maxage=5"` holds no directive), by a pattern that
   // cannot fail, so never backtracks: one that could took seconds on a long header.
   if (directives && SHARED_CACHE_RULED.test(directives.replace(/"(?:[^"\\]|\\[\s\S])*(?:"|\\?$)/g, '""'))) return;
-  headers.set("cache-control", directives ? `${directives}, private` : "private");
+  // First: after the origin's directives an unterminated quote in them would swallow it.
+  headers.set("cache-control", directives ? `private, ${directives}` : "private");
 }
 
 /**

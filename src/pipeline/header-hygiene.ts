@@ -5,39 +5,39 @@
 
 import { boundedMemo } from "../core/bounded-memo";
 import {
-  CREDENTIAL_COOKIES,
   connectionNominated,
-  cookiePairs,
-  lenientName,
+  cookieName,
+  cookieParts,
+  isCredentialCookie,
   makeStripPredicate,
   normaliseHeaderName,
-  readsAsName,
 } from "../core/headers";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
-const CREDENTIAL_COOKIE_NAMES = CREDENTIAL_COOKIES.map((name) => name.toLowerCase());
-
 /**
- * A cookie name as lenient origin parsers read it (PHP decodes a `+` in it as a space); a
- * plain ASCII name, the common case, costs no decoding.
+ * Removes credential cookies by name, however spelt. The other cookies go on as sent, with
+ * the separators between them: where cookies were removed, the two kept on either side are
+ * parted by `;` if any separator between them was one (a comma joins two only where the
+ * client's did), so no parser reads a kept cookie's value differently.
  */
-function lenientCookieName(name: string): string {
-  return /[%. [+]|[^\0-\x7f]/.test(name) ? lenientName(name, { plusIsSpace: true }) : name.toLowerCase();
-}
-
-function isCredentialCookie(name: string): boolean {
-  const lenient = lenientCookieName(name);
-  return CREDENTIAL_COOKIE_NAMES.some((credential) => readsAsName(lenient, credential));
-}
-
-/** Removes credential cookies by name, however spelt, keeping the rest of the `Cookie` header intact. */
 export function withoutCredentialCookies(cookie: string): string {
-  const pairs = cookiePairs(cookie);
-  const kept = pairs.filter(([name]) => !isCredentialCookie(name));
+  const parts = cookieParts(cookie);
+  let kept = "";
+  let between = "";
+  let removed = false;
+  for (let i = 0; i < parts.length; i += 2) {
+    if (i > 0 && between !== ";") between = parts[i - 1] as string;
+    const part = parts[i] as string;
+    if (isCredentialCookie(cookieName(part))) {
+      removed = true;
+      continue;
+    }
+    kept += kept ? between + part : part.trimStart();
+    between = "";
+  }
   // Nothing to remove: the header goes on exactly as the client sent it.
-  if (kept.length === pairs.length) return cookie;
-  return kept.map(([, , raw]) => raw).join("; ");
+  return removed ? kept.trimEnd() : cookie;
 }
 
 /**

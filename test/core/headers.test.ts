@@ -15,6 +15,23 @@ describe("cookies", () => {
     expect(withoutCredentialCookies("a=1; flag; CF_Authorization=x; cf_authorization=y; b=2")).toBe("a=1; flag; b=2");
     expect(withoutCredentialCookies("CF_Authorization=x")).toBe("");
   });
+
+  it("keeps the separators between the other cookies as sent", () => {
+    // A `,` inside a value stays a `,`: a strict parser reads `filter=a,b=c` as one cookie.
+    expect(withoutCredentialCookies("filter=a,b=c; theme=dark; CF_Authorization=t")).toBe("filter=a,b=c; theme=dark");
+    expect(withoutCredentialCookies("note=x,session=attacker; session=real; CF_Authorization=t")).toBe(
+      "note=x,session=attacker; session=real",
+    );
+    expect(withoutCredentialCookies("CF_Authorization=t;  a=1,b=2 ;c=3")).toBe("a=1,b=2 ;c=3");
+  });
+
+  it("parts the neighbours of a cut cookie by `;` when any separator around it was one", () => {
+    // Otherwise a strict parser would read `a`'s value as running on into `b`.
+    expect(withoutCredentialCookies("a=1; CF_Authorization=t,b=2")).toBe("a=1;b=2");
+    expect(withoutCredentialCookies("a=1,CF_Authorization=t; b=2")).toBe("a=1; b=2");
+    expect(withoutCredentialCookies("a=1,CF_Authorization=t,b=2")).toBe("a=1,b=2");
+    expect(withoutCredentialCookies("a=1, CF_Authorization=t, CF_AUTHORIZATION=u; b=2")).toBe("a=1; b=2");
+  });
 });
 
 describe("strip predicate", () => {

@@ -48,7 +48,7 @@ describe("Cache-Control quoted values on Access answers", () => {
 
   it("a directive inside a quoted value with an escaped quote does not count", async () => {
     const fake = 'max-age=600, ext="a\\", public, x="';
-    expect(await answer(fake)).toBe(`${fake}, private`);
+    expect(await answer(fake)).toBe(`private, ${fake}`);
   });
 
   it("a real ruling after a quoted value holding an escaped quote still counts", async () => {
@@ -63,7 +63,7 @@ describe("Cache-Control quoted values on Access answers", () => {
 
   it("a directive after an unterminated quote does not count", async () => {
     const fake = 'max-age=600, ext="x, public';
-    expect(await answer(fake)).toBe(`${fake}, private`);
+    expect(await answer(fake)).toBe(`private, ${fake}`);
   });
 
   it("directives after a closed quoted value are still seen; one inside, or after a lone backslash, is not", async () => {
@@ -74,7 +74,7 @@ describe("Cache-Control quoted values on Access answers", () => {
       ['ext="a\\", public', false],
       ['max-age=60, ext="x, public\\', false],
     ] as const) {
-      expect({ value, cc: await answer(value) }).toEqual({ value, cc: kept ? value : `${value}, private` });
+      expect({ value, cc: await answer(value) }).toEqual({ value, cc: kept ? value : `private, ${value}` });
     }
   });
 });

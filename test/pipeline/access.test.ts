@@ -360,13 +360,13 @@ describe("answers to Access-authenticated requests and shared caches", () => {
     // Unlike Authorization (RFC 9111 §3.5), neither the cookie nor the assertion header stops
     // a shared cache from storing the answer and handing it to the next client.
     const cookie = { cookie: `CF_Authorization=${await assertion()}` };
-    expect(await answer(cookie, "max-age=300")).toBe("max-age=300, private");
+    expect(await answer(cookie, "max-age=300")).toBe("private, max-age=300");
     expect(await answer(cookie, undefined)).toBe("private");
     expect(await answer({ "cf-access-jwt-assertion": await assertion() }, "max-age=60, no-transform")).toBe(
-      "max-age=60, no-transform, private",
+      "private, max-age=60, no-transform",
     );
     // Private with field names keeps only those fields from shared caches (RFC 9111 §5.2.2.7).
-    expect(await answer(cookie, 'max-age=60, private="set-cookie"')).toBe('max-age=60, private="set-cookie", private');
+    expect(await answer(cookie, 'max-age=60, private="set-cookie"')).toBe('private, max-age=60, private="set-cookie"');
     // Only whole directives count: not a longer name, nor a word inside a quoted value.
     for (const unruled of [
       "max-age=600, public-read",
@@ -375,7 +375,7 @@ describe("answers to Access-authenticated requests and shared caches", () => {
       'max-age=600, ext="a, s-maxage=5"',
       'max-age=600, ext="a,public"',
     ]) {
-      expect(await answer(cookie, unruled)).toBe(`${unruled}, private`);
+      expect(await answer(cookie, unruled)).toBe(`private, ${unruled}`);
     }
   });
 
