@@ -17,7 +17,7 @@ export interface AuditRecord {
   /** Short SHA-256 prefix of the verified token, for correlation only. */
   token_hash: string | null;
   method: string;
-  /** The canonical path (never the query string); null when the path was rejected. */
+  /** The canonical path (never the query string; a JWT in it as `[jwt]`); null when the path was rejected. */
   path: string | null;
   route: string | null;
   decision: "allow" | "deny";
@@ -89,6 +89,18 @@ function numberOrNull(value: unknown): number | null {
   return typeof value === "number" && Number.isFinite(value) ? value : null;
 }
 
+/**
+ * A JWT (a JWS or JWE in compact form: its first part is base64url JSON, so begins `eyJ`)
+ * put in a path segment, as some callback and link schemes do, is a credential all the same.
+ */
+const JWT_IN_PATH = /eyJ[\w-]*(?:\.[\w-]*){2,4}/g;
+
+/** The canonical path as recorded: any JWT in it replaced by `[jwt]`. */
+function recordedPath(path: string | undefined): string | null {
+  if (path === undefined) return null;
+  return path.includes("eyJ") ? path.replace(JWT_IN_PATH, "[jwt]") : path;
+}
+
 /** Builds the record. Every field is always present; absent values are `null`. */
 export function auditRecord(input: AuditInput): AuditRecord {
   const { outcome, route, identity, timings, cf } = input;
@@ -101,7 +113,7 @@ export function auditRecord(input: AuditInput): AuditRecord {
     issuer: identity?.issuer ?? null,
     token_hash: identity?.tokenHash ?? null,
     method: input.method,
-    path: input.canonicalPath ?? null,
+    path: recordedPath(input.canonicalPath),
     route: route?.name ?? null,
     decision: outcome.decision,
     reason: outcome.reason ?? null,

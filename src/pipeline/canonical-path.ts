@@ -17,15 +17,17 @@ export function canonicalPath(): Stage {
     run(c) {
       const policy = c.get("policy");
       const raw = c.req.raw;
-      if (raw.url.length > policy.maxUrlBytes) return deny(c, "bad_request", { detail: "url_too_long" });
+      const url = new URL(raw.url);
+      c.set("url", url);
+      // A path within the size limit is made canonical even when the request is refused for
+      // its size (a long query, a large header block), so its audit record names the path.
+      const result = url.pathname.length <= policy.maxUrlBytes ? canonicalise(url.pathname) : undefined;
+      if (result?.ok) c.set("canonicalPath", result.path);
+      if (!result || raw.url.length > policy.maxUrlBytes) return deny(c, "bad_request", { detail: "url_too_long" });
       if (headerBytes(raw.headers) > policy.maxHeaderBytes) {
         return deny(c, "bad_request", { detail: "headers_too_large" });
       }
-      const url = new URL(raw.url);
-      c.set("url", url);
-      const result = canonicalise(url.pathname);
       if (!result.ok) return deny(c, "bad_request", { detail: result.detail });
-      c.set("canonicalPath", result.path);
       return undefined;
     },
   };

@@ -20,14 +20,14 @@ export function route(): Stage {
       if (readAsAnotherRoute(policy.routes, method, host, path, match.route)) {
         return deny(c, "bad_request", { detail: "ambiguous_case" });
       }
+      c.set("route", match.route);
+      c.set("routeParams", match.params);
       // A missing service binding is found here, before any token is checked or any limit
-      // charged for a request that could never be forwarded.
+      // charged for a request that could never be forwarded (its record names the route).
       const upstream = match.route.upstream;
       if ("service" in upstream && typeof (c.env?.[upstream.service] as Fetcher | undefined)?.fetch !== "function") {
         return deny(c, "misconfigured", { detail: `service_binding_missing:${upstream.service}` });
       }
-      c.set("route", match.route);
-      c.set("routeParams", match.params);
       return undefined;
     },
   };

@@ -338,6 +338,55 @@ describe("audit record", () => {
       log.mockRestore();
     }
   });
+
+  it("names the path of a request refused for its size, when the path itself is sound", async () => {
+    const edge = harness(basePolicy({ settings: { max_header_bytes: 1024, max_url_bytes: 512 } }));
+    const big = await edge.fetch("/public/orders/42", { headers: { "x-padding": "p".repeat(1200) } });
+    const long = await edge.fetch(`/public/orders/./43?q=${"q".repeat(600)}`);
+    const both = await edge.fetch(`/public/a%2fb?q=${"q".repeat(600)}`);
+    expect([big.status, long.status, both.status]).toEqual([400, 400, 400]);
+    expect(edge.audit.map((r) => [r.detail, r.path])).toEqual([
+      ["headers_too_large", "/public/orders/42"],
+      ["url_too_long", "/public/orders/43"],
+      // A path refused for itself is still not recorded; the size is what is refused first.
+      ["url_too_long", null],
+    ]);
+  });
+
+  it("names the route of a request refused because its service binding is missing", async () => {
+    const edge = harness(
+      basePolicy({
+        version: 3,
+        upstreams: { ghost: { service: "NO_SUCH_BINDING" } },
+        routes: [{ name: "ghost", methods: ["GET"], path: "/ghost/**", auth: "public", upstream: "ghost" }],
+      }),
+    );
+    expect((await edge.fetch("/ghost/x")).status).toBe(500);
+    expect(edge.audit).toEqual([
+      expect.objectContaining({
+        reason: "misconfigured",
+        detail: "service_binding_missing:NO_SUCH_BINDING",
+        route: "ghost",
+        matched_rule: "policy:ghost@v3",
+        upstream: "ghost",
+      }),
+    ]);
+    expect(edge.dataPoints[0]?.blobs?.[2]).toBe("ghost");
+  });
+
+  it("records a JWT put in the path as [jwt]", async () => {
+    const jws = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+    const jwe = "eyJhbGciOiJkaXIifQ..aXY.Y2lwaGVy.dGFn";
+    const edge = harness(basePolicy());
+    await edge.fetch(`/public/magic/${jws}/x`);
+    await edge.fetch(`/public/${jwe}`);
+    await edge.fetch("/public/eyJ-not-a-token.json");
+    expect(edge.audit.map((r) => r.path)).toEqual([
+      "/public/magic/[jwt]/x",
+      "/public/[jwt]",
+      "/public/eyJ-not-a-token.json",
+    ]);
+  });
 });
 
 // ── Secrets never reach logs ─────────────────────────────────────────────────────────────
