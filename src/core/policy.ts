@@ -6,7 +6,8 @@
 import { CREDENTIAL_HEADERS, FORWARDING_HEADERS, normaliseHeaderName, REQUEST_OVERRIDE_HEADERS } from "./headers";
 import { MAX_COUNTERS_PER_CALL } from "./limits";
 
-const MAX_LIMIT_NAME_CHARS = 64;
+/** Limit names and issuer ids go into counter names, which the limiter objects bound. */
+const MAX_NAME_CHARS = 64;
 import { secureUrl } from "./urls";
 import type {
   AuthRequirement,
@@ -205,6 +206,10 @@ function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer
     if (!check.url(raw.issuer, `${path}.issuer`)) return undefined;
     // A template such as Entra's `{tenantid}` (the multi-tenant discovery document's): no token carries it.
     if (raw.issuer.includes("{")) check.fail(`${path}.issuer`, "is a {template}: name one tenant");
+    // The issuer goes to the origin as x-user-iss, and a header carries ASCII: other characters
+    // would arrive as raw UTF-8 bytes, which an origin reads as another issuer.
+    if (/[^\x21-\x7e]/.test(raw.issuer))
+      check.fail(`${path}.issuer`, "must be printable ASCII: percent-encode other characters, as its tokens' iss does");
     issuer = raw.issuer;
     if (raw.jwks_uri !== undefined) {
       if (check.url(raw.jwks_uri, `${path}.jwks_uri`, true)) jwksUri = raw.jwks_uri;
@@ -314,8 +319,8 @@ function checkLimits(check: Checker, raw: unknown, path: string, isPublic: boole
       else declaredAt.set(item.name, at);
     }
     // Names go into counter names, which the limiter objects bound.
-    const nameFits = typeof item.name !== "string" || item.name.length <= MAX_LIMIT_NAME_CHARS;
-    if (!nameFits) check.fail(`${at}.name`, `at most ${MAX_LIMIT_NAME_CHARS} characters`);
+    const nameFits = typeof item.name !== "string" || item.name.length <= MAX_NAME_CHARS;
+    if (!nameFits) check.fail(`${at}.name`, `at most ${MAX_NAME_CHARS} characters`);
     const ok =
       check.string(item.name, `${at}.name`) &&
       nameFits &&
@@ -516,23 +521,34 @@ function checkAuth(
         if (!check.object(condition, at)) return;
         check.known(condition, at, ["claim", "equals", "one_of"]);
         check.string(condition.claim, `${at}.claim`);
-        // A number JSON reads as Infinity (`1e400`) could not be written back: not a value.
-        const scalar = (v: unknown) => typeof v === "string" || typeof v === "boolean" || Number.isFinite(v);
+        // A number JSON reads as Infinity (`1e400`) could not be written back: not a value. An
+        // integer past 2^53 is not exact either: JSON reads it as the nearest double, which
+        // the claims of other ids round to as well (1234567890123456788 equals …789).
+        const unsafe = (v: unknown) => Number.isInteger(v) && !Number.isSafeInteger(v);
+        const scalar = (v: unknown) =>
+          typeof v === "string" || typeof v === "boolean" || (Number.isFinite(v) && !unsafe(v));
         if ((condition.equals === undefined) === (condition.one_of === undefined)) {
           check.fail(at, "needs exactly one of equals, one_of");
         } else if (condition.equals !== undefined && !scalar(condition.equals)) {
-          check.fail(`${at}.equals`, "must be a string, number or boolean");
+          check.fail(`${at}.equals`, unsafe(condition.equals) ? UNSAFE_INTEGER : "must be a string, number or boolean");
         } else if (
           condition.one_of !== undefined &&
           (!Array.isArray(condition.one_of) || condition.one_of.length === 0 || !condition.one_of.every(scalar))
         ) {
-          check.fail(`${at}.one_of`, "must be a non-empty array of strings, numbers or booleans");
+          const inexact = Array.isArray(condition.one_of) && condition.one_of.some(unsafe);
+          check.fail(
+            `${at}.one_of`,
+            inexact ? UNSAFE_INTEGER : "must be a non-empty array of strings, numbers or booleans",
+          );
         }
       });
     }
   }
   return raw as unknown as AuthRequirement;
 }
+
+const UNSAFE_INTEGER =
+  "holds an integer beyond ±9007199254740991, which JSON cannot carry exactly (other ids would match it): compare ids that large as strings, sent as strings by the issuer";
 
 function resolveIdentityHeaders(check: Checker, raw: unknown): ResolvedIdentityHeaders {
   const resolved: ResolvedIdentityHeaders = {
@@ -624,6 +640,9 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
   if (doc.issuers !== undefined && check.object(doc.issuers, "issuers")) {
     const seenIss = new Map<string, string>();
     for (const [id, raw] of Object.entries(doc.issuers)) {
+      // An issuer's id is part of every user counter's name.
+      if (id.length > MAX_NAME_CHARS)
+        check.fail(`issuers.${id}`, `an issuer id is at most ${MAX_NAME_CHARS} characters`);
       const issuer = resolveIssuer(check, id, raw);
       if (!issuer) continue;
       const other = seenIss.get(issuer.issuer);

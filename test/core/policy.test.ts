@@ -433,6 +433,33 @@ describe("policy validation names the field and why", () => {
       'routes[0].cors.allow_methods: "DELETE" is not one of the route\'s methods',
     ],
     [
+      // JSON reads 1234567890123456789 as the double …800, which another id's claim
+      // (1234567890123456788) reads as too: the condition would admit another organisation.
+      "a claim condition with an integer JSON cannot carry exactly",
+      (p: any) => (p.routes[0].auth.claims = JSON.parse('[{ "claim": "org_id", "equals": 1234567890123456789 }]')),
+      "routes[0].auth.claims[0].equals: holds an integer beyond ±9007199254740991, which JSON cannot carry exactly (other ids would match it): compare ids that large as strings, sent as strings by the issuer",
+    ],
+    [
+      "a one_of list with such an integer",
+      (p: any) => (p.routes[0].auth.claims = JSON.parse('[{ "claim": "org_id", "one_of": [7, -9007199254740993] }]')),
+      "routes[0].auth.claims[0].one_of: holds an integer beyond ±9007199254740991, which JSON cannot carry exactly (other ids would match it): compare ids that large as strings, sent as strings by the issuer",
+    ],
+    [
+      // The id is part of every user counter's name, which the limiter objects bound.
+      "an issuer id longer than 64 characters",
+      (p: any) => {
+        p.issuers = { [`i${"d".repeat(64)}`]: p.issuers.idp };
+        p.routes[0].auth.issuers = [`i${"d".repeat(64)}`];
+      },
+      `issuers.i${"d".repeat(64)}: an issuer id is at most 64 characters`,
+    ],
+    [
+      // It reaches the origin as x-user-iss: a header would carry it as raw UTF-8 bytes.
+      "an issuer that is not printable ASCII",
+      (p: any) => (p.issuers.idp.issuer = "https://idp.example.com/realms/caf\u00e9"),
+      "issuers.idp.issuer: must be printable ASCII: percent-encode other characters, as its tokens' iss does",
+    ],
+    [
       "a method outside the supported set",
       (p: any) => (p.routes[0].methods = ["TRACE"]),
       'routes[0].methods: unknown method "TRACE" (one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)',
