@@ -165,7 +165,10 @@ describe("(a) only public signature keys are used", () => {
     },
   );
 
-  it.each(REFUSED.filter((c) => c.dropped))(
+  // A private member marks the key as leaked, and the set as the issuer's answer (see below).
+  const leaked = (name: string) => name.startsWith("a private") || name.startsWith("private");
+
+  it.each(REFUSED.filter((c) => c.dropped && !leaked(c.name)))(
     "$name alone: no usable keys, 503 jwks_unavailable, nothing cached",
     async ({ jwk }) => {
       const issuer = await makeIssuer("ES256");
@@ -179,6 +182,23 @@ describe("(a) only public signature keys are used", () => {
       });
       await settle();
       expect(await kv.get(`jwks:v1:${issuer.url}`)).toBeNull();
+    },
+  );
+
+  it.each(REFUSED.filter((c) => leaked(c.name)))(
+    "$name alone: a set without keys, the issuer's answer: 401 kid_unknown, and cached as such",
+    async ({ jwk }) => {
+      const issuer = await makeIssuer("ES256");
+      const bad = await makeKey("ES256", "bad-key");
+      await publishRaw(issuer, [jwk(bad)]);
+      const { verify, settle } = verifierFor(issuer, { jwks_uri: `${issuer.url}/jwks` });
+      expect(await verify(await issuer.sign({}, { key: bad }))).toMatchObject({
+        ok: false,
+        reason: "token_invalid",
+        detail: "kid_unknown",
+      });
+      await settle();
+      expect(await storedKeys(issuer)).toEqual([]);
     },
   );
 

@@ -125,12 +125,18 @@ export async function fetchJson(fetcher: Fetcher, url: string, limits: FetchLimi
   }
 }
 
-/** Keep the verification keys of a JWKS document; throws if none is usable. */
+/**
+ * Keep the verification keys of a JWKS document; throws if none is usable, unless a key was
+ * dropped for being published with its private part. The set is then the issuer's answer,
+ * not a failed fetch, even when nothing in it is usable: served on as the last good set, the
+ * one before would keep trusting the very key that leaked.
+ */
 export function usableKeys(document: unknown): JWK[] {
   if (typeof document !== "object" || document === null || !Array.isArray((document as { keys?: unknown }).keys)) {
     throw new KeySetFetchError("malformed");
   }
   const keys: JWK[] = [];
+  let leaked = false;
   for (const raw of (document as { keys: unknown[] }).keys) {
     if (keys.length === MAX_KEYS) break;
     if (typeof raw !== "object" || raw === null) continue;
@@ -148,7 +154,10 @@ export function usableKeys(document: unknown): JWK[] {
     if (members.some((member) => typeof candidate[member] !== "string")) continue;
     // A key published with any private member (RFC 7517 §9.2) is every reader's to sign with:
     // an RSA key's q gives p as n / q, and one CRT exponent (dp or dq) gives it by a gcd.
-    if (PRIVATE_MEMBERS.some((member) => candidate[member] !== undefined)) continue;
+    if (PRIVATE_MEMBERS.some((member) => candidate[member] !== undefined)) {
+      leaked = true;
+      continue;
+    }
     if (candidate.crv === "Ed25519" && unsafeEd25519(candidate.x as string)) continue;
     if (candidate.alg !== undefined && typeof candidate.alg !== "string") continue;
     const key: Record<string, unknown> = { kty: candidate.kty };
@@ -156,7 +165,7 @@ export function usableKeys(document: unknown): JWK[] {
       if (candidate[member] !== undefined) key[member] = candidate[member];
     keys.push(key as JWK);
   }
-  if (keys.length === 0) throw new KeySetFetchError("no_usable_keys");
+  if (keys.length === 0 && !leaked) throw new KeySetFetchError("no_usable_keys");
   return keys;
 }
 

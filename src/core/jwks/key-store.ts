@@ -178,7 +178,8 @@ function parseStored(text: string, now: number, jwksUri: string | undefined): St
     v: 1,
     fetched_at: parsed.fetched_at,
     ...(secureUrl(parsed.jwks_uri) ? { jwks_uri: parsed.jwks_uri as string } : {}),
-    keys: usableKeys({ keys: parsed.keys }),
+    // Empty when the issuer's set held no key but leaked ones (see usableKeys).
+    keys: parsed.keys.length === 0 ? [] : usableKeys({ keys: parsed.keys }),
     retired,
   };
 }
