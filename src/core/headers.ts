@@ -33,6 +33,7 @@ export const IDENTITY_HEADER_PREFIXES: readonly string[] = [
   "x-amzn-oidc-",
   "x-amzn-mtls-",
   "cloudfront-viewer-cert-",
+  "x-arr-clientcert",
   "x-ssl-",
   "ssl-client-",
   "client-cert",
@@ -64,6 +65,11 @@ export const IDENTITY_HEADER_NAMES: readonly string[] = [
 /**
  * Headers that re-route or re-interpret a request at origins that honour them; `Proxy` becomes
  * HTTP_PROXY under CGI, which some HTTP clients take as their outbound proxy ("httpoxy").
+ * `SCRIPT_NAME` and `X-Script-Name` set the mount prefix gunicorn and the common WSGI
+ * "reverse proxied" middleware cut off the path before routing (gunicorn honours the former
+ * from loopback peers, such as a tunnel or nginx on the same host): `/v1/tenants/acme/x/v1/tenants/globex/…`
+ * with a prefix of `/v1/tenants/acme/x` would be routed as globex's. `X-Middleware-Subrequest`
+ * makes Next.js skip its middleware (CVE-2025-29927), an origin's own auth check included.
  */
 export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
   "proxy",
@@ -74,8 +80,12 @@ export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
   "x-http-method",
   "x-method-override",
   "x-original-url",
+  "x-original-uri",
   "x-rewrite-url",
   "x-original-method",
+  "script-name",
+  "x-script-name",
+  "x-middleware-subrequest",
 ];
 
 /**

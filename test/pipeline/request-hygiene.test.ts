@@ -283,6 +283,12 @@ describe("header hygiene", () => {
       "x-host": "evil.example",
       "x-http-host-override": "evil.example",
       "x-original-host": "evil.example",
+      "x-original-uri": "/admin",
+      // A mount prefix gunicorn and WSGI proxy middleware cut off the path before routing.
+      "script-name": "/v1/tenants/acme/x",
+      "x-script-name": "/v1/tenants/acme/x",
+      // Next.js skips its middleware for it (CVE-2025-29927).
+      "x-middleware-subrequest": "middleware:middleware:middleware:middleware:middleware",
     };
     // Control: without the edge, every one of them reaches the origin.
     expect(await direct(overrides)).toMatchObject(overrides);
@@ -300,9 +306,22 @@ describe("header hygiene", () => {
       "x-host",
       "x-http-host-override",
       "x-original-host",
+      "x-original-uri",
+      "script-name",
+      "x-script-name",
+      "x-middleware-subrequest",
     ]) {
       expect(got[name]).toBeUndefined();
     }
+  });
+
+  it("strips SCRIPT_NAME in the spelling gunicorn reads, which would move the path a tenant-bound route authorised", async () => {
+    const { seen } = await send("/public/a", {
+      headers: { SCRIPT_NAME: "/public", X_Script_Name: "/public", "X-ARR-ClientCert": "MIIB" },
+    });
+    expect(seen).toHaveLength(1);
+    const names = Object.keys(seen[0]!.headers);
+    for (const name of ["script_name", "x_script_name", "x-arr-clientcert"]) expect(names).not.toContain(name);
   });
 
   it("strips hop-by-hop headers and any header Connection names", async () => {
