@@ -45,6 +45,10 @@ describe("Set-Cookie from the origin", () => {
     ["escapes it", "CF%5FAuthorization=x"],
     ["sends it as a nameless cookie", "CF_Authorization; Path=/"],
     ["pads the name", " CF_Authorization =x"],
+    // A pair with an empty name goes back as its value alone: `CF_Authorization=x`.
+    ["hides it behind an empty name", "=CF_Authorization=x; Path=/"],
+    ["hides it behind empty names and whitespace", " = = CF_Authorization=x"],
+    ["hides the bare name behind an empty name", "=CF_Authorization; Path=/"],
   ])("a line that %s is dropped; the others are kept in order", async (_what, line) => {
     const response = await edge().fetch("/files/report.html", {
       headers: respondWith([

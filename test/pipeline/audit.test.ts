@@ -380,11 +380,17 @@ describe("audit record", () => {
     const edge = harness(basePolicy());
     await edge.fetch(`/public/magic/${jws}/x`);
     await edge.fetch(`/public/${jwe}`);
-    await edge.fetch("/public/eyJ-not-a-token.json");
+    await edge.fetch(`/public/t/${jws}.json`);
+    for (const word of ["eyJ-not-a-token.json", "heyJude.live.mp3", "eyJude.live.mp3", "MoneyJar.v1.2.zip"])
+      await edge.fetch(`/public/${word}`);
     expect(edge.audit.map((r) => r.path)).toEqual([
       "/public/magic/[jwt]/x",
       "/public/[jwt]",
+      "/public/t/[jwt].json",
       "/public/eyJ-not-a-token.json",
+      "/public/heyJude.live.mp3",
+      "/public/eyJude.live.mp3",
+      "/public/MoneyJar.v1.2.zip",
     ]);
   });
 });
