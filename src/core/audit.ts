@@ -93,10 +93,12 @@ function numberOrNull(value: unknown): number | null {
  * A JWT put in a path segment, as some callback and link schemes do, is a credential all the
  * same. In compact form its header is base64url JSON, so begins `eyJ`: a JWS has three parts,
  * its payload JSON too (`eyJ`), a JWE five. It starts a segment or follows a character that is
- * not base64url (not `heyJude.live.mp3`). Linear: each run of the pattern's character classes
+ * not base64url (not `heyJude.live.mp3`), or an escape (`token%3DeyJ…`, which the canonical
+ * path keeps escaped). Linear: each run of the pattern's character classes
  * is followed by a character outside them, so no attempt backtracks further than its own run.
  */
-const JWT_IN_PATH = /(?<![\w-])eyJ[\w-]+\.(?:eyJ[\w-]*\.[\w-]*|[\w-]*\.[\w-]+\.[\w-]+\.[\w-]+)/g;
+const JWT_IN_PATH =
+  /(?:(?<![\w-])|(?<=%[\dA-Fa-f]{2}))eyJ[\w-]+\.(?:eyJ[\w-]*\.[\w-]*|[\w-]*\.[\w-]+\.[\w-]+\.[\w-]+)/g;
 
 /** The canonical path as recorded: any JWT in it replaced by `[jwt]`. */
 function recordedPath(path: string | undefined): string | null {

@@ -96,6 +96,11 @@ export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
 export const FORWARDING_HEADER_PREFIX = "x-forwarded-";
 export const FORWARDING_HEADERS: readonly string[] = [
   "forwarded",
+  // The scheme, as ingress-nginx passes it and WSGI "reverse proxied" middleware and
+  // Microsoft's proxies read it (wsgi.url_scheme, is_secure, absolute links).
+  "x-scheme",
+  "x-url-scheme",
+  "front-end-https",
   "forwarded-for",
   "x-forwarded",
   "x-original-forwarded-for",

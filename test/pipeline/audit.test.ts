@@ -381,12 +381,17 @@ describe("audit record", () => {
     await edge.fetch(`/public/magic/${jws}/x`);
     await edge.fetch(`/public/${jwe}`);
     await edge.fetch(`/public/t/${jws}.json`);
+    // Kept escaped in the canonical path: `token%3D…` is encodeURIComponent("token=" + jwt).
+    await edge.fetch(`/public/cb/token%3D${jws}`);
+    await edge.fetch(`/public/auth/Bearer ${jws}`);
     for (const word of ["eyJ-not-a-token.json", "heyJude.live.mp3", "eyJude.live.mp3", "MoneyJar.v1.2.zip"])
       await edge.fetch(`/public/${word}`);
     expect(edge.audit.map((r) => r.path)).toEqual([
       "/public/magic/[jwt]/x",
       "/public/[jwt]",
       "/public/t/[jwt].json",
+      "/public/cb/token%3D[jwt]",
+      "/public/auth/Bearer%20[jwt]",
       "/public/eyJ-not-a-token.json",
       "/public/heyJude.live.mp3",
       "/public/eyJude.live.mp3",

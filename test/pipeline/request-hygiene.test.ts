@@ -324,6 +324,16 @@ describe("header hygiene", () => {
     for (const name of ["script_name", "x_script_name", "x-arr-clientcert"]) expect(names).not.toContain(name);
   });
 
+  it("strips scheme headers proxy middleware reads as the request's scheme", async () => {
+    const { seen } = await send("/public/a", {
+      headers: { "X-Scheme": "http", "X-Url-Scheme": "http", "Front-End-Https": "off", "X-Original-Filename": "a.pdf" },
+    });
+    expect(seen).toHaveLength(1);
+    const got = seen[0]!.headers;
+    for (const name of ["x-scheme", "x-url-scheme", "front-end-https"]) expect(got[name]).toBeUndefined();
+    expect(got["x-original-filename"]).toBe("a.pdf");
+  });
+
   it("strips hop-by-hop headers and any header Connection names", async () => {
     const hopHeaders = {
       connection: "close, x-secret-hop, X_Other_Hop",

@@ -125,25 +125,54 @@ export async function fetchJson(fetcher: Fetcher, url: string, limits: FetchLimi
   }
 }
 
+/** The public material of a key, whatever `kid` or `alg` it is listed under. */
+export function keyMaterialOf(jwk: Record<string, unknown>): string {
+  return JSON.stringify([jwk.kty, jwk.crv, jwk.n, jwk.e, jwk.x, jwk.y]);
+}
+
+/** A private member with something in it: `"d": null` (as some libraries write an absent one) holds nothing. */
+function holdsPrivatePart(candidate: Record<string, unknown>): boolean {
+  return PRIVATE_MEMBERS.some(
+    (member) => candidate[member] !== undefined && candidate[member] !== null && candidate[member] !== "",
+  );
+}
+
+export interface UsableKeySet {
+  keys: JWK[];
+  /** The material of keys this document published with their private part. */
+  leaked: string[];
+}
+
 /**
- * Keep the verification keys of a JWKS document; throws if none is usable, unless a key was
- * dropped for being published with its private part. The set is then the issuer's answer,
- * not a failed fetch, even when nothing in it is usable: served on as the last good set, the
- * one before would keep trusting the very key that leaked.
+ * The verification keys of a JWKS document. A key published with its private part anywhere in
+ * it (under any kid, beside its public half) is dropped with every listing of its material, as
+ * are keys in `knownLeaked` (leaked before: republishing the public half does not make the
+ * private one secret again). Throws if no key is usable, unless one was dropped as leaked: the
+ * set is then the issuer's answer, not a failed fetch: served on as the last good set, the one
+ * before would keep trusting the very key that leaked.
  */
-export function usableKeys(document: unknown): JWK[] {
+export function usableKeys(document: unknown, knownLeaked: ReadonlySet<string> = new Set()): UsableKeySet {
   if (typeof document !== "object" || document === null || !Array.isArray((document as { keys?: unknown }).keys)) {
     throw new KeySetFetchError("malformed");
   }
   const keys: JWK[] = [];
-  let leaked = false;
+  const leaked = new Set<string>();
   for (const raw of (document as { keys: unknown[] }).keys) {
-    if (keys.length === MAX_KEYS) break;
     if (typeof raw !== "object" || raw === null) continue;
     const candidate = raw as Record<string, unknown>;
     // A Map, so a `kty` such as "__proto__" or "toString" is an unknown type, not an inherited member.
     const members = typeof candidate.kty === "string" ? PUBLIC_MEMBERS.get(candidate.kty) : undefined;
     if (!members) continue; // symmetric (`oct`) and unknown key types are never verification keys here
+    if (members.some((member) => typeof candidate[member] !== "string")) continue;
+    // A key published with any private member (RFC 7517 §9.2) is every reader's to sign with:
+    // an RSA key's q gives p as n / q, and one CRT exponent (dp or dq) gives it by a gcd.
+    // Whatever its `use`: the material is what leaked.
+    if (holdsPrivatePart(candidate)) {
+      leaked.add(keyMaterialOf(candidate));
+      continue;
+    }
+    // Past the cap, entries are still read for leaks, which the size cap on the set bounds.
+    if (keys.length === MAX_KEYS) continue;
     if (candidate.use !== undefined && candidate.use !== "sig") continue;
     // key_ops, when present, lists what the key may do (RFC 7517 §4.3): without "verify" it is
     // not ours to verify with, whatever `use` says. A malformed list permits nothing.
@@ -151,13 +180,6 @@ export function usableKeys(document: unknown): JWK[] {
       continue;
     if (candidate.kid !== undefined && (typeof candidate.kid !== "string" || candidate.kid.length > MAX_KID_LENGTH))
       continue;
-    if (members.some((member) => typeof candidate[member] !== "string")) continue;
-    // A key published with any private member (RFC 7517 §9.2) is every reader's to sign with:
-    // an RSA key's q gives p as n / q, and one CRT exponent (dp or dq) gives it by a gcd.
-    if (PRIVATE_MEMBERS.some((member) => candidate[member] !== undefined)) {
-      leaked = true;
-      continue;
-    }
     if (candidate.crv === "Ed25519" && unsafeEd25519(candidate.x as string)) continue;
     if (candidate.alg !== undefined && typeof candidate.alg !== "string") continue;
     const key: Record<string, unknown> = { kty: candidate.kty };
@@ -165,8 +187,12 @@ export function usableKeys(document: unknown): JWK[] {
       if (candidate[member] !== undefined) key[member] = candidate[member];
     keys.push(key as JWK);
   }
-  if (keys.length === 0 && !leaked) throw new KeySetFetchError("no_usable_keys");
-  return keys;
+  const trusted = keys.filter((key) => {
+    const material = keyMaterialOf(key as Record<string, unknown>);
+    return !leaked.has(material) && !knownLeaked.has(material);
+  });
+  if (keys.length === 0 && leaked.size === 0) throw new KeySetFetchError("no_usable_keys");
+  return { keys: trusted, leaked: [...leaked] };
 }
 
 /** OpenID discovery (OIDC Discovery §4.3): the document must name the same issuer. */

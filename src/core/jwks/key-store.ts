@@ -22,6 +22,8 @@ import {
   type FetchLimits,
   fetchJson,
   KeySetFetchError,
+  keyMaterialOf,
+  type UsableKeySet,
   usableKeys,
 } from "./fetch-key-set";
 
@@ -88,6 +90,8 @@ interface StoredKeySet {
   discovered?: boolean;
   keys: JWK[];
   retired: { jwk: JWK; retired_at: number }[];
+  /** The material of keys the issuer published with their private part (see usableKeys). */
+  leaked?: string[];
 }
 
 /**
@@ -127,6 +131,10 @@ const KV_READ_TIMEOUT_MS = 300;
  * new keys on every fetch must not grow the list, in memory or KV, with each refresh.
  */
 const MAX_RETIRED_KEYS = 100;
+/** Leaked keys remembered, the latest seen: as many as a key set has at most. */
+const MAX_LEAKED_KEYS = 100;
+/** A key's material as written: an RSA-8192 modulus is 1,366 characters. */
+const MAX_MATERIAL_CHARS = 4096;
 
 /** Which key types and curves can verify which algorithm: the ones it is imported as. */
 function keyFitsAlg(jwk: JWK, alg: string): boolean {
@@ -150,7 +158,7 @@ function isPastTime(value: unknown, now: number): value is number {
 /** `jwk` filtered exactly as a fetched key is, or undefined if it is not a usable key. */
 function usableKey(jwk: unknown): JWK | undefined {
   try {
-    return usableKeys({ keys: [jwk] })[0];
+    return usableKeys({ keys: [jwk] }).keys[0];
   } catch {
     return undefined;
   }
@@ -174,13 +182,18 @@ function parseStored(text: string, now: number, jwksUri: string | undefined): St
     const jwk = usableKey(raw);
     if (jwk && isPastTime(retiredAt, now)) retired.push({ jwk, retired_at: retiredAt });
   }
+  const leaked = (Array.isArray(parsed.leaked) ? (parsed.leaked as unknown[]) : [])
+    .filter((m): m is string => typeof m === "string" && m.length <= MAX_MATERIAL_CHARS)
+    .slice(-MAX_LEAKED_KEYS);
   return {
     v: 1,
     fetched_at: parsed.fetched_at,
     ...(secureUrl(parsed.jwks_uri) ? { jwks_uri: parsed.jwks_uri as string } : {}),
-    // Empty when the issuer's set held no key but leaked ones (see usableKeys).
-    keys: parsed.keys.length === 0 ? [] : usableKeys({ keys: parsed.keys }),
+    // Empty only when the issuer's set held no key but leaked ones: otherwise a miss, as a
+    // fetched set without usable keys is a failure.
+    keys: parsed.keys.length === 0 && leaked.length > 0 ? [] : usableKeys({ keys: parsed.keys }, new Set(leaked)).keys,
     retired,
+    ...(leaked.length > 0 ? { leaked } : {}),
   };
 }
 
@@ -204,6 +217,11 @@ export class IssuerKeyStore {
   /** When a refresh last failed, whatever the set held then (none, or an expired one). */
   #failedAttemptAt = -Infinity;
   #lastKvMissAt = -Infinity;
+  /**
+   * The material of keys the issuer has published with their private part, here or in a set
+   * another isolate saw: never current again, whichever set lists their public half later.
+   */
+  #leaked = new Set<string>();
   /** Every key imported from the current set, to its entry there: what `trusts` reads. */
   #keysInSet = new Map<CryptoKey, KeyEntry>();
   readonly #kvKey: string;
@@ -431,6 +449,14 @@ export class IssuerKeyStore {
   }
 
   #adopt(stored: StoredKeySet, source: KeySource): void {
+    for (const material of stored.leaked ?? []) {
+      this.#leaked.delete(material);
+      this.#leaked.add(material);
+    }
+    for (const material of this.#leaked) {
+      if (this.#leaked.size <= MAX_LEAKED_KEYS) break;
+      this.#leaked.delete(material);
+    }
     const previous = this.#state;
     const known = new Map<string, KeyEntry>();
     for (const entry of [...(previous?.current ?? []), ...(previous?.retired ?? [])])
@@ -439,7 +465,9 @@ export class IssuerKeyStore {
       const fingerprint = fingerprintOf(jwk);
       return { jwk, fingerprint, imported: known.get(fingerprint)?.imported ?? new Map() };
     };
-    const current = stored.keys.map(reuse);
+    const current = stored.keys
+      .filter((jwk) => !this.#leaked.has(keyMaterialOf(jwk as Record<string, unknown>)))
+      .map(reuse);
     const currentPrints = new Set(current.map((e) => e.fingerprint));
     const now = this.#deps.now();
     const retired = new Map<string, KeyEntry>();
@@ -486,6 +514,7 @@ export class IssuerKeyStore {
       discovered: !this.#issuer.jwksUri,
       keys: state.current.map((e) => e.jwk),
       retired: state.retired.map((e) => ({ jwk: e.jwk, retired_at: e.retiredAt ?? 0 })),
+      ...(this.#leaked.size > 0 ? { leaked: [...this.#leaked] } : {}),
     };
   }
 
@@ -651,9 +680,9 @@ export class IssuerKeyStore {
         maxBytes: this.#issuer.maxJwksBytes,
         signal: AbortSignal.timeout(this.#issuer.fetchTimeoutMs),
       };
-      const { jwksUri, keys } = await this.#fetchKeySet(kid, limits);
+      const { jwksUri, keys, leaked } = await this.#fetchKeySet(kid, limits);
       // The keys it drops are retired by adopt, with those retired before.
-      this.#adopt({ v: 1, fetched_at: this.#deps.now(), jwks_uri: jwksUri, keys, retired: [] }, "fetch");
+      this.#adopt({ v: 1, fetched_at: this.#deps.now(), jwks_uri: jwksUri, keys, retired: [], leaked }, "fetch");
       this.#lastFailure = undefined;
       const record = this.#toStored();
       if (record) {
@@ -683,19 +712,19 @@ export class IssuerKeyStore {
   async #fetchKeySet(
     kid: string | undefined,
     limits: FetchLimits & { signal: AbortSignal },
-  ): Promise<{ jwksUri: string; keys: JWK[] }> {
+  ): Promise<{ jwksUri: string } & UsableKeySet> {
     const discover = () => {
       this.stats.fetches += 1;
       return discoverJwksUri(this.#deps.fetch, this.#issuer.discoveryUrl as string, this.#issuer.issuer, limits);
     };
     const fetchFrom = async (jwksUri: string) => {
       this.stats.fetches += 1;
-      return { jwksUri, keys: usableKeys(await fetchJson(this.#deps.fetch, jwksUri, limits)) };
+      return { jwksUri, ...usableKeys(await fetchJson(this.#deps.fetch, jwksUri, limits), this.#leaked) };
     };
     const remembered = this.#issuer.jwksUri ?? this.#state?.jwksUri;
     if (!remembered) return fetchFrom(await discover());
 
-    let fetched: { jwksUri: string; keys: JWK[] } | undefined;
+    let fetched: ({ jwksUri: string } & UsableKeySet) | undefined;
     let failure: unknown;
     try {
       fetched = await fetchFrom(remembered);

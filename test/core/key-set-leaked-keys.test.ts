@@ -1,0 +1,102 @@
+// A key published with its private part is leaked for good: under any kid, beside its public
+// half, and after the issuer takes the private part down again. Only a private member that
+// holds something counts (`"d": null` holds nothing), and only a record that says so makes an
+// empty set in KV the issuer's answer.
+import { exportJWK, type JWK } from "jose";
+import { describe, expect, it } from "vitest";
+import { KeySetFetchError, usableKeys } from "../../src/core/jwks/fetch-key-set";
+import { makeKey, type TestKey } from "../support/issuers";
+import { JWKS_URI, RECORD_KEY, T0, world } from "../support/key-store-world";
+
+/** A lookup's answer in one word, so a failure shows the refusal's reason and detail. */
+const said = (r: { ok: boolean; reason?: string; detail?: string }) => (r.ok ? "ok" : `${r.reason}/${r.detail}`);
+
+/** The key as an issuer publishes it by mistake: public members and private ones. */
+async function withPrivatePart(key: TestKey, kid = key.kid): Promise<JWK> {
+  return { ...(await exportJWK(key.privateKey)), kid, alg: key.alg, use: "sig" };
+}
+
+describe("a key published with its private part", () => {
+  it("is not kept current by a public listing of the same key beside it", async () => {
+    const a = await makeKey("ES256", "a");
+    const w = world({ cache_ttl_s: 300, rotation_grace_s: 0 });
+    w.issuer.keys = [a.publicJwk];
+    const edge = w.isolate();
+    expect(said(await edge.lookup("a"))).toBe("ok");
+    w.issuer.keys = [a.publicJwk, await withPrivatePart(a)];
+    w.clock.ms = T0 + 301_000;
+    expect(said(await edge.lookup("a"))).toBe("token_invalid/kid_unknown");
+    expect(w.issuer.fetches).toBe(2);
+  });
+
+  it("is leaked under every kid it is listed under", async () => {
+    const a = await makeKey("ES256", "a");
+    const b = await makeKey("ES256", "b");
+    const w = world({ cache_ttl_s: 300, rotation_grace_s: 0 });
+    w.issuer.keys = [a.publicJwk, await withPrivatePart(a, "a-backup"), b.publicJwk];
+    const edge = w.isolate();
+    expect(said(await edge.lookup("a"))).toBe("token_invalid/kid_unknown");
+    expect(said(await edge.lookup("b"))).toBe("ok");
+  });
+
+  it("stays leaked once the issuer publishes its public half alone again, in this isolate and in others", async () => {
+    const a = await makeKey("ES256", "a");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0 });
+    w.issuer.keys = [a.publicJwk];
+    const edge = w.isolate();
+    expect(said(await edge.lookup("a"))).toBe("ok");
+    w.issuer.keys = [await withPrivatePart(a)];
+    w.clock.ms = T0 + 301_000;
+    expect(said(await edge.lookup("a"))).toBe("token_invalid/kid_unknown");
+    // The issuer takes the private part down; whoever read it still holds it.
+    w.issuer.keys = [a.publicJwk];
+    w.clock.ms += 31_000;
+    expect(said(await edge.lookup("a"))).toBe("token_invalid/kid_unknown");
+    expect(w.issuer.fetches).toBe(3);
+    // The record in KV carries the leak to an isolate that never saw it.
+    expect(JSON.parse(w.kv.data.get(RECORD_KEY) as string).leaked).toHaveLength(1);
+    w.clock.ms += 1000;
+    expect(said(await w.isolate().lookup("a"))).toBe("token_invalid/kid_unknown");
+  });
+
+  it('is not leaked when its private members are written as null or empty ("d": null holds nothing)', async () => {
+    const a = await makeKey("ES256", "a");
+    const w = world({ cache_ttl_s: 300, rotation_grace_s: 0 });
+    w.issuer.keys = [a.publicJwk];
+    const edge = w.isolate();
+    expect(said(await edge.lookup("a"))).toBe("ok");
+    w.issuer.keys = [{ ...a.publicJwk, d: null, p: "" } as unknown as JWK];
+    w.clock.ms = T0 + 301_000;
+    expect(said(await edge.lookup("a"))).toBe("ok");
+    expect(w.issuer.fetches).toBe(2);
+  });
+});
+
+describe("a set without usable keys", () => {
+  it("is the issuer's answer only when a key in it was leaked; otherwise a failed fetch", async () => {
+    const a = await makeKey("ES256", "a");
+    const failure = (doc: unknown) => {
+      try {
+        return usableKeys(doc);
+      } catch (error) {
+        return error instanceof KeySetFetchError ? error.message : "other";
+      }
+    };
+    expect(failure({ keys: [] })).toBe("no_usable_keys");
+    expect(failure({ keys: [{ kty: "oct", k: "c2VjcmV0" }] })).toBe("no_usable_keys");
+    // A private key for encryption leaked too: its material goes with it, whatever its use.
+    expect(failure({ keys: [{ ...(await withPrivatePart(a)), use: "enc" }] })).toMatchObject({ keys: [] });
+    expect(failure({ keys: [await withPrivatePart(a)] })).toMatchObject({ keys: [] });
+  });
+
+  it("is taken from KV only with the leak it records: a record of no keys that says nothing is a miss", async () => {
+    const a = await makeKey("ES256", "a");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
+    w.issuer.keys = [a.publicJwk];
+    w.stamp(T0 - 1500);
+    w.putRecord(T0 - 1000, []);
+    expect(said(await w.isolate().lookup("a"))).toBe("ok");
+    expect(w.issuer.fetches).toBe(1);
+    expect(JSON.parse(w.kv.data.get(RECORD_KEY) as string)).toMatchObject({ jwks_uri: JWKS_URI });
+  });
+});
