@@ -1,9 +1,11 @@
 -- edge.authz.cache.hit_rate per issuer, in 5-minute buckets over the last 6 hours.
--- A hit is any token check whose key did not have to be fetched from the issuer
--- (key source token_cache, memory, kv or stale); a miss is `fetch`, which also marks every check
--- refused because the issuer's key set could not be had (jwks_unavailable).
+-- Over key lookups only: a token answered from the verified-token cache (key source
+-- token_cache) looked up no key, and counting it would hide lookups that all miss behind a
+-- client reusing one token. A hit is a lookup whose key did not have to be fetched from the
+-- issuer (memory, kv or stale); a miss is `fetch`, which also marks every check refused
+-- because the issuer's key set could not be had (jwks_unavailable).
 --
--- ALERT: hit_rate < 0.95 in a bucket with at least 100 token checks (fewer checks make the
+-- ALERT: hit_rate < 0.95 in a bucket with at least 100 key lookups (fewer lookups make the
 -- rate noise: each new isolate fetches once). The HAVING clause keeps only buckets that
 -- breach, so "query returns rows" is the alert condition. Remove it for a dashboard panel.
 -- A sustained breach means keys are not staying cached: cache TTL too short, the issuer
@@ -11,11 +13,11 @@
 SELECT
   toStartOfInterval(timestamp, INTERVAL '5' MINUTE) AS bucket,
   blob6 AS issuer_id,
-  SUM(_sample_interval) AS token_checks,
+  SUM(_sample_interval) AS key_lookups,
   SUM(IF(blob7 = 'fetch', 0, _sample_interval)) / SUM(_sample_interval) AS hit_rate
 FROM portcullis
 WHERE timestamp > NOW() - INTERVAL '6' HOUR
-  AND blob7 != ''
+  AND blob7 NOT IN ('', 'token_cache')
 GROUP BY bucket, issuer_id
 HAVING SUM(_sample_interval) >= 100
   AND SUM(IF(blob7 = 'fetch', 0, _sample_interval)) / SUM(_sample_interval) < 0.95

@@ -1,9 +1,10 @@
 -- Privilege probing: users hitting insufficient_scope on routes they have never been
 -- allowed on, in the last hour, measured against 30 days of history.
 --
--- For every (tenant, user, route) seen in 30 days, the inner query counts the user's
+-- For every (tenant, issuer, user, route) seen in 30 days, the inner query counts the user's
 -- insufficient_scope denies in the last hour and the user's allowed requests on that route
--- over the whole 30 days. A pair with recent scope denies and no allowed request ever is a
+-- over the whole 30 days (a user is a subject at one issuer: two issuers' "1001" are two
+-- users). A pair with recent scope denies and no allowed request ever is a
 -- route "the user never used before". The outer query sums those pairs per user.
 --
 -- ALERT: one user with insufficient_scope on 3 or more routes they never used, within an
@@ -23,12 +24,14 @@
 --   15 minutes at most, or shorten the window.
 SELECT
   tenant_id,
+  issuer_id,
   user_sub,
   COUNT() AS new_routes_denied,
   SUM(scope_denies) AS scope_denies
 FROM (
   SELECT
     index1 AS tenant_id,
+    blob6 AS issuer_id,
     blob5 AS user_sub,
     blob3 AS route,
     SUM(IF(blob2 = 'insufficient_scope' AND timestamp > NOW() - INTERVAL '1' HOUR, _sample_interval, 0))
@@ -38,11 +41,11 @@ FROM (
   WHERE timestamp > NOW() - INTERVAL '30' DAY
     AND blob5 != ''
     AND blob3 != ''
-  GROUP BY tenant_id, user_sub, route
+  GROUP BY tenant_id, issuer_id, user_sub, route
 )
 WHERE scope_denies > 0
   AND allowed_ever = 0
-GROUP BY tenant_id, user_sub
+GROUP BY tenant_id, issuer_id, user_sub
 HAVING COUNT() >= 3
 ORDER BY new_routes_denied DESC, scope_denies DESC
 LIMIT 100

@@ -1,7 +1,9 @@
 -- Token checks answered from a key set past its cache TTL, per issuer, in 5-minute buckets
 -- over the last 6 hours. A stale set is still served (up to max_stale_s) while refreshes fail,
 -- so an issuer outage does not show in the hit rate or in denies until the set expires and
--- every request is refused 503 jwks_unavailable. blob7 = 'stale' is the early warning.
+-- every request is refused 503 jwks_unavailable. blob7 = 'stale' is the early warning; a token
+-- answered from the verified-token cache while its issuer's set is past its TTL counts as
+-- 'stale' too, so a client reusing one token still shows.
 --
 -- ALERT: rows returned. A healthy issuer is stale for the few requests that meet the set just
 -- after its TTL, before the background refresh lands; 20 or more in a bucket means refreshes

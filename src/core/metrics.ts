@@ -46,6 +46,11 @@ export type DoubleColumn = (typeof DOUBLE_COLUMNS)[number];
 export const MAX_INDEX_BYTES = 96;
 /** Per blob, so 17 blobs stay far below the 16 KB row limit whatever a token carries. */
 export const MAX_BLOB_BYTES = 256;
+/**
+ * `failed_open` lists up to 16 limit names of up to 64 characters each (see the policy), with
+ * commas: whole, it stays far below the row limit too.
+ */
+export const MAX_FAILED_OPEN_BYTES = 16 * 65;
 
 /** Structurally an `AnalyticsEngineDataPoint`, without depending on Workers types. */
 export interface DataPoint {
@@ -105,6 +110,8 @@ const INVALID_TOKEN_REASONS: ReadonlySet<string> = new Set([
   "audience_mismatch",
 ]);
 
+const FAILED_OPEN_BLOB = BLOB_COLUMNS.indexOf("failed_open");
+
 /** The row for one request. Pure: same input, same row. */
 export function metricsDataPoint({ record, tokenCheck, clientIp }: DataPointInput): DataPoint {
   const guessing = record.decision === "deny" && INVALID_TOKEN_REASONS.has(record.reason ?? "");
@@ -132,7 +139,7 @@ export function metricsDataPoint({ record, tokenCheck, clientIp }: DataPointInpu
   ];
   return {
     indexes: [truncateUtf8(record.tenant_id ?? "", MAX_INDEX_BYTES)],
-    blobs: blobs.map((blob) => truncateUtf8(blob, MAX_BLOB_BYTES)),
+    blobs: blobs.map((blob, i) => truncateUtf8(blob, i === FAILED_OPEN_BLOB ? MAX_FAILED_OPEN_BYTES : MAX_BLOB_BYTES)),
     doubles: [
       record.status,
       measured(record.latency_ms),

@@ -318,9 +318,12 @@ function checkLimits(check: Checker, raw: unknown, path: string, isPublic: boole
       if (first !== undefined) check.fail(`${at}.name`, `"${item.name}" is already declared at ${first}`);
       else declaredAt.set(item.name, at);
     }
-    // Names go into counter names, which the limiter objects bound.
-    const nameFits = typeof item.name !== "string" || item.name.length <= MAX_NAME_CHARS;
-    if (!nameFits) check.fail(`${at}.name`, `at most ${MAX_NAME_CHARS} characters`);
+    // Names go into counter names, which the limiter objects bound, and into the metrics'
+    // comma-separated failed_open column, which a comma in one would make ambiguous.
+    const nameFits =
+      typeof item.name !== "string" || (item.name.length <= MAX_NAME_CHARS && /^[A-Za-z0-9._:-]+$/.test(item.name));
+    if (!nameFits)
+      check.fail(`${at}.name`, `at most ${MAX_NAME_CHARS} characters: letters, digits, '.', '_', ':' and '-'`);
     const ok =
       check.string(item.name, `${at}.name`) &&
       nameFits &&

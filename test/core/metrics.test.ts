@@ -257,6 +257,16 @@ describe("every column holds its own field", () => {
   });
 });
 
+describe("the limits that failed open", () => {
+  it("are kept whole: sixteen names of 64 characters, where other columns are cut at 256 bytes", () => {
+    const names = Array.from({ length: 16 }, (_, i) => `limit-${String(i).padStart(2, "0")}-${"x".repeat(55)}`);
+    expect(names.every((name) => name.length === 64)).toBe(true);
+    const point = metricsDataPoint({ record: record({ failed_open: names, detail: "d".repeat(300) }) });
+    expect(point.blobs[BLOB_COLUMNS.indexOf("failed_open")]?.split(",")).toEqual(names);
+    expect(point.blobs[BLOB_COLUMNS.indexOf("detail")]).toHaveLength(256);
+  });
+});
+
 describe("the documented layout", () => {
   it("ops/README.md names the same column for every field", async () => {
     const readme: string = (await import("../../ops/README.md?raw")).default;
@@ -294,6 +304,20 @@ describe("the queries in ops/queries", () => {
     ]) {
       expect(names).toContain(name);
     }
+  });
+
+  const code = (name: string) =>
+    (Object.entries(queries).find(([path]) => path.endsWith(`/${name}`))?.[1] ?? "").replace(/--.*$/gm, "");
+
+  it("rate key-cache hits over key lookups: a verified-token cache answer looked up no key", () => {
+    expect(code("key-cache-hit-rate.sql")).toMatch(/AND blob7 NOT IN \('', 'token_cache'\)\n/);
+  });
+
+  it("tell users apart by issuer as well as subject when looking for privilege probing", () => {
+    const sql = code("privilege-probing.sql");
+    expect(sql).toContain("blob6 AS issuer_id");
+    expect(sql).toContain("GROUP BY tenant_id, issuer_id, user_sub, route");
+    expect(sql).toContain("GROUP BY tenant_id, issuer_id, user_sub\n");
   });
 
   it.each(Object.entries(queries))("%s reads the dataset within a time bound, through columns that exist", (_, sql) => {

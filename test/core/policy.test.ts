@@ -132,7 +132,13 @@ describe("policy validation names the field and why", () => {
     [
       "a limit name too long for a counter name",
       (p: any) => (p.routes[0].limits = [{ name: "n".repeat(65), key: "user", limit: 5, window_s: 60 }]),
-      "routes[0].limits[0].name: at most 64 characters",
+      "routes[0].limits[0].name: at most 64 characters: letters, digits, '.', '_', ':' and '-'",
+    ],
+    [
+      // The metrics list the limits that failed open comma-separated: `a,b` would read as two.
+      "a limit name with a comma",
+      (p: any) => (p.routes[0].limits = [{ name: "per,user", key: "user", limit: 5, window_s: 60 }]),
+      "routes[0].limits[0].name: at most 64 characters: letters, digits, '.', '_', ':' and '-'",
     ],
     [
       "more limits of one object kind than one limiter call carries",

@@ -375,6 +375,11 @@ export class IssuerKeyStore {
     return this.#inGrace(entry, now);
   }
 
+  /** Whether the set held is past its TTL: served stale, as a lookup's `stale` source says. */
+  servesStale(now: number): boolean {
+    return this.#state !== undefined && this.#isStale(this.#state, now);
+  }
+
   /** Current, or retired less than rotation_grace_s ago (a clock stepped back to before then grants none). */
   #inGrace(entry: KeyEntry, now: number): boolean {
     const at = entry.retiredAt;

@@ -108,13 +108,16 @@ export class TokenVerifier {
       const store = this.keyStore(issuer);
       const refreshing = acceptedIssuerIds.includes(issuer.id) && store.keepCurrent(now, defer);
       if (refreshing) await refreshing;
-      if (store.trusts(cached.key, this.#deps.now())) {
+      const checkedAt = this.#deps.now();
+      if (store.trusts(cached.key, checkedAt)) {
         const refused = this.#routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
+        // Through an outage a set past its TTL serves on: the metrics must show it, whether a
+        // token was checked against it now or earlier.
+        const keySource = store.servesStale(checkedAt) ? "stale" : "token_cache";
         // An audience refusal comes after the key check: it names its issuer and key source
         // for the metrics, as on a token checked afresh.
-        if (refused?.reason === "audience_mismatch")
-          return { ...refused, issuerId: issuer.id, keySource: "token_cache" };
-        return refused ?? { ok: true, identity, keySource: "token_cache" };
+        if (refused?.reason === "audience_mismatch") return { ...refused, issuerId: issuer.id, keySource };
+        return refused ?? { ok: true, identity, keySource };
       }
       this.tokenCache.delete(token);
     }
