@@ -157,6 +157,15 @@ export function cookieName(cookie: string): string {
   return (eq < 0 ? cookie : cookie.slice(0, eq)).trim();
 }
 
+/**
+ * A cookie's name as the most lenient server reads it: empty names skipped. A browser sends a
+ * cookie whose name is empty as its value alone, so `=CF_Authorization=x` arrives, from a
+ * `Set-Cookie` or a client, as a cookie some server may read as `CF_Authorization`.
+ */
+export function cookieNameAsRead(cookie: string): string {
+  return cookieName(cookie.replace(/^[\s=]+/, ""));
+}
+
 /** The cookies of a `Cookie` header in order: name and value trimmed, and the pair as sent. */
 export function cookiePairs(cookieHeader: string): [name: string, value: string, raw: string][] {
   const pairs: [string, string, string][] = [];

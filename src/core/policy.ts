@@ -223,8 +223,14 @@ function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer
     if (!check.string(raw.team_domain, `${path}.team_domain`)) return undefined;
     const origin = raw.team_domain.includes("://") ? raw.team_domain : `https://${raw.team_domain}`;
     if (!check.url(origin, `${path}.team_domain`)) return undefined;
+    const parsed = secureUrl(origin) as URL;
+    // The team's name alone (`acme`), or a host with a trailing dot: no assertion's `iss` says that.
+    if (parsed.hostname.endsWith(".") || !/[.:]|^localhost$/.test(parsed.hostname)) {
+      check.fail(`${path}.team_domain`, 'must be the team domain, such as "acme.cloudflareaccess.com"');
+      return undefined;
+    }
     // As parsed: Access writes `iss` in lower case, without a default port.
-    issuer = (secureUrl(origin) as URL).href.replace(/\/$/, "");
+    issuer = parsed.href.replace(/\/$/, "");
     jwksUri = `${issuer}/cdn-cgi/access/certs`;
   } else {
     check.fail(`${path}.kind`, 'must be "oidc" or "cloudflare_access"');

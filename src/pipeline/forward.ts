@@ -4,7 +4,7 @@
 // client's request.
 
 import { TIMED_OUT, withDeadline } from "../core/deadline";
-import { connectionNominated, HOP_BY_HOP_HEADERS, isCredentialCookie } from "../core/headers";
+import { connectionNominated, HOP_BY_HOP_HEADERS, cookieNameAsRead, isCredentialCookie } from "../core/headers";
 import { withoutQueryCredentials } from "../core/tokens/credentials";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -39,18 +39,6 @@ function clientResponse(upstream: Response): Response {
 }
 
 /**
- * The name a server reads from the cookie a browser sends back for this `Set-Cookie` line:
- * the pair's name; for a pair with an empty name (`=CF_Authorization=x`), which a browser sends
- * back as its value alone, the name in that value; for a pair without `=`, the pair itself.
- */
-function returnedCookieName(line: string): string {
-  // Every empty name in turn, as the most lenient server reads what is sent back.
-  const pair = (line.split(";", 1)[0] as string).replace(/^[\s=]+/, "");
-  const eq = pair.indexOf("=");
-  return (eq < 0 ? pair : pair.slice(0, eq)).trim();
-}
-
-/**
  * Drops every `Set-Cookie` that would give the browser a credential cookie, however spelt.
  * Only Cloudflare Access sets `CF_Authorization` (on its own `/cdn-cgi/access/` answers, which
  * never reach this Worker): one from an origin, a user-content one included, could sign a
@@ -59,7 +47,9 @@ function returnedCookieName(line: string): string {
  */
 function withoutCredentialSetCookies(headers: Headers): void {
   const lines = headers.getSetCookie();
-  const kept = lines.filter((line) => !isCredentialCookie(returnedCookieName(line)));
+  // The name of the cookie-pair before any attribute: a pair with an empty name goes back as
+  // its value alone (`=CF_Authorization=x`), one without `=` as itself.
+  const kept = lines.filter((line) => !isCredentialCookie(cookieNameAsRead(line.split(";", 1)[0] as string)));
   if (kept.length === lines.length) return;
   headers.delete("set-cookie");
   for (const line of kept) headers.append("set-cookie", line);

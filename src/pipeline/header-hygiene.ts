@@ -6,9 +6,9 @@
 import { boundedMemo } from "../core/bounded-memo";
 import {
   connectionNominated,
-  cookieName,
   cookieParts,
   isCredentialCookie,
+  cookieNameAsRead,
   makeStripPredicate,
   normaliseHeaderName,
 } from "../core/headers";
@@ -29,7 +29,7 @@ export function withoutCredentialCookies(cookie: string): string {
   for (let i = 0; i < parts.length; i += 2) {
     if (i > 0 && between !== ";") between = parts[i - 1] as string;
     const part = parts[i] as string;
-    if (isCredentialCookie(cookieName(part))) {
+    if (isCredentialCookie(cookieNameAsRead(part))) {
       removed = true;
       continue;
     }

@@ -25,6 +25,13 @@ describe("cookies", () => {
     expect(withoutCredentialCookies("CF_Authorization=t;  a=1,b=2 ;c=3")).toBe("a=1,b=2 ;c=3");
   });
 
+  it("cuts out a credential cookie behind an empty name, which a browser sends as its value alone", () => {
+    expect(withoutCredentialCookies("x=1; =CF_Authorization=t; y=2")).toBe("x=1; y=2");
+    expect(withoutCredentialCookies(" = =cf_authorization=t")).toBe("");
+    // A nameless cookie that is not a credential stays.
+    expect(withoutCredentialCookies("=theme=dark; CF_Authorization=t")).toBe("=theme=dark");
+  });
+
   it("parts the neighbours of a cut cookie by `;` when any separator around it was one", () => {
     // Otherwise a strict parser would read `a`'s value as running on into `b`.
     expect(withoutCredentialCookies("a=1; CF_Authorization=t,b=2")).toBe("a=1;b=2");

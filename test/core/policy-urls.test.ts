@@ -66,4 +66,13 @@ describe("an Access team domain names the issuer Access writes", () => {
       expect(issuer?.jwksUri).toBe("https://acme.cloudflareaccess.com/cdn-cgi/access/certs");
     },
   );
+
+  // The team's name as the dashboard shows it, or a trailing dot: no assertion would ever match.
+  it.each(["acme", "acme.cloudflareaccess.com.", "https://acme/"])("%s is refused", (team_domain) => {
+    const doc = minimal();
+    doc.issuers.idp = { kind: "cloudflare_access", team_domain };
+    expect(problemsOf(doc)).toContain(
+      'issuers.idp.team_domain: must be the team domain, such as "acme.cloudflareaccess.com"',
+    );
+  });
 });

@@ -82,6 +82,25 @@ describe("Set-Cookie from the origin", () => {
 
 describe("the Cookie header an Access route forwards", () => {
   it.each([
+    ["x=1; =CF_Authorization=", "x=1"],
+    ["=CF_Authorization=", "; x=1"],
+    ["x=1; ==CF_Authorization=", ""],
+    ["x=1; = CF_Authorization=", ""],
+  ])("never carries an assertion behind an empty name: %s…%s", async (before, after) => {
+    const other = await accessAssertion();
+    const m = marker();
+    const response = await edge().fetch("/echo-app/x", {
+      headers: {
+        "x-test-marker": m,
+        "cf-access-jwt-assertion": await accessAssertion(),
+        cookie: `${before}${other}${after}`,
+      },
+    });
+    expect(response.status).toBe(200);
+    expect((await originSaw(m))[0]?.headers.cookie).toBe("x=1");
+  });
+
+  it.each([
     // A strict parser (Hono's keeps the first of two names) must read what the browser sent.
     ["note=x,session=attacker; session=real", "real"],
     ["filter=a,b=c; theme=dark", undefined],
