@@ -2,8 +2,8 @@
 -- over the last 6 hours. A stale set is still served (up to max_stale_s) while refreshes fail,
 -- so an issuer outage does not show in the hit rate or in denies until the set expires and
 -- every request is refused 503 jwks_unavailable. blob7 = 'stale' is the early warning; a token
--- answered from the verified-token cache while its issuer's set is past its TTL counts as
--- 'stale' too, so a client reusing one token still shows.
+-- answered from the verified-token cache while its issuer's set is past its TTL is
+-- 'token_cache_stale', counted here too, so a client reusing one token still shows.
 --
 -- ALERT: rows returned. A healthy issuer is stale for the few requests that meet the set just
 -- after its TTL, before the background refresh lands; 20 or more in a bucket means refreshes
@@ -17,7 +17,7 @@ SELECT
   MAX(timestamp) AS last_seen
 FROM portcullis
 WHERE timestamp > NOW() - INTERVAL '6' HOUR
-  AND blob7 = 'stale'
+  AND blob7 IN ('stale', 'token_cache_stale')
 GROUP BY bucket, issuer_id
 HAVING SUM(_sample_interval) >= 20
 ORDER BY bucket DESC, stale_checks DESC

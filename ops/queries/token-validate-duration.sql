@@ -1,5 +1,6 @@
 -- edge.token.validate.duration_ms{issuer}: token verification time per issuer (policy id)
--- and key source, last hour. `token_cache` is a verified-token cache hit, `memory` and
+-- and key source, last hour. `token_cache` is a verified-token cache hit (`token_cache_stale`
+-- while its issuer's set is served past its TTL), `memory` and
 -- `kv` are key cache hits (`stale`: from a set past its TTL), `fetch` means the issuer's key set was fetched for this request
 -- (the slow path, expected after a deploy, a key rotation or an unknown kid).
 -- Rows without a token check (public routes, denies before verification) have an empty

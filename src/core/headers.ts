@@ -134,11 +134,12 @@ export const ACCESS_COOKIE = "CF_Authorization";
 export const CREDENTIAL_COOKIES: readonly string[] = [ACCESS_COOKIE];
 
 /**
- * Where one cookie ends: at `;`, or at a `,` followed by another `name=`. Two `Cookie` headers
- * reach the Worker joined by ", ", and a cookie value may not contain a comma (RFC 6265
- * §4.1.1), so a cookie after such a comma is a cookie of its own — also to an origin's parser.
+ * Where one cookie ends: at `;`, or at a `,` followed by another `name=`, the name empty too
+ * (a cookie whose name is empty is sent as its value alone). Two `Cookie` headers reach the
+ * Worker joined by ", ", and a cookie value may not contain a comma (RFC 6265 §4.1.1), so a
+ * cookie after such a comma is a cookie of its own — also to an origin's parser.
  */
-const COOKIE_BOUNDARY = /(;|,(?=\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+=))/;
+const COOKIE_BOUNDARY = /(;|,(?=\s*[!#$%&'*+.^_`|~0-9A-Za-z-]*=))/;
 
 /**
  * A `Cookie` header cut where each cookie ends, separators kept: cookie, separator, cookie, …

@@ -47,10 +47,11 @@ export const MAX_INDEX_BYTES = 96;
 /** Per blob, so 17 blobs stay far below the 16 KB row limit whatever a token carries. */
 export const MAX_BLOB_BYTES = 256;
 /**
- * `failed_open` lists up to 16 limit names of up to 64 characters each (see the policy), with
- * commas: whole, it stays far below the row limit too.
+ * `failed_open` lists up to 32 limit names (16 per limiter object, both of which may fail
+ * open) of up to 64 characters each (see the policy), with commas: whole, it stays far below
+ * the row limit too.
  */
-export const MAX_FAILED_OPEN_BYTES = 16 * 65;
+export const MAX_FAILED_OPEN_BYTES = 32 * 65;
 
 /** Structurally an `AnalyticsEngineDataPoint`, without depending on Workers types. */
 export interface DataPoint {

@@ -4,6 +4,7 @@
 import type { Context } from "hono";
 import type { DenyReason } from "../core/deny";
 import type { Identity } from "../core/identity";
+import type { CheckSource } from "../core/tokens/verify";
 import type { CompiledPolicy, CompiledRoute } from "../core/policy";
 
 export interface Bindings {
@@ -37,11 +38,8 @@ export interface TokenCheck {
   issuerId: string;
   /** Time spent verifying the token, ms. */
   verifyMs: number;
-  /**
-   * Where the verification key came from: a cached verification result, the isolate's key
-   * cache, KV, or a fetch from the issuer. Anything but `fetch` counts as a cache hit.
-   */
-  keySource: "token_cache" | "memory" | "kv" | "fetch" | "stale";
+  /** Where the verification key came from (see `CheckSource`). */
+  keySource: CheckSource;
 }
 
 export interface Timings {

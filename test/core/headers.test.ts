@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { cookiePairs, makeStripPredicate } from "../../src/core/headers";
-import { withoutCredentialCookies } from "../../src/pipeline/header-hygiene";
+import { hidesCredentialCookie, withoutCredentialCookies } from "../../src/pipeline/header-hygiene";
 
 describe("cookies", () => {
   it("parses pairs in order, keeping each as sent", () => {
@@ -30,6 +30,15 @@ describe("cookies", () => {
     expect(withoutCredentialCookies(" = =cf_authorization=t")).toBe("");
     // A nameless cookie that is not a credential stays.
     expect(withoutCredentialCookies("=theme=dark; CF_Authorization=t")).toBe("=theme=dark");
+    // After a comma too: two Cookie headers arrive joined by ", ".
+    expect(withoutCredentialCookies("x=1, =CF_Authorization=t")).toBe("x=1");
+    expect(withoutCredentialCookies("a=1,=CF_Authorization=t; b=2")).toBe("a=1; b=2");
+  });
+
+  it("finds a credential cookie hidden behind an `=` in another cookie's value", () => {
+    expect(hidesCredentialCookie("session=s =CF_Authorization=t")).toBe(true);
+    expect(hidesCredentialCookie("next=a=CF_Authorization=t")).toBe(true);
+    expect(hidesCredentialCookie("data=YWJj==; q=a=b")).toBe(false);
   });
 
   it("parts the neighbours of a cut cookie by `;` when any separator around it was one", () => {

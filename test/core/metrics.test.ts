@@ -258,8 +258,8 @@ describe("every column holds its own field", () => {
 });
 
 describe("the limits that failed open", () => {
-  it("are kept whole: sixteen names of 64 characters, where other columns are cut at 256 bytes", () => {
-    const names = Array.from({ length: 16 }, (_, i) => `limit-${String(i).padStart(2, "0")}-${"x".repeat(55)}`);
+  it("are kept whole: 32 names of 64 characters (both limiter objects), where other columns are cut at 256 bytes", () => {
+    const names = Array.from({ length: 32 }, (_, i) => `limit-${String(i).padStart(2, "0")}-${"x".repeat(55)}`);
     expect(names.every((name) => name.length === 64)).toBe(true);
     const point = metricsDataPoint({ record: record({ failed_open: names, detail: "d".repeat(300) }) });
     expect(point.blobs[BLOB_COLUMNS.indexOf("failed_open")]?.split(",")).toEqual(names);
@@ -310,7 +310,11 @@ describe("the queries in ops/queries", () => {
     (Object.entries(queries).find(([path]) => path.endsWith(`/${name}`))?.[1] ?? "").replace(/--.*$/gm, "");
 
   it("rate key-cache hits over key lookups: a verified-token cache answer looked up no key", () => {
-    expect(code("key-cache-hit-rate.sql")).toMatch(/AND blob7 NOT IN \('', 'token_cache'\)\n/);
+    expect(code("key-cache-hit-rate.sql")).toMatch(/AND blob7 NOT IN \('', 'token_cache', 'token_cache_stale'\)\n/);
+  });
+
+  it("count verified-token cache answers on a stale set as stale-set use, and only there", () => {
+    expect(code("stale-key-sets.sql")).toMatch(/AND blob7 IN \('stale', 'token_cache_stale'\)\n/);
   });
 
   it("tell users apart by issuer as well as subject when looking for privilege probing", () => {

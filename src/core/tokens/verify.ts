@@ -32,7 +32,11 @@ export interface VerifierDeps {
 }
 
 /** Where a check's key came from: a key lookup, or the verified-token cache. */
-export type CheckSource = LookupSource | "token_cache";
+/**
+ * Where a check's key came from. `token_cache_stale`: a verified-token cache answer (no key
+ * looked up) while the issuer's set is served past its TTL, which the stale-set alert counts.
+ */
+export type CheckSource = LookupSource | "token_cache" | "token_cache_stale";
 
 export type VerifyResult =
   | { ok: true; identity: Identity; keySource: CheckSource }
@@ -113,7 +117,7 @@ export class TokenVerifier {
         const refused = this.#routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
         // Through an outage a set past its TTL serves on: the metrics must show it, whether a
         // token was checked against it now or earlier.
-        const keySource = store.servesStale(checkedAt) ? "stale" : "token_cache";
+        const keySource = store.servesStale(checkedAt) ? "token_cache_stale" : "token_cache";
         // An audience refusal comes after the key check: it names its issuer and key source
         // for the metrics, as on a token checked afresh.
         if (refused?.reason === "audience_mismatch") return { ...refused, issuerId: issuer.id, keySource };
