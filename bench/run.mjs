@@ -579,14 +579,15 @@ try {
       `jose jwtVerify ${verifySummary.ES256.jose.toFixed(1)} µs`,
   );
   mkdirSync(dirname(options.out), { recursive: true });
-  const markdownOut = options.out.replace(/\.json$/, ".md");
+  // Beside the JSON, never over it: an --out without .json gets .md appended.
+  const markdownOut = options.out.endsWith(".json") ? options.out.replace(/\.json$/, ".md") : `${options.out}.md`;
   writeFileSync(options.out, `${JSON.stringify(raw, null, 2)}\n`);
   writeFileSync(markdownOut, `${markdownReport(raw, summary)}\n`);
   // The repository's formatter owns every file under bench/: keep the results lint-clean.
   spawnSync(join(root, "node_modules", ".bin", "biome"), ["format", "--write", options.out, markdownOut], {
     stdio: "ignore",
   });
-  log(`\nresults: ${options.out} (and ${options.out.replace(/\.json$/, ".md")})`);
+  log(`\nresults: ${options.out} (and ${markdownOut})`);
 } catch (error) {
   console.error(`\nbench failed: ${error instanceof Error ? error.stack : error}`);
   process.exitCode = 1;

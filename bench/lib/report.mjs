@@ -75,6 +75,19 @@ function timeAdded(raw, mode, a, b, f = (x, y) => 1e6 / x.rps - 1e6 / y.rps) {
   return pairedMedian(pick(a), pick(b), f).median;
 }
 
+/**
+ * Why a cold-token-cache cell says nothing of a cold cache: the verified-token cache answered
+ * a share of its requests (too few distinct tokens for its 10,000 entries). Undefined if cold.
+ */
+function notCold(cell) {
+  const verified = cell?.perRequest?.verify;
+  if (!(verified < 0.95)) return undefined;
+  return (
+    `not judged: ${verified.toFixed(2)} signature verifications per request, the verified-token cache ` +
+    "answered the rest (run with --tokens above its 10,000 entries)"
+  );
+}
+
 function targets(raw, cells) {
   const mode = "forward";
   const has = (variant, workload) => cells[cellId({ variant, workload }, mode)]?.state === "measured";
@@ -84,10 +97,14 @@ function targets(raw, cells) {
   const na = (name, goal, why) => add(name, goal, null, null, why);
 
   const jwt = { variant: "pc-jwt", workload: "es256" };
+  // A target read from a cold-token-cache cell is judged only if the cell was cold.
+  const cold = notCold(cells[cellId(jwt, mode)]);
+  const judged = (name, goal, measured, pass, note) =>
+    cold ? add(name, goal, measured, null, note ? `${cold}; ${note}` : cold) : add(name, goal, measured, pass, note);
   if (has("pc-jwt", "es256") && has("hono-inline", "es256")) {
     const r = ratioOf(raw, mode, jwt, { variant: "hono-inline", workload: "es256" });
     const verified = cells[cellId(jwt, mode)].perRequest.verify;
-    add(
+    judged(
       "JWT-only, cold token cache ÷ hono/jwk inline",
       "≥ 1.0×",
       r,
@@ -97,18 +114,26 @@ function targets(raw, cells) {
   } else na("JWT-only, cold token cache ÷ hono/jwk inline", "≥ 1.0×", "not measured");
   if (has("pc-jwt", "es256") && has("hono-uri", "es256")) {
     const r = ratioOf(raw, mode, jwt, { variant: "hono-uri", workload: "es256" });
-    add("JWT-only, cold token cache ÷ hono/jwk jwks_uri", "≥ 2.0×", r, r >= 2.0);
+    judged("JWT-only, cold token cache ÷ hono/jwk jwks_uri", "≥ 2.0×", r, r >= 2.0);
   } else na("JWT-only, cold token cache ÷ hono/jwk jwks_uri", "≥ 2.0×", "not measured");
   if (has("pc-jwt", "es256") && has("bare", "es256") && Number.isFinite(verifyUs)) {
     const bare = { variant: "bare", workload: "es256" };
     const added = timeAdded(raw, mode, jwt, bare);
     const cpuAdded = timeAdded(raw, mode, jwt, bare, (x, y) => x.perRequest.cpuUs - y.perRequest.cpuUs);
-    add(
+    // Paired within each round with the raw verify measured in that round, like every other
+    // ratio: the machine's speed moves between rounds, and moves both.
+    const perRound = raw.rounds.map((round, i) => {
+      const [a, b] = [round.cells[cellId(jwt, mode)], round.cells[cellId(bare, mode)]];
+      const verify = raw.verify?.rounds?.[i]?.ES256?.raw;
+      return a && b ? (1e6 / a.rps - 1e6 / b.rps) / verify : Number.NaN;
+    });
+    const ratio = median(perRound);
+    judged(
       "time added per request, cold token cache (1/rps − 1/rps_bare) ÷ raw ES256 verify",
       "≤ 1.3×",
-      added / verifyUs,
-      added / verifyUs <= 1.3,
-      `${added.toFixed(1)} µs added vs ${verifyUs.toFixed(1)} µs raw verify; ` +
+      ratio,
+      ratio <= 1.3,
+      `median of per-round ratios; medians ${added.toFixed(1)} µs added vs ${verifyUs.toFixed(1)} µs raw verify; ` +
         `Worker CPU added ${cpuAdded.toFixed(1)} µs/request (${(cpuAdded / verifyUs).toFixed(2)}× raw verify)`,
     );
   } else na("time added per request ÷ raw ES256 verify", "≤ 1.3×", "not measured");
@@ -138,7 +163,9 @@ function targets(raw, cells) {
       );
       notes.push(`one no-op Durable Object call adds ${callUs.toFixed(1)} µs to the bare Worker`);
     }
-    add("full pipeline ÷ JWT-only (cold token cache)", "≥ 0.75×", r, r >= 0.75, notes.join("; "));
+    const fullCold = notCold(cells[cellId(full, mode)]) ?? cold;
+    if (fullCold) notes.unshift(fullCold);
+    add("full pipeline ÷ JWT-only (cold token cache)", "≥ 0.75×", r, fullCold ? null : r >= 0.75, notes.join("; "));
   } else na("full pipeline ÷ JWT-only", "≥ 0.75×", raw.variantStatus["pc-full"]?.why ?? "not measured");
   const gzip = raw.bundle?.deployable?.gzipBytes;
   if (Number.isFinite(gzip)) {
@@ -209,7 +236,7 @@ export function textReport(raw, summary) {
   for (const note of statusNotes(raw)) out.push(`  ${note}`);
   out.push("\ntargets (forward mode)");
   for (const t of summary.targets) {
-    const verdict = t.pass === null ? "n/a " : t.pass ? "MET " : "MISS";
+    const verdict = t.pass === null ? (t.measured === null ? "n/a " : "----") : t.pass ? "MET " : "MISS";
     const measured =
       t.measured === null ? "–" : t.name.includes("bundle") ? `${t.measured.toFixed(1)} KiB` : fmtRatio(t.measured);
     out.push(`  ${verdict} ${t.name}: ${measured} (target ${t.goal})${t.note ? ` — ${t.note}` : ""}`);
@@ -228,7 +255,8 @@ export function markdownReport(raw, summary) {
   for (const note of statusNotes(raw)) out.push(`- ${note}`, "");
   out.push("| target (forward mode) | goal | measured | verdict | note |", "|---|---|---:|---|---|");
   for (const t of summary.targets) {
-    const verdict = t.pass === null ? "not measured" : t.pass ? "met" : "**missed**";
+    const verdict =
+      t.pass === null ? (t.measured === null ? "not measured" : "not judged") : t.pass ? "met" : "**missed**";
     const measured =
       t.measured === null ? "–" : t.name.includes("bundle") ? `${t.measured.toFixed(1)} KiB` : fmtRatio(t.measured);
     out.push(`| ${t.name} | ${t.goal} | ${measured} | ${verdict} | ${t.note ?? ""} |`);
