@@ -82,6 +82,21 @@ describe("Deployment section against wrangler.toml", () => {
   });
 });
 
+describe(".ci/run", () => {
+  it("installs the Debian tools npm test runs (nginx behind the edge, curl for the Quickstart) without starting nginx", () => {
+    const ci = readFileSync(join(root, ".ci", "run"), "utf8").replace(/^\s*#.*$/gm, "");
+    expect(ci).toMatch(/missing\+=\(nginx\)/);
+    expect(ci).toMatch(/missing\+=\(curl\)/);
+    expect(ci).toMatch(/apt-get install -y --no-install-recommends "\$\{missing\[@\]\}"/);
+    // The package would otherwise start and enable its own nginx on port 80.
+    expect(ci.indexOf("exit 101")).toBeGreaterThan(-1);
+    expect(ci.indexOf("exit 101")).toBeLessThan(ci.indexOf("apt-get install"));
+    // The README's test command, last.
+    expect(ci.trim().split("\n").slice(-2)).toEqual(["npm ci", "npm test"]);
+    expect(README).toContain("`apt-get install nginx curl`");
+  });
+});
+
 describe("npm run token", () => {
   // `--claim` takes any claim, `__proto__` too (a plain assignment would set the prototype
   // and drop the claim silently).
