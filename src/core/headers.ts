@@ -265,6 +265,21 @@ export function isCredentialCookie(name: string): boolean {
 }
 
 /**
+ * Whether a credential cookie hides in another cookie's value, after whitespace, a quote, a
+ * comma or an `=` (`session=s CF_Authorization=…`, whitespace before its `=` too;
+ * `session=s =CF_Authorization=…`): Python's SimpleCookie ends a cookie there and would read
+ * it, and a lenient server skips an empty name. No browser sends that; cutting it out would
+ * change the other cookie's value, so the request is refused instead.
+ */
+export function hidesCredentialCookie(cookie: string): boolean {
+  // Looked around, not consumed: in `session=s =CF_Authorization=…` the `=` that ends one
+  // match is what the next one follows.
+  for (const [name] of cookie.matchAll(/(?<=[\s",=])[^\s",;=]+(?=\s*=)/g))
+    if (isCredentialCookie(name as string)) return true;
+  return false;
+}
+
+/**
  * A header name as an origin may read it: CGI-style servers (PHP under FastCGI, Django on
  * ASGI) read `_` as `-`, PHP reads `.` as `_` too (`X.User.Sub` is HTTP_X_USER_SUB), and
  * lighttpd's CGI and FastCGI read every character but a letter or digit as `_`

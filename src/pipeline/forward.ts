@@ -4,7 +4,13 @@
 // client's request.
 
 import { TIMED_OUT, withDeadline } from "../core/deadline";
-import { connectionNominated, HOP_BY_HOP_HEADERS, cookieNameAsRead, isCredentialCookie } from "../core/headers";
+import {
+  connectionNominated,
+  cookieNameAsRead,
+  HOP_BY_HOP_HEADERS,
+  hidesCredentialCookie,
+  isCredentialCookie,
+} from "../core/headers";
 import { withoutQueryCredentials } from "../core/tokens/credentials";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -47,9 +53,14 @@ function clientResponse(upstream: Response): Response {
  */
 function withoutCredentialSetCookies(headers: Headers): void {
   const lines = headers.getSetCookie();
-  // The name of the cookie-pair before any attribute: a pair with an empty name goes back as
-  // its value alone (`=CF_Authorization=x`), one without `=` as itself.
-  const kept = lines.filter((line) => !isCredentialCookie(cookieNameAsRead(line.split(";", 1)[0] as string)));
+  // The cookie-pair before any attribute, as the browser sends it back: its name (a pair with
+  // an empty name goes back as its value alone, `=CF_Authorization=x`; one without `=` as
+  // itself), or its value hiding one (`pref=CF_Authorization=1`, which the edge refuses on
+  // every request: the browser would be locked out).
+  const kept = lines.filter((line) => {
+    const pair = line.split(";", 1)[0] as string;
+    return !isCredentialCookie(cookieNameAsRead(pair)) && !hidesCredentialCookie(pair);
+  });
   if (kept.length === lines.length) return;
   headers.delete("set-cookie");
   for (const line of kept) headers.append("set-cookie", line);

@@ -6,6 +6,7 @@
 import { boundedMemo } from "../core/bounded-memo";
 import {
   connectionNominated,
+  hidesCredentialCookie,
   cookieParts,
   isCredentialCookie,
   cookieNameAsRead,
@@ -38,21 +39,6 @@ export function withoutCredentialCookies(cookie: string): string {
   }
   // Nothing to remove: the header goes on exactly as the client sent it.
   return removed ? kept.trimEnd() : cookie;
-}
-
-/**
- * Whether a credential cookie hides in another cookie's value, after whitespace, a quote, a
- * comma or an `=` (`session=s CF_Authorization=…`, whitespace before its `=` too;
- * `session=s =CF_Authorization=…`): Python's SimpleCookie ends a cookie there and would read
- * it, and a lenient server skips an empty name. No browser sends that; cutting it out would
- * change the other cookie's value, so the request is refused instead.
- */
-export function hidesCredentialCookie(cookie: string): boolean {
-  // Looked around, not consumed: in `session=s =CF_Authorization=…` the `=` that ends one
-  // match is what the next one follows.
-  for (const [name] of cookie.matchAll(/(?<=[\s",=])[^\s",;=]+(?=\s*=)/g))
-    if (isCredentialCookie(name as string)) return true;
-  return false;
 }
 
 /**

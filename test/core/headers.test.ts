@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { cookiePairs, makeStripPredicate } from "../../src/core/headers";
-import { hidesCredentialCookie, withoutCredentialCookies } from "../../src/pipeline/header-hygiene";
+import { cookiePairs, hidesCredentialCookie, makeStripPredicate } from "../../src/core/headers";
+import { withoutCredentialCookies } from "../../src/pipeline/header-hygiene";
 
 describe("cookies", () => {
   it("parses pairs in order, keeping each as sent", () => {

@@ -60,6 +60,16 @@ describe("a cold-token-cache target", () => {
   });
 });
 
+describe("a round in which Portcullis answered nothing", () => {
+  it("is not dropped from the time-added target, which then cannot be met", () => {
+    const raw = load("latest.json");
+    for (const [i, round] of raw.rounds.entries()) if (i < 3) (round.cells["forward/pc-jwt/es256"] as Cell).rps = 0;
+    const target = targetOf(raw, "time added per request");
+    expect(target.measured).toBe(Number.POSITIVE_INFINITY);
+    expect(target.pass).toBe(false);
+  });
+});
+
 describe("a cell's req/s", () => {
   it("counts answers only: error responses are not throughput", () => {
     const summary = {

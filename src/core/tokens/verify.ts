@@ -31,7 +31,6 @@ export interface VerifierDeps {
   tokenCacheChars?: number;
 }
 
-/** Where a check's key came from: a key lookup, or the verified-token cache. */
 /**
  * Where a check's key came from. `token_cache_stale`: a verified-token cache answer (no key
  * looked up) while the issuer's set is served past its TTL, which the stale-set alert counts.
