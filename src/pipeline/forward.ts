@@ -34,13 +34,15 @@ function clientResponse(upstream: Response): Response {
   });
   const headers = response.headers;
   const dropped: string[] = [];
+  let setsCookies = false;
   // Names come lower-cased; collected first, as a Headers object must not change mid-iteration.
   for (const name of headers.keys()) {
     if (HOP_BY_HOP.has(name) || name.startsWith("access-control-")) dropped.push(name);
+    else if (name === "set-cookie") setsCookies = true;
   }
   if (dropped.includes("connection")) dropped.push(...connectionNominated(headers));
   for (const name of dropped) headers.delete(name);
-  if (headers.has("set-cookie")) withoutCredentialSetCookies(headers);
+  if (setsCookies) withoutCredentialSetCookies(headers);
   return response;
 }
 
