@@ -135,7 +135,9 @@ function targets(raw, cells) {
       "≤ 1.3×",
       ratio,
       ratio <= 1.3,
-      `median of per-round ratios; medians ${added.toFixed(1)} µs added vs ${verifyUs.toFixed(1)} µs raw verify; ` +
+      (ratio === Number.POSITIVE_INFINITY
+        ? "Portcullis answered no request in a round; "
+        : `median of per-round ratios; medians ${added.toFixed(1)} µs added vs ${verifyUs.toFixed(1)} µs raw verify; `) +
         `Worker CPU added ${cpuAdded.toFixed(1)} µs/request (${(cpuAdded / verifyUs).toFixed(2)}× raw verify)`,
     );
   } else na("time added per request ÷ raw ES256 verify", "≤ 1.3×", "not measured");
@@ -183,7 +185,9 @@ function targets(raw, cells) {
 }
 
 const fmt = (value, digits = 0) => (Number.isFinite(value) ? value.toFixed(digits) : "–");
-const fmtRatio = (value) => (Number.isFinite(value) ? `${value.toFixed(2)}×` : "–");
+/** "–": not measured; "∞": measured, with a round in which Portcullis answered nothing. */
+const fmtRatio = (value) =>
+  Number.isFinite(value) ? `${value.toFixed(2)}×` : value === Number.POSITIVE_INFINITY ? "∞" : "–";
 
 function rows(summary, mode) {
   return CELLS.map((cell) => summary.cells[cellId(cell, mode)]).filter((c) => c && c.state !== "skipped");
