@@ -258,6 +258,16 @@ function lenientCookieName(name: string): string {
   return /[%. [+]|[^\0-\x7f]/.test(name) ? lenientName(name, { plusIsSpace: true }) : name.toLowerCase();
 }
 
+/**
+ * Every cookie name, and every name hidden in a value, is read as lenient parsers read it,
+ * which costs microseconds when it holds escapes. A browser sends at most a few hundred
+ * cookies; a `Cookie` header holding more than this many `;` and `=` together is refused rather
+ * than read (thousands of escaped names in a 32 KB header cost tens of milliseconds; a cookie
+ * without `=` is a name too), and an origin's `Set-Cookie` lines past this many `=` are
+ * dropped unread.
+ */
+export const MAX_COOKIE_SEPARATORS = 2000;
+
 /** Whether a cookie of this name carries a credential, however spelt. */
 export function isCredentialCookie(name: string): boolean {
   const lenient = lenientCookieName(name);

@@ -10,6 +10,7 @@ import {
   HOP_BY_HOP_HEADERS,
   hidesCredentialCookie,
   isCredentialCookie,
+  MAX_COOKIE_SEPARATORS,
 } from "../core/headers";
 import { withoutQueryCredentials } from "../core/tokens/credentials";
 import { deny } from "./respond";
@@ -55,12 +56,17 @@ function clientResponse(upstream: Response): Response {
  */
 function withoutCredentialSetCookies(headers: Headers): void {
   const lines = headers.getSetCookie();
+  // `=` counted before anything is decoded: past the budget, lines go unread and dropped (a
+  // browser sending them back would be refused as too_many_cookies anyway).
+  let separators = 0;
   // The cookie-pair before any attribute, as the browser sends it back: its name (a pair with
   // an empty name goes back as its value alone, `=CF_Authorization=x`; one without `=` as
   // itself), or its value hiding one (`pref=CF_Authorization=1`, which the edge refuses on
   // every request: the browser would be locked out).
   const kept = lines.filter((line) => {
     const pair = line.split(";", 1)[0] as string;
+    separators += pair.split("=").length - 1;
+    if (separators > MAX_COOKIE_SEPARATORS) return false;
     return !isCredentialCookie(cookieNameAsRead(pair)) && !hidesCredentialCookie(pair);
   });
   if (kept.length === lines.length) return;

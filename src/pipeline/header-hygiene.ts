@@ -10,6 +10,7 @@ import {
   cookieParts,
   isCredentialCookie,
   cookieNameAsRead,
+  MAX_COOKIE_SEPARATORS,
   makeStripPredicate,
   normaliseHeaderName,
 } from "../core/headers";
@@ -40,15 +41,6 @@ export function withoutCredentialCookies(cookie: string): string {
   // Nothing to remove: the header goes on exactly as the client sent it.
   return removed ? kept.trimEnd() : cookie;
 }
-
-/**
- * Every cookie name, and every name hidden in a value, is read as lenient parsers read it,
- * which costs microseconds when it holds escapes. A browser sends at most a few hundred
- * cookies; a header holding more than this many `;` and `=` together is refused rather than
- * read (thousands of escaped names in a 32 KB header cost tens of milliseconds; a cookie
- * without `=` is a name too).
- */
-const MAX_COOKIE_SEPARATORS = 2000;
 
 /** Header names remembered per isolate with their verdict; names are client input. */
 const MAX_REMEMBERED_NAMES = 512;

@@ -87,6 +87,13 @@ describe("a set without usable keys", () => {
     // A private key for encryption leaked too: its material goes with it, whatever its use.
     expect(failure({ keys: [{ ...(await withPrivatePart(a)), use: "enc" }] })).toMatchObject({ keys: [] });
     expect(failure({ keys: [await withPrivatePart(a)] })).toMatchObject({ keys: [] });
+    // No real key has a member this long (RSA-16384's modulus is 2,731 characters): skipped
+    // unread, so a leak the issuer makes up cannot grow what is remembered.
+    expect(failure({ keys: [{ kty: "RSA", n: "A".repeat(2801), e: "AQAB", d: "x" }] })).toBe("no_usable_keys");
+    expect(failure({ keys: [{ kty: "RSA", n: "A".repeat(2800), e: "AQAB", d: "x" }] })).toMatchObject({
+      keys: [],
+      leaked: [expect.any(String)],
+    });
   });
 
   it("is taken from KV only with the leak it records: a record of no keys that says nothing is a miss", async () => {

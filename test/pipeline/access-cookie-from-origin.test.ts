@@ -1,7 +1,7 @@
 // The Access cookie is the edge's to read and Access's to set: an origin behind the edge can
 // neither set, replace nor clear it, and the other cookies pass both ways as sent.
 import { parse as parseCookies } from "hono/utils/cookie";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
 import { makeIssuer, type TestIssuer } from "../support/issuers";
 
@@ -73,6 +73,25 @@ describe("Set-Cookie from the origin", () => {
     expect(response.status).toBe(200);
     expect(response.headers.getSetCookie()).toEqual([]);
     expect(e.audit.at(-1)).toMatchObject({ decision: "allow", user_sub: "alice" });
+  });
+
+  it("past 2,000 `=` in their cookie-pairs, lines are dropped unread: an origin cannot make the edge decode without bound", async () => {
+    const unescapes = vi.spyOn(globalThis, "unescape");
+    try {
+      const response = await edge().fetch("/files/x", {
+        headers: respondWith([
+          ["set-cookie", "a=1; Path=/"],
+          // Each `=` followed by an escape is a name read leniently, as on the request side.
+          ["set-cookie", `b=${"=%41".repeat(2100)}; Path=/`],
+          ["set-cookie", "c=3; Path=/"],
+        ]),
+      });
+      expect(response.status).toBe(200);
+      expect(response.headers.getSetCookie()).toEqual(["a=1; Path=/"]);
+      expect(unescapes.mock.calls.length).toBeLessThanOrEqual(10);
+    } finally {
+      unescapes.mockRestore();
+    }
   });
 
   it("a cookie whose name only contains the Access cookie's is the origin's own", async () => {

@@ -41,6 +41,12 @@ const PUBLIC_MEMBERS: ReadonlyMap<string, readonly string[]> = new Map([
   ["OKP", ["crv", "x"]],
 ]);
 const MAX_KID_LENGTH = 256;
+/**
+ * No public member of a real key is longer: an RSA-16384 modulus is 2,731 base64url
+ * characters. A longer one is skipped unread, leaked or not, so nothing an issuer publishes
+ * makes a remembered key (see `leaked`) large.
+ */
+const MAX_MEMBER_CHARS = 2800;
 /** Usable keys kept from one set, in the order it lists them. */
 const MAX_KEYS = 100;
 
@@ -164,6 +170,7 @@ export function usableKeys(document: unknown, knownLeaked: ReadonlySet<string> =
     const members = typeof candidate.kty === "string" ? PUBLIC_MEMBERS.get(candidate.kty) : undefined;
     if (!members) continue; // symmetric (`oct`) and unknown key types are never verification keys here
     if (members.some((member) => typeof candidate[member] !== "string")) continue;
+    if (members.some((member) => (candidate[member] as string).length > MAX_MEMBER_CHARS)) continue;
     // A key published with any private member (RFC 7517 §9.2) is every reader's to sign with:
     // an RSA key's q gives p as n / q, and one CRT exponent (dp or dq) gives it by a gcd.
     // Whatever its `use`: the material is what leaked.

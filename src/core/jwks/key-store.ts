@@ -133,7 +133,7 @@ const KV_READ_TIMEOUT_MS = 300;
 const MAX_RETIRED_KEYS = 100;
 /** Leaked keys remembered, the latest seen: as many as a key set has at most. */
 const MAX_LEAKED_KEYS = 100;
-/** A key's material as written: an RSA-8192 modulus is 1,366 characters. */
+/** A key's material as written: at most 2,800 characters a member (see usableKeys), and a few more. */
 const MAX_MATERIAL_CHARS = 4096;
 
 /** Which key types and curves can verify which algorithm: the ones it is imported as. */
