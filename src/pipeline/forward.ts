@@ -7,6 +7,7 @@ import { TIMED_OUT, withDeadline } from "../core/deadline";
 import {
   connectionNominated,
   cookieNameAsRead,
+  cookieParts,
   HOP_BY_HOP_HEADERS,
   hidesCredentialCookie,
   isCredentialCookie,
@@ -59,15 +60,20 @@ function withoutCredentialSetCookies(headers: Headers): void {
   // `=` counted before anything is decoded: past the budget, lines go unread and dropped (a
   // browser sending them back would be refused as too_many_cookies anyway).
   let separators = 0;
-  // The cookie-pair before any attribute, as the browser sends it back: its name (a pair with
-  // an empty name goes back as its value alone, `=CF_Authorization=x`; one without `=` as
-  // itself), or its value hiding one (`pref=CF_Authorization=1`, which the edge refuses on
-  // every request: the browser would be locked out).
+  // The cookie-pair before any attribute, read as the request side will read it when the
+  // browser sends it back: cut where a cookie ends (`CF_Authorization,x=1` is two cookies
+  // there), each name as read (a pair with an empty name goes back as its value alone,
+  // `=CF_Authorization=x`; one without `=` as itself), or a value hiding one
+  // (`pref=CF_Authorization=1`, which the edge refuses on every request: the browser would be
+  // locked out).
   const kept = lines.filter((line) => {
     const pair = line.split(";", 1)[0] as string;
     separators += pair.split("=").length - 1;
     if (separators > MAX_COOKIE_SEPARATORS) return false;
-    return !isCredentialCookie(cookieNameAsRead(pair)) && !hidesCredentialCookie(pair);
+    const parts = cookieParts(pair);
+    for (let i = 0; i < parts.length; i += 2)
+      if (isCredentialCookie(cookieNameAsRead(parts[i] as string))) return false;
+    return !hidesCredentialCookie(pair);
   });
   if (kept.length === lines.length) return;
   headers.delete("set-cookie");

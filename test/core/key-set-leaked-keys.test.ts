@@ -4,9 +4,11 @@
 // empty set in KV the issuer's answer.
 import { exportJWK, type JWK } from "jose";
 import { describe, expect, it } from "vitest";
-import { KeySetFetchError, usableKeys } from "../../src/core/jwks/fetch-key-set";
+import { KeySetFetchError, keyMaterialOf, usableKeys } from "../../src/core/jwks/fetch-key-set";
+import { IssuerKeyStore } from "../../src/core/jwks/key-store";
+import { compilePolicy } from "../../src/core/policy";
 import { makeKey, type TestKey } from "../support/issuers";
-import { JWKS_URI, RECORD_KEY, T0, world } from "../support/key-store-world";
+import { JWKS_URI, MapKv, RECORD_KEY, T0, world } from "../support/key-store-world";
 
 /** A lookup's answer in one word, so a failure shows the refusal's reason and detail. */
 const said = (r: { ok: boolean; reason?: string; detail?: string }) => (r.ok ? "ok" : `${r.reason}/${r.detail}`);
@@ -105,5 +107,82 @@ describe("a set without usable keys", () => {
     expect(said(await w.isolate().lookup("a"))).toBe("ok");
     expect(w.issuer.fetches).toBe(1);
     expect(JSON.parse(w.kv.data.get(RECORD_KEY) as string)).toMatchObject({ jwks_uri: JWKS_URI });
+  });
+});
+
+/** An issuer found by discovery, whose jwks_uri a test moves, and one isolate's key store. */
+function discoveryWorld() {
+  const iss = "https://idp.test";
+  const policy = compilePolicy({
+    version: 1,
+    issuers: { idp: { kind: "oidc", issuer: iss, audiences: ["https://api.test"], rotation_grace_s: 0 } },
+    upstreams: { o: { url: "https://origin.test" } },
+    routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
+  });
+  const clock = { ms: T0 };
+  const kv = new MapKv();
+  const docs = new Map<string, unknown>();
+  const at = { jwksUri: `${iss}/jwks-1` };
+  const fetcher = async (input: string) => {
+    if (input === `${iss}/.well-known/openid-configuration`)
+      return Response.json({ issuer: iss, jwks_uri: at.jwksUri });
+    const doc = docs.get(input);
+    return doc ? Response.json(doc) : new Response("no", { status: 404 });
+  };
+  const store = new IssuerKeyStore(policy.issuers.get("idp")!, { fetch: fetcher, kv, now: () => clock.ms });
+  const lookup = async (kid: string) => {
+    const pending: Promise<unknown>[] = [];
+    const answer = await store.lookup(kid, "ES256", (work) => pending.push(work));
+    await Promise.allSettled(pending);
+    return answer;
+  };
+  return { iss, clock, kv, docs, at, lookup };
+}
+
+describe("a leak seen in one refresh", () => {
+  it("counts when discovery then moves to a new jwks_uri that lists the key's public half", async () => {
+    const a = await makeKey("ES256", "a");
+    const c = await makeKey("ES256", "c");
+    const w = discoveryWorld();
+    w.docs.set(`${w.iss}/jwks-1`, { keys: [a.publicJwk] });
+    expect(said(await w.lookup("a"))).toBe("ok");
+    // The old URI publishes `a` with its private part; the issuer moved to a new URI listing
+    // `a`'s public half and a new `c`. A token with kid `c` brings the refresh: remembered URI
+    // (the leak seen, no `c`), discovery, new URI.
+    w.docs.set(`${w.iss}/jwks-1`, { keys: [await withPrivatePart(a)] });
+    w.docs.set(`${w.iss}/jwks-2`, { keys: [a.publicJwk, c.publicJwk] });
+    w.at.jwksUri = `${w.iss}/jwks-2`;
+    w.clock.ms += 60_000;
+    expect(said(await w.lookup("c"))).toBe("ok");
+    expect(said(await w.lookup("a"))).toBe("token_invalid/kid_unknown");
+    const record = JSON.parse(w.kv.data.get(`jwks:v1:${w.iss}`) as string);
+    expect(record.leaked).toEqual([keyMaterialOf(a.publicJwk as Record<string, unknown>)]);
+  });
+
+  it("is carried on by an isolate that read it from KV, though it kept its own newer set", async () => {
+    const a = await makeKey("ES256", "a");
+    const b = await makeKey("ES256", "b");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0 });
+    w.issuer.keys = [a.publicJwk, b.publicJwk];
+    const other = w.isolate();
+    expect(said(await other.lookup("b"))).toBe("ok");
+    // Another isolate saw the leak and saved it, in a record older than this isolate's set.
+    const material = keyMaterialOf(a.publicJwk as Record<string, unknown>);
+    w.kv.data.set(
+      RECORD_KEY,
+      JSON.stringify({
+        v: 1,
+        fetched_at: T0 - 5000,
+        jwks_uri: JWKS_URI,
+        keys: [b.publicJwk],
+        retired: [],
+        leaked: [material],
+      }),
+    );
+    // The issuer has taken the private part down; this isolate's refresh reads KV, keeps the
+    // set it fetches, and must neither trust `a` nor drop the leak from what it saves.
+    w.clock.ms = T0 + 301_000;
+    expect(said(await other.lookup("a"))).toBe("token_invalid/kid_unknown");
+    expect(JSON.parse(w.kv.data.get(RECORD_KEY) as string).leaked).toEqual([material]);
   });
 });

@@ -49,6 +49,9 @@ describe("Set-Cookie from the origin", () => {
     ["hides it behind an empty name", "=CF_Authorization=x; Path=/"],
     ["hides it behind empty names and whitespace", " = = CF_Authorization=x"],
     ["hides the bare name behind an empty name", "=CF_Authorization; Path=/"],
+    // Sent back, the request side cuts it at `,x=` into an empty CF_Authorization and `x=1`.
+    ["puts it before a comma and another name", "CF_Authorization,x=1; Path=/; Max-Age=31536000"],
+    ["puts it behind an empty name before a comma", "=CF_Authorization,x=1; Path=/"],
     // Sent back, these are refused as credential_cookie_in_value: every request locked out.
     ["hides it in another cookie's value after '='", "pref=CF_Authorization=1; Path=/; Max-Age=31536000"],
     ["hides it in another cookie's value after a space", 'pref="a CF_Authorization=1"; Path=/'],

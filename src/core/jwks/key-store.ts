@@ -453,8 +453,9 @@ export class IssuerKeyStore {
     }
   }
 
-  #adopt(stored: StoredKeySet, source: KeySource): void {
-    for (const material of stored.leaked ?? []) {
+  /** Remembers leaked keys' material, the latest seen last, MAX_LEAKED_KEYS at most. */
+  #remember(leaked: readonly string[] | undefined): void {
+    for (const material of leaked ?? []) {
       this.#leaked.delete(material);
       this.#leaked.add(material);
     }
@@ -462,6 +463,10 @@ export class IssuerKeyStore {
       if (this.#leaked.size <= MAX_LEAKED_KEYS) break;
       this.#leaked.delete(material);
     }
+  }
+
+  #adopt(stored: StoredKeySet, source: KeySource): void {
+    this.#remember(stored.leaked);
     const previous = this.#state;
     const known = new Map<string, KeyEntry>();
     for (const entry of [...(previous?.current ?? []), ...(previous?.retired ?? [])])
@@ -546,6 +551,9 @@ export class IssuerKeyStore {
     } catch {
       // A corrupt record: behave as a cache miss
     }
+    // Leaks another isolate saw count whether or not its set is taken: the record this one
+    // writes next carries them on, rather than dropping them.
+    this.#remember(stored?.leaked);
     if (!stored) this.#lastKvMissAt = this.#deps.now();
     return stored;
   }
@@ -722,9 +730,13 @@ export class IssuerKeyStore {
       this.stats.fetches += 1;
       return discoverJwksUri(this.#deps.fetch, this.#issuer.discoveryUrl as string, this.#issuer.issuer, limits);
     };
+    // A leak counts as soon as it is seen, whichever set is taken: a URI that moved may list
+    // the public half of a key the previous one published with its private part.
     const fetchFrom = async (jwksUri: string) => {
       this.stats.fetches += 1;
-      return { jwksUri, ...usableKeys(await fetchJson(this.#deps.fetch, jwksUri, limits), this.#leaked) };
+      const set = usableKeys(await fetchJson(this.#deps.fetch, jwksUri, limits), this.#leaked);
+      this.#remember(set.leaked);
+      return { jwksUri, ...set };
     };
     const remembered = this.#issuer.jwksUri ?? this.#state?.jwksUri;
     if (!remembered) return fetchFrom(await discover());
