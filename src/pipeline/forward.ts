@@ -55,9 +55,9 @@ function clientResponse(upstream: Response): Response {
  * browser in as someone else, sign it out, or add a second cookie on a narrower path that
  * makes every Access request ambiguous.
  */
-function withoutCredentialSetCookies(headers: Headers): void {
+export function withoutCredentialSetCookies(headers: Headers): void {
   const lines = headers.getSetCookie();
-  // `=` counted before anything is decoded: past the budget, lines go unread and dropped (a
+  // Counted before anything is decoded: past the budget, lines go unread and dropped (a
   // browser sending them back would be refused as too_many_cookies anyway).
   let separators = 0;
   // The cookie-pair before any attribute, read as the request side will read it when the
@@ -68,7 +68,8 @@ function withoutCredentialSetCookies(headers: Headers): void {
   // locked out).
   const kept = lines.filter((line) => {
     const pair = line.split(";", 1)[0] as string;
-    separators += pair.split("=").length - 1;
+    // As the request side counts it: each cookie a name (with or without `=`), each `=` one more.
+    separators += pair.split("=").length;
     if (separators > MAX_COOKIE_SEPARATORS) return false;
     const parts = cookieParts(pair);
     for (let i = 0; i < parts.length; i += 2)

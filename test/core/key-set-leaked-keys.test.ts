@@ -159,6 +159,38 @@ describe("a leak seen in one refresh", () => {
     expect(record.leaked).toEqual([keyMaterialOf(a.publicJwk as Record<string, unknown>)]);
   });
 
+  it("read from KV, withdraws the key from the set held at once, though that set is newer and the issuer down", async () => {
+    const a = await makeKey("ES256", "a");
+    const b = await makeKey("ES256", "b");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0 });
+    w.issuer.keys = [a.publicJwk, b.publicJwk];
+    const edge = w.isolate();
+    const first = await edge.lookup("a");
+    expect(said(first)).toBe("ok");
+    const keyA = (first as { keys: CryptoKey[] }).keys[0] as CryptoKey;
+    // Another isolate saw the leak and saved it, in a record older than this isolate's set.
+    const material = keyMaterialOf(a.publicJwk as Record<string, unknown>);
+    w.kv.data.set(
+      RECORD_KEY,
+      JSON.stringify({
+        v: 1,
+        fetched_at: T0 - 5000,
+        jwks_uri: JWKS_URI,
+        keys: [b.publicJwk],
+        retired: [],
+        leaked: [material],
+      }),
+    );
+    // Mid-incident the issuer is down: the refresh reads KV, its fetch fails, the set serves on.
+    w.issuer.down = true;
+    w.clock.ms = T0 + 301_000;
+    expect(said(await edge.lookup("b"))).toBe("ok");
+    // Not verified with: unknown now, and the issuer cannot be asked about it (503, not 401).
+    expect(said(await edge.lookup("a"))).toBe("jwks_unavailable/jwks_http_status");
+    // Nor are tokens it verified earlier trusted from the verified-token cache.
+    expect(edge.store.trusts(keyA, w.clock.ms)).toBe(false);
+  });
+
   it("is carried on by an isolate that read it from KV, though it kept its own newer set", async () => {
     const a = await makeKey("ES256", "a");
     const b = await makeKey("ES256", "b");

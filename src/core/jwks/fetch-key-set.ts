@@ -46,7 +46,7 @@ const MAX_KID_LENGTH = 256;
  * characters. A longer one is skipped unread, leaked or not, so nothing an issuer publishes
  * makes a remembered key (see `leaked`) large.
  */
-const MAX_MEMBER_CHARS = 2800;
+export const MAX_MEMBER_CHARS = 2800;
 /** Usable keys kept from one set, in the order it lists them. */
 const MAX_KEYS = 100;
 

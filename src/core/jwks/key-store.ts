@@ -23,6 +23,7 @@ import {
   fetchJson,
   KeySetFetchError,
   keyMaterialOf,
+  MAX_MEMBER_CHARS,
   type UsableKeySet,
   usableKeys,
 } from "./fetch-key-set";
@@ -133,8 +134,8 @@ const KV_READ_TIMEOUT_MS = 300;
 const MAX_RETIRED_KEYS = 100;
 /** Leaked keys remembered, the latest seen: as many as a key set has at most. */
 const MAX_LEAKED_KEYS = 100;
-/** A key's material as written: at most 2,800 characters a member (see usableKeys), and a few more. */
-const MAX_MATERIAL_CHARS = 4096;
+/** A key's material as written: three members at most, each JSON-escaped (see usableKeys). */
+const MAX_MATERIAL_CHARS = 3 * 6 * MAX_MEMBER_CHARS + 64;
 
 /** Which key types and curves can verify which algorithm: the ones it is imported as. */
 function keyFitsAlg(jwk: JWK, alg: string): boolean {
@@ -465,6 +466,16 @@ export class IssuerKeyStore {
     }
   }
 
+  /**
+   * A key of the set held that is now known to have leaked (another isolate saw it) stops
+   * being current at once: the set is taken again, without it (its grace window from now).
+   */
+  #withdrawLeaked(): void {
+    const state = this.#state;
+    if (!state?.current.some((entry) => this.#leaked.has(keyMaterialOf(entry.jwk as Record<string, unknown>)))) return;
+    this.#adopt(this.#toStored() as StoredKeySet, state.source);
+  }
+
   #adopt(stored: StoredKeySet, source: KeySource): void {
     this.#remember(stored.leaked);
     const previous = this.#state;
@@ -554,6 +565,7 @@ export class IssuerKeyStore {
     // Leaks another isolate saw count whether or not its set is taken: the record this one
     // writes next carries them on, rather than dropping them.
     this.#remember(stored?.leaked);
+    this.#withdrawLeaked();
     if (!stored) this.#lastKvMissAt = this.#deps.now();
     return stored;
   }
