@@ -468,7 +468,8 @@ export class IssuerKeyStore {
 
   /**
    * A key of the set held that is now known to have leaked (another isolate saw it) stops
-   * being current at once: the set is taken again, without it (its grace window from now).
+   * being current at once: the set is taken again, without it (its grace window from when it
+   * was last taken as current, as for any withdrawn key).
    */
   #withdrawLeaked(): void {
     const state = this.#state;
