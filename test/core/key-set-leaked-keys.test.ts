@@ -139,6 +139,14 @@ function discoveryWorld() {
   return { iss, clock, kv, docs, at, lookup };
 }
 
+/** What another isolate saved on seeing `leaked` leak: a set of `kept`, older than T0. */
+function saveLeakSeenElsewhere(kv: MapKv, leaked: TestKey, kept: TestKey): string {
+  const material = keyMaterialOf(leaked.publicJwk as Record<string, unknown>);
+  const record = { v: 1, fetched_at: T0 - 5000, jwks_uri: JWKS_URI, keys: [kept.publicJwk], retired: [] };
+  kv.data.set(RECORD_KEY, JSON.stringify({ ...record, leaked: [material] }));
+  return material;
+}
+
 describe("a leak seen in one refresh", () => {
   it("counts when discovery then moves to a new jwks_uri that lists the key's public half", async () => {
     const a = await makeKey("ES256", "a");
@@ -169,18 +177,7 @@ describe("a leak seen in one refresh", () => {
     expect(said(first)).toBe("ok");
     const keyA = (first as { keys: CryptoKey[] }).keys[0] as CryptoKey;
     // Another isolate saw the leak and saved it, in a record older than this isolate's set.
-    const material = keyMaterialOf(a.publicJwk as Record<string, unknown>);
-    w.kv.data.set(
-      RECORD_KEY,
-      JSON.stringify({
-        v: 1,
-        fetched_at: T0 - 5000,
-        jwks_uri: JWKS_URI,
-        keys: [b.publicJwk],
-        retired: [],
-        leaked: [material],
-      }),
-    );
+    saveLeakSeenElsewhere(w.kv, a, b);
     // Mid-incident the issuer is down: the refresh reads KV, its fetch fails, the set serves on.
     w.issuer.down = true;
     w.clock.ms = T0 + 301_000;
@@ -199,18 +196,7 @@ describe("a leak seen in one refresh", () => {
     const other = w.isolate();
     expect(said(await other.lookup("b"))).toBe("ok");
     // Another isolate saw the leak and saved it, in a record older than this isolate's set.
-    const material = keyMaterialOf(a.publicJwk as Record<string, unknown>);
-    w.kv.data.set(
-      RECORD_KEY,
-      JSON.stringify({
-        v: 1,
-        fetched_at: T0 - 5000,
-        jwks_uri: JWKS_URI,
-        keys: [b.publicJwk],
-        retired: [],
-        leaked: [material],
-      }),
-    );
+    const material = saveLeakSeenElsewhere(w.kv, a, b);
     // The issuer has taken the private part down; this isolate's refresh reads KV, keeps the
     // set it fetches, and must neither trust `a` nor drop the leak from what it saves.
     w.clock.ms = T0 + 301_000;
