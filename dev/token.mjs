@@ -2,6 +2,7 @@
 // local edge accepts, so requests can be tried with curl. Only the token goes to stdout
 // (`TOKEN=$(npm run --silent token)` works); notes and errors go to stderr.
 import { randomBytes, randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { CompactSign } from "jose";
 import { ACCESS_AUD, ACCESS_ISSUER, LOCAL_AUDIENCE, LOCAL_ISSUER, loadPrivateJwks, signingKey } from "./keys.mjs";
@@ -16,11 +17,13 @@ Token options (defaults in brackets):
   --scope "A B"       space-separated scopes (scope claim) [api:read]
   --groups A,B        groups (groups claim, an array) [none]
   --email ADDRESS     e-mail (email claim) [none; user@example.com with --access]
-  --aud AUDIENCE      audience (aud) [${LOCAL_AUDIENCE}; ${ACCESS_AUD} with --access]
+  --aud AUDIENCE      audience (aud) [the first audience of policy/policy.json's first OIDC
+                      issuer, else ${LOCAL_AUDIENCE}; with --access, the AUD tag of the first
+                      route of its first Access issuer, else ${ACCESS_AUD}]
   --iss URL           issuer (iss) [${LOCAL_ISSUER}; ${ACCESS_ISSUER} with --access]
   --ttl SECONDS       lifetime: exp = now + SECONDS; negative means already expired [900]
   --nbf SECONDS       not before: nbf = now + SECONDS [not set; now with --access]
-  --typ TYPE          typ header, e.g. at+jwt [JWT]
+  --typ TYPE          typ header, e.g. at+jwt [the OIDC issuer's typ in the policy, else JWT]
   --claim KEY=JSON    set any claim; the value is parsed as JSON, or taken as a string if
                       it is not JSON. Repeatable; applied last, so it overrides the above
 
@@ -36,6 +39,28 @@ Examples:
   npm run --silent token -- --ttl -60        # expired a minute ago
   npm run --silent token -- --access --email ada@example.com
 `;
+
+/**
+ * What the local stack's policy asks of a token, so that the defaults keep working after
+ * policy/policy.json is edited (the local stack runs it with only its issuers' and origins'
+ * URLs changed): its first OIDC issuer's first audience and `typ`, and the AUD tag of the first
+ * route its first Access issuer guards. Empty where the policy cannot be read.
+ */
+export function policyDefaults(file = new URL("../policy/policy.json", import.meta.url)) {
+  try {
+    const doc = JSON.parse(readFileSync(file, "utf8"));
+    const issuers = Object.entries(doc.issuers ?? {});
+    const oidc = issuers.find(([, issuer]) => issuer?.kind === "oidc")?.[1];
+    const accessId = issuers.find(([, issuer]) => issuer?.kind === "cloudflare_access")?.[0];
+    const guarded = (doc.routes ?? []).find(
+      (route) => route?.auth?.issuers?.includes?.(accessId) && typeof route.auth.audiences?.[0] === "string",
+    );
+    const text = (value) => (typeof value === "string" ? value : undefined);
+    return { aud: text(oidc?.audiences?.[0]), typ: text(oidc?.typ), accessAud: guarded?.auth.audiences[0] };
+  } catch {
+    return {};
+  }
+}
 
 /** Options that take a value, and flags that do not. */
 const VALUE_OPTIONS = new Set("sub tenant scope groups email aud iss ttl nbf typ claim".split(" "));
@@ -98,7 +123,7 @@ export function issuerFor(options) {
   return options.iss ?? (options.access ? ACCESS_ISSUER : LOCAL_ISSUER);
 }
 
-export function buildClaims(options, now = Math.floor(Date.now() / 1000)) {
+export function buildClaims(options, now = Math.floor(Date.now() / 1000), defaults = policyDefaults()) {
   const ttl = Number(options.ttl ?? 900);
   const groups = options.groups
     ?.split(",")
@@ -108,7 +133,7 @@ export function buildClaims(options, now = Math.floor(Date.now() / 1000)) {
   if (options.access) {
     // The claims Cloudflare Access puts in an application token.
     claims = {
-      aud: [options.aud ?? ACCESS_AUD],
+      aud: [options.aud ?? defaults.accessAud ?? ACCESS_AUD],
       email: options.email ?? "user@example.com",
       exp: now + ttl,
       iat: now,
@@ -123,7 +148,7 @@ export function buildClaims(options, now = Math.floor(Date.now() / 1000)) {
     claims = {
       iss: issuerFor(options),
       sub: options.sub ?? "user-123",
-      aud: options.aud ?? LOCAL_AUDIENCE,
+      aud: options.aud ?? defaults.aud ?? LOCAL_AUDIENCE,
       iat: now,
       exp: now + ttl,
       jti: randomUUID(),
@@ -145,11 +170,12 @@ export async function mintToken(options) {
     onCreate: (file) => console.error(`token: generated development signing keys in ${file}`),
   });
   const { key, kid, alg } = await signingKey(options.access ? jwks.access : jwks.oidc);
-  const claims = buildClaims(options);
+  const defaults = policyDefaults();
+  const claims = buildClaims(options, undefined, defaults);
   // CompactSign signs the claims exactly as built, so --claim can also craft odd tokens
   // (a string exp, a missing sub) to see how the edge refuses them.
   return new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
-    .setProtectedHeader({ alg, kid, typ: options.typ ?? "JWT" })
+    .setProtectedHeader({ alg, kid, typ: options.typ ?? (options.access ? undefined : defaults.typ) ?? "JWT" })
     .sign(key);
 }
 

@@ -3,7 +3,7 @@
 // development identity provider serves. Runs the real CLI and the real identity provider
 // with a fresh key file, so the developer's own keys are never touched.
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from "jose";
@@ -14,6 +14,7 @@ import policy from "../../policy/policy.json";
 import { startIdp } from "../../dev/idp.mjs";
 // @ts-expect-error -- plain JS module of the local stack
 import { ACCESS_AUD, ACCESS_ISSUER, LOCAL_AUDIENCE as CLI_AUDIENCE, LOCAL_ISSUER } from "../../dev/keys.mjs";
+import { projectCopy } from "./project-copy";
 
 const root = join(import.meta.dirname, "..", "..");
 const keysDir = mkdtempSync(join(tmpdir(), "portcullis-keys-"));
@@ -143,6 +144,39 @@ describe("npm run token: OIDC tokens", () => {
 
   it("--typ sets the typ header (e.g. at+jwt for RFC 9068 access tokens)", async () => {
     expect(decodeProtectedHeader(await mint("--typ", "at+jwt")).typ).toBe("at+jwt");
+  });
+});
+
+describe("npm run token: defaults follow policy/policy.json", () => {
+  it("an edited policy's audience, typ and Access AUD tag become the defaults; options still win", async () => {
+    const copy = projectCopy(keysDir, "policy-");
+    const doc = JSON.parse(readFileSync(join(copy, "policy", "policy.json"), "utf8"));
+    const idOf = (kind: string) =>
+      Object.entries(doc.issuers).find(([, issuer]) => (issuer as { kind: string }).kind === kind)?.[0] as string;
+    const oidcId = idOf("oidc");
+    const accessId = idOf("cloudflare_access");
+    doc.issuers[oidcId].audiences = ["https://api.mycompany.test"];
+    doc.issuers[oidcId].typ = "at+jwt";
+    const guarded = doc.routes.find((route: { auth: { issuers?: string[] } }) =>
+      route.auth.issuers?.includes(accessId),
+    );
+    guarded.auth.audiences = ["my-aud-tag"];
+    writeFileSync(join(copy, "policy", "policy.json"), JSON.stringify(doc));
+    const run = (args: string[]) =>
+      new Promise<string>((resolve, reject) =>
+        execFile(
+          process.execPath,
+          ["dev/token.mjs", ...args],
+          { cwd: copy, timeout: 15_000, env: { ...process.env, PORTCULLIS_DEV_KEYS: keysFile } },
+          (error, stdout) => (error ? reject(error) : resolve(stdout.trim())),
+        ),
+      );
+    const oidc = await run([]);
+    expect(decodeJwt(oidc).aud).toBe("https://api.mycompany.test");
+    expect(decodeProtectedHeader(oidc).typ).toBe("at+jwt");
+    expect(decodeJwt(await run(["--access"])).aud).toEqual(["my-aud-tag"]);
+    expect(decodeJwt(await run(["--aud", "x"])).aud).toBe("x");
+    expect(decodeProtectedHeader(await run(["--typ", "JWT"])).typ).toBe("JWT");
   });
 });
 
