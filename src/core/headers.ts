@@ -163,7 +163,7 @@ export function cookieName(cookie: string): string {
  * cookie whose name is empty as its value alone, so `=CF_Authorization=x` arrives, from a
  * `Set-Cookie` or a client, as a cookie some server may read as `CF_Authorization`.
  */
-export function cookieNameAsRead(cookie: string): string {
+function cookieNameAsRead(cookie: string): string {
   return cookieName(cookie.replace(/^[\s=]+/, ""));
 }
 
@@ -263,8 +263,8 @@ function lenientCookieName(name: string): string {
  * which costs microseconds when it holds escapes. A browser sends at most a few hundred
  * cookies; a `Cookie` header holding more than this many `;` and `=` together is refused rather
  * than read (thousands of escaped names in a 32 KB header cost tens of milliseconds; a cookie
- * without `=` is a name too), and an origin's `Set-Cookie` lines past this many `=` are
- * dropped unread.
+ * without `=` is a name too), and an origin's `Set-Cookie` lines past as many (each line a
+ * cookie, each `=` in it one more) are dropped unread.
  */
 export const MAX_COOKIE_SEPARATORS = 2000;
 
@@ -272,6 +272,31 @@ export const MAX_COOKIE_SEPARATORS = 2000;
 export function isCredentialCookie(name: string): boolean {
   const lenient = lenientCookieName(name);
   return CREDENTIAL_COOKIE_NAMES.some((credential) => readsAsName(lenient, credential));
+}
+
+/**
+ * Removes credential cookies by name, however spelt. The other cookies go on as sent, with
+ * the separators between them: where cookies were removed, the two kept on either side are
+ * parted by `;` if any separator between them was one (a comma joins two only where the
+ * client's did), so no parser reads a kept cookie's value differently.
+ */
+export function withoutCredentialCookies(cookie: string): string {
+  const parts = cookieParts(cookie);
+  let kept = "";
+  let between = "";
+  let removed = false;
+  for (let i = 0; i < parts.length; i += 2) {
+    if (i > 0 && between !== ";") between = parts[i - 1] as string;
+    const part = parts[i] as string;
+    if (isCredentialCookie(cookieNameAsRead(part))) {
+      removed = true;
+      continue;
+    }
+    kept += kept ? between + part : part.trimStart();
+    between = "";
+  }
+  // Nothing to remove: the header goes on exactly as the client sent it.
+  return removed ? kept.trimEnd() : cookie;
 }
 
 /**

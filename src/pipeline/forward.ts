@@ -6,12 +6,10 @@
 import { TIMED_OUT, withDeadline } from "../core/deadline";
 import {
   connectionNominated,
-  cookieNameAsRead,
-  cookieParts,
   HOP_BY_HOP_HEADERS,
   hidesCredentialCookie,
-  isCredentialCookie,
   MAX_COOKIE_SEPARATORS,
+  withoutCredentialCookies,
 } from "../core/headers";
 import { withoutQueryCredentials } from "../core/tokens/credentials";
 import { deny } from "./respond";
@@ -60,21 +58,17 @@ export function withoutCredentialSetCookies(headers: Headers): void {
   // Counted before anything is decoded: past the budget, lines go unread and dropped (a
   // browser sending them back would be refused as too_many_cookies anyway).
   let separators = 0;
-  // The cookie-pair before any attribute, read as the request side will read it when the
-  // browser sends it back: cut where a cookie ends (`CF_Authorization,x=1` is two cookies
-  // there), each name as read (a pair with an empty name goes back as its value alone,
-  // `=CF_Authorization=x`; one without `=` as itself), or a value hiding one
-  // (`pref=CF_Authorization=1`, which the edge refuses on every request: the browser would be
-  // locked out).
+  // The cookie-pair before any attribute is read as the request side reads the cookie the
+  // browser sends back: a line is dropped if it would cut anything out of it
+  // (`CF_Authorization,x=1` is two cookies there; `=CF_Authorization=x` goes back as its value
+  // alone) or refuse it (`pref=CF_Authorization=1`: every request would be, the browser locked
+  // out).
   const kept = lines.filter((line) => {
     const pair = line.split(";", 1)[0] as string;
     // As the request side counts it: each cookie a name (with or without `=`), each `=` one more.
     separators += pair.split("=").length;
     if (separators > MAX_COOKIE_SEPARATORS) return false;
-    const parts = cookieParts(pair);
-    for (let i = 0; i < parts.length; i += 2)
-      if (isCredentialCookie(cookieNameAsRead(parts[i] as string))) return false;
-    return !hidesCredentialCookie(pair);
+    return withoutCredentialCookies(pair) === pair && !hidesCredentialCookie(pair);
   });
   if (kept.length === lines.length) return;
   headers.delete("set-cookie");

@@ -7,40 +7,13 @@ import { boundedMemo } from "../core/bounded-memo";
 import {
   connectionNominated,
   hidesCredentialCookie,
-  cookieParts,
-  isCredentialCookie,
-  cookieNameAsRead,
   MAX_COOKIE_SEPARATORS,
   makeStripPredicate,
   normaliseHeaderName,
+  withoutCredentialCookies,
 } from "../core/headers";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
-
-/**
- * Removes credential cookies by name, however spelt. The other cookies go on as sent, with
- * the separators between them: where cookies were removed, the two kept on either side are
- * parted by `;` if any separator between them was one (a comma joins two only where the
- * client's did), so no parser reads a kept cookie's value differently.
- */
-export function withoutCredentialCookies(cookie: string): string {
-  const parts = cookieParts(cookie);
-  let kept = "";
-  let between = "";
-  let removed = false;
-  for (let i = 0; i < parts.length; i += 2) {
-    if (i > 0 && between !== ";") between = parts[i - 1] as string;
-    const part = parts[i] as string;
-    if (isCredentialCookie(cookieNameAsRead(part))) {
-      removed = true;
-      continue;
-    }
-    kept += kept ? between + part : part.trimStart();
-    between = "";
-  }
-  // Nothing to remove: the header goes on exactly as the client sent it.
-  return removed ? kept.trimEnd() : cookie;
-}
 
 /** Header names remembered per isolate with their verdict; names are client input. */
 const MAX_REMEMBERED_NAMES = 512;

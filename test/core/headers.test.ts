@@ -1,6 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { cookiePairs, hidesCredentialCookie, makeStripPredicate } from "../../src/core/headers";
-import { withoutCredentialCookies } from "../../src/pipeline/header-hygiene";
+import {
+  cookiePairs,
+  hidesCredentialCookie,
+  makeStripPredicate,
+  withoutCredentialCookies,
+} from "../../src/core/headers";
 
 describe("cookies", () => {
   it("parses pairs in order, keeping each as sent", () => {

@@ -3,11 +3,10 @@
 // and the verified-token cache under a normal clock.
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { hidesCredentialCookie } from "../../src/core/headers";
+import { hidesCredentialCookie, withoutCredentialCookies } from "../../src/core/headers";
 import { clientAddressKey } from "../../src/core/limits";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { VerifiedTokenCache } from "../../src/core/tokens/verified-cache";
-import { withoutCredentialCookies } from "../../src/pipeline/header-hygiene";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, makeKey } from "../support/issuers";
 
