@@ -1,7 +1,9 @@
 // The policy as written by operators (JSON), and the shapes the validator accepts.
 // Field names are snake_case because they are a file format, not TypeScript API.
 
-export type HttpMethod = "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS";
+/** Every method a route may take, in the order an `Allow` answer lists them. */
+export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
 
 export interface ClaimMapping {
   /** Claim holding the subject. Default `sub`. */

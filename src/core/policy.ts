@@ -18,6 +18,7 @@ import type {
   LimitSpec,
   UpstreamConfig,
 } from "./policy-types";
+import { HTTP_METHODS } from "./policy-types";
 import {
   type CompiledPattern,
   capturesOf,
@@ -30,7 +31,7 @@ import { isIdentifier, MAX_IDENTIFIER_CHARS } from "./tokens/claims";
 import { JWS_ALGORITHMS } from "./tokens/jws-verify";
 
 export const DEFAULT_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"] as const;
-const METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+const METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
 const LIMIT_KEYS: ReadonlySet<string> = new Set(["tenant", "user", "route", "ip"]);
 /**
  * Valid tenants that an override may still not name: every plain object has these

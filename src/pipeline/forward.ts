@@ -11,7 +11,10 @@ import {
   MAX_COOKIE_SEPARATORS,
   withoutCredentialCookies,
 } from "../core/headers";
+import { HTTP_METHODS } from "../core/policy-types";
+import { findRoute } from "../core/routes";
 import { withoutQueryCredentials } from "../core/tokens/credentials";
+import type { PipelineContext } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
@@ -169,8 +172,49 @@ function watchedBody(
   return { body: readable, end };
 }
 
+/** The most further hops a forwarded OPTIONS is given (RFC 9110 §7.6.2 lets a hop lower it). */
+const MAX_FORWARDS_CEILING = 255;
+
+/**
+ * `Max-Forwards` on an OPTIONS (RFC 9110 §7.6.2): 0 makes the edge the final recipient, which
+ * answers with the methods routes take at this URL; any other count goes on less one. A value
+ * that is no count is dropped: no hop could honour it. Undefined when the request goes on.
+ */
+function maxForwardsAnswer(c: PipelineContext): Response | undefined {
+  const received = c.req.raw.headers.get("max-forwards");
+  if (received === null) return undefined;
+  const headers = c.get("forwardHeaders");
+  if (!/^\d{1,15}$/.test(received)) {
+    headers.delete("max-forwards");
+    return undefined;
+  }
+  const hops = +received;
+  if (hops > 0) {
+    headers.set("max-forwards", String(Math.min(hops - 1, MAX_FORWARDS_CEILING)));
+    return undefined;
+  }
+  const host = c.get("url").host;
+  const path = c.get("canonicalPath");
+  const { routes } = c.get("policy");
+  const allow = HTTP_METHODS.filter((method) => findRoute(routes, method, host, path));
+  c.get("outcome").detail = "max_forwards_zero";
+  return new Response(null, { status: 200, headers: { allow: allow.join(", ") } });
+}
+
 /** A service binding, through which the forward stage reaches a `service` upstream. */
 type Binding = { fetch: typeof fetch };
+
+/** Adds the headers earlier stages asked for (rate-limit fields, CORS) to an allowed answer. */
+function withResponseHeaders(c: PipelineContext, out: Response): Response {
+  const extra = c.get("responseHeaders");
+  if (extra) {
+    for (const [name, value] of extra) {
+      if (name === "vary") out.headers.append(name, value);
+      else out.headers.set(name, value);
+    }
+  }
+  return out;
+}
 
 export function forward(): Stage {
   const run: Stage["run"] = async (c) => {
@@ -194,6 +238,8 @@ export function forward(): Stage {
       target = `${incoming.origin}${path}${query}`;
     }
     const method = c.req.method;
+    const atEdge = method === "OPTIONS" ? maxForwardsAnswer(c) : undefined;
+    if (atEdge) return withResponseHeaders(c, atEdge);
     const hasBody = method !== "GET" && method !== "HEAD" && c.req.raw.body !== null;
     const started = Date.now();
     // If the client's upload breaks off, the origin request is torn down rather than ended,
@@ -286,14 +332,7 @@ export function forward(): Stage {
     }
     const out = clientResponse(response);
     if (c.get("identity")?.kind === "cloudflare_access") keepFromSharedCaches(out.headers);
-    const extra = c.get("responseHeaders");
-    if (extra) {
-      for (const [name, value] of extra) {
-        if (name === "vary") out.headers.append(name, value);
-        else out.headers.set(name, value);
-      }
-    }
-    return out;
+    return withResponseHeaders(c, out);
   };
   return { run };
 }

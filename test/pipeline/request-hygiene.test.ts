@@ -22,6 +22,8 @@ const policy = () =>
       { name: "plain", methods: ["GET"], path: "/plain/**", auth: "public", upstream: "echo" },
       { name: "item", methods: ["GET"], path: "/items/*", auth: "public", upstream: "echo" },
       { name: "upload", methods: ["POST", "PUT", "PATCH"], path: "/upload/**", auth: "public", upstream: "echo" },
+      { name: "options", methods: ["GET", "OPTIONS"], path: "/opts/**", auth: "public", upstream: "echo" },
+      { name: "options-delete", methods: ["DELETE"], path: "/opts/**", auth: "public", upstream: "echo" },
     ],
   });
 
@@ -583,6 +585,34 @@ describe("header hygiene", () => {
     const body = "x".repeat(100_000);
     const { seen } = await send("/upload/x", { method: "POST", body });
     expect(seen[0]).toMatchObject({ method: "POST", body_bytes: 100_000 });
+  });
+
+  it("answers an OPTIONS with Max-Forwards: 0 at the edge, as its final recipient, with the methods routes take there", async () => {
+    const { response, text, seen, record } = await send("/opts/a", {
+      method: "OPTIONS",
+      headers: { "max-forwards": "0" },
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("allow")).toBe("GET, HEAD, DELETE, OPTIONS");
+    expect(response.headers.get("x-request-id")).toBe(record?.request_id);
+    expect(text).toBe("");
+    expect(seen).toHaveLength(0);
+    expect(record).toMatchObject({ decision: "allow", reason: null, detail: "max_forwards_zero" });
+  });
+
+  it("passes Max-Forwards on an OPTIONS on less one, drops one that is no count, and leaves other methods' alone", async () => {
+    const hopsSeen = async (method: string, value: string) => {
+      const { response, seen } = await send("/opts/a", { method, headers: { "max-forwards": value } });
+      expect(response.status).toBe(200);
+      expect(seen).toHaveLength(1);
+      return seen[0]!.headers["max-forwards"];
+    };
+    expect(await hopsSeen("OPTIONS", "5")).toBe("4");
+    expect(await hopsSeen("OPTIONS", "1")).toBe("0");
+    expect(await hopsSeen("OPTIONS", "99999999")).toBe("255");
+    expect(await hopsSeen("OPTIONS", "-1")).toBeUndefined();
+    expect(await hopsSeen("OPTIONS", "1, 0")).toBeUndefined();
+    expect(await hopsSeen("GET", "0")).toBe("0");
   });
 });
 
