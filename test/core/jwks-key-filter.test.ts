@@ -3,6 +3,7 @@
 import { env } from "cloudflare:workers";
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
+import { keyMaterialOf, usableKeys } from "../../src/core/jwks/fetch-key-set";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { AUDIENCE, b64url, issuerServer, makeIssuer, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
 import { verifierFor as sharedVerifierFor } from "./token-fixtures";
@@ -460,6 +461,49 @@ describe("(a3) at most 100 usable keys per set", () => {
     await publishRaw(issuer, [...filler, good.publicJwk]);
     const { verify } = verifierFor(issuer, { jwks_uri: `${issuer.url}/jwks`, max_jwks_bytes: 1_048_576 });
     expect(await verify(await issuer.sign({}, { key: good }))).toMatchObject({ ok: true });
+  });
+
+  it("counts neither leaked listings nor key-agreement keys: a token of the key after 100 of them verifies", async () => {
+    const issuer = await makeIssuer("ES256");
+    const good = issuer.keys[0] as TestKey;
+    const leaked = await makeKey("ES256", "leaked");
+    const leakedListings = Array.from({ length: 100 }, (_, i) => ({ ...leaked.publicJwk, kid: `pub-${i}` }));
+    const { publicKey } = await generateKeyPair("ECDH-ES", { crv: "X25519", extractable: true });
+    const x25519 = await exportJWK(publicKey);
+    const agreement = Array.from({ length: 100 }, (_, i) => ({ ...x25519, kid: `x-${i}` }));
+    // The private listing last: the listings before it must not take places either.
+    const leakedPrivate = { ...(await exportJWK(leaked.privateKey)), kid: "leaked" };
+    await publishRaw(issuer, [...leakedListings, ...agreement, good.publicJwk, leakedPrivate]);
+    const { verify, settle } = verifierFor(issuer, { jwks_uri: `${issuer.url}/jwks`, max_jwks_bytes: 1_048_576 });
+    expect(await verify(await issuer.sign({}, { key: good }))).toMatchObject({ ok: true });
+    expect(await verify(await issuer.sign({}, { key: { ...leaked, kid: "pub-0" } }))).toMatchObject({ ok: false });
+    await settle();
+    expect((await storedKeys(issuer)).map((key) => key.kid)).toEqual([good.kid]);
+  });
+
+  it("counts no listing of a key that leaked before: the key after 100 of them is kept", async () => {
+    const leaked = await makeKey("ES256", "leaked");
+    const good = await makeKey("ES256", "good");
+    const listings = Array.from({ length: 100 }, (_, i) => ({ ...leaked.publicJwk, kid: `pub-${i}` }));
+    const known = new Set([keyMaterialOf(leaked.publicJwk as Record<string, unknown>)]);
+    expect(usableKeys({ keys: [...listings, good.publicJwk] }, known).keys.map((key) => key.kid)).toEqual(["good"]);
+    // Listing only what leaked is still the issuer's answer (it withdraws the key), not a failed fetch.
+    expect(usableKeys({ keys: listings }, known)).toEqual({ keys: [], leaked: [] });
+  });
+
+  it("drops a key of a curve no signature the edge verifies uses, and keeps one whose alg conflicts (refused by name)", async () => {
+    const good = await makeKey("ES256", "good");
+    const { publicKey } = await generateKeyPair("ECDH-ES", { crv: "X25519", extractable: true });
+    const unfit = [
+      { ...good.publicJwk, kid: "secp256k1", crv: "secp256k1" },
+      { ...(await exportJWK(publicKey)), kid: "x25519" },
+    ];
+    expect(() => usableKeys({ keys: unfit })).toThrow("no_usable_keys");
+    const conflicting = { ...good.publicJwk, kid: "es384-on-p256", alg: "ES384" };
+    expect(usableKeys({ keys: [...unfit, conflicting, good.publicJwk] }).keys.map((key) => key.kid)).toEqual([
+      "es384-on-p256",
+      "good",
+    ]);
   });
 
   it("keeps the first 100 usable keys in the order the set lists them", async () => {

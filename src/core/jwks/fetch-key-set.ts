@@ -4,6 +4,7 @@
 
 import type { JWK } from "jose";
 import { binaryOf } from "../tokens/compact";
+import { verifiesAnyAlg } from "../tokens/jws-verify";
 import { secureUrl } from "../urls";
 
 /** Members of a private key (RFC 7518 §6.2.2, §6.3.2). */
@@ -149,37 +150,51 @@ export interface UsableKeySet {
   leaked: string[];
 }
 
+/** Members of `raw` of a known key type, each a string no longer than any real key's; or undefined. */
+function publicMembersOf(raw: unknown): readonly string[] | undefined {
+  if (typeof raw !== "object" || raw === null) return undefined;
+  const candidate = raw as Record<string, unknown>;
+  // A Map, so a `kty` such as "__proto__" or "toString" is an unknown type, not an inherited member.
+  const members = typeof candidate.kty === "string" ? PUBLIC_MEMBERS.get(candidate.kty) : undefined;
+  if (!members) return undefined; // symmetric (`oct`) and unknown key types are never verification keys here
+  for (const member of members) {
+    const value = candidate[member];
+    if (typeof value !== "string" || value.length > MAX_MEMBER_CHARS) return undefined;
+  }
+  return members;
+}
+
 /**
  * The verification keys of a JWKS document. A key published with its private part anywhere in
  * it (under any kid, beside its public half) is dropped with every listing of its material, as
  * are keys in `knownLeaked` (leaked before: republishing the public half does not make the
  * private one secret again). Throws if no key is usable, unless one was dropped as leaked: the
  * set is then the issuer's answer, not a failed fetch: served on as the last good set, the one
- * before would keep trusting the very key that leaked.
+ * before would keep trusting the very key that leaked. Only keys kept count towards the cap, so
+ * no run of entries that could never verify (leaked, key-agreement curves) pushes one out.
  */
 export function usableKeys(document: unknown, knownLeaked: ReadonlySet<string> = new Set()): UsableKeySet {
   if (typeof document !== "object" || document === null || !Array.isArray((document as { keys?: unknown }).keys)) {
     throw new KeySetFetchError("malformed");
   }
-  const keys: JWK[] = [];
+  const entries = (document as { keys: unknown[] }).keys;
+  // First every leak, wherever the set lists it: a public listing before it must not take a place.
+  // A key published with any private member (RFC 7517 §9.2) is every reader's to sign with:
+  // an RSA key's q gives p as n / q, and one CRT exponent (dp or dq) gives it by a gcd.
+  // Whatever its `use`: the material is what leaked. Read whole, which the size cap on the set bounds.
   const leaked = new Set<string>();
-  for (const raw of (document as { keys: unknown[] }).keys) {
-    if (typeof raw !== "object" || raw === null) continue;
-    const candidate = raw as Record<string, unknown>;
-    // A Map, so a `kty` such as "__proto__" or "toString" is an unknown type, not an inherited member.
-    const members = typeof candidate.kty === "string" ? PUBLIC_MEMBERS.get(candidate.kty) : undefined;
-    if (!members) continue; // symmetric (`oct`) and unknown key types are never verification keys here
-    if (members.some((member) => typeof candidate[member] !== "string")) continue;
-    if (members.some((member) => (candidate[member] as string).length > MAX_MEMBER_CHARS)) continue;
-    // A key published with any private member (RFC 7517 §9.2) is every reader's to sign with:
-    // an RSA key's q gives p as n / q, and one CRT exponent (dp or dq) gives it by a gcd.
-    // Whatever its `use`: the material is what leaked.
-    if (holdsPrivatePart(candidate)) {
-      leaked.add(keyMaterialOf(candidate));
-      continue;
+  for (const raw of entries) {
+    if (publicMembersOf(raw) && holdsPrivatePart(raw as Record<string, unknown>)) {
+      leaked.add(keyMaterialOf(raw as Record<string, unknown>));
     }
-    // Past the cap, entries are still read for leaks, which the size cap on the set bounds.
-    if (keys.length === MAX_KEYS) continue;
+  }
+  const keys: JWK[] = [];
+  let listsLeaked = leaked.size > 0;
+  for (const raw of entries) {
+    if (keys.length === MAX_KEYS) break;
+    const members = publicMembersOf(raw);
+    if (!members) continue;
+    const candidate = raw as Record<string, unknown>;
     if (candidate.use !== undefined && candidate.use !== "sig") continue;
     // key_ops, when present, lists what the key may do (RFC 7517 §4.3): without "verify" it is
     // not ours to verify with, whatever `use` says. A malformed list permits nothing.
@@ -189,17 +204,19 @@ export function usableKeys(document: unknown, knownLeaked: ReadonlySet<string> =
       continue;
     if (candidate.crv === "Ed25519" && unsafeEd25519(candidate.x as string)) continue;
     if (candidate.alg !== undefined && typeof candidate.alg !== "string") continue;
+    if (!verifiesAnyAlg(candidate)) continue;
+    const material = keyMaterialOf(candidate);
+    if (leaked.has(material) || knownLeaked.has(material)) {
+      listsLeaked = true;
+      continue;
+    }
     const key: Record<string, unknown> = { kty: candidate.kty };
     for (const member of ["kid", "alg", ...members])
       if (candidate[member] !== undefined) key[member] = candidate[member];
     keys.push(key as JWK);
   }
-  const trusted = keys.filter((key) => {
-    const material = keyMaterialOf(key as Record<string, unknown>);
-    return !leaked.has(material) && !knownLeaked.has(material);
-  });
-  if (keys.length === 0 && leaked.size === 0) throw new KeySetFetchError("no_usable_keys");
-  return { keys: trusted, leaked: [...leaked] };
+  if (keys.length === 0 && !listsLeaked) throw new KeySetFetchError("no_usable_keys");
+  return { keys, leaked: [...leaked] };
 }
 
 /** OpenID discovery (OIDC Discovery §4.3): the document must name the same issuer. */

@@ -14,7 +14,7 @@
 import type { JWK } from "jose";
 import type { ResolvedIssuer } from "../policy";
 import { TIMED_OUT, withDeadline } from "../deadline";
-import { JWS_ALGORITHMS } from "../tokens/jws-verify";
+import { JWS_ALGORITHMS, keyFitsAlg } from "../tokens/jws-verify";
 import { secureUrl } from "../urls";
 import {
   discoverJwksUri,
@@ -136,15 +136,6 @@ const MAX_RETIRED_KEYS = 100;
 const MAX_LEAKED_KEYS = 100;
 /** A key's material as written: three members at most, each JSON-escaped (see usableKeys). */
 const MAX_MATERIAL_CHARS = 3 * 6 * MAX_MEMBER_CHARS + 64;
-
-/** Which key types and curves can verify which algorithm: the ones it is imported as. */
-function keyFitsAlg(jwk: JWK, alg: string): boolean {
-  if (jwk.alg !== undefined && jwk.alg !== alg && !(alg === "Ed25519" && jwk.alg === "EdDSA")) return false;
-  const key = JWS_ALGORITHMS.get(alg)?.key;
-  if (key?.name === "ECDSA") return jwk.kty === "EC" && jwk.crv === key.namedCurve;
-  if (key?.name === "Ed25519") return jwk.kty === "OKP" && jwk.crv === "Ed25519";
-  return key !== undefined && jwk.kty === "RSA";
-}
 
 function fingerprintOf(jwk: JWK): string {
   return JSON.stringify([jwk.kty, jwk.kid, jwk.alg, jwk.crv, jwk.n, jwk.e, jwk.x, jwk.y]);

@@ -56,6 +56,29 @@ export const JWS_ALGORITHMS: ReadonlyMap<string, JwsAlgorithm> = new Map([
 ]);
 
 /**
+ * Which key types and curves can verify which algorithm: the ones it is imported as. `jwk`
+ * holds its members as published (`alg`, `kty`, `crv` may be anything).
+ */
+export function keyFitsAlg(jwk: { kty?: unknown; crv?: unknown; alg?: unknown }, alg: string): boolean {
+  if (jwk.alg !== undefined && jwk.alg !== alg && !(alg === "Ed25519" && jwk.alg === "EdDSA")) return false;
+  const key = JWS_ALGORITHMS.get(alg)?.key;
+  if (key?.name === "ECDSA") return jwk.kty === "EC" && jwk.crv === key.namedCurve;
+  if (key?.name === "Ed25519") return jwk.kty === "OKP" && jwk.crv === "Ed25519";
+  return key !== undefined && jwk.kty === "RSA";
+}
+
+/**
+ * Whether a key's type and curve can verify any algorithm the edge verifies (an X25519 or
+ * secp256k1 key never can). Its `alg` aside: a key whose `alg` conflicts is kept, so a token
+ * naming it is refused as such rather than sending the edge to look for its kid again.
+ */
+export function verifiesAnyAlg(jwk: { kty?: unknown; crv?: unknown }): boolean {
+  const shape = { kty: jwk.kty, crv: jwk.crv };
+  for (const alg of JWS_ALGORITHMS.keys()) if (keyFitsAlg(shape, alg)) return true;
+  return false;
+}
+
+/**
  * `valid`; `mismatch` when the signature does not verify with this key (another candidate key
  * may still); otherwise why this key cannot be used for `alg` at all.
  */
