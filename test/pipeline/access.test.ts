@@ -2,7 +2,7 @@
 // CF_Authorization cookie, per-application AUD tags, and service tokens.
 import { beforeAll, describe, expect, it } from "vitest";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
-import { makeIssuer, type TestIssuer } from "../support/issuers";
+import { COMMA_SCHEMES, makeIssuer, type TestIssuer } from "../support/issuers";
 
 const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 let team: TestIssuer;
@@ -237,6 +237,20 @@ describe("a route that accepts bearer tokens and Access assertions", () => {
     expect(seen?.headers["x-user-email"]).toBe("user@example.com");
     expect(seen?.headers.authorization).toBeUndefined();
     expect(seen?.headers.cookie).toBeUndefined();
+  });
+
+  it("leaves another scheme's credential to the Access assertion when it holds commas (Digest, OAuth 1.0, AWS SigV4)", async () => {
+    const edge = mixedEdge();
+    for (const authorization of COMMA_SCHEMES) {
+      const m = marker();
+      const response = await edge.fetch("/mixed/x", {
+        headers: { "x-test-marker": m, authorization, cookie: `CF_Authorization=${await assertion()}` },
+      });
+      expect(response.status, authorization).toBe(200);
+      const [seen] = await originSaw(m);
+      expect(seen?.headers["x-user-email"]).toBe("user@example.com");
+      expect(seen?.headers.authorization).toBeUndefined();
+    }
   });
 
   it("reads a Bearer Authorization header first", async () => {

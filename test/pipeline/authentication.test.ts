@@ -3,7 +3,16 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
-import { AUDIENCE, attackerHits, b64url, issuerServer, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
+import {
+  AUDIENCE,
+  attackerHits,
+  b64url,
+  COMMA_SCHEMES,
+  issuerServer,
+  makeIssuer,
+  makeKey,
+  type TestIssuer,
+} from "../support/issuers";
 
 let issuer: TestIssuer;
 let rsaIssuer: TestIssuer;
@@ -142,6 +151,8 @@ describe("credential extraction (RFC 6750)", () => {
     ["Basic scheme", { authorization: "Basic dXNlcjpwYXNz" }, 401, "token_missing"],
     ["Bearer without a token", { authorization: "Bearer" }, 400, "token_malformed"],
     ["comma-joined value", { authorization: "Bearer aaa, Bearer bbb" }, 400, "token_malformed"],
+    ["comma-joined, a Bearer second", { authorization: "Basic dXNlcjpwYXNz, Bearer aaa" }, 400, "token_malformed"],
+    ...COMMA_SCHEMES.map((authorization) => [authorization.split(" ")[0], { authorization }, 401, "token_missing"]),
     ["a tab after the scheme", { authorization: "Bearer\taaa.bbb.ccc" }, 400, "token_malformed"],
     ["extra parts", { authorization: "Bearer aaa.bbb.ccc extra" }, 400, "token_malformed"],
     ["two spaces", { authorization: "Bearer  aaa.bbb.ccc" }, 400, "token_malformed"],

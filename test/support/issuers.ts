@@ -102,3 +102,13 @@ export function b64url(input: string | Uint8Array): string {
   for (const b of bytes) binary += String.fromCharCode(b);
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
+
+/**
+ * `Authorization` values of other schemes whose one credential holds commas: each is another
+ * scheme, not two joined headers.
+ */
+export const COMMA_SCHEMES: readonly string[] = [
+  'Digest username="ada", realm="api", nonce="n0", uri="/x", response="6629fae4"',
+  'OAuth oauth_consumer_key="k", oauth_nonce="n", oauth_signature="s%3D"',
+  "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, SignedHeaders=host;x-amz-date, Signature=5d672d79",
+];

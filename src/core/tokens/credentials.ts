@@ -12,9 +12,16 @@ export type CredentialResult =
 // b64token per RFC 6750 §2.1: one space after the scheme, no other whitespace.
 const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i;
 
+/** A Bearer credential starts one of the comma-joined parts of an `Authorization` value. */
+const BEARER_AMONG = /(?:^|,)[ \t]*bearer(?:[ \t]|,|$)/i;
+
 function bearerFrom(value: string): CredentialResult {
-  // Two Authorization headers arrive joined by ", "; a comma never occurs in a token.
-  if (value.includes(",")) return { ok: false, reason: "token_malformed", detail: "multiple_credentials" };
+  // Two Authorization headers arrive joined by ", "; a comma never occurs in a token. Other
+  // schemes' credentials may hold commas (Digest, OAuth 1.0, AWS SigV4): without a Bearer
+  // among the parts, the value is another scheme, not two credentials.
+  if (value.includes(",") && BEARER_AMONG.test(value)) {
+    return { ok: false, reason: "token_malformed", detail: "multiple_credentials" };
+  }
   const scheme = value.split(/[ \t]/, 1)[0] ?? "";
   if (scheme.toLowerCase() !== "bearer") return { ok: false, reason: "token_missing", detail: "unsupported_scheme" };
   const match = BEARER.exec(value);
