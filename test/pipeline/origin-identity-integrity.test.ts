@@ -234,6 +234,11 @@ describe("what the edge writes, and what it never forwards", () => {
     ["NUL in the email", { email: "a@b.c\u0000admin" }, "email_unsafe"],
     ["non-ASCII tenant", { tenant_id: "acme\u2028" }, "tenant_unsafe"],
     ["a comma in a group", { groups: ["eng,admins"] }, "groups_unsafe"],
+    [
+      "a comma in the tenant (an origin reading x-tenant as a list takes the first)",
+      { tenant_id: "acme,globex" },
+      "tenant_unsafe",
+    ],
     ["a 256-character subject", { sub: "a".repeat(256) }, "subject_missing_or_unsafe"],
   ])("%s is refused, and nothing reaches the origin", async (_label, claims, detail) => {
     const token = await issuer.sign({ sub: "alice", ...claims });
@@ -241,5 +246,23 @@ describe("what the edge writes, and what it never forwards", () => {
     expect(response.status).toBe(401);
     expect(record).toMatchObject({ decision: "deny", reason: "token_invalid", detail });
     expect(seen).toHaveLength(0);
+  });
+});
+
+describe("the email address", () => {
+  it.each([
+    ["verified", { email_verified: true }, "alice@example.com"],
+    ["not said to be verified or not", {}, "alice@example.com"],
+    ["unverified", { email_verified: false }, undefined],
+    ["unverified, the flag sent as a string", { email_verified: "false" }, undefined],
+  ])("goes to the origin as x-user-email only when not marked unverified: %s", async (_label, claims, expected) => {
+    const token = await issuer.sign({ sub: "alice", email: "alice@example.com", ...claims });
+    const { response, got } = await send("/v1/things", {
+      authorization: `Bearer ${token}`,
+      "x-user-email": "spoofed@example.com",
+    });
+    expect(response.status).toBe(200);
+    expect(got["x-user-sub"]).toBe("alice");
+    expect(got["x-user-email"]).toBe(expected);
   });
 });

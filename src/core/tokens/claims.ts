@@ -60,7 +60,11 @@ export function identityFromClaims(
   if (!isIdentifier(subject)) return { ok: false, detail: "subject_missing_or_unsafe" };
 
   const tenant = payload[map.tenant];
-  if (tenant !== undefined && !isIdentifier(tenant)) return { ok: false, detail: "tenant_unsafe" };
+  // No `,` in a tenant: x-tenant is one value, and an origin that reads headers as lists
+  // (Spring's List<String> binding) would take `acme,globex` for acme.
+  if (tenant !== undefined && !(isIdentifier(tenant) && !tenant.includes(","))) {
+    return { ok: false, detail: "tenant_unsafe" };
+  }
   // Only a claim that is absent falls back: a `null` one is of the wrong type, and refused.
   const own = payload[map.scopes];
   const rawScopes = own !== undefined ? own : map.scopesFallback && payload[map.scopesFallback];
@@ -73,6 +77,9 @@ export function identityFromClaims(
   if (email !== undefined && (typeof email !== "string" || !HEADER_TOKEN.test(email))) {
     return { ok: false, detail: "email_unsafe" };
   }
+  // An address the issuer says it has not verified is anyone's to claim (sign up with the
+  // victim's address): it is not passed on as the user's. Some providers send the flag as a string.
+  const verified = payload.email_verified !== false && payload.email_verified !== "false";
   return {
     ok: true,
     identity: {
@@ -83,7 +90,7 @@ export function identityFromClaims(
       ...(typeof tenant === "string" ? { tenant } : {}),
       scopes,
       groups,
-      ...(typeof email === "string" ? { email } : {}),
+      ...(typeof email === "string" && verified ? { email } : {}),
       claims: payload,
       tokenHash,
     },
