@@ -121,6 +121,17 @@ describe("rate limits on public routes (whole pipeline)", () => {
     expect(await originSaw(m)).toHaveLength(3);
   });
 
+  it("counts an IPv4-mapped IPv6 address as its IPv4 address, and every header that is no address as one client", async () => {
+    const name = `mapped-${unique()}`;
+    const edge = edgeWith(publicRoute(name, [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }]));
+    const from = (ip: string) => edge.fetch(`/${name}/a`, { headers: { "cf-connecting-ip": ip } });
+    expect((await from("::ffff:203.0.113.77")).status).toBe(200);
+    expect((await from("203.0.113.77")).status).toBe(429);
+    expect((await from("203.0.113.78")).status).toBe(200);
+    expect((await from("not an address")).status).toBe(200);
+    expect((await from("1.2.3.256")).status).toBe(429);
+  });
+
   it("tells Workers of other zones apart by CF-Worker: Cloudflare gives them all one address", async () => {
     const name = `workers-${unique()}`;
     const edge = edgeWith(publicRoute(name, [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }]));

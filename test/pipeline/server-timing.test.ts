@@ -26,6 +26,32 @@ describe("Server-Timing", () => {
     expect(response.headers.has("server-timing")).toBe(false);
   });
 
+  it("carries the limiter's stage on a limited route, and on a 429 that stage alone (the origin was never asked)", async () => {
+    const name = `timed-${crypto.randomUUID().slice(0, 8)}`;
+    const edge = harness(
+      basePolicy({
+        settings: { limiter_timeout_ms: 2000, server_timing: true },
+        routes: [
+          {
+            name,
+            methods: ["GET"],
+            path: `/${name}/**`,
+            auth: "public",
+            upstream: "echo",
+            limits: [{ name: "ceiling", key: "route", limit: 1, window_s: 3600 }],
+          },
+        ],
+      }),
+    );
+    const admitted = await edge.fetch(`/${name}/a`);
+    expect(admitted.status).toBe(200);
+    expect(Object.keys(entries(admitted.headers.get("server-timing")))).toEqual(["limit", "upstream"]);
+    const refused = await edge.fetch(`/${name}/a`);
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get("server-timing")).toMatch(SERVER_TIMING);
+    expect(Object.keys(entries(refused.headers.get("server-timing")))).toEqual(["limit"]);
+  });
+
   it("carries the upstream duration when the policy turns it on", async () => {
     const edge = harness(basePolicy({ settings: { server_timing: true } }));
     const response = await edge.fetch("/public/x");
