@@ -146,17 +146,23 @@ describe("a valid token", () => {
 });
 
 describe("credential extraction (RFC 6750)", () => {
-  it.each([
+  const presentations: [label: string, headers: Record<string, string>, status: number, reason: string][] = [
     ["no credentials", {}, 401, "token_missing"],
     ["Basic scheme", { authorization: "Basic dXNlcjpwYXNz" }, 401, "token_missing"],
     ["Bearer without a token", { authorization: "Bearer" }, 400, "token_malformed"],
     ["comma-joined value", { authorization: "Bearer aaa, Bearer bbb" }, 400, "token_malformed"],
     ["comma-joined, a Bearer second", { authorization: "Basic dXNlcjpwYXNz, Bearer aaa" }, 400, "token_malformed"],
-    ...COMMA_SCHEMES.map((authorization) => [authorization.split(" ")[0], { authorization }, 401, "token_missing"]),
+    ...COMMA_SCHEMES.map((authorization): [string, Record<string, string>, number, string] => [
+      authorization.split(" ")[0] as string,
+      { authorization },
+      401,
+      "token_missing",
+    ]),
     ["a tab after the scheme", { authorization: "Bearer\taaa.bbb.ccc" }, 400, "token_malformed"],
     ["extra parts", { authorization: "Bearer aaa.bbb.ccc extra" }, 400, "token_malformed"],
     ["two spaces", { authorization: "Bearer  aaa.bbb.ccc" }, 400, "token_malformed"],
-  ])("%s -> %s %s", async (_label, headers, status, reason) => {
+  ];
+  it.each(presentations)("%s -> %s %s", async (_label, headers, status, reason) => {
     const edge = harness(policyFor(issuer));
     const { response, body, seen } = await call(edge, "/v1/x", headers as Record<string, string>);
     expect(response.status).toBe(status);

@@ -258,11 +258,12 @@ describe("a route taking OIDC tokens and Access assertions", () => {
     const edge = harness(policy());
     const oidc = await idp.sign({ tenant_id: "acme" });
     const access = await accessAssertion({ tenant_id: "acme", scope: "api:read" });
-    for (const headers of [
+    const presentations: Record<string, string>[] = [
       { "cf-access-jwt-assertion": oidc },
       { cookie: `CF_Authorization=${oidc}` },
       bearer(access),
-    ]) {
+    ];
+    for (const headers of presentations) {
       const r = await call(edge, "/mixed/acme/x", headers);
       expect(r.record?.reason).toBe("issuer_unknown");
       expect(r.seen).toHaveLength(0);
