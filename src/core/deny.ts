@@ -16,6 +16,7 @@ export type DenyReason =
   | "insufficient_scope"
   | "forbidden"
   | "tenant_mismatch"
+  | "cross_site_request"
   | "rate_limited"
   | "jwks_unavailable"
   | "limiter_unavailable"
@@ -54,6 +55,7 @@ const WIRE: { readonly [R in DenyReason]: WireShape } = {
   insufficient_scope: { status: 403, title: "Insufficient scope", bearerError: "insufficient_scope" },
   forbidden: { status: 403, title: "Forbidden" },
   tenant_mismatch: { status: 403, title: "Forbidden" },
+  cross_site_request: { status: 403, title: "Forbidden" },
   rate_limited: { status: 429, title: "Too many requests" },
   jwks_unavailable: { status: 503, title: "Service unavailable" },
   limiter_unavailable: { status: 503, title: "Service unavailable" },

@@ -1,6 +1,7 @@
 // Stage: authenticate. Public routes pass. Every other route needs exactly one credential
 // it accepts, verified against its issuers; the result is the request's Identity.
 
+import { crossSiteRefusal } from "../core/cross-site";
 import type { CompiledPolicy, CompiledRoute } from "../core/policy";
 import { extractCredential } from "../core/tokens/credentials";
 import { TokenVerifier } from "../core/tokens/verify";
@@ -66,6 +67,11 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
     }
     const credential = extractCredential(c.req.raw.headers, c.get("url"), credentials.accepts);
     if (!credential.ok) return deny(c, credential.reason, { detail: credential.detail });
+    if (credential.kind === "access") {
+      // Before the token is checked: a flood of forged cross-site posts costs no verify.
+      const crossSite = crossSiteRefusal(c.req.method, c.req.raw.headers, c.get("url").origin, route.cors);
+      if (crossSite) return deny(c, "cross_site_request", { detail: crossSite });
+    }
 
     const started = performance.now();
     const defer = (work: Promise<unknown>) => afterResponse(c, work);

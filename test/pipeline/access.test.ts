@@ -403,3 +403,155 @@ describe("answers to Access-authenticated requests and shared caches", () => {
     expect(await answer(bearer, "max-age=300")).toBe("max-age=300");
   });
 });
+
+describe("requests another site's page makes the browser send with the Access cookie", () => {
+  const APP = "https://app.example.com";
+  const EVIL = "https://evil.example";
+  const SELF = "https://edge.test";
+
+  function postEdge() {
+    return harness(
+      basePolicy({
+        issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },
+        routes: [
+          {
+            name: "spa-api",
+            methods: ["GET", "POST"],
+            path: "/api/**",
+            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            upstream: "echo",
+            cors: { allow_origins: [APP], allow_credentials: true },
+          },
+          {
+            name: "read-only-cors",
+            methods: ["POST"],
+            path: "/reports/**",
+            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            upstream: "echo",
+            cors: { allow_origins: [APP] },
+          },
+          {
+            name: "internal",
+            methods: ["GET", "POST", "DELETE"],
+            path: "/internal/**",
+            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            upstream: "echo",
+          },
+        ],
+      }),
+    );
+  }
+
+  /** The Access cookie, and the header Cloudflare Access adds from it, with what the browser says of the page. */
+  async function send(path: string, method: string, from: Record<string, string>) {
+    const edge = postEdge();
+    const m = marker();
+    const token = await assertion();
+    const response = await edge.fetch(path, {
+      method,
+      ...(method === "GET" || method === "HEAD" ? {} : { body: "to=attacker" }),
+      headers: { "x-test-marker": m, cookie: `CF_Authorization=${token}`, "cf-access-jwt-assertion": token, ...from },
+    });
+    return { response, seen: await originSaw(m), record: edge.audit.at(-1) };
+  }
+
+  it.each([
+    [
+      "a cross-site form post",
+      "/api/transfer",
+      "POST",
+      { origin: EVIL, "sec-fetch-site": "cross-site" },
+      "cross_site_origin",
+    ],
+    [
+      "a cross-site DELETE",
+      "/internal/users/42",
+      "DELETE",
+      { origin: EVIL, "sec-fetch-site": "cross-site" },
+      "cross_site_origin",
+    ],
+    // A sibling subdomain is the same site: SameSite cookies go along.
+    [
+      "a same-site page of another origin",
+      "/internal/x",
+      "POST",
+      { origin: "https://user-content.edge.test", "sec-fetch-site": "same-site" },
+      "cross_site_origin",
+    ],
+    [
+      "a sandboxed page (Origin: null)",
+      "/internal/x",
+      "POST",
+      { origin: "null", "sec-fetch-site": "cross-site" },
+      "cross_site_origin",
+    ],
+    [
+      "a cross-site request without Origin",
+      "/internal/x",
+      "POST",
+      { "sec-fetch-site": "cross-site" },
+      "cross_site_without_origin",
+    ],
+    [
+      "an older browser's cross-origin post (Origin alone)",
+      "/internal/x",
+      "POST",
+      { origin: EVIL },
+      "cross_site_origin",
+    ],
+    // A page the route's CORS allows, but not to send credentials: its credentialed post is not its to make.
+    [
+      "a CORS page not allowed credentials",
+      "/reports/run",
+      "POST",
+      { origin: APP, "sec-fetch-site": "cross-site" },
+      "cross_site_origin",
+    ],
+  ])(
+    "%s is refused 403 cross_site_request before the assertion is checked, and never forwarded",
+    async (_label, path, method, from, detail) => {
+      const { response, seen, record } = await send(path, method, from);
+      expect(response.status).toBe(403);
+      expect(((await response.json()) as { reason: string }).reason).toBe("cross_site_request");
+      expect(record).toMatchObject({ decision: "deny", reason: "cross_site_request", detail, token_hash: null });
+      expect(seen).toHaveLength(0);
+    },
+  );
+
+  it.each([
+    ["the page's own post", "/internal/x", "POST", { origin: SELF, "sec-fetch-site": "same-origin" }],
+    [
+      "a same-origin post whose Origin the browser left out",
+      "/internal/x",
+      "POST",
+      { "sec-fetch-site": "same-origin" },
+    ],
+    ["the CORS page allowed credentials", "/api/transfer", "POST", { origin: APP, "sec-fetch-site": "cross-site" }],
+    ["a client that is no browser (neither header)", "/internal/x", "DELETE", {}],
+    ["a cross-site link (GET, which must change nothing)", "/internal/x", "GET", { "sec-fetch-site": "cross-site" }],
+  ])("%s goes through", async (_label, path, method, from) => {
+    const { response, seen } = await send(path, method, from);
+    expect(response.status).toBe(200);
+    expect(seen[0]?.headers["x-user-email"]).toBe("user@example.com");
+  });
+
+  it("a Bearer token is never sent by a browser on its own: a cross-site post with one is not judged by its origin", async () => {
+    const idp = await makeIssuer("ES256");
+    const edge = harness(
+      basePolicy({
+        issuers: { idp: { kind: "oidc", issuer: idp.url, audiences: ["api"] } },
+        routes: [{ name: "api", methods: ["POST"], path: "/api/**", auth: { issuers: ["idp"] }, upstream: "echo" }],
+      }),
+    );
+    const response = await edge.fetch("/api/x", {
+      method: "POST",
+      body: "{}",
+      headers: {
+        authorization: `Bearer ${await idp.sign({ aud: "api" })}`,
+        origin: EVIL,
+        "sec-fetch-site": "cross-site",
+      },
+    });
+    expect(response.status).toBe(200);
+  });
+});

@@ -508,6 +508,7 @@ const EVERY_REASON: { readonly [R in DenyReason]: true } = {
   insufficient_scope: true,
   forbidden: true,
   tenant_mismatch: true,
+  cross_site_request: true,
   rate_limited: true,
   jwks_unavailable: true,
   limiter_unavailable: true,
@@ -716,6 +717,19 @@ const CASES: SecretCase[] = [
     path: "/tenants/globex/orders",
     policy: (p) => withLiveRoute(p as PolicyDocument, "tenant-orders", "/tenants/:tenant/**", {}),
     live: async () => ({ token: await liveIssuer.sign({ tenant_id: "acme" }) }),
+  },
+  {
+    name: "another site's page posts with the Access cookie",
+    reasons: ["cross_site_request"],
+    path: "/console/settings",
+    policy: (p) => ({
+      ...p,
+      routes: p.routes.map((route) => (route.name === "console" ? { ...route, methods: ["GET", "POST"] } : route)),
+    }),
+    init: {
+      method: "POST",
+      headers: { authorization: "", "sec-fetch-site": "cross-site", origin: "https://evil.example" },
+    },
   },
   {
     // A stage that throws is answered by the pipeline's catch-all: here the token check's

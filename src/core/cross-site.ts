@@ -1,0 +1,38 @@
+// Requests a browser sends by itself with the Access cookie: a cross-site page can make a
+// signed-in user's browser POST a form or a no-cors fetch, and the cookie goes along (behind
+// Cloudflare Access it also arrives as the Cf-Access-Jwt-Assertion header, so a header is no
+// sign of intent either). The browser says where a request comes from (Sec-Fetch-Site and
+// Origin, which pages cannot set); a request that changes something and comes from another
+// site, or another origin of this site, is refused unless the route's CORS lets that page
+// send credentials. Bearer tokens are never sent by a browser on its own: only Access
+// assertions need this.
+
+import type { CorsConfig } from "./policy-types";
+
+/** Methods that must not change anything (RFC 9110 §9.2.1): left to the origin to keep so. */
+const SAFE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * Why a request carrying an ambient credential is refused as sent by another site's page, or
+ * undefined when it is not. `ownOrigin` is the request URL's origin.
+ */
+export function crossSiteRefusal(
+  method: string,
+  headers: Headers,
+  ownOrigin: string,
+  cors: CorsConfig | undefined,
+): string | undefined {
+  if (SAFE_METHODS.has(method)) return undefined;
+  const site = headers.get("sec-fetch-site");
+  // The page's own origin, or no page at all (the user typed or bookmarked it).
+  if (site === "same-origin" || site === "none") return undefined;
+  const origin = headers.get("origin");
+  if (origin === null) {
+    // Neither header: not a browser (a service token, a script), which sends no cookie by itself.
+    // A browser sends Origin on every such request: one said to come from elsewhere without it is refused.
+    return site === null ? undefined : "cross_site_without_origin";
+  }
+  if (origin === ownOrigin) return undefined;
+  if (cors?.allow_credentials && cors.allow_origins.includes(origin)) return undefined;
+  return "cross_site_origin";
+}
