@@ -2,19 +2,22 @@
 // authentication (browsers never send credentials on a preflight). A preflight for a route
 // without CORS is refused, never forwarded. Actual responses get the CORS headers.
 
-import type { CorsConfig } from "../core/policy-types";
+import { type CorsConfig, HTTP_METHODS } from "../core/policy-types";
 import { findRoute } from "../core/routes";
 import { responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
-/** Methods a browser sends cross-origin without asking for the method itself (Fetch §2.2.1). */
-const SAFELISTED_METHODS = ["GET", "HEAD", "POST"];
-
 function allowedOrigin(cors: CorsConfig, origin: string): string | undefined {
   if (cors.allow_origins.includes(origin)) return origin;
   if (cors.allow_origins.includes("*")) return "*";
   return undefined;
+}
+
+/** Whether `methods` take `method`; HEAD wherever GET is (routing authorises HEAD as GET). */
+function grants(methods: Iterable<string>, method: string): boolean {
+  for (const granted of methods) if (granted === method || (method === "HEAD" && granted === "GET")) return true;
+  return false;
 }
 
 export function cors(): Stage {
@@ -42,10 +45,7 @@ export function cors(): Stage {
       const methods = (config.allow_methods ?? [...route.methods]).filter(
         (method) => findRoute(routes, method, host, path)?.route === route,
       );
-      // HEAD is answered wherever GET is (routing authorises HEAD as GET).
-      const allowed =
-        methods.includes(requested as never) || (requested === "HEAD" && methods.includes("GET" as never));
-      if (!allowed) return deny(c, "cors_rejected", { detail: "method_not_allowed" });
+      if (!grants(methods, requested)) return deny(c, "cors_rejected", { detail: "method_not_allowed" });
       const requestedHeaders = (c.req.header("access-control-request-headers") ?? "")
         .split(",")
         .map((h) => h.trim().toLowerCase())
@@ -57,10 +57,10 @@ export function cors(): Stage {
       headers.set("access-control-allow-origin", allowOrigin);
       headers.set("access-control-allow-methods", methods.join(", "));
       headers.set("access-control-allow-headers", allowHeaders.join(", "));
-      // A browser keeps the allowed headers per URL whatever the method, and needs no kept
-      // method for GET, HEAD or POST: where another route takes one of those here, it must ask
-      // again, so none of this answer is kept.
-      const shared = SAFELISTED_METHODS.some((method) => {
+      // A browser keeps the allowed headers per URL whatever the method (and needs no kept
+      // method for GET, HEAD or POST): where another route takes any method here, headers this
+      // route allows would serve that route's requests unasked, so none of this answer is kept.
+      const shared = HTTP_METHODS.some((method) => {
         const other = findRoute(routes, method, host, path)?.route;
         return other !== undefined && other !== route;
       });
@@ -75,7 +75,9 @@ export function cors(): Stage {
       const extra = responseHeaders(c);
       extra.append("vary", "Origin");
       const allowOrigin = origin === undefined ? undefined : allowedOrigin(config, origin);
-      if (allowOrigin) {
+      // A page may read only answers to methods the policy grants it: a simple POST is sent
+      // without asking first, so allow_methods is kept here too, not only in preflights.
+      if (allowOrigin && grants(config.allow_methods ?? route.methods, c.req.method)) {
         extra.set("access-control-allow-origin", allowOrigin);
         if (config.allow_credentials) extra.set("access-control-allow-credentials", "true");
         if (config.expose_headers?.length) extra.set("access-control-expose-headers", config.expose_headers.join(", "));

@@ -186,4 +186,67 @@ describe("a preflight's answer grants only what this route takes at this URL", (
     const own = await e.fetch("/x/things", preflight("PUT"));
     expect(own.headers.get("access-control-max-age")).toBe("600");
   });
+
+  it("is kept by no browser where another route takes any method at the URL: a kept header would serve that route's requests", async () => {
+    const route = (name: string, methods: ("DELETE" | "GET" | "PUT")[], path: string, headers: string[]) => ({
+      name,
+      methods,
+      path,
+      auth: "public" as const,
+      upstream: "echo",
+      cors: { allow_origins: [APP], allow_headers: headers },
+    });
+    const e = harness(
+      basePolicy({
+        routes: [
+          route("del", ["DELETE"], "/x/admin", ["authorization"]),
+          route("wide", ["GET", "PUT"], "/x/**", ["authorization", "x-admin"]),
+        ],
+      }),
+    );
+    const asking = (method: string, headers: string) => ({
+      method: "OPTIONS",
+      headers: { origin: APP, "access-control-request-method": method, "access-control-request-headers": headers },
+    });
+    // DELETE's own route refuses x-admin; the other route grants it at the same URL for PUT,
+    // and a browser keeping that would send DELETE with x-admin unasked.
+    expect((await e.fetch("/x/admin", asking("DELETE", "x-admin"))).status).toBe(403);
+    const put = await e.fetch("/x/admin", asking("PUT", "x-admin"));
+    expect(put.status).toBe(204);
+    expect(put.headers.get("access-control-max-age")).toBe("0");
+    const del = await e.fetch("/x/admin", asking("DELETE", "authorization"));
+    expect(del.headers.get("access-control-max-age")).toBe("0");
+  });
+});
+
+describe("CORS on an actual response", () => {
+  it("lets a page read only answers to the methods allow_methods grants: a simple POST gets no Access-Control-Allow-Origin", async () => {
+    const e = harness(
+      basePolicy({
+        routes: [
+          {
+            name: "narrow",
+            methods: ["GET", "POST"],
+            path: "/narrow/**",
+            auth: "public",
+            upstream: "echo",
+            cors: { allow_origins: [APP], allow_methods: ["GET"], allow_credentials: true, expose_headers: ["x-a"] },
+          },
+        ],
+      }),
+    );
+    const post = await e.fetch("/narrow/x", {
+      method: "POST",
+      body: "a=1",
+      headers: { origin: APP, "content-type": "text/plain" },
+    });
+    expect(post.status).toBe(200);
+    expect(post.headers.get("vary")).toContain("Origin");
+    expect([...post.headers.keys()].filter((name) => name.startsWith("access-control-"))).toEqual([]);
+    for (const method of ["GET", "HEAD"]) {
+      const granted = await e.fetch("/narrow/x", { method, headers: { origin: APP } });
+      expect(granted.headers.get("access-control-allow-origin")).toBe(APP);
+      expect(granted.headers.get("access-control-allow-credentials")).toBe("true");
+    }
+  });
 });
