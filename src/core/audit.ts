@@ -90,20 +90,64 @@ function numberOrNull(value: unknown): number | null {
 }
 
 /**
- * A JWT put in a path segment, as some callback and link schemes do, is a credential all the
- * same. In compact form its header is base64url JSON, so begins `eyJ`: a JWS has three parts,
- * its payload JSON too (`eyJ`), a JWE five. It starts a segment or follows a character that is
- * not base64url (not `heyJude.live.mp3`), or an escape (`token%3DeyJ…`, which the canonical
- * path keeps escaped). Linear: each run of the pattern's character classes
- * is followed by a character outside them, so no attempt backtracks further than its own run.
+ * A JWT put in a path, as some callback and link schemes do (`/magic-link-eyJ…`,
+ * `/cb/id_token_eyJ…`), is a credential all the same. In compact form its header is base64url
+ * JSON, so begins `eyJ`: a JWS has three dot-separated parts, its payload JSON too (`eyJ`), a
+ * JWE five. It starts after a character that is neither a letter nor a digit (not
+ * `heyJude.live.mp3`), or after an escape (`token%3DeyJ…`, which the canonical path keeps
+ * escaped). Read part by part rather than by one pattern: a pattern that may start a match
+ * after every `-` or `_` rescans the rest of the run from each, quadratic in the path.
  */
-const JWT_IN_PATH =
-  /(?:(?<![\w-])|(?<=%[\dA-Fa-f]{2}))eyJ[\w-]+\.(?:eyJ[\w-]*\.[\w-]*|[\w-]*\.[\w-]+\.[\w-]+\.[\w-]+)/g;
+function redactedRun(run: string): string {
+  const parts = run.split(".");
+  const kept: string[] = [];
+  for (let i = 0; i < parts.length; ) {
+    const part = parts[i] as string;
+    const start = jwtStart(part);
+    // A JWS: the payload is JSON too; the signature may be empty (an unsecured JWT).
+    // A JWE: four more parts, the last three not empty.
+    const length =
+      start === -1
+        ? 0
+        : i + 2 < parts.length && parts[i + 1]?.startsWith("eyJ")
+          ? 3
+          : i + 4 < parts.length && parts[i + 2] && parts[i + 3] && parts[i + 4]
+            ? 5
+            : 0;
+    if (length === 0) {
+      kept.push(part);
+      i += 1;
+    } else {
+      kept.push(`${part.slice(0, start)}[jwt]`);
+      i += length;
+    }
+  }
+  return kept.join(".");
+}
+
+/** Where a JWT's first part begins in `part` (letters, digits, `-`, `_`), or -1. */
+function jwtStart(part: string): number {
+  for (let at = part.indexOf("eyJ"); at !== -1; at = part.indexOf("eyJ", at + 1)) {
+    const before = at === 0 ? "" : (part[at - 1] as string);
+    if ((before === "" || before === "-" || before === "_") && part.length > at + 3) return at;
+  }
+  return -1;
+}
 
 /** The canonical path as recorded: any JWT in it replaced by `[jwt]`. */
 function recordedPath(path: string | undefined): string | null {
   if (path === undefined) return null;
-  return path.includes("eyJ") ? path.replace(JWT_IN_PATH, "[jwt]") : path;
+  if (!path.includes("eyJ")) return path;
+  // Runs of base64url characters and dots, with what lies between them kept as it is.
+  const pieces = path.split(/([^\w.-]+)/);
+  for (let i = 0; i < pieces.length; i += 2) {
+    const piece = pieces[i] as string;
+    if (!piece.includes("eyJ")) continue;
+    // After an escape (`%3D`), its two hex digits begin the run, and a JWT may follow them.
+    const escaped = i > 0 && (pieces[i - 1] as string).endsWith("%") && /^[\dA-Fa-f]{2}/.test(piece) ? 2 : 0;
+    pieces[i] = piece.slice(0, escaped) + redactedRun(piece.slice(escaped));
+  }
+  return pieces.join("");
 }
 
 /** Builds the record. Every field is always present; absent values are `null`. */

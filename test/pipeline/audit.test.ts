@@ -384,7 +384,20 @@ describe("audit record", () => {
     // Kept escaped in the canonical path: `token%3D…` is encodeURIComponent("token=" + jwt).
     await edge.fetch(`/public/cb/token%3D${jws}`);
     await edge.fetch(`/public/auth/Bearer ${jws}`);
-    for (const word of ["eyJ-not-a-token.json", "heyJude.live.mp3", "eyJude.live.mp3", "MoneyJar.v1.2.zip"])
+    // Glued to a word by `-` or `_` (sent escaped too: `%5F` is `_` in the canonical path).
+    await edge.fetch(`/public/magic-link-${jws}`);
+    await edge.fetch(`/public/cb/id_token_${jwe}`);
+    await edge.fetch(`/public/cb/id_token%5F${jws}`);
+    // Two in one run; an unsecured one (an empty signature).
+    await edge.fetch(`/public/${jws}.${jws}`);
+    await edge.fetch("/public/eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0..json");
+    for (const word of [
+      "eyJ-not-a-token.json",
+      "heyJude.live.mp3",
+      "eyJude.live.mp3",
+      "MoneyJar.v1.2.zip",
+      "key-eyJ.tar.gz",
+    ])
       await edge.fetch(`/public/${word}`);
     expect(edge.audit.map((r) => r.path)).toEqual([
       "/public/magic/[jwt]/x",
@@ -392,10 +405,16 @@ describe("audit record", () => {
       "/public/t/[jwt].json",
       "/public/cb/token%3D[jwt]",
       "/public/auth/Bearer%20[jwt]",
+      "/public/magic-link-[jwt]",
+      "/public/cb/id_token_[jwt]",
+      "/public/cb/id_token_[jwt]",
+      "/public/[jwt].[jwt]",
+      "/public/[jwt].json",
       "/public/eyJ-not-a-token.json",
       "/public/heyJude.live.mp3",
       "/public/eyJude.live.mp3",
       "/public/MoneyJar.v1.2.zip",
+      "/public/key-eyJ.tar.gz",
     ]);
   });
 });
