@@ -427,6 +427,8 @@ const HEADER_NAME = /^[!#$%&'+.^_`|~0-9A-Za-z-]+$/;
  * `*.example.com` pattern would silently match nothing.
  */
 function originProblem(origin: string): string | undefined {
+  // Never quoted: a password in it would go to the deploy's log.
+  if (origin.includes("@")) return "an origin must not carry a user name or password";
   let serialised: string | undefined;
   try {
     const url = new URL(origin);

@@ -384,6 +384,8 @@ describe("policy validation names the field and why", () => {
       ],
       ["https://*.example.com", '"https://*.example.com" must be "*" or an origin such as https://app.example.com'],
       ["null", '"null" must be "*" or an origin such as https://app.example.com'],
+      // Not quoted: the password would go to the deploy's log.
+      ["https://deploy:S3cr3t-pw@app.example.com", "an origin must not carry a user name or password"],
     ].map(([origin, why]) => [
       `CORS origin ${origin}`,
       (p: any) => (p.routes[0].cors = { allow_origins: [origin] }),
