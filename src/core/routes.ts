@@ -218,6 +218,20 @@ export function findRoute<R extends MatchableRoute>(
   return undefined;
 }
 
+/**
+ * Whether a request of `method` here is routed, as the route stage routes it: some route takes
+ * it, and no earlier route would but for letter case (`ambiguous_case`).
+ */
+export function routedAt<R extends MatchableRoute>(
+  routes: readonly R[],
+  method: string,
+  host: string,
+  path: string,
+): boolean {
+  const match = findRoute(routes, method, host, path);
+  return match !== undefined && !readAsAnotherRoute(routes, method, host, path, match.route);
+}
+
 /** Per route list: whether any literal changes when its case is folded (see `readAsAnotherRoute`). */
 const casedLiterals = new WeakMap<readonly MatchableRoute[], boolean>();
 

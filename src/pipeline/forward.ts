@@ -12,7 +12,7 @@ import {
   withoutCredentialCookies,
 } from "../core/headers";
 import { HTTP_METHODS } from "../core/policy-types";
-import { findRoute } from "../core/routes";
+import { routedAt } from "../core/routes";
 import { withoutQueryCredentials } from "../core/tokens/credentials";
 import type { PipelineContext } from "./context";
 import { deny } from "./respond";
@@ -184,28 +184,37 @@ function maxForwardsAnswer(c: PipelineContext): Response | undefined {
   const received = c.req.raw.headers.get("max-forwards");
   if (received === null) return undefined;
   const headers = c.get("forwardHeaders");
-  if (!/^\d{1,15}$/.test(received)) {
+  if (!/^\d+$/.test(received)) {
     headers.delete("max-forwards");
     return undefined;
   }
-  const hops = +received;
-  if (hops > 0) {
-    headers.set("max-forwards", String(Math.min(hops - 1, MAX_FORWARDS_CEILING)));
-    return undefined;
+  const count = received.replace(/^0+(?=\d)/, "");
+  if (count === "0") {
+    const host = c.get("url").host;
+    const path = c.get("canonicalPath");
+    const { routes } = c.get("policy");
+    const allow = HTTP_METHODS.filter((method) => routedAt(routes, method, host, path));
+    c.get("outcome").detail = "max_forwards_zero";
+    return new Response(null, { status: 200, headers: { allow: allow.join(", ") } });
   }
-  const host = c.get("url").host;
-  const path = c.get("canonicalPath");
-  const { routes } = c.get("policy");
-  const allow = HTTP_METHODS.filter((method) => findRoute(routes, method, host, path));
-  c.get("outcome").detail = "max_forwards_zero";
-  return new Response(null, { status: 200, headers: { allow: allow.join(", ") } });
+  // Unless the client's Connection named it: a hop-by-hop header, already left out.
+  if (headers.has("max-forwards")) {
+    // Digits alone, however many: past the ceiling they go on as the ceiling.
+    const hops = count.length > 3 ? MAX_FORWARDS_CEILING : Math.min(+count - 1, MAX_FORWARDS_CEILING);
+    headers.set("max-forwards", String(hops));
+  }
+  return undefined;
 }
 
 /** A service binding, through which the forward stage reaches a `service` upstream. */
 type Binding = { fetch: typeof fetch };
 
-/** Adds the headers earlier stages asked for (rate-limit fields, CORS) to an allowed answer. */
-function withResponseHeaders(c: PipelineContext, out: Response): Response {
+/**
+ * An allowed answer as the client gets it: kept from shared caches when an Access assertion
+ * authenticated the request, with the headers earlier stages asked for (rate-limit fields, CORS).
+ */
+function finalAnswer(c: PipelineContext, out: Response): Response {
+  if (c.get("identity")?.kind === "cloudflare_access") keepFromSharedCaches(out.headers);
   const extra = c.get("responseHeaders");
   if (extra) {
     for (const [name, value] of extra) {
@@ -239,7 +248,7 @@ export function forward(): Stage {
     }
     const method = c.req.method;
     const atEdge = method === "OPTIONS" ? maxForwardsAnswer(c) : undefined;
-    if (atEdge) return withResponseHeaders(c, atEdge);
+    if (atEdge) return finalAnswer(c, atEdge);
     const hasBody = method !== "GET" && method !== "HEAD" && c.req.raw.body !== null;
     const started = Date.now();
     // If the client's upload breaks off, the origin request is torn down rather than ended,
@@ -330,9 +339,7 @@ export function forward(): Stage {
     if (!response.webSocket && (response.status < 200 || response.status > 599)) {
       return deny(c, "origin_unavailable", { detail: "origin_bad_status" });
     }
-    const out = clientResponse(response);
-    if (c.get("identity")?.kind === "cloudflare_access") keepFromSharedCaches(out.headers);
-    return withResponseHeaders(c, out);
+    return finalAnswer(c, clientResponse(response));
   };
   return { run };
 }

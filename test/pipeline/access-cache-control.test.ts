@@ -77,4 +77,38 @@ describe("Cache-Control quoted values on Access answers", () => {
       expect({ value, cc: await answer(value) }).toEqual({ value, cc: kept ? value : `private, ${value}` });
     }
   });
+
+  it("the edge's own answer (an OPTIONS with Max-Forwards: 0) is marked private too", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const token = await team.sign({
+      aud: [AUD_TAG],
+      email: "u@example.com",
+      sub: "s",
+      type: "app",
+      iat: now,
+      exp: now + 600,
+    });
+    const edge = harness(
+      basePolicy({
+        issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },
+        routes: [
+          {
+            name: "app",
+            methods: ["GET", "OPTIONS"],
+            path: "/app/**",
+            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            upstream: "echo",
+          },
+        ],
+      }),
+    );
+    const response = await edge.fetch("/app/report", {
+      method: "OPTIONS",
+      headers: { "cf-access-jwt-assertion": token, "max-forwards": "0" },
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
+    expect(response.headers.get("cache-control")).toBe("private");
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "allow", detail: "max_forwards_zero" });
+  });
 });

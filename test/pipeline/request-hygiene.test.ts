@@ -610,9 +610,32 @@ describe("header hygiene", () => {
     expect(await hopsSeen("OPTIONS", "5")).toBe("4");
     expect(await hopsSeen("OPTIONS", "1")).toBe("0");
     expect(await hopsSeen("OPTIONS", "99999999")).toBe("255");
+    expect(await hopsSeen("OPTIONS", "1000000000000000000000")).toBe("255");
+    expect(await hopsSeen("OPTIONS", "007")).toBe("6");
     expect(await hopsSeen("OPTIONS", "-1")).toBeUndefined();
     expect(await hopsSeen("OPTIONS", "1, 0")).toBeUndefined();
     expect(await hopsSeen("GET", "0")).toBe("0");
+    // Named by the client's Connection, it is hop-by-hop: left out, not put back less one.
+    const { seen } = await send("/opts/a", {
+      method: "OPTIONS",
+      headers: { "max-forwards": "3", connection: "max-forwards" },
+    });
+    expect(seen[0]?.headers["max-forwards"]).toBeUndefined();
+  });
+
+  it("lists in Allow only the methods the edge routes at that URL, not one it refuses as ambiguous_case", async () => {
+    const edge = harness(
+      basePolicy({
+        routes: [
+          { name: "admin", methods: ["DELETE"], path: "/api/admin/**", auth: "public", upstream: "echo" },
+          { name: "api", methods: ["GET", "DELETE", "OPTIONS"], path: "/api/**", auth: "public", upstream: "echo" },
+        ],
+      }),
+    );
+    expect((await edge.fetch("/api/ADMIN/x", { method: "DELETE" })).status).toBe(400);
+    const response = await edge.fetch("/api/ADMIN/x", { method: "OPTIONS", headers: { "max-forwards": "0" } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
   });
 });
 
