@@ -27,7 +27,7 @@ import {
   type HostPattern,
   matchHost,
 } from "./routes";
-import { isIdentifier, MAX_IDENTIFIER_CHARS } from "./tokens/claims";
+import { isTenant, MAX_IDENTIFIER_CHARS } from "./tokens/claims";
 import { JWS_ALGORITHMS } from "./tokens/jws-verify";
 
 export const DEFAULT_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"] as const;
@@ -376,8 +376,8 @@ function checkTenantOverrides(
     const at = `limits.tenant_overrides.${tenant}`;
     if (RESERVED_TENANTS.has(tenant)) {
       check.fail(at, `"${tenant}" is reserved (an object property name)`);
-    } else if (!isIdentifier(tenant)) {
-      check.fail(at, `a tenant is 1 to ${MAX_IDENTIFIER_CHARS} printable ASCII characters, no spaces`);
+    } else if (!isTenant(tenant)) {
+      check.fail(at, `a tenant is 1 to ${MAX_IDENTIFIER_CHARS} printable ASCII characters, no spaces or commas`);
     }
     if (!check.object(byName, at)) continue;
     const overrides: Record<string, { limit: number; window_s?: number }> = Object.create(null);

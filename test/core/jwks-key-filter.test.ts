@@ -498,7 +498,13 @@ describe("(a3) at most 100 usable keys per set", () => {
       { ...good.publicJwk, kid: "secp256k1", crv: "secp256k1" },
       { ...(await exportJWK(publicKey)), kid: "x25519" },
     ];
+    // Encryption keys published without `use`: their `alg` is no signature algorithm.
+    unfit.push({ ...good.publicJwk, kid: "ecdh", alg: "ECDH-ES", use: undefined } as never);
+    unfit.push({ ...good.publicJwk, kid: "oaep", alg: "RSA-OAEP", use: undefined } as never);
     expect(() => usableKeys({ keys: unfit })).toThrow("no_usable_keys");
+    expect(usableKeys({ keys: [...Array(100).fill(unfit[2]), good.publicJwk] }).keys.map((key) => key.kid)).toEqual([
+      "good",
+    ]);
     const conflicting = { ...good.publicJwk, kid: "es384-on-p256", alg: "ES384" };
     expect(usableKeys({ keys: [...unfit, conflicting, good.publicJwk] }).keys.map((key) => key.kid)).toEqual([
       "es384-on-p256",

@@ -255,6 +255,9 @@ describe("the email address", () => {
     ["not said to be verified or not", {}, "alice@example.com"],
     ["unverified", { email_verified: false }, undefined],
     ["unverified, the flag sent as a string", { email_verified: "false" }, undefined],
+    ["unverified, the flag as Python writes it", { email_verified: "False" }, undefined],
+    ["verified, the flag sent as a string", { email_verified: "TRUE" }, "alice@example.com"],
+    ["a flag that is neither", { email_verified: 0 }, undefined],
   ])("goes to the origin as x-user-email only when not marked unverified: %s", async (_label, claims, expected) => {
     const token = await issuer.sign({ sub: "alice", email: "alice@example.com", ...claims });
     const { response, got } = await send("/v1/things", {
@@ -264,5 +267,30 @@ describe("the email address", () => {
     expect(response.status).toBe(200);
     expect(got["x-user-sub"]).toBe("alice");
     expect(got["x-user-email"]).toBe(expected);
+  });
+
+  it("as the subject, unverified, rejects the token: whoever signed up with the address would be that user", async () => {
+    const edge = harness(
+      basePolicy({
+        issuers: {
+          idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], claims: { subject: "email" } },
+        } as Record<string, IssuerConfig>,
+        routes: [{ name: "any", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" }],
+      }),
+    );
+    const m = marker();
+    const unverified = await issuer.sign({ email: "ceo@example.com", email_verified: false });
+    const refused = await edge.fetch("/v1/things", {
+      headers: { authorization: `Bearer ${unverified}`, "x-test-marker": m },
+    });
+    expect(refused.status).toBe(401);
+    expect(edge.audit.at(-1)).toMatchObject({ reason: "token_invalid", detail: "subject_email_unverified" });
+    expect(await originSaw(m)).toHaveLength(0);
+    const verified = await issuer.sign({ email: "ceo@example.com", email_verified: true });
+    const admitted = await edge.fetch("/v1/things", {
+      headers: { authorization: `Bearer ${verified}`, "x-test-marker": m },
+    });
+    expect(admitted.status).toBe(200);
+    expect((await originSaw(m))[0]?.headers["x-user-sub"]).toBe("ceo@example.com");
   });
 });

@@ -4,7 +4,7 @@
 
 import type { JWK } from "jose";
 import { binaryOf } from "../tokens/compact";
-import { verifiesAnyAlg } from "../tokens/jws-verify";
+import { JWS_ALGORITHMS, verifiesAnyAlg } from "../tokens/jws-verify";
 import { secureUrl } from "../urls";
 
 /** Members of a private key (RFC 7518 §6.2.2, §6.3.2). */
@@ -203,7 +203,11 @@ export function usableKeys(document: unknown, knownLeaked: ReadonlySet<string> =
     if (candidate.kid !== undefined && (typeof candidate.kid !== "string" || candidate.kid.length > MAX_KID_LENGTH))
       continue;
     if (candidate.crv === "Ed25519" && unsafeEd25519(candidate.x as string)) continue;
-    if (candidate.alg !== undefined && typeof candidate.alg !== "string") continue;
+    // An `alg` that is no signature algorithm here (ECDH-ES, RSA-OAEP: an encryption key
+    // published without `use`) can verify nothing; one that conflicts with the key is kept
+    // (a token naming it is refused as such).
+    if (candidate.alg !== undefined && !(typeof candidate.alg === "string" && JWS_ALGORITHMS.has(candidate.alg)))
+      continue;
     if (!verifiesAnyAlg(candidate)) continue;
     const material = keyMaterialOf(candidate);
     if (leaked.has(material) || knownLeaked.has(material)) {

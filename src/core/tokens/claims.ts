@@ -18,6 +18,15 @@ export function isIdentifier(value: unknown): value is string {
   return typeof value === "string" && HEADER_TOKEN.test(value) && value.length <= MAX_IDENTIFIER_CHARS;
 }
 /**
+ * A tenant the edge accepts: an identifier without `,` (x-tenant is one value, and an origin
+ * that reads headers as lists, as Spring's List<String> binding does, would take
+ * `acme,globex` for acme).
+ */
+export function isTenant(value: unknown): value is string {
+  return isIdentifier(value) && !value.includes(",");
+}
+
+/**
  * A group name: printable ASCII, inner spaces allowed, but no `,` (the groups header joins
  * names with it), `"` or `\`: an origin that reads the header as an HTTP list (Werkzeug's
  * parse_list_header, Python's parse_http_list) would read `"admins"` as `admins`, or two
@@ -60,11 +69,7 @@ export function identityFromClaims(
   if (!isIdentifier(subject)) return { ok: false, detail: "subject_missing_or_unsafe" };
 
   const tenant = payload[map.tenant];
-  // No `,` in a tenant: x-tenant is one value, and an origin that reads headers as lists
-  // (Spring's List<String> binding) would take `acme,globex` for acme.
-  if (tenant !== undefined && !(isIdentifier(tenant) && !tenant.includes(","))) {
-    return { ok: false, detail: "tenant_unsafe" };
-  }
+  if (tenant !== undefined && !isTenant(tenant)) return { ok: false, detail: "tenant_unsafe" };
   // Only a claim that is absent falls back: a `null` one is of the wrong type, and refused.
   const own = payload[map.scopes];
   const rawScopes = own !== undefined ? own : map.scopesFallback && payload[map.scopesFallback];
@@ -77,9 +82,15 @@ export function identityFromClaims(
   if (email !== undefined && (typeof email !== "string" || !HEADER_TOKEN.test(email))) {
     return { ok: false, detail: "email_unsafe" };
   }
-  // An address the issuer says it has not verified is anyone's to claim (sign up with the
-  // victim's address): it is not passed on as the user's. Some providers send the flag as a string.
-  const verified = payload.email_verified !== false && payload.email_verified !== "false";
+  // An address the issuer has not verified is anyone's to claim (sign up with the victim's
+  // address): passed on only when the token does not say so, as many access tokens carry no
+  // flag; a flag that is anything but true (some providers send "true" as a string) says so.
+  const flag = payload.email_verified;
+  const verified = flag === undefined || flag === true || (typeof flag === "string" && flag.toLowerCase() === "true");
+  // Such an address as the subject would make whoever signed up with it that user.
+  if (!verified && (map.subject === map.email || map.subject === "email")) {
+    return { ok: false, detail: "subject_email_unverified" };
+  }
   return {
     ok: true,
     identity: {
