@@ -29,6 +29,20 @@ describe("routes an earlier route shadows", () => {
     ]);
   });
 
+  it("an earlier route that differs only in letter case: every request of the later one is refused as ambiguous_case", () => {
+    const compiled = withRoutes(
+      { name: "legacy", path: "/Admin/**", auth: "public" },
+      { name: "admin", path: "/admin/**" },
+      { name: "reports", path: "/v1/REPORTS/*", methods: ["GET", "POST"] },
+      { name: "report", path: "/v1/reports/daily", methods: ["POST", "PUT"] },
+    );
+    const butForCase = "takes every such request but for letter case, so each is refused as ambiguous_case";
+    expect(shadowedRoutes(compiled)).toEqual([
+      `routes[1] (admin): GET never reaches it: routes[0] (legacy) ${butForCase}`,
+      `routes[3] (report): POST never reaches it: routes[2] (reports) ${butForCase}`,
+    ]);
+  });
+
   it("names only the methods taken: the rest of the later route still answers", () => {
     const compiled = withRoutes(
       { name: "read", path: "/v1/**", methods: ["GET"], auth: "public" },
