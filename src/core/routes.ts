@@ -154,8 +154,15 @@ export function compileHostPattern(host: string): HostPattern | string {
     if (!/^(\.[a-z0-9-]+)+$/.test(lower.slice(dot))) return "not a host name after the capture";
     return { captureName: name, suffix: lower.slice(dot), ...withPort };
   }
-  // As the URL parser writes it: `1.2.3` is 1.2.0.3 to it, and would never match.
-  if (!/^[a-z0-9.-]+$/.test(lower) || !URL.canParse(`http://${lower}`) || new URL(`http://${lower}`).hostname !== lower)
+  // Not a wildcard, as a cookie domain or nginx's server_name reads it: it would match no host.
+  if (lower.startsWith(".")) return "not a host name (to match hosts under it, capture one: `:tenant.example.com`)";
+  // Labels that are not empty (`api..example.com` matches nothing), as the URL
+  // parser writes them: `1.2.3` is 1.2.0.3 to it, and would never match.
+  if (
+    !/^[a-z0-9-]+(?:\.[a-z0-9-]+)*$/.test(lower) ||
+    !URL.canParse(`http://${lower}`) ||
+    new URL(`http://${lower}`).hostname !== lower
+  )
     return "not a host name";
   return { exact: lower, ...withPort };
 }

@@ -202,6 +202,17 @@ describe("policy validation names the field and why", () => {
       "routes[0].host: not a host name",
     ],
     ["a short IPv4 host", (p: any) => (p.routes[0].host = "1.2.3"), "routes[0].host: not a host name"],
+    // Each matches no request host, so what the route meant to guard would fall through.
+    [
+      "a host with an empty label",
+      (p: any) => (p.routes[0].host = "api..example.com"),
+      "routes[0].host: not a host name",
+    ],
+    [
+      "a leading dot, read as a wildcard elsewhere",
+      (p: any) => (p.routes[0].host = ".example.com"),
+      "routes[0].host: not a host name (to match hosts under it, capture one: `:tenant.example.com`)",
+    ],
     [
       // No request path can hold them (the edge refuses such a segment), so the route would
       // guard nothing and what it meant to guard would fall through.
