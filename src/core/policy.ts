@@ -27,7 +27,7 @@ import {
   type HostPattern,
   matchHost,
 } from "./routes";
-import { isTenant, MAX_IDENTIFIER_CHARS } from "./tokens/claims";
+import { isGroupName, isTenant, MAX_IDENTIFIER_CHARS } from "./tokens/claims";
 import { JWS_ALGORITHMS } from "./tokens/jws-verify";
 
 export const DEFAULT_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"] as const;
@@ -522,7 +522,17 @@ function checkAuth(
   }
   if (raw.groups !== undefined && check.object(raw.groups, `${path}.groups`)) {
     check.known(raw.groups, `${path}.groups`, ["any_of"]);
-    check.stringArray(raw.groups.any_of, `${path}.groups.any_of`, { nonEmpty: true });
+    const at = `${path}.groups.any_of`;
+    if (check.stringArray(raw.groups.any_of, at, { nonEmpty: true })) {
+      // A name no token may carry (every token with it is refused) would make the route unusable.
+      for (const group of raw.groups.any_of) {
+        if (!isGroupName(group))
+          check.fail(
+            at,
+            `"${group}" is not a group name a token may carry (printable ASCII, no "," " or \\, no leading or trailing space)`,
+          );
+      }
+    }
   }
   if (raw.claims !== undefined) {
     if (!Array.isArray(raw.claims) || raw.claims.length === 0) {

@@ -379,6 +379,11 @@ describe("policy validation names the field and why", () => {
       (p: any) => (p.settings = { realm: "edge\r\nx-injected: 1" }),
       'settings.realm: must be 1 to 128 printable ASCII characters, without " or \\',
     ],
+    ...["Domain Admins,EU", '"admins"', " admins"].map((group) => [
+      `a group no token may carry: ${group}`,
+      (p: any) => (p.routes[0].auth.groups = { any_of: ["eng", group] }),
+      `routes[0].auth.groups.any_of: "${group}" is not a group name a token may carry (printable ASCII, no "," " or \\, no leading or trailing space)`,
+    ]),
     [
       "a scope no token can hold",
       (p: any) => (p.routes[0].auth.scopes = { all_of: ["read write"] }),

@@ -34,6 +34,11 @@ export function isTenant(value: unknown): value is string {
  */
 const GROUP_NAME = /^(?! )[ !#-+\--[\]-~]*[!#-+\--[\]-~]$/;
 
+/** A group name a token may carry (see GROUP_NAME). */
+export function isGroupName(value: string): boolean {
+  return GROUP_NAME.test(value);
+}
+
 export type ClaimsResult = { ok: true; identity: Identity } | { ok: false; detail: string };
 
 function stringList(value: unknown): string[] | undefined {
@@ -77,7 +82,7 @@ export function identityFromClaims(
   if (!scopes?.every((s) => HEADER_TOKEN.test(s))) return { ok: false, detail: "scopes_unsafe" };
   const rawGroups = payload[map.groups];
   const groups = rawGroups === undefined ? [] : groupList(rawGroups);
-  if (!groups?.every((g) => GROUP_NAME.test(g))) return { ok: false, detail: "groups_unsafe" };
+  if (!groups?.every(isGroupName)) return { ok: false, detail: "groups_unsafe" };
   const email = payload[map.email];
   if (email !== undefined && (typeof email !== "string" || !HEADER_TOKEN.test(email))) {
     return { ok: false, detail: "email_unsafe" };
