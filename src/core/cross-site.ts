@@ -8,19 +8,22 @@
 // assertions need this.
 
 import type { CorsConfig } from "./policy-types";
+import { takesMethod } from "./routes";
 
 /** Methods that must not change anything (RFC 9110 §9.2.1): left to the origin to keep so. */
 const SAFE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /**
  * Why a request carrying an ambient credential is refused as sent by another site's page, or
- * undefined when it is not. `ownOrigin` is the request URL's origin.
+ * undefined when it is not. `ownOrigin` is the request URL's origin; `routeMethods` the
+ * route's, which a CORS page is granted unless `allow_methods` names fewer.
  */
 export function crossSiteRefusal(
   method: string,
   headers: Headers,
   ownOrigin: string,
   cors: CorsConfig | undefined,
+  routeMethods: Iterable<string>,
 ): string | undefined {
   if (SAFE_METHODS.has(method)) return undefined;
   const site = headers.get("sec-fetch-site");
@@ -33,6 +36,10 @@ export function crossSiteRefusal(
     return site === null ? undefined : "cross_site_without_origin";
   }
   if (origin === ownOrigin) return undefined;
-  if (cors?.allow_credentials && cors.allow_origins.includes(origin)) return undefined;
+  // A page allowed to send credentials, for a method it is granted: a simple POST from a page
+  // granted only GET is sent without a preflight, and must not reach the origin either.
+  if (cors?.allow_credentials && cors.allow_origins.includes(origin)) {
+    return takesMethod(cors.allow_methods ?? routeMethods, method) ? undefined : "cross_site_method";
+  }
   return "cross_site_origin";
 }

@@ -225,6 +225,12 @@ export function findRoute<R extends MatchableRoute>(
   return undefined;
 }
 
+/** Whether `methods` take `method`: HEAD wherever GET is, as routing authorises HEAD as GET. */
+export function takesMethod(methods: Iterable<string>, method: string): boolean {
+  for (const taken of methods) if (taken === method || (method === "HEAD" && taken === "GET")) return true;
+  return false;
+}
+
 /**
  * Whether a request of `method` here is routed, as the route stage routes it: some route takes
  * it, and no earlier route would but for letter case (`ambiguous_case`).

@@ -69,7 +69,13 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
     if (!credential.ok) return deny(c, credential.reason, { detail: credential.detail });
     if (credential.kind === "access") {
       // Before the token is checked: a flood of forged cross-site posts costs no verify.
-      const crossSite = crossSiteRefusal(c.req.method, c.req.raw.headers, c.get("url").origin, route.cors);
+      const crossSite = crossSiteRefusal(
+        c.req.method,
+        c.req.raw.headers,
+        c.get("url").origin,
+        route.cors,
+        route.methods,
+      );
       if (crossSite) return deny(c, "cross_site_request", { detail: crossSite });
     }
 

@@ -3,7 +3,7 @@
 // without CORS is refused, never forwarded. Actual responses get the CORS headers.
 
 import { type CorsConfig, HTTP_METHODS } from "../core/policy-types";
-import { findRoute } from "../core/routes";
+import { findRoute, takesMethod } from "../core/routes";
 import { responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -12,12 +12,6 @@ function allowedOrigin(cors: CorsConfig, origin: string): string | undefined {
   if (cors.allow_origins.includes(origin)) return origin;
   if (cors.allow_origins.includes("*")) return "*";
   return undefined;
-}
-
-/** Whether `methods` take `method`; HEAD wherever GET is (routing authorises HEAD as GET). */
-function grants(methods: Iterable<string>, method: string): boolean {
-  for (const granted of methods) if (granted === method || (method === "HEAD" && granted === "GET")) return true;
-  return false;
 }
 
 export function cors(): Stage {
@@ -45,7 +39,7 @@ export function cors(): Stage {
       const methods = (config.allow_methods ?? [...route.methods]).filter(
         (method) => findRoute(routes, method, host, path)?.route === route,
       );
-      if (!grants(methods, requested)) return deny(c, "cors_rejected", { detail: "method_not_allowed" });
+      if (!takesMethod(methods, requested)) return deny(c, "cors_rejected", { detail: "method_not_allowed" });
       const requestedHeaders = (c.req.header("access-control-request-headers") ?? "")
         .split(",")
         .map((h) => h.trim().toLowerCase())
@@ -77,7 +71,7 @@ export function cors(): Stage {
       const allowOrigin = origin === undefined ? undefined : allowedOrigin(config, origin);
       // A page may read only answers to methods the policy grants it: a simple POST is sent
       // without asking first, so allow_methods is kept here too, not only in preflights.
-      if (allowOrigin && grants(config.allow_methods ?? route.methods, c.req.method)) {
+      if (allowOrigin && takesMethod(config.allow_methods ?? route.methods, c.req.method)) {
         extra.set("access-control-allow-origin", allowOrigin);
         if (config.allow_credentials) extra.set("access-control-allow-credentials", "true");
         if (config.expose_headers?.length) extra.set("access-control-expose-headers", config.expose_headers.join(", "));

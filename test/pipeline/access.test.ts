@@ -431,6 +431,14 @@ describe("requests another site's page makes the browser send with the Access co
             cors: { allow_origins: [APP] },
           },
           {
+            name: "granted-get-only",
+            methods: ["GET", "POST"],
+            path: "/profile/**",
+            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            upstream: "echo",
+            cors: { allow_origins: [APP], allow_credentials: true, allow_methods: ["GET"] },
+          },
+          {
             name: "internal",
             methods: ["GET", "POST", "DELETE"],
             path: "/internal/**",
@@ -507,6 +515,14 @@ describe("requests another site's page makes the browser send with the Access co
       { origin: APP, "sec-fetch-site": "cross-site" },
       "cross_site_origin",
     ],
+    // A simple POST is sent without a preflight: allow_methods is kept here too.
+    [
+      "a CORS page granted GET alone, posting",
+      "/profile/x",
+      "POST",
+      { origin: APP, "sec-fetch-site": "same-site" },
+      "cross_site_method",
+    ],
   ])(
     "%s is refused 403 cross_site_request before the assertion is checked, and never forwarded",
     async (_label, path, method, from, detail) => {
@@ -527,6 +543,7 @@ describe("requests another site's page makes the browser send with the Access co
       { "sec-fetch-site": "same-origin" },
     ],
     ["the CORS page allowed credentials", "/api/transfer", "POST", { origin: APP, "sec-fetch-site": "cross-site" }],
+    ["the CORS page granted GET, reading", "/profile/x", "GET", { origin: APP, "sec-fetch-site": "same-site" }],
     ["a client that is no browser (neither header)", "/internal/x", "DELETE", {}],
     ["a cross-site link (GET, which must change nothing)", "/internal/x", "GET", { "sec-fetch-site": "cross-site" }],
   ])("%s goes through", async (_label, path, method, from) => {
