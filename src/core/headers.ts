@@ -125,7 +125,15 @@ export const HOP_BY_HOP_HEADERS: readonly string[] = [
 ];
 
 /** Credentials that stop at the edge: the origin never sees them. Cookies are filtered by name. */
-export const CREDENTIAL_HEADERS: readonly string[] = ["authorization", "cf-access-jwt-assertion", "x-api-key"];
+export const CREDENTIAL_HEADERS: readonly string[] = [
+  "authorization",
+  "cf-access-jwt-assertion",
+  // API keys, as gateways name them: X-Api-Key, Kong key-auth's apikey, Azure's api-key, x-apikey.
+  "x-api-key",
+  "apikey",
+  "api-key",
+  "x-apikey",
+];
 
 /** The cookie Cloudflare Access sets for browsers; it carries the Access assertion. */
 export const ACCESS_COOKIE = "CF_Authorization";

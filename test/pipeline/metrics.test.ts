@@ -274,6 +274,17 @@ describe("metrics data points", () => {
       "token_cache_stale",
       "token_cache_stale",
     ]);
+    // And each such request's record says so: a fail-open is recorded, not only counted.
+    expect(edge.audit.map((record) => [record.decision, record.detail])).toEqual([
+      ["allow", null],
+      ["allow", null],
+      ["allow", null],
+      ["allow", "key_set_stale"],
+      ["allow", "key_set_stale"],
+      ["allow", "key_set_stale"],
+      ["allow", "key_set_stale"],
+    ]);
+    expect(edge.dataPoints.map((p) => p.blobs?.[14])).toEqual(["", "", "", ...Array(4).fill("key_set_stale")]);
     await issuer.setMode("ok");
   });
 

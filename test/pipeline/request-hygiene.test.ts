@@ -364,12 +364,21 @@ describe("header hygiene", () => {
 
   it("drops credentials even on public routes", async () => {
     const { seen } = await send("/public/a", {
-      headers: { authorization: "Bearer abc.def.ghi", "x-api-key": "k-123", cookie: "CF_Authorization=abc; session=s" },
+      headers: {
+        authorization: "Bearer abc.def.ghi",
+        cookie: "CF_Authorization=abc; session=s",
+        // API keys as gateways name them (X-Api-Key, Kong's apikey, Azure's api-key), in any spelling.
+        "x-api-key": "k-123",
+        apikey: "k-kong",
+        "api-key": "k-azure",
+        "x-apikey": "k-other",
+        api_key: "k-underscore",
+      },
     });
     const got = seen[0]!.headers;
     expect(got.authorization).toBeUndefined();
-    expect(got["x-api-key"]).toBeUndefined();
     expect(got.cookie).toBe("session=s");
+    expect(JSON.stringify(got)).not.toMatch(/k-(123|kong|azure|other|underscore)/);
   });
 
   it("drops access_token from the query on public routes, however its name is encoded", async () => {
