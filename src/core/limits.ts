@@ -298,6 +298,8 @@ export class CounterTable {
    * made before its predecessor's clamp), and the latest decision's time.
    */
   readonly #clampedAt = new Map<string, number>();
+  /** Each counter's window (ms) as last decided on, for ranking evictions (see `#shrink`). */
+  readonly #windows = new Map<string, number>();
   #forgottenClampAt = Number.NEGATIVE_INFINITY;
   #latestAt = Number.NEGATIVE_INFINITY;
   /** Hold numbers start anywhere, so a release meant for an earlier instance matches none here. */
@@ -343,6 +345,7 @@ export class CounterTable {
     const results: GcraResult[] = [];
     for (const item of items) {
       const rate = rateOf(item);
+      this.#windows.set(item.id, rate.windowMs);
       let stored = tentative.has(item.id) ? tentative.get(item.id) : this.#standing(item.id);
       if (!tentative.has(item.id)) {
         const full = atMostFull(stored, now, rate);
@@ -524,6 +527,7 @@ export class CounterTable {
 
   #forget(id: string): void {
     this.#tats.delete(id);
+    this.#windows.delete(id);
     this.#dirty.add(id);
     const clampedAt = this.#clampedAt.get(id);
     if (clampedAt !== undefined) this.#forgottenClampAt = Math.max(this.#forgottenClampAt, clampedAt);
@@ -532,11 +536,13 @@ export class CounterTable {
 
   /**
    * Back under the bound, with `evictionBatch` slots to spare. Expired counters go first:
-   * forgetting them loses nothing. Then live counters, earliest TAT first: a counter's TAT is
-   * when it would be forgotten anyway, so forgetting the earliest under-counts for the
-   * shortest time, and a saturated counter (a whole window ahead, and unchanged by the
-   * refusals it keeps answering) is the last to go. Evicting the least recently written
-   * instead would pick exactly the counters of refused clients, and hand them a new burst.
+   * forgetting them loses nothing. Then live counters, those that give back the least first:
+   * forgetting a counter hands its client a full burst again, the share of its window it
+   * stands ahead (TAT − now, over the window), so a saturated counter (a whole window ahead,
+   * and unchanged by the refusals it keeps answering) is the last to go, whatever its window:
+   * by TAT alone, a client refused by a per-minute limit would go before any per-day counter.
+   * Evicting the least recently written instead would pick exactly the counters of refused
+   * clients, and hand them a new burst.
    * Counters every caller shares (a route ceiling, a tenant's total) go last whatever their
    * TAT: one of them holds everyone's count, and per-client counters with longer windows
    * would otherwise outlast it at every eviction, so that new clients reset it forever.
@@ -546,20 +552,39 @@ export class CounterTable {
     const excess = this.#tats.size - (this.maxEntries - this.#evictionBatch);
     if (excess <= 0) return;
     this.epoch++;
-    for (const id of this.#earliestToExpire(excess)) this.#forget(id);
+    for (const id of this.#leastGivenBack(excess, now)) this.#forget(id);
   }
 
-  /** Ids of the `count` counters with the earliest TATs, shared ones last (0 < count ≤ size). */
-  #earliestToExpire(count: number): string[] {
-    // A float of each TAT ranks them well enough; selecting rather than sorting keeps the
+  /**
+   * A counter's window in ms: as last decided on, else (a counter loaded at start-up, not asked
+   * about since) as its id declares it (see `counterIdOf`; a tenant override may differ).
+   */
+  #windowOf(id: string): number {
+    let windowMs = this.#windows.get(id);
+    if (windowMs === undefined) {
+      let declared: unknown;
+      try {
+        declared = (JSON.parse(id) as unknown[])[3];
+      } catch {
+        // not an id this module wrote
+      }
+      windowMs = typeof declared === "number" && declared > 0 ? declared * 1000 : 1000;
+      this.#windows.set(id, windowMs);
+    }
+    return windowMs;
+  }
+
+  /** Ids of the `count` counters forgetting gives back least, shared ones last (0 < count ≤ size). */
+  #leastGivenBack(count: number, now: number): string[] {
+    // A float of each share ranks them well enough; selecting rather than sorting keeps the
     // pause linear (sorting 50,000 took ≈ 6 ms in Node 22, and the object answers nobody meanwhile).
-    // Shared counters last of all, then those with pending charges, then the rest by TAT.
+    // Shared counters last of all, then those with pending charges, then the rest by share.
     const at = (id: string, tat: Tat) =>
       isSharedCounter(id)
         ? Number.POSITIVE_INFINITY
         : this.#pending.has(id)
           ? Number.MAX_VALUE
-          : tat.ms + tat.frac / tat.den;
+          : (tat.ms - now + tat.frac / tat.den) / this.#windowOf(id);
     const times = new Float64Array(this.#tats.size);
     let i = 0;
     for (const [id, tat] of this.#tats) times[i++] = at(id, tat);

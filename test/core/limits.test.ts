@@ -478,6 +478,23 @@ describe("CounterTable at its bound", () => {
     expect(table.get("k0")).toBeUndefined();
   });
 
+  it("keeps a refused client's counter next to counters of longer windows that expire later", () => {
+    const table = new CounterTable(200);
+    // 2 a minute, spent: refused for the rest of the minute.
+    const abuser: CounterRequest = { id: "abuser", limit: 2, windowS: 60 };
+    for (let i = 0; i < 2; i++) expect(table.acquire([abuser], T0).allowed).toBe(true);
+    // 1,000 others make one request each of 1,000 a day: each 86.4 s ahead, later than the
+    // abuser's TAT, yet a thousandth of their window.
+    let admitted = 0;
+    for (let i = 0; i < 1000; i++) {
+      const now = T0 + i * 10;
+      table.acquire([{ id: `day${i}`, limit: 1000, windowS: 86_400 }], now);
+      if (table.acquire([abuser], now).allowed) admitted++;
+    }
+    expect(admitted).toBe(0);
+    expect(table.get("abuser")).toBeDefined();
+  });
+
   it("sweeps expired counters before forgetting any live one", () => {
     const table = new CounterTable(100);
     for (let i = 0; i < 50; i++) table.acquire([counter(`brief${i}`, 1)], T0);
@@ -490,15 +507,16 @@ describe("CounterTable at its bound", () => {
     expect(table.pendingChanges(T0 + 1000).deletes).toHaveLength(50);
   });
 
-  it("forgets live counters earliest TAT first, in batches of 1 % that leave room for the next ones", () => {
+  it("forgets live counters that give back least first, in batches of 1 % that leave room for the next ones", () => {
     const table = new CounterTable(1000); // batches of 10
-    // One request of 5 per 60 s: counter i expires at T0 + 12 s + i ms, the lower i the sooner.
+    // One request of 5 per 60 s: counter i stands 12 s − (now − T0 − i) ms ahead of its 60 s
+    // window, the lower i the less.
     for (let i = 0; i < 1000; i++) table.acquire([counter(`c${i}`)], T0 + i);
     expect(table.size).toBe(1000);
-    // Written last but with the earliest TAT of all (a 1 s window): the first to go.
-    table.acquire([counter("brief", 1)], T0 + 1000);
+    // Written last but giving back the least of all (one request of 100 a minute): the first to go.
+    table.acquire([{ id: "light", limit: 100, windowS: 60 }], T0 + 1000);
     expect(table.size).toBe(990);
-    expect(table.get("brief")).toBeUndefined();
+    expect(table.get("light")).toBeUndefined();
     for (let i = 0; i < 10; i++) expect(table.get(`c${i}`)).toBeUndefined();
     expect(table.get("c10")).toBeDefined();
     // The next ten new counters fit in the room left: nothing else is evicted until then.
