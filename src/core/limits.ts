@@ -192,7 +192,7 @@ export interface LimiterRpc {
 /** A decision not yet applied: what `acquire` would answer and which TATs it would write. */
 export interface PendingDecision {
   result: AcquireResult;
-  writes: [string, Tat][];
+  writes: [id: string, tat: Tat, windowMs: number][];
 }
 
 export const MAX_COUNTERS_PER_CALL = 16;
@@ -298,7 +298,7 @@ export class CounterTable {
    * made before its predecessor's clamp), and the latest decision's time.
    */
   readonly #clampedAt = new Map<string, number>();
-  /** Each counter's window (ms) as last decided on, for ranking evictions (see `#shrink`). */
+  /** Each counter's window (ms) as last written, for ranking evictions (see `#shrink`). */
   readonly #windows = new Map<string, number>();
   #forgottenClampAt = Number.NEGATIVE_INFINITY;
   #latestAt = Number.NEGATIVE_INFINITY;
@@ -345,7 +345,6 @@ export class CounterTable {
     const results: GcraResult[] = [];
     for (const item of items) {
       const rate = rateOf(item);
-      this.#windows.set(item.id, rate.windowMs);
       let stored = tentative.has(item.id) ? tentative.get(item.id) : this.#standing(item.id);
       if (!tentative.has(item.id)) {
         const full = atMostFull(stored, now, rate);
@@ -353,7 +352,7 @@ export class CounterTable {
         // of one decided before then gives nothing back on it. With pending charges, decided on
         // as full (they are charged as the clamp finds them, later).
         if (full !== stored && !this.#pending.has(item.id)) {
-          this.#write(item.id, full!);
+          this.#write(item.id, full!, rate.windowMs);
           // As of the latest decision made, not `now`: the clock may have stepped back.
           this.#clampedAt.set(item.id, Math.max(now, this.#latestAt));
         }
@@ -373,15 +372,21 @@ export class CounterTable {
       const item = items[i]!;
       return statusOf(gcra(this.#standing(item.id), now, rateOf(item), 0));
     });
-    const writes: [string, Tat][] = [];
-    if (allowed) for (const [id, tat] of tentative) if (tat) writes.push([id, tat]);
+    const writes: PendingDecision["writes"] = [];
+    if (allowed) {
+      for (const item of items) {
+        const tat = tentative.get(item.id);
+        // Once per counter: an id listed twice was charged for both in its one tentative TAT.
+        if (tat && !writes.some(([id]) => id === item.id)) writes.push([item.id, tat, item.windowS * 1000]);
+      }
+    }
     this.#latestAt = Math.max(this.#latestAt, now);
     return { result: { allowed, counters, at: now, epoch: this.epoch }, writes };
   }
 
   /** Apply a decision taken by `decide` (only meaningful with no other change in between). */
   commit(decision: PendingDecision, now: number): void {
-    for (const [id, tat] of decision.writes) this.#write(id, tat);
+    for (const [id, tat, windowMs] of decision.writes) this.#write(id, tat, windowMs);
     if (this.#tats.size > this.maxEntries) this.#shrink(now);
   }
 
@@ -429,7 +434,8 @@ export class CounterTable {
       // Its charges are the first pending on each of its counters: each stands as after them.
       for (const id of hold.ids) {
         const queue = this.#pending.get(id)!;
-        this.#write(id, queue.shift()!.after);
+        const charge = queue.shift()!;
+        this.#write(id, charge.after, charge.rate.windowMs);
         if (queue.length === 0) this.#pending.delete(id);
       }
     }
@@ -480,7 +486,7 @@ export class CounterTable {
       const clampedAt = Math.max(this.#clampedAt.get(item.id) ?? Number.NEGATIVE_INFINITY, this.#forgottenClampAt);
       if (this.#pending.has(item.id) || !(clampedAt < at!)) continue;
       const back = refund(this.#tats.get(item.id), now, rateOf(item), at, item.cost ?? 1);
-      if (back) this.#write(item.id, back);
+      if (back) this.#write(item.id, back, item.windowS * 1000);
       else this.#forget(item.id);
     }
   }
@@ -520,8 +526,10 @@ export class CounterTable {
     for (const id of changes.deletes) this.#dirty.delete(id);
   }
 
-  #write(id: string, tat: Tat): void {
+  /** `windowMs`: the counter's window as decided on, for ranking evictions (see `#shrink`). */
+  #write(id: string, tat: Tat, windowMs: number): void {
     this.#tats.set(id, tat);
+    this.#windows.set(id, windowMs);
     this.#dirty.add(id);
   }
 
@@ -556,8 +564,8 @@ export class CounterTable {
   }
 
   /**
-   * A counter's window in ms: as last decided on, else (a counter loaded at start-up, not asked
-   * about since) as its id declares it (see `counterIdOf`; a tenant override may differ).
+   * A counter's window in ms: as last written, else (a counter loaded at start-up, not written
+   * since) as its id declares it (see `counterIdOf`; a tenant override may differ).
    */
   #windowOf(id: string): number {
     let windowMs = this.#windows.get(id);

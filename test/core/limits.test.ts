@@ -495,6 +495,19 @@ describe("CounterTable at its bound", () => {
     expect(table.get("abuser")).toBeDefined();
   });
 
+  it("ranks counters loaded at start-up by the window their id declares", () => {
+    const table = new CounterTable(200);
+    const id = (name: string, limit: number, windowS: number, who: string) =>
+      JSON.stringify(["user", name, limit, windowS, "idp", who]);
+    table.load(id("per-minute", 2, 60, "abuser"), { ms: T0 + 60_000, frac: 0, den: 1 });
+    for (let i = 0; i < 199; i++)
+      table.load(id("per-day", 1000, 86_400, `u${i}`), { ms: T0 + 86_400, frac: 0, den: 1 });
+    for (let i = 0; i < 10; i++)
+      table.acquire([{ id: id("per-day", 1000, 86_400, `new${i}`), limit: 1000, windowS: 86_400 }], T0);
+    expect(table.size).toBeLessThanOrEqual(200);
+    expect(table.get(id("per-minute", 2, 60, "abuser"))).toBeDefined();
+  });
+
   it("sweeps expired counters before forgetting any live one", () => {
     const table = new CounterTable(100);
     for (let i = 0; i < 50; i++) table.acquire([counter(`brief${i}`, 1)], T0);
