@@ -31,9 +31,13 @@ export function startEchoOrigin({ port = 8789, host = "127.0.0.1" } = {}) {
     });
     req.on("error", () => res.destroy());
     req.on("end", () => {
-      const headers = {};
-      for (const [name, value] of Object.entries(req.headers)) {
-        headers[name.toLowerCase()] = Array.isArray(value) ? value.join(", ") : String(value);
+      // From the raw headers: Node's parsed ones keep only the first of a repeated
+      // Authorization, Host or User-Agent. Repeats are joined as HTTP joins them (Cookie with "; ").
+      const headers = Object.create(null);
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        const name = req.rawHeaders[i].toLowerCase();
+        const value = req.rawHeaders[i + 1];
+        headers[name] = name in headers ? `${headers[name]}${name === "cookie" ? "; " : ", "}${value}` : value;
       }
       const record = {
         method: req.method,

@@ -134,6 +134,18 @@ async function probeEdge(child, deadline, failure) {
 const COLOUR_CODES = /\u001b\[[0-9;]*m/g;
 
 /**
+ * wrangler's own line per request (`[wrangler:info] GET /path 200 OK (5ms)`): it prints the
+ * path as sent, a JWT in it included. The audit record already shows each request, its path
+ * with any JWT recorded as `[jwt]`, so these lines are left out.
+ */
+const WRANGLER_REQUEST_LINE = /^\[wrangler:info\] [A-Z]+ \S* \d{3}\b/;
+
+/** Whether a line of wrangler's output is shown (see WRANGLER_REQUEST_LINE). */
+export function showsEdgeLine(line) {
+  return !WRANGLER_REQUEST_LINE.test(line.replace(COLOUR_CODES, "").trimStart());
+}
+
+/**
  * Starts the identity provider, the echo origin and the edge, and resolves once the edge
  * answers. `onEdgeOutput` receives wrangler's output line by line (default: this process's
  * stdout). Always call `stop()`, also when the probe reports a problem.
@@ -159,7 +171,7 @@ export async function startStack({ onEdgeOutput = (line) => console.log(line), r
     recentOutput.push(line);
     if (recentOutput.length > 200) recentOutput.shift();
     if (line.replace(COLOUR_CODES, "").includes("Build failed")) buildFailure = "the edge's Worker failed to build";
-    onEdgeOutput(line);
+    if (showsEdgeLine(line)) onEdgeOutput(line);
   });
   // If this process dies without stop(), wrangler must not outlive it.
   const killOnExit = () => killGroup(edge, "SIGKILL");

@@ -23,8 +23,9 @@ Token options (defaults in brackets):
   --iss URL           issuer (iss) [${LOCAL_ISSUER}; ${ACCESS_ISSUER} with --access]
   --ttl SECONDS       lifetime: exp = now + SECONDS; negative means already expired [900]
   --nbf SECONDS       not before: nbf = now + SECONDS [not set; now with --access]
-  --typ TYPE          typ header, e.g. at+jwt [the OIDC issuer's typ in the policy, else JWT]
-  --claim KEY=JSON    set any claim; the value is parsed as JSON, or taken as a string if
+  --typ TYPE          typ header, e.g. at+jwt [the OIDC issuer's typ in the policy, else JWT;
+                      JWT with --access]
+  --claim KEY=VALUE   set any claim; the value is parsed as JSON, or taken as a string if
                       it is not JSON. Repeatable; applied last, so it overrides the above
 
 Modes:

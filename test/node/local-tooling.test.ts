@@ -4,10 +4,15 @@
 // policy that is not JSON, the terminal closing).
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeJwt } from "jose";
 import { afterAll, describe, expect, it } from "vitest";
+// @ts-expect-error -- plain JS module of the local stack
+import { startEchoOrigin } from "../../dev/echo-origin.mjs";
+// @ts-expect-error -- plain JS module of the local stack
+import { showsEdgeLine } from "../../dev/start.mjs";
 import { projectCopy as sharedProjectCopy } from "./project-copy";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -205,6 +210,68 @@ async function edgeIsDown(all = false): Promise<boolean> {
   }
   return true;
 }
+
+describe("the echo origin", () => {
+  it("shows every header line that reached it, a repeated Authorization included", async () => {
+    const echo = await startEchoOrigin({ port: 0 });
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        const request = httpRequest(
+          {
+            host: "127.0.0.1",
+            port: echo.port,
+            path: "/x",
+            headers: [
+              "Host",
+              "127.0.0.1",
+              "Authorization",
+              "one",
+              "authorization",
+              "two",
+              "X-A",
+              "1",
+              "x-a",
+              "2",
+              "Cookie",
+              "a=1",
+              "Cookie",
+              "b=2",
+            ],
+          },
+          (response) => {
+            let text = "";
+            response.on("data", (chunk) => {
+              text += chunk;
+            });
+            response.on("end", () => resolve(text));
+          },
+        );
+        request.on("error", reject);
+        request.end();
+      });
+      expect(JSON.parse(body).headers).toMatchObject({ authorization: "one, two", "x-a": "1, 2", cookie: "a=1; b=2" });
+    } finally {
+      await new Promise((resolve) => echo.server.close(resolve));
+    }
+  });
+});
+
+describe("npm start's output", () => {
+  it("leaves out wrangler's own request lines, which print the path as sent; keeps every other line", () => {
+    for (const line of [
+      "[wrangler:info] GET /public/eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln 200 OK (5ms)",
+      "\u001b[32m[wrangler:info]\u001b[39m POST /v1/payments 403 Forbidden (3ms)",
+      "[wrangler:info] OPTIONS / 204 No Content (1ms)",
+    ])
+      expect(showsEdgeLine(line)).toBe(false);
+    for (const line of [
+      '{"ts":"2026-11-30T00:00:00.000Z","path":"/public/[jwt]"}',
+      "[wrangler:info] Ready on http://127.0.0.1:8787",
+      "✘ [ERROR] Build failed with 1 error:",
+    ])
+      expect(showsEdgeLine(line)).toBe(true);
+  });
+});
 
 describe("npm start", () => {
   it("the Quickstart curl commands give what the README says", async () => {

@@ -135,6 +135,27 @@ describe("local stack", () => {
     expect(await reachedOrigin()).toHaveLength(1);
   });
 
+  it("prints no JWT a request carries in its path: the audit line records it as [jwt], and wrangler's own request line is left out", async () => {
+    const signature = randomUUID().replaceAll("-", "");
+    const jwt = `eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJzdGFjayJ9.${signature}`;
+    const printed = async (path: string) => {
+      const response = await fetch(`${EDGE_URL}${path}`);
+      await response.arrayBuffer();
+      const requestId = response.headers.get("x-request-id") as string;
+      for (let i = 0; i < 200 && !output.join("").includes(requestId); i++) await new Promise((r) => setTimeout(r, 50));
+      return output
+        .join("")
+        .split("\n")
+        .find((line) => line.includes(requestId));
+    };
+    expect(await printed(`/public/magic-link-${jwt}`)).toContain('"path":"/public/magic-link-[jwt]"');
+    // A second request's record printed after it: the first one's wrangler line, had it been
+    // printed, would be among what came before.
+    expect(await printed("/public/after")).toContain('"path":"/public/after"');
+    expect(output.join("")).not.toContain(signature);
+    expect(output.join("")).not.toMatch(/\[wrangler:info\] GET \/public\/after/);
+  });
+
   it("answers an unrouted path at the edge: 404 problem+json, never forwarded", async () => {
     const { response, body, reachedOrigin } = await edge("/nothing");
     expect(response.status).toBe(404);
