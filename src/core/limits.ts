@@ -262,7 +262,8 @@ export function checkCounterRequests(items: unknown): asserts items is CounterRe
 
 /** Counter changes not yet in storage: live counters to store, the rest to delete. */
 export interface PendingChanges {
-  upserts: [string, Tat][];
+  /** Each changed counter with its window (ms), which storage keeps for ranking evictions after a restart. */
+  upserts: [id: string, tat: Tat, windowMs: number][];
   deletes: string[];
 }
 
@@ -328,12 +329,16 @@ export class CounterTable {
     return this.#tats.get(id);
   }
 
-  /** Put back a persisted counter (at start-up). Not marked dirty. */
-  load(id: string, tat: Tat): void {
+  /**
+   * Put back a persisted counter (at start-up), with its window when storage has it (rows
+   * saved before windows were kept have none: see `#windowOf`). Not marked dirty.
+   */
+  load(id: string, tat: Tat, windowMs?: number): void {
     // A row storage could only hold if corrupted: a TAT that is not a number would also
     // defeat eviction, which ranks counters by it.
     if (!Number.isSafeInteger(tat.ms) || !Number.isSafeInteger(tat.frac) || !(tat.den >= 1)) return;
     this.#tats.set(id, tat);
+    if (windowMs !== undefined && Number.isSafeInteger(windowMs) && windowMs > 0) this.#windows.set(id, windowMs);
   }
 
   /**
@@ -345,6 +350,9 @@ export class CounterTable {
     const results: GcraResult[] = [];
     for (const item of items) {
       const rate = rateOf(item);
+      // The window in force (a tenant override may change it), refused or not; for counters
+      // kept only, so one never charged leaves nothing behind.
+      if (this.#tats.has(item.id)) this.#windows.set(item.id, rate.windowMs);
       let stored = tentative.has(item.id) ? tentative.get(item.id) : this.#standing(item.id);
       if (!tentative.has(item.id)) {
         const full = atMostFull(stored, now, rate);
@@ -510,11 +518,11 @@ export class CounterTable {
    * that fails leaves them for the next attempt instead of losing them.
    */
   pendingChanges(now: number): PendingChanges {
-    const upserts: [string, Tat][] = [];
+    const upserts: PendingChanges["upserts"] = [];
     const deletes: string[] = [];
     for (const id of this.#dirty) {
       const tat = this.#tats.get(id);
-      if (tat && isLive(tat, now)) upserts.push([id, tat]);
+      if (tat && isLive(tat, now)) upserts.push([id, tat, this.#windowOf(id)]);
       else deletes.push(id);
     }
     return { upserts, deletes };
@@ -564,8 +572,21 @@ export class CounterTable {
   }
 
   /**
-   * A counter's window in ms: as last written, else (a counter loaded at start-up, not written
-   * since) as its id declares it (see `counterIdOf`; a tenant override may differ).
+   * What forgetting a live counter gives back, for ranking: the share of its window it stands
+   * ahead; a counter that refuses (ahead by more than the window less one request's share, as
+   * `gcra` decides) ranks above every counter that does not, whatever its share: with a limit of
+   * 1, a client refused with a third of the minute to go stands only a third ahead.
+   */
+  #givenBack(id: string, tat: Tat, now: number): number {
+    const windowMs = this.#windowOf(id);
+    const ahead = tat.ms - now + tat.frac / tat.den;
+    const share = ahead / windowMs;
+    return ahead > windowMs - windowMs / tat.den ? 1 + share : share;
+  }
+
+  /**
+   * A counter's window in ms: as last decided on or stored, else (a row saved before windows
+   * were kept) as its id declares it (see `counterIdOf`; a tenant override may differ).
    */
   #windowOf(id: string): number {
     let windowMs = this.#windows.get(id);
@@ -592,7 +613,7 @@ export class CounterTable {
         ? Number.POSITIVE_INFINITY
         : this.#pending.has(id)
           ? Number.MAX_VALUE
-          : (tat.ms - now + tat.frac / tat.den) / this.#windowOf(id);
+          : this.#givenBack(id, tat, now);
     const times = new Float64Array(this.#tats.size);
     let i = 0;
     for (const [id, tat] of this.#tats) times[i++] = at(id, tat);

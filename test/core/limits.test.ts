@@ -428,8 +428,8 @@ describe("CounterTable", () => {
     table.acquire([{ id: "long", limit: 1, windowS: 60 }], T0);
     expect(table.pendingChanges(T0)).toEqual({
       upserts: [
-        ["short", { ms: T0 + 1000, frac: 0, den: 1 }],
-        ["long", { ms: T0 + 60_000, frac: 0, den: 1 }],
+        ["short", { ms: T0 + 1000, frac: 0, den: 1 }, 1000],
+        ["long", { ms: T0 + 60_000, frac: 0, den: 1 }, 60_000],
       ],
       deletes: [],
     });
@@ -493,6 +493,45 @@ describe("CounterTable at its bound", () => {
     }
     expect(admitted).toBe(0);
     expect(table.get("abuser")).toBeDefined();
+  });
+
+  it("keeps a refused client whose limit refuses a third of the way ahead (1 a minute) over clients it does not refuse", () => {
+    const otp: CounterRequest = { id: "otp-client", limit: 1, windowS: 60 };
+    const table = new CounterTable(100);
+    expect(table.acquire([otp], T0 - 40_000).allowed).toBe(true);
+    // Refused for 20 s more: a third of its window ahead.
+    expect(table.acquire([otp], T0).allowed).toBe(false);
+    // 99 clients of 2 a minute, one request each: half their window ahead, and admitted.
+    for (let i = 0; i < 99; i++) table.acquire([{ id: `other${i}`, limit: 2, windowS: 60 }], T0);
+    table.acquire([{ id: "newcomer", limit: 2, windowS: 60 }], T0);
+    expect(table.size).toBeLessThan(101);
+    expect(table.acquire([otp], T0 + 1).allowed).toBe(false);
+  });
+
+  it("ranks a counter by the window in force, a tenant override's, also after a restart", () => {
+    // Declared 1,000 a day (the id says so); the override makes it 2 a minute.
+    const id = JSON.stringify(["user", "calls", 1000, 86_400, "idp", "abuser"]);
+    const abuser: CounterRequest = { id, limit: 2, windowS: 60 };
+    const others = (table: CounterTable, at: number) => {
+      for (let i = 0; i < 199; i++) table.load(`u${i}`, { ms: at + 30_000, frac: 0, den: 10 }, 60_000);
+    };
+    // Stored with its window: loaded, it ranks as a whole minute ahead.
+    const before = new CounterTable(200);
+    for (let i = 0; i < 2; i++) expect(before.acquire([abuser], T0).allowed).toBe(true);
+    const [saved] = before.pendingChanges(T0).upserts;
+    expect(saved).toEqual([id, { ms: T0 + 60_000, frac: 0, den: 2 }, 60_000]);
+    const restarted = new CounterTable(200);
+    restarted.load(...(saved as [string, { ms: number; frac: number; den: number }, number]));
+    others(restarted, T0);
+    for (let i = 0; i < 10; i++) restarted.acquire([{ id: `new${i}`, limit: 10, windowS: 60 }], T0);
+    expect(restarted.get(id)).toBeDefined();
+    // A row saved without its window: the refusal it answers records the window in force.
+    const legacy = new CounterTable(200);
+    legacy.load(id, { ms: T0 + 60_000, frac: 0, den: 2 });
+    others(legacy, T0);
+    expect(legacy.acquire([abuser], T0).allowed).toBe(false);
+    for (let i = 0; i < 10; i++) legacy.acquire([{ id: `new${i}`, limit: 10, windowS: 60 }], T0);
+    expect(legacy.get(id)).toBeDefined();
   });
 
   it("ranks counters loaded at start-up by the window their id declares", () => {
