@@ -11,7 +11,8 @@ describe("Cache-Control quoted values on Access answers", () => {
     team = await makeIssuer("RS256");
   });
 
-  async function answer(cacheControl: string) {
+  /** An Access assertion for the app, and an edge whose one Access route takes these methods. */
+  async function signedIn(methods: ("GET" | "OPTIONS")[], upstream: "svc" | "echo") {
     const now = Math.floor(Date.now() / 1000);
     const token = await team.sign({
       aud: [AUD_TAG],
@@ -24,18 +25,17 @@ describe("Cache-Control quoted values on Access answers", () => {
     const edge = harness(
       basePolicy({
         issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },
-        upstreams: { svc: { service: "ECHO_SERVICE" } },
+        upstreams: { echo: basePolicy().upstreams!.echo!, svc: { service: "ECHO_SERVICE" } },
         routes: [
-          {
-            name: "app",
-            methods: ["GET"],
-            path: "/app/**",
-            auth: { issuers: ["access"], audiences: [AUD_TAG] },
-            upstream: "svc",
-          },
+          { name: "app", methods, path: "/app/**", auth: { issuers: ["access"], audiences: [AUD_TAG] }, upstream },
         ],
       }),
     );
+    return { token, edge };
+  }
+
+  async function answer(cacheControl: string) {
+    const { token, edge } = await signedIn(["GET"], "svc");
     const response = await edge.fetch("/app/report", {
       headers: {
         cookie: `CF_Authorization=${token}`,
@@ -79,29 +79,7 @@ describe("Cache-Control quoted values on Access answers", () => {
   });
 
   it("the edge's own answer (an OPTIONS with Max-Forwards: 0) is marked private too", async () => {
-    const now = Math.floor(Date.now() / 1000);
-    const token = await team.sign({
-      aud: [AUD_TAG],
-      email: "u@example.com",
-      sub: "s",
-      type: "app",
-      iat: now,
-      exp: now + 600,
-    });
-    const edge = harness(
-      basePolicy({
-        issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },
-        routes: [
-          {
-            name: "app",
-            methods: ["GET", "OPTIONS"],
-            path: "/app/**",
-            auth: { issuers: ["access"], audiences: [AUD_TAG] },
-            upstream: "echo",
-          },
-        ],
-      }),
-    );
+    const { token, edge } = await signedIn(["GET", "OPTIONS"], "echo");
     const response = await edge.fetch("/app/report", {
       method: "OPTIONS",
       headers: { "cf-access-jwt-assertion": token, "max-forwards": "0" },
