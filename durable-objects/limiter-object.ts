@@ -25,8 +25,6 @@ interface CounterRow extends Record<string, SqlStorageValue> {
   ms: number;
   frac: number;
   den: number;
-  /** The counter's window, which ranks it for eviction; null in rows saved before it was kept. */
-  window_ms: number | null;
 }
 
 export class LimiterObject extends DurableObject {
@@ -39,12 +37,8 @@ export class LimiterObject extends DurableObject {
     super(ctx, env as never);
     const sql = ctx.storage.sql;
     sql.exec(
-      "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, ms INT NOT NULL, frac INT NOT NULL, den INT NOT NULL, window_ms INT)",
+      "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, ms INT NOT NULL, frac INT NOT NULL, den INT NOT NULL)",
     );
-    // Objects made before windows were kept have the table without the column.
-    const columns = sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('counters')").toArray();
-    if (!columns.some((column) => column.name === "window_ms"))
-      sql.exec("ALTER TABLE counters ADD COLUMN window_ms INT");
     sql.exec("CREATE INDEX IF NOT EXISTS counters_by_ms ON counters (ms)");
     // Live counters; storage holds no more than the table's bound (the latest TATs first, were
     // it ever to hold more).
@@ -53,9 +47,7 @@ export class LimiterObject extends DurableObject {
       Date.now(),
       MAX_COUNTERS,
     );
-    for (const row of rows) {
-      this.counters.load(row.id, { ms: row.ms, frac: row.frac, den: row.den }, row.window_ms ?? undefined);
-    }
+    for (const row of rows) this.counters.load(row.id, { ms: row.ms, frac: row.frac, den: row.den });
   }
 
   /**
@@ -91,15 +83,8 @@ export class LimiterObject extends DurableObject {
     const sql = this.ctx.storage.sql;
     this.ctx.storage.transactionSync(() => {
       // A row is a whole counter keyed by its id, so replacing it is the upsert.
-      for (const [id, tat, windowMs] of changes.upserts) {
-        sql.exec(
-          "REPLACE INTO counters (id, ms, frac, den, window_ms) VALUES (?, ?, ?, ?, ?)",
-          id,
-          tat.ms,
-          tat.frac,
-          tat.den,
-          windowMs,
-        );
+      for (const [id, tat] of changes.upserts) {
+        sql.exec("REPLACE INTO counters (id, ms, frac, den) VALUES (?, ?, ?, ?)", id, tat.ms, tat.frac, tat.den);
       }
       for (const id of changes.deletes) sql.exec("DELETE FROM counters WHERE id = ?", id);
       sql.exec("DELETE FROM counters WHERE ms < ?", now);

@@ -192,7 +192,7 @@ export interface LimiterRpc {
 /** A decision not yet applied: what `acquire` would answer and which TATs it would write. */
 export interface PendingDecision {
   result: AcquireResult;
-  writes: [id: string, tat: Tat, windowMs: number][];
+  writes: [id: string, tat: Tat, rate: Rate][];
 }
 
 export const MAX_COUNTERS_PER_CALL = 16;
@@ -225,7 +225,7 @@ interface Pending {
  * window in force.
  */
 function atMostFull(tat: Tat | undefined, now: number, rate: Rate): Tat | undefined {
-  return tat && msFrom(now, tat) > rate.windowMs ? { ms: now + rate.windowMs, frac: 0, den: 1 } : tat;
+  return tat && msFrom(now, tat) > rate.windowMs ? { ms: now + rate.windowMs, frac: 0, den: rate.limit } : tat;
 }
 
 /** One GCRA charge of `cost` made at `at`: what admitting a request does to a counter. */
@@ -262,8 +262,7 @@ export function checkCounterRequests(items: unknown): asserts items is CounterRe
 
 /** Counter changes not yet in storage: live counters to store, the rest to delete. */
 export interface PendingChanges {
-  /** Each changed counter with its window (ms), which storage keeps for ranking evictions after a restart. */
-  upserts: [id: string, tat: Tat, windowMs: number][];
+  upserts: [string, Tat][];
   deletes: string[];
 }
 
@@ -299,8 +298,11 @@ export class CounterTable {
    * made before its predecessor's clamp), and the latest decision's time.
    */
   readonly #clampedAt = new Map<string, number>();
-  /** Each counter's window (ms) as last written, for ranking evictions (see `#shrink`). */
-  readonly #windows = new Map<string, number>();
+  /**
+   * Each counter's size in force (a tenant override's), as last decided on, for ranking
+   * evictions (see `#shrink`); a counter loaded at start-up has none until it is asked about.
+   */
+  readonly #rates = new Map<string, Rate>();
   #forgottenClampAt = Number.NEGATIVE_INFINITY;
   #latestAt = Number.NEGATIVE_INFINITY;
   /** Hold numbers start anywhere, so a release meant for an earlier instance matches none here. */
@@ -329,16 +331,12 @@ export class CounterTable {
     return this.#tats.get(id);
   }
 
-  /**
-   * Put back a persisted counter (at start-up), with its window when storage has it (rows
-   * saved before windows were kept have none: see `#windowOf`). Not marked dirty.
-   */
-  load(id: string, tat: Tat, windowMs?: number): void {
+  /** Put back a persisted counter (at start-up). Not marked dirty. */
+  load(id: string, tat: Tat): void {
     // A row storage could only hold if corrupted: a TAT that is not a number would also
     // defeat eviction, which ranks counters by it.
     if (!Number.isSafeInteger(tat.ms) || !Number.isSafeInteger(tat.frac) || !(tat.den >= 1)) return;
     this.#tats.set(id, tat);
-    if (windowMs !== undefined && Number.isSafeInteger(windowMs) && windowMs > 0) this.#windows.set(id, windowMs);
   }
 
   /**
@@ -350,9 +348,10 @@ export class CounterTable {
     const results: GcraResult[] = [];
     for (const item of items) {
       const rate = rateOf(item);
-      // The window in force (a tenant override may change it), refused or not; for counters
-      // kept only, so one never charged leaves nothing behind.
-      if (this.#tats.has(item.id)) this.#windows.set(item.id, rate.windowMs);
+      // The size in force (a tenant override may change it), refused or not: a client refused
+      // since a restart is known by it before any eviction; for counters kept only, so one
+      // never charged leaves nothing behind.
+      if (this.#tats.has(item.id)) this.#rates.set(item.id, rate);
       let stored = tentative.has(item.id) ? tentative.get(item.id) : this.#standing(item.id);
       if (!tentative.has(item.id)) {
         const full = atMostFull(stored, now, rate);
@@ -360,7 +359,7 @@ export class CounterTable {
         // of one decided before then gives nothing back on it. With pending charges, decided on
         // as full (they are charged as the clamp finds them, later).
         if (full !== stored && !this.#pending.has(item.id)) {
-          this.#write(item.id, full!, rate.windowMs);
+          this.#write(item.id, full!, rate);
           // As of the latest decision made, not `now`: the clock may have stepped back.
           this.#clampedAt.set(item.id, Math.max(now, this.#latestAt));
         }
@@ -385,7 +384,7 @@ export class CounterTable {
       for (const item of items) {
         const tat = tentative.get(item.id);
         // Once per counter: an id listed twice was charged for both in its one tentative TAT.
-        if (tat && !writes.some(([id]) => id === item.id)) writes.push([item.id, tat, item.windowS * 1000]);
+        if (tat && !writes.some(([id]) => id === item.id)) writes.push([item.id, tat, rateOf(item)]);
       }
     }
     this.#latestAt = Math.max(this.#latestAt, now);
@@ -394,7 +393,7 @@ export class CounterTable {
 
   /** Apply a decision taken by `decide` (only meaningful with no other change in between). */
   commit(decision: PendingDecision, now: number): void {
-    for (const [id, tat, windowMs] of decision.writes) this.#write(id, tat, windowMs);
+    for (const [id, tat, rate] of decision.writes) this.#write(id, tat, rate);
     if (this.#tats.size > this.maxEntries) this.#shrink(now);
   }
 
@@ -443,7 +442,7 @@ export class CounterTable {
       for (const id of hold.ids) {
         const queue = this.#pending.get(id)!;
         const charge = queue.shift()!;
-        this.#write(id, charge.after, charge.rate.windowMs);
+        this.#write(id, charge.after, charge.rate);
         if (queue.length === 0) this.#pending.delete(id);
       }
     }
@@ -494,7 +493,7 @@ export class CounterTable {
       const clampedAt = Math.max(this.#clampedAt.get(item.id) ?? Number.NEGATIVE_INFINITY, this.#forgottenClampAt);
       if (this.#pending.has(item.id) || !(clampedAt < at!)) continue;
       const back = refund(this.#tats.get(item.id), now, rateOf(item), at, item.cost ?? 1);
-      if (back) this.#write(item.id, back, item.windowS * 1000);
+      if (back) this.#write(item.id, back, rateOf(item));
       else this.#forget(item.id);
     }
   }
@@ -518,11 +517,11 @@ export class CounterTable {
    * that fails leaves them for the next attempt instead of losing them.
    */
   pendingChanges(now: number): PendingChanges {
-    const upserts: PendingChanges["upserts"] = [];
+    const upserts: [string, Tat][] = [];
     const deletes: string[] = [];
     for (const id of this.#dirty) {
       const tat = this.#tats.get(id);
-      if (tat && isLive(tat, now)) upserts.push([id, tat, this.#windowOf(id)]);
+      if (tat && isLive(tat, now)) upserts.push([id, tat]);
       else deletes.push(id);
     }
     return { upserts, deletes };
@@ -534,16 +533,16 @@ export class CounterTable {
     for (const id of changes.deletes) this.#dirty.delete(id);
   }
 
-  /** `windowMs`: the counter's window as decided on, for ranking evictions (see `#shrink`). */
-  #write(id: string, tat: Tat, windowMs: number): void {
+  /** `rate`: the counter's size as decided on, for ranking evictions (see `#shrink`). */
+  #write(id: string, tat: Tat, rate: Rate): void {
     this.#tats.set(id, tat);
-    this.#windows.set(id, windowMs);
+    this.#rates.set(id, rate);
     this.#dirty.add(id);
   }
 
   #forget(id: string): void {
     this.#tats.delete(id);
-    this.#windows.delete(id);
+    this.#rates.delete(id);
     this.#dirty.add(id);
     const clampedAt = this.#clampedAt.get(id);
     if (clampedAt !== undefined) this.#forgottenClampAt = Math.max(this.#forgottenClampAt, clampedAt);
@@ -573,34 +572,38 @@ export class CounterTable {
 
   /**
    * What forgetting a live counter gives back, for ranking: the share of its window it stands
-   * ahead; a counter that refuses (ahead by more than the window less one request's share, as
-   * `gcra` decides) ranks above every counter that does not, whatever its share: with a limit of
-   * 1, a client refused with a third of the minute to go stands only a third ahead.
+   * ahead; a counter that refuses its client (as `gcra` decides, exactly) ranks above every
+   * counter that does not, whatever its share: with a limit of 1, a client refused with a
+   * third of the minute to go stands only a third ahead.
    */
   #givenBack(id: string, tat: Tat, now: number): number {
-    const windowMs = this.#windowOf(id);
-    const ahead = tat.ms - now + tat.frac / tat.den;
-    const share = ahead / windowMs;
-    return ahead > windowMs - windowMs / tat.den ? 1 + share : share;
+    const rate = this.#rateOf(id);
+    const share = (tat.ms - now + tat.frac / tat.den) / rate.windowMs;
+    return gcra(tat, now, rate, 1).allowed ? share : 1 + share;
   }
 
   /**
-   * A counter's window in ms: as last decided on or stored, else (a row saved before windows
-   * were kept) as its id declares it (see `counterIdOf`; a tenant override may differ).
+   * A counter's size in force: as last decided on, else (loaded at start-up, not asked about
+   * since) as its id declares it (see `counterIdOf`; a tenant override may differ until the
+   * counter's client comes back).
    */
-  #windowOf(id: string): number {
-    let windowMs = this.#windows.get(id);
-    if (windowMs === undefined) {
-      let declared: unknown;
+  #rateOf(id: string): Rate {
+    let rate = this.#rates.get(id);
+    if (rate === undefined) {
+      let declared: unknown[] = [];
       try {
-        declared = (JSON.parse(id) as unknown[])[3];
+        declared = JSON.parse(id) as unknown[];
       } catch {
         // not an id this module wrote
       }
-      windowMs = typeof declared === "number" && declared > 0 ? declared * 1000 : 1000;
-      this.#windows.set(id, windowMs);
+      const [, , limit, windowS] = Array.isArray(declared) ? declared : [];
+      rate =
+        Number.isSafeInteger(limit) && (limit as number) > 0 && Number.isSafeInteger(windowS) && (windowS as number) > 0
+          ? { limit: limit as number, windowMs: (windowS as number) * 1000 }
+          : { limit: 1, windowMs: 1000 };
+      this.#rates.set(id, rate);
     }
-    return windowMs;
+    return rate;
   }
 
   /** Ids of the `count` counters forgetting gives back least, shared ones last (0 < count ≤ size). */

@@ -428,8 +428,8 @@ describe("CounterTable", () => {
     table.acquire([{ id: "long", limit: 1, windowS: 60 }], T0);
     expect(table.pendingChanges(T0)).toEqual({
       upserts: [
-        ["short", { ms: T0 + 1000, frac: 0, den: 1 }, 1000],
-        ["long", { ms: T0 + 60_000, frac: 0, den: 1 }, 60_000],
+        ["short", { ms: T0 + 1000, frac: 0, den: 1 }],
+        ["long", { ms: T0 + 60_000, frac: 0, den: 1 }],
       ],
       deletes: [],
     });
@@ -508,30 +508,60 @@ describe("CounterTable at its bound", () => {
     expect(table.acquire([otp], T0 + 1).allowed).toBe(false);
   });
 
-  it("ranks a counter by the window in force, a tenant override's, also after a restart", () => {
+  it("ranks a counter by the size in force, a tenant override's, also after a restart", () => {
     // Declared 1,000 a day (the id says so); the override makes it 2 a minute.
     const id = JSON.stringify(["user", "calls", 1000, 86_400, "idp", "abuser"]);
     const abuser: CounterRequest = { id, limit: 2, windowS: 60 };
-    const others = (table: CounterTable, at: number) => {
-      for (let i = 0; i < 199; i++) table.load(`u${i}`, { ms: at + 30_000, frac: 0, den: 10 }, 60_000);
-    };
-    // Stored with its window: loaded, it ranks as a whole minute ahead.
-    const before = new CounterTable(200);
-    for (let i = 0; i < 2; i++) expect(before.acquire([abuser], T0).allowed).toBe(true);
-    const [saved] = before.pendingChanges(T0).upserts;
-    expect(saved).toEqual([id, { ms: T0 + 60_000, frac: 0, den: 2 }, 60_000]);
-    const restarted = new CounterTable(200);
-    restarted.load(...(saved as [string, { ms: number; frac: number; den: number }, number]));
-    others(restarted, T0);
-    for (let i = 0; i < 10; i++) restarted.acquire([{ id: `new${i}`, limit: 10, windowS: 60 }], T0);
-    expect(restarted.get(id)).toBeDefined();
-    // A row saved without its window: the refusal it answers records the window in force.
-    const legacy = new CounterTable(200);
-    legacy.load(id, { ms: T0 + 60_000, frac: 0, den: 2 });
-    others(legacy, T0);
-    expect(legacy.acquire([abuser], T0).allowed).toBe(false);
-    for (let i = 0; i < 10; i++) legacy.acquire([{ id: `new${i}`, limit: 10, windowS: 60 }], T0);
-    expect(legacy.get(id)).toBeDefined();
+    const table = new CounterTable(200);
+    // Loaded at start-up, spent: a whole (overridden) minute ahead.
+    table.load(id, { ms: T0 + 60_000, frac: 0, den: 2 });
+    // Other users half way through 10 a minute, loaded too: ranked by the size their ids declare.
+    for (let i = 0; i < 199; i++) {
+      table.load(JSON.stringify(["user", "burst", 10, 60, "idp", `u${i}`]), { ms: T0 + 30_000, frac: 0, den: 10 });
+    }
+    // Its client comes back and is refused: the size in force is known from then on.
+    expect(table.acquire([abuser], T0).allowed).toBe(false);
+    for (let i = 0; i < 10; i++) table.acquire([{ id: `new${i}`, limit: 10, windowS: 60 }], T0);
+    expect(table.get(id)).toBeDefined();
+  });
+
+  it("ranks by the limit in force, not the one a counter was written under, and exactly at the boundary", () => {
+    const table = new CounterTable(100);
+    // 7 of 10 a minute spent (0.7 of it ahead); then an override makes it 2 a minute: refused.
+    const overridden: CounterRequest = { id: "overridden", limit: 10, windowS: 60 };
+    for (let i = 0; i < 7; i++) table.acquire([overridden], T0);
+    expect(table.acquire([{ ...overridden, limit: 2 }], T0).allowed).toBe(false);
+    // 10 of 11 an hour (0.91 ahead): one request left, admitting, though a float reading of
+    // its boundary (3,272,727.27… ms against 3,600,000 − 3,600,000 / 11) calls it refusing.
+    const edge: CounterRequest = { id: "edge", limit: 11, windowS: 3600 };
+    for (let i = 0; i < 10; i++) table.acquire([edge], T0);
+    expect(table.acquire([{ ...edge, cost: 0 }], T0).counters[0]?.remaining).toBe(1);
+    // 98 clients at 19 of 20 a minute (0.95 ahead), admitting; one more arrives so.
+    for (let i = 0; i < 99; i++) table.acquire([{ id: `c${i}`, limit: 20, windowS: 60, cost: 19 }], T0);
+    // Two go: the admitting ones that give back least, the edge counter first.
+    expect(table.size).toBe(99);
+    expect(table.get("overridden")).toBeDefined();
+    expect(table.get("edge")).toBeUndefined();
+  });
+
+  it("ranks a counter cut back to full by what it still refuses: a full one that admits again goes before refusing ones", () => {
+    const table = new CounterTable(100);
+    // 100 a minute, found two minutes ahead after an override shortened its window: cut back
+    // to full; 30 s later it admits half its burst again.
+    const cut: CounterRequest = { id: "cut", limit: 100, windowS: 60 };
+    table.load("cut", { ms: T0 + 120_000, frac: 0, den: 100 });
+    expect(table.acquire([{ ...cut, cost: 0 }], T0).allowed).toBe(true);
+    // 98 clients refused by 1 a minute with a third of it to go (share 0.33), and one at 9 of
+    // 10 a minute (0.9 ahead, admitting).
+    for (let i = 0; i < 98; i++) {
+      table.acquire([{ id: `otp${i}`, limit: 1, windowS: 60 }], T0 - 10_000);
+    }
+    for (let i = 0; i < 9; i++) table.acquire([{ id: "busy", limit: 10, windowS: 60 }], T0 + 30_000);
+    // One more: two go, the two that admit.
+    table.acquire([{ id: "newcomer", limit: 1, windowS: 60 }], T0 + 30_000);
+    for (let i = 0; i < 98; i++) expect(table.get(`otp${i}`)).toBeDefined();
+    expect(table.get("cut")).toBeUndefined();
+    expect(table.get("busy")).toBeUndefined();
   });
 
   it("ranks counters loaded at start-up by the window their id declares", () => {

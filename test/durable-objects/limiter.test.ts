@@ -194,40 +194,6 @@ describe("limiter object: persistence", () => {
     expect(peek.counters[0]?.remaining).toBe(L - 3);
   });
 
-  it("stores each counter's window, which ranks it for eviction after a restart", async () => {
-    const stub = tenantObject();
-    await stub.acquire([perHour]);
-    expect(await runDurableObjectAlarm(stub)).toBe(true);
-    const windows = () =>
-      runInDurableObject(stub, (_i: LimiterObject, state) =>
-        state.storage.sql
-          .exec<{ id: string; window_ms: number | null }>("SELECT id, window_ms FROM counters")
-          .toArray(),
-      );
-    expect(await windows()).toEqual([{ id: "c", window_ms: 3_600_000 }]);
-    await evictDurableObject(stub);
-    // Loaded with it: saved again unchanged by the next flush.
-    await stub.acquire([{ ...perHour, cost: 0 }]);
-    expect(await windows()).toEqual([{ id: "c", window_ms: 3_600_000 }]);
-  });
-
-  it("adds the window column to a table saved before windows were kept, keeping its counters", async () => {
-    const stub = tenantObject();
-    await runInDurableObject(stub, (_i: LimiterObject, state) => {
-      const sql = state.storage.sql;
-      sql.exec("DROP TABLE counters");
-      sql.exec("CREATE TABLE counters (id TEXT PRIMARY KEY, ms INT NOT NULL, frac INT NOT NULL, den INT NOT NULL)");
-      sql.exec("INSERT INTO counters VALUES ('c', ?, 0, ?)", Date.now() + 3_600_000, L);
-    });
-    await evictDurableObject(stub);
-    // The old row: a whole hour ahead, so the counter is spent.
-    expect((await stub.acquire([perHour])).allowed).toBe(false);
-    const columns = await runInDurableObject(stub, (_i: LimiterObject, state) =>
-      state.storage.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('counters')").toArray(),
-    );
-    expect(columns.map((column) => column.name)).toContain("window_ms");
-  });
-
   it("forgets what was admitted since the last flush when restarted (the documented cost)", async () => {
     const stub = tenantObject();
     for (let i = 0; i < 3; i++) await stub.acquire([perHour]);
