@@ -1,4 +1,4 @@
--- Fail-open accounting (DESIGN invariant 2: every fail-open is counted): requests let
+-- Fail-open accounting (every fail-open is counted): requests let
 -- through because a limit could not be checked and the policy says `on_error: "allow"`,
 -- per limit set and route, last 24 hours. blob14 lists the limits that failed open for
 -- that request, comma-separated.

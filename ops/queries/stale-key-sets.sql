@@ -7,8 +7,9 @@
 --
 -- ALERT: rows returned. A healthy issuer is stale for the few requests that meet the set just
 -- after its TTL, before the background refresh lands; 20 or more in a bucket means refreshes
--- are failing (see jwks_* details in the audit log of refused requests, and the issuer's JWKS
--- endpoint). Lower the threshold for low-traffic issuers.
+-- are failing (see jwks_* details in the audit log of refused requests, detail key_set_stale
+-- on the requests let through meanwhile, and the issuer's JWKS endpoint). Lower the threshold
+-- for low-traffic issuers.
 SELECT
   toStartOfInterval(timestamp, INTERVAL '5' MINUTE) AS bucket,
   blob6 AS issuer_id,
