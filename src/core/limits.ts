@@ -617,17 +617,19 @@ export class CounterTable {
         : this.#pending.has(id)
           ? Number.MAX_VALUE
           : this.#givenBack(id, tat, now);
-    const times = new Float64Array(this.#tats.size);
+    const ranks = new Float64Array(this.#tats.size);
     let i = 0;
-    for (const [id, tat] of this.#tats) times[i++] = at(id, tat);
-    const cutoff = kthSmallest(times, count - 1);
+    for (const [id, tat] of this.#tats) ranks[i++] = at(id, tat);
+    // Selection reorders what it selects from: the ranks stay in the table's order.
+    const cutoff = kthSmallest(ranks.slice(), count - 1);
     // Everything before the cutoff goes, and as many counters at the cutoff as fill `count`.
     let before = 0;
-    for (const t of times) if (t < cutoff) before++;
+    for (const t of ranks) if (t < cutoff) before++;
     let atCutoff = count - before;
     const ids: string[] = [];
-    for (const [id, tat] of this.#tats) {
-      const t = at(id, tat);
+    i = 0;
+    for (const id of this.#tats.keys()) {
+      const t = ranks[i++] as number;
       if (t < cutoff) ids.push(id);
       else if (t === cutoff && atCutoff > 0) {
         ids.push(id);
