@@ -13,6 +13,12 @@ import { JWKS_URI, MapKv, RECORD_KEY, T0, world } from "../support/key-store-wor
 /** A lookup's answer in one word, so a failure shows the refusal's reason and detail. */
 const said = (r: { ok: boolean; reason?: string; detail?: string }) => (r.ok ? "ok" : `${r.reason}/${r.detail}`);
 
+/** The same number, written with one leading zero byte (an encoding the runtime's import accepts). */
+function withLeadingZero(b64: string): string {
+  const binary = atob(b64.replace(/-/g, "+").replace(/_/g, "/"));
+  return btoa(`\0${binary}`).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 /** The key as an issuer publishes it by mistake: public members and private ones. */
 async function withPrivatePart(key: TestKey, kid = key.kid): Promise<JWK> {
   return { ...(await exportJWK(key.privateKey)), kid, alg: key.alg, use: "sig" };
@@ -60,6 +66,36 @@ describe("a key published with its private part", () => {
     w.clock.ms += 1000;
     expect(said(await w.isolate().lookup("a"))).toBe("token_invalid/kid_unknown");
   });
+
+  it.each([
+    ["RSA n with a leading zero byte", "RS256", (j: JWK) => ({ ...j, n: withLeadingZero(j.n as string) })],
+    ["RSA e as AAEAAQ", "RS256", (j: JWK) => ({ ...j, e: "AAEAAQ" })],
+    ["an EC x with a leading zero byte", "ES256", (j: JWK) => ({ ...j, x: withLeadingZero(j.x as string) })],
+  ] as const)(
+    "is the same key however its numbers are spelt (%s), which the runtime imports alike",
+    async (_label, alg, respell) => {
+      const a = await makeKey(alg, "a");
+      // Beside its public half in one set, the leak spelt otherwise.
+      expect(usableKeys({ keys: [respell(await withPrivatePart(a, "backup")) as JWK, a.publicJwk] }).keys).toEqual([]);
+      // And once leaked, the public half alone spelt otherwise does not make it current again.
+      const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0 });
+      const edge = w.isolate();
+      const lookup = async () => {
+        const pending: Promise<unknown>[] = [];
+        const result = await edge.store.lookup("a", alg, (work) => pending.push(work));
+        await Promise.allSettled(pending);
+        return said(result);
+      };
+      w.issuer.keys = [a.publicJwk];
+      expect(await lookup()).toBe("ok");
+      w.issuer.keys = [await withPrivatePart(a)];
+      w.clock.ms = T0 + 301_000;
+      expect(await lookup()).toBe("token_invalid/kid_unknown");
+      w.issuer.keys = [respell(a.publicJwk) as JWK];
+      w.clock.ms += 31_000;
+      expect(await lookup()).toBe("token_invalid/kid_unknown");
+    },
+  );
 
   it('is not leaked when its private members are written as null or empty ("d": null holds nothing)', async () => {
     const a = await makeKey("ES256", "a");

@@ -132,9 +132,47 @@ export async function fetchJson(fetcher: Fetcher, url: string, limits: FetchLimi
   }
 }
 
-/** The public material of a key, whatever `kid` or `alg` it is listed under. */
+/** Bytes of an EC or OKP coordinate on each curve. */
+const COORDINATE_BYTES: ReadonlyMap<unknown, number> = new Map([
+  ["P-256", 32],
+  ["P-384", 48],
+  ["P-521", 66],
+  ["Ed25519", 32],
+]);
+
+/**
+ * One spelling of a key's number: the runtime imports an RSA `n` or `e` with leading zero
+ * bytes, and an EC coordinate one byte long or short, as the same key, so a listing spelt
+ * otherwise is the same material. RSA numbers lose leading zeros (one byte left at least);
+ * coordinates are brought to their curve's size. A member that is not base64url stays as it is.
+ */
+function canonicalNumber(value: unknown, bytes?: number): unknown {
+  if (typeof value !== "string") return value;
+  let binary: string;
+  try {
+    binary = binaryOf(value);
+  } catch {
+    return value;
+  }
+  const minimal = binary.replace(/^\0+(?=[\s\S])/, "");
+  const sized = bytes === undefined ? minimal : minimal.replace(/^\0+/, "").padStart(bytes, "\0");
+  return btoa(sized).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/**
+ * The public material of a key, whatever `kid` or `alg` it is listed under, and however its
+ * numbers are spelt (see `canonicalNumber`): a leak goes by it.
+ */
 export function keyMaterialOf(jwk: Record<string, unknown>): string {
-  return JSON.stringify([jwk.kty, jwk.crv, jwk.n, jwk.e, jwk.x, jwk.y]);
+  const bytes = COORDINATE_BYTES.get(jwk.crv);
+  return JSON.stringify([
+    jwk.kty,
+    jwk.crv,
+    canonicalNumber(jwk.n),
+    canonicalNumber(jwk.e),
+    canonicalNumber(jwk.x, bytes),
+    canonicalNumber(jwk.y, bytes),
+  ]);
 }
 
 /** A private member with something in it: `"d": null` (as some libraries write an absent one) holds nothing. */
