@@ -72,6 +72,21 @@ export function isLive(tat: Tat, now: number): boolean {
   return tat.ms > now || (tat.ms === now && tat.frac > 0);
 }
 
+/**
+ * Whether the counter refuses a request of cost 1 at `now`, exactly as `gcra` decides (the TAT
+ * plus one request's share, less the window, lies after `now`), without building a decision.
+ */
+function refusesNext(tat: Tat, now: number, rate: Rate): boolean {
+  const current = rescale(tat, rate.limit);
+  let ms = current.ms + Math.floor(rate.windowMs / rate.limit) - rate.windowMs;
+  let frac = current.frac + (rate.windowMs % rate.limit);
+  if (frac >= current.den) {
+    ms += 1;
+    frac -= current.den;
+  }
+  return ms > now || (ms === now && frac > 0);
+}
+
 /** Milliseconds from `now` to the TAT (negative when it has passed). */
 function msFrom(now: number, tat: Tat): number {
   return tat.ms - now + tat.frac / tat.den;
@@ -578,8 +593,8 @@ export class CounterTable {
    */
   #givenBack(id: string, tat: Tat, now: number): number {
     const rate = this.#rateOf(id);
-    const share = (tat.ms - now + tat.frac / tat.den) / rate.windowMs;
-    return gcra(tat, now, rate, 1).allowed ? share : 1 + share;
+    const share = msFrom(now, tat) / rate.windowMs;
+    return refusesNext(tat, now, rate) ? 1 + share : share;
   }
 
   /**
@@ -590,17 +605,7 @@ export class CounterTable {
   #rateOf(id: string): Rate {
     let rate = this.#rates.get(id);
     if (rate === undefined) {
-      let declared: unknown[] = [];
-      try {
-        declared = JSON.parse(id) as unknown[];
-      } catch {
-        // not an id this module wrote
-      }
-      const [, , limit, windowS] = Array.isArray(declared) ? declared : [];
-      rate =
-        Number.isSafeInteger(limit) && (limit as number) > 0 && Number.isSafeInteger(windowS) && (windowS as number) > 0
-          ? { limit: limit as number, windowMs: (windowS as number) * 1000 }
-          : { limit: 1, windowMs: 1000 };
+      rate = declaredRateOf(id) ?? { limit: 1, windowMs: 1000 };
       this.#rates.set(id, rate);
     }
     return rate;
@@ -738,6 +743,20 @@ function nameOf(...parts: (string | number)[]): string {
  */
 function counterIdOf(spec: LimitSpec, ...who: string[]): string {
   return nameOf(spec.key, spec.name, spec.limit, spec.window_s, ...who);
+}
+
+/** The size a counter's id declares (see `counterIdOf`), or undefined for an id it did not make. */
+function declaredRateOf(id: string): Rate | undefined {
+  let parts: unknown;
+  try {
+    parts = JSON.parse(id);
+  } catch {
+    return undefined;
+  }
+  const [, , limit, windowS] = Array.isArray(parts) ? parts : [];
+  return Number.isSafeInteger(limit) && limit > 0 && Number.isSafeInteger(windowS) && windowS > 0
+    ? { limit, windowMs: windowS * 1000 }
+    : undefined;
 }
 
 /** A route ceiling or a tenant's total, shared by every caller of its object. */
