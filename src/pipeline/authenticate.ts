@@ -95,8 +95,9 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
     }
     // Let through on keys kept past their TTL while the issuer's key set cannot be fetched: a
     // choice of availability the record must show, request by request.
-    if (result.keySource === "stale" || result.keySource === "token_cache_stale")
-      c.get("outcome").detail = "key_set_stale";
+    if (result.keySource === "stale" || result.keySource === "token_cache_stale") {
+      c.set("outcome", { ...c.get("outcome"), detail: "key_set_stale" });
+    }
     c.set("identity", result.identity);
     c.set("tokenCheck", { issuerId: result.identity.issuerId, verifyMs, keySource: result.keySource });
     return undefined;

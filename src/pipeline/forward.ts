@@ -11,10 +11,9 @@ import {
   MAX_COOKIE_SEPARATORS,
   withoutCredentialCookies,
 } from "../core/headers";
-import { HTTP_METHODS } from "../core/policy-types";
-import { routedAt } from "../core/routes";
 import { withoutQueryCredentials } from "../core/tokens/credentials";
 import type { PipelineContext } from "./context";
+import { maxForwardsAnswer } from "./max-forwards";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
@@ -170,40 +169,6 @@ function watchedBody(
   const end = pump();
   end.then(ended);
   return { body: readable, end };
-}
-
-/** The most further hops a forwarded OPTIONS is given (RFC 9110 §7.6.2 lets a hop lower it). */
-const MAX_FORWARDS_CEILING = 255;
-
-/**
- * `Max-Forwards` on an OPTIONS (RFC 9110 §7.6.2): 0 makes the edge the final recipient, which
- * answers with the methods routes take at this URL; any other count goes on less one. A value
- * that is no count is dropped: no hop could honour it. Undefined when the request goes on.
- */
-function maxForwardsAnswer(c: PipelineContext): Response | undefined {
-  const received = c.req.raw.headers.get("max-forwards");
-  if (received === null) return undefined;
-  const headers = c.get("forwardHeaders");
-  if (!/^\d+$/.test(received)) {
-    headers.delete("max-forwards");
-    return undefined;
-  }
-  const count = received.replace(/^0+(?=\d)/, "");
-  if (count === "0") {
-    const host = c.get("url").host;
-    const path = c.get("canonicalPath");
-    const { routes } = c.get("policy");
-    const allow = HTTP_METHODS.filter((method) => routedAt(routes, method, host, path));
-    c.get("outcome").detail = "max_forwards_zero";
-    return new Response(null, { status: 200, headers: { allow: allow.join(", ") } });
-  }
-  // Unless the client's Connection named it: a hop-by-hop header, already left out.
-  if (headers.has("max-forwards")) {
-    // Digits alone, however many: past the ceiling they go on as the ceiling.
-    const hops = count.length > 3 ? MAX_FORWARDS_CEILING : Math.min(+count - 1, MAX_FORWARDS_CEILING);
-    headers.set("max-forwards", String(hops));
-  }
-  return undefined;
 }
 
 /** A service binding, through which the forward stage reaches a `service` upstream. */

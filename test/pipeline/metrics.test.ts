@@ -239,7 +239,9 @@ describe("metrics data points", () => {
     const edge = harness(
       basePolicy({
         issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], cache_ttl_s: 300 } },
-        routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["main"] }, upstream: "echo" }],
+        routes: [
+          { name: "v1", methods: ["GET", "OPTIONS"], path: "/v1/**", auth: { issuers: ["main"] }, upstream: "echo" },
+        ],
       }),
       { authentication: { now: () => clock } },
     );
@@ -265,6 +267,15 @@ describe("metrics data points", () => {
     // (Its entry, older than the cache's five minutes, is checked afresh once, against the
     // stale set, then answered from the cache again.)
     for (let i = 0; i < 3; i++) expect(await send(second)).toBe(200);
+    // Answered by the edge itself meanwhile (Max-Forwards: 0): the record still says stale.
+    const atEdge = await edge.fetch("/v1/x", {
+      method: "OPTIONS",
+      headers: { authorization: `Bearer ${second}`, "max-forwards": "0" },
+    });
+    expect(atEdge.status).toBe(200);
+    expect(edge.audit.at(-1)?.detail).toBe("key_set_stale");
+    edge.audit.pop();
+    edge.dataPoints.pop();
     expect(edge.dataPoints.map((p) => p.blobs?.[6])).toEqual([
       "fetch",
       "memory",
