@@ -23,7 +23,7 @@ export function crossSiteRefusal(
   headers: Headers,
   ownOrigin: string,
   cors: CorsConfig | undefined,
-  routeMethods: Iterable<string>,
+  routeMethods: ReadonlySet<string>,
 ): string | undefined {
   if (SAFE_METHODS.has(method)) return undefined;
   const site = headers.get("sec-fetch-site");

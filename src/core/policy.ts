@@ -26,6 +26,7 @@ import {
   compilePathPattern,
   type HostPattern,
   matchHost,
+  takesMethod,
 } from "./routes";
 import { isGroupName, isTenant, MAX_IDENTIFIER_CHARS } from "./tokens/claims";
 import { JWS_ALGORITHMS } from "./tokens/jws-verify";
@@ -812,7 +813,7 @@ function compileRoute(
   // A method the route does not take here is never its to grant (another route, or none, takes it).
   const granted: unknown = cors?.allow_methods;
   for (const method of Array.isArray(granted) ? granted : []) {
-    if (METHODS.has(method) && !methods.has(method) && !(method === "HEAD" && methods.has("GET"))) {
+    if (METHODS.has(method) && !takesMethod(methods, method)) {
       check.fail(`${path}.cors.allow_methods`, `"${method}" is not one of the route's methods`);
     }
   }

@@ -210,8 +210,7 @@ export function findRoute<R extends MatchableRoute>(
   const segments = pathSegments(canonicalPath);
   if (!segments) return undefined;
   for (const route of routes) {
-    const methodOk = route.methods.has(method) || (method === "HEAD" && route.methods.has("GET"));
-    if (!methodOk) continue;
+    if (!takesMethod(route.methods, method)) continue;
     let hostParams: Record<string, string> = {};
     if (route.host) {
       const matched = matchHost(route.host, host);
@@ -226,23 +225,23 @@ export function findRoute<R extends MatchableRoute>(
 }
 
 /** Whether `methods` take `method`: HEAD wherever GET is, as routing authorises HEAD as GET. */
-export function takesMethod(methods: Iterable<string>, method: string): boolean {
-  for (const taken of methods) if (taken === method || (method === "HEAD" && taken === "GET")) return true;
-  return false;
+export function takesMethod(methods: ReadonlySet<string> | readonly string[], method: string): boolean {
+  const has = (name: string) => ("has" in methods ? methods.has(name) : methods.includes(name));
+  return has(method) || (method === "HEAD" && has("GET"));
 }
 
 /**
- * Whether a request of `method` here is routed, as the route stage routes it: some route takes
- * it, and no earlier route would but for letter case (`ambiguous_case`).
+ * The route a request of `method` here is routed to, as the route stage routes it: the first
+ * that takes it, unless an earlier one would but for letter case (`ambiguous_case`: none).
  */
-export function routedAt<R extends MatchableRoute>(
+export function routeAt<R extends MatchableRoute>(
   routes: readonly R[],
   method: string,
   host: string,
   path: string,
-): boolean {
+): R | undefined {
   const match = findRoute(routes, method, host, path);
-  return match !== undefined && !readAsAnotherRoute(routes, method, host, path, match.route);
+  return match && !readAsAnotherRoute(routes, method, host, path, match.route) ? match.route : undefined;
 }
 
 /** Per route list: whether any literal changes when its case is folded (see `readAsAnotherRoute`). */

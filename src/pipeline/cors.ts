@@ -3,7 +3,7 @@
 // without CORS is refused, never forwarded. Actual responses get the CORS headers.
 
 import { type CorsConfig, HTTP_METHODS } from "../core/policy-types";
-import { findRoute, takesMethod } from "../core/routes";
+import { routeAt, takesMethod } from "../core/routes";
 import { responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -37,7 +37,7 @@ export function cors(): Stage {
       const host = c.get("url").host;
       const path = c.get("canonicalPath");
       const methods = (config.allow_methods ?? [...route.methods]).filter(
-        (method) => findRoute(routes, method, host, path)?.route === route,
+        (method) => routeAt(routes, method, host, path) === route,
       );
       if (!takesMethod(methods, requested)) return deny(c, "cors_rejected", { detail: "method_not_allowed" });
       const requestedHeaders = (c.req.header("access-control-request-headers") ?? "")
@@ -55,7 +55,7 @@ export function cors(): Stage {
       // method for GET, HEAD or POST): where another route takes any method here, headers this
       // route allows would serve that route's requests unasked, so none of this answer is kept.
       const shared = HTTP_METHODS.some((method) => {
-        const other = findRoute(routes, method, host, path)?.route;
+        const other = routeAt(routes, method, host, path);
         return other !== undefined && other !== route;
       });
       headers.set("access-control-max-age", shared ? "0" : String(config.max_age_s ?? 600));

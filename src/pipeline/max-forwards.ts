@@ -3,7 +3,7 @@
 // otherwise the count goes on less one.
 
 import { HTTP_METHODS } from "../core/policy-types";
-import { routedAt } from "../core/routes";
+import { routeAt } from "../core/routes";
 import type { PipelineContext } from "./context";
 
 /** The most further hops a forwarded OPTIONS is given (RFC 9110 §7.6.2 lets a hop lower it). */
@@ -27,7 +27,7 @@ export function maxForwardsAnswer(c: PipelineContext): Response | undefined {
     const host = c.get("url").host;
     const path = c.get("canonicalPath");
     const { routes } = c.get("policy");
-    const allow = HTTP_METHODS.filter((method) => routedAt(routes, method, host, path));
+    const allow = HTTP_METHODS.filter((method) => routeAt(routes, method, host, path));
     // An earlier stage's note (key_set_stale) says more of this request: kept.
     const outcome = c.get("outcome");
     if (outcome.detail === undefined) c.set("outcome", { ...outcome, detail: "max_forwards_zero" });

@@ -219,6 +219,36 @@ describe("a preflight's answer grants only what this route takes at this URL", (
   });
 });
 
+describe("CORS preflight and letter case", () => {
+  it("grants no method the route stage refuses at that URL as ambiguous_case", async () => {
+    // A DELETE on /api/… is /Api/… to an origin that ignores case: refused as ambiguous_case.
+    const e = harness(
+      basePolicy({
+        routes: [
+          { name: "legacy", methods: ["DELETE", "OPTIONS"], path: "/Api/**", auth: "public", upstream: "echo" },
+          {
+            name: "api",
+            methods: ["GET", "DELETE"],
+            path: "/api/**",
+            auth: "public",
+            upstream: "echo",
+            cors: { allow_origins: [APP] },
+          },
+        ],
+      }),
+    );
+    const refused = await e.fetch("/api/x", { method: "DELETE", headers: { origin: APP } });
+    await refused.arrayBuffer();
+    expect(e.audit.at(-1)).toMatchObject({ reason: "bad_request", detail: "ambiguous_case" });
+    const response = await e.fetch("/api/x", {
+      method: "OPTIONS",
+      headers: { origin: APP, "access-control-request-method": "GET" },
+    });
+    expect(response.status).toBe(204);
+    expect(response.headers.get("access-control-allow-methods")).toBe("GET");
+  });
+});
+
 describe("CORS on an actual response", () => {
   it("lets a page read only answers to the methods allow_methods grants: a simple POST gets no Access-Control-Allow-Origin", async () => {
     const e = harness(
