@@ -226,8 +226,9 @@ export function findRoute<R extends MatchableRoute>(
 
 /** Whether `methods` take `method`: HEAD wherever GET is, as routing authorises HEAD as GET. */
 export function takesMethod(methods: ReadonlySet<string> | readonly string[], method: string): boolean {
-  const has = (name: string) => ("has" in methods ? methods.has(name) : methods.includes(name));
-  return has(method) || (method === "HEAD" && has("GET"));
+  // No closure: routing asks this of every route, on every request.
+  if ("has" in methods) return methods.has(method) || (method === "HEAD" && methods.has("GET"));
+  return methods.includes(method) || (method === "HEAD" && methods.includes("GET"));
 }
 
 /**
