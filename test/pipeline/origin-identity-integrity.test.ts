@@ -293,4 +293,27 @@ describe("the email address", () => {
     expect(admitted.status).toBe(200);
     expect((await originSaw(m))[0]?.headers["x-user-sub"]).toBe("ceo@example.com");
   });
+
+  it("mapped from another claim (upn), is passed on whatever email_verified says: the flag speaks of the email claim", async () => {
+    const edge = harness(
+      basePolicy({
+        issuers: {
+          idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], claims: { email: "upn" } },
+        } as Record<string, IssuerConfig>,
+        routes: [{ name: "any", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" }],
+      }),
+    );
+    const m = marker();
+    const token = await issuer.sign({
+      sub: "alice",
+      upn: "alice@corp.example",
+      email: "a@x.example",
+      email_verified: false,
+    });
+    const response = await edge.fetch("/v1/things", {
+      headers: { authorization: `Bearer ${token}`, "x-test-marker": m },
+    });
+    expect(response.status).toBe(200);
+    expect((await originSaw(m))[0]?.headers["x-user-email"]).toBe("alice@corp.example");
+  });
 });

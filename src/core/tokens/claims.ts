@@ -35,8 +35,8 @@ export function isTenant(value: unknown): value is string {
 const GROUP_NAME = /^(?! )[ !#-+\--[\]-~]*[!#-+\--[\]-~]$/;
 
 /** A group name a token may carry (see GROUP_NAME). */
-export function isGroupName(value: string): boolean {
-  return GROUP_NAME.test(value);
+export function isGroupName(value: unknown): value is string {
+  return typeof value === "string" && GROUP_NAME.test(value);
 }
 
 export type ClaimsResult = { ok: true; identity: Identity } | { ok: false; detail: string };
@@ -90,12 +90,16 @@ export function identityFromClaims(
   // An address the issuer has not verified is anyone's to claim (sign up with the victim's
   // address): passed on only when the token does not say so, as many access tokens carry no
   // flag; a flag that is anything but true (some providers send "true" as a string) says so.
+  // The flag speaks of the `email` claim (OIDC Core §5.1), not of another one mapped as email.
   const flag = payload.email_verified;
-  const verified = flag === undefined || flag === true || (typeof flag === "string" && flag.toLowerCase() === "true");
+  const unverified = !(
+    flag === undefined ||
+    flag === true ||
+    (typeof flag === "string" && flag.toLowerCase() === "true")
+  );
   // Such an address as the subject would make whoever signed up with it that user.
-  if (!verified && (map.subject === map.email || map.subject === "email")) {
-    return { ok: false, detail: "subject_email_unverified" };
-  }
+  if (unverified && map.subject === "email") return { ok: false, detail: "subject_email_unverified" };
+  const verified = !(unverified && map.email === "email");
   return {
     ok: true,
     identity: {
