@@ -2,7 +2,7 @@
 // values, quoted-pairs and an unterminated quote included.
 import { beforeAll, describe, expect, it } from "vitest";
 import { basePolicy, harness } from "../support/harness";
-import { makeIssuer, type TestIssuer } from "../support/issuers";
+import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
 
 describe("Cache-Control quoted values on Access answers", () => {
   const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
@@ -13,15 +13,7 @@ describe("Cache-Control quoted values on Access answers", () => {
 
   /** An Access assertion for the app, and an edge whose one Access route takes these methods. */
   async function signedIn(methods: ("GET" | "OPTIONS")[], upstream: "svc" | "echo") {
-    const now = Math.floor(Date.now() / 1000);
-    const token = await team.sign({
-      aud: [AUD_TAG],
-      email: "u@example.com",
-      sub: "s",
-      type: "app",
-      iat: now,
-      exp: now + 600,
-    });
+    const token = await accessAssertion(team, AUD_TAG);
     const edge = harness(
       basePolicy({
         issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },

@@ -2,7 +2,7 @@
 // CF_Authorization cookie, per-application AUD tags, and service tokens.
 import { beforeAll, describe, expect, it } from "vitest";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
-import { COMMA_SCHEMES, makeIssuer, type TestIssuer } from "../support/issuers";
+import { accessAssertion, COMMA_SCHEMES, makeIssuer, type TestIssuer } from "../support/issuers";
 
 const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 let team: TestIssuer;
@@ -27,21 +27,7 @@ function accessPolicy() {
 }
 
 function assertion(claims: Record<string, unknown> = {}) {
-  const now = Math.floor(Date.now() / 1000);
-  return team.sign({
-    aud: [AUD_TAG],
-    email: "user@example.com",
-    sub: "7335d417-61da-459d-899c-0a01c76a2f94",
-    type: "app",
-    identity_nonce: "6ei69kawdKzMIAPF",
-    country: "GB",
-    tenant_id: undefined,
-    scope: undefined,
-    iat: now,
-    nbf: now,
-    exp: now + 600,
-    ...claims,
-  });
+  return accessAssertion(team, AUD_TAG, claims);
 }
 
 async function call(headers: Record<string, string>) {

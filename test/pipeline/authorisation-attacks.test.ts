@@ -4,7 +4,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, type Harness, harness, marker, originSaw } from "../support/harness";
-import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
 
 const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 let idp: TestIssuer;
@@ -97,20 +97,8 @@ async function call(edge: Harness, url: string, headers: Record<string, string> 
 
 const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 
-function accessAssertion(claims: Record<string, unknown> = {}) {
-  const now = Math.floor(Date.now() / 1000);
-  return team.sign({
-    aud: [AUD_TAG],
-    email: "u@example.com",
-    sub: "7335d417-61da-459d-899c-0a01c76a2f94",
-    type: "app",
-    tenant_id: undefined,
-    scope: undefined,
-    iat: now,
-    nbf: now,
-    exp: now + 600,
-    ...claims,
-  });
+function accessAssertionOf(claims: Record<string, unknown> = {}) {
+  return accessAssertion(team, AUD_TAG, claims);
 }
 
 describe("tenant binding: path captures", () => {
@@ -257,7 +245,7 @@ describe("a route taking OIDC tokens and Access assertions", () => {
   it("an OIDC token in the Access header, or an Access assertion as a Bearer token, is refused", async () => {
     const edge = harness(policy());
     const oidc = await idp.sign({ tenant_id: "acme" });
-    const access = await accessAssertion({ tenant_id: "acme", scope: "api:read" });
+    const access = await accessAssertionOf({ tenant_id: "acme", scope: "api:read" });
     const presentations: Record<string, string>[] = [
       { "cf-access-jwt-assertion": oidc },
       { cookie: `CF_Authorization=${oidc}` },
@@ -282,7 +270,7 @@ describe("a route taking OIDC tokens and Access assertions", () => {
   it("an assertion without a tenant is not bound to any tenant", async () => {
     const edge = harness(policy());
     const r = await call(edge, "/mixed/acme/x", {
-      "cf-access-jwt-assertion": await accessAssertion({ scope: "api:read" }),
+      "cf-access-jwt-assertion": await accessAssertionOf({ scope: "api:read" }),
     });
     expect(r.record?.reason).toBe("tenant_mismatch");
     expect(r.seen).toHaveLength(0);

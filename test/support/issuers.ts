@@ -112,3 +112,25 @@ export const COMMA_SCHEMES: readonly string[] = [
   'OAuth oauth_consumer_key="k", oauth_nonce="n", oauth_signature="s%3D"',
   "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, SignedHeaders=host;x-amz-date, Signature=5d672d79",
 ];
+
+/**
+ * A Cloudflare Access application assertion for `audTag`, signed by `team`, as Access writes
+ * one for a signed-in user (no tenant or scope claims, which the test issuer adds by default).
+ */
+export function accessAssertion(team: TestIssuer, audTag: string, claims: JWTPayload = {}): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return team.sign({
+    aud: [audTag],
+    email: "user@example.com",
+    sub: "7335d417-61da-459d-899c-0a01c76a2f94",
+    type: "app",
+    identity_nonce: "6ei69kawdKzMIAPF",
+    country: "GB",
+    tenant_id: undefined,
+    scope: undefined,
+    iat: now,
+    nbf: now,
+    exp: now + 600,
+    ...claims,
+  });
+}
