@@ -17,6 +17,7 @@
 
 import type { Identity } from "./identity";
 import type { LimitKey, LimitSpec } from "./policy-types";
+import { canonicalMethod } from "./routes";
 
 // ─── Exact time ──────────────────────────────────────────────────────────────────────────
 
@@ -707,6 +708,7 @@ export interface PlanInput {
   routeName: string;
   /** The request method; HEAD is counted as GET. */
   method: string;
+  /** The route's limits, defaults already merged (CompiledRoute.limits). */
   limits: readonly LimitSpec[];
   identity?: Pick<Identity, "issuerId" | "subject" | "tenant">;
   /** The client address as sent by Cloudflare (`CF-Connecting-IP`), for ip limits. */
@@ -717,12 +719,6 @@ export interface PlanInput {
 }
 
 export type PlanResult = { ok: true; plan: LimitPlan } | { ok: false; detail: "limit_needs_identity" };
-
-/** HEAD is authorised and counted as GET. */
-export function canonicalMethod(method: string): string {
-  const upper = method.toUpperCase();
-  return upper === "HEAD" ? "GET" : upper;
-}
 
 /** Unambiguous names for objects and counters, whatever characters tenants or subjects contain. */
 function nameOf(...parts: (string | number)[]): string {
@@ -787,16 +783,12 @@ function overrideOf(
  *   object when the route also has a route limit (so both are decided together), otherwise
  *   in an object per route and client address, which spreads public traffic over many objects.
  *
- * A route's own limit replaces an inherited default of the same name (and is counted apart
- * from it unless declared identically: see `counterIdOf`).
+ * A route's own limit has replaced any inherited default of the same name by now (the policy
+ * compiler merges them); it is counted apart from it unless declared identically (see
+ * `counterIdOf`).
  */
 export function planLimits(input: PlanInput): PlanResult {
-  const byName = new Map<string, LimitSpec>();
-  for (const spec of input.limits) {
-    byName.delete(spec.name);
-    byName.set(spec.name, spec);
-  }
-  const specs = [...byName.values()];
+  const specs = input.limits;
   const method = canonicalMethod(input.method);
   const identity = input.identity;
   const hasRouteLimit = specs.some((s) => s.key === "route");

@@ -41,14 +41,12 @@ export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}
       if (origin.startsWith("http:") && !isLoopback(origin))
         problems.push(`${at}.cors.allow_origins: "${origin}" gets credentialed answers over plain http`);
     }
-    const keyOf = new Map<string, string>();
-    for (const limit of route.limits) {
-      const earlier = keyOf.get(limit.name);
-      if (earlier !== undefined && earlier !== limit.key)
+    for (const replaced of route.replacedDefaults ?? []) {
+      const limit = route.limits.find((own) => own.name === replaced.name);
+      if (limit && limit.key !== replaced.key)
         problems.push(
-          `${at}.limits: "${limit.name}", a ${limit.key} limit, replaces the default ${earlier} limit of that name on this route`,
+          `${at}.limits: "${limit.name}", a ${limit.key} limit, replaces the default ${replaced.key} limit of that name on this route`,
         );
-      keyOf.set(limit.name, limit.key);
     }
     const capturesTenant =
       route.host?.captureName !== undefined || route.pattern.parts.some((part) => part.kind === "capture");

@@ -81,7 +81,10 @@ export interface CompiledRoute {
   upstreamName: string;
   upstream: UpstreamConfig;
   cors?: CorsConfig;
+  /** Every limit that applies: the inherited defaults, each replaced by the route's own limit of its name. */
   limits: LimitSpec[];
+  /** The inherited defaults the route's own limits replace by name (for the lint), if any. */
+  replacedDefaults?: LimitSpec[];
   /** `policy:<route>@v<version>`, as named in audit records. */
   matchedRule: string;
 }
@@ -827,9 +830,10 @@ function compileRoute(
       : context.defaultLimits.filter((limit) =>
           isPublic ? limit.key === "ip" || limit.key === "route" : limit.key !== "ip",
         );
-  // One limiter call carries every counter of its object kind (tenant and user; route and ip):
-  // those that apply, a default the route replaces by name not among them.
-  const applied = [...inherited.filter((limit) => !own.some((mine) => mine.name === limit.name)), ...own];
+  // A default the route replaces by name does not apply to it; one limiter call carries every
+  // counter of its object kind (tenant and user; route and ip) that does.
+  const replaced = inherited.filter((limit) => own.some((mine) => mine.name === limit.name));
+  const applied = [...inherited.filter((limit) => !replaced.includes(limit)), ...own];
   for (const [kind, keys] of [
     ["tenant and user", ["tenant", "user"]],
     ["route and ip", ["route", "ip"]],
@@ -850,7 +854,8 @@ function compileRoute(
     upstreamName: raw.upstream as string,
     upstream,
     ...(cors ? { cors } : {}),
-    limits: [...inherited, ...own],
+    limits: applied,
+    ...(replaced.length > 0 ? { replacedDefaults: replaced } : {}),
     matchedRule: `policy:${raw.name as string}@v${context.version}`,
   };
 }

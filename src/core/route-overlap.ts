@@ -6,13 +6,12 @@
 
 import { foldCase } from "./case-fold";
 import type { CompiledPolicy, CompiledRoute } from "./policy";
-import type { HostPattern, PathPart } from "./routes";
+import { HTTP_METHODS } from "./policy-types";
+import { type HostPattern, type PathPart, takesMethod } from "./routes";
 
-/** The methods a route answers: its own, and HEAD where it allows GET. */
+/** The methods a route answers, as routing takes them (HEAD where it allows GET). */
 function answeredMethods(route: CompiledRoute): Set<string> {
-  const methods = new Set(route.methods);
-  if (methods.has("GET")) methods.add("HEAD");
-  return methods;
+  return new Set(HTTP_METHODS.filter((method) => takesMethod(route.methods, method)));
 }
 
 /** Whether `earlier` matches every host `later` matches. */

@@ -224,11 +224,17 @@ export function findRoute<R extends MatchableRoute>(
   return undefined;
 }
 
-/** Whether `methods` take `method`: HEAD wherever GET is, as routing authorises HEAD as GET. */
+/** The method a request is authorised and counted as: HEAD as GET (a HEAD is a GET without its body). */
+export function canonicalMethod(method: string): string {
+  return method === "HEAD" ? "GET" : method;
+}
+
+/** Whether `methods` take `method`: its own, or its canonical one (HEAD wherever GET is). */
 export function takesMethod(methods: ReadonlySet<string> | readonly string[], method: string): boolean {
+  const canonical = canonicalMethod(method);
   // No closure: routing asks this of every route, on every request.
-  if ("has" in methods) return methods.has(method) || (method === "HEAD" && methods.has("GET"));
-  return methods.includes(method) || (method === "HEAD" && methods.includes("GET"));
+  if ("has" in methods) return methods.has(method) || (canonical !== method && methods.has(canonical));
+  return methods.includes(method) || (canonical !== method && methods.includes(canonical));
 }
 
 /**

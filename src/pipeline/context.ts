@@ -55,7 +55,6 @@ export interface Variables {
   /** The request URL, parsed once (by the canonical-path stage) for every later stage. */
   url: URL;
   canonicalPath: string;
-  /** The canonical method for authorisation: HEAD is authorised as GET. */
   route: CompiledRoute;
   routeParams: Record<string, string>;
   /** Headers that will go to the origin: the client's, minus everything the edge strips. */

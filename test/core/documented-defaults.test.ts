@@ -75,21 +75,23 @@ describe("at most 16 tenant and user limits apply to one route", () => {
   });
 
   it("the planner sends one counter per limit that applies", () => {
-    const defaults = Array.from({ length: 16 }, (_, i) => ({
-      name: `d${i}`,
-      key: "user" as const,
-      limit: 100,
-      window_s: 60,
-    }));
+    const doc: any = minimal();
+    doc.limits = {
+      defaults: Array.from({ length: 16 }, (_, i) => ({ name: `d${i}`, key: "user", limit: 100, window_s: 60 })),
+    };
+    doc.routes[0].limits = [{ name: "d0", key: "user", limit: 5, window_s: 60 }];
     const planned = planLimits({
       routeName: "r",
       method: "GET",
-      limits: [...defaults, { name: "d0", key: "user", limit: 5, window_s: 60 }],
+      limits: compilePolicy(doc).routes[0]!.limits,
       identity: { issuerId: "idp", subject: "u", tenant: "t" },
       tenantOverrides: {},
     });
     expect(planned.ok).toBe(true);
-    if (planned.ok) expect(planned.plan.limits).toHaveLength(16);
+    if (planned.ok) {
+      expect(planned.plan.limits).toHaveLength(16);
+      expect(planned.plan.limits.find((limit) => limit.name === "d0")?.limit).toBe(5);
+    }
   });
 });
 

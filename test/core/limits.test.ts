@@ -799,21 +799,6 @@ describe("planLimits", () => {
     });
     expect(get.ok && get.plan).toMatchObject({ routeObject: alone.plan.routeObject, limits: alone.plan.limits });
   });
-
-  it("lets a route's own limit replace an inherited one of the same name", () => {
-    const planned = planLimits({
-      routeName: "r",
-      method: "GET",
-      limits: [
-        { name: "x", key: "route", limit: 100, window_s: 60 },
-        { name: "x", key: "route", limit: 3, window_s: 1, on_error: "allow" },
-      ],
-      tenantOverrides: {},
-    });
-    if (!planned.ok) throw new Error("plan failed");
-    expect(planned.plan.limits).toHaveLength(1);
-    expect(planned.plan.limits[0]).toMatchObject({ limit: 3, windowS: 1, onError: "allow" });
-  });
 });
 
 describe("planLimits: where each limit is counted", () => {
@@ -836,7 +821,8 @@ describe("planLimits: where each limit is counted", () => {
     const table = new CounterTable();
     const counters = (limits: LimitSpec[]) =>
       plan(limits).map((l) => ({ id: l.counterId, limit: l.limit, windowS: l.windowS }));
-    const limitedRoute = counters([defaultUser, { ...defaultUser, limit: 5 }]);
+    // The route's limits as compiled: its own in place of the default of that name.
+    const limitedRoute = counters([{ ...defaultUser, limit: 5 }]);
     const otherRoute = counters([defaultUser]);
     for (let i = 0; i < 5; i++) expect(table.acquire(limitedRoute, T0).allowed).toBe(true);
     const refused = table.acquire(limitedRoute, T0);

@@ -516,10 +516,10 @@ describe("policy validation names the field and why", () => {
     ];
     const compiled = compilePolicy(doc);
     expect(compiled.routes[0]?.limits.map((l) => [l.name, l.limit])).toEqual([
-      ["user-per-minute", 600],
       ["user-per-minute", 5],
       ["r-user", 2],
     ]);
+    expect(compiled.routes[0]?.replacedDefaults?.map((l) => [l.name, l.limit])).toEqual([["user-per-minute", 600]]);
     expect(compiled.tenantOverrides).toEqual({
       acme: { "user-per-minute": { limit: 1200 }, "r-user": { limit: 10, window_s: 1 } },
     });
