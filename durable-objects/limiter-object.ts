@@ -17,7 +17,7 @@ import { type AcquireResult, type CounterRequest, CounterTable, checkCounterRequ
 
 /** How long a change may stay in memory only. */
 export const FLUSH_INTERVAL_MS = 2_000;
-/** Counters held per object; past this the live ones closest to expiry are forgotten. */
+/** Counters held per object; past this live ones are forgotten, those that give back least first (CounterTable). */
 export const MAX_COUNTERS = 50_000;
 
 interface CounterRow extends Record<string, SqlStorageValue> {

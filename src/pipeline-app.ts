@@ -40,6 +40,7 @@ export function createPipelineApp(policy: CompiledPolicy | undefined, options: A
       return undefined;
     },
   };
+  // In this order: each stage relies on what the ones before it decided.
   const pipeline = runStages([
     requestId(),
     audit(() => sinks),

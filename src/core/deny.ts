@@ -67,8 +67,9 @@ const WIRE: { readonly [R in DenyReason]: WireShape } = {
   client_closed: { status: 499, title: "Client closed request" },
 };
 
-export function statusFor(reason: DenyReason): number {
-  return WIRE[reason].status;
+/** The RFC 6750 error code a reason's Bearer challenge carries, if it has one (any string is read safely). */
+export function bearerErrorOf(reason: string): WireShape["bearerError"] {
+  return Object.hasOwn(WIRE, reason) ? WIRE[reason as DenyReason].bearerError : undefined;
 }
 
 export interface DenyOptions {
@@ -81,8 +82,6 @@ export interface DenyOptions {
   retryAfterSeconds?: number;
   /** Extra, non-sensitive members for the problem body (e.g. which limit was hit). */
   extensions?: Record<string, unknown>;
-  /** Extra response headers (e.g. rate-limit fields). */
-  headers?: Record<string, string>;
 }
 
 function bearerChallenge(reason: DenyReason, options: DenyOptions): string | undefined {
@@ -117,6 +116,5 @@ export function problemResponse(reason: DenyReason, options: DenyOptions): Respo
   if (options.retryAfterSeconds !== undefined) {
     headers.set("retry-after", String(Math.max(0, Math.ceil(options.retryAfterSeconds))));
   }
-  for (const [name, value] of Object.entries(options.headers ?? {})) headers.set(name, value);
   return new Response(JSON.stringify(body), { status: shape.status, headers });
 }

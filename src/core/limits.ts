@@ -286,9 +286,9 @@ export interface PendingChanges {
  * The counters of one limiter object, in memory. `decide` only reads and `commit` only
  * writes; `acquire` does both with nothing in between, which is what makes a decision
  * atomic inside a Durable Object (no `await` between reading a TAT and writing it). Memory
- * is bounded: expired counters are dropped by `sweep`, and past `maxEntries` the live
- * counters closest to expiry are evicted (forgetting a live counter under-counts it; that is
- * the price of the bound). Changes are tracked so the owner can persist them in batches.
+ * is bounded: expired counters are dropped by `sweep`, and past `maxEntries` live counters
+ * are evicted, those whose forgetting gives their client back the least first (see `#shrink`;
+ * forgetting a live counter under-counts it: that is the price of the bound). Changes are tracked so the owner can persist them in batches.
  */
 export class CounterTable {
   readonly #tats = new Map<string, Tat>();

@@ -3,6 +3,7 @@
 // (ops/queries) depend on: append new columns at the end, never reorder or reuse one.
 
 import type { AuditRecord } from "./audit";
+import { bearerErrorOf } from "./deny";
 
 /** Bumped when a column's meaning changes; stored in every row (`double7`). */
 export const METRICS_LAYOUT_VERSION = 1;
@@ -102,20 +103,17 @@ function measured(ms: number | null | undefined): number {
  * The refusals the credential-stuffing queries look for: the ones RFC 6750 answers with
  * `invalid_token` or `invalid_request`. Only these store the client's IP address.
  */
-const INVALID_TOKEN_REASONS: ReadonlySet<string> = new Set([
-  "token_malformed",
-  "token_invalid",
-  "token_expired",
-  "token_not_yet_valid",
-  "issuer_unknown",
-  "audience_mismatch",
-]);
+function refusesPresentedToken(record: AuditRecord): boolean {
+  if (record.decision !== "deny") return false;
+  const error = bearerErrorOf(record.reason ?? "");
+  return error === "invalid_token" || error === "invalid_request";
+}
 
 const FAILED_OPEN_BLOB = BLOB_COLUMNS.indexOf("failed_open");
 
 /** The row for one request. Pure: same input, same row. */
 export function metricsDataPoint({ record, tokenCheck, clientIp }: DataPointInput): DataPoint {
-  const guessing = record.decision === "deny" && INVALID_TOKEN_REASONS.has(record.reason ?? "");
+  const guessing = refusesPresentedToken(record);
   const ip = guessing && clientIp && IP_ADDRESS.test(clientIp) ? clientIp : "";
   // In BLOB_COLUMNS and DOUBLE_COLUMNS order (the tests hold the two together): the
   // column names stay out of the Worker's bundle.

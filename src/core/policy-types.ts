@@ -107,9 +107,9 @@ export interface LimitSpec {
 export interface RouteConfig {
   name: string;
   methods: HttpMethod[];
-  /** `/literal/:capture/*\/**`: `*` one segment, `**` the rest (last only), `:name` a captured segment. */
+  /** `/literal/:tenant/*\/**`: `*` one segment, `**` the rest (last only), `:tenant` the tenant's segment. */
   path: string;
-  /** Exact host, or `:name.example.com` to capture the first label. */
+  /** Exact host, or `:tenant.example.com`: the first label is the tenant's. */
   host?: string;
   auth: "public" | AuthRequirement;
   /** Name of an entry in `upstreams`. */

@@ -1,8 +1,8 @@
 // Routes that can never match, for some method: an earlier route takes every such request
 // first (routes match in policy order). `/v1/**` made public before `/v1/admin/**` made
 // authenticated sends every admin request through the public route, and nothing at run time
-// says so. Checked by `npm test` over the deployable policy (src/core/policy-lint.ts), not by
-// the Worker: the analysis has no place on the request path or in the deployable bundle.
+// says so. Checked with the policy lint (src/core/policy-lint.ts) when the deployable policy is
+// compiled, not by the Worker: the analysis has no place on the request path or in the deployable bundle.
 
 import { foldCase } from "./case-fold";
 import type { CompiledPolicy, CompiledRoute } from "./policy";

@@ -1,4 +1,4 @@
-// Stage 2: bound the request's size and reduce its path to the one canonical spelling that
+// Stage: bound the request's size and reduce its path to the one canonical spelling that
 // routes match and the origin receives.
 
 import { canonicalPath as canonicalise } from "../core/path";

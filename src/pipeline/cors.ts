@@ -1,4 +1,4 @@
-// Stage 4: CORS. A preflight for a CORS-enabled route is answered here, before any
+// Stage: CORS. A preflight for a CORS-enabled route is answered here, before any
 // authentication (browsers never send credentials on a preflight). A preflight for a route
 // without CORS is refused, never forwarded. Actual responses get the CORS headers.
 

@@ -1,4 +1,4 @@
-// Stage 5: build the header set that will reach the origin. Every client header in the
+// Stage: build the header set that will reach the origin. Every client header in the
 // identity namespace (all spellings), every request-override header, every hop-by-hop
 // header (including those `Connection` names) and every credential is left out. The
 // original request keeps its headers so the authenticate stage can still read credentials.

@@ -1,6 +1,5 @@
-// `Max-Forwards` on a forwarded OPTIONS (RFC 9110 §7.6.2): the edge is a hop. At 0 it is the
-// final recipient and answers itself, once the request has passed every check and limit;
-// otherwise the count goes on less one.
+// `Max-Forwards` on a forwarded OPTIONS: the edge is a hop, asked once the request has passed
+// every check and limit.
 
 import { HTTP_METHODS } from "../core/policy-types";
 import { routeAt } from "../core/routes";

@@ -1,5 +1,6 @@
-// Stage 1: an edge-generated request id on the forwarded request, the response and the
-// audit record. A client-sent `x-request-id` is never trusted as the id.
+// Stage: the request's start. An edge-generated request id on the forwarded request, the
+// response and the audit record (a client-sent `x-request-id` is never trusted as the id);
+// the moment it started, and the outcome and timings later stages fill in.
 
 import type { Stage } from "./stage";
 

@@ -1,4 +1,4 @@
-// Stage 3: find the route. Default deny: no match is a 404 at the edge, never forwarded.
+// Stage: find the route. Default deny: no match is a 404 at the edge, never forwarded.
 
 import { findRoute, readAsAnotherRoute } from "../core/routes";
 import { deny } from "./respond";
