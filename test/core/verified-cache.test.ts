@@ -1,10 +1,12 @@
 // The verified-token cache, keyed by the exact token: its entry and character bounds, its
 // expiry, that no other token is ever served from it, and the lazy audit hash it memoises.
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { compilePolicy } from "../../src/core/policy";
 import { lazyTokenHash, tokenHash } from "../../src/core/tokens/token-hash";
 import { VerifiedTokenCache } from "../../src/core/tokens/verified-cache";
-import { makeIssuer } from "../support/issuers";
-import { flipLastChar, verifierFor } from "./token-fixtures";
+import { TokenVerifier } from "../../src/core/tokens/verify";
+import { b64url, makeIssuer, makeKey } from "../support/issuers";
+import { flipLastChar, signText, verifierFor } from "./token-fixtures";
 
 const T0 = 1_800_000_000_000;
 const entry = {
@@ -202,10 +204,10 @@ describe("the verified-token cache in the verifier", () => {
 });
 
 describe("the audit hash of a verified token", () => {
-  it("is SHA-256 of the whole token cut to 16 hex characters", async () => {
-    for (const text of ["a.b.c", "eyJhbGciOiJFUzI1NiJ9.e30.AAAA", "ü"]) {
-      expect(await tokenHash(text)).toBe(await sha256Prefix(text));
-    }
+  it("is SHA-256 of the token's signed part (header.payload) cut to 16 hex characters", async () => {
+    expect(await tokenHash("a.b.c")).toBe(await sha256Prefix("a.b"));
+    expect(await tokenHash("eyJhbGciOiJFUzI1NiJ9.e30.AAAA")).toBe(await sha256Prefix("eyJhbGciOiJFUzI1NiJ9.e30"));
+    expect(await tokenHash("a.ü.c")).toBe(await sha256Prefix("a.ü"));
     expect(await tokenHash("a.b.c")).toMatch(/^[0-9a-f]{16}$/);
   });
 
@@ -213,7 +215,7 @@ describe("the audit hash of a verified token", () => {
     const issuer = await makeIssuer();
     const { verify } = verifierFor({ issuers: { idp: { issuer } } });
     const token = await issuer.sign();
-    const expected = await sha256Prefix(token);
+    const expected = await sha256Prefix(token.slice(0, token.lastIndexOf(".")));
     const digest = vi.spyOn(crypto.subtle, "digest");
     const first = await verify(token);
     const second = await verify(token);
@@ -234,5 +236,108 @@ describe("the audit hash of a verified token", () => {
     const [x, y] = await Promise.all([lazy(), lazy()]);
     expect(x).toBe(y);
     expect(digest).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe("a token's exp goes by the clock the decision is made at", () => {
+  const ISS = "https://idp.test";
+  const AUD = "https://api.test";
+  /**
+   * One issuer whose key set a stub serves on an injected clock; while `fetchMs` is set, each
+   * fetch of the set moves the clock on by that much (a slow issuer, within fetch_timeout_ms).
+   */
+  async function slowIssuerWorld(settings: Record<string, unknown>) {
+    const key = await makeKey("ES256", "k1");
+    const clock = { now: T0 + 500, fetchMs: 0, fetches: 0 };
+    const policy = compilePolicy({
+      version: 1,
+      issuers: { idp: { kind: "oidc", issuer: ISS, jwks_uri: `${ISS}/jwks`, audiences: [AUD], ...settings } },
+      upstreams: { o: { url: "https://origin.test" } },
+      routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
+    });
+    const verifier = new TokenVerifier(policy, {
+      fetch: async () => {
+        clock.fetches += 1;
+        clock.now += clock.fetchMs;
+        return Response.json({ keys: [key.publicJwk] });
+      },
+      now: () => clock.now,
+    });
+    const pending: Promise<unknown>[] = [];
+    const sign = (sub: string, iat: number, exp: number) =>
+      signText(key, {}, JSON.stringify({ iss: ISS, aud: AUD, sub, iat, exp }));
+    return {
+      clock,
+      sign,
+      verify: (token: string) => verifier.verify(token, ["idp"], undefined, (work) => pending.push(work)),
+      settle: () => Promise.all(pending.splice(0)),
+    };
+  }
+
+  it("a token that expires while its key set is fetched is refused", async () => {
+    const { clock, sign, verify } = await slowIssuerWorld({ clock_skew_s: 0, fetch_timeout_ms: 5000 });
+    const s = Math.floor(clock.now / 1000);
+    // Valid for 1.5 s more when it arrives; the cold key-set fetch takes 3 s.
+    const token = await sign("u1", s, s + 2);
+    clock.fetchMs = 3000;
+    const result = await verify(token);
+    expect(clock.fetches).toBe(1);
+    expect(clock.now).toBeGreaterThan((s + 2) * 1000);
+    expect(result).toMatchObject({ ok: false, reason: "token_expired", detail: "exp" });
+  });
+
+  it("a cached token is not served past its exp after waiting for its key set's refresh", async () => {
+    const { clock, sign, verify, settle } = await slowIssuerWorld({
+      clock_skew_s: 0,
+      cache_ttl_s: 300,
+      fetch_timeout_ms: 5000,
+    });
+    const s0 = Math.floor(clock.now / 1000);
+    // A token valid until s0 + 350 is verified (the set loads) and then served from the cache.
+    const token = await sign("u1", s0, s0 + 350);
+    expect(await verify(token)).toMatchObject({ ok: true });
+    expect(await verify(token)).toMatchObject({ ok: true, keySource: "token_cache" });
+    await settle();
+    // Half a second before exp the set is past its TTL: the cache hit waits for a refresh that
+    // takes 3 s, by the end of which the token has expired.
+    clock.now = (s0 + 350) * 1000 - 500;
+    clock.fetchMs = 3000;
+    const result = await verify(token);
+    expect(clock.fetches).toBe(2);
+    expect(clock.now).toBeGreaterThan((s0 + 350) * 1000);
+    expect(result).toMatchObject({ ok: false, reason: "token_expired", detail: "exp" });
+  });
+});
+
+describe("one signed token, one audit hash", () => {
+  /** P-256's group order: an ECDSA signature (r, s) verifies as (r, n − s) too. */
+  const P256_N = BigInt("0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551");
+
+  /** The same ES256 token with its signature's twin: s replaced by n − s. */
+  function withTwinSignature(token: string): string {
+    const [header, payload, signature] = token.split(".") as [string, string, string];
+    const bytes = Uint8Array.from(atob(signature.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+    let s = 0n;
+    for (let i = 32; i < 64; i++) s = (s << 8n) | BigInt(bytes[i] as number);
+    let twin = P256_N - s;
+    for (let i = 63; i >= 32; i--) {
+      bytes[i] = Number(twin & 255n);
+      twin >>= 8n;
+    }
+    return `${header}.${payload}.${b64url(bytes)}`;
+  }
+
+  it("an ES256 token presented with its twin signature gets the token's token_hash", async () => {
+    const issuer = await makeIssuer();
+    const { verify } = verifierFor({ issuers: { idp: { issuer } } });
+    const token = await issuer.sign();
+    const twin = withTwinSignature(token);
+    expect(twin).not.toBe(token);
+    const first = await verify(token);
+    const second = await verify(twin);
+    // Both verify (the malleability of ECDSA itself); they are one token to the audit log.
+    if (!first.ok || !second.ok) throw new Error("expected both forms to verify");
+    expect(second.keySource).not.toBe("token_cache");
+    expect(await second.identity.tokenHash()).toBe(await first.identity.tokenHash());
   });
 });

@@ -112,7 +112,9 @@ export class TokenVerifier {
       const refreshing = acceptedIssuerIds.includes(issuer.id) && store.keepCurrent(now, defer);
       if (refreshing) await refreshing;
       const checkedAt = this.#deps.now();
-      if (store.trusts(cached.key, checkedAt)) {
+      // The wait for a refresh can outlast the token: then it is checked afresh, and expires.
+      const stillCached = !refreshing || this.tokenCache.get(token, checkedAt) !== undefined;
+      if (stillCached && store.trusts(cached.key, checkedAt)) {
         const refused = this.#routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
         // Through an outage a set past its TTL serves on: the metrics must show it, whether a
         // token was checked against it now or earlier.
@@ -171,14 +173,17 @@ export class TokenVerifier {
     // set is next refreshed (cache_ttl_s).
     if (!verifiedBy) return failed("token_invalid", check === "mismatch" ? "signature" : check);
 
-    const claims = checkRegisteredClaims(header, payload, issuer, now);
+    // The time checks go by the clock after the key lookup, which may have waited for a fetch
+    // (a token must not outlive its exp while its key set loads).
+    const checkedAt = this.#deps.now();
+    const claims = checkRegisteredClaims(header, payload, issuer, checkedAt);
     if (!claims.ok) return failed(claims.reason, claims.detail);
     const refused = this.#routeRefusal(issuer, payload, acceptedIssuerIds, audiences);
     // With the issuer and key source, as every refusal after the key lookup (for the metrics).
     if (refused) return { ...refused, issuerId: issuer.id, keySource: lookup.source };
     const mapped = identityFromClaims(issuer, payload, lazyTokenHash(token));
     if (!mapped.ok) return failed("token_invalid", mapped.detail);
-    this.tokenCache.set(token, { identity: mapped.identity, key: verifiedBy }, claims.exp, now);
+    this.tokenCache.set(token, { identity: mapped.identity, key: verifiedBy }, claims.exp, checkedAt);
     return { ok: true, identity: mapped.identity, keySource: lookup.source };
   }
 
