@@ -72,6 +72,9 @@ export function bearerErrorOf(reason: string): WireShape["bearerError"] {
   return Object.hasOwn(WIRE, reason) ? WIRE[reason as DenyReason].bearerError : undefined;
 }
 
+/** The Bearer challenge's realm when the policy names none (or is itself invalid). */
+export const DEFAULT_REALM = "portcullis";
+
 export interface DenyOptions {
   requestId: string;
   /** Realm for the Bearer challenge on 401/403 token reasons. */

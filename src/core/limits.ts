@@ -211,7 +211,13 @@ export interface PendingDecision {
   writes: [id: string, tat: Tat, rate: Rate][];
 }
 
+/** The most counters one limiter call carries (one object's share of a route's limits). */
 export const MAX_COUNTERS_PER_CALL = 16;
+/** Limit names and issuer ids go into counter names, which the limiter objects bound. */
+export const MAX_NAME_CHARS = 64;
+/** The largest limit and window (a month) a counter takes. */
+export const MAX_LIMIT = 1_000_000_000;
+export const MAX_WINDOW_S = 86_400 * 31;
 
 /** How long a hold waits to be given back before it is charged for good. */
 export const HOLD_MS = 2_000;
@@ -267,10 +273,10 @@ export function checkCounterRequests(items: unknown): asserts items is CounterRe
         item.id.length <= 2048 &&
         Number.isInteger(item.limit) &&
         item.limit >= 1 &&
-        item.limit <= 1_000_000_000 &&
+        item.limit <= MAX_LIMIT &&
         Number.isInteger(item.windowS) &&
         item.windowS >= 1 &&
-        item.windowS <= 86400 * 31 &&
+        item.windowS <= MAX_WINDOW_S &&
         (item.cost === undefined || (Number.isInteger(item.cost) && item.cost >= 0 && item.cost <= item.limit + 1)),
     );
   if (!ok) throw new TypeError("malformed counter request");

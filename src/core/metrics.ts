@@ -4,6 +4,7 @@
 
 import type { AuditRecord } from "./audit";
 import { bearerErrorOf } from "./deny";
+import { MAX_COUNTERS_PER_CALL, MAX_NAME_CHARS } from "./limits";
 
 /** Bumped when a column's meaning changes; stored in every row (`double7`). */
 export const METRICS_LAYOUT_VERSION = 1;
@@ -48,11 +49,10 @@ export const MAX_INDEX_BYTES = 96;
 /** Per blob, so 17 blobs stay far below the 16 KB row limit whatever a token carries. */
 export const MAX_BLOB_BYTES = 256;
 /**
- * `failed_open` lists up to 32 limit names (16 per limiter object, both of which may fail
- * open) of up to 64 characters each (see the policy), with commas: whole, it stays far below
- * the row limit too.
+ * `failed_open` lists the limit names of both limiter objects, which may both fail open, with
+ * commas: whole, it stays far below the row limit too.
  */
-export const MAX_FAILED_OPEN_BYTES = 32 * 65;
+export const MAX_FAILED_OPEN_BYTES = 2 * MAX_COUNTERS_PER_CALL * (MAX_NAME_CHARS + 1);
 
 /** Structurally an `AnalyticsEngineDataPoint`, without depending on Workers types. */
 export interface DataPoint {

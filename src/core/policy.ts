@@ -3,11 +3,15 @@
 // stack and tests. Every error names the field and why, so a bad policy fails loudly at
 // `npm test` and at deploy instead of running half-configured.
 
-import { CREDENTIAL_HEADERS, FORWARDING_HEADERS, normaliseHeaderName, REQUEST_OVERRIDE_HEADERS } from "./headers";
-import { MAX_COUNTERS_PER_CALL } from "./limits";
-
-/** Limit names and issuer ids go into counter names, which the limiter objects bound. */
-const MAX_NAME_CHARS = 64;
+import { DEFAULT_REALM } from "./deny";
+import {
+  CREDENTIAL_HEADERS,
+  FORWARDING_HEADER_PREFIX,
+  FORWARDING_HEADERS,
+  normaliseHeaderName,
+  REQUEST_OVERRIDE_HEADERS,
+} from "./headers";
+import { MAX_COUNTERS_PER_CALL, MAX_LIMIT, MAX_NAME_CHARS, MAX_WINDOW_S } from "./limits";
 import { secureUrl } from "./urls";
 import type {
   AuthRequirement,
@@ -338,8 +342,8 @@ function checkLimits(check: Checker, raw: unknown, path: string, isPublic: boole
     const ok =
       check.string(item.name, `${at}.name`) &&
       nameFits &&
-      check.integer(item.limit, `${at}.limit`, 1, 1_000_000_000) &&
-      check.integer(item.window_s, `${at}.window_s`, 1, 86400 * 31);
+      check.integer(item.limit, `${at}.limit`, 1, MAX_LIMIT) &&
+      check.integer(item.window_s, `${at}.window_s`, 1, MAX_WINDOW_S);
     if (typeof item.key !== "string" || !LIMIT_KEYS.has(item.key)) {
       check.fail(`${at}.key`, "must be one of tenant, user, route, ip");
       return;
@@ -395,9 +399,9 @@ function checkTenantOverrides(
       }
       if (!check.object(override, path)) continue;
       check.known(override, path, ["limit", "window_s"]);
-      const limitOk = check.integer(override.limit, `${path}.limit`, 1, 1_000_000_000);
+      const limitOk = check.integer(override.limit, `${path}.limit`, 1, MAX_LIMIT);
       const windowOk =
-        override.window_s === undefined || check.integer(override.window_s, `${path}.window_s`, 1, 86400 * 31);
+        override.window_s === undefined || check.integer(override.window_s, `${path}.window_s`, 1, MAX_WINDOW_S);
       if (limitOk && windowOk) {
         overrides[name] = {
           limit: override.limit as number,
@@ -631,7 +635,7 @@ function identityHeaderProblem(name: string): string | undefined {
   // Outside x-, a name may mean something to HTTP or to a proxy (Host, Cookie,
   // Transfer-Encoding…): the edge writes identities only into application headers.
   if (!name.startsWith("x-")) return "must start with x- (an application header)";
-  if (RESERVED_IDENTITY_NAMES.has(name) || name.startsWith("x-forwarded-"))
+  if (RESERVED_IDENTITY_NAMES.has(name) || name.startsWith(FORWARDING_HEADER_PREFIX))
     return `"${name}" is a header the edge strips or writes itself`;
   return undefined;
 }
@@ -748,7 +752,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
     maxTokenBytes: optionalInteger(check, settings, "max_token_bytes", "settings", 8192, 512, 65536),
     serverTiming: settings.server_timing === true,
     limiterTimeoutMs: optionalInteger(check, settings, "limiter_timeout_ms", "settings", 50, 5, 5000),
-    realm: typeof settings.realm === "string" ? settings.realm : "portcullis",
+    realm: typeof settings.realm === "string" ? settings.realm : DEFAULT_REALM,
   };
   if (check.problems.length > 0) throw new PolicyError(check.problems);
   return compiled;

@@ -1,7 +1,7 @@
 // Ends a request at the edge: records the outcome for the audit stage and returns the one
 // problem+json shape every stage uses.
 
-import { type DenyOptions, type DenyReason, problemResponse } from "../core/deny";
+import { DEFAULT_REALM, type DenyOptions, type DenyReason, problemResponse } from "../core/deny";
 import type { PipelineContext } from "./context";
 
 export interface DenyExtras extends Omit<DenyOptions, "requestId" | "realm"> {
@@ -20,9 +20,10 @@ export function deny(c: PipelineContext, reason: DenyReason, extras: DenyExtras 
     ...(detail !== undefined ? { detail } : {}),
     ...(limit !== undefined ? { limit } : {}),
   });
-  const requestId = c.get("requestId") ?? crypto.randomUUID();
-  const policy = c.get("policy");
-  const response = problemResponse(reason, { ...options, requestId, realm: policy?.realm ?? "portcullis" });
+  const requestId = c.get("requestId");
+  // No policy yet when the policy itself is invalid (the policy gate's misconfigured answer).
+  const realm = c.get("policy")?.realm ?? DEFAULT_REALM;
+  const response = problemResponse(reason, { ...options, requestId, realm });
   const extra = c.get("responseHeaders");
   if (extra) for (const [name, value] of extra) response.headers.set(name, value);
   return response;

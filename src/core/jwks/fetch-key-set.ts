@@ -3,7 +3,7 @@
 // that fails any check is an error: it is never cached.
 
 import type { JWK } from "jose";
-import { binaryOf } from "../tokens/compact";
+import { binaryOf, MAX_KID_LENGTH } from "../tokens/compact";
 import { JWS_ALGORITHMS, verifiesAnyAlg } from "../tokens/jws-verify";
 import { secureUrl } from "../urls";
 
@@ -41,7 +41,6 @@ const PUBLIC_MEMBERS: ReadonlyMap<string, readonly string[]> = new Map([
   ["EC", ["crv", "x", "y"]],
   ["OKP", ["crv", "x"]],
 ]);
-const MAX_KID_LENGTH = 256;
 /**
  * No public member of a real key is longer: an RSA-16384 modulus is 2,731 base64url
  * characters. A longer one is skipped unread, leaked or not, so nothing an issuer publishes

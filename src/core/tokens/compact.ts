@@ -1,4 +1,5 @@
-// The one strict parse of a compact JWS (RFC 7515 §7.1): cap the size, demand exactly three
+// The one strict parse of a compact JWS (RFC 7515 §7.1), of a token the verifier has already
+// capped in size: demand exactly three
 // canonical base64url segments, decode the header and payload once, and hand back everything
 // signature and claim checks need — the decoded objects, the signing input and the signature
 // bytes — so nothing on the request path decodes the token a second time.
@@ -6,7 +7,8 @@
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 /** Last characters whose unused low bits are zero, by segment length mod 4. */
 const CANONICAL_TAIL: Record<number, RegExp> = { 2: /[AQgw]$/, 3: /[AEIMQUYcgkosw048]$/ };
-const MAX_KID_LENGTH = 256;
+/** The longest `kid` a token may name (and so the longest a kept key may have). */
+export const MAX_KID_LENGTH = 256;
 
 /** A decoded JOSE header or JWT claims set: always a plain JSON object. */
 export type JsonObject = Record<string, unknown>;
@@ -64,8 +66,7 @@ function decodeObject(segment: string): JsonObject | undefined {
 
 const ascii = new TextEncoder();
 
-export function parseToken(token: string, maxBytes: number): ParseResult {
-  if (token.length > maxBytes) return { ok: false, detail: "token_too_large" };
+export function parseToken(token: string): ParseResult {
   if (!COMPACT_JWS.test(token)) return { ok: false, detail: "not_compact_jws" };
   const segments = token.split(".") as [string, string, string];
   if (!segments.every(isCanonicalSegment)) return { ok: false, detail: "non_canonical_base64url" };

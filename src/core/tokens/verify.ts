@@ -127,7 +127,7 @@ export class TokenVerifier {
       this.tokenCache.delete(token);
     }
 
-    const parsed = parseToken(token, this.#policy.maxTokenBytes);
+    const parsed = parseToken(token);
     if (!parsed.ok) return { ok: false, reason: "token_invalid", detail: parsed.detail };
     const { header, payload, alg, kid, iss, signingInput, signature } = parsed.token;
     const issuer = this.#byIssuerUrl.get(iss);
