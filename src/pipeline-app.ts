@@ -44,7 +44,7 @@ export function createPipelineApp(policy: CompiledPolicy | undefined, options: A
   const pipeline = runStages([
     requestId(),
     audit(() => sinks),
-    serverTiming(),
+    ...(policy?.serverTiming ? [serverTiming()] : []),
     policyGate,
     canonicalPath(),
     route(),

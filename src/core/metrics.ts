@@ -80,9 +80,10 @@ export interface DataPointInput {
 
 const IP_ADDRESS = /^[0-9A-Fa-f:.]{2,45}$/;
 
+const encoder = new TextEncoder();
+
 /** Cuts a string to at most `maxBytes` of UTF-8 without splitting a character. */
 export function truncateUtf8(value: string, maxBytes: number): string {
-  const encoder = new TextEncoder();
   if (value.length * 3 <= maxBytes || encoder.encode(value).length <= maxBytes) return value;
   let bytes = 0;
   let end = 0;

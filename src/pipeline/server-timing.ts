@@ -22,10 +22,10 @@ export function formatServerTiming(timings: Timings): string | undefined {
   return parts.length > 0 ? parts.join(", ") : undefined;
 }
 
+/** In the pipeline only when the policy turns it on. */
 export function serverTiming(): Stage {
   return {
     finish(c, response) {
-      if (c.get("policy")?.serverTiming !== true) return response;
       const value = formatServerTiming(c.get("timings") ?? {});
       if (!value) return response;
       // Every response here is the edge's own or a re-wrapped one: its headers can change.
