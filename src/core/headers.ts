@@ -276,6 +276,11 @@ function lenientCookieName(name: string): string {
  */
 export const MAX_COOKIE_SEPARATORS = 2000;
 
+/** The `;` and `=` in a cookie list or cookie-pair, counted before anything in it is decoded. */
+export function cookieSeparators(text: string): number {
+  return text.split(/[;=]/).length - 1;
+}
+
 /** Whether a cookie of this name carries a credential, however spelt. */
 export function isCredentialCookie(name: string): boolean {
   const lenient = lenientCookieName(name);

@@ -86,3 +86,23 @@ export function responseHeaders(c: PipelineContext): Headers {
   }
   return headers;
 }
+
+/** The service binding a `service` upstream names, if the Worker has one by that name. */
+export function serviceBinding(c: PipelineContext, name: string): Pick<Fetcher, "fetch"> | undefined {
+  const binding = c.env?.[name] as Partial<Fetcher> | undefined;
+  return typeof binding?.fetch === "function" ? (binding as Fetcher) : undefined;
+}
+
+/**
+ * `response` with the headers stages asked for: each replaces the response's own, but `Vary`,
+ * which joins it (the origin's answer may vary by more than the edge's CORS does).
+ */
+export function withResponseHeaders(c: PipelineContext, response: Response): Response {
+  const extra = c.get("responseHeaders");
+  if (!extra) return response;
+  for (const [name, value] of extra) {
+    if (name === "vary") response.headers.append(name, value);
+    else response.headers.set(name, value);
+  }
+  return response;
+}

@@ -6,13 +6,14 @@
 import { TIMED_OUT, withDeadline } from "../core/deadline";
 import {
   connectionNominated,
+  cookieSeparators,
   HOP_BY_HOP_HEADERS,
   hidesCredentialCookie,
   MAX_COOKIE_SEPARATORS,
   withoutCredentialCookies,
 } from "../core/headers";
 import { withoutQueryCredentials } from "../core/tokens/credentials";
-import type { PipelineContext } from "./context";
+import { type PipelineContext, serviceBinding, withResponseHeaders } from "./context";
 import { maxForwardsAnswer } from "./max-forwards";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -67,8 +68,8 @@ export function withoutCredentialSetCookies(headers: Headers): void {
   // out).
   const kept = lines.filter((line) => {
     const pair = line.split(";", 1)[0] as string;
-    // As the request side counts it: each cookie a name (with or without `=`), each `=` one more.
-    separators += pair.split("=").length;
+    // As the request side counts its Cookie header: each line a cookie (joined by one more `;`).
+    separators += cookieSeparators(pair) + 1;
     if (separators > MAX_COOKIE_SEPARATORS) return false;
     return withoutCredentialCookies(pair) === pair && !hidesCredentialCookie(pair);
   });
@@ -171,23 +172,13 @@ function watchedBody(
   return { body: readable, end };
 }
 
-/** A service binding, through which the forward stage reaches a `service` upstream. */
-type Binding = { fetch: typeof fetch };
-
 /**
  * An allowed answer as the client gets it: kept from shared caches when an Access assertion
  * authenticated the request, with the headers earlier stages asked for (rate-limit fields, CORS).
  */
 function finalAnswer(c: PipelineContext, out: Response): Response {
   if (c.get("identity")?.kind === "cloudflare_access") keepFromSharedCaches(out.headers);
-  const extra = c.get("responseHeaders");
-  if (extra) {
-    for (const [name, value] of extra) {
-      if (name === "vary") out.headers.append(name, value);
-      else out.headers.set(name, value);
-    }
-  }
-  return out;
+  return withResponseHeaders(c, out);
 }
 
 export function forward(): Stage {
@@ -203,12 +194,12 @@ export function forward(): Stage {
     const query = c.get("identity") ? incoming.search : withoutQueryCredentials(incoming.search);
     let target: string;
     // The global fetch unless the upstream is a service binding.
-    let binding: Binding | undefined;
+    let binding: Pick<Fetcher, "fetch"> | undefined;
     if ("url" in upstream) {
       target = `${upstream.url}${path}${query}`;
     } else {
       // The route stage has checked that the binding exists.
-      binding = c.env?.[upstream.service] as Binding;
+      binding = serviceBinding(c, upstream.service);
       target = `${incoming.origin}${path}${query}`;
     }
     const method = c.req.method;

@@ -7,6 +7,7 @@ import { boundedMemo } from "../core/bounded-memo";
 import {
   connectionNominated,
   hidesCredentialCookie,
+  cookieSeparators,
   MAX_COOKIE_SEPARATORS,
   makeStripPredicate,
   normaliseHeaderName,
@@ -38,7 +39,7 @@ export function headerHygiene(): Stage {
     }
     const cookie = outgoing.get("cookie");
     if (cookie !== null) {
-      if (cookie.split(/[;=]/).length > MAX_COOKIE_SEPARATORS + 1)
+      if (cookieSeparators(cookie) > MAX_COOKIE_SEPARATORS)
         return deny(c, "bad_request", { detail: "too_many_cookies" });
       const kept = withoutCredentialCookies(cookie);
       if (hidesCredentialCookie(kept)) return deny(c, "bad_request", { detail: "credential_cookie_in_value" });

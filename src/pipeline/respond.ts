@@ -2,7 +2,7 @@
 // problem+json shape every stage uses.
 
 import { DEFAULT_REALM, type DenyOptions, type DenyReason, problemResponse } from "../core/deny";
-import type { PipelineContext } from "./context";
+import { type PipelineContext, withResponseHeaders } from "./context";
 
 export interface DenyExtras extends Omit<DenyOptions, "requestId" | "realm"> {
   /** Precise cause, for the audit record only. */
@@ -23,8 +23,5 @@ export function deny(c: PipelineContext, reason: DenyReason, extras: DenyExtras 
   const requestId = c.get("requestId");
   // No policy yet when the policy itself is invalid (the policy gate's misconfigured answer).
   const realm = c.get("policy")?.realm ?? DEFAULT_REALM;
-  const response = problemResponse(reason, { ...options, requestId, realm });
-  const extra = c.get("responseHeaders");
-  if (extra) for (const [name, value] of extra) response.headers.set(name, value);
-  return response;
+  return withResponseHeaders(c, problemResponse(reason, { ...options, requestId, realm }));
 }

@@ -1,6 +1,7 @@
 // Stage: find the route. Default deny: no match is a 404 at the edge, never forwarded.
 
 import { findRoute, readAsAnotherRoute } from "../core/routes";
+import { serviceBinding } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
@@ -25,7 +26,7 @@ export function route(): Stage {
       // A missing service binding is found here, before any token is checked or any limit
       // charged for a request that could never be forwarded (its record names the route).
       const upstream = match.route.upstream;
-      if ("service" in upstream && typeof (c.env?.[upstream.service] as Fetcher | undefined)?.fetch !== "function") {
+      if ("service" in upstream && !serviceBinding(c, upstream.service)) {
         return deny(c, "misconfigured", { detail: `service_binding_missing:${upstream.service}` });
       }
       return undefined;
