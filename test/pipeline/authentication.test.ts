@@ -176,12 +176,15 @@ describe("credential extraction (RFC 6750)", () => {
   it("refuses two Authorization headers", async () => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign();
-    const headers = new Headers();
+    const m = marker();
+    const headers = new Headers({ "x-test-marker": m });
     headers.append("authorization", `Bearer ${token}`);
     headers.append("authorization", `Bearer ${token}`);
     const response = await edge.fetch(new Request("https://edge.test/v1/x", { headers }));
     expect(response.status).toBe(400);
     expect(((await response.json()) as { reason: string }).reason).toBe("token_malformed");
+    expect(edge.audit.at(-1)?.detail).toBe("multiple_credentials");
+    expect(await originSaw(m)).toHaveLength(0);
   });
 
   it("does not accept a token in the query string, and refuses one sent both ways", async () => {
@@ -195,6 +198,8 @@ describe("credential extraction (RFC 6750)", () => {
     const both = await call(edge, `/v1/x?access_token=${token}`, { authorization: `Bearer ${token}` });
     expect(both.response.status).toBe(400);
     expect(both.body.reason).toBe("token_malformed");
+    expect(both.record?.detail).toBe("multiple_methods");
+    expect(both.seen).toHaveLength(0);
     // However a lenient origin parser would spell it, the query token is refused with the header
     // (PHP also ends a name at a NUL and ignores what follows an array's `]`).
     for (const query of [
@@ -408,6 +413,7 @@ describe("attacks, each by its deny reason", () => {
       const refused = await call(edge, "/v1/x", { authorization: `Bearer ${inner}` });
       expect(refused.response.status).toBe(400);
       expect(refused.body.reason).toBe("token_malformed");
+      expect(refused.record?.detail).toBe("bad_bearer_syntax");
       expect(refused.seen).toHaveLength(0);
     }
   });
@@ -418,9 +424,11 @@ describe("attacks, each by its deny reason", () => {
     // ES256 signatures are 86 characters (length % 4 == 2): the last one carries 4 unused bits.
     const last = token.at(-1)!;
     const flipped = token.slice(0, -1) + ("AQgw".includes(last) ? String.fromCharCode(last.charCodeAt(0) + 1) : last);
-    const { body, record } = await call(edge, "/v1/x", { authorization: `Bearer ${flipped}` });
+    const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${flipped}` });
+    expect(response.status).toBe(401);
     expect(body.reason).toBe("token_invalid");
     expect(record?.detail).toBe("non_canonical_base64url");
+    expect(seen).toHaveLength(0);
   });
 
   it.each([
@@ -473,8 +481,10 @@ describe("attacks, each by its deny reason", () => {
     const now = Math.floor(Date.now() / 1000);
     const expired = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign({ exp: now - 120 })}` });
     expect(expired.record).toMatchObject({ reason: "token_expired", detail: "exp" });
+    expect(expired.seen).toHaveLength(0);
     const early = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign({ nbf: now + 600 })}` });
     expect(early.record).toMatchObject({ reason: "token_not_yet_valid", detail: "nbf" });
+    expect(early.seen).toHaveLength(0);
   });
 
   it("expired tokens within the clock skew still pass; beyond it they do not", async () => {
@@ -484,24 +494,28 @@ describe("attacks, each by its deny reason", () => {
     expect(within.response.status).toBe(200);
     const beyond = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign({ exp: now - 90 })}` });
     expect(beyond.body.reason).toBe("token_expired");
+    expect(beyond.seen).toHaveLength(0);
   });
 
   it("a 2 MB header is refused before any parsing", async () => {
     const edge = harness(policyFor(issuer));
     const header = b64url(JSON.stringify({ alg: "ES256", kid: "x", pad: "[".repeat(2_000_000) }));
     const token = `${header}.${b64url("{}")}.AAAA`;
-    const { response, body, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
     expect(response.status).toBe(400);
     expect(body.reason).toBe("bad_request");
+    expect(record?.detail).toBe("headers_too_large");
     expect(seen).toHaveLength(0);
   });
 
   it("a token over the length cap (but under the header cap) is refused unparsed", async () => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign({ pad: "x".repeat(9000) });
-    const { body, record } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(401);
     expect(body.reason).toBe("token_invalid");
     expect(record?.detail).toBe("token_too_large");
+    expect(seen).toHaveLength(0);
   });
 });
 
@@ -547,6 +561,58 @@ describe("authorisation", () => {
     }
   });
 
+  it("an escaped character cannot sidestep a specific route for a broader one", async () => {
+    const ids = ["idp0"];
+    const edge = harness(
+      basePolicy({
+        issuers: { idp0: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [
+          {
+            name: "purge",
+            methods: ["POST"],
+            path: "/v1/things/*/data:purge",
+            auth: { issuers: ids, groups: { any_of: ["admins"] } },
+            upstream: "echo",
+          },
+          { name: "rest", methods: ["GET", "POST"], path: "/v1/**", auth: { issuers: ids }, upstream: "echo" },
+        ],
+      }),
+    );
+    // Origins decode `%3A`: each of these is the purge the route guards.
+    const reader = { authorization: `Bearer ${await issuer.sign()}` };
+    for (const path of ["/v1/things/t1/data:purge", "/v1/things/t1/data%3Apurge", "/v1/things/t1/data%3apurge"]) {
+      const { response, body, seen, record } = await call(edge, path, reader, "POST");
+      expect({ path, status: response.status, reason: body.reason, route: record?.route }).toEqual({
+        path,
+        status: 403,
+        reason: "forbidden",
+        route: "purge",
+      });
+      expect(seen).toHaveLength(0);
+    }
+    const admin = { authorization: `Bearer ${await issuer.sign({ groups: ["admins"] })}` };
+    const allowed = await call(edge, "/v1/things/t1/data%3Apurge", admin, "POST");
+    expect(allowed.response.status).toBe(200);
+    expect(allowed.record).toMatchObject({ decision: "allow", route: "purge" });
+    expect(allowed.seen).toHaveLength(1);
+  });
+
+  it("a tenant captured escaped is compared decoded, as the origin reads it", async () => {
+    const edge = harness(policyFor(issuer));
+    // The origin decodes `a%3Ab` to `a:b`: a token for the tenant spelt like the escape is not for it.
+    const spelt = await call(edge, "/v1/tenants/a%3Ab/orders", {
+      authorization: `Bearer ${await issuer.sign({ tenant_id: "a%3Ab" })}`,
+    });
+    expect(spelt.response.status).toBe(403);
+    expect(spelt.body.reason).toBe("tenant_mismatch");
+    expect(spelt.seen).toHaveLength(0);
+    const own = await call(edge, "/v1/tenants/a%3Ab/orders", {
+      authorization: `Bearer ${await issuer.sign({ tenant_id: "a:b" })}`,
+    });
+    expect(own.response.status).toBe(200);
+    expect(own.seen[0]?.headers["x-tenant"]).toBe("a:b");
+  });
+
   it("403 insufficient_scope names the scope the route needs (RFC 6750 §3)", async () => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign({ scope: "api:read", groups: ["payments-writer"] });
@@ -590,10 +656,12 @@ describe("authorisation", () => {
     });
     expect(noMfa.body.reason).toBe("forbidden");
     expect(noMfa.record?.detail).toBe("claim:amr");
+    expect(noMfa.seen).toHaveLength(0);
     const noScope = await call(edge, "/v1/admin/x", {
       authorization: `Bearer ${await issuer.sign({ scope: "api:read", amr: ["mfa"] })}`,
     });
     expect(noScope.body.reason).toBe("insufficient_scope");
+    expect(noScope.seen).toHaveLength(0);
   });
 
   it("binds a :tenant path segment to the token's tenant", async () => {
@@ -609,6 +677,7 @@ describe("authorisation", () => {
       authorization: `Bearer ${await issuer.sign({ tenant_id: undefined })}`,
     });
     expect(none.body.reason).toBe("tenant_mismatch");
+    expect(none.seen).toHaveLength(0);
     // A climb into another tenant, double-encoded from escaped hex digits the edge decodes
     // (`%25%32%65` is `%252e` once decoded): an origin that decodes twice would read
     // /v1/tenants/globex/orders.

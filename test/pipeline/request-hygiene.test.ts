@@ -69,7 +69,11 @@ describe("canonical path", () => {
     ["/public/%252e%252e/admin", "double_encoding"],
     ["/public/%25%32%65%25%32%65/admin", "double_encoding"],
     ["/public/%25u002e%25u002e/admin", "double_encoding"],
+    ["/public/%252f..%252fadmin", "double_encoding"],
     ["/public/%C0%AE%C0%AE/admin", "invalid_utf8"],
+    // A stray continuation byte, and a sequence cut short.
+    ["/public/a%80b", "invalid_utf8"],
+    ["/public/a%E2%82/admin", "invalid_utf8"],
     // Escaped `?` and `#`: an origin that decodes before splitting the query cuts the path there.
     ["/public/a%3F/x", "path_parameter"],
     ["/public/a%23/x", "path_parameter"],
@@ -79,6 +83,20 @@ describe("canonical path", () => {
     ["/public/%EF%BC%8E%EF%BC%8E/admin/users", "ambiguous_segment"],
     ["/public/..%EF%BC%8F/admin", "ambiguous_segment"],
     ["/plain./x", "ambiguous_segment"],
+    // Fullwidth `ａ`, sent as it is (the URL parser escapes it) and escaped: NFKC reads `admin`.
+    ["/public/ａdmin/users", "ambiguous_segment"],
+    ["/public/%EF%BD%81dmin/users", "ambiguous_segment"],
+    // NTFS stream names: IIS reads `admin::$DATA` as the file `admin`, and
+    // `admin:$i30:$INDEX_ALLOCATION` as the directory, however the colons are spelt.
+    ["/public/admin::$DATA", "ambiguous_segment"],
+    ["/public/report.aspx%3A%3A%24DATA", "ambiguous_segment"],
+    ["/public/admin:$i30:$INDEX_ALLOCATION/users", "ambiguous_segment"],
+    // Best-fit separators: a conversion to a Windows code page reads `¥` (cp932) and `₩`
+    // (cp949) as `\`, and `∕` as `/`: each would climb out of the public prefix.
+    ["/public/..%C2%A5admin/users", "ambiguous_segment"],
+    ["/public/..¥admin/users", "ambiguous_segment"],
+    ["/public/..%E2%82%A9admin/users", "ambiguous_segment"],
+    ["/public/..%E2%88%95admin/users", "ambiguous_segment"],
   ])("%s is refused with 400 (%s) and never forwarded", async (path, detail) => {
     const { response, text, seen, record } = await send(path);
     expect(response.status).toBe(400);
@@ -460,6 +478,10 @@ describe("header hygiene", () => {
     "session=s CF_Authorization =forged.access.jwt",
     "session=s CF_Authorization\t=forged.access.jwt",
     "a=b, CF_Authorization =forged.access.jwt",
+    // After an `=`: read as a name behind an empty one, or left in the value a server
+    // that splits at the last `=` reads it from.
+    "session=s =CF_Authorization=forged.access.jwt",
+    "pref=CF_Authorization=forged.access.jwt",
   ])("refuses a Cookie header that hides the Access cookie in another cookie's value: %j", async (cookie) => {
     const { response, seen, record } = await send("/public/a", { headers: { cookie } });
     expect(response.status).toBe(400);
@@ -472,6 +494,11 @@ describe("header hygiene", () => {
     // to them leaves them exactly as sent.
     ['q="a b=c"; CF_Authorization=x', 'q="a b=c"'],
     ["prefs=lang=en theme=dark; CF_Authorization=x", "prefs=lang=en theme=dark"],
+    // Behind an empty name, as a browser sends back a cookie set without a name.
+    ["x=1; =CF_Authorization=forged.access.jwt; y=2", "x=1; y=2"],
+    // Its neighbours stay apart as a strict parser (`;`) would have parted them.
+    ["a=1,=CF_Authorization=forged.access.jwt; b=2", "a=1; b=2"],
+    ["a=1,CF_Authorization=forged.access.jwt,b=2", "a=1,b=2"],
   ])("strips the Access cookie from %j and forwards %j", async (cookie, forwarded) => {
     const { response, seen } = await send("/public/a", { headers: { cookie } });
     expect(response.status).toBe(200);
