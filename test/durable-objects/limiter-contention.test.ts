@@ -94,7 +94,11 @@ describe("refused requests spend no shared budget (tenant and route objects aske
     const statuses = await flood(send, 6, 50);
     // Every one of them refused by the user's own limit, and none forwarded.
     expect(new Set(statuses)).toEqual(new Set([429]));
-    expect(edge.audit.slice(1).every((r) => r.reason === "rate_limited" && r.limit === "per-user")).toBe(true);
+    // One record per request: the one admitted, then 300 refusals by the user's own limit.
+    expect(edge.audit.map((r) => [r.decision, r.reason, r.limit])).toEqual([
+      ["allow", null, null],
+      ...Array.from({ length: 300 }, () => ["deny", "rate_limited", "per-user"]),
+    ]);
     expect(await originSaw(m)).toHaveLength(1);
 
     // Only one request was let through, so the ceiling has (at least) 99 of 100 left.
@@ -132,7 +136,11 @@ describe("refused requests spend no shared budget (tenant and route objects aske
 
     const statuses = await flood(send, 6, 50);
     expect(new Set(statuses)).toEqual(new Set([429]));
-    expect(edge.audit.slice(1).every((r) => r.reason === "rate_limited" && r.limit === "hot-ceiling")).toBe(true);
+    // One record per request: the one admitted, then 300 refusals by the hot route's ceiling.
+    expect(edge.audit.map((r) => [r.decision, r.reason, r.limit])).toEqual([
+      ["allow", null, null],
+      ...Array.from({ length: 300 }, () => ["deny", "rate_limited", "hot-ceiling"]),
+    ]);
 
     const left = await remainingOf("TENANT_LIMITER", ["tenant", tenant], ["tenant", "tenant-total", 100, 10], 100, 10);
     const elsewhere = await edge.fetch(`/${other}/x`, { headers: { authorization: bob } });

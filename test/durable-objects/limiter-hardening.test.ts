@@ -61,7 +61,16 @@ describe("malformed RPC input", () => {
       [, { id: "x", limit: 1, windowS: 60 }],
       "not an array",
     ];
-    for (const items of bad) expect(await failure(() => stub.acquire(items as never))).not.toBe("ok");
+    const answers: string[] = [];
+    for (const items of bad) answers.push(await failure(() => stub.acquire(items as never)));
+    // Each one refused by the object's own check, not by some other failure on the way.
+    expect(answers).toEqual(bad.map(() => "malformed counter request"));
+    // Nothing of a refused call was counted: the well-formed counters next to the bad ones are untouched.
+    const untouched = await stub.acquire([
+      { id: "x", limit: 1, windowS: 60, cost: 0 },
+      ...Array.from({ length: 15 }, (_, i) => ({ id: `x${i}`, limit: 1, windowS: 60, cost: 0 })),
+    ]);
+    expect(untouched.counters.map((c) => c.remaining)).toEqual(Array.from({ length: 16 }, () => 1));
     // The object is still healthy for everyone else afterwards.
     expect((await stub.acquire([perHour])).allowed).toBe(true);
   });

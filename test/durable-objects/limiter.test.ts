@@ -20,6 +20,12 @@ async function admittedOf(attempts: number, attempt: () => Promise<boolean>): Pr
   return results.filter(Boolean).length;
 }
 
+function rows(stub: DurableObjectStub<TenantLimiter>) {
+  return runInDurableObject(stub, (_instance: LimiterObject, state) =>
+    state.storage.sql.exec<{ id: string; ms: number; frac: number; den: number }>("SELECT * FROM counters").toArray(),
+  );
+}
+
 function storedRows(stub: DurableObjectStub<TenantLimiter>): Promise<number> {
   return runInDurableObject(stub, (_instance: LimiterObject, state) => {
     return state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM counters").one().n;
@@ -169,16 +175,17 @@ describe("limiter object: concurrency", () => {
 describe("limiter object: persistence", () => {
   it("writes nothing per request: one alarm, due within 2 seconds, batches the changes", async () => {
     const stub = tenantObject();
-    for (let i = 0; i < 20; i++) await stub.acquire([perHour, { id: `u${i % 4}`, limit: 10, windowS: 60 }]);
+    const answers = [];
+    for (let i = 0; i < 20; i++)
+      answers.push(await stub.acquire([perHour, { id: `u${i % 4}`, limit: 10, windowS: 60 }]));
     expect(await storedRows(stub)).toBe(0);
-    const [alarm, now] = await runInDurableObject(stub, async (_i: LimiterObject, state) => [
-      await state.storage.getAlarm(),
-      Date.now(),
-    ]);
-    // A restart forgets what the alarm has not saved yet: at most the last 2 seconds of counting.
+    const alarm = await runInDurableObject(stub, (_i: LimiterObject, state) => state.storage.getAlarm());
+    // A restart forgets what the alarm has not saved yet: at most 2 seconds of counting, from
+    // the first change not saved (by the object's own clock, as its answer gave it).
+    const firstChange = answers[0]!.at!;
     expect(alarm).not.toBeNull();
-    expect((alarm as number) - now).toBeGreaterThan(0);
-    expect((alarm as number) - now).toBeLessThanOrEqual(2000);
+    expect(alarm).toBeGreaterThan(firstChange);
+    expect(alarm).toBeLessThanOrEqual(firstChange + 2000);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(await storedRows(stub)).toBe(5);
   });
@@ -263,13 +270,15 @@ describe("limiter object: persistence", () => {
 
   it("drops expired counters from memory and storage", async () => {
     const stub = tenantObject();
-    await stub.acquire([{ id: "brief", limit: 1, windowS: 1 }]);
+    const acquired = await stub.acquire([{ id: "brief", limit: 1, windowS: 1 }]);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(await storedRows(stub)).toBe(1);
+    const [stored] = await rows(stub);
     const alarmAt = await runInDurableObject(stub, (_i: LimiterObject, s) => s.storage.getAlarm());
-    // The flush scheduled a clean-up alarm for when the last counter expires…
-    expect(alarmAt).toBeGreaterThan(Date.now());
-    expect(alarmAt).toBeLessThanOrEqual(Date.now() + 1001);
+    // The counter expires one window (a second) after its request, as the object timed it…
+    expect(stored?.ms).toBe(acquired.at! + 1000);
+    // …and the flush scheduled a clean-up alarm for just then.
+    expect(alarmAt).toBe(stored!.ms + 1);
     await scheduler.wait(1100);
     // …which has run by now (or runs here if the runtime has not got to it yet).
     await runDurableObjectAlarm(stub);
