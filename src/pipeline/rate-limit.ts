@@ -35,7 +35,7 @@ import { boundedMemo } from "../core/bounded-memo";
 import { rateLimitHeaders } from "../core/rate-limit-headers";
 import { TIMED_OUT, withDeadline } from "../core/deadline";
 import { afterResponse } from "./after-response";
-import { type Bindings, responseHeaders } from "./context";
+import { type Bindings, type PipelineContext, responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
@@ -98,6 +98,44 @@ function objectTargets(
   return { ok: true, targets };
 }
 
+/** Each object's answer, the calls running in parallel, each within the limiter budget. */
+async function answersOf(calls: readonly ObjectCall[], timeoutMs: number): Promise<Map<LimiterKind, ObjectAnswer>> {
+  const answers = new Map<LimiterKind, ObjectAnswer>();
+  const answer = async (call: ObjectCall): Promise<void> => {
+    try {
+      const result = await withDeadline(call.pending, timeoutMs);
+      answers.set(call.kind, result === TIMED_OUT ? { ok: false, error: "timeout" } : { ok: true, result });
+    } catch {
+      answers.set(call.kind, { ok: false, error: "error" });
+    }
+  };
+  // The common case is one object (the tenant's): no Promise.all around a single call.
+  await (calls.length === 1 ? answer(calls[0] as ObjectCall) : Promise.all(calls.map(answer)));
+  return answers;
+}
+
+/**
+ * For a request that goes no further: every reservation given back, after the response,
+ * including one that arrives after its call ran out of time; inside a promise, so a binding
+ * that throws synchronously cannot turn a 429 into a 500.
+ */
+function giveBack(c: PipelineContext, calls: readonly ObjectCall[], answers: Map<LimiterKind, ObjectAnswer>): void {
+  for (const call of calls) {
+    const answer = answers.get(call.kind);
+    const reserved = answer?.ok
+      ? answer.result
+      : answer?.error === "timeout" && withDeadline(call.pending, LATE_RESERVATION_WAIT_MS);
+    if (!reserved) continue;
+    afterResponse(
+      c,
+      Promise.resolve(reserved).then<unknown>(
+        (result) =>
+          result !== TIMED_OUT && result.allowed && call.stub?.release(call.items, result.at, result.epoch, result.seq),
+      ),
+    );
+  }
+}
+
 export function rateLimit(): Stage {
   const run: Stage["run"] = async (c) => {
     const route = c.get("route");
@@ -139,23 +177,7 @@ export function rateLimit(): Stage {
     }
     if (calls.length === 0) return undefined;
 
-    // One timer bounds both calls: they run in parallel against the same budget.
-    const answers = new Map<LimiterKind, ObjectAnswer>();
-    let timer!: ReturnType<typeof setTimeout>; // assigned by the executor, which runs at once
-    const deadline = new Promise<never>((_, reject) => {
-      // The module's own sentinel: no object call can reject with it.
-      timer = setTimeout(() => reject(TIMED_OUT), policy.limiterTimeoutMs);
-    });
-    const answer = async (call: ObjectCall): Promise<void> => {
-      try {
-        answers.set(call.kind, { ok: true, result: await Promise.race([call.pending, deadline]) });
-      } catch (error) {
-        answers.set(call.kind, { ok: false, error: error === TIMED_OUT ? "timeout" : "error" });
-      }
-    };
-    // The common case is one object (the tenant's): no Promise.all around a single call.
-    await (calls.length === 1 ? answer(calls[0] as ObjectCall) : Promise.all(calls.map(answer)));
-    clearTimeout(timer);
+    const answers = await answersOf(calls, policy.limiterTimeoutMs);
     c.get("timings").limitMs = Date.now() - started;
 
     const verdict = combineAnswers(plan, answers);
@@ -173,25 +195,8 @@ export function rateLimit(): Stage {
 
     if (verdict.decision === "allow" && !gone) return undefined;
 
-    // Refused: nothing may stay charged. Give back every reservation, including one that
-    // arrives after its call ran out of time; inside a promise, so a binding that throws
-    // synchronously cannot turn a 429 into a 500.
-    for (const call of calls) {
-      const answer = answers.get(call.kind);
-      const reserved = answer?.ok
-        ? answer.result
-        : answer?.error === "timeout" && withDeadline(call.pending, LATE_RESERVATION_WAIT_MS);
-      if (!reserved) continue;
-      afterResponse(
-        c,
-        Promise.resolve(reserved).then<unknown>(
-          (result) =>
-            result !== TIMED_OUT &&
-            result.allowed &&
-            call.stub?.release(call.items, result.at, result.epoch, result.seq),
-        ),
-      );
-    }
+    // Refused: nothing may stay charged.
+    giveBack(c, calls, answers);
 
     if (verdict.decision === "allow") return deny(c, "client_closed", { detail: "client_disconnected" });
 
