@@ -157,9 +157,15 @@ describe("Cloudflare Access", () => {
       });
       expect(emptyCookie.seen).toHaveLength(0);
     }
-    // A bad header is not rescued by a good cookie: the cookie is never a second chance.
-    const forged = await call({ "cf-access-jwt-assertion": `${token}x`, cookie: `CF_Authorization=${token}` });
+    // A bad header is not rescued by a good cookie: the cookie is never a second chance. The
+    // header's assertion is well formed, its signature altered.
+    const [signed, signature] = [token.slice(0, token.lastIndexOf(".")), token.slice(token.lastIndexOf(".") + 1)];
+    const forgedToken = `${signed}.${signature.startsWith("A") ? "B" : "A"}${signature.slice(1)}`;
+    const forged = await call({ "cf-access-jwt-assertion": forgedToken, cookie: `CF_Authorization=${token}` });
     expect(forged.response.status).toBe(401);
+    expect(forged.body.reason).toBe("token_invalid");
+    // The header's assertion was checked, and failed on its signature; the cookie was not taken.
+    expect(forged.record).toMatchObject({ decision: "deny", reason: "token_invalid", detail: "signature" });
     expect(forged.seen).toHaveLength(0);
   });
 

@@ -6,11 +6,10 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it, type MockInstan
 import { type AppOptions, createApp } from "../../src/app";
 import { type AuditRecord, consoleSink } from "../../src/core/audit";
 import type { DenyReason } from "../../src/core/deny";
-import type { AcquireResult } from "../../src/core/limits";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
 import { AUDIENCE, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
-import { held, heldLimiter } from "../support/waiting";
+import { held, heldLimiter, heldOrigin } from "../support/waiting";
 
 /** The record's fields, in order. Changing this list is a change to the log schema. */
 const RECORD_FIELDS = [
@@ -39,6 +38,14 @@ const RECORD_FIELDS = [
   "client_asn",
   "client_country",
 ];
+
+/** The base policy with its public route's origin behind the binding `HELD_ORIGIN` (see `heldOrigin`). */
+function heldPolicy(): PolicyDocument {
+  return basePolicy({
+    upstreams: { held: { service: "HELD_ORIGIN", timeout_ms: 5000 } },
+    routes: [{ name: "public", methods: ["GET", "POST"], path: "/public/**", auth: "public", upstream: "held" }],
+  });
+}
 
 describe("audit record", () => {
   it("has every documented field, null when absent, and nothing from the client's headers", async () => {
@@ -166,29 +173,35 @@ describe("audit record", () => {
   it("writes to every sink even while another sink hangs", async () => {
     // A collector that never answers (no timeout on its fetch) must not hold the other sinks'
     // records back until the runtime ends the request's waitUntil work and drops them.
-    const written: AuditRecord[] = [];
+    // Were the other sinks held back, `written` would never settle: the test's own timeout.
+    const written = held<AuditRecord>();
     const app = createApp(basePolicy(), {
-      auditSinks: [() => new Promise<void>(() => undefined), (record) => void written.push(record)],
+      auditSinks: [() => new Promise<void>(() => undefined), (record) => written.resolve(record)],
     });
     const response = await app.fetch(new Request("https://edge.test/public/x"), env, createExecutionContext());
     expect(response.status).toBe(200);
-    await vi.waitFor(() => expect(written).toHaveLength(1), { timeout: 500 });
-    expect(written[0]?.request_id).toBe(response.headers.get("x-request-id"));
+    expect((await written.promise).request_id).toBe(response.headers.get("x-request-id"));
   });
 
   it("records a client that goes away before its answer once, as client_closed, with what was known: forwarded, so allowed", async () => {
-    const edge = harness(basePolicy());
+    // The echo origin behind a binding that holds its answer: the client leaves once the origin
+    // has answered, before the edge has the answer.
+    const origin = heldOrigin(echoOrigin);
+    const edge = harness(heldPolicy(), {}, { HELD_ORIGIN: origin.binding });
+    const m = marker();
     const client = new AbortController();
     // The runtime aborts the request's signal when its client disconnects (enable_request_signal).
     const request = new Request("https://edge.test/public/slow", {
       signal: client.signal,
-      headers: { "x-echo-delay-ms": "300" },
+      headers: { "x-test-marker": m },
     });
     const answered = edge.fetch(request);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await origin.settled.promise).toBe("answered");
     client.abort();
+    origin.release.resolve();
     // Here the pipeline still finishes (Cloudflare would cancel it): that must not add a record.
     expect((await answered).status).toBe(200);
+    expect(await originSaw(m)).toHaveLength(1);
     expect(edge.audit).toHaveLength(1);
     // The origin had the request: hanging up does not move it among the refused ones.
     expect(edge.audit[0]).toMatchObject({
@@ -198,18 +211,27 @@ describe("audit record", () => {
       status: 499,
       route: "public",
       path: "/public/slow",
+      upstream: "held",
     });
     expect(edge.dataPoints).toHaveLength(1);
   });
 
-  /** POSTs a body the test feeds, from a client the test can make disconnect. */
+  /**
+   * POSTs a body the test feeds, from a client the test can make disconnect; `firstPartTaken`
+   * settles when the edge asks for more than the part sent at once.
+   */
   function upload(edge: ReturnType<typeof harness>, headers: Record<string, string>) {
     const client = new AbortController();
+    const firstPartTaken = held<void>();
     let feed!: ReadableStreamDefaultController<Uint8Array>;
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
         feed = controller;
         controller.enqueue(new TextEncoder().encode("part of it"));
+      },
+      pull() {
+        // The queue holds one part at most: asked for more, the edge has taken the first.
+        firstPartTaken.resolve();
       },
     });
     const answered = edge.fetch(
@@ -221,34 +243,45 @@ describe("audit record", () => {
         duplex: "half",
       } as RequestInit),
     );
-    return { client, feed: () => feed, answered: answered.catch(() => undefined) };
+    return {
+      client,
+      feed: () => feed,
+      firstPartTaken: firstPartTaken.promise,
+      answered: answered.catch(() => undefined),
+    };
   }
 
   it("records a client that hangs up mid-upload as refused: the origin never had the whole request", async () => {
-    const edge = harness(basePolicy());
+    const origin = heldOrigin(echoOrigin);
+    const edge = harness(heldPolicy(), {}, { HELD_ORIGIN: origin.binding });
     const m = marker();
-    const { client, feed, answered } = upload(edge, { "x-test-marker": m });
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    const { client, feed, firstPartTaken, answered } = upload(edge, { "x-test-marker": m });
+    await firstPartTaken;
     client.abort();
     feed().error(new Error("client went away"));
+    // The harness waits for the request's waitUntil work, the record's included.
     await answered;
-    await vi.waitFor(() => expect(edge.audit.length).toBeGreaterThan(0));
-    await new Promise((resolve) => setTimeout(resolve, 150));
-    expect(await originSaw(m)).toHaveLength(0);
     expect(edge.audit).toHaveLength(1);
-    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "client_closed" });
+    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "client_closed", status: 499 });
+    // Torn down, not ended: the origin request failed, and the origin recorded no request.
+    expect(await origin.settled.promise).toBe("failed");
+    expect(await originSaw(m)).toHaveLength(0);
   });
 
   it("records a client that hangs up after its whole upload, while the origin works on it, as allowed", async () => {
-    const edge = harness(basePolicy());
+    const origin = heldOrigin(echoOrigin);
+    const edge = harness(heldPolicy(), {}, { HELD_ORIGIN: origin.binding });
     const m = marker();
-    const { client, feed, answered } = upload(edge, { "x-test-marker": m, "x-echo-delay-ms": "400" });
+    const { client, feed, answered } = upload(edge, { "x-test-marker": m });
     feed().close();
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    // The origin has answered, so it had the whole body; its answer is held back, as an
+    // origin's that works on the request a while.
+    expect(await origin.settled.promise).toBe("answered");
     client.abort();
+    origin.release.resolve();
     await answered;
-    await vi.waitFor(() => expect(edge.audit.length).toBeGreaterThan(0));
-    expect(await originSaw(m)).toHaveLength(1);
+    expect((await originSaw(m)).map((seen) => seen.body_bytes)).toEqual([10]);
+    expect(edge.audit).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: "client_closed", status: 499 });
   });
 
@@ -256,23 +289,34 @@ describe("audit record", () => {
     // What a stage still running decides after the disconnect does not change the record.
     const originCalled = held<void>();
     const originAnswer = held<Response>();
-    const { namespace: limiter, called: limiterCalled, answer: limiterAnswer } = heldLimiter<AcquireResult>();
+    // The real route object, asked only when the test says: its one slot for this address is
+    // taken first, so the held request's answer is the object's own refusal.
+    const {
+      namespace: limiter,
+      called: limiterCalled,
+      go: limiterAnswers,
+      answered: limiterAnswered,
+    } = heldLimiter((env as unknown as { ROUTE_LIMITER: DurableObjectNamespace }).ROUTE_LIMITER);
+    const limitedRoute = `limited-${crypto.randomUUID().slice(0, 8)}`;
+    const address = { "cf-connecting-ip": "192.0.2.58" };
+    const policy = basePolicy({
+      settings: { limiter_timeout_ms: 2000 },
+      upstreams: { held: { service: "HELD_ORIGIN" }, echo: { url: echoOrigin } },
+      routes: [
+        { name: "held", methods: ["GET"], path: "/held/**", auth: "public", upstream: "held" },
+        {
+          name: limitedRoute,
+          methods: ["GET"],
+          path: "/limited/**",
+          auth: "public",
+          upstream: "echo",
+          limits: [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }],
+        },
+      ],
+    });
+    expect((await harness(policy).fetch("/limited/x", { headers: address })).status).toBe(200);
     const edge = harness(
-      basePolicy({
-        settings: { limiter_timeout_ms: 2000 },
-        upstreams: { held: { service: "HELD_ORIGIN" }, echo: { url: echoOrigin } },
-        routes: [
-          { name: "held", methods: ["GET"], path: "/held/**", auth: "public", upstream: "held" },
-          {
-            name: "limited",
-            methods: ["GET"],
-            path: "/limited/**",
-            auth: "public",
-            upstream: "echo",
-            limits: [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }],
-          },
-        ],
-      }),
+      policy,
       {},
       {
         HELD_ORIGIN: {
@@ -287,6 +331,7 @@ describe("audit record", () => {
     const cases = [
       {
         path: "/held/x",
+        route: "held",
         // The origin has the request: allowed, whatever it answers now.
         decision: "allow",
         called: originCalled.promise,
@@ -294,34 +339,38 @@ describe("audit record", () => {
       },
       {
         path: "/limited/x",
+        route: limitedRoute,
         // Still waiting on the limiter: never forwarded.
         decision: "deny",
         called: limiterCalled.promise,
-        land: () =>
-          limiterAnswer.resolve({
-            allowed: false,
-            counters: [{ allowed: false, remaining: 0, resetMs: 1000, retryAfterMs: 1000 }],
-          } as AcquireResult),
+        land: () => limiterAnswers.resolve(),
       },
     ];
-    for (const [i, { path, decision, called, land }] of cases.entries()) {
+    const m = marker();
+    for (const [i, { path, route, decision, called, land }] of cases.entries()) {
       const client = new AbortController();
-      const answered = edge.fetch(new Request(`https://edge.test${path}`, { signal: client.signal }));
+      const answered = edge.fetch(
+        new Request(`https://edge.test${path}`, { signal: client.signal, headers: { ...address, "x-test-marker": m } }),
+      );
       await called;
       client.abort();
       land();
+      // The harness waits for the request's waitUntil work, the record's included.
       await answered;
-      await vi.waitFor(() => expect(edge.audit).toHaveLength(i + 1));
+      expect(edge.audit).toHaveLength(i + 1);
       expect(edge.audit[i]).toMatchObject({
         decision,
         reason: "client_closed",
         detail: "client_disconnected",
         status: 499,
-        route: path.split("/")[1],
+        route,
       });
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
     expect(edge.audit).toHaveLength(2);
+    // What landed was a refusal indeed: the address had used its one request.
+    expect(await limiterAnswered.promise).toMatchObject({ allowed: false });
+    // Neither reached the echo origin: the held one has its own, the limited one was refused.
+    expect(await originSaw(m)).toHaveLength(0);
   });
 
   it("goes to stdout as one JSON line by default", async () => {

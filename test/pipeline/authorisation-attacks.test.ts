@@ -163,6 +163,7 @@ describe("tenant binding: host captures", () => {
       bearer(await idp.sign({ tenant_id: "ACME" })),
     );
     expect(r.response.status).toBe(403);
+    expect(r.record).toMatchObject({ decision: "deny", reason: "tenant_mismatch", tenant_id: "ACME" });
     expect(r.seen).toHaveLength(0);
   });
 });

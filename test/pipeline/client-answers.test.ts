@@ -311,8 +311,9 @@ describe("CORS on refusals and answers", () => {
     const e = edge();
     const m = marker();
     const response = await e.fetch("/spa/x", { method: "OPTIONS", headers: { origin: APP, "x-test-marker": m } });
-    expect(response.status).toBe(404);
-    expect(response.headers.get("content-type")).toBe("application/problem+json");
+    // An actual OPTIONS request, which no route serves at this path.
+    await expectProblem(response, 404, "route_not_found");
+    expect(e.audit.at(-1)).toMatchObject({ decision: "deny", reason: "route_not_found", method: "OPTIONS" });
     expect(response.headers.get("access-control-allow-methods")).toBeNull();
     expect(await originSaw(m)).toHaveLength(0);
   });

@@ -73,9 +73,15 @@ describe("jwks_unavailable", () => {
       const policy = authPolicy(down.url);
       policy.issuers!.idp = { ...policy.issuers!.idp!, refresh_cooldown_s: 7 } as never;
       const edge = harness(policy);
-      const response = await edge.fetch("/v1/x", { headers: { authorization: `Bearer ${await down.sign()}` } });
+      const m = marker();
+      const response = await edge.fetch("/v1/x", {
+        headers: { authorization: `Bearer ${await down.sign()}`, "x-test-marker": m },
+      });
       expect(response.status).toBe(503);
+      expect(((await response.json()) as { reason: string }).reason).toBe("jwks_unavailable");
       expect(response.headers.get("retry-after")).toBe("7");
+      expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "jwks_unavailable", status: 503 });
+      expect(await originSaw(m)).toHaveLength(0);
     } finally {
       await down.setMode("ok");
     }
@@ -105,7 +111,8 @@ describe("size defaults at their boundary", () => {
     const at = shape(8192);
     expect(at.length).toBe(8192);
     await edge.fetch("/v1/x", { headers: { authorization: `Bearer ${at}` } });
-    expect(edge.audit.at(-1)?.detail).not.toBe("token_too_large");
+    // Parsed: its issuer was found and its kid looked up in the issuer's key set.
+    expect(edge.audit.at(-1)).toMatchObject({ reason: "token_invalid", detail: "kid_unknown" });
     await edge.fetch("/v1/x", { headers: { authorization: `Bearer ${shape(8193)}` } });
     expect(edge.audit.at(-1)).toMatchObject({ reason: "token_invalid", detail: "token_too_large" });
   });
