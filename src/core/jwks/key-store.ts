@@ -220,10 +220,19 @@ export class IssuerKeyStore {
   readonly #kvRefreshKey: string;
 
   readonly #issuer: ResolvedIssuer;
+  // The issuer's intervals in milliseconds, as the clock reads.
+  readonly #cooldownMs: number;
+  readonly #ttlMs: number;
+  readonly #graceMs: number;
+  readonly #maxStaleMs: number;
   readonly #deps: KeyStoreDeps;
 
   constructor(issuer: ResolvedIssuer, deps: KeyStoreDeps) {
     this.#issuer = issuer;
+    this.#cooldownMs = issuer.refreshCooldownS * 1000;
+    this.#ttlMs = issuer.cacheTtlS * 1000;
+    this.#graceMs = issuer.rotationGraceS * 1000;
+    this.#maxStaleMs = issuer.maxStaleS * 1000;
     this.#deps = deps;
     this.#kvKey = `jwks:v1:${issuer.issuer}`;
     this.#kvRefreshKey = `jwks-refresh:v1:${issuer.issuer}${issuer.jwksUri ? ` ${issuer.jwksUri}` : ""}`;
@@ -293,8 +302,7 @@ export class IssuerKeyStore {
         // for another kid, asking the issuer nothing. Fetched within a cooldown, that set is the
         // issuer's answer as this isolate's own fetch would be; older, it says nothing of a key
         // published since.
-        if (this.#tookKvSet && now - this.#state.fetchedAt >= this.#issuer.refreshCooldownS * 1000)
-          return this.#unavailable("refreshing");
+        if (this.#tookKvSet && now - this.#state.fetchedAt >= this.#cooldownMs) return this.#unavailable("refreshing");
         return { ok: false, reason: "token_invalid", detail: kid === undefined ? "no_matching_key" : "kid_unknown" };
       }
     }
@@ -346,10 +354,10 @@ export class IssuerKeyStore {
         this.#lastFailure !== undefined &&
         this.#lastFailure !== "refreshing" &&
         (this.#lastFailedAt > state.fetchedAt || now < state.fetchedAt) &&
-        now - this.#lastFailedAt < 2 * this.#issuer.refreshCooldownS * 1000;
+        now - this.#lastFailedAt < 2 * this.#cooldownMs;
       return refresh && !failing ? this.#waitBounded(refresh) : undefined;
     }
-    const ttlMs = this.#issuer.cacheTtlS * 1000;
+    const ttlMs = this.#ttlMs;
     if (now - state.fetchedAt >= ttlMs - Math.min(REFRESH_AHEAD_MS, ttlMs / 10)) this.#refresh("ahead", defer, kid);
     return undefined;
   }
@@ -375,7 +383,7 @@ export class IssuerKeyStore {
   /** Current, or retired less than rotation_grace_s ago (a clock stepped back to before then grants none). */
   #inGrace(entry: KeyEntry, now: number): boolean {
     const at = entry.retiredAt;
-    return at === undefined || (now >= at && now - at < this.#issuer.rotationGraceS * 1000);
+    return at === undefined || (now >= at && now - at < this.#graceMs);
   }
 
   /**
@@ -387,28 +395,24 @@ export class IssuerKeyStore {
   #unavailable(failure: string, running = false, stamped = false): KeyLookup {
     const from = stamped ? this.#lastFailedAt : this.#lastAttemptAt;
     const now = this.#deps.now();
-    const leftMs = running
-      ? this.#issuer.fetchTimeoutMs
-      : now < from
-        ? 0
-        : from + this.#issuer.refreshCooldownS * 1000 - now;
+    const leftMs = running ? this.#issuer.fetchTimeoutMs : now < from ? 0 : from + this.#cooldownMs - now;
     const retryAfterS = Math.min(this.#issuer.refreshCooldownS, Math.max(1, Math.ceil(leftMs / 1000)));
     return { ok: false, reason: "jwks_unavailable", detail: `jwks_${failure}`, retryAfterS };
   }
 
   /** Past its TTL; or fetched "in the future", after the clock stepped back: refresh it then too. */
   #isStale(state: KeySetState, now: number): boolean {
-    return now - state.fetchedAt >= this.#issuer.cacheTtlS * 1000 || now < state.fetchedAt;
+    return now - state.fetchedAt >= this.#ttlMs || now < state.fetchedAt;
   }
 
   /** Past TTL + max-stale: no longer usable at all. */
   #isExpired(state: KeySetState, now: number): boolean {
-    return now - state.fetchedAt >= (this.#issuer.cacheTtlS + this.#issuer.maxStaleS) * 1000;
+    return now - state.fetchedAt >= this.#ttlMs + this.#maxStaleMs;
   }
 
   /** A clock that stepped back since the last attempt ends the cooldown rather than stretching it. */
   #cooldownOver(now: number): boolean {
-    return !(now - this.#lastAttemptAt < this.#issuer.refreshCooldownS * 1000 && now >= this.#lastAttemptAt);
+    return !(now - this.#lastAttemptAt < this.#cooldownMs && now >= this.#lastAttemptAt);
   }
 
   /** Keys in use (current, or retired within grace) with this kid, and fitting `alg` if given. */
@@ -496,10 +500,7 @@ export class IssuerKeyStore {
     // while the issuer could not be asked (a failed refresh): its grace runs from then at the
     // latest, not from whenever this isolate next looked (it may have sat idle for hours since
     // the issuer withdrew it).
-    const lastSeen = Math.min(
-      now,
-      Math.max((previous?.fetchedAt ?? now) + this.#issuer.cacheTtlS * 1000, this.#lastFailedAt),
-    );
+    const lastSeen = Math.min(now, Math.max((previous?.fetchedAt ?? now) + this.#ttlMs, this.#lastFailedAt));
     for (const old of previous?.current ?? []) retire(old, lastSeen);
     this.#state = {
       fetchedAt: stored.fetched_at,
@@ -649,7 +650,7 @@ export class IssuerKeyStore {
     // No fetch after all: the cooldown spaces fetches, so the next attempt may read KV again
     // in a second (for the set another isolate is fetching, or a kid this attempt was not for).
     const fetchSkipped = () => {
-      this.#lastAttemptAt = now - this.#issuer.refreshCooldownS * 1000 + KV_MISS_RECHECK_MS;
+      this.#lastAttemptAt = now - this.#cooldownMs + KV_MISS_RECHECK_MS;
     };
     // Another isolate may have refreshed already: take its newer set, even past its TTL (in an
     // outage it outlasts ours), and prefer it to a fetch when it is fresh.
@@ -679,7 +680,7 @@ export class IssuerKeyStore {
       const last = Number(await this.#getKv(this.#kvRefreshKey));
       // A stamp from the future (another isolate's clock, a bad write) is ignored, not obeyed:
       // obeying it could block refreshes until it expires.
-      if (isPastTime(last, now) && now - last < this.#issuer.refreshCooldownS * 1000) {
+      if (isPastTime(last, now) && now - last < this.#cooldownMs) {
         // Another isolate asked the issuer. Until a set it fetched since reaches this one, the
         // issuer's answer is unknown here (that isolate may be fetching still, or have failed,
         // and KV in this location may lag a minute behind), as after a failed refresh.
