@@ -29,7 +29,7 @@ import {
   compileHostPattern,
   compilePathPattern,
   type HostPattern,
-  matchHost,
+  coversHost,
   takesMethod,
 } from "./routes";
 import { isGroupName, isTenant, MAX_IDENTIFIER_CHARS } from "./tokens/claims";
@@ -773,9 +773,7 @@ interface RouteContext {
  * captures with the same suffix.
  */
 function sameHostAnyPort(earlier: CompiledRoute, host: HostPattern): boolean {
-  const other = earlier.host;
-  if (!other || other.port !== undefined) return false;
-  return host.exact !== undefined ? matchHost(other, host.exact) !== null : other.suffix === host.suffix;
+  return earlier.host !== undefined && earlier.host.port === undefined && coversHost(earlier.host, host);
 }
 
 function compileRoute(

@@ -7,26 +7,11 @@
 import { foldCase } from "./case-fold";
 import type { CompiledPolicy, CompiledRoute } from "./policy";
 import { HTTP_METHODS } from "./policy-types";
-import { type HostPattern, type PathPart, takesMethod } from "./routes";
+import { coversHost, type PathPart, takesMethod } from "./routes";
 
 /** The methods a route answers, as routing takes them (HEAD where it allows GET). */
 function answeredMethods(route: CompiledRoute): Set<string> {
   return new Set(HTTP_METHODS.filter((method) => takesMethod(route.methods, method)));
-}
-
-/** Whether `earlier` matches every host `later` matches. */
-function coversHost(earlier: HostPattern | undefined, later: HostPattern | undefined): boolean {
-  if (!earlier) return true;
-  if (!later) return false;
-  if (earlier.port !== undefined && earlier.port !== later.port) return false;
-  if (earlier.exact !== undefined) return later.exact === earlier.exact;
-  const suffix = earlier.suffix as string;
-  if (later.exact !== undefined) {
-    // A capture takes one label (letters, digits, `-`) before its suffix.
-    const label = later.exact.slice(0, later.exact.length - suffix.length);
-    return later.exact.endsWith(suffix) && /^[a-z0-9-]+$/.test(label);
-  }
-  return later.suffix === suffix;
 }
 
 /**

@@ -183,6 +183,21 @@ export function matchHost(pattern: HostPattern, host: string): Record<string, st
   return { [pattern.captureName as string]: label };
 }
 
+/** Whether `earlier` matches every host `later` matches (no pattern: every host). */
+export function coversHost(earlier: HostPattern | undefined, later: HostPattern | undefined): boolean {
+  if (!earlier) return true;
+  if (!later) return false;
+  if (earlier.port !== undefined && earlier.port !== later.port) return false;
+  if (earlier.exact !== undefined) return later.exact === earlier.exact;
+  const suffix = earlier.suffix as string;
+  if (later.exact !== undefined) {
+    // A capture takes one label (letters, digits, `-`) before its suffix.
+    const label = later.exact.slice(0, later.exact.length - suffix.length);
+    return later.exact.endsWith(suffix) && /^[a-z0-9-]+$/.test(label);
+  }
+  return later.suffix === suffix;
+}
+
 /** The parts of a compiled route that matching needs (kept structural to stay free of policy imports). */
 export interface MatchableRoute {
   methods: ReadonlySet<string>;
