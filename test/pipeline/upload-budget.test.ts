@@ -2,10 +2,15 @@
 // (the budget still ends the wait), one that answers before reading it (passed on at once),
 // one that cannot be reached while the client's upload stalls (502 at once); once an origin
 // has answered, it takes the rest of the upload at its own pace, whatever either side does next.
+//
+// The edge answers 504 origin_timeout for two causes, with the same reason and detail in the
+// record: the origin took no part of the upload within the budget (the upload stalled), or it
+// took the whole request and then gave no answer within the budget. The tests tell them apart
+// by what the origin got and by how far the edge read the client's body.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
-import { sleep, within } from "../support/waiting";
+import { basePolicy, type EchoRecord, echoOrigin, type Harness, harness, marker, originSaw } from "../support/harness";
+import { held, sleep } from "../support/waiting";
 
 const issuerServer = (env as unknown as { ISSUER_SERVER: string }).ISSUER_SERVER;
 
@@ -20,51 +25,165 @@ function serviceEdge(origin: unknown, timeoutMs: number) {
   );
 }
 
-describe("origin budget with a request body", () => {
-  // Control: a GET to an origin that never answers is 504 after timeout_ms.
-  it("a GET to an origin that never answers is 504 origin_timeout", async () => {
-    const edge = serviceEdge({ fetch: () => new Promise(() => undefined) }, 200);
-    const answered = await within(edge.fetch("/held/x"), 3000);
-    expect(answered).not.toBe("hung");
-    expect((answered as Response).status).toBe(504);
-  });
+/**
+ * A client body of `total` zero bytes in parts of `partBytes`, which the edge gets only as it
+ * reads (no read-ahead), so the test knows how far the edge took it: `ended` once the edge
+ * read its end, which it does only when the origin has taken everything before it.
+ */
+function trackedBody(total: number, partBytes = total) {
+  const progress = { sent: 0, ended: false };
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (progress.sent >= total) {
+          progress.ended = true;
+          return controller.close();
+        }
+        const size = Math.min(partBytes, total - progress.sent);
+        progress.sent += size;
+        controller.enqueue(new Uint8Array(size));
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { stream, progress };
+}
 
-  it("a POST whose whole body the client sent, to an origin that never reads it nor answers, is 504 within the budget", async () => {
-    const edge = serviceEdge({ fetch: () => new Promise(() => undefined) }, 200);
-    const answered = await within(
-      edge.fetch(
-        new Request("https://edge.test/held/x", {
-          method: "POST",
-          body: "tiny",
-          headers: { "content-length": "4" },
+/**
+ * A service-binding origin that never answers on its own. It records the request it was
+ * sent and whether the edge aborted it; with `readsBody` it first takes the whole upload;
+ * with `honoursAbort` its answer fails when the edge aborts the request, as fetch's does.
+ * `lateAnswer` releases an answer after the edge has given up: its body reports being
+ * cancelled through `discarded`.
+ */
+function silentOrigin(options: { readsBody?: boolean; honoursAbort?: boolean } = {}) {
+  const requests: { method: string; hasBody: boolean }[] = [];
+  const aborted = held<void>();
+  const bodyBytes = held<number>();
+  const answer = held<Response>();
+  const discarded = held<void>();
+  const binding = {
+    fetch: async (_input: string, init: RequestInit) => {
+      requests.push({ method: init.method ?? "GET", hasBody: init.body != null });
+      const signal = init.signal;
+      signal?.addEventListener("abort", () => aborted.resolve());
+      const failed = new Promise<never>((_, reject) => {
+        if (options.honoursAbort) signal?.addEventListener("abort", () => reject(new Error("aborted")));
+      });
+      if (options.readsBody) bodyBytes.resolve((await new Response(init.body).arrayBuffer()).byteLength);
+      return Promise.race([answer.promise, failed]);
+    },
+  };
+  const lateAnswer = () =>
+    answer.resolve(
+      new Response(
+        new ReadableStream({
+          cancel() {
+            discarded.resolve();
+          },
         }),
       ),
-      3000,
     );
-    expect(answered).not.toBe("hung");
-    expect((answered as Response).status).toBe(504);
+  return { binding, requests, aborted: aborted.promise, bodyBytes: bodyBytes.promise, lateAnswer, discarded };
+}
+
+/** The 504 and its record: origin_timeout in the problem body and in the audit record, both. */
+async function expectOriginTimeout(edge: Harness, answered: Response, method: string) {
+  expect(answered.status).toBe(504);
+  expect(answered.headers.get("content-type")).toBe("application/problem+json");
+  const problem = (await answered.json()) as { reason: string; request_id: string };
+  expect(problem.reason).toBe("origin_timeout");
+  expect(edge.audit).toHaveLength(1);
+  expect(edge.audit[0]).toMatchObject({
+    request_id: problem.request_id,
+    method,
+    decision: "deny",
+    reason: "origin_timeout",
+    detail: "origin_timeout",
+    status: 504,
+  });
+}
+
+/** What the echo origin recorded for `m`, once it has recorded it (it does so at the body's end). */
+async function originRecorded(m: string): Promise<EchoRecord[]> {
+  for (;;) {
+    const seen = await originSaw(m);
+    if (seen.length > 0) return seen;
+    await sleep(20);
+  }
+}
+
+// No elapsed time is asserted: an edge that waited on the origin for ever would leave the
+// test to vitest's own timeout, the guard against hanging.
+describe("origin budget with a request body", () => {
+  // Control: no upload, so the only wait is for the answer.
+  it("a GET to an origin that never answers is 504 origin_timeout, and its late answer is discarded unread", async () => {
+    const origin = silentOrigin();
+    const edge = serviceEdge(origin.binding, 200);
+    await expectOriginTimeout(edge, await edge.fetch("/held/x"), "GET");
+    expect(origin.requests).toEqual([{ method: "GET", hasBody: false }]);
+    // The wait for the answer timed out: whatever the origin answers now is cancelled unread.
+    origin.lateAnswer();
+    await origin.discarded.promise;
   });
 
-  it("the same without a declared length (chunked upload)", async () => {
-    const edge = serviceEdge({ fetch: () => new Promise(() => undefined) }, 200);
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        controller.enqueue(new TextEncoder().encode("tiny"));
-        controller.close();
-      },
+  for (const framing of ["length", "chunked"] as const) {
+    for (const honoursAbort of [true, false]) {
+      it(`a POST whose upload an origin never takes, nor answers, is 504 origin_timeout: the upload stalled (${framing}; the origin ${honoursAbort ? "honours" : "ignores"} the abort)`, async () => {
+        const origin = silentOrigin({ honoursAbort });
+        const edge = serviceEdge(origin.binding, 200);
+        const body = trackedBody(4);
+        const answered = await edge.fetch(
+          new Request("https://edge.test/held/x", {
+            method: "POST",
+            body: body.stream,
+            headers: framing === "length" ? { "content-length": "4" } : {},
+            duplex: "half",
+          } as RequestInit),
+        );
+        await expectOriginTimeout(edge, answered, "POST");
+        expect(origin.requests).toEqual([{ method: "POST", hasBody: true }]);
+        // The edge read the client's 4 bytes but never the body's end: the origin did not take
+        // them, so the upload was never handed on whole...
+        expect(body.progress).toEqual({ sent: 4, ended: false });
+        // ...and the origin's request is torn down, never ended as if it were complete.
+        await origin.aborted;
+      });
+    }
+
+    it(`a POST an origin takes whole but never answers is 504 origin_timeout: the wait for its answer timed out (${framing})`, async () => {
+      const origin = silentOrigin({ readsBody: true });
+      const edge = serviceEdge(origin.binding, 200);
+      const body = trackedBody(4);
+      const answered = await edge.fetch(
+        new Request("https://edge.test/held/x", {
+          method: "POST",
+          body: body.stream,
+          headers: framing === "length" ? { "content-length": "4" } : {},
+          duplex: "half",
+        } as RequestInit),
+      );
+      await expectOriginTimeout(edge, answered, "POST");
+      // The origin had the whole upload, its end included...
+      expect(await origin.bodyBytes).toBe(4);
+      expect(body.progress).toEqual({ sent: 4, ended: true });
+      // ...then the edge stopped waiting: the request is torn down, a late answer discarded.
+      await origin.aborted;
+      origin.lateAnswer();
+      await origin.discarded.promise;
     });
-    const answered = await within(
-      edge.fetch(new Request("https://edge.test/held/x", { method: "POST", body, duplex: "half" } as RequestInit)),
-      3000,
-    );
-    expect(answered).not.toBe("hung");
-    expect((answered as Response).status).toBe(504);
-  });
+  }
 });
 
 describe("origin budget with a request body, over the network", () => {
-  it("an 8 MiB upload the client sends at once, to an origin that hangs without reading it, is 504 within the budget", async () => {
+  async function jwksFetches(name: string): Promise<number> {
+    const state = (await (await fetch(`${issuerServer}/__control/issuers/${name}`)).json()) as { jwks_fetches: number };
+    return state.jwks_fetches;
+  }
+
+  it("a 64 MiB upload the client sends at once, to an origin that hangs without reading it, is 504 origin_timeout: the upload stalled", async () => {
     const name = `hung-${crypto.randomUUID().slice(0, 8)}`;
+    // Answers after 6 s, reading nothing of the body meanwhile.
     await fetch(`${issuerServer}/__control/issuers/${name}`, {
       method: "POST",
       body: JSON.stringify({ mode: "slow", delayMs: 6000 }),
@@ -72,39 +191,49 @@ describe("origin budget with a request body, over the network", () => {
     const edge = harness(
       basePolicy({
         upstreams: { slow: { url: issuerServer, timeout_ms: 300 } },
-        routes: [{ name: "slow", methods: ["GET", "POST"], path: `/${name}/**`, auth: "public", upstream: "slow" }],
+        routes: [{ name: "slow", methods: ["GET", "POST"], path: `/${name}/jwks`, auth: "public", upstream: "slow" }],
       }),
     );
-    // Control: the same origin with no body is a 504 within the budget.
-    const started = Date.now();
-    const control = await edge.fetch(`/${name}/jwks`);
-    expect(control.status).toBe(504);
-    expect(Date.now() - started).toBeLessThan(2000);
+    // Control: the same origin with no body is 504 origin_timeout, having had the request.
+    await expectOriginTimeout(edge, await edge.fetch(`/${name}/jwks`), "GET");
+    expect(await jwksFetches(name)).toBe(1);
+    edge.audit.length = 0;
 
-    const total = 8 << 20;
-    let sent = 0;
-    const body = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        if (sent >= total) return controller.close();
-        sent += 1 << 16;
-        controller.enqueue(new Uint8Array(1 << 16));
-      },
-    });
-    const t0 = Date.now();
-    const answered = await within(
-      edge.fetch(
-        new Request(`https://edge.test/${name}/jwks`, {
-          method: "POST",
-          body,
-          headers: { "content-length": String(total) },
-          duplex: "half",
-        } as RequestInit),
-      ),
-      4000,
+    // Far more than the connection's buffers hold: the origin, reading nothing, stops taking it.
+    const total = 64 << 20;
+    const body = trackedBody(total, 1 << 16);
+    const answered = await edge.fetch(
+      new Request(`https://edge.test/${name}/jwks`, {
+        method: "POST",
+        body: body.stream,
+        headers: { "content-length": String(total) },
+        duplex: "half",
+      } as RequestInit),
     );
-    expect(answered).not.toBe("hung");
-    expect((answered as Response).status).toBe(504);
-    expect(Date.now() - t0).toBeLessThan(3000);
+    await expectOriginTimeout(edge, answered, "POST");
+    // The request reached the origin; the edge stopped reading the upload once it stalled.
+    expect(await jwksFetches(name)).toBe(2);
+    expect(body.progress.ended).toBe(false);
+    expect(body.progress.sent).toBeLessThan(total);
+  });
+
+  it("an 8 MiB upload an origin takes whole, then does not answer within the budget, is 504 origin_timeout: the origin has all of it", async () => {
+    const edge = harness(basePolicy({ upstreams: { echo: { url: echoOrigin, timeout_ms: 1000 } } }));
+    const m = marker();
+    const total = 8 << 20;
+    const body = trackedBody(total, 1 << 16);
+    const answered = await edge.fetch(
+      new Request("https://edge.test/public/upload", {
+        method: "POST",
+        body: body.stream,
+        // The echo origin reads the whole body, then holds its answer for 10 s.
+        headers: { "content-length": String(total), "x-test-marker": m, "x-echo-delay-ms": "10000" },
+        duplex: "half",
+      } as RequestInit),
+    );
+    await expectOriginTimeout(edge, answered, "POST");
+    expect(body.progress).toEqual({ sent: total, ended: true });
+    expect(await originRecorded(m)).toEqual([expect.objectContaining({ method: "POST", body_bytes: total })]);
   });
 });
 
@@ -127,21 +256,19 @@ describe("the pump when the origin does not wait for the body", () => {
         routes: [{ name: "early", methods: ["POST"], path: "/no-such/**", auth: "public", upstream: "early" }],
       }),
     );
-    const answered = await within(
-      edge.fetch(
-        new Request("https://edge.test/no-such/upload", {
-          method: "POST",
-          body: stalledBody(),
-          headers: { "content-length": "100000" },
-          duplex: "half",
-        } as RequestInit),
-      ),
-      3000,
+    // The upload never ends: an edge that waited for it before passing the answer on would
+    // never answer.
+    const answered = await edge.fetch(
+      new Request("https://edge.test/no-such/upload", {
+        method: "POST",
+        body: stalledBody(),
+        headers: { "content-length": "100000" },
+        duplex: "half",
+      } as RequestInit),
     );
-    expect(answered).not.toBe("hung");
-    expect((answered as Response).status).toBe(404);
-    await (answered as Response).arrayBuffer();
-    expect(edge.audit.at(-1)).toMatchObject({ decision: "allow", status: 404 });
+    expect(answered.status).toBe(404);
+    expect(await answered.json()).toEqual({ error: "not_found" });
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "allow", reason: null, detail: null, status: 404 });
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(edge.logs.join("\n")).not.toMatch(/uncaught|unhandled/i);
   });
@@ -149,19 +276,22 @@ describe("the pump when the origin does not wait for the body", () => {
   // An unreachable origin with a stalled upload is 502 at once.
   it("an unreachable origin with a stalled upload is 502 origin_unavailable at once", async () => {
     const edge = harness(basePolicy({ upstreams: { echo: { url: "http://127.0.0.1:9" } } }));
-    const answered = await within(
-      edge.fetch(
-        new Request("https://edge.test/public/upload", {
-          method: "POST",
-          body: stalledBody(),
-          duplex: "half",
-        } as RequestInit),
-      ),
-      3000,
+    // The upload never ends: an edge that waited for it would never answer.
+    const answered = await edge.fetch(
+      new Request("https://edge.test/public/upload", {
+        method: "POST",
+        body: stalledBody(),
+        duplex: "half",
+      } as RequestInit),
     );
-    expect(answered).not.toBe("hung");
-    expect((answered as Response).status).toBe(502);
-    expect(edge.audit.at(-1)).toMatchObject({ reason: "origin_unavailable", detail: "origin_unreachable" });
+    expect(answered.status).toBe(502);
+    expect(((await answered.json()) as { reason: string }).reason).toBe("origin_unavailable");
+    expect(edge.audit.at(-1)).toMatchObject({
+      decision: "deny",
+      reason: "origin_unavailable",
+      detail: "origin_unreachable",
+      status: 502,
+    });
   });
 
   // An 8 MiB upload to an origin that answers 404 at once without reading it.
@@ -181,20 +311,17 @@ describe("the pump when the origin does not wait for the body", () => {
         controller.enqueue(new Uint8Array(1 << 16));
       },
     });
-    const answered = await within(
-      edge.fetch(
-        new Request("https://edge.test/no-such/upload", {
-          method: "POST",
-          body,
-          headers: { "content-length": String(total) },
-          duplex: "half",
-        } as RequestInit),
-      ),
-      3000,
+    const answered = await edge.fetch(
+      new Request("https://edge.test/no-such/upload", {
+        method: "POST",
+        body,
+        headers: { "content-length": String(total) },
+        duplex: "half",
+      } as RequestInit),
     );
-    expect(answered).not.toBe("hung");
-    expect((answered as Response).status).toBe(404);
-    await (answered as Response).arrayBuffer();
+    expect(answered.status).toBe(404);
+    expect(await answered.json()).toEqual({ error: "not_found" });
+    expect(edge.audit.at(-1)).toMatchObject({ decision: "allow", reason: null, status: 404 });
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(edge.logs.join("\n")).not.toMatch(/uncaught|unhandled/i);
   });
@@ -300,22 +427,15 @@ describe("uploads, the origin and the client at their own pace", () => {
       },
     };
     const edge = serviceEdge(origin, 200);
-    const response = await within(
-      edge.fetch(
-        new Request("https://edge.test/held/x", {
-          method: "POST",
-          body: "hello",
-          headers: { "content-length": "5" },
-        }),
-      ),
-      3000,
+    const response = await edge.fetch(
+      new Request("https://edge.test/held/x", {
+        method: "POST",
+        body: "hello",
+        headers: { "content-length": "5" },
+      }),
     );
-    expect(response).not.toBe("hung");
-    expect((response as Response).status).toBe(200);
-    const text = await within(
-      (response as Response).text().catch((error) => `failed: ${error}`),
-      3000,
-    );
+    expect(response.status).toBe(200);
+    const text = await response.text().catch((error) => `failed: ${error}`);
     expect(text).toBe(JSON.stringify({ bytes: 5 }));
   });
 
@@ -358,20 +478,16 @@ describe("an origin that answered, then the body", () => {
       },
     };
     const edge = serviceEdge(origin, 200);
-    const response = await within(
-      edge.fetch(
-        new Request("https://edge.test/held/x", {
-          method: "POST",
-          body: clientBody(50, false),
-          headers: { "content-length": "50000" },
-          duplex: "half",
-        } as RequestInit),
-      ),
-      3000,
+    const response = await edge.fetch(
+      new Request("https://edge.test/held/x", {
+        method: "POST",
+        body: clientBody(50, false),
+        headers: { "content-length": "50000" },
+        duplex: "half",
+      } as RequestInit),
     );
-    expect(response).not.toBe("hung");
-    expect((response as Response).status).toBe(202);
-    expect(await (response as Response).text()).toBe("done");
+    expect(response.status).toBe(202);
+    expect(await response.text()).toBe("done");
     await sleep(800);
     expect(edge.logs.join("\n")).not.toMatch(/uncaught|unhandled/i);
     expect(edge.audit.at(-1)).toMatchObject({ decision: "allow", status: 202 });
@@ -381,7 +497,7 @@ describe("an origin that answered, then the body", () => {
   // must see a failure, never a clean (truncated) end.
   for (const declared of [true, false]) {
     it(`client breaks off after the answer; the late-reading origin sees an error (${declared ? "length" : "chunked"})`, async () => {
-      let seen: string | undefined;
+      const seen = held<string>();
       const origin = {
         fetch: (_input: string, init: RequestInit) => {
           const upload = init.body as ReadableStream<Uint8Array>;
@@ -395,9 +511,9 @@ describe("an origin that answered, then the body", () => {
                 if (done) break;
                 bytes += value.byteLength;
               }
-              seen = `clean end after ${bytes}`;
+              seen.resolve(`clean end after ${bytes}`);
             } catch {
-              seen = "error";
+              seen.resolve("error");
             }
           })();
           return Promise.resolve(new Response("ok", { status: 200 }));
@@ -405,21 +521,16 @@ describe("an origin that answered, then the body", () => {
       };
       const edge = serviceEdge(origin, 200);
       const headers: Record<string, string> = declared ? { "content-length": "10000" } : {};
-      const response = await within(
-        edge.fetch(
-          new Request("https://edge.test/held/x", {
-            method: "POST",
-            body: clientBody(3, true, 50),
-            headers,
-            duplex: "half",
-          } as RequestInit),
-        ),
-        3000,
+      const response = await edge.fetch(
+        new Request("https://edge.test/held/x", {
+          method: "POST",
+          body: clientBody(3, true, 50),
+          headers,
+          duplex: "half",
+        } as RequestInit),
       );
-      expect(response).not.toBe("hung");
-      expect(await (response as Response).text()).toBe("ok");
-      for (let i = 0; i < 30 && seen === undefined; i++) await sleep(100);
-      expect(seen).toBe("error");
+      expect(await response.text()).toBe("ok");
+      expect(await seen.promise).toBe("error");
       expect(edge.logs.join("\n")).not.toMatch(/uncaught|unhandled/i);
     });
   }
@@ -428,35 +539,20 @@ describe("an origin that answered, then the body", () => {
   it("origin answers and never touches the body: the answer still arrives whole", async () => {
     const origin = { fetch: () => Promise.resolve(new Response("x".repeat(10000), { status: 200 })) };
     const edge = serviceEdge(origin, 150);
-    const response = await within(
-      edge.fetch(
-        new Request("https://edge.test/held/x", {
-          method: "PUT",
-          body: clientBody(200, false),
-          headers: { "content-length": "200000" },
-          duplex: "half",
-        } as RequestInit),
-      ),
-      3000,
+    const response = await edge.fetch(
+      new Request("https://edge.test/held/x", {
+        method: "PUT",
+        body: clientBody(200, false),
+        headers: { "content-length": "200000" },
+        duplex: "half",
+      } as RequestInit),
     );
-    expect(response).not.toBe("hung");
-    expect((await within((response as Response).text(), 3000)) as string).toHaveLength(10000);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toHaveLength(10000);
     await sleep(300);
     expect(edge.logs.join("\n")).not.toMatch(/uncaught|unhandled/i);
   });
 
-  // GET with a body reaches the origin without one.
-  it("GET with a body is forwarded without it, within the budget", async () => {
-    let body: unknown = "unset";
-    const origin = {
-      fetch: (_input: string, init: RequestInit) => {
-        body = init.body;
-        return Promise.resolve(new Response("g"));
-      },
-    };
-    const edge = serviceEdge(origin, 200);
-    const response = await within(edge.fetch(new Request("https://edge.test/held/x", { method: "GET" })), 3000);
-    expect((response as Response).status).toBe(200);
-    expect(body ?? null).toBeNull();
-  });
+  // A GET with a body reaching the origin without it is tested through the whole stack
+  // (test/node/e2e/request-faults.test.ts): a Request built here cannot carry a GET body.
 });

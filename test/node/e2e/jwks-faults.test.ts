@@ -133,21 +133,20 @@ describe("key-set endpoint faults", () => {
     expect(proxy.stats.jwks).toBe(jwksFetches + 1);
   });
 
-  it("slow (beyond fetch_timeout_ms): the request is answered within the budget, the last good set kept", async () => {
+  it("slow (beyond fetch_timeout_ms): the edge gives up on the fetch (jwks_timeout), the last good set kept", async () => {
     const rotated = await rotateProvider();
     proxy.setJwksFault({ mode: "slow", delayMs: SLOW_ENDPOINT_DELAY_MS });
     await sleep(PAST_COOLDOWN_MS);
     const before = proxy.stats.jwks;
     // The issuer could not be asked about the new kid: 503, never a verdict against the token.
-    const refused = await expectRefused(rotated.token, 503, "jwks_unavailable", "jwks_timeout");
+    // The endpoint would have served the new key after SLOW_ENDPOINT_DELAY_MS: an edge that
+    // waited it out would have let the token through, so jwks_timeout shows it gave up on the
+    // fetch (after fetch_timeout_ms) rather than waiting.
+    await expectRefused(rotated.token, 503, "jwks_unavailable", "jwks_timeout");
     expect(proxy.stats.jwks).toBe(before + 1);
-    console.log(
-      `slow key-set endpoint (${SLOW_ENDPOINT_DELAY_MS} ms, fetch_timeout_ms ${FETCH_TIMEOUT_MS}): the edge answered in ${refused.ms.toFixed(0)} ms`,
-    );
-    // Behavioural bound, not a benchmark: the edge gave up on the fetch, it did not wait it out.
-    expect(refused.ms).toBeLessThan(SLOW_ENDPOINT_DELAY_MS - 1_000);
-    const meanwhile = await expectAllowed(await freshTokenFromKnownKey(rotated.kid));
-    expect(meanwhile.ms).toBeLessThan(SLOW_ENDPOINT_DELAY_MS - 1_000);
+    // Meanwhile a known key verifies from the kept set, without asking the slow endpoint again.
+    await expectAllowed(await freshTokenFromKnownKey(rotated.kid));
+    expect(proxy.stats.jwks).toBe(before + 1);
 
     proxy.setJwksFault({ mode: "pass" });
     await sleep(PAST_COOLDOWN_MS);

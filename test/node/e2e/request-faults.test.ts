@@ -8,7 +8,7 @@
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Edge, freePort, startEdge } from "./support/edge";
-import { e2ePolicy, ORIGIN_TIMEOUT_MS } from "./support/policy";
+import { e2ePolicy } from "./support/policy";
 import { newSigningKey, type RunningProvider, startProvider } from "./support/provider";
 import { callEdge, type EchoOrigin, type EdgeAnswer, sleep, startOrigin } from "./support/stack";
 
@@ -68,24 +68,33 @@ describe("origin faults", () => {
     expect(edge.linesContaining(token.split(".")[2] as string)).toEqual([]);
   });
 
-  it("origin slower than the upstream timeout: 504 origin_timeout within the budget, audit record written", async () => {
+  it("origin slower than the upstream timeout: 504 origin_timeout, not its late answer; audit record written", async () => {
     const token = await tokenFor("orders-service");
+    // The origin answers 200 after ORIGIN_DELAY_MS, far past the route's timeout_ms
+    // (ORIGIN_TIMEOUT_MS in the policy): an edge that waited it out would pass that 200 on, so the 504
+    // itself shows the edge gave up on the origin rather than waiting.
     const answer = await callEdge(edge.url, "/v1/slow", {
       token,
       headers: { "x-echo-delay-ms": String(ORIGIN_DELAY_MS) },
     });
     expect(answer.status, answer.text).toBe(504);
+    expect(answer.headers.get("content-type")).toBe("application/problem+json");
     expect(answer.body).toMatchObject({ reason: "origin_timeout", request_id: answer.requestId });
     expectNoCredentialEchoed(answer, token);
-    console.log(
-      `slow origin (${ORIGIN_DELAY_MS} ms, upstream timeout_ms ${ORIGIN_TIMEOUT_MS}): the edge answered 504 in ${answer.ms.toFixed(0)} ms`,
-    );
-    expect(answer.ms).toBeLessThan(ORIGIN_DELAY_MS - 1_000);
-    // The request did reach the origin (it was only slow), without the credential.
-    const [seen] = origin.sawMarker(answer.marker);
-    expect(seen?.headers.authorization).toBeUndefined();
+    // The request did reach the origin, whole (it was only slow to answer), without the credential.
+    expect(origin.sawMarker(answer.marker)).toEqual([
+      expect.objectContaining({ method: "GET", path: "/v1/slow", body_bytes: 0 }),
+    ]);
+    expect(origin.sawMarker(answer.marker)[0]?.headers.authorization).toBeUndefined();
     const audit = await edge.auditRecord(answer.requestId as string);
-    expect(audit).toMatchObject({ decision: "deny", reason: "origin_timeout", status: 504, route: "slow-origin" });
+    expect(audit).toMatchObject({
+      decision: "deny",
+      reason: "origin_timeout",
+      detail: "origin_timeout",
+      status: 504,
+      route: "slow-origin",
+      upstream: "slow-origin",
+    });
   });
 });
 
@@ -126,38 +135,50 @@ describe("rate-limit object faults", () => {
     expect(answers.map((a) => origin.sawMarker(a.marker).length)).toEqual([1, 1, 0]);
   });
 
-  for (const [client, fault] of [
-    ["tenant-with-broken-limiter", "throws"],
-    ["tenant-with-stalled-limiter", `answers after ${LIMITER_STALL_MS} ms`],
+  // The stalled stub admits the request, only after LIMITER_STALL_MS (far past
+  // limiter_timeout_ms): an edge that waited for it would record no fail-open and would let
+  // the "deny" route through; each fault is told apart by the record's detail.
+  for (const [client, fault, cause] of [
+    ["tenant-with-broken-limiter", "throws", "error"],
+    ["tenant-with-stalled-limiter", `answers after ${LIMITER_STALL_MS} ms`, "timeout"],
   ] as const) {
     it(`limiter ${fault}: on_error "allow" lets the request through and records the fail-open`, async () => {
       const answer = await callEdge(edge.url, "/v1/limits/open", { token: await tokenFor(client) });
       expect(answer.status, answer.text).toBe(200);
       expect(origin.sawMarker(answer.marker)).toHaveLength(1);
-      expect(answer.ms).toBeLessThan(LIMITER_STALL_MS - 1_000);
       const audit = await edge.auditRecord(answer.requestId as string);
-      expect(audit).toMatchObject({ decision: "allow", failed_open: ["tenant-open"] });
+      expect(audit).toMatchObject({
+        decision: "allow",
+        reason: null,
+        detail: null,
+        status: 200,
+        failed_open: ["tenant-open"],
+      });
     });
 
-    it(`limiter ${fault}: on_error "deny" refuses with 503 limiter_unavailable, never forwarded`, async () => {
+    it(`limiter ${fault}: on_error "deny" refuses with 503 limiter_unavailable (${cause}), never forwarded`, async () => {
       const answer = await callEdge(edge.url, "/v1/limits/closed", { token: await tokenFor(client) });
       expect(answer.status, answer.text).toBe(503);
-      expect(answer.body).toMatchObject({ reason: "limiter_unavailable" });
+      expect(answer.body).toMatchObject({ reason: "limiter_unavailable", request_id: answer.requestId });
       expect(answer.headers.get("retry-after")).toMatch(/^\d+$/);
       expect(origin.sawMarker(answer.marker)).toEqual([]);
-      console.log(`limiter ${fault}, on_error deny: 503 in ${answer.ms.toFixed(0)} ms`);
-      expect(answer.ms).toBeLessThan(LIMITER_STALL_MS - 1_000);
       const audit = await edge.auditRecord(answer.requestId as string);
-      expect(audit).toMatchObject({ decision: "deny", reason: "limiter_unavailable", limit: "tenant-closed" });
+      expect(audit).toMatchObject({
+        decision: "deny",
+        reason: "limiter_unavailable",
+        detail: `limiter_tenant_${cause}`,
+        limit: "tenant-closed",
+        status: 503,
+      });
       expect(audit.failed_open).toBeNull();
     });
   }
 });
 
-/** A POST through the edge whose body the test writes by hand, chunk by chunk. */
-function upload(path: string, headers: Record<string, string>) {
+/** A request through the edge whose body the test writes by hand, chunk by chunk (a POST unless told). */
+function upload(path: string, headers: Record<string, string>, method = "POST") {
   const url = new URL(path, edge.url);
-  const request = http.request(url, { method: "POST", headers });
+  const request = http.request(url, { method, headers });
   const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
     request.on("response", (response) => {
       let body = "";
@@ -187,10 +208,13 @@ describe("client body faults", () => {
     for (let i = 0; i < chunks; i += 1) {
       request.write(chunk);
       if (i === 1) {
-        // Mid-upload, the edge still answers everyone else at once.
+        // Mid-upload, the edge still answers everyone else: the rest of the upload is written
+        // only once this answer is in, so an edge that held it up behind the upload would never
+        // answer (the test would time out), and the upload is not at the origin yet.
         const other = await callEdge(edge.url, "/v1/things", { token: await tokenFor("orders-service") });
         expect(other.status, other.text).toBe(200);
-        expect(other.ms).toBeLessThan(2_000);
+        expect(origin.sawMarker(other.marker)).toEqual([expect.objectContaining({ method: "GET", body_bytes: 0 })]);
+        expect(origin.sawMarker(marker)).toEqual([]);
       }
       await sleep(250);
     }
@@ -229,13 +253,37 @@ describe("client body faults", () => {
     expect(edge.linesContaining("Uncaught")).toEqual([]);
     expect(edge.linesContaining('"detail":"client_body_aborted"')).toHaveLength(markers.length);
 
-    const started = performance.now();
+    // Still serving: each of the next requests is answered by the origin and recorded as allowed
+    // (an edge wedged by the aborted uploads would leave them to the test's timeout).
     for (let i = 0; i < 10; i += 1) {
       const answer = await callEdge(edge.url, "/v1/things", { token: await tokenFor("orders-service") });
       expect(answer.status, answer.text).toBe(200);
+      expect(origin.sawMarker(answer.marker)).toHaveLength(1);
+      expect(await edge.auditRecord(answer.requestId as string)).toMatchObject({ decision: "allow", status: 200 });
     }
-    const ms = performance.now() - started;
-    console.log(`after 6 aborted uploads: 10 requests answered in ${ms.toFixed(0)} ms`);
-    expect(ms).toBeLessThan(10_000);
+  });
+
+  // A GET carries no body to the origin (forward.ts sends one only for other methods). Sent
+  // with Content-Length, the Worker is handed the body; were it passed on, the runtime's fetch
+  // would refuse a GET with a body and the client would get 502 origin_unavailable. (A chunked
+  // GET comes to the Worker with no body at all under wrangler dev: it would test nothing here.)
+  it("a GET with a body (content-length) reaches the origin without the body or its framing", async () => {
+    const marker = `get-body-${Date.now()}`;
+    const body = "smuggled-request-body";
+    const { request, answer } = upload(
+      "/public/get-with-body",
+      { "x-test-marker": marker, "content-length": String(body.length) },
+      "GET",
+    );
+    request.end(body);
+    const result = await answer;
+    expect(result.status, result.body).toBe(200);
+    const seen = origin.sawMarker(marker);
+    expect(seen).toEqual([expect.objectContaining({ method: "GET", path: "/public/get-with-body", body_bytes: 0 })]);
+    // No framing for a body that is not there: an origin told of one would wait for it.
+    expect(seen[0]?.headers["content-length"]).toBeUndefined();
+    expect(seen[0]?.headers["transfer-encoding"]).toBeUndefined();
+    const audit = await edge.auditRecord(seen[0]?.headers["x-request-id"] as string);
+    expect(audit).toMatchObject({ decision: "allow", reason: null, status: 200, route: "public", method: "GET" });
   });
 });
