@@ -263,31 +263,37 @@ export function forward(): Stage {
     // answers first. A race, not an abort signal on the fetch: a signal makes every
     // subrequest markedly dearer in workerd, and an origin request that lost the race ends
     // with the client's request.
+    // An upload that broke off or stalled ends the wait at once (no answer, below), even where
+    // the origin ignores the abort that tears its request down.
+    const answerAfter = (how: UploadEnd) =>
+      how === "whole" || how === "origin" ? withDeadline(sent, budget) : undefined;
     let response: Response | typeof TIMED_OUT | undefined;
     try {
-      response = await (upload
-        ? Promise.race([sent, upload.end.then(() => withDeadline(sent, budget))])
-        : withDeadline(sent, budget));
+      response = await (upload ? Promise.race([sent, upload.end.then(answerAfter)]) : withDeadline(sent, budget));
     } catch {
       // No answer: the origin is unreachable, or the client's upload broke off (below).
     }
     c.get("timings").upstreamMs = Date.now() - started;
+    // Whatever the origin answers after the edge stopped waiting is discarded unread.
+    const discardLateAnswer = () =>
+      sent.then(
+        (late) => late.body?.cancel(),
+        () => undefined,
+      );
     if (!response) {
+      discardLateAnswer();
       // A client that hung up mid-upload is not the origin's fault: audit it as such. The
       // upload settles as soon as either side fails; never wait on it for long.
       const tick = new Promise<undefined>((resolve) => setTimeout(resolve, 100));
       const how = upload && (await Promise.race([upload.end, tick]));
       if (how === "client") return deny(c, "client_closed", { detail: "client_body_aborted" });
-      if (how === "stalled") return deny(c, "origin_timeout", { detail: "origin_timeout" });
+      // Told apart from a late answer: the origin never took the whole request.
+      if (how === "stalled") return deny(c, "origin_timeout", { detail: "origin_upload_stalled" });
       return deny(c, "origin_unavailable", { detail: "origin_unreachable" });
     }
     if (response === TIMED_OUT) {
       clientGone?.abort();
-      // Whatever the origin answers now is discarded unread.
-      sent.then(
-        (late) => late.body?.cancel(),
-        () => undefined,
-      );
+      discardLateAnswer();
       return deny(c, "origin_timeout", { detail: "origin_timeout" });
     }
     // A status no response can carry on (101 to a request that asked for no upgrade, as the

@@ -3,10 +3,10 @@
 // one that cannot be reached while the client's upload stalls (502 at once); once an origin
 // has answered, it takes the rest of the upload at its own pace, whatever either side does next.
 //
-// The edge answers 504 origin_timeout for two causes, with the same reason and detail in the
-// record: the origin took no part of the upload within the budget (the upload stalled), or it
-// took the whole request and then gave no answer within the budget. The tests tell them apart
-// by what the origin got and by how far the edge read the client's body.
+// The edge answers 504 origin_timeout for two causes, told apart by the record's detail: the
+// origin took no part of the upload within the budget (origin_upload_stalled), or it took the
+// whole request and then gave no answer within the budget (origin_timeout). The tests check
+// both against what the origin got and how far the edge read the client's body.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { basePolicy, type EchoRecord, echoOrigin, type Harness, harness, marker, originSaw } from "../support/harness";
@@ -87,8 +87,16 @@ function silentOrigin(options: { readsBody?: boolean; honoursAbort?: boolean } =
   return { binding, requests, aborted: aborted.promise, bodyBytes: bodyBytes.promise, lateAnswer, discarded };
 }
 
-/** The 504 and its record: origin_timeout in the problem body and in the audit record, both. */
-async function expectOriginTimeout(edge: Harness, answered: Response, method: string) {
+/**
+ * The 504 and its record: origin_timeout in the problem body and in the audit record, both,
+ * with the detail that says which wait ran out: the origin's answer, or its taking the upload.
+ */
+async function expectOriginTimeout(
+  edge: Harness,
+  answered: Response,
+  method: string,
+  detail: "origin_timeout" | "origin_upload_stalled" = "origin_timeout",
+) {
   expect(answered.status).toBe(504);
   expect(answered.headers.get("content-type")).toBe("application/problem+json");
   const problem = (await answered.json()) as { reason: string; request_id: string };
@@ -99,7 +107,7 @@ async function expectOriginTimeout(edge: Harness, answered: Response, method: st
     method,
     decision: "deny",
     reason: "origin_timeout",
-    detail: "origin_timeout",
+    detail,
     status: 504,
   });
 }
@@ -141,7 +149,7 @@ describe("origin budget with a request body", () => {
             duplex: "half",
           } as RequestInit),
         );
-        await expectOriginTimeout(edge, answered, "POST");
+        await expectOriginTimeout(edge, answered, "POST", "origin_upload_stalled");
         expect(origin.requests).toEqual([{ method: "POST", hasBody: true }]);
         // The edge read the client's 4 bytes but never the body's end: the origin did not take
         // them, so the upload was never handed on whole...
@@ -210,7 +218,7 @@ describe("origin budget with a request body, over the network", () => {
         duplex: "half",
       } as RequestInit),
     );
-    await expectOriginTimeout(edge, answered, "POST");
+    await expectOriginTimeout(edge, answered, "POST", "origin_upload_stalled");
     // The request reached the origin; the edge stopped reading the upload once it stalled.
     expect(await jwksFetches(name)).toBe(2);
     expect(body.progress.ended).toBe(false);
