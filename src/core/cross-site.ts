@@ -7,6 +7,7 @@
 // send credentials. Bearer tokens are never sent by a browser on its own: only Access
 // assertions need this.
 
+import { grantedMethods } from "./cors";
 import type { CorsConfig } from "./policy-types";
 import { takesMethod } from "./routes";
 
@@ -39,7 +40,7 @@ export function crossSiteRefusal(
   // A page allowed to send credentials, for a method it is granted: a simple POST from a page
   // granted only GET is sent without a preflight, and must not reach the origin either.
   if (cors?.allow_credentials && cors.allow_origins.includes(origin)) {
-    return takesMethod(cors.allow_methods ?? routeMethods, method) ? undefined : "cross_site_method";
+    return takesMethod(grantedMethods(cors, routeMethods), method) ? undefined : "cross_site_method";
   }
   return "cross_site_origin";
 }

@@ -2,8 +2,9 @@
 // authentication (browsers never send credentials on a preflight). A preflight for a route
 // without CORS is refused, never forwarded. Actual responses get the CORS headers.
 
-import { type CorsConfig, HTTP_METHODS } from "../core/policy-types";
-import { routeAt, takesMethod } from "../core/routes";
+import { grantedMethods, preflightMethod, routesAt } from "../core/cors";
+import type { CorsConfig } from "../core/policy-types";
+import { takesMethod } from "../core/routes";
 import { responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -19,26 +20,20 @@ export function cors(): Stage {
     const route = c.get("route");
     const config = route.cors;
     const origin = c.req.header("origin");
-    const requestedMethod = c.req.header("access-control-request-method");
-    const isPreflight = c.req.method === "OPTIONS" && origin !== undefined && requestedMethod !== undefined;
+    const requested = preflightMethod(c.req.method, c.req.raw.headers);
 
-    if (isPreflight) {
+    if (origin !== undefined && requested !== undefined) {
       // Allowed or refused, the answer depends on the Origin.
       const headers = responseHeaders(c);
       headers.append("vary", "Origin");
       if (!config) return deny(c, "cors_rejected", { detail: "route_has_no_cors" });
       const allowOrigin = allowedOrigin(config, origin);
       if (!allowOrigin) return deny(c, "cors_rejected", { detail: "origin_not_allowed" });
-      const requested = requestedMethod.toUpperCase();
       // Only the methods this route takes at this URL: a browser keeps the list per origin and
       // URL, and would send a method an earlier route takes here (one without CORS, or with
       // other origins) without asking that route's preflight.
-      const { routes } = c.get("policy");
-      const host = c.get("url").host;
-      const path = c.get("canonicalPath");
-      const methods = (config.allow_methods ?? [...route.methods]).filter(
-        (method) => routeAt(routes, method, host, path) === route,
-      );
+      const here = routesAt(c.get("policy").routes, c.get("url").host, c.get("canonicalPath"));
+      const methods = grantedMethods(config, route.methods).filter((method) => here.get(method) === route);
       if (!takesMethod(methods, requested)) return deny(c, "cors_rejected", { detail: "method_not_allowed" });
       const requestedHeaders = (c.req.header("access-control-request-headers") ?? "")
         .split(",")
@@ -54,10 +49,7 @@ export function cors(): Stage {
       // A browser keeps the allowed headers per URL whatever the method (and needs no kept
       // method for GET, HEAD or POST): where another route takes any method here, headers this
       // route allows would serve that route's requests unasked, so none of this answer is kept.
-      const shared = HTTP_METHODS.some((method) => {
-        const other = routeAt(routes, method, host, path);
-        return other !== undefined && other !== route;
-      });
+      const shared = [...here.values()].some((other) => other !== route);
       headers.set("access-control-max-age", shared ? "0" : String(config.max_age_s ?? 600));
       if (config.allow_credentials) headers.set("access-control-allow-credentials", "true");
       return new Response(null, { status: 204, headers });
@@ -71,7 +63,7 @@ export function cors(): Stage {
       const allowOrigin = origin === undefined ? undefined : allowedOrigin(config, origin);
       // A page may read only answers to methods the policy grants it: a simple POST is sent
       // without asking first, so allow_methods is kept here too, not only in preflights.
-      if (allowOrigin && takesMethod(config.allow_methods ?? route.methods, c.req.method)) {
+      if (allowOrigin && takesMethod(grantedMethods(config, route.methods), c.req.method)) {
         extra.set("access-control-allow-origin", allowOrigin);
         if (config.allow_credentials) extra.set("access-control-allow-credentials", "true");
         if (config.expose_headers?.length) extra.set("access-control-expose-headers", config.expose_headers.join(", "));

@@ -1,8 +1,7 @@
 // `Max-Forwards` on a forwarded OPTIONS: the edge is a hop, asked once the request has passed
 // every check and limit.
 
-import { HTTP_METHODS } from "../core/policy-types";
-import { routeAt } from "../core/routes";
+import { routesAt } from "../core/cors";
 import type { PipelineContext } from "./context";
 
 /** The most further hops a forwarded OPTIONS is given (RFC 9110 §7.6.2 lets a hop lower it). */
@@ -23,10 +22,7 @@ export function maxForwardsAnswer(c: PipelineContext): Response | undefined {
   }
   const count = received.replace(/^0+(?=\d)/, "");
   if (count === "0") {
-    const host = c.get("url").host;
-    const path = c.get("canonicalPath");
-    const { routes } = c.get("policy");
-    const allow = HTTP_METHODS.filter((method) => routeAt(routes, method, host, path));
+    const allow = [...routesAt(c.get("policy").routes, c.get("url").host, c.get("canonicalPath")).keys()];
     // An earlier stage's note (key_set_stale) says more of this request: kept.
     const outcome = c.get("outcome");
     if (outcome.detail === undefined) c.set("outcome", { ...outcome, detail: "max_forwards_zero" });

@@ -1,5 +1,6 @@
 // Stage: find the route. Default deny: no match is a 404 at the edge, never forwarded.
 
+import { preflightMethod } from "../core/cors";
 import { findRoute, readAsAnotherRoute } from "../core/routes";
 import { serviceBinding } from "./context";
 import { deny } from "./respond";
@@ -10,8 +11,7 @@ export function route(): Stage {
     run(c) {
       const policy = c.get("policy");
       // A CORS preflight is routed by the method it asks about, not by OPTIONS itself.
-      const preflightMethod = c.req.method === "OPTIONS" ? c.req.header("access-control-request-method") : undefined;
-      const method = preflightMethod && c.req.header("origin") ? preflightMethod.toUpperCase() : c.req.method;
+      const method = preflightMethod(c.req.method, c.req.raw.headers) ?? c.req.method;
       const host = c.get("url").host;
       const path = c.get("canonicalPath");
       const match = findRoute(policy.routes, method, host, path);
