@@ -42,6 +42,26 @@ export interface AuditRecord {
   client_country: string | null;
 }
 
+/** What the edge decided, filled in by the stage that decided it; read by the audit stage. */
+export interface Outcome {
+  decision: "allow" | "deny";
+  reason?: DenyReason;
+  /** Precise cause for the audit record, e.g. `encoded_slash` or a jose error code. */
+  detail?: string;
+  /** The limit that was hit, or that failed open. */
+  limit?: string;
+  failedOpen?: string[];
+  /** The request went to the origin: a disconnect after that is recorded as allowed. */
+  forwarded?: true;
+}
+
+/** How long the edge's own waits took, ms: the token check, the limiter, the origin's headers. */
+export interface Timings {
+  authMs?: number;
+  limitMs?: number;
+  upstreamMs?: number;
+}
+
 /** Everything the audit record is built from: plain values, gathered by the pipeline. */
 export interface AuditInput {
   now: number;
@@ -52,9 +72,9 @@ export interface AuditInput {
   route?: { name: string; matchedRule: string; upstreamName: string };
   /** The verified caller, its token hash already resolved (see `auditIdentity`). */
   identity?: AuditIdentity;
-  outcome: { decision: "allow" | "deny"; reason?: DenyReason; detail?: string; limit?: string; failedOpen?: string[] };
+  outcome: Outcome;
   status: number;
-  timings: { authMs?: number; limitMs?: number; upstreamMs?: number };
+  timings: Timings;
   /** `request.cf`, when the request came through Cloudflare. */
   cf?: { colo?: unknown; asn?: unknown; country?: unknown };
 }

@@ -5,6 +5,7 @@
 import type { AuditRecord } from "./audit";
 import { bearerErrorOf } from "./deny";
 import { MAX_COUNTERS_PER_CALL, MAX_NAME_CHARS } from "./limits";
+import type { CheckSource } from "./tokens/verify";
 
 /** Bumped when a column's meaning changes; stored in every row (`double7`). */
 export const METRICS_LAYOUT_VERSION = 1;
@@ -61,16 +62,18 @@ export interface DataPoint {
   doubles: number[];
 }
 
-/** How the token was verified (the pipeline's `TokenCheck`). */
-export interface TokenCheckSummary {
+/** How the token was verified, for metrics (`edge.token.validate.duration_ms`, key cache hit rate). */
+export interface TokenCheck {
   issuerId: string;
+  /** Time spent verifying the token, ms. */
   verifyMs: number;
-  keySource: string;
+  /** Where the verification key came from (see `CheckSource`). */
+  keySource: CheckSource;
 }
 
 export interface DataPointInput {
   record: AuditRecord;
-  tokenCheck?: TokenCheckSummary;
+  tokenCheck?: TokenCheck;
   /**
    * The client's IP address (`CF-Connecting-IP`). Stored only on invalid-token refusals: it
    * is personal data, and the abuse queries (credential stuffing) need it only there.

@@ -2,10 +2,17 @@
 // sink and one metrics data point to the Analytics Engine dataset (when `METRICS` is bound),
 // both off the response path (ctx.waitUntil).
 
-import { type AuditIdentity, type AuditRecord, type AuditSink, auditIdentity, auditRecord } from "../core/audit";
+import {
+  type AuditIdentity,
+  type AuditRecord,
+  type AuditSink,
+  auditIdentity,
+  auditRecord,
+  type Outcome,
+} from "../core/audit";
 import { type DataPoint, metricsDataPoint } from "../core/metrics";
 import { afterResponse } from "./after-response";
-import type { Outcome, PipelineContext } from "./context";
+import type { PipelineContext } from "./context";
 import { errorName, type Stage } from "./stage";
 
 /** The dataset, if one is bound: without it the edge runs and logs exactly the same. */

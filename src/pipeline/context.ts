@@ -2,9 +2,9 @@
 // one stage hands to the next.
 
 import type { Context } from "hono";
-import type { DenyReason } from "../core/deny";
 import type { Identity } from "../core/identity";
-import type { CheckSource } from "../core/tokens/verify";
+import type { Outcome, Timings } from "../core/audit";
+import type { TokenCheck } from "../core/metrics";
 import type { CompiledPolicy, CompiledRoute } from "../core/policy";
 
 export interface Bindings {
@@ -18,34 +18,6 @@ export interface Bindings {
   METRICS?: AnalyticsEngineDataset;
   /** Service bindings named by `upstreams.*.service` are looked up here by name. */
   [binding: string]: unknown;
-}
-
-/** What the edge decided, filled in by the stage that decided it; read by the audit stage. */
-export interface Outcome {
-  decision: "allow" | "deny";
-  reason?: DenyReason;
-  /** Precise cause for the audit record, e.g. `encoded_slash` or a jose error code. */
-  detail?: string;
-  /** The limit that was hit, or that failed open. */
-  limit?: string;
-  failedOpen?: string[];
-  /** The request went to the origin: a disconnect after that is recorded as allowed. */
-  forwarded?: true;
-}
-
-/** How the token was verified, for metrics (`edge.token.validate.duration_ms`, key cache hit rate). */
-export interface TokenCheck {
-  issuerId: string;
-  /** Time spent verifying the token, ms. */
-  verifyMs: number;
-  /** Where the verification key came from (see `CheckSource`). */
-  keySource: CheckSource;
-}
-
-export interface Timings {
-  authMs?: number;
-  limitMs?: number;
-  upstreamMs?: number;
 }
 
 export interface Variables {

@@ -2,7 +2,7 @@
 // durations (policy `settings.server_timing`). It carries metric names and numbers only,
 // never identity, so a browser's developer tools can show where the time went.
 
-import type { Timings } from "./context";
+import type { Timings } from "../core/audit";
 import type { Stage } from "./stage";
 
 const METRICS: ReadonlyArray<[name: string, key: keyof Timings]> = [

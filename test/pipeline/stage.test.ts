@@ -2,7 +2,8 @@
 // must never lose the response or skip the audit-style finishers.
 import { Hono } from "hono";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { Outcome, PipelineEnv } from "../../src/pipeline/context";
+import type { Outcome } from "../../src/core/audit";
+import type { PipelineEnv } from "../../src/pipeline/context";
 import { runStages, type Stage } from "../../src/pipeline/stage";
 
 function appOf(stages: Stage[]) {
