@@ -2,7 +2,7 @@
 // neither set, replace nor clear it, and the other cookies pass both ways as sent.
 import { parse as parseCookies } from "hono/utils/cookie";
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import { withoutCredentialSetCookies } from "../../src/pipeline/forward";
+import { withoutCredentialSetCookies } from "../../src/core/origin-response";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
 import { makeIssuer, type TestIssuer } from "../support/issuers";
 

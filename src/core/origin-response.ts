@@ -1,0 +1,92 @@
+// What the client gets of the origin's answer: the edge alone answers for CORS, hop-by-hop
+// headers end at the edge, no origin may set the Access cookie, and an answer to an Access
+// request is kept from shared caches.
+
+import {
+  connectionNominated,
+  cookieSeparators,
+  HOP_BY_HOP_HEADERS,
+  hidesCredentialCookie,
+  MAX_COOKIE_SEPARATORS,
+  withoutCredentialCookies,
+} from "./headers";
+
+const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
+
+/**
+ * The origin's response, re-wrapped so its headers can be changed (the runtime copies them
+ * natively), minus hop-by-hop headers, any its `Connection` names, and its CORS headers: the
+ * edge alone answers for CORS (the cors stage adds its own), so an origin that reflects any
+ * `Origin` cannot open a route to pages the policy does not allow. Nor can it set, replace
+ * or clear the Access cookie (see `withoutCredentialSetCookies`).
+ */
+export function clientResponse(upstream: Response): Response {
+  // Without the reason phrase: one the runtime received (a tab in it) it may refuse to send.
+  const response = new Response(upstream.body, {
+    status: upstream.status,
+    headers: upstream.headers,
+    webSocket: upstream.webSocket,
+  });
+  const headers = response.headers;
+  const dropped: string[] = [];
+  let setsCookies = false;
+  // Names come lower-cased; collected first, as a Headers object must not change mid-iteration.
+  for (const name of headers.keys()) {
+    if (HOP_BY_HOP.has(name) || name.startsWith("access-control-")) dropped.push(name);
+    else if (name === "set-cookie") setsCookies = true;
+  }
+  if (dropped.includes("connection")) dropped.push(...connectionNominated(headers));
+  for (const name of dropped) headers.delete(name);
+  if (setsCookies) withoutCredentialSetCookies(headers);
+  return response;
+}
+
+/**
+ * Drops every `Set-Cookie` that would give the browser a credential cookie, however spelt.
+ * Only Cloudflare Access sets `CF_Authorization` (on its own `/cdn-cgi/access/` answers, which
+ * never reach this Worker): one from an origin, a user-content one included, could sign a
+ * browser in as someone else, sign it out, or add a second cookie on a narrower path that
+ * makes every Access request ambiguous.
+ */
+export function withoutCredentialSetCookies(headers: Headers): void {
+  const lines = headers.getSetCookie();
+  // Counted before anything is decoded: past the budget, lines go unread and dropped (a
+  // browser sending them back would be refused as too_many_cookies anyway).
+  let separators = 0;
+  // The cookie-pair before any attribute is read as the request side reads the cookie the
+  // browser sends back: a line is dropped if it would cut anything out of it
+  // (`CF_Authorization,x=1` is two cookies there; `=CF_Authorization=x` goes back as its value
+  // alone) or refuse it (`pref=CF_Authorization=1`: every request would be, the browser locked
+  // out).
+  const kept = lines.filter((line) => {
+    const pair = line.split(";", 1)[0] as string;
+    // As the request side counts its Cookie header: each line a cookie (joined by one more `;`).
+    separators += cookieSeparators(pair) + 1;
+    if (separators > MAX_COOKIE_SEPARATORS) return false;
+    return withoutCredentialCookies(pair) === pair && !hidesCredentialCookie(pair);
+  });
+  if (kept.length === lines.length) return;
+  headers.delete("set-cookie");
+  for (const line of kept) headers.append("set-cookie", line);
+}
+
+/**
+ * Cache-Control directives under which a shared cache may keep an answer to a request that
+ * carried `Authorization` (RFC 9111 §3.5), or that already keep it from shared caches
+ * (`private` with field names keeps only those fields from them).
+ */
+const SHARED_CACHE_RULED = /(?:^|,)\s*(?:public|s-maxage|must-revalidate|no-store|private(?!\s*=))(?![^\s,=])/i;
+
+/**
+ * An Access assertion comes in a cookie or a header that, unlike `Authorization`, does not
+ * keep a shared cache from storing the answer, and the origin never saw it: its answer is
+ * marked `private` unless it says itself how shared caches may keep it.
+ */
+export function keepFromSharedCaches(headers: Headers): void {
+  const directives = headers.get("cache-control");
+  // Quoted values left out (`ext="a, s-maxage=5"` holds no directive), by a pattern that
+  // cannot fail, so never backtracks: one that could took seconds on a long header.
+  if (directives && SHARED_CACHE_RULED.test(directives.replace(/"(?:[^"\\]|\\[\s\S])*(?:"|\\?$)/g, '""'))) return;
+  // First: after the origin's directives an unterminated quote in them would swallow it.
+  headers.set("cache-control", directives ? `private, ${directives}` : "private");
+}
