@@ -2,14 +2,8 @@
 // headers end at the edge, no origin may set the Access cookie, and an answer to an Access
 // request is kept from shared caches.
 
-import {
-  connectionNominated,
-  cookieSeparators,
-  HOP_BY_HOP_HEADERS,
-  hidesCredentialCookie,
-  MAX_COOKIE_SEPARATORS,
-  withoutCredentialCookies,
-} from "./headers";
+import { cookieSeparators, hidesCredentialCookie, MAX_COOKIE_SEPARATORS, withoutCredentialCookies } from "./cookies";
+import { connectionNominated, HOP_BY_HOP_HEADERS } from "./headers";
 
 const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
 

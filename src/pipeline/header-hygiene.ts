@@ -5,14 +5,12 @@
 
 import { boundedMemo } from "../core/bounded-memo";
 import {
-  connectionNominated,
-  hidesCredentialCookie,
   cookieSeparators,
+  hidesCredentialCookie,
   MAX_COOKIE_SEPARATORS,
-  makeStripPredicate,
-  normaliseHeaderName,
   withoutCredentialCookies,
-} from "../core/headers";
+} from "../core/cookies";
+import { connectionNominated, makeStripPredicate, normaliseHeaderName } from "../core/headers";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 

@@ -1,10 +1,6 @@
 import { describe, expect, it } from "vitest";
-import {
-  cookiePairs,
-  hidesCredentialCookie,
-  makeStripPredicate,
-  withoutCredentialCookies,
-} from "../../src/core/headers";
+import { cookiePairs, hidesCredentialCookie, withoutCredentialCookies } from "../../src/core/cookies";
+import { makeStripPredicate } from "../../src/core/headers";
 
 describe("cookies", () => {
   it("parses pairs in order, keeping each as sent", () => {

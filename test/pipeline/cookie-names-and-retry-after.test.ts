@@ -3,7 +3,7 @@
 // and the verified-token cache under a normal clock.
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { hidesCredentialCookie, withoutCredentialCookies } from "../../src/core/headers";
+import { hidesCredentialCookie, withoutCredentialCookies } from "../../src/core/cookies";
 import { clientAddressKey } from "../../src/core/limits";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { VerifiedTokenCache } from "../../src/core/tokens/verified-cache";

@@ -1,7 +1,8 @@
 // Finds the one credential a route accepts (RFC 6750 §2.1 bearer header, or a Cloudflare
 // Access assertion) and refuses every ambiguous presentation instead of picking one.
 
-import { ACCESS_COOKIE, cookiePairs, lenientName, readsAsName } from "../headers";
+import { ACCESS_COOKIE, cookiePairs } from "../cookies";
+import { lenientName, readsAsName } from "../lenient-name";
 
 export type CredentialKind = "bearer" | "access";
 
