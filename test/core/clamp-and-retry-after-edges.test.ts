@@ -3,11 +3,12 @@
 // injected.
 import { describe, expect, it } from "vitest";
 import { IssuerKeyStore, type KeyLookup } from "../../src/core/jwks/key-store";
-import { lenientName } from "../../src/core/headers";
+import { lenientName } from "../../src/core/lenient-name";
 import { type AcquireResult, type CounterRequest, CounterTable, HOLD_MS } from "../../src/core/limits";
 import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { makeKey } from "../support/issuers";
+import { kv, settleDeferred, uniqueIssuer } from "../support/key-store-world";
 
 const T0 = 1_800_000_000_000;
 
@@ -199,8 +200,6 @@ describe("cookie names with nothing escaped", () => {
 
 // ─── jwks_unavailable's Retry-After ────────────────────────────────────────────
 
-const JWKS_URI = "https://idp.test/jwks";
-
 /** A published ES256 key (the shared test helper's). */
 const publicJwk = async (kid: string) => (await makeKey("ES256", kid)).publicJwk;
 
@@ -209,15 +208,19 @@ class Clock {
   now = () => this.ms;
 }
 
-/** A key store on an injected clock and fetcher; no KV (no other isolate's stamp). */
+/**
+ * A key store on an injected clock and fetcher, with the runtime's KV under an issuer no other
+ * store shares (no other isolate's stamp or set: only this store's own).
+ */
 async function storeWith(settings: Partial<OidcIssuerConfig>, fetcher: (clock: Clock) => Promise<Response>) {
+  const { issuer, jwksUri } = uniqueIssuer();
   const policy = compilePolicy({
     version: 1,
     issuers: {
       idp: {
         kind: "oidc",
-        issuer: "https://idp.test",
-        jwks_uri: JWKS_URI,
+        issuer,
+        jwks_uri: jwksUri,
         audiences: ["https://api.test"],
         ...settings,
       },
@@ -226,11 +229,11 @@ async function storeWith(settings: Partial<OidcIssuerConfig>, fetcher: (clock: C
     routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
   });
   const clock = new Clock();
-  const store = new IssuerKeyStore(policy.issuers.get("idp")!, { fetch: () => fetcher(clock), now: clock.now });
+  const store = new IssuerKeyStore(policy.issuers.get("idp")!, { fetch: () => fetcher(clock), kv, now: clock.now });
   const pending: Promise<unknown>[] = [];
   const lookup = async (kid: string): Promise<KeyLookup> => {
     const result = await store.lookup(kid, "ES256", (p) => pending.push(p));
-    await Promise.allSettled(pending.splice(0));
+    await settleDeferred(pending);
     return result;
   };
   return { store, clock, lookup };

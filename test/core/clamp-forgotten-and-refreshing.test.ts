@@ -88,7 +88,7 @@ describe("jwks_unavailable Retry-After: no longer than until this isolate asks a
     const { lookup, store } = w.isolate();
     expect((await lookup("k1")).ok).toBe(true); // fetched at T0
     // Another isolate asked the issuer at T0 + 250 s.
-    w.stamp(T0 + 250_000);
+    await w.stamp(T0 + 250_000);
     w.clock.ms = T0 + 260_000;
     const unknown = await lookup("k2");
     expect(unknown).toMatchObject({ ok: false, detail: "jwks_refreshing" });

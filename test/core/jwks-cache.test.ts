@@ -337,7 +337,31 @@ function hangingFetch(hangOn: number) {
   return { counter, fetcher };
 }
 
+/** A request's answer once it has one: `answer` stays undefined while the request waits. */
+function answered<T>(request: Promise<T>) {
+  const box: { answer?: T } = {};
+  const done = request.then((answer) => {
+    box.answer = answer;
+    return answer;
+  });
+  return { box, done };
+}
+
+/**
+ * Yields to the runtime until `ready`, fake time standing still (vi.waitFor would move the fake
+ * timers on every check). The test's own timeout stops a wait that never ends.
+ */
+async function until(ready: () => boolean) {
+  while (!ready()) await vi.advanceTimersByTimeAsync(0);
+}
+
 describe("a refresh that never settles", () => {
+  // The wait's bound is the key store's timer: fake here, so the test moves it rather than
+  // waiting it out. The issuer's real fetches are unaffected.
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it("cold: the leader and a waiter give up after 2 × fetch_timeout_ms; a later request fetches anew", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
@@ -345,15 +369,19 @@ describe("a refresh that never settles", () => {
     const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 100 };
     const { verify } = verifierFor(issuer, clock, settings, false, hang.fetcher);
     const token = await signAt(issuer, clock);
-    const started = Date.now();
-    const results = await Promise.all([verify(token), verify(token)]);
-    expect(Date.now() - started).toBeLessThan(1000);
-    for (const result of results)
-      expect(result).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_timeout" });
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const requests = [answered(verify(token)), answered(verify(token))];
+    // The leader's fetch is out (it never settles) and both requests wait on their bound.
+    await until(() => hang.counter.calls === 1 && vi.getTimerCount() === 2);
+    await vi.advanceTimersByTimeAsync(199);
+    expect(requests.map((r) => r.box.answer)).toEqual([undefined, undefined]);
+    await vi.advanceTimersByTimeAsync(1);
+    for (const request of requests)
+      expect(request.box.answer).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_timeout" });
     clock.advance(31); // past the bound, and past the cooldown the dead attempt started
     expect(await verify(token)).toMatchObject({ ok: true, keySource: "fetch" });
     expect(hang.counter.calls).toBe(2);
-  }, 3000);
+  });
 
   it("cold: Retry-After is the fetch timeout (in whole seconds) while the fetch given up on still runs, not the cooldown", async () => {
     const issuer = await makeIssuer();
@@ -361,13 +389,21 @@ describe("a refresh that never settles", () => {
     const hang = hangingFetch(1);
     const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 1100, refresh_cooldown_s: 30 };
     const { verify } = verifierFor(issuer, clock, settings, false, hang.fetcher);
-    expect(await verify(await signAt(issuer, clock))).toMatchObject({
+    const token = await signAt(issuer, clock);
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const request = answered(verify(token));
+    await until(() => hang.counter.calls === 1 && vi.getTimerCount() === 1);
+    // Given up at its bound, 2 × fetch_timeout_ms, while the fetch still runs.
+    await vi.advanceTimersByTimeAsync(2199);
+    expect(request.box.answer).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(request.box.answer).toMatchObject({
       ok: false,
       reason: "jwks_unavailable",
       detail: "jwks_timeout",
       retryAfterS: 2,
     });
-  }, 6000);
+  });
 
   it("stale: a background refresh that never settles does not stop later ones", async () => {
     const issuer = await makeIssuer();
@@ -386,6 +422,10 @@ describe("a refresh that never settles", () => {
 });
 
 describe("a refresh for an unknown kid that never settles", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it("is 503 jwks_unavailable (timeout), not a refusal of the token", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
@@ -396,14 +436,19 @@ describe("a refresh for an unknown kid that never settles", () => {
     const next = await makeKey();
     await issuer.publish([issuer.keys[0] as TestKey, next]);
     clock.advance(31);
-    expect(await verify(await signAt(issuer, clock, next))).toMatchObject({
-      ok: false,
-      reason: "jwks_unavailable",
-      detail: "jwks_timeout",
-    });
+    const token = await signAt(issuer, clock, next);
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const request = answered(verify(token));
+    await until(() => hang.counter.calls === 2 && vi.getTimerCount() === 1);
+    // The unknown kid's refresh is waited for 2 × fetch_timeout_ms at most.
+    await vi.advanceTimersByTimeAsync(199);
+    expect(request.box.answer).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(request.box.answer).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_timeout" });
     clock.advance(31); // past the bound and the cooldown: the issuer answers now
     expect(await verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
-  }, 3000);
+    expect(hang.counter.calls).toBe(3);
+  });
 });
 
 /** A KV whose reads never settle, counting them; its writes are taken and dropped. */
@@ -422,6 +467,10 @@ function neverAnsweringKv() {
 }
 
 describe("a KV that does not answer", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it("KV reads that never settle are a miss after a short wait: a healthy issuer's keys are fetched and used", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
@@ -429,18 +478,29 @@ describe("a KV that does not answer", () => {
     const hungKv = hung.kv;
     const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 100 };
     const { verify, store } = verifierFor(issuer, clock, settings, hungKv);
-    const started = Date.now();
+    const token = await signAt(issuer, clock);
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    /** Gives up on the `read`-th KV read: 50 ms (half of fetch_timeout_ms) after it was made. */
+    const giveUpOn = async (read: number) => {
+      await until(() => hung.reads === read);
+      await vi.advanceTimersByTimeAsync(50);
+    };
     // Cold: the load's read and the refresh's read each give up, then the issuer is asked.
-    expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    const cold = verify(token);
+    await giveUpOn(1);
+    await giveUpOn(2);
+    expect(await cold).toMatchObject({ ok: true, keySource: "fetch" });
     expect(hung.reads).toBe(2);
     clock.advance(31);
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "memory" });
     // An unknown kid: the KV set and the shared stamp go unanswered too; the refresh still fetches.
     const next = await makeKey();
     await issuer.publish([issuer.keys[0]!, next]);
-    expect(await verify(await signAt(issuer, clock, next))).toMatchObject({ ok: true, keySource: "fetch" });
+    const rotated = verify(await signAt(issuer, clock, next));
+    await giveUpOn(3);
+    await giveUpOn(4);
+    expect(await rotated).toMatchObject({ ok: true, keySource: "fetch" });
     expect(hung.reads).toBe(4);
-    expect(Date.now() - started).toBeLessThan(1000);
     expect(store.stats.fetches).toBe(2);
     expect(await issuer.stats()).toMatchObject({ discovery_fetches: 0, jwks_fetches: 2 });
   });

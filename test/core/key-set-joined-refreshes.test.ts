@@ -22,6 +22,7 @@ describe("a request that joins another request's refresh", () => {
     w.issuer.keys = [k1, k2];
     w.issuer.hang = true;
     const first = a.start("k1"); // starts the refresh-before-use (fetch 2, never answers)
+    await w.asked(2); // after its KV read
     await w.elapse(50);
     const second = a.start("k2"); // joins it
     // Both bounds (2 × fetch_timeout_ms = 200 ms from each request's start) pass.
@@ -44,6 +45,7 @@ describe("a request that joins another request's refresh", () => {
     w.clock.ms = T0 + 301_000;
     w.issuer.hang = true;
     const first = a.start("k1"); // refresh-before-use; the fetch never answers
+    await w.asked(2); // after its KV read
     await w.elapse(100);
     const second = a.start("k2"); // an unknown kid joins it
     // 2 × fetch_timeout_ms (4 s) after the second request arrived, plus a little.
@@ -107,7 +109,7 @@ describe("what the refresh rules keep", () => {
     expect(await a.lookup("k1")).toMatchObject({ ok: true });
     w.issuer.keys = [k2];
     w.clock.ms = T0 + 301_000;
-    w.stamp(w.clock.ms - 1_000);
+    await w.stamp(w.clock.ms - 1_000);
     expect(await a.lookup("k1")).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
     expect(await a.lookup("k2")).toMatchObject({ ok: true });
     expect(w.issuer.fetches).toBe(2);
@@ -121,7 +123,7 @@ describe("what the refresh rules keep", () => {
     expect(await a.lookup(undefined)).toMatchObject({ ok: true });
     w.issuer.keys = [k2];
     w.clock.ms = T0 + 301_000;
-    w.stamp(w.clock.ms - 1_000);
+    await w.stamp(w.clock.ms - 1_000);
     expect(await a.lookup(undefined)).toMatchObject({ ok: true, source: "fetch" });
     expect(await a.lookup("k1")).toMatchObject({ ok: false, reason: "token_invalid" });
   });
@@ -153,8 +155,8 @@ describe("what the refresh rules keep", () => {
     const fetchTimes: number[] = [];
     for (let i = 0; i < 600; i++) {
       w.clock.ms += 1_000;
-      if (i % 7 === 0) w.stamp(w.clock.ms - 500);
-      if (i % 13 === 0) w.putRecord(w.clock.ms - 2_000, [k1]);
+      if (i % 7 === 0) await w.stamp(w.clock.ms - 500);
+      if (i % 13 === 0) await w.putRecord(w.clock.ms - 2_000, [k1]);
       const before = w.issuer.fetches;
       checkRetryAfter(await a.lookup(`x${i}`), 30);
       if (w.issuer.fetches !== before) fetchTimes.push(w.clock.ms);
@@ -208,7 +210,7 @@ describe("what the refresh rules keep", () => {
     expect(await a.lookup("k1")).toMatchObject({ ok: true });
     w.issuer.keys = [k2];
     w.clock.ms = T0 + 301_000;
-    w.stamp(w.clock.ms - 1_000);
+    await w.stamp(w.clock.ms - 1_000);
     expect(await a.lookup("k2")).toMatchObject({ ok: true, source: "fetch" });
   });
 
@@ -274,6 +276,9 @@ describe("a request that joins a refresh that succeeded without its key", () => 
     w.clock.ms = T0 + 301_000;
     const release = w.hold();
     const first = a.start("k1"); // refresh-before-use, fetch 2 held (answers [k1])
+    // The refresh reads the real KV first: once the issuer is asked, no KV read is left for
+    // the fake timers to cut short.
+    await w.asked(2);
     await w.elapse(100);
     expect(w.issuer.fetches).toBe(2);
     w.issuer.keys = [k1, k2];
@@ -321,8 +326,8 @@ describe("joined refreshes: what holds", () => {
     const a = w.isolate();
     expect(await a.lookup("k1")).toMatchObject({ ok: true });
     w.clock.ms = T0 + 301_000;
-    w.putRecord(T0 + 200_000, [k1]); // another isolate's set, 101 s old
-    w.stamp(T0 + 200_000);
+    await w.putRecord(T0 + 200_000, [k1]); // another isolate's set, 101 s old
+    await w.stamp(T0 + 200_000);
     w.issuer.keys = [k1, k2];
     const first = a.start("k1");
     const second = a.start("k2");
@@ -341,8 +346,8 @@ describe("joined refreshes: what holds", () => {
     const a = w.isolate();
     expect(await a.lookup("k1")).toMatchObject({ ok: true });
     w.clock.ms = T0 + 301_000;
-    w.putRecord(T0 + 200_000, [k1]);
-    w.stamp(w.clock.ms - 5_000); // another isolate is fetching now
+    await w.putRecord(T0 + 200_000, [k1]);
+    await w.stamp(w.clock.ms - 5_000); // another isolate is fetching now
     w.issuer.keys = [k1, k2];
     const first = a.start("k8"); // stale refresh for k8: KV set fresh, lacks it, stamp holds
     const second = a.start("k2");
@@ -381,8 +386,8 @@ describe("joined refreshes: what holds", () => {
     const a = w.isolate();
     expect(await a.lookup("kw")).toMatchObject({ ok: true });
     w.clock.ms = T0 + 301_000;
-    w.putRecord(T0 + 290_000, [k1]); // another isolate saw kw withdrawn
-    w.stamp(w.clock.ms - 2_000);
+    await w.putRecord(T0 + 290_000, [k1]); // another isolate saw kw withdrawn
+    await w.stamp(w.clock.ms - 2_000);
     w.issuer.keys = [k1];
     const first = a.start("made-up");
     const second = a.start("kw");
@@ -405,8 +410,8 @@ describe("joined refreshes: what holds", () => {
     const fetchTimes: number[] = [];
     for (let i = 0; i < 900; i++) {
       w.clock.ms += 1_000;
-      if (i % 23 === 0) w.stamp(w.clock.ms - 300);
-      if (i % 37 === 0) w.putRecord(w.clock.ms - 290_000 + (i % 3) * 5_000, [k1]);
+      if (i % 23 === 0) await w.stamp(w.clock.ms - 300);
+      if (i % 37 === 0) await w.putRecord(w.clock.ms - 290_000 + (i % 3) * 5_000, [k1]);
       const before = w.issuer.fetches;
       const batch = [a.start(i % 5 === 0 ? "k1" : `x${i}`), a.start(`y${i}`), a.start(undefined)];
       for (const r of batch) checkRetryAfter(await r.done, 30);
@@ -427,6 +432,7 @@ describe("joined refreshes: what holds", () => {
     w.clock.ms = T0 + 100_000; // set fresh
     const release = w.hold();
     const first = a.start("k9"); // unknown kid: refresh N, held
+    await w.asked(2); // after its KV reads (set, stamp)
     await w.elapse(10);
     expect(w.issuer.fetches).toBe(2);
     w.issuer.keys = [k1, k2];

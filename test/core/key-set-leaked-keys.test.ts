@@ -8,7 +8,7 @@ import { KeySetFetchError, keyMaterialOf, usableKeys } from "../../src/core/jwks
 import { IssuerKeyStore } from "../../src/core/jwks/key-store";
 import { compilePolicy } from "../../src/core/policy";
 import { makeKey, type TestKey } from "../support/issuers";
-import { JWKS_URI, MapKv, RECORD_KEY, T0, world } from "../support/key-store-world";
+import { kv, readRecord, settleDeferred, T0, uniqueIssuer, world } from "../support/key-store-world";
 
 /** A lookup's answer in one word, so a failure shows the refusal's reason and detail. */
 const said = (r: { ok: boolean; reason?: string; detail?: string }) => (r.ok ? "ok" : `${r.reason}/${r.detail}`);
@@ -62,7 +62,7 @@ describe("a key published with its private part", () => {
     expect(said(await edge.lookup("a"))).toBe("token_invalid/kid_unknown");
     expect(w.issuer.fetches).toBe(3);
     // The record in KV carries the leak to an isolate that never saw it.
-    expect(JSON.parse(w.kv.data.get(RECORD_KEY) as string).leaked).toHaveLength(1);
+    expect((await w.record())?.leaked).toHaveLength(1);
     w.clock.ms += 1000;
     expect(said(await w.isolate().lookup("a"))).toBe("token_invalid/kid_unknown");
   });
@@ -83,7 +83,7 @@ describe("a key published with its private part", () => {
       const lookup = async () => {
         const pending: Promise<unknown>[] = [];
         const result = await edge.store.lookup("a", alg, (work) => pending.push(work));
-        await Promise.allSettled(pending);
+        await settleDeferred(pending);
         return said(result);
       };
       w.issuer.keys = [a.publicJwk];
@@ -138,17 +138,18 @@ describe("a set without usable keys", () => {
     const a = await makeKey("ES256", "a");
     const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
     w.issuer.keys = [a.publicJwk];
-    w.stamp(T0 - 1500);
-    w.putRecord(T0 - 1000, []);
+    await w.stamp(T0 - 1500);
+    await w.putRecord(T0 - 1000, []);
     expect(said(await w.isolate().lookup("a"))).toBe("ok");
     expect(w.issuer.fetches).toBe(1);
-    expect(JSON.parse(w.kv.data.get(RECORD_KEY) as string)).toMatchObject({ jwks_uri: JWKS_URI });
+    // The fetched set has replaced the empty one.
+    expect(await w.record()).toMatchObject({ fetched_at: T0, jwks_uri: w.jwksUri, keys: [{ kid: "a" }] });
   });
 });
 
 /** An issuer found by discovery, whose jwks_uri a test moves, and one isolate's key store. */
 function discoveryWorld() {
-  const iss = "https://idp.test";
+  const iss = uniqueIssuer().issuer;
   const policy = compilePolicy({
     version: 1,
     issuers: { idp: { kind: "oidc", issuer: iss, audiences: ["https://api.test"], rotation_grace_s: 0 } },
@@ -156,7 +157,6 @@ function discoveryWorld() {
     routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
   });
   const clock = { ms: T0 };
-  const kv = new MapKv();
   const docs = new Map<string, unknown>();
   const at = { jwksUri: `${iss}/jwks-1` };
   const fetcher = async (input: string) => {
@@ -169,17 +169,16 @@ function discoveryWorld() {
   const lookup = async (kid: string) => {
     const pending: Promise<unknown>[] = [];
     const answer = await store.lookup(kid, "ES256", (work) => pending.push(work));
-    await Promise.allSettled(pending);
+    await settleDeferred(pending);
     return answer;
   };
-  return { iss, clock, kv, docs, at, lookup };
+  return { iss, clock, docs, at, lookup };
 }
 
 /** What another isolate saved on seeing `leaked` leak: a set of `kept`, older than T0. */
-function saveLeakSeenElsewhere(kv: MapKv, leaked: TestKey, kept: TestKey): string {
+async function saveLeakSeenElsewhere(w: ReturnType<typeof world>, leaked: TestKey, kept: TestKey): Promise<string> {
   const material = keyMaterialOf(leaked.publicJwk as Record<string, unknown>);
-  const record = { v: 1, fetched_at: T0 - 5000, jwks_uri: JWKS_URI, keys: [kept.publicJwk], retired: [] };
-  kv.data.set(RECORD_KEY, JSON.stringify({ ...record, leaked: [material] }));
+  await w.putRecord(T0 - 5000, [kept.publicJwk], { leaked: [material] });
   return material;
 }
 
@@ -199,8 +198,8 @@ describe("a leak seen in one refresh", () => {
     w.clock.ms += 60_000;
     expect(said(await w.lookup("c"))).toBe("ok");
     expect(said(await w.lookup("a"))).toBe("token_invalid/kid_unknown");
-    const record = JSON.parse(w.kv.data.get(`jwks:v1:${w.iss}`) as string);
-    expect(record.leaked).toEqual([keyMaterialOf(a.publicJwk as Record<string, unknown>)]);
+    const record = await readRecord(w.iss);
+    expect(record?.leaked).toEqual([keyMaterialOf(a.publicJwk as Record<string, unknown>)]);
   });
 
   it("read from KV, withdraws the key from the set held at once, though that set is newer and the issuer down", async () => {
@@ -213,7 +212,7 @@ describe("a leak seen in one refresh", () => {
     expect(said(first)).toBe("ok");
     const keyA = (first as { keys: CryptoKey[] }).keys[0] as CryptoKey;
     // Another isolate saw the leak and saved it, in a record older than this isolate's set.
-    saveLeakSeenElsewhere(w.kv, a, b);
+    await saveLeakSeenElsewhere(w, a, b);
     // Mid-incident the issuer is down: the refresh reads KV, its fetch fails, the set serves on.
     w.issuer.down = true;
     w.clock.ms = T0 + 301_000;
@@ -232,11 +231,11 @@ describe("a leak seen in one refresh", () => {
     const other = w.isolate();
     expect(said(await other.lookup("b"))).toBe("ok");
     // Another isolate saw the leak and saved it, in a record older than this isolate's set.
-    const material = saveLeakSeenElsewhere(w.kv, a, b);
+    const material = await saveLeakSeenElsewhere(w, a, b);
     // The issuer has taken the private part down; this isolate's refresh reads KV, keeps the
     // set it fetches, and must neither trust `a` nor drop the leak from what it saves.
     w.clock.ms = T0 + 301_000;
     expect(said(await other.lookup("a"))).toBe("token_invalid/kid_unknown");
-    expect(JSON.parse(w.kv.data.get(RECORD_KEY) as string).leaked).toEqual([material]);
+    expect((await w.record())?.leaked).toEqual([material]);
   });
 });

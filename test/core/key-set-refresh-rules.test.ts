@@ -1,10 +1,10 @@
 // How the key-set refresh rules work together: refresh before use past the TTL, refresh after
 // the response in its last tenth, no waiting while refreshes fail, a set taken from KV for
 // another kid, against the shared stamp, the cooldown, the 1 s KV recheck, grace and max-stale.
-// Every clock is injected; isolates are IssuerKeyStores sharing one in-memory KV.
+// Every clock is injected; isolates are IssuerKeyStores sharing the runtime's real KV.
 import { describe, expect, it, vi } from "vitest";
 import type { KeyLookup } from "../../src/core/jwks/key-store";
-import { publicJwk, STAMP_KEY, T0, world } from "../support/key-store-world";
+import { publicJwk, T0, world } from "../support/key-store-world";
 
 describe("key-set refresh rules together", () => {
   it("in the last tenth of the TTL an unknown kid still obeys the shared stamp: a second isolate does not fetch again 1 s after the first", async () => {
@@ -57,7 +57,7 @@ describe("key-set refresh rules together", () => {
     expect(await a.lookup("k1")).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_http_status" });
     expect(w.issuer.fetches).toBe(1);
     // KV (lagging) now shows another isolate's set, fetched 60 s before this isolate's failed attempt.
-    w.putRecord(T0 + 40_000, [k1]);
+    await w.putRecord(T0 + 40_000, [k1]);
     w.clock.ms += 1500;
     expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "kv" });
     // A token signed with a key published since: the issuer could not be asked (the last attempt,
@@ -79,7 +79,7 @@ describe("key-set refresh rules together", () => {
     expect(await a.lookup("k1")).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_http_status" });
     expect(w.issuer.fetches).toBe(2);
     // Another isolate's set, fetched 50 s before that failure, reaches this location's KV.
-    w.putRecord(T0 + 350_000, [k1]);
+    await w.putRecord(T0 + 350_000, [k1]);
     w.clock.ms += 1500;
     expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "kv" });
     const answer = await a.lookup("k2");
@@ -145,7 +145,7 @@ describe("key-set refresh rules together", () => {
     const a = w.isolate();
     expect(await a.lookup("k0")).toMatchObject({ ok: true });
     w.clock.ms = T0 + 120_000;
-    w.putRecord(T0 + 60_000, [k0, ka]);
+    await w.putRecord(T0 + 60_000, [k0, ka]);
     expect(await a.lookup("ka")).toMatchObject({ ok: true, source: "kv" });
     const held = await a.lookup("kb");
     expect(held).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_refreshing", retryAfterS: 1 });
@@ -167,7 +167,7 @@ describe("key-set refresh rules together", () => {
     const a = w.isolate();
     expect(await a.lookup("k0")).toMatchObject({ ok: true });
     w.clock.ms = T0 + 280_000;
-    w.putRecord(T0 + 200_000, [k0]); // newer, 80 s old
+    await w.putRecord(T0 + 200_000, [k0]); // newer, 80 s old
     expect(await a.lookup("k0")).toMatchObject({ ok: true });
     expect(w.issuer.fetches).toBe(1); // taken from KV after the response
     w.clock.ms += 200;
@@ -190,9 +190,9 @@ describe("key-set refresh rules together", () => {
         expect(r.retryAfterS).toBeLessThanOrEqual(cooldown);
       }
     };
-    const steps: (() => void)[] = [
-      () => w.kv.data.set(STAMP_KEY, String(w.clock.ms - 2000)),
-      () => w.kv.data.set(STAMP_KEY, String(w.clock.ms + 60_000)), // from the future
+    const steps: (() => unknown)[] = [
+      () => w.stamp(w.clock.ms - 2000),
+      () => w.stamp(w.clock.ms + 60_000), // from the future
       () => w.putRecord(w.clock.ms - 100_000, [k0, ka]),
       () => (w.issuer.down = true),
       () => (w.clock.ms -= 30_000), // step back
@@ -201,7 +201,7 @@ describe("key-set refresh rules together", () => {
       () => (w.clock.ms += 700_000), // past max-stale
     ];
     for (const step of steps) {
-      step();
+      await step();
       for (let i = 0; i < 6; i++) {
         w.clock.ms += 900;
         check(await a.lookup(`x${i % 3}`));
@@ -283,7 +283,7 @@ describe("key-set refresh rules together", () => {
     // and its set has not reached this location's KV.
     w.issuer.keys = [k2];
     w.clock.ms = T0 + 301_000;
-    w.stamp(w.clock.ms - 2_000);
+    await w.stamp(w.clock.ms - 2_000);
     // The first request past the TTL carries the new kid: the refresh fetches all the same.
     expect(await b.lookup("k2")).toMatchObject({ ok: true, source: "fetch" });
     expect(await b.lookup("k1")).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });

@@ -9,6 +9,7 @@ import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { TokenVerifier } from "../../src/core/tokens/verify";
 import { AUDIENCE, issuerServer, makeIssuer, type TestIssuer, type TestKey } from "../support/issuers";
+import { settleDeferred } from "../support/key-store-world";
 
 const kv = (env as unknown as { JWKS_CACHE: KeyValueStore }).JWKS_CACHE;
 
@@ -37,7 +38,8 @@ function verifierFor(issuer: TestIssuer, settings: Partial<OidcIssuerConfig>) {
       return issuer.sign({ iat: now, exp: now + 3600, ...claims }, { key });
     },
     verify: (token: string) => verifier.verify(token, ["idp"], undefined, (work) => pending.push(work)),
-    settle: () => Promise.all(pending.splice(0)),
+    /** The deferred work, and what it deferred in turn (a refresh's KV writes), as waitUntil waits. */
+    settle: () => settleDeferred(pending),
   };
 }
 

@@ -1,31 +1,47 @@
-// A small world for key-store tests: isolates (IssuerKeyStores) sharing one in-memory KV, an
-// issuer whose answers a test controls, and an injected clock. Where a request's wait matters,
+// A small world for key-store tests: isolates (IssuerKeyStores) sharing the local runtime's real
+// KV namespace, an issuer whose answers a test controls, and an injected clock. The issuer stays
+// scripted and the clock injected: the refresh rules are about times (TTL, cooldown, stamps) a
+// real server cannot be made to keep to an injected clock. Where a request's wait matters,
 // `elapse` moves vitest's fake setTimeout in step with the clock (withDeadline's bound is one).
+// A KV read is bounded by such a timer too, and real KV answers in real time: wait for the event
+// that follows the reads (`asked`: the issuer asked) before elapsing, or a read may be cut short.
+import { env } from "cloudflare:workers";
 import type { JWK } from "jose";
 import { expect, vi } from "vitest";
-import { IssuerKeyStore, type KeyLookup, type KeyValueStore } from "../../src/core/jwks/key-store";
+import { IssuerKeyStore, type KeyLookup } from "../../src/core/jwks/key-store";
 import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { makeKey } from "./issuers";
 
 export const T0 = 1_800_000_000_000;
 
-export const ISSUER = "https://idp.test";
-export const JWKS_URI = "https://idp.test/jwks";
-export const RECORD_KEY = `jwks:v1:${ISSUER}`;
-export const STAMP_KEY = `jwks-refresh:v1:${ISSUER} ${JWKS_URI}`;
+/**
+ * The runtime's KV namespace. The test runner gives no per-test storage (a key written by one
+ * test is read by the next), so every world has an issuer, and so KV keys, of its own.
+ */
+export const kv = (env as unknown as { JWKS_CACHE: KVNamespace }).JWKS_CACHE;
 
 /** A published ES256 key. */
 export const publicJwk = async (kid: string) => (await makeKey("ES256", kid)).publicJwk;
 
-export class MapKv implements KeyValueStore {
-  readonly data = new Map<string, string>();
-  async get(key: string) {
-    return this.data.get(key) ?? null;
-  }
-  async put(key: string, value: string) {
-    this.data.set(key, value);
-  }
+/** An issuer URL no other world (in this file or another) shares, and its configured jwks_uri. */
+export function uniqueIssuer() {
+  const issuer = `https://${crypto.randomUUID()}.idp.test`;
+  return { issuer, jwksUri: `${issuer}/jwks` };
+}
+
+/**
+ * Waits for a request's deferred work as the runtime does for ctx.waitUntil: work deferred while
+ * earlier work runs (a refresh hands over its KV writes only once the issuer answered) is waited
+ * for too. A snapshot of the list would leave those writes in flight, unseen by the next read.
+ */
+export async function settleDeferred(pending: Promise<unknown>[]): Promise<void> {
+  while (pending.length > 0) await Promise.allSettled(pending.splice(0));
+}
+
+/** The KV record an issuer's key sets are saved under, read back (null: none). */
+export async function readRecord(issuer: string): Promise<Record<string, unknown> | null> {
+  return JSON.parse((await kv.get(`jwks:v1:${issuer}`)) ?? "null");
 }
 
 /**
@@ -42,19 +58,27 @@ export interface Issuer {
 }
 
 export function world(settings: Partial<OidcIssuerConfig>) {
+  const { issuer: issuerUrl, jwksUri } = uniqueIssuer();
+  const recordKey = `jwks:v1:${issuerUrl}`;
+  const stampKey = `jwks-refresh:v1:${issuerUrl} ${jwksUri}`;
   const policy = compilePolicy({
     version: 1,
     issuers: {
-      idp: { kind: "oidc", issuer: ISSUER, jwks_uri: JWKS_URI, audiences: ["https://api.test"], ...settings },
+      idp: { kind: "oidc", issuer: issuerUrl, jwks_uri: jwksUri, audiences: ["https://api.test"], ...settings },
     },
     upstreams: { o: { url: "https://origin.test" } },
     routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
   });
+  const resolved = policy.issuers.get("idp")!;
   const clock = { ms: T0 };
-  const kv = new MapKv();
   const issuer: Issuer = { keys: [], down: false, hang: false, costMs: 0, fetches: 0 };
+  const waiting: { fetches: number; resolve: () => void }[] = [];
   const fetcher = async () => {
     issuer.fetches += 1;
+    for (const waiter of waiting.filter((w) => w.fetches <= issuer.fetches)) {
+      waiting.splice(waiting.indexOf(waiter), 1);
+      waiter.resolve();
+    }
     clock.ms += issuer.costMs;
     const keys = issuer.keys;
     if (issuer.hang) return new Promise<Response>(() => {});
@@ -63,13 +87,13 @@ export function world(settings: Partial<OidcIssuerConfig>) {
     return Response.json({ keys });
   };
   const isolate = () => {
-    const store = new IssuerKeyStore(policy.issuers.get("idp")!, { fetch: fetcher, kv, now: () => clock.ms });
+    const store = new IssuerKeyStore(resolved, { fetch: fetcher, kv, now: () => clock.ms });
     /** A request: its answer, and how many fetches this isolate had made when it was answered. */
     const lookup = async (kid: string | undefined): Promise<KeyLookup & { fetchesAtAnswer: number }> => {
       const pending: Promise<unknown>[] = [];
       const result = await store.lookup(kid, "ES256", (p) => pending.push(p));
       const fetchesAtAnswer = store.stats.fetches;
-      await Promise.allSettled(pending);
+      await settleDeferred(pending);
       return { ...result, fetchesAtAnswer };
     };
     /** A request whose deferred work is not waited for (it may never settle); `answer` once answered. */
@@ -85,10 +109,26 @@ export function world(settings: Partial<OidcIssuerConfig>) {
     };
     return { store, lookup, start };
   };
-  const putRecord = (fetchedAt: number, keys: JWK[]) =>
-    kv.data.set(RECORD_KEY, JSON.stringify({ v: 1, fetched_at: fetchedAt, jwks_uri: JWKS_URI, keys, retired: [] }));
+  // Written as another isolate's key store writes them (KV takes no expirationTtl below 60 s).
+  /** Another isolate's saved set, fetched at `at` (`extra`: more members, e.g. `leaked`). */
+  const putRecord = (fetchedAt: number, keys: JWK[], extra: Record<string, unknown> = {}) =>
+    kv.put(recordKey, JSON.stringify({ v: 1, fetched_at: fetchedAt, jwks_uri: jwksUri, keys, retired: [], ...extra }), {
+      expirationTtl: Math.max(60, resolved.cacheTtlS + resolved.maxStaleS),
+    });
   /** Another isolate's refresh stamp: it asked the issuer at `at`. */
-  const stamp = (at: number) => kv.data.set(STAMP_KEY, String(at));
+  const stamp = (at: number) =>
+    kv.put(stampKey, String(at), { expirationTtl: Math.max(60, resolved.refreshCooldownS) });
+  /** The set saved in KV, as the key stores wrote it (null: none). */
+  const record = () => readRecord(issuerUrl);
+  /**
+   * Resolves once the issuer has been asked `fetches` times in all. Unlike vi.waitFor, which
+   * moves fake timers on each check, it leaves fake time where it is.
+   */
+  const asked = (fetches: number) =>
+    new Promise<void>((resolve) => {
+      if (issuer.fetches >= fetches) resolve();
+      else waiting.push({ fetches, resolve });
+    });
   /** Moves the injected clock and the (fake) timers together. */
   const elapse = async (ms: number) => {
     clock.ms += ms;
@@ -105,7 +145,7 @@ export function world(settings: Partial<OidcIssuerConfig>) {
       release();
     };
   };
-  return { clock, kv, issuer, isolate, putRecord, stamp, elapse, hold };
+  return { issuerUrl, jwksUri, clock, issuer, isolate, putRecord, stamp, record, asked, elapse, hold };
 }
 
 /** A jwks_unavailable answer's Retry-After is a whole number of seconds in 1…cooldown. */
