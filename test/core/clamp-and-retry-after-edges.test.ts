@@ -8,7 +8,8 @@ import { type AcquireResult, type CounterRequest, CounterTable, HOLD_MS } from "
 import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { makeKey } from "../support/issuers";
-import { kv, settleDeferred, uniqueIssuer } from "../support/key-store-world";
+import { kv, uniqueIssuer } from "../support/key-store-world";
+import { settleDeferred } from "../support/waiting";
 
 const T0 = 1_800_000_000_000;
 

@@ -10,6 +10,7 @@ import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { TokenVerifier } from "../../src/core/tokens/verify";
 import { AUDIENCE, issuerServer, makeIssuer, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
 import { makeAnyKey } from "./token-fixtures";
+import { settleDeferred } from "../support/waiting";
 
 const kv = (env as unknown as { JWKS_CACHE: KeyValueStore }).JWKS_CACHE;
 
@@ -49,7 +50,7 @@ function verifierFor(
     verifier,
     store,
     verify: (token: string) => verifier.verify(token, ["idp"], undefined, defer),
-    settle: () => Promise.all(pending.splice(0)),
+    settle: () => settleDeferred(pending),
   };
 }
 

@@ -8,7 +8,8 @@ import { KeySetFetchError, keyMaterialOf, usableKeys } from "../../src/core/jwks
 import { IssuerKeyStore } from "../../src/core/jwks/key-store";
 import { compilePolicy } from "../../src/core/policy";
 import { makeKey, type TestKey } from "../support/issuers";
-import { kv, readRecord, settleDeferred, T0, uniqueIssuer, world } from "../support/key-store-world";
+import { kv, readRecord, T0, uniqueIssuer, world } from "../support/key-store-world";
+import { settleDeferred } from "../support/waiting";
 
 /** A lookup's answer in one word, so a failure shows the refusal's reason and detail. */
 const said = (r: { ok: boolean; reason?: string; detail?: string }) => (r.ok ? "ok" : `${r.reason}/${r.detail}`);

@@ -9,7 +9,7 @@ import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { TokenVerifier } from "../../src/core/tokens/verify";
 import { AUDIENCE, issuerServer, makeIssuer, type TestIssuer, type TestKey } from "../support/issuers";
-import { settleDeferred } from "../support/key-store-world";
+import { settleDeferred } from "../support/waiting";
 
 const kv = (env as unknown as { JWKS_CACHE: KeyValueStore }).JWKS_CACHE;
 

@@ -6,6 +6,7 @@ import { compilePolicy } from "../../src/core/policy";
 import type { IssuerConfig } from "../../src/core/policy-types";
 import { TokenVerifier, type VerifierDeps } from "../../src/core/tokens/verify";
 import { type Alg, AUDIENCE, b64url, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
+import { settleDeferred } from "../support/waiting";
 
 /** An injected clock, on a half second so that rounding to whole seconds is exercised. */
 export function fixedNow(): number {
@@ -72,7 +73,7 @@ export function verifierFor({ issuers, deps = {} }: VerifierSetup) {
     verifier,
     policy,
     verify: (token: string) => verifier.verify(token, ids, undefined, (work) => pending.push(work)),
-    settle: () => Promise.all(pending.splice(0)),
+    settle: () => settleDeferred(pending),
   };
 }
 

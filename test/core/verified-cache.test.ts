@@ -7,6 +7,7 @@ import { VerifiedTokenCache } from "../../src/core/tokens/verified-cache";
 import { TokenVerifier } from "../../src/core/tokens/verify";
 import { b64url, makeIssuer, makeKey } from "../support/issuers";
 import { flipLastChar, signText, verifierFor } from "./token-fixtures";
+import { settleDeferred } from "../support/waiting";
 
 const T0 = 1_800_000_000_000;
 const entry = {
@@ -270,7 +271,7 @@ describe("a token's exp goes by the clock the decision is made at", () => {
       clock,
       sign,
       verify: (token: string) => verifier.verify(token, ["idp"], undefined, (work) => pending.push(work)),
-      settle: () => Promise.all(pending.splice(0)),
+      settle: () => settleDeferred(pending),
     };
   }
 

@@ -251,7 +251,7 @@ describe("the echo origin", () => {
       });
       expect(JSON.parse(body).headers).toMatchObject({ authorization: "one, two", "x-a": "1, 2", cookie: "a=1; b=2" });
     } finally {
-      await new Promise((resolve) => echo.server.close(resolve));
+      await echo.close();
     }
   });
 });

@@ -8,12 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LOCAL_ACCESS_TEAM, LOCAL_AUDIENCE, LOCAL_IDP_URL } from "../../dev/local-policy";
-import policy from "../../policy/policy.json";
 // @ts-expect-error -- plain JS module of the local stack
 import { startIdp } from "../../dev/idp.mjs";
-// @ts-expect-error -- plain JS module of the local stack
-import { ACCESS_AUD, ACCESS_ISSUER, LOCAL_AUDIENCE as CLI_AUDIENCE, LOCAL_ISSUER } from "../../dev/keys.mjs";
+import { localPolicy } from "../../dev/local-policy";
+import { ACCESS_AUD, LOCAL_ACCESS_TEAM, LOCAL_AUDIENCE, LOCAL_IDP_URL } from "../../dev/local-stack.mjs";
 import { projectCopy } from "./project-copy";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -148,6 +146,24 @@ describe("npm run token: OIDC tokens", () => {
 });
 
 describe("npm run token: defaults follow policy/policy.json", () => {
+  it("are the issuers and audiences that the local Worker's policy trusts", async () => {
+    const local = localPolicy();
+    const issuers = Object.entries(local.issuers ?? {});
+    const oidc = issuers.find(([, issuer]) => issuer.kind === "oidc")?.[1];
+    const [accessId, access] = issuers.find(([, issuer]) => issuer.kind === "cloudflare_access") ?? [];
+    const accessAuth = local.routes
+      .map((route) => route.auth)
+      .find((auth) => auth !== "public" && accessId !== undefined && auth.issuers.includes(accessId));
+    const token = decodeJwt(await mint());
+    expect(oidc).toMatchObject({ issuer: token.iss, audiences: expect.arrayContaining([token.aud]) });
+    const assertion = decodeJwt(await mint("--access"));
+    expect(access).toMatchObject({ team_domain: assertion.iss });
+    expect(accessAuth).toMatchObject({ audiences: assertion.aud });
+    // The CLI's fallbacks, for a policy that names no audience, are the shipped policy's own.
+    expect(oidc).toMatchObject({ audiences: expect.arrayContaining([LOCAL_AUDIENCE]) });
+    expect(assertion.aud).toEqual([ACCESS_AUD]);
+  });
+
   it("an edited policy's audience, typ and Access AUD tag become the defaults; options still win", async () => {
     const copy = projectCopy(keysDir, "policy-");
     const doc = JSON.parse(readFileSync(join(copy, "policy", "policy.json"), "utf8"));
@@ -281,15 +297,6 @@ describe("development keys", () => {
     const stored = JSON.parse(readFileSync(fresh, "utf8"));
     expect(stored.keys.oidc.d).toEqual(expect.any(String));
     expect(statSync(fresh).mode & 0o777).toBe(0o600);
-  });
-
-  it("name the issuer, audiences and Access team that the local policy trusts", () => {
-    expect(LOCAL_ISSUER).toBe(LOCAL_IDP_URL);
-    expect(CLI_AUDIENCE).toBe(LOCAL_AUDIENCE);
-    expect(ACCESS_ISSUER).toBe(LOCAL_ACCESS_TEAM);
-    expect(policy.issuers.demo.audiences).toContain(CLI_AUDIENCE);
-    const accessRoute = policy.routes.find((route) => route.name === "access-app");
-    expect(accessRoute?.auth).toMatchObject({ issuers: ["access"], audiences: [ACCESS_AUD] });
   });
 });
 

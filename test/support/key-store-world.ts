@@ -12,6 +12,7 @@ import { IssuerKeyStore, type KeyLookup } from "../../src/core/jwks/key-store";
 import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { makeKey } from "./issuers";
+import { settleDeferred } from "./waiting";
 
 export const T0 = 1_800_000_000_000;
 
@@ -28,15 +29,6 @@ export const publicJwk = async (kid: string) => (await makeKey("ES256", kid)).pu
 export function uniqueIssuer() {
   const issuer = `https://${crypto.randomUUID()}.idp.test`;
   return { issuer, jwksUri: `${issuer}/jwks` };
-}
-
-/**
- * Waits for a request's deferred work as the runtime does for ctx.waitUntil: work deferred while
- * earlier work runs (a refresh hands over its KV writes only once the issuer answered) is waited
- * for too. A snapshot of the list would leave those writes in flight, unseen by the next read.
- */
-export async function settleDeferred(pending: Promise<unknown>[]): Promise<void> {
-  while (pending.length > 0) await Promise.allSettled(pending.splice(0));
 }
 
 /** The KV record an issuer's key sets are saved under, read back (null: none). */

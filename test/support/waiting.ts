@@ -1,6 +1,15 @@
 // Small helpers for tests that wait on the edge: a pause, a bound on a wait, a promise the
 // test settles itself, and real parts (a limiter object, an origin) held until the test says.
 
+/**
+ * Waits for a request's deferred work as the runtime does for ctx.waitUntil: work deferred while
+ * earlier work runs (a refresh hands over its KV writes only once the issuer answered) is waited
+ * for too. A snapshot of the list would leave those writes in flight, unseen by the next read.
+ */
+export async function settleDeferred(pending: Promise<unknown>[]): Promise<void> {
+  while (pending.length > 0) await Promise.allSettled(pending.splice(0));
+}
+
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Resolves with what `work` gives, or "hung" after `ms`. */
