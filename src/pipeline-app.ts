@@ -22,6 +22,19 @@ import { serverTiming } from "./pipeline/server-timing";
 import { SingleHandlerRouter } from "./pipeline/single-handler-router";
 import { runStages, type Stage } from "./pipeline/stage";
 
+/** Hands the policy to the stages that read it from the context. */
+function withPolicy(policy: CompiledPolicy): Stage {
+  return {
+    run(c) {
+      c.set("policy", policy);
+      return undefined;
+    },
+  };
+}
+
+/** An invalid policy: every request gets 500, recorded; none half-runs. */
+const policyInvalid: Stage = { run: (c) => deny(c, "misconfigured", { detail: "policy_invalid" }) };
+
 export interface AppOptions {
   /** Where audit records go. Default: one JSON line per request on stdout. */
   auditSinks?: AuditSink[];
@@ -32,30 +45,27 @@ export interface AppOptions {
 /** `policy` undefined: the policy is invalid, and every request gets 500 (it never half-runs). */
 export function createPipelineApp(policy: CompiledPolicy | undefined, options: AppOptions = {}): HonoBase<PipelineEnv> {
   const sinks = options.auditSinks ?? [consoleSink];
+  const recorded = [requestId(), audit(sinks)];
 
-  const policyGate: Stage = {
-    run(c) {
-      if (!policy) return deny(c, "misconfigured", { detail: "policy_invalid" });
-      c.set("policy", policy);
-      return undefined;
-    },
-  };
   // In this order: each stage relies on what the ones before it decided.
-  const pipeline = runStages([
-    requestId(),
-    audit(() => sinks),
-    ...(policy?.serverTiming ? [serverTiming()] : []),
-    policyGate,
-    canonicalPath(),
-    route(),
-    cors(),
-    headerHygiene(),
-    authenticate(policy, options.authentication),
-    authorise(),
-    injectIdentity(),
-    rateLimit(),
-    forward(),
-  ]);
+  const pipeline = runStages(
+    policy
+      ? [
+          ...recorded,
+          ...(policy.serverTiming ? [serverTiming()] : []),
+          withPolicy(policy),
+          canonicalPath(),
+          route(),
+          cors(),
+          headerHygiene(policy),
+          authenticate(policy, options.authentication),
+          authorise(),
+          injectIdentity(),
+          rateLimit(),
+          forward(),
+        ]
+      : [...recorded, policyInvalid],
+  );
 
   // One handler for every request: the route stage matches the policy's routes, so Hono
   // neither routes nor extracts the path (the canonical-path stage parses the URL once).

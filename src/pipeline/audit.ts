@@ -92,7 +92,7 @@ function writeAfterResponse(
   afterResponse(c, work);
 }
 
-export function audit(sinks: () => readonly AuditSink[]): Stage {
+export function audit(sinks: readonly AuditSink[]): Stage {
   // While a request is unanswered: what to do if its client disconnects. Removed as soon as
   // the answer is recorded, so no request's context outlives it through its signal.
   const onDisconnect = new WeakMap<PipelineContext, () => void>();
@@ -103,9 +103,8 @@ export function audit(sinks: () => readonly AuditSink[]): Stage {
     // no finisher) may follow. The record is written from here instead: what was decided so
     // far, as client_closed.
     const dataset = metricsDataset(c);
-    const targets = sinks();
     // Nothing to write to, nothing to watch for (watching costs tens of µs per request).
-    if (!dataset && targets.length === 0) return undefined;
+    if (!dataset && sinks.length === 0) return undefined;
     const recordDisconnect = () => {
       onDisconnect.delete(c);
       const outcome = c.get("outcome");
@@ -117,7 +116,7 @@ export function audit(sinks: () => readonly AuditSink[]): Stage {
         reason: "client_closed",
         detail: "client_disconnected",
       });
-      writeAfterResponse(c, targets, dataset, Date.now(), 499);
+      writeAfterResponse(c, sinks, dataset, Date.now(), 499);
     };
     onDisconnect.set(c, recordDisconnect);
     c.req.raw.signal.addEventListener("abort", recordDisconnect, { once: true });
@@ -131,7 +130,7 @@ export function audit(sinks: () => readonly AuditSink[]): Stage {
     onDisconnect.delete(c);
     c.req.raw.signal.removeEventListener("abort", recordDisconnect);
     // Capture the moment and the status now; build and write everything after the response.
-    writeAfterResponse(c, sinks(), metricsDataset(c), Date.now(), response.status);
+    writeAfterResponse(c, sinks, metricsDataset(c), Date.now(), response.status);
     return response;
   };
   return { run, finish };

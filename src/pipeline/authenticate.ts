@@ -28,8 +28,8 @@ interface RouteCredentials {
  * also be accepted from the CF_Authorization cookie, which a browser sends by itself (a
  * cross-site request, or a cookie planted from a sibling subdomain, would then carry it).
  */
-function routeCredentials(policy: CompiledPolicy | undefined, issuerIds: readonly string[]): RouteCredentials {
-  const ofKind = (kind: string) => issuerIds.filter((id) => policy?.issuers.get(id)?.kind === kind);
+function routeCredentials(policy: CompiledPolicy, issuerIds: readonly string[]): RouteCredentials {
+  const ofKind = (kind: string) => issuerIds.filter((id) => policy.issuers.get(id)?.kind === kind);
   const bearerIssuers = ofKind("oidc");
   const accessIssuers = ofKind("cloudflare_access");
   return {
@@ -39,7 +39,7 @@ function routeCredentials(policy: CompiledPolicy | undefined, issuerIds: readonl
   };
 }
 
-export function authenticate(policy: CompiledPolicy | undefined, options: AuthenticateOptions = {}): Stage {
+export function authenticate(policy: CompiledPolicy, options: AuthenticateOptions = {}): Stage {
   // One verifier per isolate: key stores, imported keys and the verified-token cache live here.
   let verifier: TokenVerifier | undefined;
   const now = options.now ?? Date.now;
@@ -50,14 +50,12 @@ export function authenticate(policy: CompiledPolicy | undefined, options: Authen
   const run: Stage["run"] = async (c) => {
     const auth = c.get("route").auth;
     if (auth === "public") return undefined;
-    if (!verifier && policy) {
-      verifier = new TokenVerifier(policy, {
-        fetch: options.fetch ?? ((input, init) => fetch(input, init)),
-        ...(c.env?.JWKS_CACHE ? { kv: c.env.JWKS_CACHE } : {}),
-        now,
-      });
-    }
-    if (!verifier) return deny(c, "misconfigured", { detail: "no_policy" });
+    // On the first request that needs it: the KV binding comes with the request.
+    verifier ??= new TokenVerifier(policy, {
+      fetch: options.fetch ?? ((input, init) => fetch(input, init)),
+      ...(c.env?.JWKS_CACHE ? { kv: c.env.JWKS_CACHE } : {}),
+      now,
+    });
 
     const route = c.get("route");
     let credentials = credentialsByRoute.get(route);

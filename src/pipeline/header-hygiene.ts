@@ -11,20 +11,17 @@ import {
   withoutCredentialCookies,
 } from "../core/cookies";
 import { connectionNominated, makeStripPredicate, normaliseHeaderName } from "../core/headers";
+import type { CompiledPolicy } from "../core/policy";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
 /** Header names remembered per isolate with their verdict; names are client input. */
 const MAX_REMEMBERED_NAMES = 512;
 
-export function headerHygiene(): Stage {
-  let isStripped: ((name: string) => boolean) | undefined;
+export function headerHygiene(policy: CompiledPolicy): Stage {
   // The same few dozen names arrive on almost every request: decide each once per isolate.
-  const stripped = boundedMemo(MAX_REMEMBERED_NAMES, (name: string) => (isStripped as (name: string) => boolean)(name));
+  const stripped = boundedMemo(MAX_REMEMBERED_NAMES, makeStripPredicate(Object.values(policy.identityHeaders)));
   const run: Stage["run"] = (c) => {
-    if (!isStripped) {
-      isStripped = makeStripPredicate(Object.values(c.get("policy").identityHeaders));
-    }
     const incoming = c.req.raw.headers;
     // Copied natively, then the few names that must not reach the origin are deleted
     // (`delete` removes every value of a name).

@@ -394,7 +394,7 @@ describe("metrics data points", () => {
       c.set("outcome", { decision: "deny", reason: "rate_limited", limit: "tenant-per-minute", failedOpen: ["user"] });
       return new Response(null, { status: 429 });
     };
-    app.get("*", runStages([requestId(), audit(() => []), { run: setup }]));
+    app.get("*", runStages([requestId(), audit([]), { run: setup }]));
     const ctx = createExecutionContext();
     const response = await app.fetch(new Request("https://edge.test/orders/1"), { METRICS: dataset }, ctx);
     await waitOnExecutionContext(ctx);
