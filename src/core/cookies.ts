@@ -8,7 +8,7 @@ import { lenientName, readsAsName } from "./lenient-name";
 export const ACCESS_COOKIE = "CF_Authorization";
 
 /** Cookie names that carry credentials and are removed from the forwarded `Cookie`. */
-export const CREDENTIAL_COOKIES: readonly string[] = [ACCESS_COOKIE];
+const CREDENTIAL_COOKIES: readonly string[] = [ACCESS_COOKIE];
 
 /**
  * Where one cookie ends: at `;`, or at a `,` followed by another `name=`, the name empty too
@@ -22,7 +22,7 @@ const COOKIE_BOUNDARY = /(;|,(?=\s*[!#$%&'*+.^_`|~0-9A-Za-z-]*=))/;
  * A `Cookie` header cut where each cookie ends, separators kept: cookie, separator, cookie, …
  * (the cookies as sent, whitespace included).
  */
-export function cookieParts(cookieHeader: string): string[] {
+function cookieParts(cookieHeader: string): string[] {
   return cookieHeader.split(COOKIE_BOUNDARY);
 }
 
@@ -30,7 +30,7 @@ export function cookieParts(cookieHeader: string): string[] {
  * A cookie's name: what comes before its `=`, trimmed; a cookie without `=` is all name, as
  * servers read the `Cookie` header (a browser sends a nameless cookie's value that way).
  */
-export function cookieName(cookie: string): string {
+function cookieName(cookie: string): string {
   const eq = cookie.indexOf("=");
   return (eq < 0 ? cookie : cookie.slice(0, eq)).trim();
 }
@@ -83,7 +83,7 @@ export function cookieSeparators(text: string): number {
 }
 
 /** Whether a cookie of this name carries a credential, however spelt. */
-export function isCredentialCookie(name: string): boolean {
+function isCredentialCookie(name: string): boolean {
   const lenient = lenientCookieName(name);
   return CREDENTIAL_COOKIE_NAMES.some((credential) => readsAsName(lenient, credential));
 }

@@ -11,7 +11,7 @@
  * Matched after normaliseHeaderName. A prefix takes a whole family: `x-org` is X-Org,
  * X-Org-Id, X-Organization.
  */
-export const IDENTITY_HEADER_PREFIXES: readonly string[] = [
+const IDENTITY_HEADER_PREFIXES: readonly string[] = [
   "x-user-",
   "x-org",
   "x-tenant",
@@ -51,7 +51,7 @@ export const IDENTITY_HEADER_PREFIXES: readonly string[] = [
  * X-Forwarded-User, -Email, -Groups, -Access-Token; Envoy's X-Forwarded-Client-Cert) go with
  * every forwarding header, by FORWARDING_HEADER_PREFIX.
  */
-export const IDENTITY_HEADER_NAMES: readonly string[] = [
+const IDENTITY_HEADER_NAMES: readonly string[] = [
   "x-user",
   "x-userid",
   "x-username",

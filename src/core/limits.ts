@@ -69,7 +69,7 @@ function subtractCost(tat: Tat, rate: Rate, cost: number): Tat {
 }
 
 /** Whether the TAT lies strictly after `now` (an integer ms), i.e. the counter holds anything. */
-export function isLive(tat: Tat, now: number): boolean {
+function isLive(tat: Tat, now: number): boolean {
   return tat.ms > now || (tat.ms === now && tat.frac > 0);
 }
 
@@ -963,7 +963,7 @@ function released(status: LimitStatus): LimitStatus {
  * frees up last (it is the one that decides when a retry can succeed); then least remaining;
  * then the longest until reset.
  */
-export function byRestrictiveness(a: LimitStatus, b: LimitStatus): number {
+function byRestrictiveness(a: LimitStatus, b: LimitStatus): number {
   if (a.allowed !== b.allowed) return a.allowed ? 1 : -1;
   if (!a.allowed && a.retryAfterMs !== b.retryAfterMs) return b.retryAfterMs - a.retryAfterMs;
   if (a.remaining !== b.remaining) return a.remaining - b.remaining;

@@ -8,7 +8,7 @@ import { MAX_COUNTERS_PER_CALL, MAX_NAME_CHARS } from "./limits";
 import type { CheckSource } from "./tokens/verify";
 
 /** Bumped when a column's meaning changes; stored in every row (`double7`). */
-export const METRICS_LAYOUT_VERSION = 1;
+const METRICS_LAYOUT_VERSION = 1;
 
 /** blob1 … blob17, in order. */
 export const BLOB_COLUMNS = [
@@ -53,7 +53,7 @@ export const MAX_BLOB_BYTES = 256;
  * `failed_open` lists the limit names of both limiter objects, which may both fail open, with
  * commas: whole, it stays far below the row limit too.
  */
-export const MAX_FAILED_OPEN_BYTES = 2 * MAX_COUNTERS_PER_CALL * (MAX_NAME_CHARS + 1);
+const MAX_FAILED_OPEN_BYTES = 2 * MAX_COUNTERS_PER_CALL * (MAX_NAME_CHARS + 1);
 
 /** Structurally an `AnalyticsEngineDataPoint`, without depending on Workers types. */
 export interface DataPoint {

@@ -110,7 +110,7 @@ export function matchPath(
  * The canonical path has refused every escape whose decoding could move a segment boundary
  * (`%2F`, `%5C`) or is not UTF-8, so each segment decodes on its own; undefined otherwise.
  */
-export function pathSegments(canonicalPath: string): string[] | undefined {
+function pathSegments(canonicalPath: string): string[] | undefined {
   if (canonicalPath === "/") return [""];
   const segments = canonicalPath.split("/").slice(1);
   if (segments.length > 1 && segments[segments.length - 1] === "") segments.pop();
@@ -172,7 +172,7 @@ export function compileHostPattern(host: string): HostPattern | string {
  * (8443, 2053, …) to the same Worker, and a host-specific route that missed them would let
  * `admin.example.com:8443` fall through to a broader route.
  */
-export function matchHost(pattern: HostPattern, host: string): Record<string, string> | null {
+function matchHost(pattern: HostPattern, host: string): Record<string, string> | null {
   const { name, port } = splitHost(host);
   if (pattern.port !== undefined && port !== pattern.port) return null;
   if (pattern.exact !== undefined) return name === pattern.exact ? {} : null;

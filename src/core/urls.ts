@@ -1,7 +1,7 @@
 // Which URLs the edge may fetch keys from or forward to: https anywhere, plain http only on
 // loopback (the local stack and tests).
 
-export function isLoopbackHost(hostname: string): boolean {
+function isLoopbackHost(hostname: string): boolean {
   return hostname === "127.0.0.1" || hostname === "localhost" || hostname === "[::1]";
 }
 

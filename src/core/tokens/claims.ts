@@ -14,7 +14,7 @@ const HEADER_TOKEN = /^[\x21-\x7E]+$/;
 export const MAX_IDENTIFIER_CHARS = 255;
 
 /** A subject or tenant the edge accepts: 1 to 255 printable ASCII characters, no spaces. */
-export function isIdentifier(value: unknown): value is string {
+function isIdentifier(value: unknown): value is string {
   return typeof value === "string" && HEADER_TOKEN.test(value) && value.length <= MAX_IDENTIFIER_CHARS;
 }
 /**
