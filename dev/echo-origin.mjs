@@ -9,10 +9,13 @@
 //                           follows it lands on an ordinary echo (a second recorded request)
 //   GET /__echo/requests?marker=M   requests seen whose x-test-marker header was M
 import http from "node:http";
+import { ORIGIN_PORT } from "./local-stack.mjs";
+import { isMainModule } from "./main-module.mjs";
+import { closeServer, listen } from "./server-lifecycle.mjs";
 
 const MAX_LOG = 5000;
 
-export function startEchoOrigin({ port = 8789, host = "127.0.0.1" } = {}) {
+export async function startEchoOrigin({ port = ORIGIN_PORT, host = "127.0.0.1" } = {}) {
   const seen = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://origin.invalid");
@@ -77,16 +80,11 @@ export function startEchoOrigin({ port = 8789, host = "127.0.0.1" } = {}) {
       else reply();
     });
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      const address = server.address();
-      resolve({ server, port: typeof address === "object" && address ? address.port : port, seen });
-    });
-  });
+  const boundPort = await listen(server, { port, host });
+  return { server, port: boundPort, seen, close: () => closeServer(server) };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const { port } = await startEchoOrigin({ port: Number(process.env.PORT ?? 8789) });
+if (isMainModule(import.meta.url)) {
+  const { port } = await startEchoOrigin({ port: Number(process.env.PORT ?? ORIGIN_PORT) });
   console.log(`echo origin on http://127.0.0.1:${port}`);
 }

@@ -9,8 +9,10 @@
 //   GET /__idp/stats                        how often each document was fetched (tests use
 //                                           this to prove the edge caches key sets)
 import http from "node:http";
-import { pathToFileURL } from "node:url";
-import { IDP_PORT, loadPrivateJwks, publicJwk } from "./keys.mjs";
+import { loadPrivateJwks, publicJwk } from "./keys.mjs";
+import { IDP_PORT } from "./local-stack.mjs";
+import { isMainModule } from "./main-module.mjs";
+import { closeServer, listen } from "./server-lifecycle.mjs";
 
 export async function startIdp({ port = IDP_PORT, host = "127.0.0.1", keysFile } = {}) {
   const jwks = await loadPrivateJwks({
@@ -62,28 +64,18 @@ export async function startIdp({ port = IDP_PORT, host = "127.0.0.1", keysFile }
     send(200, document());
   });
 
-  await new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, resolve);
-  });
-  const address = server.address();
-  const boundPort = typeof address === "object" && address ? address.port : port;
+  const boundPort = await listen(server, { port, host });
   issuer = `http://127.0.0.1:${boundPort}`;
   return {
     server,
     port: boundPort,
     issuer,
     stats,
-    /** Stops listening and drops kept-alive connections, so shutdown never waits on a client. */
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: () => closeServer(server),
   };
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMainModule(import.meta.url)) {
   const { issuer } = await startIdp({ port: Number(process.env.PORT ?? IDP_PORT) });
   console.log(`development identity provider on ${issuer}`);
 }

@@ -1,5 +1,6 @@
-// The local stack's signing keys and the names it signs for, shared by the development
-// identity provider (dev/idp.mjs) and the token CLI (dev/token.mjs) so both always agree.
+// The local stack's signing keys, shared by the development identity provider (dev/idp.mjs)
+// and the token CLI (dev/token.mjs) so both always agree. The names it signs for are in
+// dev/local-stack.mjs.
 //
 // Keys are generated on first use and kept in .dev/keys.json (git-ignored): private JWKs
 // for development only, never for anything real. Delete the file to rotate them.
@@ -8,13 +9,6 @@ import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { exportJWK, generateKeyPair, importJWK } from "jose";
-
-// These must match dev/local-policy.ts and policy/policy.json (test/node/token-cli.test.ts checks).
-export const IDP_PORT = 8788;
-export const LOCAL_ISSUER = `http://127.0.0.1:${IDP_PORT}`;
-export const LOCAL_AUDIENCE = "https://api.example.com";
-export const ACCESS_ISSUER = `${LOCAL_ISSUER}/access`;
-export const ACCESS_AUD = "demo-access-aud-tag";
 
 /** Where the keys live: .dev/keys.json in the repository, or $PORTCULLIS_DEV_KEYS. */
 export const KEYS_FILE =

@@ -5,11 +5,7 @@
 
 import policy from "../policy/policy.json";
 import type { IssuerConfig, PolicyDocument, UpstreamConfig } from "../src/core/policy-types";
-
-export const LOCAL_IDP_URL = "http://127.0.0.1:8788";
-export const LOCAL_ORIGIN_URL = "http://127.0.0.1:8789";
-export const LOCAL_ACCESS_TEAM = `${LOCAL_IDP_URL}/access`;
-export const LOCAL_AUDIENCE = "https://api.example.com";
+import { LOCAL_ACCESS_TEAM, LOCAL_IDP_URL, LOCAL_ORIGIN_URL } from "./local-stack.mjs";
 
 /** Each entry of `record` replaced by `local(entry)`, names kept. */
 function mapEntries<T>(record: Record<string, T> | undefined, local: (entry: T) => T): Record<string, T> {

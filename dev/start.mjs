@@ -5,17 +5,14 @@
 // Ctrl-C stops all three.
 import { spawn } from "node:child_process";
 import net from "node:net";
-import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { startEchoOrigin } from "./echo-origin.mjs";
 import { startIdp } from "./idp.mjs";
-import { IDP_PORT } from "./keys.mjs";
-import { WRANGLER_ENV } from "./wrangler-env.mjs";
+import { EDGE_PORT, EDGE_URL, IDP_PORT, LOCAL_ORIGIN_URL, ORIGIN_PORT } from "./local-stack.mjs";
+import { isMainModule } from "./main-module.mjs";
+import { wranglerCommand } from "./wrangler-env.mjs";
 
-export const EDGE_URL = "http://127.0.0.1:8787";
-const EDGE_PORT = 8787;
-const ORIGIN_PORT = 8789;
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Fails fast with a clear message instead of letting wrangler pick another port. */
@@ -36,13 +33,6 @@ async function listen(name, port, start) {
   }
 }
 
-function closeServer(server) {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
-}
-
 /** Calls `onLine` for each complete line of a stream. */
 function forEachLine(stream, onLine) {
   let buffered = "";
@@ -57,20 +47,18 @@ function forEachLine(stream, onLine) {
 }
 
 function spawnWrangler(onLine) {
-  // Run wrangler's own entry with this Node, so the stack never falls back to an older one.
-  const require = createRequire(import.meta.url);
-  const manifest = require.resolve("wrangler/package.json");
-  const wrangler = join(dirname(manifest), require(manifest).bin.wrangler);
-  const args = ["dev", "--env", "local", "--ip", "127.0.0.1", "--port", String(EDGE_PORT)];
-  // No interactive hotkeys: stdin is not ours to give, and a detached process reading the
-  // terminal would be stopped by the shell.
-  args.push("--show-interactive-dev-session=false");
+  const wrangler = wranglerCommand(ROOT, [
+    ...["dev", "--env", "local", "--ip", "127.0.0.1", "--port", String(EDGE_PORT)],
+    // No interactive hotkeys: stdin is not ours to give, and a detached process reading the
+    // terminal would be stopped by the shell.
+    "--show-interactive-dev-session=false",
+  ]);
   // Its own process group, so stopping the stack reaches wrangler and its workerd children.
-  const child = spawn(process.execPath, [wrangler, ...args], {
-    cwd: ROOT,
+  const child = spawn(wrangler.command, wrangler.args, {
+    cwd: wrangler.cwd,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...WRANGLER_ENV },
+    env: wrangler.env,
   });
   forEachLine(child.stdout, onLine);
   forEachLine(child.stderr, onLine);
@@ -191,7 +179,7 @@ export async function startStack({ onEdgeOutput = (line) => console.log(line), r
       // workerd may still be winding down in the group after wrangler itself has exited.
       killGroup(edge, "SIGKILL");
       await groupGone(edge, 3000);
-      await Promise.all([idp.close(), closeServer(echo.server)]);
+      await Promise.all([idp.close(), echo.close()]);
     })();
     return stopping;
   };
@@ -222,16 +210,16 @@ function policyProblems(lines) {
 function banner(issuer) {
   return `
   Portcullis local stack
-    edge                http://127.0.0.1:${EDGE_PORT}   (wrangler dev, policy: dev/local-policy.ts)
+    edge                ${EDGE_URL}   (wrangler dev, policy: dev/local-policy.ts)
     identity provider   ${issuer}   (discovery, /jwks, /access/cdn-cgi/access/certs)
-    echo origin         http://127.0.0.1:${ORIGIN_PORT}   (answers with the request it received)
+    echo origin         ${LOCAL_ORIGIN_URL}   (answers with the request it received)
 
   Try:
-    curl -i http://127.0.0.1:${EDGE_PORT}/public/hello
-    curl -i http://127.0.0.1:${EDGE_PORT}/v1/things
-    curl -i -H "authorization: Bearer $(npm run -s token)" http://127.0.0.1:${EDGE_PORT}/v1/things
-    curl -i -H "authorization: Bearer $(npm run -s token -- --scope nothing)" http://127.0.0.1:${EDGE_PORT}/v1/things
-    curl -i -H "cf-access-jwt-assertion: $(npm run -s token -- --access)" http://127.0.0.1:${EDGE_PORT}/access/x
+    curl -i ${EDGE_URL}/public/hello
+    curl -i ${EDGE_URL}/v1/things
+    curl -i -H "authorization: Bearer $(npm run -s token)" ${EDGE_URL}/v1/things
+    curl -i -H "authorization: Bearer $(npm run -s token -- --scope nothing)" ${EDGE_URL}/v1/things
+    curl -i -H "cf-access-jwt-assertion: $(npm run -s token -- --access)" ${EDGE_URL}/access/x
 
   Ctrl-C stops everything.
 `;
@@ -283,6 +271,6 @@ ${problems.join("\n") || "    (the edge printed the problems above)"}
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMainModule(import.meta.url)) {
   await main();
 }

@@ -3,9 +3,10 @@
 // (`TOKEN=$(npm run --silent token)` works); notes and errors go to stderr.
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { pathToFileURL } from "node:url";
 import { CompactSign } from "jose";
-import { ACCESS_AUD, ACCESS_ISSUER, LOCAL_AUDIENCE, LOCAL_ISSUER, loadPrivateJwks, signingKey } from "./keys.mjs";
+import { loadPrivateJwks, signingKey } from "./keys.mjs";
+import { ACCESS_AUD, EDGE_URL, LOCAL_ACCESS_TEAM, LOCAL_AUDIENCE, LOCAL_IDP_URL } from "./local-stack.mjs";
+import { isMainModule } from "./main-module.mjs";
 
 const HELP = `Usage: npm run token -- [options]
 
@@ -20,7 +21,7 @@ Token options (defaults in brackets):
   --aud AUDIENCE      audience (aud) [the first audience of policy/policy.json's first OIDC
                       issuer, else ${LOCAL_AUDIENCE}; with --access, the AUD tag of the first
                       route of its first Access issuer, else ${ACCESS_AUD}]
-  --iss URL           issuer (iss) [${LOCAL_ISSUER}; ${ACCESS_ISSUER} with --access]
+  --iss URL           issuer (iss) [${LOCAL_IDP_URL}; ${LOCAL_ACCESS_TEAM} with --access]
   --ttl SECONDS       lifetime: exp = now + SECONDS; negative means already expired [900]
   --nbf SECONDS       not before: nbf = now + SECONDS [not set; now with --access]
   --typ TYPE          typ header, e.g. at+jwt [the OIDC issuer's typ in the policy, else JWT;
@@ -35,7 +36,7 @@ Modes:
   --help              print this help
 
 Examples:
-  curl -H "authorization: Bearer $(npm run --silent token)" http://127.0.0.1:8787/v1/things
+  curl -H "authorization: Bearer $(npm run --silent token)" ${EDGE_URL}/v1/things
   npm run --silent token -- --scope "api:read payments:write" --groups payments-writer
   npm run --silent token -- --ttl -60        # expired a minute ago
   npm run --silent token -- --access --email ada@example.com
@@ -121,7 +122,7 @@ function parseClaim(text) {
 }
 
 export function issuerFor(options) {
-  return options.iss ?? (options.access ? ACCESS_ISSUER : LOCAL_ISSUER);
+  return options.iss ?? (options.access ? LOCAL_ACCESS_TEAM : LOCAL_IDP_URL);
 }
 
 export function buildClaims(options, now = Math.floor(Date.now() / 1000), defaults = policyDefaults()) {
@@ -206,6 +207,6 @@ async function main(argv) {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMainModule(import.meta.url)) {
   process.exitCode = await main(process.argv.slice(2));
 }

@@ -5,6 +5,7 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { wranglerCommand } from "../../dev/wrangler-env.mjs";
 
 /** Top-level compatibility settings of the project's wrangler.toml (before the first table). */
 export function readCompatibility(root) {
@@ -20,12 +21,12 @@ export function readCompatibility(root) {
 }
 
 function wrangler(root, args) {
-  const node = join(root, "node_modules", ".bin", "node");
-  const cli = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
-  const result = spawnSync(node, [cli, ...args], {
-    cwd: root,
+  const { command, args: argv, cwd, env } = wranglerCommand(root, args);
+  const result = spawnSync(command, argv, {
+    cwd,
     encoding: "utf8",
-    env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    // Plain output, for the sizes read from it below.
+    env: { ...env, CI: "true", NO_COLOR: "1" },
     timeout: 180_000,
   });
   if (result.status !== 0) {

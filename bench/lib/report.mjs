@@ -15,12 +15,30 @@ export const COUNTERS = [
   ["auditLines", "audit/req", "audit lines written"],
 ];
 
+/** The cells every ratio in the table is paired with. */
+const BARE = { variant: "bare", workload: "es256" };
+const HONO_INLINE = { variant: "hono-inline", workload: "es256" };
+
+/** A cell's measurement in each round, in round order (undefined where it was not measured). */
+const roundsOf = (raw, cell, mode) => raw.rounds.map((round) => round.cells[cellId(cell, mode)]);
+
+/** Throughput of one measurement relative to another. */
+const rpsRatio = (a, b) => a.rps / b.rps;
+
+/** The time per request one measurement adds to another, µs (1/rps − 1/rps). */
+const usAdded = (a, b) => 1e6 / a.rps - 1e6 / b.rps;
+
+/** Median over rounds of `f(a, b)`, each round's measurement of cell `a` paired with its cell `b`. */
+function pairedOverRounds(raw, mode, a, b, f) {
+  return pairedMedian(roundsOf(raw, a, mode), roundsOf(raw, b, mode), f).median;
+}
+
 export function summarise(raw) {
   const cells = {};
   for (const mode of raw.config.modes) {
     for (const cell of CELLS) {
       const id = cellId(cell, mode);
-      const rounds = raw.rounds.map((round) => round.cells[id]).filter(Boolean);
+      const rounds = roundsOf(raw, cell, mode).filter(Boolean);
       const status = raw.variantStatus[cell.variant];
       if (status?.state !== "measured" || rounds.length === 0) {
         cells[id] = {
@@ -33,11 +51,6 @@ export function summarise(raw) {
         continue;
       }
       const per = (f) => median(rounds.map(f));
-      const bareRounds = raw.rounds.map((round) => round.cells[cellId({ variant: "bare", workload: "es256" }, mode)]);
-      const honoRounds = raw.rounds.map(
-        (round) => round.cells[cellId({ variant: "hono-inline", workload: "es256" }, mode)],
-      );
-      const mine = raw.rounds.map((round) => round.cells[id]);
       const rps = rounds.map((r) => r.rps);
       cells[id] = {
         ...cell,
@@ -53,26 +66,12 @@ export function summarise(raw) {
         perRequest: Object.fromEntries(COUNTERS.map(([key]) => [key, per((r) => r.perRequest[key])])),
         non2xx: rounds.reduce((sum, r) => sum + r.non2xx, 0),
         socketErrors: rounds.reduce((sum, r) => sum + r.socketErrors, 0),
-        vsBare: pairedMedian(mine, bareRounds, (a, b) => a.rps / b.rps).median,
-        vsHonoInline: pairedMedian(mine, honoRounds, (a, b) => a.rps / b.rps).median,
+        vsBare: pairedOverRounds(raw, mode, cell, BARE, rpsRatio),
+        vsHonoInline: pairedOverRounds(raw, mode, cell, HONO_INLINE, rpsRatio),
       };
     }
   }
   return { cells, targets: targets(raw, cells) };
-}
-
-function ratioOf(raw, mode, a, b) {
-  const pick = (cell) => raw.rounds.map((round) => round.cells[cellId(cell, mode)]);
-  return pairedMedian(pick(a), pick(b), (x, y) => x.rps / y.rps).median;
-}
-
-/**
- * Median over rounds of the time per request cell `a` adds to cell `b` (1/rps − 1/rps, µs),
- * or of `f(a, b)` when given.
- */
-function timeAdded(raw, mode, a, b, f = (x, y) => 1e6 / x.rps - 1e6 / y.rps) {
-  const pick = (cell) => raw.rounds.map((round) => round.cells[cellId(cell, mode)]);
-  return pairedMedian(pick(a), pick(b), f).median;
 }
 
 /**
@@ -93,7 +92,9 @@ function targets(raw, cells) {
   const has = (variant, workload) => cells[cellId({ variant, workload }, mode)]?.state === "measured";
   const verifyUs = raw.verify?.summary?.ES256?.raw;
   const list = [];
-  const add = (name, goal, measured, pass, note) => list.push({ name, goal, measured, pass, note });
+  // `unit` says how `measured` reads: a ratio of two cells, or a size in KiB.
+  const add = (name, goal, measured, pass, note, unit = "ratio") =>
+    list.push({ name, unit, goal, measured, pass, note });
   const na = (name, goal, why) => add(name, goal, null, null, why);
 
   const jwt = { variant: "pc-jwt", workload: "es256" };
@@ -102,7 +103,7 @@ function targets(raw, cells) {
   const judged = (name, goal, measured, pass, note) =>
     cold ? add(name, goal, measured, null, note ? `${cold}; ${note}` : cold) : add(name, goal, measured, pass, note);
   if (has("pc-jwt", "es256") && has("hono-inline", "es256")) {
-    const r = ratioOf(raw, mode, jwt, { variant: "hono-inline", workload: "es256" });
+    const r = pairedOverRounds(raw, mode, jwt, HONO_INLINE, rpsRatio);
     const verified = cells[cellId(jwt, mode)].perRequest.verify;
     judged(
       "JWT-only, cold token cache ÷ hono/jwk inline",
@@ -113,19 +114,18 @@ function targets(raw, cells) {
     );
   } else na("JWT-only, cold token cache ÷ hono/jwk inline", "≥ 1.0×", "not measured");
   if (has("pc-jwt", "es256") && has("hono-uri", "es256")) {
-    const r = ratioOf(raw, mode, jwt, { variant: "hono-uri", workload: "es256" });
+    const r = pairedOverRounds(raw, mode, jwt, { variant: "hono-uri", workload: "es256" }, rpsRatio);
     judged("JWT-only, cold token cache ÷ hono/jwk jwks_uri", "≥ 2.0×", r, r >= 2.0);
   } else na("JWT-only, cold token cache ÷ hono/jwk jwks_uri", "≥ 2.0×", "not measured");
   if (has("pc-jwt", "es256") && has("bare", "es256") && Number.isFinite(verifyUs)) {
-    const bare = { variant: "bare", workload: "es256" };
-    const added = timeAdded(raw, mode, jwt, bare);
-    const cpuAdded = timeAdded(raw, mode, jwt, bare, (x, y) => x.perRequest.cpuUs - y.perRequest.cpuUs);
+    const added = pairedOverRounds(raw, mode, jwt, BARE, usAdded);
+    const cpuAdded = pairedOverRounds(raw, mode, jwt, BARE, (x, y) => x.perRequest.cpuUs - y.perRequest.cpuUs);
     // Paired within each round with the raw verify measured in that round, like every other
     // ratio: the machine's speed moves between rounds, and moves both.
     const perRound = raw.rounds.map((round, i) => {
-      const [a, b] = [round.cells[cellId(jwt, mode)], round.cells[cellId(bare, mode)]];
+      const [a, b] = [round.cells[cellId(jwt, mode)], round.cells[cellId(BARE, mode)]];
       const verify = raw.verify?.rounds?.[i]?.ES256?.raw;
-      return a && b ? (1e6 / a.rps - 1e6 / b.rps) / verify : Number.NaN;
+      return a && b ? usAdded(a, b) / verify : Number.NaN;
     });
     // A round in which Portcullis answered nothing (0 req/s) added without bound: it is not
     // dropped as the median drops a round that was not measured.
@@ -142,29 +142,33 @@ function targets(raw, cells) {
     );
   } else na("time added per request ÷ raw ES256 verify", "≤ 1.3×", "not measured");
   if (has("pc-jwt", "warm") && has("bare", "es256")) {
-    const r = ratioOf(raw, mode, { variant: "pc-jwt", workload: "warm" }, { variant: "bare", workload: "es256" });
+    const r = pairedOverRounds(raw, mode, { variant: "pc-jwt", workload: "warm" }, BARE, rpsRatio);
     add("JWT-only, warm token cache ÷ bare", "≥ 0.9×", r, r >= 0.9);
   } else na("JWT-only, warm token cache ÷ bare", "≥ 0.9×", "not measured");
   if (has("pc-full", "es256") && has("pc-jwt", "es256")) {
     const full = { variant: "pc-full", workload: "es256" };
-    const r = ratioOf(raw, mode, full, jwt);
+    const r = pairedOverRounds(raw, mode, full, jwt, rpsRatio);
     const warm =
       has("pc-full", "warm") && has("pc-jwt", "warm")
-        ? ratioOf(raw, mode, { variant: "pc-full", workload: "warm" }, { variant: "pc-jwt", workload: "warm" })
+        ? pairedOverRounds(
+            raw,
+            mode,
+            { variant: "pc-full", workload: "warm" },
+            { variant: "pc-jwt", workload: "warm" },
+            rpsRatio,
+          )
         : Number.NaN;
     const notes = Number.isFinite(warm) ? [`warm token cache: ${warm.toFixed(2)}×`] : [];
     // What the goal leaves for authorisation, limits and audit, next to what one Durable
     // Object call alone costs a pass-through in the same rounds.
-    const fullAdded = timeAdded(raw, mode, full, jwt);
-    const allowed = timeAdded(raw, mode, jwt, jwt, (jwtRound) => 1e6 / (0.75 * jwtRound.rps) - 1e6 / jwtRound.rps);
+    const fullAdded = pairedOverRounds(raw, mode, full, jwt, usAdded);
+    // The time the goal allows: what a Worker at 0.75× JWT-only's rate adds to JWT-only.
+    const allowed = pairedOverRounds(raw, mode, jwt, jwt, (jwtRound) =>
+      usAdded({ rps: 0.75 * jwtRound.rps }, jwtRound),
+    );
     notes.push(`${fullAdded.toFixed(1)} µs added per request to JWT-only, ${allowed.toFixed(1)} µs allowed`);
     if (has("bare-do", "es256") && has("bare", "es256")) {
-      const callUs = timeAdded(
-        raw,
-        mode,
-        { variant: "bare-do", workload: "es256" },
-        { variant: "bare", workload: "es256" },
-      );
+      const callUs = pairedOverRounds(raw, mode, { variant: "bare-do", workload: "es256" }, BARE, usAdded);
       notes.push(`one no-op Durable Object call adds ${callUs.toFixed(1)} µs to the bare Worker`);
     }
     const fullCold = notCold(cells[cellId(full, mode)]) ?? cold;
@@ -179,6 +183,7 @@ function targets(raw, cells) {
       gzip / 1024,
       gzip <= 30 * 1024,
       `${gzip} bytes (${raw.bundle.deployable.bytes} bytes minified)`,
+      "KiB",
     );
   }
   return list;
@@ -188,6 +193,14 @@ const fmt = (value, digits = 0) => (Number.isFinite(value) ? value.toFixed(digit
 /** "–": not measured; "∞": measured, with a round in which Portcullis answered nothing. */
 const fmtRatio = (value) =>
   Number.isFinite(value) ? `${value.toFixed(2)}×` : value === Number.POSITIVE_INFINITY ? "∞" : "–";
+
+/** A target's measured value in its unit (see `add` in `targets`). */
+const fmtMeasured = (target) =>
+  target.measured === null
+    ? "–"
+    : target.unit === "KiB"
+      ? `${target.measured.toFixed(1)} KiB`
+      : fmtRatio(target.measured);
 
 function rows(summary, mode) {
   return CELLS.map((cell) => summary.cells[cellId(cell, mode)]).filter((c) => c && c.state !== "skipped");
@@ -243,9 +256,7 @@ export function textReport(raw, summary) {
   out.push("\ntargets (forward mode)");
   for (const t of summary.targets) {
     const verdict = t.pass === null ? (t.measured === null ? "n/a " : "----") : t.pass ? "MET " : "MISS";
-    const measured =
-      t.measured === null ? "–" : t.name.includes("bundle") ? `${t.measured.toFixed(1)} KiB` : fmtRatio(t.measured);
-    out.push(`  ${verdict} ${t.name}: ${measured} (target ${t.goal})${t.note ? ` — ${t.note}` : ""}`);
+    out.push(`  ${verdict} ${t.name}: ${fmtMeasured(t)} (target ${t.goal})${t.note ? ` — ${t.note}` : ""}`);
   }
   return out.join("\n");
 }
@@ -263,9 +274,7 @@ export function markdownReport(raw, summary) {
   for (const t of summary.targets) {
     const verdict =
       t.pass === null ? (t.measured === null ? "not measured" : "not judged") : t.pass ? "met" : "**missed**";
-    const measured =
-      t.measured === null ? "–" : t.name.includes("bundle") ? `${t.measured.toFixed(1)} KiB` : fmtRatio(t.measured);
-    out.push(`| ${t.name} | ${t.goal} | ${measured} | ${verdict} | ${t.note ?? ""} |`);
+    out.push(`| ${t.name} | ${t.goal} | ${fmtMeasured(t)} | ${verdict} | ${t.note ?? ""} |`);
   }
   return out.join("\n");
 }

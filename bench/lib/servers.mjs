@@ -3,15 +3,9 @@
 // the issuer's JWKS endpoint. Both count what they serve; the harness reads the counters
 // around every measured window.
 import http from "node:http";
+import { closeServer, listen } from "../../dev/server-lifecycle.mjs";
 
 export const ORIGIN_BODY = '{"ok":true}';
-
-function listen(server) {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve(server.address().port));
-  });
-}
 
 export async function startOrigin() {
   const counts = { requests: 0 };
@@ -54,11 +48,4 @@ export async function startJwksServer(jwks, issuer) {
   const port = await listen(server);
   url = `http://127.0.0.1:${port}`;
   return { url, jwksUri: `${url}/jwks.json`, counts, close: () => closeServer(server) };
-}
-
-function closeServer(server) {
-  return new Promise((resolve) => {
-    server.closeAllConnections?.();
-    server.close(() => resolve());
-  });
 }

@@ -65,6 +65,18 @@ export function durableObjectsOf(variant, bundleExports) {
 }
 
 /**
+ * hono/jwk's bindings (bench/workers/hono-jwk.ts): both key sources are bound, and HONO_KEYS
+ * says which one the middleware is given, `inline` or `uri`.
+ */
+const honoJwkBindings = (keys) => (ctx) => [
+  ["HONO_KEYS", "text", keys],
+  ["JWKS", "json", ctx.jwks],
+  ["JWKS_URI", "text", ctx.jwksUri],
+  ["ISSUER", "text", ISSUER],
+  ["AUDIENCE", "text", AUDIENCE],
+];
+
+/**
  * The variants, in the order they run within a round. `bundle` names the bench/workers
  * entry; `bindings(ctx)` lists the bindings beyond the common ones; `durableObjects` maps
  * binding names to the Durable Object classes the Worker hosts.
@@ -87,25 +99,13 @@ export const VARIANTS = [
     id: "hono-inline",
     label: "2 hono/jwk, inline keys",
     bundle: "hono-jwk",
-    bindings: (ctx) => [
-      ["HONO_KEYS", "text", "inline"],
-      ["JWKS", "json", ctx.jwks],
-      ["JWKS_URI", "text", ctx.jwksUri],
-      ["ISSUER", "text", ISSUER],
-      ["AUDIENCE", "text", AUDIENCE],
-    ],
+    bindings: honoJwkBindings("inline"),
   },
   {
     id: "hono-uri",
     label: "3 hono/jwk, jwks_uri",
     bundle: "hono-jwk",
-    bindings: (ctx) => [
-      ["HONO_KEYS", "text", "uri"],
-      ["JWKS", "json", ctx.jwks],
-      ["JWKS_URI", "text", ctx.jwksUri],
-      ["ISSUER", "text", ISSUER],
-      ["AUDIENCE", "text", AUDIENCE],
-    ],
+    bindings: honoJwkBindings("uri"),
   },
   {
     id: "pc-jwt",

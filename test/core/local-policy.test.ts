@@ -2,7 +2,8 @@
 // called: editing policy/policy.json as the README's Deployment section says must not break
 // `npm start`.
 import { describe, expect, it } from "vitest";
-import { LOCAL_ACCESS_TEAM, LOCAL_IDP_URL, LOCAL_ORIGIN_URL, localPolicy } from "../../dev/local-policy";
+import { localPolicy } from "../../dev/local-policy";
+import { LOCAL_ACCESS_TEAM, LOCAL_IDP_URL, LOCAL_ORIGIN_URL } from "../../dev/local-stack.mjs";
 import policy from "../../policy/policy.json";
 import { compilePolicy } from "../../src/core/policy";
 import type { PolicyDocument } from "../../src/core/policy-types";
