@@ -13,7 +13,13 @@
 // fails keeps its changes pending and throws, so the runtime's alarm retry writes them.
 
 import { DurableObject } from "cloudflare:workers";
-import { type AcquireResult, type CounterRequest, CounterTable, checkCounterRequests } from "../src/core/limits";
+import {
+  type AcquireResult,
+  type CounterRequest,
+  CounterTable,
+  checkCounterRequests,
+  checkHold,
+} from "../src/core/limits";
 
 /** How long a change may stay in memory only. */
 export const FLUSH_INTERVAL_MS = 2_000;
@@ -54,10 +60,11 @@ export class LimiterObject extends DurableObject {
    * Check every counter and charge them all only if all admit the request. Synchronous on
    * purpose: nothing can interleave between reading and writing a counter.
    */
-  acquire(items: CounterRequest[], hold?: boolean): AcquireResult {
+  acquire(items: CounterRequest[], hold?: number | boolean): AcquireResult {
     checkCounterRequests(items);
+    const holdMs = checkHold(hold);
     const now = Date.now();
-    const result = this.counters.acquire(items, now, hold === true);
+    const result = this.counters.acquire(items, now, holdMs);
     // A hold is charged when due, by the flush if no call comes first.
     if (result.allowed) this.#scheduleFlush(now);
     return result;

@@ -201,7 +201,8 @@ export interface AcquireResult {
 
 /** The RPC surface of a limiter Durable Object, as the pipeline sees it. */
 export interface LimiterRpc {
-  acquire(items: CounterRequest[], hold?: boolean): Promise<AcquireResult>;
+  /** `hold`: hold the request for that many ms instead of charging it (see `holdMsFor`). */
+  acquire(items: CounterRequest[], hold?: number): Promise<AcquireResult>;
   release(items: CounterRequest[], at?: number, epoch?: number, seq?: number): Promise<void>;
 }
 
@@ -219,8 +220,28 @@ export const MAX_NAME_CHARS = 64;
 export const MAX_LIMIT = 1_000_000_000;
 export const MAX_WINDOW_S = 86_400 * 31;
 
-/** How long a hold waits to be given back before it is charged for good. */
+/** How long a hold waits for its give-back once both objects have answered (the release call's time). */
 export const HOLD_MS = 2_000;
+/** The longest budget a limiter call may be given (`settings.limiter_timeout_ms`). */
+export const MAX_LIMITER_TIMEOUT_MS = 5_000;
+
+/**
+ * How long a hold waits to be given back before it is charged for good: the other object may
+ * answer (refusing) as late as the budget allows, and the give-back follows that answer.
+ */
+export function holdMsFor(limiterTimeoutMs: number): number {
+  return limiterTimeoutMs + HOLD_MS;
+}
+
+/** The hold an `acquire` call asks for, in ms (0: none), or an error for one no caller could ask. */
+export function checkHold(hold: unknown): number {
+  if (hold === undefined || hold === false) return 0;
+  // `true`: as asked by a Worker built before holds took the caller's budget into account.
+  if (hold === true) return holdMsFor(0);
+  if (Number.isInteger(hold) && (hold as number) >= HOLD_MS && (hold as number) <= holdMsFor(MAX_LIMITER_TIMEOUT_MS))
+    return hold as number;
+  throw new Error("malformed counter request");
+}
 
 /** A request counted but not yet charged for good, and what it may be given back by. */
 interface Hold {
@@ -419,8 +440,9 @@ export class CounterTable {
     if (this.#tats.size > this.maxEntries) this.#shrink(now);
   }
 
-  /** Decide and charge; `hold`: hold instead of charging, for `release` to give back exactly. */
-  acquire(items: readonly CounterRequest[], now: number, hold = false): AcquireResult {
+  /** Decide and charge; `holdMs` > 0: hold that long instead of charging, for `release` to give back exactly. */
+  acquire(items: readonly CounterRequest[], now: number, holdMs = 0): AcquireResult {
+    const hold = holdMs > 0;
     this.settleHolds(now);
     const decision = this.decide(items, now);
     if (!decision.result.allowed) return decision.result;
@@ -443,19 +465,26 @@ export class CounterTable {
       ids.push(item.id);
     }
     if (ids.length === 0) return decision.result;
-    this.#holds.set(seq, { at: now, epoch: this.epoch, until: now + HOLD_MS, cancellable: hold, ids });
+    this.#holds.set(seq, {
+      at: now,
+      epoch: this.epoch,
+      until: now + (hold ? holdMs : HOLD_MS),
+      cancellable: hold,
+      ids,
+    });
     return hold ? { ...decision.result, seq } : decision.result;
   }
 
   /**
    * Charge for good the holds nobody gave back in time, oldest first; with `ahead`, also one
-   * decided after `now` (the clock stepped back behind it, which would stall the rest).
+   * decided more than HOLD_MS after `now` (the clock stepped back that far behind it, which
+   * would stall the rest; a smaller step leaves it its time to be given back).
    * Returns when the next one is due.
    */
   settleHolds(now: number, ahead = true): number | undefined {
     let due: number | undefined;
     for (const [seq, hold] of this.#holds) {
-      if (hold.until > now && (hold.at <= now || !ahead)) {
+      if (hold.until > now && (hold.at - now <= HOLD_MS || !ahead)) {
         due = hold.until;
         break;
       }

@@ -11,7 +11,7 @@ import {
   normaliseHeaderName,
   REQUEST_OVERRIDE_HEADERS,
 } from "./headers";
-import { MAX_COUNTERS_PER_CALL, MAX_LIMIT, MAX_NAME_CHARS, MAX_WINDOW_S } from "./limits";
+import { MAX_COUNTERS_PER_CALL, MAX_LIMIT, MAX_LIMITER_TIMEOUT_MS, MAX_NAME_CHARS, MAX_WINDOW_S } from "./limits";
 import { secureUrl } from "./urls";
 import type {
   AuthRequirement,
@@ -751,7 +751,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
     maxHeaderBytes: optionalInteger(check, settings, "max_header_bytes", "settings", 32768, 1024, 131072),
     maxTokenBytes: optionalInteger(check, settings, "max_token_bytes", "settings", 8192, 512, 65536),
     serverTiming: settings.server_timing === true,
-    limiterTimeoutMs: optionalInteger(check, settings, "limiter_timeout_ms", "settings", 50, 5, 5000),
+    limiterTimeoutMs: optionalInteger(check, settings, "limiter_timeout_ms", "settings", 50, 5, MAX_LIMITER_TIMEOUT_MS),
     realm: typeof settings.realm === "string" ? settings.realm : DEFAULT_REALM,
   };
   if (check.problems.length > 0) throw new PolicyError(check.problems);

@@ -7,8 +7,8 @@
 // holds the request rather than charging it (see CounterTable): an object that admitted a
 // request the other refused (or that a limiter failure refused, or whose client left) gets a
 // `release` call off the response path (waitUntil), with the number, time and epoch its
-// `acquire` answered, and gives the hold back exactly; a hold not given back within HOLD_MS is
-// charged for good. A single object's charge is given back by time (`refund`): what that
+// `acquire` answered, and gives the hold back exactly; a hold not given back within the budget
+// plus HOLD_MS (`holdMsFor`) is charged for good. A single object's charge is given back by time (`refund`): what that
 // reservation may still hold, never other requests' charges.
 //
 // Residual race, stated plainly: between an object's reservation and its release (one round
@@ -25,6 +25,7 @@ import {
   ceilSeconds,
   combineAnswers,
   type CounterRequest,
+  holdMsFor,
   type LimiterKind,
   type LimiterRpc,
   type LimitPlan,
@@ -160,7 +161,7 @@ export function rateLimit(): Stage {
     const calls: ObjectCall[] = [];
     // Two objects must both admit the request: each holds it rather than charging it, so that
     // the one that admitted gives it back exactly when the other refuses.
-    const hold = resolved.targets.length > 1;
+    const hold = resolved.targets.length > 1 ? holdMsFor(policy.limiterTimeoutMs) : undefined;
     for (const { kind, namespace, objectName } of resolved.targets) {
       const items = plan.limits.filter((l) => l.object === kind).map(counterRequest);
       let stub: LimiterRpc | undefined;

@@ -29,7 +29,7 @@ describe("limiter: release settles due holds first", () => {
     // give-back (which first charges the holds due) gives it back.
     const c: CounterRequest = { id: "c", limit: 1, windowS: 60 };
     const table = new CounterTable();
-    const held = table.acquire([c], T0 + 1000, true);
+    const held = table.acquire([c], T0 + 1000, HOLD_MS);
     expect(held.allowed).toBe(true);
     table.release([c], held.at, held.epoch, T0 + 500, held.seq); // clock 500 ms behind the decision
     // Nothing kept: the slot is free again.
@@ -106,7 +106,7 @@ describe("limiter: give-backs and clamps", () => {
       ].sort((x, y) => x.now - y.now || (x.kind === y.kind ? x.i - y.i : x.kind === "acquire" ? -1 : 1));
       for (const e of timeline) {
         if (e.kind === "acquire") {
-          const r = A.acquire(calls[e.i]!.items, e.now, true);
+          const r = A.acquire(calls[e.i]!.items, e.now, HOLD_MS);
           refused ||= !r.allowed;
           results[e.i] = r;
         } else {
@@ -117,7 +117,7 @@ describe("limiter: give-backs and clamps", () => {
       const B = new CounterTable();
       calls.forEach((c, i) => {
         if (released.has(i)) return;
-        refused ||= !B.acquire(c.items, c.now, true).allowed;
+        refused ||= !B.acquire(c.items, c.now, HOLD_MS).allowed;
       });
       if (refused) continue;
       valid++;
@@ -153,7 +153,7 @@ describe("limiter: give-backs and clamps", () => {
   it("a hold given back after a clamp of another counter still gives back exactly (hold epochs are the hold's own)", () => {
     const table = new CounterTable();
     const c: CounterRequest = { id: '["tenant","t"]', limit: 1, windowS: 60 };
-    const held = table.acquire([c], T0, true);
+    const held = table.acquire([c], T0, HOLD_MS);
     table.acquire([{ id: "u", limit: 1, windowS: 3600 }], T0);
     table.acquire([{ id: "u", limit: 1, windowS: 60 }], T0 + 5); // a clamp of another counter
     table.release([c], held.at, held.epoch, T0 + 10, held.seq);

@@ -118,7 +118,7 @@ describe("holds: GCRA replay fuzz", () => {
             items.push({ id, limit: limitOf(id), windowS, cost: c < 0.1 ? 0 : c < 0.8 ? 1 : c < 0.9 ? 2 : 3 });
           }
           const hold = random() < 0.6;
-          const result = table.acquire(items, now, hold);
+          const result = table.acquire(items, now, hold ? HOLD_MS : 0);
           lastSettle = now;
           if (result.allowed) {
             const r: Kept = { at: now, items, kept: true, result, hold, until: now + HOLD_MS };
@@ -198,7 +198,7 @@ describe("holds: GCRA replay fuzz", () => {
             events.push({ kind: "clamp", id, bound: now + w * 1000 });
           }
           const hold = random() < 0.6;
-          const result = table.acquire(items, now, hold);
+          const result = table.acquire(items, now, hold ? HOLD_MS : 0);
           if (result.allowed) {
             const r: Kept = { at: now, items, kept: true, result, hold, until: now + HOLD_MS };
             reqs.push(r);
@@ -242,7 +242,7 @@ describe("holds: GCRA replay fuzz", () => {
               { id: SHARED, limit: 50, windowS: 60 },
               { id: user, limit: 3, windowS: 30 + Math.floor(random() * 600) },
             ];
-            const result = table.acquire(random() < 0.3 ? [items[1]!] : items, now, random() < 0.6);
+            const result = table.acquire(random() < 0.3 ? [items[1]!] : items, now, random() < 0.6 ? HOLD_MS : 0);
             if (result.allowed) reqs.push({ items, result });
           }
         }
@@ -270,9 +270,9 @@ describe("holds: eviction", () => {
     expect(table.acquire([tenant], T0).allowed).toBe(true);
     expect(table.acquire([tenant], T0).allowed).toBe(true); // tenant total now full for 60 s
     const users = [0, 1, 2, 3].map((i): CounterRequest => ({ id: `["user","u${i}"]`, limit: 10, windowS: 600 }));
-    for (const user of users) table.acquire([user], T0, true);
+    for (const user of users) table.acquire([user], T0, HOLD_MS);
     // A second hold on each keeps the counter pending after the first settles.
-    for (const user of users) table.acquire([user], T0 + 1000, true);
+    for (const user of users) table.acquire([user], T0 + 1000, HOLD_MS);
     table.settleHolds(T0 + HOLD_MS); // the first holds settle: 5 counters > 4, eviction
     expect(table.acquire([tenant], T0 + HOLD_MS).allowed).toBe(false);
   });
@@ -286,7 +286,7 @@ describe("holds: the clamp (clock stepped back, window shortened)", () => {
     const before: CounterRequest = { id: "c", limit: 2, windowS: 86_400 };
     const after: CounterRequest = { id: "c", limit: 1000, windowS: 60 };
     const table = new CounterTable();
-    expect(table.acquire([before], T0, true).allowed).toBe(true); // two-object route, forwarded
+    expect(table.acquire([before], T0, HOLD_MS).allowed).toBe(true); // two-object route, forwarded
     const next = table.acquire([after], T0 + 100);
     const retryAfterMs = next.allowed ? 0 : next.counters[0]!.retryAfterMs;
     expect(retryAfterMs).toBeLessThanOrEqual(60_000);

@@ -25,7 +25,7 @@ describe("holds: never more admitted than the limit", () => {
     // and B are charged on top of: at T0 + 2 s GCRA admits 3, no more.
     const c: CounterRequest = { id: "c", limit: 4, windowS: 6 };
     const table = new CounterTable();
-    expect(table.acquire([c], T0, true).allowed).toBe(true); // A, held (forwarded)
+    expect(table.acquire([c], T0, HOLD_MS).allowed).toBe(true); // A, held (forwarded)
     expect(table.acquire([c], T0).allowed).toBe(true); // B, charged
     table.settleHolds(T0 + 1600); // the flush at T0 + 1.6 s: settle (nothing due) …
     table.sweep(T0 + 1600); // … then sweep, as LimiterObject.#flush does
@@ -37,9 +37,9 @@ describe("holds: never more admitted than the limit", () => {
     // may even be one this instance gave, but its time and epoch are not the hold's.
     const c: CounterRequest = { id: "c", limit: 1, windowS: 60 };
     const before = new CounterTable();
-    const stale = before.acquire([c], T0, true);
+    const stale = before.acquire([c], T0, HOLD_MS);
     const after = new CounterTable(); // restarted object: new epoch, holds and numbers
-    const forwarded = after.acquire([c], T0 + 100, true);
+    const forwarded = after.acquire([c], T0 + 100, HOLD_MS);
     expect(forwarded.allowed).toBe(true);
     expect(forwarded.seq).not.toBe(stale.seq);
     after.release([c], stale.at, stale.epoch, T0 + 200, stale.seq);
@@ -52,7 +52,7 @@ describe("holds: never more admitted than the limit", () => {
     const a: CounterRequest = { id: "a", limit: 1, windowS: 60 };
     const b: CounterRequest = { id: "b", limit: 1, windowS: 60 };
     const table = new CounterTable();
-    const held = table.acquire([a], T0, true);
+    const held = table.acquire([a], T0, HOLD_MS);
     table.release([b], T0 + 5, table.epoch, T0 + 10, held.seq);
     expect(table.acquire([a], T0 + 20).allowed).toBe(false);
   });
@@ -62,7 +62,7 @@ describe("holds: never more admitted than the limit", () => {
     // release again gives nothing (no refund of a charge never made): E is refused.
     const c: CounterRequest = { id: "c", limit: 2, windowS: 10 };
     const table = new CounterTable();
-    const a = table.acquire([c], T0, true);
+    const a = table.acquire([c], T0, HOLD_MS);
     expect(table.acquire([c], T0).allowed).toBe(true); // B
     expect(table.acquire([c], T0).allowed).toBe(false);
     table.release([c], a.at, a.epoch, T0 + 1, a.seq);
@@ -99,7 +99,7 @@ describe("holds: never more admitted than the limit", () => {
           charge.kept = false;
           table.release([counter], charge.reserved.at, charge.reserved.epoch, now, charge.reserved.seq);
         } else {
-          const reserved = table.acquire([counter], now, random() < 0.6);
+          const reserved = table.acquire([counter], now, random() < 0.6 ? HOLD_MS : 0);
           if (reserved.allowed) charges.push({ at: now, kept: true, reserved });
         }
         let replayed = Number.NEGATIVE_INFINITY;
@@ -120,8 +120,8 @@ describe("holds: truthful answers and the declared rate", () => {
     // at T0 + 1 s it is admitted.
     const c: CounterRequest = { id: "c", limit: 2, windowS: 2 };
     const table = new CounterTable();
-    expect(table.acquire([c], T0, true).allowed).toBe(true);
-    expect(table.acquire([c], T0, true).allowed).toBe(true);
+    expect(table.acquire([c], T0, HOLD_MS).allowed).toBe(true);
+    expect(table.acquire([c], T0, HOLD_MS).allowed).toBe(true);
     const refused = table.acquire([c], T0);
     expect(refused.allowed).toBe(false);
     const retryAfterMs = refused.counters[0]!.retryAfterMs;
@@ -135,7 +135,7 @@ describe("holds: truthful answers and the declared rate", () => {
     const c: CounterRequest = { id: "c", limit: 10, windowS: 1 };
     const table = new CounterTable();
     let count = 0;
-    for (let i = 0; i < 100; i++) if (table.acquire([c], T0 + i * 100, true).allowed) count++;
+    for (let i = 0; i < 100; i++) if (table.acquire([c], T0 + i * 100, HOLD_MS).allowed) count++;
     expect(count).toBe(100);
   });
 });
@@ -145,11 +145,24 @@ describe("holds: bounds and scheduling", () => {
     // An object whose traffic is all held (the tenant object of a tenant whose routes all have
     // ceilings: its user counters) stays within its bound as holds settle.
     const table = new CounterTable(100);
-    for (let i = 0; i < 300; i++) table.acquire([{ id: `["user","u${i}"]`, limit: 5, windowS: 3600 }], T0, true);
-    table.acquire([{ id: `["user","late"]`, limit: 5, windowS: 3600 }], T0 + HOLD_MS, true); // settles the 300
+    for (let i = 0; i < 300; i++) table.acquire([{ id: `["user","u${i}"]`, limit: 5, windowS: 3600 }], T0, HOLD_MS);
+    table.acquire([{ id: `["user","late"]`, limit: 5, windowS: 3600 }], T0 + HOLD_MS, HOLD_MS); // settles the 300
     table.settleHolds(T0 + HOLD_MS);
     table.sweep(T0 + HOLD_MS); // and a flush
     expect(table.size).toBeLessThanOrEqual(100);
+  });
+
+  it("a small clock step back leaves a hold its time to be given back", () => {
+    const a: CounterRequest = { id: "a", limit: 1, windowS: 60 };
+    const b: CounterRequest = { id: "b", limit: 1, windowS: 60 };
+    const table = new CounterTable();
+    const held = table.acquire([a], T0 + 1000, HOLD_MS);
+    expect(held.allowed).toBe(true);
+    // Another caller's request, the object's clock 1 ms behind the hold: nothing is due.
+    expect(table.acquire([b], T0 + 999).allowed).toBe(true);
+    // The other object refused: the hold is given back, and a's slot is free again.
+    table.release([a], held.at, held.epoch, T0 + 1001, held.seq);
+    expect(table.acquire([a], T0 + 1002).allowed).toBe(true);
   });
 
   it("a clock step back does not stall the settling of later holds", () => {
@@ -158,8 +171,8 @@ describe("holds: bounds and scheduling", () => {
     const x: CounterRequest = { id: "x", limit: 1, windowS: 1 };
     const y: CounterRequest = { id: "y", limit: 1, windowS: 1 };
     const table = new CounterTable();
-    expect(table.acquire([x], T0 + 10_000, true).allowed).toBe(true); // clock 10 s ahead
-    expect(table.acquire([y], T0, true).allowed).toBe(true); // stepped back; forwarded
+    expect(table.acquire([x], T0 + 10_000, HOLD_MS).allowed).toBe(true); // clock 10 s ahead
+    expect(table.acquire([y], T0, HOLD_MS).allowed).toBe(true); // stepped back; forwarded
     // y's hold is due at T0 + 2 s, charged as of T0, drained by T0 + 1 s.
     expect(table.acquire([y], T0 + 3000).allowed).toBe(true);
   });
@@ -185,10 +198,10 @@ describe("holds: bounds and scheduling", () => {
 });
 
 describe("holds: odd calls and exact answers", () => {
-  it("malformed seq / hold values neither throw nor corrupt a counter", () => {
+  it("malformed seq values neither throw nor corrupt a counter", () => {
     const c: CounterRequest = { id: "c", limit: 3, windowS: 60 };
     const table = new CounterTable();
-    const held = table.acquire([c], T0, "yes" as unknown as boolean); // truthy: held (the object passes hold === true)
+    const held = table.acquire([c], T0, HOLD_MS);
     expect(held.seq).toBeTypeOf("number");
     for (const seq of ["1", Number.NaN, {}, null, undefined, -0, 1.5, Number.POSITIVE_INFINITY]) {
       expect(() => table.release([c], Number.NaN, "x", T0 + 1, seq)).not.toThrow();
@@ -202,13 +215,13 @@ describe("holds: odd calls and exact answers", () => {
   it("duplicate items in one held call count twice and are given back exactly", () => {
     const c: CounterRequest = { id: "c", limit: 3, windowS: 60 };
     const table = new CounterTable();
-    const r = table.acquire([c, c], T0, true);
+    const r = table.acquire([c, c], T0, HOLD_MS);
     expect(r.allowed).toBe(true);
     expect(table.acquire([c, c], T0).allowed).toBe(false); // 2 held + 2 > 3
     table.release([c, c], r.at, r.epoch, T0 + 1000, r.seq);
     expect(table.acquire([c, c, c], T0 + 1000).allowed).toBe(true);
     const s = new CounterTable();
-    s.acquire([c, c], T0, true);
+    s.acquire([c, c], T0, HOLD_MS);
     s.settleHolds(T0 + HOLD_MS);
     expect(admitted(s, c, T0 + HOLD_MS, 3)).toBe(1); // both charged as of T0
   });
@@ -216,7 +229,7 @@ describe("holds: odd calls and exact answers", () => {
   it("a cost-0 item in a held call holds nothing", () => {
     const c: CounterRequest = { id: "c", limit: 1, windowS: 60 };
     const table = new CounterTable();
-    table.acquire([{ ...c, cost: 0 }], T0, true);
+    table.acquire([{ ...c, cost: 0 }], T0, HOLD_MS);
     expect(table.acquire([c], T0).allowed).toBe(true);
     table.settleHolds(T0 + HOLD_MS);
     expect(table.acquire([c], T0 + HOLD_MS).allowed).toBe(false);
@@ -226,7 +239,7 @@ describe("holds: odd calls and exact answers", () => {
     const c: CounterRequest = { id: "c", limit: 5, windowS: 60 };
     const table = new CounterTable();
     table.acquire([c], T0);
-    const r = table.acquire([c], T0, true);
+    const r = table.acquire([c], T0, HOLD_MS);
     table.release([c], r.at, r.epoch, T0, r.seq);
     const after = table.acquire([{ ...c, cost: 0 }], T0).counters[0]!;
     expect(after.remaining).toBe(r.counters[0]!.remaining + 1);
@@ -239,7 +252,7 @@ describe("holds: odd calls and exact answers", () => {
     const table = new CounterTable();
     const small: CounterRequest = { id: "c", limit: 10, windowS: 10 };
     const big: CounterRequest = { id: "c", limit: 20, windowS: 10 };
-    for (let i = 0; i < 10; i++) expect(table.acquire([small], T0, true).allowed).toBe(true);
+    for (let i = 0; i < 10; i++) expect(table.acquire([small], T0, HOLD_MS).allowed).toBe(true);
     expect(admitted(table, big, T0, 30)).toBe(0);
     table.settleHolds(T0 + HOLD_MS);
     expect(admitted(table, big, T0 + HOLD_MS, 30)).toBe(4);

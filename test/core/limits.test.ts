@@ -393,7 +393,7 @@ describe("CounterTable", () => {
     /** Where the counter stands (ms), holds and charges queued behind them included. */
     const standing = (now: number) => now + table.acquire([{ ...ceiling, cost: 0 }], now).counters[0]!.resetMs;
     table.acquire([ceiling], T0);
-    const held = table.acquire([ceiling], T0, true);
+    const held = table.acquire([ceiling], T0, HOLD_MS);
     // A hold counts against the next request as the charge it stands for would.
     expect(standing(T0)).toBe(T0 + 200);
     expect(table.acquire([{ ...ceiling, cost: 0 }], T0).counters[0]!.remaining).toBe(98);
@@ -410,14 +410,14 @@ describe("CounterTable", () => {
     expect(table.settleHolds(T0 + 200 + HOLD_MS)).toBeUndefined();
     expect(table.get("ceiling")).toEqual({ ms: T0 + 2100, frac: 0, den: 100 });
     // A hold nobody gives back: charged when due, as of when it was decided.
-    const kept = table.acquire([ceiling], T0 + 2200, true);
+    const kept = table.acquire([ceiling], T0 + 2200, HOLD_MS);
     expect(table.settleHolds(T0 + 2200 + HOLD_MS)).toBeUndefined();
     expect(table.get("ceiling")).toEqual({ ms: T0 + 2300, frac: 0, den: 100 });
     // Given back after that: nothing (it was charged for good; erring towards refusing).
     table.release([ceiling], kept.at, kept.epoch, T0 + 2200 + HOLD_MS, kept.seq);
     expect(table.get("ceiling")).toEqual({ ms: T0 + 2300, frac: 0, den: 100 });
     // Nor one given back once due, before any call or alarm has charged it: the same.
-    const late = table.acquire([ceiling], T0 + 2200 + HOLD_MS, true);
+    const late = table.acquire([ceiling], T0 + 2200 + HOLD_MS, HOLD_MS);
     table.release([ceiling], late.at, late.epoch, T0 + 2200 + 2 * HOLD_MS, late.seq);
     expect(table.get("ceiling")).toEqual({ ms: T0 + 4300, frac: 0, den: 100 });
   });

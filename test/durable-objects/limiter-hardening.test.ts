@@ -6,7 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MAX_COUNTERS, type LimiterObject } from "../../durable-objects/limiter-object";
 import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
-import type { CounterRequest } from "../../src/core/limits";
+import { type CounterRequest, HOLD_MS, holdMsFor, MAX_LIMITER_TIMEOUT_MS } from "../../src/core/limits";
 
 const bindings = env as unknown as { TENANT_LIMITER: DurableObjectNamespace<TenantLimiter> };
 
@@ -73,6 +73,24 @@ describe("malformed RPC input", () => {
     expect(untouched.counters.map((c) => c.remaining)).toEqual(Array.from({ length: 16 }, () => 1));
     // The object is still healthy for everyone else afterwards.
     expect((await stub.acquire([perHour])).allowed).toBe(true);
+  });
+
+  it("refuses a hold no caller could ask for, and charges nothing for it", async () => {
+    const stub = tenantObject();
+    const item = { id: "held", limit: 1, windowS: 60 };
+    const bad: unknown[] = ["yes", 1.5, -1, 0.5, HOLD_MS - 1, holdMsFor(MAX_LIMITER_TIMEOUT_MS) + 1, 1e12, {}];
+    const answers: string[] = [];
+    for (const hold of bad) answers.push(await failure(() => stub.acquire([item], hold as never)));
+    expect(answers).toEqual(bad.map(() => "malformed counter request"));
+    expect((await stub.acquire([{ ...item, cost: 0 }])).counters[0]?.remaining).toBe(1);
+    // The longest a budget allows is held, and so is `true` (a Worker built before holds took
+    // the budget into account), each given back exactly.
+    for (const hold of [holdMsFor(MAX_LIMITER_TIMEOUT_MS), true]) {
+      const held = await stub.acquire([item], hold as never);
+      expect(held).toMatchObject({ allowed: true, seq: expect.any(Number) });
+      await stub.release([item], held.at, held.epoch, held.seq);
+      expect((await stub.acquire([{ ...item, cost: 0 }])).counters[0]?.remaining).toBe(1);
+    }
   });
 
   it("duplicate ids in one call are charged once each and released once each", async () => {

@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { Hono } from "hono";
 import { describe, expect, it, vi } from "vitest";
 import type { Identity } from "../../src/core/identity";
-import type { AcquireResult, CounterRequest } from "../../src/core/limits";
+import { type AcquireResult, type CounterRequest, HOLD_MS } from "../../src/core/limits";
 import { compilePolicy } from "../../src/core/policy";
 import type { LimitSpec, OidcIssuerConfig, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
 import type { Outcome, Timings } from "../../src/core/audit";
@@ -12,7 +12,7 @@ import { rateLimit } from "../../src/pipeline/rate-limit";
 import { runStages, type Stage } from "../../src/pipeline/stage";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer } from "../support/issuers";
-import { held } from "../support/waiting";
+import { held, sleep } from "../support/waiting";
 
 const unique = () => crypto.randomUUID().slice(0, 8);
 
@@ -375,7 +375,7 @@ function stageDoc(limits: LimitSpec[], extra: Partial<PolicyDocument> = {}): Pol
 type LimiterBinding = "TENANT_LIMITER" | "ROUTE_LIMITER";
 
 type LimiterStub = {
-  acquire(items: CounterRequest[], hold?: boolean): Promise<AcquireResult>;
+  acquire(items: CounterRequest[], hold?: number | boolean): Promise<AcquireResult>;
   release(items: CounterRequest[], at?: number, epoch?: number, seq?: number): Promise<void>;
 };
 
@@ -646,6 +646,29 @@ describe("rate-limit stage: when a limiter cannot answer", () => {
     expect(outcome).toMatchObject({ reason: "rate_limited", limit: "route-limit" });
     // The user's hold could not be given back, so it counts (until it is charged for good).
     expect(await tenantCounter(identity.tenant, userCounterId("user-limit", 5, 3600, "a"), 5, 3600)).toBe(4);
+  });
+
+  it("gives a hold back when the other object refuses after HOLD_MS but within a larger budget", async () => {
+    // A far or cold route object, given the budget for it, refuses after the tenant object's
+    // hold would have been charged for good had it lasted HOLD_MS only.
+    const identity = who();
+    const doc = stageDoc([{ name: "user-limit", key: "user", limit: 5, window_s: 3600 }, ...limits("deny")], {
+      settings: { limiter_timeout_ms: 5000 },
+    });
+    expect(await routeCounter(doc.routes[0]!.name, routeLimit("deny"), 10)).toBe(0);
+    const run = stage(doc, {
+      ROUTE_LIMITER: realLimiter("ROUTE_LIMITER", (stub) => ({
+        acquire: async (items, hold) => {
+          await sleep(HOLD_MS + 200);
+          return stub.acquire(items, hold);
+        },
+      })),
+    });
+    const { response, outcome } = await run(identity);
+    expect(response.status).toBe(429);
+    expect(outcome).toMatchObject({ reason: "rate_limited", limit: "route-limit" });
+    // Refused by the ceiling: the user keeps all 5.
+    expect(await tenantCounter(identity.tenant, userCounterId("user-limit", 5, 3600, "a"), 5, 3600)).toBe(5);
   });
 
   it("records no fail-open for a request another limit refused: nothing was let through", async () => {
