@@ -15,11 +15,11 @@
 import { DurableObject } from "cloudflare:workers";
 import {
   type AcquireResult,
-  type CounterRequest,
-  CounterTable,
   checkCounterRequests,
   checkHold,
-} from "../src/core/limits";
+  type CounterRequest,
+  CounterTable,
+} from "../src/core/limits/counter-table";
 
 /** How long a change may stay in memory only. */
 export const FLUSH_INTERVAL_MS = 2_000;

@@ -11,7 +11,13 @@ import {
   normaliseHeaderName,
   REQUEST_OVERRIDE_HEADERS,
 } from "./headers";
-import { MAX_COUNTERS_PER_CALL, MAX_LIMIT, MAX_LIMITER_TIMEOUT_MS, MAX_NAME_CHARS, MAX_WINDOW_S } from "./limits";
+import {
+  MAX_COUNTERS_PER_CALL,
+  MAX_LIMIT,
+  MAX_LIMITER_TIMEOUT_MS,
+  MAX_NAME_CHARS,
+  MAX_WINDOW_S,
+} from "./limits/counter-table";
 import { secureUrl } from "./urls";
 import type {
   AuthRequirement,

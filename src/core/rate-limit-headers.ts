@@ -9,7 +9,7 @@
 // per window/limit, so some capacity returns well before that).
 
 import { boundedMemo } from "./bounded-memo";
-import { ceilSeconds, type LimitStatus } from "./limits";
+import { ceilSeconds, type LimitStatus } from "./limits/verdict";
 
 /** An RFC 9651 sf-string: printable ASCII, with `"` and `\` escaped; anything else dropped. */
 export function sfString(value: string): string {

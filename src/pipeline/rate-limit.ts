@@ -19,19 +19,9 @@
 // limit's rate. A call that timed out may still land later; if the request was refused, its
 // reservation is released when it does.
 
-import {
-  type AcquireResult,
-  type AppliedLimit,
-  ceilSeconds,
-  combineAnswers,
-  type CounterRequest,
-  holdMsFor,
-  type LimiterKind,
-  type LimiterRpc,
-  type LimitPlan,
-  type ObjectAnswer,
-  planLimits,
-} from "../core/limits";
+import { type AcquireResult, type CounterRequest, holdMsFor, type LimiterRpc } from "../core/limits/counter-table";
+import { type AppliedLimit, type LimiterKind, type LimitPlan, planLimits } from "../core/limits/plan";
+import { ceilSeconds, combineAnswers, type ObjectAnswer } from "../core/limits/verdict";
 import { boundedMemo } from "../core/bounded-memo";
 import { rateLimitHeaders } from "../core/rate-limit-headers";
 import { TIMED_OUT, withDeadline } from "../core/deadline";

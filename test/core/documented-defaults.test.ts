@@ -3,7 +3,7 @@
 // and the bounds of the verified-token cache, which no policy sets.
 import { describe, expect, it } from "vitest";
 import { compilePolicy } from "../../src/core/policy";
-import { planLimits } from "../../src/core/limits";
+import { planLimits } from "../../src/core/limits/plan";
 import { TokenVerifier } from "../../src/core/tokens/verify";
 import { problemsOf } from "../support/policy-problems";
 

@@ -7,7 +7,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { FLUSH_INTERVAL_MS, type LimiterObject } from "../../durable-objects/limiter-object";
 import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
-import { type AcquireResult, type CounterRequest, CounterTable, HOLD_MS } from "../../src/core/limits";
+import { type AcquireResult, type CounterRequest, CounterTable, HOLD_MS } from "../../src/core/limits/counter-table";
 
 const T0 = 1_800_000_000_000;
 

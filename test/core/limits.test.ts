@@ -1,22 +1,15 @@
 import { describe, expect, it } from "vitest";
 import policyDocument from "../../policy/policy.json";
+import { type AcquireResult, type CounterRequest, CounterTable, HOLD_MS } from "../../src/core/limits/counter-table";
+import { gcra, type Rate, refund, type Tat } from "../../src/core/limits/gcra";
 import {
-  type AcquireResult,
   clientAddressKey,
-  type CounterRequest,
-  combineAnswers,
-  CounterTable,
-  gcra,
-  HOLD_MS,
   type LimiterKind,
   type LimitPlan,
-  type ObjectAnswer,
   type PlanInput,
   planLimits,
-  type Rate,
-  refund,
-  type Tat,
-} from "../../src/core/limits";
+} from "../../src/core/limits/plan";
+import { combineAnswers, type ObjectAnswer } from "../../src/core/limits/verdict";
 import { compilePolicy } from "../../src/core/policy";
 import type { LimitSpec } from "../../src/core/policy-types";
 import { rateLimitHeaders, sfString } from "../../src/core/rate-limit-headers";

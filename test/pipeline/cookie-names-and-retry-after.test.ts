@@ -4,7 +4,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { hidesCredentialCookie, withoutCredentialCookies } from "../../src/core/cookies";
-import { clientAddressKey } from "../../src/core/limits";
+import { clientAddressKey } from "../../src/core/limits/plan";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { VerifiedTokenCache } from "../../src/core/tokens/verified-cache";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
