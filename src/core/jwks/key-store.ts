@@ -1,21 +1,13 @@
 // One issuer's verification keys: isolate memory first, then KV, then the issuer. This is
 // where the behaviour gateways usually get wrong lives: single-flight refreshes, a
 // per-issuer refresh cooldown shared through KV, a grace window for rotated-out keys, and
-// serving the last good key set (up to a bound) when the issuer is down.
-//
-// KV layout (see README "JWKS cache"):
-//   jwks:v1:<issuer>          {"v":1,"fetched_at","jwks_uri","discovered","keys":[…],"retired":[{"jwk","retired_at"}]}
-//                             expires after cache_ttl + max_stale
-//   jwks-refresh:v1:<issuer>[ <configured jwks_uri>]
-//                             time (ms) of the last refresh attempt by any isolate; expires ≥ 60 s
-// Both are bound to the key source (configured jwks_uri, or discovery): a record from another
-// source is a miss, and another source's attempts do not cool this one's down.
+// serving the last good key set (up to a bound) when the issuer is down. What KV holds is
+// described in kv-record.ts.
 
 import type { JWK } from "jose";
 import type { ResolvedIssuer } from "../policy";
 import { TIMED_OUT, withDeadline } from "../deadline";
 import { JWS_ALGORITHMS, keyFitsAlg } from "../tokens/jws-verify";
-import { secureUrl } from "../urls";
 import {
   discoverJwksUri,
   type Fetcher,
@@ -23,10 +15,18 @@ import {
   fetchJson,
   KeySetFetchError,
   keyMaterialOf,
-  MAX_MEMBER_CHARS,
   type UsableKeySet,
   usableKeys,
 } from "./fetch-key-set";
+import {
+  isPastTime,
+  KV_MIN_TTL_S,
+  MAX_LEAKED_KEYS,
+  parseStored,
+  recordKey,
+  refreshStampKey,
+  type StoredKeySet,
+} from "./kv-record";
 
 /** The subset of a KV namespace the key store needs. */
 export interface KeyValueStore {
@@ -83,18 +83,6 @@ interface KeySetState {
   source: KeySource;
 }
 
-interface StoredKeySet {
-  v: 1;
-  fetched_at: number;
-  jwks_uri?: string;
-  /** Whether jwks_uri was discovered: a discovered URI looks like a configured one. */
-  discovered?: boolean;
-  keys: JWK[];
-  retired: { jwk: JWK; retired_at: number }[];
-  /** The material of keys the issuer published with their private part (see usableKeys). */
-  leaked?: string[];
-}
-
 /**
  * Why a refresh runs. A set past its TTL ("stale") is refreshed before it is used, one near
  * it ("ahead") after the response; KV writes are never waited for. A refresh for an unknown kid,
@@ -114,7 +102,6 @@ const MAX_CANDIDATE_KEYS = 3;
  * so that under steady traffic no request waits for the refresh a set past its TTL needs.
  */
 const REFRESH_AHEAD_MS = 60_000;
-const KV_MIN_TTL_S = 60;
 /**
  * After KV had no usable set, an isolate holding nothing asks KV again no sooner than this:
  * while an issuer is down and nothing is cached, every request would otherwise cost a KV read
@@ -132,61 +119,8 @@ const KV_READ_TIMEOUT_MS = 300;
  * new keys on every fetch must not grow the list, in memory or KV, with each refresh.
  */
 const MAX_RETIRED_KEYS = 100;
-/** Leaked keys remembered, the latest seen: as many as a key set has at most. */
-const MAX_LEAKED_KEYS = 100;
-/** A key's material as written: three members at most, each JSON-escaped (see usableKeys). */
-const MAX_MATERIAL_CHARS = 3 * 6 * MAX_MEMBER_CHARS + 64;
-
 function fingerprintOf(jwk: JWK): string {
   return JSON.stringify([jwk.kty, jwk.kid, jwk.alg, jwk.crv, jwk.n, jwk.e, jwk.x, jwk.y]);
-}
-
-/** A time read from KV that we may act on: one in the future would keep a set fresh, or a key
- * in grace, indefinitely. */
-function isPastTime(value: unknown, now: number): value is number {
-  return typeof value === "number" && Number.isFinite(value) && value <= now;
-}
-
-/** `jwk` filtered exactly as a fetched key is, or undefined if it is not a usable key. */
-function usableKey(jwk: unknown): JWK | undefined {
-  try {
-    return usableKeys({ keys: [jwk] }).keys[0];
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A KV record, checked as strictly as a fetched set (KV is a cache, not a source of trust):
- * usable keys only, times finite and not in the future, a jwks_uri we may fetch. A bad
- * retired entry is dropped; anything else wrong makes the record a miss.
- */
-function parseStored(text: string, now: number, jwksUri: string | undefined): StoredKeySet | undefined {
-  const parsed = JSON.parse(text) as Record<string, unknown> | null;
-  if (parsed?.v !== 1 || !isPastTime(parsed.fetched_at, now) || !Array.isArray(parsed.keys)) return undefined;
-  // Keys fetched from another source (an old config, another deployment on the namespace) are
-  // not this one's to trust.
-  if (jwksUri ? parsed.jwks_uri !== jwksUri : parsed.discovered !== true) return undefined;
-  const retired: StoredKeySet["retired"] = [];
-  for (const entry of Array.isArray(parsed.retired) ? (parsed.retired as unknown[]) : []) {
-    if (typeof entry !== "object" || entry === null) continue;
-    const { jwk: raw, retired_at: retiredAt } = entry as Record<string, unknown>;
-    const jwk = usableKey(raw);
-    if (jwk && isPastTime(retiredAt, now)) retired.push({ jwk, retired_at: retiredAt });
-  }
-  const leaked = (Array.isArray(parsed.leaked) ? (parsed.leaked as unknown[]) : [])
-    .filter((m): m is string => typeof m === "string" && m.length <= MAX_MATERIAL_CHARS)
-    .slice(-MAX_LEAKED_KEYS);
-  return {
-    v: 1,
-    fetched_at: parsed.fetched_at,
-    ...(secureUrl(parsed.jwks_uri) ? { jwks_uri: parsed.jwks_uri as string } : {}),
-    // Empty only when the issuer's set held no key but leaked ones: otherwise a miss, as a
-    // fetched set without usable keys is a failure.
-    keys: parsed.keys.length === 0 && leaked.length > 0 ? [] : usableKeys({ keys: parsed.keys }, new Set(leaked)).keys,
-    retired,
-    ...(leaked.length > 0 ? { leaked } : {}),
-  };
 }
 
 export class IssuerKeyStore {
@@ -234,8 +168,8 @@ export class IssuerKeyStore {
     this.#graceMs = issuer.rotationGraceS * 1000;
     this.#maxStaleMs = issuer.maxStaleS * 1000;
     this.#deps = deps;
-    this.#kvKey = `jwks:v1:${issuer.issuer}`;
-    this.#kvRefreshKey = `jwks-refresh:v1:${issuer.issuer}${issuer.jwksUri ? ` ${issuer.jwksUri}` : ""}`;
+    this.#kvKey = recordKey(issuer);
+    this.#kvRefreshKey = refreshStampKey(issuer);
   }
 
   /** Keys that may have signed a token with this `kid` and `alg`, current keys first. */
