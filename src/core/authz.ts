@@ -4,6 +4,7 @@
 import type { DenyReason } from "./deny";
 import type { Identity } from "./identity";
 import type { AuthRequirement, ClaimCondition } from "./policy-types";
+import { TENANT_CAPTURE } from "./routes";
 
 export type AuthzResult = { ok: true } | { ok: false; reason: DenyReason; detail: string; requiredScope?: string };
 
@@ -14,9 +15,6 @@ function conditionHolds(condition: ClaimCondition, claims: Readonly<Record<strin
   const values = Array.isArray(value) ? value : [value];
   return values.some((v) => allowed.some((a) => a === v));
 }
-
-/** Captures that bind the request to a tenant: a `:tenant` path segment or host label. */
-const TENANT_CAPTURE = "tenant";
 
 export function authorise(
   identity: Identity,

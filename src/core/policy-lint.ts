@@ -6,6 +6,7 @@
 
 import type { CompiledPolicy } from "./policy";
 import { shadowedRoutes } from "./route-overlap";
+import { capturesOf } from "./routes";
 
 /** A URL's host name, without the trailing dot of a fully qualified one. */
 function hostOf(url: string): string {
@@ -49,8 +50,7 @@ export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}
           `${at}.limits: "${limit.name}", a ${limit.key} limit, replaces the default ${replaced.key} limit of that name on this route`,
         );
     }
-    const capturesTenant =
-      route.host?.captureName !== undefined || route.pattern.parts.some((part) => part.kind === "capture");
+    const capturesTenant = route.host?.captureName !== undefined || capturesOf(route.pattern).length > 0;
     if (route.auth === "public" && capturesTenant) problems.push(`${at}: :tenant on a public route binds nothing`);
     if (deployed && "url" in route.upstream && isLocalOrAddress(route.upstream.url))
       problems.push(`${at}.upstream: ${route.upstream.url} is local or an address`);

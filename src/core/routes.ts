@@ -13,6 +13,9 @@ export interface CompiledPattern {
   parts: PathPart[];
 }
 
+/** The one capture anything reads (tenant binding): a `:tenant` path segment or host label. */
+export const TENANT_CAPTURE = "tenant";
+
 export function capturesOf(pattern: CompiledPattern): string[] {
   return pattern.parts.flatMap((part) => (part.kind === "capture" ? [part.name] : []));
 }
@@ -40,7 +43,7 @@ export function compilePathPattern(pattern: string): CompiledPattern | string {
     } else if (segment.startsWith(":")) {
       const name = segment.slice(1);
       // The one capture anything reads (tenant binding): `:tenant_id` or `:org` would bind nothing.
-      if (name !== "tenant") return "only :tenant is captured (* matches any segment)";
+      if (name !== TENANT_CAPTURE) return "only :tenant is captured (* matches any segment)";
       // One value per name: a second capture would silently overwrite the first.
       if (capturesOf({ parts }).includes(name)) return `capture "${segment}" appears twice`;
       parts.push({ kind: "capture", name });
@@ -150,7 +153,7 @@ export function compileHostPattern(host: string): HostPattern | string {
     const dot = lower.indexOf(".");
     if (dot < 2) return "a host capture needs a suffix, e.g. `:tenant.example.com`";
     const name = host.slice(1, dot);
-    if (name !== "tenant") return "only :tenant is captured";
+    if (name !== TENANT_CAPTURE) return "only :tenant is captured";
     if (!/^(\.[a-z0-9-]+)+$/.test(lower.slice(dot))) return "not a host name after the capture";
     return { captureName: name, suffix: lower.slice(dot), ...withPort };
   }
