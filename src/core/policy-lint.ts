@@ -43,9 +43,9 @@ export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}
       if (origin.startsWith("http:") && !isLoopback(origin))
         problems.push(`${at}.cors.allow_origins: "${origin}" gets credentialed answers over plain http`);
     }
-    for (const replaced of route.replacedDefaults ?? []) {
-      const limit = route.limits.find((own) => own.name === replaced.name);
-      if (limit && limit.key !== replaced.key)
+    for (const limit of route.limits) {
+      const replaced = route.replacedDefaults?.find((inherited) => inherited.name === limit.name);
+      if (replaced && limit.key !== replaced.key)
         problems.push(
           `${at}.limits: "${limit.name}", a ${limit.key} limit, replaces the default ${replaced.key} limit of that name on this route`,
         );

@@ -9,9 +9,9 @@ import type { CompiledPolicy, CompiledRoute } from "./policy";
 import { HTTP_METHODS } from "./policy-types";
 import { coversHost, type PathPart, takesMethod } from "./routes";
 
-/** The methods a route answers, as routing takes them (HEAD where it allows GET). */
+/** The methods a route answers, as routing takes them: its own as declared, then HEAD where it allows GET. */
 function answeredMethods(route: CompiledRoute): Set<string> {
-  return new Set(HTTP_METHODS.filter((method) => takesMethod(route.methods, method)));
+  return new Set([...route.methods, ...HTTP_METHODS.filter((method) => takesMethod(route.methods, method))]);
 }
 
 /**

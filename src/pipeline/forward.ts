@@ -40,8 +40,12 @@ export function forward(): Stage {
     if ("url" in upstream) {
       target = `${upstream.url}${path}${query}`;
     } else {
-      // The route stage has checked that the binding exists.
-      binding = serviceBinding(c, upstream.service);
+      // The route stage has checked that the binding exists; one that cannot be read now is
+      // an origin out of reach, never a reason to fetch the request's own URL instead.
+      try {
+        binding = serviceBinding(c, upstream.service);
+      } catch {}
+      if (!binding) return deny(c, "origin_unavailable", { detail: "origin_unreachable" });
       target = `${incoming.origin}${path}${query}`;
     }
     const method = c.req.method;
@@ -141,6 +145,7 @@ export function forward(): Stage {
     // A status no response can carry on (101 to a request that asked for no upgrade, as the
     // edge never forwards `Upgrade`; 600 to 999) is the origin's fault, not an edge error.
     if (!response.webSocket && (response.status < 200 || response.status > 599)) {
+      response.body?.cancel();
       return deny(c, "origin_unavailable", { detail: "origin_bad_status" });
     }
     return finalAnswer(c, clientResponse(response));

@@ -7,7 +7,14 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { FLUSH_INTERVAL_MS, type LimiterObject } from "../../durable-objects/limiter-object";
 import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
-import { type AcquireResult, type CounterRequest, CounterTable, HOLD_MS } from "../../src/core/limits/counter-table";
+import {
+  type AcquireResult,
+  type CounterRequest,
+  CounterTable,
+  checkHold,
+  HOLD_MS,
+  holdMsFor,
+} from "../../src/core/limits/counter-table";
 
 const T0 = 1_800_000_000_000;
 
@@ -150,6 +157,31 @@ describe("holds: bounds and scheduling", () => {
     table.settleHolds(T0 + HOLD_MS);
     table.sweep(T0 + HOLD_MS); // and a flush
     expect(table.size).toBeLessThanOrEqual(100);
+  });
+
+  it("a hold past its own time gives nothing back, even while a longer one before it is pending", () => {
+    // 10 per 100 s: each request stands 10 s on the counter, so none drains during the test.
+    const c: CounterRequest = { id: "ceiling", limit: 10, windowS: 100 };
+    const inspect = (table: CounterTable, now: number) =>
+      table.acquire([{ ...c, cost: 0 }], now).counters[0]!.remaining;
+    // Holds of different lengths: a budget of 50 ms, then one asked for as `true` (2 s) by a
+    // Worker built before holds carried their length.
+    const mixed = new CounterTable();
+    const longer = mixed.acquire([c], T0, holdMsFor(50));
+    const shorter = mixed.acquire([c], T0 + 10, checkHold(true));
+    expect(longer.allowed && shorter.allowed).toBe(true);
+    const late = T0 + 10 + checkHold(true) + 10;
+    expect(inspect(mixed, late)).toBe(8);
+    mixed.release([c], shorter.at, shorter.epoch, late, shorter.seq);
+    expect(inspect(mixed, late)).toBe(8);
+    // The clock stepped back 1 s: the hold decided then ends before the one decided earlier.
+    const stepped = new CounterTable();
+    const first = stepped.acquire([c], T0, holdMsFor(50));
+    const second = stepped.acquire([c], T0 - 1_000, holdMsFor(50));
+    expect(first.allowed && second.allowed).toBe(true);
+    const after = T0 - 1_000 + holdMsFor(50) + 50;
+    stepped.release([c], second.at, second.epoch, after, second.seq);
+    expect(inspect(stepped, after)).toBe(8);
   });
 
   it("a small clock step back leaves a hold its time to be given back", () => {

@@ -29,6 +29,16 @@ describe("routes an earlier route shadows", () => {
     ]);
   });
 
+  it("names the methods shadowed in the order the earlier route declares them", () => {
+    const compiled = withRoutes(
+      { name: "public", path: "/v1/**", methods: ["POST", "GET"], auth: "public" },
+      { name: "admin", path: "/v1/admin/**", methods: ["GET", "POST"] },
+    );
+    expect(shadowedRoutes(compiled)).toEqual([
+      "routes[1] (admin): POST, GET never reaches it: routes[0] (public) takes every such request first",
+    ]);
+  });
+
   it("an earlier route that differs only in letter case: every request of the later one is refused as ambiguous_case", () => {
     const compiled = withRoutes(
       { name: "legacy", path: "/Admin/**", auth: "public" },

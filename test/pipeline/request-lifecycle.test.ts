@@ -344,6 +344,37 @@ describe("bindings that fail", () => {
     // The error is reported by its class alone: its message may carry anything.
     expect(errorLines).toEqual(["portcullis: unhandled TypeError"]);
   });
+
+  it("a service binding that has no fetch by the time the request is forwarded: 502, never the request's own URL", async () => {
+    // The route stage finds the binding; when the forward stage reads it again, it has none.
+    let reads = 0;
+    const binding = {
+      get fetch() {
+        reads++;
+        return reads === 1 ? async () => new Response("from the binding") : undefined;
+      },
+    };
+    const edge = harness(
+      basePolicy({
+        upstreams: { svc: { service: "SVC" } },
+        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+      }),
+      {},
+      { SVC: binding },
+    );
+    const m = marker();
+    // The request's own URL is a server that records what reaches it.
+    const response = await edge.fetch(`${echoOrigin}/svc/x`, { headers: { "x-test-marker": m } });
+    expect(response.status).toBe(502);
+    expect((await problem(response)).reason).toBe("origin_unavailable");
+    expect(edge.audit.at(-1)).toMatchObject({
+      decision: "deny",
+      reason: "origin_unavailable",
+      detail: "origin_unreachable",
+      route: "svc",
+    });
+    expect(await originSaw(m)).toEqual([]);
+  });
 });
 
 describe("no execution context, no env", () => {

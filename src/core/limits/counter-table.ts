@@ -363,7 +363,9 @@ export class CounterTable {
     this.settleHolds(now, false);
     if (seq !== undefined) {
       const hold = this.#holds.get(seq as number);
-      if (!hold?.cancellable || hold.at !== at || hold.epoch !== epoch) return;
+      // Past its time it gives nothing, even while still pending behind a longer hold (holds
+      // settle in order, and lengths differ with the caller's budget or a clock step).
+      if (!hold?.cancellable || hold.at !== at || hold.epoch !== epoch || hold.until <= now) return;
       this.#holds.delete(seq as number);
       for (const id of new Set(hold.ids)) {
         const queue = this.#pending.get(id)!;
