@@ -5,7 +5,7 @@
 // request path lost no check.
 import { createLocalJWKSet, type JWK, jwtVerify } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_ALGORITHMS } from "../../src/core/policy";
+import { DEFAULT_ALGORITHMS } from "../../src/core/policy-issuers";
 import { AUDIENCE, b64url, makeIssuer, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
 import { fixedNow, flipLastChar, makeKeyRing, signText, verifierFor } from "./token-fixtures";
 

@@ -1,0 +1,103 @@
+// A route's authentication and authorisation requirement, validated: issuers, audiences,
+// scopes, groups and claim conditions.
+
+import type { ResolvedIssuer } from "./policy";
+import type { Checker } from "./policy-checker";
+import type { AuthRequirement } from "./policy-types";
+import { isGroupName } from "./tokens/claims";
+
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
+function checkScopeTokens(check: Checker, scopes: readonly string[], path: string): void {
+  for (const scope of scopes) {
+    if (!SCOPE_TOKEN.test(scope)) check.fail(path, `"${scope}" is not a scope (printable ASCII, no spaces, " or \\)`);
+  }
+}
+
+export function checkAuth(
+  check: Checker,
+  raw: unknown,
+  path: string,
+  issuers: ReadonlyMap<string, ResolvedIssuer>,
+): "public" | AuthRequirement | undefined {
+  if (raw === "public") return "public";
+  if (raw === undefined) {
+    check.fail(path, 'is required: the issuers this route accepts, or "public"');
+    return undefined;
+  }
+  if (!check.object(raw, path)) return undefined;
+  check.known(raw, path, ["issuers", "audiences", "scopes", "groups", "claims"]);
+  if (!check.stringArray(raw.issuers, `${path}.issuers`, { nonEmpty: true })) return undefined;
+  for (const id of raw.issuers) {
+    const issuer = issuers.get(id);
+    if (!issuer) {
+      check.fail(`${path}.issuers`, `"${id}" is not defined in issuers`);
+    } else if (issuer.kind === "cloudflare_access" && raw.audiences === undefined) {
+      check.fail(`${path}.audiences`, `is required with Access issuer "${id}" (its AUD tag)`);
+    }
+  }
+  if (raw.audiences !== undefined) check.stringArray(raw.audiences, `${path}.audiences`, { nonEmpty: true });
+  if (raw.scopes !== undefined && check.object(raw.scopes, `${path}.scopes`)) {
+    check.known(raw.scopes, `${path}.scopes`, ["all_of", "any_of"]);
+    // An empty all_of, or none at all, would require nothing: a list emptied or deleted by
+    // mistake must not open the route.
+    if (raw.scopes.all_of === undefined && raw.scopes.any_of === undefined)
+      check.fail(`${path}.scopes`, "needs all_of or any_of (or leave scopes out)");
+    for (const list of ["all_of", "any_of"]) {
+      const scopes = raw.scopes[list];
+      const at = `${path}.scopes.${list}`;
+      if (scopes !== undefined && check.stringArray(scopes, at, { nonEmpty: true }))
+        checkScopeTokens(check, scopes, at);
+    }
+  }
+  if (raw.groups !== undefined && check.object(raw.groups, `${path}.groups`)) {
+    check.known(raw.groups, `${path}.groups`, ["any_of"]);
+    const at = `${path}.groups.any_of`;
+    if (check.stringArray(raw.groups.any_of, at, { nonEmpty: true })) {
+      // A name no token may carry (every token with it is refused) would make the route unusable.
+      for (const group of raw.groups.any_of) {
+        if (!isGroupName(group))
+          check.fail(
+            at,
+            `"${group}" is not a group name a token may carry (printable ASCII, no "," " or \\, no leading or trailing space)`,
+          );
+      }
+    }
+  }
+  if (raw.claims !== undefined) {
+    if (!Array.isArray(raw.claims) || raw.claims.length === 0) {
+      check.fail(`${path}.claims`, "must be a non-empty array of conditions");
+    } else {
+      raw.claims.forEach((condition: unknown, i: number) => {
+        const at = `${path}.claims[${i}]`;
+        if (!check.object(condition, at)) return;
+        check.known(condition, at, ["claim", "equals", "one_of"]);
+        check.string(condition.claim, `${at}.claim`);
+        // A number JSON reads as Infinity (`1e400`) could not be written back: not a value. An
+        // integer past 2^53 is not exact either: JSON reads it as the nearest double, which
+        // the claims of other ids round to as well (1234567890123456788 equals …789).
+        const unsafe = (v: unknown) => Number.isInteger(v) && !Number.isSafeInteger(v);
+        const scalar = (v: unknown) =>
+          typeof v === "string" || typeof v === "boolean" || (Number.isFinite(v) && !unsafe(v));
+        if ((condition.equals === undefined) === (condition.one_of === undefined)) {
+          check.fail(at, "needs exactly one of equals, one_of");
+        } else if (condition.equals !== undefined && !scalar(condition.equals)) {
+          check.fail(`${at}.equals`, unsafe(condition.equals) ? UNSAFE_INTEGER : "must be a string, number or boolean");
+        } else if (
+          condition.one_of !== undefined &&
+          (!Array.isArray(condition.one_of) || condition.one_of.length === 0 || !condition.one_of.every(scalar))
+        ) {
+          const inexact = Array.isArray(condition.one_of) && condition.one_of.some(unsafe);
+          check.fail(
+            `${at}.one_of`,
+            inexact ? UNSAFE_INTEGER : "must be a non-empty array of strings, numbers or booleans",
+          );
+        }
+      });
+    }
+  }
+  return raw as unknown as AuthRequirement;
+}
+
+const UNSAFE_INTEGER =
+  "holds an integer beyond ±9007199254740991, which JSON cannot carry exactly (other ids would match it): compare ids that large as strings, sent as strings by the issuer";

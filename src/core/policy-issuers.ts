@@ -1,0 +1,108 @@
+// A policy's issuers, validated and resolved: OIDC issuers (discovery or a jwks_uri) and
+// Cloudflare Access teams, with their algorithms, key-set cache settings and claim mapping.
+
+import type { ResolvedIssuer } from "./policy";
+import { type Checker, optionalInteger } from "./policy-checker";
+import { JWS_ALGORITHMS } from "./tokens/jws-verify";
+import { secureUrl } from "./urls";
+
+export const DEFAULT_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"] as const;
+
+const CACHE_FIELDS = [
+  "cache_ttl_s",
+  "refresh_cooldown_s",
+  "max_stale_s",
+  "rotation_grace_s",
+  "fetch_timeout_ms",
+  "max_jwks_bytes",
+] as const;
+
+export function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer | undefined {
+  const path = `issuers.${id}`;
+  if (!check.object(raw, path)) return undefined;
+  const common = ["kind", "algorithms", "clock_skew_s", "claims", ...CACHE_FIELDS];
+  let issuer: string;
+  let jwksUri: string | undefined;
+  let discoveryUrl: string | undefined;
+  let audiences: string[] = [];
+  let typ: string | undefined;
+  if (raw.kind === "oidc") {
+    check.known(raw, path, [...common, "issuer", "jwks_uri", "audiences", "typ"]);
+    if (!check.url(raw.issuer, `${path}.issuer`)) return undefined;
+    // A template such as Entra's `{tenantid}` (the multi-tenant discovery document's): no token carries it.
+    if (raw.issuer.includes("{")) check.fail(`${path}.issuer`, "is a {template}: name one tenant");
+    // The issuer goes to the origin as x-user-iss, and a header carries ASCII: other characters
+    // would arrive as raw UTF-8 bytes, which an origin reads as another issuer.
+    if (/[^\x21-\x7e]/.test(raw.issuer))
+      check.fail(`${path}.issuer`, "must be printable ASCII: percent-encode other characters, as its tokens' iss does");
+    issuer = raw.issuer;
+    if (raw.jwks_uri !== undefined) {
+      if (check.url(raw.jwks_uri, `${path}.jwks_uri`, true)) jwksUri = raw.jwks_uri;
+    } else {
+      discoveryUrl = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
+    }
+    if (check.stringArray(raw.audiences, `${path}.audiences`, { nonEmpty: true })) audiences = raw.audiences;
+    if (raw.typ !== undefined && check.string(raw.typ, `${path}.typ`)) typ = raw.typ;
+  } else if (raw.kind === "cloudflare_access") {
+    check.known(raw, path, [...common, "team_domain"]);
+    if (!check.string(raw.team_domain, `${path}.team_domain`)) return undefined;
+    const origin = raw.team_domain.includes("://") ? raw.team_domain : `https://${raw.team_domain}`;
+    if (!check.url(origin, `${path}.team_domain`)) return undefined;
+    const parsed = secureUrl(origin) as URL;
+    // The team's name alone (`acme`), or a host with a trailing dot: no assertion's `iss` says that.
+    if (parsed.hostname.endsWith(".") || !/[.:]|^localhost$/.test(parsed.hostname)) {
+      check.fail(`${path}.team_domain`, 'must be the team domain, such as "acme.cloudflareaccess.com"');
+      return undefined;
+    }
+    // As parsed: Access writes `iss` in lower case, without a default port.
+    issuer = parsed.href.replace(/\/$/, "");
+    jwksUri = `${issuer}/cdn-cgi/access/certs`;
+  } else {
+    check.fail(`${path}.kind`, 'must be "oidc" or "cloudflare_access"');
+    return undefined;
+  }
+  let algorithms: string[] = [...DEFAULT_ALGORITHMS];
+  if (raw.algorithms !== undefined && check.stringArray(raw.algorithms, `${path}.algorithms`, { nonEmpty: true })) {
+    for (const alg of raw.algorithms) {
+      if (!JWS_ALGORITHMS.has(alg)) {
+        check.fail(`${path}.algorithms`, `"${alg}" is not an accepted algorithm`);
+      }
+    }
+    algorithms = raw.algorithms;
+  }
+  const claims: ResolvedIssuer["claims"] = {
+    subject: "sub",
+    tenant: "tenant_id",
+    scopes: "scope",
+    scopesFallback: "scp",
+    groups: "groups",
+    email: "email",
+  };
+  if (raw.claims !== undefined && check.object(raw.claims, `${path}.claims`)) {
+    const fields = ["subject", "tenant", "scopes", "groups", "email"] as const;
+    check.known(raw.claims, `${path}.claims`, fields);
+    for (const field of fields) {
+      const value = raw.claims[field];
+      if (value !== undefined && check.string(value, `${path}.claims.${field}`)) claims[field] = value;
+    }
+    if (raw.claims.scopes !== undefined) delete claims.scopesFallback;
+  }
+  return {
+    id,
+    kind: raw.kind,
+    issuer,
+    ...(jwksUri !== undefined ? { jwksUri } : {}),
+    ...(discoveryUrl !== undefined ? { discoveryUrl } : {}),
+    audiences,
+    algorithms,
+    clockSkewS: optionalInteger(check, raw, "clock_skew_s", path, 60, 0, 300),
+    ...(typ !== undefined ? { typ } : {}),
+    claims,
+    cacheTtlS: optionalInteger(check, raw, "cache_ttl_s", path, 600, 300, 3600),
+    refreshCooldownS: optionalInteger(check, raw, "refresh_cooldown_s", path, 30, 1, 3600),
+    maxStaleS: optionalInteger(check, raw, "max_stale_s", path, 86400, 0, 7 * 86400),
+    rotationGraceS: optionalInteger(check, raw, "rotation_grace_s", path, 3600, 0, 7 * 86400),
+    fetchTimeoutMs: optionalInteger(check, raw, "fetch_timeout_ms", path, 2000, 100, 30000),
+    maxJwksBytes: optionalInteger(check, raw, "max_jwks_bytes", path, 65536, 1024, 1048576),
+  };
+}
