@@ -164,8 +164,8 @@ describe("holds: bounds and scheduling", () => {
     const c: CounterRequest = { id: "ceiling", limit: 10, windowS: 100 };
     const inspect = (table: CounterTable, now: number) =>
       table.acquire([{ ...c, cost: 0 }], now).counters[0]!.remaining;
-    // Holds of different lengths: a budget of 50 ms, then one asked for as `true` (2 s) by a
-    // Worker built before holds carried their length.
+    // Holds of different lengths: a budget of 50 ms, then one asked for as `true` (2 s), as a
+    // Worker of an earlier release asks during a rolling deploy.
     const mixed = new CounterTable();
     const longer = mixed.acquire([c], T0, holdMsFor(50));
     const shorter = mixed.acquire([c], T0 + 10, checkHold(true));

@@ -83,8 +83,8 @@ describe("malformed RPC input", () => {
     for (const hold of bad) answers.push(await failure(() => stub.acquire([item], hold as never)));
     expect(answers).toEqual(bad.map(() => "malformed counter request"));
     expect((await stub.acquire([{ ...item, cost: 0 }])).counters[0]?.remaining).toBe(1);
-    // The longest a budget allows is held, and so is `true` (a Worker built before holds took
-    // the budget into account), each given back exactly.
+    // The longest a budget allows is held, and so is `true` (as a Worker of an earlier release
+    // asks during a rolling deploy), each given back exactly.
     for (const hold of [holdMsFor(MAX_LIMITER_TIMEOUT_MS), true]) {
       const held = await stub.acquire([item], hold as never);
       expect(held).toMatchObject({ allowed: true, seq: expect.any(Number) });

@@ -82,7 +82,8 @@ export function holdMsFor(limiterTimeoutMs: number): number {
 /** The hold an `acquire` call asks for, in ms (0: none), or an error for one no caller could ask. */
 export function checkHold(hold: unknown): number {
   if (hold === undefined || hold === false) return 0;
-  // `true`: as asked by a Worker built before holds took the caller's budget into account.
+  // `true`: a hold of the default budget's length, as a Worker of an earlier release still
+  // running during a rolling deploy asks for one.
   if (hold === true) return holdMsFor(0);
   if (Number.isInteger(hold) && (hold as number) >= HOLD_MS && (hold as number) <= holdMsFor(MAX_LIMITER_TIMEOUT_MS))
     return hold as number;
