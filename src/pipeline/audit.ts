@@ -17,8 +17,14 @@ import { errorName, type Stage } from "./stage";
 
 /** The dataset, if one is bound: without it the edge runs and logs exactly the same. */
 function metricsDataset(c: PipelineContext): AnalyticsEngineDataset | undefined {
-  const dataset = c.env?.METRICS as Partial<AnalyticsEngineDataset> | undefined;
-  return typeof dataset?.writeDataPoint === "function" ? (dataset as AnalyticsEngineDataset) : undefined;
+  try {
+    const dataset = c.env?.METRICS as Partial<AnalyticsEngineDataset> | undefined;
+    return typeof dataset?.writeDataPoint === "function" ? (dataset as AnalyticsEngineDataset) : undefined;
+  } catch (error) {
+    // A binding that cannot be read is no dataset: the request is served and recorded as without one.
+    console.error(`portcullis: metrics binding unreadable (${errorName(error)})`);
+    return undefined;
+  }
 }
 
 function recordFor(

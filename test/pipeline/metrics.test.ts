@@ -10,7 +10,7 @@ import { audit } from "../../src/pipeline/audit";
 import type { PipelineEnv } from "../../src/pipeline/context";
 import { requestId } from "../../src/pipeline/request-id";
 import { runStages, type Stage } from "../../src/pipeline/stage";
-import { basePolicy, harness, recordingDataset } from "../support/harness";
+import { basePolicy, harness, marker, originSaw, recordingDataset } from "../support/harness";
 import { AUDIENCE, makeIssuer, makeKey } from "../support/issuers";
 
 describe("metrics data points", () => {
@@ -443,6 +443,29 @@ describe("metrics data points", () => {
       expect(edge.audit).toHaveLength(1);
       const lines = errors.mock.calls.map((call) => call.join(" "));
       expect(lines).toEqual(["portcullis: metrics write failed (TypeError)"]);
+    } finally {
+      errors.mockRestore();
+    }
+  });
+
+  it("keeps serving and auditing when the METRICS binding throws when read", async () => {
+    const errors = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      const unreadable = {
+        get writeDataPoint(): never {
+          throw new TypeError("binding gone");
+        },
+      };
+      const edge = harness(basePolicy(), {}, { METRICS: unreadable });
+      const m = marker();
+      const response = await edge.fetch("/public/x", { headers: { "x-test-marker": m } });
+      expect(response.status).toBe(200);
+      expect(await originSaw(m)).toHaveLength(1);
+      expect(edge.audit).toHaveLength(1);
+      expect(edge.audit[0]).toMatchObject({ decision: "allow", status: 200 });
+      const lines = errors.mock.calls.map((call) => call.join(" "));
+      expect(lines.every((line) => line === "portcullis: metrics binding unreadable (TypeError)")).toBe(true);
+      expect(lines.length).toBeGreaterThan(0);
     } finally {
       errors.mockRestore();
     }
