@@ -64,6 +64,12 @@ export function forward(): Stage {
     };
     const budget = upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS;
     let answered = false;
+    // Settles when the origin has the whole request: for a declared length, with its last byte,
+    // before the body's end is read.
+    let handedOn!: () => void;
+    const whole = new Promise<UploadEnd>((resolve) => {
+      handedOn = () => resolve("whole");
+    });
     const upload = clientGone
       ? watchedBody(
           c.req.raw.body as ReadableStream,
@@ -71,9 +77,16 @@ export function forward(): Stage {
           declared && /^\d{1,15}$/.test(declared) ? +declared : undefined,
           budget,
           () => answered,
-          // An origin that answered before taking the body: its answer goes on whole, unless
-          // the client broke off.
-          (how) => (how === "whole" ? forwarded() : (how === "client" || !answered) && clientGone.abort()),
+          (how) => {
+            if (how === "whole") {
+              forwarded();
+              handedOn();
+            }
+            // A body broken off or short is never completed to the origin; one the origin
+            // stopped taking is torn down unless it has answered. An origin that stopped
+            // reading is left to answer (a 413), within the budget.
+            else if (how === "client" || how === "mismatch" || (how === "stalled" && !answered)) clientGone.abort();
+          },
         )
       : undefined;
     const init: RequestInit = {
@@ -115,7 +128,9 @@ export function forward(): Stage {
       how === "whole" || how === "origin" ? withDeadline(sent, budget) : undefined;
     let response: Response | typeof TIMED_OUT | undefined;
     try {
-      response = await (upload ? Promise.race([sent, upload.end.then(answerAfter)]) : withDeadline(sent, budget));
+      response = await (upload
+        ? Promise.race([sent, Promise.race([whole, upload.end]).then(answerAfter)])
+        : withDeadline(sent, budget));
     } catch {
       // No answer: the origin is unreachable, or the client's upload broke off (below).
     }
@@ -123,16 +138,16 @@ export function forward(): Stage {
     // Whatever the origin answers after the edge stopped waiting is discarded unread.
     const discardLateAnswer = () =>
       sent.then(
-        (late) => late.body?.cancel(),
+        (late) => late.body?.cancel().catch(() => undefined),
         () => undefined,
       );
     if (!response) {
       discardLateAnswer();
       // A client that hung up mid-upload is not the origin's fault: audit it as such. The
       // upload settles as soon as either side fails; never wait on it for long.
-      const tick = new Promise<undefined>((resolve) => setTimeout(resolve, 100));
-      const how = upload && (await Promise.race([upload.end, tick]));
+      const how = upload && (await withDeadline(upload.end, 100));
       if (how === "client") return deny(c, "client_closed", { detail: "client_body_aborted" });
+      if (how === "mismatch") return deny(c, "bad_request", { detail: "body_length_mismatch" });
       // Told apart from a late answer: the origin never took the whole request.
       if (how === "stalled") return deny(c, "origin_timeout", { detail: "origin_upload_stalled" });
       return deny(c, "origin_unavailable", { detail: "origin_unreachable" });
@@ -145,7 +160,8 @@ export function forward(): Stage {
     // A status no response can carry on (101 to a request that asked for no upgrade, as the
     // edge never forwards `Upgrade`; 600 to 999) is the origin's fault, not an edge error.
     if (!response.webSocket && (response.status < 200 || response.status > 599)) {
-      response.body?.cancel();
+      clientGone?.abort();
+      response.body?.cancel().catch(() => undefined);
       return deny(c, "origin_unavailable", { detail: "origin_bad_status" });
     }
     return finalAnswer(c, clientResponse(response));

@@ -5,10 +5,10 @@
 import { TIMED_OUT, withDeadline } from "../core/deadline";
 
 /**
- * How an upload ended: whole, the client's body broke off, the origin's end closed, or the
- * origin took no part of it within the budget.
+ * How an upload ended: whole, the client's body broke off, the client's body ended short of the
+ * length it declared, the origin's end closed, or the origin took no part of it within the budget.
  */
-export type UploadEnd = "whole" | "client" | "origin" | "stalled";
+export type UploadEnd = "whole" | "client" | "mismatch" | "origin" | "stalled";
 
 /**
  * Streams the client's body through without buffering it, and tells how that ended (a loop
@@ -47,6 +47,17 @@ export function watchedBody(
       } catch {
         writer.abort().catch(() => undefined);
         return "client";
+      }
+      if (left !== undefined && !chunk.done && chunk.value.byteLength > left) {
+        // Past its declared length: the body is what was declared (as HTTP frames it); the
+        // rest is dropped, and the next read finds the end.
+        reader.cancel().catch(() => undefined);
+        chunk = left > 0 ? { done: false, value: chunk.value.subarray(0, left) } : { done: true, value: undefined };
+      }
+      if (left !== undefined && left > 0 && chunk.done) {
+        // Short of its declared length: the client's fault, never passed on as a whole body.
+        writer.abort().catch(() => undefined);
+        return "mismatch";
       }
       try {
         const step = chunk.done ? writer.close() : writer.write(chunk.value);

@@ -1,0 +1,385 @@
+// How a forwarded request ends when the origin or the client does something odd (README,
+// Upstreams and Errors): an origin that stops reading an upload and answers, answers the edge
+// discards, a declared-length upload's budget, a body not of its declared length, an answer
+// the edge refuses mid-upload, and no timer left behind. Origins are service bindings the test
+// controls; no elapsed time is asserted: a wait that never ends is left to vitest's own timeout.
+import { describe, expect, it, onTestFinished } from "vitest";
+import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
+import { held, sleep } from "../support/waiting";
+
+function serviceEdge(origin: unknown, timeoutMs: number) {
+  return harness(
+    basePolicy({
+      upstreams: { held: { service: "HELD", timeout_ms: timeoutMs } },
+      routes: [{ name: "held", methods: ["GET", "POST", "PUT"], path: "/held/**", auth: "public", upstream: "held" }],
+    }),
+    {},
+    { HELD: origin },
+  );
+}
+
+/** Rejections nobody handled while `work` ran, and for two task turns after `settled`. */
+async function unhandledDuring(work: () => Promise<void>): Promise<string[]> {
+  const seen: string[] = [];
+  const listener = (event: PromiseRejectionEvent) => {
+    seen.push(String(event.reason));
+  };
+  addEventListener("unhandledrejection", listener);
+  try {
+    await work();
+    // The runtime reports an unhandled rejection once the microtasks after it have run.
+    await sleep(0);
+    await sleep(0);
+  } finally {
+    removeEventListener("unhandledrejection", listener);
+  }
+  return seen;
+}
+
+/** A body already errored (an origin connection that broke), telling when the edge cancels it. */
+function brokenBody() {
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.error(new Error("origin connection broke"));
+    },
+  });
+  const cancelled = held<void>();
+  const cancel = body.cancel.bind(body);
+  // Told before the real cancel runs: a handler on its result would handle its rejection.
+  (body as { cancel: (reason?: unknown) => Promise<void> }).cancel = (reason?: unknown) => {
+    cancelled.resolve();
+    return cancel(reason);
+  };
+  return { body, cancelled: cancelled.promise };
+}
+
+describe("an origin that stops taking the upload, then answers", () => {
+  it("an origin that cancels the body, then answers 413, is passed on (the origin honours the abort)", async () => {
+    const clientCancelled = held<void>();
+    const origin = {
+      fetch: async (_target: string, init: RequestInit) => {
+        await (init.body as ReadableStream).cancel();
+        // The edge has seen the cancel (it cancels the client's body in turn); one task later
+        // the origin answers, as one that logs or checks something first would.
+        await clientCancelled.promise;
+        await sleep(0);
+        if (init.signal?.aborted) throw new DOMException("The operation was aborted.", "AbortError");
+        return new Response("too large", { status: 413 });
+      },
+    };
+    const edge = serviceEdge(origin, 2000);
+    let parts = 0;
+    const body = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          if (parts++ < 100) controller.enqueue(new Uint8Array(1000));
+          else controller.close();
+        },
+        cancel() {
+          clientCancelled.resolve();
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const response = await edge.fetch(
+      new Request("https://edge.test/held/x", { method: "POST", body, duplex: "half" } as RequestInit),
+    );
+    expect({ status: response.status, text: await response.text() }).toEqual({ status: 413, text: "too large" });
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: null, status: 413 });
+  });
+
+  it("the same with a declared length", async () => {
+    const clientCancelled = held<void>();
+    const origin = {
+      fetch: async (_target: string, init: RequestInit) => {
+        const reader = (init.body as ReadableStream<Uint8Array>).getReader();
+        await reader.read(); // looks at the first part, then refuses the rest
+        await reader.cancel();
+        await clientCancelled.promise;
+        await sleep(0);
+        if (init.signal?.aborted) throw new DOMException("The operation was aborted.", "AbortError");
+        return new Response("too large", { status: 413 });
+      },
+    };
+    const edge = serviceEdge(origin, 2000);
+    let parts = 0;
+    const body = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          if (parts++ < 100) controller.enqueue(new Uint8Array(1000));
+          else controller.close();
+        },
+        cancel() {
+          clientCancelled.resolve();
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const response = await edge.fetch(
+      new Request("https://edge.test/held/x", {
+        method: "PUT",
+        body,
+        headers: { "content-length": "100000" },
+        duplex: "half",
+      } as RequestInit),
+    );
+    expect(response.status).toBe(413);
+    expect(edge.audit[0]).toMatchObject({ decision: "allow", status: 413 });
+  });
+});
+
+describe("a discarded answer whose body cannot be cancelled cleanly", () => {
+  it("a late answer (after 504 origin_timeout) with a broken body leaves no unhandled rejection", async () => {
+    const answer = held<Response>();
+    const edge = serviceEdge({ fetch: () => answer.promise }, 100);
+    const unhandled = await unhandledDuring(async () => {
+      const response = await edge.fetch("/held/x");
+      expect(response.status).toBe(504);
+      const late = brokenBody();
+      answer.resolve(new Response(late.body));
+      // Discarded: the edge cancels it.
+      await late.cancelled;
+    });
+    expect(unhandled).toEqual([]);
+  });
+
+  it("an answer with a status no response can carry (600), with a broken body, leaves no unhandled rejection", async () => {
+    const late = brokenBody();
+    const edge = serviceEdge(
+      {
+        fetch: async () => ({ status: 600, statusText: "", headers: new Headers(), body: late.body, webSocket: null }),
+      },
+      1000,
+    );
+    const unhandled = await unhandledDuring(async () => {
+      const response = await edge.fetch("/held/x");
+      expect(response.status).toBe(502);
+      await late.cancelled;
+    });
+    expect(unhandled).toEqual([]);
+  });
+});
+
+describe("the budget of a declared-length upload starts with its last byte", () => {
+  it("an origin that has all declared bytes and never answers is 504 origin_timeout, whether or not the body's end was read", async () => {
+    const originHasAll = held<number>();
+    const edge = serviceEdge(
+      {
+        fetch: async (_target: string, init: RequestInit) => {
+          const reader = (init.body as ReadableStream<Uint8Array>).getReader();
+          let bytes = 0;
+          while (bytes < 11) {
+            const { done, value } = await reader.read();
+            if (done) break;
+            bytes += value.byteLength;
+          }
+          originHasAll.resolve(bytes);
+          return new Promise<Response>(() => undefined); // never answers
+        },
+      },
+      200,
+    );
+    let feed!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        feed = controller;
+        controller.enqueue(new TextEncoder().encode("whole body!"));
+      },
+    });
+    // Let the abandoned request end once the test is over, whatever it found.
+    onTestFinished(() => {
+      try {
+        feed.close();
+      } catch {}
+    });
+    const answered = edge.fetch(
+      new Request("https://edge.test/held/x", {
+        method: "POST",
+        body,
+        headers: { "content-length": "11" },
+        duplex: "half",
+      } as RequestInit),
+    );
+    expect(await originHasAll.promise).toBe(11);
+    // The body's end is not sent: a budget that starts with the last declared byte still ends
+    // the wait; one that waits for the end never does (vitest's timeout).
+    const response = await answered;
+    expect(response.status).toBe(504);
+    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "origin_timeout", detail: "origin_timeout" });
+  });
+});
+
+describe("a body not of the length its client declared", () => {
+  const edgeToEcho = () => harness(basePolicy({ upstreams: { echo: { url: echoOrigin, timeout_ms: 2000 } } }));
+  /** A body sent in these parts, each only when the edge reads on. */
+  const bodyOf = (parts: Uint8Array[]) => {
+    let i = 0;
+    return new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          const part = parts[i++];
+          if (part) controller.enqueue(part);
+          else controller.close();
+        },
+      },
+      { highWaterMark: 0 },
+    );
+  };
+
+  it("longer than declared (4 declared, 8 sent): the declared bytes are the body, as HTTP frames it", async () => {
+    const edge = edgeToEcho();
+    const m = marker();
+    const response = await edge.fetch(
+      new Request("https://edge.test/public/upload", {
+        method: "POST",
+        body: bodyOf([new TextEncoder().encode("abcd"), new TextEncoder().encode("efgh")]),
+        headers: { "content-length": "4", "x-test-marker": m },
+        duplex: "half",
+      } as RequestInit),
+    );
+    expect(response.status).toBe(200);
+    expect(await originSaw(m)).toEqual([expect.objectContaining({ method: "POST", body_bytes: 4 })]);
+    expect(edge.audit[0]).toMatchObject({ decision: "allow", status: 200 });
+  });
+
+  it("shorter than declared (10 declared, 5 sent): 400 body_length_mismatch, never forwarded as whole", async () => {
+    const edge = edgeToEcho();
+    const m = marker();
+    const response = await edge.fetch(
+      new Request("https://edge.test/public/upload", {
+        method: "POST",
+        body: bodyOf([new Uint8Array(5)]),
+        headers: { "content-length": "10", "x-test-marker": m },
+        duplex: "half",
+      } as RequestInit),
+    );
+    // The origin never took it as a complete request.
+    expect(await originSaw(m)).toEqual([]);
+    expect(response.status).toBe(400);
+    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "bad_request", detail: "body_length_mismatch" });
+  });
+});
+
+describe("an answer the edge refuses while the upload goes on", () => {
+  it("after 502 origin_bad_status the origin request is torn down, not completed", async () => {
+    const go = held<void>();
+    const originGot = held<{ aborted: boolean; read: string }>();
+    const edge = serviceEdge(
+      {
+        fetch: async (_target: string, init: RequestInit) => {
+          const upload = init.body as ReadableStream<Uint8Array>;
+          (async () => {
+            await go.promise;
+            let bytes = 0;
+            let read: string;
+            try {
+              const reader = upload.getReader();
+              for (;;) {
+                const { done, value } = await reader.read();
+                if (done) break;
+                bytes += value.byteLength;
+              }
+              read = `clean end after ${bytes}`;
+            } catch {
+              read = "error";
+            }
+            originGot.resolve({ aborted: init.signal?.aborted ?? false, read });
+          })();
+          // Answers at once, before taking the body, with a status the edge refuses.
+          return { status: 600, statusText: "", headers: new Headers(), body: null, webSocket: null };
+        },
+      },
+      2000,
+    );
+    const response = await edge.fetch(
+      new Request("https://edge.test/held/x", {
+        method: "POST",
+        body: "hello world",
+        headers: { "content-length": "11" },
+      }),
+    );
+    expect(response.status).toBe(502);
+    expect(edge.audit[0]).toMatchObject({
+      decision: "deny",
+      reason: "origin_unavailable",
+      detail: "origin_bad_status",
+    });
+    // Only now does the origin read: the edge has refused its answer already.
+    go.resolve();
+    const got = await originGot.promise;
+    expect(got, "the origin request must be torn down (signal aborted or body failed)").not.toEqual({
+      aborted: false,
+      read: "clean end after 11",
+    });
+  });
+});
+
+describe("no timer outlives the answer", () => {
+  async function pendingTimersAfter(run: () => Promise<Response>): Promise<{ status: number; pending: number[] }> {
+    const pending = new Map<unknown, number>();
+    const realSet = globalThis.setTimeout;
+    const realClear = globalThis.clearTimeout;
+    const g = globalThis as unknown as Record<string, unknown>;
+    g.setTimeout = (fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+      const id: unknown = realSet(
+        (...a: unknown[]) => {
+          pending.delete(id);
+          fn(...a);
+        },
+        ms,
+        ...args,
+      );
+      pending.set(id, ms ?? 0);
+      return id;
+    };
+    g.clearTimeout = (id: unknown) => {
+      pending.delete(id);
+      realClear(id as number);
+    };
+    try {
+      const response = await run();
+      return { status: response.status, pending: [...pending.values()] };
+    } finally {
+      globalThis.setTimeout = realSet;
+      globalThis.clearTimeout = realClear;
+    }
+  }
+
+  it("a GET to an unreachable origin (502) leaves no timer set", async () => {
+    const edge = serviceEdge({ fetch: () => Promise.reject(new Error("connection refused")) }, 2000);
+    expect(await pendingTimersAfter(() => edge.fetch("/held/x"))).toEqual({ status: 502, pending: [] });
+  });
+
+  it("an upload the client breaks off (499) leaves no timer set", async () => {
+    const edge = serviceEdge(
+      {
+        fetch: async (_target: string, init: RequestInit) => {
+          const failed = new Promise<never>((_, reject) =>
+            init.signal?.addEventListener("abort", () => reject(new Error("aborted"))),
+          );
+          failed.catch(() => undefined); // the edge may tear the request down before it is returned
+          await new Response(init.body).arrayBuffer().catch(() => undefined);
+          return failed;
+        },
+      },
+      2000,
+    );
+    let sent = false;
+    const body = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          if (!sent) {
+            sent = true;
+            controller.enqueue(new Uint8Array(100));
+          } else controller.error(new Error("client gone"));
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const result = await pendingTimersAfter(() =>
+      edge.fetch(new Request("https://edge.test/held/x", { method: "POST", body, duplex: "half" } as RequestInit)),
+    );
+    expect(result).toEqual({ status: 499, pending: [] });
+  });
+});
