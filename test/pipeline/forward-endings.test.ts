@@ -4,19 +4,8 @@
 // the edge refuses mid-upload, and no timer left behind. Origins are service bindings the test
 // controls; no elapsed time is asserted: a wait that never ends is left to vitest's own timeout.
 import { describe, expect, it, onTestFinished } from "vitest";
-import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, echoOrigin, harness, marker, originSaw, serviceEdge } from "../support/harness";
 import { held, sleep } from "../support/waiting";
-
-function serviceEdge(origin: unknown, timeoutMs: number) {
-  return harness(
-    basePolicy({
-      upstreams: { held: { service: "HELD", timeout_ms: timeoutMs } },
-      routes: [{ name: "held", methods: ["GET", "POST", "PUT"], path: "/held/**", auth: "public", upstream: "held" }],
-    }),
-    {},
-    { HELD: origin },
-  );
-}
 
 /** Rejections nobody handled while `work` ran, and for two task turns after `settled`. */
 async function unhandledDuring(work: () => Promise<void>): Promise<string[]> {
@@ -54,20 +43,12 @@ function brokenBody() {
 }
 
 describe("an origin that stops taking the upload, then answers", () => {
-  it("an origin that cancels the body, then answers 413, is passed on (the origin honours the abort)", async () => {
-    const clientCancelled = held<void>();
-    const origin = {
-      fetch: async (_target: string, init: RequestInit) => {
-        await (init.body as ReadableStream).cancel();
-        // The edge has seen the cancel (it cancels the client's body in turn); one task later
-        // the origin answers, as one that logs or checks something first would.
-        await clientCancelled.promise;
-        await sleep(0);
-        if (init.signal?.aborted) throw new DOMException("The operation was aborted.", "AbortError");
-        return new Response("too large", { status: 413 });
-      },
-    };
-    const edge = serviceEdge(origin, 2000);
+  /**
+   * 100 parts of 1,000 bytes, each sent only as the edge reads on; `cancelled` once the edge
+   * gives the rest up (as it does when the origin stops taking it).
+   */
+  function uploadOf100Parts() {
+    const cancelled = held<void>();
     let parts = 0;
     const body = new ReadableStream<Uint8Array>(
       {
@@ -76,56 +57,65 @@ describe("an origin that stops taking the upload, then answers", () => {
           else controller.close();
         },
         cancel() {
-          clientCancelled.resolve();
+          cancelled.resolve();
         },
       },
       { highWaterMark: 0 },
     );
+    return { body, cancelled: cancelled.promise };
+  }
+
+  /**
+   * An origin that reads `firstParts` parts of the upload, cancels the rest and, once the edge
+   * has given the client's body up, answers 413 (unless its request was torn down: it honours
+   * the abort, as fetch and real service bindings do).
+   */
+  function refusingOrigin(firstParts: number, clientGaveUp: () => Promise<void>) {
+    return {
+      fetch: async (_target: string, init: RequestInit) => {
+        const reader = (init.body as ReadableStream<Uint8Array>).getReader();
+        for (let i = 0; i < firstParts; i++) await reader.read();
+        await reader.cancel();
+        await clientGaveUp();
+        // One task later, as an origin that logs or checks something first would.
+        await sleep(0);
+        if (init.signal?.aborted) throw new DOMException("The operation was aborted.", "AbortError");
+        return new Response("too large", { status: 413 });
+      },
+    };
+  }
+
+  it("an origin that cancels the body, then answers 413, is passed on (the origin honours the abort)", async () => {
+    const upload = uploadOf100Parts();
+    const edge = serviceEdge(
+      refusingOrigin(0, () => upload.cancelled),
+      2000,
+    );
     const response = await edge.fetch(
-      new Request("https://edge.test/held/x", { method: "POST", body, duplex: "half" } as RequestInit),
+      new Request("https://edge.test/held/x", { method: "POST", body: upload.body, duplex: "half" } as RequestInit),
     );
     expect({ status: response.status, text: await response.text() }).toEqual({ status: 413, text: "too large" });
     expect(edge.audit).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: null, status: 413 });
   });
 
-  it("the same with a declared length", async () => {
-    const clientCancelled = held<void>();
-    const origin = {
-      fetch: async (_target: string, init: RequestInit) => {
-        const reader = (init.body as ReadableStream<Uint8Array>).getReader();
-        await reader.read(); // looks at the first part, then refuses the rest
-        await reader.cancel();
-        await clientCancelled.promise;
-        await sleep(0);
-        if (init.signal?.aborted) throw new DOMException("The operation was aborted.", "AbortError");
-        return new Response("too large", { status: 413 });
-      },
-    };
-    const edge = serviceEdge(origin, 2000);
-    let parts = 0;
-    const body = new ReadableStream<Uint8Array>(
-      {
-        pull(controller) {
-          if (parts++ < 100) controller.enqueue(new Uint8Array(1000));
-          else controller.close();
-        },
-        cancel() {
-          clientCancelled.resolve();
-        },
-      },
-      { highWaterMark: 0 },
+  it("the same with a declared length, the origin having looked at the first part", async () => {
+    const upload = uploadOf100Parts();
+    const edge = serviceEdge(
+      refusingOrigin(1, () => upload.cancelled),
+      2000,
     );
     const response = await edge.fetch(
       new Request("https://edge.test/held/x", {
         method: "PUT",
-        body,
+        body: upload.body,
         headers: { "content-length": "100000" },
         duplex: "half",
       } as RequestInit),
     );
-    expect(response.status).toBe(413);
-    expect(edge.audit[0]).toMatchObject({ decision: "allow", status: 413 });
+    expect({ status: response.status, text: await response.text() }).toEqual({ status: 413, text: "too large" });
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: null, status: 413 });
   });
 });
 

@@ -9,21 +9,19 @@
 // both against what the origin got and how far the edge read the client's body.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { basePolicy, type EchoRecord, echoOrigin, type Harness, harness, marker, originSaw } from "../support/harness";
+import {
+  basePolicy,
+  type EchoRecord,
+  echoOrigin,
+  type Harness,
+  harness,
+  marker,
+  originSaw,
+  serviceEdge,
+} from "../support/harness";
 import { held, sleep } from "../support/waiting";
 
 const issuerServer = (env as unknown as { ISSUER_SERVER: string }).ISSUER_SERVER;
-
-function serviceEdge(origin: unknown, timeoutMs: number) {
-  return harness(
-    basePolicy({
-      upstreams: { held: { service: "HELD", timeout_ms: timeoutMs } },
-      routes: [{ name: "held", methods: ["GET", "POST", "PUT"], path: "/held/**", auth: "public", upstream: "held" }],
-    }),
-    {},
-    { HELD: origin },
-  );
-}
 
 /**
  * A client body of `total` zero bytes in parts of `partBytes`, which the edge gets only as it

@@ -129,6 +129,21 @@ export function harness(policy: unknown, options: AppOptions = {}, bindings: Rec
   };
 }
 
+/**
+ * An edge whose one public route, `/held/**` (GET, POST, PUT), forwards to `origin`, a service
+ * binding the test controls, within `timeoutMs`.
+ */
+export function serviceEdge(origin: unknown, timeoutMs: number): Harness {
+  return harness(
+    basePolicy({
+      upstreams: { held: { service: "HELD", timeout_ms: timeoutMs } },
+      routes: [{ name: "held", methods: ["GET", "POST", "PUT"], path: "/held/**", auth: "public", upstream: "held" }],
+    }),
+    {},
+    { HELD: origin },
+  );
+}
+
 /** What the echo origin received for requests carrying this marker. */
 export async function originSaw(marker: string): Promise<EchoRecord[]> {
   const response = await fetch(`${echoOrigin}/__echo/requests?marker=${encodeURIComponent(marker)}`);
