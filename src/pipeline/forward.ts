@@ -64,6 +64,8 @@ export function forward(): Stage {
     };
     const budget = upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS;
     let answered = false;
+    // How the upload ended, once it has.
+    let uploadEnded: UploadEnd | undefined;
     // Settles when the origin has the whole request: for a declared length, with its last byte,
     // before the body's end is read.
     let handedOn!: () => void;
@@ -78,6 +80,7 @@ export function forward(): Stage {
           budget,
           () => answered,
           (how) => {
+            uploadEnded = how;
             if (how === "whole") {
               forwarded();
               handedOn();
@@ -155,7 +158,9 @@ export function forward(): Stage {
     if (response === TIMED_OUT) {
       clientGone?.abort();
       discardLateAnswer();
-      return deny(c, "origin_timeout", { detail: "origin_timeout" });
+      // An origin that stopped taking the upload and then never answered had no whole request.
+      const detail = uploadEnded === "origin" ? "origin_upload_stalled" : "origin_timeout";
+      return deny(c, "origin_timeout", { detail });
     }
     // A status no response can carry on (101 to a request that asked for no upgrade, as the
     // edge never forwards `Upgrade`; 600 to 999) is the origin's fault, not an edge error.

@@ -45,6 +45,11 @@ export function watchedBody(
         // audit stage): what it had sent before is never completed to the origin.
         if (clientSignal.aborted && !handedOn) throw 0;
       } catch {
+        // A declared-length body handed on whole is whole, whatever happens to its end.
+        if (handedOn) {
+          writer.close().catch(() => undefined);
+          return "whole";
+        }
         writer.abort().catch(() => undefined);
         return "client";
       }

@@ -1,8 +1,10 @@
 // How a forwarded request ends when the origin or the client does something odd (README,
 // Upstreams and Errors): an origin that stops reading an upload and answers, answers the edge
 // discards, a declared-length upload's budget, a body not of its declared length, an answer
-// the edge refuses mid-upload, and no timer left behind. Origins are service bindings the test
+// the edge refuses mid-upload, an origin that stops taking an upload and never answers, a body
+// whose end fails after its last declared byte, and no timer left behind. Origins are service bindings the test
 // controls; no elapsed time is asserted: a wait that never ends is left to vitest's own timeout.
+import { env } from "cloudflare:workers";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { basePolicy, echoOrigin, harness, marker, originSaw, serviceEdge } from "../support/harness";
 import { held, sleep } from "../support/waiting";
@@ -152,7 +154,7 @@ describe("a discarded answer whose body cannot be cancelled cleanly", () => {
 });
 
 describe("the budget of a declared-length upload starts with its last byte", () => {
-  it("an origin that has all declared bytes and never answers is 504 origin_timeout, whether or not the body's end was read", async () => {
+  it("an origin that has all declared bytes and never answers is 504 origin_timeout, even while the body's end is still to come", async () => {
     const originHasAll = held<number>();
     const edge = serviceEdge(
       {
@@ -371,5 +373,206 @@ describe("no timer outlives the answer", () => {
       edge.fetch(new Request("https://edge.test/held/x", { method: "POST", body, duplex: "half" } as RequestInit)),
     );
     expect(result).toEqual({ status: 499, pending: [] });
+  });
+});
+
+const issuerServer = (env as unknown as { ISSUER_SERVER: string }).ISSUER_SERVER;
+
+/** `parts` parts of 1,000 bytes, each sent only as the edge reads on. */
+function uploadOfParts(parts: number) {
+  let sent = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (sent++ < parts) controller.enqueue(new Uint8Array(1000));
+        else controller.close();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+describe("an origin that stops taking the upload and never answers", () => {
+  /**
+   * Reads `firstParts` parts, cancels the rest of the upload, and never answers; its request
+   * fails once the edge tears it down (as fetch's and real service bindings' do).
+   */
+  function refusingSilentOrigin(firstParts: number) {
+    const aborted = held<void>();
+    return {
+      aborted: aborted.promise,
+      binding: {
+        fetch: async (_target: string, init: RequestInit) => {
+          const reader = (init.body as ReadableStream<Uint8Array>).getReader();
+          for (let i = 0; i < firstParts; i++) await reader.read();
+          await reader.cancel();
+          return new Promise<Response>((_, reject) =>
+            init.signal?.addEventListener("abort", () => {
+              aborted.resolve();
+              reject(new Error("aborted"));
+            }),
+          );
+        },
+      },
+    };
+  }
+
+  // Given the budget to answer (it might refuse the upload, 413), it never does: its record must
+  // not say origin_timeout, the detail of an origin that took the whole request and then gave
+  // no answer.
+  for (const framing of ["chunked", "length"] as const) {
+    it(`is 504 with detail origin_upload_stalled, not origin_timeout: it never had the whole request (${framing})`, async () => {
+      const origin = refusingSilentOrigin(framing === "length" ? 1 : 0);
+      const edge = serviceEdge(origin.binding, 200);
+      const response = await edge.fetch(
+        new Request("https://edge.test/held/x", {
+          method: "POST",
+          body: uploadOfParts(100),
+          headers: framing === "length" ? { "content-length": "100000" } : {},
+          duplex: "half",
+        } as RequestInit),
+      );
+      expect(response.status).toBe(504);
+      expect(edge.audit).toHaveLength(1);
+      expect(edge.audit[0]).toMatchObject({
+        decision: "deny",
+        reason: "origin_timeout",
+        detail: "origin_upload_stalled",
+        status: 504,
+      });
+      // Torn down once the edge stopped waiting.
+      await origin.aborted;
+    });
+  }
+});
+
+describe("a declared-length body that breaks off after its last declared byte", () => {
+  /**
+   * 11 declared bytes sent whole, then the body's end fails (a break-off after the last byte);
+   * the origin takes the 11 bytes and, once the edge has read that failure, answers 200 — unless
+   * its request was torn down by then (it honours the abort).
+   */
+  function scenario() {
+    const endFailed = held<void>();
+    const origin = {
+      fetch: async (_target: string, init: RequestInit) => {
+        const reader = (init.body as ReadableStream<Uint8Array>).getReader();
+        let bytes = 0;
+        while (bytes < 11) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          bytes += value.byteLength;
+        }
+        await endFailed.promise;
+        // Two task turns: the edge has acted on the failed read by now.
+        await sleep(0);
+        await sleep(0);
+        if (init.signal?.aborted) throw new DOMException("The operation was aborted.", "AbortError");
+        return new Response(`took ${bytes}`, { status: 200 });
+      },
+    };
+    let step = 0;
+    const body = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          if (step++ === 0) controller.enqueue(new TextEncoder().encode("whole body!"));
+          else {
+            endFailed.resolve();
+            controller.error(new Error("client reset after the last byte"));
+          }
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const request = new Request("https://edge.test/held/x", {
+      method: "POST",
+      body,
+      headers: { "content-length": "11" },
+      duplex: "half",
+    } as RequestInit);
+    return { edge: serviceEdge(origin, 2000), request };
+  }
+
+  // README (Upstreams): a body of declared length is whole with its last byte; a client whose
+  // body's end fails after that is recorded as allowed.
+  it("is recorded as allowed: the origin had the whole request", async () => {
+    const { edge, request } = scenario();
+    await edge.fetch(request);
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({ decision: "allow" });
+  });
+
+  // The origin has the whole request and its budget is running: its answer goes on.
+  it("the origin request is not torn down: its answer goes on", async () => {
+    const { edge, request } = scenario();
+    const response = await edge.fetch(request);
+    expect({ status: response.status, text: await response.text() }).toEqual({ status: 200, text: "took 11" });
+  });
+});
+
+describe("a body cut at its declared length, and a connection that breaks", () => {
+  it("longer than declared, the extra bytes in the same part as the last declared ones: cut at the declared length", async () => {
+    const edge = harness(basePolicy({ upstreams: { echo: { url: echoOrigin, timeout_ms: 2000 } } }));
+    for (const parts of [["abcdefgh"], ["ab", "cdefgh"]]) {
+      const m = marker();
+      let i = 0;
+      const body = new ReadableStream<Uint8Array>(
+        {
+          pull(controller) {
+            const part = parts[i++];
+            if (part) controller.enqueue(new TextEncoder().encode(part));
+            else controller.close();
+          },
+        },
+        { highWaterMark: 0 },
+      );
+      const response = await edge.fetch(
+        new Request("https://edge.test/public/upload", {
+          method: "POST",
+          body,
+          headers: { "content-length": "4", "x-test-marker": m },
+          duplex: "half",
+        } as RequestInit),
+      );
+      expect(response.status).toBe(200);
+      expect(await originSaw(m)).toEqual([expect.objectContaining({ body_bytes: 4 })]);
+      expect(edge.audit.at(-1)).toMatchObject({ decision: "allow", status: 200 });
+    }
+  });
+
+  it("an origin whose connection breaks mid-upload is 502 origin_unreachable (not held for the budget)", async () => {
+    for (const declared of [false, true]) {
+      const name = `down-${crypto.randomUUID().slice(0, 8)}`;
+      await fetch(`${issuerServer}/__control/issuers/${name}`, {
+        method: "POST",
+        body: JSON.stringify({ mode: "down" }),
+      });
+      const edge = harness(
+        basePolicy({
+          // The default 30 s budget: an edge that waited it out would meet vitest's timeout.
+          upstreams: { down: { url: issuerServer } },
+          routes: [{ name: "down", methods: ["POST"], path: `/${name}/jwks`, auth: "public", upstream: "down" }],
+        }),
+      );
+      const total = 8 << 20;
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent >= total) return controller.close();
+          sent += 1 << 16;
+          controller.enqueue(new Uint8Array(1 << 16));
+        },
+      });
+      const response = await edge.fetch(
+        new Request(`https://edge.test/${name}/jwks`, {
+          method: "POST",
+          body,
+          headers: declared ? { "content-length": String(total) } : {},
+          duplex: "half",
+        } as RequestInit),
+      );
+      expect(response.status).toBe(502);
+      expect(edge.audit.at(-1)).toMatchObject({ reason: "origin_unavailable", detail: "origin_unreachable" });
+    }
   });
 });
