@@ -66,12 +66,6 @@ export function forward(): Stage {
     let answered = false;
     // How the upload ended, once it has.
     let uploadEnded: UploadEnd | undefined;
-    // Settles when the origin has the whole request: for a declared length, with its last byte,
-    // before the body's end is read.
-    let handedOn!: () => void;
-    const whole = new Promise<UploadEnd>((resolve) => {
-      handedOn = () => resolve("whole");
-    });
     const upload = clientGone
       ? watchedBody(
           c.req.raw.body as ReadableStream,
@@ -81,10 +75,7 @@ export function forward(): Stage {
           () => answered,
           (how) => {
             uploadEnded = how;
-            if (how === "whole") {
-              forwarded();
-              handedOn();
-            }
+            if (how === "whole") forwarded();
             // A body broken off or short is never completed to the origin; one the origin
             // stopped taking is torn down unless it has answered. An origin that stopped
             // reading is left to answer (a 413), within the budget.
@@ -131,9 +122,7 @@ export function forward(): Stage {
       how === "whole" || how === "origin" ? withDeadline(sent, budget) : undefined;
     let response: Response | typeof TIMED_OUT | undefined;
     try {
-      response = await (upload
-        ? Promise.race([sent, Promise.race([whole, upload.end]).then(answerAfter)])
-        : withDeadline(sent, budget));
+      response = await (upload ? Promise.race([sent, upload.handedOn.then(answerAfter)]) : withDeadline(sent, budget));
     } catch {
       // No answer: the origin is unreachable, or the client's upload broke off (below).
     }

@@ -14,7 +14,8 @@ export type UploadEnd = "whole" | "client" | "mismatch" | "origin" | "stalled";
  * Streams the client's body through without buffering it, and tells how that ended (a loop
  * of our own rather than `pipeTo`, which fails the same way whichever side failed). `ended`
  * hears of it at once, to tear the origin request down unless the body went whole; `end`
- * settles with it. Each write and the close must be taken within `budgetMs`: an origin that
+ * settles with it, and `handedOn` as soon as the origin has the whole request (with a declared
+ * length's last byte, before the body's end is read) or the upload ended otherwise. Each write and the close must be taken within `budgetMs`: an origin that
  * reads nothing must not hold the request for ever.
  */
 export function watchedBody(
@@ -24,7 +25,7 @@ export function watchedBody(
   budgetMs: number,
   answered: () => boolean,
   ended: (how: UploadEnd) => void,
-): { body: ReadableStream; end: Promise<UploadEnd> } {
+): { body: ReadableStream; end: Promise<UploadEnd>; handedOn: Promise<UploadEnd> } {
   // The runtime's own byte stream, not a JavaScript TransformStream: when the client breaks
   // off, the runtime's pump of a JavaScript stream into the subrequest left an uncaught
   // "Network connection lost" rejection behind it, twice per aborted upload. Of the declared
@@ -36,6 +37,10 @@ export function watchedBody(
   // Bytes of the declared length not yet handed on: at 0 the origin has the whole request.
   let left = length;
   let handedOn = false;
+  let wholeAtLastByte!: () => void;
+  const whole = new Promise<UploadEnd>((resolve) => {
+    wholeAtLastByte = () => resolve("whole");
+  });
   const pump = async (): Promise<UploadEnd> => {
     for (;;) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
@@ -79,6 +84,7 @@ export function watchedBody(
           left -= chunk.value.byteLength;
           if (left === 0 && !clientSignal.aborted) {
             handedOn = true;
+            wholeAtLastByte();
             ended("whole");
           }
         }
@@ -90,5 +96,5 @@ export function watchedBody(
   };
   const end = pump();
   end.then(ended);
-  return { body: readable, end };
+  return { body: readable, end, handedOn: Promise.race([whole, end]) };
 }
