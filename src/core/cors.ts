@@ -1,9 +1,7 @@
-// What CORS grants, decided once for the stages that need it: which requests are preflights,
-// which methods a page is granted on a route, and which route takes each method at a URL (a
-// browser keeps what a preflight allowed per origin and URL, whatever route answered it).
+// What CORS grants, defined in one place for the stages that need it: which requests are
+// preflights, and which methods a page is granted on a route.
 
-import { type CorsConfig, HTTP_METHODS } from "./policy-types";
-import { type MatchableRoute, routeAt } from "./routes";
+import type { CorsConfig } from "./policy-types";
 
 /**
  * The method a CORS preflight asks about (upper-cased, as the route stage routes it), or
@@ -17,16 +15,9 @@ export function preflightMethod(method: string, headers: Headers): string | unde
 }
 
 /** The methods a CORS page is granted on a route: `allow_methods`, else all the route's. */
-export function grantedMethods(cors: CorsConfig, routeMethods: ReadonlySet<string>): readonly string[] {
-  return cors.allow_methods ?? [...routeMethods];
-}
-
-/** The route each method is routed to at this host and path (as the route stage routes it), in method order. */
-export function routesAt<R extends MatchableRoute>(routes: readonly R[], host: string, path: string): Map<string, R> {
-  const here = new Map<string, R>();
-  for (const method of HTTP_METHODS) {
-    const route = routeAt(routes, method, host, path);
-    if (route) here.set(method, route);
-  }
-  return here;
+export function grantedMethods(
+  cors: CorsConfig,
+  routeMethods: ReadonlySet<string>,
+): readonly string[] | ReadonlySet<string> {
+  return cors.allow_methods ?? routeMethods;
 }

@@ -6,6 +6,11 @@ import type { Checker } from "./policy-checker";
 import type { AuthRequirement } from "./policy-types";
 import { isGroupName } from "./tokens/claims";
 
+/** Why a claim condition may not hold an integer beyond 2^53. */
+const UNSAFE_INTEGER =
+  "holds an integer beyond ±9007199254740991, which JSON cannot carry exactly (other ids would match it): compare ids that large as strings, sent as strings by the issuer";
+
+/** RFC 6749 §3.3 scope-token: what a token's scope can hold, and what a challenge can quote. */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 
 function checkScopeTokens(check: Checker, scopes: readonly string[], path: string): void {
@@ -98,6 +103,3 @@ export function checkAuth(
   }
   return raw as unknown as AuthRequirement;
 }
-
-const UNSAFE_INTEGER =
-  "holds an integer beyond ±9007199254740991, which JSON cannot carry exactly (other ids would match it): compare ids that large as strings, sent as strings by the issuer";

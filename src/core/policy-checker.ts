@@ -83,6 +83,7 @@ export function optionalInteger(
   return check.integer(value, `${path}.${field}`, min, max) ? value : fallback;
 }
 
+/** A non-empty list of methods, as given (an empty list when it is none). */
 export function checkMethods(check: Checker, raw: unknown, path: string): string[] {
   if (!check.stringArray(raw, path, { nonEmpty: true })) return [];
   for (const method of raw) {
@@ -92,5 +93,3 @@ export function checkMethods(check: Checker, raw: unknown, path: string): string
   }
   return raw;
 }
-
-/** RFC 9110 §5.1 field-name (token), without `*`, which CORS would read as a wildcard. */

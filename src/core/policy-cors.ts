@@ -3,6 +3,7 @@
 import { type Checker, checkMethods } from "./policy-checker";
 import type { CorsConfig } from "./policy-types";
 
+/** RFC 9110 §5.1 field-name (token), without `*`, which CORS would read as a wildcard. */
 const HEADER_NAME = /^[!#$%&'+.^_`|~0-9A-Za-z-]+$/;
 
 /**
@@ -59,5 +60,3 @@ export function checkCors(check: Checker, raw: unknown, path: string): CorsConfi
   if (raw.max_age_s !== undefined) check.integer(raw.max_age_s, `${path}.max_age_s`, 0, 86400);
   return raw as unknown as CorsConfig;
 }
-
-/** RFC 6749 §3.3 scope-token: what a token's scope can hold, and what a challenge can quote. */

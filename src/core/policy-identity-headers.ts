@@ -71,5 +71,3 @@ function identityHeaderProblem(name: string): string | undefined {
     return `"${name}" is a header the edge strips or writes itself`;
   return undefined;
 }
-
-/** Validate and compile a policy document. Throws PolicyError listing every problem found. */

@@ -112,5 +112,3 @@ export function checkTenantOverrides(
   }
   return compiled;
 }
-
-/** A non-empty list of methods, as given (an empty list when it is none). */

@@ -120,6 +120,7 @@ function checkUpstream(check: Checker, name: string, raw: unknown): UpstreamConf
   return undefined;
 }
 
+/** Validate and compile a policy document. Throws PolicyError listing every problem found. */
 export function compilePolicy(doc: unknown): CompiledPolicy {
   const check = new Checker();
   if (!check.object(doc, "policy")) throw new PolicyError(check.problems);

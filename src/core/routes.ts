@@ -2,6 +2,7 @@
 
 import { foldCase } from "./case-fold";
 import { canonicalPath } from "./path";
+import { HTTP_METHODS } from "./policy-types";
 
 export type PathPart =
   | { kind: "literal"; value: string }
@@ -295,4 +296,14 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   if (!cased && canonicalPath === foldCase(canonicalPath)) return false;
   const folded = findRoute(routes, method, host, canonicalPath, true);
   return folded !== undefined && folded.route !== matched;
+}
+
+/** The route each method is routed to at this host and path (as the route stage routes it), in method order: a browser keeps what a preflight allowed per origin and URL, whatever route answered it. */
+export function routesAt<R extends MatchableRoute>(routes: readonly R[], host: string, path: string): Map<string, R> {
+  const here = new Map<string, R>();
+  for (const method of HTTP_METHODS) {
+    const route = routeAt(routes, method, host, path);
+    if (route) here.set(method, route);
+  }
+  return here;
 }

@@ -1,5 +1,5 @@
-// Typed Hono context shared by the pipeline stages: the Worker's bindings and the values
-// one stage hands to the next.
+// Typed Hono context shared by the pipeline stages: the Worker's bindings, the values one stage
+// hands to the next, and the helpers that read and write them (response headers, bindings).
 
 import type { Context } from "hono";
 import type { Identity } from "../core/identity";

@@ -2,9 +2,9 @@
 // authentication (browsers never send credentials on a preflight). A preflight for a route
 // without CORS is refused, never forwarded. Actual responses get the CORS headers.
 
-import { grantedMethods, preflightMethod, routesAt } from "../core/cors";
+import { grantedMethods, preflightMethod } from "../core/cors";
 import type { CorsConfig } from "../core/policy-types";
-import { takesMethod } from "../core/routes";
+import { routesAt, takesMethod } from "../core/routes";
 import { responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -33,7 +33,7 @@ export function cors(): Stage {
       // URL, and would send a method an earlier route takes here (one without CORS, or with
       // other origins) without asking that route's preflight.
       const here = routesAt(c.get("policy").routes, c.get("url").host, c.get("canonicalPath"));
-      const methods = grantedMethods(config, route.methods).filter((method) => here.get(method) === route);
+      const methods = [...grantedMethods(config, route.methods)].filter((method) => here.get(method) === route);
       if (!takesMethod(methods, requested)) return deny(c, "cors_rejected", { detail: "method_not_allowed" });
       const requestedHeaders = (c.req.header("access-control-request-headers") ?? "")
         .split(",")

@@ -21,7 +21,7 @@ export function deny(c: PipelineContext, reason: DenyReason, extras: DenyExtras 
     ...(limit !== undefined ? { limit } : {}),
   });
   const requestId = c.get("requestId");
-  // No policy yet when the policy itself is invalid (the policy gate's misconfigured answer).
+  // No policy when the policy itself is invalid (the policy_invalid answer).
   const realm = c.get("policy")?.realm ?? DEFAULT_REALM;
   return withResponseHeaders(c, problemResponse(reason, { ...options, requestId, realm }));
 }

@@ -26,7 +26,7 @@ export function held<T>() {
   return { promise, resolve };
 }
 
-/** The calls the edge makes on a rate-limit object (`LimiterRpc` in src/core/limits.ts). */
+/** The calls the edge makes on a rate-limit object (`LimiterRpc` in src/core/limits/counter-table.ts). */
 interface LimiterStub {
   acquire(items: unknown[], hold?: boolean): Promise<{ allowed: boolean }>;
   release(items: unknown[], at?: number, epoch?: number, seq?: number): Promise<void>;

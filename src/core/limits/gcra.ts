@@ -82,8 +82,6 @@ export function msFrom(now: number, tat: Tat): number {
   return tat.ms - now + tat.frac / tat.den;
 }
 
-// ─── GCRA ────────────────────────────────────────────────────────────────────────────────
-
 export interface GcraResult {
   allowed: boolean;
   /** Requests of cost 1 that would still be admitted right now, after this decision (0…limit). */
