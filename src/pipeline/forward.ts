@@ -23,6 +23,23 @@ function finalAnswer(c: PipelineContext, out: Response): Response {
   return withResponseHeaders(c, out);
 }
 
+/**
+ * The origin has the whole request: a client that hangs up after that is recorded as allowed
+ * (see the audit stage), one whose upload broke off is not. Read from the context each time:
+ * the audit stage replaces the outcome when a client disconnects.
+ */
+function markForwarded(c: PipelineContext): void {
+  c.get("outcome").forwarded = true;
+}
+
+/** Whatever the origin answers after the edge stopped waiting is discarded unread. */
+function discardLateAnswer(sent: Promise<Response>): void {
+  sent.then(
+    (late) => late.body?.cancel().catch(() => undefined),
+    () => undefined,
+  );
+}
+
 export function forward(): Stage {
   const run: Stage["run"] = async (c) => {
     // A client gone while an earlier stage waited (its record already says refused, and the
@@ -56,16 +73,11 @@ export function forward(): Stage {
     // If the client's upload breaks off, the origin request is torn down rather than ended,
     // so the origin never mistakes a truncated body for a complete one.
     const clientGone = hasBody ? new AbortController() : undefined;
-    const declared = c.req.header("content-length");
-    // Sent on once the origin has the whole request: a client that hangs up after that is
-    // recorded as allowed (see the audit stage), one whose upload broke off is not.
-    const forwarded = () => {
-      c.get("outcome").forwarded = true;
-    };
     const budget = upstream.timeout_ms ?? DEFAULT_ORIGIN_TIMEOUT_MS;
     let answered = false;
     // How the upload ended, once it has.
     let uploadEnded: UploadEnd | undefined;
+    const declared = clientGone && c.req.header("content-length");
     const upload = clientGone
       ? watchedBody(
           c.req.raw.body as ReadableStream,
@@ -75,7 +87,7 @@ export function forward(): Stage {
           () => answered,
           (how) => {
             uploadEnded = how;
-            if (how === "whole") forwarded();
+            if (how === "whole") markForwarded(c);
             // A body broken off or short is never completed to the origin; one the origin
             // stopped taking is torn down unless it has answered. An origin that stopped
             // reading is left to answer (a 413), within the budget.
@@ -95,7 +107,7 @@ export function forward(): Stage {
     if (c.get("identity")) init.cache = "no-store";
     if (clientGone) init.signal = clientGone.signal;
     let sent: Promise<Response>;
-    if (!upload) forwarded();
+    if (!upload) markForwarded(c);
     try {
       sent = binding ? binding.fetch(target, init) : fetch(target, init);
     } catch (error) {
@@ -118,23 +130,22 @@ export function forward(): Stage {
     // with the client's request.
     // An upload that broke off or stalled ends the wait at once (no answer, below), even where
     // the origin ignores the abort that tears its request down.
-    const answerAfter = (how: UploadEnd) =>
-      how === "whole" || how === "origin" ? withDeadline(sent, budget) : undefined;
     let response: Response | typeof TIMED_OUT | undefined;
     try {
-      response = await (upload ? Promise.race([sent, upload.handedOn.then(answerAfter)]) : withDeadline(sent, budget));
+      response = await (upload
+        ? Promise.race([
+            sent,
+            upload.handedOn.then((how) =>
+              how === "whole" || how === "origin" ? withDeadline(sent, budget) : undefined,
+            ),
+          ])
+        : withDeadline(sent, budget));
     } catch {
       // No answer: the origin is unreachable, or the client's upload broke off (below).
     }
     c.get("timings").upstreamMs = Date.now() - started;
-    // Whatever the origin answers after the edge stopped waiting is discarded unread.
-    const discardLateAnswer = () =>
-      sent.then(
-        (late) => late.body?.cancel().catch(() => undefined),
-        () => undefined,
-      );
     if (!response) {
-      discardLateAnswer();
+      discardLateAnswer(sent);
       // A client that hung up mid-upload is not the origin's fault: audit it as such. The
       // upload settles as soon as either side fails; never wait on it for long.
       const how = upload && (await withDeadline(upload.end, 100));
@@ -146,7 +157,7 @@ export function forward(): Stage {
     }
     if (response === TIMED_OUT) {
       clientGone?.abort();
-      discardLateAnswer();
+      discardLateAnswer(sent);
       // An origin that stopped taking the upload and then never answered had no whole request.
       const detail = uploadEnded === "origin" ? "origin_upload_stalled" : "origin_timeout";
       return deny(c, "origin_timeout", { detail });

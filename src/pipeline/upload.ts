@@ -37,9 +37,10 @@ export function watchedBody(
   // Bytes of the declared length not yet handed on: at 0 the origin has the whole request.
   let left = length;
   let handedOn = false;
-  let wholeAtLastByte!: () => void;
-  const whole = new Promise<UploadEnd>((resolve) => {
-    wholeAtLastByte = () => resolve("whole");
+  // Settles once: with the last declared byte, or else with how the upload ended.
+  let handOn!: (how: UploadEnd) => void;
+  const settled = new Promise<UploadEnd>((resolve) => {
+    handOn = resolve;
   });
   const pump = async (): Promise<UploadEnd> => {
     for (;;) {
@@ -71,8 +72,10 @@ export function watchedBody(
       }
       try {
         const step = chunk.done ? writer.close() : writer.write(chunk.value);
-        // Until the origin answers; then taking its body is its own affair.
+        // Until the origin answers; then taking its body is its own affair. Once it has every
+        // declared byte, only the end is left: the request is whole whatever becomes of that.
         if ((await withDeadline(step, budgetMs)) === TIMED_OUT) {
+          if (handedOn) return "whole";
           if (!answered()) return "stalled";
           await step;
         }
@@ -84,17 +87,20 @@ export function watchedBody(
           left -= chunk.value.byteLength;
           if (left === 0 && !clientSignal.aborted) {
             handedOn = true;
-            wholeAtLastByte();
+            handOn("whole");
             ended("whole");
           }
         }
       } catch {
         reader.cancel().catch(() => undefined);
-        return "origin";
+        return handedOn ? "whole" : "origin";
       }
     }
   };
   const end = pump();
-  end.then(ended);
-  return { body: readable, end, handedOn: Promise.race([whole, end]) };
+  end.then((how) => {
+    handOn(how);
+    ended(how);
+  });
+  return { body: readable, end, handedOn: settled };
 }
