@@ -91,17 +91,22 @@ function objectTargets(
 
 /** Each object's answer, the calls running in parallel, each within the limiter budget. */
 async function answersOf(calls: readonly ObjectCall[], timeoutMs: number): Promise<Map<LimiterKind, ObjectAnswer>> {
-  const answers = new Map<LimiterKind, ObjectAnswer>();
-  const answer = async (call: ObjectCall): Promise<void> => {
-    try {
-      const result = await withDeadline(call.pending, timeoutMs);
-      answers.set(call.kind, result === TIMED_OUT ? { ok: false, error: "timeout" } : { ok: true, result });
-    } catch {
-      answers.set(call.kind, { ok: false, error: "error" });
-    }
-  };
-  // The common case is one object (the tenant's): no Promise.all around a single call.
-  await (calls.length === 1 ? answer(calls[0] as ObjectCall) : Promise.all(calls.map(answer)));
+  const settled = new Map<LimiterKind, ObjectAnswer>();
+  const answered = calls.map((call) =>
+    call.pending.then(
+      (result) => void settled.set(call.kind, { ok: true, result }),
+      () => void settled.set(call.kind, { ok: false, error: "error" }),
+    ),
+  );
+  // One timer bounds both calls: they run in parallel against the same budget. The common
+  // case is one object (the tenant's): no Promise.all around a single call.
+  await withDeadline<unknown>(
+    answered.length === 1 ? (answered[0] as Promise<void>) : Promise.all(answered),
+    timeoutMs,
+  );
+  // As they stood when the budget ran out: an answer arriving later is the give-back's affair.
+  const answers = new Map(settled);
+  for (const call of calls) if (!answers.has(call.kind)) answers.set(call.kind, { ok: false, error: "timeout" });
   return answers;
 }
 
