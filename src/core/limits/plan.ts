@@ -76,7 +76,8 @@ export function planLimits(input: PlanInput): PlanResult {
   const method = canonicalMethod(input.method);
   const identity = input.identity;
   const hasRouteLimit = specs.some((s) => s.key === "route");
-  const address = clientAddressKey(input.clientAddress, input.workerZone);
+  // Read only where an ip limit or a per-address object needs it (tenant and user limits do not).
+  let address: string | undefined;
   const plan: LimitPlan = { limits: [] };
   for (const spec of specs) {
     let size = { limit: spec.limit, windowS: spec.window_s };
@@ -89,14 +90,17 @@ export function planLimits(input: PlanInput): PlanResult {
       const override = tenant === undefined ? undefined : overrideOf(input.tenantOverrides, tenant, spec.name);
       if (override) size = { limit: override.limit, windowS: override.window_s ?? spec.window_s };
       object = "tenant";
-      plan.tenantObject =
+      plan.tenantObject ??=
         tenant === undefined ? nameOf("caller", identity.issuerId, identity.subject) : nameOf("tenant", tenant);
       counterId = spec.key === "tenant" ? counterIdOf(spec) : counterIdOf(spec, identity.issuerId, identity.subject);
     } else {
       object = "route";
+      if (spec.key === "ip" || !hasRouteLimit) address ??= clientAddressKey(input.clientAddress, input.workerZone);
       // The object is per route, not per method: an ip limit is spent once on the route.
-      counterId = counterIdOf(spec, spec.key === "route" ? method : address);
-      plan.routeObject = hasRouteLimit ? nameOf("route", input.routeName) : nameOf("route", input.routeName, address);
+      counterId = counterIdOf(spec, spec.key === "route" ? method : (address as string));
+      plan.routeObject ??= hasRouteLimit
+        ? nameOf("route", input.routeName)
+        : nameOf("route", input.routeName, address as string);
     }
     plan.limits.push({
       name: spec.name,
