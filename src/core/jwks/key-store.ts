@@ -159,6 +159,8 @@ export class IssuerKeyStore {
   readonly #ttlMs: number;
   readonly #graceMs: number;
   readonly #maxStaleMs: number;
+  /** How old a set is when it is refreshed after the response (see REFRESH_AHEAD_MS). */
+  readonly #refreshAheadAtMs: number;
   readonly #deps: KeyStoreDeps;
 
   constructor(issuer: ResolvedIssuer, deps: KeyStoreDeps) {
@@ -167,6 +169,7 @@ export class IssuerKeyStore {
     this.#ttlMs = issuer.cacheTtlS * 1000;
     this.#graceMs = issuer.rotationGraceS * 1000;
     this.#maxStaleMs = issuer.maxStaleS * 1000;
+    this.#refreshAheadAtMs = this.#ttlMs - Math.min(REFRESH_AHEAD_MS, this.#ttlMs / 10);
     this.#deps = deps;
     this.#kvKey = recordKey(issuer);
     this.#kvRefreshKey = refreshStampKey(issuer);
@@ -291,8 +294,7 @@ export class IssuerKeyStore {
         now - this.#lastFailedAt < 2 * this.#cooldownMs;
       return refresh && !failing ? this.#waitBounded(refresh) : undefined;
     }
-    const ttlMs = this.#ttlMs;
-    if (now - state.fetchedAt >= ttlMs - Math.min(REFRESH_AHEAD_MS, ttlMs / 10)) this.#refresh("ahead", defer, kid);
+    if (now - state.fetchedAt >= this.#refreshAheadAtMs) this.#refresh("ahead", defer, kid);
     return undefined;
   }
 
@@ -623,7 +625,7 @@ export class IssuerKeyStore {
         return fetchSkipped();
       }
     }
-    write(this.#kvRefreshKey, String(now), Math.max(KV_MIN_TTL_S, this.#issuer.refreshCooldownS));
+    write(this.#kvRefreshKey, String(now), this.#issuer.refreshCooldownS);
     try {
       // One deadline for discovery and the JWKS fetch together, so a cold request waits at
       // most fetch_timeout_ms for the issuer, not once per fetch.
