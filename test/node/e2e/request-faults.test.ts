@@ -98,29 +98,43 @@ describe("origin faults", () => {
   });
 });
 
+/** Polls until `check` holds; false if it still does not after `ms` (a bound against hanging, not a timing). */
+async function eventually(check: () => boolean, ms = 15_000): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
 describe("client disconnects", () => {
   it("a client that hangs up while the origin is slow gets exactly one audit record", async () => {
     const token = await tokenFor("orders-service");
     // A path of its own, so the audit lines of this request can be told apart.
     const path = `/v1/tenants/acme/disconnect-${Date.now()}`;
+    const marker = `disconnect-${Date.now()}`;
     const request = http.request(new URL(path, edge.url), {
-      headers: { authorization: `Bearer ${token}`, "x-echo-delay-ms": "2000" },
+      headers: { authorization: `Bearer ${token}`, "x-echo-delay-ms": "2000", "x-test-marker": marker },
     });
     request.on("error", () => undefined);
     request.end();
-    await sleep(400);
+    // Hang up only once the origin holds the request (it answers 2 s later): the edge has
+    // forwarded it and is waiting on the origin when the client goes.
+    expect(await eventually(() => origin.sawMarker(marker).length === 1), "the request never reached the origin").toBe(
+      true,
+    );
     request.destroy();
-    // Long enough for the origin's late answer, had the request gone on.
-    await sleep(2_500);
-    const lines = edge.linesContaining(`"path":"${path}"`);
-    expect(lines, edge.lines.slice(-20).join("\n")).toHaveLength(1);
-    const record = JSON.parse((lines[0] as string).slice((lines[0] as string).indexOf("{")));
-    expect(record).toMatchObject({ route: "tenant-api", user_sub: "orders-service", tenant_id: "acme" });
-    // Which one depends on the runtime: Cloudflare aborts the request's signal and cancels the
-    // request (client_closed, from the signal; allowed, as the origin had it); wrangler dev's
-    // local proxy keeps the request going to its end, so it completes and is recorded as answered.
-    const outcome = `${record.decision}/${record.reason}/${record.status}`;
-    expect(["allow/client_closed/499", "allow/null/200"]).toContain(outcome);
+    const requestId = origin.sawMarker(marker)[0]?.headers["x-request-id"] as string;
+    const record = await edge.auditRecord(requestId, 15_000);
+    expect(record).toMatchObject({ route: "tenant-api", user_sub: "orders-service", tenant_id: "acme", path });
+    // Under wrangler dev the local proxy keeps the request going to its end (the request's
+    // signal is not aborted), so it completes and is recorded as answered once the origin
+    // answers. (On Cloudflare the runtime aborts the signal and cancels the request: that record
+    // would be allow/client_closed/499, from the signal.) Being written only after the origin's
+    // answer, nothing is left to write a second record for the request.
+    expect(`${record.decision}/${record.reason}/${record.status}`).toBe("allow/null/200");
+    expect(edge.linesContaining(`"path":"${path}"`), edge.lines.slice(-20).join("\n")).toHaveLength(1);
   });
 });
 
@@ -193,6 +207,53 @@ function upload(path: string, headers: Record<string, string>, method = "POST") 
   return { request, answer };
 }
 
+interface OriginEnd {
+  /** The whole request arrived (its body ended as framed), rather than being torn down. */
+  complete: boolean;
+  requestId: string;
+}
+
+/**
+ * The origin's own view of each marked request, from its server's events: when the request's
+ * head arrived, and whether the request then ended whole or was torn down (the echo origin
+ * records only requests that ended whole).
+ */
+function watchOrigin(server: http.Server) {
+  const deferred = <T>() => {
+    let resolve!: (value: T) => void;
+    const promise = new Promise<T>((settle) => {
+      resolve = settle;
+    });
+    return { promise, resolve };
+  };
+  const watched = new Map<
+    string,
+    { arrived: ReturnType<typeof deferred<void>>; closed: ReturnType<typeof deferred<OriginEnd>> }
+  >();
+  const watch = (marker: string) => {
+    let found = watched.get(marker);
+    if (!found) {
+      found = { arrived: deferred<void>(), closed: deferred<OriginEnd>() };
+      watched.set(marker, found);
+    }
+    return found;
+  };
+  const onRequest = (request: http.IncomingMessage) => {
+    const marker = request.headers["x-test-marker"];
+    if (typeof marker !== "string") return;
+    const requestId = String(request.headers["x-request-id"]);
+    const { arrived, closed } = watch(marker);
+    arrived.resolve();
+    request.once("close", () => closed.resolve({ complete: request.complete, requestId }));
+  };
+  server.on("request", onRequest);
+  return {
+    arrived: (marker: string) => watch(marker).arrived.promise,
+    closed: (marker: string) => watch(marker).closed.promise,
+    stop: () => server.off("request", onRequest),
+  };
+}
+
 describe("client body faults", () => {
   it("a body sent slowly arrives whole, and other requests are not held up meanwhile", async () => {
     const token = await tokenFor("orders-service", "api:read api:write");
@@ -228,28 +289,46 @@ describe("client body faults", () => {
 
   it("uploads aborted mid-body never reach the origin as complete, and the edge stays responsive", async () => {
     const token = await tokenFor("orders-service", "api:read api:write");
+    const atOrigin = watchOrigin(origin.server);
     const markers: string[] = [];
-    for (let i = 0; i < 6; i += 1) {
-      const marker = `aborted-${i}-${Date.now()}`;
-      markers.push(marker);
-      // Half with a declared length, half chunked: the edge must not end either early.
-      const framing: Record<string, string> =
-        i % 2 === 0 ? { "content-length": String(64 * 1024) } : { "transfer-encoding": "chunked" };
-      const { request, answer } = upload("/v1/things", {
-        authorization: `Bearer ${token}`,
-        "content-type": "application/octet-stream",
-        "x-test-marker": marker,
-        ...framing,
-      });
-      answer.catch(() => undefined);
-      request.write("z".repeat(8 * 1024));
-      await sleep(150);
-      request.destroy();
+    try {
+      for (let i = 0; i < 6; i += 1) {
+        const marker = `aborted-${i}-${Date.now()}`;
+        markers.push(marker);
+        // Half with a declared length, half chunked: the edge must not end either early.
+        const framing: Record<string, string> =
+          i % 2 === 0 ? { "content-length": String(64 * 1024) } : { "transfer-encoding": "chunked" };
+        const { request, answer } = upload("/v1/things", {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/octet-stream",
+          "x-test-marker": marker,
+          ...framing,
+        });
+        answer.catch(() => undefined);
+        request.write("z".repeat(8 * 1024));
+        // Hang up mid-body only once the origin has the request open: what the edge then does
+        // with the origin's request (tear it down, or end it as if whole) is what is tested.
+        await atOrigin.arrived(marker);
+        request.destroy();
+      }
+      for (const marker of markers) {
+        // The origin's request was torn down, not ended: an edge that completed the body
+        // (chunked, or short of its declared length) would have handed the origin a whole request.
+        const { complete, requestId } = await atOrigin.closed(marker);
+        expect(complete, marker).toBe(false);
+        expect(origin.sawMarker(marker), marker).toEqual([]);
+        // Each was handled, not left to the runtime: one client_closed audit record, refused
+        // (the origin never had the whole request).
+        expect(await edge.auditRecord(requestId, 15_000)).toMatchObject({
+          decision: "deny",
+          reason: "client_closed",
+          detail: "client_body_aborted",
+          status: 499,
+        });
+      }
+    } finally {
+      atOrigin.stop();
     }
-    // Anything an aborted upload would cause at the origin has had time to happen.
-    await sleep(1_000);
-    for (const marker of markers) expect(origin.sawMarker(marker), marker).toEqual([]);
-    // Each was handled, not left to the runtime: no uncaught error, one client_closed audit.
     expect(edge.linesContaining("Uncaught")).toEqual([]);
     expect(edge.linesContaining('"detail":"client_body_aborted"')).toHaveLength(markers.length);
 
