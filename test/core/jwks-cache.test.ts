@@ -10,7 +10,7 @@ import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { TokenVerifier } from "../../src/core/tokens/verify";
 import { AUDIENCE, issuerServer, makeIssuer, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
 import { makeAnyKey } from "./token-fixtures";
-import { settleDeferred } from "../support/waiting";
+import { held, settleDeferred } from "../support/waiting";
 
 const kv = (env as unknown as { JWKS_CACHE: KeyValueStore }).JWKS_CACHE;
 
@@ -1692,15 +1692,25 @@ describe("verified-token cache", () => {
     const k3 = await makeKey();
     await issuer.publish([k1, k2, k3]);
     clock.advance(31); // past the refresh cooldown
-    // k2's import is slow; meanwhile k3's unknown kid makes a refresh adopt a new set.
-    const realImport = crypto.subtle.importKey.bind(crypto.subtle);
-    const slowImport = vi.spyOn(crypto.subtle, "importKey").mockImplementation((async (...args: unknown[]) => {
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      return (realImport as (...a: unknown[]) => Promise<CryptoKey>)(...args);
+    // k2's import starts on the set held, and is held until k3's unknown kid has made a refresh
+    // adopt a new set (k3's token answered from it): k2's key lands in the import map only after.
+    const k2Importing = held<void>();
+    const refreshLanded = held<void>();
+    const realImport = crypto.subtle.importKey.bind(crypto.subtle) as (...a: unknown[]) => Promise<CryptoKey>;
+    const heldImport = vi.spyOn(crypto.subtle, "importKey").mockImplementation((async (...args: unknown[]) => {
+      if ((args[1] as JsonWebKey).x === k2.publicJwk.x) {
+        k2Importing.resolve();
+        await refreshLanded.promise;
+      }
+      return realImport(...args);
     }) as never);
     const t2 = await signAt(issuer, clock, k2);
-    const [r2, r3] = await Promise.all([verify(t2), verify(await signAt(issuer, clock, k3))]);
-    slowImport.mockRestore();
+    const answer2 = verify(t2);
+    await k2Importing.promise;
+    const r3 = await verify(await signAt(issuer, clock, k3));
+    refreshLanded.resolve();
+    const r2 = await answer2;
+    heldImport.mockRestore();
     await settle();
     expect([r2, r3]).toMatchObject([{ ok: true }, { ok: true, keySource: "fetch" }]);
     expect(await verify(t2)).toMatchObject({ ok: true, keySource: "token_cache" });
