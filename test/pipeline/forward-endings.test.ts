@@ -6,26 +6,8 @@
 // controls; no elapsed time is asserted: a wait that never ends is left to vitest's own timeout.
 import { env } from "cloudflare:workers";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { basePolicy, echoOrigin, harness, marker, originSaw, serviceEdge } from "../support/harness";
+import { basePolicy, echoOrigin, harness, marker, originSaw, serviceEdge, unhandledDuring } from "../support/harness";
 import { held, sleep } from "../support/waiting";
-
-/** Rejections nobody handled while `work` ran, and for two task turns after `settled`. */
-async function unhandledDuring(work: () => Promise<void>): Promise<string[]> {
-  const seen: string[] = [];
-  const listener = (event: PromiseRejectionEvent) => {
-    seen.push(String(event.reason));
-  };
-  addEventListener("unhandledrejection", listener);
-  try {
-    await work();
-    // The runtime reports an unhandled rejection once the microtasks after it have run.
-    await sleep(0);
-    await sleep(0);
-  } finally {
-    removeEventListener("unhandledrejection", listener);
-  }
-  return seen;
-}
 
 /** A body already errored (an origin connection that broke), telling when the edge cancels it. */
 function brokenBody() {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { basePolicy, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
+import { basePolicy, echoOrigin, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
+import { heldOrigin } from "../support/waiting";
 
 describe("public route end to end", () => {
   it("forwards to the origin with an edge request id and writes an audit record", async () => {
@@ -237,7 +238,16 @@ describe("uploads", () => {
 
 describe("client aborts", () => {
   it("a client that breaks off mid-upload is audited as client_closed, not as an origin failure", async () => {
-    const edge = harness(basePolicy());
+    // The echo origin behind a binding that tells how the origin's request ended.
+    const origin = heldOrigin(echoOrigin);
+    const edge = harness(
+      basePolicy({
+        upstreams: { held: { service: "HELD_ORIGIN", timeout_ms: 2000 } },
+        routes: [{ name: "up", methods: ["POST"], path: "/public/**", auth: "public", upstream: "held" }],
+      }),
+      {},
+      { HELD_ORIGIN: origin.binding },
+    );
     const m = marker();
     let sent = 0;
     const body = new ReadableStream<Uint8Array>({
@@ -255,10 +265,16 @@ describe("client aborts", () => {
       } as RequestInit),
     );
     expect(response.status).toBe(499);
-    expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "client_closed", detail: "client_body_aborted" });
+    expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({
+      decision: "deny",
+      reason: "client_closed",
+      detail: "client_body_aborted",
+      status: 499,
+    });
     // The origin request was torn down, not ended: the origin never saw a complete request.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(await originSaw(m)).toHaveLength(0);
+    expect(await origin.settled.promise).toBe("failed");
+    expect(await originSaw(m)).toEqual([]);
   });
 });
 

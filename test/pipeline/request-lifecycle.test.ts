@@ -292,17 +292,31 @@ describe("disconnects: the record matches what the origin received", () => {
     expect(response.status).toBe(200);
     client.abort();
     feed.close();
-    await sleep(100);
+    // A second record would be written as deferred work, from the abort: wait for all of it.
+    await edge.settle();
     expect(edge.audit).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({ decision: "allow", status: 200, reason: null });
   });
 
-  it("a request whose signal is already aborted when it arrives: exactly one record", async () => {
+  it("a request whose signal is already aborted when it arrives: 499 client_closed, exactly one record, nothing forwarded", async () => {
     const edge = harness(basePolicy());
-    const response = await edge.fetch(new Request("https://edge.test/public/x", { signal: AbortSignal.abort() }));
-    await sleep(50);
-    expect(response.status).toBeGreaterThan(0);
+    const m = marker();
+    const response = await edge.fetch(
+      new Request("https://edge.test/public/x", { signal: AbortSignal.abort(), headers: { "x-test-marker": m } }),
+    );
+    expect(response.status).toBe(499);
+    expect((await problem(response)).reason).toBe("client_closed");
+    // The harness has waited for the request's deferred work, and an aborted signal fires no
+    // abort later: this is every record there will be.
     expect(edge.audit).toHaveLength(1);
+    expect(edge.audit[0]).toMatchObject({
+      decision: "deny",
+      reason: "client_closed",
+      detail: "client_disconnected",
+      status: 499,
+    });
+    // Had the edge forwarded it, it would have waited for the origin's answer, recorded by then.
+    expect(await originSaw(m)).toEqual([]);
   });
 });
 

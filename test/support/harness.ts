@@ -5,6 +5,7 @@ import { env } from "cloudflare:workers";
 import { type AppOptions, createApp } from "../../src/app";
 import type { AuditRecord } from "../../src/core/audit";
 import type { PolicyDocument } from "../../src/core/policy-types";
+import { sleep } from "./waiting";
 
 export const echoOrigin = (env as unknown as { ECHO_ORIGIN: string }).ECHO_ORIGIN;
 
@@ -18,6 +19,11 @@ export interface Harness {
   logs: string[];
   /** Data points written to the `METRICS` dataset (a recording one unless the test binds its own). */
   dataPoints: AnalyticsEngineDataPoint[];
+  /**
+   * Waits for deferred work (ctx.waitUntil) of every request this harness ran, as `fetch` does
+   * for its own request before it returns: for work deferred later, after a client went away.
+   */
+  settle(): Promise<void>;
 }
 
 /**
@@ -94,6 +100,8 @@ export function harness(policy: unknown, options: AppOptions = {}, bindings: Rec
     if (count > 0) consoleListeners.set(logs, count);
     else consoleListeners.delete(logs);
   };
+  // Every request's context, for `settle` to wait on what each defers after its answer.
+  const contexts: ReturnType<typeof createExecutionContext>[] = [];
   track(); // what the policy compiler logs counts too
   let app: ReturnType<typeof createApp>;
   try {
@@ -117,6 +125,7 @@ export function harness(policy: unknown, options: AppOptions = {}, bindings: Rec
     async fetch(input, init) {
       const request = typeof input === "string" ? new Request(new URL(input, "https://edge.test"), init) : input;
       const ctx = createExecutionContext();
+      contexts.push(ctx);
       track();
       try {
         const response = await app.fetch(request, testEnv, ctx);
@@ -126,7 +135,32 @@ export function harness(policy: unknown, options: AppOptions = {}, bindings: Rec
         untrack();
       }
     },
+    async settle() {
+      for (const ctx of contexts) await waitOnExecutionContext(ctx);
+    },
   };
+}
+
+/**
+ * Rejections nobody handled while `work` ran, and for two task turns after it: `work` should
+ * end with the scenario's own end (a body cancelled, an origin's request settled), so that
+ * whatever the edge does about it has happened.
+ */
+export async function unhandledDuring(work: () => Promise<void>): Promise<string[]> {
+  const seen: string[] = [];
+  const listener = (event: PromiseRejectionEvent) => {
+    seen.push(String(event.reason));
+  };
+  addEventListener("unhandledrejection", listener);
+  try {
+    await work();
+    // The runtime reports an unhandled rejection once the microtasks after it have run.
+    await sleep(0);
+    await sleep(0);
+  } finally {
+    removeEventListener("unhandledrejection", listener);
+  }
+  return seen;
 }
 
 /**
