@@ -493,7 +493,7 @@ describe("odd URLs and methods", () => {
       if (method === "HEAD") expect(await response.text()).toBe("");
       expect(response.headers.get("x-request-id"), method).toMatch(/^[0-9a-f-]{36}$/);
     }
-    await sleep(50);
+    await edge.settle();
     expect(edge.audit.map((r) => [r.method, r.status])).toEqual(cases.map(([m, s]) => [m.toUpperCase(), s]));
   });
 
@@ -516,7 +516,7 @@ describe("odd URLs and methods", () => {
       expect(response.status).toBe(500);
       if (request.method !== "HEAD") expect((await problem(response)).reason).toBe("misconfigured");
     }
-    await sleep(50);
+    await edge.settle();
     expect(edge.audit).toHaveLength(requests.length);
     for (const record of edge.audit) expect(record).toMatchObject({ reason: "misconfigured", status: 500 });
   });
