@@ -4,10 +4,17 @@
 // status codes. The stack is one child process, stopped with SIGINT as Ctrl-C would.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { projectCopy } from "./project-copy";
 
-const root = join(import.meta.dirname, "..", "..");
+// A copy of the project, with keys (.dev/) and a local KV (.wrangler/state) of its own: a key
+// set another run of the stack from this checkout cached in its KV, under the same issuer
+// URL, would refuse this run's new kid for up to refresh_cooldown_s.
+const scratch = mkdtempSync(join(tmpdir(), "portcullis-stack-"));
+const root = projectCopy(scratch, "project-");
 const EDGE_URL = "http://127.0.0.1:8787";
 const IDP_URL = "http://127.0.0.1:8788";
 const ORIGIN_URL = "http://127.0.0.1:8789";
@@ -70,6 +77,7 @@ afterAll(async () => {
     stack.kill("SIGTERM");
     await exitWithin(15_000);
   }
+  rmSync(scratch, { recursive: true, force: true });
 }, 30_000);
 
 /** A token from the real CLI, as `npm run token -- ...args` would print it. */
