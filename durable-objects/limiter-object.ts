@@ -13,13 +13,13 @@
 // fails keeps its changes pending and throws, so the runtime's alarm retry writes them.
 
 import { DurableObject } from "cloudflare:workers";
+import { CounterTable } from "../src/core/limits/counter-table";
 import {
   type AcquireResult,
   checkCounterRequests,
   checkHold,
   type CounterRequest,
-  CounterTable,
-} from "../src/core/limits/counter-table";
+} from "../src/core/limits/limiter-rpc";
 
 /** How long a change may stay in memory only. */
 export const FLUSH_INTERVAL_MS = 2_000;

@@ -4,7 +4,8 @@
 
 import type { AuditRecord } from "./audit";
 import { bearerErrorOf } from "./deny";
-import { MAX_COUNTERS_PER_CALL, MAX_NAME_CHARS } from "./limits/counter-table";
+import { MAX_COUNTERS_PER_CALL } from "./limits/limiter-rpc";
+import { MAX_NAME_CHARS } from "./limits/counter-ids";
 import type { CheckSource } from "./tokens/verify";
 
 /** Bumped when a column's meaning changes; stored in every row (`double7`). */

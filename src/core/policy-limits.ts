@@ -1,7 +1,8 @@
 // A policy's rate limits, validated: each limit's name, key and size, and the tenant
 // overrides that resize them.
 
-import { MAX_LIMIT, MAX_NAME_CHARS, MAX_WINDOW_S } from "./limits/counter-table";
+import { MAX_LIMIT, MAX_WINDOW_S } from "./limits/limiter-rpc";
+import { MAX_NAME_CHARS } from "./limits/counter-ids";
 import type { CompiledPolicy } from "./policy";
 import type { Checker } from "./policy-checker";
 import type { LimitKey, LimitSpec } from "./policy-types";

@@ -6,7 +6,8 @@
 // of its own (issuers, limits, auth, CORS, identity headers).
 
 import { DEFAULT_REALM } from "./deny";
-import { MAX_COUNTERS_PER_CALL, MAX_LIMITER_TIMEOUT_MS, MAX_NAME_CHARS } from "./limits/counter-table";
+import { MAX_COUNTERS_PER_CALL, MAX_LIMITER_TIMEOUT_MS } from "./limits/limiter-rpc";
+import { MAX_NAME_CHARS } from "./limits/counter-ids";
 import { checkAuth } from "./policy-auth";
 import { Checker, checkMethods, METHODS, optionalInteger } from "./policy-checker";
 import { checkCors } from "./policy-cors";

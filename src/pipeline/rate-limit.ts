@@ -19,7 +19,7 @@
 // limit's rate. A call that timed out may still land later; if the request was refused, its
 // reservation is released when it does.
 
-import { type AcquireResult, type CounterRequest, holdMsFor, type LimiterRpc } from "../core/limits/counter-table";
+import { type AcquireResult, type CounterRequest, holdMsFor, type LimiterRpc } from "../core/limits/limiter-rpc";
 import { type AppliedLimit, type LimiterKind, type LimitPlan, planLimits } from "../core/limits/plan";
 import { ceilSeconds, combineAnswers, type ObjectAnswer } from "../core/limits/verdict";
 import { boundedMemo } from "../core/bounded-memo";

@@ -4,7 +4,8 @@
 import { describe, expect, it } from "vitest";
 import { IssuerKeyStore, type KeyLookup } from "../../src/core/jwks/key-store";
 import { lenientName } from "../../src/core/lenient-name";
-import { type AcquireResult, type CounterRequest, CounterTable, HOLD_MS } from "../../src/core/limits/counter-table";
+import { CounterTable } from "../../src/core/limits/counter-table";
+import { type AcquireResult, type CounterRequest, HOLD_MS } from "../../src/core/limits/limiter-rpc";
 import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { makeKey } from "../support/issuers";

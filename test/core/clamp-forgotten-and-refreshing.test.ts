@@ -2,7 +2,8 @@
 // back no charge made before it), and jwks_unavailable's Retry-After is never longer than until
 // this isolate asks again. Every clock is injected.
 import { describe, expect, it } from "vitest";
-import { type CounterRequest, CounterTable } from "../../src/core/limits/counter-table";
+import { CounterTable } from "../../src/core/limits/counter-table";
+import type { CounterRequest } from "../../src/core/limits/limiter-rpc";
 import { checkRetryAfter, publicJwk, T0, world } from "../support/key-store-world";
 
 // ─── Limiter: a clamp's guard must outlive the counter being forgotten ─────────────────

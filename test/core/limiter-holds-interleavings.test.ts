@@ -2,7 +2,8 @@
 // the requests kept (several counters, duplicates in one call, tenant overrides, costs 0…3,
 // flush sweeps and saves, clock steps, evictions), and the cases around the clamp and eviction.
 import { describe, expect, it } from "vitest";
-import { type AcquireResult, type CounterRequest, CounterTable, HOLD_MS } from "../../src/core/limits/counter-table";
+import { CounterTable } from "../../src/core/limits/counter-table";
+import { type AcquireResult, type CounterRequest, HOLD_MS } from "../../src/core/limits/limiter-rpc";
 import type { Tat } from "../../src/core/limits/gcra";
 
 const T0 = 1_800_000_000_000;

@@ -7,14 +7,14 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { FLUSH_INTERVAL_MS, type LimiterObject } from "../../durable-objects/limiter-object";
 import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
+import { CounterTable } from "../../src/core/limits/counter-table";
 import {
   type AcquireResult,
   type CounterRequest,
-  CounterTable,
   checkHold,
   HOLD_MS,
   holdMsFor,
-} from "../../src/core/limits/counter-table";
+} from "../../src/core/limits/limiter-rpc";
 
 const T0 = 1_800_000_000_000;
 

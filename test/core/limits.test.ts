@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import policyDocument from "../../policy/policy.json";
-import { type AcquireResult, type CounterRequest, CounterTable, HOLD_MS } from "../../src/core/limits/counter-table";
+import { CounterTable } from "../../src/core/limits/counter-table";
+import { type AcquireResult, type CounterRequest, HOLD_MS } from "../../src/core/limits/limiter-rpc";
 import { gcra, type Rate, refund, type Tat } from "../../src/core/limits/gcra";
 import {
   clientAddressKey,

@@ -7,7 +7,7 @@
 // decides. A refused request is not counted against any limit."
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { AcquireResult, CounterRequest } from "../../src/core/limits/counter-table";
+import type { AcquireResult, CounterRequest } from "../../src/core/limits/limiter-rpc";
 import type { LimitSpec, RouteConfig } from "../../src/core/policy-types";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";

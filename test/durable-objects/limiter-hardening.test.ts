@@ -6,7 +6,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { MAX_COUNTERS, type LimiterObject } from "../../durable-objects/limiter-object";
 import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
-import { type CounterRequest, HOLD_MS, holdMsFor, MAX_LIMITER_TIMEOUT_MS } from "../../src/core/limits/counter-table";
+import { type CounterRequest, HOLD_MS, holdMsFor, MAX_LIMITER_TIMEOUT_MS } from "../../src/core/limits/limiter-rpc";
 
 const bindings = env as unknown as { TENANT_LIMITER: DurableObjectNamespace<TenantLimiter> };
 

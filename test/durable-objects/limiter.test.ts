@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { LimiterObject } from "../../durable-objects/limiter-object";
 import type { RouteLimiter } from "../../durable-objects/route-limiter";
 import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
-import { type CounterRequest, HOLD_MS } from "../../src/core/limits/counter-table";
+import { type CounterRequest, HOLD_MS } from "../../src/core/limits/limiter-rpc";
 
 const bindings = env as unknown as {
   TENANT_LIMITER: DurableObjectNamespace<TenantLimiter>;

@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { Hono } from "hono";
 import { describe, expect, it, vi } from "vitest";
 import type { Identity } from "../../src/core/identity";
-import { type AcquireResult, type CounterRequest, HOLD_MS } from "../../src/core/limits/counter-table";
+import { type AcquireResult, type CounterRequest, HOLD_MS } from "../../src/core/limits/limiter-rpc";
 import { compilePolicy } from "../../src/core/policy";
 import type { LimitSpec, OidcIssuerConfig, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
 import type { Outcome, Timings } from "../../src/core/audit";

@@ -5,6 +5,9 @@
 import type { LimitSpec } from "../policy-types";
 import type { Rate } from "./gcra";
 
+/** Limit names and issuer ids go into counter names, which the limiter objects bound. */
+export const MAX_NAME_CHARS = 64;
+
 /** Unambiguous names for objects and counters, whatever characters tenants or subjects contain. */
 export function nameOf(...parts: (string | number)[]): string {
   return JSON.stringify(parts);

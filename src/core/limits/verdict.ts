@@ -3,7 +3,7 @@
 // stand for the response's fields.
 
 import type { LimitKey } from "../policy-types";
-import type { AcquireResult } from "./counter-table";
+import type { AcquireResult } from "./limiter-rpc";
 import type { AppliedLimit, LimiterKind, LimitPlan } from "./plan";
 
 /** A limit as it stands after the decision, for response fields and the 429 body. */
