@@ -4,18 +4,17 @@
 import type { ResolvedIssuer } from "./policy";
 import type { Checker } from "./policy-checker";
 import type { AuthRequirement } from "./policy-types";
-import { isGroupName } from "./tokens/claims";
+import { isGroupName, isScopeName } from "./tokens/claims";
 
 /** Why a claim condition may not hold an integer beyond 2^53. */
 const UNSAFE_INTEGER =
   "holds an integer beyond ±9007199254740991, which JSON cannot carry exactly (other ids would match it): compare ids that large as strings, sent as strings by the issuer";
 
-/** RFC 6749 §3.3 scope-token: what a token's scope can hold, and what a challenge can quote. */
-const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
-
 function checkScopeTokens(check: Checker, scopes: readonly string[], path: string): void {
   for (const scope of scopes) {
-    if (!SCOPE_TOKEN.test(scope)) check.fail(path, `"${scope}" is not a scope (printable ASCII, no spaces, " or \\)`);
+    // Also what a challenge can quote. One no token can carry would refuse every request.
+    if (!isScopeName(scope))
+      check.fail(path, `"${scope}" is not a scope (printable ASCII, no spaces, ",", '"' or "\\")`);
   }
 }
 

@@ -384,11 +384,11 @@ describe("policy validation names the field and why", () => {
       (p: any) => (p.routes[0].auth.groups = { any_of: ["eng", group] }),
       `routes[0].auth.groups.any_of: "${group}" is not a group name a token may carry (printable ASCII, no "," " or \\, no leading or trailing space)`,
     ]),
-    [
-      "a scope no token can hold",
-      (p: any) => (p.routes[0].auth.scopes = { all_of: ["read write"] }),
-      'routes[0].auth.scopes.all_of: "read write" is not a scope (printable ASCII, no spaces, " or \\)',
-    ],
+    ...["read write", "read,write", '"read"'].map((scope) => [
+      `a scope no token can hold: ${scope}`,
+      (p: any) => (p.routes[0].auth.scopes = { all_of: [scope] }),
+      `routes[0].auth.scopes.all_of: "${scope}" is not a scope (printable ASCII, no spaces, ",", '"' or "\\")`,
+    ]),
     // CORS origins are compared exactly with what browsers send.
     ...[
       [

@@ -183,6 +183,12 @@ describe("mapped claims of every shape", () => {
     ["admin:write", ""],
     { "admin:write": true },
     null,
+    // An origin reading x-user-scope as a list (Spring's List<String>) would find admin:write.
+    "api:read x,admin:write",
+    ["api:read", "x,admin:write"],
+    // Not scope-tokens (RFC 6749 §3.3): an HTTP list parser would unquote it to admin:write.
+    '"admin:write"',
+    "admin\\:write",
   ])("scope %j rejects the token", async (scope) => {
     const edge = harness(policy());
     const r = await call(edge, "/v1/admin/x", bearer(await idp.sign({ scope })));

@@ -39,6 +39,19 @@ export function isGroupName(value: unknown): value is string {
   return typeof value === "string" && GROUP_NAME.test(value);
 }
 
+/**
+ * A scope: an RFC 6749 §3.3 scope-token (printable ASCII, no space, `"` or `\`) without `,`.
+ * The scopes header joins them with spaces, but an origin that reads headers as lists
+ * (Spring's List<String> binding) would read `read,admin:write` as two scopes, one of them
+ * a scope the route's rules never granted.
+ */
+const SCOPE_NAME = /^[\x21\x23-\x2B\x2D-\x5B\x5D-\x7E]+$/;
+
+/** A scope a token may carry, and a policy may require (see SCOPE_NAME). */
+export function isScopeName(value: unknown): value is string {
+  return typeof value === "string" && SCOPE_NAME.test(value);
+}
+
 export type ClaimsResult = { ok: true; identity: Identity } | { ok: false; detail: string };
 
 function stringList(value: unknown): string[] | undefined {
@@ -79,7 +92,7 @@ export function identityFromClaims(
   const own = payload[map.scopes];
   const rawScopes = own !== undefined ? own : map.scopesFallback && payload[map.scopesFallback];
   const scopes = rawScopes === undefined ? [] : stringList(rawScopes);
-  if (!scopes?.every((s) => HEADER_TOKEN.test(s))) return { ok: false, detail: "scopes_unsafe" };
+  if (!scopes?.every(isScopeName)) return { ok: false, detail: "scopes_unsafe" };
   const rawGroups = payload[map.groups];
   const groups = rawGroups === undefined ? [] : groupList(rawGroups);
   if (!groups?.every(isGroupName)) return { ok: false, detail: "groups_unsafe" };
