@@ -29,7 +29,11 @@ export function clientResponse(upstream: Response): Response {
     if (HOP_BY_HOP.has(name) || name.startsWith("access-control-")) dropped.push(name);
     else if (name === "set-cookie") setsCookies = true;
   }
-  if (dropped.includes("connection")) dropped.push(...connectionNominated(headers));
+  // Only names the answer has: a nominated token that is no header name (`x a`) would throw.
+  if (dropped.includes("connection")) {
+    const nominated = new Set(connectionNominated(headers));
+    for (const name of headers.keys()) if (nominated.has(name)) dropped.push(name);
+  }
   for (const name of dropped) headers.delete(name);
   if (setsCookies) withoutCredentialSetCookies(headers);
   return response;

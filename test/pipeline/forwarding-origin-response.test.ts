@@ -133,4 +133,42 @@ describe("headers the origin's Connection names", () => {
     expect(got["x-hop"]).toBe("end-to-end");
     expect(got["x-keep"]).toBe("yes");
   });
+  it("that are no field names are skipped: the answer is passed on, not turned into a 500", async () => {
+    // An HTTP origin's Connection header reaches the Worker; `x a` is no name a Headers object
+    // takes, and deleting it threw.
+    for (const connection of ["close, x a", '"x-a"', "x;y", "x@y, x-hop"]) {
+      const e = serviceEdge();
+      const response = await e.fetch("/svc/x", {
+        headers: {
+          "x-respond-with": JSON.stringify([
+            ["connection", connection],
+            ["x-hop", "secret"],
+            ["x-kept", "yes"],
+          ]),
+        },
+      });
+      expect(response.status, connection).toBe(200);
+      expect(response.headers.get("x-kept")).toBe("yes");
+      expect(response.headers.get("x-hop")).toBe(connection.includes("x-hop") ? null : "secret");
+      expect(e.audit.at(-1)).toMatchObject({ decision: "allow", reason: null, status: 200 });
+      expect(e.logs.join("\n")).not.toContain("unhandled");
+      await response.arrayBuffer();
+    }
+  });
+});
+
+describe("an origin's Clear-Site-Data", () => {
+  it("is passed on as sent: a logout clearing every cookie of the site, the Access cookie with them", async () => {
+    const e = harness(
+      basePolicy({
+        upstreams: { svc: { service: "ECHO_SERVICE" } },
+        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+      }),
+    );
+    const respondWith = [["clear-site-data", '"cookies", "storage"']];
+    const response = await e.fetch("/svc/logout", { headers: { "x-respond-with": JSON.stringify(respondWith) } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("clear-site-data")).toBe('"cookies", "storage"');
+    await response.arrayBuffer();
+  });
 });
