@@ -70,6 +70,8 @@ const IDENTITY_HEADER_NAMES: readonly string[] = [
  * from loopback peers, such as a tunnel or nginx on the same host): `/v1/tenants/acme/x/v1/tenants/globex/…`
  * with a prefix of `/v1/tenants/acme/x` would be routed as globex's. `X-Middleware-Subrequest`
  * makes Next.js skip its middleware (CVE-2025-29927), an origin's own auth check included.
+ * `X-Sendfile-Type` and `X-Accel-Mapping` make Rack::Sendfile (Rails' `send_file`) answer
+ * with an `X-Accel-Redirect` of the client's choosing into nginx's internal locations.
  */
 export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
   "proxy",
@@ -86,6 +88,8 @@ export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
   "script-name",
   "x-script-name",
   "x-middleware-subrequest",
+  "x-sendfile-type",
+  "x-accel-mapping",
 ];
 
 /**

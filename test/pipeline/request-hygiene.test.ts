@@ -309,6 +309,9 @@ describe("header hygiene", () => {
       "x-script-name": "/v1/tenants/acme/x",
       // Next.js skips its middleware for it (CVE-2025-29927).
       "x-middleware-subrequest": "middleware:middleware:middleware:middleware:middleware",
+      // Rack::Sendfile answers with an X-Accel-Redirect into nginx's internal locations.
+      "x-sendfile-type": "X-Accel-Redirect",
+      "x-accel-mapping": "/var/www/=/internal/",
     };
     // Control: without the edge, every one of them reaches the origin.
     expect(await direct(overrides)).toMatchObject(overrides);
@@ -330,6 +333,8 @@ describe("header hygiene", () => {
       "script-name",
       "x-script-name",
       "x-middleware-subrequest",
+      "x-sendfile-type",
+      "x-accel-mapping",
     ]) {
       expect(got[name]).toBeUndefined();
     }
