@@ -109,6 +109,33 @@ describe("malformed RPC input", () => {
     await stub.release([perHour, perHour], r.at, r.epoch);
     expect((await stub.acquire([peek(perHour)])).counters[0]?.remaining).toBe(5);
   });
+
+  it("a release whose time is no number gives nothing back", async () => {
+    const stub = tenantObject();
+    // Held still, as above: a release of the right time would give the charge back in full.
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+    const r = await stub.acquire([perHour]);
+    for (const at of [String(r.at), [r.at], { valueOf: () => r.at }])
+      await stub.release([perHour], at as never, r.epoch);
+    expect((await stub.acquire([peek(perHour)])).counters[0]?.remaining).toBe(4);
+    await stub.release([perHour], r.at, r.epoch);
+    expect((await stub.acquire([peek(perHour)])).counters[0]?.remaining).toBe(5);
+  });
+
+  it("a release naming another size than the counter's gives nothing back, never more than the charge", async () => {
+    const stub = tenantObject();
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+    const item = { id: "sized", limit: 1000, windowS: 60 };
+    for (let i = 0; i < 10; i++) await stub.acquire([item]);
+    const r = await stub.acquire([item]);
+    // At limit 1 the emission interval is a whole minute: given back at that size, the
+    // release would erase the other ten requests' charges with its own.
+    await stub.release([{ ...item, limit: 1 }], r.at, r.epoch);
+    await stub.release([{ ...item, windowS: 3600 }], r.at, r.epoch);
+    expect((await stub.acquire([peek(item)])).counters[0]?.remaining).toBe(989);
+    await stub.release([item], r.at, r.epoch);
+    expect((await stub.acquire([peek(item)])).counters[0]?.remaining).toBe(990);
+  });
 });
 
 describe("persistence", () => {

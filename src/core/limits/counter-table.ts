@@ -303,8 +303,13 @@ export class CounterTable {
       // back since the charge no longer holds it apart from the others.
       const clampedAt = Math.max(this.#clampedAt.get(item.id) ?? Number.NEGATIVE_INFINITY, this.#forgottenClampAt);
       if (this.#pending.has(item.id) || !(clampedAt < at!)) continue;
-      const back = refund(this.#tats.get(item.id), now, rateOf(item), at, item.cost ?? 1);
-      if (back) this.#write(item.id, back, rateOf(item));
+      // Only at the size the counter is charged at: a release naming a smaller limit (a longer
+      // emission interval) would give back more than the charge, other requests' charges too.
+      const rate = rateOf(item);
+      const inForce = this.#rates.get(item.id);
+      if (inForce?.limit !== rate.limit || inForce.windowMs !== rate.windowMs) continue;
+      const back = refund(this.#tats.get(item.id), now, rate, at, item.cost ?? 1);
+      if (back) this.#write(item.id, back, rate);
       else this.#forget(item.id);
     }
   }

@@ -149,7 +149,8 @@ export function refund(stored: Tat | undefined, now: number, rate: Rate, at?: nu
   // `at` comes over RPC: anything but a whole number gives nothing back, and so does a
   // reservation whose slot has drained in full, (now − at)·limit ≥ cost·window (a float
   // rounding here can only err by a fraction of a nanosecond, towards keeping the charge).
-  if (!(stored && at! % 1 === 0 && (now - at!) * rate.limit < cost * rate.windowMs)) return stored;
+  // (`Number.isInteger`, not `% 1`: that would take the string "17…" or [17…] as the number.)
+  if (!(stored && Number.isInteger(at) && (now - at!) * rate.limit < cost * rate.windowMs)) return stored;
   const back = subtractCost(rescale(stored, rate.limit), rate, cost);
   back.ms += Math.max(0, now - at!);
   return isLive(back, now) ? back : undefined;
