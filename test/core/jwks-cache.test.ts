@@ -243,6 +243,55 @@ describe("an issuer whose keys carry no kid", () => {
     expect(store.stats.fetches).toBe(fetches);
   });
 
+  it("a token no held key fits obeys another isolate's shared refresh stamp, as an unknown kid does", async () => {
+    // Any client can send one for an allowed algorithm the issuer publishes no key for (an
+    // EdDSA token to an RSA issuer): it must not buy every isolate a fetch per cooldown.
+    const issuer = await makeIssuer("ES256");
+    const clock = new Clock();
+    const settings = { jwks_uri: `${issuer.url}/jwks`, algorithms: ["ES256", "EdDSA"] };
+    const a = verifierFor(issuer, clock, settings);
+    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
+    await a.settle();
+    clock.advance(31);
+    // a refreshes for an unknown kid: it stamps KV, fetches, and writes the set it fetched.
+    await a.verify(await signAt(issuer, clock, await makeKey("ES256")));
+    await a.settle();
+    expect(a.store.stats.fetches).toBe(2);
+    // b takes that very set from KV: only a's stamp can stop its refresh.
+    const b = verifierFor(issuer, clock, settings);
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+    clock.advance(10);
+    const stranger = await makeKey("EdDSA");
+    expect(await b.verify(await signWithoutKid(issuer, clock, stranger))).toMatchObject({
+      ok: false,
+      reason: "token_invalid",
+      detail: "no_matching_key",
+    });
+    await b.settle();
+    expect(b.store.stats.fetches).toBe(0);
+    clock.advance(31); // past a's stamp and b's own attempt
+    await b.verify(await signWithoutKid(issuer, clock, stranger));
+    await b.settle();
+    expect(b.store.stats.fetches).toBe(1);
+  });
+
+  it("a token no held key fits is 503 jwks_refreshing while another isolate's fresh stamp has brought no set here", async () => {
+    const issuer = await makeIssuer("ES256");
+    const clock = new Clock();
+    const jwksUri = `${issuer.url}/jwks`;
+    const b = verifierFor(issuer, clock, { jwks_uri: jwksUri, algorithms: ["ES256", "EdDSA"] });
+    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+    await b.settle();
+    clock.advance(31);
+    // Another isolate asked the issuer 5 s ago; what it fetched has not reached this location.
+    await kv.put(`jwks-refresh:v1:${issuer.url} ${jwksUri}`, String(clock.ms - 5000), { expirationTtl: 60 });
+    await issuer.resetCounters();
+    const noKid = await signWithoutKid(issuer, clock, await makeKey("EdDSA"));
+    expect(await b.verify(noKid)).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_refreshing" });
+    await b.settle();
+    expect((await issuer.stats()).jwks_fetches).toBe(0);
+  });
+
   it("a token without a kid is tried against at most 3 keys of its algorithm, current keys before retired ones", async () => {
     const issuer = await makeIssuer("ES256");
     const clock = new Clock();

@@ -603,13 +603,14 @@ export class IssuerKeyStore {
         return fetchSkipped();
       }
     }
-    // A refresh for an unknown kid, and one a set near its TTL starts for it (or the kid would
-    // buy a fetch). Not one a set past its TTL (or expired) needs whatever the kid, unless KV
-    // gave it a fresh set above: skipped on a stamp, it would leave a key the issuer withdrew
-    // in use for the stamp's cooldown.
+    // A refresh for an unknown kid (or for a kid-less token no held key fits: any client can
+    // send one), and one a set near its TTL starts for it (or the kid would buy a fetch). Not
+    // one a set past its TTL (or expired) needs whatever the kid, unless KV gave it a fresh
+    // set above: skipped on a stamp, it would leave a key the issuer withdrew in use for the
+    // stamp's cooldown.
     const held = this.#state;
     const fresh = held !== undefined && !this.#isStale(held, now) && !this.#isExpired(held, now);
-    if (kid !== undefined && (reason === "unknown_kid" || reason === "ahead" || (reason === "stale" && fresh))) {
+    if (reason === "unknown_kid" || (kid !== undefined && (reason === "ahead" || (reason === "stale" && fresh)))) {
       // Shared cooldown: one fetch per issuer per cooldown across isolates (KV is eventually
       // consistent, so isolates in other locations may still fetch once each). No stamp, or no
       // answer from KV, reads as 0: the isolate's own cooldown still bounds the fetches.
