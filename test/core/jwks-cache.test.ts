@@ -1,6 +1,5 @@
 // The JWKS cache against a real loopback issuer and the local runtime's real KV, with an
 // injected clock: warm path, unknown kids, rotation, and every failure mode.
-import { env } from "cloudflare:workers";
 import { exportJWK } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Fetcher } from "../../src/core/jwks/fetch-key-set";
@@ -8,57 +7,10 @@ import type { KeyValueStore } from "../../src/core/jwks/key-store";
 import { compilePolicy } from "../../src/core/policy";
 import type { OidcIssuerConfig } from "../../src/core/policy-types";
 import { TokenVerifier } from "../../src/core/tokens/verify";
+import { Clock, kv, signAt, verifierFor } from "../support/clocked-verifier";
 import { AUDIENCE, issuerServer, makeIssuer, makeKey, type TestIssuer, type TestKey } from "../support/issuers";
 import { makeAnyKey } from "./token-fixtures";
-import { held, settleDeferred } from "../support/waiting";
-
-const kv = (env as unknown as { JWKS_CACHE: KeyValueStore }).JWKS_CACHE;
-
-class Clock {
-  constructor(public ms = Date.now()) {}
-  now = () => this.ms;
-  advance(seconds: number) {
-    this.ms += seconds * 1000;
-  }
-}
-
-/** `withKv`: the runtime's KV namespace (true), none (false), or this store. */
-function verifierFor(
-  issuer: TestIssuer,
-  clock: Clock,
-  settings: Partial<OidcIssuerConfig> = {},
-  withKv: boolean | KeyValueStore = true,
-  fetcher: Fetcher = (input, init) => fetch(input, init),
-  tokenCacheEntries = 0,
-) {
-  const policy = compilePolicy({
-    version: 1,
-    issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], ...settings } },
-    upstreams: { o: { url: "https://origin.test" } },
-    routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
-  });
-  const verifier = new TokenVerifier(policy, {
-    fetch: fetcher,
-    ...(withKv ? { kv: withKv === true ? kv : withKv } : {}),
-    now: clock.now,
-    tokenCacheEntries,
-  });
-  const store = verifier.keyStore(policy.issuers.get("idp")!);
-  const pending: Promise<unknown>[] = [];
-  const defer = (p: Promise<unknown>) => pending.push(p);
-  return {
-    verifier,
-    store,
-    verify: (token: string) => verifier.verify(token, ["idp"], undefined, defer),
-    settle: () => settleDeferred(pending),
-  };
-}
-
-/** Tokens signed "now" on the injected clock. */
-function signAt(issuer: TestIssuer, clock: Clock, key = issuer.keys[0]) {
-  const now = Math.floor(clock.ms / 1000);
-  return issuer.sign({ iat: now, exp: now + 3600 }, key ? { key } : {});
-}
+import { held } from "../support/waiting";
 
 describe("warm path", () => {
   it("makes zero JWKS fetches and zero key imports once warm", async () => {
