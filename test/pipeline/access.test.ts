@@ -296,6 +296,34 @@ describe("a route that accepts bearer tokens and Access assertions", () => {
     expect(((await response.json()) as { reason: string }).reason).toBe("token_missing");
     expect(edge.audit.at(-1)?.detail).toBe("unsupported_scheme");
   });
+
+  // Each token is first accepted where it belongs, so the second presentation finds it in the
+  // verified-token cache: the transport must still pick the issuers it may come from.
+  it.each([
+    ["an OIDC token, then in the CF_Authorization cookie", "oidc", "cookie"],
+    ["an OIDC token, then in the assertion header", "oidc", "header"],
+    ["an Access assertion, then as a Bearer token", "access", "bearer"],
+  ] as const)("%s: 401 issuer_unknown, never forwarded", async (_label, kind, replay) => {
+    const edge = mixedEdge();
+    const token = kind === "oidc" ? await idp.sign({ sub: "bearer-user", aud: "api" }) : await assertion();
+    const first = marker();
+    const own: Record<string, string> =
+      kind === "oidc" ? { authorization: `Bearer ${token}` } : { "cf-access-jwt-assertion": token };
+    expect((await edge.fetch("/mixed/x", { headers: { "x-test-marker": first, ...own } })).status).toBe(200);
+    expect(await originSaw(first)).toHaveLength(1);
+
+    const second = marker();
+    const other: Record<string, string> = {
+      cookie: { cookie: `CF_Authorization=${token}` },
+      header: { "cf-access-jwt-assertion": token },
+      bearer: { authorization: `Bearer ${token}` },
+    }[replay];
+    const response = await edge.fetch("/mixed/x", { headers: { "x-test-marker": second, ...other } });
+    expect(response.status).toBe(401);
+    expect(((await response.json()) as { reason: string }).reason).toBe("issuer_unknown");
+    expect(edge.audit.at(-1)).toMatchObject({ reason: "issuer_unknown", detail: "issuer_not_accepted_by_route" });
+    expect(await originSaw(second)).toHaveLength(0);
+  });
 });
 
 describe("a route that accepts bearer tokens only", () => {
