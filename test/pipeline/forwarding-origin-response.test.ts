@@ -133,6 +133,25 @@ describe("headers the origin's Connection names", () => {
     expect(got["x-hop"]).toBe("end-to-end");
     expect(got["x-keep"]).toBe("yes");
   });
+  it("naming the request id and Set-Cookie removes the origin's own, never the id the edge writes", async () => {
+    const e = serviceEdge();
+    const respondWith = [
+      ["connection", "X-Request-Id, set-cookie"],
+      ["x-request-id", "origin-chosen"],
+      ["set-cookie", "session=origin"],
+      ["x-kept", "yes"],
+    ];
+    const response = await e.fetch("/svc/x", { headers: { "x-respond-with": JSON.stringify(respondWith) } });
+    await response.arrayBuffer();
+    expect(response.status).toBe(200);
+    const record = e.audit.at(-1);
+    expect(response.headers.get("x-request-id")).toBe(record?.request_id);
+    expect(response.headers.get("set-cookie")).toBeNull();
+    expect(response.headers.get("connection")).toBeNull();
+    expect(response.headers.get("x-kept")).toBe("yes");
+    expect(record).toMatchObject({ decision: "allow", reason: null, status: 200 });
+  });
+
   it("that are no field names are skipped: the answer is passed on, not turned into a 500", async () => {
     // An HTTP origin's Connection header reaches the Worker; `x a` is no name a Headers object
     // takes, and deleting it threw.

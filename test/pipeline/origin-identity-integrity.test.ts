@@ -168,6 +168,25 @@ describe("group names an HTTP list parser would read otherwise", () => {
 });
 
 describe("what the edge writes, and what it never forwards", () => {
+  it("naming things that are no field names (quoted, spaced, empty) neither fails the request nor spares a spoofed identity", async () => {
+    // The request side reads Connection members as origins read names, never deleting by the
+    // raw member: a member that is no valid header name must not make Headers throw.
+    const token = await issuer.sign({ sub: "alice", tenant_id: "acme" });
+    const { response, got, record, logs } = await send("/v1/x", {
+      authorization: `Bearer ${token}`,
+      connection: '"x-user-sub", x b, , x@y;q=1, X_Tenant',
+      "x-user-sub": "admin",
+      "x-tenant": "globex",
+    });
+    expect(response.status).toBe(200);
+    expect(record).toMatchObject({ decision: "allow", user_sub: "alice", tenant_id: "acme" });
+    expect(got).toMatchObject({ "x-user-sub": "alice", "x-tenant": "acme" });
+    expect(got.connection).toBeUndefined();
+    expect(got.authorization).toBeUndefined();
+    expect(JSON.stringify(got)).not.toMatch(/admin|globex/);
+    expect(logs.join("\n")).not.toContain("unhandled");
+  });
+
   it("Connection naming the edge's identity, request-id and forwarding headers does not remove what the edge writes", async () => {
     const token = await issuer.sign({ sub: "alice", tenant_id: "acme", groups: ["eng"], email: "alice@example.com" });
     const { response, got } = await send("/v1/things", {
@@ -315,5 +334,30 @@ describe("the email address", () => {
     });
     expect(response.status).toBe(200);
     expect((await originSaw(m))[0]?.headers["x-user-email"]).toBe("alice@corp.example");
+  });
+});
+
+describe("a JWT in the path of a refused request", () => {
+  it("is recorded as [jwt] on every refusal path, and its signature reaches no log line", async () => {
+    const jws = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+    const edge = harness(policy());
+    const sends: [string, RequestInit?][] = [
+      [`/nowhere/${jws}`],
+      [`/v1/cb/${jws}`],
+      [`/v1/cb/${jws}`, { headers: { authorization: "Bearer x.y.z" } }],
+      [`/public/cb/${jws}`, { headers: { cookie: "a=b CF_Authorization=x" } }],
+      [`/public/cb/${jws}`, { method: "DELETE" }],
+    ];
+    for (const [path, init] of sends) await (await edge.fetch(path, init)).arrayBuffer();
+    expect(edge.audit.map((r) => [r.path, r.reason, r.detail])).toEqual([
+      ["/nowhere/[jwt]", "route_not_found", null],
+      ["/v1/cb/[jwt]", "token_missing", "no_credentials"],
+      ["/v1/cb/[jwt]", "token_invalid", "non_canonical_base64url"],
+      ["/public/cb/[jwt]", "bad_request", "credential_cookie_in_value"],
+      ["/public/cb/[jwt]", "route_not_found", null],
+    ]);
+    const everything = [...edge.logs, ...edge.dataPoints.map((point) => JSON.stringify(point))].join("\n");
+    expect(everything).not.toContain("c2lnbmF0dXJl");
+    expect(everything).not.toContain("eyJzdWIiOiJhIn0");
   });
 });
