@@ -1,5 +1,5 @@
-// Stage: bound the request's size and reduce its path to the one canonical spelling that
-// routes match and the origin receives.
+// Stage: bound the request's size, reduce its path to the one canonical spelling that routes
+// match and the origin receives, and refuse a host no route could read as one.
 
 import { canonicalPath as canonicalise } from "../core/path";
 import { deny } from "./respond";
@@ -28,6 +28,14 @@ export function canonicalPath(): Stage {
         return deny(c, "bad_request", { detail: "headers_too_large" });
       }
       if (!result.ok) return deny(c, "bad_request", { detail: result.detail });
+      // An empty label (`acme..example.com`, `acme.example.com..`, `.example.com`): the URL
+      // parser keeps it, so no route written for the host would match it, and the request would
+      // fall through to a host-less route, while an origin that splits X-Forwarded-Host into
+      // labels (Rails drops the empty ones) reads it as the guarded host. A single trailing dot
+      // is a fully qualified name, the same host.
+      if (url.hostname.startsWith(".") || url.hostname.includes("..")) {
+        return deny(c, "bad_request", { detail: "ambiguous_host" });
+      }
       return undefined;
     },
   };

@@ -99,6 +99,26 @@ describe("routes with a host", () => {
     expect(record).toMatchObject({ decision: "allow", route: "api-host" });
   });
 
+  it.each([
+    ["two trailing dots", "https://acme.tenants.example.test../app/orders"],
+    ["an empty label before the suffix", "https://acme..tenants.example.test/app/orders"],
+    ["two trailing dots and a port", "https://acme.tenants.example.test..:8443/app/orders"],
+    ["a leading dot", "https://.acme.tenants.example.test/app/orders"],
+    ["an empty label in an exact host", "https://api..example.test/v1/things"],
+  ])("a host with %s is refused 400 ambiguous_host, never served by a host-less route", async (_label, url) => {
+    // Behind these routes, one for every host: the empty label made the host routes miss, and
+    // a globex token reached the origin on acme's host through it.
+    const policy = hostPolicy();
+    policy.routes.push({ name: "any", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "echo" });
+    const edge = harness(policy);
+    const token = await issuer.sign({ tenant_id: "globex", scope: "api:read" });
+    const { response, body, seen, record } = await call(edge, url, { authorization: `Bearer ${token}` });
+    expect(response.status).toBe(400);
+    expect(body.reason).toBe("bad_request");
+    expect(seen).toHaveLength(0);
+    expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_host", route: null });
+  });
+
   it("host matching ignores case, as DNS does", async () => {
     const edge = harness(hostPolicy());
     const { response, seen, record } = await call(edge, "https://API.Example.TEST/v1/things");
