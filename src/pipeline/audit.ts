@@ -99,9 +99,13 @@ function writeAfterResponse(
 }
 
 export function audit(sinks: readonly AuditSink[]): Stage {
-  // While a request is unanswered: what to do if its client disconnects. Removed as soon as
-  // the answer is recorded, so no request's context outlives it through its signal.
-  const onDisconnect = new WeakMap<PipelineContext, () => void>();
+  // While a request is unanswered: what to do if its client disconnects, and the dataset as read
+  // once for it (a binding that cannot be read is logged once). Removed as soon as the answer
+  // is recorded, so no request's context outlives it through its signal.
+  const onDisconnect = new WeakMap<
+    PipelineContext,
+    { recordDisconnect: () => void; dataset: AnalyticsEngineDataset | undefined }
+  >();
 
   const run: Stage["run"] = (c) => {
     // With `enable_request_signal`, the runtime aborts this signal when the client goes away
@@ -124,19 +128,19 @@ export function audit(sinks: readonly AuditSink[]): Stage {
       });
       writeAfterResponse(c, sinks, dataset, Date.now(), 499);
     };
-    onDisconnect.set(c, recordDisconnect);
+    onDisconnect.set(c, { recordDisconnect, dataset });
     c.req.raw.signal.addEventListener("abort", recordDisconnect, { once: true });
     return undefined;
   };
 
   const finish: Stage["finish"] = (c, response) => {
-    const recordDisconnect = onDisconnect.get(c);
+    const pending = onDisconnect.get(c);
     // Recorded already, as a disconnect; or nothing to record to.
-    if (!recordDisconnect) return response;
+    if (!pending) return response;
     onDisconnect.delete(c);
-    c.req.raw.signal.removeEventListener("abort", recordDisconnect);
+    c.req.raw.signal.removeEventListener("abort", pending.recordDisconnect);
     // Capture the moment and the status now; build and write everything after the response.
-    writeAfterResponse(c, sinks, metricsDataset(c), Date.now(), response.status);
+    writeAfterResponse(c, sinks, pending.dataset, Date.now(), response.status);
     return response;
   };
   return { run, finish };

@@ -463,9 +463,10 @@ describe("metrics data points", () => {
       expect(await originSaw(m)).toHaveLength(1);
       expect(edge.audit).toHaveLength(1);
       expect(edge.audit[0]).toMatchObject({ decision: "allow", status: 200 });
-      const lines = errors.mock.calls.map((call) => call.join(" "));
-      expect(lines.every((line) => line === "portcullis: metrics binding unreadable (TypeError)")).toBe(true);
-      expect(lines.length).toBeGreaterThan(0);
+      // Read once per request, so logged once: an outage must not double the error log.
+      expect(errors.mock.calls.map((call) => call.join(" "))).toEqual([
+        "portcullis: metrics binding unreadable (TypeError)",
+      ]);
     } finally {
       errors.mockRestore();
     }
