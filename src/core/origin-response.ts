@@ -29,10 +29,14 @@ export function clientResponse(upstream: Response): Response {
     if (HOP_BY_HOP.has(name) || name.startsWith("access-control-")) dropped.push(name);
     else if (name === "set-cookie") setsCookies = true;
   }
-  // Only names the answer has: a nominated token that is no header name (`x a`) would throw.
   if (dropped.includes("connection")) {
-    const nominated = new Set(connectionNominated(headers));
-    for (const name of headers.keys()) if (nominated.has(name)) dropped.push(name);
+    // Most answers say `keep-alive` or `close` alone, which leaves nothing more to look for.
+    const nominated = connectionNominated(headers).filter((name) => name !== "close" && !HOP_BY_HOP.has(name));
+    // Only names the answer has: a nominated token that is no header name (`x a`) would throw.
+    if (nominated.length > 0) {
+      const named = new Set(nominated);
+      for (const name of headers.keys()) if (named.has(name)) dropped.push(name);
+    }
   }
   for (const name of dropped) headers.delete(name);
   if (setsCookies) withoutCredentialSetCookies(headers);
