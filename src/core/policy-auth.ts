@@ -81,20 +81,33 @@ export function checkAuth(
         // integer past 2^53 is not exact either: JSON reads it as the nearest double, which
         // the claims of other ids round to as well (1234567890123456788 equals …789).
         const unsafe = (v: unknown) => Number.isInteger(v) && !Number.isSafeInteger(v);
+        // Nor -0, which JSON writes back as 0 (and which equals 0 anyway).
         const scalar = (v: unknown) =>
-          typeof v === "string" || typeof v === "boolean" || (Number.isFinite(v) && !unsafe(v));
+          typeof v === "string" || typeof v === "boolean" || (Number.isFinite(v) && !unsafe(v) && !Object.is(v, -0));
         if ((condition.equals === undefined) === (condition.one_of === undefined)) {
           check.fail(at, "needs exactly one of equals, one_of");
         } else if (condition.equals !== undefined && !scalar(condition.equals)) {
-          check.fail(`${at}.equals`, unsafe(condition.equals) ? UNSAFE_INTEGER : "must be a string, number or boolean");
+          check.fail(
+            `${at}.equals`,
+            unsafe(condition.equals)
+              ? UNSAFE_INTEGER
+              : Object.is(condition.equals, -0)
+                ? "is -0: write 0"
+                : "must be a string, number or boolean",
+          );
         } else if (
           condition.one_of !== undefined &&
           (!Array.isArray(condition.one_of) || condition.one_of.length === 0 || !condition.one_of.every(scalar))
         ) {
-          const inexact = Array.isArray(condition.one_of) && condition.one_of.some(unsafe);
+          const holds = (test: (v: unknown) => boolean) =>
+            Array.isArray(condition.one_of) && condition.one_of.some(test);
           check.fail(
             `${at}.one_of`,
-            inexact ? UNSAFE_INTEGER : "must be a non-empty array of strings, numbers or booleans",
+            holds(unsafe)
+              ? UNSAFE_INTEGER
+              : holds((v) => Object.is(v, -0))
+                ? "holds -0: write 0"
+                : "must be a non-empty array of strings, numbers or booleans",
           );
         }
       });

@@ -34,6 +34,11 @@ export class Checker {
     return true;
   }
   integer(value: unknown, path: string, min: number, max: number): value is number {
+    // Compiled, it would not come back from JSON as written (JSON.stringify writes it 0).
+    if (Object.is(value, -0)) {
+      this.fail(path, "is -0: write 0");
+      return false;
+    }
     if (typeof value === "number" && Number.isInteger(value) && value >= min && value <= max) return true;
     this.fail(path, `must be an integer from ${min} to ${max}`);
     return false;

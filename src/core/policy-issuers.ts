@@ -4,7 +4,7 @@
 import type { ResolvedIssuer } from "./policy";
 import { type Checker, optionalInteger } from "./policy-checker";
 import { JWS_ALGORITHMS } from "./tokens/jws-verify";
-import { secureUrl } from "./urls";
+import { isLoopbackHost, secureUrl } from "./urls";
 
 export const DEFAULT_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"] as const;
 
@@ -52,6 +52,16 @@ export function resolveIssuer(check: Checker, id: string, raw: unknown): Resolve
     // The team's name alone (`acme`), or a host with a trailing dot: no assertion's `iss` says that.
     if (parsed.hostname.endsWith(".") || !/[.:]|^localhost$/.test(parsed.hostname)) {
       check.fail(`${path}.team_domain`, 'must be the team domain, such as "acme.cloudflareaccess.com"');
+      return undefined;
+    }
+    // A path (the certs URL pasted whole, `…/cdn-cgi/access/certs`) would be in no assertion's
+    // `iss` either: every Access request would be refused as issuer_unknown. Loopback hosts
+    // keep theirs: a local stand-in for Access serves several teams under paths.
+    if (parsed.pathname !== "/" && !isLoopbackHost(parsed.hostname)) {
+      check.fail(
+        `${path}.team_domain`,
+        'must be the team domain alone, without a path, such as "acme.cloudflareaccess.com"',
+      );
       return undefined;
     }
     // As parsed: Access writes `iss` in lower case, without a default port.

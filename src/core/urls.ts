@@ -1,7 +1,8 @@
 // Which URLs the edge may fetch keys from or forward to: https anywhere, plain http only on
 // loopback (the local stack and tests).
 
-function isLoopbackHost(hostname: string): boolean {
+/** The local stack's and the tests' hosts. */
+export function isLoopbackHost(hostname: string): boolean {
   return hostname === "127.0.0.1" || hostname === "localhost" || hostname === "[::1]";
 }
 

@@ -75,4 +75,49 @@ describe("an Access team domain names the issuer Access writes", () => {
       'issuers.idp.team_domain: must be the team domain, such as "acme.cloudflareaccess.com"',
     );
   });
+
+  // The certs URL pasted whole, or any path: no assertion's `iss` carries one, so every Access
+  // request would be refused as issuer_unknown with nothing at build time saying why.
+  it.each([
+    "https://acme.cloudflareaccess.com/cdn-cgi/access/certs",
+    "acme.cloudflareaccess.com/x",
+    "https://acme.cloudflareaccess.com/x/",
+  ])("%s (with a path) is refused", (team_domain) => {
+    const doc = minimal();
+    doc.issuers.idp = { kind: "cloudflare_access", team_domain };
+    expect(problemsOf(doc)).toContain(
+      'issuers.idp.team_domain: must be the team domain alone, without a path, such as "acme.cloudflareaccess.com"',
+    );
+  });
+
+  it("a loopback stand-in keeps its path (the local stack serves teams under paths)", () => {
+    const doc = minimal();
+    doc.issuers.idp = { kind: "cloudflare_access", team_domain: "http://127.0.0.1:8788/access" };
+    expect(compilePolicy(doc).issuers.get("idp")?.issuer).toBe("http://127.0.0.1:8788/access");
+  });
+});
+
+describe("-0, which JSON writes back as 0", () => {
+  it.each<[string, (doc: any) => void, string]>([
+    [
+      "an issuer's clock skew",
+      (doc) => (doc.issuers.idp.clock_skew_s = -0),
+      "issuers.idp.clock_skew_s: is -0: write 0",
+    ],
+    ["an issuer's number", (doc) => (doc.issuers.idp.max_stale_s = -0), "issuers.idp.max_stale_s: is -0: write 0"],
+    [
+      "a claim condition's value",
+      (doc) => (doc.routes[0].auth = { issuers: ["idp"], claims: [{ claim: "n", equals: -0 }] }),
+      "routes[0].auth.claims[0].equals: is -0: write 0",
+    ],
+    [
+      "a claim condition's list",
+      (doc) => (doc.routes[0].auth = { issuers: ["idp"], claims: [{ claim: "n", one_of: [1, -0] }] }),
+      "routes[0].auth.claims[0].one_of: holds -0: write 0",
+    ],
+  ])("in %s is refused, naming the field", (_label, change, problem) => {
+    const doc = minimal();
+    change(doc);
+    expect(problemsOf(doc)).toEqual([problem]);
+  });
 });
