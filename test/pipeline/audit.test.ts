@@ -7,37 +7,10 @@ import { type AppOptions, createApp } from "../../src/app";
 import { type AuditRecord, consoleSink } from "../../src/core/audit";
 import type { DenyReason } from "../../src/core/deny";
 import type { PolicyDocument } from "../../src/core/policy-types";
+import { RECORD_FIELDS } from "../support/record-fields";
 import { basePolicy, echoOrigin, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
 import { AUDIENCE, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
 import { held, heldLimiter, heldOrigin } from "../support/waiting";
-
-/** The record's fields, in order. Changing this list is a change to the log schema. */
-const RECORD_FIELDS = [
-  "ts",
-  "request_id",
-  "edge_pop",
-  "tenant_id",
-  "user_sub",
-  "issuer",
-  "token_hash",
-  "method",
-  "path",
-  "route",
-  "decision",
-  "reason",
-  "detail",
-  "matched_rule",
-  "status",
-  "upstream",
-  "latency_ms",
-  "authz_ms",
-  "limit_ms",
-  "upstream_ms",
-  "limit",
-  "failed_open",
-  "client_asn",
-  "client_country",
-];
 
 /** The base policy with its public route's origin behind the binding `HELD_ORIGIN` (see `heldOrigin`). */
 function heldPolicy(): PolicyDocument {

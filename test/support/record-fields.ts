@@ -1,0 +1,28 @@
+// The audit record's fields, in the order the JSON line writes them (ops/README.md, "Audit
+// record"). Changing this list is a change to the log schema.
+export const RECORD_FIELDS: readonly string[] = [
+  "ts",
+  "request_id",
+  "edge_pop",
+  "tenant_id",
+  "user_sub",
+  "issuer",
+  "token_hash",
+  "method",
+  "path",
+  "route",
+  "decision",
+  "reason",
+  "detail",
+  "matched_rule",
+  "status",
+  "upstream",
+  "latency_ms",
+  "authz_ms",
+  "limit_ms",
+  "upstream_ms",
+  "limit",
+  "failed_open",
+  "client_asn",
+  "client_country",
+];
