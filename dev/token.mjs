@@ -32,7 +32,8 @@ Token options (defaults in brackets):
 Modes:
   --access            a Cloudflare Access-style assertion (RS256) instead of an OIDC token;
                       send it in the Cf-Access-Jwt-Assertion header
-  --print-issuer      print the issuer URL instead of a token
+  --print-issuer      print the iss the token would carry (after --iss, --access and
+                      --claim iss=...) instead of a token
   --help              print this help
 
 Examples:
@@ -46,7 +47,9 @@ Examples:
  * What the local stack's policy asks of a token, so that the defaults keep working after
  * policy/policy.json is edited (the local stack runs it with only its issuers' and origins'
  * URLs changed): its first OIDC issuer's first audience and `typ`, and the AUD tag of the first
- * route its first Access issuer guards. Empty where the policy cannot be read.
+ * route its first Access issuer guards. Empty where the policy cannot be read. "First" is in
+ * Object.entries order, as dev/local-policy.ts reads it, so both pick the same issuer: ids that
+ * are whole numbers ("1", "20") come before the others, whatever their place in the file.
  */
 export function policyDefaults(file = new URL("../policy/policy.json", import.meta.url)) {
   try {
@@ -88,8 +91,14 @@ export function parseOptions(argv) {
     } else if (VALUE_OPTIONS.has(name)) {
       // The next option is not a value: `--sub --access` would sign a token for "--access".
       const value = inline ?? (argv[i + 1]?.startsWith("--") ? undefined : argv[++i]);
-      if (value === undefined) throw new UsageError(`--${name} needs a value`);
+      // An empty value is no value either: `--sub "$UNSET"` or `--sub=` would sign a token for
+      // the subject "", which nobody asks for on purpose (`--claim sub=` still crafts one).
+      if (value === undefined || value === "") {
+        const hint = name === "scope" ? " (for a token without scopes: --claim scope=)" : "";
+        throw new UsageError(`--${name} needs a value${hint}`);
+      }
       if (name === "claim") options.claim.push(parseClaim(value));
+      else if (name === "groups") options.groups = parseGroups(value);
       else options[name] = value;
     } else {
       throw new UsageError(`unknown option: ${arg}`);
@@ -109,6 +118,16 @@ export function parseOptions(argv) {
   return options;
 }
 
+/** `--groups A,B`: the names, trimmed; a list naming none (`,`) is as empty as `--groups=`. */
+function parseGroups(text) {
+  const groups = text
+    .split(",")
+    .map((group) => group.trim())
+    .filter(Boolean);
+  if (groups.length === 0) throw new UsageError(`--groups needs at least one group name, got "${text}"`);
+  return groups;
+}
+
 /** `--claim key=value`: JSON when it parses (numbers, arrays, objects, true), else a string. */
 function parseClaim(text) {
   const equals = text.indexOf("=");
@@ -121,16 +140,9 @@ function parseClaim(text) {
   }
 }
 
-export function issuerFor(options) {
-  return options.iss ?? (options.access ? LOCAL_ACCESS_TEAM : LOCAL_IDP_URL);
-}
-
 export function buildClaims(options, now = Math.floor(Date.now() / 1000), defaults = policyDefaults()) {
   const ttl = Number(options.ttl ?? 900);
-  const groups = options.groups
-    ?.split(",")
-    .map((group) => group.trim())
-    .filter(Boolean);
+  const iss = options.iss ?? (options.access ? LOCAL_ACCESS_TEAM : LOCAL_IDP_URL);
   let claims;
   if (options.access) {
     // The claims Cloudflare Access puts in an application token.
@@ -140,7 +152,7 @@ export function buildClaims(options, now = Math.floor(Date.now() / 1000), defaul
       exp: now + ttl,
       iat: now,
       nbf: now + Number(options.nbf ?? 0),
-      iss: issuerFor(options),
+      iss,
       type: "app",
       identity_nonce: randomBytes(12).toString("base64url"),
       sub: options.sub ?? "user-123",
@@ -148,7 +160,7 @@ export function buildClaims(options, now = Math.floor(Date.now() / 1000), defaul
     };
   } else {
     claims = {
-      iss: issuerFor(options),
+      iss,
       sub: options.sub ?? "user-123",
       aud: options.aud ?? defaults.aud ?? LOCAL_AUDIENCE,
       iat: now,
@@ -160,7 +172,7 @@ export function buildClaims(options, now = Math.floor(Date.now() / 1000), defaul
     if (options.nbf !== undefined) claims.nbf = now + Number(options.nbf);
     if (options.email !== undefined) claims.email = options.email;
   }
-  if (groups) claims.groups = groups;
+  if (options.groups) claims.groups = options.groups;
   // Defined, not assigned: `__proto__` is a claim like any other here, not the prototype.
   for (const [key, value] of options.claim)
     Object.defineProperty(claims, key, { value, enumerable: true, writable: true, configurable: true });
@@ -195,7 +207,11 @@ async function main(argv) {
     return 0;
   }
   if (options["print-issuer"]) {
-    process.stdout.write(`${issuerFor(options)}\n`);
+    // Read from the claims the token would be signed with, so every option that sets the issuer
+    // (--iss, --access, --claim iss=…, applied last) counts exactly as it does in the token. An
+    // iss that --claim made something other than a string is printed as the token holds it.
+    const { iss } = buildClaims(options);
+    process.stdout.write(`${typeof iss === "string" ? iss : JSON.stringify(iss)}\n`);
     return 0;
   }
   try {

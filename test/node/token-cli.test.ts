@@ -241,6 +241,32 @@ describe("npm run token: command line", () => {
     expect(await token(["--print-issuer", "--access"])).toMatchObject({ code: 0, stdout: `${LOCAL_ACCESS_TEAM}\n` });
   });
 
+  it.each([
+    [["--claim", "iss=https://other.example.com"], "https://other.example.com"],
+    [["--access", "--claim", "iss=https://team.example.com"], "https://team.example.com"],
+    // --claim is applied last, so it wins over --iss as it does in the token.
+    [["--iss", "https://a.example.com", "--claim", "iss=https://b.example.com"], "https://b.example.com"],
+  ])("--print-issuer with %j prints the iss the token carries", async (args, issuer) => {
+    const printed = await token(["--print-issuer", ...args]);
+    expect(printed).toMatchObject({ code: 0, stdout: `${issuer}\n` });
+    expect(decodeJwt(await mint(...args)).iss).toBe(issuer);
+  });
+
+  it("--print-issuer prints an iss that --claim made a number as the token holds it", async () => {
+    const printed = await token(["--print-issuer", "--claim", "iss=123"]);
+    expect(printed).toMatchObject({ code: 0, stdout: "123\n" });
+    expect(decodeJwt(await mint("--claim", "iss=123")).iss).toBe(123);
+  });
+
+  it("an empty --scope is refused with the way to a token without scopes, which works", async () => {
+    const refused = await token(["--scope="]);
+    expect(refused).toMatchObject({ code: 2, stdout: "" });
+    expect(refused.stderr).toContain("--scope needs a value (for a token without scopes: --claim scope=)");
+    // --claim takes an empty VALUE as the empty string, as the README documents.
+    const { payload } = await jwtVerify(await mint("--claim", "scope="), oidcKeys);
+    expect(payload.scope).toBe("");
+  });
+
   it("--help prints usage and exits 0", async () => {
     const run = await token(["--help"]);
     expect(run.code).toBe(0);
@@ -257,6 +283,14 @@ describe("npm run token: command line", () => {
     [["--claim", "=1"], "--claim needs KEY=VALUE"],
     [["--access=yes"], "--access takes no value"],
     [["--access", "--tenant", "acme"], "--tenant does not apply to --access"],
+    // An empty value is no value, in either spelling: `--sub=` must not sign a token for "".
+    ...["sub", "tenant", "scope", "groups", "email", "aud", "iss", "ttl", "nbf", "typ", "claim"].flatMap((name) => [
+      [[`--${name}=`], `--${name} needs a value`] as [string[], string],
+      [[`--${name}`, ""], `--${name} needs a value`] as [string[], string],
+    ]),
+    [["--access", "--email="], "--email needs a value"],
+    // A list that names no group is as empty as `--groups=`, which would give `groups: []`.
+    [["--groups", " , "], '--groups needs at least one group name, got " , "'],
   ])("%j is a usage error: exit 2, message on stderr, nothing on stdout", async (args, message) => {
     const run = await token(args);
     expect(run.code).toBe(2);
