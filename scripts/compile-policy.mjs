@@ -25,6 +25,7 @@ const bundled = await build({
   stdin: {
     contents: [
       'export { compilePolicy, PolicyError } from "./src/core/policy";',
+      'export { duplicateNames } from "./src/core/duplicate-names";',
       'export { policyArtifact, policyFromArtifact } from "./src/core/policy-artifact";',
       'export { policyProblems } from "./src/core/policy-lint";',
     ].join("\n"),
@@ -39,11 +40,20 @@ const bundled = await build({
 });
 const compiler = await import(`data:text/javascript;base64,${Buffer.from(bundled.outputFiles[0].text).toString("base64")}`);
 
+let source;
 let document;
 try {
-  document = JSON.parse(readFileSync(policyFile, "utf8"));
+  source = readFileSync(policyFile, "utf8");
+  document = JSON.parse(source);
 } catch (error) {
   console.error(`portcullis: cannot read ${policyFile}: ${error.message}`);
+  process.exit(1);
+}
+// JSON.parse keeps the last of two members with one name: a route's `"auth": {…}` followed by
+// `"auth": "public"` would compile as public. Which one the author meant is theirs to say.
+const duplicates = compiler.duplicateNames(source, "policy");
+if (duplicates.length > 0) {
+  console.error(`portcullis: ${policyFile} is not a valid policy:\n  - ${duplicates.join("\n  - ")}`);
   process.exit(1);
 }
 let compiled;
