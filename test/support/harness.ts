@@ -78,6 +78,10 @@ function tapConsole(): void {
 export function basePolicy(overrides: Partial<PolicyDocument> = {}): PolicyDocument {
   return {
     version: 7,
+    // A limiter object's first call (its start-up and storage load) can take longer than the
+    // default 50 ms on a machine running many test files at once: a limit refused 503 as
+    // limiter_unavailable there would say nothing of the code. Tests of the budget set theirs.
+    settings: { limiter_timeout_ms: 2000 },
     upstreams: { echo: { url: echoOrigin, timeout_ms: 2000 } },
     routes: [{ name: "public", methods: ["GET", "POST"], path: "/public/**", auth: "public", upstream: "echo" }],
     ...overrides,
