@@ -16,7 +16,14 @@ const LIMIT_KEYS: ReadonlySet<string> = new Set(["tenant", "user", "route", "ip"
  */
 const RESERVED_TENANTS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
 
-export function checkLimits(check: Checker, raw: unknown, path: string, isPublic: boolean | undefined): LimitSpec[] {
+/** `named`: collects every limit name written, valid limit or not (see `checkTenantOverrides`). */
+export function checkLimits(
+  check: Checker,
+  raw: unknown,
+  path: string,
+  isPublic: boolean | undefined,
+  named?: Set<string>,
+): LimitSpec[] {
   if (!Array.isArray(raw)) {
     check.fail(path, "must be an array of limits");
     return [];
@@ -29,6 +36,7 @@ export function checkLimits(check: Checker, raw: unknown, path: string, isPublic
     if (!check.object(item, at)) return;
     check.known(item, at, ["name", "key", "limit", "window_s", "on_error"]);
     if (typeof item.name === "string") {
+      named?.add(item.name);
       const first = declaredAt.get(item.name);
       if (first !== undefined) check.fail(`${at}.name`, `"${item.name}" is already declared at ${first}`);
       else declaredAt.set(item.name, at);
@@ -66,11 +74,14 @@ export function checkLimits(check: Checker, raw: unknown, path: string, isPublic
  * `limits.tenant_overrides`, checked against every declared limit (`declared`: the defaults
  * and each route's own). An override must be able to take effect: its tenant must be one a
  * token can carry, and its limit a tenant or user limit (overrides resize only those).
+ * `named`: every limit name written, valid or not: an override of a limit that is itself
+ * invalid has that limit's problem, not a second one saying no such limit exists.
  */
 export function checkTenantOverrides(
   check: Checker,
   raw: unknown,
   declared: readonly LimitSpec[],
+  named: ReadonlySet<string>,
 ): CompiledPolicy["tenantOverrides"] {
   const compiled: CompiledPolicy["tenantOverrides"] = Object.create(null);
   if (raw === undefined || !check.object(raw, "limits.tenant_overrides")) return compiled;
@@ -93,7 +104,7 @@ export function checkTenantOverrides(
       const path = `${at}.${name}`;
       const keys = keysByName.get(name);
       if (!keys) {
-        check.fail(path, `no tenant or user limit is named "${name}"`);
+        if (!named.has(name)) check.fail(path, `no tenant or user limit is named "${name}"`);
       } else if (!keys.has("tenant") && !keys.has("user")) {
         check.fail(path, `"${name}" is a ${[...keys].join(" or ")} limit, not a tenant or user one`);
       }

@@ -172,11 +172,13 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
   }
 
   let defaultLimits: LimitSpec[] = [];
+  // Every limit name written, valid or not (see checkTenantOverrides).
+  const limitNames = new Set<string>();
   const limitsDoc: Record<string, unknown> =
     doc.limits !== undefined && check.object(doc.limits, "limits") ? doc.limits : {};
   check.known(limitsDoc, "limits", ["defaults", "tenant_overrides"]);
   if (limitsDoc.defaults !== undefined) {
-    defaultLimits = checkLimits(check, limitsDoc.defaults, "limits.defaults", undefined);
+    defaultLimits = checkLimits(check, limitsDoc.defaults, "limits.defaults", undefined, limitNames);
   }
 
   const routes: CompiledRoute[] = [];
@@ -203,6 +205,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
         upstreams,
         defaultLimits,
         declaredLimits,
+        limitNames,
       });
       if (!route) return;
       if (names.has(route.name)) check.fail(`${path}.name`, `"${route.name}" is used by another route`);
@@ -219,7 +222,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
   } else {
     check.fail("routes", "must be a non-empty array");
   }
-  const tenantOverrides = checkTenantOverrides(check, limitsDoc.tenant_overrides, declaredLimits);
+  const tenantOverrides = checkTenantOverrides(check, limitsDoc.tenant_overrides, declaredLimits, limitNames);
 
   const identityHeaders = resolveIdentityHeaders(check, settings.identity_headers);
   const compiled: CompiledPolicy = {
@@ -246,6 +249,8 @@ interface RouteContext {
   defaultLimits: LimitSpec[];
   /** Collects every limit a route declares, even on a route that fails to compile, for `checkTenantOverrides`. */
   declaredLimits: LimitSpec[];
+  /** Every limit name written, valid or not, for `checkTenantOverrides`. */
+  limitNames: Set<string>;
 }
 
 /**
@@ -304,7 +309,8 @@ function compileRoute(
     }
   }
   const isPublic = auth === undefined ? undefined : auth === "public";
-  const own = raw.limits === undefined ? [] : checkLimits(check, raw.limits, `${path}.limits`, isPublic);
+  const own =
+    raw.limits === undefined ? [] : checkLimits(check, raw.limits, `${path}.limits`, isPublic, context.limitNames);
   context.declaredLimits.push(...own);
   check.boolean(raw, "inherit_default_limits", path);
   const inherited =

@@ -504,6 +504,15 @@ describe("policy validation names the field and why", () => {
     expect(problemsOf(doc)).toContain(expected);
   });
 
+  it("an override of a limit that is itself invalid gets that limit's problem alone, not a second saying it does not exist", () => {
+    const doc: any = minimal();
+    doc.limits = {
+      defaults: [{ name: "per-user", key: "user", limit: 0, window_s: 60 }],
+      tenant_overrides: { acme: { "per-user": { limit: 5 } } },
+    };
+    expect(problemsOf(doc)).toEqual(["limits.defaults[0].limit: must be an integer from 1 to 1000000000"]);
+  });
+
   it("lets a route's own limit replace a default of the same name, and overrides name either", () => {
     const doc: any = minimal();
     doc.limits = {
