@@ -137,6 +137,11 @@ export const CREDENTIAL_HEADERS: readonly string[] = [
   "apikey",
   "api-key",
   "x-apikey",
+  // Google Cloud Run reads the caller's ID token here (before Authorization), so a client's own
+  // would authenticate it to the origin's IAM past the edge; and the same for X-Authorization,
+  // which APIs that keep Authorization for another scheme read as their bearer token.
+  "x-serverless-authorization",
+  "x-authorization",
 ];
 
 /**

@@ -396,12 +396,15 @@ describe("header hygiene", () => {
         "api-key": "k-azure",
         "x-apikey": "k-other",
         api_key: "k-underscore",
+        // Cloud Run's IAM reads a caller's ID token here; some APIs their bearer token.
+        "x-serverless-authorization": "Bearer k-cloudrun",
+        x_authorization: "Bearer k-xauth",
       },
     });
     const got = seen[0]!.headers;
     expect(got.authorization).toBeUndefined();
     expect(got.cookie).toBe("session=s");
-    expect(JSON.stringify(got)).not.toMatch(/k-(123|kong|azure|other|underscore)/);
+    expect(JSON.stringify(got)).not.toMatch(/k-(123|kong|azure|other|underscore|cloudrun|xauth)/);
   });
 
   it("drops access_token from the query on public routes, however its name is encoded", async () => {
