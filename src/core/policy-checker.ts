@@ -34,8 +34,9 @@ export class Checker {
     return true;
   }
   integer(value: unknown, path: string, min: number, max: number): value is number {
-    // Compiled, it would not come back from JSON as written (JSON.stringify writes it 0).
-    if (Object.is(value, -0)) {
+    // Compiled, it would not come back from JSON as written (JSON.stringify writes it 0). Where 0
+    // is out of range anyway, the range says more.
+    if (Object.is(value, -0) && min <= 0) {
       this.fail(path, "is -0: write 0");
       return false;
     }

@@ -115,6 +115,12 @@ describe("-0, which JSON writes back as 0", () => {
       (doc) => (doc.routes[0].auth = { issuers: ["idp"], claims: [{ claim: "n", one_of: [1, -0] }] }),
       "routes[0].auth.claims[0].one_of: holds -0: write 0",
     ],
+    // Where 0 is out of range anyway, the range is the advice.
+    [
+      "a timeout",
+      (doc) => (doc.upstreams.api.timeout_ms = -0),
+      "upstreams.api.timeout_ms: must be an integer from 100 to 300000",
+    ],
   ])("in %s is refused, naming the field", (_label, change, problem) => {
     const doc = minimal();
     change(doc);
