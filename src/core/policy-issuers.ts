@@ -97,6 +97,12 @@ export function resolveIssuer(check: Checker, id: string, raw: unknown): Resolve
     }
     if (raw.claims.scopes !== undefined) delete claims.scopesFallback;
   }
+  const cacheTtlS = optionalInteger(check, raw, "cache_ttl_s", path, 600, 300, 3600);
+  const refreshCooldownS = optionalInteger(check, raw, "refresh_cooldown_s", path, 30, 1, 3599);
+  // A set past its TTL is refreshed before it is used, but no sooner than a cooldown after the
+  // last attempt (the one that fetched it): a cooldown as long would serve a withdrawn key on.
+  if (refreshCooldownS >= cacheTtlS)
+    check.fail(`${path}.refresh_cooldown_s`, `must be less than cache_ttl_s (${cacheTtlS})`);
   return {
     id,
     kind: raw.kind,
@@ -108,8 +114,8 @@ export function resolveIssuer(check: Checker, id: string, raw: unknown): Resolve
     clockSkewS: optionalInteger(check, raw, "clock_skew_s", path, 60, 0, 300),
     ...(typ !== undefined ? { typ } : {}),
     claims,
-    cacheTtlS: optionalInteger(check, raw, "cache_ttl_s", path, 600, 300, 3600),
-    refreshCooldownS: optionalInteger(check, raw, "refresh_cooldown_s", path, 30, 1, 3600),
+    cacheTtlS,
+    refreshCooldownS,
     maxStaleS: optionalInteger(check, raw, "max_stale_s", path, 86400, 0, 7 * 86400),
     rotationGraceS: optionalInteger(check, raw, "rotation_grace_s", path, 3600, 0, 7 * 86400),
     fetchTimeoutMs: optionalInteger(check, raw, "fetch_timeout_ms", path, 2000, 100, 30000),

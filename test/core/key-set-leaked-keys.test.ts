@@ -240,3 +240,48 @@ describe("a leak seen in one refresh", () => {
     expect((await w.record())?.leaked).toEqual([material]);
   });
 });
+
+describe("a leak another isolate saved, against this isolate's own set and its writes", () => {
+  it("counts the record's earlier retirement of the leaked key, here and in the record written back", async () => {
+    const leaked = await makeKey("ES256", "l");
+    const b = await makeKey("ES256", "b");
+    const w = world({ cache_ttl_s: 600, refresh_cooldown_s: 30, rotation_grace_s: 3600 });
+    w.issuer.keys = [leaked.publicJwk, b.publicJwk];
+    const edge = w.isolate();
+    expect(said(await edge.lookup("b"))).toBe("ok");
+    // Another isolate saw the private part 5 s before this one's fetch, and retired the key then.
+    await w.putRecord(T0 - 5_000, [b.publicJwk], {
+      retired: [{ jwk: leaked.publicJwk, retired_at: T0 - 5_000 }],
+      leaked: [keyMaterialOf(leaked.publicJwk as Record<string, unknown>)],
+    });
+    // Past the TTL: the refresh reads that (older) record first; its leak withdraws the key.
+    w.clock.ms = T0 + 601_000;
+    expect(said(await edge.lookup("b"))).toBe("ok");
+    const record = (await w.record()) as { retired: { jwk: JWK; retired_at: number }[] };
+    expect(record.retired.filter((r) => r.jwk.kid === "l").map((r) => r.retired_at)).toEqual([T0 - 5_000]);
+    // Its grace runs from then: over at T0 + 3,595 s, not 600 s later.
+    w.clock.ms = T0 + 3_596_000;
+    expect(said(await edge.lookup("l"))).toBe("token_invalid/kid_unknown");
+  });
+
+  it("is not dropped from KV by a refresh that read KV before it was saved and writes after", async () => {
+    const leaked = await makeKey("ES256", "l");
+    const k = await makeKey("ES256", "k");
+    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0 });
+    w.issuer.keys = [leaked.publicJwk, k.publicJwk];
+    const slow = w.isolate();
+    const release = w.hold();
+    // This isolate's refresh has read KV (nothing yet) and waits for the issuer's answer.
+    const answered = slow.lookup("k");
+    await w.asked(1);
+    // Meanwhile another isolate saw the private part and saved the leak.
+    const material = keyMaterialOf(leaked.publicJwk as Record<string, unknown>);
+    await w.putRecord(T0, [k.publicJwk], { leaked: [material] });
+    release();
+    expect(said(await answered)).toBe("ok");
+    // The set written after it carries the leak on; the key is refused here and in a new isolate.
+    expect((await w.record())?.leaked).toEqual([material]);
+    expect(said(await slow.lookup("l"))).toBe("token_invalid/kid_unknown");
+    expect(said(await w.isolate().lookup("l"))).toBe("token_invalid/kid_unknown");
+  });
+});

@@ -75,7 +75,14 @@ const RANGES: Range[] = [
   settingRange("limiter_timeout_ms", 5, 5000, (c) => c.limiterTimeoutMs),
   issuerRange("clock_skew_s", 0, 300, (c) => idp(c).clockSkewS),
   issuerRange("cache_ttl_s", 300, 3600, (c) => idp(c).cacheTtlS),
-  issuerRange("refresh_cooldown_s", 1, 3600, (c) => idp(c).refreshCooldownS),
+  // Less than cache_ttl_s as well: at its largest, beside the longest TTL.
+  {
+    ...issuerRange("refresh_cooldown_s", 1, 3599, (c) => idp(c).refreshCooldownS),
+    set: (doc, value) => {
+      doc.issuers.idp.cache_ttl_s = 3600;
+      doc.issuers.idp.refresh_cooldown_s = value;
+    },
+  },
   // The README states these two together: "`max_stale_s` and `rotation_grace_s` 0–604800".
   { ...issuerRange("max_stale_s", 0, 604800, (c) => idp(c).maxStaleS), readme: "`rotation_grace_s` 0–604800" },
   issuerRange("rotation_grace_s", 0, 604800, (c) => idp(c).rotationGraceS),

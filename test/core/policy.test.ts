@@ -302,6 +302,11 @@ describe("policy validation names the field and why", () => {
       'routes[0].limits[1].name: "l" is already declared at routes[0].limits[0]',
     ],
     [
+      "a refresh cooldown as long as the cache TTL (it would hold back the refresh a set past its TTL needs)",
+      (p: any) => Object.assign(p.issuers.idp, { cache_ttl_s: 300, refresh_cooldown_s: 300 }),
+      "issuers.idp.refresh_cooldown_s: must be less than cache_ttl_s (300)",
+    ],
+    [
       "an override of a limit that is declared nowhere",
       (p: any) => (p.limits = { tenant_overrides: { acme: { "user-per-day": { limit: 5 } } } }),
       'limits.tenant_overrides.acme.user-per-day: no tenant or user limit is named "user-per-day"',
@@ -558,7 +563,7 @@ describe("policy validation names the field and why", () => {
     ["settings", "limiter_timeout_ms", 5, 5000],
     ["issuer", "clock_skew_s", 0, 300],
     ["issuer", "cache_ttl_s", 300, 3600],
-    ["issuer", "refresh_cooldown_s", 1, 3600],
+    ["issuer", "refresh_cooldown_s", 1, 3599],
     ["issuer", "max_stale_s", 0, 604800],
     ["issuer", "rotation_grace_s", 0, 604800],
     ["issuer", "fetch_timeout_ms", 100, 30000],
@@ -580,6 +585,8 @@ describe("policy validation names the field and why", () => {
         cors: doc.routes[0].cors,
         limit: doc.routes[0].limits[0],
       };
+      // The cooldown must also be less than the TTL: at its largest, beside the longest TTL.
+      if (field === "refresh_cooldown_s") doc.issuers.idp.cache_ttl_s = 3600;
       targets[where][field] = value;
       return problemsOf(doc);
     };

@@ -400,12 +400,20 @@ export class IssuerKeyStore {
   /**
    * A key of the set held that is now known to have leaked (another isolate saw it) stops
    * being current at once: the set is taken again, without it (its grace window from when it
-   * was last taken as current, as for any withdrawn key).
+   * was last taken as current, as for any withdrawn key). `retiredElsewhere`: the retirements
+   * of the record that told of the leak, taken or not: where it retired a leaked key earlier
+   * than this isolate would, the earlier time counts (and goes on in the record written next).
    */
-  #withdrawLeaked(): void {
+  #withdrawLeaked(retiredElsewhere: StoredKeySet["retired"] = []): void {
     const state = this.#state;
-    if (!state?.current.some((entry) => this.#leaked.has(keyMaterialOf(entry.jwk as Record<string, unknown>)))) return;
-    this.#adopt(this.#toStored() as StoredKeySet, state.source);
+    if (!state) return;
+    const leaked = (jwk: JWK) => this.#leaked.has(keyMaterialOf(jwk as Record<string, unknown>));
+    const held = new Set([...state.current, ...state.retired].map((entry) => entry.fingerprint));
+    const earlier = retiredElsewhere.filter((old) => leaked(old.jwk) && held.has(fingerprintOf(old.jwk)));
+    if (earlier.length === 0 && !state.current.some((entry) => leaked(entry.jwk))) return;
+    const stored = this.#toStored() as StoredKeySet;
+    stored.retired.push(...earlier);
+    this.#adopt(stored, state.source);
   }
 
   #adopt(stored: StoredKeySet, source: KeySource): void {
@@ -468,6 +476,19 @@ export class IssuerKeyStore {
     };
   }
 
+  /**
+   * Saves the set held for other isolates, with every leak one of them saved since this one read
+   * KV (read again first): a set written over theirs must not drop it, as the next fetch cannot
+   * bring it back once the issuer stops publishing the private part. Without compare-and-swap a
+   * leak saved between this read and the write can still be lost, until it is seen again.
+   */
+  async #saveSet(): Promise<void> {
+    if (!this.#deps.kv) return;
+    await this.#readKv();
+    const record = this.#toStored();
+    if (record) await this.#putKv(this.#kvKey, JSON.stringify(record), this.#issuer.cacheTtlS + this.#issuer.maxStaleS);
+  }
+
   /** A KV value; null when there is none, or no KV, or KV fails or does not answer in time. */
   async #getKv(key: string): Promise<string | null> {
     if (!this.#deps.kv) return null;
@@ -494,7 +515,7 @@ export class IssuerKeyStore {
     // Leaks another isolate saw count whether or not its set is taken: the record this one
     // writes next carries them on, rather than dropping them.
     this.#remember(stored?.leaked);
-    this.#withdrawLeaked();
+    this.#withdrawLeaked(stored?.retired);
     if (!stored) this.#lastKvMissAt = this.#deps.now();
     return stored;
   }
@@ -639,10 +660,7 @@ export class IssuerKeyStore {
       // The keys it drops are retired by adopt, with those retired before.
       this.#adopt({ v: 1, fetched_at: this.#deps.now(), jwks_uri: jwksUri, keys, retired: [], leaked }, "fetch");
       this.#lastFailure = undefined;
-      const record = this.#toStored();
-      if (record) {
-        write(this.#kvKey, JSON.stringify(record), this.#issuer.cacheTtlS + this.#issuer.maxStaleS);
-      }
+      defer(this.#saveSet());
     } catch (error) {
       // Never cache a bad response: the last good set (if any) stays as it was.
       this.#lastFailure = error instanceof KeySetFetchError ? error.message : "fetch_failed";
