@@ -1,4 +1,4 @@
-// Key rotation and the KV-held key-set record, reviewed adversarially: records that are expired,
+// Key rotation and the KV-held key-set record under hostile conditions: records that are expired,
 // mistyped or from another version, an issuer answering an empty set, a leak another isolate
 // saw reaching a token in the verified-token cache, what is left of a leaked key's grace in a
 // cold isolate, and records holding more retired or leaked keys than the edge keeps.
