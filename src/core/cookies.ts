@@ -27,8 +27,17 @@ function cookieParts(cookieHeader: string): string[] {
 }
 
 /**
- * A cookie's name: what comes before its `=`, trimmed; a cookie without `=` is all name, as
- * servers read the `Cookie` header (a browser sends a nameless cookie's value that way).
+ * Without the spaces and tabs around it, as browsers trim a cookie (RFC 6265 §5.2): a no-break
+ * or ideographic space, which String#trim also takes, can be part of a cookie as sent.
+ */
+function trimOws(text: string): string {
+  return text.replace(/^[ \t]+|[ \t]+$/g, "");
+}
+
+/**
+ * A cookie's name as the most lenient server may read it: what comes before its `=`, without
+ * any whitespace around it (String#trim's, Unicode spaces included); a cookie without `=` is
+ * all name, as servers read the `Cookie` header (a browser sends a nameless cookie's value that way).
  */
 function cookieName(cookie: string): string {
   const eq = cookie.indexOf("=");
@@ -44,15 +53,19 @@ function cookieNameAsRead(cookie: string): string {
   return cookieName(cookie.replace(/^[\s=]+/, ""));
 }
 
-/** The cookies of a `Cookie` header in order: name and value trimmed, and the pair as sent. */
+/**
+ * The cookies of a `Cookie` header in order, as a browser writes them: name and value without
+ * the spaces and tabs around them (so a name is read only as spelt: `\u00a0CF_Authorization`
+ * is another cookie), and the pair as sent.
+ */
 export function cookiePairs(cookieHeader: string): [name: string, value: string, raw: string][] {
   const pairs: [string, string, string][] = [];
   const parts = cookieParts(cookieHeader);
   for (let i = 0; i < parts.length; i += 2) {
-    const raw = (parts[i] as string).trim();
+    const raw = trimOws(parts[i] as string);
     if (!raw) continue;
     const eq = raw.indexOf("=");
-    pairs.push([cookieName(raw), eq < 0 ? "" : raw.slice(eq + 1).trim(), raw]);
+    pairs.push(eq < 0 ? [raw, "", raw] : [trimOws(raw.slice(0, eq)), trimOws(raw.slice(eq + 1)), raw]);
   }
   return pairs;
 }
@@ -106,11 +119,11 @@ export function withoutCredentialCookies(cookie: string): string {
       removed = true;
       continue;
     }
-    kept += kept ? between + part : part.trimStart();
+    kept += kept ? between + part : part.replace(/^[ \t]+/, "");
     between = "";
   }
   // Nothing to remove: the header goes on exactly as the client sent it.
-  return removed ? kept.trimEnd() : cookie;
+  return removed ? kept.replace(/[ \t]+$/, "") : cookie;
 }
 
 /**

@@ -30,10 +30,13 @@ export function crossSiteRefusal(
   const site = headers.get("sec-fetch-site");
   // The page's own origin, or no page at all (the user typed or bookmarked it).
   if (site === "same-origin" || site === "none") return undefined;
-  const origin = headers.get("origin");
+  // Neither header: a browser too old to send them on a form post (Firefox before 70) still
+  // names the page in Referer, unless its referrer policy withholds it.
+  const origin = headers.get("origin") ?? (site === null ? refererOrigin(headers) : null);
   if (origin === null) {
-    // Neither header: not a browser (a service token, a script), which sends no cookie by itself.
-    // A browser sends Origin on every such request: one said to come from elsewhere without it is refused.
+    // Neither header, nor a page named: not a browser (a service token, a script), which sends
+    // no cookie by itself. A browser sends Origin on every such request: one said to come
+    // from elsewhere without it is refused.
     return site === null ? undefined : "cross_site_without_origin";
   }
   if (origin === ownOrigin) return undefined;
@@ -43,4 +46,12 @@ export function crossSiteRefusal(
     return takesMethod(grantedMethods(cors, routeMethods), method) ? undefined : "cross_site_method";
   }
   return "cross_site_origin";
+}
+
+/** The origin of the page a `Referer` names, or null when there is none that parses. */
+function refererOrigin(headers: Headers): string | null {
+  const referer = headers.get("referer");
+  if (referer === null || !URL.canParse(referer)) return null;
+  // "null" for a scheme with no origin (`data:`): a page, and not this one.
+  return new URL(referer).origin;
 }
