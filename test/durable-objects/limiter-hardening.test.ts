@@ -58,6 +58,9 @@ describe("malformed RPC input", () => {
       [{ id: "x", limit: 1, windowS: 60, cost: -1 }],
       [{ id: "x", limit: 2e9, windowS: 60 }],
       [{ id: "x", limit: 1, windowS: 1e12 }],
+      // Not valid Unicode: storage would keep U+FFFD for the lone surrogate.
+      [{ id: "a\ud800", limit: 1, windowS: 60 }],
+      [{ id: "a\udc00b", limit: 1, windowS: 60 }],
       [{ id: "x".repeat(2049), limit: 1, windowS: 60 }],
       [{ id: 5, limit: 1, windowS: 60 }],
       Array.from({ length: 17 }, (_, i) => ({ id: `x${i}`, limit: 1, windowS: 60 })),

@@ -79,6 +79,8 @@ export function checkCounterRequests(items: unknown): asserts items is CounterRe
         typeof item?.id === "string" &&
         item.id.length > 0 &&
         item.id.length <= 2048 &&
+        // A lone surrogate would be stored as U+FFFD: two such ids one row, and neither reloaded.
+        (item.id as string & { isWellFormed(): boolean }).isWellFormed() &&
         Number.isInteger(item.limit) &&
         item.limit >= 1 &&
         item.limit <= MAX_LIMIT &&
