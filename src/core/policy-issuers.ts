@@ -97,11 +97,13 @@ export function resolveIssuer(check: Checker, id: string, raw: unknown): Resolve
     }
     if (raw.claims.scopes !== undefined) delete claims.scopesFallback;
   }
+  const before = check.problems.length;
   const cacheTtlS = optionalInteger(check, raw, "cache_ttl_s", path, 600, 300, 3600);
   const refreshCooldownS = optionalInteger(check, raw, "refresh_cooldown_s", path, 30, 1, 3599);
   // A set past its TTL is refreshed before it is used, but no sooner than a cooldown after the
   // last attempt (the one that fetched it): a cooldown as long would serve a withdrawn key on.
-  if (refreshCooldownS >= cacheTtlS)
+  // Compared only when both are as written: a default standing in for an invalid one is not.
+  if (check.problems.length === before && refreshCooldownS >= cacheTtlS)
     check.fail(`${path}.refresh_cooldown_s`, `must be less than cache_ttl_s (${cacheTtlS})`);
   return {
     id,

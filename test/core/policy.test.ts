@@ -306,6 +306,7 @@ describe("policy validation names the field and why", () => {
       (p: any) => Object.assign(p.issuers.idp, { cache_ttl_s: 300, refresh_cooldown_s: 300 }),
       "issuers.idp.refresh_cooldown_s: must be less than cache_ttl_s (300)",
     ],
+
     [
       "an override of a limit that is declared nowhere",
       (p: any) => (p.limits = { tenant_overrides: { acme: { "user-per-day": { limit: 5 } } } }),
@@ -507,6 +508,12 @@ describe("policy validation names the field and why", () => {
     const doc = minimal();
     mutate(doc);
     expect(problemsOf(doc)).toContain(expected);
+  });
+
+  it("a cache TTL out of range beside a long cooldown gets the TTL's problem alone (its default is not what was written)", () => {
+    const doc: any = minimal();
+    Object.assign(doc.issuers.idp, { cache_ttl_s: 5000, refresh_cooldown_s: 3000 });
+    expect(problemsOf(doc)).toEqual(["issuers.idp.cache_ttl_s: must be an integer from 300 to 3600"]);
   });
 
   it("an override of a limit that is itself invalid gets that limit's problem alone, not a second saying it does not exist", () => {
