@@ -143,6 +143,18 @@ function splitHost(host: string): { name: string; port?: string } {
   return hasPort ? { name, port: lower.slice(colon + 1) } : { name };
 }
 
+/**
+ * Whether a request's host has an empty label (`acme..example.com`, `acme.example.com..`,
+ * `.example.com`): the URL parser keeps it, so no route written for the host matches it, while
+ * an origin that splits X-Forwarded-Host into labels (Rails drops the empty ones) reads it as
+ * that host. A single trailing dot is a fully qualified name, the same host (see `splitHost`).
+ */
+export function hasEmptyLabel(host: string): boolean {
+  const { name } = splitHost(host);
+  // Its one trailing dot taken off already: a second one is an empty label too.
+  return name.startsWith(".") || name.endsWith(".") || name.includes("..");
+}
+
 export function compileHostPattern(host: string): HostPattern | string {
   const { name: lower, port } = splitHost(host);
   const withPort = port === undefined ? {} : { port };

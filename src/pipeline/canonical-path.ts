@@ -1,5 +1,5 @@
-// Stage: bound the request's size, reduce its path to the one canonical spelling that routes
-// match and the origin receives, and refuse a host no route could read as one.
+// Stage: bound the request's size and reduce its path to the one canonical spelling that
+// routes match and the origin receives.
 
 import { canonicalPath as canonicalise } from "../core/path";
 import { deny } from "./respond";
@@ -17,7 +17,14 @@ export function canonicalPath(): Stage {
     run(c) {
       const policy = c.get("policy");
       const raw = c.req.raw;
-      const url = new URL(raw.url);
+      // The runtime joins the Host header to the request target unchecked: a host no URL can
+      // carry (`x.test:abc`, `[::1`) is the client's error, not the edge's.
+      let url: URL;
+      try {
+        url = new URL(raw.url);
+      } catch {
+        return deny(c, "bad_request", { detail: "bad_url" });
+      }
       c.set("url", url);
       // A path within the size limit is made canonical even when the request is refused for
       // its size (a long query, a large header block), so its audit record names the path.
@@ -28,14 +35,6 @@ export function canonicalPath(): Stage {
         return deny(c, "bad_request", { detail: "headers_too_large" });
       }
       if (!result.ok) return deny(c, "bad_request", { detail: result.detail });
-      // An empty label (`acme..example.com`, `acme.example.com..`, `.example.com`): the URL
-      // parser keeps it, so no route written for the host would match it, and the request would
-      // fall through to a host-less route, while an origin that splits X-Forwarded-Host into
-      // labels (Rails drops the empty ones) reads it as the guarded host. A single trailing dot
-      // is a fully qualified name, the same host.
-      if (url.hostname.startsWith(".") || url.hostname.includes("..")) {
-        return deny(c, "bad_request", { detail: "ambiguous_host" });
-      }
       return undefined;
     },
   };

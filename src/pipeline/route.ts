@@ -1,7 +1,7 @@
 // Stage: find the route. Default deny: no match is a 404 at the edge, never forwarded.
 
 import { preflightMethod } from "../core/cors";
-import { findRoute, readAsAnotherRoute } from "../core/routes";
+import { findRoute, hasEmptyLabel, readAsAnotherRoute } from "../core/routes";
 import { serviceBinding } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -13,6 +13,8 @@ export function route(): Stage {
       // A CORS preflight is routed by the method it asks about, not by OPTIONS itself.
       const method = preflightMethod(c.req.method, c.req.raw.headers) ?? c.req.method;
       const host = c.get("url").host;
+      // A host route would miss it, and a host-less one behind it serve what the host's guards.
+      if (hasEmptyLabel(host)) return deny(c, "bad_request", { detail: "ambiguous_host" });
       const path = c.get("canonicalPath");
       const match = findRoute(policy.routes, method, host, path);
       if (!match) return deny(c, "route_not_found");
