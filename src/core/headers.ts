@@ -180,8 +180,36 @@ export function makeStripPredicate(extraNames: readonly string[]): (name: string
   };
 }
 
+const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
+
+/** Whether a (lower-case) name is hop-by-hop by definition, whatever `Connection` says. */
+export function isHopByHop(name: string): boolean {
+  return HOP_BY_HOP.has(name);
+}
+
+/**
+ * The names `headers` holds that its `Connection` nominates, compared as `spell` reads a name
+ * (exactly, or as an origin reads it). Only names it holds: a nominated token that is no field
+ * name (`x a`) would throw if deleted. None, at no second pass over the headers, when it names
+ * only hop-by-hop fields or `close`, as most messages do (`keep-alive`, `close`).
+ */
+export function connectionNominatedPresent(
+  headers: Headers,
+  spell: (name: string) => string = (name) => name,
+): string[] {
+  const named = new Set(
+    connectionNominated(headers)
+      .filter((name) => name !== "close" && !HOP_BY_HOP.has(name))
+      .map(spell),
+  );
+  if (named.size === 0) return [];
+  const present: string[] = [];
+  for (const name of headers.keys()) if (named.has(spell(name))) present.push(name);
+  return present;
+}
+
 /** Names listed in `Connection` (RFC 9110 §7.6.1) are hop-by-hop too. */
-export function connectionNominated(headers: Headers): string[] {
+function connectionNominated(headers: Headers): string[] {
   const value = headers.get("connection");
   if (!value) return [];
   return value

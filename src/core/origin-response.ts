@@ -3,9 +3,7 @@
 // request is kept from shared caches.
 
 import { cookieSeparators, hidesCredentialCookie, MAX_COOKIE_SEPARATORS, withoutCredentialCookies } from "./cookies";
-import { connectionNominated, HOP_BY_HOP_HEADERS } from "./headers";
-
-const HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
+import { connectionNominatedPresent, isHopByHop } from "./headers";
 
 /**
  * The origin's response, re-wrapped so its headers can be changed (the runtime copies them
@@ -26,18 +24,11 @@ export function clientResponse(upstream: Response): Response {
   let setsCookies = false;
   // Names come lower-cased; collected first, as a Headers object must not change mid-iteration.
   for (const name of headers.keys()) {
-    if (HOP_BY_HOP.has(name) || name.startsWith("access-control-")) dropped.push(name);
+    if (isHopByHop(name) || name.startsWith("access-control-")) dropped.push(name);
     else if (name === "set-cookie") setsCookies = true;
   }
-  if (dropped.includes("connection")) {
-    // Most answers say `keep-alive` or `close` alone, which leaves nothing more to look for.
-    const nominated = connectionNominated(headers).filter((name) => name !== "close" && !HOP_BY_HOP.has(name));
-    // Only names the answer has: a nominated token that is no header name (`x a`) would throw.
-    if (nominated.length > 0) {
-      const named = new Set(nominated);
-      for (const name of headers.keys()) if (named.has(name)) dropped.push(name);
-    }
-  }
+  // Exactly as named: `x_hop` nominates that field, not `x-hop`, end to end.
+  if (dropped.includes("connection")) dropped.push(...connectionNominatedPresent(headers));
   for (const name of dropped) headers.delete(name);
   if (setsCookies) withoutCredentialSetCookies(headers);
   return response;

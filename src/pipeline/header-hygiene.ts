@@ -10,7 +10,7 @@ import {
   MAX_COOKIE_SEPARATORS,
   withoutCredentialCookies,
 } from "../core/cookies";
-import { connectionNominated, makeStripPredicate, normaliseHeaderName } from "../core/headers";
+import { connectionNominatedPresent, makeStripPredicate, normaliseHeaderName } from "../core/headers";
 import type { CompiledPolicy } from "../core/policy";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -23,14 +23,21 @@ export function headerHygiene(policy: CompiledPolicy): Stage {
   const stripped = boundedMemo(MAX_REMEMBERED_NAMES, makeStripPredicate(Object.values(policy.identityHeaders)));
   const run: Stage["run"] = (c) => {
     const incoming = c.req.raw.headers;
+    // The runtime takes off `chunked` alone: a body sent in another transfer coding (`gzip,
+    // chunked`) arrives still coded, while the header that says so is hop-by-hop and stops
+    // here: the origin would take the coded bytes for the body (RFC 9112 §6.1: refuse a coding
+    // not understood).
+    const coding = incoming.get("transfer-encoding");
+    if (coding !== null && coding.trim().toLowerCase() !== "chunked") {
+      return deny(c, "bad_request", { detail: "unsupported_transfer_coding" });
+    }
     // Copied natively, then the few names that must not reach the origin are deleted
     // (`delete` removes every value of a name).
     const outgoing = new Headers(incoming);
     for (const name of incoming.keys()) if (stripped(name)) outgoing.delete(name);
     if (incoming.has("connection")) {
       // Compared as origins read names (`_` as `-`): a name nominated in either spelling goes.
-      const nominated = new Set(connectionNominated(incoming).map(normaliseHeaderName));
-      for (const name of incoming.keys()) if (nominated.has(normaliseHeaderName(name))) outgoing.delete(name);
+      for (const name of connectionNominatedPresent(incoming, normaliseHeaderName)) outgoing.delete(name);
     }
     const cookie = outgoing.get("cookie");
     if (cookie !== null) {
