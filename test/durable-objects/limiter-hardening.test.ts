@@ -2,23 +2,10 @@
 // malformed calls are refused and the object keeps serving; nothing is lost or doubled across a
 // flush and a restart; epochs; eviction at the bound keeps what it must.
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { MAX_COUNTERS, type LimiterObject } from "../../durable-objects/limiter-object";
-import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
 import { type CounterRequest, HOLD_MS, holdMsFor, MAX_LIMITER_TIMEOUT_MS } from "../../src/core/limits/limiter-rpc";
-
-const bindings = env as unknown as { TENANT_LIMITER: DurableObjectNamespace<TenantLimiter> };
-
-function tenantObject(name = crypto.randomUUID()) {
-  return bindings.TENANT_LIMITER.get(bindings.TENANT_LIMITER.idFromName(name));
-}
-
-function rows(stub: DurableObjectStub<TenantLimiter>) {
-  return runInDurableObject(stub, (_i: LimiterObject, state) =>
-    state.storage.sql.exec<{ id: string; ms: number; frac: number; den: number }>("SELECT * FROM counters").toArray(),
-  );
-}
+import { rows, tenantObject } from "../support/limiter-objects";
 
 const perHour: CounterRequest = { id: "c", limit: 5, windowS: 3600 };
 const peek = (r: CounterRequest): CounterRequest => ({ ...r, cost: 0 });

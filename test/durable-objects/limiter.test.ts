@@ -5,25 +5,13 @@ import type { LimiterObject } from "../../durable-objects/limiter-object";
 import type { RouteLimiter } from "../../durable-objects/route-limiter";
 import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
 import { type CounterRequest, HOLD_MS } from "../../src/core/limits/limiter-rpc";
+import { alarmFailure, rows, tenantObject } from "../support/limiter-objects";
 
-const bindings = env as unknown as {
-  TENANT_LIMITER: DurableObjectNamespace<TenantLimiter>;
-  ROUTE_LIMITER: DurableObjectNamespace<RouteLimiter>;
-};
-
-function tenantObject(name = crypto.randomUUID()) {
-  return bindings.TENANT_LIMITER.get(bindings.TENANT_LIMITER.idFromName(name));
-}
+const bindings = env as unknown as { ROUTE_LIMITER: DurableObjectNamespace<RouteLimiter> };
 
 async function admittedOf(attempts: number, attempt: () => Promise<boolean>): Promise<number> {
   const results = await Promise.all(Array.from({ length: attempts }, attempt));
   return results.filter(Boolean).length;
-}
-
-function rows(stub: DurableObjectStub<TenantLimiter>) {
-  return runInDurableObject(stub, (_instance: LimiterObject, state) =>
-    state.storage.sql.exec<{ id: string; ms: number; frac: number; den: number }>("SELECT * FROM counters").toArray(),
-  );
 }
 
 function storedRows(stub: DurableObjectStub<TenantLimiter>): Promise<number> {
@@ -243,21 +231,7 @@ describe("limiter object: persistence", () => {
   it("keeps the changes of a flush whose write failed, so the alarm's retry saves them", async () => {
     const stub = tenantObject();
     for (let i = 0; i < 3; i++) await stub.acquire([perHour]);
-    const failure = await runInDurableObject(stub, async (instance: LimiterObject, state) => {
-      const storage = state.storage;
-      const transactionSync = storage.transactionSync;
-      storage.transactionSync = () => {
-        throw new Error("SQLITE_FULL");
-      };
-      try {
-        await instance.alarm();
-        return undefined;
-      } catch (error) {
-        return (error as Error).message;
-      } finally {
-        storage.transactionSync = transactionSync;
-      }
-    });
+    const failure = await alarmFailure(stub, "SQLITE_FULL");
     // The alarm fails, so the runtime retries it; the retry must still have the counts to write.
     expect(failure).toBe("SQLITE_FULL");
     expect(await storedRows(stub)).toBe(0);

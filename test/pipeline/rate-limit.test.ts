@@ -12,6 +12,7 @@ import { rateLimit } from "../../src/pipeline/rate-limit";
 import { runStages, type Stage } from "../../src/pipeline/stage";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer } from "../support/issuers";
+import { type LimiterBinding, limiterNamespace, realLimiter } from "../support/limiter-objects";
 import { held, sleep } from "../support/waiting";
 
 const unique = () => crypto.randomUUID().slice(0, 8);
@@ -381,15 +382,13 @@ function stageDoc(limits: LimitSpec[], extra: Partial<PolicyDocument> = {}): Pol
   });
 }
 
-type LimiterBinding = "TENANT_LIMITER" | "ROUTE_LIMITER";
-
 type LimiterStub = {
   acquire(items: CounterRequest[], hold?: number | boolean): Promise<AcquireResult>;
   release(items: CounterRequest[], at?: number, epoch?: number, seq?: number): Promise<void>;
 };
 
 function limiterObject(binding: LimiterBinding, objectName: unknown[]): LimiterStub {
-  const ns = (env as unknown as Record<LimiterBinding, DurableObjectNamespace>)[binding];
+  const ns = limiterNamespace(binding);
   return ns.get(ns.idFromName(JSON.stringify(objectName))) as unknown as LimiterStub;
 }
 
@@ -419,25 +418,6 @@ function routeCounter(route: string, limit: LimitSpec, cost = 0) {
 /** The id of a user counter, as planLimits names it: the limit's key, name and configured size, then the user. */
 function userCounterId(name: string, limit: number, windowS: number, subject: string): string {
   return JSON.stringify(["user", name, limit, windowS, "idp", subject]);
-}
-
-/**
- * The real limiter objects of `binding`, reached through stubs whose calls `change` replaces:
- * for the failures a real object cannot produce on demand (an error, an answer that comes too late).
- */
-function realLimiter(binding: LimiterBinding, change: (stub: LimiterStub) => Partial<LimiterStub>) {
-  const real = (env as unknown as Record<LimiterBinding, DurableObjectNamespace>)[binding];
-  return {
-    idFromName: (name: string) => real.idFromName(name),
-    get(id: DurableObjectId): LimiterStub {
-      const stub = real.get(id) as unknown as LimiterStub;
-      return {
-        acquire: (items, hold) => stub.acquire(items, hold),
-        release: (items, at, epoch, seq) => stub.release(items, at, epoch, seq),
-        ...change(stub),
-      };
-    },
-  };
 }
 
 /** Objects that cannot be reached: every acquire fails. */
