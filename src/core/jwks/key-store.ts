@@ -86,7 +86,8 @@ interface KeySetState {
 /**
  * Why a refresh runs. A set past its TTL ("stale") is refreshed before it is used, one near
  * it ("ahead") after the response; KV writes are never waited for. A refresh for an unknown kid,
- * which any caller can produce at will, obeys the KV-shared stamp (see #doRefresh for when).
+ * or for a kid-less token no held key fits ("unknown_kid" either way), which any caller can
+ * produce at will, obeys the KV-shared stamp (see #doRefresh for when).
  */
 type RefreshReason = "expired" | "unknown_kid" | "stale" | "ahead";
 
@@ -385,6 +386,11 @@ export class IssuerKeyStore {
     }
   }
 
+  /** Whether a key's material is known to have leaked, under whatever kid. */
+  #isLeaked(jwk: JWK): boolean {
+    return this.#leaked.has(keyMaterialOf(jwk as Record<string, unknown>));
+  }
+
   /** Remembers leaked keys' material, the latest seen last, MAX_LEAKED_KEYS at most. */
   #remember(leaked: readonly string[] | undefined): void {
     for (const material of leaked ?? []) {
@@ -407,10 +413,9 @@ export class IssuerKeyStore {
   #withdrawLeaked(retiredElsewhere: StoredKeySet["retired"] = []): void {
     const state = this.#state;
     if (!state) return;
-    const leaked = (jwk: JWK) => this.#leaked.has(keyMaterialOf(jwk as Record<string, unknown>));
     const held = new Set([...state.current, ...state.retired].map((entry) => entry.fingerprint));
-    const earlier = retiredElsewhere.filter((old) => leaked(old.jwk) && held.has(fingerprintOf(old.jwk)));
-    if (earlier.length === 0 && !state.current.some((entry) => leaked(entry.jwk))) return;
+    const earlier = retiredElsewhere.filter((old) => this.#isLeaked(old.jwk) && held.has(fingerprintOf(old.jwk)));
+    if (earlier.length === 0 && !state.current.some((entry) => this.#isLeaked(entry.jwk))) return;
     const stored = this.#toStored() as StoredKeySet;
     stored.retired.push(...earlier);
     this.#adopt(stored, state.source);
@@ -426,9 +431,7 @@ export class IssuerKeyStore {
       const fingerprint = fingerprintOf(jwk);
       return { jwk, fingerprint, imported: known.get(fingerprint)?.imported ?? new Map() };
     };
-    const current = stored.keys
-      .filter((jwk) => !this.#leaked.has(keyMaterialOf(jwk as Record<string, unknown>)))
-      .map(reuse);
+    const current = stored.keys.filter((jwk) => !this.#isLeaked(jwk)).map(reuse);
     const currentPrints = new Set(current.map((e) => e.fingerprint));
     const now = this.#deps.now();
     const retired = new Map<string, KeyEntry>();
@@ -504,6 +507,7 @@ export class IssuerKeyStore {
     }
   }
 
+  /** The set saved in KV, if it is one this store may take; the leaks it names are taken either way. */
   async #readKv(): Promise<StoredKeySet | undefined> {
     let stored: StoredKeySet | undefined;
     const text = await this.#getKv(this.#kvKey);
@@ -516,7 +520,6 @@ export class IssuerKeyStore {
     // writes next carries them on, rather than dropping them.
     this.#remember(stored?.leaked);
     this.#withdrawLeaked(stored?.retired);
-    if (!stored) this.#lastKvMissAt = this.#deps.now();
     return stored;
   }
 
@@ -602,7 +605,6 @@ export class IssuerKeyStore {
    * that hangs must not hold the fetch back (a stale set would then never be refreshed).
    */
   async #doRefresh(reason: RefreshReason, defer: Defer, kid: string | undefined, attempt: number): Promise<void> {
-    const write = (key: string, value: string, ttlS: number) => defer(this.#putKv(key, value, ttlS));
     const now = this.#deps.now();
     // No fetch after all: the cooldown spaces fetches, so the next attempt may read KV again
     // in a second (for the set another isolate is fetching, or a kid this attempt was not for).
@@ -612,6 +614,7 @@ export class IssuerKeyStore {
     // Another isolate may have refreshed already: take its newer set, even past its TTL (in an
     // outage it outlasts ours), and prefer it to a fetch when it is fresh.
     const stored = await this.#readKv();
+    if (!stored) this.#lastKvMissAt = this.#deps.now();
     if (stored && (!this.#state || stored.fetched_at > this.#state.fetchedAt)) {
       this.#adopt(stored, "kv");
       // A newer set that lacks the unknown kid was fetched before the issuer published it:
@@ -647,7 +650,7 @@ export class IssuerKeyStore {
         return fetchSkipped();
       }
     }
-    write(this.#kvRefreshKey, String(now), this.#issuer.refreshCooldownS);
+    defer(this.#putKv(this.#kvRefreshKey, String(now), this.#issuer.refreshCooldownS));
     try {
       // One deadline for discovery and the JWKS fetch together, so a cold request waits at
       // most fetch_timeout_ms for the issuer, not once per fetch.
