@@ -24,8 +24,7 @@ const outFile = option("--out", join(root, "policy", "policy.compiled.json"));
 const bundled = await build({
   stdin: {
     contents: [
-      'export { compilePolicy, PolicyError } from "./src/core/policy";',
-      'export { duplicateNames } from "./src/core/duplicate-names";',
+      'export { compilePolicy, PolicyError, parsePolicyText } from "./src/core/policy";',
       'export { policyArtifact, policyFromArtifact } from "./src/core/policy-artifact";',
       'export { policyProblems } from "./src/core/policy-lint";',
     ].join("\n"),
@@ -40,43 +39,36 @@ const bundled = await build({
 });
 const compiler = await import(`data:text/javascript;base64,${Buffer.from(bundled.outputFiles[0].text).toString("base64")}`);
 
-let source;
-let document;
-try {
-  source = readFileSync(policyFile, "utf8");
-  document = JSON.parse(source);
-} catch (error) {
-  console.error(`portcullis: cannot read ${policyFile}: ${error.message}`);
+/** Stops the build: `message`, then each of `problems` (if given) on a line of its own. */
+function refuse(message, problems) {
+  console.error(`portcullis: ${message}${problems ? `:\n  - ${problems.join("\n  - ")}` : ""}`);
   process.exit(1);
 }
-// JSON.parse keeps the last of two members with one name: a route's `"auth": {…}` followed by
-// `"auth": "public"` would compile as public. Which one the author meant is theirs to say.
-const duplicates = compiler.duplicateNames(source, "policy");
-if (duplicates.length > 0) {
-  console.error(`portcullis: ${policyFile} is not a valid policy:\n  - ${duplicates.join("\n  - ")}`);
-  process.exit(1);
+
+let document;
+try {
+  // Also refuses a name written twice in one object, which JSON.parse would let pass (the last wins).
+  document = compiler.parsePolicyText(readFileSync(policyFile, "utf8"));
+} catch (error) {
+  if (error instanceof compiler.PolicyError) refuse(`${policyFile} is not a valid policy`, error.problems);
+  refuse(`cannot read ${policyFile}: ${error.message}`);
 }
 let compiled;
 try {
   compiled = compiler.compilePolicy(document);
 } catch (error) {
   if (!(error instanceof compiler.PolicyError)) throw error;
-  console.error(`portcullis: ${policyFile} is not a valid policy:\n  - ${error.problems.join("\n  - ")}`);
-  process.exit(1);
+  refuse(`${policyFile} is not a valid policy`, error.problems);
 }
 // What the validator lets through but no deployed policy should hold (src/core/policy-lint.ts):
 // a shadowed route, credentials for a plain-http page, loopback upstreams… stop the deploy too.
 const problems = compiler.policyProblems(compiled, { deployed: true });
-if (problems.length > 0) {
-  console.error(`portcullis: ${policyFile} is not fit to deploy:\n  - ${problems.join("\n  - ")}`);
-  process.exit(1);
-}
+if (problems.length > 0) refuse(`${policyFile} is not fit to deploy`, problems);
 const text = `${JSON.stringify(compiler.policyArtifact(compiled))}\n`;
 // What the Worker will revive must be exactly what was compiled: a value JSON cannot write
 // (the validator refuses those it knows of) stops the build rather than deploy another policy.
 if (!isDeepStrictEqual(compiler.policyFromArtifact(JSON.parse(text)), compiled)) {
-  console.error(`portcullis: ${policyFile} compiles to a policy that JSON cannot carry unchanged`);
-  process.exit(1);
+  refuse(`${policyFile} compiles to a policy that JSON cannot carry unchanged`);
 }
 // Unchanged, the file is left alone: wrangler dev watches its directory, and a write would
 // rebuild again, for ever.

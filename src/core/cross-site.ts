@@ -2,7 +2,7 @@
 // signed-in user's browser POST a form or a no-cors fetch, and the cookie goes along (behind
 // Cloudflare Access it also arrives as the Cf-Access-Jwt-Assertion header, so a header is no
 // sign of intent either). The browser says where a request comes from (Sec-Fetch-Site and
-// Origin, which pages cannot set); a request that changes something and comes from another
+// Origin, which pages cannot set; an old browser that sends neither, in Referer); a request that changes something and comes from another
 // site, or another origin of this site, is refused unless the route's CORS lets that page
 // send credentials. Bearer tokens are never sent by a browser on its own: only Access
 // assertions need this.
@@ -51,7 +51,6 @@ export function crossSiteRefusal(
 /** The origin of the page a `Referer` names, or null when there is none that parses. */
 function refererOrigin(headers: Headers): string | null {
   const referer = headers.get("referer");
-  if (referer === null || !URL.canParse(referer)) return null;
   // "null" for a scheme with no origin (`data:`): a page, and not this one.
-  return new URL(referer).origin;
+  return referer === null ? null : (URL.parse(referer)?.origin ?? null);
 }

@@ -52,10 +52,10 @@ function problemsOf(scope: ObjectScope): string[] {
  * Each name that appears more than once in one object of `text`, as `PATH: "NAME" appears
  * twice`, in the order the objects open, then of the names' first appearance. PATH is written
  * as the policy validator writes it (`routes[3]`, `issuers.demo`), the top-level value being
- * `root`. `text` must be JSON that JSON.parse accepts (parse it first: syntax errors are not
+ * `root` (the policy itself unless named). `text` must be JSON that JSON.parse accepts (parse it first: syntax errors are not
  * reported here). Iterative, so no depth of nesting overflows the stack.
  */
-export function duplicateNames(text: string, root: string): string[] {
+export function duplicateNames(text: string, root = "policy"): string[] {
   const found: { start: number; problems: string[] }[] = [];
   const stack: (ObjectScope | ArrayScope)[] = [];
   let at = 0;

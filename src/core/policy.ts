@@ -6,6 +6,7 @@
 // of its own (issuers, limits, auth, CORS, identity headers).
 
 import { DEFAULT_REALM } from "./deny";
+import { duplicateNames } from "./duplicate-names";
 import { MAX_COUNTERS_PER_CALL, MAX_LIMITER_TIMEOUT_MS } from "./limits/limiter-rpc";
 import { MAX_NAME_CHARS } from "./limits/counter-ids";
 import { checkAuth } from "./policy-auth";
@@ -119,6 +120,19 @@ function checkUpstream(check: Checker, name: string, raw: unknown): UpstreamConf
   }
   check.fail(path, "needs url or service");
   return undefined;
+}
+
+/**
+ * The policy document a JSON text holds. JSON.parse keeps the last of two members with one name:
+ * a route's `"auth": {…}` followed by `"auth": "public"` would compile as public, so a name
+ * written twice in one object throws PolicyError, listing each (which one the author meant is
+ * theirs to say). Text that is not JSON throws JSON.parse's SyntaxError.
+ */
+export function parsePolicyText(text: string): unknown {
+  const document: unknown = JSON.parse(text);
+  const duplicates = duplicateNames(text);
+  if (duplicates.length > 0) throw new PolicyError(duplicates);
+  return document;
 }
 
 /** Validate and compile a policy document. Throws PolicyError listing every problem found. */

@@ -102,7 +102,7 @@ export function audit(sinks: readonly AuditSink[]): Stage {
   // While a request is unanswered: what to do if its client disconnects, and the dataset as read
   // once for it (a binding that cannot be read is logged once). Removed as soon as the answer
   // is recorded, so no request's context outlives it through its signal.
-  const onDisconnect = new WeakMap<
+  const unanswered = new WeakMap<
     PipelineContext,
     { recordDisconnect: () => void; dataset: AnalyticsEngineDataset | undefined }
   >();
@@ -116,7 +116,7 @@ export function audit(sinks: readonly AuditSink[]): Stage {
     // Nothing to write to, nothing to watch for (watching costs tens of µs per request).
     if (!dataset && sinks.length === 0) return undefined;
     const recordDisconnect = () => {
-      onDisconnect.delete(c);
+      unanswered.delete(c);
       const outcome = c.get("outcome");
       c.set("outcome", {
         ...outcome,
@@ -128,16 +128,16 @@ export function audit(sinks: readonly AuditSink[]): Stage {
       });
       writeAfterResponse(c, sinks, dataset, Date.now(), 499);
     };
-    onDisconnect.set(c, { recordDisconnect, dataset });
+    unanswered.set(c, { recordDisconnect, dataset });
     c.req.raw.signal.addEventListener("abort", recordDisconnect, { once: true });
     return undefined;
   };
 
   const finish: Stage["finish"] = (c, response) => {
-    const pending = onDisconnect.get(c);
+    const pending = unanswered.get(c);
     // Recorded already, as a disconnect; or nothing to record to.
     if (!pending) return response;
-    onDisconnect.delete(c);
+    unanswered.delete(c);
     c.req.raw.signal.removeEventListener("abort", pending.recordDisconnect);
     // Capture the moment and the status now; build and write everything after the response.
     writeAfterResponse(c, sinks, pending.dataset, Date.now(), response.status);

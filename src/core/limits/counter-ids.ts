@@ -5,7 +5,7 @@
 import type { LimitSpec } from "../policy-types";
 import type { Rate } from "./gcra";
 
-/** Limit names and issuer ids go into counter names, which the limiter objects bound. */
+/** Limit names and issuer ids go into counter names, which the limiter objects bound (MAX_COUNTER_ID_CHARS). */
 export const MAX_NAME_CHARS = 64;
 
 /** Unambiguous names for objects and counters, whatever characters tenants or subjects contain. */

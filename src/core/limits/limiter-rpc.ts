@@ -40,6 +40,8 @@ export interface LimiterRpc {
 /** The most counters one limiter call carries (one object's share of a route's limits). */
 export const MAX_COUNTERS_PER_CALL = 16;
 /** The largest limit and window (a month) a counter takes. */
+/** The longest counter id an object takes (names and who, JSON-escaped: see counterIdOf). */
+export const MAX_COUNTER_ID_CHARS = 2048;
 export const MAX_LIMIT = 1_000_000_000;
 export const MAX_WINDOW_S = 86_400 * 31;
 
@@ -78,7 +80,7 @@ export function checkCounterRequests(items: unknown): asserts items is CounterRe
       (item: CounterRequest) =>
         typeof item?.id === "string" &&
         item.id.length > 0 &&
-        item.id.length <= 2048 &&
+        item.id.length <= MAX_COUNTER_ID_CHARS &&
         // A lone surrogate would be stored as U+FFFD: two such ids one row, and neither reloaded.
         (item.id as string & { isWellFormed(): boolean }).isWellFormed() &&
         Number.isInteger(item.limit) &&
