@@ -26,12 +26,15 @@ function cookieParts(cookieHeader: string): string[] {
   return cookieHeader.split(COOKIE_BOUNDARY);
 }
 
+const OWS_START = /^[ \t]+/;
+const OWS_END = /[ \t]+$/;
+
 /**
  * Without the spaces and tabs around it, as browsers trim a cookie (RFC 6265 §5.2): a no-break
  * or ideographic space, which String#trim also takes, can be part of a cookie as sent.
  */
 function trimOws(text: string): string {
-  return text.replace(/^[ \t]+|[ \t]+$/g, "");
+  return text.replace(OWS_START, "").replace(OWS_END, "");
 }
 
 /**
@@ -119,11 +122,11 @@ export function withoutCredentialCookies(cookie: string): string {
       removed = true;
       continue;
     }
-    kept += kept ? between + part : part.replace(/^[ \t]+/, "");
+    kept += kept ? between + part : part.replace(OWS_START, "");
     between = "";
   }
   // Nothing to remove: the header goes on exactly as the client sent it.
-  return removed ? kept.replace(/[ \t]+$/, "") : cookie;
+  return removed ? kept.replace(OWS_END, "") : cookie;
 }
 
 /**

@@ -2,13 +2,33 @@
 // scopes, groups and claim conditions.
 
 import type { ResolvedIssuer } from "./policy";
-import type { Checker } from "./policy-checker";
+import { type Checker, isNegativeZero, NEGATIVE_ZERO } from "./policy-checker";
 import type { AuthRequirement } from "./policy-types";
 import { isGroupName, isScopeName } from "./tokens/claims";
 
 /** Why a claim condition may not hold an integer beyond 2^53. */
 const UNSAFE_INTEGER =
   "holds an integer beyond ±9007199254740991, which JSON cannot carry exactly (other ids would match it): compare ids that large as strings, sent as strings by the issuer";
+
+/**
+ * An integer past 2^53 is not exact: JSON reads it as the nearest double, which the claims of
+ * other ids round to as well (1234567890123456788 equals …789).
+ */
+function unsafe(value: unknown): boolean {
+  return Number.isInteger(value) && !Number.isSafeInteger(value);
+}
+
+/**
+ * A value a claim condition compares with. Not a number JSON reads as Infinity (`1e400`), which
+ * could not be written back, nor an inexact integer, nor -0, which JSON writes back as 0.
+ */
+function scalar(value: unknown): boolean {
+  return (
+    typeof value === "string" ||
+    typeof value === "boolean" ||
+    (Number.isFinite(value) && !unsafe(value) && !isNegativeZero(value))
+  );
+}
 
 function checkScopeTokens(check: Checker, scopes: readonly string[], path: string): void {
   for (const scope of scopes) {
@@ -77,13 +97,6 @@ export function checkAuth(
         if (!check.object(condition, at)) return;
         check.known(condition, at, ["claim", "equals", "one_of"]);
         check.string(condition.claim, `${at}.claim`);
-        // A number JSON reads as Infinity (`1e400`) could not be written back: not a value. An
-        // integer past 2^53 is not exact either: JSON reads it as the nearest double, which
-        // the claims of other ids round to as well (1234567890123456788 equals …789).
-        const unsafe = (v: unknown) => Number.isInteger(v) && !Number.isSafeInteger(v);
-        // Nor -0, which JSON writes back as 0 (and which equals 0 anyway).
-        const scalar = (v: unknown) =>
-          typeof v === "string" || typeof v === "boolean" || (Number.isFinite(v) && !unsafe(v) && !Object.is(v, -0));
         if ((condition.equals === undefined) === (condition.one_of === undefined)) {
           check.fail(at, "needs exactly one of equals, one_of");
         } else if (condition.equals !== undefined && !scalar(condition.equals)) {
@@ -91,8 +104,8 @@ export function checkAuth(
             `${at}.equals`,
             unsafe(condition.equals)
               ? UNSAFE_INTEGER
-              : Object.is(condition.equals, -0)
-                ? "is -0: write 0"
+              : isNegativeZero(condition.equals)
+                ? `is ${NEGATIVE_ZERO}`
                 : "must be a string, number or boolean",
           );
         } else if (
@@ -105,8 +118,8 @@ export function checkAuth(
             `${at}.one_of`,
             holds(unsafe)
               ? UNSAFE_INTEGER
-              : holds((v) => Object.is(v, -0))
-                ? "holds -0: write 0"
+              : holds(isNegativeZero)
+                ? `holds ${NEGATIVE_ZERO}`
                 : "must be a non-empty array of strings, numbers or booleans",
           );
         }

@@ -7,6 +7,13 @@ import { secureUrl } from "./urls";
 export const METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
 
 /** Collects problems with the path of the field they concern. */
+/** -0: JSON writes it back as 0, so a compiled policy holding it would not come back as written. */
+export const NEGATIVE_ZERO = "-0: write 0";
+
+export function isNegativeZero(value: unknown): boolean {
+  return Object.is(value, -0);
+}
+
 export class Checker {
   readonly problems: string[] = [];
   fail(path: string, why: string): void {
@@ -34,10 +41,9 @@ export class Checker {
     return true;
   }
   integer(value: unknown, path: string, min: number, max: number): value is number {
-    // Compiled, it would not come back from JSON as written (JSON.stringify writes it 0). Where 0
-    // is out of range anyway, the range says more.
-    if (Object.is(value, -0) && min <= 0) {
-      this.fail(path, "is -0: write 0");
+    // Where 0 is out of range anyway, the range says more.
+    if (isNegativeZero(value) && min <= 0) {
+      this.fail(path, `is ${NEGATIVE_ZERO}`);
       return false;
     }
     if (typeof value === "number" && Number.isInteger(value) && value >= min && value <= max) return true;

@@ -22,7 +22,7 @@ export function checkLimits(
   raw: unknown,
   path: string,
   isPublic: boolean | undefined,
-  named?: Set<string>,
+  named: Set<string>,
 ): LimitSpec[] {
   if (!Array.isArray(raw)) {
     check.fail(path, "must be an array of limits");
@@ -36,7 +36,7 @@ export function checkLimits(
     if (!check.object(item, at)) return;
     check.known(item, at, ["name", "key", "limit", "window_s", "on_error"]);
     if (typeof item.name === "string") {
-      named?.add(item.name);
+      named.add(item.name);
       const first = declaredAt.get(item.name);
       if (first !== undefined) check.fail(`${at}.name`, `"${item.name}" is already declared at ${first}`);
       else declaredAt.set(item.name, at);

@@ -1,6 +1,8 @@
 // The contract between the rate-limit stage and the limiter objects: what one call carries
 // and answers, the bounds the objects check it against, and how long a hold lasts.
 
+import type { GcraResult } from "./gcra";
+
 /** One counter to check, as sent to a limiter object. */
 export interface CounterRequest {
   /** Stable counter id within the object (the limit as declared, and the key value). */
@@ -11,12 +13,8 @@ export interface CounterRequest {
   cost?: number;
 }
 
-export interface CounterStatus {
-  allowed: boolean;
-  remaining: number;
-  resetMs: number;
-  retryAfterMs: number;
-}
+/** A counter as a decision left it (see GcraResult), without what only the object keeps. */
+export type CounterStatus = Omit<GcraResult, "tat">;
 
 export interface AcquireResult {
   /** True only when every counter admitted the request; then (and only then) all were charged (or held). */

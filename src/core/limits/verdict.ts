@@ -3,19 +3,15 @@
 // stand for the response's fields.
 
 import type { LimitKey } from "../policy-types";
-import type { AcquireResult } from "./limiter-rpc";
+import type { AcquireResult, CounterStatus } from "./limiter-rpc";
 import type { AppliedLimit, LimiterKind, LimitPlan } from "./plan";
 
 /** A limit as it stands after the decision, for response fields and the 429 body. */
-export interface LimitStatus {
+export interface LimitStatus extends CounterStatus {
   name: string;
   key: LimitKey;
   limit: number;
   windowS: number;
-  allowed: boolean;
-  remaining: number;
-  resetMs: number;
-  retryAfterMs: number;
 }
 
 /** What one object answered: its result, or that it failed or ran out of time. */
