@@ -7,6 +7,7 @@
 // send credentials. Bearer tokens are never sent by a browser on its own: only Access
 // assertions need this.
 
+import { ACCESS_COOKIE, cookiePairs } from "./cookies";
 import { grantedMethods } from "./cors";
 import type { CorsConfig } from "./policy-types";
 import { takesMethod } from "./routes";
@@ -31,8 +32,10 @@ export function crossSiteRefusal(
   // The page's own origin, or no page at all (the user typed or bookmarked it).
   if (site === "same-origin" || site === "none") return undefined;
   // Neither header: a browser too old to send them on a form post (Firefox before 70) still
-  // names the page in Referer, unless its referrer policy withholds it.
-  const origin = headers.get("origin") ?? (site === null ? refererOrigin(headers) : null);
+  // names the page in Referer, unless its referrer policy withholds it. Only where the Access
+  // cookie came along, as a browser sends it by itself: a service token's client may forward
+  // any Referer, and sends no cookie.
+  const origin = headers.get("origin") ?? (site === null && sentAccessCookie(headers) ? refererOrigin(headers) : null);
   if (origin === null) {
     // Neither header, nor a page named: not a browser (a service token, a script), which sends
     // no cookie by itself. A browser sends Origin on every such request: one said to come
@@ -53,4 +56,8 @@ function refererOrigin(headers: Headers): string | null {
   const referer = headers.get("referer");
   // "null" for a scheme with no origin (`data:`): a page, and not this one.
   return referer === null ? null : (URL.parse(referer)?.origin ?? null);
+}
+
+function sentAccessCookie(headers: Headers): boolean {
+  return cookiePairs(headers.get("cookie") ?? "").some(([name]) => name === ACCESS_COOKIE);
 }

@@ -118,6 +118,9 @@ export const FORWARDING_HEADERS: readonly string[] = [
 /** RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy ones proxies still see. */
 export const HOP_BY_HOP_HEADERS: readonly string[] = [
   "connection",
+  // Reserved as a field name (RFC 9110 §7.6.1): `Connection: close` must not make one that
+  // `Close` names go on.
+  "close",
   "keep-alive",
   "proxy-connection",
   "proxy-authenticate",
@@ -191,7 +194,7 @@ export function isHopByHop(name: string): boolean {
  * The names `headers` holds that its `Connection` nominates, compared as `spell` reads a name
  * (exactly, or as an origin reads it). Only names it holds: a nominated token that is no field
  * name (`x a`) would throw if deleted. None, at no second pass over the headers, when it names
- * only hop-by-hop fields or `close`, as most messages do (`keep-alive`, `close`).
+ * only hop-by-hop fields, as most messages do (`keep-alive`, `close`).
  */
 export function connectionNominatedPresent(
   headers: Headers,
@@ -199,7 +202,7 @@ export function connectionNominatedPresent(
 ): string[] {
   const named = new Set(
     connectionNominated(headers)
-      .filter((name) => name !== "close" && !HOP_BY_HOP.has(name))
+      .filter((name) => !HOP_BY_HOP.has(name))
       .map(spell),
   );
   if (named.size === 0) return [];

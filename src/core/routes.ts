@@ -152,7 +152,7 @@ function splitHost(host: string): { name: string; port?: string } {
 export function hasEmptyLabel(host: string): boolean {
   const { name } = splitHost(host);
   // Its one trailing dot taken off already: a second one is an empty label too.
-  return name.startsWith(".") || name.endsWith(".") || name.includes("..");
+  return name === "" || name.startsWith(".") || name.endsWith(".") || name.includes("..");
 }
 
 export function compileHostPattern(host: string): HostPattern | string {
