@@ -4,6 +4,7 @@
 // token's client), and the fields a request's `Connection` nominates, `Close` included. Each asserts the reason and what reached the
 // origin (the real echo origin records it).
 import { beforeAll, describe, expect, it } from "vitest";
+import { WireRequest } from "../support/wire-request";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
 
@@ -30,18 +31,6 @@ function edge() {
       ],
     }),
   );
-}
-
-/** A request as workerd hands one over from the wire: `url` is the Host joined to the target as sent. */
-class WireRequest extends Request {
-  readonly #url: string;
-  constructor(url: string, init?: RequestInit) {
-    super("https://edge.test/", init);
-    this.#url = url;
-  }
-  override get url(): string {
-    return this.#url;
-  }
 }
 
 describe("Transfer-Encoding: chunked, however a client spells it", () => {

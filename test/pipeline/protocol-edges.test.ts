@@ -11,6 +11,7 @@
 // header to the request target as they are (`Host: x.test/evil` makes `/evil/a` of `/a`).
 import { beforeAll, describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
+import { WireRequest } from "../support/wire-request";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
 
@@ -71,21 +72,6 @@ function policy(): PolicyDocument {
 
 const edge = () => harness(policy(), {}, { COND: conditionalOrigin });
 const bearer = async (claims = {}) => ({ authorization: `Bearer ${await idp.sign({ sub: "alice", ...claims })}` });
-
-/**
- * A request as workerd hands one over from the wire: its `url` is the Host header joined to the
- * request target as they came, which a `Request` built in JavaScript could not carry.
- */
-class WireRequest extends Request {
-  readonly #url: string;
-  constructor(url: string, init?: RequestInit) {
-    super("https://edge.test/", init);
-    this.#url = url;
-  }
-  override get url(): string {
-    return this.#url;
-  }
-}
 
 describe("methods no route can take", () => {
   it("TRACE (with Max-Forwards: 0), QUERY, SEARCH and BAN, which the runtime lets through, are 404 route_not_found and never forwarded", async () => {
