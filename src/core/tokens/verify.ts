@@ -181,9 +181,14 @@ export class TokenVerifier {
     const refused = this.#routeRefusal(issuer, payload, acceptedIssuerIds, audiences);
     // With the issuer and key source, as every refusal after the key lookup (for the metrics).
     if (refused) return { ...refused, issuerId: issuer.id, keySource: lookup.source };
-    const mapped = identityFromClaims(issuer, payload, lazyTokenHash(token));
+    // Kept (in the cache, and by the hash for the audit record) as a string of its own: the
+    // token as read is a slice of the header it came in, and V8 keeps a slice's whole parent
+    // alive, a Cookie header of tens of KB behind each cached cookie token. Copied only here,
+    // once per verified token.
+    const kept = ownCopy(token);
+    const mapped = identityFromClaims(issuer, payload, lazyTokenHash(kept));
     if (!mapped.ok) return failed("token_invalid", mapped.detail);
-    this.tokenCache.set(token, { identity: mapped.identity, key: verifiedBy }, claims.exp, checkedAt);
+    this.tokenCache.set(kept, { identity: mapped.identity, key: verifiedBy }, claims.exp, checkedAt);
     return { ok: true, identity: mapped.identity, keySource: lookup.source };
   }
 
@@ -204,4 +209,12 @@ export class TokenVerifier {
     }
     return undefined;
   }
+}
+
+/**
+ * A copy of `text` that shares no memory with the string it was cut from (JSON.parse builds a
+ * new string; slicing and concatenating may keep a reference to the original).
+ */
+function ownCopy(text: string): string {
+  return JSON.parse(JSON.stringify(text)) as string;
 }
