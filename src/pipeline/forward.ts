@@ -32,12 +32,16 @@ function markForwarded(c: PipelineContext): void {
   c.get("outcome").forwarded = true;
 }
 
+/** An answer's body dropped unread; a binding may resolve with something that has none. */
+function cancelBody(answer: Response | undefined): void {
+  try {
+    answer?.body?.cancel().catch(() => undefined);
+  } catch {}
+}
+
 /** Whatever the origin answers after the edge stopped waiting is discarded unread. */
 function discardLateAnswer(sent: Promise<Response>): void {
-  sent.then(
-    (late) => late.body?.cancel().catch(() => undefined),
-    () => undefined,
-  );
+  sent.then(cancelBody, () => undefined);
 }
 
 export function forward(): Stage {
@@ -164,9 +168,11 @@ export function forward(): Stage {
     }
     // A status no response can carry on (101 to a request that asked for no upgrade, as the
     // edge never forwards `Upgrade`; 600 to 999) is the origin's fault, not an edge error.
-    if (!response.webSocket && (response.status < 200 || response.status > 599)) {
+    // Nor is an answer with no status at all, which a service binding may resolve with.
+    const status = response?.status;
+    if (!response?.webSocket && !(Number.isInteger(status) && status >= 200 && status <= 599)) {
       clientGone?.abort();
-      response.body?.cancel().catch(() => undefined);
+      cancelBody(response);
       return deny(c, "origin_unavailable", { detail: "origin_bad_status" });
     }
     return finalAnswer(c, clientResponse(response));
