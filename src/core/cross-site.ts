@@ -2,10 +2,10 @@
 // signed-in user's browser POST a form or a no-cors fetch, and the cookie goes along (behind
 // Cloudflare Access it also arrives as the Cf-Access-Jwt-Assertion header, so a header is no
 // sign of intent either). The browser says where a request comes from (Sec-Fetch-Site and
-// Origin, which pages cannot set; an old browser that sends neither, in Referer); a request that changes something and comes from another
-// site, or another origin of this site, is refused unless the route's CORS lets that page
-// send credentials. Bearer tokens are never sent by a browser on its own: only Access
-// assertions need this.
+// Origin, which pages cannot set; an old browser that sends neither, in Referer); a request
+// that changes something and comes from another site, or another origin of this site, is
+// refused unless the route's CORS lets that page send credentials. Bearer tokens are never
+// sent by a browser on its own: only Access assertions need this.
 
 import { ACCESS_COOKIE, cookiePairs } from "./cookies";
 import { grantedMethods } from "./cors";
