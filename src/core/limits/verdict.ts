@@ -79,11 +79,12 @@ export function combineAnswers(plan: LimitPlan, answers: ReadonlyMap<LimiterKind
  */
 function released(status: LimitStatus): LimitStatus {
   const intervalMs = (status.windowS * 1000) / status.limit;
-  return {
-    ...status,
-    remaining: Math.min(status.limit, status.remaining + 1),
-    resetMs: Math.max(0, status.resetMs - intervalMs),
-  };
+  const remaining = Math.min(status.limit, status.remaining + 1);
+  // Full again is reset now; otherwise T taken off, rounded where float subtraction left a
+  // residue around a whole millisecond (8.9e-16 ms would read as one more second of reset).
+  const resetMs = status.resetMs - intervalMs;
+  const snapped = Math.abs(resetMs - Math.round(resetMs)) < 1e-6 ? Math.round(resetMs) : resetMs;
+  return { ...status, remaining, resetMs: remaining === status.limit ? 0 : Math.max(0, snapped) };
 }
 
 /**
