@@ -75,7 +75,7 @@ export function combineAnswers(plan: LimitPlan, answers: ReadonlyMap<LimiterKind
  * charges) is given back. Admitting moved the TAT one emission interval T = window / limit
  * ahead of max(TAT, now), so the counter had exactly one more request remaining and T less
  * to reset, both before the charge and after the refund. Remaining is exact; reset is
- * exact to within the float rounding of T.
+ * exact to within the float rounding of T (see below).
  */
 function released(status: LimitStatus): LimitStatus {
   const intervalMs = (status.windowS * 1000) / status.limit;
