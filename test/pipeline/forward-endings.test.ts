@@ -7,6 +7,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { basePolicy, echoOrigin, harness, marker, originSaw, serviceEdge, unhandledDuring } from "../support/harness";
+import { timersLeftBy } from "../support/timers";
 import { held, sleep } from "../support/waiting";
 
 /** A body already errored (an origin connection that broke), telling when the edge cancels it. */
@@ -291,33 +292,8 @@ describe("an answer the edge refuses while the upload goes on", () => {
 
 describe("no timer outlives the answer", () => {
   async function pendingTimersAfter(run: () => Promise<Response>): Promise<{ status: number; pending: number[] }> {
-    const pending = new Map<unknown, number>();
-    const realSet = globalThis.setTimeout;
-    const realClear = globalThis.clearTimeout;
-    const g = globalThis as unknown as Record<string, unknown>;
-    g.setTimeout = (fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
-      const id: unknown = realSet(
-        (...a: unknown[]) => {
-          pending.delete(id);
-          fn(...a);
-        },
-        ms,
-        ...args,
-      );
-      pending.set(id, ms ?? 0);
-      return id;
-    };
-    g.clearTimeout = (id: unknown) => {
-      pending.delete(id);
-      realClear(id as number);
-    };
-    try {
-      const response = await run();
-      return { status: response.status, pending: [...pending.values()] };
-    } finally {
-      globalThis.setTimeout = realSet;
-      globalThis.clearTimeout = realClear;
-    }
+    const { result, pending } = await timersLeftBy(run);
+    return { status: result.status, pending };
   }
 
   it("a GET to an unreachable origin (502) leaves no timer set", async () => {
