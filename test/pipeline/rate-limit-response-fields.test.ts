@@ -48,6 +48,19 @@ function authPolicy(route: RouteConfig, extra: Partial<PolicyDocument> = {}): Po
   });
 }
 
+/** One public GET route named `route`, to `upstream`, counted by `limit`. */
+function publicLimitedPolicy(
+  route: string,
+  upstream: string,
+  limit: LimitSpec,
+  extra: Partial<PolicyDocument> = {},
+): PolicyDocument {
+  return basePolicy({
+    ...extra,
+    routes: [{ name: route, methods: ["GET"], path: `/${route}/**`, auth: "public", upstream, limits: [limit] }],
+  });
+}
+
 type LimiterStub = { acquire(items: CounterRequest[], hold?: number): Promise<AcquireResult> };
 
 /** The real tenant object of `tenant`, as the edge names it. */
@@ -199,18 +212,7 @@ describe("limits that failed open", () => {
   it("every limit unanswered and failing open: admitted with no rate-limit field, recorded as failed open", async () => {
     const route = `open-${unique()}`;
     const edge = harness(
-      basePolicy({
-        routes: [
-          {
-            name: route,
-            methods: ["GET"],
-            path: `/${route}/**`,
-            auth: "public",
-            upstream: "echo",
-            limits: [{ name: "ceiling", key: "route", limit: 5, window_s: 60, on_error: "allow" }],
-          },
-        ],
-      }),
+      publicLimitedPolicy(route, "echo", { name: "ceiling", key: "route", limit: 5, window_s: 60, on_error: "allow" }),
       {},
       { ROUTE_LIMITER: realLimiter("ROUTE_LIMITER", () => ({ acquire: () => Promise.reject(new Error("gone")) })) },
     );
@@ -229,19 +231,12 @@ describe("answers after the limits admitted", () => {
   it("a 502 from an unreachable origin carries the fields of the limits that admitted (and charged) it", async () => {
     const route = `down-${unique()}`;
     const edge = harness(
-      basePolicy({
-        upstreams: { down: { url: unreachableOrigin, timeout_ms: 2000 } },
-        routes: [
-          {
-            name: route,
-            methods: ["GET"],
-            path: `/${route}/**`,
-            auth: "public",
-            upstream: "down",
-            limits: [{ name: "ceiling", key: "route", limit: 2, window_s: 3600 }],
-          },
-        ],
-      }),
+      publicLimitedPolicy(
+        route,
+        "down",
+        { name: "ceiling", key: "route", limit: 2, window_s: 3600 },
+        { upstreams: { down: { url: unreachableOrigin, timeout_ms: 2000 } } },
+      ),
     );
     const first = await edge.fetch(`/${route}/x`);
     expect(first.status).toBe(502);
@@ -259,18 +254,7 @@ describe("the largest sizes a policy takes", () => {
   it("are written as plain integers, never in exponent notation", async () => {
     const route = `huge-${unique()}`;
     const edge = harness(
-      basePolicy({
-        routes: [
-          {
-            name: route,
-            methods: ["GET"],
-            path: `/${route}/**`,
-            auth: "public",
-            upstream: "echo",
-            limits: [{ name: "huge", key: "route", limit: 1_000_000_000, window_s: 86_400 * 31 }],
-          },
-        ],
-      }),
+      publicLimitedPolicy(route, "echo", { name: "huge", key: "route", limit: 1_000_000_000, window_s: 86_400 * 31 }),
     );
     const response = await edge.fetch(`/${route}/x`);
     expect(response.status).toBe(200);
@@ -305,19 +289,12 @@ describe("an origin's own rate-limit fields on a limited route", () => {
         }),
     };
     const edge = harness(
-      basePolicy({
-        upstreams: { own: { service: "OWN", timeout_ms: 2000 } },
-        routes: [
-          {
-            name: route,
-            methods: ["GET"],
-            path: `/${route}/**`,
-            auth: "public",
-            upstream: "own",
-            limits: [{ name: "per-ip", key: "ip", limit: 4, window_s: 3600 }],
-          },
-        ],
-      }),
+      publicLimitedPolicy(
+        route,
+        "own",
+        { name: "per-ip", key: "ip", limit: 4, window_s: 3600 },
+        { upstreams: { own: { service: "OWN", timeout_ms: 2000 } } },
+      ),
       {},
       { OWN: origin },
     );
@@ -354,19 +331,12 @@ describe("an origin's own rate-limit fields on a limited route", () => {
       }),
     };
     const edge = harness(
-      basePolicy({
-        upstreams: { own: { service: "OWN", timeout_ms: 2000 } },
-        routes: [
-          {
-            name: route,
-            methods: ["GET"],
-            path: `/${route}/**`,
-            auth: "public",
-            upstream: "own",
-            limits: [{ name: "per-ip", key: "ip", limit: 4, window_s: 3600, on_error: "allow" }],
-          },
-        ],
-      }),
+      publicLimitedPolicy(
+        route,
+        "own",
+        { name: "per-ip", key: "ip", limit: 4, window_s: 3600, on_error: "allow" },
+        { upstreams: { own: { service: "OWN", timeout_ms: 2000 } } },
+      ),
       {},
       { OWN: origin, ROUTE_LIMITER: unreachableLimiter },
     );
