@@ -7,7 +7,12 @@
  * have been written for (oauth2-proxy, Azure App Service, Google IAP, Cloud Endpoints and API
  * Gateway, AWS ALB, Kong, Keycloak Gatekeeper, Apache mod_auth_openidc, TLS-terminating
  * proxies and RFC 9440's Client-Cert, Cloudflare's mTLS transform, and the `Remote-*` family
- * Authelia and authentik hand over behind Caddy or nginx: -User, -Groups, -Email, -Name).
+ * Authelia and authentik hand over behind Caddy or nginx: -User, -Groups, -Email, -Name),
+ * and the web access managers' agents: SiteMinder's `SM_*` (Spring Security's
+ * RequestHeaderAuthenticationFilter takes the user from SM_USER by default), IBM WebSEAL's
+ * `iv-*`, Oracle Access Manager's `OAM_*`, WSO2's X-JWT-Assertion, and WebSphere's private
+ * `$WS*` (the client address, scheme and host that WebSphere trusts from any sender by
+ * default; `$WSRA` normalises to `-wsra`).
  * Matched after normaliseHeaderName. A prefix takes a whole family: `x-org` is X-Org,
  * X-Org-Id, X-Organization.
  */
@@ -44,6 +49,11 @@ const IDENTITY_HEADER_PREFIXES: readonly string[] = [
   "x-authentik-",
   "x-vouch-",
   "tailscale-user-",
+  "sm-",
+  "iv-",
+  "oam-",
+  "x-jwt-assertion",
+  "-ws",
 ];
 
 /**
@@ -53,6 +63,7 @@ const IDENTITY_HEADER_PREFIXES: readonly string[] = [
  */
 const IDENTITY_HEADER_NAMES: readonly string[] = [
   "x-user",
+  "smuser",
   "x-userid",
   "x-username",
   "x-userinfo",

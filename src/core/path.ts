@@ -66,9 +66,9 @@ export function canonicalPath(rawPath: string): PathResult {
   // `/t/acme/%C0%AE%C0%AE/globex` would climb out of the tenant at such an origin) are refused.
   if (nonAscii && !isUtf8(decoded)) return { ok: false, detail: "invalid_utf8" };
   const path = normaliseSegments(decoded);
-  // Most paths have no segment ending in a dot or space, no colon, and nothing escaped beyond
-  // ASCII: they skip the check.
-  if (/\.(\/|$)|%20(\/|$)|%[89A-F]|:|%3A/.test(path) && path.split("/").some(readsOtherwise))
+  // Most paths have no segment ending in a dot or space, no colon or parenthesis, and nothing
+  // escaped beyond ASCII: they skip the check.
+  if (/\.(\/|$)|%20(\/|$)|%[89A-F]|:|%3A|\(|%28/.test(path) && path.split("/").some(readsOtherwise))
     return { ok: false, detail: "ambiguous_segment" };
   return { ok: true, path };
 }
@@ -79,12 +79,14 @@ export function canonicalPath(rawPath: string): PathResult {
  * and read an NTFS stream name as its file (`admin::$DATA`, `admin:$i30:$INDEX_ALLOCATION`);
  * a best-fit conversion to a Windows code page reads `¥` and `₩` (Japanese, Korean), `∕`, `⁄`
  * and `∖` as `\` or `/`, and `∶` or `։` as `:`; servers that normalise Unicode (NFKC) read
- * a fullwidth `ａdmin` or `．．` as the ASCII.
+ * a fullwidth `ａdmin` or `．．` as the ASCII; ASP.NET (on IIS) takes a cookieless session's
+ * segment, `(S(…))`, `(A(…))` or `(F(…))`, out of the path before routing (CVE-2023-36899), so
+ * `/(S(x))/admin` is `/admin` there.
  */
 function readsOtherwise(segment: string): boolean {
   const text = decodeURIComponent(segment);
   return (
-    /[:\u2236\u0589]\$|[\u00a5\u20a9\u2215\u2216\u2044]/.test(text) ||
+    /[:\u2236\u0589]\$|[\u00a5\u20a9\u2215\u2216\u2044]|^\([A-Za-z]\(.*\)\)$/.test(text) ||
     text.normalize("NFKC").replace(/[. ]+$/, "") !== text
   );
 }

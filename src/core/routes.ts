@@ -270,7 +270,8 @@ export function takesMethod(methods: ReadonlySet<string> | readonly string[], me
 
 /**
  * The route a request of `method` here is routed to, as the route stage routes it: the first
- * that takes it, unless an earlier one would but for letter case (`ambiguous_case`: none).
+ * that takes it, unless an origin may read the path as another route's (see
+ * `readAsAnotherRoute`: none).
  */
 export function routeAt<R extends MatchableRoute>(
   routes: readonly R[],
@@ -285,11 +286,38 @@ export function routeAt<R extends MatchableRoute>(
 /** Per route list: whether any literal changes when its case is folded (see `readAsAnotherRoute`). */
 const casedLiterals = new WeakMap<readonly MatchableRoute[], boolean>();
 
+/** Why an origin may take a request for another route's than the edge matched. */
+export type RouteAmbiguity = "ambiguous_case" | "ambiguous_format" | "ambiguous_path_info";
+
 /**
- * Whether an origin that routes paths without regard to letter case (IIS, ASP.NET Core, Express
- * by default) would take this request for an earlier route's: the first route that matches with
- * letters folded (as `foldCase` folds them) is not `matched`. Only a path or a policy that folding
- * changes can be.
+ * A segment naming a script, which servers run with the rest of the path as its PATH_INFO:
+ * Apache's AcceptPathInfo and php-fpm's split path run `/admin.php/x` as `admin.php`, IIS
+ * `/admin.aspx/x` as `admin.aspx`.
+ */
+const SCRIPT_WITH_PATH_INFO = /^(.*?\.(?:php\d?|phtml|cgi|fcgi|pl|asp|aspx|asmx|ashx|axd|svc))\/./i;
+
+/**
+ * The last segment without its format suffix, as origins drop it before routing: Rails reads
+ * `admin.b.json` as `admin.b` (every route is `path(.:format)`), Spring MVC's suffix pattern
+ * match (its default before 5.3) reads `admin.b.json` as `admin` too. A leading dot is part of
+ * the name. A trailing slash stays.
+ */
+function withoutFormat(path: string, fromFirstDot: boolean): string {
+  return path.replace(
+    fromFirstDot ? /(?<=\/[^/.]+)\.[^/]*(?=\/?$)/ : /(?<=\/\.?[^/.]+(\.[^/.]+)*)\.[^/.]*(?=\/?$)/,
+    "",
+  );
+}
+
+/**
+ * Whether an origin may take this request for another route's than `matched`, the route the
+ * edge matched, and run that route's handler under `matched`'s rules: one routing without
+ * regard to letter case (IIS, ASP.NET Core, Express by default) where the first route
+ * matching with letters folded (as `foldCase` folds them) is another; or one reading the path
+ * past a script as its PATH_INFO (`/admin.php/x` as `/admin.php`), or without a format suffix
+ * (`/v1/admin.json` as `/v1/admin`), where another route takes what it reads, its letters
+ * folded too. Only paths that folding changes (or policies whose literals it does), and paths
+ * with a dot, are looked at twice.
  */
 export function readAsAnotherRoute<R extends MatchableRoute>(
   routes: readonly R[],
@@ -297,7 +325,11 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   host: string,
   canonicalPath: string,
   matched: R,
-): boolean {
+): RouteAmbiguity | undefined {
+  const readsOther = (path: string) => {
+    const other = findRoute(routes, method, host, path, true);
+    return other !== undefined && other.route !== matched;
+  };
   let cased = casedLiterals.get(routes);
   if (cased === undefined) {
     cased = routes.some((route) =>
@@ -305,9 +337,14 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
     );
     casedLiterals.set(routes, cased);
   }
-  if (!cased && canonicalPath === foldCase(canonicalPath)) return false;
-  const folded = findRoute(routes, method, host, canonicalPath, true);
-  return folded !== undefined && folded.route !== matched;
+  if ((cased || canonicalPath !== foldCase(canonicalPath)) && readsOther(canonicalPath)) return "ambiguous_case";
+  if (!canonicalPath.includes(".")) return undefined;
+  const script = SCRIPT_WITH_PATH_INFO.exec(canonicalPath)?.[1];
+  if (script && readsOther(script)) return "ambiguous_path_info";
+  for (const reading of new Set([withoutFormat(canonicalPath, true), withoutFormat(canonicalPath, false)])) {
+    if (reading !== canonicalPath && readsOther(reading)) return "ambiguous_format";
+  }
+  return undefined;
 }
 
 /** The route each method is routed to at this host and path (as the route stage routes it), in method order: a browser keeps what a preflight allowed per origin and URL, whatever route answered it. */

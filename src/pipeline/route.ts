@@ -18,11 +18,11 @@ export function route(): Stage {
       const path = c.get("canonicalPath");
       const match = findRoute(policy.routes, method, host, path);
       if (!match) return deny(c, "route_not_found");
-      // `/API/Admin` is `/api/admin` to an origin that routes without regard to case: a request
-      // an earlier route would take but for letter case reaches neither.
-      if (readAsAnotherRoute(policy.routes, method, host, path, match.route)) {
-        return deny(c, "bad_request", { detail: "ambiguous_case" });
-      }
+      // `/API/Admin` is `/api/admin` to an origin that routes without regard to case, and
+      // `/v1/admin.json` is `/v1/admin` to Rails: a request an origin may take for another
+      // route's reaches neither.
+      const ambiguity = readAsAnotherRoute(policy.routes, method, host, path, match.route);
+      if (ambiguity) return deny(c, "bad_request", { detail: ambiguity });
       c.set("route", match.route);
       c.set("routeParams", match.params);
       // A missing service binding is found here, before any token is checked or any limit

@@ -134,7 +134,7 @@ describe("a path an origin routing without regard to case reads as an earlier ro
     const canonical = canonicalPath(new URL(rawPath, "https://x.test").pathname);
     if (!canonical.ok) throw new Error(`not canonical: ${rawPath}`);
     const match = findRoute(list, method, "x.test", canonical.path);
-    return match && readAsAnotherRoute(list, method, "x.test", canonical.path, match.route);
+    return match && readAsAnotherRoute(list, method, "x.test", canonical.path, match.route) === "ambiguous_case";
   }
 
   const guarded = routes([
@@ -226,5 +226,48 @@ describe("a path an origin routing without regard to case reads as an earlier ro
     ]);
     expect(ambiguous(byMethod, "/api/ADMIN/x", "GET")).toBe(false);
     expect(ambiguous(byMethod, "/api/ADMIN/x", "DELETE")).toBe(true);
+  });
+});
+
+describe("a path an origin reads without its format suffix, or past a script, as another route's", () => {
+  function ambiguity(list: CompiledRoute[], rawPath: string) {
+    const canonical = canonicalPath(new URL(rawPath, "https://x.test").pathname);
+    if (!canonical.ok) throw new Error(`not canonical: ${rawPath}`);
+    const match = findRoute(list, "GET", "x.test", canonical.path);
+    return match && readAsAnotherRoute(list, "GET", "x.test", canonical.path, match.route);
+  }
+
+  const guarded = routes([
+    { name: "admin", methods: ["GET"], path: "/v1/admin", auth },
+    { name: "script", methods: ["GET"], path: "/tools/admin.php", auth },
+    { name: "files", methods: ["GET"], path: "/v1/files/*", auth },
+    { name: "rest", methods: ["GET"], path: "/**", auth },
+  ]);
+
+  it.each([
+    ["/v1/admin.json", "ambiguous_format"],
+    ["/v1/admin.json/", "ambiguous_format"],
+    ["/v1/ADMIN.json", "ambiguous_format"],
+    // Spring reads everything from the first dot off; Rails only the last suffix.
+    ["/v1/admin.b.json", "ambiguous_format"],
+    ["/tools/admin.php/x", "ambiguous_path_info"],
+    ["/tools/Admin.PHP/x/y", "ambiguous_path_info"],
+  ])("%s: refused (%s)", (path, detail) => {
+    expect(ambiguity(guarded, path)).toBe(detail);
+  });
+
+  it.each([
+    // The same route either way: nothing to mistake.
+    "/v1/files/report.pdf",
+    "/v1/files/archive.tar.gz",
+    // A leading dot names a file; it is no suffix.
+    "/.well-known/openid-configuration",
+    "/v1/.env",
+    // No other route takes what these read as.
+    "/v1/reports.json",
+    "/index.php/about",
+    "/v1/adminx.json",
+  ])("%s: routed", (path) => {
+    expect(ambiguity(guarded, path)).toBeUndefined();
   });
 });

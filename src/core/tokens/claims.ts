@@ -18,12 +18,13 @@ function isIdentifier(value: unknown): value is string {
   return typeof value === "string" && HEADER_TOKEN.test(value) && value.length <= MAX_IDENTIFIER_CHARS;
 }
 /**
- * A tenant the edge accepts: an identifier without `,` (x-tenant is one value, and an origin
- * that reads headers as lists, as Spring's List<String> binding does, would take
- * `acme,globex` for acme).
+ * A tenant the edge accepts: an identifier without `,`, `"` or `\` (x-tenant is one value, and
+ * an origin that reads headers as lists, as Spring's List<String> binding does, would take
+ * `acme,globex` for acme; one that unquotes list members, as Werkzeug's parse_list_header
+ * does, `"acme"` for acme).
  */
 export function isTenant(value: unknown): value is string {
-  return isIdentifier(value) && !value.includes(",");
+  return isIdentifier(value) && !/[,"\\]/.test(value);
 }
 
 /**

@@ -13,8 +13,16 @@ export type CredentialResult =
 // b64token per RFC 6750 §2.1: one space after the scheme, no other whitespace.
 const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i;
 
-/** A Bearer credential starts one of the comma-joined parts of an `Authorization` value. */
-const BEARER_AMONG = /(?:^|,)[ \t]*bearer(?:[ \t]|,|$)/i;
+/** A character of an auth scheme's name (RFC 9110 token). */
+const SCHEME_CHAR = "[\\w!#$%&'*+.^`|~-]";
+/** The scheme name an `Authorization` value starts with. */
+const SCHEME = new RegExp(`^${SCHEME_CHAR}*`);
+/**
+ * A Bearer credential starts one of the comma-joined parts of an `Authorization` value: the
+ * scheme name ends at the first character no scheme name holds, whatever follows (parsers
+ * that split at any whitespace read `Bearer` then a vertical tab as Bearer).
+ */
+const BEARER_AMONG = new RegExp(`(?:^|,)[ \\t]*bearer(?!${SCHEME_CHAR})`, "i");
 
 function bearerFrom(value: string): CredentialResult {
   // Two Authorization headers arrive joined by ", "; a comma never occurs in a token. Other
@@ -23,7 +31,7 @@ function bearerFrom(value: string): CredentialResult {
   if (value.includes(",") && BEARER_AMONG.test(value)) {
     return { ok: false, reason: "token_malformed", detail: "multiple_credentials" };
   }
-  const scheme = value.split(/[ \t]/, 1)[0] ?? "";
+  const scheme = SCHEME.exec(value)?.[0] ?? "";
   if (scheme.toLowerCase() !== "bearer") return { ok: false, reason: "token_missing", detail: "unsupported_scheme" };
   const match = BEARER.exec(value);
   if (!match) {
