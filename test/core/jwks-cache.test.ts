@@ -1698,11 +1698,14 @@ describe("verified-token cache", () => {
     clock.advance(31); // past the refresh cooldown
     // k2's import starts on the set held, and is held until k3's unknown kid has made a refresh
     // adopt a new set (k3's token answered from it): k2's key lands in the import map only after.
+    // Only that first import is held: the refresh imports every key of the set it fetched too.
     const k2Importing = held<void>();
     const refreshLanded = held<void>();
     const realImport = crypto.subtle.importKey.bind(crypto.subtle) as (...a: unknown[]) => Promise<CryptoKey>;
+    let holding = true;
     const heldImport = vi.spyOn(crypto.subtle, "importKey").mockImplementation((async (...args: unknown[]) => {
-      if ((args[1] as JsonWebKey).x === k2.publicJwk.x) {
+      if (holding && (args[1] as JsonWebKey).x === k2.publicJwk.x) {
+        holding = false;
         k2Importing.resolve();
         await refreshLanded.promise;
       }

@@ -4,7 +4,7 @@
 
 import type { JWK } from "jose";
 import { binaryOf, MAX_KID_LENGTH } from "../tokens/compact";
-import { JWS_ALGORITHMS, verifiesAnyAlg } from "../tokens/jws-verify";
+import { importVerifyKey, JWS_ALGORITHMS, keyFitsAlg, verifiesAnyAlg } from "../tokens/jws-verify";
 import { secureUrl } from "../urls";
 
 /** Members of a private key (RFC 7518 §6.2.2, §6.3.2). */
@@ -140,6 +140,26 @@ const COORDINATE_BYTES: ReadonlyMap<unknown, number> = new Map([
 ]);
 
 /**
+ * Whether an RSA key can verify nothing here: a modulus under 2048 bits (every RSA algorithm
+ * refuses it, RFC 7518 §3.3), or a public exponent that is even or 1 (the runtime refuses it).
+ * Told from the numbers, so that no run of such entries takes a usable key's place.
+ */
+function weakRsa(n: string, e: string): boolean {
+  try {
+    const modulus = binaryOf(n).replace(/^\0+/, "");
+    const exponent = binaryOf(e).replace(/^\0+/, "");
+    return (
+      modulus.length < 256 ||
+      modulus.charCodeAt(0) < (modulus.length === 256 ? 128 : 1) ||
+      !(exponent.charCodeAt(exponent.length - 1) & 1) ||
+      exponent === "\x01"
+    );
+  } catch {
+    return true; // not base64url: no number at all
+  }
+}
+
+/**
  * One spelling of a key's number: the runtime imports an RSA `n` or `e` with leading zero
  * bytes, and an EC coordinate one byte long or short, as the same key, so a listing spelt
  * otherwise is the same material. RSA numbers lose leading zeros (one byte left at least);
@@ -240,6 +260,7 @@ export function usableKeys(document: unknown, knownLeaked: ReadonlySet<string> =
     if (candidate.kid !== undefined && (typeof candidate.kid !== "string" || candidate.kid.length > MAX_KID_LENGTH))
       continue;
     if (candidate.crv === "Ed25519" && unsafeEd25519(candidate.x as string)) continue;
+    if (candidate.kty === "RSA" && weakRsa(candidate.n as string, candidate.e as string)) continue;
     // An `alg` that is no signature algorithm here (ECDH-ES, RSA-OAEP: an encryption key
     // published without `use`) can verify nothing; one that conflicts with the key is kept
     // (a token naming it is refused as such).
@@ -261,6 +282,29 @@ export function usableKeys(document: unknown, knownLeaked: ReadonlySet<string> =
 }
 
 /** OpenID discovery (OIDC Discovery §4.3): the document must name the same issuer. */
+/**
+ * The keys of `set` the runtime verifies with, in order: each is imported as the first
+ * algorithm it fits (an EC point off its curve is refused there), and an RSA one must be long
+ * enough for it. A set none of whose keys can verify is one without usable keys, as an empty
+ * one: the last good set serves on. Unless a leak emptied it (see usableKeys). Once per set
+ * fetched; a lookup imports a key again for its token's algorithm.
+ */
+export async function verifiableKeys(set: UsableKeySet): Promise<UsableKeySet> {
+  const verifies = await Promise.all(
+    set.keys.map(async (jwk) => {
+      for (const [alg, { minRsaBits = 0 }] of JWS_ALGORITHMS) {
+        if (!keyFitsAlg({ kty: jwk.kty, crv: jwk.crv }, alg)) continue;
+        const key = await importVerifyKey(jwk, alg);
+        return key !== undefined && ((key.algorithm as { modulusLength?: number }).modulusLength ?? 0) >= minRsaBits;
+      }
+      return false;
+    }),
+  );
+  const keys = set.keys.filter((_, i) => verifies[i]);
+  if (keys.length === 0 && set.keys.length > 0 && set.leaked.length === 0) throw new KeySetFetchError("no_usable_keys");
+  return { keys, leaked: set.leaked };
+}
+
 export async function discoverJwksUri(
   fetcher: Fetcher,
   discoveryUrl: string,

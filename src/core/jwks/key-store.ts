@@ -7,7 +7,7 @@
 import type { JWK } from "jose";
 import type { ResolvedIssuer } from "../policy";
 import { TIMED_OUT, withDeadline } from "../deadline";
-import { JWS_ALGORITHMS, keyFitsAlg } from "../tokens/jws-verify";
+import { importVerifyKey, keyFitsAlg } from "../tokens/jws-verify";
 import {
   discoverJwksUri,
   type Fetcher,
@@ -17,6 +17,7 @@ import {
   keyMaterialOf,
   type UsableKeySet,
   usableKeys,
+  verifiableKeys,
 } from "./fetch-key-set";
 import {
   isPastTime,
@@ -364,26 +365,17 @@ export class IssuerKeyStore {
   async #imported(entry: KeyEntry, alg: string): Promise<CryptoKey | undefined> {
     const cached = entry.imported.get(alg);
     if (cached) return cached;
-    const params = JWS_ALGORITHMS.get(alg)?.key;
-    if (!params) return undefined;
-    try {
-      // Only the public members: `alg`/`use` were already checked against the token's alg.
-      const { kty, crv, x, y, n, e } = entry.jwk;
-      const key = await crypto.subtle.importKey("jwk", { kty, crv, x, y, n, e } as JsonWebKey, params, false, [
-        "verify",
-      ]);
-      this.stats.imports += 1;
-      entry.imported.set(alg, key);
-      // Indexed under the entry of the current set that shares this import map: a refresh
-      // that landed during the import replaced `entry` by a copy, and indexed the map before
-      // the key was in it.
-      const state = this.#state;
-      const owner = state && [...state.current, ...state.retired].find((e) => e.imported === entry.imported);
-      if (owner) this.#keysInSet.set(key, owner);
-      return key;
-    } catch {
-      return undefined;
-    }
+    const key = await importVerifyKey(entry.jwk, alg);
+    if (!key) return undefined;
+    this.stats.imports += 1;
+    entry.imported.set(alg, key);
+    // Indexed under the entry of the current set that shares this import map: a refresh
+    // that landed during the import replaced `entry` by a copy, and indexed the map before
+    // the key was in it.
+    const state = this.#state;
+    const owner = state && [...state.current, ...state.retired].find((e) => e.imported === entry.imported);
+    if (owner) this.#keysInSet.set(key, owner);
+    return key;
   }
 
   /** Whether a key's material is known to have leaked, under whatever kid. */
@@ -699,7 +691,7 @@ export class IssuerKeyStore {
       this.stats.fetches += 1;
       const set = usableKeys(await fetchJson(this.#deps.fetch, jwksUri, limits), this.#leaked);
       this.#remember(set.leaked);
-      return { jwksUri, ...set };
+      return { jwksUri, ...(await verifiableKeys(set)) };
     };
     const remembered = this.#issuer.jwksUri ?? this.#state?.jwksUri;
     if (!remembered) return fetchFrom(await discover());

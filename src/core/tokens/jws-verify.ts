@@ -79,6 +79,25 @@ export function verifiesAnyAlg(jwk: { kty?: unknown; crv?: unknown }): boolean {
 }
 
 /**
+ * A published key imported to verify `alg`, from its public members alone (`alg`/`use` were
+ * checked before); undefined when the runtime refuses it: an EC point off its curve, an RSA
+ * exponent it does not take, an algorithm not verified here.
+ */
+export async function importVerifyKey(
+  jwk: { kty?: string; crv?: string; x?: string; y?: string; n?: string; e?: string },
+  alg: string,
+): Promise<CryptoKey | undefined> {
+  const params = JWS_ALGORITHMS.get(alg)?.key;
+  if (!params) return undefined;
+  const { kty, crv, x, y, n, e } = jwk;
+  try {
+    return await crypto.subtle.importKey("jwk", { kty, crv, x, y, n, e } as JsonWebKey, params, false, ["verify"]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * `valid`; `mismatch` when the signature does not verify with this key (another candidate key
  * may still); otherwise why this key cannot be used for `alg` at all.
  */
