@@ -220,6 +220,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
         defaultLimits,
         declaredLimits,
         limitNames,
+        serverTiming: settings.server_timing === true,
       });
       if (!route) return;
       if (names.has(route.name)) check.fail(`${path}.name`, `"${route.name}" is used by another route`);
@@ -265,6 +266,8 @@ interface RouteContext {
   declaredLimits: LimitSpec[];
   /** Every limit name written, valid or not, for `checkTenantOverrides`. */
   limitNames: Set<string>;
+  /** `settings.server_timing`: the edge's own timings are on every answer. */
+  serverTiming: boolean;
 }
 
 /**
@@ -312,6 +315,15 @@ function compileRoute(
     if (!upstream) check.fail(`${path}.upstream`, `"${raw.upstream}" is not defined in upstreams`);
   }
   const cors = raw.cors === undefined ? undefined : checkCors(check, raw.cors, `${path}.cors`);
+  // The edge's timings tell whether a token came from the cache: no other origin's page may read them.
+  const exposed: unknown = cors?.expose_headers;
+  if (
+    context.serverTiming &&
+    Array.isArray(exposed) &&
+    exposed.some((name) => `${name}`.toLowerCase() === "server-timing")
+  ) {
+    check.fail(`${path}.cors.expose_headers`, '"server-timing" may not be exposed while settings.server_timing is on');
+  }
   if (cors && methods.has("OPTIONS")) {
     check.fail(`${path}.methods`, "OPTIONS is answered by the edge when cors is set");
   }

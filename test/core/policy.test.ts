@@ -429,6 +429,15 @@ describe("policy validation names the field and why", () => {
       'routes[0].cors.expose_headers: "x-a\r\nx-b" is not a header name (and * is not supported)',
     ],
     [
+      // The edge's timings tell whether a token came from the cache.
+      "Server-Timing exposed to other origins while the edge writes its own",
+      (p: any) => {
+        p.settings = { server_timing: true };
+        p.routes[0].cors = { allow_origins: ["*"], expose_headers: ["x-request-id", "Server-Timing"] };
+      },
+      'routes[0].cors.expose_headers: "server-timing" may not be exposed while settings.server_timing is on',
+    ],
+    [
       "a route name with a character other than letters, digits, '.', '_' and '-'",
       (p: any) => (p.routes[0].name = "read/all"),
       "routes[0].name: may use letters, digits, '.', '_' and '-' only",
@@ -514,6 +523,14 @@ describe("policy validation names the field and why", () => {
     const doc: any = minimal();
     Object.assign(doc.issuers.idp, { cache_ttl_s: 5000, refresh_cooldown_s: 3000 });
     expect(problemsOf(doc)).toEqual(["issuers.idp.cache_ttl_s: must be an integer from 300 to 3600"]);
+  });
+
+  it("an origin's own Server-Timing may be exposed while the edge writes none", () => {
+    const doc: any = minimal();
+    doc.routes[0].cors = { allow_origins: ["*"], expose_headers: ["server-timing"] };
+    expect(problemsOf(doc)).toEqual([]);
+    doc.settings = { server_timing: false };
+    expect(problemsOf(doc)).toEqual([]);
   });
 
   it("an override of a limit that is itself invalid gets that limit's problem alone, not a second saying it does not exist", () => {
