@@ -40,6 +40,12 @@ export interface AuditRecord {
   client_asn: number | null;
   /** The client's country (`request.cf.country`). */
   client_country: string | null;
+  /**
+   * Where the token's key came from, once an issuer was chosen (`memory`, `kv`, `fetch`,
+   * `token_cache`; `stale` or `token_cache_stale` from a set past its TTL): kept whatever
+   * later stages decide, as `detail` is not.
+   */
+  key_source: string | null;
 }
 
 /** What the edge decided, filled in by the stage that decided it; read by the audit stage. */
@@ -77,6 +83,8 @@ export interface AuditInput {
   timings: Timings;
   /** `request.cf`, when the request came through Cloudflare. */
   cf?: { colo?: unknown; asn?: unknown; country?: unknown };
+  /** Where the token's key came from (see `CheckSource`). */
+  keySource?: string;
 }
 
 export interface AuditIdentity {
@@ -198,6 +206,7 @@ export function auditRecord(input: AuditInput): AuditRecord {
     failed_open: outcome.failedOpen?.length ? [...outcome.failedOpen] : null,
     client_asn: numberOrNull(cf?.asn),
     client_country: stringOrNull(cf?.country),
+    key_source: input.keySource ?? null,
   };
 }
 

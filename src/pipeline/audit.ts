@@ -47,6 +47,7 @@ function recordFor(
     status,
     timings: c.get("timings") ?? {},
     cf,
+    keySource: c.get("tokenCheck")?.keySource,
   });
 }
 

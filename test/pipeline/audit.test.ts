@@ -59,6 +59,7 @@ describe("audit record", () => {
       failed_open: null,
       client_asn: 64500,
       client_country: "GB",
+      key_source: null,
     });
     expect(record.latency_ms).toBeGreaterThanOrEqual(record.upstream_ms as number);
     // The client's IP and user agent are not audit data; the query string never is.

@@ -25,4 +25,5 @@ export const RECORD_FIELDS: readonly string[] = [
   "failed_open",
   "client_asn",
   "client_country",
+  "key_source",
 ];
