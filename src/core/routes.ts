@@ -294,19 +294,33 @@ export type RouteAmbiguity = "ambiguous_case" | "ambiguous_format" | "ambiguous_
  * Apache's AcceptPathInfo and php-fpm's split path run `/admin.php/x` as `admin.php`, IIS
  * `/admin.aspx/x` as `admin.aspx`.
  */
-const SCRIPT_WITH_PATH_INFO = /^(.*?\.(?:php\d?|phtml|cgi|fcgi|pl|asp|aspx|asmx|ashx|axd|svc))\/./i;
+const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|pl|asp|aspx|asmx|ashx|axd|svc)$/i;
+
+/** The path up to the first segment that names a script, when more follows it; or undefined. */
+function scriptOf(path: string): string | undefined {
+  let end = 0;
+  for (let next = path.indexOf("/", 1); next !== -1 && next < path.length - 1; next = path.indexOf("/", next + 1)) {
+    if (SCRIPT_NAME.test(path.slice(end, next))) return path.slice(0, next);
+    end = next;
+  }
+  return undefined;
+}
 
 /**
- * The last segment without its format suffix, as origins drop it before routing: Rails reads
+ * The path as origins read it without its last segment's format suffix: Rails reads
  * `admin.b.json` as `admin.b` (every route is `path(.:format)`), Spring MVC's suffix pattern
- * match (its default before 5.3) reads `admin.b.json` as `admin` too. A leading dot is part of
- * the name. A trailing slash stays.
+ * match (its default before 5.3) as `admin`. A leading dot is part of the name; a trailing
+ * slash stays. Linear in the path: no pattern rescans it.
  */
-function withoutFormat(path: string, fromFirstDot: boolean): string {
-  return path.replace(
-    fromFirstDot ? /(?<=\/[^/.]+)\.[^/]*(?=\/?$)/ : /(?<=\/\.?[^/.]+(\.[^/.]+)*)\.[^/.]*(?=\/?$)/,
-    "",
-  );
+function formatReadings(path: string): string[] {
+  const end = path.endsWith("/") ? path.length - 1 : path.length;
+  const start = path.lastIndexOf("/", end - 1) + 1;
+  const name = path.slice(start, end);
+  const first = name.indexOf(".", 1);
+  if (first === -1) return [];
+  const head = path.slice(0, start);
+  const tail = path.slice(end);
+  return [head + name.slice(0, first) + tail, head + name.slice(0, name.lastIndexOf(".")) + tail];
 }
 
 /**
@@ -339,11 +353,9 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   }
   if ((cased || canonicalPath !== foldCase(canonicalPath)) && readsOther(canonicalPath)) return "ambiguous_case";
   if (!canonicalPath.includes(".")) return undefined;
-  const script = SCRIPT_WITH_PATH_INFO.exec(canonicalPath)?.[1];
+  const script = scriptOf(canonicalPath);
   if (script && readsOther(script)) return "ambiguous_path_info";
-  for (const reading of new Set([withoutFormat(canonicalPath, true), withoutFormat(canonicalPath, false)])) {
-    if (reading !== canonicalPath && readsOther(reading)) return "ambiguous_format";
-  }
+  for (const reading of new Set(formatReadings(canonicalPath))) if (readsOther(reading)) return "ambiguous_format";
   return undefined;
 }
 
