@@ -140,9 +140,10 @@ const COORDINATE_BYTES: ReadonlyMap<unknown, number> = new Map([
 ]);
 
 /**
- * Whether an RSA key can verify nothing here: a modulus under 2048 bits (every RSA algorithm
- * refuses it, RFC 7518 §3.3), or a public exponent that is even or 1 (the runtime refuses it).
- * Told from the numbers, so that no run of such entries takes a usable key's place.
+ * Whether an RSA key can verify nothing here: a modulus under 2048 bits (RFC 7518 §3.3 and
+ * §3.5 forbid it; jose refuses it too; this is where the edge does), or a public exponent that
+ * is even or 1 (the runtime refuses it). Told from the numbers, so that no run of such entries
+ * takes a usable key's place.
  */
 function weakRsa(n: string, e: string): boolean {
   try {
@@ -284,20 +285,16 @@ export function usableKeys(document: unknown, knownLeaked: ReadonlySet<string> =
 /** OpenID discovery (OIDC Discovery §4.3): the document must name the same issuer. */
 /**
  * The keys of `set` the runtime verifies with, in order: each is imported as the first
- * algorithm it fits (an EC point off its curve is refused there), and an RSA one must be long
- * enough for it. A set none of whose keys can verify is one without usable keys, as an empty
- * one: the last good set serves on. Unless a leak emptied it (see usableKeys). Once per set
- * fetched; a lookup imports a key again for its token's algorithm.
+ * algorithm it fits, and one it refuses (an EC point off its curve) is dropped. A set none of
+ * whose keys can verify is one without usable keys, as an empty one: the last good set serves
+ * on. Unless a leak emptied it (see usableKeys). Once per set fetched; a lookup imports a key
+ * again for its token's algorithm.
  */
 export async function verifiableKeys(set: UsableKeySet): Promise<UsableKeySet> {
   const verifies = await Promise.all(
     set.keys.map(async (jwk) => {
-      for (const [alg, { minRsaBits = 0 }] of JWS_ALGORITHMS) {
-        if (!keyFitsAlg({ kty: jwk.kty, crv: jwk.crv }, alg)) continue;
-        const key = await importVerifyKey(jwk, alg);
-        return key !== undefined && ((key.algorithm as { modulusLength?: number }).modulusLength ?? 0) >= minRsaBits;
-      }
-      return false;
+      const alg = [...JWS_ALGORITHMS.keys()].find((name) => keyFitsAlg({ kty: jwk.kty, crv: jwk.crv }, name));
+      return alg !== undefined && (await importVerifyKey(jwk, alg)) !== undefined;
     }),
   );
   const keys = set.keys.filter((_, i) => verifies[i]);

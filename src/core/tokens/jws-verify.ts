@@ -2,7 +2,7 @@
 // one the issuer's configuration allows, checked before we get here; this file only maps it
 // to WebCrypto parameters and refuses a key that was not made for it.
 
-type KeyAlgorithmShape = { name: string; hash?: { name: string }; namedCurve?: string; modulusLength?: number };
+type KeyAlgorithmShape = { name: string; hash?: { name: string }; namedCurve?: string };
 
 interface JwsAlgorithm {
   /** What the CryptoKey must have been imported as. */
@@ -11,19 +11,17 @@ interface JwsAlgorithm {
   verify: { name: string; hash?: string; saltLength?: number };
   /** Exact signature length, where the algorithm fixes one. */
   signatureBytes?: number;
-  /** RSA keys shorter than this are refused (RFC 7518 §3.3, §3.5; jose does the same). */
-  minRsaBits?: number;
 }
 
 function pkcs1(bits: number): JwsAlgorithm {
   const hash = `SHA-${bits}`;
-  return { key: { name: "RSASSA-PKCS1-v1_5", hash }, verify: { name: "RSASSA-PKCS1-v1_5" }, minRsaBits: 2048 };
+  return { key: { name: "RSASSA-PKCS1-v1_5", hash }, verify: { name: "RSASSA-PKCS1-v1_5" } };
 }
 
 function pss(bits: number): JwsAlgorithm {
   const hash = `SHA-${bits}`;
   // RFC 7518 §3.5: the salt is as long as the hash output.
-  return { key: { name: "RSA-PSS", hash }, verify: { name: "RSA-PSS", saltLength: bits / 8 }, minRsaBits: 2048 };
+  return { key: { name: "RSA-PSS", hash }, verify: { name: "RSA-PSS", saltLength: bits / 8 } };
 }
 
 /** JWS ECDSA signatures are raw r‖s (RFC 7518 §3.4), exactly what WebCrypto expects. */
@@ -101,7 +99,7 @@ export async function importVerifyKey(
  * `valid`; `mismatch` when the signature does not verify with this key (another candidate key
  * may still); otherwise why this key cannot be used for `alg` at all.
  */
-export type SignatureCheck = "valid" | "mismatch" | "alg_not_supported" | "key_alg_mismatch" | "rsa_key_too_small";
+export type SignatureCheck = "valid" | "mismatch" | "alg_not_supported" | "key_alg_mismatch";
 
 function keyFits(key: CryptoKey, expected: JwsAlgorithm["key"]): boolean {
   const algorithm = key.algorithm as KeyAlgorithmShape;
@@ -119,11 +117,8 @@ export async function verifySignature(
 ): Promise<SignatureCheck> {
   const algorithm = JWS_ALGORITHMS.get(alg);
   if (!algorithm) return "alg_not_supported";
+  // RSA keys under 2048 bits (RFC 7518 §3.3) never get this far: no key set keeps them.
   if (!keyFits(key, algorithm.key)) return "key_alg_mismatch";
-  if (algorithm.minRsaBits !== undefined) {
-    const { modulusLength } = key.algorithm as KeyAlgorithmShape;
-    if (typeof modulusLength !== "number" || modulusLength < algorithm.minRsaBits) return "rsa_key_too_small";
-  }
   if (algorithm.signatureBytes !== undefined && signature.length !== algorithm.signatureBytes) return "mismatch";
   try {
     return (await crypto.subtle.verify(algorithm.verify, key, signature, signingInput)) ? "valid" : "mismatch";
