@@ -73,7 +73,9 @@ const SHARED_CACHE_RULED = /(?:^|,)\s*(?:public|s-maxage|must-revalidate|no-stor
 /**
  * An Access assertion comes in a cookie or a header that, unlike `Authorization`, does not
  * keep a shared cache from storing the answer, and the origin never saw it: its answer is
- * marked `private` unless it says itself how shared caches may keep it.
+ * marked `private` unless it says itself how shared caches may keep it. Fields that rule a
+ * CDN's caching in place of Cache-Control (RFC 9213 §2.1: it would never read the `private`)
+ * go with it.
  */
 export function keepFromSharedCaches(headers: Headers): void {
   const directives = headers.get("cache-control");
@@ -82,4 +84,5 @@ export function keepFromSharedCaches(headers: Headers): void {
   if (directives && SHARED_CACHE_RULED.test(directives.replace(/"(?:[^"\\]|\\[\s\S])*(?:"|\\?$)/g, '""'))) return;
   // First: after the origin's directives an unterminated quote in them would swallow it.
   headers.set("cache-control", directives ? `private, ${directives}` : "private");
+  for (const name of ["cdn-cache-control", "cloudflare-cdn-cache-control", "surrogate-control"]) headers.delete(name);
 }

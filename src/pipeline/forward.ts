@@ -15,11 +15,17 @@ import { type UploadEnd, watchedBody } from "./upload";
 const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
 
 /**
- * An allowed answer as the client gets it: kept from shared caches when an Access assertion
- * authenticated the request, with the headers earlier stages asked for (rate-limit fields, CORS).
+ * An allowed answer as the client gets it, with the headers earlier stages asked for
+ * (rate-limit fields, CORS). An authenticated one varies by the credential, which the origin
+ * never saw: whatever the origin's directives allow, no cache before the edge may hand it to
+ * a request without that credential (RFC 9111 §4.1); an Access one is also kept from shared
+ * caches, as no `Authorization` keeps them off it (§3.5).
  */
 function finalAnswer(c: PipelineContext, out: Response): Response {
-  if (c.get("identity")?.kind === "cloudflare_access") keepFromSharedCaches(out.headers);
+  const kind = c.get("identity")?.kind;
+  if (kind)
+    out.headers.append("vary", kind === "cloudflare_access" ? "Cookie, Cf-Access-Jwt-Assertion" : "Authorization");
+  if (kind === "cloudflare_access") keepFromSharedCaches(out.headers);
   return withResponseHeaders(c, out);
 }
 
@@ -107,8 +113,13 @@ export function forward(): Stage {
     };
     // The origin never sees the credential, nor so the `Authorization` that keeps shared
     // caches from storing an answer meant for one caller: Cloudflare's cache in front of a
-    // proxied origin must not keep it for the next.
-    if (c.get("identity")) init.cache = "no-store";
+    // proxied origin must not keep it for the next, and any other cache before the origin must
+    // ask it again (RFC 9111 §5.2.1.4) whatever the client's own directives (`max-stale`,
+    // `only-if-cached`) would let it answer from another caller's stored answer.
+    if (c.get("identity")) {
+      init.cache = "no-store";
+      c.get("forwardHeaders").set("cache-control", "no-cache");
+    }
     if (clientGone) init.signal = clientGone.signal;
     let sent: Promise<Response>;
     if (!upload) markForwarded(c);
