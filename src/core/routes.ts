@@ -296,7 +296,7 @@ export type RouteAmbiguity = "ambiguous_case" | "ambiguous_format" | "ambiguous_
  */
 const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|pl|asp|aspx|asmx|ashx|axd|svc)$/i;
 
-/** The path up to the first segment that names a script, when more follows it; or undefined. */
+/** The path up to the first segment that names a script, when more follows it. */
 function scriptOf(path: string): string | undefined {
   let end = 0;
   for (let next = path.indexOf("/", 1); next !== -1 && next < path.length - 1; next = path.indexOf("/", next + 1)) {
@@ -330,8 +330,10 @@ function formatReadings(path: string): string[] {
  * matching with letters folded (as `foldCase` folds them) is another; or one reading the path
  * past a script as its PATH_INFO (`/admin.php/x` as `/admin.php`), or without a format suffix
  * (`/v1/admin.json` as `/v1/admin`), where another route takes what it reads, its letters
- * folded too. Only paths that folding changes (or policies whose literals it does), and paths
- * with a dot, are looked at twice.
+ * folded too, and names the segment so read (`/v1/admin`, `/admin.php`): a route that takes
+ * it as any segment takes the path as written alike (`/openapi.json` written for itself
+ * before `/**` is no other route's `/openapi`). Only paths that folding changes (or policies
+ * whose literals it does), and paths with a dot, are looked at twice.
  */
 export function readAsAnotherRoute<R extends MatchableRoute>(
   routes: readonly R[],
@@ -340,9 +342,11 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   canonicalPath: string,
   matched: R,
 ): RouteAmbiguity | undefined {
-  const readsOther = (path: string) => {
-    const other = findRoute(routes, method, host, path, true);
-    return other !== undefined && other.route !== matched;
+  // `named`: the other route must name the path's last segment, the one read shorter.
+  const readsOther = (path: string, named?: true) => {
+    const other = findRoute(routes, method, host, path, true)?.route;
+    const last = path.replace(/\/$/, "").split("/").length - 2;
+    return other !== undefined && other !== matched && (!named || other.pattern.parts[last]?.kind === "literal");
   };
   let cased = casedLiterals.get(routes);
   if (cased === undefined) {
@@ -354,8 +358,8 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   if ((cased || canonicalPath !== foldCase(canonicalPath)) && readsOther(canonicalPath)) return "ambiguous_case";
   if (!canonicalPath.includes(".")) return undefined;
   const script = scriptOf(canonicalPath);
-  if (script && readsOther(script)) return "ambiguous_path_info";
-  for (const reading of new Set(formatReadings(canonicalPath))) if (readsOther(reading)) return "ambiguous_format";
+  if (script && readsOther(script, true)) return "ambiguous_path_info";
+  for (const reading of formatReadings(canonicalPath)) if (readsOther(reading, true)) return "ambiguous_format";
   return undefined;
 }
 

@@ -13,16 +13,18 @@ export type CredentialResult =
 // b64token per RFC 6750 §2.1: one space after the scheme, no other whitespace.
 const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i;
 
-/** A character of an auth scheme's name (RFC 9110 token). */
-const SCHEME_CHAR = "[\\w!#$%&'*+.^`|~-]";
-/** The scheme name an `Authorization` value starts with. */
-const SCHEME = new RegExp(`^${SCHEME_CHAR}*`);
 /**
- * A Bearer credential starts one of the comma-joined parts of an `Authorization` value: the
- * scheme name ends at the first character no scheme name holds, whatever follows (parsers
- * that split at any whitespace read `Bearer` then a vertical tab as Bearer).
+ * The scheme name an `Authorization` value starts with: it ends at the first character no
+ * scheme name holds (RFC 9110 token), whatever follows (parsers that split at any whitespace
+ * read `Bearer` then a vertical tab as Bearer).
  */
-const BEARER_AMONG = new RegExp(`(?:^|,)[ \\t]*bearer(?!${SCHEME_CHAR})`, "i");
+const SCHEME = /^[\w!#$%&'*+.^`|~-]*/;
+/**
+ * A Bearer credential starts one of the comma-joined parts of an `Authorization` value, ended
+ * by whitespace of any kind, a comma or the end: not a word inside another scheme's
+ * parameters (Digest's `uri="/tags=a,bearer"`).
+ */
+const BEARER_AMONG = /(?:^|,)[ \t]*bearer(?=[\s,]|$)/i;
 
 function bearerFrom(value: string): CredentialResult {
   // Two Authorization headers arrive joined by ", "; a comma never occurs in a token. Other
