@@ -231,9 +231,9 @@ describe("counters under contention and crafted identities", () => {
     const callers = [
       { tenant_id: `${t}`, sub: 'a","a' },
       { tenant_id: `${t}`, sub: "a" },
-      // (A tenant with a comma is refused outright: x-tenant is one value.)
-      { tenant_id: `${t}":"a`, sub: "a" },
+      // (A tenant with a comma, a quote or a backslash is refused outright: x-tenant is one value.)
       { tenant_id: `${t}:a`, sub: "a" },
+      { tenant_id: `${t}:a:`, sub: "a" },
       { tenant_id: `${t}`, sub: "a:a" },
       { sub: `a","${t}` },
     ];
