@@ -81,12 +81,12 @@ function foldedLiteral(literal: string): string {
 
 /**
  * Match canonical path segments; returns captures or null. `**` matches zero or more segments.
- * `anyCase`: literals compared without regard to letter case.
+ * `folded`: the segments with letters folded, compared with literals folded alike (any case).
  */
 export function matchPath(
   pattern: CompiledPattern,
   segments: readonly string[],
-  anyCase = false,
+  folded?: readonly string[],
 ): Record<string, string> | null {
   const captures: Record<string, string> = {};
   const { parts } = pattern;
@@ -96,7 +96,7 @@ export function matchPath(
     const segment = segments[i];
     if (segment === undefined) return null;
     if (part.kind === "literal") {
-      if (anyCase ? foldCase(segment) !== foldedLiteral(part.value) : segment !== part.value) return null;
+      if (folded ? folded[i] !== foldedLiteral(part.value) : segment !== part.value) return null;
     } else {
       if (segment === "") return null;
       if (part.kind === "capture") captures[part.name] = segment;
@@ -240,6 +240,8 @@ export function findRoute<R extends MatchableRoute>(
 ): RouteMatch<R> | undefined {
   const segments = pathSegments(canonicalPath);
   if (!segments) return undefined;
+  // Folded once, however many routes compare them.
+  const folded = anyCase ? segments.map(foldCase) : undefined;
   for (const route of routes) {
     if (!takesMethod(route.methods, method)) continue;
     let hostParams: Record<string, string> = {};
@@ -248,7 +250,7 @@ export function findRoute<R extends MatchableRoute>(
       if (!matched) continue;
       hostParams = matched;
     }
-    const pathParams = matchPath(route.pattern, segments, anyCase);
+    const pathParams = matchPath(route.pattern, segments, folded);
     if (!pathParams) continue;
     return { route, params: { ...hostParams, ...pathParams } };
   }
