@@ -8,9 +8,18 @@ import type { CompiledPolicy, CompiledRoute, ResolvedIssuer } from "./policy";
 
 type Override = { limit: number; window_s?: number };
 
+/** The rule an audit record names a route by: `policy:<route>@v<version>`. */
+export function matchedRuleOf(name: string, version: number): string {
+  return `policy:${name}@v${version}`;
+}
+
 export interface PolicyArtifact {
   policy: Omit<CompiledPolicy, "routes" | "issuers" | "tenantOverrides">;
-  routes: (Omit<CompiledRoute, "methods"> & { methods: string[] })[];
+  /**
+   * Without `matchedRule`, which the name and the policy's version make (see `matchedRuleOf`),
+   * and `index`, the place in the list.
+   */
+  routes: (Omit<CompiledRoute, "methods" | "matchedRule" | "index"> & { methods: string[] })[];
   issuers: [string, ResolvedIssuer][];
   tenantOverrides: [string, [string, Override][]][];
 }
@@ -19,7 +28,7 @@ export function policyArtifact(compiled: CompiledPolicy): PolicyArtifact {
   const { routes, issuers, tenantOverrides, ...policy } = compiled;
   return {
     policy,
-    routes: routes.map((route) => ({ ...route, methods: [...route.methods] })),
+    routes: routes.map(({ matchedRule: _, index: __, ...route }) => ({ ...route, methods: [...route.methods] })),
     issuers: [...issuers],
     tenantOverrides: Object.entries(tenantOverrides).map(([tenant, limits]) => [tenant, Object.entries(limits)]),
   };
@@ -33,7 +42,12 @@ function record<T>(entries: [string, T][]): Record<string, T> {
 export function policyFromArtifact(artifact: PolicyArtifact): CompiledPolicy {
   return {
     ...artifact.policy,
-    routes: artifact.routes.map((route) => ({ ...route, methods: new Set(route.methods) })),
+    routes: artifact.routes.map((route, index) => ({
+      ...route,
+      index,
+      methods: new Set(route.methods),
+      matchedRule: matchedRuleOf(route.name, artifact.policy.version),
+    })),
     issuers: new Map(artifact.issuers),
     tenantOverrides: record(artifact.tenantOverrides.map(([tenant, limits]) => [tenant, record(limits)])),
   };

@@ -9,6 +9,7 @@ import { DEFAULT_REALM } from "./deny";
 import { duplicateNames } from "./duplicate-names";
 import { MAX_COUNTERS_PER_CALL, MAX_LIMITER_TIMEOUT_MS } from "./limits/limiter-rpc";
 import { MAX_NAME_CHARS } from "./limits/counter-ids";
+import { matchedRuleOf } from "./policy-artifact";
 import { checkAuth } from "./policy-auth";
 import { Checker, checkMethods, METHODS, optionalInteger } from "./policy-checker";
 import { checkCors } from "./policy-cors";
@@ -371,6 +372,6 @@ function compileRoute(
     ...(cors ? { cors } : {}),
     limits: applied,
     ...(replaced.length > 0 ? { replacedDefaults: replaced } : {}),
-    matchedRule: `policy:${raw.name as string}@v${context.version}`,
+    matchedRule: matchedRuleOf(raw.name as string, context.version),
   };
 }
