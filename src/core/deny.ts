@@ -67,6 +67,11 @@ const WIRE: { readonly [R in DenyReason]: WireShape } = {
   client_closed: { status: 499, title: "Client closed request" },
 };
 
+/** Every deny reason, for checks outside the Worker (the ops queries' tests). */
+export function denyReasons(): DenyReason[] {
+  return Object.keys(WIRE) as DenyReason[];
+}
+
 /** The RFC 6750 error code a reason's Bearer challenge carries, if it has one (any string is read safely). */
 export function bearerErrorOf(reason: string): WireShape["bearerError"] {
   return Object.hasOwn(WIRE, reason) ? WIRE[reason as DenyReason].bearerError : undefined;
