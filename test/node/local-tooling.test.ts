@@ -79,6 +79,13 @@ describe("Deployment section against wrangler.toml", () => {
     expect(config.analytics_engine_datasets).toEqual([{ binding: "METRICS", dataset: "portcullis" }]);
     expect(config.compatibility_flags).toContain("enable_request_signal");
     expect(config.observability?.logs?.invocation_logs).toBe(false);
+    expect(config.observability?.redact_query_string).toBe(true);
+    // Commented out up top, where wrangler reads them as the Worker's own (not a section's).
+    expect(config.routes).toBeUndefined();
+    expect(config.logpush).toBeUndefined();
+    const text = readFileSync(join(root, "wrangler.toml"), "utf8");
+    const top = text.split(/^\[/m)[0] as string;
+    for (const line of ["# routes = [", "# logpush = true"]) expect(top).toContain(line);
     expect(config.workers_dev).toBe(false);
     // The local environment carries the same request-signal flag (inherited).
     const local = unstable_readConfig({ config: join(root, "wrangler.toml"), env: "local" });
