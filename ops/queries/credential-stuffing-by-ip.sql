@@ -13,6 +13,11 @@
 -- The client IP (blob12) is recorded on invalid-token denies only, so this query cannot show
 -- an IP's allowed traffic; use credential-stuffing-by-asn.sql for ratios. Botnets spread
 -- over many IPs stay under any per-IP threshold: that is what the ASN query is for.
+--
+-- invalid_token_denies is sampling-corrected; routes_tried, first_seen and last_seen are
+-- not: they come from the stored (sampled) rows, so routes_tried is a lower bound,
+-- first_seen can be later and last_seen earlier than the real ones. These refusals carry
+-- no tenant, and every request without one shares the empty index: one sampling bucket.
 SELECT
   blob12 AS client_ip,
   blob11 AS client_asn,

@@ -13,9 +13,13 @@
 -- Limits of doing this in Analytics Engine SQL, honestly:
 -- - "Never" means "not within the lookback window" (30 days here; data is kept 3 months).
 --   A user who last used a route 31 days ago counts as new.
--- - Sampling: a user's allowed requests are stored as sampled rows. A user with very few
---   allowed requests on a route inside a busy tenant can have them all sampled out, and
---   then looks like a first-timer (a false positive, never a false negative).
+-- - Sampling cuts both ways. Analytics Engine samples when it stores rows (per index, so
+--   within each tenant) and again when it answers a query, more coarsely over a range as
+--   long as 30 days. A user with very few allowed requests on a route inside a busy tenant
+--   can have them all sampled out, and then looks like a first-timer (a false positive);
+--   and a user's few recent insufficient_scope denies can be sampled out just the same,
+--   so a probing user can be missed (a false negative). Shortening the window makes the
+--   read-time sampling finer.
 -- - The route is the policy route name (blob3), not the raw path: probing inside one route
 --   (e.g. /v1/admin/** with different ids) counts once.
 -- - There is no per-user state and no join against an entitlement system: this flags

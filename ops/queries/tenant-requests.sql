@@ -2,8 +2,8 @@
 -- status in the last hour. Filter on one tenant for a per-customer dashboard by adding
 --   AND index1 = 't_42'
 -- (index1 is the sampling key, so filtering on it is the cheapest query there is).
--- Requests that never got an identity (public routes, denies before authentication) have
--- an empty tenant.
+-- Requests that never got an identity (public routes, denies before authentication) and
+-- requests with a token that carries no tenant claim have an empty tenant.
 SELECT
   index1 AS tenant_id,
   blob3 AS route,

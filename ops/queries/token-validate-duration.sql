@@ -1,8 +1,10 @@
 -- edge.token.validate.duration_ms{issuer}: token verification time per issuer (policy id)
 -- and key source, last hour. `token_cache` is a verified-token cache hit (`token_cache_stale`
--- while its issuer's set is served past its TTL), `memory` and
--- `kv` are key cache hits (`stale`: from a set past its TTL), `fetch` means the issuer's key set was fetched for this request
--- (the slow path, expected after a deploy, a key rotation or an unknown kid).
+-- while its issuer's set is served past its TTL), `memory` and `kv` are key cache hits
+-- (`stale`: from a set past its TTL), `fetch`: a key-cache miss (a fetch for this request,
+-- or a refusal because the key set cannot be had: every jwks_unavailable refusal is
+-- labelled `fetch`, even one inside the refresh cooldown that fetched nothing). Fetches are
+-- the slow path, expected after a deploy, a key rotation or an unknown kid.
 -- Rows without a token check (public routes, denies before verification) have an empty
 -- issuer and double3 = -1, and are left out.
 SELECT

@@ -2,6 +2,9 @@
 -- hour, next to the edge's own share of the latency (total minus upstream) so that "slow
 -- because of the upstream" and "slow because of the edge" are told apart at a glance.
 -- Only forwarded requests (double4 >= 0) count; -1 marks requests answered at the edge.
+-- So origin_failures counts only failures after the origin was asked: a request refused
+-- before that (an unreadable service binding) has no upstream time and is not here. For
+-- every origin_timeout and origin_unavailable, see denies-by-reason.sql.
 SELECT
   blob8 AS upstream,
   blob3 AS route,

@@ -1,6 +1,7 @@
 /// <reference types="vite/client" />
 import { describe, expect, it } from "vitest";
 import { type AuditRecord, auditRecord } from "../../src/core/audit";
+import { denyReasons } from "../../src/core/deny";
 import {
   BLOB_COLUMNS,
   columnOf,
@@ -10,6 +11,8 @@ import {
   metricsDataPoint,
   truncateUtf8,
 } from "../../src/core/metrics";
+import type { CheckSource } from "../../src/core/tokens/verify";
+import { RECORD_FIELDS } from "../support/record-fields";
 
 function record(overrides: Partial<AuditRecord> = {}): AuditRecord {
   return {
@@ -278,6 +281,14 @@ describe("the documented layout", () => {
     expect(documented.size).toBe(fields.length);
     for (const field of fields) expect(documented.get(field), field).toBe(columnOf(field));
   });
+
+  it("ops/README.md's example audit record shows every field, in the order the log writes them", async () => {
+    const readme: string = (await import("../../ops/README.md?raw")).default;
+    const example = readme.split("## Audit record")[1]?.match(/```json\n([^`]*)```/)?.[1] ?? "{}";
+    const parsed = JSON.parse(example) as Record<string, unknown>;
+    expect(Object.keys(parsed)).toEqual(RECORD_FIELDS);
+    expect(Object.keys(KEY_SOURCES)).toContain(parsed.key_source);
+  });
 });
 
 describe("the queries in ops/queries", () => {
@@ -286,23 +297,21 @@ describe("the queries in ops/queries", () => {
     import: "default",
     eager: true,
   }) as Record<string, string>;
+  const files = Object.keys(queries)
+    .map((path) => path.split("/").at(-1) as string)
+    .sort();
 
-  it("exist for every metric and alert", () => {
-    const names = Object.keys(queries).map((path) => path.split("/").at(-1));
-    for (const name of [
-      "denies-by-reason.sql",
-      "tenant-requests.sql",
-      "top-tenants-by-traffic.sql",
-      "top-tenants-by-denies.sql",
-      "token-validate-duration.sql",
-      "upstream-duration.sql",
-      "key-cache-hit-rate.sql",
-      "credential-stuffing-by-ip.sql",
-      "credential-stuffing-by-asn.sql",
-      "privilege-probing.sql",
-      "stale-key-sets.sql",
-    ]) {
-      expect(names).toContain(name);
+  it("are exactly the ones ops/README.md lists, and every query a document names exists", async () => {
+    const opsReadme: string = (await import("../../ops/README.md?raw")).default;
+    const readme: string = (await import("../../README.md?raw")).default;
+    // The "Queries and alerts" table: one row per file, the file in its first cell.
+    const listed = [...opsReadme.matchAll(/^\| `([a-z0-9-]+\.sql)` \|/gm)].map((match) => match[1] as string);
+    expect(new Set(listed).size, "a query listed twice").toBe(listed.length);
+    expect([...listed].sort()).toEqual(files);
+    // Every other mention (the metric names table, the main README, one query's pointer to
+    // another) must name a file that exists.
+    for (const text of [opsReadme, readme, ...Object.values(queries)]) {
+      for (const [name] of text.matchAll(/\b[a-z0-9-]+\.sql\b/g)) expect(files, name).toContain(name);
     }
   });
 
@@ -324,6 +333,28 @@ describe("the queries in ops/queries", () => {
     expect(sql).toContain("GROUP BY tenant_id, issuer_id, user_sub\n");
   });
 
+  it("look for credential stuffing among exactly the refusals that keep the client IP", () => {
+    const ipColumn = BLOB_COLUMNS.indexOf("client_ip");
+    const keepingIp = denyReasons()
+      .filter(
+        (reason) =>
+          metricsDataPoint({
+            record: record({ decision: "deny", reason, status: 401 }),
+            clientIp: "192.0.2.1",
+          }).blobs[ipColumn] !== "",
+      )
+      .sort();
+    expect(keepingIp.length).toBeGreaterThan(0);
+    for (const name of ["credential-stuffing-by-ip.sql", "credential-stuffing-by-asn.sql"]) {
+      // Each `blob2 = '…' OR blob2 = '…' …` chain is one list of reasons; the ASN query repeats its list.
+      const lists = [...code(name).matchAll(/blob2 = '[a-z_]+'(?:\s+OR\s+blob2 = '[a-z_]+')*/g)].map(([chain]) =>
+        [...chain.matchAll(/'([a-z_]+)'/g)].map((match) => match[1]).sort(),
+      );
+      expect(lists.length, name).toBeGreaterThan(0);
+      for (const list of lists) expect(list, name).toEqual(keepingIp);
+    }
+  });
+
   it.each(Object.entries(queries))("%s reads the dataset within a time bound, through columns that exist", (_, sql) => {
     const code = sql.replace(/--.*$/gm, "");
     expect(code).toMatch(/\bFROM portcullis\b/);
@@ -332,4 +363,108 @@ describe("the queries in ops/queries", () => {
     const known = new Set(["index1", ...BLOB_COLUMNS.map(columnOf), ...DOUBLE_COLUMNS.map(columnOf)]);
     for (const [column] of code.matchAll(/\b(index\d+|blob\d+|double\d+)\b/g)) expect(known).toContain(column);
   });
+
+  it.each(Object.entries(queries))("%s names each column it selects after the field it holds", (_, sql) => {
+    for (const [, column, alias] of sql.replace(/--.*$/gm, "").matchAll(/\b(index1|blob\d+|double\d+)\s+AS\s+(\w+)/g)) {
+      const field = (INTENTIONAL_RENAMES[alias as string] ?? alias) as Parameters<typeof columnOf>[0];
+      expect(columnOf(field), `${column} AS ${alias}`).toBe(column);
+    }
+  });
+
+  it.each(Object.entries(queries))("%s compares a column only with values that column can hold", (_, sql) => {
+    for (const { column, literal } of literalComparisons(sql.replace(/--.*$/gm, ""))) {
+      expect(COLUMN_VALUES[column] ?? [""], `${column} compared with '${literal}'`).toContain(literal);
+    }
+  });
+
+  it.each(Object.entries(queries))("%s counts stored rows with SUM(_sample_interval), never COUNT", (_, sql) => {
+    for (const scope of selectScopes(sql.replace(/--.*$/gm, ""))) {
+      // A COUNT over a subquery counts its groups, which is what it means to; COUNT(DISTINCT …)
+      // counts values. Over the dataset itself, a COUNT counts sampled rows, not requests.
+      if (/\bFROM\s+portcullis\b/.test(scope)) expect(scope).not.toMatch(/\bcount(If)?\s*\((?!\s*DISTINCT\b)/i);
+    }
+  });
 });
+
+describe("the query checks", () => {
+  // The checks above are only as good as their parsing: each must see what it looks for.
+  it("find every literal comparison, whatever its operator", () => {
+    expect(
+      literalComparisons(
+        "WHERE blob1 = 'deny' AND blob2 != '' AND blob7 IN ('a', 'b') AND blob3 NOT IN ('c') AND blob4 <> 'd'",
+      ),
+    ).toEqual([
+      { column: "blob1", literal: "deny" },
+      { column: "blob2", literal: "" },
+      { column: "blob7", literal: "a" },
+      { column: "blob7", literal: "b" },
+      { column: "blob3", literal: "c" },
+      { column: "blob4", literal: "d" },
+    ]);
+  });
+
+  it("tell a SELECT over the dataset from one over a subquery", () => {
+    expect(
+      selectScopes(
+        "SELECT a, COUNT() FROM (SELECT b, SUM(_sample_interval) FROM portcullis GROUP BY b) HAVING COUNT() > 1",
+      ),
+    ).toEqual([
+      "SELECT b, SUM(_sample_interval) FROM portcullis GROUP BY b",
+      "SELECT a, COUNT() FROM (…) HAVING COUNT() > 1",
+    ]);
+  });
+});
+
+/** Aliases that deliberately differ from the field name (`limit` is an SQL keyword). */
+const INTENTIONAL_RENAMES: Record<string, string> = { limit_name: "limit" };
+
+/** Every key source; `satisfies` turns a new `CheckSource` missing here into a compile error. */
+const KEY_SOURCES = {
+  memory: true,
+  kv: true,
+  fetch: true,
+  stale: true,
+  token_cache: true,
+  token_cache_stale: true,
+} satisfies Record<CheckSource, true>;
+
+/**
+ * What a query may compare each column with. Any other column may only be compared with the
+ * empty string (absent): a literal on it would need its values listed here first.
+ */
+const COLUMN_VALUES: Record<string, readonly string[]> = {
+  [columnOf("decision")]: ["allow", "deny"],
+  [columnOf("reason")]: ["", ...denyReasons()],
+  [columnOf("key_source")]: ["", ...Object.keys(KEY_SOURCES)],
+};
+
+/** `blobN = '…'`, `!=`, `<>`, `IN (…)` and `NOT IN (…)`: each literal with its column. */
+function literalComparisons(sql: string): { column: string; literal: string }[] {
+  const found: { column: string; literal: string }[] = [];
+  const comparison = /\b(index1|blob\d+)\s*(?:(?:=|!=|<>)\s*'([^']*)'|(?:NOT\s+)?IN\s*\(([^)]*)\))/gi;
+  for (const [, column, single, list] of sql.matchAll(comparison)) {
+    const literals = single !== undefined ? [single] : [...(list ?? "").matchAll(/'([^']*)'/g)].map((m) => m[1]);
+    for (const literal of literals) found.push({ column: column as string, literal: literal as string });
+  }
+  return found;
+}
+
+/** Each SELECT's own text, with the subqueries it reads from cut out as `(…)`; innermost first. */
+function selectScopes(sql: string): string[] {
+  const scopes: string[] = [];
+  const open: string[] = [""];
+  for (const ch of sql) {
+    if (ch === "(") {
+      open.push("");
+    } else if (ch === ")" && open.length > 1) {
+      const inner = open.pop() as string;
+      const isSubquery = /^\s*SELECT\b/i.test(inner);
+      if (isSubquery) scopes.push(inner.trim());
+      open[open.length - 1] += isSubquery ? "(…)" : `(${inner})`;
+    } else {
+      open[open.length - 1] += ch;
+    }
+  }
+  scopes.push((open[0] as string).trim());
+  return scopes;
+}
