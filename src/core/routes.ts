@@ -332,10 +332,9 @@ function formatReadings(path: string): string[] {
  * matching with letters folded (as `foldCase` folds them) is another; or one reading the path
  * past a script as its PATH_INFO (`/admin.php/x` as `/admin.php`), or without a format suffix
  * (`/v1/admin.json` as `/v1/admin`), where another route takes what it reads, its letters
- * folded too, and names the segment so read (`/v1/admin`, `/admin.php`): a route that takes
- * it as any segment takes the path as written alike (`/openapi.json` written for itself
- * before `/**` is no other route's `/openapi`). Only paths that folding changes (or policies
- * whose literals it does), and paths with a dot, are looked at twice.
+ * folded too, and not the path as written (`/openapi.json` written for itself before `/**`
+ * is no other route's `/openapi`: `/**` takes both). Only paths that folding changes (or
+ * policies whose literals it does), and paths with a dot, are looked at twice.
  */
 export function readAsAnotherRoute<R extends MatchableRoute>(
   routes: readonly R[],
@@ -344,11 +343,13 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   canonicalPath: string,
   matched: R,
 ): RouteAmbiguity | undefined {
-  // `named`: the other route must name the path's last segment, the one read shorter.
-  const readsOther = (path: string, named?: true) => {
+  // `shorter`: a route that takes the path as written too takes it alike either way.
+  const readsOther = (path: string, shorter?: true) => {
     const other = findRoute(routes, method, host, path, true)?.route;
-    const last = path.replace(/\/$/, "").split("/").length - 2;
-    return other !== undefined && other !== matched && (!named || other.pattern.parts[last]?.kind === "literal");
+    const written = shorter && pathSegments(canonicalPath);
+    return (
+      other !== undefined && other !== matched && !(written && matchPath(other.pattern, written, written.map(foldCase)))
+    );
   };
   let cased = casedLiterals.get(routes);
   if (cased === undefined) {

@@ -113,12 +113,12 @@ export function forward(): Stage {
     };
     // The origin never sees the credential, nor so the `Authorization` that keeps shared
     // caches from storing an answer meant for one caller: Cloudflare's cache in front of a
-    // proxied origin must not keep it for the next, and any other cache before the origin must
-    // ask it again (RFC 9111 §5.2.1.4) whatever the client's own directives (`max-stale`,
-    // `only-if-cached`) would let it answer from another caller's stored answer.
+    // proxied origin must not keep it for the next, nor any other cache before the origin
+    // (RFC 9111 §5.2.1.5), which must ask the origin again (§5.2.1.4) whatever the client's
+    // own directives (`max-stale`, `only-if-cached`) would let it answer with.
     if (c.get("identity")) {
       init.cache = "no-store";
-      c.get("forwardHeaders").set("cache-control", "no-cache");
+      c.get("forwardHeaders").set("cache-control", "no-cache, no-store");
     }
     if (clientGone) init.signal = clientGone.signal;
     let sent: Promise<Response>;
@@ -179,9 +179,11 @@ export function forward(): Stage {
     }
     // A status no response can carry on (101 to a request that asked for no upgrade, as the
     // edge never forwards `Upgrade`; 600 to 999) is the origin's fault, not an edge error.
-    // Nor is an answer with no status at all, which a service binding may resolve with.
-    const status = response?.status;
-    if (!response?.webSocket && !(Number.isInteger(status) && status >= 200 && status <= 599)) {
+    // Nor is an answer that is no Response at all, which a service binding may resolve with.
+    if (
+      !(response instanceof Response) ||
+      (!response.webSocket && !(response.status >= 200 && response.status <= 599))
+    ) {
       clientGone?.abort();
       cancelBody(response);
       return deny(c, "origin_unavailable", { detail: "origin_bad_status" });

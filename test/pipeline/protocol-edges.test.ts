@@ -210,7 +210,7 @@ describe("conditional and range requests on authenticated routes", () => {
     expect(response.status).toBe(200);
     const [seen] = await originSaw(m);
     expect(seen?.headers).toMatchObject(validators);
-    expect(seen?.headers["cache-control"]).toBe("no-cache");
+    expect(seen?.headers["cache-control"]).toBe("no-cache, no-store");
   });
 
   it("an origin's 304 to an Access-authenticated request keeps its ETag, is marked private and carries the edge's id", async () => {

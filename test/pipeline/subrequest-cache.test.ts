@@ -52,7 +52,7 @@ describe("the origin request", () => {
     expect(seen?.headers.authorization).toBeUndefined();
   });
 
-  it("of an authenticated request says no-cache, whatever the client's directives, and Pragma no-cache where the client sent none; a public one neither", async () => {
+  it("of an authenticated request says no-cache, no-store, whatever the client's directives, and Pragma no-cache where the client sent none; a public one neither", async () => {
     const token = await idp.sign({ sub: "alice" });
     const edge = harness(policy());
     const seenFor = async (path: string, extra: Record<string, string>) => {
@@ -63,12 +63,12 @@ describe("the origin request", () => {
       const [seen] = await originSaw(m);
       return [seen?.headers["cache-control"], seen?.headers.pragma];
     };
-    expect(await seenFor("/v1/a", {})).toEqual(["no-cache", "no-cache"]);
+    expect(await seenFor("/v1/a", {})).toEqual(["no-cache, no-store", "no-cache"]);
     // A cache before the origin must ask it again: a client's `max-stale` or `only-if-cached`
     // would let it answer with another caller's stored answer (the credential never got there).
     for (const directive of ["max-age=5", "max-stale=86400", "only-if-cached", "no-cache, max-stale"])
-      expect(await seenFor("/v1/b", { "cache-control": directive })).toEqual(["no-cache", "no-cache"]);
-    expect(await seenFor("/v1/c", { pragma: "x" })).toEqual(["no-cache", "x"]);
+      expect(await seenFor("/v1/b", { "cache-control": directive })).toEqual(["no-cache, no-store", "no-cache"]);
+    expect(await seenFor("/v1/c", { pragma: "x" })).toEqual(["no-cache, no-store", "x"]);
     expect(await seenFor("/public/d", {})).toEqual([undefined, undefined]);
   });
 

@@ -46,13 +46,20 @@ export function combineAnswers(plan: LimitPlan, answers: ReadonlyMap<LimiterKind
     const limits = plan.limits.filter((l) => l.object === kind);
     if (limits.length === 0) continue;
     const answer = answers.get(kind);
-    if (answer?.ok) {
+    const result = answer?.ok ? answer.result : undefined;
+    // One status per counter, and a verdict that agrees with them, or no answer at all (an
+    // object of another version, mid-deploy): its limits fail as on an error, never let through.
+    if (result?.counters?.length === limits.length && result.allowed === result.counters.every((c) => c?.allowed)) {
       limits.forEach((limit, i) => {
-        const counter = answer.result.counters[i];
-        if (!counter) return;
-        const status = { name: limit.name, key: limit.key, limit: limit.limit, windowS: limit.windowS, ...counter };
+        const status = {
+          name: limit.name,
+          key: limit.key,
+          limit: limit.limit,
+          windowS: limit.windowS,
+          ...result.counters[i]!,
+        };
         statuses.push(status);
-        if (answer.result.allowed) charged.add(status);
+        if (result.allowed) charged.add(status);
       });
       continue;
     }
