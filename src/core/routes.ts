@@ -294,9 +294,10 @@ export type RouteAmbiguity = "ambiguous_case" | "ambiguous_format" | "ambiguous_
 /**
  * A segment naming a script, which servers run with the rest of the path as its PATH_INFO:
  * Apache's AcceptPathInfo and php-fpm's split path run `/admin.php/x` as `admin.php`, IIS
- * `/admin.aspx/x` as `admin.aspx`.
+ * `/admin.aspx/x` as `admin.aspx`. Not Perl's `.pl`, which every Polish domain and address in a
+ * path ends in (`/v1/domains/example.pl/records`); Perl scripts served so are `.cgi`.
  */
-const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|pl|asp|aspx|asmx|ashx|axd|svc)$/i;
+const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|asp|aspx|asmx|ashx|axd|svc)$/i;
 
 /** The path up to the first segment that names a script, when more follows it. */
 function scriptOf(path: string): string | undefined {
