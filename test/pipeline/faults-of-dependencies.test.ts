@@ -53,17 +53,6 @@ function hostileValue(): object {
   );
 }
 
-/** An Error whose `name` cannot be read: `instanceof Error` holds, reading its class throws. */
-function _errorWithUnreadableName(): Error {
-  const error = new Error("message that must not be logged");
-  Object.defineProperty(error, "name", {
-    get() {
-      throw new Error("name unreadable");
-    },
-  });
-  return error;
-}
-
 /** Odd things a dependency may throw or reject with, by label. */
 const ODD_VALUES: [string, () => unknown][] = [
   ["undefined", () => undefined],
@@ -434,18 +423,25 @@ describe("a limiter object failing in odd ways", () => {
     expect((await originSaw(m)).map((seen) => seen.path)).toEqual(["/limited/b"]);
   });
 
-  // An object that says `allowed: false` but gives no counter statuses is no answer the edge
-  // can read: never taken as admitting.
-  it("acquire answering allowed: false with no counters: never forwarded", async () => {
-    const refusingBlank = realLimiter("ROUTE_LIMITER", () => ({
-      acquire: async () => ({ allowed: false, counters: [] }),
-    }));
+  // An object whose verdict its counters do not bear out (no counter statuses, or a refusal
+  // whose every counter admitted, so none was charged) is no answer the edge can read: never
+  // taken as admitting, nor as a rate limit it never counted, but the limit's on_error.
+  it.each([
+    ["allowed: false with no counters", { allowed: false, counters: [] }],
+    [
+      "allowed: false over a counter that admitted",
+      { allowed: false, counters: [{ allowed: true, remaining: 999, resetMs: 60_000, retryAfterMs: 0 }] },
+    ],
+  ])("acquire answering %s: 503 limiter_unavailable when closed, never forwarded", async (_l, answer) => {
+    const refusingBlank = realLimiter("ROUTE_LIMITER", () => ({ acquire: async () => answer }));
     const edge = limitedEdge("deny", refusingBlank);
     const m = marker();
     const response = await edge.fetch("/limited/a", { headers: { "x-test-marker": m } });
-    await response.arrayBuffer();
-    expect(response.status).not.toBe(200);
-    expect(edge.audit.map((r) => r.decision)).toEqual(["deny"]);
+    expect(response.status).toBe(503);
+    expect((await problem(response)).reason).toBe("limiter_unavailable");
+    expect(edge.audit.map((r) => [r.decision, r.reason, r.detail])).toEqual([
+      ["deny", "limiter_unavailable", "limiter_route_error"],
+    ]);
     expect(await originSaw(m)).toEqual([]);
   });
 

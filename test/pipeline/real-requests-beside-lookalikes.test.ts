@@ -448,7 +448,10 @@ describe("tenants", () => {
       expect(response.status).toBe(401);
       expect(record).toMatchObject({ reason: "token_invalid", detail: "tenant_unsafe" });
       expect(seen).toHaveLength(0);
-      expect(problemsOf(doc({ [tenant]: { "tenant-per-minute": { limit: 5 } } })).join("\n")).toMatch(/tenant/);
+      // Every problem of an override names `tenant`: the refusal must be this one, and the only one.
+      expect(problemsOf(doc({ [tenant]: { "tenant-per-minute": { limit: 5 } } }))).toEqual([
+        `limits.tenant_overrides.${tenant}: a tenant is 1 to 255 printable ASCII characters, no spaces or commas`,
+      ]);
     },
   );
 });
@@ -593,11 +596,21 @@ describe("real keys in the spellings issuers publish", () => {
     const { kid: _kid, ...kidless } = real.publicJwk;
     await publishRaw(issuer, [offCurve({ use: "sig" }), kidless]);
     const clock = new Clock();
-    const { verify } = verifierFor(issuer, clock, {}, false);
+    // A KV of its own, to read the set as kept: a lookup skips a key it cannot import anyway,
+    // so only the kept set shows the trial import's doing.
+    const written = new Map<string, string>();
+    const ownKv = {
+      get: async (key: string) => written.get(key) ?? null,
+      put: async (key: string, value: string) => void written.set(key, value),
+    };
+    const { verify, settle } = verifierFor(issuer, clock, {}, ownKv);
     const now = Math.floor(clock.ms / 1000);
     const token = await issuer.sign({ iat: now, exp: now + 600 }, { key: real, header: { kid: undefined } });
     expect(JSON.parse(atob(token.split(".")[0] as string))).not.toHaveProperty("kid");
     expect(await verify(token)).toMatchObject({ ok: true, keySource: "fetch" });
+    await settle();
+    const kept = JSON.parse(written.get(`jwks:v1:${issuer.url}`) ?? "null") as { keys: JWK[] } | null;
+    expect(kept?.keys.map((key) => key.x)).toEqual([kidless.x]);
   });
 });
 
