@@ -9,6 +9,7 @@ import type { VerifyResult } from "../../src/core/tokens/verify";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { accessAssertion, AUDIENCE, b64url, makeIssuer, type TestIssuer, type TestKey } from "../support/issuers";
 import { fixedNow, signText, verifierFor } from "./token-fixtures";
+import { sendMarked } from "../support/sent";
 
 const NOW = fixedNow();
 const S = Math.floor(NOW / 1000);
@@ -206,19 +207,13 @@ function twoKindPolicy() {
   });
 }
 
-async function call(edge: ReturnType<typeof harness>, path: string, headers: Record<string, string>) {
-  const m = marker();
-  const response = await edge.fetch(path, { headers: { "x-test-marker": m, ...headers } });
-  const text = await response.text();
-  const body = response.headers.get("content-type") === "application/problem+json" ? JSON.parse(text) : {};
-  return { response, body, seen: await originSaw(m), record: edge.audit.at(-1) };
-}
-
 describe("where a Bearer token is looked for", () => {
   it("the scheme in any case is Bearer", async () => {
     const edge = harness(twoKindPolicy());
     for (const scheme of ["BEARER", "bEaReR"]) {
-      const { response, seen } = await call(edge, "/b/x", { authorization: `${scheme} ${await idp.sign({})}` });
+      const { response, seen } = await sendMarked(edge, "/b/x", {
+        headers: { authorization: `${scheme} ${await idp.sign({})}` },
+      });
       expect({ scheme, status: response.status }).toEqual({ scheme, status: 200 });
       expect(seen[0]?.headers["x-user-sub"]).toBe("user-1");
     }
@@ -228,8 +223,10 @@ describe("where a Bearer token is looked for", () => {
     const edge = harness(twoKindPolicy());
     const token = await idp.sign({});
     for (const name of ["x-authorization", "proxy-authorization", "x-serverless-authorization"]) {
-      const { response, body, record, seen } = await call(edge, "/b/x", { [name]: `Bearer ${token}` });
-      expect({ name, status: response.status, reason: body.reason, detail: record?.detail }).toEqual({
+      const { response, body, record, seen } = await sendMarked(edge, "/b/x", {
+        headers: { [name]: `Bearer ${token}` },
+      });
+      expect({ name, status: response.status, reason: body?.reason, detail: record?.detail }).toEqual({
         name,
         status: 401,
         reason: "token_missing",
@@ -242,11 +239,13 @@ describe("where a Bearer token is looked for", () => {
   it("an Access assertion with a Bearer prefix in its header is a malformed token, not a Bearer token", async () => {
     const edge = harness(twoKindPolicy());
     const assertion = await accessAssertion(team, AUD_TAG);
-    const { response, body, record, seen } = await call(edge, "/both/x", {
-      "cf-access-jwt-assertion": `Bearer ${assertion}`,
+    const { response, body, record, seen } = await sendMarked(edge, "/both/x", {
+      headers: {
+        "cf-access-jwt-assertion": `Bearer ${assertion}`,
+      },
     });
     expect(response.status).toBe(401);
-    expect(body.reason).toBe("token_invalid");
+    expect(body?.reason).toBe("token_invalid");
     expect(record?.detail).toBe("not_compact_jws");
     expect(seen).toHaveLength(0);
   });
@@ -261,8 +260,10 @@ describe("where a Bearer token is looked for", () => {
       ["vertical tab", "\u000b"],
       ["form feed", "\u000c"],
     ]) {
-      const { response, body, record, seen } = await call(edge, "/b/x", { authorization: `Bearer${gap}${token}` });
-      expect({ label, status: response.status, reason: body.reason, detail: record?.detail }).toEqual({
+      const { response, body, record, seen } = await sendMarked(edge, "/b/x", {
+        headers: { authorization: `Bearer${gap}${token}` },
+      });
+      expect({ label, status: response.status, reason: body?.reason, detail: record?.detail }).toEqual({
         label,
         status: 400,
         reason: "token_malformed",
@@ -279,11 +280,13 @@ describe("where a Bearer token is looked for", () => {
     const assertion = await accessAssertion(team, AUD_TAG);
     const token = await idp.sign({});
     for (const gap of ["\t", "\u000b"]) {
-      const { response, body, seen } = await call(edge, "/both/x", {
-        authorization: `Bearer${gap}${token}`,
-        "cf-access-jwt-assertion": assertion,
+      const { response, body, seen } = await sendMarked(edge, "/both/x", {
+        headers: {
+          authorization: `Bearer${gap}${token}`,
+          "cf-access-jwt-assertion": assertion,
+        },
       });
-      expect({ gap, status: response.status, reason: body.reason }).toEqual({
+      expect({ gap, status: response.status, reason: body?.reason }).toEqual({
         gap,
         status: 400,
         reason: "token_malformed",
@@ -304,8 +307,10 @@ describe("a tenant an origin reading x-tenant as an HTTP list would read otherwi
     const edge = harness(twoKindPolicy());
     const token = await idp.sign({ tenant_id: tenant });
     for (const path of ["/b/x", ...(tenant.includes("\\") ? [] : [`/t/${encodeURIComponent(tenant)}/x`])]) {
-      const { response, body, record, seen } = await call(edge, path, { authorization: `Bearer ${token}` });
-      expect({ path, status: response.status, reason: body.reason, detail: record?.detail }).toEqual({
+      const { response, body, record, seen } = await sendMarked(edge, path, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect({ path, status: response.status, reason: body?.reason, detail: record?.detail }).toEqual({
         path,
         status: 401,
         reason: "token_invalid",

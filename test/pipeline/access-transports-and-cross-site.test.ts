@@ -4,8 +4,9 @@
 // cache too), service-token subjects, `private` on every answer status, and the cookies an
 // Access route forwards around the cut assertion, byte for byte.
 import { beforeAll, describe, expect, it } from "vitest";
-import { basePolicy, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, harness } from "../support/harness";
 import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { sendMarked } from "../support/sent";
 
 const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const OTHER_APP_TAG = "0b7c1f1e5a4a4c0e9d7a3b2f6e8d9c1a0b7c1f1e5a4a4c0e9d7a3b2f6e8d9c1a";
@@ -52,17 +53,6 @@ function edge(bindings: Record<string, unknown> = {}) {
   );
 }
 
-type Edge = ReturnType<typeof edge>;
-
-/** One request through `e`, with what its answer said, what was recorded and what reached the origin. */
-async function send(e: Edge, path: string, init: RequestInit & { headers: Record<string, string> }) {
-  const m = marker();
-  const response = await e.fetch(path, { ...init, headers: { "x-test-marker": m, ...init.headers } });
-  const text = await response.text();
-  const body = response.headers.get("content-type")?.includes("json") ? (JSON.parse(text) as { reason?: string }) : {};
-  return { status: response.status, reason: body.reason, record: e.audit.at(-1), seen: await originSaw(m) };
-}
-
 /** `token` with its signature altered: well formed, and checked only to fail on the signature. */
 function forged(token: string): string {
   const dot = token.lastIndexOf(".");
@@ -74,10 +64,10 @@ describe("which transport carries the Access assertion", () => {
   it("the header's assertion is the credential when the cookie holds another user's: only the header's identity, and neither assertion, reaches the origin", async () => {
     const header = await accessAssertion(team, AUD_TAG, { sub: "header-user", email: "header@example.com" });
     const cookie = await accessAssertion(team, AUD_TAG, { sub: "cookie-user", email: "cookie@example.com" });
-    const r = await send(edge(), "/app/x", {
+    const r = await sendMarked(edge(), "/app/x", {
       headers: { "cf-access-jwt-assertion": header, cookie: `theme=dark; CF_Authorization=${cookie}; lang=en` },
     });
-    expect(r.status).toBe(200);
+    expect(r.response.status).toBe(200);
     expect(r.record).toMatchObject({ decision: "allow", user_sub: "header-user" });
     const h = r.seen[0]!.headers;
     expect({ sub: h["x-user-sub"], email: h["x-user-email"], cookie: h.cookie }).toEqual({
@@ -92,13 +82,13 @@ describe("which transport carries the Access assertion", () => {
 
   it("on an Access-only route a Bearer token next to the cookie is no credential: the assertion decides, and Authorization never reaches the origin", async () => {
     const bearer = await idp.sign({ sub: "bearer-user", aud: "api" });
-    const r = await send(edge(), "/app/x", {
+    const r = await sendMarked(edge(), "/app/x", {
       headers: {
         authorization: `Bearer ${bearer}`,
         cookie: `CF_Authorization=${await accessAssertion(team, AUD_TAG)}`,
       },
     });
-    expect(r.status).toBe(200);
+    expect(r.response.status).toBe(200);
     expect(r.record).toMatchObject({ decision: "allow", issuer: team.url });
     expect(r.seen[0]!.headers["x-user-sub"]).toBe("7335d417-61da-459d-899c-0a01c76a2f94");
     expect(r.seen[0]!.headers.authorization).toBeUndefined();
@@ -108,8 +98,8 @@ describe("which transport carries the Access assertion", () => {
   it.each(["cf_access_jwt_assertion", "cf.access.jwt.assertion"])(
     "an assertion under %s is never read: 401 token_missing, nothing forwarded",
     async (name) => {
-      const r = await send(edge(), "/app/x", { headers: { [name]: await accessAssertion(team, AUD_TAG) } });
-      expect({ status: r.status, reason: r.reason, detail: r.record?.detail }).toEqual({
+      const r = await sendMarked(edge(), "/app/x", { headers: { [name]: await accessAssertion(team, AUD_TAG) } });
+      expect({ status: r.response.status, reason: r.body?.reason, detail: r.record?.detail }).toEqual({
         status: 401,
         reason: "token_missing",
         detail: "no_credentials",
@@ -123,7 +113,7 @@ describe("cross-site posts on a route taking OIDC tokens and Access assertions",
   const crossSite = { origin: EVIL, "sec-fetch-site": "cross-site" };
 
   it("a Basic Authorization (which a browser also sends by itself) leaves the cookie as the credential, judged as such: 403 cross_site_request", async () => {
-    const r = await send(edge(), "/mixed/transfer", {
+    const r = await sendMarked(edge(), "/mixed/transfer", {
       method: "POST",
       body: "to=attacker",
       headers: {
@@ -132,14 +122,14 @@ describe("cross-site posts on a route taking OIDC tokens and Access assertions",
         ...crossSite,
       },
     });
-    expect(r.status).toBe(403);
-    expect(r.reason).toBe("cross_site_request");
+    expect(r.response.status).toBe(403);
+    expect(r.body?.reason).toBe("cross_site_request");
     expect(r.record).toMatchObject({ reason: "cross_site_request", detail: "cross_site_origin", token_hash: null });
     expect(r.seen).toHaveLength(0);
   });
 
   it("a forged Bearer token is the credential, checked and refused: the cookie is never a fallback", async () => {
-    const r = await send(edge(), "/mixed/transfer", {
+    const r = await sendMarked(edge(), "/mixed/transfer", {
       method: "POST",
       body: "to=attacker",
       headers: {
@@ -148,8 +138,8 @@ describe("cross-site posts on a route taking OIDC tokens and Access assertions",
         ...crossSite,
       },
     });
-    expect(r.status).toBe(401);
-    expect(r.reason).toBe("token_invalid");
+    expect(r.response.status).toBe(401);
+    expect(r.body?.reason).toBe("token_invalid");
     // The cookie's assertion is good: a signature refusal says the Bearer token was the one checked.
     expect(r.record).toMatchObject({ decision: "deny", reason: "token_invalid", detail: "signature" });
     expect(r.seen).toHaveLength(0);
@@ -160,15 +150,15 @@ describe("an AUD tag binds an assertion to its application's routes", () => {
   it("an assertion accepted on its application's route is refused on another's, also once it is in the verified-token cache", async () => {
     const e = edge();
     const token = await accessAssertion(team, AUD_TAG);
-    const first = await send(e, "/app/x", { headers: { cookie: `CF_Authorization=${token}` } });
-    expect(first.status).toBe(200);
+    const first = await sendMarked(e, "/app/x", { headers: { cookie: `CF_Authorization=${token}` } });
+    expect(first.response.status).toBe(200);
     const transports: Record<string, string>[] = [
       { cookie: `CF_Authorization=${token}` },
       { "cf-access-jwt-assertion": token },
     ];
     for (const transport of transports) {
-      const other = await send(e, "/other-app/x", { headers: transport });
-      expect({ status: other.status, reason: other.reason, detail: other.record?.detail }).toEqual({
+      const other = await sendMarked(e, "/other-app/x", { headers: transport });
+      expect({ status: other.response.status, reason: other.body?.reason, detail: other.record?.detail }).toEqual({
         status: 401,
         reason: "audience_mismatch",
         detail: "aud",
@@ -176,17 +166,19 @@ describe("an AUD tag binds an assertion to its application's routes", () => {
       expect(other.seen).toHaveLength(0);
     }
     // The refusal elsewhere takes nothing from the assertion where it belongs.
-    const again = await send(e, "/app/x", { headers: { "cf-access-jwt-assertion": token } });
-    expect(again.status).toBe(200);
+    const again = await sendMarked(e, "/app/x", { headers: { "cf-access-jwt-assertion": token } });
+    expect(again.response.status).toBe(200);
     expect(again.seen[0]!.headers["x-user-email"]).toBe("user@example.com");
   });
 
   it("the other application's assertion is refused on this one's route", async () => {
     const e = edge();
     const theirs = await accessAssertion(team, OTHER_APP_TAG);
-    expect((await send(e, "/other-app/x", { headers: { "cf-access-jwt-assertion": theirs } })).status).toBe(200);
-    const r = await send(e, "/app/x", { headers: { cookie: `CF_Authorization=${theirs}` } });
-    expect({ status: r.status, reason: r.reason, detail: r.record?.detail }).toEqual({
+    expect(
+      (await sendMarked(e, "/other-app/x", { headers: { "cf-access-jwt-assertion": theirs } })).response.status,
+    ).toBe(200);
+    const r = await sendMarked(e, "/app/x", { headers: { cookie: `CF_Authorization=${theirs}` } });
+    expect({ status: r.response.status, reason: r.body?.reason, detail: r.record?.detail }).toEqual({
       status: 401,
       reason: "audience_mismatch",
       detail: "aud",
@@ -197,7 +189,7 @@ describe("an AUD tag binds an assertion to its application's routes", () => {
 
 describe("service-token assertions", () => {
   it("without a sub claim at all, common_name is the subject", async () => {
-    const r = await send(edge(), "/app/x", {
+    const r = await sendMarked(edge(), "/app/x", {
       headers: {
         "cf-access-jwt-assertion": await accessAssertion(team, AUD_TAG, {
           sub: undefined,
@@ -206,16 +198,16 @@ describe("service-token assertions", () => {
         }),
       },
     });
-    expect(r.status).toBe(200);
+    expect(r.response.status).toBe(200);
     expect(r.seen[0]!.headers["x-user-sub"]).toBe("88bf3b6d86161464f6509f7219099e57.access");
     expect(r.seen[0]!.headers["x-user-email"]).toBeUndefined();
   });
 
   it("a user's assertion that also carries common_name keeps its own sub", async () => {
-    const r = await send(edge(), "/app/x", {
+    const r = await sendMarked(edge(), "/app/x", {
       headers: { "cf-access-jwt-assertion": await accessAssertion(team, AUD_TAG, { common_name: "ci-bot.access" }) },
     });
-    expect(r.status).toBe(200);
+    expect(r.response.status).toBe(200);
     expect(r.seen[0]!.headers["x-user-sub"]).toBe("7335d417-61da-459d-899c-0a01c76a2f94");
     expect(r.seen[0]!.headers["x-user-email"]).toBe("user@example.com");
   });
@@ -233,10 +225,10 @@ describe("service-token assertions", () => {
       "access_type_not_app",
     ],
   ])("%s is refused 401 token_invalid, never forwarded", async (_label, claims, detail) => {
-    const r = await send(edge(), "/app/x", {
+    const r = await sendMarked(edge(), "/app/x", {
       headers: { "cf-access-jwt-assertion": await accessAssertion(team, AUD_TAG, claims) },
     });
-    expect({ status: r.status, reason: r.reason, detail: r.record?.detail }).toEqual({
+    expect({ status: r.response.status, reason: r.body?.reason, detail: r.record?.detail }).toEqual({
       status: 401,
       reason: "token_invalid",
       detail,
@@ -290,8 +282,8 @@ describe("the cookies an Access route forwards around the cut assertion", () => 
     ["CF_Authorization=T; \u3000x=1", "\u3000x=1"],
   ])("%j reaches the origin as %j", async (sent, kept) => {
     const token = await accessAssertion(team, AUD_TAG);
-    const r = await send(edge(), "/app/x", { headers: { cookie: sent.replace("T", token) } });
-    expect(r.status).toBe(200);
+    const r = await sendMarked(edge(), "/app/x", { headers: { cookie: sent.replace("T", token) } });
+    expect(r.response.status).toBe(200);
     expect(r.seen[0]!.headers.cookie).toBe(onWire(kept));
   });
 });
@@ -301,8 +293,8 @@ describe("a cookie whose name is CF_Authorization only after a Unicode space is 
     "%j is no assertion (401 token_missing), and is not forwarded",
     async (name) => {
       const token = await accessAssertion(team, AUD_TAG);
-      const r = await send(edge(), "/app/x", { headers: { cookie: `${name}=${token}; a=1` } });
-      expect(r.status).toBe(401);
+      const r = await sendMarked(edge(), "/app/x", { headers: { cookie: `${name}=${token}; a=1` } });
+      expect(r.response.status).toBe(401);
       expect(r.record).toMatchObject({ reason: "token_missing", detail: "no_credentials" });
       expect(r.seen).toHaveLength(0);
     },
@@ -310,10 +302,10 @@ describe("a cookie whose name is CF_Authorization only after a Unicode space is 
 
   it("beside the real one, the real one is the assertion, and neither reaches the origin", async () => {
     const token = await accessAssertion(team, AUD_TAG);
-    const r = await send(edge(), "/app/x", {
+    const r = await sendMarked(edge(), "/app/x", {
       headers: { cookie: `\u00a0CF_Authorization=${token}; CF_Authorization=${token}; a=1` },
     });
-    expect(r.status).toBe(200);
+    expect(r.response.status).toBe(200);
     expect(r.seen[0]!.headers.cookie).toBe("a=1");
   });
 });
@@ -322,12 +314,12 @@ describe("a cookie-authenticated post from a browser that sends neither Origin n
   // Firefox before 70 sent no Origin on a form post; the page it came from is still in Referer.
   it("is refused when Referer names another site's page", async () => {
     const token = await accessAssertion(team, AUD_TAG);
-    const r = await send(edge(), "/app/x", {
+    const r = await sendMarked(edge(), "/app/x", {
       method: "POST",
       body: "a=1",
       headers: { cookie: `CF_Authorization=${token}`, referer: `${EVIL}/form.html` },
     });
-    expect(r.status).toBe(403);
+    expect(r.response.status).toBe(403);
     expect(r.record).toMatchObject({ reason: "cross_site_request", detail: "cross_site_origin", token_hash: null });
     expect(r.seen).toHaveLength(0);
   });
@@ -337,12 +329,12 @@ describe("a cookie-authenticated post from a browser that sends neither Origin n
     ["no Referer (a referrer policy withholds it, or no browser sent it)", {}],
   ])("passes with %s", async (_label, headers: Record<string, string>) => {
     const token = await accessAssertion(team, AUD_TAG);
-    const r = await send(edge(), "/app/x", {
+    const r = await sendMarked(edge(), "/app/x", {
       method: "POST",
       body: "a=1",
       headers: { cookie: `CF_Authorization=${token}`, ...headers },
     });
-    expect(r.status).toBe(200);
+    expect(r.response.status).toBe(200);
     expect(r.seen).toHaveLength(1);
   });
 });

@@ -13,6 +13,7 @@ import {
   makeKey,
   type TestIssuer,
 } from "../support/issuers";
+import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
 let rsaIssuer: TestIssuer;
@@ -67,15 +68,6 @@ beforeAll(async () => {
   rsaIssuer = await makeIssuer("RS256");
 });
 
-async function call(edge: ReturnType<typeof harness>, path: string, headers: Record<string, string>, method = "GET") {
-  const m = marker();
-  const response = await edge.fetch(path, { method, headers: { "x-test-marker": m, ...headers } });
-  const text = await response.text();
-  const body =
-    response.headers.get("content-type") === "application/problem+json" ? JSON.parse(text) : JSON.parse(text || "{}");
-  return { response, body, seen: await originSaw(m), record: edge.audit.at(-1) };
-}
-
 describe("a valid token", () => {
   it("reaches the origin with identity headers the edge wrote, and no credentials", async () => {
     const edge = harness(policyFor(issuer, rsaIssuer));
@@ -86,13 +78,15 @@ describe("a valid token", () => {
       email: "alice@example.com",
       groups: ["eng", "ops"],
     });
-    const { response, seen, record } = await call(edge, "/v1/things?q=1", {
-      authorization: `Bearer ${token}`,
-      "x-user-sub": "mallory",
-      X_User_Sub: "mallory",
-      "x-tenant": "evil",
-      "x-tenant-id": "evil",
-      cookie: "CF_Authorization=abc; theme=dark",
+    const { response, seen, record } = await sendMarked(edge, "/v1/things?q=1", {
+      headers: {
+        authorization: `Bearer ${token}`,
+        "x-user-sub": "mallory",
+        X_User_Sub: "mallory",
+        "x-tenant": "evil",
+        "x-tenant-id": "evil",
+        cookie: "CF_Authorization=abc; theme=dark",
+      },
     });
     expect(response.status).toBe(200);
     expect(seen).toHaveLength(1);
@@ -115,7 +109,7 @@ describe("a valid token", () => {
   it("verifies RS256 tokens from a second trusted issuer", async () => {
     const edge = harness(policyFor(issuer, rsaIssuer));
     const token = await rsaIssuer.sign({ sub: "bob" });
-    const { response, seen } = await call(edge, "/v1/x", { authorization: `bearer ${token}` });
+    const { response, seen } = await sendMarked(edge, "/v1/x", { headers: { authorization: `bearer ${token}` } });
     expect(response.status).toBe(200);
     expect(seen[0]!.headers["x-user-sub"]).toBe("bob");
   });
@@ -127,7 +121,7 @@ describe("a valid token", () => {
     const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(signedPart)));
     const expected = [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
     for (let i = 0; i < 2; i++) {
-      const { response, record } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+      const { response, record } = await sendMarked(edge, "/v1/x", { headers: { authorization: `Bearer ${token}` } });
       expect(response.status).toBe(200);
       expect(record?.token_hash).toBe(expected);
     }
@@ -141,7 +135,7 @@ describe("a valid token", () => {
   it("accepts the scp array form of scopes", async () => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign({ scope: undefined, scp: ["api:read"] });
-    const { response } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    const { response } = await sendMarked(edge, "/v1/x", { headers: { authorization: `Bearer ${token}` } });
     expect(response.status).toBe(200);
   });
 });
@@ -165,9 +159,9 @@ describe("credential extraction (RFC 6750)", () => {
   ];
   it.each(presentations)("%s -> %s %s", async (_label, headers, status, reason) => {
     const edge = harness(policyFor(issuer));
-    const { response, body, seen } = await call(edge, "/v1/x", headers as Record<string, string>);
+    const { response, body, seen } = await sendMarked(edge, "/v1/x", { headers: headers as Record<string, string> });
     expect(response.status).toBe(status);
-    expect(body.reason).toBe(reason);
+    expect(body?.reason).toBe(reason);
     expect(seen).toHaveLength(0);
     if (status === 401) expect(response.headers.get("www-authenticate")).toMatch(/^Bearer realm="portcullis"/);
     if (status === 400) expect(response.headers.get("www-authenticate")).toContain('error="invalid_request"');
@@ -190,14 +184,16 @@ describe("credential extraction (RFC 6750)", () => {
   it("does not accept a token in the query string, and refuses one sent both ways", async () => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign();
-    const only = await call(edge, `/v1/x?access_token=${token}`, {});
+    const only = await sendMarked(edge, `/v1/x?access_token=${token}`);
     expect(only.response.status).toBe(401);
-    expect(only.body.reason).toBe("token_missing");
+    expect(only.body?.reason).toBe("token_missing");
     expect(only.record?.detail).toBe("query_token_not_accepted");
     expect(only.seen).toHaveLength(0);
-    const both = await call(edge, `/v1/x?access_token=${token}`, { authorization: `Bearer ${token}` });
+    const both = await sendMarked(edge, `/v1/x?access_token=${token}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(both.response.status).toBe(400);
-    expect(both.body.reason).toBe("token_malformed");
+    expect(both.body?.reason).toBe("token_malformed");
     expect(both.record?.detail).toBe("multiple_methods");
     expect(both.seen).toHaveLength(0);
     // However a lenient origin parser would spell it, the query token is refused with the header
@@ -213,7 +209,7 @@ describe("credential extraction (RFC 6750)", () => {
       "access_token%00%=x",
       "access_token%5B%5D%=x",
     ]) {
-      const sneaked = await call(edge, `/v1/x?${query}`, { authorization: `Bearer ${token}` });
+      const sneaked = await sendMarked(edge, `/v1/x?${query}`, { headers: { authorization: `Bearer ${token}` } });
       expect({ query, status: sneaked.response.status, detail: sneaked.record?.detail }).toEqual({
         query,
         status: 400,
@@ -243,9 +239,11 @@ describe("attacks, each by its deny reason", () => {
     const edge = harness(policyFor(issuer));
     for (const signature of ["AAAA", ""]) {
       const token = forge({ alg, typ: "JWT" }, claims(), signature);
-      const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+      const { response, body, record, seen } = await sendMarked(edge, "/v1/x", {
+        headers: { authorization: `Bearer ${token}` },
+      });
       expect(response.status).toBe(401);
-      expect(body.reason).toBe("token_invalid");
+      expect(body?.reason).toBe("token_invalid");
       expect(record?.detail).toBe(signature ? "alg_not_allowed" : "not_compact_jws");
       expect(seen).toHaveLength(0);
     }
@@ -274,8 +272,8 @@ describe("attacks, each by its deny reason", () => {
     ]) {
       const signingInput = `${b64url(JSON.stringify({ alg: "HS256", kid: key.kid }))}.${b64url(JSON.stringify(payload))}`;
       const token = `${signingInput}.${await hmac(secret, signingInput)}`;
-      const { body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
-      expect(body.reason).toBe("token_invalid");
+      const { body, record, seen } = await sendMarked(edge, "/v1/x", { headers: { authorization: `Bearer ${token}` } });
+      expect(body?.reason).toBe("token_invalid");
       expect(record?.detail).toBe("alg_not_allowed");
       expect(seen).toHaveLength(0);
     }
@@ -289,8 +287,8 @@ describe("attacks, each by its deny reason", () => {
       const token = await new SignJWT(claims())
         .setProtectedHeader({ alg: "ES256", kid, jwk: attacker.publicJwk as never })
         .sign(attacker.privateKey);
-      const { body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
-      expect(body.reason).toBe("token_invalid");
+      const { body, record, seen } = await sendMarked(edge, "/v1/x", { headers: { authorization: `Bearer ${token}` } });
+      expect(body?.reason).toBe("token_invalid");
       expect(record?.detail).toBe(kid === attacker.kid ? "kid_unknown" : "signature");
       expect(seen).toHaveLength(0);
     }
@@ -305,8 +303,8 @@ describe("attacks, each by its deny reason", () => {
       const token = await new SignJWT(claims())
         .setProtectedHeader({ alg: "ES256", kid: attacker.kid, ...header })
         .sign(attacker.privateKey);
-      const { body, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
-      expect(body.reason).toBe("token_invalid");
+      const { body, seen } = await sendMarked(edge, "/v1/x", { headers: { authorization: `Bearer ${token}` } });
+      expect(body?.reason).toBe("token_invalid");
       expect(seen).toHaveLength(0);
     }
     expect(await attackerHits()).toBe(before);
@@ -324,8 +322,8 @@ describe("attacks, each by its deny reason", () => {
   ])("kid %s", async (_label, kid, detail) => {
     const edge = harness(policyFor(issuer));
     const token = forge({ alg: "ES256", kid }, claims(), "A".repeat(86));
-    const { body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
-    expect(body.reason).toBe("token_invalid");
+    const { body, record, seen } = await sendMarked(edge, "/v1/x", { headers: { authorization: `Bearer ${token}` } });
+    expect(body?.reason).toBe("token_invalid");
     expect(record?.detail).toBe(detail);
     expect(seen).toHaveLength(0);
   });
@@ -337,13 +335,15 @@ describe("attacks, each by its deny reason", () => {
     const key = await makeKey("ES256", "k".repeat(256));
     await longKids.publish([key]);
     const edge = harness(policyFor(longKids));
-    const accepted = await call(edge, "/v1/x", {
-      authorization: `Bearer ${await longKids.sign({ sub: "long-kid-user", scope: "api:read" }, { key })}`,
+    const accepted = await sendMarked(edge, "/v1/x", {
+      headers: {
+        authorization: `Bearer ${await longKids.sign({ sub: "long-kid-user", scope: "api:read" }, { key })}`,
+      },
     });
     expect(accepted.response.status).toBe(200);
     expect(accepted.seen[0]?.headers["x-user-sub"]).toBe("long-kid-user");
     const longer = await longKids.sign({ scope: "api:read" }, { key: { ...key, kid: "k".repeat(257) } });
-    const refused = await call(edge, "/v1/x", { authorization: `Bearer ${longer}` });
+    const refused = await sendMarked(edge, "/v1/x", { headers: { authorization: `Bearer ${longer}` } });
     expect(refused.record).toMatchObject({ reason: "token_invalid", detail: "kid_invalid" });
     expect(refused.seen).toHaveLength(0);
   });
@@ -355,8 +355,8 @@ describe("attacks, each by its deny reason", () => {
     const der = b64url(new Uint8Array([0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00]));
     for (const signature of [raw, der]) {
       const token = forge({ alg: "ES256", kid }, claims(), signature);
-      const { body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
-      expect(body.reason).toBe("token_invalid");
+      const { body, record, seen } = await sendMarked(edge, "/v1/x", { headers: { authorization: `Bearer ${token}` } });
+      expect(body?.reason).toBe("token_invalid");
       expect(record?.detail).toBe("signature");
       expect(seen).toHaveLength(0);
     }
@@ -394,9 +394,11 @@ describe("attacks, each by its deny reason", () => {
   ])("%s", async (_label, mangle, status, reason, detail) => {
     const edge = harness(policyFor(issuer));
     const token = mangle(await issuer.sign());
-    const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    const { response, body, record, seen } = await sendMarked(edge, "/v1/x", {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(response.status).toBe(status);
-    expect(body.reason).toBe(reason);
+    expect(body?.reason).toBe(reason);
     expect(record?.detail).toBe(detail);
     expect(seen).toHaveLength(0);
   });
@@ -405,14 +407,14 @@ describe("attacks, each by its deny reason", () => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign();
     // The runtime drops leading and trailing whitespace of a field value before the edge reads it.
-    const padded = await call(edge, "/v1/x", { authorization: `Bearer ${token} \t` });
+    const padded = await sendMarked(edge, "/v1/x", { headers: { authorization: `Bearer ${token} \t` } });
     expect(padded.response.status).toBe(200);
     expect(padded.seen).toHaveLength(1);
     const [head, payload, signature] = token.split(".");
     for (const inner of [`${head}. ${payload}.${signature}`, `${token.slice(0, 20)}\t${token.slice(20)}`]) {
-      const refused = await call(edge, "/v1/x", { authorization: `Bearer ${inner}` });
+      const refused = await sendMarked(edge, "/v1/x", { headers: { authorization: `Bearer ${inner}` } });
       expect(refused.response.status).toBe(400);
-      expect(refused.body.reason).toBe("token_malformed");
+      expect(refused.body?.reason).toBe("token_malformed");
       expect(refused.record?.detail).toBe("bad_bearer_syntax");
       expect(refused.seen).toHaveLength(0);
     }
@@ -424,9 +426,11 @@ describe("attacks, each by its deny reason", () => {
     // ES256 signatures are 86 characters (length % 4 == 2): the last one carries 4 unused bits.
     const last = token.at(-1)!;
     const flipped = token.slice(0, -1) + ("AQgw".includes(last) ? String.fromCharCode(last.charCodeAt(0) + 1) : last);
-    const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${flipped}` });
+    const { response, body, record, seen } = await sendMarked(edge, "/v1/x", {
+      headers: { authorization: `Bearer ${flipped}` },
+    });
     expect(response.status).toBe(401);
-    expect(body.reason).toBe("token_invalid");
+    expect(body?.reason).toBe("token_invalid");
     expect(record?.detail).toBe("non_canonical_base64url");
     expect(seen).toHaveLength(0);
   });
@@ -445,9 +449,9 @@ describe("attacks, each by its deny reason", () => {
     const patch = { ...override } as Record<string, unknown>;
     if (patch.iss === "TRAILING") patch.iss = `${issuer.url}/`;
     const token = await issuer.sign(patch);
-    const { response, body, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    const { response, body, seen } = await sendMarked(edge, "/v1/x", { headers: { authorization: `Bearer ${token}` } });
     expect(response.status).toBe(status);
-    expect(body.reason).toBe(reason);
+    expect(body?.reason).toBe(reason);
     expect(response.headers.get("www-authenticate")).toContain('error="invalid_token"');
     expect(seen).toHaveLength(0);
   });
@@ -469,9 +473,11 @@ describe("attacks, each by its deny reason", () => {
   ])("%s -> %s %s", async (_label, override, reason, detail) => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign(override as Record<string, unknown>);
-    const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    const { response, body, record, seen } = await sendMarked(edge, "/v1/x", {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(response.status).toBe(401);
-    expect(body.reason).toBe(reason);
+    expect(body?.reason).toBe(reason);
     expect(record?.detail).toBe(detail);
     expect(seen).toHaveLength(0);
   });
@@ -479,10 +485,14 @@ describe("attacks, each by its deny reason", () => {
   it("expired and not-yet-valid tokens are audited with the claim at fault", async () => {
     const edge = harness(policyFor(issuer));
     const now = Math.floor(Date.now() / 1000);
-    const expired = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign({ exp: now - 120 })}` });
+    const expired = await sendMarked(edge, "/v1/x", {
+      headers: { authorization: `Bearer ${await issuer.sign({ exp: now - 120 })}` },
+    });
     expect(expired.record).toMatchObject({ reason: "token_expired", detail: "exp" });
     expect(expired.seen).toHaveLength(0);
-    const early = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign({ nbf: now + 600 })}` });
+    const early = await sendMarked(edge, "/v1/x", {
+      headers: { authorization: `Bearer ${await issuer.sign({ nbf: now + 600 })}` },
+    });
     expect(early.record).toMatchObject({ reason: "token_not_yet_valid", detail: "nbf" });
     expect(early.seen).toHaveLength(0);
   });
@@ -490,10 +500,14 @@ describe("attacks, each by its deny reason", () => {
   it("expired tokens within the clock skew still pass; beyond it they do not", async () => {
     const edge = harness(policyFor(issuer));
     const now = Math.floor(Date.now() / 1000);
-    const within = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign({ exp: now - 30 })}` });
+    const within = await sendMarked(edge, "/v1/x", {
+      headers: { authorization: `Bearer ${await issuer.sign({ exp: now - 30 })}` },
+    });
     expect(within.response.status).toBe(200);
-    const beyond = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign({ exp: now - 90 })}` });
-    expect(beyond.body.reason).toBe("token_expired");
+    const beyond = await sendMarked(edge, "/v1/x", {
+      headers: { authorization: `Bearer ${await issuer.sign({ exp: now - 90 })}` },
+    });
+    expect(beyond.body?.reason).toBe("token_expired");
     expect(beyond.seen).toHaveLength(0);
   });
 
@@ -501,9 +515,11 @@ describe("attacks, each by its deny reason", () => {
     const edge = harness(policyFor(issuer));
     const header = b64url(JSON.stringify({ alg: "ES256", kid: "x", pad: "[".repeat(2_000_000) }));
     const token = `${header}.${b64url("{}")}.AAAA`;
-    const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    const { response, body, record, seen } = await sendMarked(edge, "/v1/x", {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(response.status).toBe(400);
-    expect(body.reason).toBe("bad_request");
+    expect(body?.reason).toBe("bad_request");
     expect(record?.detail).toBe("headers_too_large");
     expect(seen).toHaveLength(0);
   });
@@ -511,9 +527,11 @@ describe("attacks, each by its deny reason", () => {
   it("a token over the length cap (but under the header cap) is refused unparsed", async () => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign({ pad: "x".repeat(9000) });
-    const { response, body, record, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${token}` });
+    const { response, body, record, seen } = await sendMarked(edge, "/v1/x", {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(response.status).toBe(401);
-    expect(body.reason).toBe("token_invalid");
+    expect(body?.reason).toBe("token_invalid");
     expect(record?.detail).toBe("token_too_large");
     expect(seen).toHaveLength(0);
   });
@@ -541,8 +559,8 @@ describe("authorisation", () => {
     );
     const reader = { authorization: `Bearer ${await issuer.sign({ scope: "api:read" })}` };
     for (const path of ["/v1/users", "/v1/users/", "/v1/users//", "/v1/users/.", "/v1/x/../users/"]) {
-      const { response, body, seen, record } = await call(edge, path, reader);
-      expect({ path, status: response.status, reason: body.reason, route: record?.route }).toEqual({
+      const { response, body, seen, record } = await sendMarked(edge, path, { headers: reader });
+      expect({ path, status: response.status, reason: body?.reason, route: record?.route }).toEqual({
         path,
         status: 403,
         reason: "forbidden",
@@ -551,12 +569,12 @@ describe("authorisation", () => {
       expect(seen).toHaveLength(0);
     }
     const admin = { authorization: `Bearer ${await issuer.sign({ groups: ["admins"] })}` };
-    const allowed = await call(edge, "/v1/users/", admin);
+    const allowed = await sendMarked(edge, "/v1/users/", { headers: admin });
     expect(allowed.response.status).toBe(200);
     // Forwarded as sent: the route decides, the path is not rewritten.
     expect(allowed.seen[0]?.path).toBe("/v1/users/");
     for (const path of ["/v1/docs", "/v1/docs/"]) {
-      const { response, record } = await call(edge, path, {});
+      const { response, record } = await sendMarked(edge, path);
       expect({ path, status: response.status, route: record?.route }).toEqual({ path, status: 200, route: "docs" });
     }
   });
@@ -581,8 +599,8 @@ describe("authorisation", () => {
     // Origins decode `%3A`: each of these is the purge the route guards.
     const reader = { authorization: `Bearer ${await issuer.sign()}` };
     for (const path of ["/v1/things/t1/data:purge", "/v1/things/t1/data%3Apurge", "/v1/things/t1/data%3apurge"]) {
-      const { response, body, seen, record } = await call(edge, path, reader, "POST");
-      expect({ path, status: response.status, reason: body.reason, route: record?.route }).toEqual({
+      const { response, body, seen, record } = await sendMarked(edge, path, { method: "POST", headers: reader });
+      expect({ path, status: response.status, reason: body?.reason, route: record?.route }).toEqual({
         path,
         status: 403,
         reason: "forbidden",
@@ -591,7 +609,7 @@ describe("authorisation", () => {
       expect(seen).toHaveLength(0);
     }
     const admin = { authorization: `Bearer ${await issuer.sign({ groups: ["admins"] })}` };
-    const allowed = await call(edge, "/v1/things/t1/data%3Apurge", admin, "POST");
+    const allowed = await sendMarked(edge, "/v1/things/t1/data%3Apurge", { method: "POST", headers: admin });
     expect(allowed.response.status).toBe(200);
     expect(allowed.record).toMatchObject({ decision: "allow", route: "purge" });
     expect(allowed.seen).toHaveLength(1);
@@ -600,14 +618,18 @@ describe("authorisation", () => {
   it("a tenant captured escaped is compared decoded, as the origin reads it", async () => {
     const edge = harness(policyFor(issuer));
     // The origin decodes `a%3Ab` to `a:b`: a token for the tenant spelt like the escape is not for it.
-    const spelt = await call(edge, "/v1/tenants/a%3Ab/orders", {
-      authorization: `Bearer ${await issuer.sign({ tenant_id: "a%3Ab" })}`,
+    const spelt = await sendMarked(edge, "/v1/tenants/a%3Ab/orders", {
+      headers: {
+        authorization: `Bearer ${await issuer.sign({ tenant_id: "a%3Ab" })}`,
+      },
     });
     expect(spelt.response.status).toBe(403);
-    expect(spelt.body.reason).toBe("tenant_mismatch");
+    expect(spelt.body?.reason).toBe("tenant_mismatch");
     expect(spelt.seen).toHaveLength(0);
-    const own = await call(edge, "/v1/tenants/a%3Ab/orders", {
-      authorization: `Bearer ${await issuer.sign({ tenant_id: "a:b" })}`,
+    const own = await sendMarked(edge, "/v1/tenants/a%3Ab/orders", {
+      headers: {
+        authorization: `Bearer ${await issuer.sign({ tenant_id: "a:b" })}`,
+      },
     });
     expect(own.response.status).toBe(200);
     expect(own.seen[0]?.headers["x-tenant"]).toBe("a:b");
@@ -616,9 +638,12 @@ describe("authorisation", () => {
   it("403 insufficient_scope names the scope the route needs (RFC 6750 §3)", async () => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign({ scope: "api:read", groups: ["payments-writer"] });
-    const { response, body, seen } = await call(edge, "/v1/payments", { authorization: `Bearer ${token}` }, "POST");
+    const { response, body, seen } = await sendMarked(edge, "/v1/payments", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(response.status).toBe(403);
-    expect(body.reason).toBe("insufficient_scope");
+    expect(body?.reason).toBe("insufficient_scope");
     expect(response.headers.get("www-authenticate")).toBe(
       'Bearer realm="portcullis", error="insufficient_scope", scope="payments:write"',
     );
@@ -627,62 +652,72 @@ describe("authorisation", () => {
 
   it("groups are any-of; without the group the answer is 403 forbidden", async () => {
     const edge = harness(policyFor(issuer));
-    const ok = await call(
-      edge,
-      "/v1/payments",
-      { authorization: `Bearer ${await issuer.sign({ scope: "payments:write", groups: ["x", "payments-writer"] })}` },
-      "POST",
-    );
+    const ok = await sendMarked(edge, "/v1/payments", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${await issuer.sign({ scope: "payments:write", groups: ["x", "payments-writer"] })}`,
+      },
+    });
     expect(ok.response.status).toBe(200);
-    const no = await call(
-      edge,
-      "/v1/payments",
-      { authorization: `Bearer ${await issuer.sign({ scope: "payments:write", groups: ["x"] })}` },
-      "POST",
-    );
+    const no = await sendMarked(edge, "/v1/payments", {
+      method: "POST",
+      headers: { authorization: `Bearer ${await issuer.sign({ scope: "payments:write", groups: ["x"] })}` },
+    });
     expect(no.response.status).toBe(403);
-    expect(no.body.reason).toBe("forbidden");
+    expect(no.body?.reason).toBe("forbidden");
     expect(no.seen).toHaveLength(0);
   });
 
   it("any-of scopes and claim conditions", async () => {
     const edge = harness(policyFor(issuer));
-    const good = await call(edge, "/v1/admin/x", {
-      authorization: `Bearer ${await issuer.sign({ scope: "admin:write", amr: ["pwd", "mfa"] })}`,
+    const good = await sendMarked(edge, "/v1/admin/x", {
+      headers: {
+        authorization: `Bearer ${await issuer.sign({ scope: "admin:write", amr: ["pwd", "mfa"] })}`,
+      },
     });
     expect(good.response.status).toBe(200);
-    const noMfa = await call(edge, "/v1/admin/x", {
-      authorization: `Bearer ${await issuer.sign({ scope: "admin:write", amr: ["pwd"] })}`,
+    const noMfa = await sendMarked(edge, "/v1/admin/x", {
+      headers: {
+        authorization: `Bearer ${await issuer.sign({ scope: "admin:write", amr: ["pwd"] })}`,
+      },
     });
-    expect(noMfa.body.reason).toBe("forbidden");
+    expect(noMfa.body?.reason).toBe("forbidden");
     expect(noMfa.record?.detail).toBe("claim:amr");
     expect(noMfa.seen).toHaveLength(0);
-    const noScope = await call(edge, "/v1/admin/x", {
-      authorization: `Bearer ${await issuer.sign({ scope: "api:read", amr: ["mfa"] })}`,
+    const noScope = await sendMarked(edge, "/v1/admin/x", {
+      headers: {
+        authorization: `Bearer ${await issuer.sign({ scope: "api:read", amr: ["mfa"] })}`,
+      },
     });
-    expect(noScope.body.reason).toBe("insufficient_scope");
+    expect(noScope.body?.reason).toBe("insufficient_scope");
     expect(noScope.seen).toHaveLength(0);
   });
 
   it("binds a :tenant path segment to the token's tenant", async () => {
     const edge = harness(policyFor(issuer));
     const token = await issuer.sign({ tenant_id: "acme" });
-    const own = await call(edge, "/v1/tenants/acme/orders", { authorization: `Bearer ${token}` });
+    const own = await sendMarked(edge, "/v1/tenants/acme/orders", { headers: { authorization: `Bearer ${token}` } });
     expect(own.response.status).toBe(200);
-    const other = await call(edge, "/v1/tenants/globex/orders", { authorization: `Bearer ${token}` });
-    expect(other.response.status).toBe(403);
-    expect(other.body.reason).toBe("tenant_mismatch");
-    expect(other.seen).toHaveLength(0);
-    const none = await call(edge, "/v1/tenants/acme/orders", {
-      authorization: `Bearer ${await issuer.sign({ tenant_id: undefined })}`,
+    const other = await sendMarked(edge, "/v1/tenants/globex/orders", {
+      headers: { authorization: `Bearer ${token}` },
     });
-    expect(none.body.reason).toBe("tenant_mismatch");
+    expect(other.response.status).toBe(403);
+    expect(other.body?.reason).toBe("tenant_mismatch");
+    expect(other.seen).toHaveLength(0);
+    const none = await sendMarked(edge, "/v1/tenants/acme/orders", {
+      headers: {
+        authorization: `Bearer ${await issuer.sign({ tenant_id: undefined })}`,
+      },
+    });
+    expect(none.body?.reason).toBe("tenant_mismatch");
     expect(none.seen).toHaveLength(0);
     // A climb into another tenant, double-encoded from escaped hex digits the edge decodes
     // (`%25%32%65` is `%252e` once decoded): an origin that decodes twice would read
     // /v1/tenants/globex/orders.
-    const climb = await call(edge, "/v1/tenants/acme/%25%32%65%25%32%65/globex/orders", {
-      authorization: `Bearer ${token}`,
+    const climb = await sendMarked(edge, "/v1/tenants/acme/%25%32%65%25%32%65/globex/orders", {
+      headers: {
+        authorization: `Bearer ${token}`,
+      },
     });
     expect(climb.response.status).toBe(400);
     expect(climb.record).toMatchObject({ reason: "bad_request", detail: "double_encoding" });
@@ -700,12 +735,16 @@ describe("authorisation", () => {
       { sub: "u".repeat(256) },
       { tenant_id: "t".repeat(256) },
     ]) {
-      const { body, seen } = await call(edge, "/v1/x", { authorization: `Bearer ${await issuer.sign(claims)}` });
-      expect(body.reason).toBe("token_invalid");
+      const { body, seen } = await sendMarked(edge, "/v1/x", {
+        headers: { authorization: `Bearer ${await issuer.sign(claims)}` },
+      });
+      expect(body?.reason).toBe("token_invalid");
       expect(seen).toHaveLength(0);
     }
-    const longest = await call(edge, "/v1/x", {
-      authorization: `Bearer ${await issuer.sign({ sub: "u".repeat(255), tenant_id: "t".repeat(255) })}`,
+    const longest = await sendMarked(edge, "/v1/x", {
+      headers: {
+        authorization: `Bearer ${await issuer.sign({ sub: "u".repeat(255), tenant_id: "t".repeat(255) })}`,
+      },
     });
     expect(longest.response.status).toBe(200);
   });

@@ -3,8 +3,9 @@
 // issuers. Each asserts the reason and exactly what (if anything) reached the origin.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, type Harness, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, harness } from "../support/harness";
 import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { sendMarked } from "../support/sent";
 
 const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 let idp: TestIssuer;
@@ -81,20 +82,6 @@ function policy(claims?: IssuerConfig["claims"]): PolicyDocument {
   });
 }
 
-async function call(edge: Harness, url: string, headers: Record<string, string> = {}) {
-  const m = marker();
-  const before = edge.audit.length;
-  const response = await edge.fetch(url, { headers: { "x-test-marker": m, ...headers } });
-  const text = await response.text();
-  let body: Record<string, unknown> = {};
-  try {
-    body = JSON.parse(text || "{}");
-  } catch {}
-  const record = edge.audit.slice(before)[0];
-  const seen = await originSaw(m);
-  return { response, body, seen, record, headers: seen[0]?.headers ?? {} };
-}
-
 const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 
 function accessAssertionOf(claims: Record<string, unknown> = {}) {
@@ -104,10 +91,12 @@ function accessAssertionOf(claims: Record<string, unknown> = {}) {
 describe("tenant binding: path captures", () => {
   it("an escaped spelling of the token's own tenant is allowed and forwarded canonical", async () => {
     const edge = harness(policy());
-    const r = await call(edge, "/v1/tenants/%61cme/x", bearer(await idp.sign({ tenant_id: "acme" })));
+    const r = await sendMarked(edge, "/v1/tenants/%61cme/x", {
+      headers: bearer(await idp.sign({ tenant_id: "acme" })),
+    });
     expect(r.response.status).toBe(200);
     expect(r.seen[0]?.path).toBe("/v1/tenants/acme/x");
-    expect(r.headers["x-tenant"]).toBe("acme");
+    expect(r.got["x-tenant"]).toBe("acme");
   });
 
   it.each([
@@ -116,7 +105,7 @@ describe("tenant binding: path captures", () => {
     ["a climb out of the tenant", "/v1/tenants/acme/%2e%2e/globex/x"],
   ])("%s is refused and nothing is forwarded", async (_label, path) => {
     const edge = harness(policy());
-    const r = await call(edge, path, bearer(await idp.sign({ tenant_id: "acme" })));
+    const r = await sendMarked(edge, path, { headers: bearer(await idp.sign({ tenant_id: "acme" })) });
     expect(r.response.status).toBe(403);
     expect(r.record?.reason).toBe("tenant_mismatch");
     expect(r.seen).toHaveLength(0);
@@ -124,7 +113,9 @@ describe("tenant binding: path captures", () => {
 
   it("a broader route cannot be reached by changing the case of the tenant route's literals", async () => {
     const edge = harness(policy());
-    const r = await call(edge, "/v1/TENANTS/globex/x", bearer(await idp2.sign({ tenant_id: "acme" })));
+    const r = await sendMarked(edge, "/v1/TENANTS/globex/x", {
+      headers: bearer(await idp2.sign({ tenant_id: "acme" })),
+    });
     expect(r.response.status).toBe(400);
     expect(r.record?.detail).toBe("ambiguous_case");
     expect(r.seen).toHaveLength(0);
@@ -134,10 +125,10 @@ describe("tenant binding: path captures", () => {
     const edge = harness(policy());
     const token = await idp.sign({ tenant_id: "acme+" });
     for (const path of ["/v1/tenants/acme%2B/x", "/v1/tenants/acme+/x"]) {
-      const r = await call(edge, path, bearer(token));
+      const r = await sendMarked(edge, path, { headers: bearer(token) });
       expect(r.response.status).toBe(200);
       expect(decodeURIComponent(r.seen[0]?.path.split("/")[3] ?? "")).toBe("acme+");
-      expect(r.headers["x-tenant"]).toBe("acme+");
+      expect(r.got["x-tenant"]).toBe("acme+");
     }
   });
 });
@@ -150,18 +141,16 @@ describe("tenant binding: host captures", () => {
     ["an escaped letter", "https://%61cme.tenants.example.test/app/x"],
   ])("the token's own tenant host in %s is allowed, bound to acme", async (_label, url) => {
     const edge = harness(policy());
-    const r = await call(edge, url, bearer(await idp.sign({ tenant_id: "acme" })));
+    const r = await sendMarked(edge, url, { headers: bearer(await idp.sign({ tenant_id: "acme" })) });
     expect(r.response.status).toBe(200);
-    expect(r.headers["x-tenant"]).toBe("acme");
+    expect(r.got["x-tenant"]).toBe("acme");
   });
 
   it("a token whose tenant differs only in case never matches a host label", async () => {
     const edge = harness(policy());
-    const r = await call(
-      edge,
-      "https://acme.tenants.example.test/app/x",
-      bearer(await idp.sign({ tenant_id: "ACME" })),
-    );
+    const r = await sendMarked(edge, "https://acme.tenants.example.test/app/x", {
+      headers: bearer(await idp.sign({ tenant_id: "ACME" })),
+    });
     expect(r.response.status).toBe(403);
     expect(r.record).toMatchObject({ decision: "deny", reason: "tenant_mismatch", tenant_id: "ACME" });
     expect(r.seen).toHaveLength(0);
@@ -171,7 +160,7 @@ describe("tenant binding: host captures", () => {
 describe("mapped claims of every shape", () => {
   it.each([42, true, ["acme"], { id: "acme" }, null, ""])("tenant %j rejects the token", async (tenant) => {
     const edge = harness(policy());
-    const r = await call(edge, "/v1/x", bearer(await idp.sign({ tenant_id: tenant })));
+    const r = await sendMarked(edge, "/v1/x", { headers: bearer(await idp.sign({ tenant_id: tenant })) });
     expect(r.record).toMatchObject({ reason: "token_invalid", detail: "tenant_unsafe" });
     expect(r.seen).toHaveLength(0);
   });
@@ -191,30 +180,34 @@ describe("mapped claims of every shape", () => {
     "admin\\:write",
   ])("scope %j rejects the token", async (scope) => {
     const edge = harness(policy());
-    const r = await call(edge, "/v1/admin/x", bearer(await idp.sign({ scope })));
+    const r = await sendMarked(edge, "/v1/admin/x", { headers: bearer(await idp.sign({ scope })) });
     expect(r.record).toMatchObject({ reason: "token_invalid", detail: "scopes_unsafe" });
     expect(r.seen).toHaveLength(0);
   });
 
   it("an empty scope claim does not fall back to scp", async () => {
     const edge = harness(policy());
-    const r = await call(edge, "/v1/admin/x", bearer(await idp.sign({ scope: "", scp: ["admin:write"] })));
+    const r = await sendMarked(edge, "/v1/admin/x", {
+      headers: bearer(await idp.sign({ scope: "", scp: ["admin:write"] })),
+    });
     expect(r.record?.reason).toBe("insufficient_scope");
     expect(r.seen).toHaveLength(0);
   });
 
   it("extra spaces in scope are not scopes; the origin gets exactly the scopes authorised", async () => {
     const edge = harness(policy());
-    const r = await call(edge, "/v1/admin/x", bearer(await idp.sign({ scope: "  api:read   admin:write " })));
+    const r = await sendMarked(edge, "/v1/admin/x", {
+      headers: bearer(await idp.sign({ scope: "  api:read   admin:write " })),
+    });
     expect(r.response.status).toBe(200);
-    expect(r.headers["x-user-scope"]).toBe("api:read admin:write");
+    expect(r.got["x-user-scope"]).toBe("api:read admin:write");
   });
 
   it.each([[["payments-writer"]], { 0: "payments-writer" }, null, 5, "payments-writer, admins", ['"payments-writer"']])(
     "groups %j reject the token",
     async (groups) => {
       const edge = harness(policy());
-      const r = await call(edge, "/v1/writers/x", bearer(await idp.sign({ groups })));
+      const r = await sendMarked(edge, "/v1/writers/x", { headers: bearer(await idp.sign({ groups })) });
       expect(r.record).toMatchObject({ reason: "token_invalid", detail: "groups_unsafe" });
       expect(r.seen).toHaveLength(0);
     },
@@ -222,27 +215,25 @@ describe("mapped claims of every shape", () => {
 
   it("the groups header holds exactly the groups authorised", async () => {
     const edge = harness(policy());
-    const r = await call(
-      edge,
-      "/v1/writers/x",
-      bearer(await idp.sign({ groups: ["Domain Admins", "payments-writer"] })),
-    );
+    const r = await sendMarked(edge, "/v1/writers/x", {
+      headers: bearer(await idp.sign({ groups: ["Domain Admins", "payments-writer"] })),
+    });
     expect(r.response.status).toBe(200);
-    expect(r.headers["x-user-groups"]).toBe("Domain Admins,payments-writer");
+    expect(r.got["x-user-groups"]).toBe("Domain Admins,payments-writer");
   });
 });
 
 describe("claim conditions", () => {
   it.each([null, [["mfa"]], { mfa: true }, "mfa pwd", "MFA"])("amr %j does not satisfy one_of [mfa]", async (amr) => {
     const edge = harness(policy());
-    const r = await call(edge, "/v1/mfa/x", bearer(await idp.sign({ amr })));
+    const r = await sendMarked(edge, "/v1/mfa/x", { headers: bearer(await idp.sign({ amr })) });
     expect(r.record).toMatchObject({ reason: "forbidden", detail: "claim:amr" });
     expect(r.seen).toHaveLength(0);
   });
 
   it.each(["true", 1, null, [false], "__proto__"])("email_verified %j does not satisfy equals true", async (v) => {
     const edge = harness(policy());
-    const r = await call(edge, "/v1/verified/x", bearer(await idp.sign({ email_verified: v })));
+    const r = await sendMarked(edge, "/v1/verified/x", { headers: bearer(await idp.sign({ email_verified: v })) });
     expect(r.record?.reason).toBe("forbidden");
     expect(r.seen).toHaveLength(0);
   });
@@ -259,7 +250,7 @@ describe("a route taking OIDC tokens and Access assertions", () => {
       bearer(access),
     ];
     for (const headers of presentations) {
-      const r = await call(edge, "/mixed/acme/x", headers);
+      const r = await sendMarked(edge, "/mixed/acme/x", { headers });
       expect(r.record?.reason).toBe("issuer_unknown");
       expect(r.seen).toHaveLength(0);
     }
@@ -268,16 +259,18 @@ describe("a route taking OIDC tokens and Access assertions", () => {
   it("the same token verified (and cached) as one kind is not accepted as the other", async () => {
     const edge = harness(policy());
     const oidc = await idp.sign({ tenant_id: "acme" });
-    expect((await call(edge, "/mixed/acme/x", bearer(oidc))).response.status).toBe(200);
-    const r = await call(edge, "/mixed/acme/x", { "cf-access-jwt-assertion": oidc });
+    expect((await sendMarked(edge, "/mixed/acme/x", { headers: bearer(oidc) })).response.status).toBe(200);
+    const r = await sendMarked(edge, "/mixed/acme/x", { headers: { "cf-access-jwt-assertion": oidc } });
     expect(r.record?.reason).toBe("issuer_unknown");
     expect(r.seen).toHaveLength(0);
   });
 
   it("an assertion without a tenant is not bound to any tenant", async () => {
     const edge = harness(policy());
-    const r = await call(edge, "/mixed/acme/x", {
-      "cf-access-jwt-assertion": await accessAssertionOf({ scope: "api:read" }),
+    const r = await sendMarked(edge, "/mixed/acme/x", {
+      headers: {
+        "cf-access-jwt-assertion": await accessAssertionOf({ scope: "api:read" }),
+      },
     });
     expect(r.record?.reason).toBe("tenant_mismatch");
     expect(r.seen).toHaveLength(0);
@@ -287,7 +280,9 @@ describe("a route taking OIDC tokens and Access assertions", () => {
 describe("several issuers", () => {
   it("a token from an issuer the tenant route does not list is refused there, whatever its tenant", async () => {
     const edge = harness(policy());
-    const r = await call(edge, "/v1/tenants/globex/x", bearer(await idp2.sign({ tenant_id: "globex" })));
+    const r = await sendMarked(edge, "/v1/tenants/globex/x", {
+      headers: bearer(await idp2.sign({ tenant_id: "globex" })),
+    });
     expect(r.record?.reason).toBe("issuer_unknown");
     expect(r.seen).toHaveLength(0);
   });
@@ -295,10 +290,10 @@ describe("several issuers", () => {
   it("a custom tenant claim is read instead of tenant_id", async () => {
     const edge = harness(policy({ tenant: "https://example.test/org" }));
     const token = await idp.sign({ tenant_id: "acme", "https://example.test/org": "globex" });
-    const own = await call(edge, "/v1/tenants/globex/x", bearer(token));
+    const own = await sendMarked(edge, "/v1/tenants/globex/x", { headers: bearer(token) });
     expect(own.response.status).toBe(200);
-    expect(own.headers["x-tenant"]).toBe("globex");
-    const other = await call(edge, "/v1/tenants/acme/x", bearer(token));
+    expect(own.got["x-tenant"]).toBe("globex");
+    const other = await sendMarked(edge, "/v1/tenants/acme/x", { headers: bearer(token) });
     expect(other.record?.reason).toBe("tenant_mismatch");
     expect(other.seen).toHaveLength(0);
   });

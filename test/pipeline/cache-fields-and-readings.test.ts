@@ -15,6 +15,7 @@ import type { PolicyDocument } from "../../src/core/policy-types";
 import { createPipelineApp } from "../../src/pipeline-app";
 import { basePolicy, harness, marker, originSaw, recordingDataset } from "../support/harness";
 import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { sendMarked } from "../support/sent";
 
 const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const APP = "https://app.example.com";
@@ -338,11 +339,7 @@ describe("targeted cache fields on an Access answer", () => {
 
 describe("Bearer among other schemes' parameters", () => {
   async function call(headers: Record<string, string>) {
-    const e = edge();
-    const m = marker();
-    const response = await e.fetch("/either/me", { headers: { ...headers, "x-test-marker": m } });
-    const body = response.status === 200 ? {} : ((await response.json()) as { reason?: string });
-    return { response, body, record: e.audit.at(-1), seen: await originSaw(m) };
+    return sendMarked(edge(), "/either/me", { headers });
   }
 
   it.each([
@@ -366,7 +363,7 @@ describe("Bearer among other schemes' parameters", () => {
   ])("%j holds a Bearer beside another credential: refused as multiple_credentials", async (authorization) => {
     const { response, body, record, seen } = await call({ authorization, ...(await accessCookieFor("alice")) });
     expect(response.status).toBe(400);
-    expect(body.reason).toBe("token_malformed");
+    expect(body?.reason).toBe("token_malformed");
     expect(record).toMatchObject({ decision: "deny", reason: "token_malformed", detail: "multiple_credentials" });
     expect(seen).toHaveLength(0);
   });
@@ -376,10 +373,7 @@ describe("readings of a path, counted where another route names the segment read
   const idpOnly = () => ({ idp: { kind: "oidc" as const, issuer: idp.url, audiences: [AUDIENCE] } });
 
   async function send(doc: PolicyDocument, path: string, headers: Record<string, string> = {}) {
-    const e = harness(doc);
-    const m = marker();
-    const response = await e.fetch(path, { headers: { ...headers, "x-test-marker": m } });
-    return { response, record: e.audit.at(-1), seen: await originSaw(m) };
+    return sendMarked(harness(doc), path, { headers });
   }
 
   // Apache/php-fpm run `/app/admin.php/assets/x` as the script `/app/admin.php` (PATH_INFO

@@ -5,7 +5,8 @@
 // test asserts the reason and what (if anything) reached the origin.
 import { describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, type Harness, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
+import { basePolicy, type Harness, harness, unreachableOrigin } from "../support/harness";
+import { sendMarked } from "../support/sent";
 
 const APP = "https://app.example.com";
 const EVIL = "https://evil.example";
@@ -76,18 +77,11 @@ function policy(): PolicyDocument {
   });
 }
 
+/** `sendMarked`, and that the request wrote exactly one audit record, as every request here must. */
 async function call(edge: Harness, url: string, init: RequestInit = {}) {
-  const m = marker();
-  const headers = new Headers(init.headers);
-  headers.set("x-test-marker", m);
-  const before = edge.audit.length;
-  const response = await edge.fetch(url, { ...init, headers });
-  const text = await response.text();
-  const records = edge.audit.slice(before);
-  expect(records).toHaveLength(1);
-  let reason: unknown;
-  if (response.headers.get("content-type") === "application/problem+json") reason = JSON.parse(text).reason;
-  return { response, text, reason, record: records[0], seen: await originSaw(m) };
+  const sent = await sendMarked(edge, url, init);
+  expect(sent.records).toHaveLength(1);
+  return sent;
 }
 
 const corsHeaders = (response: Response) =>
@@ -145,7 +139,7 @@ describe("refusals a page the route allows can read", () => {
     const edge = harness(policy());
     const allowed = await call(edge, "/dead/x", { headers: { origin: APP } });
     expect(allowed.response.status).toBe(502);
-    expect(allowed.reason).toBe("origin_unavailable");
+    expect(allowed.body?.reason).toBe("origin_unavailable");
     expect(allowed.record).toMatchObject({
       decision: "deny",
       reason: "origin_unavailable",
@@ -166,7 +160,7 @@ describe("refusals a page the route allows can read", () => {
     const edge = harness(policy());
     const r = await call(edge, "/spa/x", { headers: { origin: APP, cookie: "session=s =CF_Authorization=x" } });
     expect(r.response.status).toBe(400);
-    expect(r.reason).toBe("bad_request");
+    expect(r.body?.reason).toBe("bad_request");
     expect(r.record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "credential_cookie_in_value" });
     expect(r.response.headers.get("access-control-allow-origin")).toBe(APP);
     expect(r.response.headers.get("access-control-allow-credentials")).toBe("true");
@@ -200,7 +194,7 @@ describe("a preflight never reaches the origin", () => {
       const edge = harness(policy());
       const r = await call(edge, "/opts/x", preflight(APP, "GET", extra));
       expect(r.response.status).toBe(403);
-      expect(r.reason).toBe("cors_rejected");
+      expect(r.body?.reason).toBe("cors_rejected");
       expect(r.record).toMatchObject({
         decision: "deny",
         reason: "cors_rejected",
@@ -261,7 +255,7 @@ describe("Access-Control-Request-Headers", () => {
       ]),
     );
     expect(refused.response.status).toBe(403);
-    expect(refused.reason).toBe("cors_rejected");
+    expect(refused.body?.reason).toBe("cors_rejected");
     expect(refused.record).toMatchObject({ reason: "cors_rejected", detail: "header_not_allowed", route: "spa" });
     expect(corsHeaders(refused.response)).toEqual([]);
     expect(refused.seen).toHaveLength(0);

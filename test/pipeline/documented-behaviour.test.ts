@@ -7,6 +7,7 @@ import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
 import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer, type TestKey } from "../support/issuers";
 import { problemsOf } from "../support/policy-problems";
+import { sendMarked } from "../support/sent";
 import { heldOrigin } from "../support/waiting";
 
 const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
@@ -23,14 +24,6 @@ beforeAll(async () => {
 });
 
 type Edge = ReturnType<typeof harness>;
-
-async function send(edge: Edge, path: string, init: RequestInit & { headers?: Record<string, string> } = {}) {
-  const m = marker();
-  const response = await edge.fetch(path, { ...init, headers: { "x-test-marker": m, ...init.headers } });
-  const text = await response.text();
-  const body = response.headers.get("content-type") === "application/problem+json" ? JSON.parse(text) : undefined;
-  return { response, body, seen: await originSaw(m), record: edge.audit.at(-1) };
-}
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 /** A request carrying only this Bearer token. */
@@ -49,9 +42,9 @@ describe("How a request flows: the canonical path is judged before the route", (
   // README: "client ─▶ request id ─▶ canonical path ─▶ route ─▶ …"
   it("a bad path no route serves is 400 for its encoding, not 404", async () => {
     const edge = harness(basePolicy());
-    const { response, body, seen, record } = await send(edge, "/nowhere/a%2Fb");
+    const { response, body, seen, record } = await sendMarked(edge, "/nowhere/a%2Fb");
     expect(response.status).toBe(400);
-    expect(body.reason).toBe("bad_request");
+    expect(body?.reason).toBe("bad_request");
     expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "encoded_slash", route: null });
     expect(seen).toHaveLength(0);
   });
@@ -63,7 +56,7 @@ describe("Paths (Security model)", () => {
   it("refuses ∖ (U+2216), which a best-fit conversion reads as `\\`", async () => {
     const edge = harness(basePolicy());
     for (const path of ["/public/..%E2%88%96admin/x", "/public/..∖admin/x"]) {
-      const { response, seen, record } = await send(edge, path);
+      const { response, seen, record } = await sendMarked(edge, path);
       expect({ path, status: response.status }).toEqual({ path, status: 400 });
       expect(record).toMatchObject({ reason: "bad_request", detail: "ambiguous_segment", path: null });
       expect(seen).toHaveLength(0);
@@ -73,7 +66,7 @@ describe("Paths (Security model)", () => {
   // README: "Windows 8.3 short names (`ADMINI~1` for `administrator`) are not refused".
   it("does not refuse a Windows 8.3 short name: it is forwarded as sent", async () => {
     const edge = harness(basePolicy());
-    const { response, seen, record } = await send(edge, "/public/ADMINI~1/x");
+    const { response, seen, record } = await sendMarked(edge, "/public/ADMINI~1/x");
     expect(response.status).toBe(200);
     expect(record).toMatchObject({ decision: "allow", path: "/public/ADMINI~1/x" });
     expect(seen[0]?.raw_target).toBe("/public/ADMINI~1/x");
@@ -160,11 +153,11 @@ describe("Upstreams: the forwarded path", () => {
   // with `//` …) and the original query string".
   it("is the upstream URL's own path, trailing slashes dropped, then the canonical path and the query", async () => {
     const edge = harness(basePolicy({ upstreams: { echo: { url: `${echoOrigin}/base//`, timeout_ms: 2000 } } }));
-    const { response, seen } = await send(edge, "/public/a/./b?x=1&y=%20");
+    const { response, seen } = await sendMarked(edge, "/public/a/./b?x=1&y=%20");
     expect(response.status).toBe(200);
     expect(seen[0]?.raw_target).toBe("/base/public/a/b?x=1&y=%20");
     const bare = harness(basePolicy({ upstreams: { echo: { url: `${echoOrigin}//`, timeout_ms: 2000 } } }));
-    expect((await send(bare, "/public/c")).seen[0]?.raw_target).toBe("/public/c");
+    expect((await sendMarked(bare, "/public/c")).seen[0]?.raw_target).toBe("/public/c");
   });
 });
 
@@ -229,12 +222,12 @@ describe("OPTIONS with Max-Forwards: 0", () => {
 
   it("is answered only after authentication: without a token it is 401 token_missing", async () => {
     const edge = harness(policy(`u-${unique()}`));
-    const { response, body, seen, record } = await send(edge, "/v1/x", {
+    const { response, body, seen, record } = await sendMarked(edge, "/v1/x", {
       method: "OPTIONS",
       headers: { "max-forwards": "0" },
     });
     expect(response.status).toBe(401);
-    expect(body.reason).toBe("token_missing");
+    expect(body?.reason).toBe("token_missing");
     expect(response.headers.get("allow")).toBeNull();
     expect(record).toMatchObject({ decision: "deny", reason: "token_missing" });
     expect(seen).toHaveLength(0);
@@ -243,7 +236,10 @@ describe("OPTIONS with Max-Forwards: 0", () => {
   it("is counted by the route's limits, and refused once they are spent", async () => {
     const edge = harness(policy(`u-${unique()}`));
     const token = await idp.sign({ sub: `u-${unique()}` });
-    const first = await send(edge, "/v1/x", { method: "OPTIONS", headers: { ...bearer(token), "max-forwards": "0" } });
+    const first = await sendMarked(edge, "/v1/x", {
+      method: "OPTIONS",
+      headers: { ...bearer(token), "max-forwards": "0" },
+    });
     expect(first.response.status).toBe(200);
     expect(first.response.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
     expect(first.response.headers.get("x-ratelimit-remaining")).toBe("0");
@@ -251,9 +247,12 @@ describe("OPTIONS with Max-Forwards: 0", () => {
     // ops/README: blob15 holds `max_forwards_zero` on such an allowed request.
     expect(edge.dataPoints.at(-1)?.blobs?.[14]).toBe("max_forwards_zero");
     expect(first.seen).toHaveLength(0);
-    const second = await send(edge, "/v1/x", { method: "OPTIONS", headers: { ...bearer(token), "max-forwards": "0" } });
+    const second = await sendMarked(edge, "/v1/x", {
+      method: "OPTIONS",
+      headers: { ...bearer(token), "max-forwards": "0" },
+    });
     expect(second.response.status).toBe(429);
-    expect(second.body.reason).toBe("rate_limited");
+    expect(second.body?.reason).toBe("rate_limited");
     expect(second.response.headers.get("allow")).toBeNull();
     expect(second.seen).toHaveLength(0);
   });
@@ -281,7 +280,7 @@ describe("Cross-site requests with the Access cookie (Cloudflare Access)", () =>
   async function fromBrowser(method: string, from: Record<string, string>) {
     const edge = accessEdge();
     const token = await accessAssertion(team, AUD_TAG);
-    return send(edge, "/internal/x", {
+    return sendMarked(edge, "/internal/x", {
       method,
       ...(method === "POST" ? { body: "to=attacker" } : {}),
       headers: { cookie: `CF_Authorization=${token}`, "cf-access-jwt-assertion": token, ...from },
@@ -308,7 +307,7 @@ describe("Cross-site requests with the Access cookie (Cloudflare Access)", () =>
   it("an older browser's post with Origin: null and no Sec-Fetch-Site is 403 cross_site_request", async () => {
     const { response, body, seen, record } = await fromBrowser("POST", { origin: "null" });
     expect(response.status).toBe(403);
-    expect(body.reason).toBe("cross_site_request");
+    expect(body?.reason).toBe("cross_site_request");
     expect(record).toMatchObject({ reason: "cross_site_request", detail: "cross_site_origin", token_hash: null });
     expect(seen).toHaveLength(0);
   });
@@ -347,11 +346,11 @@ describe("A route taking OIDC tokens and Access assertions", () => {
         ],
       }),
     );
-    const oidc = await send(edge, "/mixed/x", withToken(await idp.sign({ sub: "oidc-user", aud: AUD_TAG })));
+    const oidc = await sendMarked(edge, "/mixed/x", withToken(await idp.sign({ sub: "oidc-user", aud: AUD_TAG })));
     expect(oidc.response.status).toBe(200);
     expect(oidc.seen[0]?.headers["x-user-sub"]).toBe("oidc-user");
     expect(oidc.seen[0]?.headers["x-user-iss"]).toBe(idp.url);
-    const access = await send(edge, "/mixed/x", {
+    const access = await sendMarked(edge, "/mixed/x", {
       headers: { "cf-access-jwt-assertion": await accessAssertion(team, "api", { sub: "access-user" }) },
     });
     expect(access.response.status).toBe(200);
@@ -379,7 +378,7 @@ describe("Issuers: EC keys on P-521", () => {
         routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" }],
       }),
     );
-    const { response, seen, record } = await send(
+    const { response, seen, record } = await sendMarked(
       edge,
       "/v1/x",
       withToken(await issuer.sign({ sub: "p521" }, { key })),
@@ -400,7 +399,7 @@ describe("Identity headers", () => {
   // X.500 subject, a quoted local part): read them whole".
   it("a subject and an email with a comma are accepted and forwarded whole", async () => {
     const token = await idp.sign({ sub: "CN=ada,O=acme", email: '"ada,lovelace"@example.com' });
-    const { response, seen, record } = await send(edge(), "/v1/x", withToken(token));
+    const { response, seen, record } = await sendMarked(edge(), "/v1/x", withToken(token));
     expect(response.status).toBe(200);
     expect(record).toMatchObject({ decision: "allow", user_sub: "CN=ada,O=acme" });
     expect(seen[0]?.headers["x-user-sub"]).toBe("CN=ada,O=acme");
@@ -413,9 +412,9 @@ describe("Identity headers", () => {
     ["a space in the subject", { sub: "ada lovelace" }],
     ["a numeric subject", { sub: 42 }],
   ])("%s rejects the token (token_invalid, subject_missing_or_unsafe)", async (_label, claims) => {
-    const { response, body, seen, record } = await send(edge(), "/v1/x", withToken(await idp.sign(claims)));
+    const { response, body, seen, record } = await sendMarked(edge(), "/v1/x", withToken(await idp.sign(claims)));
     expect(response.status).toBe(401);
-    expect(body.reason).toBe("token_invalid");
+    expect(body?.reason).toBe("token_invalid");
     expect(record).toMatchObject({ reason: "token_invalid", detail: "subject_missing_or_unsafe" });
     expect(seen).toHaveLength(0);
   });
@@ -424,7 +423,7 @@ describe("Identity headers", () => {
   // `x-user-email` (when present …)".
   it("writes no x-tenant, x-user-groups or x-user-email for a token without them, whatever the client sent", async () => {
     const token = await idp.sign({ sub: "bare", tenant_id: undefined, scope: "api:read" });
-    const { response, seen } = await send(edge(), "/v1/x", {
+    const { response, seen } = await sendMarked(edge(), "/v1/x", {
       headers: { ...bearer(token), "x-tenant": "evil", "x-user-groups": "admins", "x-user-email": "ceo@example.com" },
     });
     expect(response.status).toBe(200);
@@ -451,13 +450,13 @@ describe("Authorisation: claim conditions compare strictly by type", () => {
         },
       ]),
     );
-    const text = await send(edge, "/v1/x", withToken(await idp.sign({ tier: "1" })));
+    const text = await sendMarked(edge, "/v1/x", withToken(await idp.sign({ tier: "1" })));
     expect(text.response.status).toBe(403);
-    expect(text.body.reason).toBe("forbidden");
+    expect(text.body?.reason).toBe("forbidden");
     expect(text.record).toMatchObject({ reason: "forbidden", detail: "claim:tier" });
     expect(text.seen).toHaveLength(0);
     for (const tier of [1, [2, 1]]) {
-      const { response, seen } = await send(edge, "/v1/x", withToken(await idp.sign({ tier })));
+      const { response, seen } = await sendMarked(edge, "/v1/x", withToken(await idp.sign({ tier })));
       expect({ tier, status: response.status }).toEqual({ tier, status: 200 });
       expect(seen).toHaveLength(1);
     }
@@ -482,7 +481,7 @@ describe("Credentials stop at the edge; method override (Security model)", () =>
       ]),
     );
     const token = await idp.sign({ sub: "writer" });
-    const { response, seen, record } = await send(edge, "/v1/items/7?_method=DELETE&api_key=k3y", {
+    const { response, seen, record } = await sendMarked(edge, "/v1/items/7?_method=DELETE&api_key=k3y", {
       method: "POST",
       body: "_method=DELETE",
       headers: { ...bearer(token), "content-type": "application/x-www-form-urlencoded" },
@@ -498,7 +497,7 @@ describe("Audit log and metrics", () => {
   // invalid policy)".
   it("records a null path for a request refused because the policy is invalid", async () => {
     const edge = harness({ version: 1, routes: [] });
-    const { response, record } = await send(edge, "/public/x");
+    const { response, record } = await sendMarked(edge, "/public/x");
     expect(response.status).toBe(500);
     expect(record).toMatchObject({ reason: "misconfigured", detail: "policy_invalid", path: null, method: "GET" });
   });
@@ -524,7 +523,7 @@ describe("Audit log and metrics", () => {
       ["/v1/x", 200],
       ["/v1/scoped/x", 403],
     ] as const) {
-      const { response, record } = await send(edge, path, withToken(token));
+      const { response, record } = await sendMarked(edge, path, withToken(token));
       expect(response.status).toBe(status);
       expect(record?.user_sub).toBe(sub);
       expect(record?.token_hash).toMatch(/^[0-9a-f]{16}$/);
@@ -542,7 +541,11 @@ describe("Audit log and metrics", () => {
       oidcPolicy([{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" }]),
     );
     const tenant = `t${"x".repeat(199)}`;
-    const { response, seen, record } = await send(edge, "/v1/x", withToken(await idp.sign({ tenant_id: tenant })));
+    const { response, seen, record } = await sendMarked(
+      edge,
+      "/v1/x",
+      withToken(await idp.sign({ tenant_id: tenant })),
+    );
     expect(response.status).toBe(200);
     expect(seen[0]?.headers["x-tenant"]).toBe(tenant);
     expect(record?.tenant_id).toBe(tenant);
@@ -556,11 +559,11 @@ describe("Audit log and metrics", () => {
       oidcPolicy([{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" }]),
     );
     const early = await idp.sign({ nbf: Math.floor(Date.now() / 1000) + 3600 });
-    const { response, body, seen } = await send(edge, "/v1/x", {
+    const { response, body, seen } = await sendMarked(edge, "/v1/x", {
       headers: { ...bearer(early), "cf-connecting-ip": "198.51.100.61" },
     });
     expect(response.status).toBe(401);
-    expect(body.reason).toBe("token_not_yet_valid");
+    expect(body?.reason).toBe("token_not_yet_valid");
     expect(seen).toHaveLength(0);
     const point = edge.dataPoints.at(-1);
     expect(point?.blobs?.[1]).toBe("token_not_yet_valid");

@@ -3,8 +3,9 @@
 // record, and what (if anything) reached the echo origin.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, type Harness, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, type Harness, harness } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
 
@@ -44,15 +45,11 @@ function hostPolicy(): PolicyDocument {
   });
 }
 
+/** `sendMarked`, and that the request wrote exactly one audit record, as every request here must. */
 async function call(edge: Harness, url: string, headers: Record<string, string> = {}) {
-  const m = marker();
-  const before = edge.audit.length;
-  const response = await edge.fetch(url, { headers: { "x-test-marker": m, ...headers } });
-  const text = await response.text();
-  const body = JSON.parse(text || "{}") as Record<string, unknown>;
-  const records = edge.audit.slice(before);
-  expect(records).toHaveLength(1);
-  return { response, body, seen: await originSaw(m), record: records[0] };
+  const sent = await sendMarked(edge, url, { headers });
+  expect(sent.records).toHaveLength(1);
+  return sent;
 }
 
 describe("routes with a host", () => {
@@ -83,7 +80,7 @@ describe("routes with a host", () => {
     const { response, body, seen, record } = await call(edge, url);
     expect(response.status).toBe(404);
     expect(response.headers.get("content-type")).toBe("application/problem+json");
-    expect(body.reason).toBe("route_not_found");
+    expect(body?.reason).toBe("route_not_found");
     expect(seen).toHaveLength(0);
     expect(record).toMatchObject({ decision: "deny", reason: "route_not_found", status: 404 });
   });
@@ -114,7 +111,7 @@ describe("routes with a host", () => {
     const token = await issuer.sign({ tenant_id: "globex", scope: "api:read" });
     const { response, body, seen, record } = await call(edge, url, { authorization: `Bearer ${token}` });
     expect(response.status).toBe(400);
-    expect(body.reason).toBe("bad_request");
+    expect(body?.reason).toBe("bad_request");
     expect(seen).toHaveLength(0);
     expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_host", route: null });
   });
@@ -176,7 +173,7 @@ describe("tenant binding from a host label", () => {
     const token = await issuer.sign({ sub: "alice", tenant_id: "acme", scope: "api:read" });
     const { response, body, seen, record } = await call(edge, url, { authorization: `Bearer ${token}` });
     expect(response.status).toBe(403);
-    expect(body.reason).toBe("tenant_mismatch");
+    expect(body?.reason).toBe("tenant_mismatch");
     expect(seen).toHaveLength(0);
     expect(record).toMatchObject({ decision: "deny", reason: "tenant_mismatch", route: "tenant-host" });
   });
@@ -188,7 +185,7 @@ describe("tenant binding from a host label", () => {
       authorization: `Bearer ${token}`,
     });
     expect(response.status).toBe(403);
-    expect(body.reason).toBe("tenant_mismatch");
+    expect(body?.reason).toBe("tenant_mismatch");
     expect(seen).toHaveLength(0);
     expect(record).toMatchObject({ reason: "tenant_mismatch", detail: "token_has_no_tenant" });
   });
@@ -202,7 +199,7 @@ describe("tenant binding from a host label", () => {
     const token = await issuer.sign({ tenant_id: "acme", scope: "api:read" });
     const { response, body, seen, record } = await call(edge, url, { authorization: `Bearer ${token}` });
     expect(response.status).toBe(404);
-    expect(body.reason).toBe("route_not_found");
+    expect(body?.reason).toBe("route_not_found");
     expect(seen).toHaveLength(0);
     expect(record).toMatchObject({ decision: "deny", reason: "route_not_found" });
   });

@@ -4,8 +4,9 @@
 // as a space-separated string or as an array. Each test asserts what reached the origin.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, type EchoRecord, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, type EchoRecord, harness } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
 
@@ -51,14 +52,6 @@ function policy(options: { custom?: boolean; claims?: IssuerConfig["claims"] } =
   });
 }
 
-async function call(edge: ReturnType<typeof harness>, path: string, headers: Record<string, string> = {}) {
-  const m = marker();
-  const response = await edge.fetch(path, { headers: { "x-test-marker": m, ...headers } });
-  await response.text();
-  const seen = await originSaw(m);
-  return { response, seen, headers: seen[0]?.headers ?? {} };
-}
-
 /** Header names the origin received, lower-cased and with `_` read as `-`. */
 function normalisedNames(headers: EchoRecord["headers"]): string[] {
   return Object.keys(headers).map((name) => name.toLowerCase().replace(/_/g, "-"));
@@ -93,7 +86,11 @@ describe("renamed identity headers (settings.identity_headers)", () => {
       groups: ["eng", "ops"],
       email: "alice@example.com",
     });
-    const { response, seen, headers } = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+    const {
+      response,
+      seen,
+      got: headers,
+    } = await sendMarked(edge, "/v1/things", { headers: { authorization: `Bearer ${token}` } });
     expect(response.status).toBe(200);
     expect(seen).toHaveLength(1);
     expect(headers).toMatchObject({
@@ -112,12 +109,18 @@ describe("renamed identity headers (settings.identity_headers)", () => {
 
   it("a client's headers under the custom names never reach a public route, in any spelling", async () => {
     const edge = harness(policy());
-    const { response, seen, headers } = await call(edge, "/public/a", {
-      ...SPOOFED,
-      // Controls: an unrelated header, and one with underscores, do reach the origin, so the
-      // spoofed ones are missing because the edge removed them, not because transit drops them.
-      "x-probe-kept": "kept",
-      x_probe_kept_underscore: "kept-underscore",
+    const {
+      response,
+      seen,
+      got: headers,
+    } = await sendMarked(edge, "/public/a", {
+      headers: {
+        ...SPOOFED,
+        // Controls: an unrelated header, and one with underscores, do reach the origin, so the
+        // spoofed ones are missing because the edge removed them, not because transit drops them.
+        "x-probe-kept": "kept",
+        x_probe_kept_underscore: "kept-underscore",
+      },
     });
     expect(response.status).toBe(200);
     expect(seen).toHaveLength(1);
@@ -130,9 +133,15 @@ describe("renamed identity headers (settings.identity_headers)", () => {
 
   it("without the setting, the same client header is an ordinary header (the stripping comes from the policy)", async () => {
     const edge = harness(policy({ custom: false }));
-    const { response, seen, headers } = await call(edge, "/public/a", {
-      "x-caller-id": "someone",
-      x_caller_org: "org",
+    const {
+      response,
+      seen,
+      got: headers,
+    } = await sendMarked(edge, "/public/a", {
+      headers: {
+        "x-caller-id": "someone",
+        x_caller_org: "org",
+      },
     });
     expect(response.status).toBe(200);
     expect(seen).toHaveLength(1);
@@ -145,12 +154,18 @@ describe("renamed identity headers (settings.identity_headers)", () => {
     // No tenant, groups or email in the token: the edge writes nothing under those names,
     // so only stripping keeps the client's values away.
     const token = await issuer.sign({ sub: "alice", tenant_id: undefined, scope: "api:read" });
-    const { response, seen, headers } = await call(edge, "/v1/things", {
-      authorization: `Bearer ${token}`,
-      ...SPOOFED,
-      // The default names are stripped too, and not written by the edge.
-      "x-user-sub": "mallory-default",
-      "x-tenant": "mallory-default-tenant",
+    const {
+      response,
+      seen,
+      got: headers,
+    } = await sendMarked(edge, "/v1/things", {
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...SPOOFED,
+        // The default names are stripped too, and not written by the edge.
+        "x-user-sub": "mallory-default",
+        "x-tenant": "mallory-default-tenant",
+      },
     });
     expect(response.status).toBe(200);
     expect(seen).toHaveLength(1);
@@ -172,7 +187,9 @@ describe("groups claim: an array, or one string that is one group", () => {
   ])("groups as %s reach the origin comma-separated and satisfy groups.any_of", async (_label, groups, header) => {
     const edge = harness(policy());
     const token = await issuer.sign({ sub: "alice", scope: "payments:write", groups });
-    const { response, headers } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    const { response, got: headers } = await sendMarked(edge, "/v1/writers", {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(response.status).toBe(200);
     expect(headers["x-caller-groups"]).toBe(header);
   });
@@ -180,20 +197,20 @@ describe("groups claim: an array, or one string that is one group", () => {
   it("a string is never split: `eng payments-writer` is one group, not payments-writer", async () => {
     const edge = harness(policy());
     const token = await issuer.sign({ sub: "alice", scope: "payments:write", groups: "eng payments-writer" });
-    const refused = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    const refused = await sendMarked(edge, "/v1/writers", { headers: { authorization: `Bearer ${token}` } });
     expect(refused.response.status).toBe(403);
     expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "forbidden", detail: "group" });
     expect(refused.seen).toHaveLength(0);
     // Elsewhere it travels on as the one group it names.
-    const allowed = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+    const allowed = await sendMarked(edge, "/v1/things", { headers: { authorization: `Bearer ${token}` } });
     expect(allowed.response.status).toBe(200);
-    expect(allowed.headers["x-caller-groups"]).toBe("eng payments-writer");
+    expect(allowed.got["x-caller-groups"]).toBe("eng payments-writer");
   });
 
   it("a group name with leading or trailing spaces rejects the token", async () => {
     const edge = harness(policy());
     const token = await issuer.sign({ sub: "alice", scope: "payments:write", groups: " payments-writer " });
-    const { response, seen } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    const { response, seen } = await sendMarked(edge, "/v1/writers", { headers: { authorization: `Bearer ${token}` } });
     expect(response.status).toBe(401);
     expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "token_invalid", detail: "groups_unsafe" });
     expect(seen).toHaveLength(0);
@@ -202,7 +219,7 @@ describe("groups claim: an array, or one string that is one group", () => {
   it("a string that does not name the required group is still refused, and nothing is forwarded", async () => {
     const edge = harness(policy());
     const token = await issuer.sign({ sub: "alice", scope: "payments:write", groups: "eng payments-writerX" });
-    const { response, seen } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    const { response, seen } = await sendMarked(edge, "/v1/writers", { headers: { authorization: `Bearer ${token}` } });
     expect(response.status).toBe(403);
     expect(edge.audit.at(-1)).toMatchObject({
       decision: "deny",
@@ -216,7 +233,11 @@ describe("groups claim: an array, or one string that is one group", () => {
   it("an empty groups string writes no groups header", async () => {
     const edge = harness(policy());
     const token = await issuer.sign({ sub: "alice", groups: "" });
-    const { response, seen, headers } = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+    const {
+      response,
+      seen,
+      got: headers,
+    } = await sendMarked(edge, "/v1/things", { headers: { authorization: `Bearer ${token}` } });
     expect(response.status).toBe(200);
     expect(seen).toHaveLength(1);
     // The identity was injected (so the groups header is missing by choice, not because none were written).
@@ -234,7 +255,9 @@ describe("scopes: `scope` string, else `scp` array, unless a claim is named", ()
   ])("%s reaches the origin space-separated and satisfies scopes.all_of", async (_label, claims) => {
     const edge = harness(policy());
     const token = await issuer.sign({ ...writer, ...claims });
-    const { response, headers } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    const { response, got: headers } = await sendMarked(edge, "/v1/writers", {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(response.status).toBe(200);
     expect(headers["x-caller-scopes"]).toBe("api:read payments:write");
   });
@@ -242,10 +265,10 @@ describe("scopes: `scope` string, else `scp` array, unless a claim is named", ()
   it("`scope` wins over `scp` when both are present", async () => {
     const edge = harness(policy());
     const token = await issuer.sign({ ...writer, scope: "api:read", scp: ["payments:write"] });
-    const ok = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+    const ok = await sendMarked(edge, "/v1/things", { headers: { authorization: `Bearer ${token}` } });
     expect(ok.response.status).toBe(200);
-    expect(ok.headers["x-caller-scopes"]).toBe("api:read");
-    const refused = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+    expect(ok.got["x-caller-scopes"]).toBe("api:read");
+    const refused = await sendMarked(edge, "/v1/writers", { headers: { authorization: `Bearer ${token}` } });
     expect(refused.response.status).toBe(403);
     expect(refused.response.headers.get("www-authenticate")).toContain('scope="payments:write"');
     expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "insufficient_scope", detail: "scope" });
@@ -257,16 +280,20 @@ describe("scopes: `scope` string, else `scp` array, unless a claim is named", ()
     const asArray = await issuer.sign({ ...writer, scope: undefined, permissions: ["api:read", "payments:write"] });
     const asString = await issuer.sign({ ...writer, scope: undefined, permissions: "api:read payments:write" });
     for (const token of [asArray, asString]) {
-      const { response, headers } = await call(edge, "/v1/writers", { authorization: `Bearer ${token}` });
+      const { response, got: headers } = await sendMarked(edge, "/v1/writers", {
+        headers: { authorization: `Bearer ${token}` },
+      });
       expect(response.status).toBe(200);
       expect(headers["x-caller-scopes"]).toBe("api:read payments:write");
     }
     const scpOnly = await issuer.sign({ ...writer, scope: undefined, scp: ["api:read", "payments:write"] });
-    const { response, headers } = await call(edge, "/v1/things", { authorization: `Bearer ${scpOnly}` });
+    const { response, got: headers } = await sendMarked(edge, "/v1/things", {
+      headers: { authorization: `Bearer ${scpOnly}` },
+    });
     expect(response.status).toBe(200);
     expect(headers["x-caller-scopes"]).toBe("");
     // Nor for authorisation: the scopes only `scp` carries do not satisfy the route.
-    const refused = await call(edge, "/v1/writers", { authorization: `Bearer ${scpOnly}` });
+    const refused = await sendMarked(edge, "/v1/writers", { headers: { authorization: `Bearer ${scpOnly}` } });
     expect(refused.response.status).toBe(403);
     expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "insufficient_scope", detail: "scope" });
     expect(refused.seen).toHaveLength(0);
@@ -284,7 +311,9 @@ describe("mapped claims of the wrong type", () => {
     async (_label, claims, detail) => {
       const edge = harness(policy());
       const token = await issuer.sign({ sub: "alice", ...claims });
-      const { response, seen } = await call(edge, "/v1/things", { authorization: `Bearer ${token}` });
+      const { response, seen } = await sendMarked(edge, "/v1/things", {
+        headers: { authorization: `Bearer ${token}` },
+      });
       expect(response.status).toBe(401);
       expect(edge.audit.at(-1)).toMatchObject({ decision: "deny", reason: "token_invalid", detail });
       expect(seen).toHaveLength(0);
@@ -298,11 +327,13 @@ describe("mapped claims of the wrong type", () => {
       scp: ["payments:write"],
       groups: ["payments-writer"],
     });
-    const byDefault = await call(harness(policy()), "/v1/writers", { authorization: `Bearer ${token}` });
+    const byDefault = await sendMarked(harness(policy()), "/v1/writers", {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(byDefault.response.status).toBe(200);
-    expect(byDefault.headers["x-caller-scopes"]).toBe("payments:write");
+    expect(byDefault.got["x-caller-scopes"]).toBe("payments:write");
     const named = harness(policy({ claims: { scopes: "scope" } }));
-    const refused = await call(named, "/v1/writers", { authorization: `Bearer ${token}` });
+    const refused = await sendMarked(named, "/v1/writers", { headers: { authorization: `Bearer ${token}` } });
     expect(refused.response.status).toBe(403);
     expect(named.audit.at(-1)).toMatchObject({ reason: "insufficient_scope" });
   });

@@ -4,8 +4,9 @@
 // reason and what (if anything) reached the origin.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, type Harness, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, type Harness, harness } from "../support/harness";
 import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { sendMarked } from "../support/sent";
 
 const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const APP = "https://app.example.com";
@@ -71,18 +72,11 @@ function policy(): PolicyDocument {
   });
 }
 
+/** `sendMarked`, and that the request wrote exactly one audit record, as every request here must. */
 async function call(edge: Harness, url: string, init: RequestInit = {}) {
-  const m = marker();
-  const headers = new Headers(init.headers);
-  headers.set("x-test-marker", m);
-  const before = edge.audit.length;
-  const response = await edge.fetch(url, { ...init, headers });
-  const text = await response.text();
-  const records = edge.audit.slice(before);
-  expect(records).toHaveLength(1);
-  let reason: unknown;
-  if (response.headers.get("content-type") === "application/problem+json") reason = JSON.parse(text).reason;
-  return { response, reason, record: records[0], seen: await originSaw(m) };
+  const sent = await sendMarked(edge, url, init);
+  expect(sent.records).toHaveLength(1);
+  return sent;
 }
 
 const bearerOf = async (claims: Record<string, unknown>) => ({
@@ -98,7 +92,7 @@ describe("host spellings a hostile client sends", () => {
       headers: await bearerOf({ tenant_id: "acme" }),
     });
     expect(r.response.status).toBe(403);
-    expect(r.reason).toBe("tenant_mismatch");
+    expect(r.body?.reason).toBe("tenant_mismatch");
     expect(r.record).toMatchObject({ decision: "deny", reason: "tenant_mismatch", route: "tenant-host" });
     expect(r.seen).toHaveLength(0);
   });
@@ -109,7 +103,7 @@ describe("host spellings a hostile client sends", () => {
       headers: await bearerOf({ groups: ["staff"] }),
     });
     expect(r.response.status).toBe(403);
-    expect(r.reason).toBe("forbidden");
+    expect(r.body?.reason).toBe("forbidden");
     expect(r.record).toMatchObject({ reason: "forbidden", detail: "group", route: "admin-host" });
     expect(r.seen).toHaveLength(0);
   });
@@ -162,7 +156,7 @@ describe("CORS: Origins that only look like the allowed page", () => {
         headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type" },
       });
       expect(r.response.status).toBe(403);
-      expect(r.reason).toBe("cors_rejected");
+      expect(r.body?.reason).toBe("cors_rejected");
       expect(r.record).toMatchObject({ decision: "deny", reason: "cors_rejected", detail: "origin_not_allowed" });
       expect(r.response.headers.get("vary")).toContain("Origin");
       const granted = [...r.response.headers.keys()].filter((name) => name.startsWith("access-control-"));
@@ -283,7 +277,7 @@ describe("Access cross-site check: Origins that only look like this origin or th
     async (_label, origin, site) => {
       const r = await fromPage("POST", { origin, "sec-fetch-site": site, "sec-fetch-mode": "navigate" });
       expect(r.response.status).toBe(403);
-      expect(r.reason).toBe("cross_site_request");
+      expect(r.body?.reason).toBe("cross_site_request");
       expect(r.record).toMatchObject({
         decision: "deny",
         reason: "cross_site_request",
@@ -364,7 +358,7 @@ describe("the path a request is routed by is the path the origin receives", () =
     const climb = `/v1/tenants/acme/${"x/".repeat(300)}${"%2e%2e/".repeat(301)}globex/orders`;
     const r = await call(edge, climb, { headers: await bearerOf({ tenant_id: "acme" }) });
     expect(r.response.status).toBe(403);
-    expect(r.reason).toBe("tenant_mismatch");
+    expect(r.body?.reason).toBe("tenant_mismatch");
     expect(r.record).toMatchObject({ route: "tenant-path", path: "/v1/tenants/globex/orders" });
     expect(r.seen).toHaveLength(0);
   });
@@ -389,7 +383,7 @@ describe("the path a request is routed by is the path the origin receives", () =
     const edge = harness(policy());
     const r = await call(edge, path, { headers: await bearerOf({ tenant_id: "acme" }) });
     expect(r.response.status).toBe(400);
-    expect(r.reason).toBe("bad_request");
+    expect(r.body?.reason).toBe("bad_request");
     expect(r.record).toMatchObject({ decision: "deny", reason: "bad_request", detail, route: null, token_hash: null });
     expect(r.seen).toHaveLength(0);
   });

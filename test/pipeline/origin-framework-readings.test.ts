@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
 
@@ -39,12 +40,7 @@ async function send(
   init: RequestInit = {},
   policy: PolicyDocument = adminPolicy(),
 ) {
-  const edge = harness(policy);
-  const m = marker();
-  const response = await edge.fetch(path, { ...init, headers: { "x-test-marker": m, ...headers } });
-  const text = await response.text();
-  const seen = await originSaw(m);
-  return { response, text, seen, got: seen[0]?.headers ?? {}, record: edge.audit.at(-1) };
+  return sendMarked(harness(policy), path, { ...init, headers });
 }
 
 /** What the origin receives when these headers are sent straight to it, edge bypassed. */

@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { IssuerConfig } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
 
@@ -30,11 +31,7 @@ const policy = () =>
 
 async function send(path: string, headers: Record<string, string> = {}) {
   const edge = harness(policy());
-  const m = marker();
-  const response = await edge.fetch(path, { headers: { "x-test-marker": m, ...headers } });
-  const text = await response.text();
-  const seen = await originSaw(m);
-  return { response, text, seen, got: seen[0]?.headers ?? {}, record: edge.audit.at(-1), logs: edge.logs };
+  return { ...(await sendMarked(edge, path, { headers })), logs: edge.logs };
 }
 
 /** What the origin receives when these headers are sent straight to it, edge bypassed. */

@@ -17,6 +17,7 @@ import type { PolicyDocument, RouteConfig } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
 import { type LimiterBinding, realLimiter } from "../support/limiter-objects";
+import { sendMarked } from "../support/sent";
 
 let idp: TestIssuer;
 beforeAll(async () => {
@@ -38,11 +39,8 @@ const guarded = (name: string, path: string, extra: Partial<RouteConfig> = {}): 
 
 /** One request through an edge for `doc`: the answer, the audit record, what the origin saw. */
 async function send(doc: PolicyDocument, url: string, headers: Record<string, string> = {}) {
-  const edge = harness(doc);
-  const m = marker();
-  const response = await edge.fetch(url, { headers: { ...headers, "x-test-marker": m } });
-  await response.arrayBuffer();
-  return { response, record: edge.audit.at(-1) as AuditRecord, seen: await originSaw(m) };
+  const sent = await sendMarked(harness(doc), url, { headers });
+  return { ...sent, record: sent.record as AuditRecord };
 }
 
 // ---------------------------------------------------------------------------------------------

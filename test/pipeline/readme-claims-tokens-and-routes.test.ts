@@ -4,8 +4,9 @@
 import { CompactSign } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, harness } from "../support/harness";
 import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer, type TestKey } from "../support/issuers";
+import { sendMarked } from "../support/sent";
 
 const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const PAYMENTS = "https://payments.api.test";
@@ -19,16 +20,6 @@ beforeAll(async () => {
 });
 
 type Edge = ReturnType<typeof harness>;
-
-async function send(edge: Edge, path: string, init: RequestInit & { headers?: Record<string, string> } = {}) {
-  const m = marker();
-  const response = await edge.fetch(path, { ...init, headers: { "x-test-marker": m, ...init.headers } });
-  const text = await response.text();
-  // A HEAD answer has no body, refusals included.
-  const problem = response.headers.get("content-type") === "application/problem+json" && text !== "";
-  const body = problem ? JSON.parse(text) : undefined;
-  return { response, body, seen: await originSaw(m), record: edge.audit.at(-1) };
-}
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
@@ -73,7 +64,9 @@ describe("Identity headers: duplicate JSON names", () => {
 
   it("the origin receives the last sub and tenant, never the first, and the raw token not at all", async () => {
     const token = await twoNamed();
-    const { response, seen, record } = await send(tenantEdge(), "/v1/tenants/acme/orders", { headers: bearer(token) });
+    const { response, seen, record } = await sendMarked(tenantEdge(), "/v1/tenants/acme/orders", {
+      headers: bearer(token),
+    });
     expect(response.status).toBe(200);
     expect(record).toMatchObject({ decision: "allow", route: "tenants", user_sub: "bob", tenant_id: "acme" });
     expect(seen).toHaveLength(1);
@@ -85,11 +78,11 @@ describe("Identity headers: duplicate JSON names", () => {
   });
 
   it("tenant binding is judged on the last tenant: the first one binds nothing", async () => {
-    const { response, body, seen, record } = await send(tenantEdge(), "/v1/tenants/globex/orders", {
+    const { response, body, seen, record } = await sendMarked(tenantEdge(), "/v1/tenants/globex/orders", {
       headers: bearer(await twoNamed()),
     });
     expect(response.status).toBe(403);
-    expect(body.reason).toBe("tenant_mismatch");
+    expect(body?.reason).toBe("tenant_mismatch");
     expect(record).toMatchObject({ decision: "deny", reason: "tenant_mismatch", route: "tenants" });
     expect(seen).toHaveLength(0);
   });
@@ -104,7 +97,7 @@ describe("Identity headers: x-user-sub and x-user-email are single values", () =
     ]);
     const subject = "CN=alice,OU=eng,O=acme";
     const email = '"alice,ops"@example.com';
-    const { response, seen, record } = await send(edge, "/v1/things", {
+    const { response, seen, record } = await sendMarked(edge, "/v1/things", {
       headers: bearer(await idp.sign({ sub: subject, email })),
     });
     expect(response.status).toBe(200);
@@ -132,7 +125,7 @@ describe("Routes: HEAD is authorised as GET", () => {
     const e = edge();
     const token = await idp.sign({ scope: "api:read" });
     for (const method of ["GET", "HEAD"]) {
-      const { response, seen, record } = await send(e, "/v1/reports/q1", { method, headers: bearer(token) });
+      const { response, seen, record } = await sendMarked(e, "/v1/reports/q1", { method, headers: bearer(token) });
       expect({ method, status: response.status }).toEqual({ method, status: 403 });
       expect(record).toMatchObject({ decision: "deny", reason: "insufficient_scope", route: "reports", method });
       expect(seen).toHaveLength(0);
@@ -140,7 +133,7 @@ describe("Routes: HEAD is authorised as GET", () => {
   });
 
   it("a HEAD with the scope reaches the origin through the GET route", async () => {
-    const { response, seen, record } = await send(edge(), "/v1/reports/q1", {
+    const { response, seen, record } = await sendMarked(edge(), "/v1/reports/q1", {
       method: "HEAD",
       headers: bearer(await idp.sign({ scope: "api:read reports:read" })),
     });
@@ -151,7 +144,7 @@ describe("Routes: HEAD is authorised as GET", () => {
   });
 
   it("a route that does not allow GET does not answer HEAD", async () => {
-    const { response, seen, record } = await send(edge(), "/v1/writes/x", {
+    const { response, seen, record } = await sendMarked(edge(), "/v1/writes/x", {
       method: "HEAD",
       headers: bearer(await idp.sign()),
     });
@@ -169,7 +162,7 @@ describe("How a token is checked: extraction", () => {
   // space, one token."
   it.each(["bearer", "BEARER", "bEaReR"])("the scheme spelt %s is Bearer", async (scheme) => {
     const token = await idp.sign({ sub: `case-${scheme}` });
-    const { response, seen, record } = await send(edge(), "/v1/x", {
+    const { response, seen, record } = await sendMarked(edge(), "/v1/x", {
       headers: { authorization: `${scheme} ${token}` },
     });
     expect(response.status).toBe(200);
@@ -202,13 +195,13 @@ describe("How a token is checked: extraction", () => {
       { cookie: `CF_Authorization=${assertion}` },
     ];
     for (const headers of transports) {
-      const both = await send(e, `/app/x?access_token=${assertion}`, { headers });
+      const both = await sendMarked(e, `/app/x?access_token=${assertion}`, { headers });
       expect(both.response.status).toBe(400);
-      expect(both.body.reason).toBe("token_malformed");
+      expect(both.body?.reason).toBe("token_malformed");
       expect(both.record).toMatchObject({ decision: "deny", reason: "token_malformed", detail: "multiple_methods" });
       expect(both.seen).toHaveLength(0);
     }
-    const alone = await send(e, `/app/x?access_token=${assertion}`);
+    const alone = await sendMarked(e, `/app/x?access_token=${assertion}`);
     expect(alone.response.status).toBe(401);
     expect(alone.record).toMatchObject({ reason: "token_missing", detail: "query_token_not_accepted" });
     expect(alone.seen).toHaveLength(0);
@@ -237,11 +230,11 @@ describe("How a token is checked: extraction", () => {
 
   it("on a mixed route a refused Bearer token is not rescued by a valid Access assertion", async () => {
     const expired = await idp.sign({ exp: Math.floor(Date.now() / 1000) - 3600 });
-    const { response, body, seen, record } = await send(mixedEdge(), "/mixed/x", {
+    const { response, body, seen, record } = await sendMarked(mixedEdge(), "/mixed/x", {
       headers: { ...bearer(expired), "cf-access-jwt-assertion": await accessAssertion(team, AUD_TAG) },
     });
     expect(response.status).toBe(401);
-    expect(body.reason).toBe("token_expired");
+    expect(body?.reason).toBe("token_expired");
     // The assertion beside it is valid: only the Bearer token can have been read.
     expect(record).toMatchObject({ decision: "deny", reason: "token_expired", route: "mixed" });
     expect(seen).toHaveLength(0);
@@ -249,7 +242,7 @@ describe("How a token is checked: extraction", () => {
 
   it("on a mixed route a valid Bearer token decides, and a forged assertion beside it goes nowhere", async () => {
     const forged = `${(await accessAssertion(team, AUD_TAG)).slice(0, -4)}AAAA`;
-    const { response, seen, record } = await send(mixedEdge(), "/mixed/x", {
+    const { response, seen, record } = await sendMarked(mixedEdge(), "/mixed/x", {
       headers: { ...bearer(await idp.sign({ sub: "bearer-user" })), "cf-access-jwt-assertion": forged },
     });
     expect(response.status).toBe(200);
@@ -279,13 +272,13 @@ describe("How a token is checked: the route's audiences replace the issuer's", (
   it("a token for the issuer's audience is refused on a route that names its own", async () => {
     const e = edge();
     const token = await idp.sign({ aud: AUDIENCE });
-    const refused = await send(e, "/v1/payments/x", { headers: bearer(token) });
+    const refused = await sendMarked(e, "/v1/payments/x", { headers: bearer(token) });
     expect(refused.response.status).toBe(401);
-    expect(refused.body.reason).toBe("audience_mismatch");
+    expect(refused.body?.reason).toBe("audience_mismatch");
     expect(refused.record).toMatchObject({ decision: "deny", reason: "audience_mismatch", route: "payments" });
     expect(refused.seen).toHaveLength(0);
     // The same token is fine where the route names no audience of its own.
-    const elsewhere = await send(e, "/v1/things", { headers: bearer(token) });
+    const elsewhere = await sendMarked(e, "/v1/things", { headers: bearer(token) });
     expect(elsewhere.response.status).toBe(200);
     expect(elsewhere.record).toMatchObject({ decision: "allow", route: "any" });
   });
@@ -293,7 +286,7 @@ describe("How a token is checked: the route's audiences replace the issuer's", (
   it("a token for the route's audience passes, alone or as any element of an aud array", async () => {
     const e = edge();
     for (const aud of [PAYMENTS, ["https://other.test", PAYMENTS]]) {
-      const { response, seen, record } = await send(e, "/v1/payments/x", {
+      const { response, seen, record } = await sendMarked(e, "/v1/payments/x", {
         headers: bearer(await idp.sign({ aud, sub: "payer" })),
       });
       expect({ aud, status: response.status }).toEqual({ aud, status: 200 });
@@ -301,7 +294,7 @@ describe("How a token is checked: the route's audiences replace the issuer's", (
       expect(seen[0]?.headers["x-user-sub"]).toBe("payer");
     }
     // And a token only for the route's audience is not one for the issuer's default routes.
-    const other = await send(e, "/v1/things", { headers: bearer(await idp.sign({ aud: PAYMENTS })) });
+    const other = await sendMarked(e, "/v1/things", { headers: bearer(await idp.sign({ aud: PAYMENTS })) });
     expect(other.response.status).toBe(401);
     expect(other.record).toMatchObject({ reason: "audience_mismatch", route: "any" });
     expect(other.seen).toHaveLength(0);

@@ -25,6 +25,7 @@ import {
 } from "../support/issuers";
 import { publicJwk, T0, world } from "../support/key-store-world";
 import { problemsOf } from "../support/policy-problems";
+import { sendMarked } from "../support/sent";
 
 let idp: TestIssuer;
 
@@ -40,12 +41,7 @@ const oidc = () => ({ idp: { kind: "oidc", issuer: idp.url, audiences: [AUDIENCE
 
 /** One request through an edge for `doc`: the answer, what the origin saw, the audit record. */
 async function send(doc: PolicyDocument, path: string, headers: Record<string, string> = {}, init: RequestInit = {}) {
-  const edge = harness(doc);
-  const m = marker();
-  const response = await edge.fetch(path, { ...init, headers: { "x-test-marker": m, ...headers } });
-  const text = await response.text();
-  const seen = await originSaw(m);
-  return { response, text, seen, got: seen[0]?.headers ?? {}, record: edge.audit.at(-1) };
+  return sendMarked(harness(doc), path, { ...init, headers });
 }
 
 const bearer = async (claims: Record<string, unknown> = {}) => ({

@@ -3,6 +3,7 @@
 // anything) reached the origin.
 import { describe, expect, it } from "vitest";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
+import { sendMarked } from "../support/sent";
 
 const policy = () =>
   basePolicy({
@@ -28,13 +29,7 @@ const policy = () =>
   });
 
 async function send(path: string, init: RequestInit = {}) {
-  const edge = harness(policy());
-  const m = marker();
-  const headers = new Headers(init.headers);
-  headers.set("x-test-marker", m);
-  const response = await edge.fetch(path, { ...init, headers });
-  const text = await response.text();
-  return { response, text, seen: await originSaw(m), record: edge.audit.at(-1) };
+  return sendMarked(harness(policy()), path, init);
 }
 
 /** What the origin receives when the runtime's own fetch sends these headers straight to it, edge bypassed. */

@@ -5,8 +5,9 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { CounterTable } from "../../src/core/limits/counter-table";
 import type { CounterRequest } from "../../src/core/limits/limiter-rpc";
 import type { PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, type Harness, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, type Harness, harness } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
 
@@ -33,15 +34,11 @@ function policy(): PolicyDocument {
   });
 }
 
+/** `sendMarked`, and that the request wrote exactly one audit record, as every request here must. */
 async function call(edge: Harness, url: string, headers: Record<string, string> = {}) {
-  const m = marker();
-  const before = edge.audit.length;
-  const response = await edge.fetch(url, { headers: { "x-test-marker": m, ...headers } });
-  const text = await response.text();
-  const body = JSON.parse(text || "{}") as Record<string, unknown>;
-  const records = edge.audit.slice(before);
-  expect(records).toHaveLength(1);
-  return { response, body, seen: await originSaw(m), record: records[0] };
+  const sent = await sendMarked(edge, url, { headers });
+  expect(sent.records).toHaveLength(1);
+  return sent;
 }
 
 describe("hosts a client may legitimately send are not ambiguous", () => {
@@ -77,7 +74,7 @@ describe("an empty label however the client spells it", () => {
     const token = await issuer.sign({ tenant_id: "globex" });
     const { response, body, seen, record } = await call(edge, url, { authorization: `Bearer ${token}` });
     expect(response.status).toBe(400);
-    expect(body.reason).toBe("bad_request");
+    expect(body?.reason).toBe("bad_request");
     expect(seen).toHaveLength(0);
     expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_host", route: null });
   });
@@ -121,7 +118,7 @@ describe("a scope with a comma", () => {
       authorization: `Bearer ${token}`,
     });
     expect(response.status).toBe(401);
-    expect(body.reason).toBe("token_invalid");
+    expect(body?.reason).toBe("token_invalid");
     expect(seen).toHaveLength(0);
     expect(record).toMatchObject({ decision: "deny", reason: "token_invalid", detail: "scopes_unsafe" });
   });
