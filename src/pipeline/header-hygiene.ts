@@ -31,6 +31,10 @@ export function headerHygiene(policy: CompiledPolicy): Stage {
     if (coding !== null && coding.trim().toLowerCase() !== "chunked") {
       return deny(c, "bad_request", { detail: "unsupported_transfer_coding" });
     }
+    // Framed twice (RFC 9112 §6.3: the coding wins, yet the length would cut the body short at
+    // an origin that reads it): request smuggling's shape, refused.
+    if (coding !== null && incoming.has("content-length"))
+      return deny(c, "bad_request", { detail: "ambiguous_framing" });
     // Copied natively, then the few names that must not reach the origin are deleted
     // (`delete` removes every value of a name).
     const outgoing = new Headers(incoming);
