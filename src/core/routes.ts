@@ -236,12 +236,22 @@ export function findRoute<R extends MatchableRoute>(
   method: string,
   host: string,
   canonicalPath: string,
-  anyCase = false,
 ): RouteMatch<R> | undefined {
   const segments = pathSegments(canonicalPath);
-  if (!segments) return undefined;
-  // Folded once, however many routes compare them.
-  const folded = anyCase ? segments.map(foldCase) : undefined;
+  return segments && routeFor(routes, method, host, segments);
+}
+
+/**
+ * `findRoute` over a path's segments, compared as they are or, given `folded` (the segments
+ * with letters folded once, however many routes compare them), without regard to case.
+ */
+function routeFor<R extends MatchableRoute>(
+  routes: readonly R[],
+  method: string,
+  host: string,
+  segments: readonly string[],
+  folded?: readonly string[],
+): RouteMatch<R> | undefined {
   for (const route of routes) {
     if (!takesMethod(route.methods, method)) continue;
     let hostParams: Record<string, string> = {};
@@ -299,33 +309,6 @@ export type RouteAmbiguity = "ambiguous_case" | "ambiguous_format" | "ambiguous_
  */
 const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|asp|aspx|asmx|ashx|axd|svc)$/i;
 
-/** The path up to the first segment that names a script, when more follows it. */
-function scriptOf(path: string): string | undefined {
-  let end = 0;
-  for (let next = path.indexOf("/", 1); next !== -1 && next < path.length - 1; next = path.indexOf("/", next + 1)) {
-    if (SCRIPT_NAME.test(path.slice(end, next))) return path.slice(0, next);
-    end = next;
-  }
-  return undefined;
-}
-
-/**
- * The path as origins read it without its last segment's format suffix: Rails reads
- * `admin.b.json` as `admin.b` (every route is `path(.:format)`), Spring MVC's suffix pattern
- * match (its default before 5.3) as `admin`. A leading dot is part of the name; a trailing
- * slash stays. Linear in the path: no pattern rescans it.
- */
-function formatReadings(path: string): string[] {
-  const end = path.endsWith("/") ? path.length - 1 : path.length;
-  const start = path.lastIndexOf("/", end - 1) + 1;
-  const name = path.slice(start, end);
-  const first = name.indexOf(".", 1);
-  if (first === -1) return [];
-  const head = path.slice(0, start);
-  const tail = path.slice(end);
-  return [head + name.slice(0, first) + tail, head + name.slice(0, name.lastIndexOf(".")) + tail];
-}
-
 /**
  * Whether an origin may take this request for another route's than `matched`, the route the
  * edge matched, and run that route's handler under `matched`'s rules: one routing without
@@ -344,14 +327,6 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   canonicalPath: string,
   matched: R,
 ): RouteAmbiguity | undefined {
-  // `shorter`: a route that takes the path as written too takes it alike either way.
-  const readsOther = (path: string, shorter?: true) => {
-    const other = findRoute(routes, method, host, path, true)?.route;
-    const written = shorter && pathSegments(canonicalPath);
-    return (
-      other !== undefined && other !== matched && !(written && matchPath(other.pattern, written, written.map(foldCase)))
-    );
-  };
   let cased = casedLiterals.get(routes);
   if (cased === undefined) {
     cased = routes.some((route) =>
@@ -359,11 +334,29 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
     );
     casedLiterals.set(routes, cased);
   }
-  if ((cased || canonicalPath !== foldCase(canonicalPath)) && readsOther(canonicalPath)) return "ambiguous_case";
-  if (!canonicalPath.includes(".")) return undefined;
-  const script = scriptOf(canonicalPath);
-  if (script && readsOther(script, true)) return "ambiguous_path_info";
-  for (const reading of formatReadings(canonicalPath)) if (readsOther(reading, true)) return "ambiguous_format";
+  const caseMatters = cased || canonicalPath !== foldCase(canonicalPath);
+  const dotted = canonicalPath.includes(".");
+  if (!caseMatters && !dotted) return undefined;
+  const segments = pathSegments(canonicalPath) as string[];
+  const folded = segments.map(foldCase);
+  // `shorter`: a route that takes the path as written too takes it alike either way.
+  const readsOther = (reading: string[], shorter?: true) => {
+    const other = routeFor(routes, method, host, reading, shorter ? reading.map(foldCase) : folded)?.route;
+    return other !== undefined && other !== matched && !(shorter && matchPath(other.pattern, segments, folded));
+  };
+  if (caseMatters && readsOther(segments)) return "ambiguous_case";
+  if (!dotted) return undefined;
+  // PATH_INFO: the path cut after the first segment that names a script, when more follows.
+  const script = segments.findIndex((segment, i) => i < segments.length - 1 && SCRIPT_NAME.test(segment));
+  if (script !== -1 && readsOther(segments.slice(0, script + 1), true)) return "ambiguous_path_info";
+  // A format suffix: Rails reads `admin.b.json` as `admin.b` (every route is
+  // `path(.:format)`), Spring MVC's suffix pattern match (its default before 5.3) as `admin`.
+  // A leading dot is part of the name.
+  const name = segments.at(-1) as string;
+  const first = name.indexOf(".", 1);
+  if (first === -1) return undefined;
+  for (const end of new Set([first, name.lastIndexOf(".")]))
+    if (readsOther([...segments.slice(0, -1), name.slice(0, end)], true)) return "ambiguous_format";
   return undefined;
 }
 
