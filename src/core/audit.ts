@@ -4,6 +4,7 @@
 
 import type { DenyReason } from "./deny";
 import type { Identity } from "./identity";
+import type { CheckSource } from "./tokens/verify";
 
 export interface AuditRecord {
   ts: string;
@@ -41,11 +42,11 @@ export interface AuditRecord {
   /** The client's country (`request.cf.country`). */
   client_country: string | null;
   /**
-   * Where the token's key came from, once an issuer was chosen (`memory`, `kv`, `fetch`,
-   * `token_cache`; `stale` or `token_cache_stale` from a set past its TTL): kept whatever
-   * later stages decide, as `detail` is not.
+   * Where the token's key came from, once an issuer was chosen (`stale` or
+   * `token_cache_stale`: from a set past its TTL): kept whatever later stages decide, as
+   * `detail` is not.
    */
-  key_source: string | null;
+  key_source: CheckSource | null;
 }
 
 /** What the edge decided, filled in by the stage that decided it; read by the audit stage. */
@@ -83,8 +84,8 @@ export interface AuditInput {
   timings: Timings;
   /** `request.cf`, when the request came through Cloudflare. */
   cf?: { colo?: unknown; asn?: unknown; country?: unknown };
-  /** Where the token's key came from (see `CheckSource`). */
-  keySource?: string;
+  /** Where the token's key came from. */
+  keySource?: CheckSource;
 }
 
 export interface AuditIdentity {

@@ -63,6 +63,7 @@ const IDENTITY_HEADER_PREFIXES: readonly string[] = [
  */
 const IDENTITY_HEADER_NAMES: readonly string[] = [
   "x-user",
+  // SiteMinder's SMUSER, without the underscore the `sm-` prefix reads as `-`.
   "smuser",
   "x-userid",
   "x-username",

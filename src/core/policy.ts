@@ -155,6 +155,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
     "realm",
   ]);
   check.boolean(settings, "server_timing", "settings");
+  const serverTiming = settings.server_timing === true;
   if (settings.realm !== undefined && check.string(settings.realm, "settings.realm")) {
     // It is quoted into WWW-Authenticate: a character a header cannot carry would turn
     // every challenge into a 500.
@@ -221,7 +222,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
         defaultLimits,
         declaredLimits,
         limitNames,
-        serverTiming: settings.server_timing === true,
+        serverTiming,
       });
       if (!route) return;
       if (names.has(route.name)) check.fail(`${path}.name`, `"${route.name}" is used by another route`);
@@ -250,7 +251,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
     maxUrlBytes: optionalInteger(check, settings, "max_url_bytes", "settings", 8192, 256, 65536),
     maxHeaderBytes: optionalInteger(check, settings, "max_header_bytes", "settings", 32768, 1024, 131072),
     maxTokenBytes: optionalInteger(check, settings, "max_token_bytes", "settings", 8192, 512, 65536),
-    serverTiming: settings.server_timing === true,
+    serverTiming,
     limiterTimeoutMs: optionalInteger(check, settings, "limiter_timeout_ms", "settings", 50, 5, MAX_LIMITER_TIMEOUT_MS),
     realm: typeof settings.realm === "string" ? settings.realm : DEFAULT_REALM,
   };

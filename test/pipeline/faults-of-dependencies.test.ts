@@ -432,8 +432,9 @@ describe("a limiter object failing in odd ways", () => {
       "allowed: false over a counter that admitted",
       { allowed: false, counters: [{ allowed: true, remaining: 999, resetMs: 60_000, retryAfterMs: 0 }] },
     ],
+    ["allowed: false over a counter that is null", { allowed: false, counters: [null] }],
   ])("acquire answering %s: 503 limiter_unavailable when closed, never forwarded", async (_l, answer) => {
-    const refusingBlank = realLimiter("ROUTE_LIMITER", () => ({ acquire: async () => answer }));
+    const refusingBlank = realLimiter("ROUTE_LIMITER", () => ({ acquire: async () => answer as never }));
     const edge = limitedEdge("deny", refusingBlank);
     const m = marker();
     const response = await edge.fetch("/limited/a", { headers: { "x-test-marker": m } });

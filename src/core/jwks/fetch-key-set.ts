@@ -4,7 +4,7 @@
 
 import type { JWK } from "jose";
 import { binaryOf, MAX_KID_LENGTH } from "../tokens/compact";
-import { importVerifyKey, JWS_ALGORITHMS, keyFitsAlg, verifiesAnyAlg } from "../tokens/jws-verify";
+import { firstAlgOf, importVerifyKey, JWS_ALGORITHMS } from "../tokens/jws-verify";
 import { secureUrl } from "../urls";
 
 /** Members of a private key (RFC 7518 §6.2.2, §6.3.2). */
@@ -151,7 +151,7 @@ function weakRsa(n: string, e: string): boolean {
     const exponent = binaryOf(e).replace(/^\0+/, "");
     return (
       modulus.length < 256 ||
-      modulus.charCodeAt(0) < (modulus.length === 256 ? 128 : 1) ||
+      (modulus.length === 256 && modulus < "\x80") ||
       !(exponent.charCodeAt(exponent.length - 1) & 1) ||
       exponent === "\x01"
     );
@@ -267,7 +267,7 @@ export function usableKeys(document: unknown, knownLeaked: ReadonlySet<string> =
     // (a token naming it is refused as such).
     if (candidate.alg !== undefined && !(typeof candidate.alg === "string" && JWS_ALGORITHMS.has(candidate.alg)))
       continue;
-    if (!verifiesAnyAlg(candidate)) continue;
+    if (!firstAlgOf(candidate)) continue;
     const material = keyMaterialOf(candidate);
     if (leaked.has(material) || knownLeaked.has(material)) {
       listsLeaked = true;
@@ -282,7 +282,6 @@ export function usableKeys(document: unknown, knownLeaked: ReadonlySet<string> =
   return { keys, leaked: [...leaked] };
 }
 
-/** OpenID discovery (OIDC Discovery §4.3): the document must name the same issuer. */
 /**
  * The keys of `set` the runtime verifies with, in order: each is imported as the first
  * algorithm it fits, and one it refuses (an EC point off its curve) is dropped. A set none of
@@ -293,7 +292,7 @@ export function usableKeys(document: unknown, knownLeaked: ReadonlySet<string> =
 export async function verifiableKeys(set: UsableKeySet): Promise<UsableKeySet> {
   const verifies = await Promise.all(
     set.keys.map(async (jwk) => {
-      const alg = [...JWS_ALGORITHMS.keys()].find((name) => keyFitsAlg({ kty: jwk.kty, crv: jwk.crv }, name));
+      const alg = firstAlgOf(jwk);
       return alg !== undefined && (await importVerifyKey(jwk, alg)) !== undefined;
     }),
   );
@@ -302,6 +301,7 @@ export async function verifiableKeys(set: UsableKeySet): Promise<UsableKeySet> {
   return { keys, leaked: set.leaked };
 }
 
+/** OpenID discovery (OIDC Discovery §4.3): the document must name the same issuer. */
 export async function discoverJwksUri(
   fetcher: Fetcher,
   discoveryUrl: string,

@@ -49,7 +49,11 @@ export function combineAnswers(plan: LimitPlan, answers: ReadonlyMap<LimiterKind
     const result = answer?.ok ? answer.result : undefined;
     // One status per counter, and a verdict that agrees with them, or no answer at all (an
     // object of another version, mid-deploy): its limits fail as on an error, never let through.
-    if (result?.counters?.length === limits.length && result.allowed === result.counters.every((c) => c?.allowed)) {
+    if (
+      result?.counters?.length === limits.length &&
+      result.counters.every((c) => typeof c?.allowed === "boolean") &&
+      result.allowed === result.counters.every((c) => c.allowed)
+    ) {
       limits.forEach((limit, i) => {
         const status = {
           name: limit.name,

@@ -1,6 +1,7 @@
 // Checks a JWS signature with WebCrypto directly (RFC 7518 §3, RFC 8037). The algorithm is
 // one the issuer's configuration allows, checked before we get here; this file only maps it
-// to WebCrypto parameters and refuses a key that was not made for it.
+// to WebCrypto parameters, imports a published key for it, and refuses a key that was not
+// made for it.
 
 type KeyAlgorithmShape = { name: string; hash?: { name: string }; namedCurve?: string };
 
@@ -66,14 +67,14 @@ export function keyFitsAlg(jwk: { kty?: unknown; crv?: unknown; alg?: unknown },
 }
 
 /**
- * Whether a key's type and curve can verify any algorithm the edge verifies (an X25519 or
- * secp256k1 key never can). Its `alg` aside: a key whose `alg` conflicts is kept, so a token
+ * The first algorithm the edge verifies that a key's type and curve fit, if any (an X25519 or
+ * secp256k1 key fits none). Its `alg` aside: a key whose `alg` conflicts is kept, so a token
  * naming it is refused as such rather than sending the edge to look for its kid again.
  */
-export function verifiesAnyAlg(jwk: { kty?: unknown; crv?: unknown }): boolean {
+export function firstAlgOf(jwk: { kty?: unknown; crv?: unknown }): string | undefined {
   const shape = { kty: jwk.kty, crv: jwk.crv };
-  for (const alg of JWS_ALGORITHMS.keys()) if (keyFitsAlg(shape, alg)) return true;
-  return false;
+  for (const alg of JWS_ALGORITHMS.keys()) if (keyFitsAlg(shape, alg)) return alg;
+  return undefined;
 }
 
 /**
@@ -96,6 +97,9 @@ export async function importVerifyKey(
 }
 
 /**
+ * RSA keys under 2048 bits (RFC 7518 §3.3) never get here: no key set keeps them (see
+ * `weakRsa` in jwks/fetch-key-set.ts).
+ *
  * `valid`; `mismatch` when the signature does not verify with this key (another candidate key
  * may still); otherwise why this key cannot be used for `alg` at all.
  */
@@ -117,7 +121,6 @@ export async function verifySignature(
 ): Promise<SignatureCheck> {
   const algorithm = JWS_ALGORITHMS.get(alg);
   if (!algorithm) return "alg_not_supported";
-  // RSA keys under 2048 bits (RFC 7518 §3.3) never get this far: no key set keeps them.
   if (!keyFits(key, algorithm.key)) return "key_alg_mismatch";
   if (algorithm.signatureBytes !== undefined && signature.length !== algorithm.signatureBytes) return "mismatch";
   try {
