@@ -140,23 +140,6 @@ describe("holds: truthful answers and the declared rate", () => {
     expect(table.acquire([c], T0 + retryAfterMs).allowed).toBe(true);
   });
 
-  it("refused behind a hold that may be given back: Retry-After is when the hold settles, not the hold's own wait", () => {
-    // 1 per hour. A held request at T0 (its other object not yet decided). A request at
-    // T0 + 500 is refused behind it: it may ask again once the hold settles (given back, the
-    // hour is whole again; charged, the answer then says the hour), not told to wait the hour.
-    const c: CounterRequest = { id: "c", limit: 1, windowS: 3600 };
-    const table = new CounterTable();
-    const holdMs = 2_050;
-    expect(table.acquire([c], T0, holdMs).allowed).toBe(true);
-    const refused = table.acquire([c], T0 + 500);
-    expect(refused.allowed).toBe(false);
-    expect(refused.counters[0]!.retryAfterMs).toBe(holdMs - 500);
-    // Without a hold, the counter's own wait: the hour, less what has passed.
-    const alone = new CounterTable();
-    expect(alone.acquire([c], T0).allowed).toBe(true);
-    expect(alone.acquire([c], T0 + 500).counters[0]!.retryAfterMs).toBe(3_600_000 - 500);
-  });
-
   it("a steady stream at the declared rate on a two-object route (every request held, forwarded) is all admitted", () => {
     // 10 per 1 s, one request every 100 ms for 10 s: GCRA admits all 100, and so does a
     // counter whose requests are all held (each counted as of its own time, not pinned).

@@ -167,14 +167,7 @@ export class CounterTable {
         stored = full;
       }
       const cost = item.cost ?? 1;
-      let result = gcra(stored, now, rate, cost);
-      const queue = this.#pending.get(item.id);
-      if (!result.allowed && queue) {
-        // Refused behind charges still pending, which holds given back may yet undo: ask again
-        // once the first of them settles (then the counter's own wait is known), if sooner.
-        const settles = Math.min(...queue.map((p) => this.#holds.get(p.seq)?.until ?? now)) - now;
-        result = { ...result, retryAfterMs: Math.min(result.retryAfterMs, settles) };
-      }
+      const result = gcra(stored, now, rate, cost);
       results.push(result);
       // An inspection writes nothing (the counter may stand above what is stored: pending charges).
       if (result.allowed && cost > 0) tentative.set(item.id, result.tat);
