@@ -53,6 +53,17 @@ function hostileValue(): object {
   );
 }
 
+/** `path` answered 502 origin_unavailable with `detail`: one record, nothing unhandled. */
+async function expectOriginFailure(edge: Harness, path: string, detail: string): Promise<void> {
+  const unhandled = await unhandledDuring(async () => {
+    const response = await edge.fetch(path);
+    expect(response.status).toBe(502);
+    expect((await problem(response)).reason).toBe("origin_unavailable");
+  });
+  expect(unhandled).toEqual([]);
+  expect(edge.audit.map((r) => [r.decision, r.reason, r.detail])).toEqual([["deny", "origin_unavailable", detail]]);
+}
+
 /** Odd things a dependency may throw or reject with, by label. */
 const ODD_VALUES: [string, () => unknown][] = [
   ["undefined", () => undefined],
@@ -226,15 +237,7 @@ describe("the origin's fetch failing in odd ways", () => {
         if (String(input instanceof Request ? input.url : input).startsWith(echoOrigin)) throw value();
         return real(input, init);
       });
-      const unhandled = await unhandledDuring(async () => {
-        const response = await edge.fetch("/public/a");
-        expect(response.status).toBe(502);
-        expect((await problem(response)).reason).toBe("origin_unavailable");
-      });
-      expect(unhandled).toEqual([]);
-      expect(edge.audit.map((r) => [r.decision, r.reason, r.detail])).toEqual([
-        ["deny", "origin_unavailable", "origin_unreachable"],
-      ]);
+      await expectOriginFailure(edge, "/public/a", "origin_unreachable");
     },
   );
 
@@ -245,15 +248,7 @@ describe("the origin's fetch failing in odd ways", () => {
       if (String(input instanceof Request ? input.url : input).startsWith(echoOrigin)) return Promise.reject(value());
       return real(input, init);
     });
-    const unhandled = await unhandledDuring(async () => {
-      const response = await edge.fetch("/public/a");
-      expect(response.status).toBe(502);
-      expect((await problem(response)).reason).toBe("origin_unavailable");
-    });
-    expect(unhandled).toEqual([]);
-    expect(edge.audit.map((r) => [r.decision, r.reason, r.detail])).toEqual([
-      ["deny", "origin_unavailable", "origin_unreachable"],
-    ]);
+    await expectOriginFailure(edge, "/public/a", "origin_unreachable");
   });
 });
 
@@ -269,15 +264,7 @@ describe("a service binding whose fetch returns no promise, or no Response", () 
   // A plain object carrying a valid status is no Response: never an empty 200 recorded as allowed.
   it("a plain object with status 200 (no Response): 502 origin_bad_status, never an empty 200", async () => {
     const edge = serviceEdge({ fetch: async () => ({ status: 200 }) }, 1000);
-    const unhandled = await unhandledDuring(async () => {
-      const response = await edge.fetch("/held/x");
-      expect(response.status).toBe(502);
-      expect((await problem(response)).reason).toBe("origin_unavailable");
-    });
-    expect(unhandled).toEqual([]);
-    expect(edge.audit.map((r) => [r.decision, r.reason, r.detail])).toEqual([
-      ["deny", "origin_unavailable", "origin_bad_status"],
-    ]);
+    await expectOriginFailure(edge, "/held/x", "origin_bad_status");
   });
 
   // An answer whose fields cannot be read is the origin's fault (502 origin_bad_status), not an
@@ -295,28 +282,12 @@ describe("a service binding whose fetch returns no promise, or no Response", () 
       },
     );
     const edge = serviceEdge({ fetch: async () => answer }, 1000);
-    const unhandled = await unhandledDuring(async () => {
-      const response = await edge.fetch("/held/x");
-      expect(response.status).toBe(502);
-      expect((await problem(response)).reason).toBe("origin_unavailable");
-    });
-    expect(unhandled).toEqual([]);
-    expect(edge.audit.map((r) => [r.decision, r.reason, r.detail])).toEqual([
-      ["deny", "origin_unavailable", "origin_bad_status"],
-    ]);
+    await expectOriginFailure(edge, "/held/x", "origin_bad_status");
   });
 
   it.each(ODD_VALUES)("rejecting with %s: 502 origin_unreachable, one record", async (_l, value) => {
     const edge = serviceEdge({ fetch: () => Promise.reject(value()) }, 1000);
-    const unhandled = await unhandledDuring(async () => {
-      const response = await edge.fetch("/held/x");
-      expect(response.status).toBe(502);
-      expect((await problem(response)).reason).toBe("origin_unavailable");
-    });
-    expect(unhandled).toEqual([]);
-    expect(edge.audit.map((r) => [r.decision, r.reason, r.detail])).toEqual([
-      ["deny", "origin_unavailable", "origin_unreachable"],
-    ]);
+    await expectOriginFailure(edge, "/held/x", "origin_unreachable");
   });
 });
 
