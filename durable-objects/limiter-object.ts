@@ -102,10 +102,10 @@ export class LimiterObject extends DurableObject {
     // for holds nobody gave back, no sooner than a flush interval (a call settles those due
     // before it anyway; an alarm per hold would be a write per request).
     const next = Math.min(
-      holdDue === undefined ? Number.POSITIVE_INFINITY : Math.max(holdDue, now + FLUSH_INTERVAL_MS),
-      latest === undefined ? Number.POSITIVE_INFINITY : latest + 1,
+      holdDue === undefined ? Infinity : Math.max(holdDue, now + FLUSH_INTERVAL_MS),
+      latest === undefined ? Infinity : latest + 1,
     );
-    if (next < Number.POSITIVE_INFINITY) this.#setAlarm(next);
+    if (next < Infinity) this.#setAlarm(next);
   }
 
   #scheduleFlush(now: number): void {

@@ -133,25 +133,34 @@ function redactedRun(run: string): string {
   for (let i = 0; i < parts.length; ) {
     const part = parts[i] as string;
     const start = jwtStart(part);
-    // A JWS: the payload is JSON too; the signature may be empty (an unsecured JWT).
-    // A JWE: four more parts, the last three not empty.
-    const length =
-      start === -1
-        ? 0
-        : i + 2 < parts.length && parts[i + 1]?.startsWith("eyJ")
-          ? 3
-          : i + 4 < parts.length && parts[i + 2] && parts[i + 3] && parts[i + 4]
-            ? 5
-            : 0;
-    if (length === 0) {
+    let end = start === -1 ? i : i + jwtParts(parts, i);
+    // A JWT that begins inside these parts goes too: after a base64url JSON value (an OAuth
+    // `state`), these would be that value, the header and the payload, and the signature kept.
+    // Told from a JWS's payload by what follows it: a payload, or a JWE's empty key.
+    for (let k = i + 1; k < end; k++) {
+      const next = parts[k + 1];
+      if (parts[k]?.startsWith("eyJ") && (next === "" || next?.startsWith("eyJ")))
+        end = Math.max(end, k + jwtParts(parts, k));
+    }
+    if (end === i) {
       kept.push(part);
       i += 1;
     } else {
       kept.push(`${part.slice(0, start)}[jwt]`);
-      i += length;
+      i = end;
     }
   }
   return kept.join(".");
+}
+
+/**
+ * How many parts a JWT whose first part is `parts[i]` takes, or 0. A JWS: the payload is JSON
+ * too; the signature may be empty (an unsecured JWT). A JWE: four more parts, the last three
+ * not empty.
+ */
+function jwtParts(parts: string[], i: number): number {
+  if (i + 2 < parts.length && parts[i + 1]?.startsWith("eyJ")) return 3;
+  return i + 4 < parts.length && parts[i + 2] && parts[i + 3] && parts[i + 4] ? 5 : 0;
 }
 
 /** Where a JWT's first part begins in `part` (letters, digits, `-`, `_`), or -1. */

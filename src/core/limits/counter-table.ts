@@ -104,8 +104,8 @@ export class CounterTable {
    * evictions (see `#shrink`); a counter loaded at start-up has none until it is asked about.
    */
   readonly #rates = new Map<string, Rate>();
-  #forgottenClampAt = Number.NEGATIVE_INFINITY;
-  #latestAt = Number.NEGATIVE_INFINITY;
+  #forgottenClampAt = -Infinity;
+  #latestAt = -Infinity;
   /** Hold numbers start anywhere, so a release meant for an earlier instance matches none here. */
   #seq = Math.floor(Math.random() * 2 ** 40);
   /**
@@ -301,7 +301,7 @@ export class CounterTable {
     for (const item of items) {
       // Behind pending charges, the counter's past matters to them: left as it is; and one cut
       // back since the charge no longer holds it apart from the others.
-      const clampedAt = Math.max(this.#clampedAt.get(item.id) ?? Number.NEGATIVE_INFINITY, this.#forgottenClampAt);
+      const clampedAt = Math.max(this.#clampedAt.get(item.id) ?? -Infinity, this.#forgottenClampAt);
       if (this.#pending.has(item.id) || !(clampedAt < at!)) continue;
       // Only at the size the counter is charged at: a release naming a smaller limit (a longer
       // emission interval) would give back more than the charge, other requests' charges too.
@@ -418,11 +418,7 @@ export class CounterTable {
     // pause linear (sorting 50,000 took ≈ 6 ms in Node 22, and the object answers nobody meanwhile).
     // Shared counters last of all, then those with pending charges, then the rest by share.
     const at = (id: string, tat: Tat) =>
-      isSharedCounter(id)
-        ? Number.POSITIVE_INFINITY
-        : this.#pending.has(id)
-          ? Number.MAX_VALUE
-          : this.#givenBack(id, tat, now);
+      isSharedCounter(id) ? Infinity : this.#pending.has(id) ? Number.MAX_VALUE : this.#givenBack(id, tat, now);
     const ranks = new Float64Array(this.#tats.size);
     let i = 0;
     for (const [id, tat] of this.#tats) ranks[i++] = at(id, tat);

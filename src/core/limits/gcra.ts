@@ -108,7 +108,7 @@ export function gcra(stored: Tat | undefined, now: number, rate: Rate, cost = 1)
   let after = base;
   if (cost > limit) {
     allowed = false;
-    retryAfterMs = Number.POSITIVE_INFINITY;
+    retryAfterMs = Infinity;
   } else {
     const next = addCost(base, rate, cost);
     const allowAt: Tat = { ms: next.ms - windowMs, frac: next.frac, den: next.den };
