@@ -355,6 +355,8 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   const name = segments.at(-1) as string;
   const first = name.indexOf(".", 1);
   if (first === -1) return undefined;
+  // The tenant it binds, read shorter, is another one (`/v1/tenants/globex.json` is `globex`).
+  if (matched.pattern.parts[segments.length - 1]?.kind === "capture") return "ambiguous_format";
   for (const end of new Set([first, name.lastIndexOf(".")]))
     if (readsOther([...segments.slice(0, -1), name.slice(0, end)], true)) return "ambiguous_format";
   return undefined;
