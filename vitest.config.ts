@@ -4,6 +4,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   plugins: [
     cloudflareTest(({ inject }) => ({
+      // The Worker's sources: wrangler.toml's main is what the build step makes of them.
+      main: "./src/index.ts",
       wrangler: { configPath: "./wrangler.toml" },
       miniflare: {
         // Real servers on loopback, started by test/support/global-setup.ts.

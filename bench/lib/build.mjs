@@ -1,8 +1,9 @@
-// Builds every Worker the benchmark serves with wrangler's own bundler (`wrangler deploy
-// --dry-run --outdir`), which is what production gets: same esbuild settings, same minify,
-// same compatibility date as the project's wrangler.toml.
+// Builds every Worker the benchmark serves with wrangler (`wrangler deploy --dry-run
+// --outdir`): the benchmark entries with wrangler's own bundler, minified, at the compatibility
+// date of the project's wrangler.toml; the deployable Worker by its own build step, as
+// production gets it.
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { wranglerCommand } from "../../dev/wrangler-env.mjs";
@@ -108,8 +109,13 @@ export function buildEntry(root, { name, entry, outdir, compatibility, minify = 
   return describe(name, outdir, log);
 }
 
-/** The deployable Worker: the project's own wrangler.toml, top-level environment. */
+/**
+ * The deployable Worker: the project's own wrangler.toml, top-level environment. Its build
+ * step (scripts/build-worker.mjs) bundles it and leaves esbuild's metafile beside it: what
+ * fills it is read there (bytes as esbuild minified them, before terser's pass).
+ */
 export function buildDeployable(root, outdir) {
-  const log = wrangler(root, ["deploy", "--dry-run", "--outdir", outdir, "--metafile", "--env", ""]);
+  const log = wrangler(root, ["deploy", "--dry-run", "--outdir", outdir, "--env", ""]);
+  copyFileSync(join(root, "build", "worker-meta.json"), join(outdir, "bundle-meta.json"));
   return describe("deployable", outdir, log);
 }

@@ -26,7 +26,7 @@ function dryRunWithPolicy(edit: (policy: Record<string, any>) => void) {
     encoding: "utf8",
     env: { ...process.env, CI: "true" },
   });
-  const bundle = join(out, "index.js");
+  const bundle = join(out, "worker.js");
   return {
     status: run.status,
     output: `${run.stdout}${run.stderr}`,
@@ -44,8 +44,8 @@ describe("deployable bundle", () => {
       env: { ...process.env, CI: "true" },
     }).toString();
     const files = readdirSync(outdir).filter((f) => f.endsWith(".js"));
-    expect(files).toContain("index.js");
-    const bytes = readFileSync(join(outdir, "index.js"));
+    expect(files).toContain("worker.js");
+    const bytes = readFileSync(join(outdir, "worker.js"));
     const source = bytes.toString();
     // In bytes, gzipped as wrangler gzips the upload: its "gzip: N KiB" has two decimals,
     // which read 30.00 up to 5 bytes over the budget.
@@ -71,7 +71,7 @@ describe("deployable bundle", () => {
       policy.settings.realm = "edited-since-compiled";
     });
     expect(status, output).toBe(0);
-    expect(output).toContain("node scripts/compile-policy.mjs");
+    expect(output).toContain("node scripts/build-worker.mjs");
     expect(bundle).toContain("edited-since-compiled");
     expect(bundle).not.toContain("portcullis-demo");
   });

@@ -119,7 +119,7 @@ describe("wrangler deploy", () => {
     const output = `${run.stdout}${run.stderr}`;
     expect(run.status, output).not.toBe(0);
     expect(output).toContain('- routes[1]: "auth" appears twice');
-    expect(existsSync(join(out, "index.js"))).toBe(false);
+    expect(existsSync(join(out, "worker.js"))).toBe(false);
   });
 });
 

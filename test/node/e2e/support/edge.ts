@@ -4,19 +4,20 @@
 // thrown away afterwards). Everything the Worker prints is kept line by line, so tests can
 // find the audit record of a request by its id (E2E_EDGE_OUTPUT=1 also prints them).
 //
-// The Worker is bundled once up front (`wrangler deploy --dry-run`, as the deployable bundle
-// is built) and served with `--no-bundle`: `wrangler dev` reloads the Worker when a source
+// The Worker is bundled once up front (`bundleWorker`, as the deployable bundle is built:
+// esbuild, then terser) and served with `--no-bundle`: `wrangler dev` reloads the Worker when a source
 // file changes, and a reload mid-test would silently reset the isolate's key cache and the
 // test clock. Serving a fixed bundle keeps each test file on one isolate from start to end.
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { promisify } from "node:util";
 // @ts-expect-error -- plain JS module shared with the local stack
 import { WRANGLER_ENV } from "../../../../dev/wrangler-env.mjs";
+// @ts-expect-error -- plain JS module: the deployable Worker's build step
+import { bundleWorker } from "../../../../scripts/build-worker.mjs";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..", "..");
 const CONFIG = join(import.meta.dirname, "..", "fixtures", "wrangler.toml");
@@ -94,7 +95,6 @@ async function groupGone(child: ChildProcess, ms: number) {
   }
 }
 
-const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -112,22 +112,17 @@ export async function startEdge(options: {
   const manifest = require.resolve("wrangler/package.json");
   const wrangler = join(dirname(manifest), require(manifest).bin.wrangler);
   const env = { ...process.env, ...WRANGLER_ENV };
-  const bundleDir = join(state, "bundle");
+  const bundle = join(state, "bundle", "edge-worker.js");
   try {
-    await run(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", bundleDir, "--config", CONFIG], {
-      cwd: ROOT,
-      env: { ...env, CI: "true" },
-      timeout: 60_000,
-    });
+    await bundleWorker(join(import.meta.dirname, "..", "fixtures", "edge-worker.js"), bundle);
   } catch (error) {
     rmSync(state, { recursive: true, force: true });
-    const output = error as { stdout?: string; stderr?: string };
-    throw new Error(`the edge did not build:\n${output.stdout ?? ""}${output.stderr ?? ""}`);
+    throw new Error(`the edge did not build: ${error}`);
   }
   const args = [
     wrangler,
     "dev",
-    join(bundleDir, "edge-worker.js"),
+    bundle,
     "--no-bundle",
     "--config",
     CONFIG,
