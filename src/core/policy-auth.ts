@@ -49,6 +49,10 @@ export function checkAuth(
     check.fail(path, 'is required: the issuers this route accepts, or "public"');
     return undefined;
   }
+  if (typeof raw === "string") {
+    check.fail(path, 'must be "public", exactly so, or an object naming the issuers this route accepts');
+    return undefined;
+  }
   if (!check.object(raw, path)) return undefined;
   check.known(raw, path, ["issuers", "audiences", "scopes", "groups", "claims"]);
   if (!check.stringArray(raw.issuers, `${path}.issuers`, { nonEmpty: true })) return undefined;
@@ -96,7 +100,18 @@ export function checkAuth(
         const at = `${path}.claims[${i}]`;
         if (!check.object(condition, at)) return;
         check.known(condition, at, ["claim", "equals", "one_of"]);
-        check.string(condition.claim, `${at}.claim`);
+        if (check.string(condition.claim, `${at}.claim`)) {
+          // A space-separated list, compared whole: `equals: "admin"` would refuse `read admin`.
+          const scopesOf = (raw.issuers as string[]).find((id) => {
+            const claims = issuers.get(id)?.claims;
+            return claims && (condition.claim === claims.scopes || condition.claim === claims.scopesFallback);
+          });
+          if (scopesOf)
+            check.fail(
+              `${at}.claim`,
+              `"${condition.claim}" holds issuer "${scopesOf}"'s scopes, which a condition compares whole: write scopes.all_of or scopes.any_of`,
+            );
+        }
         if ((condition.equals === undefined) === (condition.one_of === undefined)) {
           check.fail(at, "needs exactly one of equals, one_of");
         } else if (condition.equals !== undefined && !scalar(condition.equals)) {

@@ -17,6 +17,9 @@ const CACHE_FIELDS = [
   "max_jwks_bytes",
 ] as const;
 
+/** The discovery document's URL, pasted where the issuer or its key set's URL belongs. */
+const DISCOVERY_DOCUMENT = /\/\.well-known\/openid-configuration\/?$/;
+
 export function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer | undefined {
   const path = `issuers.${id}`;
   if (!check.object(raw, path)) return undefined;
@@ -33,11 +36,26 @@ export function resolveIssuer(check: Checker, id: string, raw: unknown): Resolve
     if (raw.issuer.includes("{")) check.fail(`${path}.issuer`, "is a {template}: name one tenant");
     // The issuer goes to the origin as x-user-iss, and a header carries ASCII: other characters
     // would arrive as raw UTF-8 bytes, which an origin reads as another issuer.
-    if (/[^\x21-\x7e]/.test(raw.issuer))
+    else if (/[^\x21-\x7e]/.test(raw.issuer))
       check.fail(`${path}.issuer`, "must be printable ASCII: percent-encode other characters, as its tokens' iss does");
+    else if (DISCOVERY_DOCUMENT.test(raw.issuer))
+      check.fail(`${path}.issuer`, "is the discovery document's URL: write the issuer, the part before /.well-known/");
+    else {
+      // Discovery fetches the issuer as the URL parser reads it (`\` as `/`, dot segments
+      // resolved, the host in lower case), and finds a document naming it so: a token whose
+      // `iss` says it as written would never be accepted.
+      const parsed = new URL(raw.issuer).href;
+      if (parsed !== raw.issuer && parsed !== `${raw.issuer}/`)
+        check.fail(`${path}.issuer`, `is read as "${parsed}" by a URL parser: write it as its tokens' iss says it`);
+    }
     issuer = raw.issuer;
     if (raw.jwks_uri !== undefined) {
       if (check.url(raw.jwks_uri, `${path}.jwks_uri`, true)) jwksUri = raw.jwks_uri;
+      if (jwksUri && DISCOVERY_DOCUMENT.test(jwksUri))
+        check.fail(
+          `${path}.jwks_uri`,
+          "is the discovery document's URL, which holds no keys: leave jwks_uri out to discover it",
+        );
     } else {
       discoveryUrl = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
     }

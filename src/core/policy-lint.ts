@@ -50,6 +50,12 @@ export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}
           `${at}.limits: "${limit.name}", a ${limit.key} limit, replaces the default ${replaced.key} limit of that name on this route`,
         );
     }
+    // A page sends a bearer token in Authorization, which a list given instead of the default
+    // must name: else every cross-origin request with one is refused at its preflight.
+    const headers = route.cors?.allow_headers;
+    const bearer = route.auth !== "public" && route.auth.issuers.some((id) => policy.issuers.get(id)?.kind === "oidc");
+    if (bearer && headers && !headers.some((name) => name.toLowerCase() === "authorization"))
+      problems.push(`${at}.cors.allow_headers: has no "authorization", which the route's bearer tokens come in`);
     const capturesTenant = route.host?.captureName !== undefined || capturesOf(route.pattern).length > 0;
     if (route.auth === "public" && capturesTenant) problems.push(`${at}: :tenant on a public route binds nothing`);
     if (deployed && "url" in route.upstream && isLocalOrAddress(route.upstream.url))

@@ -172,9 +172,12 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
         check.fail(`issuers.${id}`, `an issuer id is at most ${MAX_NAME_CHARS} characters`);
       const issuer = resolveIssuer(check, id, raw);
       if (!issuer) continue;
-      const other = seenIss.get(issuer.issuer);
+      // But for a trailing slash, the same issuer too: both are discovered at one URL, whose
+      // document names one of them, so the other's keys never load.
+      const key = issuer.issuer.replace(/\/$/, "");
+      const other = seenIss.get(key);
       if (other) check.fail(`issuers.${id}.issuer`, `"${issuer.issuer}" is already used by issuer "${other}"`);
-      seenIss.set(issuer.issuer, id);
+      seenIss.set(key, id);
       issuers.set(id, issuer);
     }
   }
@@ -200,6 +203,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
   const routes: CompiledRoute[] = [];
   const names = new Set<string>();
   const declaredLimits: LimitSpec[] = [...defaultLimits];
+  const takenDefaults = new Set<LimitSpec>();
   if (Array.isArray(doc.routes) && doc.routes.length > 0) {
     doc.routes.forEach((raw: unknown, index: number) => {
       const path = `routes[${index}]`;
@@ -223,6 +227,7 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
         declaredLimits,
         limitNames,
         serverTiming,
+        takenDefaults,
       });
       if (!route) return;
       if (names.has(route.name)) check.fail(`${path}.name`, `"${route.name}" is used by another route`);
@@ -238,6 +243,16 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
     });
   } else {
     check.fail("routes", "must be a non-empty array");
+  }
+  // A default no route can take counts nothing (nor does a tenant's override of it): written
+  // as a route's own limit on the wrong kind of route, it would have been refused.
+  for (const limit of defaultLimits) {
+    if (takenDefaults.has(limit)) continue;
+    const at = (limitsDoc.defaults as { name?: unknown }[]).findIndex((raw) => raw?.name === limit.name);
+    check.fail(
+      `limits.defaults[${at}]`,
+      `"${limit.name}" applies to no route: ${limit.key === "ip" || limit.key === "route" ? "route and ip limits to public routes only" : "tenant and user limits to authenticated routes only"}, and none to a route with inherit_default_limits false`,
+    );
   }
   const tenantOverrides = checkTenantOverrides(check, limitsDoc.tenant_overrides, declaredLimits, limitNames);
 
@@ -270,6 +285,8 @@ interface RouteContext {
   limitNames: Set<string>;
   /** `settings.server_timing`: the edge's own timings are on every answer. */
   serverTiming: boolean;
+  /** Every default limit some route takes (or replaces by name), for the check that each applies. */
+  takenDefaults: Set<LimitSpec>;
 }
 
 /**
@@ -347,6 +364,7 @@ function compileRoute(
       : context.defaultLimits.filter((limit) =>
           isPublic ? limit.key === "ip" || limit.key === "route" : limit.key !== "ip",
         );
+  for (const limit of inherited) context.takenDefaults.add(limit);
   // A default the route replaces by name does not apply to it; one limiter call carries every
   // counter of its object kind (tenant and user; route and ip) that does.
   const replaced = inherited.filter((limit) => own.some((mine) => mine.name === limit.name));

@@ -197,6 +197,9 @@ describe("one call per limiter object kind", () => {
 describe("tenant overrides name only tenants a token can carry", () => {
   function withOverrideFor(tenantName: string) {
     return basePolicy({
+      // A route that takes the tenant default: a default no route takes is refused for that.
+      issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: [AUDIENCE] } },
+      routes: [{ name: "api", methods: ["GET"], path: "/api/**", auth: { issuers: ["idp"] }, upstream: "echo" }],
       limits: {
         defaults: [{ name: "tenant-per-minute", key: "tenant", limit: 100, window_s: 60 }],
         tenant_overrides: { [tenantName]: { "tenant-per-minute": { limit: 1000 } } },
