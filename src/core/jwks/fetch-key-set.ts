@@ -302,13 +302,21 @@ export async function verifiableKeys(set: UsableKeySet): Promise<UsableKeySet> {
 }
 
 /** OpenID discovery (OIDC Discovery §4.3): the document must name the same issuer. */
+/** The bound on a discovery document, or max_jwks_bytes if that is larger. */
+const MAX_DISCOVERY_BYTES = 65_536;
+
 export async function discoverJwksUri(
   fetcher: Fetcher,
   discoveryUrl: string,
   issuer: string,
   limits: FetchLimits,
 ): Promise<string> {
-  const document = await fetchJson(fetcher, discoveryUrl, limits);
+  // Its own bound: a discovery document (Keycloak's runs past 6 KB) may well be larger than
+  // the key set max_jwks_bytes was sized for.
+  const document = await fetchJson(fetcher, discoveryUrl, {
+    ...limits,
+    maxBytes: Math.max(limits.maxBytes, MAX_DISCOVERY_BYTES),
+  });
   if (typeof document !== "object" || document === null) throw new KeySetFetchError("malformed");
   const { issuer: named, jwks_uri: jwksUri } = document as { issuer?: unknown; jwks_uri?: unknown };
   if (named !== issuer) throw new KeySetFetchError("discovery_issuer_mismatch");

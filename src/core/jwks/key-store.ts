@@ -145,6 +145,8 @@ export class IssuerKeyStore {
   /** When a refresh last failed, whatever the set held then (none, or an expired one). */
   #failedAttemptAt = -Infinity;
   #lastKvMissAt = -Infinity;
+  /** When this isolate last read the issuer's discovery document (see `#fetchKeySet`). */
+  #discoveredAt = -Infinity;
   /**
    * The material of keys the issuer has published with their private part, here or in a set
    * another isolate saw: never current again, whichever set lists their public half later.
@@ -681,9 +683,16 @@ export class IssuerKeyStore {
     kid: string | undefined,
     limits: FetchLimits & { signal: AbortSignal },
   ): Promise<{ jwksUri: string } & UsableKeySet> {
-    const discover = () => {
+    const discover = async () => {
       this.stats.fetches += 1;
-      return discoverJwksUri(this.#deps.fetch, this.#issuer.discoveryUrl as string, this.#issuer.issuer, limits);
+      const uri = await discoverJwksUri(
+        this.#deps.fetch,
+        this.#issuer.discoveryUrl as string,
+        this.#issuer.issuer,
+        limits,
+      );
+      this.#discoveredAt = this.#deps.now();
+      return uri;
     };
     // A leak counts as soon as it is seen, whichever set is taken: a URI that moved may list
     // the public half of a key the previous one published with its private part.
@@ -695,6 +704,15 @@ export class IssuerKeyStore {
     };
     const remembered = this.#issuer.jwksUri ?? this.#state?.jwksUri;
     if (!remembered) return fetchFrom(await discover());
+    // Discovery is asked again once a TTL: an issuer that moved its key set may leave the old
+    // address serving a key it has withdrawn since (a host it lost, a copy left on a CDN). If
+    // discovery cannot be read, the remembered URI serves, as it did.
+    const now = this.#deps.now();
+    const rediscover = this.#issuer.discoveryUrl !== undefined && !(now - this.#discoveredAt < this.#ttlMs);
+    if (rediscover) {
+      const current = await discover().catch(() => remembered);
+      if (current !== remembered) return fetchFrom(current);
+    }
 
     let fetched: ({ jwksUri: string } & UsableKeySet) | undefined;
     let failure: unknown;
@@ -704,7 +722,7 @@ export class IssuerKeyStore {
       failure = error;
     }
     const lacksKid = kid !== undefined && fetched !== undefined && !fetched.keys.some((key) => key.kid === kid);
-    const mayHaveMoved = this.#issuer.discoveryUrl !== undefined && (fetched === undefined || lacksKid);
+    const mayHaveMoved = this.#issuer.discoveryUrl !== undefined && !rediscover && (fetched === undefined || lacksKid);
     // Once the deadline has passed there is no time left to look.
     if (mayHaveMoved && !limits.signal.aborted) {
       try {
