@@ -13,11 +13,13 @@ const HELP = `Usage: npm run token -- [options]
 Prints one signed JWT for the local stack on stdout.
 
 Token options (defaults in brackets):
-  --sub ID            subject (sub) [user-123]
-  --tenant ID         tenant (tenant_id claim) [acme]
-  --scope "A B"       space-separated scopes (scope claim) [api:read]
-  --groups A,B        groups (groups claim, an array) [none]
-  --email ADDRESS     e-mail (email claim) [none; user@example.com with --access]
+  --sub ID            subject [user-123]
+  --tenant ID         tenant [acme]
+  --scope "A B"       space-separated scopes [api:read]
+  --groups A,B        groups, an array [none]
+  --email ADDRESS     e-mail [none; user@example.com with --access]
+                      Each in the claim policy/policy.json's first OIDC issuer reads it by
+                      (sub, tenant_id, scope, groups, email unless its "claims" map them)
   --aud AUDIENCE      audience (aud) [the first audience of policy/policy.json's first OIDC
                       issuer, else ${LOCAL_AUDIENCE}; with --access, the AUD tag of the first
                       route of its first Access issuer, else ${ACCESS_AUD}]
@@ -61,11 +63,20 @@ export function policyDefaults(file = new URL("../policy/policy.json", import.me
       (route) => route?.auth?.issuers?.includes?.(accessId) && typeof route.auth.audiences?.[0] === "string",
     );
     const text = (value) => (typeof value === "string" ? value : undefined);
-    return { aud: text(oidc?.audiences?.[0]), typ: text(oidc?.typ), accessAud: guarded?.auth.audiences[0] };
+    const mapped = oidc?.claims ?? {};
+    // The claim names the issuer's tokens are read by: a policy that maps them (`roles` for
+    // groups, `scp` for scopes) reads no other.
+    const claims = Object.fromEntries(
+      Object.entries(DEFAULT_CLAIMS).map(([field, name]) => [field, text(mapped[field]) ?? name]),
+    );
+    return { aud: text(oidc?.audiences?.[0]), typ: text(oidc?.typ), accessAud: guarded?.auth.audiences[0], claims };
   } catch {
     return {};
   }
 }
+
+/** The claims an OIDC issuer's tokens are read by when the policy maps none (README, OAuth / OIDC issuers). */
+const DEFAULT_CLAIMS = { subject: "sub", tenant: "tenant_id", scopes: "scope", groups: "groups", email: "email" };
 
 /** Options that take a value, and flags that do not. */
 const VALUE_OPTIONS = new Set("sub tenant scope groups email aud iss ttl nbf typ claim".split(" "));
@@ -159,20 +170,23 @@ export function buildClaims(options, now = Math.floor(Date.now() / 1000), defaul
       country: "XX",
     };
   } else {
+    // Under the names the policy reads them by.
+    const names = { ...DEFAULT_CLAIMS, ...defaults.claims };
     claims = {
       iss,
-      sub: options.sub ?? "user-123",
+      [names.subject]: options.sub ?? "user-123",
       aud: options.aud ?? defaults.aud ?? LOCAL_AUDIENCE,
       iat: now,
       exp: now + ttl,
       jti: randomUUID(),
-      tenant_id: options.tenant ?? "acme",
-      scope: options.scope ?? "api:read",
+      [names.tenant]: options.tenant ?? "acme",
+      [names.scopes]: options.scope ?? "api:read",
     };
     if (options.nbf !== undefined) claims.nbf = now + Number(options.nbf);
-    if (options.email !== undefined) claims.email = options.email;
+    if (options.email !== undefined) claims[names.email] = options.email;
+    if (options.groups) claims[names.groups] = options.groups;
   }
-  if (options.groups) claims.groups = options.groups;
+  if (options.access && options.groups) claims.groups = options.groups;
   // Defined, not assigned: `__proto__` is a claim like any other here, not the prototype.
   for (const [key, value] of options.claim)
     Object.defineProperty(claims, key, { value, enumerable: true, writable: true, configurable: true });
@@ -193,7 +207,26 @@ export async function mintToken(options) {
     .sign(key);
 }
 
+/**
+ * Options written before `--` (`npm run token --ttl=-60`): npm takes them as its own settings
+ * and hands the script their values only in its environment, as `npm_config_<name>`. Not
+ * `scope`, `access` or `email`, which are npm's own settings too, set for other reasons.
+ */
+function optionsBeforeDashes(env) {
+  return [...VALUE_OPTIONS, ...FLAG_OPTIONS].filter(
+    (name) =>
+      !["scope", "access", "email"].includes(name) && env[`npm_config_${name.replace(/-/g, "_")}`] !== undefined,
+  );
+}
+
 async function main(argv) {
+  const misplaced = optionsBeforeDashes(process.env);
+  if (misplaced.length > 0) {
+    process.stderr.write(
+      `token: --${misplaced.join(", --")} went to npm, not to this command: put options after \`--\` (npm run token -- --${misplaced[0]} …).\n`,
+    );
+    return 2;
+  }
   let options;
   try {
     options = parseOptions(argv);

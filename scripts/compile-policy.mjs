@@ -13,9 +13,21 @@ import { build } from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
+const args = process.argv.slice(2);
+// Anything else is a mistake (`--polcy draft.json`), never a reason to compile another file.
+for (let i = 0; i < args.length; i += 2) {
+  if (args[i] !== "--policy" && args[i] !== "--out") usage(`unknown option ${args[i]}`);
+  if (args[i + 1] === undefined || args[i + 1].startsWith("--")) usage(`${args[i]} needs a file`);
+}
+
+function usage(problem) {
+  console.error(`portcullis: ${problem}\nUsage: node scripts/compile-policy.mjs [--policy FILE] [--out FILE]`);
+  process.exit(2);
+}
+
 function option(name, fallback) {
-  const at = process.argv.indexOf(name);
-  return at === -1 ? fallback : resolve(process.argv[at + 1]);
+  const at = args.indexOf(name);
+  return at === -1 ? fallback : resolve(args[at + 1]);
 }
 const policyFile = option("--policy", join(root, "policy", "policy.json"));
 const outFile = option("--out", join(root, "policy", "policy.compiled.json"));
