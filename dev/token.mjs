@@ -209,14 +209,16 @@ export async function mintToken(options) {
 
 /**
  * Options written before `--` (`npm run token --ttl=-60`): npm takes them as its own settings
- * and hands the script their values only in its environment, as `npm_config_<name>`. Not
- * `scope`, `access` or `email`, which are npm's own settings too, set for other reasons.
+ * and hands the script their values only in its environment, as `npm_config_<name>`. `scope`
+ * is an npm setting too, but npm's is a package scope (`@org`); npm's own `access` and `email`
+ * cannot be told from ours, so those two go unnoticed.
  */
 function optionsBeforeDashes(env) {
-  return [...VALUE_OPTIONS, ...FLAG_OPTIONS].filter(
-    (name) =>
-      !["scope", "access", "email"].includes(name) && env[`npm_config_${name.replace(/-/g, "_")}`] !== undefined,
-  );
+  return [...VALUE_OPTIONS, ...FLAG_OPTIONS].filter((name) => {
+    const value = env[`npm_config_${name.replace(/-/g, "_")}`];
+    if (name === "scope") return value !== undefined && !value.startsWith("@");
+    return value !== undefined && name !== "access" && name !== "email";
+  });
 }
 
 async function main(argv) {

@@ -1,8 +1,8 @@
 // Validates, lints and compiles policy/policy.json into policy/policy.compiled.json, the form
-// the deployable Worker ships (src/index.ts): wrangler runs this before every `wrangler deploy`
-// (wrangler.toml, [build]), so what is deployed is always the policy as written, and a policy
-// that fails validation or the lint stops the deploy with every problem listed. `npm test`
-// runs it first.
+// the deployable Worker ships (src/index.ts): wrangler's build step (wrangler.toml, [build]:
+// scripts/build-worker.mjs) runs this before every `wrangler deploy`, so what is deployed is
+// always the policy as written, and a policy that fails validation or the lint stops the
+// deploy with every problem listed. `npm test` runs it first.
 //
 //   node scripts/compile-policy.mjs [--policy FILE] [--out FILE]
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -13,7 +13,10 @@ import { build } from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
-const args = process.argv.slice(2);
+// `--policy FILE` or `--policy=FILE`.
+const args = process.argv
+  .slice(2)
+  .flatMap((arg) => (arg.startsWith("--") && arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg]));
 // Anything else is a mistake (`--polcy draft.json`), never a reason to compile another file.
 for (let i = 0; i < args.length; i += 2) {
   if (args[i] !== "--policy" && args[i] !== "--out") usage(`unknown option ${args[i]}`);

@@ -97,7 +97,7 @@ export function buildEntry(root, { name, entry, outdir, compatibility, minify = 
         compatibility_date: compatibility.compatibilityDate,
         compatibility_flags: compatibility.compatibilityFlags,
         minify,
-        // As wrangler.toml: no `__name` wrappers around every function the bundle creates.
+        // As the deployable's build: no `__name` wrappers around every function the bundle creates.
         keep_names: false,
         workers_dev: false,
       },

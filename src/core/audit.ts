@@ -136,12 +136,10 @@ function redactedRun(run: string): string {
     let end = start === -1 ? i : i + jwtParts(parts, i);
     // A JWT that begins inside these parts goes too: after a base64url JSON value (an OAuth
     // `state`), these would be that value, the header and the payload, and the signature kept.
-    // Told from a JWS's payload by what follows it: a payload, or a JWE's empty key.
-    for (let k = i + 1; k < end; k++) {
-      const next = parts[k + 1];
-      if (parts[k]?.startsWith("eyJ") && (next === "" || next?.startsWith("eyJ")))
-        end = Math.max(end, k + jwtParts(parts, k));
-    }
+    // Read as the first is (glued on too): a JWS's payload looks like a JWE's header, so two
+    // JWTs joined by a dot may be recorded as one `[jwt]`, never with a part of either left.
+    for (let k = i + 1; k < end; k++)
+      if (jwtStart(parts[k] as string) !== -1) end = Math.max(end, k + jwtParts(parts, k));
     if (end === i) {
       kept.push(part);
       i += 1;

@@ -1,8 +1,8 @@
 // The compiled policy as plain JSON, so the deployable Worker ships its policy compiled: the
-// validator and compiler run at build time (scripts/compile-policy.mjs, wrangler's build step),
-// never in an isolate. Sets and maps become arrays, and objects keyed by names a policy
-// chooses (tenants, limit names) become entry lists: bundled as a JavaScript object literal, a
-// key `__proto__` would set a prototype instead of adding an entry.
+// validator and compiler run at build time (scripts/compile-policy.mjs, which wrangler's build
+// step runs first), never in an isolate. Sets and maps become arrays, and objects keyed by
+// names a policy chooses (tenants, limit names) become entry lists: bundled as a JavaScript
+// object literal, a key `__proto__` would set a prototype instead of adding an entry.
 
 import type { CompiledPolicy, CompiledRoute, ResolvedIssuer } from "./policy";
 

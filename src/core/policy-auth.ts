@@ -101,7 +101,8 @@ export function checkAuth(
         if (!check.object(condition, at)) return;
         check.known(condition, at, ["claim", "equals", "one_of"]);
         if (check.string(condition.claim, `${at}.claim`)) {
-          // A space-separated list, compared whole: `equals: "admin"` would refuse `read admin`.
+          // As a string (`scope`, Entra's `scp`) a space-separated list, compared whole:
+          // `equals: "admin"` would refuse `read admin`. `scopes` reads it as a list either way.
           const scopesOf = (raw.issuers as string[]).find((id) => {
             const claims = issuers.get(id)?.claims;
             return claims && (condition.claim === claims.scopes || condition.claim === claims.scopesFallback);
@@ -109,7 +110,7 @@ export function checkAuth(
           if (scopesOf)
             check.fail(
               `${at}.claim`,
-              `"${condition.claim}" holds issuer "${scopesOf}"'s scopes, which a condition compares whole: write scopes.all_of or scopes.any_of`,
+              `"${condition.claim}" holds issuer "${scopesOf}"'s scopes, which a condition compares whole when they are one string: write scopes.all_of or scopes.any_of, which read a string or an array alike`,
             );
         }
         if ((condition.equals === undefined) === (condition.one_of === undefined)) {

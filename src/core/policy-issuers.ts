@@ -17,8 +17,15 @@ const CACHE_FIELDS = [
   "max_jwks_bytes",
 ] as const;
 
-/** The discovery document's URL, pasted where the issuer or its key set's URL belongs. */
-const DISCOVERY_DOCUMENT = /\/\.well-known\/openid-configuration\/?$/;
+/**
+ * A discovery document's path (OpenID's, or RFC 8414's), pasted where the issuer or its key
+ * set's URL belongs; read without the query Azure AD B2C's carries (`?p=B2C_1_signin`).
+ */
+const DISCOVERY_DOCUMENT = /\/\.well-known\/(?:openid-configuration|oauth-authorization-server)\/?$/;
+
+function isDiscoveryDocument(url: string): boolean {
+  return DISCOVERY_DOCUMENT.test(new URL(url).pathname);
+}
 
 export function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer | undefined {
   const path = `issuers.${id}`;
@@ -38,8 +45,8 @@ export function resolveIssuer(check: Checker, id: string, raw: unknown): Resolve
     // would arrive as raw UTF-8 bytes, which an origin reads as another issuer.
     else if (/[^\x21-\x7e]/.test(raw.issuer))
       check.fail(`${path}.issuer`, "must be printable ASCII: percent-encode other characters, as its tokens' iss does");
-    else if (DISCOVERY_DOCUMENT.test(raw.issuer))
-      check.fail(`${path}.issuer`, "is the discovery document's URL: write the issuer, the part before /.well-known/");
+    else if (isDiscoveryDocument(raw.issuer))
+      check.fail(`${path}.issuer`, "is a discovery document's URL: write the issuer, the part before /.well-known/");
     else {
       // Discovery fetches the issuer as the URL parser reads it (`\` as `/`, dot segments
       // resolved, the host in lower case), and finds a document naming it so: a token whose
@@ -51,10 +58,10 @@ export function resolveIssuer(check: Checker, id: string, raw: unknown): Resolve
     issuer = raw.issuer;
     if (raw.jwks_uri !== undefined) {
       if (check.url(raw.jwks_uri, `${path}.jwks_uri`, true)) jwksUri = raw.jwks_uri;
-      if (jwksUri && DISCOVERY_DOCUMENT.test(jwksUri))
+      if (jwksUri && isDiscoveryDocument(jwksUri))
         check.fail(
           `${path}.jwks_uri`,
-          "is the discovery document's URL, which holds no keys: leave jwks_uri out to discover it",
+          "is a discovery document's URL, which holds no keys: leave jwks_uri out to discover it",
         );
     } else {
       discoveryUrl = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;

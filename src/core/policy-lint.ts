@@ -1,5 +1,5 @@
 // Policies the validator accepts but that do not do what they say, found when the deployable
-// policy is compiled (scripts/compile-policy.mjs: `npm test`, `npm run deploy`) and tested in
+// policy is compiled (scripts/compile-policy.mjs: `npm test`, `wrangler deploy`) and tested in
 // test/core/policy-lint.test.ts, rather than by the Worker: none of
 // these checks belongs on the request path or in the deployable bundle. Each problem names
 // the field it concerns, as the validator's do.

@@ -245,13 +245,20 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
     check.fail("routes", "must be a non-empty array");
   }
   // A default no route can take counts nothing (nor does a tenant's override of it): written
-  // as a route's own limit on the wrong kind of route, it would have been refused.
-  for (const limit of defaultLimits) {
+  // as a route's own limit on the wrong kind of route, it would have been refused. Only asked
+  // of a policy otherwise valid: a route whose auth is not understood takes none.
+  for (const limit of check.problems.length === 0 ? defaultLimits : []) {
     if (takenDefaults.has(limit)) continue;
     const at = (limitsDoc.defaults as { name?: unknown }[]).findIndex((raw) => raw?.name === limit.name);
+    const only =
+      limit.key === "ip"
+        ? "an ip limit applies to public routes only, "
+        : limit.key === "route"
+          ? ""
+          : "a tenant or user limit to authenticated routes only, ";
     check.fail(
       `limits.defaults[${at}]`,
-      `"${limit.name}" applies to no route: ${limit.key === "ip" || limit.key === "route" ? "route and ip limits to public routes only" : "tenant and user limits to authenticated routes only"}, and none to a route with inherit_default_limits false`,
+      `"${limit.name}" applies to no route: ${only}none to a route with inherit_default_limits false`,
     );
   }
   const tenantOverrides = checkTenantOverrides(check, limitsDoc.tenant_overrides, declaredLimits, limitNames);

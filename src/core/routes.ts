@@ -41,10 +41,11 @@ export function compilePathPattern(pattern: string): CompiledPattern | string {
       parts.push({ kind: "rest" });
     } else if (segment === "*") {
       parts.push({ kind: "any" });
-    } else if (/^(?:\{.*\}|<.*>|\[.*\])$/.test(segment)) {
-      // Another router's parameter (OpenAPI's `{id}`, Flask's `<id>`, Next.js's `[id]`): as a
-      // literal it would match no request, and every one would fall through to later routes.
-      return `segment "${segment}" is another router's parameter: write * for any segment, :tenant to bind the tenant`;
+    } else if (/\{.*\}|<.*>|^\[.*\]$/.test(segment)) {
+      // Another router's parameter (OpenAPI's `{id}` or `report.{format}`, Flask's `<id>`,
+      // Next.js's `[id]`): as a literal it would match no request, and every one would fall
+      // through to later routes.
+      return `segment "${segment}" holds another router's parameter: write * for any segment, :tenant to bind the tenant`;
     } else if (segment.startsWith(":")) {
       const name = segment.slice(1);
       // The one capture anything reads (tenant binding): `:tenant_id` or `:org` would bind nothing.

@@ -411,7 +411,8 @@ describe("audit record", () => {
     await edge.fetch(`/public/magic-link-${jws}`);
     await edge.fetch(`/public/cb/id_token_${jwe}`);
     await edge.fetch(`/public/cb/id_token%5F${jws}`);
-    // Two in one run; an unsecured one (an empty signature).
+    // Two in one run (recorded as one `[jwt]`: the first one's payload reads as a JWE's
+    // header); an unsecured one (an empty signature).
     await edge.fetch(`/public/${jws}.${jws}`);
     await edge.fetch("/public/eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0..json");
     for (const word of [
@@ -431,7 +432,7 @@ describe("audit record", () => {
       "/public/magic-link-[jwt]",
       "/public/cb/id_token_[jwt]",
       "/public/cb/id_token_[jwt]",
-      "/public/[jwt].[jwt]",
+      "/public/[jwt]",
       "/public/[jwt].json",
       "/public/eyJ-not-a-token.json",
       "/public/heyJude.live.mp3",

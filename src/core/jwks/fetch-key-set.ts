@@ -301,10 +301,10 @@ export async function verifiableKeys(set: UsableKeySet): Promise<UsableKeySet> {
   return { keys, leaked: set.leaked };
 }
 
-/** OpenID discovery (OIDC Discovery §4.3): the document must name the same issuer. */
 /** The bound on a discovery document, or max_jwks_bytes if that is larger. */
 const MAX_DISCOVERY_BYTES = 65_536;
 
+/** OpenID discovery (OIDC Discovery §4.3): the document must name the same issuer. */
 export async function discoverJwksUri(
   fetcher: Fetcher,
   discoveryUrl: string,

@@ -683,13 +683,13 @@ export class IssuerKeyStore {
     kid: string | undefined,
     limits: FetchLimits & { signal: AbortSignal },
   ): Promise<{ jwksUri: string } & UsableKeySet> {
-    const discover = async () => {
+    const discover = async (within = limits) => {
       this.stats.fetches += 1;
       const uri = await discoverJwksUri(
         this.#deps.fetch,
         this.#issuer.discoveryUrl as string,
         this.#issuer.issuer,
-        limits,
+        within,
       );
       this.#discoveredAt = this.#deps.now();
       return uri;
@@ -707,10 +707,13 @@ export class IssuerKeyStore {
     // Discovery is asked again once a TTL: an issuer that moved its key set may leave the old
     // address serving a key it has withdrawn since (a host it lost, a copy left on a CDN). If
     // discovery cannot be read, the remembered URI serves, as it did.
+    // It gets half the deadline at most: one that hangs must leave the set time to be fetched.
     const now = this.#deps.now();
-    const rediscover = this.#issuer.discoveryUrl !== undefined && !(now - this.#discoveredAt < this.#ttlMs);
+    const rediscover =
+      this.#issuer.discoveryUrl !== undefined && (now < this.#discoveredAt || now - this.#discoveredAt >= this.#ttlMs);
     if (rediscover) {
-      const current = await discover().catch(() => remembered);
+      const halfway = AbortSignal.any([limits.signal, AbortSignal.timeout(limits.timeoutMs / 2)]);
+      const current = await discover({ ...limits, signal: halfway }).catch(() => remembered);
       if (current !== remembered) return fetchFrom(current);
     }
 
