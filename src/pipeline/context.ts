@@ -73,8 +73,22 @@ export function withResponseHeaders(c: PipelineContext, response: Response): Res
   const extra = c.get("responseHeaders");
   if (!extra) return response;
   for (const [name, value] of extra) {
-    if (name === "vary") response.headers.append(name, value);
+    if (name === "vary") addVary(response.headers, value);
     else response.headers.set(name, value);
   }
   return response;
+}
+
+/**
+ * Adds the request fields `names` (`A, B`) to `Vary`, each once: Vary is a set (RFC 9110
+ * §12.5.5), which the origin's own may already hold. Also after a `*`, for a cache that reads
+ * past it.
+ */
+export function addVary(headers: Headers, names: string): void {
+  const listed = (headers.get("vary") ?? "")
+    .toLowerCase()
+    .split(",")
+    .map((name) => name.trim());
+  const missing = names.split(", ").filter((name) => !listed.includes(name.toLowerCase()));
+  if (missing.length > 0) headers.append("vary", missing.join(", "));
 }

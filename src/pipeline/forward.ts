@@ -6,7 +6,7 @@
 import { TIMED_OUT, withDeadline } from "../core/deadline";
 import { clientResponse, keepFromSharedCaches } from "../core/origin-response";
 import { withoutQueryCredentials } from "../core/tokens/credentials";
-import { type PipelineContext, serviceBinding, withResponseHeaders } from "./context";
+import { addVary, type PipelineContext, serviceBinding, withResponseHeaders } from "./context";
 import { maxForwardsAnswer } from "./max-forwards";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -23,8 +23,7 @@ const DEFAULT_ORIGIN_TIMEOUT_MS = 30_000;
  */
 function finalAnswer(c: PipelineContext, out: Response): Response {
   const kind = c.get("identity")?.kind;
-  if (kind)
-    out.headers.append("vary", kind === "cloudflare_access" ? "Cookie, Cf-Access-Jwt-Assertion" : "Authorization");
+  if (kind) addVary(out.headers, kind === "cloudflare_access" ? "Cookie, Cf-Access-Jwt-Assertion" : "Authorization");
   if (kind === "cloudflare_access") keepFromSharedCaches(out.headers);
   return withResponseHeaders(c, out);
 }
