@@ -1,6 +1,7 @@
--- Fail-open accounting (every fail-open is counted): requests let
--- through because a limit could not be checked and the policy says `on_error: "allow"`,
--- per limit set and route, last 24 hours. blob14 lists the limits that failed open for
+-- Fail-open accounting: requests let through because a limit could not be checked and the
+-- policy says `on_error: "allow"`, per limit set and route, last 24 hours, weighted by the
+-- sample interval (a rare fail-open in a busy tenant's traffic may be sampled out: the audit
+-- log, `failed_open`, is the complete record). blob14 lists the limits that failed open for
 -- that request, comma-separated.
 --
 -- ALERT: any row. A fail-open means a rate limit was not enforced; a steady stream means

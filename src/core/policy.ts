@@ -313,8 +313,10 @@ function compileRoute(
   context: RouteContext,
 ): CompiledRoute | undefined {
   const nameOk = check.string(raw.name, `${path}.name`);
-  if (nameOk && !/^[A-Za-z0-9._-]+$/.test(raw.name as string)) {
-    check.fail(`${path}.name`, "may use letters, digits, '.', '_' and '-' only");
+  // Bounded as a limit's or an issuer's name: a metrics data point keeps 256 bytes of its
+  // `policy:<route>@v<version>`, which would lose the version of a longer one.
+  if (nameOk && !(/^[A-Za-z0-9._-]+$/.test(raw.name as string) && (raw.name as string).length <= MAX_NAME_CHARS)) {
+    check.fail(`${path}.name`, `at most ${MAX_NAME_CHARS} characters: letters, digits, '.', '_' and '-'`);
   }
   const methods = new Set(checkMethods(check, raw.methods, `${path}.methods`));
   let pattern: CompiledPattern | undefined;

@@ -440,7 +440,7 @@ describe("policy validation names the field and why", () => {
     [
       "a route name with a character other than letters, digits, '.', '_' and '-'",
       (p: any) => (p.routes[0].name = "read/all"),
-      "routes[0].name: may use letters, digits, '.', '_' and '-' only",
+      "routes[0].name: at most 64 characters: letters, digits, '.', '_' and '-'",
     ],
     [
       "an OIDC issuer without audiences",
