@@ -9,8 +9,9 @@
 // at most the requests admitted since the last flush: each counter affected can admit up to
 // that many requests again, never more than one extra burst (`limit`) per counter, and only
 // if the burst fell inside that interval. A counter whose TAT has passed is the same as no
-// counter, so idle counters are dropped from memory and from storage. A flush whose write
-// fails keeps its changes pending and throws, so the runtime's alarm retry writes them.
+// counter, so idle counters are dropped from memory and from storage; an object left with
+// none gives all its storage back (see #flush). A flush whose write fails keeps its changes
+// pending and throws, so the runtime's alarm retry writes them.
 
 import { DurableObject } from "cloudflare:workers";
 import { CounterTable } from "../src/core/limits/counter-table";
@@ -38,21 +39,24 @@ export class LimiterObject extends DurableObject {
   readonly counters = new CounterTable(MAX_COUNTERS);
   /** When the alarm is set for, as far as this instance knows. */
   #alarmAt: number | undefined;
+  /** Whether the counters table exists: made with the first counter saved, gone with the last. */
+  #stored: boolean;
 
   constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env as never);
-    const sql = ctx.storage.sql;
-    sql.exec(
-      "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, ms INT NOT NULL, frac INT NOT NULL, den INT NOT NULL)",
-    );
-    sql.exec("CREATE INDEX IF NOT EXISTS counters_by_ms ON counters (ms)");
     // Live counters; storage holds no more than the table's bound (the latest TATs first, were
-    // it ever to hold more).
-    const rows = sql.exec<CounterRow>(
-      "SELECT * FROM counters WHERE ms >= ? ORDER BY ms DESC LIMIT ?",
-      Date.now(),
-      MAX_COUNTERS,
-    );
+    // it ever to hold more). None, and no table, for an object that has saved nothing yet.
+    let rows: Iterable<CounterRow> = [];
+    try {
+      rows = ctx.storage.sql.exec<CounterRow>(
+        "SELECT * FROM counters WHERE ms >= ? ORDER BY ms DESC LIMIT ?",
+        Date.now(),
+        MAX_COUNTERS,
+      );
+      this.#stored = true;
+    } catch {
+      this.#stored = false;
+    }
     for (const row of rows) this.counters.load(row.id, { ms: row.ms, frac: row.frac, den: row.den });
   }
 
@@ -80,14 +84,32 @@ export class LimiterObject extends DurableObject {
 
   override async alarm(): Promise<void> {
     this.#alarmAt = undefined;
-    this.#flush(Date.now());
+    await this.#flush(Date.now());
   }
 
-  #flush(now: number): void {
+  async #flush(now: number): Promise<void> {
     const holdDue = this.counters.settleHolds(now);
     const latest = this.counters.sweep(now);
     const changes = this.counters.pendingChanges(now);
     const sql = this.ctx.storage.sql;
+    // Nothing left to count: every byte goes, so that an object used once (one per client
+    // address of a route limited per address, say) does not stay, and cost, for ever. The
+    // table comes back with the next counter saved.
+    if (latest === undefined && holdDue === undefined && this.counters.size === 0 && changes.upserts.length === 0) {
+      this.counters.markSaved(changes);
+      if (this.#stored) {
+        this.#stored = false;
+        await this.ctx.storage.deleteAll();
+      }
+      return;
+    }
+    if (!this.#stored) {
+      sql.exec(
+        "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, ms INT NOT NULL, frac INT NOT NULL, den INT NOT NULL)",
+      );
+      sql.exec("CREATE INDEX IF NOT EXISTS counters_by_ms ON counters (ms)");
+      this.#stored = true;
+    }
     this.ctx.storage.transactionSync(() => {
       // A row is a whole counter keyed by its id, so replacing it is the upsert.
       for (const [id, tat] of changes.upserts) {

@@ -15,9 +15,7 @@ async function admittedOf(attempts: number, attempt: () => Promise<boolean>): Pr
 }
 
 function storedRows(stub: DurableObjectStub<TenantLimiter>): Promise<number> {
-  return runInDurableObject(stub, (_instance: LimiterObject, state) => {
-    return state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM counters").one().n;
-  });
+  return rows(stub).then((saved) => saved.length);
 }
 
 const L = 37;

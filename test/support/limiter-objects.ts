@@ -18,11 +18,15 @@ export function tenantObject(name = crypto.randomUUID()) {
   return tenantLimiters.get(tenantLimiters.idFromName(name));
 }
 
-/** The counters the object has saved (not what it holds in memory only). */
+/** The counters the object has saved (not what it holds in memory only); none before its first save or after its last counter expired, when it has no table. */
 export function rows(stub: DurableObjectStub<TenantLimiter>) {
-  return runInDurableObject(stub, (_i: LimiterObject, state) =>
-    state.storage.sql.exec<{ id: string; ms: number; frac: number; den: number }>("SELECT * FROM counters").toArray(),
-  );
+  return runInDurableObject(stub, (_i: LimiterObject, state) => {
+    const tables = state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'counters'").toArray();
+    if (tables.length === 0) return [];
+    return state.storage.sql
+      .exec<{ id: string; ms: number; frac: number; den: number }>("SELECT * FROM counters")
+      .toArray();
+  });
 }
 
 /**
