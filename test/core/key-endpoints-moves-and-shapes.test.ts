@@ -3,53 +3,16 @@
 // played by a scripted fetcher serving its documents at their URLs (the refresh rules are about
 // times an injected clock keeps, which a real server cannot be made to follow); KV is the local
 // runtime's real namespace where a test uses it.
-import { type JWK, SignJWT } from "jose";
+import type { JWK } from "jose";
 import { describe, expect, it } from "vitest";
 import type { Fetcher } from "../../src/core/jwks/fetch-key-set";
 import { Clock, verifierFor } from "../support/clocked-verifier";
-import { AUDIENCE, makeKey, type TestKey } from "../support/issuers";
+import { scriptedIssuer, signFor } from "../support/scripted-issuer";
+import { makeKey } from "../support/issuers";
 
 /** A syntactically plausible base64 DER certificate: a key's x5c is never read for verifying. */
 const FAKE_X5C =
   "MIIC/jCCAeagAwIBAgIJAKL0UG+mRkSuMA0GCSqGSIb3DQEBCwUAMC0xKzApBgNVBAMTImFjY291bnRzLmFjY2Vzc2NvbnRyb2wud2luZG93cy5uZXQ=";
-
-/** An answer a test scripts for one URL. */
-type Answer = () => Response;
-
-/**
- * An issuer only a scripted fetcher serves: its discovery document names `jwksUri` (unless
- * `discovery` answers otherwise), and each URL in `sets` serves that key set; anything else is
- * a 404. Every URL asked for is recorded, in order.
- */
-function scriptedIssuer(path = "") {
-  const iss = `https://idp-${crypto.randomUUID().slice(0, 12)}.test${path}`;
-  const discoveryUrl = `${iss}/.well-known/openid-configuration`;
-  const host = {
-    iss,
-    discoveryUrl,
-    jwksUri: `${iss}/keys-v1`,
-    discovery: undefined as Answer | undefined,
-    sets: new Map<string, { keys: unknown[] }>(),
-    asked: [] as string[],
-  };
-  const fetcher: Fetcher = async (input) => {
-    const url = String(input);
-    host.asked.push(url);
-    if (url === discoveryUrl)
-      return host.discovery ? host.discovery() : Response.json({ issuer: iss, jwks_uri: host.jwksUri });
-    const set = host.sets.get(url);
-    return set ? Response.json(set) : new Response('{"error":"not_found"}', { status: 404 });
-  };
-  return { host, fetcher };
-}
-
-/** A token of `iss` signed "now" on the injected clock with `key`, valid for an hour. */
-function signFor(iss: string, clock: Clock, key: TestKey): Promise<string> {
-  const now = Math.floor(clock.ms / 1000);
-  return new SignJWT({ iss, aud: AUDIENCE, sub: "user-1", iat: now, exp: now + 3600 })
-    .setProtectedHeader({ alg: key.alg, kid: key.kid })
-    .sign(key.privateKey);
-}
 
 describe("a discovered jwks_uri the issuer has since moved away from", () => {
   // The issuer moves its key set (its old key host lost, or retired) and withdraws a key in the

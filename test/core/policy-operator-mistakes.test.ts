@@ -4,32 +4,7 @@
 // meant, or refuses every request it was written to let through, and nothing says why.
 import { describe, expect, it } from "vitest";
 import policy from "../../policy/policy.json";
-import { compilePolicy, PolicyError } from "../../src/core/policy";
-import { policyProblems } from "../../src/core/policy-lint";
-
-/** One OIDC issuer, one upstream, one authenticated route. */
-const minimal = (): any => ({
-  version: 1,
-  upstreams: { api: { url: "https://origin.example.com" } },
-  issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
-  routes: [{ name: "r", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "api" }],
-});
-
-/**
- * What the compile step says of a document, as `npm test` and `wrangler deploy` run it: the
- * validator's problems, or, when it compiles, the lint's as deployed. None: it deploys.
- */
-function compileStepProblems(doc: unknown): string[] {
-  try {
-    return policyProblems(compilePolicy(doc), { deployed: true });
-  } catch (error) {
-    if (error instanceof PolicyError) return error.problems;
-    throw error;
-  }
-}
-
-/** Matches a problem about `field` itself (`routes[0].path: …`), whatever it says of it. */
-const about = (field: string) => expect.stringMatching(new RegExp(`^${field.replace(/[.[\]]/g, "\\$&")}: `));
+import { about, compileStepProblems, minimalPolicy as minimal } from "../support/policy-compile-step";
 
 describe("a field written under a wrong name, at any depth", () => {
   // Every kind of object the policy holds, each field of it present once.

@@ -2,77 +2,13 @@
 // URLs, other routers' parameters and default limits no route takes, and the audit record's
 // redaction of a JWT after dotted parts that begin like one: what each must still catch, and
 // what it must leave alone.
-import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import type { AuditRecord } from "../../src/core/audit";
-import type { Fetcher } from "../../src/core/jwks/fetch-key-set";
-import { compilePolicy, PolicyError } from "../../src/core/policy";
-import { policyProblems } from "../../src/core/policy-lint";
+import { about, compileStepProblems, minimalPolicy as minimal } from "../support/policy-compile-step";
+import { scriptedIssuer, signFor } from "../support/scripted-issuer";
 import { Clock, verifierFor } from "../support/clocked-verifier";
 import { basePolicy, harness } from "../support/harness";
-import { AUDIENCE, b64url, makeKey, type TestKey } from "../support/issuers";
-
-/** One OIDC issuer, one upstream, one authenticated route. */
-const minimal = (): any => ({
-  version: 1,
-  upstreams: { api: { url: "https://origin.example.com" } },
-  issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
-  routes: [{ name: "r", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "api" }],
-});
-
-/** What the compile step says of a document: the validator's problems, else the lint's as deployed. */
-function compileStepProblems(doc: unknown): string[] {
-  try {
-    return policyProblems(compilePolicy(doc), { deployed: true });
-  } catch (error) {
-    if (error instanceof PolicyError) return error.problems;
-    throw error;
-  }
-}
-
-/** Matches a problem about `field` itself (`routes[0].path: …`), whatever it says of it. */
-const about = (field: string) => expect.stringMatching(new RegExp(`^${field.replace(/[.[\]]/g, "\\$&")}: `));
-
-/**
- * An issuer only a scripted fetcher serves, found through discovery: its document names
- * `jwksUri`, each URL in `sets` serves that key set, anything else is a 404. With
- * `discoveryHangs`, discovery never answers: the fetch ends only when its deadline aborts it,
- * as the runtime's fetch does. Every URL asked for is recorded, in order.
- */
-function scriptedIssuer() {
-  const iss = `https://idp-${crypto.randomUUID().slice(0, 12)}.test`;
-  const discoveryUrl = `${iss}/.well-known/openid-configuration`;
-  const host = {
-    iss,
-    discoveryUrl,
-    jwksUri: `${iss}/keys-v1`,
-    discoveryHangs: false,
-    sets: new Map<string, { keys: unknown[] }>(),
-    asked: [] as string[],
-  };
-  const fetcher: Fetcher = async (input, init) => {
-    const url = String(input);
-    host.asked.push(url);
-    const signal = init?.signal ?? undefined;
-    if (signal?.aborted) throw signal.reason;
-    if (url === discoveryUrl) {
-      if (host.discoveryHangs && signal)
-        return new Promise<Response>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
-      return Response.json({ issuer: iss, jwks_uri: host.jwksUri });
-    }
-    const set = host.sets.get(url);
-    return set ? Response.json(set) : new Response('{"error":"not_found"}', { status: 404 });
-  };
-  return { host, fetcher };
-}
-
-/** A token of `iss` signed "now" on the injected clock with `key`, valid for an hour. */
-function signFor(iss: string, clock: Clock, key: TestKey): Promise<string> {
-  const now = Math.floor(clock.ms / 1000);
-  return new SignJWT({ iss, aud: AUDIENCE, sub: "user-1", iat: now, exp: now + 3600 })
-    .setProtectedHeader({ alg: key.alg, kid: key.kid })
-    .sign(key.privateKey);
-}
+import { b64url, makeKey } from "../support/issuers";
 
 describe("discovery read again once a TTL (key-store.ts #fetchKeySet)", () => {
   // README (key sets): "If discovery cannot be read then, the remembered URI serves as before",
