@@ -54,7 +54,10 @@ export class LimiterObject extends DurableObject {
         MAX_COUNTERS,
       );
       this.#stored = true;
-    } catch {
+    } catch (error) {
+      // Only a missing table means nothing was saved: starting empty after any other failure
+      // would admit every counter's burst again, and the next flush overwrite what was saved.
+      if (!String(error).includes("no such table")) throw error;
       this.#stored = false;
     }
     for (const row of rows) this.counters.load(row.id, { ms: row.ms, frac: row.frac, den: row.den });
@@ -95,12 +98,12 @@ export class LimiterObject extends DurableObject {
     // Nothing left to count: every byte goes, so that an object used once (one per client
     // address of a route limited per address, say) does not stay, and cost, for ever. The
     // table comes back with the next counter saved.
+    // Also without a table: the alarm alone leaves the runtime's own metadata. Marked saved
+    // only once it is all gone: a failed deleteAll throws, and the alarm's retry does it again.
     if (latest === undefined && holdDue === undefined && this.counters.size === 0 && changes.upserts.length === 0) {
+      await this.ctx.storage.deleteAll();
       this.counters.markSaved(changes);
-      if (this.#stored) {
-        this.#stored = false;
-        await this.ctx.storage.deleteAll();
-      }
+      this.#stored = false;
       return;
     }
     if (!this.#stored) {
