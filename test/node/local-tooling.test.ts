@@ -14,6 +14,7 @@ import { startEchoOrigin } from "../../dev/echo-origin.mjs";
 // @ts-expect-error -- plain JS module of the local stack
 import { showsEdgeLine } from "../../dev/start.mjs";
 import { projectCopy as sharedProjectCopy } from "./project-copy";
+import { refused } from "./refused";
 
 const root = join(import.meta.dirname, "..", "..");
 const README = readFileSync(join(root, "README.md"), "utf8");
@@ -202,17 +203,6 @@ function sh(command: string): Promise<string> {
       (error, stdout, stderr) => (error ? reject(new Error(`${command}: ${stderr}`)) : resolve(stdout)),
     ),
   );
-}
-
-/** Whether the connection to 127.0.0.1:`port` is refused: nothing listens there. A timeout is not. */
-async function refused(port: number): Promise<boolean> {
-  try {
-    const response = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(5000) });
-    await response.arrayBuffer();
-    return false;
-  } catch (error) {
-    return (error as { cause?: { code?: string } }).cause?.code === "ECONNREFUSED";
-  }
 }
 
 /**

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectCopy, projectRoot } from "./project-copy";
+import { refused } from "./refused";
 
 const scratch = mkdtempSync(join(tmpdir(), "portcullis-tooling-"));
 const keysFile = join(scratch, "keys.json");
@@ -97,17 +98,6 @@ function anyLeftIn(groups: Set<number>): boolean {
     }
   }
   return false;
-}
-
-/** Whether the connection to 127.0.0.1:`port` is refused: nothing listens there. */
-async function refused(port: number): Promise<boolean> {
-  try {
-    const response = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(5000) });
-    await response.arrayBuffer();
-    return false;
-  } catch (error) {
-    return (error as { cause?: { code?: string } }).cause?.code === "ECONNREFUSED";
-  }
 }
 
 /**
