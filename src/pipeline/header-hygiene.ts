@@ -12,6 +12,7 @@ import {
 } from "../core/cookies";
 import { connectionNominatedPresent, makeStripPredicate, normaliseHeaderName } from "../core/headers";
 import type { CompiledPolicy } from "../core/policy";
+import { refererWithoutCredentials } from "../core/tokens/credentials";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
@@ -52,6 +53,8 @@ export function headerHygiene(policy: CompiledPolicy): Stage {
       if (kept) outgoing.set("cookie", kept);
       else outgoing.delete("cookie");
     }
+    const referer = outgoing.get("referer");
+    if (referer !== null) outgoing.set("referer", refererWithoutCredentials(referer));
     outgoing.set("x-request-id", c.get("requestId"));
     const url = c.get("url");
     outgoing.set("x-forwarded-host", url.host);

@@ -3,6 +3,7 @@
 // anything) reached the origin.
 import { describe, expect, it } from "vitest";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
+import { AUDIENCE, makeIssuer } from "../support/issuers";
 import { sendMarked } from "../support/sent";
 
 const policy = () =>
@@ -427,6 +428,37 @@ describe("header hygiene", () => {
       expect(seen[0]!.query).toBe(query);
       expect(JSON.stringify(seen[0])).not.toContain("abc.def.ghi");
     }
+  });
+
+  it("drops access_token from the query of the page a Referer names, and the Referer's fragment", async () => {
+    const cases: [string, string][] = [
+      ["https://app.example/cb?x=1&access_token=abc.def.ghi;y=2", "https://app.example/cb?x=1;y=2"],
+      ["https://app.example/cb?ACCESS%5FTOKEN=abc.def.ghi", "https://app.example/cb"],
+      // An implicit grant's token is in the fragment, which a Referer never carries.
+      ["https://app.example/cb#access_token=abc.def.ghi&state=s", "https://app.example/cb"],
+      ["https://app.example/cb?k=v#x?access_token=abc.def.ghi", "https://app.example/cb?k=v"],
+      ["https://app.example/a?access_token_hint=x", "https://app.example/a?access_token_hint=x"],
+      ["not a url?access_token=abc.def.ghi&k", "not a url?k"],
+    ];
+    for (const [referer, forwarded] of cases) {
+      const { response, seen } = await send("/public/a", { headers: { referer } });
+      expect(response.status).toBe(200);
+      expect(seen[0]!.headers.referer).toBe(forwarded);
+      expect(JSON.stringify(seen[0])).not.toContain("abc.def.ghi");
+    }
+    // Authenticated routes too: the page's token may be another caller's, or an older one.
+    const issuer = await makeIssuer("ES256");
+    const edge = harness(
+      basePolicy({
+        issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" }],
+      }),
+    );
+    const token = await issuer.sign({});
+    const { seen } = await sendMarked(edge, "/v1/x", {
+      headers: { authorization: `Bearer ${token}`, referer: "https://app.example/?access_token=abc.def.ghi&k=v" },
+    });
+    expect(seen[0]!.headers.referer).toBe("https://app.example/?k=v");
   });
 
   it("drops a credential cookie sent in a second Cookie header (the two arrive joined by a comma)", async () => {

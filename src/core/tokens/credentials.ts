@@ -137,3 +137,15 @@ export function withoutQueryCredentials(search: string): string {
   }
   return kept === "" ? "" : `?${kept}`;
 }
+
+/**
+ * A page's URL as a `Referer` names it, minus every `access_token` in its query and any
+ * fragment (RFC 9110 §10.1.3: a Referer has none; an implicit grant's token is kept there): a
+ * token a page was opened with never reaches the origin in the next request's Referer.
+ */
+export function refererWithoutCredentials(referer: string): string {
+  const hash = referer.indexOf("#");
+  const page = hash < 0 ? referer : referer.slice(0, hash);
+  const query = page.indexOf("?");
+  return query < 0 ? page : page.slice(0, query) + withoutQueryCredentials(page.slice(query));
+}
