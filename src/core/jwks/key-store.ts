@@ -385,12 +385,18 @@ export class IssuerKeyStore {
     return this.#leaked.has(keyMaterialOf(jwk as Record<string, unknown>));
   }
 
-  /** Remembers leaked keys' material, the latest seen last, MAX_LEAKED_KEYS at most. */
-  #remember(leaked: readonly string[] | undefined): void {
-    for (const material of leaked ?? []) {
-      this.#leaked.delete(material);
-      this.#leaked.add(material);
-    }
+  /**
+   * Remembers leaked keys' material, MAX_LEAKED_KEYS at most, the oldest forgotten first. Those
+   * just `seen` at the issuer are the latest; those a record names, older than any this isolate
+   * knows of: the record read again before one is saved must not push out the leak just seen.
+   */
+  #remember(leaked: readonly string[] = [], seen?: boolean): void {
+    if (!seen) this.#leaked = new Set([...leaked, ...this.#leaked]);
+    else
+      for (const material of leaked) {
+        this.#leaked.delete(material);
+        this.#leaked.add(material);
+      }
     for (const material of this.#leaked) {
       if (this.#leaked.size <= MAX_LEAKED_KEYS) break;
       this.#leaked.delete(material);
@@ -416,7 +422,7 @@ export class IssuerKeyStore {
   }
 
   #adopt(stored: StoredKeySet, source: KeySource): void {
-    this.#remember(stored.leaked);
+    this.#remember(stored.leaked, source === "fetch");
     const previous = this.#state;
     const known = new Map<string, KeyEntry>();
     for (const entry of [...(previous?.current ?? []), ...(previous?.retired ?? [])])
@@ -699,7 +705,7 @@ export class IssuerKeyStore {
     const fetchFrom = async (jwksUri: string) => {
       this.stats.fetches += 1;
       const set = usableKeys(await fetchJson(this.#deps.fetch, jwksUri, limits), this.#leaked);
-      this.#remember(set.leaked);
+      this.#remember(set.leaked, true);
       return { jwksUri, ...(await verifiableKeys(set)) };
     };
     const remembered = this.#issuer.jwksUri ?? this.#state?.jwksUri;
