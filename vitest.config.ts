@@ -33,5 +33,8 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     exclude: ["test/node/**"],
     globalSetup: ["test/support/global-setup.ts"],
+    // A guard against a hang only: on a loaded machine the limiter objects' first calls (their
+    // start-up and storage load) can take seconds, which is no failure of the code.
+    testTimeout: 30_000,
   },
 });
