@@ -1,6 +1,7 @@
-// Checks of the forward stage and the stages around it at their edges: how an upload's end is told apart (torn down, whole), which origin statuses go on,
-// and that only a real preflight is routed by the method it asks about. Origins are service
-// bindings the test controls or the echo origin; no elapsed time is asserted.
+// Checks of the forward stage and the stages around it at their edges: how an upload's end
+// is told apart (torn down, whole), which origin statuses go on, and that only a real
+// preflight is routed by the method it asks about. Origins are service bindings the test
+// controls or the echo origin; no elapsed time is asserted.
 import { describe, expect, it } from "vitest";
 import { basePolicy, harness, serviceEdge } from "../support/harness";
 import { sendMarked } from "../support/sent";
