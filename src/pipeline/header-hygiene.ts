@@ -54,7 +54,8 @@ export function headerHygiene(policy: CompiledPolicy): Stage {
       else outgoing.delete("cookie");
     }
     const referer = outgoing.get("referer");
-    if (referer !== null) outgoing.set("referer", refererWithoutCredentials(referer));
+    const page = referer && refererWithoutCredentials(referer);
+    if (page !== referer) outgoing.set("referer", page as string);
     outgoing.set("x-request-id", c.get("requestId"));
     const url = c.get("url");
     outgoing.set("x-forwarded-host", url.host);
