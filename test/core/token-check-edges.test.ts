@@ -2,12 +2,11 @@
 // segment spelt two ways for the same bytes, a segment no base64 can spell, a token naming
 // the fully-specified `Ed25519` under a key published as `EdDSA`, a fractional `iat` at the
 // skew's edge, a group name with a leading or trailing space, and the verified-token cache
-// keeping no entry that can never answer (one dead on arrival, one whose key was withdrawn).
+// keeping no entry whose key was withdrawn.
 import { generateKeyPair, exportJWK } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { ResolvedIssuer } from "../../src/core/policy";
 import { checkRegisteredClaims } from "../../src/core/tokens/registered-claims";
-import { VerifiedTokenCache } from "../../src/core/tokens/verified-cache";
 import type { VerifyResult } from "../../src/core/tokens/verify";
 import { Clock, signAt, verifierFor as clockedVerifierFor } from "../support/clocked-verifier";
 import { basePolicy, harness } from "../support/harness";
@@ -150,31 +149,7 @@ describe("group names with a space at either end", () => {
   );
 });
 
-describe("the verified-token cache keeps no entry that can never answer", () => {
-  const T0 = 1_800_000_000_000;
-  const entry = {
-    identity: {
-      issuerId: "idp",
-      issuer: "https://idp.example",
-      kind: "oidc" as const,
-      subject: "u1",
-      scopes: [],
-      groups: [],
-      claims: {},
-      tokenHash: () => Promise.resolve("0"),
-    },
-    key: {} as CryptoKey,
-  };
-
-  it("a token whose exp is the current instant is not stored, so it evicts no live entry", () => {
-    const cache = new VerifiedTokenCache({ maxEntries: 1, maxKeyChars: 10_000, maxAgeMs: 300_000 });
-    cache.set("live", entry, T0 / 1000 + 60, T0);
-    cache.set("dead", entry, T0 / 1000, T0);
-    expect(cache.get("live", T0)).toBeDefined();
-    expect(cache.size).toBe(1);
-    expect(cache.keyChars).toBe("live".length);
-  });
-
+describe("the verified-token cache keeps no entry whose key was withdrawn", () => {
   it("a cached token refused because its key was withdrawn leaves the cache, and takes no live token's place", async () => {
     const issuer = await makeIssuer();
     const withdrawn = issuer.keys[0] as TestKey;

@@ -42,6 +42,15 @@ afterEach(() => {
 });
 
 describe("VerifiedTokenCache", () => {
+  it("a token whose exp is the current instant is not stored, so it evicts no live entry", () => {
+    const cache = new VerifiedTokenCache({ maxEntries: 1, maxKeyChars: 10_000, maxAgeMs: 300_000 });
+    cache.set("live", entry, T0 / 1000 + 60, T0);
+    cache.set("dead", entry, T0 / 1000, T0);
+    expect(cache.get("live", T0)).toBeDefined();
+    expect(cache.size).toBe(1);
+    expect(cache.keyChars).toBe("live".length);
+  });
+
   it("holds at most maxEntries, evicting the oldest insertion first", () => {
     const c = cache({ maxEntries: 3 });
     for (let i = 0; i < 5; i++) c.set(key(i), entry, T0 / 1000 + 60, T0);

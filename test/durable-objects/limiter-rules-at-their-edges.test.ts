@@ -9,6 +9,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { CounterTable } from "../../src/core/limits/counter-table";
 import { type AcquireResult, type CounterRequest, HOLD_MS, holdMsFor } from "../../src/core/limits/limiter-rpc";
 import type { LimitSpec, PolicyDocument } from "../../src/core/policy-types";
+import { rateLimitItems as items } from "../support/rate-limit-fields";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
 import { realLimiter, rows, tenantObject } from "../support/limiter-objects";
@@ -20,15 +21,6 @@ const peek = (r: CounterRequest): CounterRequest => ({ ...r, cost: 0 });
 interface Problem {
   reason: string;
   limit?: { name: string; key: string; limit: number; window_s: number; reset_s: number };
-}
-
-/** The items of a RateLimit field: name, remaining and seconds to reset, in order. */
-function items(field: string | null): { name: string; r: number; t: number }[] {
-  return (field ?? "").split(", ").map((item) => {
-    const match = /^"([^"]+)";r=(\d+);t=(\d+)$/.exec(item);
-    if (!match) throw new Error(`not a RateLimit item: ${item}`);
-    return { name: match[1]!, r: Number(match[2]), t: Number(match[3]) };
-  });
 }
 
 let issuer: TestIssuer;

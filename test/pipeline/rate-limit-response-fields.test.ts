@@ -8,6 +8,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { AcquireResult, CounterRequest } from "../../src/core/limits/limiter-rpc";
 import type { LimitSpec, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
+import { rateLimitItems as items } from "../support/rate-limit-fields";
 import { basePolicy, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
 import { realLimiter } from "../support/limiter-objects";
@@ -19,15 +20,6 @@ const FIELDS = ["ratelimit", "ratelimit-policy", "x-ratelimit-limit", "x-ratelim
 interface Problem {
   reason: string;
   limit?: { name: string; key: string; limit: number; window_s: number; reset_s: number };
-}
-
-/** The items of a RateLimit field: name, remaining and seconds to reset, in order. */
-function items(field: string | null): { name: string; r: number; t: number }[] {
-  return (field ?? "").split(", ").map((item) => {
-    const match = /^"([^"]+)";r=(\d+);t=(\d+)$/.exec(item);
-    if (!match) throw new Error(`not a RateLimit item: ${item}`);
-    return { name: match[1]!, r: Number(match[2]), t: Number(match[3]) };
-  });
 }
 
 let issuer: TestIssuer;
