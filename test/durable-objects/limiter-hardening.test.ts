@@ -5,7 +5,7 @@ import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "c
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { MAX_COUNTERS, type LimiterObject } from "../../durable-objects/limiter-object";
 import { type CounterRequest, HOLD_MS, holdMsFor, MAX_LIMITER_TIMEOUT_MS } from "../../src/core/limits/limiter-rpc";
-import { rows, tenantObject } from "../support/limiter-objects";
+import { fakeClockStart, rows, tenantObject } from "../support/limiter-objects";
 
 const perHour: CounterRequest = { id: "c", limit: 5, windowS: 3600 };
 const peek = (r: CounterRequest): CounterRequest => ({ ...r, cost: 0 });
@@ -92,7 +92,7 @@ describe("malformed RPC input", () => {
     // The object runs in the test's isolate: its clock is held still, so the release comes at
     // the very time of the charge and gives back each charge in full (a refund keeps what has
     // drained since, and a millisecond would leave 4 below, whatever the code did).
-    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+    vi.useFakeTimers({ toFake: ["Date"], now: fakeClockStart() });
     const r = await stub.acquire([perHour, perHour]);
     expect(r.allowed).toBe(true);
     expect((await stub.acquire([peek(perHour)])).counters[0]?.remaining).toBe(3);
@@ -103,7 +103,7 @@ describe("malformed RPC input", () => {
   it("a release whose time is no number gives nothing back", async () => {
     const stub = tenantObject();
     // Held still, as above: a release of the right time would give the charge back in full.
-    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+    vi.useFakeTimers({ toFake: ["Date"], now: fakeClockStart() });
     const r = await stub.acquire([perHour]);
     for (const at of [String(r.at), [r.at], { valueOf: () => r.at }])
       await stub.release([perHour], at as never, r.epoch);
@@ -114,7 +114,7 @@ describe("malformed RPC input", () => {
 
   it("a release naming another size than the counter's gives nothing back, never more than the charge", async () => {
     const stub = tenantObject();
-    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+    vi.useFakeTimers({ toFake: ["Date"], now: fakeClockStart() });
     const item = { id: "sized", limit: 1000, windowS: 60 };
     for (let i = 0; i < 10; i++) await stub.acquire([item]);
     const r = await stub.acquire([item]);

@@ -25,6 +25,7 @@ import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer } from "../support/issuers";
 import {
   alarmFailure,
+  fakeClockStart,
   type LimiterBinding,
   limiterNamespace,
   realLimiter,
@@ -48,7 +49,7 @@ describe("what storage gives back after a restart", () => {
   it("huge and fractional TATs read back exactly: every decision after the restart is the one before it", async () => {
     // The object runs in the test's isolate: its clock is the test's, held still here, so the
     // two looks are at the same instant and must agree to the last fraction of a millisecond.
-    const t0 = Date.now();
+    const t0 = fakeClockStart();
     vi.useFakeTimers({ toFake: ["Date"], now: t0 });
     const stub = tenantObject();
     const counters: [CounterRequest, number][] = [
@@ -174,7 +175,7 @@ describe("what storage gives back after a restart", () => {
   });
 
   it("a clock stepped back an hour behind persisted counters: after the restart a counter is full, no more", async () => {
-    const t0 = Date.now();
+    const t0 = fakeClockStart();
     vi.useFakeTimers({ toFake: ["Date"], now: t0 });
     const stub = tenantObject();
     const item: CounterRequest = { id: "c", limit: 600, windowS: 60 };
@@ -194,7 +195,7 @@ describe("what storage gives back after a restart", () => {
 
 describe("holds and the alarm", () => {
   it("a hold nobody gives back is charged by the alarm alone, as of when it was decided, and survives a restart", async () => {
-    const t0 = Date.now();
+    const t0 = fakeClockStart();
     vi.useFakeTimers({ toFake: ["Date"], now: t0 });
     const stub = tenantObject();
     const item: CounterRequest = { id: "h", limit: 10, windowS: 3600 };
@@ -217,7 +218,7 @@ describe("holds and the alarm", () => {
   });
 
   it("a save that fails after the flush charged due holds keeps them for the retry, and a restart after it keeps them", async () => {
-    const t0 = Date.now();
+    const t0 = fakeClockStart();
     vi.useFakeTimers({ toFake: ["Date"], now: t0 });
     const stub = tenantObject();
     const item: CounterRequest = { id: "h", limit: 10, windowS: 3600 };
@@ -236,7 +237,7 @@ describe("holds and the alarm", () => {
   });
 
   it("held requests on new counters: once the alarm charges them, the table is back under its bound, storage mirrors it, and a refused client keeps its counter", async () => {
-    const t0 = Date.now();
+    const t0 = fakeClockStart();
     vi.useFakeTimers({ toFake: ["Date"], now: t0 });
     const stub = tenantObject();
     const victim: CounterRequest = { id: `["user","per-user",1,3600,"i","victim"]`, limit: 1, windowS: 3600 };

@@ -12,7 +12,7 @@ import type { LimitSpec, PolicyDocument } from "../../src/core/policy-types";
 import { rateLimitItems as items } from "../support/rate-limit-fields";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
-import { realLimiter, rows, tenantObject } from "../support/limiter-objects";
+import { fakeClockStart, realLimiter, rows, tenantObject } from "../support/limiter-objects";
 
 const T0 = 1_800_000_000_000;
 const unique = () => crypto.randomUUID().slice(0, 8);
@@ -135,7 +135,7 @@ describe("giving back a hold: only the hold acquire answered, and only before it
 
 describe("a limiter object's storage after a restart", () => {
   it("a row that expired while the object was down is deleted by the next flush, beside live counters", async () => {
-    const t0 = Date.now();
+    const t0 = fakeClockStart();
     vi.useFakeTimers({ toFake: ["Date"], now: t0 });
     const stub = tenantObject();
     const perSecond: CounterRequest = { id: "per-second", limit: 1, windowS: 1 };
@@ -164,7 +164,7 @@ describe("a limiter object refuses a cost no caller could ask for", () => {
   it("a cost above limit + 1 is malformed, to acquire and to release alike, and gives nothing back", async () => {
     const stub = tenantObject();
     // Held still: a release of the right time gives its charge back in full, whatever the load.
-    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+    vi.useFakeTimers({ toFake: ["Date"], now: fakeClockStart() });
     const item: CounterRequest = { id: "costly", limit: 5, windowS: 3600 };
     let last: AcquireResult | undefined;
     for (let i = 0; i < 3; i++) last = await stub.acquire([item]);
@@ -304,7 +304,7 @@ describe("the reset a 429 reports for a limit that admitted and was given back",
     const token = `Bearer ${await issuer.sign({ tenant_id: `t-${unique()}`, sub: "carol" })}`;
     // Held still, so the counters stand exactly where the requests put them (the objects run
     // in this isolate and read this clock).
-    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+    vi.useFakeTimers({ toFake: ["Date"], now: fakeClockStart() });
     for (let i = 0; i < 6; i++) {
       const admitted = await edge.fetch(`/${route}/x`, { headers: { authorization: token } });
       expect(admitted.status).toBe(200);

@@ -13,7 +13,7 @@ import type { LimiterObject } from "../../durable-objects/limiter-object";
 import type { RouteLimiter } from "../../durable-objects/route-limiter";
 import type { CounterRequest, LimiterRpc } from "../../src/core/limits/limiter-rpc";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
-import { realLimiter } from "../support/limiter-objects";
+import { fakeClockStart, realLimiter } from "../support/limiter-objects";
 
 const routeLimiters = (env as unknown as { ROUTE_LIMITER: DurableObjectNamespace<RouteLimiter> }).ROUTE_LIMITER;
 
@@ -27,7 +27,7 @@ describe("an object nobody calls again", () => {
   // good once anything was written to its storage (its table, an alarm) unless it calls
   // `storage.deleteAll()`: deleting the rows, or dropping the table, leaves it in existence.
   it("once its last counter has expired, the cleanup alarm gives all of its storage back: no table, no alarm left", async () => {
-    const t0 = Date.now();
+    const t0 = fakeClockStart();
     vi.useFakeTimers({ toFake: ["Date"], now: t0 });
     const address = "192.0.2.41";
     const route = `public-${crypto.randomUUID().slice(0, 8)}`;
@@ -60,7 +60,7 @@ describe("a Worker whose clock is not the objects'", () => {
   // wait a 429 gives is the object's.
   for (const skewMs of [3_600_000, -3_600_000]) {
     it(`a client that leaves is given its request back, and a 429 says the object's wait, with the object ${skewMs > 0 ? "ahead" : "behind"} by an hour`, async () => {
-      const t0 = Date.now();
+      const t0 = fakeClockStart();
       vi.useFakeTimers({ toFake: ["Date"], now: t0 });
       const route = `skew-${crypto.randomUUID().slice(0, 8)}`;
       const address = "192.0.2.58";
