@@ -9,7 +9,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { CounterTable } from "../../src/core/limits/counter-table";
 import { type AcquireResult, type CounterRequest, HOLD_MS, holdMsFor } from "../../src/core/limits/limiter-rpc";
 import type { LimitSpec, PolicyDocument } from "../../src/core/policy-types";
-import { rateLimitItems as items } from "../support/rate-limit-fields";
+import { type RateLimitProblem as Problem, rateLimitItems as items } from "../support/rate-limit-fields";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
 import { fakeClockStart, realLimiter, rows, tenantObject } from "../support/limiter-objects";
@@ -17,11 +17,6 @@ import { fakeClockStart, realLimiter, rows, tenantObject } from "../support/limi
 const T0 = 1_800_000_000_000;
 const unique = () => crypto.randomUUID().slice(0, 8);
 const peek = (r: CounterRequest): CounterRequest => ({ ...r, cost: 0 });
-
-interface Problem {
-  reason: string;
-  limit?: { name: string; key: string; limit: number; window_s: number; reset_s: number };
-}
 
 let issuer: TestIssuer;
 

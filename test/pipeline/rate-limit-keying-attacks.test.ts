@@ -12,13 +12,9 @@ import type { LimiterRpc } from "../../src/core/limits/limiter-rpc";
 import type { LimitSpec, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import type { RateLimitProblem as Problem } from "../support/rate-limit-fields";
 
 const unique = () => crypto.randomUUID().slice(0, 8);
-
-interface Problem {
-  reason: string;
-  limit?: { name: string; key: string; limit: number; window_s: number; reset_s: number };
-}
 
 /** A cost-0 look at one counter of a real limiter object: charges nothing. */
 async function look(

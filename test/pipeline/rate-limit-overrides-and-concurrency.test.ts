@@ -14,13 +14,9 @@ import type { LimitSpec, PolicyDocument, RouteConfig } from "../../src/core/poli
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
 import { realLimiter } from "../support/limiter-objects";
+import type { RateLimitProblem as Problem } from "../support/rate-limit-fields";
 
 const unique = () => crypto.randomUUID().slice(0, 8);
-
-interface Problem {
-  reason: string;
-  limit?: { name: string; key: string; limit: number; window_s: number; reset_s: number };
-}
 
 /** What is left of one counter of a real limiter object: a cost-0 look, which charges nothing. */
 async function remainingOf(

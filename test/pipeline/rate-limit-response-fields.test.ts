@@ -8,7 +8,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { AcquireResult, CounterRequest } from "../../src/core/limits/limiter-rpc";
 import type { LimitSpec, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
-import { rateLimitItems as items } from "../support/rate-limit-fields";
+import { type RateLimitProblem as Problem, rateLimitItems as items } from "../support/rate-limit-fields";
 import { basePolicy, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
 import { realLimiter } from "../support/limiter-objects";
@@ -16,11 +16,6 @@ import { realLimiter } from "../support/limiter-objects";
 const unique = () => crypto.randomUUID().slice(0, 8);
 
 const FIELDS = ["ratelimit", "ratelimit-policy", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"];
-
-interface Problem {
-  reason: string;
-  limit?: { name: string; key: string; limit: number; window_s: number; reset_s: number };
-}
 
 let issuer: TestIssuer;
 

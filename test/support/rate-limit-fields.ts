@@ -1,4 +1,11 @@
-// Reading the RateLimit fields the edge writes on an answer, as a client would.
+// Reading what the edge tells a rate-limited client: the RateLimit fields on an answer, as a
+// client would, and the problem+json body of a refusal that names a limit.
+
+/** A refusal's body, as far as rate-limit tests read it. */
+export interface RateLimitProblem {
+  reason: string;
+  limit?: { name: string; key: string; limit: number; window_s: number; reset_s: number };
+}
 
 /** The items of a RateLimit field: name, remaining and seconds to reset, in order. */
 export function rateLimitItems(field: string | null): { name: string; r: number; t: number }[] {
