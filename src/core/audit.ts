@@ -122,9 +122,9 @@ function numberOrNull(value: unknown): number | null {
  * A JWT put in a path, as some callback and link schemes do (`/magic-link-eyJ…`,
  * `/cb/id_token_eyJ…`), is a credential all the same. In compact form its header is base64url
  * JSON, so begins `eyJ`: a JWS has three dot-separated parts, its payload JSON too (`eyJ`), a
- * JWE five. It starts after a character that is neither a letter nor a digit (not
- * `heyJude.live.mp3`), or after an escape (`token%3DeyJ…`, which the canonical path keeps
- * escaped). Read part by part rather than by one pattern: a pattern that may start a match
+ * JWE five. What comes before it does not matter: a word, a digit, an escape (`token%3DeyJ…`,
+ * which the canonical path keeps escaped); what follows must have a JWT's shape (so not
+ * `heyJude.live.mp3`). Read part by part rather than by one pattern: a pattern that may start a match
  * after every `-` or `_` rescans the rest of the run from each, quadratic in the path.
  */
 function redactedRun(run: string): string {
@@ -161,13 +161,19 @@ function jwtParts(parts: string[], i: number): number {
   return i + 4 < parts.length && parts[i + 2] && parts[i + 3] && parts[i + 4] ? 5 : 0;
 }
 
-/** Where a JWT's first part begins in `part` (letters, digits, `-`, `_`), or -1. */
+/**
+ * Where a JWT's first part begins in `part` (letters, digits, `-`, `_`), or -1: the first
+ * `eyJ` that starts the part or follows `-` or `_`, else the first glued to a letter or digit
+ * (`/cb/1eyJ…`), so that a word before the token stays readable where it can (`heyJude_eyJ…`).
+ */
 function jwtStart(part: string): number {
-  for (let at = part.indexOf("eyJ"); at !== -1; at = part.indexOf("eyJ", at + 1)) {
+  let glued = -1;
+  for (let at = part.indexOf("eyJ"); at !== -1 && part.length > at + 3; at = part.indexOf("eyJ", at + 1)) {
     const before = at === 0 ? "" : (part[at - 1] as string);
-    if ((before === "" || before === "-" || before === "_") && part.length > at + 3) return at;
+    if (before === "" || before === "-" || before === "_") return at;
+    if (glued === -1) glued = at;
   }
-  return -1;
+  return glued;
 }
 
 /** The canonical path as recorded: any JWT in it replaced by `[jwt]`. */

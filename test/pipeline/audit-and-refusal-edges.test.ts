@@ -65,6 +65,32 @@ describe("a JWT glued by - or _ is recorded as [jwt] after an eyJ that starts no
   });
 });
 
+describe("a JWT glued straight onto a letter or digit is recorded as [jwt]", () => {
+  // `/cb/1eyJ…` (a counter before the token), `/cb/tokeneyJ…` (a name with no separator): the
+  // credential is no less one for what stands before it; the word or digit stays.
+  it.each(["1", "token", "heyJude"])("after %s", async (word) => {
+    const { jws, signature } = freshJws();
+    const edge = harness(basePolicy());
+    const response = await edge.fetch(`/public/cb/${word}${jws}`);
+    await response.arrayBuffer();
+    expect(response.status).toBe(200);
+    const recorded = (edge.audit[0] as AuditRecord).path as string;
+    expect(recorded.startsWith("/public/cb/")).toBe(true);
+    expect(recorded.endsWith("[jwt]")).toBe(true);
+    expect(word.startsWith(recorded.slice("/public/cb/".length, -"[jwt]".length))).toBe(true);
+    const leaking = traces(edge).find((line) => line.includes(signature));
+    expect(leaking, `the signature is in: ${leaking?.slice(0, 160)}`).toBeUndefined();
+  });
+
+  it("keeps the word when the token is glued by a digit", async () => {
+    const { jws } = freshJws();
+    const edge = harness(basePolicy());
+    const response = await edge.fetch(`/public/cb/page2${jws}.json`);
+    await response.arrayBuffer();
+    expect((edge.audit[0] as AuditRecord).path).toBe("/public/cb/page2[jwt].json");
+  });
+});
+
 describe("a part that only looks like a token's start is recorded as it is", () => {
   // Redaction hides what the path was: a bare `eyJ` (no header after it) starts no token; nor
   // does an `eyJ…` part followed by one that only holds `eyJ` inside (a JWS's payload begins
