@@ -5,7 +5,7 @@
 
 import { TIMED_OUT, withDeadline } from "../core/deadline";
 import { clientResponse, keepFromSharedCaches } from "../core/origin-response";
-import { withoutQueryCredentials } from "../core/tokens/credentials";
+import { originQuery } from "../core/tokens/credentials";
 import { addVary, type PipelineContext, serviceBinding, withResponseHeaders } from "./context";
 import { maxForwardsAnswer } from "./max-forwards";
 import { deny } from "./respond";
@@ -58,8 +58,7 @@ export function forward(): Stage {
     const upstream = route.upstream;
     const incoming = c.get("url");
     const path = c.get("canonicalPath");
-    // An authenticated request carries no query credential: it would have been refused.
-    const query = c.get("identity") ? incoming.search : withoutQueryCredentials(incoming.search);
+    const query = originQuery(incoming.search);
     let target: string;
     // The global fetch unless the upstream is a service binding.
     let binding: Pick<Fetcher, "fetch"> | undefined;

@@ -2,7 +2,7 @@
 // its parser takes a decoded name up to the first NUL (strlen), and an array name up to the
 // first `]`, ignoring whatever follows.
 import { describe, expect, it } from "vitest";
-import { hasQueryCredential, withoutQueryCredentials } from "../../src/core/tokens/credentials";
+import { hasQueryCredential, originQuery } from "../../src/core/tokens/credentials";
 
 describe("query credentials as PHP reads their names", () => {
   it.each([
@@ -24,7 +24,7 @@ describe("query credentials as PHP reads their names", () => {
     ["an escaped %u escape", "?%25u0061ccess_token=abc.def.ghi"],
   ])("%s is a query credential, and is removed", (_label, search) => {
     expect(hasQueryCredential(search)).toBe(true);
-    expect(withoutQueryCredentials(`${search}&k=v`)).toBe("?k=v");
+    expect(originQuery(`${search}&k=v`)).toBe("?k=v");
   });
 
   it.each([
@@ -33,6 +33,33 @@ describe("query credentials as PHP reads their names", () => {
     ["a prefix", "?my_access_token=x"],
   ])("%s is not", (_label, search) => {
     expect(hasQueryCredential(search)).toBe(false);
-    expect(withoutQueryCredentials(search)).toBe(search);
+    expect(originQuery(search)).toBe(search);
   });
+});
+
+describe("a _method override in the query, in every spelling a framework reads", () => {
+  // Laravel and Symfony read `_method` from the query of a POST (PHP: `.`, space and `[` as
+  // `_`), Spring's HiddenHttpMethodFilter and Gorilla's handler too (request parameters).
+  it.each([
+    ["as written", "?_method=DELETE"],
+    ["escaped", "?%5Fmethod=DELETE"],
+    ["with a dot for the underscore (PHP)", "?.method=DELETE"],
+    ["upper case", "?_METHOD=PUT"],
+    ["as an array (PHP)", "?_method[]=DELETE"],
+    ["cut at a NUL (PHP)", "?_method%00x=DELETE"],
+    ["without a value", "?_method"],
+    ["after a ; separator", "?k=1;_method=DELETE"],
+  ])("%s is taken out", (_label, search) => {
+    expect(originQuery(`${search}&k=v`)).toBe(search.startsWith("?k=1;") ? "?k=1&k=v" : "?k=v");
+    // It is no credential: an authenticated request carrying one is not refused for it.
+    expect(hasQueryCredential(search)).toBe(false);
+  });
+
+  // A leading space is dropped (PHP), not read as `_`: `+method` is `method`.
+  it.each([["?method=DELETE"], ["?+method=DELETE"], ["?_method_hint=x"], ["?x_method=DELETE"], ["?k=_method"]])(
+    "%s is kept",
+    (search) => {
+      expect(originQuery(search)).toBe(search);
+    },
+  );
 });

@@ -430,6 +430,33 @@ describe("header hygiene", () => {
     }
   });
 
+  it("drops a _method override from the query, so the origin runs the method the edge authorised", async () => {
+    // Public route: the POST reaches the origin as a POST, its other parameters as sent.
+    const { response, seen } = await send("/public/a?k=1&_method=DELETE;%5FMETHOD=PUT&.method=PATCH", {
+      method: "POST",
+      body: "x",
+    });
+    expect(response.status).toBe(200);
+    expect(seen[0]!.method).toBe("POST");
+    expect(seen[0]!.query).toBe("k=1");
+    // Authenticated route: taken out there too (it is no credential, so no refusal).
+    const issuer = await makeIssuer("ES256");
+    const edge = harness(
+      basePolicy({
+        issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+        routes: [{ name: "v1", methods: ["POST"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" }],
+      }),
+    );
+    const token = await issuer.sign({});
+    const sent = await sendMarked(edge, "/v1/x?_method=DELETE&k=v", {
+      method: "POST",
+      body: "x",
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(sent.response.status).toBe(200);
+    expect(sent.seen[0]!.query).toBe("k=v");
+  });
+
   it("drops access_token from the query of the page a Referer names, and the Referer's fragment", async () => {
     const cases: [string, string][] = [
       ["https://app.example/cb?x=1&access_token=abc.def.ghi;y=2", "https://app.example/cb?x=1;y=2"],

@@ -91,6 +91,12 @@ export function extractCredential(
   return { ok: false, reason: "token_missing", detail: "no_credentials" };
 }
 
+/** A parameter's name (`name=value`, or a name alone) as `lenientName` reads it. */
+function parameterName(part: string): string {
+  const eq = part.indexOf("=");
+  return lenientName(eq < 0 ? part : part.slice(0, eq), { plusIsSpace: true });
+}
+
 /**
  * `access_token` as `lenientName` and `readsAsName` read it: in any case, as ASP.NET looks
  * names up (SignalR's `access_token` goes through it); PHP's `access.token`, ` access_token`;
@@ -98,8 +104,17 @@ export function extractCredential(
  * cut at a NUL, as PHP cuts it (`access_token%00x`).
  */
 function isQueryCredential(part: string): boolean {
-  const eq = part.indexOf("=");
-  return readsAsName(lenientName(eq < 0 ? part : part.slice(0, eq), { plusIsSpace: true }), "access_token");
+  return readsAsName(parameterName(part), "access_token");
+}
+
+/**
+ * A credential, or a `_method` override, read the same way: Laravel and Symfony (parameter
+ * override on), Spring's HiddenHttpMethodFilter and Gorilla's override handler run a POST
+ * carrying `?_method=DELETE` as a DELETE, which the edge authorised as the POST it is.
+ */
+function isTakenOut(part: string): boolean {
+  const name = parameterName(part);
+  return readsAsName(name, "access_token") || readsAsName(name, "_method");
 }
 
 /**
@@ -111,6 +126,9 @@ const SEPARATOR = /[&;]/;
 /** A cheap test first: a name that reads as access_token holds "access" in some case, or an escape. */
 const MAY_HOLD_CREDENTIAL = /access|%/i;
 
+/** The same for `_method` too (the runtime hands the query over in ASCII, escapes for the rest). */
+const MAY_HOLD_TAKEN_OUT = /access|method|%/i;
+
 /** Whether the query string (`?…` or empty) carries an `access_token`, however its name is spelt. */
 export function hasQueryCredential(search: string): boolean {
   return (
@@ -119,23 +137,32 @@ export function hasQueryCredential(search: string): boolean {
 }
 
 /**
- * The query string (`?…` or empty) minus every `access_token` parameter, however its name is
- * spelt: a credential in the URL never goes on to the origin, on public routes either
- * (authenticated routes refuse such a request outright). Anything else goes on exactly as
- * sent, separators included.
+ * The query string (`?…` or empty) minus the parameters `takenOut` names, however their names
+ * are spelt. Anything else goes on exactly as sent, separators included.
  */
-export function withoutQueryCredentials(search: string): string {
-  if (!hasQueryCredential(search)) return search;
+function withoutParameters(search: string, takenOut: (part: string) => boolean): string {
   let kept = "";
   let start = 1;
+  let changed = false;
   for (let i = 1; i <= search.length; i++) {
     if (i < search.length && !SEPARATOR.test(search.charAt(i))) continue;
     const part = search.slice(start, i);
     // A kept parameter keeps the separator that came before it (none for the first one kept).
-    if (!isQueryCredential(part)) kept += kept === "" ? part : `${search.charAt(start - 1)}${part}`;
+    if (takenOut(part)) changed = true;
+    else kept += kept === "" ? part : `${search.charAt(start - 1)}${part}`;
     start = i + 1;
   }
+  if (!changed) return search;
   return kept === "" ? "" : `?${kept}`;
+}
+
+/**
+ * The query string the origin is sent: minus every `access_token` (a credential in the URL
+ * never goes on, on public routes either; authenticated routes refuse such a request
+ * outright) and every `_method`, however their names are spelt.
+ */
+export function originQuery(search: string): string {
+  return search.length > 1 && MAY_HOLD_TAKEN_OUT.test(search) ? withoutParameters(search, isTakenOut) : search;
 }
 
 /**
@@ -147,5 +174,7 @@ export function refererWithoutCredentials(referer: string): string {
   const hash = referer.indexOf("#");
   const page = hash < 0 ? referer : referer.slice(0, hash);
   const query = page.indexOf("?");
-  return query < 0 ? page : page.slice(0, query) + withoutQueryCredentials(page.slice(query));
+  if (query < 0) return page;
+  const search = page.slice(query);
+  return page.slice(0, query) + (hasQueryCredential(search) ? withoutParameters(search, isQueryCredential) : search);
 }
