@@ -138,9 +138,11 @@ export function hasQueryCredential(search: string): boolean {
 
 /**
  * The query string (`?…` or empty) minus the parameters `takenOut` names, however their names
- * are spelt. Anything else goes on exactly as sent, separators included.
+ * are spelt (none unless `mayHold` matches). Anything else goes on exactly as sent, separators
+ * included.
  */
-function withoutParameters(search: string, takenOut: (part: string) => boolean): string {
+function withoutParameters(search: string, mayHold: RegExp, takenOut: (part: string) => boolean): string {
+  if (search.length < 2 || !mayHold.test(search)) return search;
   let kept = "";
   let start = 1;
   let changed = false;
@@ -162,7 +164,7 @@ function withoutParameters(search: string, takenOut: (part: string) => boolean):
  * outright) and every `_method`, however their names are spelt.
  */
 export function originQuery(search: string): string {
-  return search.length > 1 && MAY_HOLD_TAKEN_OUT.test(search) ? withoutParameters(search, isTakenOut) : search;
+  return withoutParameters(search, MAY_HOLD_TAKEN_OUT, isTakenOut);
 }
 
 /**
@@ -175,6 +177,5 @@ export function refererWithoutCredentials(referer: string): string {
   const page = hash < 0 ? referer : referer.slice(0, hash);
   const query = page.indexOf("?");
   if (query < 0) return page;
-  const search = page.slice(query);
-  return page.slice(0, query) + (hasQueryCredential(search) ? withoutParameters(search, isQueryCredential) : search);
+  return page.slice(0, query) + withoutParameters(page.slice(query), MAY_HOLD_CREDENTIAL, isQueryCredential);
 }
