@@ -34,6 +34,46 @@ export function clientResponse(upstream: Response): Response {
   return response;
 }
 
+/** `Refresh: 5; url=…`: what comes before the URL, and the URL, quoted or not. */
+const REFRESH_URL = /^(\s*[\d.]*\s*[;,]\s*url\s*=\s*['"]?)([^'"]*)/i;
+
+/**
+ * The edge's own URL for `value` if it names the upstream (its host, under its path). Read by
+ * host whatever the scheme: an origin behind its own TLS terminator may write `http://` for an
+ * `https://` upstream, and names it all the same.
+ */
+function onEdge(value: string, upstreamUrl: string, edgeOrigin: string): string {
+  const upstream = new URL(upstreamUrl);
+  const base = upstream.pathname.replace(/\/$/, "");
+  try {
+    const { host, pathname, search, hash } = new URL(value.trim());
+    if (host === upstream.host && (pathname === base || pathname.startsWith(`${base}/`)))
+      return `${edgeOrigin}${pathname.slice(base.length) || "/"}${search}${hash}`;
+  } catch {}
+  return value;
+}
+
+/**
+ * An origin that writes an absolute URL from the `Host` it was sent (nginx's and Apache's own
+ * trailing-slash redirects, a framework that trusts no proxy) names the upstream: passed on,
+ * it tells every client the private origin's address, and takes the next request past the
+ * edge. A `Location`, `Content-Location` or `Refresh` URL naming the upstream is made the
+ * edge's own for the same path, as nginx's `proxy_redirect default` and Apache's
+ * `ProxyPassReverse` do; any other URL (an identity provider's sign-in) goes on as written.
+ */
+export function upstreamUrlsOnEdge(headers: Headers, upstreamUrl: string, edgeOrigin: string): void {
+  for (const name of ["location", "content-location", "refresh"]) {
+    const value = headers.get(name);
+    if (value === null) continue;
+    headers.set(
+      name,
+      name === "refresh"
+        ? value.replace(REFRESH_URL, (_, before: string, url: string) => before + onEdge(url, upstreamUrl, edgeOrigin))
+        : onEdge(value, upstreamUrl, edgeOrigin),
+    );
+  }
+}
+
 /**
  * Drops every `Set-Cookie` that would give the browser a credential cookie, however spelt.
  * Only Cloudflare Access sets `CF_Authorization` (on its own `/cdn-cgi/access/` answers, which

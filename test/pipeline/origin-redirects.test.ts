@@ -1,4 +1,5 @@
-// An origin's redirects go back to the client as they are; the edge never follows them
+// An origin's redirects go back to the client (the edge's own URL where they name the
+// upstream: test/pipeline/origin-redirects-to-the-upstream.test.ts); the edge never follows them
 // (forward uses redirect: "manual"). The real echo origin answers a redirect when asked
 // (`x-echo-redirect`), and records every request it receives, so a followed redirect would
 // show up as a second origin request for the redirect target.
@@ -58,15 +59,14 @@ describe("redirects from the origin", () => {
     },
   );
 
-  it("an absolute Location naming the origin itself is passed on as the origin wrote it, and not fetched", async () => {
+  it("an absolute Location naming the origin itself is sent as the edge's URL for that path, and not fetched", async () => {
     const edge = harness(basePolicy());
     const m = marker();
-    const location = `${echoOrigin}/public/landed`;
     const response = await edge.fetch("/public/start", {
-      headers: { "x-test-marker": m, "x-echo-redirect": location },
+      headers: { "x-test-marker": m, "x-echo-redirect": `${echoOrigin}/public/landed` },
     });
     expect(response.status).toBe(302);
-    expect(response.headers.get("location")).toBe(location);
+    expect(response.headers.get("location")).toBe("https://edge.test/public/landed");
     expect((await originSaw(m)).map((seen) => seen.path)).toEqual(["/public/start"]);
     expect(edge.audit).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({ decision: "allow", route: "public", status: 302, reason: null });
