@@ -160,6 +160,20 @@ export function hasEmptyLabel(host: string): boolean {
   return name === "" || name.startsWith(".") || name.endsWith(".") || name.includes("..");
 }
 
+/**
+ * Whether a host lies under a `:tenant` host's suffix with more before it than the one label
+ * the capture takes (`globex.acme.tenants.example.com`): no tenant route takes it, while an
+ * origin that picks its tenant from the host (Rails' subdomain, the Apartment gem's elevator)
+ * reads `globex` from it.
+ */
+export function hasUncapturedLabels(routes: readonly MatchableRoute[], host: string): boolean {
+  const { name } = splitHost(host);
+  return routes.some(({ host: pattern }) => {
+    const suffix = pattern?.suffix;
+    return suffix !== undefined && name.endsWith(suffix) && !/^[a-z0-9-]*$/.test(name.slice(0, -suffix.length));
+  });
+}
+
 export function compileHostPattern(host: string): HostPattern | string {
   const { name: lower, port } = splitHost(host);
   const withPort = port === undefined ? {} : { port };
@@ -352,14 +366,27 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   if (caseMatters && readsOther(segments)) return "ambiguous_case";
   if (!dotted) return undefined;
   // PATH_INFO: the path cut after the first segment that names a script, when more follows.
+  // And the path past a front controller: Laravel, Symfony and CodeIgniter route
+  // `/app/index.php/admin/x` as `/app/admin/x` (the script is their base URL).
   const script = segments.findIndex((segment, i) => i < segments.length - 1 && SCRIPT_NAME.test(segment));
-  if (script !== -1 && readsOther(segments.slice(0, script + 1), true)) return "ambiguous_path_info";
+  if (
+    script !== -1 &&
+    (readsOther(segments.slice(0, script + 1), true) ||
+      readsOther([...segments.slice(0, script), ...segments.slice(script + 1)], true))
+  )
+    return "ambiguous_path_info";
   // A format suffix: Rails reads `admin.b.json` as `admin.b` (every route is
   // `path(.:format)`), Spring MVC's suffix pattern match (its default before 5.3) as `admin`.
   // A leading dot is part of the name.
   const name = segments.at(-1) as string;
   const first = name.indexOf(".", 1);
   if (first === -1) return undefined;
+  // Next.js serves a page's server-side data at `/_next/data/<build>/<page>.json` (`/` as
+  // `index.json`), for any visitor: the build id is in every page.
+  if (segments[0] === "_next" && segments[1] === "data" && segments.length > 3 && name.endsWith(".json")) {
+    const page = [...segments.slice(3, -1), name.slice(0, -5)];
+    if (readsOther(page.join("/") === "index" ? [] : page, true)) return "ambiguous_format";
+  }
   // The tenant it binds, read shorter, is another one (`/v1/tenants/globex.json` is `globex`).
   if (matched.pattern.parts[segments.length - 1]?.kind === "capture") return "ambiguous_format";
   for (const end of new Set([first, name.lastIndexOf(".")]))

@@ -1,7 +1,7 @@
 // Stage: find the route. Default deny: no match is a 404 at the edge, never forwarded.
 
 import { preflightMethod } from "../core/cors";
-import { findRoute, hasEmptyLabel, readAsAnotherRoute } from "../core/routes";
+import { findRoute, hasEmptyLabel, hasUncapturedLabels, readAsAnotherRoute } from "../core/routes";
 import { serviceBinding } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -18,6 +18,9 @@ export function route(): Stage {
       const path = c.get("canonicalPath");
       const match = findRoute(policy.routes, method, host, path);
       if (!match) return deny(c, "route_not_found");
+      // Served by a route for any host, read by the origin as a tenant host's.
+      if (!match.route.host && hasUncapturedLabels(policy.routes, host))
+        return deny(c, "bad_request", { detail: "ambiguous_host" });
       // `/API/Admin` is `/api/admin` to an origin that routes without regard to case, and
       // `/v1/admin.json` is `/v1/admin` to Rails: a request an origin may take for another
       // route's reaches neither.
