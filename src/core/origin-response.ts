@@ -38,7 +38,8 @@ export function clientResponse(upstream: Response): Response {
 const REFRESH_URL = /^(\s*[\d.]*\s*[;,]\s*url\s*=\s*['"]?)([^'"]*)/i;
 
 /**
- * The edge's own URL for `value` if it names the upstream (its host, under its path). Read by
+ * The edge's own URL for `value` if it names the upstream (its host, under its path), else
+ * `value`. Read by
  * host whatever the scheme: an origin behind its own TLS terminator may write `http://` for an
  * `https://` upstream, and names it all the same.
  */
@@ -46,7 +47,9 @@ function onEdge(value: string, upstreamUrl: string, edgeOrigin: string): string 
   const upstream = new URL(upstreamUrl);
   const base = upstream.pathname.replace(/\/$/, "");
   try {
-    const { host, pathname, search, hash } = new URL(value.trim());
+    // A scheme-relative URL (`//origin.example.com/x`) takes the client's scheme to the same host.
+    const absolute = value.trim().replace(/^\/\//, "http://");
+    const { host, pathname, search, hash } = new URL(absolute);
     if (host === upstream.host && (pathname === base || pathname.startsWith(`${base}/`)))
       return `${edgeOrigin}${pathname.slice(base.length) || "/"}${search}${hash}`;
   } catch {}

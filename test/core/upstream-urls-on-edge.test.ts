@@ -27,6 +27,8 @@ describe("a URL naming the upstream is the edge's URL for the same path", () => 
     ["HTTPS://Origin.Internal:8443/base/x", `${EDGE}/x`],
     ["http://origin.internal:8443/base/x", `${EDGE}/x`],
     [" https://origin.internal:8443/base/x ", `${EDGE}/x`],
+    // Scheme-relative: the client would take its own scheme to the upstream's host.
+    ["//origin.internal:8443/base/x", `${EDGE}/x`],
   ])("Location %s → %s", (location, expected) => {
     expect(rewritten({ location }).location).toBe(expected);
   });
