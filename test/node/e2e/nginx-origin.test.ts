@@ -89,6 +89,18 @@ describe("nginx behind the edge", () => {
     expect(slash["x-nginx-uri"]).toBe("[/v1/things/]");
   });
 
+  it("redirects to a directory's slash on the edge's host, not on nginx's own", async () => {
+    // nginx builds the Location from the Host the edge sent it, its own address: passed on as
+    // written, the client would learn the origin's address and leave the edge.
+    const response = await fetch(`${edge.url}/public/files/docs?x=1`, { redirect: "manual" });
+    await response.arrayBuffer();
+    expect(response.status).toBe(301);
+    expect(response.headers.get("location")).toBe(`${edge.url}/public/files/docs/?x=1`);
+    // Followed, it lands on the directory, through the edge.
+    const landed = await fetch(response.headers.get("location") as string);
+    expect({ status: landed.status, text: await landed.text() }).toEqual({ status: 200, text: "docs\n" });
+  });
+
   it("never sees a traversal nginx would resolve: the edge resolves or refuses it first", async () => {
     // Resolved by the edge to /v1/things, which needs a token this request does not carry.
     const resolved = await callEdge(edge.url, "/public/%2e%2e/v1/things");

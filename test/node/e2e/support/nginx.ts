@@ -86,6 +86,9 @@ http {
   underscores_in_headers on;
   server {
     listen 127.0.0.1:${options.port};
+    location /public/files/ {
+      root ${join(dir, "files")};
+    }
     location / {
       proxy_pass ${options.applicationUrl};
       proxy_http_version 1.1;
@@ -94,6 +97,11 @@ ${view}
   }
 }
 `;
+  // A directory nginx serves itself: a request for it without its trailing slash gets nginx's
+  // own redirect, an absolute URL built from the Host it was sent (its defaults:
+  // absolute_redirect on, server_name_in_redirect off, port_in_redirect on).
+  mkdirSync(join(dir, "files", "public", "files", "docs"), { recursive: true });
+  writeFileSync(join(dir, "files", "public", "files", "docs", "index.html"), "docs\n");
   const configFile = join(dir, "nginx.conf");
   writeFileSync(configFile, config);
   const child: ChildProcess = spawn(binary, ["-p", dir, "-c", configFile, "-e", join(dir, "error.log")], {
