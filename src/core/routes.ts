@@ -329,6 +329,14 @@ export type RouteAmbiguity = "ambiguous_case" | "ambiguous_format" | "ambiguous_
 const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|asp|aspx|asmx|ashx|axd|svc)$/i;
 
 /**
+ * A page's data file, named after the page's path: SvelteKit's `/admin/__data.json`, Nuxt's
+ * `/admin/_payload.json` (or `_payload.<hash>.json`), React Router's `/admin/.data` (and
+ * `/_root.data` for `/`). Next.js serves it under `/_next/data/<build id>/` after any base
+ * path (`/shop/_next/data/b1/admin.json` for `/shop/admin`, `index.json` for the base itself).
+ */
+const PAGE_DATA = /^(?:__data\.json|_payload(?:\.[^.]+)?\.json|\.data)$/;
+
+/**
  * Whether an origin may take this request for another route's than `matched`, the route the
  * edge matched, and run that route's handler under `matched`'s rules: one routing without
  * regard to letter case (IIS, ASP.NET Core, Express by default) where the first route
@@ -379,14 +387,17 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   // `path(.:format)`), Spring MVC's suffix pattern match (its default before 5.3) as `admin`.
   // A leading dot is part of the name.
   const name = segments.at(-1) as string;
+  // A page's data: what its server-side loaders return, to any visitor, at a path of its own.
+  let page: string[] | undefined;
+  if (PAGE_DATA.test(name) || (name === "_root.data" && segments.length === 1)) page = segments.slice(0, -1);
+  const next = segments.indexOf("_next");
+  if (next !== -1 && segments[next + 1] === "data" && segments.length > next + 3 && name.endsWith(".json")) {
+    const rest = [...segments.slice(next + 3, -1), name.slice(0, -5)];
+    page = [...segments.slice(0, next), ...(rest.join("/") === "index" ? [] : rest)];
+  }
+  if (page && readsOther(page.length ? page : [""], true)) return "ambiguous_format";
   const first = name.indexOf(".", 1);
   if (first === -1) return undefined;
-  // Next.js serves a page's server-side data at `/_next/data/<build>/<page>.json` (`/` as
-  // `index.json`), for any visitor: the build id is in every page.
-  if (segments[0] === "_next" && segments[1] === "data" && segments.length > 3 && name.endsWith(".json")) {
-    const page = [...segments.slice(3, -1), name.slice(0, -5)];
-    if (readsOther(page.join("/") === "index" ? [] : page, true)) return "ambiguous_format";
-  }
   // The tenant it binds, read shorter, is another one (`/v1/tenants/globex.json` is `globex`).
   if (matched.pattern.parts[segments.length - 1]?.kind === "capture") return "ambiguous_format";
   for (const end of new Set([first, name.lastIndexOf(".")]))
