@@ -97,7 +97,8 @@ export function identityFromClaims(
   const rawGroups = payload[map.groups];
   const groups = rawGroups === undefined ? [] : groupList(rawGroups);
   if (!groups?.every(isGroupName)) return { ok: false, detail: "groups_unsafe" };
-  const email = payload[map.email];
+  // An empty address is none: authentik sends `""` for a user without one (service accounts).
+  const email = payload[map.email] === "" ? undefined : payload[map.email];
   if (email !== undefined && (typeof email !== "string" || !HEADER_TOKEN.test(email))) {
     return { ok: false, detail: "email_unsafe" };
   }
