@@ -167,12 +167,18 @@ export function hasEmptyLabel(host: string): boolean {
  * reads `globex` from it.
  */
 export function hasUncapturedLabels(routes: readonly MatchableRoute[], host: string): boolean {
+  let suffixes = captureSuffixes.get(routes);
+  if (!suffixes) {
+    suffixes = routes.flatMap((route) => route.host?.suffix ?? []);
+    captureSuffixes.set(routes, suffixes);
+  }
+  if (suffixes.length === 0) return false;
   const { name } = splitHost(host);
-  return routes.some(({ host: pattern }) => {
-    const suffix = pattern?.suffix;
-    return suffix !== undefined && name.endsWith(suffix) && !/^[a-z0-9-]*$/.test(name.slice(0, -suffix.length));
-  });
+  return suffixes.some((suffix) => name.endsWith(suffix) && !/^[a-z0-9-]*$/.test(name.slice(0, -suffix.length)));
 }
+
+/** Per route list: its `:tenant` hosts' suffixes (see `hasUncapturedLabels`). */
+const captureSuffixes = new WeakMap<readonly MatchableRoute[], string[]>();
 
 export function compileHostPattern(host: string): HostPattern | string {
   const { name: lower, port } = splitHost(host);
