@@ -54,6 +54,10 @@ const IDENTITY_HEADER_PREFIXES: readonly string[] = [
   "oam-",
   "x-jwt-assertion",
   "-ws",
+  // Kubernetes impersonation, which dashboards' proxies pass on beside their own credential.
+  "impersonate-",
+  // Hasura's session variables, read from any request that carries the admin secret.
+  "x-hasura-",
 ];
 
 /**
@@ -72,6 +76,10 @@ const IDENTITY_HEADER_NAMES: readonly string[] = [
   "x-id-token",
   "x-access-token",
   "x-request-id",
+  // Elasticsearch's run-as; OpenSearch Security's proxy authentication.
+  "es-security-runas-user",
+  "x-proxy-user",
+  "x-proxy-roles",
 ];
 
 /**
@@ -102,6 +110,9 @@ export const REQUEST_OVERRIDE_HEADERS: readonly string[] = [
   "x-middleware-subrequest",
   "x-sendfile-type",
   "x-accel-mapping",
+  // Service meshes' destination overrides: Linkerd's ingress mode, Envoy's original-destination cluster.
+  "l5d-dst-override",
+  "x-envoy-original-dst-host",
 ];
 
 /**
