@@ -34,8 +34,11 @@ export function clientResponse(upstream: Response): Response {
   return response;
 }
 
-/** `Refresh: 5; url=…`: what comes before the URL, and the URL, quoted or not. */
-const REFRESH_URL = /^(\s*[\d.]*\s*[;,]\s*url\s*=\s*['"]?)([^'"]*)/i;
+/**
+ * `Refresh: 5; url=…`: what comes before the URL, and the URL, quoted or not. No two
+ * whitespace runs may meet (a long run with no `;` would be split every way before failing).
+ */
+const REFRESH_URL = /^(\s*(?:[\d.]+\s*)?[;,]\s*url\s*=\s*['"]?)([^'"]*)/i;
 
 /**
  * The edge's own URL for `value` if it names the upstream (its host, under its path), else

@@ -336,11 +336,13 @@ const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|asp|aspx|asmx|ashx|axd|svc)$/i;
 
 /**
  * A page's data file, named after the page's path: SvelteKit's `/admin/__data.json`, Nuxt's
- * `/admin/_payload.json` (or `_payload.<hash>.json`), React Router's `/admin/.data` (and
- * `/_root.data` for `/`). Next.js serves it under `/_next/data/<build id>/` after any base
- * path (`/shop/_next/data/b1/admin.json` for `/shop/admin`, `index.json` for the base itself).
+ * `/admin/_payload.json` (or `_payload.<hash>.json`), React Router's `/admin/.data`,
+ * `/admin/_.data` (for `/admin/`) and `/_root.data` for `/` (`/shop/_root.data` under a
+ * basename). Next.js serves it under `/_next/data/<build id>/` after any base
+ * path (`/shop/_next/data/b1/admin.json` for `/shop/admin`, `index.json` for the base itself,
+ * a leading `index/` taken off: `/_next/data/b1/index/admin.json` is `/admin`'s).
  */
-const PAGE_DATA = /^(?:__data\.json|_payload(?:\.[^.]+)?\.json|\.data)$/;
+const PAGE_DATA = /^(?:__data\.json|_payload(?:\.[^.]+)?\.json|_root\.data|_?\.data)$/;
 
 /**
  * Whether an origin may take this request for another route's than `matched`, the route the
@@ -395,11 +397,11 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   const name = segments.at(-1) as string;
   // A page's data: what its server-side loaders return, to any visitor, at a path of its own.
   let page: string[] | undefined;
-  if (PAGE_DATA.test(name) || (name === "_root.data" && segments.length === 1)) page = segments.slice(0, -1);
+  if (PAGE_DATA.test(name)) page = segments.slice(0, -1);
   const next = segments.indexOf("_next");
   if (next !== -1 && segments[next + 1] === "data" && segments.length > next + 3 && name.endsWith(".json")) {
     const rest = [...segments.slice(next + 3, -1), name.slice(0, -5)];
-    page = [...segments.slice(0, next), ...(rest.join("/") === "index" ? [] : rest)];
+    page = [...segments.slice(0, next), ...(rest[0] === "index" ? rest.slice(1) : rest)];
   }
   if (page && readsOther(page.length ? page : [""], true)) return "ambiguous_format";
   const first = name.indexOf(".", 1);
@@ -409,6 +411,20 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   for (const end of new Set([first, name.lastIndexOf(".")]))
     if (readsOther([...segments.slice(0, -1), name.slice(0, end)], true)) return "ambiguous_format";
   return undefined;
+}
+
+/**
+ * The path CodeIgniter routes for a query that begins with `/` where the path names its front
+ * controller, or none (`/index.php?/admin/x`, `/?/admin/x`: whatever the server's rewrites),
+ * as its canonical path ("" if it has none), or undefined.
+ */
+export function queryReadAsPath(path: string, search: string): string | undefined {
+  if (!search.startsWith("?/")) return undefined;
+  const script = path.replace(/\/$/, "");
+  const base = script.slice(0, script.lastIndexOf("/") + 1);
+  if (script !== "" && !SCRIPT_NAME.test(script.slice(base.length))) return undefined;
+  const read = canonicalPath(new URL(`http://x${base}${search.slice(1).split("?")[0]}`).pathname);
+  return read.ok ? read.path : "";
 }
 
 /** The route each method is routed to at this host and path (as the route stage routes it), in method order: a browser keeps what a preflight allowed per origin and URL, whatever route answered it. */

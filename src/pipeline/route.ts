@@ -1,7 +1,7 @@
 // Stage: find the route. Default deny: no match is a 404 at the edge, never forwarded.
 
 import { preflightMethod } from "../core/cors";
-import { findRoute, hasEmptyLabel, hasUncapturedLabels, readAsAnotherRoute } from "../core/routes";
+import { findRoute, hasEmptyLabel, hasUncapturedLabels, queryReadAsPath, readAsAnotherRoute } from "../core/routes";
 import { serviceBinding } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -26,6 +26,10 @@ export function route(): Stage {
       // route's reaches neither.
       const ambiguity = readAsAnotherRoute(policy.routes, method, host, path, match.route);
       if (ambiguity) return deny(c, "bad_request", { detail: ambiguity });
+      // CodeIgniter's path in the query: it must be this route's too (or no route would take it).
+      const read = queryReadAsPath(path, c.get("url").search);
+      if (read !== undefined && (read === "" || findRoute(policy.routes, method, host, read)?.route !== match.route))
+        return deny(c, "bad_request", { detail: "ambiguous_path_info" });
       c.set("route", match.route);
       c.set("routeParams", match.params);
       // A missing service binding is found here, before any token is checked or any limit

@@ -108,13 +108,14 @@ function isQueryCredential(part: string): boolean {
 }
 
 /**
- * A credential, or a `_method` override, read the same way: Laravel and Symfony (parameter
+ * A credential, or a method override, read the same way: Laravel and Symfony (parameter
  * override on), Spring's HiddenHttpMethodFilter and Gorilla's override handler run a POST
- * carrying `?_method=DELETE` as a DELETE, which the edge authorised as the POST it is.
+ * carrying `?_method=DELETE` as a DELETE, which the edge authorised as the POST it is, and
+ * ASP.NET MVC one carrying `?X-HTTP-Method-Override=DELETE`.
  */
 function isTakenOut(part: string): boolean {
   const name = parameterName(part);
-  return readsAsName(name, "access_token") || readsAsName(name, "_method");
+  return ["access_token", "_method", "x-http-method-override"].some((wanted) => readsAsName(name, wanted));
 }
 
 /**
@@ -126,7 +127,7 @@ const SEPARATOR = /[&;]/;
 /** A cheap test first: a name that reads as access_token holds "access" in some case, or an escape. */
 const MAY_HOLD_CREDENTIAL = /access|%/i;
 
-/** The same for `_method` too (the runtime hands the query over in ASCII, escapes for the rest). */
+/** The same for the overrides too (the runtime hands the query over in ASCII, escapes for the rest). */
 const MAY_HOLD_TAKEN_OUT = /access|method|%/i;
 
 /** Whether the query string (`?…` or empty) carries an `access_token`, however its name is spelt. */
@@ -161,7 +162,7 @@ function withoutParameters(search: string, mayHold: RegExp, takenOut: (part: str
 /**
  * The query string the origin is sent: minus every `access_token` (a credential in the URL
  * never goes on, on public routes either; authenticated routes refuse such a request
- * outright) and every `_method`, however their names are spelt.
+ * outright) and every method override, however their names are spelt.
  */
 export function originQuery(search: string): string {
   return withoutParameters(search, MAY_HOLD_TAKEN_OUT, isTakenOut);
