@@ -3,9 +3,10 @@
 // sees. Each test asserts what the edge decided (reason and detail in the audit record) and
 // what reached the real echo origin.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, harness } from "../support/harness";
+import type { IssuerConfig } from "../../src/core/policy-types";
+import { harness } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { bearerOf, siteWithAdmin, tenantBound } from "../support/guarded-sites";
 import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
@@ -14,44 +15,8 @@ beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
 
-const idp = () =>
+const _idp = () =>
   ({ idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } }) as Record<string, IssuerConfig>;
-
-const bearer = async (claims: Record<string, unknown>) => ({
-  authorization: `Bearer ${await issuer.sign(claims)}`,
-});
-
-/** A public site whose admin area is guarded by a group: the shape most web apps have. */
-const siteWithAdmin = (): PolicyDocument =>
-  basePolicy({
-    issuers: idp(),
-    routes: [
-      {
-        name: "admin",
-        methods: ["GET"],
-        path: "/admin/**",
-        auth: { issuers: ["idp"], groups: { any_of: ["admins"] } },
-        upstream: "echo",
-      },
-      { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "echo" },
-    ],
-  });
-
-/** A tenant-bound API, and a broader area any signed-in caller may use. */
-const tenantApi = (): PolicyDocument =>
-  basePolicy({
-    issuers: idp(),
-    routes: [
-      {
-        name: "tenant-api",
-        methods: ["GET"],
-        path: "/v1/tenants/:tenant/**",
-        auth: { issuers: ["idp"] },
-        upstream: "echo",
-      },
-      { name: "any", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "echo" },
-    ],
-  });
 
 describe("a front controller's PATH_INFO, the path Laravel, Symfony and CodeIgniter route, is read as another route's", () => {
   // Laravel's and Symfony's Request::getPathInfo() take the script's own name off the front of
@@ -63,7 +28,7 @@ describe("a front controller's PATH_INFO, the path Laravel, Symfony and CodeIgni
   // it is the public site's, and an anonymous caller would get the admin area: it is refused as
   // ambiguous_path_info, as `/admin.php/x` is where `/admin.php` is guarded.
   it("`/index.php/admin/users` is not forwarded as the public site where `/admin/**` is guarded", async () => {
-    const edge = harness(siteWithAdmin());
+    const edge = harness(siteWithAdmin(issuer));
     // Control: the admin area itself refuses the anonymous caller, and a front-controller path
     // no other route takes goes on; so a forward below is the reading's doing.
     const direct = await sendMarked(edge, "/admin/users");
@@ -88,8 +53,8 @@ describe("a front controller's PATH_INFO, the path Laravel, Symfony and CodeIgni
   // to `v1/tenants/{tenant}/orders` with tenant globex, while the edge matched the broader
   // route, which binds no tenant, for a caller of tenant acme.
   it("`/index.php/v1/tenants/globex/…` is not forwarded, unbound, for a caller of another tenant", async () => {
-    const edge = harness(tenantApi());
-    const acme = await bearer({ sub: "alice", tenant_id: "acme" });
+    const edge = harness(tenantBound(issuer, { name: "tenant-api", path: "/v1/tenants/:tenant/**" }));
+    const acme = await bearerOf(issuer, { sub: "alice", tenant_id: "acme" });
     // Control: the tenant route refuses acme's caller globex's data when asked directly.
     const direct = await sendMarked(edge, "/v1/tenants/globex/orders", { headers: acme });
     expect(direct.record).toMatchObject({ decision: "deny", reason: "tenant_mismatch", route: "tenant-api" });
@@ -116,7 +81,7 @@ describe("a Next.js data path, which runs its page's server-side data, is read a
     ["a page below the guarded area", "/_next/data/b1/admin/users.json"],
     ["the guarded area's own page", "/_next/data/b1/admin.json"],
   ])("%s (%s) is not forwarded as the public site", async (_label, path) => {
-    const edge = harness(siteWithAdmin());
+    const edge = harness(siteWithAdmin(issuer));
     // Control: a public page's data and a static chunk go on as sent.
     for (const open of ["/_next/data/b1/about.json", "/_next/static/chunks/main-1a2b.js"]) {
       const sent = await sendMarked(edge, open);
@@ -145,22 +110,9 @@ describe("a host with more labels than a `:tenant` host's capture does not fall 
   // same application behind the host-less route, as with a marketing site on the apex.)
   it("`globex.acme.<tenant suffix>` is refused ambiguous_host, not forwarded unbound for acme's caller", async () => {
     const edge = harness(
-      basePolicy({
-        issuers: idp(),
-        routes: [
-          {
-            name: "tenant-host",
-            methods: ["GET"],
-            path: "/app/**",
-            host: ":tenant.tenants.example.test",
-            auth: { issuers: ["idp"] },
-            upstream: "echo",
-          },
-          { name: "any", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "echo" },
-        ],
-      }),
+      tenantBound(issuer, { name: "tenant-host", path: "/app/**", host: ":tenant.tenants.example.test" }),
     );
-    const acme = await bearer({ sub: "alice", tenant_id: "acme" });
+    const acme = await bearerOf(issuer, { sub: "alice", tenant_id: "acme" });
     // Control: globex's own host refuses acme's caller.
     const direct = await sendMarked(edge, "https://globex.tenants.example.test/app/orders", { headers: acme });
     expect(direct.record).toMatchObject({ decision: "deny", reason: "tenant_mismatch", route: "tenant-host" });

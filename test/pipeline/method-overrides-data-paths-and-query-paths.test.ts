@@ -8,6 +8,7 @@ import { upstreamUrlsOnEdge } from "../../src/core/origin-response";
 import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, harness } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { siteWithAdmin, siteWithAdminPage, tenantBound } from "../support/guarded-sites";
 import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
@@ -18,38 +19,6 @@ beforeAll(async () => {
 
 const idp = () =>
   ({ idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } }) as Record<string, IssuerConfig>;
-
-/** A public site whose admin area is guarded by a group (the README's own example shape). */
-const siteWithAdmin = (): PolicyDocument =>
-  basePolicy({
-    issuers: idp(),
-    routes: [
-      {
-        name: "admin",
-        methods: ["GET"],
-        path: "/admin/**",
-        auth: { issuers: ["idp"], groups: { any_of: ["admins"] } },
-        upstream: "echo",
-      },
-      { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "echo" },
-    ],
-  });
-
-/** A public site with one guarded page, written for that page alone (`/admin`, and `/admin/`). */
-const siteWithAdminPage = (): PolicyDocument =>
-  basePolicy({
-    issuers: idp(),
-    routes: [
-      {
-        name: "admin",
-        methods: ["GET"],
-        path: "/admin",
-        auth: { issuers: ["idp"], groups: { any_of: ["admins"] } },
-        upstream: "echo",
-      },
-      { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "echo" },
-    ],
-  });
 
 describe("ASP.NET MVC's X-HTTP-Method-Override query parameter does not reach the origin", () => {
   // ASP.NET MVC 5 (System.Web.Mvc, HttpRequestExtensions.GetHttpMethodOverride) takes a POST's
@@ -91,7 +60,7 @@ describe("a Next.js data path with a leading `index` segment is the page without
   // `/index/admin/users`, the public site's, an anonymous caller would read the guarded page's
   // server-side data (the build ID is in every page's `__NEXT_DATA__`).
   it("`/_next/data/b1/index/admin/users.json` is not forwarded as the public site where `/admin/**` is guarded", async () => {
-    const edge = harness(siteWithAdmin());
+    const edge = harness(siteWithAdmin(issuer));
     // Control: the same page's data without `index/` is refused, and a public page's data with
     // it goes on: a refusal below is the reading's, not one of every `index/`.
     const plain = await sendMarked(edge, "/_next/data/b1/admin/users.json");
@@ -144,7 +113,7 @@ describe("React Router data paths under a basename and for a trailing slash", ()
   // itself matches as `/admin`; read as a format suffix, `/admin/_`, it would be the public
   // site's.
   it("`/admin/_.data` is not forwarded as the public site where the `/admin` page is guarded", async () => {
-    const edge = harness(siteWithAdminPage());
+    const edge = harness(siteWithAdminPage(issuer));
     const about = await sendMarked(edge, "/about/_.data");
     expect(about.record).toMatchObject({ decision: "allow", route: "site" });
 
@@ -168,7 +137,7 @@ describe("CodeIgniter's front controller routes a query that begins with `/`", (
   it.each(["/index.php?/admin/users", "/?/admin/users"])(
     "`%s` is not forwarded as the public site where `/admin/**` is guarded",
     async (target) => {
-      const edge = harness(siteWithAdmin());
+      const edge = harness(siteWithAdmin(issuer));
       // Control: the path form, which the edge already reads so, is refused; a query that is
       // no path goes on.
       const pathForm = await sendMarked(edge, "/index.php/admin/users");
@@ -185,7 +154,7 @@ describe("CodeIgniter's front controller routes a query that begins with `/`", (
   );
 
   it("a query path this route takes too goes on; one under a script in a directory is read there; one that is no path is refused", async () => {
-    const edge = harness(siteWithAdmin());
+    const edge = harness(siteWithAdmin(issuer));
     // `/?/about` is the site's either way: forwarded as sent.
     const about = await sendMarked(edge, "/?/about");
     expect(about.record).toMatchObject({ decision: "allow", route: "site" });
@@ -229,21 +198,8 @@ describe("a host with several labels under a `:tenant` host's suffix, however sp
   // and the URL parser has made an IDN label its punycode, one label of letters, digits and `-`:
   // so no spelling of `globex.acme.<suffix>` reaches the route for any host, and a one-label IDN
   // tenant host is the tenant route's, not refused.
-  const tenantHosts = (): PolicyDocument =>
-    basePolicy({
-      issuers: idp(),
-      routes: [
-        {
-          name: "tenant-host",
-          methods: ["GET"],
-          path: "/app/**",
-          host: ":tenant.tenants.example.test",
-          auth: { issuers: ["idp"] },
-          upstream: "echo",
-        },
-        { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "echo" },
-      ],
-    });
+  const tenantHosts = () =>
+    tenantBound(issuer, { name: "tenant-host", path: "/app/**", host: ":tenant.tenants.example.test" });
 
   it.each([
     ["upper case", "https://GLOBEX.Acme.Tenants.Example.Test/app/orders"],

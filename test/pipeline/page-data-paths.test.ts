@@ -4,9 +4,10 @@
 // the edge decided (reason and detail in the audit record) and what reached the real echo
 // origin.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
+import type { IssuerConfig } from "../../src/core/policy-types";
 import { basePolicy, harness } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { bearerOf, siteWithAdminPage, siteWithSignedInHome, tenantBound } from "../support/guarded-sites";
 import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
@@ -17,50 +18,6 @@ beforeAll(async () => {
 
 const idp = () =>
   ({ idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } }) as Record<string, IssuerConfig>;
-
-const bearer = async (claims: Record<string, unknown>) => ({
-  authorization: `Bearer ${await issuer.sign(claims)}`,
-});
-
-/**
- * A public site with one guarded page, written for that page alone (as the README's own
- * `/v1/admin` before `/v1/**`): a file-routed app's page is one path, `/admin` (and `/admin/`,
- * which the edge matches alike).
- */
-const siteWithAdminPage = (): PolicyDocument =>
-  basePolicy({
-    issuers: idp(),
-    routes: [
-      {
-        name: "admin",
-        methods: ["GET"],
-        path: "/admin",
-        auth: { issuers: ["idp"], groups: { any_of: ["admins"] } },
-        upstream: "echo",
-      },
-      { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "echo" },
-    ],
-  });
-
-/** A signed-in home page (the dashboard at `/`) on an otherwise public site. */
-const siteWithSignedInHome = (): PolicyDocument =>
-  basePolicy({
-    issuers: idp(),
-    routes: [
-      { name: "home", methods: ["GET"], path: "/", auth: { issuers: ["idp"] }, upstream: "echo" },
-      { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "echo" },
-    ],
-  });
-
-/** A tenant's page, bound to the token's tenant, beside a broader area any signed-in caller may use. */
-const tenantPages = (): PolicyDocument =>
-  basePolicy({
-    issuers: idp(),
-    routes: [
-      { name: "tenant-page", methods: ["GET"], path: "/t/:tenant", auth: { issuers: ["idp"] }, upstream: "echo" },
-      { name: "any", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "echo" },
-    ],
-  });
 
 // SvelteKit (respond.js): a path ending `/__data.json` is a data request; it strips the suffix
 // (`strip_data_suffix(url.pathname) || '/'`) and routes what is left, running that page's
@@ -82,7 +39,7 @@ describe("a page's data path (SvelteKit __data.json, Nuxt _payload.json, React R
     ["Nuxt", "/admin/_payload.json", "/about/_payload.json"],
     ["React Router", "/admin/.data", "/about/.data"],
   ])("%s's %s is not forwarded as the public site where the /admin page is guarded", async (_framework, path, open) => {
-    const edge = harness(siteWithAdminPage());
+    const edge = harness(siteWithAdminPage(issuer));
     // Control: the page itself refuses the anonymous caller, and another page's data path,
     // which no other route takes, goes on as sent; so a forward below is the reading's doing.
     const direct = await sendMarked(edge, "/admin");
@@ -109,7 +66,7 @@ describe("a page's data path (SvelteKit __data.json, Nuxt _payload.json, React R
     ["React Router", "/_root.data"],
     ["Next.js", "/_next/data/b1/index.json"],
   ])("%s's %s is not forwarded as the public site where the / page is signed-in", async (_framework, path) => {
-    const edge = harness(siteWithSignedInHome());
+    const edge = harness(siteWithSignedInHome(issuer));
     const direct = await sendMarked(edge, "/");
     expect(direct.record).toMatchObject({ decision: "deny", reason: "token_missing", route: "home" });
 
@@ -129,8 +86,8 @@ describe("a page's data path (SvelteKit __data.json, Nuxt _payload.json, React R
     ["Nuxt", "/t/globex/_payload.json"],
     ["React Router", "/t/globex/.data"],
   ])("%s's %s is not forwarded, unbound, for a caller of tenant acme", async (_framework, path) => {
-    const edge = harness(tenantPages());
-    const acme = await bearer({ sub: "alice", tenant_id: "acme" });
+    const edge = harness(tenantBound(issuer, { name: "tenant-page", path: "/t/:tenant" }));
+    const acme = await bearerOf(issuer, { sub: "alice", tenant_id: "acme" });
     // Control: the tenant page refuses acme's caller globex's page when asked directly.
     const direct = await sendMarked(edge, "/t/globex", { headers: acme });
     expect(direct.record).toMatchObject({ decision: "deny", reason: "tenant_mismatch", route: "tenant-page" });
@@ -190,7 +147,7 @@ describe("a Next.js data path under the app's basePath is read as its page's rou
 // the route that takes the page where that route takes the data path too.
 describe("React Router's `<page>.data` is read as its page", () => {
   it("`/admin.data` is refused ambiguous_format where the /admin page is guarded; `/about.data` goes on", async () => {
-    const edge = harness(siteWithAdminPage());
+    const edge = harness(siteWithAdminPage(issuer));
     const about = await sendMarked(edge, "/about.data");
     expect(about.record).toMatchObject({ decision: "allow", route: "site" });
     expect(about.seen.map((s) => s.raw_target)).toEqual(["/about.data"]);

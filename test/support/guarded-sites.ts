@@ -1,0 +1,55 @@
+// Policies of the shapes web apps have, for the tests of how origins read a request otherwise
+// than the edge matches it: a public site with a guarded area (or page, or home page), and a
+// tenant-bound area beside a broader one any signed-in caller may use. Each takes the test
+// issuer (`makeIssuer`), named `idp` in the policy.
+import type { IssuerConfig, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
+import { basePolicy } from "./harness";
+import { AUDIENCE, type TestIssuer } from "./issuers";
+
+function withIdp(issuer: TestIssuer, routes: RouteConfig[]): PolicyDocument {
+  const issuers: Record<string, IssuerConfig> = { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } };
+  return basePolicy({ issuers, routes });
+}
+
+/** A guarded route for `path` (the `admins` group), then the public site, `/**`. */
+function siteGuarding(issuer: TestIssuer, path: string): PolicyDocument {
+  return withIdp(issuer, [
+    {
+      name: "admin",
+      methods: ["GET"],
+      path,
+      auth: { issuers: ["idp"], groups: { any_of: ["admins"] } },
+      upstream: "echo",
+    },
+    { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "echo" },
+  ]);
+}
+
+/** A public site whose admin area, `/admin/**`, is guarded by a group: the shape most web apps have. */
+export const siteWithAdmin = (issuer: TestIssuer) => siteGuarding(issuer, "/admin/**");
+
+/**
+ * A public site with one guarded page, written for that page alone (as the README's own
+ * `/v1/admin` before `/v1/**`): a file-routed app's page is one path, `/admin` (and `/admin/`,
+ * which the edge matches alike).
+ */
+export const siteWithAdminPage = (issuer: TestIssuer) => siteGuarding(issuer, "/admin");
+
+/** A signed-in home page (the dashboard at `/`) on an otherwise public site. */
+export const siteWithSignedInHome = (issuer: TestIssuer) =>
+  withIdp(issuer, [
+    { name: "home", methods: ["GET"], path: "/", auth: { issuers: ["idp"] }, upstream: "echo" },
+    { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "echo" },
+  ]);
+
+/** A route bound to the token's tenant (by a `:tenant` path segment or host), then `/**` for any signed-in caller (route `any`). */
+export const tenantBound = (issuer: TestIssuer, route: { name: string; path: string; host?: string }) =>
+  withIdp(issuer, [
+    { ...route, methods: ["GET"], auth: { issuers: ["idp"] }, upstream: "echo" },
+    { name: "any", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "echo" },
+  ]);
+
+/** Request headers carrying a fresh token of the issuer with these claims. */
+export const bearerOf = async (issuer: TestIssuer, claims: Record<string, unknown>) => ({
+  authorization: `Bearer ${await issuer.sign(claims)}`,
+});
