@@ -80,6 +80,12 @@ const IDENTITY_HEADER_NAMES: readonly string[] = [
   "es-security-runas-user",
   "x-proxy-user",
   "x-proxy-roles",
+  // Tenants: Loki, Mimir, Cortex and Tempo read X-Scope-OrgID, Thanos THANOS-TENANT, ABP
+  // `__tenant` and Finbuckle `__tenant__` (as compared: every other character is `-`).
+  "x-scope-orgid",
+  "thanos-tenant",
+  "--tenant",
+  "--tenant--",
 ];
 
 /**

@@ -111,11 +111,12 @@ function isQueryCredential(part: string): boolean {
  * A credential, or a method override, read the same way: Laravel and Symfony (parameter
  * override on), Spring's HiddenHttpMethodFilter and Gorilla's override handler run a POST
  * carrying `?_method=DELETE` as a DELETE, which the edge authorised as the POST it is, and
- * ASP.NET MVC one carrying `?X-HTTP-Method-Override=DELETE`.
+ * ASP.NET MVC one carrying `?X-HTTP-Method-Override=DELETE`; and ABP's `__tenant`, which it
+ * reads before the route, so `?__tenant=globex` would run a request bound to acme as globex's.
  */
 function isTakenOut(part: string): boolean {
   const name = parameterName(part);
-  return ["access_token", "_method", "x-http-method-override"].some((wanted) => readsAsName(name, wanted));
+  return ["access_token", "_method", "x-http-method-override", "__tenant"].some((wanted) => readsAsName(name, wanted));
 }
 
 /**
@@ -128,7 +129,7 @@ const SEPARATOR = /[&;]/;
 const MAY_HOLD_CREDENTIAL = /access|%/i;
 
 /** The same for the overrides too (the runtime hands the query over in ASCII, escapes for the rest). */
-const MAY_HOLD_TAKEN_OUT = /access|method|%/i;
+const MAY_HOLD_TAKEN_OUT = /access|method|tenant|%/i;
 
 /** Whether the query string (`?…` or empty) carries an `access_token`, however its name is spelt. */
 export function hasQueryCredential(search: string): boolean {
@@ -162,7 +163,7 @@ function withoutParameters(search: string, mayHold: RegExp, takenOut: (part: str
 /**
  * The query string the origin is sent: minus every `access_token` (a credential in the URL
  * never goes on, on public routes either; authenticated routes refuse such a request
- * outright) and every method override, however their names are spelt.
+ * outright), every method override and ABP's tenant, however their names are spelt.
  */
 export function originQuery(search: string): string {
   return withoutParameters(search, MAY_HOLD_TAKEN_OUT, isTakenOut);
