@@ -62,6 +62,20 @@ describe("deployable bundle", () => {
     }
     // The Durable Object classes the bindings name are exported.
     expect(/export\{[^}]*as RouteLimiter[^}]*as TenantLimiter/.test(source)).toBe(true);
+    // Hono's mount and form-body parser are left out (scripts/build-worker.mjs), stubs in their place.
+    for (const part of ["./utils/mount.js", "./utils/body.js"]) expect(source).toContain(`${part} is not bundled`);
+  });
+
+  // What the build leaves out of Hono must be what the Worker never calls: `app.mount()` and
+  // `c.req.parseBody()` (the whole-stack tests run the built Worker through every stage).
+  it("has no source that calls the Hono parts the build leaves out", () => {
+    const sources = ["src", "durable-objects"].flatMap((dir) =>
+      readdirSync(dir, { recursive: true, encoding: "utf8" })
+        .filter((file) => file.endsWith(".ts"))
+        .map((file) => join(dir, file)),
+    );
+    expect(sources.length).toBeGreaterThan(40);
+    for (const file of sources) expect(readFileSync(file, "utf8"), file).not.toMatch(/\.mount\(|parseBody/);
   });
 
   // The Worker ships its policy compiled; wrangler's build step compiles it from policy.json
