@@ -58,6 +58,9 @@ const IDENTITY_HEADER_PREFIXES: readonly string[] = [
   "impersonate-",
   // Hasura's session variables, read from any request that carries the admin secret.
   "x-hasura-",
+  // Apache NiFi's proxied end user and groups; Kubeflow's user and groups (not `x-` names).
+  "x-proxiedentit",
+  "kubeflow-",
 ];
 
 /**
@@ -80,10 +83,16 @@ const IDENTITY_HEADER_NAMES: readonly string[] = [
   "es-security-runas-user",
   "x-proxy-user",
   "x-proxy-roles",
+  // Trino's and Presto's user, which they take as it is without an authentication type.
+  "x-trino-user",
+  "x-presto-user",
   // Tenants: Loki, Mimir, Cortex and Tempo read X-Scope-OrgID, Thanos THANOS-TENANT, ABP
   // `__tenant` and Finbuckle `__tenant__` (as compared: every other character is `-`).
   "x-scope-orgid",
   "thanos-tenant",
+  // VictoriaLogs' and VictoriaMetrics cluster's tenant, read from these names alone.
+  "accountid",
+  "projectid",
   "--tenant",
   "--tenant--",
 ];

@@ -415,16 +415,39 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
 
 /**
  * The path CodeIgniter routes for a query that begins with `/` where the path names its front
- * controller, or none (`/index.php?/admin/x`, `/?/admin/x`: whatever the server's rewrites),
- * as its canonical path ("" if it has none), or undefined.
+ * controller or its directory (`/index.php?/admin/x`, `/?/admin/x`, `/blog/?/admin/x`: whatever
+ * the server's rewrites), as its canonical path under that directory ("" if it has none: a
+ * dot segment, which CodeIgniter drops rather than resolves, counts as none), or undefined.
  */
-export function queryReadAsPath(path: string, search: string): string | undefined {
+function queryReadAsPath(path: string, search: string): string | undefined {
   if (!search.startsWith("?/")) return undefined;
-  const script = path.replace(/\/$/, "");
-  const base = script.slice(0, script.lastIndexOf("/") + 1);
-  if (script !== "" && !SCRIPT_NAME.test(script.slice(base.length))) return undefined;
-  const read = canonicalPath(new URL(`http://x${base}${search.slice(1).split("?")[0]}`).pathname);
+  let dir = path.endsWith("/") ? path.slice(0, -1) : path;
+  const name = dir.slice(dir.lastIndexOf("/") + 1);
+  if (SCRIPT_NAME.test(name)) dir = dir.slice(0, -name.length - 1);
+  else if (!path.endsWith("/")) return undefined;
+  const query = search.slice(1).split("?")[0] as string;
+  if (/(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i.test(query)) return "";
+  const read = canonicalPath(new URL(`http://x${dir}${query}`).pathname);
   return read.ok ? read.path : "";
+}
+
+/**
+ * Whether CodeIgniter would take this request for a route other than `matched`: its path in
+ * the query is no path, or no route's, or another route's that does not take the path as
+ * written too (a SvelteKit form action, `/?/logout`, lands on `/**` as `/` does).
+ */
+export function queryReadAsAnotherRoute<R extends MatchableRoute>(
+  routes: readonly R[],
+  method: string,
+  host: string,
+  path: string,
+  search: string,
+  matched: R,
+): boolean {
+  const read = queryReadAsPath(path, search);
+  if (read === undefined) return false;
+  const other = read && findRoute(routes, method, host, read)?.route;
+  return !other || (other !== matched && !findRoute([other], method, host, path));
 }
 
 /** The route each method is routed to at this host and path (as the route stage routes it), in method order: a browser keeps what a preflight allowed per origin and URL, whatever route answered it. */

@@ -1,7 +1,14 @@
 // Stage: find the route. Default deny: no match is a 404 at the edge, never forwarded.
 
 import { preflightMethod } from "../core/cors";
-import { findRoute, hasEmptyLabel, hasUncapturedLabels, queryReadAsPath, readAsAnotherRoute } from "../core/routes";
+import {
+  findRoute,
+  hasEmptyLabel,
+  hasUncapturedLabels,
+  queryReadAsAnotherRoute,
+  readAsAnotherRoute,
+} from "../core/routes";
+import { originQuery } from "../core/tokens/credentials";
 import { serviceBinding } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -26,9 +33,12 @@ export function route(): Stage {
       // route's reaches neither.
       const ambiguity = readAsAnotherRoute(policy.routes, method, host, path, match.route);
       if (ambiguity) return deny(c, "bad_request", { detail: ambiguity });
-      // CodeIgniter's path in the query: it must be this route's too (or no route would take it).
-      const read = queryReadAsPath(path, c.get("url").search);
-      if (read !== undefined && (read === "" || findRoute(policy.routes, method, host, read)?.route !== match.route))
+      // CodeIgniter's path in the query the origin gets.
+      const search = c.get("url").search;
+      if (
+        search.includes("/") &&
+        queryReadAsAnotherRoute(policy.routes, method, host, path, originQuery(search), match.route)
+      )
         return deny(c, "bad_request", { detail: "ambiguous_path_info" });
       c.set("route", match.route);
       c.set("routeParams", match.params);
