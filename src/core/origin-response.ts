@@ -42,9 +42,8 @@ const REFRESH_URL = /^(\s*(?:[\d.]+\s*)?[;,]\s*url\s*=\s*['"]?)([^'"]*)/i;
 
 /**
  * The edge's own URL for `value` if it names the upstream (its host, under its path), else
- * `value`. Read by
- * host whatever the scheme: an origin behind its own TLS terminator may write `http://` for an
- * `https://` upstream, and names it all the same.
+ * `value`. Read by host whatever the scheme: an origin behind its own TLS terminator may write
+ * `http://` for an `https://` upstream, and names it all the same.
  */
 function onEdge(value: string, upstreamUrl: string, edgeOrigin: string): string {
   const upstream = new URL(upstreamUrl);
