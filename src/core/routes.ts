@@ -324,7 +324,18 @@ export function routeAt<R extends MatchableRoute>(
 const casedLiterals = new WeakMap<readonly MatchableRoute[], boolean>();
 
 /** Why an origin may take a request for another route's than the edge matched. */
-export type RouteAmbiguity = "ambiguous_case" | "ambiguous_format" | "ambiguous_path_info";
+export type RouteAmbiguity = "ambiguous_case" | "ambiguous_format" | "ambiguous_path_info" | "ambiguous_batch";
+
+/** Whether `pattern` matches some path below these (folded) segments. */
+function matchesBelow(pattern: CompiledPattern, prefix: readonly string[]): boolean {
+  const { parts } = pattern;
+  for (let i = 0; i < prefix.length; i++) {
+    const part = parts[i];
+    if (!part || part.kind === "rest") return part !== undefined;
+    if (part.kind === "literal" && foldedLiteral(part.value) !== prefix[i]) return false;
+  }
+  return parts.length > prefix.length;
+}
 
 /**
  * A segment naming a script, which servers run with the rest of the path as its PATH_INFO:
@@ -371,7 +382,8 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   }
   const caseMatters = cased || canonicalPath !== foldCase(canonicalPath);
   const dotted = canonicalPath.includes(".");
-  if (!caseMatters && !dotted) return undefined;
+  const batched = /,|%2C|batch/i.test(canonicalPath);
+  if (!caseMatters && !dotted && !batched) return undefined;
   const segments = pathSegments(canonicalPath) as string[];
   const folded = segments.map(foldCase);
   // `shorter`: a route that takes the path as written too takes it alike either way.
@@ -380,6 +392,22 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
     return other !== undefined && other !== matched && !(shorter && matchPath(other.pattern, segments, folded));
   };
   if (caseMatters && readsOther(segments)) return "ambiguous_case";
+  if (batched) {
+    // tRPC runs every procedure a batch names, comma-separated, in its last segment
+    // (`/trpc/user.rename,admin.deleteUser?batch=1`; batching is on by default).
+    const last = segments.at(-1) as string;
+    if (last.includes(",") && last.split(",").some((part) => readsOther([...segments.slice(0, -1), part], true)))
+      return "ambiguous_batch";
+    // OData's `$batch` runs the sub-requests its body names, anywhere under its service root:
+    // only a route written for it takes it where other routes share that root.
+    const batch = folded.indexOf("$batch");
+    if (
+      batch !== -1 &&
+      matched.pattern.parts[batch]?.kind !== "literal" &&
+      routes.some((route) => route !== matched && matchesBelow(route.pattern, folded.slice(0, batch)))
+    )
+      return "ambiguous_batch";
+  }
   if (!dotted) return undefined;
   // PATH_INFO: the path cut after the first segment that names a script, when more follows.
   // And the path past a front controller: Laravel, Symfony and CodeIgniter route
@@ -395,6 +423,14 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   // `path(.:format)`), Spring MVC's suffix pattern match (its default before 5.3) as `admin`.
   // A leading dot is part of the name.
   const name = segments.at(-1) as string;
+  // A front controller alone is its directory's page: `/index.php` is `/` to Laravel, Symfony
+  // and CodeIgniter, `/default.aspx` to IIS.
+  if (
+    /^(?:index|default)\./i.test(name) &&
+    SCRIPT_NAME.test(name) &&
+    readsOther(segments.length > 1 ? segments.slice(0, -1) : [""], true)
+  )
+    return "ambiguous_path_info";
   // A page's data: what its server-side loaders return, to any visitor, at a path of its own.
   let page: string[] | undefined;
   if (PAGE_DATA.test(name)) page = segments.slice(0, -1);
