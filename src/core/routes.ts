@@ -351,7 +351,8 @@ const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|asp|aspx|asmx|ashx|axd|svc)$/i;
  * `/admin/_.data` (for `/admin/`) and `/_root.data` for `/` (`/shop/_root.data` under a
  * basename). Next.js serves it under `/_next/data/<build id>/` after any base
  * path (`/shop/_next/data/b1/admin.json` for `/shop/admin`, `index.json` for the base itself,
- * a leading `index/` taken off: `/_next/data/b1/index/admin.json` is `/admin`'s).
+ * a leading `index/` taken off: `/_next/data/b1/index/admin.json` is `/admin`'s); Gatsby under
+ * `/page-data/` (below).
  */
 const PAGE_DATA = /^(?:__data\.json|_payload(?:\.[^.]+)?\.json|_root\.data|_?\.data)$/;
 
@@ -438,6 +439,13 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   if (next !== -1 && segments[next + 1] === "data" && segments.length > next + 3 && name.endsWith(".json")) {
     const rest = [...segments.slice(next + 3, -1), name.slice(0, -5)];
     page = [...segments.slice(0, next), ...(rest[0] === "index" ? rest.slice(1) : rest)];
+  }
+  // Gatsby: `/page-data/admin/page-data.json` (`/page-data/index/…` for `/`), computed per
+  // request for a server-rendered page.
+  const gatsby = segments.indexOf("page-data");
+  if (gatsby !== -1 && name === "page-data.json" && segments.length > gatsby + 2) {
+    const rest = segments.slice(gatsby + 1, -1);
+    page = [...segments.slice(0, gatsby), ...(rest.join("/") === "index" ? [] : rest)];
   }
   if (page && readsOther(page.length ? page : [""], true)) return "ambiguous_format";
   const first = name.indexOf(".", 1);

@@ -158,3 +158,20 @@ describe("React Router's `<page>.data` is read as its page", () => {
     expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_format" });
   });
 });
+
+describe("a Gatsby page-data path is read as its page", () => {
+  // Gatsby serves a page's data at `/page-data/<page>/page-data.json` (`index` for `/`), and
+  // computes it per request for a server-rendered page (`getServerData`): the page's own data,
+  // to any visitor who asks for that path.
+  it.each([
+    ["/page-data/admin/page-data.json", siteWithAdminPage],
+    ["/page-data/index/page-data.json", siteWithSignedInHome],
+  ])("%s is refused where its page is guarded, and another page's goes on", async (path, policy) => {
+    const edge = harness(policy(issuer));
+    const open = await sendMarked(edge, "/page-data/about/page-data.json");
+    expect(open.record).toMatchObject({ decision: "allow", route: "site" });
+    const { record, seen } = await sendMarked(edge, path);
+    expect(seen).toHaveLength(0);
+    expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_format" });
+  });
+});
