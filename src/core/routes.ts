@@ -388,24 +388,41 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   const segments = pathSegments(canonicalPath) as string[];
   const folded = segments.map(foldCase);
   // `shorter`: a route that takes the path as written too takes it alike either way.
-  const readsOther = (reading: string[], shorter?: true) => {
-    const other = routeFor(routes, method, host, reading, shorter ? reading.map(foldCase) : folded)?.route;
+  const readsOther = (reading: string[], shorter?: true, readingFolded = shorter ? reading.map(foldCase) : folded) => {
+    const other = routeFor(routes, method, host, reading, readingFolded)?.route;
     return other !== undefined && other !== matched && !(shorter && matchPath(other.pattern, segments, folded));
   };
   if (caseMatters && readsOther(segments)) return "ambiguous_case";
   if (batched) {
     // tRPC runs every procedure a batch names, comma-separated, in its last segment
     // (`/trpc/user.rename,admin.deleteUser?batch=1`; batching is on by default).
+    // One reading whose last segment each distinct part takes in turn: linear in the path.
     const last = segments.at(-1) as string;
-    if (last.includes(",") && last.split(",").some((part) => readsOther([...segments.slice(0, -1), part], true)))
-      return "ambiguous_batch";
+    const reading = [...segments];
+    const readingFolded = [...folded];
+    for (const part of last.includes(",") ? new Set(last.split(",")) : []) {
+      reading[reading.length - 1] = part;
+      readingFolded[reading.length - 1] = foldCase(part);
+      if (readsOther(reading, true, readingFolded)) return "ambiguous_batch";
+    }
     // OData's `$batch` runs the sub-requests its body names, anywhere under its service root:
-    // only a route written for it takes it where other routes share that root.
+    // only a route written for it takes it where another route could take a path under that
+    // root (one for this host, not one after `matched` that `matched`'s `**` shadows there).
     const batch = folded.indexOf("$batch");
+    const at = routes.indexOf(matched);
+    const rest = matched.pattern.parts.findIndex((part) => part.kind === "rest");
+    const shadows = (route: R, i: number) =>
+      i > at && rest !== -1 && rest <= batch && [...route.methods].every((m) => takesMethod(matched.methods, m));
     if (
       batch !== -1 &&
       matched.pattern.parts[batch]?.kind !== "literal" &&
-      routes.some((route) => route !== matched && matchesBelow(route.pattern, folded.slice(0, batch)))
+      routes.some(
+        (route, i) =>
+          route !== matched &&
+          (!route.host || matchHost(route.host, host)) &&
+          !shadows(route, i) &&
+          matchesBelow(route.pattern, folded.slice(0, batch)),
+      )
     )
       return "ambiguous_batch";
   }
