@@ -8,10 +8,9 @@
 // Each test asserts what the edge decided (reason and detail in the audit record) and what
 // reached the real echo origin.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { IssuerConfig, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
-import { basePolicy, harness } from "../support/harness";
-import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
-import { bearerOf } from "../support/guarded-sites";
+import { harness } from "../support/harness";
+import { makeIssuer, type TestIssuer } from "../support/issuers";
+import { admins, bearerOf, signedIn, withIdp } from "../support/guarded-sites";
 import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
@@ -19,14 +18,6 @@ let issuer: TestIssuer;
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
-
-function withIdp(routes: RouteConfig[]): PolicyDocument {
-  const issuers: Record<string, IssuerConfig> = { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } };
-  return basePolicy({ issuers, routes });
-}
-
-const admins = () => ({ issuers: ["idp"], groups: { any_of: ["admins"] } });
-const signedIn = () => ({ issuers: ["idp"] });
 
 /** A signed-in caller who is no admin. */
 const staff = () => bearerOf(issuer, { sub: "mallory", groups: ["staff"] });
@@ -46,7 +37,7 @@ const staff = () => bearerOf(issuer, { sub: "mallory", groups: ["staff"] });
 // not take the path as written (a batch of procedures `/trpc/*` takes alike goes on).
 describe("a tRPC batch naming a guarded procedure beside an open one in one segment is refused", () => {
   const trpc = () =>
-    withIdp([
+    withIdp(issuer, [
       { name: "admin-delete", methods: ["POST"], path: "/trpc/admin.deleteUser", auth: admins(), upstream: "echo" },
       { name: "admin-list", methods: ["GET"], path: "/trpc/admin.listUsers", auth: admins(), upstream: "echo" },
       { name: "procedures", methods: ["GET", "POST"], path: "/trpc/*", auth: signedIn(), upstream: "echo" },
@@ -104,7 +95,7 @@ describe("a tRPC batch naming a guarded procedure beside an open one in one segm
 // route for `<root>/$batch`, which must demand no less than the routes under its root.
 describe("an OData $batch, whose sub-requests another route guards, is refused", () => {
   const odata = () =>
-    withIdp([
+    withIdp(issuer, [
       { name: "odata-admin", methods: ["DELETE", "PATCH", "PUT"], path: "/odata/**", auth: admins(), upstream: "echo" },
       { name: "odata", methods: ["GET", "POST"], path: "/odata/**", auth: signedIn(), upstream: "echo" },
     ]);
@@ -158,7 +149,7 @@ describe("an OData $batch goes on where one route serves the whole service, or a
     const post = { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: "{}" };
     // One route for the service: every sub-request runs under the rules the batch ran under.
     const whole = harness(
-      withIdp([
+      withIdp(issuer, [
         { name: "odata", methods: ["GET", "POST", "DELETE"], path: "/odata/**", auth: signedIn(), upstream: "echo" },
       ]),
     );
@@ -167,7 +158,7 @@ describe("an OData $batch goes on where one route serves the whole service, or a
     expect(alone.seen).toHaveLength(1);
     // A route written for `$batch` (the operator's to make as strict as the routes under its root).
     const written = harness(
-      withIdp([
+      withIdp(issuer, [
         { name: "batch", methods: ["POST"], path: "/odata/$batch", auth: signedIn(), upstream: "echo" },
         { name: "odata-admin", methods: ["DELETE"], path: "/odata/**", auth: admins(), upstream: "echo" },
         { name: "odata", methods: ["GET", "POST"], path: "/odata/**", auth: signedIn(), upstream: "echo" },
@@ -177,7 +168,7 @@ describe("an OData $batch goes on where one route serves the whole service, or a
     expect(batchRoute.record).toMatchObject({ decision: "allow", route: "batch" });
     // Without it, the same policy refuses the batch, naming why.
     const refused = harness(
-      withIdp([
+      withIdp(issuer, [
         { name: "odata-admin", methods: ["DELETE"], path: "/odata/**", auth: admins(), upstream: "echo" },
         { name: "odata", methods: ["GET", "POST"], path: "/odata/**", auth: signedIn(), upstream: "echo" },
       ]),
@@ -203,7 +194,9 @@ describe("an Elasticsearch multi-target path is no way past a tenant-bound index
     "/_search",
   ])("%s is refused tenant_mismatch for a caller of tenant acme, and not forwarded", async (path) => {
     const edge = harness(
-      withIdp([{ name: "index", methods: ["GET", "POST"], path: "/:tenant/**", auth: signedIn(), upstream: "echo" }]),
+      withIdp(issuer, [
+        { name: "index", methods: ["GET", "POST"], path: "/:tenant/**", auth: signedIn(), upstream: "echo" },
+      ]),
     );
     const acme = await bearerOf(issuer, { sub: "alice", tenant_id: "acme" });
     // Control: the caller's own index is served.

@@ -4,10 +4,10 @@
 // ordinary requests that go on. Each test asserts the edge's decision (audit reason and
 // detail) and what reached the real echo origin.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { IssuerConfig, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
-import { basePolicy, harness } from "../support/harness";
-import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
-import { bearerOf, siteWithAdmin } from "../support/guarded-sites";
+import type { RouteConfig } from "../../src/core/policy-types";
+import { harness } from "../support/harness";
+import { makeIssuer, type TestIssuer } from "../support/issuers";
+import { admins, bearerOf, signedIn, siteWithAdmin, withIdp } from "../support/guarded-sites";
 import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
@@ -15,14 +15,6 @@ let issuer: TestIssuer;
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
-
-function withIdp(routes: RouteConfig[]): PolicyDocument {
-  const issuers: Record<string, IssuerConfig> = { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } };
-  return basePolicy({ issuers, routes });
-}
-
-const admins = () => ({ issuers: ["idp"], groups: { any_of: ["admins"] } });
-const signedIn = () => ({ issuers: ["idp"] });
 
 /** A signed-in caller who is no admin, POSTing a JSON OData batch. */
 const batchPost = async () => ({
@@ -50,7 +42,7 @@ const batchPost = async () => ({
 describe("an OData $batch goes on where no other route could take a path under its root", () => {
   it("a route for another host does not make api.example.test's $batch ambiguous", async () => {
     const edge = harness(
-      withIdp([
+      withIdp(issuer, [
         {
           name: "odata",
           methods: ["GET", "POST", "PATCH", "DELETE"],
@@ -82,7 +74,7 @@ describe("an OData $batch goes on where no other route could take a path under i
 
   it("a public catch-all after the OData route, which it shadows under the root, does not", async () => {
     const edge = harness(
-      withIdp([
+      withIdp(issuer, [
         {
           name: "odata",
           methods: ["GET", "POST", "PATCH", "PUT", "DELETE"],
@@ -141,7 +133,7 @@ describe("ordinary paths with commas, and a front controller where one route tak
     ["/index.php", "site"],
   ])("GET %s is forwarded as sent under %s", async (path, route) => {
     const edge = harness(
-      withIdp([
+      withIdp(issuer, [
         { name: "me", methods: ["GET"], path: "/v1/users/me", auth: admins(), upstream: "echo" },
         { name: "users", methods: ["GET"], path: "/v1/users/*", auth: "public", upstream: "echo" },
         { name: "v1", methods: ["GET"], path: "/v1/**", auth: "public", upstream: "echo" },

@@ -4,10 +4,9 @@
 // hostile query paths. The comment above each test names the framework that reads the request
 // so.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { IssuerConfig } from "../../src/core/policy-types";
-import { bearerOf, siteWithAdmin } from "../support/guarded-sites";
-import { basePolicy, harness } from "../support/harness";
-import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { bearerOf, siteWithAdmin, withIdp } from "../support/guarded-sites";
+import { harness } from "../support/harness";
+import { makeIssuer, type TestIssuer } from "../support/issuers";
 import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
@@ -15,9 +14,6 @@ let issuer: TestIssuer;
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
-
-const idp = () =>
-  ({ idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } }) as Record<string, IssuerConfig>;
 
 describe("the query path is judged in the query the origin is sent", () => {
   // The route stage reads CodeIgniter's path from the query as the client sent it
@@ -88,19 +84,16 @@ describe("CodeIgniter in a directory, reached by its directory index, reads the 
   // `/blog/index.php?/admin/users`, the same request to CodeIgniter, is.
   it("`/blog/?/admin/users` is not forwarded as the public site where `/blog/admin/**` is guarded", async () => {
     const edge = harness(
-      basePolicy({
-        issuers: idp(),
-        routes: [
-          {
-            name: "blog-admin",
-            methods: ["GET"],
-            path: "/blog/admin/**",
-            auth: { issuers: ["idp"], groups: { any_of: ["admins"] } },
-            upstream: "echo",
-          },
-          { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "echo" },
-        ],
-      }),
+      withIdp(issuer, [
+        {
+          name: "blog-admin",
+          methods: ["GET"],
+          path: "/blog/admin/**",
+          auth: { issuers: ["idp"], groups: { any_of: ["admins"] } },
+          upstream: "echo",
+        },
+        { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "echo" },
+      ]),
     );
     // Control: through the script's own name, the edge reads it under `/blog/` and refuses it.
     const script = await sendMarked(edge, "/blog/index.php?/admin/users");
@@ -126,13 +119,10 @@ describe("SvelteKit's named form actions on a home page with its own route go on
   // format suffix): the form goes on. (Where no route takes `/<name>`, it is refused: README.)
   it("a signed-in `POST /?/logout` from the home page reaches the origin", async () => {
     const edge = harness(
-      basePolicy({
-        issuers: idp(),
-        routes: [
-          { name: "home", methods: ["GET", "POST"], path: "/", auth: { issuers: ["idp"] }, upstream: "echo" },
-          { name: "site", methods: ["GET", "POST"], path: "/**", auth: "public", upstream: "echo" },
-        ],
-      }),
+      withIdp(issuer, [
+        { name: "home", methods: ["GET", "POST"], path: "/", auth: { issuers: ["idp"] }, upstream: "echo" },
+        { name: "site", methods: ["GET", "POST"], path: "/**", auth: "public", upstream: "echo" },
+      ]),
     );
     const alice = await bearerOf(issuer, { sub: "alice" });
     const form = { "content-type": "application/x-www-form-urlencoded", ...alice };

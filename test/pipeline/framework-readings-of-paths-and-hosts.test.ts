@@ -3,9 +3,8 @@
 // sees. Each test asserts what the edge decided (reason and detail in the audit record) and
 // what reached the real echo origin.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { IssuerConfig } from "../../src/core/policy-types";
 import { harness } from "../support/harness";
-import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { makeIssuer, type TestIssuer } from "../support/issuers";
 import { bearerOf, siteWithAdmin, tenantBound } from "../support/guarded-sites";
 import { sendMarked } from "../support/sent";
 
@@ -14,9 +13,6 @@ let issuer: TestIssuer;
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
-
-const _idp = () =>
-  ({ idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } }) as Record<string, IssuerConfig>;
 
 describe("a front controller's PATH_INFO, the path Laravel, Symfony and CodeIgniter route, is read as another route's", () => {
   // Laravel's and Symfony's Request::getPathInfo() take the script's own name off the front of

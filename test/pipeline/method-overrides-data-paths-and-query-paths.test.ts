@@ -5,10 +5,10 @@
 // or browser reads the request so.
 import { beforeAll, describe, expect, it } from "vitest";
 import { upstreamUrlsOnEdge } from "../../src/core/origin-response";
-import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
+import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, harness } from "../support/harness";
-import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
-import { siteWithAdmin, siteWithAdminPage, tenantBound } from "../support/guarded-sites";
+import { makeIssuer, type TestIssuer } from "../support/issuers";
+import { siteWithAdmin, siteWithAdminPage, tenantBound, withIdp } from "../support/guarded-sites";
 import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
@@ -16,9 +16,6 @@ let issuer: TestIssuer;
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
-
-const idp = () =>
-  ({ idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } }) as Record<string, IssuerConfig>;
 
 describe("ASP.NET MVC's X-HTTP-Method-Override query parameter does not reach the origin", () => {
   // ASP.NET MVC 5 (System.Web.Mvc, HttpRequestExtensions.GetHttpMethodOverride) takes a POST's
@@ -86,13 +83,10 @@ describe("React Router data paths under a basename and for a trailing slash", ()
   // otherwise an anonymous caller would get the signed-in page's loader data.
   it("`/shop/_root.data` is not forwarded as the public `/shop/**` where the `/shop` page is signed-in", async () => {
     const edge = harness(
-      basePolicy({
-        issuers: idp(),
-        routes: [
-          { name: "home", methods: ["GET"], path: "/shop", auth: { issuers: ["idp"] }, upstream: "echo" },
-          { name: "shop", methods: ["GET"], path: "/shop/**", auth: "public", upstream: "echo" },
-        ],
-      }),
+      withIdp(issuer, [
+        { name: "home", methods: ["GET"], path: "/shop", auth: { issuers: ["idp"] }, upstream: "echo" },
+        { name: "shop", methods: ["GET"], path: "/shop/**", auth: "public", upstream: "echo" },
+      ]),
     );
     const direct = await sendMarked(edge, "/shop");
     expect(direct.record).toMatchObject({ decision: "deny", reason: "token_missing", route: "home" });

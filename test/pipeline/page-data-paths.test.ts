@@ -4,10 +4,9 @@
 // the edge decided (reason and detail in the audit record) and what reached the real echo
 // origin.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { IssuerConfig } from "../../src/core/policy-types";
-import { basePolicy, harness } from "../support/harness";
-import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
-import { bearerOf, siteWithAdminPage, siteWithSignedInHome, tenantBound } from "../support/guarded-sites";
+import { harness } from "../support/harness";
+import { makeIssuer, type TestIssuer } from "../support/issuers";
+import { bearerOf, siteWithAdminPage, siteWithSignedInHome, tenantBound, withIdp } from "../support/guarded-sites";
 import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
@@ -15,9 +14,6 @@ let issuer: TestIssuer;
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
-
-const idp = () =>
-  ({ idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } }) as Record<string, IssuerConfig>;
 
 // SvelteKit (respond.js): a path ending `/__data.json` is a data request; it strips the suffix
 // (`strip_data_suffix(url.pathname) || '/'`) and routes what is left, running that page's
@@ -32,7 +28,7 @@ const idp = () =>
 // has no format, so `/admin/.data` goes on.
 // With `/admin` guarded before a public `/**`, each of these paths is the public site's as
 // written and the admin page's at the origin: an anonymous caller reads the admin page's
-// loader data. Like a Next.js data path, each should be refused as another route's.
+// loader data. Like a Next.js data path, each is refused as another route's.
 describe("a page's data path (SvelteKit __data.json, Nuxt _payload.json, React Router .data) is read as that page's route", () => {
   it.each([
     ["SvelteKit", "/admin/__data.json", "/about/__data.json"],
@@ -113,19 +109,16 @@ describe("a page's data path (SvelteKit __data.json, Nuxt _payload.json, React R
 describe("a Next.js data path under the app's basePath is read as its page's route", () => {
   it("`/shop/_next/data/b1/admin/users.json` is not forwarded as the public site where `/shop/admin/**` is guarded", async () => {
     const edge = harness(
-      basePolicy({
-        issuers: idp(),
-        routes: [
-          {
-            name: "admin",
-            methods: ["GET"],
-            path: "/shop/admin/**",
-            auth: { issuers: ["idp"], groups: { any_of: ["admins"] } },
-            upstream: "echo",
-          },
-          { name: "shop", methods: ["GET"], path: "/shop/**", auth: "public", upstream: "echo" },
-        ],
-      }),
+      withIdp(issuer, [
+        {
+          name: "admin",
+          methods: ["GET"],
+          path: "/shop/admin/**",
+          auth: { issuers: ["idp"], groups: { any_of: ["admins"] } },
+          upstream: "echo",
+        },
+        { name: "shop", methods: ["GET"], path: "/shop/**", auth: "public", upstream: "echo" },
+      ]),
     );
     // Control: the page refuses the anonymous caller, and a public page's data goes on.
     const direct = await sendMarked(edge, "/shop/admin/users");

@@ -8,32 +8,13 @@
 // `Authorization` stops at the edge, the origin never sees the client's own credential. A header
 // below that reaches it therefore speaks with the edge's authority, not the client's.
 import { describe, expect, it } from "vitest";
-import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
-import { AUDIENCE, makeIssuer } from "../support/issuers";
-import { sendMarked } from "../support/sent";
+import { basePolicy, harness } from "../support/harness";
+import { authenticatedEdge } from "../support/guarded-sites";
+import { sendMarked, sentStraightToOrigin } from "../support/sent";
 
 const publicEdge = harness(
   basePolicy({ routes: [{ name: "public", methods: ["GET"], path: "/public/**", auth: "public", upstream: "echo" }] }),
 );
-
-/** What the origin receives when the runtime's own fetch sends these headers straight to it, edge bypassed. */
-async function direct(headers: Record<string, string>) {
-  const m = marker();
-  await (await fetch(`${echoOrigin}/public/a`, { headers: { ...headers, "x-test-marker": m } })).arrayBuffer();
-  return (await originSaw(m))[0]!.headers;
-}
-
-/** An authenticated edge and a valid token for subject `user-1` of tenant `acme`. */
-async function authenticated() {
-  const issuer = await makeIssuer("ES256");
-  const edge = harness(
-    basePolicy({
-      issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
-      routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" }],
-    }),
-  );
-  return { edge, token: await issuer.sign({}) };
-}
 
 /**
  * Sends `claims` with user-1's token and returns what reached the origin, after checking the
@@ -42,9 +23,9 @@ async function authenticated() {
  */
 async function throughEdge(path: string, claims: Record<string, string>) {
   // Control: straight to the origin every one of them arrives under its own (lower-case) name.
-  const control = await direct(claims);
+  const control = await sentStraightToOrigin(claims);
   for (const name of Object.keys(claims)) expect(control[name.toLowerCase()], name).toBe(claims[name]);
-  const { edge, token } = await authenticated();
+  const { edge, token } = await authenticatedEdge();
   const { response, record, got } = await sendMarked(edge, path, {
     headers: { ...claims, authorization: `Bearer ${token}`, "x-kept": "yes" },
   });

@@ -8,32 +8,13 @@
 // whatever sits between the edge and the API (the reverse proxy those products document for
 // this layout), never on the client's: it is a confused deputy by construction.
 import { describe, expect, it } from "vitest";
-import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
-import { AUDIENCE, makeIssuer } from "../support/issuers";
-import { sendMarked } from "../support/sent";
+import { basePolicy, harness } from "../support/harness";
+import { authenticatedEdge } from "../support/guarded-sites";
+import { sendMarked, sentStraightToOrigin } from "../support/sent";
 
 const publicEdge = harness(
   basePolicy({ routes: [{ name: "public", methods: ["GET"], path: "/public/**", auth: "public", upstream: "echo" }] }),
 );
-
-/** What the origin receives when the runtime's own fetch sends these headers straight to it, edge bypassed. */
-async function direct(headers: Record<string, string>) {
-  const m = marker();
-  await (await fetch(`${echoOrigin}/public/a`, { headers: { ...headers, "x-test-marker": m } })).arrayBuffer();
-  return (await originSaw(m))[0]!.headers;
-}
-
-/** An authenticated edge and a valid token for subject `user-1` of tenant `acme`. */
-async function authenticated() {
-  const issuer = await makeIssuer("ES256");
-  const edge = harness(
-    basePolicy({
-      issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
-      routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" }],
-    }),
-  );
-  return { edge, token: await issuer.sign({}) };
-}
 
 describe("mesh destination-override headers stop at the edge", () => {
   // Both pick the upstream host from the request itself, past every route the edge matched:
@@ -53,7 +34,7 @@ describe("mesh destination-override headers stop at the edge", () => {
 
   it("a client's l5d-dst-override and x-envoy-original-dst-host never reach the origin", async () => {
     // Control: straight to the origin, both arrive, so their absence below is the edge's doing.
-    expect(await direct(overrides)).toMatchObject(overrides);
+    expect(await sentStraightToOrigin(overrides)).toMatchObject(overrides);
     const { response, record, got } = await sendMarked(publicEdge, "/public/a", {
       headers: { ...overrides, "x-kept": "yes" },
     });
@@ -85,7 +66,7 @@ describe("impersonation and run-as headers stop at the edge, beside the verified
   };
 
   it("a signed-in user's Impersonate-* and es-security-runas-user never reach the origin", async () => {
-    const { edge, token } = await authenticated();
+    const { edge, token } = await authenticatedEdge();
     const { response, record, got } = await sendMarked(edge, "/v1/pods", {
       headers: { ...claims, authorization: `Bearer ${token}` },
     });
@@ -121,7 +102,7 @@ describe("OpenSearch Security proxy-authentication headers stop at the edge", ()
   // the stock role mapping turns into `all_access`. These are the same kind of header as
   // Grafana's `X-WEBAUTH-USER` and Authelia's `Remote-Groups`, which the edge strips.
   it("a client's x-proxy-user and x-proxy-roles never reach the origin", async () => {
-    const { edge, token } = await authenticated();
+    const { edge, token } = await authenticatedEdge();
     const { response, record, got } = await sendMarked(edge, "/v1/_search", {
       headers: { authorization: `Bearer ${token}`, "x-proxy-user": "admin", x_proxy_roles: "admin,all_access" },
     });
@@ -152,7 +133,7 @@ describe("Hasura session-variable headers stop at the edge", () => {
   };
 
   it("a signed-in user's X-Hasura-* session variables never reach the origin", async () => {
-    const { edge, token } = await authenticated();
+    const { edge, token } = await authenticatedEdge();
     const { response, record, got } = await sendMarked(edge, "/v1/graphql", {
       headers: { ...variables, authorization: `Bearer ${token}` },
     });

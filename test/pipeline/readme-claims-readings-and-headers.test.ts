@@ -5,10 +5,10 @@ import { beforeAll, describe, expect, it } from "vitest";
 import benchmarks from "../../BENCHMARKS.md?raw";
 import run from "../../bench/results/history/ffafd14.json";
 import readme from "../../README.md?raw";
-import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
-import { bearerOf, siteWithSignedInHome } from "../support/guarded-sites";
+import type { PolicyDocument } from "../../src/core/policy-types";
+import { bearerOf, siteWithSignedInHome, withIdp } from "../support/guarded-sites";
 import { basePolicy, harness } from "../support/harness";
-import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
+import { makeIssuer, type TestIssuer } from "../support/issuers";
 import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
@@ -17,15 +17,11 @@ beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
 
-const idp = () =>
-  ({ idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } }) as Record<string, IssuerConfig>;
-
 /** One authenticated route, `/v1/**`, with these identity header names. */
 const signedInApi = (identityHeaders?: Record<string, string>): PolicyDocument => {
-  const policy = basePolicy({
-    issuers: idp(),
-    routes: [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" }],
-  });
+  const policy = withIdp(issuer, [
+    { name: "v1", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" },
+  ]);
   return identityHeaders ? { ...policy, settings: { ...policy.settings, identity_headers: identityHeaders } } : policy;
 };
 
@@ -64,19 +60,16 @@ describe("a host with several labels under a `:tenant` host's suffix where no ro
   // `404` where none would": the refusal is the route stage's default deny, not a new reason.
   it("is `404 route_not_found`, never forwarded", async () => {
     const edge = harness(
-      basePolicy({
-        issuers: idp(),
-        routes: [
-          {
-            name: "tenant-host",
-            methods: ["GET"],
-            path: "/app/**",
-            host: ":tenant.tenants.example.test",
-            auth: { issuers: ["idp"] },
-            upstream: "echo",
-          },
-        ],
-      }),
+      withIdp(issuer, [
+        {
+          name: "tenant-host",
+          methods: ["GET"],
+          path: "/app/**",
+          host: ":tenant.tenants.example.test",
+          auth: { issuers: ["idp"] },
+          upstream: "echo",
+        },
+      ]),
     );
     const { response, record, seen } = await sendMarked(edge, "https://globex.acme.tenants.example.test/app/orders");
     expect(seen).toHaveLength(0);

@@ -2,9 +2,9 @@
 // tricks, method overrides, oversized input, CORS. Each asserts the reason and what (if
 // anything) reached the origin.
 import { describe, expect, it } from "vitest";
-import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer } from "../support/issuers";
-import { sendMarked } from "../support/sent";
+import { sendMarked, sentStraightToOrigin } from "../support/sent";
 
 const policy = () =>
   basePolicy({
@@ -31,13 +31,6 @@ const policy = () =>
 
 async function send(path: string, init: RequestInit = {}) {
   return sendMarked(harness(policy()), path, init);
-}
-
-/** What the origin receives when the runtime's own fetch sends these headers straight to it, edge bypassed. */
-async function direct(headers: Record<string, string>) {
-  const m = marker();
-  await (await fetch(`${echoOrigin}/public/a`, { headers: { ...headers, "x-test-marker": m } })).arrayBuffer();
-  return (await originSaw(m))[0]!.headers;
 }
 
 describe("canonical path", () => {
@@ -235,7 +228,7 @@ describe("header hygiene", () => {
     };
     const lower = Object.fromEntries(Object.entries(spoofed).map(([name, value]) => [name.toLowerCase(), value]));
     // Control: without the edge, every one of them reaches the origin.
-    expect(await direct(spoofed)).toMatchObject(lower);
+    expect(await sentStraightToOrigin(spoofed)).toMatchObject(lower);
     const { seen } = await send("/public/a", { headers: { ...spoofed, "x.kept.too": "yes" } });
     const got = seen[0]!.headers;
     for (const name of Object.keys(lower)) expect(got[name], name).toBeUndefined();
@@ -257,7 +250,7 @@ describe("header hygiene", () => {
       "tailscale-user-login": "ceo@example.com",
       "x-organization": "evil",
     };
-    expect(await direct(spoofed)).toMatchObject(spoofed);
+    expect(await sentStraightToOrigin(spoofed)).toMatchObject(spoofed);
     const { seen } = await send("/public/a", { headers: { ...spoofed, remoteness: "kept" } });
     const got = seen[0]!.headers;
     for (const name of Object.keys(spoofed)) expect(got[name], name).toBeUndefined();
@@ -310,7 +303,7 @@ describe("header hygiene", () => {
       "x-accel-mapping": "/var/www/=/internal/",
     };
     // Control: without the edge, every one of them reaches the origin.
-    expect(await direct(overrides)).toMatchObject(overrides);
+    expect(await sentStraightToOrigin(overrides)).toMatchObject(overrides);
     const { seen } = await send("/public/a", { headers: overrides });
     expect(seen).toHaveLength(1);
     expect(seen[0]?.method).toBe("GET");
@@ -367,7 +360,7 @@ describe("header hygiene", () => {
     };
     // Control: sent straight to the origin by the runtime's own fetch, the headers Connection
     // names do arrive, so their absence below is the edge's doing.
-    const control = await direct(hopHeaders);
+    const control = await sentStraightToOrigin(hopHeaders);
     expect(control["x-secret-hop"]).toBe("1");
     expect(control["x-other-hop"]).toBe("1");
     expect(control["proxy-connection"]).toBe("keep-alive");
@@ -608,7 +601,7 @@ describe("header hygiene", () => {
       "fastly-client-ip": "10.0.0.1",
     };
     // Control: without the edge, every one of them reaches the origin.
-    expect(await direct(spoofed)).toMatchObject(spoofed);
+    expect(await sentStraightToOrigin(spoofed)).toMatchObject(spoofed);
     const { seen } = await send("/public/a", { headers: spoofed });
     expect(seen).toHaveLength(1);
     const got = seen[0]!.headers;
@@ -625,7 +618,7 @@ describe("header hygiene", () => {
       x_forwarded_ssl: "on",
     };
     // Control: without the edge, every one of them reaches the origin.
-    expect(await direct(spoofed)).toMatchObject(spoofed);
+    expect(await sentStraightToOrigin(spoofed)).toMatchObject(spoofed);
     const { seen } = await send("/public/a", { headers: { ...spoofed, "x-forwarded-proto": "http" } });
     expect(seen).toHaveLength(1);
     const got = seen[0]!.headers;
@@ -642,7 +635,7 @@ describe("header hygiene", () => {
       cf_visitor: "{}",
     };
     // Control: without the edge, every one of them reaches the origin.
-    expect(await direct(spoofed)).toMatchObject({ cf_connecting_ip: "10.0.0.1", cf_ipcountry: "US" });
+    expect(await sentStraightToOrigin(spoofed)).toMatchObject({ cf_connecting_ip: "10.0.0.1", cf_ipcountry: "US" });
     const { seen } = await send("/public/a", {
       headers: { ...spoofed, "cf-connecting-ip": "198.51.100.7", "cf-ray": "kept" },
     });

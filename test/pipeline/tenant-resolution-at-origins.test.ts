@@ -5,10 +5,10 @@
 // place the edge bound (or is the only place the origin reads), a caller bound to acme runs as
 // globex at the origin. Each test asserts what reached the real echo origin.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, harness } from "../support/harness";
-import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
-import { bearerOf, tenantBound } from "../support/guarded-sites";
+import type { PolicyDocument } from "../../src/core/policy-types";
+import { harness } from "../support/harness";
+import { makeIssuer, type TestIssuer } from "../support/issuers";
+import { bearerOf, tenantBound, withIdp } from "../support/guarded-sites";
 import { sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
@@ -17,24 +17,18 @@ beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
 
-const idp = () =>
-  ({ idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } }) as Record<string, IssuerConfig>;
-
 /** `/api/**` on `:tenant.tenants.example.test`, bound to the token's tenant by the host's first label. */
 const hostBound = (): PolicyDocument =>
-  basePolicy({
-    issuers: idp(),
-    routes: [
-      {
-        name: "tenant-host",
-        methods: ["GET", "POST"],
-        path: "/api/**",
-        host: ":tenant.tenants.example.test",
-        auth: { issuers: ["idp"] },
-        upstream: "echo",
-      },
-    ],
-  });
+  withIdp(issuer, [
+    {
+      name: "tenant-host",
+      methods: ["GET", "POST"],
+      path: "/api/**",
+      host: ":tenant.tenants.example.test",
+      auth: { issuers: ["idp"] },
+      upstream: "echo",
+    },
+  ]);
 
 /** The query's parameter names as ASP.NET Core's QueryCollection keys them: decoded, any case. */
 const aspNetQueryNames = (query: string) => [...new URLSearchParams(query).keys()].map((name) => name.toLowerCase());

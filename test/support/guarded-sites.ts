@@ -3,10 +3,11 @@
 // tenant-bound area beside a broader one any signed-in caller may use. Each takes the test
 // issuer (`makeIssuer`), named `idp` in the policy.
 import type { IssuerConfig, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
-import { basePolicy } from "./harness";
-import { AUDIENCE, type TestIssuer } from "./issuers";
+import { AUDIENCE, makeIssuer, type TestIssuer } from "./issuers";
+import { basePolicy, harness } from "./harness";
 
-function withIdp(issuer: TestIssuer, routes: RouteConfig[]): PolicyDocument {
+/** The routes, with the test issuer as `idp`. */
+export function withIdp(issuer: TestIssuer, routes: RouteConfig[]): PolicyDocument {
   const issuers: Record<string, IssuerConfig> = { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } };
   return basePolicy({ issuers, routes });
 }
@@ -53,3 +54,16 @@ export const tenantBound = (issuer: TestIssuer, route: { name: string; path: str
 export const bearerOf = async (issuer: TestIssuer, claims: Record<string, unknown>) => ({
   authorization: `Bearer ${await issuer.sign(claims)}`,
 });
+
+/** What a route asks of an `admins` member, and of any signed-in caller, with the issuer `idp`. */
+export const admins = () => ({ issuers: ["idp"], groups: { any_of: ["admins"] } });
+export const signedIn = () => ({ issuers: ["idp"] });
+
+/** An edge whose one route, `/v1/**` (GET, route `v1`), any signed-in caller of a fresh issuer may use, and a valid token (subject `user-1` of tenant `acme`). */
+export async function authenticatedEdge() {
+  const issuer = await makeIssuer("ES256");
+  const edge = harness(
+    withIdp(issuer, [{ name: "v1", methods: ["GET"], path: "/v1/**", auth: signedIn(), upstream: "echo" }]),
+  );
+  return { edge, token: await issuer.sign({}) };
+}

@@ -5,7 +5,7 @@
 // so `body.reason` or `got[...]` meant slightly different things from file to file. This is the
 // one reading they share.
 import type { AuditRecord } from "../../src/core/audit";
-import { type EchoRecord, type Harness, marker, originSaw } from "./harness";
+import { type EchoRecord, echoOrigin, type Harness, marker, originSaw } from "./harness";
 
 /** An RFC 9457 problem+json body as the edge writes one (`problemResponse`). */
 export interface Problem {
@@ -50,4 +50,14 @@ export async function sendMarked(edge: Harness, path: string, init: RequestInit 
   const seen = await originSaw(m);
   const records = edge.audit.slice(before);
   return { response, text, body, record: records.at(-1), records, seen, got: seen[0]?.headers ?? {} };
+}
+
+/**
+ * The headers the echo origin receives when the runtime's own fetch sends these straight to
+ * it, edge bypassed: the control that shows a header's absence behind the edge is the edge's doing.
+ */
+export async function sentStraightToOrigin(headers: Record<string, string>): Promise<Record<string, string>> {
+  const m = marker();
+  await (await fetch(`${echoOrigin}/public/a`, { headers: { ...headers, "x-test-marker": m } })).arrayBuffer();
+  return (await originSaw(m))[0]!.headers;
 }
