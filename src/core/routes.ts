@@ -441,11 +441,12 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   // `path(.:format)`), Spring MVC's suffix pattern match (its default before 5.3) as `admin`.
   // A leading dot is part of the name.
   const name = segments.at(-1) as string;
-  // A front controller alone is its directory's page: `/index.php` is `/` to Laravel, Symfony
-  // and CodeIgniter, `/default.aspx` to IIS.
+  // A directory's index is its page: `/index.php` is `/` to Laravel, Symfony and CodeIgniter,
+  // `/default.aspx` to IIS, and `/admin/index.html` is `/admin` to a static host serving an
+  // exported site (nginx, S3, Pages).
   if (
     /^(?:index|default)\./i.test(name) &&
-    SCRIPT_NAME.test(name) &&
+    (SCRIPT_NAME.test(name) || /\.html?$/i.test(name)) &&
     readsOther(segments.length > 1 ? segments.slice(0, -1) : [""], true)
   )
     return "ambiguous_path_info";

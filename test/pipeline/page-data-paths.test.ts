@@ -168,3 +168,20 @@ describe("a Gatsby page-data path is read as its page", () => {
     expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_format" });
   });
 });
+
+describe("a static export's index file is read as its directory's page", () => {
+  // A site exported to static files (Next.js `output: "export"` with trailing slashes, Astro,
+  // Hugo) has `/admin/index.html` for the `/admin` page, which nginx, S3 or Pages serve at
+  // either path: with `/admin` guarded before a public `/**`, the file is the page.
+  it.each(["/admin/index.html", "/admin/index.htm", "/admin/default.htm"])(
+    "%s is refused where /admin is guarded",
+    async (path) => {
+      const edge = harness(siteWithAdminPage(issuer));
+      const other = await sendMarked(edge, "/about/index.html");
+      expect(other.record).toMatchObject({ decision: "allow", route: "site" });
+      const { record, seen } = await sendMarked(edge, path);
+      expect(seen).toHaveLength(0);
+      expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_path_info" });
+    },
+  );
+});
