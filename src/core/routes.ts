@@ -364,8 +364,10 @@ const PAGE_DATA = /^(?:__data\.json|_payload(?:\.[^.]+)?\.json|_root\.data|_?\.d
  * past a script as its PATH_INFO (`/admin.php/x` as `/admin.php`), or without a format suffix
  * (`/v1/admin.json` as `/v1/admin`), where another route takes what it reads, its letters
  * folded too, and not the path as written (`/openapi.json` written for itself before `/**`
- * is no other route's `/openapi`: `/**` takes both). Only paths that folding changes (or
- * policies whose literals it does), and paths with a dot, are looked at twice.
+ * is no other route's `/openapi`: `/**` takes both); or past a front controller, as a
+ * directory's index, as a page's data path, or as a batch of operations (tRPC's, OData's
+ * `$batch`). Only paths that folding changes (or policies whose literals it does), and paths
+ * with a dot, a comma or `batch`, are looked at twice.
  */
 export function readAsAnotherRoute<R extends MatchableRoute>(
   routes: readonly R[],
@@ -437,9 +439,6 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
       readsOther([...segments.slice(0, script), ...segments.slice(script + 1)], true))
   )
     return "ambiguous_path_info";
-  // A format suffix: Rails reads `admin.b.json` as `admin.b` (every route is
-  // `path(.:format)`), Spring MVC's suffix pattern match (its default before 5.3) as `admin`.
-  // A leading dot is part of the name.
   const name = segments.at(-1) as string;
   // A directory's index is its page: `/index.php` is `/` to Laravel, Symfony and CodeIgniter,
   // `/default.aspx` to IIS, and `/admin/index.html` is `/admin` to a static host serving an
@@ -466,6 +465,9 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
     page = [...segments.slice(0, gatsby), ...(rest.join("/") === "index" ? [] : rest)];
   }
   if (page && readsOther(page.length ? page : [""], true)) return "ambiguous_format";
+  // A format suffix: Rails reads `admin.b.json` as `admin.b` (every route is
+  // `path(.:format)`), Spring MVC's suffix pattern match (its default before 5.3) as `admin`.
+  // A leading dot is part of the name.
   const first = name.indexOf(".", 1);
   if (first === -1) return undefined;
   // The tenant it binds, read shorter, is another one (`/v1/tenants/globex.json` is `globex`).
