@@ -4,6 +4,7 @@
 // parsed, what a HEAD or a 200 gave as the body, `{}` or `undefined` when nothing was forwarded),
 // so `body.reason` or `got[...]` meant slightly different things from file to file. This is the
 // one reading they share.
+import { expect } from "vitest";
 import type { AuditRecord } from "../../src/core/audit";
 import { type EchoRecord, echoOrigin, type Harness, marker, originSaw } from "./harness";
 
@@ -60,4 +61,13 @@ export async function sentStraightToOrigin(headers: Record<string, string>): Pro
   const m = marker();
   await (await fetch(`${echoOrigin}/public/a`, { headers: { ...headers, "x-test-marker": m } })).arrayBuffer();
   return (await originSaw(m))[0]!.headers;
+}
+
+/** Refused `400 bad_request` as an `ambiguous_*` reading of the request, and nothing forwarded. */
+export function expectAmbiguous(sent: Sent): void {
+  expect(sent.seen.map((s) => s.raw_target)).toEqual([]);
+  expect(sent.response.status).toBe(400);
+  expect(sent.body?.reason).toBe("bad_request");
+  expect(sent.record).toMatchObject({ decision: "deny", reason: "bad_request" });
+  expect(sent.record?.detail).toMatch(/^ambiguous_/);
 }
