@@ -5,6 +5,7 @@
 // the field it concerns, as the validator's do.
 
 import type { CompiledPolicy } from "./policy";
+import { laxBatchRoutes } from "./batch-route-lint";
 import { shadowedRoutes } from "./route-overlap";
 import { capturesOf } from "./routes";
 
@@ -32,11 +33,13 @@ function isLocalOrAddress(url: string): boolean {
  * - a route limit named like a default of another key: it replaces the default on that route
  *   (limits are merged by name), so the route silently loses, say, its per-user limit;
  * - `:tenant` on a public route: with no token there is nothing to bind it to;
+ * - a route written for an OData `$batch` that admits callers a route under its root refuses
+ *   (its sub-requests run under the batch route's rules: see batch-route-lint.ts);
  * - with `deployed`, an upstream or key set on loopback or at a bare address (fine in the
  *   local stack's policy, never in the one deployed).
  */
 export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}): string[] {
-  const problems = shadowedRoutes(policy);
+  const problems = [...shadowedRoutes(policy), ...laxBatchRoutes(policy)];
   for (const route of policy.routes) {
     const at = `routes[${route.index}]`;
     for (const origin of route.cors?.allow_credentials ? route.cors.allow_origins : []) {

@@ -75,7 +75,7 @@ function isTrailingSlash(part: PathPart): boolean {
 /** Route literals folded (see `foldCase`), once per literal per isolate: the policy's are few. */
 const foldedLiterals = new Map<string, string>();
 
-function foldedLiteral(literal: string): string {
+export function foldedLiteral(literal: string): string {
   let folded = foldedLiterals.get(literal);
   if (folded === undefined) {
     folded = foldCase(literal);
@@ -327,7 +327,7 @@ const casedLiterals = new WeakMap<readonly MatchableRoute[], boolean>();
 export type RouteAmbiguity = "ambiguous_case" | "ambiguous_format" | "ambiguous_path_info" | "ambiguous_batch";
 
 /** Whether `pattern` matches some path below these (folded) segments. */
-function matchesBelow(pattern: CompiledPattern, prefix: readonly string[]): boolean {
+export function matchesBelow(pattern: CompiledPattern, prefix: readonly string[]): boolean {
   const { parts } = pattern;
   for (let i = 0; i < prefix.length; i++) {
     const part = parts[i];

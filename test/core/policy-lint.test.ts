@@ -96,3 +96,64 @@ describe("policy problems the validator lets through", () => {
     expect(problemsOf(dotted, true)).toEqual(["routes[0].upstream: https://localhost.:8443 is local or an address"]);
   });
 });
+
+describe("a route written for an OData $batch", () => {
+  // Its sub-requests run under its rules anywhere under its root: it must demand no less of a
+  // caller than each route there (the edge refuses a `$batch` no route is written for).
+  const odata = (batch: RouteConfig["auth"], more: RouteConfig[] = []) =>
+    ({
+      version: 1,
+      upstreams: { api: { url: "https://origin.example.com" } },
+      issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
+      routes: [
+        { name: "batch", methods: ["POST"], path: "/odata/$batch", auth: batch, upstream: "api" },
+        ...more,
+        {
+          name: "odata-admin",
+          methods: ["DELETE"],
+          path: "/odata/**",
+          auth: { issuers: ["idp"], groups: { any_of: ["admins"] } },
+          upstream: "api",
+        },
+        { name: "odata", methods: ["GET", "POST"], path: "/odata/**", auth: { issuers: ["idp"] }, upstream: "api" },
+        { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "api" },
+      ],
+    }) as PolicyDocument;
+
+  it("admitting callers a route under its root refuses is a problem naming both", () => {
+    expect(problemsOf(odata({ issuers: ["idp"] }))).toEqual([
+      "routes[0] (batch): its $batch runs requests under routes[1] (odata-admin), which demands more of a caller",
+    ]);
+    expect(problemsOf(odata("public"))).toHaveLength(2);
+  });
+
+  it("as strict as the strictest route under its root is none; routes outside its root do not count", () => {
+    expect(problemsOf(odata({ issuers: ["idp"], groups: { any_of: ["admins"] } }))).toEqual([]);
+  });
+
+  it("scopes, claims and a tenant binding below its root count too", () => {
+    const scoped: RouteConfig = {
+      name: "orders-write",
+      methods: ["PATCH"],
+      path: "/odata/Orders/**",
+      auth: { issuers: ["idp"], scopes: { all_of: ["orders:write"] }, claims: [{ claim: "tier", equals: "gold" }] },
+      upstream: "api",
+    };
+    const admins = { issuers: ["idp"], groups: { any_of: ["admins"] } };
+    expect(problemsOf(odata(admins, [scoped]))).toEqual([
+      "routes[0] (batch): its $batch runs requests under routes[1] (orders-write), which demands more of a caller",
+    ]);
+    const strict = { ...admins, scopes: { all_of: ["orders:write"] }, claims: [{ claim: "tier", equals: "gold" }] };
+    expect(problemsOf(odata(strict, [scoped]))).toEqual([]);
+    const tenant: RouteConfig = {
+      name: "tenant",
+      methods: ["GET"],
+      path: "/odata/t/:tenant/**",
+      auth: { issuers: ["idp"] },
+      upstream: "api",
+    };
+    expect(problemsOf(odata(strict, [tenant]))).toEqual([
+      "routes[0] (batch): its $batch runs requests under routes[1] (tenant), which demands more of a caller",
+    ]);
+  });
+});

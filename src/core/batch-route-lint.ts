@@ -1,0 +1,54 @@
+// A route written for an OData `$batch` (`/odata/$batch`) runs, under its own rules, the
+// sub-requests its body names anywhere under its root: the edge lets such a batch through only
+// on a route written for it (routes.ts, `readAsAnotherRoute`), so that route must admit no
+// caller a route under its root refuses. Checked with the policy lint, never by the Worker.
+
+import type { CompiledPolicy, CompiledRoute } from "./policy";
+import type { AuthRequirement } from "./policy-types";
+import { capturesOf, coversHost, foldedLiteral, matchesBelow } from "./routes";
+
+/** Whether every caller `batch` admits is admitted by `other` too (as far as a policy can say). */
+function demandsAtLeast(batch: "public" | AuthRequirement, other: "public" | AuthRequirement): boolean {
+  if (other === "public") return true;
+  if (batch === "public") return false;
+  const within = (list: readonly string[] | undefined, of: readonly string[]) =>
+    list !== undefined && list.length > 0 && list.every((item) => of.includes(item));
+  const allOf = batch.scopes?.all_of ?? [];
+  const anyOf = other.scopes?.any_of;
+  const claims = (batch.claims ?? []).map((condition) => JSON.stringify(condition));
+  return (
+    batch.issuers.every((id) => other.issuers.includes(id)) &&
+    (other.audiences === undefined || within(batch.audiences, other.audiences)) &&
+    (other.scopes?.all_of ?? []).every((scope) => allOf.includes(scope)) &&
+    (!anyOf?.length || allOf.some((scope) => anyOf.includes(scope)) || within(batch.scopes?.any_of, anyOf)) &&
+    (!other.groups?.any_of.length || within(batch.groups?.any_of, other.groups.any_of)) &&
+    (other.claims ?? []).every((condition) => claims.includes(JSON.stringify(condition)))
+  );
+}
+
+/** Whether a route binds the tenant (by its path or its host). */
+const bindsTenant = (route: CompiledRoute) =>
+  route.host?.captureName !== undefined || capturesOf(route.pattern).length > 0;
+
+/** One problem per route under a `$batch` route's root that demands more than the batch route. */
+export function laxBatchRoutes(policy: CompiledPolicy): string[] {
+  const problems: string[] = [];
+  for (const batch of policy.routes) {
+    const parts = batch.pattern.parts;
+    const at = parts.findIndex((part) => part.kind === "literal" && foldedLiteral(part.value) === "$batch");
+    const root = parts.slice(0, at);
+    // A root with a wildcard is any of several: judged by no one route here.
+    if (at === -1 || !root.every((part) => part.kind === "literal")) continue;
+    const segments = root.map((part) => foldedLiteral((part as { value: string }).value));
+    for (const other of policy.routes) {
+      if (other === batch || !matchesBelow(other.pattern, segments)) continue;
+      if (batch.host && other.host && !coversHost(batch.host, other.host) && !coversHost(other.host, batch.host))
+        continue;
+      if (demandsAtLeast(batch.auth, other.auth) && (!bindsTenant(other) || bindsTenant(batch))) continue;
+      problems.push(
+        `routes[${batch.index}] (${batch.name}): its $batch runs requests under routes[${other.index}] (${other.name}), which demands more of a caller`,
+      );
+    }
+  }
+  return problems;
+}
