@@ -40,23 +40,35 @@ export function clientResponse(upstream: Response): Response {
  */
 const REFRESH_URL = /^(\s*(?:[\d.]+\s*)?[;,]\s*url\s*=\s*['"]?)([^'"]*)/i;
 
+/** The upstream as `onEdge` compares URLs with it: its host, and its path without a final `/`. */
+interface Upstream {
+  host: string;
+  base: string;
+}
+
 /**
  * The edge's own URL for `value` if it names the upstream (its host, under its path), else
  * `value`. Read by host whatever the scheme: an origin behind its own TLS terminator may write
  * `http://` for an `https://` upstream, and names it all the same.
  */
-function onEdge(value: string, upstreamUrl: string, edgeOrigin: string): string {
-  const upstream = new URL(upstreamUrl);
-  const base = upstream.pathname.replace(/\/$/, "");
+function onEdge(value: string, { host: upstreamHost, base }: Upstream, edgeOrigin: string): string {
   try {
     // A scheme-relative URL (`//origin.example.com/x`) takes the client's scheme to the same host.
     const absolute = value.trim().replace(/^\/\//, "http://");
     const { host, pathname, search, hash } = new URL(absolute);
-    if (host === upstream.host && (pathname === base || pathname.startsWith(`${base}/`)))
+    if (host === upstreamHost && (pathname === base || pathname.startsWith(`${base}/`)))
       return `${edgeOrigin}${pathname.slice(base.length) || "/"}${search}${hash}`;
   } catch {}
   return value;
 }
+
+/**
+ * A `Link` field's target (RFC 8288 §3: `<URI-Reference>; params, …`), or a quoted parameter
+ * (`title="<a>"`), matched whole so that no `<` in it is taken for a target. Linear: a target
+ * holds no `<` (a run of them without a `>` is not scanned to its end from each one), and an
+ * unterminated quote takes the rest of the field at once.
+ */
+const LINK_TARGET_OR_QUOTED = /"(?:[^"\\]|\\[\s\S])*"?|<([^<>]*)>/g;
 
 /**
  * An origin that writes an absolute URL from the `Host` it was sent (nginx's and Apache's own
@@ -64,18 +76,29 @@ function onEdge(value: string, upstreamUrl: string, edgeOrigin: string): string 
  * it tells every client the private origin's address, and takes the next request past the
  * edge. A `Location`, `Content-Location` or `Refresh` URL naming the upstream is made the
  * edge's own for the same path, as nginx's `proxy_redirect default` and Apache's
- * `ProxyPassReverse` do; any other URL (an identity provider's sign-in) goes on as written.
+ * `ProxyPassReverse` do, and so is each `Link` target (a paginated API's `rel="next"`, which
+ * clients follow with the caller's own token); any other URL (an identity provider's sign-in)
+ * goes on as written.
  */
 export function upstreamUrlsOnEdge(headers: Headers, upstreamUrl: string, edgeOrigin: string): void {
-  for (const name of ["location", "content-location", "refresh"]) {
+  let upstream: Upstream | undefined;
+  for (const name of ["location", "content-location", "refresh", "link"]) {
     const value = headers.get(name);
     if (value === null) continue;
-    headers.set(
-      name,
-      name === "refresh"
-        ? value.replace(REFRESH_URL, (_, before: string, url: string) => before + onEdge(url, upstreamUrl, edgeOrigin))
-        : onEdge(value, upstreamUrl, edgeOrigin),
-    );
+    if (!upstream) {
+      const { host, pathname } = new URL(upstreamUrl);
+      upstream = { host, base: pathname.replace(/\/$/, "") };
+    }
+    const at = upstream;
+    let rewritten: string;
+    if (name === "refresh")
+      rewritten = value.replace(REFRESH_URL, (_, before: string, url: string) => before + onEdge(url, at, edgeOrigin));
+    else if (name === "link")
+      rewritten = value.replace(LINK_TARGET_OR_QUOTED, (whole, target: string | undefined) =>
+        target === undefined ? whole : `<${onEdge(target, at, edgeOrigin)}>`,
+      );
+    else rewritten = onEdge(value, at, edgeOrigin);
+    if (rewritten !== value) headers.set(name, rewritten);
   }
 }
 

@@ -1,5 +1,5 @@
 // The origin's URLs that name the upstream, made the edge's own (Location, Content-Location,
-// Refresh), as nginx's `proxy_redirect default` and Apache's `ProxyPassReverse` make them; the
+// Refresh, each Link target), as nginx's `proxy_redirect default` and Apache's `ProxyPassReverse` make them; the
 // whole-request behaviour is in test/pipeline/origin-redirects-to-the-upstream.test.ts (the echo
 // origin answers only a Location, so the other fields are read here).
 import { describe, expect, it } from "vitest";
@@ -41,6 +41,26 @@ describe("a URL naming the upstream is the edge's URL for the same path", () => 
     expect(got["content-location"]).toBe(`${EDGE}/items/7`);
     expect(got.refresh).toBe(`5; url='${EDGE}/next'`);
     expect(rewritten({ refresh: "0;URL=https://origin.internal:8443/base/x" }).refresh).toBe(`0;URL=${EDGE}/x`);
+  });
+
+  it("each Link target, its parameters and the other targets as written", () => {
+    // A paginated API's links, written from the Host the origin was sent (the whole-stack
+    // test, test/node/e2e/origin-answers-on-the-wire.test.ts, has a real origin write them).
+    const link =
+      '<https://origin.internal:8443/base/items?page=2>; rel="next", ' +
+      '<https://idp.example.com/docs>; rel="help"; title="see <https://origin.internal:8443/base/x>", ' +
+      "</items?page=9>; rel=last, <//origin.internal:8443/base/style.css>; rel=preload; as=style";
+    expect(rewritten({ link }).link).toBe(
+      `<${EDGE}/items?page=2>; rel="next", ` +
+        '<https://idp.example.com/docs>; rel="help"; title="see <https://origin.internal:8443/base/x>", ' +
+        `</items?page=9>; rel=last, <${EDGE}/style.css>; rel=preload; as=style`,
+    );
+  });
+
+  it("a Link field of a quote never closed, or of `<` without `>`, is left as written (in one pass: a reading quadratic in the field would run past the test's timeout)", () => {
+    for (const link of [`<a>; title="${"<".repeat(100_000)}`, "<".repeat(100_000), `${'"'.repeat(50_001)}<x`]) {
+      expect(rewritten({ link }).link).toBe(link);
+    }
   });
 
   it("an upstream without a path maps every path on its host", () => {
