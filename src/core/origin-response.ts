@@ -35,10 +35,11 @@ export function clientResponse(upstream: Response): Response {
 }
 
 /**
- * `Refresh: 5; url=…`: what comes before the URL, and the URL, quoted or not. No two
- * whitespace runs may meet (a long run with no `;` would be split every way before failing).
+ * `Refresh: 5; url=…`, or `Refresh: 5; …` (the HTML standard reads a URL after the delay with
+ * or without `url=`): what comes before the URL, and the URL, quoted or not. Anchored, and
+ * certain to match once past the `;` or `,`: no whitespace run before it meets another.
  */
-const REFRESH_URL = /^(\s*(?:[\d.]+\s*)?[;,]\s*url\s*=\s*['"]?)([^'"]*)/i;
+const REFRESH_URL = /^(\s*(?:[\d.]+\s*)?[;,]\s*(?:url\s*=\s*)?['"]?)([^'"]*)/i;
 
 /** The upstream as `onEdge` compares URLs with it: its host, and its path without a final `/`. */
 interface Upstream {

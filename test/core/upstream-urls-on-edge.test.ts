@@ -41,6 +41,9 @@ describe("a URL naming the upstream is the edge's URL for the same path", () => 
     expect(got["content-location"]).toBe(`${EDGE}/items/7`);
     expect(got.refresh).toBe(`5; url='${EDGE}/next'`);
     expect(rewritten({ refresh: "0;URL=https://origin.internal:8443/base/x" }).refresh).toBe(`0;URL=${EDGE}/x`);
+    // The HTML standard reads the URL after the delay without `url=` too.
+    expect(rewritten({ refresh: "0; https://origin.internal:8443/base/x" }).refresh).toBe(`0; ${EDGE}/x`);
+    expect(rewritten({ refresh: "1, '//origin.internal:8443/base/y'" }).refresh).toBe(`1, '${EDGE}/y'`);
   });
 
   it("each Link target, its parameters and the other targets as written", () => {
