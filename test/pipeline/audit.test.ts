@@ -8,6 +8,7 @@ import { type AuditRecord, consoleSink } from "../../src/core/audit";
 import type { DenyReason } from "../../src/core/deny";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { RECORD_FIELDS } from "../support/record-fields";
+import { uploadFromClient } from "../support/forward-scenarios";
 import { basePolicy, echoOrigin, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
 import { AUDIENCE, makeIssuer, makeKey, type TestIssuer } from "../support/issuers";
 import { held, heldLimiter, heldOrigin } from "../support/waiting";
@@ -190,40 +191,9 @@ describe("audit record", () => {
     expect(edge.dataPoints).toHaveLength(1);
   });
 
-  /**
-   * POSTs a body the test feeds, from a client the test can make disconnect; `firstPartTaken`
-   * settles when the edge asks for more than the part sent at once.
-   */
-  function upload(edge: ReturnType<typeof harness>, headers: Record<string, string>) {
-    const client = new AbortController();
-    const firstPartTaken = held<void>();
-    let feed!: ReadableStreamDefaultController<Uint8Array>;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        feed = controller;
-        controller.enqueue(new TextEncoder().encode("part of it"));
-      },
-      pull() {
-        // The queue holds one part at most: asked for more, the edge has taken the first.
-        firstPartTaken.resolve();
-      },
-    });
-    const answered = edge.fetch(
-      new Request("https://edge.test/public/upload", {
-        method: "POST",
-        body,
-        signal: client.signal,
-        headers,
-        duplex: "half",
-      } as RequestInit),
-    );
-    return {
-      client,
-      feed: () => feed,
-      firstPartTaken: firstPartTaken.promise,
-      answered: answered.catch(() => undefined),
-    };
-  }
+  /** A POST of "part of it" and then what the test feeds, from a client it can make hang up (`uploadFromClient`). */
+  const upload = (edge: ReturnType<typeof harness>, headers: Record<string, string>) =>
+    uploadFromClient(edge, "/public/upload", "part of it", headers);
 
   it("records a client that hangs up mid-upload as refused: the origin never had the whole request", async () => {
     const origin = heldOrigin(echoOrigin);
@@ -232,7 +202,7 @@ describe("audit record", () => {
     const { client, feed, firstPartTaken, answered } = upload(edge, { "x-test-marker": m });
     await firstPartTaken;
     client.abort();
-    feed().error(new Error("client went away"));
+    feed.error(new Error("client went away"));
     // The harness waits for the request's waitUntil work, the record's included.
     await answered;
     expect(edge.audit).toHaveLength(1);
@@ -247,7 +217,7 @@ describe("audit record", () => {
     const edge = harness(heldPolicy(), {}, { HELD_ORIGIN: origin.binding });
     const m = marker();
     const { client, feed, answered } = upload(edge, { "x-test-marker": m });
-    feed().close();
+    feed.close();
     // The origin has answered, so it had the whole body; its answer is held back, as an
     // origin's that works on the request a while.
     expect(await origin.settled.promise).toBe("answered");

@@ -2,6 +2,7 @@
 // edge's refusals (401, 403, 429) carry the route's CORS headers and `Vary: Origin`, so the
 // page can read why it was refused and no cache hands one page's answer to another.
 import { describe, expect, it } from "vitest";
+import type { CorsConfig, HttpMethod, RouteConfig } from "../../src/core/policy-types";
 import { basePolicy, harness } from "../support/harness";
 import { AUDIENCE, makeIssuer } from "../support/issuers";
 
@@ -27,6 +28,32 @@ async function edge() {
     }),
   );
   return { issuer, edge: h };
+}
+
+/** A public route to the echo origin, with these CORS settings. */
+function publicCorsRoute(name: string, methods: HttpMethod[], path: string, cors: CorsConfig): RouteConfig {
+  return { name, methods, path, auth: "public", upstream: "echo", cors };
+}
+
+/**
+ * An edge where a route of its own (`earlier`, without CORS) takes some methods at `/x/admin`
+ * before `/x/**` (route `x`, with CORS), both for callers of a fresh issuer.
+ */
+async function edgeWithEarlierRoute(
+  earlier: { name: string; methods: HttpMethod[] },
+  x: { methods: HttpMethod[]; cors: CorsConfig },
+) {
+  const issuer = await makeIssuer("ES256");
+  const auth = { issuers: ["main"] };
+  return harness(
+    basePolicy({
+      issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
+      routes: [
+        { ...earlier, path: "/x/admin", auth, upstream: "echo" },
+        { name: "x", ...x, path: "/x/**", auth, upstream: "echo" },
+      ],
+    }),
+  );
 }
 
 const preflight = (method: string, origin = APP) => ({
@@ -62,18 +89,7 @@ describe("CORS on an authenticated route", () => {
 
   it("fills in what the route's cors leaves out: its methods, authorization and content-type, 600 s", async () => {
     const h = harness(
-      basePolicy({
-        routes: [
-          {
-            name: "spa",
-            methods: ["GET", "POST"],
-            path: "/spa/**",
-            auth: "public",
-            upstream: "echo",
-            cors: { allow_origins: [APP] },
-          },
-        ],
-      }),
+      basePolicy({ routes: [publicCorsRoute("spa", ["GET", "POST"], "/spa/**", { allow_origins: [APP] })] }),
     );
     const response = await h.fetch("/spa/x", preflight("POST"));
     expect(response.status).toBe(204);
@@ -128,23 +144,9 @@ describe("a preflight's answer grants only what this route takes at this URL", (
   // A browser keeps a preflight's methods per origin and URL, and then sends them without
   // asking again: a method an earlier route takes at the URL must not be granted here.
   it("leaves out a method an earlier route without CORS takes at the URL; grants it where this route takes it", async () => {
-    const issuer = await makeIssuer("ES256");
-    const auth = { issuers: ["main"] };
-    const e = harness(
-      basePolicy({
-        issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
-        routes: [
-          { name: "admin-delete", methods: ["DELETE"], path: "/x/admin", auth, upstream: "echo" },
-          {
-            name: "x",
-            methods: ["GET", "DELETE"],
-            path: "/x/**",
-            auth,
-            upstream: "echo",
-            cors: { allow_origins: [APP], allow_credentials: true },
-          },
-        ],
-      }),
+    const e = await edgeWithEarlierRoute(
+      { name: "admin-delete", methods: ["DELETE"] },
+      { methods: ["GET", "DELETE"], cors: { allow_origins: [APP], allow_credentials: true } },
     );
     // The DELETE preflight is the other route's to answer, and it has no CORS.
     const refused = await e.fetch("/x/admin", preflight("DELETE"));
@@ -161,23 +163,9 @@ describe("a preflight's answer grants only what this route takes at this URL", (
   });
 
   it("is kept by no browser where another route takes GET, HEAD or POST at the URL: those need no kept method, only kept headers", async () => {
-    const issuer = await makeIssuer("ES256");
-    const auth = { issuers: ["main"] };
-    const e = harness(
-      basePolicy({
-        issuers: { main: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
-        routes: [
-          { name: "admin-post", methods: ["POST"], path: "/x/admin", auth, upstream: "echo" },
-          {
-            name: "x",
-            methods: ["GET", "PUT"],
-            path: "/x/**",
-            auth,
-            upstream: "echo",
-            cors: { allow_origins: [APP] },
-          },
-        ],
-      }),
+    const e = await edgeWithEarlierRoute(
+      { name: "admin-post", methods: ["POST"] },
+      { methods: ["GET", "PUT"], cors: { allow_origins: [APP] } },
     );
     const shared = await e.fetch("/x/admin", preflight("PUT"));
     expect(shared.status).toBe(204);
@@ -188,14 +176,8 @@ describe("a preflight's answer grants only what this route takes at this URL", (
   });
 
   it("is kept by no browser where another route takes any method at the URL: a kept header would serve that route's requests", async () => {
-    const route = (name: string, methods: ("DELETE" | "GET" | "PUT")[], path: string, headers: string[]) => ({
-      name,
-      methods,
-      path,
-      auth: "public" as const,
-      upstream: "echo",
-      cors: { allow_origins: [APP], allow_headers: headers },
-    });
+    const route = (name: string, methods: HttpMethod[], path: string, headers: string[]) =>
+      publicCorsRoute(name, methods, path, { allow_origins: [APP], allow_headers: headers });
     const e = harness(
       basePolicy({
         routes: [
@@ -226,14 +208,7 @@ describe("CORS preflight and letter case", () => {
       basePolicy({
         routes: [
           { name: "legacy", methods: ["DELETE", "OPTIONS"], path: "/Api/**", auth: "public", upstream: "echo" },
-          {
-            name: "api",
-            methods: ["GET", "DELETE"],
-            path: "/api/**",
-            auth: "public",
-            upstream: "echo",
-            cors: { allow_origins: [APP] },
-          },
+          publicCorsRoute("api", ["GET", "DELETE"], "/api/**", { allow_origins: [APP] }),
         ],
       }),
     );
@@ -254,14 +229,12 @@ describe("CORS on an actual response", () => {
     const e = harness(
       basePolicy({
         routes: [
-          {
-            name: "narrow",
-            methods: ["GET", "POST"],
-            path: "/narrow/**",
-            auth: "public",
-            upstream: "echo",
-            cors: { allow_origins: [APP], allow_methods: ["GET"], allow_credentials: true, expose_headers: ["x-a"] },
-          },
+          publicCorsRoute("narrow", ["GET", "POST"], "/narrow/**", {
+            allow_origins: [APP],
+            allow_methods: ["GET"],
+            allow_credentials: true,
+            expose_headers: ["x-a"],
+          }),
         ],
       }),
     );

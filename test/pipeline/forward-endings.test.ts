@@ -6,7 +6,9 @@
 // controls; no elapsed time is asserted: a wait that never ends is left to vitest's own timeout.
 import { env } from "cloudflare:workers";
 import { describe, expect, it, onTestFinished } from "vitest";
+import { bodyOf, readToEnd, streamedRequest, thousandByteParts } from "../support/forward-scenarios";
 import { basePolicy, echoOrigin, harness, marker, originSaw, serviceEdge, unhandledDuring } from "../support/harness";
+import { largeBody } from "../support/large-body";
 import { timersLeftBy } from "../support/timers";
 import { held, sleep } from "../support/waiting";
 
@@ -25,6 +27,21 @@ function brokenBody() {
     return cancel(reason);
   };
   return { body, cancelled: cancelled.promise };
+}
+
+/**
+ * How many bytes an origin has once it reads the upload until it has `declared` of them (or
+ * the upload ends): it reads no further, the body's end left unread.
+ */
+async function readUpTo(upload: ReadableStream<Uint8Array>, declared: number): Promise<number> {
+  const reader = upload.getReader();
+  let bytes = 0;
+  while (bytes < declared) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    bytes += value.byteLength;
+  }
+  return bytes;
 }
 
 describe("an origin that stops taking the upload, then answers", () => {
@@ -70,34 +87,26 @@ describe("an origin that stops taking the upload, then answers", () => {
     };
   }
 
-  it("an origin that cancels the body, then answers 413, is passed on (the origin honours the abort)", async () => {
+  /** The upload sent as `init` says to a `refusingOrigin` that reads `firstParts` parts first: the answer, and the edge for its record. */
+  async function refusedUpload(firstParts: number, init: Omit<RequestInit, "body" | "duplex"> = {}) {
     const upload = uploadOf100Parts();
     const edge = serviceEdge(
-      refusingOrigin(0, () => upload.cancelled),
+      refusingOrigin(firstParts, () => upload.cancelled),
       2000,
     );
-    const response = await edge.fetch(
-      new Request("https://edge.test/held/x", { method: "POST", body: upload.body, duplex: "half" } as RequestInit),
-    );
+    const response = await edge.fetch(streamedRequest("/held/x", upload.body, init));
+    return { edge, response };
+  }
+
+  it("an origin that cancels the body, then answers 413, is passed on (the origin honours the abort)", async () => {
+    const { edge, response } = await refusedUpload(0);
     expect({ status: response.status, text: await response.text() }).toEqual({ status: 413, text: "too large" });
     expect(edge.audit).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: null, status: 413 });
   });
 
   it("the same with a declared length, the origin having looked at the first part", async () => {
-    const upload = uploadOf100Parts();
-    const edge = serviceEdge(
-      refusingOrigin(1, () => upload.cancelled),
-      2000,
-    );
-    const response = await edge.fetch(
-      new Request("https://edge.test/held/x", {
-        method: "PUT",
-        body: upload.body,
-        headers: { "content-length": "100000" },
-        duplex: "half",
-      } as RequestInit),
-    );
+    const { edge, response } = await refusedUpload(1, { method: "PUT", headers: { "content-length": "100000" } });
     expect({ status: response.status, text: await response.text() }).toEqual({ status: 413, text: "too large" });
     expect(edge.audit).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: null, status: 413 });
@@ -142,14 +151,7 @@ describe("the budget of a declared-length upload starts with its last byte", () 
     const edge = serviceEdge(
       {
         fetch: async (_target: string, init: RequestInit) => {
-          const reader = (init.body as ReadableStream<Uint8Array>).getReader();
-          let bytes = 0;
-          while (bytes < 11) {
-            const { done, value } = await reader.read();
-            if (done) break;
-            bytes += value.byteLength;
-          }
-          originHasAll.resolve(bytes);
+          originHasAll.resolve(await readUpTo(init.body as ReadableStream<Uint8Array>, 11));
           return new Promise<Response>(() => undefined); // never answers
         },
       },
@@ -168,14 +170,7 @@ describe("the budget of a declared-length upload starts with its last byte", () 
         feed.close();
       } catch {}
     });
-    const answered = edge.fetch(
-      new Request("https://edge.test/held/x", {
-        method: "POST",
-        body,
-        headers: { "content-length": "11" },
-        duplex: "half",
-      } as RequestInit),
-    );
+    const answered = edge.fetch(streamedRequest("/held/x", body, { headers: { "content-length": "11" } }));
     expect(await originHasAll.promise).toBe(11);
     // The body's end is not sent: a budget that starts with the last declared byte still ends
     // the wait; one that waits for the end never does (vitest's timeout).
@@ -187,31 +182,14 @@ describe("the budget of a declared-length upload starts with its last byte", () 
 
 describe("a body not of the length its client declared", () => {
   const edgeToEcho = () => harness(basePolicy({ upstreams: { echo: { url: echoOrigin, timeout_ms: 2000 } } }));
-  /** A body sent in these parts, each only when the edge reads on. */
-  const bodyOf = (parts: Uint8Array[]) => {
-    let i = 0;
-    return new ReadableStream<Uint8Array>(
-      {
-        pull(controller) {
-          const part = parts[i++];
-          if (part) controller.enqueue(part);
-          else controller.close();
-        },
-      },
-      { highWaterMark: 0 },
-    );
-  };
 
   it("longer than declared (4 declared, 8 sent): the declared bytes are the body, as HTTP frames it", async () => {
     const edge = edgeToEcho();
     const m = marker();
     const response = await edge.fetch(
-      new Request("https://edge.test/public/upload", {
-        method: "POST",
-        body: bodyOf([new TextEncoder().encode("abcd"), new TextEncoder().encode("efgh")]),
+      streamedRequest("/public/upload", bodyOf([new TextEncoder().encode("abcd"), new TextEncoder().encode("efgh")]), {
         headers: { "content-length": "4", "x-test-marker": m },
-        duplex: "half",
-      } as RequestInit),
+      }),
     );
     expect(response.status).toBe(200);
     expect(await originSaw(m)).toEqual([expect.objectContaining({ method: "POST", body_bytes: 4 })]);
@@ -222,12 +200,9 @@ describe("a body not of the length its client declared", () => {
     const edge = edgeToEcho();
     const m = marker();
     const response = await edge.fetch(
-      new Request("https://edge.test/public/upload", {
-        method: "POST",
-        body: bodyOf([new Uint8Array(5)]),
+      streamedRequest("/public/upload", bodyOf([new Uint8Array(5)]), {
         headers: { "content-length": "10", "x-test-marker": m },
-        duplex: "half",
-      } as RequestInit),
+      }),
     );
     // The origin never took it as a complete request.
     expect(await originSaw(m)).toEqual([]);
@@ -246,19 +221,7 @@ describe("an answer the edge refuses while the upload goes on", () => {
           const upload = init.body as ReadableStream<Uint8Array>;
           (async () => {
             await go.promise;
-            let bytes = 0;
-            let read: string;
-            try {
-              const reader = upload.getReader();
-              for (;;) {
-                const { done, value } = await reader.read();
-                if (done) break;
-                bytes += value.byteLength;
-              }
-              read = `clean end after ${bytes}`;
-            } catch {
-              read = "error";
-            }
+            const read = await readToEnd(upload);
             originGot.resolve({ aborted: init.signal?.aborted ?? false, read });
           })();
           // Answers at once, before taking the body, with a status the edge refuses.
@@ -327,28 +290,12 @@ describe("no timer outlives the answer", () => {
       },
       { highWaterMark: 0 },
     );
-    const result = await pendingTimersAfter(() =>
-      edge.fetch(new Request("https://edge.test/held/x", { method: "POST", body, duplex: "half" } as RequestInit)),
-    );
+    const result = await pendingTimersAfter(() => edge.fetch(streamedRequest("/held/x", body)));
     expect(result).toEqual({ status: 499, pending: [] });
   });
 });
 
 const issuerServer = (env as unknown as { ISSUER_SERVER: string }).ISSUER_SERVER;
-
-/** `parts` parts of 1,000 bytes, each sent only as the edge reads on. */
-function uploadOfParts(parts: number) {
-  let sent = 0;
-  return new ReadableStream<Uint8Array>(
-    {
-      pull(controller) {
-        if (sent++ < parts) controller.enqueue(new Uint8Array(1000));
-        else controller.close();
-      },
-    },
-    { highWaterMark: 0 },
-  );
-}
 
 describe("an origin that stops taking the upload and never answers", () => {
   /**
@@ -383,12 +330,9 @@ describe("an origin that stops taking the upload and never answers", () => {
       const origin = refusingSilentOrigin(framing === "length" ? 1 : 0);
       const edge = serviceEdge(origin.binding, 200);
       const response = await edge.fetch(
-        new Request("https://edge.test/held/x", {
-          method: "POST",
-          body: uploadOfParts(100),
+        streamedRequest("/held/x", bodyOf(thousandByteParts(100)), {
           headers: framing === "length" ? { "content-length": "100000" } : {},
-          duplex: "half",
-        } as RequestInit),
+        }),
       );
       expect(response.status).toBe(504);
       expect(edge.audit).toHaveLength(1);
@@ -414,13 +358,7 @@ describe("a declared-length body that breaks off after its last declared byte", 
     const endFailed = held<void>();
     const origin = {
       fetch: async (_target: string, init: RequestInit) => {
-        const reader = (init.body as ReadableStream<Uint8Array>).getReader();
-        let bytes = 0;
-        while (bytes < 11) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          bytes += value.byteLength;
-        }
+        const bytes = await readUpTo(init.body as ReadableStream<Uint8Array>, 11);
         await endFailed.promise;
         // Two task turns: the edge has acted on the failed read by now.
         await sleep(0);
@@ -442,12 +380,7 @@ describe("a declared-length body that breaks off after its last declared byte", 
       },
       { highWaterMark: 0 },
     );
-    const request = new Request("https://edge.test/held/x", {
-      method: "POST",
-      body,
-      headers: { "content-length": "11" },
-      duplex: "half",
-    } as RequestInit);
+    const request = streamedRequest("/held/x", body, { headers: { "content-length": "11" } });
     return { edge: serviceEdge(origin, 2000), request };
   }
 
@@ -473,24 +406,9 @@ describe("a body cut at its declared length, and a connection that breaks", () =
     const edge = harness(basePolicy({ upstreams: { echo: { url: echoOrigin, timeout_ms: 2000 } } }));
     for (const parts of [["abcdefgh"], ["ab", "cdefgh"]]) {
       const m = marker();
-      let i = 0;
-      const body = new ReadableStream<Uint8Array>(
-        {
-          pull(controller) {
-            const part = parts[i++];
-            if (part) controller.enqueue(new TextEncoder().encode(part));
-            else controller.close();
-          },
-        },
-        { highWaterMark: 0 },
-      );
+      const body = bodyOf(parts.map((part) => new TextEncoder().encode(part)));
       const response = await edge.fetch(
-        new Request("https://edge.test/public/upload", {
-          method: "POST",
-          body,
-          headers: { "content-length": "4", "x-test-marker": m },
-          duplex: "half",
-        } as RequestInit),
+        streamedRequest("/public/upload", body, { headers: { "content-length": "4", "x-test-marker": m } }),
       );
       expect(response.status).toBe(200);
       expect(await originSaw(m)).toEqual([expect.objectContaining({ body_bytes: 4 })]);
@@ -513,21 +431,10 @@ describe("a body cut at its declared length, and a connection that breaks", () =
         }),
       );
       const total = 8 << 20;
-      let sent = 0;
-      const body = new ReadableStream<Uint8Array>({
-        pull(controller) {
-          if (sent >= total) return controller.close();
-          sent += 1 << 16;
-          controller.enqueue(new Uint8Array(1 << 16));
-        },
-      });
       const response = await edge.fetch(
-        new Request(`https://edge.test/${name}/jwks`, {
-          method: "POST",
-          body,
+        streamedRequest(`/${name}/jwks`, largeBody(total).body, {
           headers: declared ? { "content-length": String(total) } : {},
-          duplex: "half",
-        } as RequestInit),
+        }),
       );
       expect(response.status).toBe(502);
       expect(edge.audit.at(-1)).toMatchObject({ reason: "origin_unavailable", detail: "origin_unreachable" });

@@ -6,6 +6,7 @@
 // No elapsed time is asserted: waits are on events the test controls, and an edge that hung
 // would meet vitest's own timeout.
 import { describe, expect, it } from "vitest";
+import { heldOriginEdge, streamedRequest, uploadFromClient } from "../support/forward-scenarios";
 import { basePolicy, echoOrigin, harness, marker, originSaw, serviceEdge, unhandledDuring } from "../support/harness";
 import { timersLeftBy } from "../support/timers";
 import { heldOrigin, sleep } from "../support/waiting";
@@ -172,7 +173,11 @@ describe("a service binding that throws rather than rejects", () => {
 });
 
 describe("a service binding that resolves with no Response", () => {
-  it.each([undefined, null])("%s: 502 origin_unreachable, and no unhandled rejection", async (value) => {
+  /**
+   * A GET to a binding that resolves with `value`: answered 502 with nothing left unhandled;
+   * the decision, reason and detail of each record it wrote.
+   */
+  async function recordsOfA502For(value: unknown) {
     const edge = serviceEdge({ fetch: async () => value }, 1000);
     const unhandled = await unhandledDuring(async () => {
       const response = await edge.fetch("/held/x");
@@ -180,9 +185,11 @@ describe("a service binding that resolves with no Response", () => {
       await response.arrayBuffer();
     });
     expect(unhandled).toEqual([]);
-    expect(edge.audit.map((r) => [r.decision, r.reason, r.detail])).toEqual([
-      ["deny", "origin_unavailable", "origin_unreachable"],
-    ]);
+    return edge.audit.map((r) => [r.decision, r.reason, r.detail]);
+  }
+
+  it.each([undefined, null])("%s: 502 origin_unreachable, and no unhandled rejection", async (value) => {
+    expect(await recordsOfA502For(value)).toEqual([["deny", "origin_unavailable", "origin_unreachable"]]);
   });
 
   it.each([
@@ -190,16 +197,7 @@ describe("a service binding that resolves with no Response", () => {
     ["a number", 5],
     ["an object without a status", {}],
   ])("%s: 502 origin_bad_status, never an empty 200 recorded as allowed", async (_label, value) => {
-    const edge = serviceEdge({ fetch: async () => value }, 1000);
-    const unhandled = await unhandledDuring(async () => {
-      const response = await edge.fetch("/held/x");
-      expect(response.status).toBe(502);
-      await response.arrayBuffer();
-    });
-    expect(unhandled).toEqual([]);
-    expect(edge.audit.map((r) => [r.decision, r.reason, r.detail])).toEqual([
-      ["deny", "origin_unavailable", "origin_bad_status"],
-    ]);
+    expect(await recordsOfA502For(value)).toEqual([["deny", "origin_unavailable", "origin_bad_status"]]);
   });
 });
 
@@ -219,14 +217,7 @@ describe("uploads of no declared length", () => {
         controller.close();
       },
     });
-    const chunked = await edge.fetch(
-      new Request("https://edge.test/public/chunked", {
-        method: "POST",
-        body: empty,
-        headers: { "x-test-marker": m },
-        duplex: "half",
-      } as RequestInit),
-    );
+    const chunked = await edge.fetch(streamedRequest("/public/chunked", empty, { headers: { "x-test-marker": m } }));
     const none = await edge.fetch("/public/none", { method: "PUT", headers: { "x-test-marker": m } });
     expect([chunked.status, none.status]).toEqual([200, 200]);
     const seen = (await originSaw(m)).map((s) => ({
@@ -249,37 +240,17 @@ describe("uploads of no declared length", () => {
     // README, Errors: `allow` once the origin had the whole request, an upload "with its last
     // declared byte, or its end". Without a declared length, that is its end.
     const origin = heldOrigin(echoOrigin);
-    const edge = harness(
-      basePolicy({
-        upstreams: { held: { service: "HELD_ORIGIN", timeout_ms: 5000 } },
-        routes: [{ name: "up", methods: ["POST"], path: "/up/**", auth: "public", upstream: "held" }],
-      }),
-      {},
-      { HELD_ORIGIN: origin.binding },
-    );
+    const edge = heldOriginEdge(origin.binding);
     const m = marker();
-    const client = new AbortController();
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        controller.enqueue(encode("whole body!"));
-        controller.close();
-      },
-    });
-    const answered = edge.fetch(
-      new Request("https://edge.test/up/upload", {
-        method: "POST",
-        body,
-        signal: client.signal,
-        headers: { "x-test-marker": m },
-        duplex: "half",
-      } as RequestInit),
-    );
+    const { client, feed, answered } = uploadFromClient(edge, "/up/upload", "whole body!", { "x-test-marker": m });
+    // Sent whole, its end included, before the edge reads any of it.
+    feed.close();
     // The echo origin answers only once it has read the body's end; its answer is held back.
     expect(await origin.settled.promise).toBe("answered");
     expect((await originSaw(m)).map((s) => [s.body_bytes, s.headers["transfer-encoding"]])).toEqual([[11, "chunked"]]);
     client.abort();
     origin.release.resolve();
-    await answered.catch(() => undefined);
+    await answered;
     await edge.settle();
     expect(edge.audit).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({

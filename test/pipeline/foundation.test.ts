@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { heldOriginEdge, streamedRequest } from "../support/forward-scenarios";
 import { basePolicy, echoOrigin, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
 import { heldOrigin } from "../support/waiting";
 
@@ -240,14 +241,7 @@ describe("client aborts", () => {
   it("a client that breaks off mid-upload is audited as client_closed, not as an origin failure", async () => {
     // The echo origin behind a binding that tells how the origin's request ended.
     const origin = heldOrigin(echoOrigin);
-    const edge = harness(
-      basePolicy({
-        upstreams: { held: { service: "HELD_ORIGIN", timeout_ms: 2000 } },
-        routes: [{ name: "up", methods: ["POST"], path: "/public/**", auth: "public", upstream: "held" }],
-      }),
-      {},
-      { HELD_ORIGIN: origin.binding },
-    );
+    const edge = heldOriginEdge(origin.binding);
     const m = marker();
     let sent = 0;
     const body = new ReadableStream<Uint8Array>({
@@ -256,14 +250,7 @@ describe("client aborts", () => {
         else controller.error(new Error("client went away"));
       },
     });
-    const response = await edge.fetch(
-      new Request("https://edge.test/public/upload", {
-        method: "POST",
-        body,
-        headers: { "x-test-marker": m },
-        duplex: "half",
-      } as RequestInit),
-    );
+    const response = await edge.fetch(streamedRequest("/up/upload", body, { headers: { "x-test-marker": m } }));
     expect(response.status).toBe(499);
     expect(edge.audit).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({

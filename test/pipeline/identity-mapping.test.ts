@@ -4,7 +4,7 @@
 // as a space-separated string or as an array. Each test asserts what reached the origin.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, type EchoRecord, harness } from "../support/harness";
+import { basePolicy, type EchoRecord, type Harness, harness } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
 import { sendMarked } from "../support/sent";
 
@@ -57,6 +57,17 @@ function normalisedNames(headers: EchoRecord["headers"]): string[] {
   return Object.keys(headers).map((name) => name.toLowerCase().replace(/_/g, "-"));
 }
 
+/**
+ * The headers the origin received for one request through `edge` with these headers, which
+ * was let through (200) and forwarded once.
+ */
+async function forwardedHeaders(edge: Harness, path: string, headers: Record<string, string>) {
+  const { response, seen, got } = await sendMarked(edge, path, { headers });
+  expect(response.status).toBe(200);
+  expect(seen).toHaveLength(1);
+  return got;
+}
+
 /** Names of received headers whose value contains `needle`. */
 function carrying(headers: EchoRecord["headers"], needle: string): string[] {
   return Object.entries(headers)
@@ -86,13 +97,7 @@ describe("renamed identity headers (settings.identity_headers)", () => {
       groups: ["eng", "ops"],
       email: "alice@example.com",
     });
-    const {
-      response,
-      seen,
-      got: headers,
-    } = await sendMarked(edge, "/v1/things", { headers: { authorization: `Bearer ${token}` } });
-    expect(response.status).toBe(200);
-    expect(seen).toHaveLength(1);
+    const headers = await forwardedHeaders(edge, "/v1/things", { authorization: `Bearer ${token}` });
     expect(headers).toMatchObject({
       "x-caller-id": "alice",
       "x-caller-org": "acme",
@@ -109,21 +114,13 @@ describe("renamed identity headers (settings.identity_headers)", () => {
 
   it("a client's headers under the custom names never reach a public route, in any spelling", async () => {
     const edge = harness(policy());
-    const {
-      response,
-      seen,
-      got: headers,
-    } = await sendMarked(edge, "/public/a", {
-      headers: {
-        ...SPOOFED,
-        // Controls: an unrelated header, and one with underscores, do reach the origin, so the
-        // spoofed ones are missing because the edge removed them, not because transit drops them.
-        "x-probe-kept": "kept",
-        x_probe_kept_underscore: "kept-underscore",
-      },
+    const headers = await forwardedHeaders(edge, "/public/a", {
+      ...SPOOFED,
+      // Controls: an unrelated header, and one with underscores, do reach the origin, so the
+      // spoofed ones are missing because the edge removed them, not because transit drops them.
+      "x-probe-kept": "kept",
+      x_probe_kept_underscore: "kept-underscore",
     });
-    expect(response.status).toBe(200);
-    expect(seen).toHaveLength(1);
     expect(headers["x-probe-kept"]).toBe("kept");
     expect(headers.x_probe_kept_underscore).toBe("kept-underscore");
     const names = normalisedNames(headers);
@@ -133,18 +130,10 @@ describe("renamed identity headers (settings.identity_headers)", () => {
 
   it("without the setting, the same client header is an ordinary header (the stripping comes from the policy)", async () => {
     const edge = harness(policy({ custom: false }));
-    const {
-      response,
-      seen,
-      got: headers,
-    } = await sendMarked(edge, "/public/a", {
-      headers: {
-        "x-caller-id": "someone",
-        x_caller_org: "org",
-      },
+    const headers = await forwardedHeaders(edge, "/public/a", {
+      "x-caller-id": "someone",
+      x_caller_org: "org",
     });
-    expect(response.status).toBe(200);
-    expect(seen).toHaveLength(1);
     expect(headers["x-caller-id"]).toBe("someone");
     expect(headers.x_caller_org).toBe("org");
   });
@@ -154,21 +143,13 @@ describe("renamed identity headers (settings.identity_headers)", () => {
     // No tenant, groups or email in the token: the edge writes nothing under those names,
     // so only stripping keeps the client's values away.
     const token = await issuer.sign({ sub: "alice", tenant_id: undefined, scope: "api:read" });
-    const {
-      response,
-      seen,
-      got: headers,
-    } = await sendMarked(edge, "/v1/things", {
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...SPOOFED,
-        // The default names are stripped too, and not written by the edge.
-        "x-user-sub": "mallory-default",
-        "x-tenant": "mallory-default-tenant",
-      },
+    const headers = await forwardedHeaders(edge, "/v1/things", {
+      authorization: `Bearer ${token}`,
+      ...SPOOFED,
+      // The default names are stripped too, and not written by the edge.
+      "x-user-sub": "mallory-default",
+      "x-tenant": "mallory-default-tenant",
     });
-    expect(response.status).toBe(200);
-    expect(seen).toHaveLength(1);
     expect(headers["x-caller-id"]).toBe("alice");
     expect(headers["x-caller-scopes"]).toBe("api:read");
     expect(headers["x-caller-issuer"]).toBe(issuer.url);
@@ -233,13 +214,7 @@ describe("groups claim: an array, or one string that is one group", () => {
   it("an empty groups string writes no groups header", async () => {
     const edge = harness(policy());
     const token = await issuer.sign({ sub: "alice", groups: "" });
-    const {
-      response,
-      seen,
-      got: headers,
-    } = await sendMarked(edge, "/v1/things", { headers: { authorization: `Bearer ${token}` } });
-    expect(response.status).toBe(200);
-    expect(seen).toHaveLength(1);
+    const headers = await forwardedHeaders(edge, "/v1/things", { authorization: `Bearer ${token}` });
     // The identity was injected (so the groups header is missing by choice, not because none were written).
     expect(headers["x-caller-id"]).toBe("alice");
     expect(normalisedNames(headers)).not.toContain("x-caller-groups");

@@ -10,7 +10,7 @@ import type { Outcome, Timings } from "../../src/core/audit";
 import type { PipelineEnv } from "../../src/pipeline/context";
 import { rateLimit } from "../../src/pipeline/rate-limit";
 import { runStages, type Stage } from "../../src/pipeline/stage";
-import { basePolicy, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, type Harness, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer } from "../support/issuers";
 import { type LimiterBinding, limiterNamespace, realLimiter } from "../support/limiter-objects";
 import { held, sleep } from "../support/waiting";
@@ -40,6 +40,16 @@ function publicRoute(name: string, limits: LimitSpec[], methods: RouteConfig["me
 function edgeWith(...routes: RouteConfig[]) {
   return harness(basePolicy({ settings: { limiter_timeout_ms: 2000 }, routes }));
 }
+
+/** An edge whose public route `name` (`/name/**`) allows one request an hour per client address (`per-ip`). */
+const onePerIpEdge = (name: string) =>
+  edgeWith(publicRoute(name, [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }]));
+
+/** Each record's decision, reason, detail and limit, in order. */
+const limitVerdicts = (edge: Harness) =>
+  edge.audit.map((record) => [record.decision, record.reason, record.detail, record.limit]);
+const ALLOWED = ["allow", null, null, null];
+const REFUSED_PER_IP = ["deny", "rate_limited", "ip_limit_exceeded", "per-ip"];
 
 /** A 429 from the one-an-hour `per-ip` limit, which its problem body names. */
 async function expectRefusedByPerIp(response: Response): Promise<void> {
@@ -118,7 +128,7 @@ describe("rate limits on public routes (whole pipeline)", () => {
 
   it("counts IPv6 clients by /64 and clients without an address as one", async () => {
     const name = `v6-${unique()}`;
-    const edge = edgeWith(publicRoute(name, [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }]));
+    const edge = onePerIpEdge(name);
     const m = marker();
     const from = (ip?: string) =>
       edge.fetch(`/${name}/a`, { headers: { "x-test-marker": m, ...(ip ? { "cf-connecting-ip": ip } : {}) } });
@@ -146,25 +156,19 @@ describe("rate limits on public routes (whole pipeline)", () => {
 
   it("counts an IPv4-mapped IPv6 address as its IPv4 address, and every header that is no address as one client", async () => {
     const name = `mapped-${unique()}`;
-    const edge = edgeWith(publicRoute(name, [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }]));
+    const edge = onePerIpEdge(name);
     const from = (ip: string) => edge.fetch(`/${name}/a`, { headers: { "cf-connecting-ip": ip } });
     expect((await from("::ffff:203.0.113.77")).status).toBe(200);
     await expectRefusedByPerIp(await from("203.0.113.77"));
     expect((await from("203.0.113.78")).status).toBe(200);
     expect((await from("not an address")).status).toBe(200);
     await expectRefusedByPerIp(await from("1.2.3.256"));
-    expect(edge.audit.map((record) => [record.decision, record.reason, record.detail, record.limit])).toEqual([
-      ["allow", null, null, null],
-      ["deny", "rate_limited", "ip_limit_exceeded", "per-ip"],
-      ["allow", null, null, null],
-      ["allow", null, null, null],
-      ["deny", "rate_limited", "ip_limit_exceeded", "per-ip"],
-    ]);
+    expect(limitVerdicts(edge)).toEqual([ALLOWED, REFUSED_PER_IP, ALLOWED, ALLOWED, REFUSED_PER_IP]);
   });
 
   it("tells Workers of other zones apart by CF-Worker: Cloudflare gives them all one address", async () => {
     const name = `workers-${unique()}`;
-    const edge = edgeWith(publicRoute(name, [{ name: "per-ip", key: "ip", limit: 1, window_s: 3600 }]));
+    const edge = onePerIpEdge(name);
     const from = (ip: string, zone?: string) =>
       edge.fetch(`/${name}/a`, { headers: { "cf-connecting-ip": ip, ...(zone ? { "cf-worker": zone } : {}) } });
     const worker = "2a06:98c0:3600::103";
@@ -175,13 +179,7 @@ describe("rate limits on public routes (whole pipeline)", () => {
     // A client naming a zone from its own address is counted by its address.
     expect((await from("198.51.100.30", "fresh.example")).status).toBe(200);
     await expectRefusedByPerIp(await from("198.51.100.30", "another.example"));
-    expect(edge.audit.map((record) => [record.decision, record.reason, record.detail, record.limit])).toEqual([
-      ["allow", null, null, null],
-      ["deny", "rate_limited", "ip_limit_exceeded", "per-ip"],
-      ["allow", null, null, null],
-      ["allow", null, null, null],
-      ["deny", "rate_limited", "ip_limit_exceeded", "per-ip"],
-    ]);
+    expect(limitVerdicts(edge)).toEqual([ALLOWED, REFUSED_PER_IP, ALLOWED, ALLOWED, REFUSED_PER_IP]);
   });
 
   it("decides route and ip limits together; a refused request charges neither", async () => {

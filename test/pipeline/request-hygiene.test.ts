@@ -33,6 +33,18 @@ async function send(path: string, init: RequestInit = {}) {
   return sendMarked(harness(policy()), path, init);
 }
 
+/**
+ * Sends `spoofed` and `kept` to a public route: none of the spoofed headers (in whatever case
+ * they were sent) reaches the origin, and each kept one does, unchanged. What the origin received.
+ */
+async function expectStripped(spoofed: Record<string, string>, kept: Record<string, string> = {}) {
+  const { seen } = await send("/public/a", { headers: { ...spoofed, ...kept } });
+  const got = seen[0]!.headers;
+  for (const name of Object.keys(spoofed)) expect(got[name.toLowerCase()], name).toBeUndefined();
+  for (const [name, value] of Object.entries(kept)) expect(got[name], name).toBe(value);
+  return seen;
+}
+
 describe("canonical path", () => {
   it.each([
     ["/public//a///b", "/public/a/b"],
@@ -197,14 +209,8 @@ describe("header hygiene", () => {
       "x-amzn-oidc-data": "tok",
       "x-ssl-client-dn": "CN=admin",
     };
-    const { seen } = await send("/public/a", {
-      headers: { ...spoofed, "x-username-hint": "kept", "x-emails": "kept" },
-    });
-    const got = seen[0]!.headers;
-    for (const name of Object.keys(spoofed)) expect(got[name], name).toBeUndefined();
     // Near misses are not identity headers.
-    expect(got["x-username-hint"]).toBe("kept");
-    expect(got["x-emails"]).toBe("kept");
+    await expectStripped(spoofed, { "x-username-hint": "kept", "x-emails": "kept" });
   });
 
   it("strips spellings with `.` or any other token character, which PHP and lighttpd read as the `-` names (X.User.Sub, X~User~Sub are HTTP_X_USER_SUB)", async () => {
@@ -229,10 +235,7 @@ describe("header hygiene", () => {
     const lower = Object.fromEntries(Object.entries(spoofed).map(([name, value]) => [name.toLowerCase(), value]));
     // Control: without the edge, every one of them reaches the origin.
     expect(await sentStraightToOrigin(spoofed)).toMatchObject(lower);
-    const { seen } = await send("/public/a", { headers: { ...spoofed, "x.kept.too": "yes" } });
-    const got = seen[0]!.headers;
-    for (const name of Object.keys(lower)) expect(got[name], name).toBeUndefined();
-    expect(got["x.kept.too"]).toBe("yes");
+    await expectStripped(spoofed, { "x.kept.too": "yes" });
   });
 
   it("strips the identity headers Authelia, authentik, Pomerium, Vouch, Grafana's auth proxy and Tailscale hand over", async () => {
@@ -251,10 +254,7 @@ describe("header hygiene", () => {
       "x-organization": "evil",
     };
     expect(await sentStraightToOrigin(spoofed)).toMatchObject(spoofed);
-    const { seen } = await send("/public/a", { headers: { ...spoofed, remoteness: "kept" } });
-    const got = seen[0]!.headers;
-    for (const name of Object.keys(spoofed)) expect(got[name], name).toBeUndefined();
-    expect(got.remoteness).toBe("kept");
+    await expectStripped(spoofed, { remoteness: "kept" });
   });
 
   it("keeps stripping once the isolate has seen more header names than it remembers", async () => {
@@ -304,29 +304,9 @@ describe("header hygiene", () => {
     };
     // Control: without the edge, every one of them reaches the origin.
     expect(await sentStraightToOrigin(overrides)).toMatchObject(overrides);
-    const { seen } = await send("/public/a", { headers: overrides });
+    const seen = await expectStripped(overrides);
     expect(seen).toHaveLength(1);
     expect(seen[0]?.method).toBe("GET");
-    const got = seen[0]!.headers;
-    for (const name of [
-      "x-http-method-override",
-      "x-method-override",
-      "x-http-method",
-      "x-original-url",
-      "x-rewrite-url",
-      "proxy",
-      "x-host",
-      "x-http-host-override",
-      "x-original-host",
-      "x-original-uri",
-      "script-name",
-      "x-script-name",
-      "x-middleware-subrequest",
-      "x-sendfile-type",
-      "x-accel-mapping",
-    ]) {
-      expect(got[name]).toBeUndefined();
-    }
   });
 
   it("strips SCRIPT_NAME in the spelling gunicorn reads, which would move the path a tenant-bound route authorised", async () => {

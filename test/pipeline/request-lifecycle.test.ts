@@ -3,6 +3,7 @@ import { describe, expect, it, vi } from "vitest";
 import { createApp } from "../../src/app";
 import type { AuditRecord } from "../../src/core/audit";
 import type { PolicyDocument } from "../../src/core/policy-types";
+import { heldOriginEdge, uploadFromClient } from "../support/forward-scenarios";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer } from "../support/issuers";
 import { held, heldLimiter, heldOrigin, sleep } from "../support/waiting";
@@ -17,24 +18,32 @@ async function problem(response: Response): Promise<{ reason?: string }> {
  * and whose client it can make hang up (`client`).
  */
 function declaredUpload(edge: ReturnType<typeof harness>, path: string, headers: Record<string, string> = {}) {
-  const client = new AbortController();
-  let feed!: ReadableStreamDefaultController<Uint8Array>;
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      feed = controller;
-      controller.enqueue(new TextEncoder().encode("whole body!"));
-    },
-  });
-  const answered = edge.fetch(
-    new Request(`https://edge.test${path}`, {
-      method: "POST",
-      body,
-      signal: client.signal,
-      headers: { ...headers, "content-length": "11" },
-      duplex: "half",
-    } as RequestInit),
+  return uploadFromClient(edge, path, "whole body!", { ...headers, "content-length": "11" });
+}
+
+/** An edge whose one route, `/svc/**` (GET, route `svc`), forwards to `binding`, a service binding. */
+function svcEdge(binding: unknown) {
+  return harness(
+    basePolicy({
+      upstreams: { svc: { service: "SVC" } },
+      routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
+    }),
+    {},
+    { SVC: binding },
   );
-  return { answered, client, feed };
+}
+
+/**
+ * One record, `deny client_closed` for a client that hung up, and nothing under marker `m`
+ * reached the origin: the record and the origin agree.
+ */
+async function expectRefusedAsClosedAndNotForwarded(edge: ReturnType<typeof harness>, m: string) {
+  expect(edge.audit).toHaveLength(1);
+  expect(edge.audit[0]).toMatchObject({ reason: "client_closed", detail: "client_disconnected", status: 499 });
+  expect({ reached: (await originSaw(m)).length, decision: edge.audit[0]?.decision }).toEqual({
+    reached: 0,
+    decision: "deny",
+  });
 }
 
 describe("disconnects: the record matches what the origin received", () => {
@@ -78,12 +87,7 @@ describe("disconnects: the record matches what the origin received", () => {
     await answered.catch(() => undefined);
     // The object admitted the request after its client had gone.
     expect(await limiterAnswered.promise).toMatchObject({ allowed: true });
-    expect(edge.audit).toHaveLength(1);
-    expect(edge.audit[0]).toMatchObject({ reason: "client_closed", detail: "client_disconnected", status: 499 });
-    expect({ reached: (await originSaw(m)).length, decision: edge.audit[0]?.decision }).toEqual({
-      reached: 0,
-      decision: "deny",
-    });
+    await expectRefusedAsClosedAndNotForwarded(edge, m);
     // Never forwarded, so never counted: the address still has its one request (README, Rate limits).
     const next = marker();
     const again = await harness(policy).fetch("/limited/x", {
@@ -129,54 +133,23 @@ describe("disconnects: the record matches what the origin received", () => {
     client.abort();
     release.resolve();
     await answered.catch(() => undefined);
-    expect(edge.audit).toHaveLength(1);
-    expect(edge.audit[0]).toMatchObject({ reason: "client_closed", detail: "client_disconnected", status: 499 });
-    expect({ reached: (await originSaw(m)).length, decision: edge.audit[0]?.decision }).toEqual({
-      reached: 0,
-      decision: "deny",
-    });
+    await expectRefusedAsClosedAndNotForwarded(edge, m);
   });
 
   it("a client that hangs up mid-upload, the rest of its body then read: never completed to the origin after a deny record", async () => {
     // The record says refused as soon as the client is gone before its upload is whole; body
     // bytes the runtime had received by then must not complete the origin request after it.
     const origin = heldOrigin(echoOrigin);
-    const edge = harness(
-      basePolicy({
-        upstreams: { held: { service: "HELD_ORIGIN", timeout_ms: 5000 } },
-        routes: [{ name: "up", methods: ["POST"], path: "/up/**", auth: "public", upstream: "held" }],
-      }),
-      {},
-      { HELD_ORIGIN: origin.binding },
-    );
+    const edge = heldOriginEdge(origin.binding);
     const m = marker();
-    const client = new AbortController();
-    const firstPartTaken = held<void>();
-    let feed!: ReadableStreamDefaultController<Uint8Array>;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        feed = controller;
-        controller.enqueue(new TextEncoder().encode("first part;"));
-      },
-      pull() {
-        // Asked for more: the edge took the first part (the queue holds one at most).
-        firstPartTaken.resolve();
-      },
+    const { client, feed, firstPartTaken, answered } = uploadFromClient(edge, "/up/upload", "first part;", {
+      "x-test-marker": m,
     });
-    const answered = edge.fetch(
-      new Request("https://edge.test/up/upload", {
-        method: "POST",
-        body,
-        signal: client.signal,
-        headers: { "x-test-marker": m },
-        duplex: "half",
-      } as RequestInit),
-    );
-    await firstPartTaken.promise;
+    await firstPartTaken;
     client.abort();
     feed.enqueue(new TextEncoder().encode("second part"));
     feed.close();
-    await answered.catch(() => undefined);
+    await answered;
     expect(edge.audit).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "client_closed", status: 499 });
     // Torn down, not ended: the origin request failed, and the origin recorded no request.
@@ -188,14 +161,7 @@ describe("disconnects: the record matches what the origin received", () => {
     // With Content-Length, the origin has the whole request with the last declared byte, before
     // the edge reads the body's end: hanging up after that hides nothing from the record.
     const origin = heldOrigin(echoOrigin);
-    const edge = harness(
-      basePolicy({
-        upstreams: { held: { service: "HELD_ORIGIN", timeout_ms: 5000 } },
-        routes: [{ name: "up", methods: ["POST"], path: "/up/**", auth: "public", upstream: "held" }],
-      }),
-      {},
-      { HELD_ORIGIN: origin.binding },
-    );
+    const edge = heldOriginEdge(origin.binding);
     const m = marker();
     const { answered, client, feed } = declaredUpload(edge, "/up/upload", { "x-test-marker": m });
     // The origin has answered (so it read all 11 bytes) while the client's body is still open;
@@ -205,7 +171,7 @@ describe("disconnects: the record matches what the origin received", () => {
     client.abort();
     origin.release.resolve();
     feed.close();
-    await answered.catch(() => undefined);
+    await answered;
     expect(edge.audit).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: "client_closed", status: 499 });
   });
@@ -259,7 +225,7 @@ describe("disconnects: the record matches what the origin received", () => {
     // writing it yet, it would never hand it on: the origin would read 0 bytes); then the body ends.
     await Promise.race([tookPart.promise, originGot.promise]);
     feed.close();
-    await answered.catch(() => undefined);
+    await answered;
     expect(edge.audit).toHaveLength(1);
     expect(edge.audit[0]).toMatchObject({ decision: "deny", reason: "client_closed", status: 499 });
     expect(await originGot.promise).toEqual({ bytes: 11, whole: false });
@@ -267,26 +233,17 @@ describe("disconnects: the record matches what the origin received", () => {
 
   it("a client that hangs up after the answer's headers, mid-body: one record, the answer's own", async () => {
     let feed!: ReadableStreamDefaultController<Uint8Array>;
-    const edge = harness(
-      basePolicy({
-        upstreams: { svc: { service: "STREAMING" } },
-        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
-      }),
-      {},
-      {
-        STREAMING: {
-          fetch: async () =>
-            new Response(
-              new ReadableStream<Uint8Array>({
-                start(controller) {
-                  feed = controller;
-                  controller.enqueue(new TextEncoder().encode("first"));
-                },
-              }),
-            ),
-        },
-      },
-    );
+    const edge = svcEdge({
+      fetch: async () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            start(controller) {
+              feed = controller;
+              controller.enqueue(new TextEncoder().encode("first"));
+            },
+          }),
+        ),
+    });
     const client = new AbortController();
     const response = await edge.fetch(new Request("https://edge.test/svc/x", { signal: client.signal }));
     expect(response.status).toBe(200);
@@ -323,20 +280,11 @@ describe("disconnects: the record matches what the origin received", () => {
 describe("bindings that fail", () => {
   it("a service binding whose fetch property throws when read: clean problem+json and one record", async () => {
     const errors = vi.spyOn(console, "error").mockImplementation(() => undefined);
-    const edge = harness(
-      basePolicy({
-        upstreams: { svc: { service: "ODD" } },
-        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
-      }),
-      {},
-      {
-        ODD: {
-          get fetch(): never {
-            throw new TypeError("binding gone");
-          },
-        },
+    const edge = svcEdge({
+      get fetch(): never {
+        throw new TypeError("binding gone");
       },
-    );
+    });
     const response = await edge.fetch("/svc/x");
     const errorLines = errors.mock.calls.map((call) => call.map(String).join(" "));
     errors.mockRestore();
@@ -368,14 +316,7 @@ describe("bindings that fail", () => {
         return reads === 1 ? async () => new Response("from the binding") : undefined;
       },
     };
-    const edge = harness(
-      basePolicy({
-        upstreams: { svc: { service: "SVC" } },
-        routes: [{ name: "svc", methods: ["GET"], path: "/svc/**", auth: "public", upstream: "svc" }],
-      }),
-      {},
-      { SVC: binding },
-    );
+    const edge = svcEdge(binding);
     const m = marker();
     // The request's own URL is a server that records what reaches it.
     const response = await edge.fetch(`${echoOrigin}/svc/x`, { headers: { "x-test-marker": m } });

@@ -10,6 +10,12 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import {
+  earlyAnsweringEdge,
+  largeUploadAnsweredUnread,
+  readToEnd,
+  streamedRequest,
+} from "../support/forward-scenarios";
+import {
   basePolicy,
   type EchoRecord,
   echoOrigin,
@@ -20,7 +26,6 @@ import {
   serviceEdge,
   unhandledDuring,
 } from "../support/harness";
-import { largeBody } from "../support/large-body";
 import { held, sleep } from "../support/waiting";
 
 const issuerServer = (env as unknown as { ISSUER_SERVER: string }).ISSUER_SERVER;
@@ -124,6 +129,10 @@ async function originRecorded(m: string): Promise<EchoRecord[]> {
 // No elapsed time is asserted: an edge that waited on the origin for ever would leave the
 // test to vitest's own timeout, the guard against hanging.
 describe("origin budget with a request body", () => {
+  /** The headers of a 4-byte upload so framed: its declared length, or none (chunked). */
+  const framed = (framing: "length" | "chunked"): Record<string, string> =>
+    framing === "length" ? { "content-length": "4" } : {};
+
   // Control: no upload, so the only wait is for the answer.
   it("a GET to an origin that never answers is 504 origin_timeout, and its late answer is discarded unread", async () => {
     const origin = silentOrigin();
@@ -141,14 +150,7 @@ describe("origin budget with a request body", () => {
         const origin = silentOrigin({ honoursAbort });
         const edge = serviceEdge(origin.binding, 200);
         const body = trackedBody(4);
-        const answered = await edge.fetch(
-          new Request("https://edge.test/held/x", {
-            method: "POST",
-            body: body.stream,
-            headers: framing === "length" ? { "content-length": "4" } : {},
-            duplex: "half",
-          } as RequestInit),
-        );
+        const answered = await edge.fetch(streamedRequest("/held/x", body.stream, { headers: framed(framing) }));
         await expectOriginTimeout(edge, answered, "POST", "origin_upload_stalled");
         expect(origin.requests).toEqual([{ method: "POST", hasBody: true }]);
         // The edge read the client's 4 bytes but never the body's end: the origin did not take
@@ -163,14 +165,7 @@ describe("origin budget with a request body", () => {
       const origin = silentOrigin({ readsBody: true });
       const edge = serviceEdge(origin.binding, 200);
       const body = trackedBody(4);
-      const answered = await edge.fetch(
-        new Request("https://edge.test/held/x", {
-          method: "POST",
-          body: body.stream,
-          headers: framing === "length" ? { "content-length": "4" } : {},
-          duplex: "half",
-        } as RequestInit),
-      );
+      const answered = await edge.fetch(streamedRequest("/held/x", body.stream, { headers: framed(framing) }));
       await expectOriginTimeout(edge, answered, "POST");
       // The origin had the whole upload, its end included...
       expect(await origin.bodyBytes).toBe(4);
@@ -211,12 +206,7 @@ describe("origin budget with a request body, over the network", () => {
     const total = 64 << 20;
     const body = trackedBody(total, 1 << 16);
     const answered = await edge.fetch(
-      new Request(`https://edge.test/${name}/jwks`, {
-        method: "POST",
-        body: body.stream,
-        headers: { "content-length": String(total) },
-        duplex: "half",
-      } as RequestInit),
+      streamedRequest(`/${name}/jwks`, body.stream, { headers: { "content-length": String(total) } }),
     );
     await expectOriginTimeout(edge, answered, "POST", "origin_upload_stalled");
     // The request reached the origin; the edge stopped reading the upload once it stalled.
@@ -231,13 +221,10 @@ describe("origin budget with a request body, over the network", () => {
     const total = 8 << 20;
     const body = trackedBody(total, 1 << 16);
     const answered = await edge.fetch(
-      new Request("https://edge.test/public/upload", {
-        method: "POST",
-        body: body.stream,
+      streamedRequest("/public/upload", body.stream, {
         // The echo origin reads the whole body, then holds its answer for 10 s.
         headers: { "content-length": String(total), "x-test-marker": m, "x-echo-delay-ms": "10000" },
-        duplex: "half",
-      } as RequestInit),
+      }),
     );
     await expectOriginTimeout(edge, answered, "POST");
     expect(body.progress).toEqual({ sent: total, ended: true });
@@ -267,23 +254,13 @@ describe("the pump when the origin does not wait for the body", () => {
   // An origin that answers before reading the body (the issuer server's
   // 404 for an unknown path) is passed on at once, even while the client's upload is stalled.
   it("an origin answering at once is passed on while the client's upload stalls", async () => {
-    const edge = harness(
-      basePolicy({
-        upstreams: { early: { url: issuerServer, timeout_ms: 300 } },
-        routes: [{ name: "early", methods: ["POST"], path: "/no-such/**", auth: "public", upstream: "early" }],
-      }),
-    );
+    const edge = earlyAnsweringEdge();
     const body = stalledBody();
     const unhandled = await unhandledDuring(async () => {
       // The upload never ends: an edge that waited for it before passing the answer on would
       // never answer.
       const answered = await edge.fetch(
-        new Request("https://edge.test/no-such/upload", {
-          method: "POST",
-          body: body.stream,
-          headers: { "content-length": "100000" },
-          duplex: "half",
-        } as RequestInit),
+        streamedRequest("/no-such/upload", body.stream, { headers: { "content-length": "100000" } }),
       );
       expect(answered.status).toBe(404);
       expect(await answered.json()).toEqual({ error: "not_found" });
@@ -300,13 +277,7 @@ describe("the pump when the origin does not wait for the body", () => {
   it("an unreachable origin with a stalled upload is 502 origin_unavailable at once", async () => {
     const edge = harness(basePolicy({ upstreams: { echo: { url: "http://127.0.0.1:9" } } }));
     // The upload never ends: an edge that waited for it would never answer.
-    const answered = await edge.fetch(
-      new Request("https://edge.test/public/upload", {
-        method: "POST",
-        body: stalledBody().stream,
-        duplex: "half",
-      } as RequestInit),
-    );
+    const answered = await edge.fetch(streamedRequest("/public/upload", stalledBody().stream));
     expect(answered.status).toBe(502);
     expect(((await answered.json()) as { reason: string }).reason).toBe("origin_unavailable");
     expect(edge.audit.at(-1)).toMatchObject({
@@ -319,32 +290,8 @@ describe("the pump when the origin does not wait for the body", () => {
 
   // An 8 MiB upload to an origin that answers 404 at once without reading it.
   it("a large upload to an origin that answers at once without reading it", async () => {
-    const edge = harness(
-      basePolicy({
-        upstreams: { early: { url: issuerServer, timeout_ms: 300 } },
-        routes: [{ name: "early", methods: ["POST"], path: "/no-such/**", auth: "public", upstream: "early" }],
-      }),
-    );
-    // The origin, having answered, closes its end: the edge then gives up the rest of the upload.
-    const total = 8 << 20;
-    const { body, givenUp, sent } = largeBody(total);
-    const unhandled = await unhandledDuring(async () => {
-      const answered = await edge.fetch(
-        new Request("https://edge.test/no-such/upload", {
-          method: "POST",
-          body,
-          headers: { "content-length": String(total) },
-          duplex: "half",
-        } as RequestInit),
-      );
-      expect(answered.status).toBe(404);
-      expect(await answered.json()).toEqual({ error: "not_found" });
-      await givenUp;
-    });
-    expect(unhandled).toEqual([]);
-    expect(sent()).toBeLessThan(total);
-    expect(edge.audit).toHaveLength(1);
-    expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: null, status: 404 });
+    const record = await largeUploadAnsweredUnread("length");
+    expect(record).toMatchObject({ decision: "allow", reason: null, status: 404 });
   });
 });
 
@@ -365,12 +312,7 @@ describe("uploads, the origin and the client at their own pace", () => {
       },
     });
     const response = await edge.fetch(
-      new Request("https://edge.test/public/slow-client", {
-        method: "POST",
-        body,
-        headers: { "content-length": "2000", "x-test-marker": m },
-        duplex: "half",
-      } as RequestInit),
+      streamedRequest("/public/slow-client", body, { headers: { "content-length": "2000", "x-test-marker": m } }),
     );
     expect(response.status).toBe(200);
     expect(((await response.json()) as { body_bytes: number }).body_bytes).toBe(2000);
@@ -392,14 +334,23 @@ describe("uploads, the origin and the client at their own pace", () => {
     expect(edge.audit.at(-1)).toMatchObject({ decision: "allow", status: 200 });
   });
 
+  /**
+   * An edge with a 200 ms budget whose origin answers before taking the upload and streams its
+   * answer for 800 ms (the echo origin's `/stream`).
+   */
+  const earlyStreamingEdge = () =>
+    serviceEdge(
+      {
+        fetch: (_input: string, init: RequestInit) =>
+          fetch(`${echoOrigin}/stream`, { headers: { "x-echo-stream-ms": "800" }, signal: init.signal }),
+      },
+      200,
+    );
+
   // The origin answers before taking the upload and streams its answer for longer than the
   // budget: the answer is passed on whole, however long the unread upload waits.
   it("an answer already passed on is not cut when the unread upload later 'stalls'", async () => {
-    const origin = {
-      fetch: (_input: string, init: RequestInit) =>
-        fetch(`${echoOrigin}/stream`, { headers: { "x-echo-stream-ms": "800" }, signal: init.signal }),
-    };
-    const edge = serviceEdge(origin, 200);
+    const edge = earlyStreamingEdge();
     const response = await edge.fetch("/held/x", { method: "POST", body: "hello" });
     expect(response.status).toBe(200);
     let text = "";
@@ -415,11 +366,7 @@ describe("uploads, the origin and the client at their own pace", () => {
 
   // The same origin with an empty upload (the body is whole at once).
   it("the same early streamed answer with a 0-byte upload arrives whole", async () => {
-    const origin = {
-      fetch: (_input: string, init: RequestInit) =>
-        fetch(`${echoOrigin}/stream`, { headers: { "x-echo-stream-ms": "800" }, signal: init.signal }),
-    };
-    const edge = serviceEdge(origin, 200);
+    const edge = earlyStreamingEdge();
     const response = await edge.fetch("/held/x", { method: "POST", body: "" });
     expect(JSON.parse(await response.text())).toMatchObject({ path: "/stream" });
   });
@@ -516,12 +463,7 @@ describe("an origin that answered, then the body", () => {
     const body = clientBody(50, false);
     const unhandled = await unhandledDuring(async () => {
       const response = await edge.fetch(
-        new Request("https://edge.test/held/x", {
-          method: "POST",
-          body: body.stream,
-          headers: { "content-length": "50000" },
-          duplex: "half",
-        } as RequestInit),
+        streamedRequest("/held/x", body.stream, { headers: { "content-length": "50000" } }),
       );
       expect(response.status).toBe(202);
       expect(await response.text()).toBe("done");
@@ -543,18 +485,7 @@ describe("an origin that answered, then the body", () => {
           const upload = init.body as ReadableStream<Uint8Array>;
           (async () => {
             await sleep(500);
-            let bytes = 0;
-            try {
-              const reader = upload.getReader();
-              for (;;) {
-                const { done, value } = await reader.read();
-                if (done) break;
-                bytes += value.byteLength;
-              }
-              seen.resolve(`clean end after ${bytes}`);
-            } catch {
-              seen.resolve("error");
-            }
+            seen.resolve(await readToEnd(upload));
           })();
           return Promise.resolve(new Response("ok", { status: 200 }));
         },
@@ -562,14 +493,7 @@ describe("an origin that answered, then the body", () => {
       const edge = serviceEdge(origin, 200);
       const headers: Record<string, string> = declared ? { "content-length": "10000" } : {};
       const unhandled = await unhandledDuring(async () => {
-        const response = await edge.fetch(
-          new Request("https://edge.test/held/x", {
-            method: "POST",
-            body: clientBody(3, true, 50).stream,
-            headers,
-            duplex: "half",
-          } as RequestInit),
-        );
+        const response = await edge.fetch(streamedRequest("/held/x", clientBody(3, true, 50).stream, { headers }));
         expect(await response.text()).toBe("ok");
         // The end of the scenario: the origin's read of the broken-off upload failed.
         expect(await seen.promise).toBe("error");
@@ -585,12 +509,10 @@ describe("an origin that answered, then the body", () => {
     const edge = serviceEdge(origin, budgetMs);
     const unhandled = await unhandledDuring(async () => {
       const response = await edge.fetch(
-        new Request("https://edge.test/held/x", {
+        streamedRequest("/held/x", clientBody(200, false).stream, {
           method: "PUT",
-          body: clientBody(200, false).stream,
           headers: { "content-length": "200000" },
-          duplex: "half",
-        } as RequestInit),
+        }),
       );
       expect(response.status).toBe(200);
       expect(await response.text()).toHaveLength(10000);

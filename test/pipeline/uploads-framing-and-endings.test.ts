@@ -2,29 +2,17 @@
 // framing the edge must not change or that is framed twice, a body on OPTIONS, a chunked upload
 // an origin answers without reading, and timers left after an upload's answer. No elapsed time is asserted: every
 // wait is on an event (the origin's answer, the edge reading on), vitest's timeout the guard.
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { basePolicy, harness, marker, originSaw, serviceEdge, unhandledDuring } from "../support/harness";
+import { bodyOf, largeUploadAnsweredUnread, streamedRequest, thousandByteParts } from "../support/forward-scenarios";
+import { basePolicy, harness, marker, originSaw, serviceEdge } from "../support/harness";
 import { timersLeftBy } from "../support/timers";
-import { largeBody } from "../support/large-body";
 import { held } from "../support/waiting";
 
-const issuerServer = (env as unknown as { ISSUER_SERVER: string }).ISSUER_SERVER;
 const encode = (text: string) => new TextEncoder().encode(text);
 
-/** A body sent in these parts, each only when the edge reads on. */
-function bodyOf(parts: Uint8Array[]) {
-  let i = 0;
-  return new ReadableStream<Uint8Array>(
-    {
-      pull(controller) {
-        const part = parts[i++];
-        if (part) controller.enqueue(part);
-        else controller.close();
-      },
-    },
-    { highWaterMark: 0 },
-  );
+/** A POST to the public route of these parts, each sent only when the edge reads on. */
+function uploadOf(edge: ReturnType<typeof harness>, parts: string[], headers: Record<string, string>) {
+  return edge.fetch(streamedRequest("/public/upload", bodyOf(parts.map(encode)), { headers }));
 }
 
 describe("framing the client chose", () => {
@@ -37,14 +25,11 @@ describe("framing the client chose", () => {
   it("a chunked body that also declares a Content-Length is refused (ambiguous_framing), never forwarded", async () => {
     const edge = harness(basePolicy());
     const m = marker();
-    const response = await edge.fetch(
-      new Request("https://edge.test/public/upload", {
-        method: "POST",
-        body: bodyOf([encode("abcd"), encode("efgh")]),
-        headers: { "transfer-encoding": "chunked", "content-length": "4", "x-test-marker": m },
-        duplex: "half",
-      } as RequestInit),
-    );
+    const response = await uploadOf(edge, ["abcd", "efgh"], {
+      "transfer-encoding": "chunked",
+      "content-length": "4",
+      "x-test-marker": m,
+    });
     expect(response.status).toBe(400);
     expect(((await response.json()) as { reason: string }).reason).toBe("bad_request");
     expect(await originSaw(m)).toEqual([]);
@@ -59,14 +44,7 @@ describe("framing the client chose", () => {
     it(`a Content-Length of "${declared}" goes no further: the origin gets the body chunked, all of it`, async () => {
       const edge = harness(basePolicy());
       const m = marker();
-      const response = await edge.fetch(
-        new Request("https://edge.test/public/upload", {
-          method: "POST",
-          body: bodyOf([encode("abcd"), encode("efgh")]),
-          headers: { "content-length": declared, "x-test-marker": m },
-          duplex: "half",
-        } as RequestInit),
-      );
+      const response = await uploadOf(edge, ["abcd", "efgh"], { "content-length": declared, "x-test-marker": m });
       expect(response.status).toBe(200);
       const [seen, ...more] = await originSaw(m);
       expect(more).toEqual([]);
@@ -80,14 +58,7 @@ describe("framing the client chose", () => {
   it("a declared length far beyond the body (15 digits) is 400 body_length_mismatch, never forwarded as whole", async () => {
     const edge = harness(basePolicy());
     const m = marker();
-    const response = await edge.fetch(
-      new Request("https://edge.test/public/upload", {
-        method: "POST",
-        body: bodyOf([encode("abcd")]),
-        headers: { "content-length": "999999999999999", "x-test-marker": m },
-        duplex: "half",
-      } as RequestInit),
-    );
+    const response = await uploadOf(edge, ["abcd"], { "content-length": "999999999999999", "x-test-marker": m });
     expect(response.status).toBe(400);
     expect(((await response.json()) as { reason: string }).reason).toBe("bad_request");
     expect(await originSaw(m)).toEqual([]);
@@ -119,28 +90,9 @@ describe("a body on a method that seldom carries one", () => {
 
 describe("a chunked upload an origin answers without reading", () => {
   it("the answer is passed on at once, the rest of the upload given up, one allowed record, nothing unhandled", async () => {
-    const edge = harness(
-      basePolicy({
-        upstreams: { early: { url: issuerServer, timeout_ms: 300 } },
-        routes: [{ name: "early", methods: ["POST"], path: "/no-such/**", auth: "public", upstream: "early" }],
-      }),
-    );
     // No declared length: the edge streams it chunked. It never ends unless read to the end.
-    const total = 8 << 20;
-    const { body, givenUp, sent } = largeBody(total);
-    const unhandled = await unhandledDuring(async () => {
-      const answered = await edge.fetch(
-        new Request("https://edge.test/no-such/upload", { method: "POST", body, duplex: "half" } as RequestInit),
-      );
-      expect(answered.status).toBe(404);
-      expect(await answered.json()).toEqual({ error: "not_found" });
-      // The origin closed its end after answering: the edge stops reading the client's body.
-      await givenUp;
-    });
-    expect(unhandled).toEqual([]);
-    expect(sent()).toBeLessThan(total);
-    expect(edge.audit).toHaveLength(1);
-    expect(edge.audit[0]).toMatchObject({ decision: "allow", reason: null, detail: null, status: 404 });
+    const record = await largeUploadAnsweredUnread("chunked");
+    expect(record).toMatchObject({ decision: "allow", reason: null, detail: null, status: 404 });
   });
 });
 
@@ -150,12 +102,9 @@ describe("no timer outlives an upload's answer", () => {
     const m = marker();
     const { result, pending } = await timersLeftBy(async () => {
       const response = await edge.fetch(
-        new Request("https://edge.test/public/upload", {
-          method: "POST",
-          body: bodyOf([new Uint8Array(1000), new Uint8Array(1000)]),
+        streamedRequest("/public/upload", bodyOf(thousandByteParts(2)), {
           headers: { "content-length": "2000", "x-test-marker": m },
-          duplex: "half",
-        } as RequestInit),
+        }),
       );
       return { status: response.status, body: (await response.json()) as { body_bytes: number } };
     });
@@ -175,13 +124,7 @@ describe("no timer outlives an upload's answer", () => {
       200,
     );
     const { result, pending } = await timersLeftBy(async () => {
-      const response = await edge.fetch(
-        new Request("https://edge.test/held/x", {
-          method: "POST",
-          body: bodyOf([new Uint8Array(10)]),
-          duplex: "half",
-        } as RequestInit),
-      );
+      const response = await edge.fetch(streamedRequest("/held/x", bodyOf([new Uint8Array(10)])));
       return { status: response.status, reason: ((await response.json()) as { reason: string }).reason };
     });
     expect(result).toEqual({ status: 504, reason: "origin_timeout" });
