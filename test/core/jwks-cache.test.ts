@@ -56,6 +56,50 @@ describe("warm path", () => {
   });
 });
 
+/**
+ * Isolate b, beside an isolate a that fetched the set and, 31 s on, refreshed it for the unknown
+ * kid of `stranger` (stamping KV, fetching, and writing the set it fetched). b starts then and
+ * takes that very set from KV, so KV has nothing newer to offer it later: the only thing that
+ * can stop its refresh is a's stamp (b itself has never tried one).
+ */
+async function heldBackByAStamp(
+  issuer: TestIssuer,
+  clock: Clock,
+  settings: Partial<OidcIssuerConfig>,
+  stranger: TestKey,
+) {
+  const a = verifierFor(issuer, clock, settings);
+  expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
+  await a.settle();
+  clock.advance(31);
+  await a.verify(await signAt(issuer, clock, stranger));
+  await a.settle();
+  expect(a.store.stats.fetches).toBe(2);
+  const b = verifierFor(issuer, clock, settings);
+  expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
+  return b;
+}
+
+/**
+ * b (see heldBackByAStamp), asked 10 s after a's stamp for a key it does not hold, is answered
+ * `refused` without a fetch; asked again past a's stamp and b's own attempt, it fetches.
+ */
+async function expectTheStampHoldsBack(
+  b: ReturnType<typeof verifierFor>,
+  clock: Clock,
+  token: () => Promise<string>,
+  refused: Record<string, unknown>,
+) {
+  clock.advance(10);
+  expect(await b.verify(await token())).toMatchObject(refused);
+  await b.settle();
+  expect(b.store.stats.fetches).toBe(0);
+  clock.advance(31); // past a's stamp and b's own attempt
+  await b.verify(await token());
+  await b.settle();
+  expect(b.store.stats.fetches).toBe(1);
+}
+
 describe("unknown kid", () => {
   it("1,000 tokens with 1,000 distinct unknown kids cause one fetch per cooldown", async () => {
     const issuer = await makeIssuer();
@@ -96,28 +140,9 @@ describe("unknown kid", () => {
   it("the cooldown is shared through KV: an isolate already holding KV's set obeys another's stamp", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
-    const settings = { jwks_uri: `${issuer.url}/jwks` };
-    const a = verifierFor(issuer, clock, settings);
-    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
-    await a.settle();
-    clock.advance(31);
     const stranger = await makeKey();
-    // a refreshes for an unknown kid: it stamps KV, fetches, and writes the set it fetched.
-    await a.verify(await signAt(issuer, clock, stranger));
-    await a.settle();
-    expect(a.store.stats.fetches).toBe(2);
-    // b starts now and takes that very set from KV, so KV has nothing newer to offer it later:
-    // the only thing that can stop its refresh is a's stamp (b itself has never tried one).
-    const b = verifierFor(issuer, clock, settings);
-    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
-    clock.advance(10);
-    expect(await b.verify(await signAt(issuer, clock, stranger))).toMatchObject({ detail: "kid_unknown" });
-    await b.settle();
-    expect(b.store.stats.fetches).toBe(0);
-    clock.advance(31); // past a's stamp and b's own attempt
-    await b.verify(await signAt(issuer, clock, stranger));
-    await b.settle();
-    expect(b.store.stats.fetches).toBe(1);
+    const b = await heldBackByAStamp(issuer, clock, { jwks_uri: `${issuer.url}/jwks` }, stranger);
+    await expectTheStampHoldsBack(b, clock, () => signAt(issuer, clock, stranger), { detail: "kid_unknown" });
   });
 
   it("a known kid with an alg its key cannot verify is refused as a mismatch, without a refresh", async () => {
@@ -201,30 +226,13 @@ describe("an issuer whose keys carry no kid", () => {
     const issuer = await makeIssuer("ES256");
     const clock = new Clock();
     const settings = { jwks_uri: `${issuer.url}/jwks`, algorithms: ["ES256", "EdDSA"] };
-    const a = verifierFor(issuer, clock, settings);
-    expect(await a.verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
-    await a.settle();
-    clock.advance(31);
-    // a refreshes for an unknown kid: it stamps KV, fetches, and writes the set it fetched.
-    await a.verify(await signAt(issuer, clock, await makeKey("ES256")));
-    await a.settle();
-    expect(a.store.stats.fetches).toBe(2);
-    // b takes that very set from KV: only a's stamp can stop its refresh.
-    const b = verifierFor(issuer, clock, settings);
-    expect(await b.verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "kv" });
-    clock.advance(10);
+    const b = await heldBackByAStamp(issuer, clock, settings, await makeKey("ES256"));
     const stranger = await makeKey("EdDSA");
-    expect(await b.verify(await signWithoutKid(issuer, clock, stranger))).toMatchObject({
+    await expectTheStampHoldsBack(b, clock, () => signWithoutKid(issuer, clock, stranger), {
       ok: false,
       reason: "token_invalid",
       detail: "no_matching_key",
     });
-    await b.settle();
-    expect(b.store.stats.fetches).toBe(0);
-    clock.advance(31); // past a's stamp and b's own attempt
-    await b.verify(await signWithoutKid(issuer, clock, stranger));
-    await b.settle();
-    expect(b.store.stats.fetches).toBe(1);
   });
 
   it("a token no held key fits is 503 jwks_refreshing while another isolate's fresh stamp has brought no set here", async () => {
@@ -332,12 +340,18 @@ describe("a discovered jwks_uri that moves", () => {
   );
 });
 
-/** A fetch whose `hangOn`-th call never settles, as I/O of a cancelled request may never do. */
-function hangingFetch(hangOn: number) {
+/**
+ * A verifier without KV for a new issuer, at `jwks_uri` with `settings`, whose `hangOn`-th fetch
+ * never settles, as I/O of a cancelled request may never do (`hang.counter`: the calls).
+ */
+async function verifierWithHangingFetch(hangOn: number, settings: Partial<OidcIssuerConfig>) {
+  const issuer = await makeIssuer();
+  const clock = new Clock();
   const counter = { calls: 0 };
   const fetcher: Fetcher = (input, init) =>
     ++counter.calls === hangOn ? new Promise<Response>(() => {}) : fetch(input, init);
-  return { counter, fetcher };
+  const { verify } = verifierFor(issuer, clock, { jwks_uri: `${issuer.url}/jwks`, ...settings }, false, fetcher);
+  return { issuer, clock, hang: { counter }, verify };
 }
 
 /** A request's answer once it has one: `answer` stays undefined while the request waits. */
@@ -366,11 +380,7 @@ describe("a refresh that never settles", () => {
   });
 
   it("cold: the leader and a waiter give up after 2 × fetch_timeout_ms; a later request fetches anew", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const hang = hangingFetch(1);
-    const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 100 };
-    const { verify } = verifierFor(issuer, clock, settings, false, hang.fetcher);
+    const { issuer, clock, hang, verify } = await verifierWithHangingFetch(1, { fetch_timeout_ms: 100 });
     const token = await signAt(issuer, clock);
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const requests = [answered(verify(token)), answered(verify(token))];
@@ -387,11 +397,10 @@ describe("a refresh that never settles", () => {
   });
 
   it("cold: Retry-After is the fetch timeout (in whole seconds) while the fetch given up on still runs, not the cooldown", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const hang = hangingFetch(1);
-    const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 1100, refresh_cooldown_s: 30 };
-    const { verify } = verifierFor(issuer, clock, settings, false, hang.fetcher);
+    const { issuer, clock, hang, verify } = await verifierWithHangingFetch(1, {
+      fetch_timeout_ms: 1100,
+      refresh_cooldown_s: 30,
+    });
     const token = await signAt(issuer, clock);
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const request = answered(verify(token));
@@ -409,11 +418,10 @@ describe("a refresh that never settles", () => {
   });
 
   it("stale: a background refresh that never settles does not stop later ones", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const hang = hangingFetch(2);
-    const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 100, cache_ttl_s: 300 };
-    const { verify } = verifierFor(issuer, clock, settings, false, hang.fetcher);
+    const { issuer, clock, hang, verify } = await verifierWithHangingFetch(2, {
+      fetch_timeout_ms: 100,
+      cache_ttl_s: 300,
+    });
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
     clock.advance(301); // stale: served, and refreshed in the background by a fetch that hangs
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true });
@@ -430,11 +438,7 @@ describe("a refresh for an unknown kid that never settles", () => {
   });
 
   it("is 503 jwks_unavailable (timeout), not a refusal of the token", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const hang = hangingFetch(2);
-    const settings = { jwks_uri: `${issuer.url}/jwks`, fetch_timeout_ms: 100 };
-    const { verify } = verifierFor(issuer, clock, settings, false, hang.fetcher);
+    const { issuer, clock, hang, verify } = await verifierWithHangingFetch(2, { fetch_timeout_ms: 100 });
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
     const next = await makeKey();
     await issuer.publish([issuer.keys[0] as TestKey, next]);
@@ -1054,6 +1058,26 @@ describe("a KV record is bound to its key source", () => {
   });
 });
 
+/**
+ * An isolate that fetched the issuer's key `withdrawn` (cache_ttl_s 600, and `extra`); a
+ * minute later the issuer replaced it with `successor`, and the isolate has seen no traffic in
+ * the five hours since.
+ */
+async function idleHoursAfterWithdrawal(extra: Partial<OidcIssuerConfig>) {
+  const issuer = await makeIssuer();
+  const clock = new Clock();
+  const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 600, ...extra };
+  const withdrawn = issuer.keys[0]!;
+  const idle = verifierFor(issuer, clock, settings);
+  expect(await idle.verify(await signAt(issuer, clock, withdrawn))).toMatchObject({ ok: true, keySource: "fetch" });
+  await idle.settle();
+  clock.advance(60);
+  const successor = await makeKey();
+  await issuer.publish([successor]);
+  clock.advance(5 * 3600);
+  return { issuer, clock, settings, idle, withdrawn, successor };
+}
+
 describe("rotation", () => {
   it("a new key is picked up on first sight; the old one stays accepted for the grace window", async () => {
     const issuer = await makeIssuer();
@@ -1140,25 +1164,12 @@ describe("rotation", () => {
   }, 30_000);
 
   it("a failed refresh while the held set had already expired gives a long-withdrawn key no grace, here or through KV", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const settings = {
-      jwks_uri: `${issuer.url}/jwks`,
-      cache_ttl_s: 600,
+    const { issuer, clock, settings, idle, withdrawn, successor } = await idleHoursAfterWithdrawal({
       max_stale_s: 3600,
       rotation_grace_s: 600,
       refresh_cooldown_s: 30,
-    };
-    const withdrawn = issuer.keys[0]!;
-    const idle = verifierFor(issuer, clock, settings);
-    expect(await idle.verify(await signAt(issuer, clock, withdrawn))).toMatchObject({ ok: true, keySource: "fetch" });
-    await idle.settle();
-    // The issuer withdraws the key a minute later; this isolate sees no traffic.
-    clock.advance(60);
-    const successor = await makeKey();
-    await issuer.publish([successor]);
-    // Five hours on (the held set expired four hours ago), one failed refresh…
-    clock.advance(5 * 3600);
+    });
+    // The held set expired four hours ago; one failed refresh…
     await issuer.setMode("down");
     expect(await idle.verify(await signAt(issuer, clock, successor))).toMatchObject({ reason: "jwks_unavailable" });
     await idle.settle();
@@ -1174,20 +1185,12 @@ describe("rotation", () => {
   }, 30_000);
 
   it("a key withdrawn hours ago gets no new grace window when an idle isolate refreshes its stale set", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 600, max_stale_s: 86_400, rotation_grace_s: 600 };
-    const withdrawn = issuer.keys[0]!;
-    const idle = verifierFor(issuer, clock, settings);
-    expect(await idle.verify(await signAt(issuer, clock, withdrawn))).toMatchObject({ ok: true, keySource: "fetch" });
-    await idle.settle();
-
-    // The issuer withdraws the key (say it leaked) a minute later; this isolate sees no traffic.
-    clock.advance(60);
-    const successor = await makeKey();
-    await issuer.publish([successor]);
-    // Five hours on, far past the grace, its stale set is served and refreshed.
-    clock.advance(5 * 3600);
+    // The issuer withdrew the key (say it leaked).
+    const { issuer, clock, settings, idle, withdrawn, successor } = await idleHoursAfterWithdrawal({
+      max_stale_s: 86_400,
+      rotation_grace_s: 600,
+    });
+    // Far past the grace, its stale set is served and refreshed.
     expect(await idle.verify(await signAt(issuer, clock, successor))).toMatchObject({ ok: true, keySource: "fetch" });
     await idle.settle();
     expect(idle.store.stats.fetches).toBe(2);
@@ -1202,17 +1205,13 @@ describe("rotation", () => {
   });
 
   it("a key withdrawn hours ago is refused by an idle isolate's first request: its set past its TTL is refreshed first", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 600, max_stale_s: 86_400, rotation_grace_s: 0 };
-    const leaked = issuer.keys[0]!;
-    const idle = verifierFor(issuer, clock, settings);
-    expect(await idle.verify(await signAt(issuer, clock, leaked))).toMatchObject({ ok: true, keySource: "fetch" });
-    await idle.settle();
-    // The key leaks and the issuer withdraws it a minute later; this isolate sees no traffic.
-    clock.advance(60);
-    await issuer.publish([await makeKey()]);
-    clock.advance(5 * 3600);
+    // The key leaked, and the issuer withdrew it.
+    const {
+      issuer,
+      clock,
+      idle,
+      withdrawn: leaked,
+    } = await idleHoursAfterWithdrawal({ max_stale_s: 86_400, rotation_grace_s: 0 });
     // Whoever holds it sends several tokens at once: none is taken from the old set.
     const forged = await Promise.all([1, 2, 3].map(() => signAt(issuer, clock, leaked)));
     for (const result of await Promise.all(forged.map((token) => idle.verify(token))))
@@ -1239,18 +1238,12 @@ describe("rotation", () => {
   });
 
   it("when KV and memory disagree on when a key was retired, the earlier time counts", async () => {
-    const issuer = await makeIssuer();
-    const clock = new Clock();
-    const settings = { jwks_uri: `${issuer.url}/jwks`, cache_ttl_s: 600, max_stale_s: 86_400, rotation_grace_s: 600 };
-    const withdrawn = issuer.keys[0]!;
-    const idle = verifierFor(issuer, clock, settings);
-    expect(await idle.verify(await signAt(issuer, clock, withdrawn))).toMatchObject({ ok: true });
-    await idle.settle();
-    const successor = await makeKey();
-    await issuer.publish([successor]);
-    // Five hours on, KV holds a newer set whose writer dated the retirement 10 s ago (an isolate
+    const { issuer, clock, idle, withdrawn, successor } = await idleHoursAfterWithdrawal({
+      max_stale_s: 86_400,
+      rotation_grace_s: 600,
+    });
+    // Now KV holds a newer set whose writer dated the retirement 10 s ago (an isolate
     // that noticed late: one running an older version, say).
-    clock.advance(5 * 3600);
     await kv.put(
       `jwks:v1:${issuer.url}`,
       JSON.stringify({
@@ -1350,6 +1343,23 @@ describe("rotation", () => {
     expect(await verify(await signAt(issuer, clock, k2))).toMatchObject({ ok: true });
   });
 });
+
+/**
+ * A fetch that passes its first call to the issuer (the set), refuses the second connection, and
+ * leaves every later one unanswered until `release` (then resets it): an outage after a set.
+ */
+function setThenRefusedThenHung() {
+  const counter = { calls: 0 };
+  const hung = held<void>();
+  const fetcher: Fetcher = async (input, init) => {
+    counter.calls += 1;
+    if (counter.calls === 1) return fetch(input, init);
+    if (counter.calls === 2) throw new TypeError("connection refused");
+    await hung.promise;
+    throw new TypeError("connection reset");
+  };
+  return { counter, fetcher, release: () => hung.resolve() };
+}
 
 describe("failure of the key endpoint", () => {
   it("an unknown kid while the issuer fails is 503 jwks_unavailable until it answers: it says nothing against the token", async () => {
@@ -1484,26 +1494,14 @@ describe("failure of the key endpoint", () => {
   it("once a refresh of the set past its TTL has failed, later ones run after the response: an outage holds no request every cooldown", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
-    let calls = 0;
-    let release: () => void = () => undefined;
-    const hung = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    // The set, then a refused connection, then an issuer that does not answer.
-    const fetcher: Fetcher = async (input, init) => {
-      calls += 1;
-      if (calls === 1) return fetch(input, init);
-      if (calls === 2) throw new TypeError("connection refused");
-      await hung;
-      throw new TypeError("connection reset");
-    };
+    const outage = setThenRefusedThenHung();
     const settings = {
       jwks_uri: `${issuer.url}/jwks`,
       cache_ttl_s: 300,
       refresh_cooldown_s: 30,
       fetch_timeout_ms: 30_000,
     };
-    const { verify } = verifierFor(issuer, clock, settings, false, fetcher);
+    const { verify } = verifierFor(issuer, clock, settings, false, outage.fetcher);
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
     clock.advance(301);
     // The first request past the TTL waits for the refresh, which fails at once: stale.
@@ -1511,35 +1509,24 @@ describe("failure of the key endpoint", () => {
     clock.advance(31);
     // The next attempt hangs; the request does not wait for it (it would for 60 s).
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
-    expect(calls).toBe(3);
-    release();
+    expect(outage.counter.calls).toBe(3);
+    outage.release();
   });
 
   it("after the clock stepped back behind the set's fetch, an outage still holds no request every cooldown", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
-    let calls = 0;
-    let release: () => void = () => undefined;
-    const hung = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const fetcher: Fetcher = async (input, init) => {
-      calls += 1;
-      if (calls === 1) return fetch(input, init);
-      if (calls === 2) throw new TypeError("connection refused");
-      await hung;
-      throw new TypeError("connection reset");
-    };
+    const outage = setThenRefusedThenHung();
     const settings = { jwks_uri: `${issuer.url}/jwks`, refresh_cooldown_s: 30, fetch_timeout_ms: 30_000 };
-    const { verify } = verifierFor(issuer, clock, settings, false, fetcher);
+    const { verify } = verifierFor(issuer, clock, settings, false, outage.fetcher);
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "fetch" });
     clock.advance(-3600); // the set now reads as fetched in the future: refreshed before use
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
     clock.advance(31);
     // The issuer hangs now; the request does not wait for it (it would for 60 s).
     expect(await verify(await signAt(issuer, clock))).toMatchObject({ ok: true, keySource: "stale" });
-    expect(calls).toBe(3);
-    release();
+    expect(outage.counter.calls).toBe(3);
+    outage.release();
   });
 
   it("a failure long past says nothing of the issuer now: an idle isolate refreshes before use, and refuses a key withdrawn since", async () => {
@@ -1778,17 +1765,7 @@ describe("verified-token cache", () => {
   it("skips the signature check for a reused token, but never past its exp", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
-    const policy = compilePolicy({
-      version: 1,
-      issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE], clock_skew_s: 0 } },
-      upstreams: { o: { url: "https://origin.test" } },
-      routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
-    });
-    const verifier = new TokenVerifier(policy, {
-      fetch: (i, init) => fetch(i, init),
-      now: clock.now,
-      tokenCacheEntries: 100,
-    });
+    const { verifier } = cached(issuer, clock, { clock_skew_s: 0 });
     const now = Math.floor(clock.ms / 1000);
     const token = await issuer.sign({ iat: now, exp: now + 60 });
     expect(await verifier.verify(token, ["idp"], undefined, () => {})).toMatchObject({ ok: true, keySource: "fetch" });
@@ -1818,17 +1795,7 @@ describe("verified-token cache", () => {
   it("stays within its bound under many distinct tokens", async () => {
     const issuer = await makeIssuer();
     const clock = new Clock();
-    const policy = compilePolicy({
-      version: 1,
-      issuers: { idp: { kind: "oidc", issuer: issuer.url, audiences: [AUDIENCE] } },
-      upstreams: { o: { url: "https://origin.test" } },
-      routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: ["idp"] }, upstream: "o" }],
-    });
-    const verifier = new TokenVerifier(policy, {
-      fetch: (i, init) => fetch(i, init),
-      now: clock.now,
-      tokenCacheEntries: 50,
-    });
+    const { verifier } = verifierFor(issuer, clock, {}, false, undefined, 50);
     for (let i = 0; i < 300; i++) {
       const result = await verifier.verify(await issuer.sign({ sub: `u${i}` }), ["idp"], undefined, () => {});
       expect(result.ok).toBe(true);

@@ -2,21 +2,22 @@
 // the response in its last tenth, no waiting while refreshes fail, a set taken from KV for
 // another kid, against the shared stamp, the cooldown, the 1 s KV recheck, grace and max-stale.
 // Every clock is injected; isolates are IssuerKeyStores sharing the runtime's real KV.
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { KeyLookup } from "../../src/core/jwks/key-store";
-import { publicJwk, T0, world } from "../support/key-store-world";
+import {
+  checkRetryAfter,
+  newKidJoinsRefreshBeforeUse,
+  pastTtlIssuerFailingSlowly,
+  publicJwk,
+  T0,
+  twoWarmIsolates,
+  warmIsolate,
+  world,
+} from "../support/key-store-world";
 
 describe("key-set refresh rules together", () => {
   it("in the last tenth of the TTL an unknown kid still obeys the shared stamp: a second isolate does not fetch again 1 s after the first", async () => {
-    const k1 = await publicJwk("k1");
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
-    w.issuer.keys = [k1];
-    const a = w.isolate();
-    const b = w.isolate();
-    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "fetch" }); // fetch 1, saved to KV
-    w.clock.ms += 1000;
-    expect(await b.lookup("k1")).toMatchObject({ ok: true, source: "kv" }); // B takes A's set
-    expect(w.issuer.fetches).toBe(1);
+    const { w, a, b } = await twoWarmIsolates({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
     // Both sets are now in the last tenth of their TTL (last 30 s). An attacker sends unknown kids.
     w.clock.ms = T0 + 275_000;
     expect(await a.lookup("attacker-1")).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
@@ -29,23 +30,21 @@ describe("key-set refresh rules together", () => {
     expect(w.issuer.fetches).toBe(2);
   });
 
-  it("a set past its TTL and an unknown kid, with an issuer slower than the cooldown: the request waits for one refresh, not two", async () => {
-    const k1 = await publicJwk("k1");
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 1, max_stale_s: 86_400 });
-    w.issuer.keys = [k1];
-    const a = w.isolate();
-    expect(await a.lookup("k1")).toMatchObject({ ok: true });
-    // Past the TTL; the issuer now answers 503 after 1.5 s (within fetch_timeout_ms 2 s).
-    w.clock.ms = T0 + 301_000;
-    w.issuer.down = true;
-    w.issuer.costMs = 1500;
-    const answer = await a.lookup("k2");
-    expect(answer).toMatchObject({ ok: false, reason: "jwks_unavailable" });
-    // README: "unknown kid | one refresh, then retry"; and while refreshes fail, later attempts
-    // run after the response. The refresh-before-use (made for k2) already failed; the request
-    // should not make and wait for a second one.
-    expect(answer.fetchesAtAnswer).toBe(2);
-  });
+  it.each([
+    { issuer: "slower than", cooldownS: 1 },
+    { issuer: "faster than", cooldownS: 2 },
+  ])(
+    "a set past its TTL and an unknown kid, with an issuer (1.5 s a fetch) $issuer the cooldown ($cooldownS s): the request waits for one refresh, not two",
+    async ({ cooldownS }) => {
+      const { a } = await pastTtlIssuerFailingSlowly({ refresh_cooldown_s: cooldownS });
+      const answer = await a.lookup("k2");
+      expect(answer).toMatchObject({ ok: false, reason: "jwks_unavailable" });
+      // README: "unknown kid | one refresh, then retry"; and while refreshes fail, later attempts
+      // run after the response. The refresh-before-use (made for k2) already failed; the request
+      // should not make and wait for a second one.
+      expect(answer.fetchesAtAnswer).toBe(2);
+    },
+  );
 
   it("cold isolate: its refresh fails, then KV brings a set fetched before that failure; an unknown kid within the cooldown is 503, not 401", async () => {
     const k1 = await publicJwk("k1");
@@ -68,11 +67,7 @@ describe("key-set refresh rules together", () => {
   });
 
   it("warm isolate: its set expired, its refresh fails, KV brings a set fetched before the failure; an unknown kid is 503, not 401", async () => {
-    const k1 = await publicJwk("k1");
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 0 });
-    w.issuer.keys = [k1];
-    const a = w.isolate();
-    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "fetch" });
+    const { w, a, k1 } = await warmIsolate({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 0 });
     // Past TTL + max-stale (0): expired. The issuer is down.
     w.clock.ms = T0 + 400_000;
     w.issuer.down = true;
@@ -88,14 +83,7 @@ describe("key-set refresh rules together", () => {
   });
 
   it("outside the last tenth, the second isolate obeys the stamp (no second fetch)", async () => {
-    const k1 = await publicJwk("k1");
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
-    w.issuer.keys = [k1];
-    const a = w.isolate();
-    const b = w.isolate();
-    expect(await a.lookup("k1")).toMatchObject({ ok: true });
-    w.clock.ms += 1000;
-    expect(await b.lookup("k1")).toMatchObject({ ok: true, source: "kv" });
+    const { w, a, b } = await twoWarmIsolates({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
     w.clock.ms = T0 + 200_000;
     expect(await a.lookup("attacker-1")).toMatchObject({ ok: false, detail: "kid_unknown" });
     expect(w.issuer.fetches).toBe(2);
@@ -106,14 +94,7 @@ describe("key-set refresh rules together", () => {
   });
 
   it("refresh-ahead for known kids: the request does not wait, the second isolate takes the first one's set from KV", async () => {
-    const k1 = await publicJwk("k1");
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
-    w.issuer.keys = [k1];
-    const a = w.isolate();
-    const b = w.isolate();
-    expect(await a.lookup("k1")).toMatchObject({ ok: true });
-    w.clock.ms += 1000;
-    expect(await b.lookup("k1")).toMatchObject({ ok: true });
+    const { w, a, b } = await twoWarmIsolates({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
     w.clock.ms = T0 + 275_000;
     const first = await a.lookup("k1");
     expect(first).toMatchObject({ ok: true, source: "memory", fetchesAtAnswer: 1 }); // answered before the refresh
@@ -124,11 +105,7 @@ describe("key-set refresh rules together", () => {
   });
 
   it("an attacker's unknown kids cost at most one fetch per cooldown in one isolate, ahead window included", async () => {
-    const k1 = await publicJwk("k1");
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
-    w.issuer.keys = [k1];
-    const a = w.isolate();
-    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    const { w, a } = await warmIsolate({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
     w.clock.ms = T0 + 270_000;
     for (let i = 0; i < 40; i++) {
       w.clock.ms += 500;
@@ -139,20 +116,17 @@ describe("key-set refresh rules together", () => {
   });
 
   it("a KV set taken for another kid (older than a cooldown): 503 jwks_refreshing with Retry-After 1 inside the second; the flag is gone at the next attempt, which asks the issuer", async () => {
-    const [k0, ka] = [await publicJwk("k0"), await publicJwk("ka")];
-    const w = world({ cache_ttl_s: 600, refresh_cooldown_s: 30 });
-    w.issuer.keys = [k0];
-    const a = w.isolate();
-    expect(await a.lookup("k0")).toMatchObject({ ok: true });
+    const { w, a, k1 } = await warmIsolate({ cache_ttl_s: 600, refresh_cooldown_s: 30 });
+    const ka = await publicJwk("ka");
     w.clock.ms = T0 + 120_000;
-    await w.putRecord(T0 + 60_000, [k0, ka]);
+    await w.putRecord(T0 + 60_000, [k1, ka]);
     expect(await a.lookup("ka")).toMatchObject({ ok: true, source: "kv" });
     const held = await a.lookup("kb");
     expect(held).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_refreshing", retryAfterS: 1 });
     expect(w.issuer.fetches).toBe(1);
     w.clock.ms += 1500;
     // The issuer's own answer lacks kb: 401, from a fetch (not another 503).
-    w.issuer.keys = [k0, ka];
+    w.issuer.keys = [k1, ka];
     expect(await a.lookup("kb")).toMatchObject({ ok: false, reason: "token_invalid", detail: "kid_unknown" });
     expect(w.issuer.fetches).toBe(2);
     // Many seconds later, within the cooldown of that fetch: still the issuer's answer, 401.
@@ -161,39 +135,28 @@ describe("key-set refresh rules together", () => {
   });
 
   it("the ahead refresh takes a newer KV set for a known kid; a kid it lacks 1 s later is not refused 401 from a set older than a cooldown", async () => {
-    const k0 = await publicJwk("k0");
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
-    w.issuer.keys = [k0];
-    const a = w.isolate();
-    expect(await a.lookup("k0")).toMatchObject({ ok: true });
+    const { w, a, k1 } = await warmIsolate({ cache_ttl_s: 300, refresh_cooldown_s: 30 });
     w.clock.ms = T0 + 280_000;
-    await w.putRecord(T0 + 200_000, [k0]); // newer, 80 s old
-    expect(await a.lookup("k0")).toMatchObject({ ok: true });
+    await w.putRecord(T0 + 200_000, [k1]); // newer, 80 s old
+    expect(await a.lookup("k1")).toMatchObject({ ok: true });
     expect(w.issuer.fetches).toBe(1); // taken from KV after the response
     w.clock.ms += 200;
     expect(await a.lookup("kb")).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_refreshing" });
   });
 
   it("Retry-After is an integer in 1…refresh_cooldown_s through stamps, KV-taken sets, failures and a clock step back", async () => {
-    const [k0, ka] = [await publicJwk("k0"), await publicJwk("ka")];
     const cooldown = 7;
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: cooldown, max_stale_s: 600 });
-    w.issuer.keys = [k0];
-    const a = w.isolate();
-    expect(await a.lookup("k0")).toMatchObject({ ok: true });
+    const { w, a, k1 } = await warmIsolate({ cache_ttl_s: 300, refresh_cooldown_s: cooldown, max_stale_s: 600 });
+    const ka = await publicJwk("ka");
     const seen: unknown[] = [];
     const check = (r: KeyLookup) => {
-      if (!r.ok && r.reason === "jwks_unavailable") {
-        seen.push(r.retryAfterS);
-        expect(Number.isInteger(r.retryAfterS)).toBe(true);
-        expect(r.retryAfterS).toBeGreaterThanOrEqual(1);
-        expect(r.retryAfterS).toBeLessThanOrEqual(cooldown);
-      }
+      if (!r.ok && r.reason === "jwks_unavailable") seen.push(r.retryAfterS);
+      checkRetryAfter(r, cooldown);
     };
     const steps: (() => unknown)[] = [
       () => w.stamp(w.clock.ms - 2000),
       () => w.stamp(w.clock.ms + 60_000), // from the future
-      () => w.putRecord(w.clock.ms - 100_000, [k0, ka]),
+      () => w.putRecord(w.clock.ms - 100_000, [k1, ka]),
       () => (w.issuer.down = true),
       () => (w.clock.ms -= 30_000), // step back
       () => (w.clock.ms += 400_000), // past TTL
@@ -205,18 +168,14 @@ describe("key-set refresh rules together", () => {
       for (let i = 0; i < 6; i++) {
         w.clock.ms += 900;
         check(await a.lookup(`x${i % 3}`));
-        check(await a.lookup("k0"));
+        check(await a.lookup("k1"));
       }
     }
     expect(seen.length).toBeGreaterThan(0);
   });
 
   it("the stale key source: reported for a stale set that answered, not after the refresh succeeded", async () => {
-    const k1 = await publicJwk("k1");
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 3600 });
-    w.issuer.keys = [k1];
-    const a = w.isolate();
-    expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "fetch" });
+    const { w, a } = await warmIsolate({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 3600 });
     w.clock.ms = T0 + 301_000;
     w.issuer.down = true;
     expect(await a.lookup("k1")).toMatchObject({ ok: true, source: "stale" });
@@ -230,12 +189,8 @@ describe("key-set refresh rules together", () => {
   });
 
   it("a withdrawn key (grace 0): an idle isolate's stale set refreshes first; a cached CryptoKey is no longer trusted", async () => {
-    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0, max_stale_s: 86_400 });
-    w.issuer.keys = [k1];
-    const a = w.isolate();
-    const first = await a.lookup("k1");
-    expect(first.ok).toBe(true);
+    const settings = { cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0, max_stale_s: 86_400 };
+    const { w, a, k2, first } = await warmIsolate(settings);
     const key = first.ok ? (first.keys[0] as CryptoKey) : undefined;
     w.issuer.keys = [k2];
     w.clock.ms = T0 + 5 * 3_600_000;
@@ -247,11 +202,7 @@ describe("key-set refresh rules together", () => {
   });
 
   it("a failure while the set still serves makes the unknown kid 503", async () => {
-    const k1 = await publicJwk("k1");
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 3600 });
-    w.issuer.keys = [k1];
-    const a = w.isolate();
-    expect(await a.lookup("k1")).toMatchObject({ ok: true });
+    const { w, a } = await warmIsolate({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 3600 });
     w.clock.ms = T0 + 100_000;
     w.issuer.down = true;
     expect(await a.lookup("k2")).toMatchObject({ ok: false, reason: "jwks_unavailable", detail: "jwks_http_status" });
@@ -259,26 +210,9 @@ describe("key-set refresh rules together", () => {
     expect(await a.lookup("k3")).toMatchObject({ ok: false, reason: "jwks_unavailable" });
   });
 
-  it("with the issuer faster than the cooldown, one refresh per request", async () => {
-    const k1 = await publicJwk("k1");
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 2, max_stale_s: 86_400 });
-    w.issuer.keys = [k1];
-    const a = w.isolate();
-    expect(await a.lookup("k1")).toMatchObject({ ok: true });
-    w.clock.ms = T0 + 301_000;
-    w.issuer.down = true;
-    w.issuer.costMs = 1500;
-    const answer = await a.lookup("k2");
-    expect(answer).toMatchObject({ ok: false, reason: "jwks_unavailable" });
-    expect(answer.fetchesAtAnswer).toBe(2);
-  });
-
   it("a set past its TTL is refreshed before use whatever the kid: another isolate's fresh stamp does not leave a withdrawn key in use", async () => {
-    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0, max_stale_s: 86_400 });
-    w.issuer.keys = [k1];
-    const b = w.isolate();
-    expect(await b.lookup("k1")).toMatchObject({ ok: true, source: "fetch" });
+    const settings = { cache_ttl_s: 300, refresh_cooldown_s: 30, rotation_grace_s: 0, max_stale_s: 86_400 };
+    const { w, a: b, k2 } = await warmIsolate(settings);
     // k1 leaked: the issuer withdraws it for k2. Another isolate has just asked the issuer,
     // and its set has not reached this location's KV.
     w.issuer.keys = [k2];
@@ -291,27 +225,9 @@ describe("key-set refresh rules together", () => {
   });
 
   it("a new kid that joins another request's refresh, begun before its key was published, asks the issuer itself once the cooldown allows", async () => {
-    const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
-    const w = world({ cache_ttl_s: 300, refresh_cooldown_s: 1, fetch_timeout_ms: 2000, max_stale_s: 86_400 });
-    w.issuer.keys = [k1];
-    const a = w.isolate();
-    expect(await a.lookup("k1")).toMatchObject({ ok: true });
-    // Past the TTL, a k1 token starts the refresh before use; the issuer is slow to answer.
-    w.clock.ms = T0 + 301_000;
-    let release: () => void = () => undefined;
-    w.issuer.gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const first = a.lookup("k1");
-    await vi.waitFor(() => expect(w.issuer.fetches).toBe(2));
-    // k2 is published; 1.5 s on (past the 1 s cooldown) a k2 token joins that refresh.
-    w.issuer.keys = [k1, k2];
-    w.clock.ms += 1_500;
-    const second = a.lookup("k2");
-    w.issuer.gate = undefined;
-    release();
-    expect(await first).toMatchObject({ ok: true });
-    expect(await second).toMatchObject({ ok: true, source: "fetch" });
+    // The k2 token joins 1.5 s after the refresh began: past the 1 s cooldown.
+    const { w, second } = await newKidJoinsRefreshBeforeUse(1);
+    expect(second).toMatchObject({ ok: true, source: "fetch" });
     expect(w.issuer.fetches).toBe(3);
   });
 });

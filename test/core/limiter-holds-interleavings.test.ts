@@ -58,6 +58,68 @@ function replay(events: Event[], id: string): number {
   return tat;
 }
 
+/**
+ * One call's items: 1…3 of them, each for a counter of `ids` (3 in 10 after the first: the first's
+ * again, a duplicate in one call) at a cost of 0…3, sized by `item`. The draws from `random` come
+ * in a fixed order (count; then per item: duplicate?, the id unless a duplicate, cost, then what
+ * `item` draws).
+ */
+function callItems(
+  random: () => number,
+  ids: string[],
+  item: (id: string, cost: number) => CounterRequest,
+): CounterRequest[] {
+  const n = 1 + Math.floor(random() * 3);
+  const items: CounterRequest[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = random() < 0.3 && items.length > 0 ? items[0]!.id : ids[Math.floor(random() * ids.length)]!;
+    const c = random();
+    items.push(item(id, c < 0.1 ? 0 : c < 0.8 ? 1 : c < 0.9 ? 2 : 3));
+  }
+  return items;
+}
+
+/**
+ * Acquires `items` at `now`, as a hold (HOLD_MS) or a direct charge; a request admitted is noted
+ * in `reqs` as kept and in `events` as charged.
+ */
+function acquireNoted(
+  table: CounterTable,
+  items: CounterRequest[],
+  now: number,
+  hold: boolean,
+  reqs: Kept[],
+  events: Event[],
+) {
+  const result = table.acquire(items, now, hold ? HOLD_MS : 0);
+  if (result.allowed) {
+    const r: Kept = { at: now, items, kept: true, result, hold, until: now + HOLD_MS };
+    reqs.push(r);
+    events.push({ kind: "charge", req: r });
+  }
+}
+
+/** Each counter where GCRA's replay has it standing ahead of `now`: the table's standing (`got`) and the replay's (`want`). */
+function beside(table: CounterTable, events: Event[], ids: string[], now: number) {
+  return ids
+    .map((id) => ({ id, want: replay(events, id) }))
+    .filter(({ want }) => want > now)
+    .map(({ id, want }) => ({ id, want, got: standing(table, id, now) }));
+}
+
+/**
+ * The counters that, once everything is due and settled (100 days after `now`), still queue a
+ * charge rather than making it at once: something was left behind.
+ */
+function stillQueuingWhenAllSettled(table: CounterTable, ids: string[], now: number): string[] {
+  const later = now + 100 * 86_400_000;
+  table.settleHolds(later);
+  return ids.filter((id) => {
+    table.acquire([{ id, limit: 1, windowS: 1 }], later);
+    return table.get(id)?.ms !== later + 1000;
+  });
+}
+
 const SHARED = '["tenant","t"]';
 
 describe("holds: GCRA replay fuzz", () => {
@@ -112,38 +174,17 @@ describe("holds: GCRA replay fuzz", () => {
             if (lastSettle < r.until) r.kept = false;
           }
         } else {
-          const n = 1 + Math.floor(random() * 3);
-          const items: CounterRequest[] = [];
-          for (let i = 0; i < n; i++) {
-            const id = random() < 0.3 && items.length > 0 ? items[0]!.id : ids[Math.floor(random() * ids.length)]!;
-            const c = random();
-            items.push({ id, limit: limitOf(id), windowS, cost: c < 0.1 ? 0 : c < 0.8 ? 1 : c < 0.9 ? 2 : 3 });
-          }
-          const hold = random() < 0.6;
-          const result = table.acquire(items, now, hold ? HOLD_MS : 0);
+          const items = callItems(random, ids, (id, cost) => ({ id, limit: limitOf(id), windowS, cost }));
+          acquireNoted(table, items, now, random() < 0.6, reqs, events);
           lastSettle = now;
-          if (result.allowed) {
-            const r: Kept = { at: now, items, kept: true, result, hold, until: now + HOLD_MS };
-            reqs.push(r);
-            events.push({ kind: "charge", req: r });
-          }
         }
-        for (const id of ids) {
-          const want = replay(events, id);
-          if (want <= now) continue;
-          const got = standing(table, id, now);
+        for (const { id, got, want } of beside(table, events, ids, now))
           if (got < want - 0.01 || got > want + 0.01)
             failures.push(`run ${run} step ${step} ${id}: table at +${got - T0}, GCRA at +${want - T0}`);
-        }
       }
       // Nothing left behind: once everything is due and settled, a charge is made at once.
-      const later = now + 100 * 86_400_000;
-      table.settleHolds(later);
-      for (const id of ids) {
-        table.acquire([{ id, limit: 1, windowS: 1 }], later);
-        if (table.get(id)?.ms !== later + 1000)
-          failures.push(`run ${run} ${id}: a charge still queues after all settled`);
-      }
+      for (const id of stillQueuingWhenAllSettled(table, ids, now))
+        failures.push(`run ${run} ${id}: a charge still queues after all settled`);
     }
     expect(failures).toEqual([]);
   });
@@ -183,37 +224,21 @@ describe("holds: GCRA replay fuzz", () => {
             r.kept = false;
           }
         } else {
-          const n = 1 + Math.floor(random() * 3);
-          const items: CounterRequest[] = [];
-          for (let i = 0; i < n; i++) {
-            const id = random() < 0.3 && items.length > 0 ? items[0]!.id : ids[Math.floor(random() * ids.length)]!;
-            const c = random();
-            items.push({
-              id,
-              limit: 1 + Math.floor(random() * 10),
-              windowS: 1 + Math.floor(random() * 5),
-              cost: c < 0.1 ? 0 : c < 0.8 ? 1 : c < 0.9 ? 2 : 3,
-            });
-          }
+          const items = callItems(random, ids, (id, cost) => ({
+            id,
+            limit: 1 + Math.floor(random() * 10),
+            windowS: 1 + Math.floor(random() * 5),
+            cost,
+          }));
           for (const id of new Set(items.map((i) => i.id))) {
             const w = Math.min(...items.filter((i) => i.id === id).map((i) => i.windowS));
             events.push({ kind: "clamp", id, bound: now + w * 1000 });
           }
-          const hold = random() < 0.6;
-          const result = table.acquire(items, now, hold ? HOLD_MS : 0);
-          if (result.allowed) {
-            const r: Kept = { at: now, items, kept: true, result, hold, until: now + HOLD_MS };
-            reqs.push(r);
-            events.push({ kind: "charge", req: r });
-          }
+          acquireNoted(table, items, now, random() < 0.6, reqs, events);
         }
-        for (const id of ids) {
-          const want = replay(events, id);
-          if (want <= now) continue;
-          const got = standing(table, id, now);
+        for (const { id, got, want } of beside(table, events, ids, now))
           if (got < want - 0.01)
             failures.push(`run ${run} step ${step} ${id}: table at +${got - T0}, GCRA at +${want - T0}`);
-        }
       }
     }
     expect(failures).toEqual([]);
@@ -248,13 +273,8 @@ describe("holds: GCRA replay fuzz", () => {
             if (result.allowed) reqs.push({ items, result });
           }
         }
-        const later = now + 100 * 86_400_000;
-        table.settleHolds(later);
-        for (const id of ids) {
-          table.acquire([{ id, limit: 1, windowS: 1 }], later);
-          if (table.get(id)?.ms !== later + 1000)
-            failures.push(`run ${run} ${id}: a charge still queues after all settled`);
-        }
+        for (const id of stillQueuingWhenAllSettled(table, ids, now))
+          failures.push(`run ${run} ${id}: a charge still queues after all settled`);
       } catch (error) {
         failures.push(`run ${run}: threw ${String(error)}`);
       }

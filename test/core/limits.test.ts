@@ -28,6 +28,20 @@ function throttle(rate: Rate) {
   };
 }
 
+/** A GCRA counter driven by an injected clock: `(now, n)` makes n requests at `now` and counts those admitted. */
+function admissions(rate: Rate) {
+  let tat: Tat | undefined;
+  return (now: number, n: number) => {
+    let count = 0;
+    for (let i = 0; i < n; i++) {
+      const r = gcra(tat, now, rate);
+      tat = r.tat;
+      if (r.allowed) count++;
+    }
+    return count;
+  };
+}
+
 describe("GCRA", () => {
   it("reproduces redis-cell CL.THROTTLE key 5 1 1 exactly", () => {
     // Burst 5, one per second: limit 5 per 5 s.
@@ -53,17 +67,7 @@ describe("GCRA", () => {
 
   it("admits exactly the burst when the emission interval is not a whole number of ms", () => {
     // 60 000 ms / 7 = 8571.428… ms per request.
-    const rate = { limit: 7, windowMs: 60_000 };
-    let tat: Tat | undefined;
-    const admitted = (now: number, n: number) => {
-      let count = 0;
-      for (let i = 0; i < n; i++) {
-        const r = gcra(tat, now, rate);
-        tat = r.tat;
-        if (r.allowed) count++;
-      }
-      return count;
-    };
+    const admitted = admissions({ limit: 7, windowMs: 60_000 });
     expect(admitted(T0, 50)).toBe(7);
     expect(admitted(T0 + 8571, 1)).toBe(0);
     expect(admitted(T0 + 8572, 5)).toBe(1);
@@ -75,17 +79,7 @@ describe("GCRA", () => {
   });
 
   it("gives no second burst across a window boundary", () => {
-    const rate = { limit: 10, windowMs: 60_000 }; // one request per 6 s
-    let tat: Tat | undefined;
-    const burst = (now: number, n: number) => {
-      let count = 0;
-      for (let i = 0; i < n; i++) {
-        const r = gcra(tat, now, rate);
-        tat = r.tat;
-        if (r.allowed) count++;
-      }
-      return count;
-    };
+    const burst = admissions({ limit: 10, windowMs: 60_000 }); // one request per 6 s
     // A fixed one-minute window would admit 10 at 59.9 s and 10 more at 60.1 s.
     expect(burst(T0 + 59_900, 20)).toBe(10);
     expect(burst(T0 + 60_100, 20)).toBe(0);

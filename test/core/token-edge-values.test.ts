@@ -6,7 +6,7 @@
 // an origin reading x-tenant as a list would unquote.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { VerifyResult } from "../../src/core/tokens/verify";
-import { basePolicy, harness, marker, originSaw } from "../support/harness";
+import { basePolicy, type Harness, harness, marker, originSaw } from "../support/harness";
 import { accessAssertion, AUDIENCE, b64url, makeIssuer, type TestIssuer, type TestKey } from "../support/issuers";
 import { fixedNow, signText, verifierFor } from "./token-fixtures";
 import { sendMarked } from "../support/sent";
@@ -207,6 +207,25 @@ function twoKindPolicy() {
   });
 }
 
+/**
+ * `path` with `headers` is refused as `refused` (status, problem reason, audit detail), and
+ * nothing is forwarded; `label` names the case among several.
+ */
+async function expectRefused(
+  edge: Harness,
+  label: Record<string, unknown>,
+  path: string,
+  headers: Record<string, string>,
+  refused: { status: number; reason: string; detail: string },
+) {
+  const { response, body, record, seen } = await sendMarked(edge, path, { headers });
+  expect({ ...label, status: response.status, reason: body?.reason, detail: record?.detail }).toEqual({
+    ...label,
+    ...refused,
+  });
+  expect(seen).toHaveLength(0);
+}
+
 describe("where a Bearer token is looked for", () => {
   it("the scheme in any case is Bearer", async () => {
     const edge = harness(twoKindPolicy());
@@ -222,32 +241,26 @@ describe("where a Bearer token is looked for", () => {
   it("X-Authorization and Proxy-Authorization are no credential: 401 token_missing, nothing forwarded", async () => {
     const edge = harness(twoKindPolicy());
     const token = await idp.sign({});
-    for (const name of ["x-authorization", "proxy-authorization", "x-serverless-authorization"]) {
-      const { response, body, record, seen } = await sendMarked(edge, "/b/x", {
-        headers: { [name]: `Bearer ${token}` },
-      });
-      expect({ name, status: response.status, reason: body?.reason, detail: record?.detail }).toEqual({
-        name,
-        status: 401,
-        reason: "token_missing",
-        detail: "no_credentials",
-      });
-      expect(seen).toHaveLength(0);
-    }
+    for (const name of ["x-authorization", "proxy-authorization", "x-serverless-authorization"])
+      await expectRefused(
+        edge,
+        { name },
+        "/b/x",
+        { [name]: `Bearer ${token}` },
+        { status: 401, reason: "token_missing", detail: "no_credentials" },
+      );
   });
 
   it("an Access assertion with a Bearer prefix in its header is a malformed token, not a Bearer token", async () => {
     const edge = harness(twoKindPolicy());
     const assertion = await accessAssertion(team, AUD_TAG);
-    const { response, body, record, seen } = await sendMarked(edge, "/both/x", {
-      headers: {
-        "cf-access-jwt-assertion": `Bearer ${assertion}`,
-      },
-    });
-    expect(response.status).toBe(401);
-    expect(body?.reason).toBe("token_invalid");
-    expect(record?.detail).toBe("not_compact_jws");
-    expect(seen).toHaveLength(0);
+    await expectRefused(
+      edge,
+      {},
+      "/both/x",
+      { "cf-access-jwt-assertion": `Bearer ${assertion}` },
+      { status: 401, reason: "token_invalid", detail: "not_compact_jws" },
+    );
   });
 
   // Lenient readers (Python str.split, Go strings.Fields, Lua %s, Java \s) read `Bearer`, then
@@ -259,18 +272,14 @@ describe("where a Bearer token is looked for", () => {
       ["tab", "\t"],
       ["vertical tab", "\u000b"],
       ["form feed", "\u000c"],
-    ]) {
-      const { response, body, record, seen } = await sendMarked(edge, "/b/x", {
-        headers: { authorization: `Bearer${gap}${token}` },
-      });
-      expect({ label, status: response.status, reason: body?.reason, detail: record?.detail }).toEqual({
-        label,
-        status: 400,
-        reason: "token_malformed",
-        detail: "bad_bearer_syntax",
-      });
-      expect(seen).toHaveLength(0);
-    }
+    ])
+      await expectRefused(
+        edge,
+        { label },
+        "/b/x",
+        { authorization: `Bearer${gap}${token}` },
+        { status: 400, reason: "token_malformed", detail: "bad_bearer_syntax" },
+      );
   });
 
   // On a route taking both kinds, such a Bearer credential is not passed over for the Access
@@ -280,18 +289,12 @@ describe("where a Bearer token is looked for", () => {
     const assertion = await accessAssertion(team, AUD_TAG);
     const token = await idp.sign({});
     for (const gap of ["\t", "\u000b"]) {
-      const { response, body, seen } = await sendMarked(edge, "/both/x", {
-        headers: {
-          authorization: `Bearer${gap}${token}`,
-          "cf-access-jwt-assertion": assertion,
-        },
-      });
-      expect({ gap, status: response.status, reason: body?.reason }).toEqual({
-        gap,
+      const headers = { authorization: `Bearer${gap}${token}`, "cf-access-jwt-assertion": assertion };
+      await expectRefused(edge, { gap }, "/both/x", headers, {
         status: 400,
         reason: "token_malformed",
+        detail: "bad_bearer_syntax",
       });
-      expect(seen).toHaveLength(0);
     }
   });
 });
@@ -306,17 +309,13 @@ describe("a tenant an origin reading x-tenant as an HTTP list would read otherwi
   ])("a tenant %s rejects the token (tenant_unsafe), and nothing is forwarded", async (_label, tenant) => {
     const edge = harness(twoKindPolicy());
     const token = await idp.sign({ tenant_id: tenant });
-    for (const path of ["/b/x", ...(tenant.includes("\\") ? [] : [`/t/${encodeURIComponent(tenant)}/x`])]) {
-      const { response, body, record, seen } = await sendMarked(edge, path, {
-        headers: { authorization: `Bearer ${token}` },
-      });
-      expect({ path, status: response.status, reason: body?.reason, detail: record?.detail }).toEqual({
+    for (const path of ["/b/x", ...(tenant.includes("\\") ? [] : [`/t/${encodeURIComponent(tenant)}/x`])])
+      await expectRefused(
+        edge,
+        { path },
         path,
-        status: 401,
-        reason: "token_invalid",
-        detail: "tenant_unsafe",
-      });
-      expect(seen).toHaveLength(0);
-    }
+        { authorization: `Bearer ${token}` },
+        { status: 401, reason: "token_invalid", detail: "tenant_unsafe" },
+      );
   });
 });

@@ -148,3 +148,71 @@ export const checkRetryAfter = (r: KeyLookup | undefined, cooldown: number) => {
     expect(r.retryAfterS).toBeLessThanOrEqual(cooldown);
   }
 };
+
+/**
+ * A world whose issuer publishes k1, and an isolate `a` that fetched it at T0 (fetch 1) and saved
+ * it to KV (`first`: that answer). k2 is a key the issuer has not published yet.
+ */
+export async function warmIsolate(settings: Partial<OidcIssuerConfig>) {
+  const [k1, k2] = [await publicJwk("k1"), await publicJwk("k2")];
+  const w = world(settings);
+  w.issuer.keys = [k1];
+  const a = w.isolate();
+  const first = await a.lookup("k1");
+  expect(first).toMatchObject({ ok: true, source: "fetch" });
+  return { w, a, k1, k2, first };
+}
+
+/** A warm isolate `a` (see warmIsolate), and an isolate `b` that took a's set from KV 1 s later. */
+export async function twoWarmIsolates(settings: Partial<OidcIssuerConfig>) {
+  const warm = await warmIsolate(settings);
+  const b = warm.w.isolate();
+  warm.w.clock.ms += 1000;
+  expect(await b.lookup("k1")).toMatchObject({ ok: true, source: "kv" });
+  expect(warm.w.issuer.fetches).toBe(1);
+  return { ...warm, b };
+}
+
+/**
+ * A warm isolate (see warmIsolate; cache_ttl_s 300) whose set is past its TTL, while the issuer
+ * answers 503 after 1.5 s (within the default fetch_timeout_ms of 2 s): a refresh before use fails.
+ */
+export async function pastTtlIssuerFailingSlowly(settings: Partial<OidcIssuerConfig>) {
+  const warm = await warmIsolate({ cache_ttl_s: 300, max_stale_s: 86_400, ...settings });
+  warm.w.clock.ms = T0 + 301_000;
+  warm.w.issuer.down = true;
+  warm.w.issuer.costMs = 1_500;
+  return warm;
+}
+
+/**
+ * Past the TTL (300 s), a k1 request starts a warm isolate's refresh before use, held at the
+ * issuer; k2 is published and, 1.5 s on, a k2 request joins that refresh; then the issuer answers
+ * (with k1 and k2). `second`: the k2 request's answer.
+ */
+export async function newKidJoinsRefreshBeforeUse(refreshCooldownS: number) {
+  const warm = await warmIsolate({
+    cache_ttl_s: 300,
+    refresh_cooldown_s: refreshCooldownS,
+    fetch_timeout_ms: 2000,
+    max_stale_s: 86_400,
+  });
+  const { w, a, k1, k2 } = warm;
+  w.clock.ms = T0 + 301_000;
+  const release = w.hold();
+  const first = a.lookup("k1");
+  await vi.waitFor(() => expect(w.issuer.fetches).toBe(2));
+  w.issuer.keys = [k1, k2];
+  w.clock.ms += 1_500;
+  const second = a.lookup("k2");
+  release();
+  expect(await first).toMatchObject({ ok: true });
+  return { ...warm, second: await second };
+}
+
+/** The issuer was asked at least twice (so the bound is not vacuous), never twice within `cooldownMs`. */
+export function expectFetchesACooldownApart(fetchTimes: number[], cooldownMs: number) {
+  expect(fetchTimes.length).toBeGreaterThanOrEqual(2);
+  for (let i = 1; i < fetchTimes.length; i++)
+    expect(fetchTimes[i]! - fetchTimes[i - 1]!).toBeGreaterThanOrEqual(cooldownMs);
+}
