@@ -73,6 +73,9 @@ export function canonicalPath(rawPath: string): PathResult {
   return { ok: true, path };
 }
 
+/** Characters a Windows best-fit conversion or a stream name makes a separator, or the ASP.NET session segment. */
+const WINDOWS_READING = /[:\u2236\u0589]\$|[\u00a5\u20a9\u2215\u2216\u2044]|^\([A-Za-z]\(.*\)\)$/;
+
 /**
  * Whether an origin may read a segment as another one, which another route may guard:
  * Windows servers (IIS) drop trailing dots and spaces (`admin.` is `admin`, `.. ` is `..`)
@@ -81,14 +84,33 @@ export function canonicalPath(rawPath: string): PathResult {
  * and `∖` as `\` or `/`, and `∶` or `։` as `:`; servers that normalise Unicode (NFKC) read
  * a fullwidth `ａdmin` or `．．` as the ASCII; ASP.NET (on IIS) takes a cookieless session's
  * segment, `(S(…))`, `(A(…))` or `(F(…))`, out of the path before routing (CVE-2023-36899), so
- * `/(S(x))/admin` is `/admin` there.
+ * `/(S(x))/admin` is `/admin` there. What NFKC changes without bringing in ASCII (Thai and
+ * Lao `ำ`, halfwidth katakana, decomposed accents) goes on: no route written in ASCII takes
+ * it, and one written otherwise is asked about the normalised reading (`readAsAnotherRoute`).
  */
 function readsOtherwise(segment: string): boolean {
   const text = decodeURIComponent(segment);
+  const read = text.normalize("NFKC");
   return (
-    /[:\u2236\u0589]\$|[\u00a5\u20a9\u2215\u2216\u2044]|^\([A-Za-z]\(.*\)\)$/.test(text) ||
-    text.normalize("NFKC").replace(/[. ]+$/, "") !== text
+    WINDOWS_READING.test(text) ||
+    /[. ]$/.test(read) ||
+    (read !== text && (WINDOWS_READING.test(read) || bringsInAscii(text, read)))
   );
+}
+
+/**
+ * Whether `read` holds ASCII that `text` does not, in order: composing `e` and an accent into
+ * `é` takes ASCII away, and is no reading of another ASCII name.
+ */
+function bringsInAscii(text: string, read: string): boolean {
+  let at = 0;
+  for (const char of read) {
+    if (char > "\x7f") continue;
+    at = text.indexOf(char, at);
+    if (at === -1) return true;
+    at++;
+  }
+  return false;
 }
 
 /** Whether the bytes `path` spells (ASCII, and `%XX` escapes) are valid UTF-8. */

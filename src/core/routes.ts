@@ -57,7 +57,13 @@ export function compilePathPattern(pattern: string): CompiledPattern | string {
       // As a canonical path spells it (decoded, as segments are matched), or no request could
       // ever match it: the URL parser first escapes what a request would carry escaped.
       const canonical = /[*%?# ]/.test(segment) ? undefined : canonicalPath(new URL(`http://x/${segment}`).pathname);
-      if (!canonical?.ok || decodeURIComponent(canonical.path) !== `/${segment}`) {
+      // In NFKC form too: a request spelt otherwise (halfwidth `ｶﾌｪ` for `カフェ`) is asked
+      // whether its normalised reading is this literal (see `readAsAnotherRoute`).
+      if (
+        !canonical?.ok ||
+        decodeURIComponent(canonical.path) !== `/${segment}` ||
+        segment.normalize("NFKC") !== segment
+      ) {
         return `segment "${segment}" is not a canonical literal`;
       }
       if (segment === "" && i !== raw.length - 1) return "empty segment (double slash)";
@@ -322,9 +328,21 @@ export function routeAt<R extends MatchableRoute>(
 
 /** Per route list: whether any literal changes when its case is folded (see `readAsAnotherRoute`). */
 const casedLiterals = new WeakMap<readonly MatchableRoute[], boolean>();
+/** Per route list: whether any literal is written beyond ASCII (see `readAsAnotherRoute`). */
+const wideLiterals = new WeakMap<readonly MatchableRoute[], boolean>();
+
+/** Whether any route's path holds a literal for which `test` holds. */
+function anyLiteral(routes: readonly MatchableRoute[], test: (literal: string) => boolean): boolean {
+  return routes.some((route) => route.pattern.parts.some((part) => part.kind === "literal" && test(part.value)));
+}
 
 /** Why an origin may take a request for another route's than the edge matched. */
-export type RouteAmbiguity = "ambiguous_case" | "ambiguous_format" | "ambiguous_path_info" | "ambiguous_batch";
+export type RouteAmbiguity =
+  | "ambiguous_case"
+  | "ambiguous_segment"
+  | "ambiguous_format"
+  | "ambiguous_path_info"
+  | "ambiguous_batch";
 
 /** Whether `pattern` matches some path below these (folded) segments. */
 export function matchesBelow(pattern: CompiledPattern, prefix: readonly string[]): boolean {
@@ -366,8 +384,10 @@ const PAGE_DATA = /^(?:__data\.json|_payload(?:\.[^.]+)?\.json|_root\.data|_?\.d
  * folded too, and not the path as written (`/openapi.json` written for itself before `/**`
  * is no other route's `/openapi`: `/**` takes both); or past a front controller, as a
  * directory's index, as a page's data path, or as a batch of operations (tRPC's, OData's
- * `$batch`). Only paths that folding changes (or policies whose literals it does), and paths
- * with a dot, a comma or `batch`, are looked at twice.
+ * `$batch`); or, where a route's literal is written beyond ASCII, one normalising the path
+ * (NFKC: halfwidth `ｶﾌｪ` is `カフェ`; what NFKC makes ASCII is refused before routing). Only
+ * paths that folding changes (or policies whose literals it does), paths with a dot, a comma or
+ * `batch`, and paths beyond ASCII under such a policy, are looked at twice.
  */
 export function readAsAnotherRoute<R extends MatchableRoute>(
   routes: readonly R[],
@@ -378,15 +398,20 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
 ): RouteAmbiguity | undefined {
   let cased = casedLiterals.get(routes);
   if (cased === undefined) {
-    cased = routes.some((route) =>
-      route.pattern.parts.some((part) => part.kind === "literal" && part.value !== foldedLiteral(part.value)),
-    );
+    cased = anyLiteral(routes, (literal) => literal !== foldedLiteral(literal));
     casedLiterals.set(routes, cased);
+  }
+  let wide = wideLiterals.get(routes);
+  if (wide === undefined) {
+    wide = anyLiteral(routes, (literal) => /[^\0-\x7f]/.test(literal));
+    wideLiterals.set(routes, wide);
   }
   const caseMatters = cased || canonicalPath !== foldCase(canonicalPath);
   const dotted = canonicalPath.includes(".");
   const batched = /,|%2C|batch/i.test(canonicalPath);
-  if (!caseMatters && !dotted && !batched) return undefined;
+  // A character beyond ASCII is escaped in the canonical path, from its lead byte on.
+  const normalisable = wide && /%[C-F]/.test(canonicalPath);
+  if (!caseMatters && !dotted && !batched && !normalisable) return undefined;
   const segments = pathSegments(canonicalPath) as string[];
   const folded = segments.map(foldCase);
   // `shorter`: a route that takes the path as written too takes it alike either way.
@@ -395,6 +420,11 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
     return other !== undefined && other !== matched && !(shorter && matchPath(other.pattern, segments, folded));
   };
   if (caseMatters && readsOther(segments)) return "ambiguous_case";
+  if (normalisable) {
+    const normalised = segments.map((segment) => segment.normalize("NFKC"));
+    if (normalised.some((segment, i) => segment !== segments[i]) && readsOther(normalised, true))
+      return "ambiguous_segment";
+  }
   if (batched) {
     // tRPC runs every procedure a batch names, comma-separated, in its last segment
     // (`/trpc/user.rename,admin.deleteUser?batch=1`; batching is on by default).

@@ -36,6 +36,15 @@ export function headerHygiene(policy: CompiledPolicy): Stage {
     // an origin that reads it): request smuggling's shape, refused.
     if (coding !== null && incoming.has("content-length"))
       return deny(c, "bad_request", { detail: "ambiguous_framing" });
+    // A GET or HEAD with a body: the runtime's fetch can send it none, and the origin would run
+    // the request without it (Elasticsearch answers a `GET _search` whose query was in its body
+    // as a search for everything). Refused, so the client learns to send it as a POST.
+    const method = c.req.method;
+    if (method === "GET" || method === "HEAD") {
+      const length = incoming.get("content-length");
+      if (coding !== null || (length !== null && !/^0+$/.test(length.trim())))
+        return deny(c, "bad_request", { detail: "body_on_get_or_head" });
+    }
     // Copied natively, then the few names that must not reach the origin are deleted
     // (`delete` removes every value of a name).
     const outgoing = new Headers(incoming);

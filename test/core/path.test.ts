@@ -80,8 +80,12 @@ describe("canonicalPath", () => {
     ["/public/..%EF%BC%BC/admin", "ambiguous_segment"],
     ["/public/%E2%80%A4%E2%80%A4/admin", "ambiguous_segment"],
     ["/%EF%BD%81dmin/users", "ambiguous_segment"],
-    // Decomposed (NFD) where a composed character exists.
-    ["/v1/cafe%CC%81", "ambiguous_segment"],
+    // Letters NFKC makes ASCII however they are written: the Kelvin sign (`K`), a ligature
+    // (`fi`), a superscript (`2`), a circled digit (`1`).
+    ["/%E2%84%AAey/x", "ambiguous_segment"],
+    ["/%EF%AC%81les", "ambiguous_segment"],
+    ["/v%C2%B2/x", "ambiguous_segment"],
+    ["/v%E2%91%A0", "ambiguous_segment"],
   ])("rejects %s (%s)", (input, detail) => {
     expect(canonicalPath(input)).toEqual({ ok: false, detail });
   });
