@@ -173,14 +173,6 @@ describe("what the refresh rules keep", () => {
     expectFetchesACooldownApart(fetchTimes, 30_000);
   });
 
-  it("a request's own failing refresh-before-use for an unknown kid: one refresh, 503 with Retry-After in range", async () => {
-    const { a } = await pastTtlIssuerFailingSlowly({ refresh_cooldown_s: 1 });
-    const answer = await a.lookup("k2");
-    expect(answer).toMatchObject({ ok: false, reason: "jwks_unavailable" });
-    expect(answer.fetchesAtAnswer).toBe(2);
-    checkRetryAfter(answer, 1);
-  });
-
   it("expired set with a fresh stamp: refetched, new kid accepted", async () => {
     const { w, a, k2 } = await warmIsolate({ cache_ttl_s: 300, refresh_cooldown_s: 30, max_stale_s: 0 });
     w.issuer.keys = [k2];

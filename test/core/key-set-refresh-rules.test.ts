@@ -34,7 +34,7 @@ describe("key-set refresh rules together", () => {
     { issuer: "slower than", cooldownS: 1 },
     { issuer: "faster than", cooldownS: 2 },
   ])(
-    "a set past its TTL and an unknown kid, with an issuer (1.5 s a fetch) $issuer the cooldown ($cooldownS s): the request waits for one refresh, not two",
+    "a set past its TTL and an unknown kid, with an issuer (1.5 s a fetch) $issuer the cooldown ($cooldownS s): the request waits for one refresh, not two, and is 503 with Retry-After in range",
     async ({ cooldownS }) => {
       const { a } = await pastTtlIssuerFailingSlowly({ refresh_cooldown_s: cooldownS });
       const answer = await a.lookup("k2");
@@ -43,6 +43,7 @@ describe("key-set refresh rules together", () => {
       // run after the response. The refresh-before-use (made for k2) already failed; the request
       // should not make and wait for a second one.
       expect(answer.fetchesAtAnswer).toBe(2);
+      checkRetryAfter(answer, cooldownS);
     },
   );
 
