@@ -85,8 +85,9 @@ const WINDOWS_READING = /[:\u2236\u0589]\$|[\u00a5\u20a9\u2215\u2216\u2044]|^\([
  * a fullwidth `ａdmin` or `．．` as the ASCII; ASP.NET (on IIS) takes a cookieless session's
  * segment, `(S(…))`, `(A(…))` or `(F(…))`, out of the path before routing (CVE-2023-36899), so
  * `/(S(x))/admin` is `/admin` there. What NFKC changes without bringing in ASCII (Thai and
- * Lao `ำ`, halfwidth katakana, decomposed accents) goes on: no route written in ASCII takes
- * it, and one written otherwise is asked about the normalised reading (`readAsAnotherRoute`).
+ * Lao `ำ`, halfwidth katakana, decomposed accents) goes on: routing asks whether another route
+ * takes the normalised reading (`readAsAnotherRoute`: a literal written beyond ASCII, or one
+ * its letter case folds to, as `İ` is `i`).
  */
 function readsOtherwise(segment: string): boolean {
   const text = decodeURIComponent(segment);

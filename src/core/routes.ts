@@ -328,13 +328,6 @@ export function routeAt<R extends MatchableRoute>(
 
 /** Per route list: whether any literal changes when its case is folded (see `readAsAnotherRoute`). */
 const casedLiterals = new WeakMap<readonly MatchableRoute[], boolean>();
-/** Per route list: whether any literal is written beyond ASCII (see `readAsAnotherRoute`). */
-const wideLiterals = new WeakMap<readonly MatchableRoute[], boolean>();
-
-/** Whether any route's path holds a literal for which `test` holds. */
-function anyLiteral(routes: readonly MatchableRoute[], test: (literal: string) => boolean): boolean {
-  return routes.some((route) => route.pattern.parts.some((part) => part.kind === "literal" && test(part.value)));
-}
 
 /** Why an origin may take a request for another route's than the edge matched. */
 export type RouteAmbiguity =
@@ -384,10 +377,11 @@ const PAGE_DATA = /^(?:__data\.json|_payload(?:\.[^.]+)?\.json|_root\.data|_?\.d
  * folded too, and not the path as written (`/openapi.json` written for itself before `/**`
  * is no other route's `/openapi`: `/**` takes both); or past a front controller, as a
  * directory's index, as a page's data path, or as a batch of operations (tRPC's, OData's
- * `$batch`); or, where a route's literal is written beyond ASCII, one normalising the path
- * (NFKC: halfwidth `ｶﾌｪ` is `カフェ`; what NFKC makes ASCII is refused before routing). Only
- * paths that folding changes (or policies whose literals it does), paths with a dot, a comma or
- * `batch`, and paths beyond ASCII under such a policy, are looked at twice.
+ * `$batch`); or one normalising the path (NFKC: halfwidth `ｶﾌｪ` is `カフェ`, a route's
+ * literal written beyond ASCII; `I` and a combining dot is `İ`, which folds to `i`; what NFKC
+ * makes ASCII itself is refused before routing). Only paths that folding changes (or policies
+ * whose literals it does), and paths with a dot, a comma, `batch` or a character beyond ASCII,
+ * are looked at twice.
  */
 export function readAsAnotherRoute<R extends MatchableRoute>(
   routes: readonly R[],
@@ -398,19 +392,16 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
 ): RouteAmbiguity | undefined {
   let cased = casedLiterals.get(routes);
   if (cased === undefined) {
-    cased = anyLiteral(routes, (literal) => literal !== foldedLiteral(literal));
+    cased = routes.some((route) =>
+      route.pattern.parts.some((part) => part.kind === "literal" && part.value !== foldedLiteral(part.value)),
+    );
     casedLiterals.set(routes, cased);
-  }
-  let wide = wideLiterals.get(routes);
-  if (wide === undefined) {
-    wide = anyLiteral(routes, (literal) => /[^\0-\x7f]/.test(literal));
-    wideLiterals.set(routes, wide);
   }
   const caseMatters = cased || canonicalPath !== foldCase(canonicalPath);
   const dotted = canonicalPath.includes(".");
   const batched = /,|%2C|batch/i.test(canonicalPath);
   // A character beyond ASCII is escaped in the canonical path, from its lead byte on.
-  const normalisable = wide && /%[C-F]/.test(canonicalPath);
+  const normalisable = /%[C-F]/.test(canonicalPath);
   if (!caseMatters && !dotted && !batched && !normalisable) return undefined;
   const segments = pathSegments(canonicalPath) as string[];
   const folded = segments.map(foldCase);
