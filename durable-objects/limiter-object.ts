@@ -14,7 +14,7 @@
 // pending and throws, so the runtime's alarm retry writes them.
 
 import { DurableObject } from "cloudflare:workers";
-import { CounterTable } from "../src/core/limits/counter-table";
+import { CounterTable, MAX_COUNTERS } from "../src/core/limits/counter-table";
 import {
   type AcquireResult,
   checkCounterRequests,
@@ -24,8 +24,6 @@ import {
 
 /** How long a change may stay in memory only. */
 export const FLUSH_INTERVAL_MS = 2_000;
-/** Counters held per object; past this live ones are forgotten, those that give back least first (CounterTable). */
-export const MAX_COUNTERS = 50_000;
 
 interface CounterRow extends Record<string, SqlStorageValue> {
   id: string;

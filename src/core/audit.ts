@@ -15,7 +15,7 @@ export interface AuditRecord {
   user_sub: string | null;
   /** `iss` of the token that was verified. */
   issuer: string | null;
-  /** Short SHA-256 prefix of the verified token, for correlation only. */
+  /** Short SHA-256 prefix of the verified token's signed part (see token-hash.ts), for correlation only. */
   token_hash: string | null;
   method: string;
   /** The canonical path (never the query string; a JWT in it as `[jwt]`); null when the path was rejected. */
@@ -30,6 +30,7 @@ export interface AuditRecord {
   status: number;
   upstream: string | null;
   latency_ms: number;
+  /** Time the token check took (the authenticate stage), ms; the authorise stage is not timed. */
   authz_ms: number | null;
   limit_ms: number | null;
   upstream_ms: number | null;

@@ -3,9 +3,9 @@
 // on a route written for it (routes.ts, `readAsAnotherRoute`), so that route must admit no
 // caller a route under its root refuses. Checked with the policy lint, never by the Worker.
 
-import type { CompiledPolicy, CompiledRoute } from "./policy";
+import type { CompiledPolicy } from "./policy";
 import type { AuthRequirement } from "./policy-types";
-import { capturesOf, coversHost, foldedLiteral, matchesBelow } from "./routes";
+import { bindsTenant, coversHost, foldedLiteral, matchesBelow } from "./routes";
 
 /** Whether every caller `batch` admits is admitted by `other` too (as far as a policy can say). */
 function demandsAtLeast(batch: "public" | AuthRequirement, other: "public" | AuthRequirement): boolean {
@@ -25,10 +25,6 @@ function demandsAtLeast(batch: "public" | AuthRequirement, other: "public" | Aut
     (other.claims ?? []).every((condition) => claims.includes(JSON.stringify(condition)))
   );
 }
-
-/** Whether a route binds the tenant (by its path or its host). */
-const bindsTenant = (route: CompiledRoute) =>
-  route.host?.captureName !== undefined || capturesOf(route.pattern).length > 0;
 
 /** One problem per route under a `$batch` route's root that demands more than the batch route. */
 export function laxBatchRoutes(policy: CompiledPolicy): string[] {

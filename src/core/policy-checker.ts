@@ -6,7 +6,6 @@ import { secureUrl } from "./urls";
 
 export const METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
 
-/** Collects problems with the path of the field they concern. */
 /** -0: JSON writes it back as 0, so a compiled policy holding it would not come back as written. */
 export const NEGATIVE_ZERO = "-0: write 0";
 
@@ -14,6 +13,7 @@ export function isNegativeZero(value: unknown): boolean {
   return Object.is(value, -0);
 }
 
+/** Collects problems with the path of the field they concern. */
 export class Checker {
   readonly problems: string[] = [];
   fail(path: string, why: string): void {

@@ -7,14 +7,18 @@
 import type { CompiledPolicy } from "./policy";
 import { laxBatchRoutes } from "./batch-route-lint";
 import { shadowedRoutes } from "./route-overlap";
-import { capturesOf } from "./routes";
+import { bindsTenant } from "./routes";
 
 /** A URL's host name, without the trailing dot of a fully qualified one. */
 function hostOf(url: string): string {
   return new URL(url).hostname.replace(/\.$/, "");
 }
 
-/** Loopback: `localhost` and its subdomains, 127.0.0.0/8, ::1. */
+/**
+ * Loopback: `localhost` and its subdomains, 127.0.0.0/8, ::1. Broader than `isLoopbackHost`
+ * (urls.ts: the hosts the runtime may reach over plain http): any name that reaches the
+ * machine itself is one a deployed policy must not name.
+ */
 function isLoopback(url: string): boolean {
   const host = hostOf(url);
   // The URL parser writes an IPv4 host as four decimals: `127.app.example.com` is a name.
@@ -30,6 +34,8 @@ function isLocalOrAddress(url: string): boolean {
  * Every problem found: routes an earlier route shadows (see route-overlap.ts), and
  * - a credentialed CORS origin over plain http (anyone on its network path can script that
  *   page, and read what the credentials let it read);
+ * - a CORS `allow_headers` list without `authorization` on a route that takes bearer tokens
+ *   (every preflight for a request carrying one is refused);
  * - a route limit named like a default of another key: it replaces the default on that route
  *   (limits are merged by name), so the route silently loses, say, its per-user limit;
  * - `:tenant` on a public route: with no token there is nothing to bind it to;
@@ -59,8 +65,7 @@ export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}
     const bearer = route.auth !== "public" && route.auth.issuers.some((id) => policy.issuers.get(id)?.kind === "oidc");
     if (bearer && headers && !headers.some((name) => name.toLowerCase() === "authorization"))
       problems.push(`${at}.cors.allow_headers: has no "authorization", which the route's bearer tokens come in`);
-    const capturesTenant = route.host?.captureName !== undefined || capturesOf(route.pattern).length > 0;
-    if (route.auth === "public" && capturesTenant) problems.push(`${at}: :tenant on a public route binds nothing`);
+    if (route.auth === "public" && bindsTenant(route)) problems.push(`${at}: :tenant on a public route binds nothing`);
     if (deployed && "url" in route.upstream && isLocalOrAddress(route.upstream.url))
       problems.push(`${at}.upstream: ${route.upstream.url} is local or an address`);
   }

@@ -27,9 +27,9 @@ export interface JwksCacheSettings {
   max_stale_s?: number;
   /** Keys that vanished from the key set stay accepted this long, seconds. Default 3600. */
   rotation_grace_s?: number;
-  /** Timeout for one JWKS or discovery fetch, ms. Default 2000. */
+  /** Deadline for one refresh's issuer fetches together (discovery, then the key set), ms. Default 2000. */
   fetch_timeout_ms?: number;
-  /** Largest accepted JWKS or discovery document, bytes. Default 65536. */
+  /** Largest accepted key set, bytes (a discovery document may be up to 64 KiB whatever this says). Default 65536. */
   max_jwks_bytes?: number;
 }
 

@@ -21,6 +21,11 @@ export function capturesOf(pattern: CompiledPattern): string[] {
   return pattern.parts.flatMap((part) => (part.kind === "capture" ? [part.name] : []));
 }
 
+/** Whether a route binds the tenant, by its path or its host. */
+export function bindsTenant(route: MatchableRoute): boolean {
+  return route.host?.captureName !== undefined || capturesOf(route.pattern).length > 0;
+}
+
 export interface HostPattern {
   exact?: string;
   captureName?: string;
@@ -186,6 +191,13 @@ export function hasUncapturedLabels(routes: readonly MatchableRoute[], host: str
 /** Per route list: its `:tenant` hosts' suffixes (see `hasUncapturedLabels`). */
 const captureSuffixes = new WeakMap<readonly MatchableRoute[], string[]>();
 
+/** The one label (letters, digits, `-`) a `:tenant` host takes before its suffix, or undefined. */
+function capturedLabel(name: string, suffix: string): string | undefined {
+  if (!name.endsWith(suffix)) return undefined;
+  const label = name.slice(0, name.length - suffix.length);
+  return /^[a-z0-9-]+$/.test(label) ? label : undefined;
+}
+
 export function compileHostPattern(host: string): HostPattern | string {
   const { name: lower, port } = splitHost(host);
   const withPort = port === undefined ? {} : { port };
@@ -223,11 +235,8 @@ function matchHost(pattern: HostPattern, host: string): Record<string, string> |
   const { name, port } = splitHost(host);
   if (pattern.port !== undefined && port !== pattern.port) return null;
   if (pattern.exact !== undefined) return name === pattern.exact ? {} : null;
-  const suffix = pattern.suffix as string;
-  if (!name.endsWith(suffix)) return null;
-  const label = name.slice(0, name.length - suffix.length);
-  if (!/^[a-z0-9-]+$/.test(label)) return null;
-  return { [pattern.captureName as string]: label };
+  const label = capturedLabel(name, pattern.suffix as string);
+  return label === undefined ? null : { [pattern.captureName as string]: label };
 }
 
 /** Whether `earlier` matches every host `later` matches (no pattern: every host). */
@@ -237,11 +246,7 @@ export function coversHost(earlier: HostPattern | undefined, later: HostPattern 
   if (earlier.port !== undefined && earlier.port !== later.port) return false;
   if (earlier.exact !== undefined) return later.exact === earlier.exact;
   const suffix = earlier.suffix as string;
-  if (later.exact !== undefined) {
-    // A capture takes one label (letters, digits, `-`) before its suffix.
-    const label = later.exact.slice(0, later.exact.length - suffix.length);
-    return later.exact.endsWith(suffix) && /^[a-z0-9-]+$/.test(label);
-  }
+  if (later.exact !== undefined) return capturedLabel(later.exact, suffix) !== undefined;
   return later.suffix === suffix;
 }
 
@@ -312,11 +317,10 @@ export function takesMethod(methods: ReadonlySet<string> | readonly string[], me
 }
 
 /**
- * The route a request of `method` here is routed to, as the route stage routes it: the first
- * that takes it, unless an origin may read the path as another route's (see
- * `readAsAnotherRoute`: none).
+ * The route `findRoute` matches, unless `readAsAnotherRoute` refuses it (none then); the route
+ * stage's checks of the host and the query are not repeated here.
  */
-export function routeAt<R extends MatchableRoute>(
+function routeAt<R extends MatchableRoute>(
   routes: readonly R[],
   method: string,
   host: string,

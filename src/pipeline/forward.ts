@@ -1,6 +1,6 @@
 // Stage: forward to the origin. The body streams through untouched (upload.ts); the origin
-// receives exactly the canonical path that was authorised, the original query, and the
-// headers the earlier stages prepared. Failures become problem+json that echo nothing of the
+// receives exactly the canonical path that was authorised, the query without credentials and
+// overrides (`originQuery`), and the headers the earlier stages prepared. Failures become problem+json that echo nothing of the
 // client's request: 502/504 for the origin's, 400/499 for the client's body.
 
 import { TIMED_OUT, withDeadline } from "../core/deadline";

@@ -2,6 +2,9 @@
 // identity namespace (all spellings), every request-override header, every hop-by-hop
 // header (including those `Connection` names) and every credential is left out. The
 // original request keeps its headers so the authenticate stage can still read credentials.
+// Requests whose headers frame a body the origin would read otherwise (a transfer coding
+// other than chunked, two framings, a body on a GET or HEAD) and cookie headers no browser
+// sends are refused here.
 
 import { boundedMemo } from "../core/bounded-memo";
 import {

@@ -3,7 +3,8 @@
 // flush and a restart; epochs; eviction at the bound keeps what it must.
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { MAX_COUNTERS, type LimiterObject } from "../../durable-objects/limiter-object";
+import type { LimiterObject } from "../../durable-objects/limiter-object";
+import { MAX_COUNTERS } from "../../src/core/limits/counter-table";
 import { type CounterRequest, HOLD_MS, holdMsFor, MAX_LIMITER_TIMEOUT_MS } from "../../src/core/limits/limiter-rpc";
 import { fakeClockStart, rows, tenantObject } from "../support/limiter-objects";
 

@@ -5,7 +5,8 @@
 // of LimiterObject's flushing by what it does.
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { FLUSH_INTERVAL_MS, type LimiterObject, MAX_COUNTERS } from "../../durable-objects/limiter-object";
+import { FLUSH_INTERVAL_MS, type LimiterObject } from "../../durable-objects/limiter-object";
+import { MAX_COUNTERS } from "../../src/core/limits/counter-table";
 import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
 import { CounterTable } from "../../src/core/limits/counter-table";
 import { type CounterRequest, HOLD_MS } from "../../src/core/limits/limiter-rpc";

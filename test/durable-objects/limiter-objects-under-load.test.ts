@@ -7,7 +7,8 @@
 // README ("Rate limits", "Where counters live" and "Failure modes").
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { FLUSH_INTERVAL_MS, type LimiterObject, MAX_COUNTERS } from "../../durable-objects/limiter-object";
+import { FLUSH_INTERVAL_MS, type LimiterObject } from "../../durable-objects/limiter-object";
+import { MAX_COUNTERS } from "../../src/core/limits/counter-table";
 import type { TenantLimiter } from "../../durable-objects/tenant-limiter";
 import { counterIdOf } from "../../src/core/limits/counter-ids";
 import { isLive, type Tat } from "../../src/core/limits/gcra";

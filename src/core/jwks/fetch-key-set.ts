@@ -48,7 +48,7 @@ const PUBLIC_MEMBERS: ReadonlyMap<string, readonly string[]> = new Map([
  */
 export const MAX_MEMBER_CHARS = 2800;
 /** Usable keys kept from one set, in the order it lists them. */
-const MAX_KEYS = 100;
+export const MAX_KEYS = 100;
 
 /**
  * Whether an Ed25519 public key is unsafe to verify with: not written exactly as RFC 8037

@@ -15,6 +15,7 @@ import {
   fetchJson,
   KeySetFetchError,
   keyMaterialOf,
+  MAX_KEYS,
   type UsableKeySet,
   usableKeys,
   verifiableKeys,
@@ -85,8 +86,10 @@ interface KeySetState {
 }
 
 /**
- * Why a refresh runs. A set past its TTL ("stale") is refreshed before it is used, one near
- * it ("ahead") after the response; KV writes are never waited for. A refresh for an unknown kid,
+ * Why a refresh runs. A set missing or past max-stale ("expired") is fetched before anything
+ * is served, and never waits on another isolate's stamp. A set past its TTL ("stale") is
+ * refreshed before it is used, one near it ("ahead") after the response; KV writes are never
+ * waited for. A refresh for an unknown kid,
  * or for a kid-less token no held key fits ("unknown_kid" either way), which any caller can
  * produce at will, obeys the KV-shared stamp (see #doRefresh for when).
  */
@@ -105,9 +108,9 @@ const MAX_CANDIDATE_KEYS = 3;
  */
 const REFRESH_AHEAD_MS = 60_000;
 /**
- * After KV had no usable set, an isolate holding nothing asks KV again no sooner than this:
- * while an issuer is down and nothing is cached, every request would otherwise cost a KV read
- * only to be refused. Another isolate's fresh set is still picked up within this time.
+ * After KV had nothing newer than the set held, an isolate with no usable set (none, or one
+ * past max-stale) asks KV again no sooner than this: while an issuer is down and nothing is
+ * cached, every request would otherwise cost a KV read only to be refused. Another isolate's fresh set is still picked up within this time.
  */
 const KV_MISS_RECHECK_MS = 1000;
 /**
@@ -120,7 +123,7 @@ const KV_READ_TIMEOUT_MS = 300;
  * Retired keys kept (the latest retired), as many as a key set has at most: an endpoint serving
  * new keys on every fetch must not grow the list, in memory or KV, with each refresh.
  */
-const MAX_RETIRED_KEYS = 100;
+const MAX_RETIRED_KEYS = MAX_KEYS;
 function fingerprintOf(jwk: JWK): string {
   return JSON.stringify([jwk.kty, jwk.kid, jwk.alg, jwk.crv, jwk.n, jwk.e, jwk.x, jwk.y]);
 }

@@ -10,7 +10,7 @@
 import type { JWK } from "jose";
 import type { ResolvedIssuer } from "../policy";
 import { secureUrl } from "../urls";
-import { MAX_MEMBER_CHARS, usableKeys } from "./fetch-key-set";
+import { MAX_KEYS, MAX_MEMBER_CHARS, usableKeys } from "./fetch-key-set";
 
 /** The shortest expiry KV takes. */
 export const KV_MIN_TTL_S = 60;
@@ -28,7 +28,7 @@ export interface StoredKeySet {
 }
 
 /** Leaked keys remembered, the latest seen: as many as a key set has at most. */
-export const MAX_LEAKED_KEYS = 100;
+export const MAX_LEAKED_KEYS = MAX_KEYS;
 /** A key's material as written: three members at most, each JSON-escaped (see usableKeys). */
 const MAX_MATERIAL_CHARS = 3 * 6 * MAX_MEMBER_CHARS + 64;
 

@@ -12,11 +12,14 @@ import {
   type Rate,
   refund,
   refusesNext,
-  rescale,
+  startingTat,
   type Tat,
 } from "./gcra";
 import type { AcquireResult, CounterRequest, CounterStatus } from "./limiter-rpc";
 import { HOLD_MS } from "./limiter-rpc";
+
+/** Counters held per limiter object; past this live ones are forgotten, those that give back least first. */
+export const MAX_COUNTERS = 50_000;
 
 /** A decision not yet applied: what `acquire` would answer and which TATs it would write. */
 export interface PendingDecision {
@@ -54,7 +57,7 @@ function atMostFull(tat: Tat | undefined, now: number, rate: Rate): Tat | undefi
 
 /** One GCRA charge of `cost` made at `at`: what admitting a request does to a counter. */
 function charged(tat: Tat | undefined, at: number, rate: Rate, cost: number): Tat {
-  return addCost(tat && isLive(tat, at) ? rescale(tat, rate.limit) : { ms: at, frac: 0, den: rate.limit }, rate, cost);
+  return addCost(startingTat(tat, at, rate.limit), rate, cost);
 }
 
 function rateOf(item: CounterRequest): Rate {
@@ -68,9 +71,11 @@ export interface PendingChanges {
 }
 
 /**
- * The counters of one limiter object, in memory. `decide` only reads and `commit` only
- * writes; `acquire` does both with nothing in between, which is what makes a decision
- * atomic inside a Durable Object (no `await` between reading a TAT and writing it). Memory
+ * The counters of one limiter object, in memory. `decide` changes nothing a request is
+ * charged by (it may cut a counter stored more than a window ahead back to full, and notes
+ * sizes for eviction); `commit` applies its charges; `acquire` does both with nothing in
+ * between, which is what makes a decision atomic inside a Durable Object (no `await` between
+ * reading a TAT and writing it). Memory
  * is bounded: expired counters are dropped by `sweep`, and past `maxEntries` live counters
  * are evicted, those whose forgetting gives their client back the least first (see `#shrink`;
  * forgetting a live counter under-counts it: that is the price of the bound). Changes are tracked so the owner can persist them in batches.
@@ -85,7 +90,8 @@ export class CounterTable {
    * giving it back is exact. A charge given back after the fact can only be refunded by time
    * (see `refund`), and under contention, where the release comes tens of milliseconds later,
    * a refused request would spend a shared counter's slot for good. A hold nobody gives back
-   * within HOLD_MS is charged for good, as of when it was decided.
+   * within its length (`holdMs`: the limiter budget plus HOLD_MS, see `holdMsFor`) is charged
+   * for good, as of when it was decided; a charge queued behind holds settles after HOLD_MS.
    */
   readonly #holds = new Map<number, Hold>();
   /**
@@ -93,19 +99,20 @@ export class CounterTable {
    * after it: a charge on such a counter queues behind them, so that they all settle in order.
    */
   readonly #pending = new Map<string, Pending[]>();
-  /**
-   * When each counter was last cut back to full (see `decide`), the latest such time of any
-   * counter forgotten since (a counter made anew under the same id must not take back a charge
-   * made before its predecessor's clamp), and the latest decision's time.
-   */
+  /** When each counter was last cut back to full (see `decide`). */
   readonly #clampedAt = new Map<string, number>();
+  /**
+   * The latest time any counter forgotten since was cut back to full: a counter made anew under
+   * the same id must not take back a charge made before its predecessor's clamp.
+   */
+  #forgottenClampAt = -Infinity;
+  /** The latest decision's time. */
+  #latestAt = -Infinity;
   /**
    * Each counter's size in force (a tenant override's), as last decided on, for ranking
    * evictions (see `#shrink`); a counter loaded at start-up has none until it is asked about.
    */
   readonly #rates = new Map<string, Rate>();
-  #forgottenClampAt = -Infinity;
-  #latestAt = -Infinity;
   /** Hold numbers start anywhere, so a release meant for an earlier instance matches none here. */
   #seq = Math.floor(Math.random() * 2 ** 40);
   /**
@@ -120,7 +127,7 @@ export class CounterTable {
    */
   epoch = Math.random();
 
-  constructor(readonly maxEntries = 50_000) {
+  constructor(readonly maxEntries = MAX_COUNTERS) {
     this.#evictionBatch = Math.max(1, Math.floor(maxEntries / 100));
   }
 

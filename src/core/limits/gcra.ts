@@ -63,6 +63,15 @@ export function isLive(tat: Tat, now: number): boolean {
 }
 
 /**
+ * What a charge at `now` starts from: the stored TAT over the limit's denominator while it is
+ * live, else `now` (a counter that has drained holds nothing). Rescaling never changes whether
+ * a TAT is live: it rounds up within one millisecond, never past `now` to after it.
+ */
+export function startingTat(stored: Tat | undefined, now: number, limit: number): Tat {
+  return stored && isLive(stored, now) ? rescale(stored, limit) : { ms: now, frac: 0, den: limit };
+}
+
+/**
  * Whether the counter refuses a request of cost 1 at `now`, exactly as `gcra` decides (the TAT
  * plus one request's share, less the window, lies after `now`), without building a decision.
  */
@@ -102,7 +111,7 @@ export interface GcraResult {
 export function gcra(stored: Tat | undefined, now: number, rate: Rate, cost = 1): GcraResult {
   const { limit, windowMs } = rate;
   const current = stored ? rescale(stored, limit) : undefined;
-  const base: Tat = current && isLive(current, now) ? current : { ms: now, frac: 0, den: limit };
+  const base = startingTat(stored, now, limit);
   let allowed: boolean;
   let retryAfterMs = 0;
   let after = base;

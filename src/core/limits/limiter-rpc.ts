@@ -37,9 +37,9 @@ export interface LimiterRpc {
 
 /** The most counters one limiter call carries (one object's share of a route's limits). */
 export const MAX_COUNTERS_PER_CALL = 16;
-/** The largest limit and window (a month) a counter takes. */
 /** The longest counter id an object takes (names and who, JSON-escaped: see counterIdOf). */
 export const MAX_COUNTER_ID_CHARS = 2048;
+/** The largest limit and window (a month) a counter takes. */
 export const MAX_LIMIT = 1_000_000_000;
 export const MAX_WINDOW_S = 86_400 * 31;
 
@@ -59,8 +59,8 @@ export function holdMsFor(limiterTimeoutMs: number): number {
 /** The hold an `acquire` call asks for, in ms (0: none), or an error for one no caller could ask. */
 export function checkHold(hold: unknown): number {
   if (hold === undefined || hold === false) return 0;
-  // `true`: a hold of the default budget's length, as a Worker of an earlier release still
-  // running during a rolling deploy asks for one.
+  // `true`: HOLD_MS alone (`holdMsFor(0)`), as a Worker of an earlier release still running
+  // during a rolling deploy asks for one.
   if (hold === true) return holdMsFor(0);
   if (Number.isInteger(hold) && (hold as number) >= HOLD_MS && (hold as number) <= holdMsFor(MAX_LIMITER_TIMEOUT_MS))
     return hold as number;

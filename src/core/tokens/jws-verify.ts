@@ -97,9 +97,6 @@ export async function importVerifyKey(
 }
 
 /**
- * RSA keys under 2048 bits (RFC 7518 §3.3) never get here: no key set keeps them (see
- * `weakRsa` in jwks/fetch-key-set.ts).
- *
  * `valid`; `mismatch` when the signature does not verify with this key (another candidate key
  * may still); otherwise why this key cannot be used for `alg` at all.
  */
@@ -113,6 +110,11 @@ function keyFits(key: CryptoKey, expected: JwsAlgorithm["key"]): boolean {
   return key.usages.includes("verify");
 }
 
+/**
+ * Checks `signature` over `signingInput` with one candidate key. RSA keys under 2048 bits
+ * (RFC 7518 §3.3) never get here: no key set keeps them (see `weakRsa` in
+ * jwks/fetch-key-set.ts).
+ */
 export async function verifySignature(
   alg: string,
   key: CryptoKey,

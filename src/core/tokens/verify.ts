@@ -5,13 +5,12 @@
 //
 // The request path: size cap → verified-token cache (keyed by the exact token) → one strict
 // parse → issuer and alg allow-list → keys → WebCrypto signature check → registered claims →
-// route checks. jose is not on this path; test/core/token-differential.test.ts holds our
+// the route's audience → claim mapping (`identityFromClaims`). jose is not on this path; test/core/token-differential.test.ts holds our
 // decisions against jose's `jwtVerify` with the same strict options.
 
 import type { DenyReason } from "../deny";
 import type { Identity } from "../identity";
-import type { Fetcher } from "../jwks/fetch-key-set";
-import { type Defer, IssuerKeyStore, type KeySource, type KeyValueStore, type LookupSource } from "../jwks/key-store";
+import { type Defer, IssuerKeyStore, type KeySource, type KeyStoreDeps, type LookupSource } from "../jwks/key-store";
 import type { CompiledPolicy, ResolvedIssuer } from "../policy";
 import { identityFromClaims } from "./claims";
 import { parseToken } from "./compact";
@@ -20,11 +19,8 @@ import { checkRegisteredClaims } from "./registered-claims";
 import { lazyTokenHash } from "./token-hash";
 import { VerifiedTokenCache } from "./verified-cache";
 
-export interface VerifierDeps {
-  fetch: Fetcher;
-  kv?: KeyValueStore;
-  /** Milliseconds since the epoch. */
-  now: () => number;
+/** What the key stores need (fetch, KV, the clock), and the verified-token cache's bounds. */
+export interface VerifierDeps extends KeyStoreDeps {
   /** Entries in the verified-token cache (0 disables it). Default 10,000. */
   tokenCacheEntries?: number;
   /** Total characters of the tokens in the verified-token cache. Default 4 Mi. */
@@ -104,25 +100,26 @@ export class TokenVerifier {
     if (cached) {
       const { identity } = cached;
       const issuer = this.#policy.issuers.get(identity.issuerId) as ResolvedIssuer;
+      // A route that does not take this issuer refuses the token whatever its keys.
+      if (!acceptedIssuerIds.includes(issuer.id)) return NOT_ACCEPTED_BY_ROUTE;
       // The key that verified it may since have been withdrawn (beyond its grace window) or its
       // set expired: then the token is checked afresh, and fails as a new one would. A set past
       // its TTL is refreshed first, as for a token checked afresh.
-      // (Not for a route that does not take this issuer: it refuses the token whatever its keys.)
       const store = this.keyStore(issuer);
-      const refreshing = acceptedIssuerIds.includes(issuer.id) && store.keepCurrent(now, defer);
+      const refreshing = store.keepCurrent(now, defer);
       if (refreshing) await refreshing;
       const checkedAt = this.#deps.now();
       // The wait for a refresh can outlast the token: then it is checked afresh, and expires.
       const stillCached = !refreshing || this.tokenCache.get(token, checkedAt) !== undefined;
       if (stillCached && store.trusts(cached.key, checkedAt)) {
-        const refused = this.#routeRefusal(issuer, identity.claims, acceptedIssuerIds, audiences);
         // Through an outage a set past its TTL serves on: the metrics must show it, whether a
         // token was checked against it now or earlier.
         const keySource = store.servesStale(checkedAt) ? "token_cache_stale" : "token_cache";
         // An audience refusal comes after the key check: it names its issuer and key source
         // for the metrics, as on a token checked afresh.
-        if (refused?.reason === "audience_mismatch") return { ...refused, issuerId: issuer.id, keySource };
-        return refused ?? { ok: true, identity, keySource };
+        if (!this.#audienceAccepted(issuer, identity.claims, audiences))
+          return { ...AUDIENCE_MISMATCH, issuerId: issuer.id, keySource };
+        return { ok: true, identity, keySource };
       }
       this.tokenCache.delete(token);
     }
@@ -132,8 +129,7 @@ export class TokenVerifier {
     const { header, payload, alg, kid, iss, signingInput, signature } = parsed.token;
     const issuer = this.#byIssuerUrl.get(iss);
     if (!issuer) return { ok: false, reason: "issuer_unknown", detail: "issuer_not_configured" };
-    if (!acceptedIssuerIds.includes(issuer.id))
-      return { ok: false, reason: "issuer_unknown", detail: "issuer_not_accepted_by_route" };
+    if (!acceptedIssuerIds.includes(issuer.id)) return NOT_ACCEPTED_BY_ROUTE;
     // The allow-list is the issuer's configuration; `none` and HS* are never in it.
     if (!issuer.algorithms.includes(alg)) return { ok: false, reason: "token_invalid", detail: "alg_not_allowed" };
 
@@ -178,9 +174,9 @@ export class TokenVerifier {
     const checkedAt = this.#deps.now();
     const claims = checkRegisteredClaims(header, payload, issuer, checkedAt);
     if (!claims.ok) return failed(claims.reason, claims.detail);
-    const refused = this.#routeRefusal(issuer, payload, acceptedIssuerIds, audiences);
     // With the issuer and key source, as every refusal after the key lookup (for the metrics).
-    if (refused) return { ...refused, issuerId: issuer.id, keySource: lookup.source };
+    if (!this.#audienceAccepted(issuer, payload, audiences))
+      return { ...AUDIENCE_MISMATCH, issuerId: issuer.id, keySource: lookup.source };
     // Kept (in the cache, and by the hash for the audit record) as a string of its own: the
     // token as read is a slice of the header it came in, and V8 keeps a slice's whole parent
     // alive, a Cookie header of tens of KB behind each cached cookie token. Copied only here,
@@ -193,23 +189,27 @@ export class TokenVerifier {
   }
 
   /**
-   * The route-dependent checks, run on every request, cached or not: whether this route takes
-   * a token of this issuer and audience. A refusal, or undefined.
+   * The route-dependent audience check, run on every request, cached or not (the route's
+   * issuers are checked before any key is looked up): whether this route takes the token's
+   * audience, the route's own list or else the issuer's.
    */
-  #routeRefusal(
+  #audienceAccepted(
     issuer: ResolvedIssuer,
     payload: Readonly<Record<string, unknown>>,
-    acceptedIssuerIds: readonly string[],
     audiences: readonly string[] | undefined,
-  ): Extract<VerifyResult, { ok: false }> | undefined {
-    if (!acceptedIssuerIds.includes(issuer.id))
-      return { ok: false, reason: "issuer_unknown", detail: "issuer_not_accepted_by_route" };
-    if (!audienceMatches(payload.aud, audiences ?? issuer.audiences)) {
-      return { ok: false, reason: "audience_mismatch", detail: "aud" };
-    }
-    return undefined;
+  ): boolean {
+    return audienceMatches(payload.aud, audiences ?? issuer.audiences);
   }
 }
+
+/** A token whose issuer the route does not take, however good it is. */
+const NOT_ACCEPTED_BY_ROUTE = {
+  ok: false,
+  reason: "issuer_unknown",
+  detail: "issuer_not_accepted_by_route",
+} as const satisfies VerifyResult;
+
+const AUDIENCE_MISMATCH = { ok: false, reason: "audience_mismatch", detail: "aud" } as const;
 
 /**
  * A copy of `text` that shares no memory with the string it was cut from (JSON.parse builds a
