@@ -417,8 +417,14 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   if (caseMatters && readsOther(segments)) return "ambiguous_case";
   if (normalisable) {
     const normalised = segments.map((segment) => segment.normalize("NFKC"));
-    if (normalised.some((segment, i) => segment !== segments[i]) && readsOther(normalised, true))
-      return "ambiguous_segment";
+    if (normalised.some((segment, i) => segment !== segments[i])) {
+      if (readsOther(normalised, true)) return "ambiguous_segment";
+      // Read as the edge reads the path itself (a format suffix, PATH_INFO, a batch…): once,
+      // since a normalised path normalises to itself.
+      const path = `/${normalised.map(encodeURIComponent).join("/")}`;
+      const reading = readAsAnotherRoute(routes, method, host, path, matched);
+      if (reading) return reading === "ambiguous_case" ? "ambiguous_segment" : reading;
+    }
   }
   if (batched) {
     // tRPC runs every procedure a batch names, comma-separated, in its last segment
