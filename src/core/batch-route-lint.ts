@@ -1,6 +1,6 @@
 // A route written for an OData `$batch` (`/odata/$batch`) runs, under its own rules, the
 // sub-requests its body names anywhere under its root: the edge lets such a batch through only
-// on a route written for it (routes.ts, `readAsAnotherRoute`), so that route must admit no
+// on a route written for it (route-readings.ts, `readAsAnotherRoute`), so that route must admit no
 // caller a route under its root refuses. Checked with the policy lint, never by the Worker.
 
 import type { CompiledPolicy } from "./policy";

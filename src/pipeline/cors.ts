@@ -4,7 +4,8 @@
 
 import { grantedMethods, preflightMethod } from "../core/cors";
 import type { CorsConfig } from "../core/policy-types";
-import { routesAt, takesMethod } from "../core/routes";
+import { routesAt } from "../core/route-readings";
+import { takesMethod } from "../core/routes";
 import { responseHeaders } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";

@@ -1,7 +1,7 @@
 // `Max-Forwards` on a forwarded OPTIONS: the edge is a hop, asked once the request has passed
 // every check and limit.
 
-import { routesAt } from "../core/routes";
+import { routesAt } from "../core/route-readings";
 import type { PipelineContext } from "./context";
 
 /** The most further hops a forwarded OPTIONS is given (RFC 9110 §7.6.2 lets a hop lower it). */

@@ -1,13 +1,8 @@
 // Stage: find the route. Default deny: no match is a 404 at the edge, never forwarded.
 
 import { preflightMethod } from "../core/cors";
-import {
-  findRoute,
-  hasEmptyLabel,
-  hasUncapturedLabels,
-  queryReadAsAnotherRoute,
-  readAsAnotherRoute,
-} from "../core/routes";
+import { queryReadAsAnotherRoute, readAsAnotherRoute } from "../core/route-readings";
+import { findRoute, hasEmptyLabel, hasUncapturedLabels } from "../core/routes";
 import { originQuery } from "../core/tokens/credentials";
 import { serviceBinding } from "./context";
 import { deny } from "./respond";

@@ -7,7 +7,8 @@ import { type CompiledRoute, compilePolicy } from "../../src/core/policy";
 import type { RouteConfig } from "../../src/core/policy-types";
 import { canonicalPath } from "../../src/core/path";
 import { foldCase } from "../../src/core/case-fold";
-import { findRoute, readAsAnotherRoute } from "../../src/core/routes";
+import { readAsAnotherRoute } from "../../src/core/route-readings";
+import { findRoute } from "../../src/core/routes";
 
 const auth = { issuers: ["idp"] };
 
