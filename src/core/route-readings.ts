@@ -83,7 +83,7 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   routes: readonly R[],
   method: string,
   host: string,
-  canonicalPath: string,
+  path: string,
   matched: R,
 ): RouteAmbiguity | undefined {
   let cased = casedLiterals.get(routes);
@@ -93,13 +93,13 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
     );
     casedLiterals.set(routes, cased);
   }
-  const caseMatters = cased || canonicalPath !== foldCase(canonicalPath);
-  const dotted = canonicalPath.includes(".");
-  const batched = /,|%2C|batch/i.test(canonicalPath);
+  const caseMatters = cased || path !== foldCase(path);
+  const dotted = path.includes(".");
+  const batched = /,|%2C|batch/i.test(path);
   // A character beyond ASCII is escaped in the canonical path, from its lead byte on.
-  const normalisable = /%[C-F]/.test(canonicalPath);
+  const normalisable = /%[C-F]/.test(path);
   if (!caseMatters && !dotted && !batched && !normalisable) return undefined;
-  const segments = pathSegments(canonicalPath) as string[];
+  const segments = pathSegments(path) as string[];
   const folded = segments.map(foldCase);
   // `shorter`: a route that takes the path as written too takes it alike either way.
   const readsOther = (reading: string[], shorter?: true, readingFolded = shorter ? reading.map(foldCase) : folded) => {
@@ -113,8 +113,8 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
       if (readsOther(normalised, true)) return "ambiguous_segment";
       // Read as the edge reads the path itself (a format suffix, PATH_INFO, a batch…): once,
       // since a normalised path normalises to itself.
-      const path = `/${normalised.map(encodeURIComponent).join("/")}`;
-      const reading = readAsAnotherRoute(routes, method, host, path, matched);
+      const normalisedPath = `/${normalised.map(encodeURIComponent).join("/")}`;
+      const reading = readAsAnotherRoute(routes, method, host, normalisedPath, matched);
       if (reading) return reading === "ambiguous_case" ? "ambiguous_segment" : reading;
     }
   }

@@ -129,9 +129,9 @@ export function matchPath(
  * The canonical path has refused every escape whose decoding could move a segment boundary
  * (`%2F`, `%5C`) or is not UTF-8, so each segment decodes on its own; undefined otherwise.
  */
-export function pathSegments(canonicalPath: string): string[] | undefined {
-  if (canonicalPath === "/") return [""];
-  const segments = canonicalPath.split("/").slice(1);
+export function pathSegments(path: string): string[] | undefined {
+  if (path === "/") return [""];
+  const segments = path.split("/").slice(1);
   if (segments.length > 1 && segments[segments.length - 1] === "") segments.pop();
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i] as string;
@@ -270,9 +270,9 @@ export function findRoute<R extends MatchableRoute>(
   routes: readonly R[],
   method: string,
   host: string,
-  canonicalPath: string,
+  path: string,
 ): RouteMatch<R> | undefined {
-  const segments = pathSegments(canonicalPath);
+  const segments = pathSegments(path);
   return segments && routeFor(routes, method, host, segments);
 }
 
