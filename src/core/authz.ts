@@ -16,7 +16,8 @@ function conditionHolds(condition: ClaimCondition, claims: Readonly<Record<strin
   return values.some((v) => allowed.some((a) => a === v));
 }
 
-export function authorise(
+/** Whether `identity` meets `requirement` on a route that bound `routeParams`: scopes, groups, claims, tenant. */
+export function authorisationFor(
   identity: Identity,
   requirement: AuthRequirement,
   routeParams: Readonly<Record<string, string>>,

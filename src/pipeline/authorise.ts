@@ -1,6 +1,6 @@
 // Stage: authorise the verified identity against the route's requirement.
 
-import { authorise as decide } from "../core/authz";
+import { authorisationFor } from "../core/authz";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
@@ -9,7 +9,7 @@ export function authorise(): Stage {
     run(c) {
       const auth = c.get("route").auth;
       if (auth === "public") return undefined;
-      const decision = decide(c.get("identity"), auth, c.get("routeParams"));
+      const decision = authorisationFor(c.get("identity"), auth, c.get("routeParams"));
       if (decision.ok) return undefined;
       return deny(c, decision.reason, {
         detail: decision.detail,

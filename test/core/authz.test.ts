@@ -1,6 +1,6 @@
 // Route authorisation on a verified identity: what an insufficient_scope refusal names as needed.
 import { describe, expect, it } from "vitest";
-import { authorise } from "../../src/core/authz";
+import { authorisationFor } from "../../src/core/authz";
 import type { Identity } from "../../src/core/identity";
 import type { AuthRequirement } from "../../src/core/policy-types";
 
@@ -26,7 +26,7 @@ describe("insufficient_scope names what the route needs (RFC 6750 §3)", () => {
     // any_of met: only all_of is named, the held one included (the route needs it all).
     ["any_of met, all_of missing", { all_of: ["read", "write"], any_of: ["eu", "us"] }, ["us", "read"], "read write"],
   ] as [string, AuthRequirement["scopes"], string[], string][])("%s", (_label, scopes, held, needed) => {
-    expect(authorise(identity(held), requirement(scopes), {})).toEqual({
+    expect(authorisationFor(identity(held), requirement(scopes), {})).toEqual({
       ok: false,
       reason: "insufficient_scope",
       detail: "scope",
@@ -35,7 +35,9 @@ describe("insufficient_scope names what the route needs (RFC 6750 §3)", () => {
   });
 
   it("admits when all_of is held and one any_of option is", () => {
-    expect(authorise(identity(["read", "us"]), requirement({ all_of: ["read"], any_of: ["eu", "us"] }), {})).toEqual({
+    expect(
+      authorisationFor(identity(["read", "us"]), requirement({ all_of: ["read"], any_of: ["eu", "us"] }), {}),
+    ).toEqual({
       ok: true,
     });
   });

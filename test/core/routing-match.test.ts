@@ -1,7 +1,7 @@
 // Route matching as an attacker sees it: spellings of a host or a path that an origin reads
 // as the one a specific route was written for must not fall through to a broader route.
 import { describe, expect, it } from "vitest";
-import { authorise } from "../../src/core/authz";
+import { authorisationFor } from "../../src/core/authz";
 import type { Identity } from "../../src/core/identity";
 import { type CompiledRoute, compilePolicy } from "../../src/core/policy";
 import type { RouteConfig } from "../../src/core/policy-types";
@@ -121,11 +121,11 @@ describe("tenant binding compares the tenant the origin will read", () => {
     const match = routeFor(list, "GET", "api.example.com", "/t/a%3Ab/orders");
     expect(match?.params).toEqual({ tenant: "a:b" });
     // A token whose tenant is spelt like the escape is not the tenant an origin decodes.
-    expect(authorise(identity("a%3Ab"), auth, match?.params ?? {})).toMatchObject({
+    expect(authorisationFor(identity("a%3Ab"), auth, match?.params ?? {})).toMatchObject({
       ok: false,
       reason: "tenant_mismatch",
     });
-    expect(authorise(identity("a:b"), auth, match?.params ?? {})).toEqual({ ok: true });
+    expect(authorisationFor(identity("a:b"), auth, match?.params ?? {})).toEqual({ ok: true });
   });
 });
 
