@@ -78,6 +78,7 @@ const IDENTITY_HEADER_NAMES: readonly string[] = [
   "x-email",
   "x-id-token",
   "x-access-token",
+  // Not an identity, but the edge's own: a client's copy would be taken for the edge's id.
   "x-request-id",
   // Elasticsearch's run-as; OpenSearch Security's proxy authentication.
   "es-security-runas-user",
@@ -154,7 +155,7 @@ export const FORWARDING_HEADERS: readonly string[] = [
 ];
 
 /** RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy ones proxies still see. */
-export const HOP_BY_HOP_HEADERS: readonly string[] = [
+const HOP_BY_HOP_HEADERS: readonly string[] = [
   "connection",
   // Reserved as a field name (RFC 9110 §7.6.1): `Connection: close` must not make one that
   // `Close` names go on.

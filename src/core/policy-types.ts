@@ -115,7 +115,10 @@ export interface RouteConfig {
   /** Name of an entry in `upstreams`. */
   upstream: string;
   cors?: CorsConfig;
-  /** Limits for this route, in addition to `limits.defaults` (unless `inherit_default_limits` is false). */
+  /**
+   * Limits for this route, in addition to `limits.defaults` (unless `inherit_default_limits` is
+   * false); one named like a default replaces it on this route.
+   */
   limits?: LimitSpec[];
   inherit_default_limits?: boolean;
 }

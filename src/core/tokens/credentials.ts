@@ -79,16 +79,14 @@ export function extractCredential(
       ? { ok: false, reason: "token_malformed", detail: "multiple_methods" }
       : { ok: false, reason: "token_missing", detail: "query_token_not_accepted" };
   }
-  if (accepts.bearer && authorization !== null) {
-    const bearer = bearerFrom(authorization);
-    if (bearer.ok || !accepts.access || bearer.detail !== "unsupported_scheme") return bearer;
-  }
+  const bearer = accepts.bearer && authorization !== null ? bearerFrom(authorization) : undefined;
+  // Another scheme leaves an Access assertion to decide, on a route that takes both.
+  if (bearer && (bearer.ok || !accepts.access || bearer.detail !== "unsupported_scheme")) return bearer;
   if (accepts.access) {
     const access = accessFrom(headers);
     if (access) return access;
   }
-  if (accepts.bearer && authorization !== null) return bearerFrom(authorization);
-  return { ok: false, reason: "token_missing", detail: "no_credentials" };
+  return bearer ?? { ok: false, reason: "token_missing", detail: "no_credentials" };
 }
 
 /** A parameter's name (`name=value`, or a name alone) as `lenientName` reads it. */
