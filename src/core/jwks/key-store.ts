@@ -136,17 +136,18 @@ export class IssuerKeyStore {
   /** Attempts started: whether a request started the one it waits for. */
   #attempts = 0;
   /** The number of the last attempt that failed. */
-  #failedAttempt = 0;
+  #lastFailedAttemptNo = 0;
   /** The last attempt took a fresh set from KV (for its own kid, if any) and asked the issuer nothing. */
   #tookKvSet = false;
+  /** Why the last attempt gave no set: its failure, or `refreshing` (another isolate is asking). */
   #lastFailure: string | undefined;
   /**
    * When a refresh last failed, or another isolate asked the issuer with no answer seen here
    * (`#lastFailure` says which): the keys served meanwhile were still taken as current.
    */
-  #lastFailedAt = -Infinity;
+  #lastUnansweredAt = -Infinity;
   /** When a refresh last failed, whatever the set held then (none, or an expired one). */
-  #failedAttemptAt = -Infinity;
+  #lastRefreshFailedAt = -Infinity;
   #lastKvMissAt = -Infinity;
   /** When this isolate last read the issuer's discovery document (see `#fetchKeySet`). */
   #discoveredAt = -Infinity;
@@ -240,7 +241,7 @@ export class IssuerKeyStore {
         // The issuer could not be asked (its last answer, since the set held was fetched, was
         // a failure): that says nothing against the token, so it is not refused as invalid.
         if (!settled) return this.#unavailable("timeout", true);
-        if (this.#lastFailure && Math.max(this.#lastFailedAt, this.#failedAttemptAt) > this.#state.fetchedAt)
+        if (this.#lastFailure && Math.max(this.#lastUnansweredAt, this.#lastRefreshFailedAt) > this.#state.fetchedAt)
           return this.#unavailable(this.#lastFailure, false, this.#lastFailure === "refreshing");
         // The attempt holding this one back (for a second) took another isolate's set from KV
         // for another kid, asking the issuer nothing. Fetched within a cooldown, that set is the
@@ -274,7 +275,7 @@ export class IssuerKeyStore {
    */
   #counted(startedHere: boolean, settled: boolean): boolean | undefined {
     if (startedHere || !settled) return settled;
-    return this.#failedAttempt === this.#attempts ? true : undefined;
+    return this.#lastFailedAttemptNo === this.#attempts ? true : undefined;
   }
 
   /**
@@ -297,8 +298,8 @@ export class IssuerKeyStore {
       const failing =
         this.#lastFailure !== undefined &&
         this.#lastFailure !== "refreshing" &&
-        (this.#lastFailedAt > state.fetchedAt || now < state.fetchedAt) &&
-        now - this.#lastFailedAt < 2 * this.#cooldownMs;
+        (this.#lastUnansweredAt > state.fetchedAt || now < state.fetchedAt) &&
+        now - this.#lastUnansweredAt < 2 * this.#cooldownMs;
       return refresh && !failing ? this.#waitBounded(refresh) : undefined;
     }
     if (now - state.fetchedAt >= this.#refreshAheadAtMs) this.#refresh("ahead", defer, kid);
@@ -336,7 +337,7 @@ export class IssuerKeyStore {
    * did; at once after the clock stepped back.
    */
   #unavailable(failure: string, running = false, stamped = false): KeyLookup {
-    const from = stamped ? this.#lastFailedAt : this.#lastAttemptAt;
+    const from = stamped ? this.#lastUnansweredAt : this.#lastAttemptAt;
     const now = this.#deps.now();
     const leftMs = running ? this.#issuer.fetchTimeoutMs : now < from ? 0 : from + this.#cooldownMs - now;
     const retryAfterS = Math.min(this.#issuer.refreshCooldownS, Math.max(1, Math.ceil(leftMs / 1000)));
@@ -450,7 +451,7 @@ export class IssuerKeyStore {
     // while the issuer could not be asked (a failed refresh): its grace runs from then at the
     // latest, not from whenever this isolate next looked (it may have sat idle for hours since
     // the issuer withdrew it).
-    const lastSeen = Math.min(now, Math.max((previous?.fetchedAt ?? now) + this.#ttlMs, this.#lastFailedAt));
+    const lastSeen = Math.min(now, Math.max((previous?.fetchedAt ?? now) + this.#ttlMs, this.#lastUnansweredAt));
     for (const old of previous?.current ?? []) retire(old, lastSeen);
     this.#state = {
       fetchedAt: stored.fetched_at,
@@ -649,7 +650,7 @@ export class IssuerKeyStore {
         // issuer's answer is unknown here (that isolate may be fetching still, or have failed,
         // and KV in this location may lag a minute behind), as after a failed refresh.
         this.#lastFailure = "refreshing";
-        this.#lastFailedAt = last;
+        this.#lastUnansweredAt = last;
         return fetchSkipped();
       }
     }
@@ -672,9 +673,9 @@ export class IssuerKeyStore {
       this.#lastFailure = error instanceof KeySetFetchError ? error.message : "fetch_failed";
       // Only while the held set still serves: an expired one kept no key current.
       const failedAt = this.#deps.now();
-      this.#failedAttemptAt = failedAt;
-      this.#failedAttempt = attempt;
-      if (this.#state && !this.#isExpired(this.#state, failedAt)) this.#lastFailedAt = failedAt;
+      this.#lastRefreshFailedAt = failedAt;
+      this.#lastFailedAttemptNo = attempt;
+      if (this.#state && !this.#isExpired(this.#state, failedAt)) this.#lastUnansweredAt = failedAt;
     }
   }
 
