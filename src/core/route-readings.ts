@@ -64,28 +64,40 @@ const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|asp|aspx|asmx|ashx|axd|svc)$/i;
 const PAGE_DATA = /^(?:__data\.json|_payload(?:\.[^.]+)?\.json|_root\.data|_?\.data)$/;
 
 /**
- * Whether an origin may take this request for another route's than `matched`, the route the
- * edge matched, and run that route's handler under `matched`'s rules: one routing without
- * regard to letter case (IIS, ASP.NET Core, Express by default) where the first route
- * matching with letters folded (as `foldCase` folds them) is another; or one reading the path
- * past a script as its PATH_INFO (`/admin.php/x` as `/admin.php`), or without a format suffix
- * (`/v1/admin.json` as `/v1/admin`), where another route takes what it reads, its letters
- * folded too, and not the path as written (`/openapi.json` written for itself before `/**`
- * is no other route's `/openapi`: `/**` takes both); or past a front controller, as a
- * directory's index, as a page's data path, or as a batch of operations (tRPC's, OData's
- * `$batch`); or one normalising the path (NFKC: halfwidth `ｶﾌｪ` is `カフェ`, a route's
- * literal written beyond ASCII; `I` and a combining dot is `İ`, which folds to `i`; what NFKC
- * makes ASCII itself is refused before routing). Only paths that folding changes (or policies
- * whose literals it does), and paths with a dot, a comma, `batch` or a character beyond ASCII,
- * are looked at twice.
+ * The request as the edge matched it, which each reading below reads again: its route list,
+ * method and host, the route it matched, and its path's segments, as written and with letters
+ * folded (as `foldCase` folds them).
  */
-export function readAsAnotherRoute<R extends MatchableRoute>(
-  routes: readonly R[],
-  method: string,
-  host: string,
-  path: string,
-  matched: R,
-): RouteAmbiguity | undefined {
+interface EdgeMatch<R extends MatchableRoute> {
+  routes: readonly R[];
+  method: string;
+  host: string;
+  matched: R;
+  segments: string[];
+  folded: string[];
+}
+
+/**
+ * Whether another route than the matched one takes `reading`, a path as an origin reads it,
+ * compared without regard to letter case (its letters folded too). `shorter`: a reading other
+ * than the path as written, where a route that takes the path as written too takes it alike
+ * either way (`/openapi.json` written for itself before `/**` is no other route's `/openapi`:
+ * `/**` takes both).
+ */
+function readsOther<R extends MatchableRoute>(
+  edge: EdgeMatch<R>,
+  reading: string[],
+  shorter?: true,
+  readingFolded = shorter ? reading.map(foldCase) : edge.folded,
+): boolean {
+  const other = routeFor(edge.routes, edge.method, edge.host, reading, readingFolded)?.route;
+  return (
+    other !== undefined && other !== edge.matched && !(shorter && matchPath(other.pattern, edge.segments, edge.folded))
+  );
+}
+
+/** Whether any of these routes' literals changes when its case is folded, once per route list. */
+function literalsCased(routes: readonly MatchableRoute[]): boolean {
   let cased = casedLiterals.get(routes);
   if (cased === undefined) {
     cased = routes.some((route) =>
@@ -93,86 +105,100 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
     );
     casedLiterals.set(routes, cased);
   }
-  const caseMatters = cased || path !== foldCase(path);
-  const dotted = path.includes(".");
-  const batched = /,|%2C|batch/i.test(path);
-  // A character beyond ASCII is escaped in the canonical path, from its lead byte on.
-  const normalisable = /%[C-F]/.test(path);
-  if (!caseMatters && !dotted && !batched && !normalisable) return undefined;
-  const segments = pathSegments(path) as string[];
-  const folded = segments.map(foldCase);
-  // `shorter`: a route that takes the path as written too takes it alike either way.
-  const readsOther = (reading: string[], shorter?: true, readingFolded = shorter ? reading.map(foldCase) : folded) => {
-    const other = routeFor(routes, method, host, reading, readingFolded)?.route;
-    return other !== undefined && other !== matched && !(shorter && matchPath(other.pattern, segments, folded));
-  };
-  if (caseMatters && readsOther(segments)) return "ambiguous_case";
-  if (normalisable) {
-    const normalised = segments.map((segment) => segment.normalize("NFKC"));
-    if (normalised.some((segment, i) => segment !== segments[i])) {
-      if (readsOther(normalised, true)) return "ambiguous_segment";
-      // Read as the edge reads the path itself (a format suffix, PATH_INFO, a batch…): once,
-      // since a normalised path normalises to itself.
-      const normalisedPath = `/${normalised.map(encodeURIComponent).join("/")}`;
-      const reading = readAsAnotherRoute(routes, method, host, normalisedPath, matched);
-      if (reading) return reading === "ambiguous_case" ? "ambiguous_segment" : reading;
-    }
+  return cased;
+}
+
+/**
+ * The path normalised (NFKC: halfwidth `ｶﾌｪ` is `カフェ`, a route's literal written beyond
+ * ASCII; `I` and a combining dot is `İ`, which folds to `i`; what NFKC makes ASCII itself is
+ * refused before routing): another route's as it stands, or by any reading below of it.
+ */
+function readNormalised<R extends MatchableRoute>(edge: EdgeMatch<R>): RouteAmbiguity | undefined {
+  const { segments } = edge;
+  const normalised = segments.map((segment) => segment.normalize("NFKC"));
+  if (!normalised.some((segment, i) => segment !== segments[i])) return undefined;
+  if (readsOther(edge, normalised, true)) return "ambiguous_segment";
+  // Read as the edge reads the path itself (a format suffix, PATH_INFO, a batch…): once,
+  // since a normalised path normalises to itself.
+  const normalisedPath = `/${normalised.map(encodeURIComponent).join("/")}`;
+  const reading = readAsAnotherRoute(edge.routes, edge.method, edge.host, normalisedPath, edge.matched);
+  return reading === "ambiguous_case" ? "ambiguous_segment" : reading;
+}
+
+/**
+ * tRPC runs every procedure a batch names, comma-separated, in its last segment
+ * (`/trpc/user.rename,admin.deleteUser?batch=1`; batching is on by default). One reading whose
+ * last segment each distinct part takes in turn: linear in the path.
+ */
+function readsTrpcBatch<R extends MatchableRoute>(edge: EdgeMatch<R>): boolean {
+  const last = edge.segments.at(-1) as string;
+  const reading = [...edge.segments];
+  const readingFolded = [...edge.folded];
+  for (const part of last.includes(",") ? new Set(last.split(",")) : []) {
+    reading[reading.length - 1] = part;
+    readingFolded[reading.length - 1] = foldCase(part);
+    if (readsOther(edge, reading, true, readingFolded)) return true;
   }
-  if (batched) {
-    // tRPC runs every procedure a batch names, comma-separated, in its last segment
-    // (`/trpc/user.rename,admin.deleteUser?batch=1`; batching is on by default).
-    // One reading whose last segment each distinct part takes in turn: linear in the path.
-    const last = segments.at(-1) as string;
-    const reading = [...segments];
-    const readingFolded = [...folded];
-    for (const part of last.includes(",") ? new Set(last.split(",")) : []) {
-      reading[reading.length - 1] = part;
-      readingFolded[reading.length - 1] = foldCase(part);
-      if (readsOther(reading, true, readingFolded)) return "ambiguous_batch";
-    }
-    // OData's `$batch` runs the sub-requests its body names, anywhere under its service root:
-    // only a route written for it takes it where another route could take a path under that
-    // root (one for this host, not one after `matched` that `matched`'s `**` shadows there).
-    const batch = folded.indexOf("$batch");
-    const at = routes.indexOf(matched);
-    const rest = matched.pattern.parts.findIndex((part) => part.kind === "rest");
-    const shadows = (route: R, i: number) =>
-      i > at && rest !== -1 && rest <= batch && [...route.methods].every((m) => takesMethod(matched.methods, m));
-    if (
-      batch !== -1 &&
-      matched.pattern.parts[batch]?.kind !== "literal" &&
-      routes.some(
-        (route, i) =>
-          route !== matched &&
-          (!route.host || matchHost(route.host, host)) &&
-          !shadows(route, i) &&
-          matchesBelow(route.pattern, folded.slice(0, batch)),
-      )
-    )
-      return "ambiguous_batch";
-  }
-  if (!dotted) return undefined;
-  // PATH_INFO: the path cut after the first segment that names a script, when more follows.
-  // And the path past a front controller: Laravel, Symfony and CodeIgniter route
-  // `/app/index.php/admin/x` as `/app/admin/x` (the script is their base URL).
+  return false;
+}
+
+/**
+ * OData's `$batch` runs the sub-requests its body names, anywhere under its service root: only a
+ * route written for it takes it where another route could take a path under that root (one for
+ * this host, not one after `matched` that `matched`'s `**` shadows there).
+ */
+function readsODataBatch<R extends MatchableRoute>({ routes, host, matched, folded }: EdgeMatch<R>): boolean {
+  const batch = folded.indexOf("$batch");
+  if (batch === -1 || matched.pattern.parts[batch]?.kind === "literal") return false;
+  const at = routes.indexOf(matched);
+  const rest = matched.pattern.parts.findIndex((part) => part.kind === "rest");
+  // `matched`'s `**` takes the root, so it shadows a later route there for every method it takes.
+  const restShadows = rest !== -1 && rest <= batch;
+  return routes.some(
+    (route, i) =>
+      route !== matched &&
+      (!route.host || matchHost(route.host, host)) &&
+      !(i > at && restShadows && [...route.methods].every((m) => takesMethod(matched.methods, m))) &&
+      matchesBelow(route.pattern, folded.slice(0, batch)),
+  );
+}
+
+/**
+ * PATH_INFO: the path cut after the first segment that names a script, when more follows
+ * (`/admin.php/x` as `/admin.php`). And the path past a front controller: Laravel, Symfony and
+ * CodeIgniter route `/app/index.php/admin/x` as `/app/admin/x` (the script is their base URL).
+ */
+function readsPathInfo<R extends MatchableRoute>(edge: EdgeMatch<R>): boolean {
+  const { segments } = edge;
   const script = segments.findIndex((segment, i) => i < segments.length - 1 && SCRIPT_NAME.test(segment));
-  if (
+  return (
     script !== -1 &&
-    (readsOther(segments.slice(0, script + 1), true) ||
-      readsOther([...segments.slice(0, script), ...segments.slice(script + 1)], true))
-  )
-    return "ambiguous_path_info";
-  const name = segments.at(-1) as string;
-  // A directory's index is its page: `/index.php` is `/` to Laravel, Symfony and CodeIgniter,
-  // `/default.aspx` to IIS, and `/admin/index.html` is `/admin` to a static host serving an
-  // exported site (nginx, S3, Pages).
-  if (
+    (readsOther(edge, segments.slice(0, script + 1), true) ||
+      readsOther(edge, [...segments.slice(0, script), ...segments.slice(script + 1)], true))
+  );
+}
+
+/**
+ * A directory's index is its page: `/index.php` is `/` to Laravel, Symfony and CodeIgniter,
+ * `/default.aspx` to IIS, and `/admin/index.html` is `/admin` to a static host serving an
+ * exported site (nginx, S3, Pages).
+ */
+function readsDirectoryIndex<R extends MatchableRoute>(edge: EdgeMatch<R>, name: string): boolean {
+  const { segments } = edge;
+  return (
     /^(?:index|default)\./i.test(name) &&
     (SCRIPT_NAME.test(name) || /\.html?$/i.test(name)) &&
-    readsOther(segments.length > 1 ? segments.slice(0, -1) : [""], true)
-  )
-    return "ambiguous_path_info";
-  // A page's data: what its server-side loaders return, to any visitor, at a path of its own.
+    readsOther(edge, segments.length > 1 ? segments.slice(0, -1) : [""], true)
+  );
+}
+
+/**
+ * The page whose data this path is, if it is one (`PAGE_DATA`, Next.js's `_next/data`, Gatsby's
+ * `page-data`): what its server-side loaders return, to any visitor, at a path of its own.
+ * Where more than one applies, Gatsby's reading wins over Next.js's, and both over a data
+ * file's name.
+ */
+function pageOfData(segments: string[], name: string): string[] | undefined {
   let page: string[] | undefined;
   if (PAGE_DATA.test(name)) page = segments.slice(0, -1);
   const next = segments.indexOf("_next");
@@ -187,16 +213,67 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
     const rest = segments.slice(gatsby + 1, -1);
     page = [...segments.slice(0, gatsby), ...(rest.join("/") === "index" ? [] : rest)];
   }
-  if (page && readsOther(page.length ? page : [""], true)) return "ambiguous_format";
-  // A format suffix: Rails reads `admin.b.json` as `admin.b` (every route is
-  // `path(.:format)`), Spring MVC's suffix pattern match (its default before 5.3) as `admin`.
+  return page;
+}
+
+/**
+ * A dotted name bound by a capture: the tenant it binds, read shorter, is another one
+ * (`/v1/tenants/globex.json` is `globex`).
+ */
+function bindsDottedCapture<R extends MatchableRoute>({ matched, segments }: EdgeMatch<R>): boolean {
+  return matched.pattern.parts[segments.length - 1]?.kind === "capture";
+}
+
+/**
+ * A format suffix: Rails reads `admin.b.json` as `admin.b` (every route is `path(.:format)`),
+ * Spring MVC's suffix pattern match (its default before 5.3) as `admin`. `first`: the name's
+ * first dot after its first character.
+ */
+function readsWithoutSuffix<R extends MatchableRoute>(edge: EdgeMatch<R>, name: string, first: number): boolean {
+  for (const end of new Set([first, name.lastIndexOf(".")]))
+    if (readsOther(edge, [...edge.segments.slice(0, -1), name.slice(0, end)], true)) return true;
+  return false;
+}
+
+/**
+ * Whether an origin may take this request for another route's than `matched`, the route the
+ * edge matched, and run that route's handler under `matched`'s rules, by the first reading
+ * that another route takes, in this order: without regard to letter case (IIS, ASP.NET Core,
+ * Express by default route so), where the first route matching with letters folded is another;
+ * normalised; as a batch of operations; past a script as its PATH_INFO or past a front
+ * controller; as a directory's index; as a page's data path; without a format suffix
+ * (`/v1/admin.json` as `/v1/admin`). It runs on every request: only paths that folding changes
+ * (or policies whose literals it does), and paths with a dot, a comma, `batch` or a character
+ * beyond ASCII, are looked at twice.
+ */
+export function readAsAnotherRoute<R extends MatchableRoute>(
+  routes: readonly R[],
+  method: string,
+  host: string,
+  path: string,
+  matched: R,
+): RouteAmbiguity | undefined {
+  const caseMatters = literalsCased(routes) || path !== foldCase(path);
+  const dotted = path.includes(".");
+  const batched = /,|%2C|batch/i.test(path);
+  // A character beyond ASCII is escaped in the canonical path, from its lead byte on.
+  const normalisable = /%[C-F]/.test(path);
+  if (!caseMatters && !dotted && !batched && !normalisable) return undefined;
+  const segments = pathSegments(path) as string[];
+  const edge: EdgeMatch<R> = { routes, method, host, matched, segments, folded: segments.map(foldCase) };
+  if (caseMatters && readsOther(edge, segments)) return "ambiguous_case";
+  const normalised = normalisable ? readNormalised(edge) : undefined;
+  if (normalised) return normalised;
+  if (batched && (readsTrpcBatch(edge) || readsODataBatch(edge))) return "ambiguous_batch";
+  if (!dotted) return undefined;
+  const name = segments.at(-1) as string;
+  if (readsPathInfo(edge) || readsDirectoryIndex(edge, name)) return "ambiguous_path_info";
+  const page = pageOfData(segments, name);
+  if (page && readsOther(edge, page.length ? page : [""], true)) return "ambiguous_format";
   // A leading dot is part of the name.
   const first = name.indexOf(".", 1);
   if (first === -1) return undefined;
-  // The tenant it binds, read shorter, is another one (`/v1/tenants/globex.json` is `globex`).
-  if (matched.pattern.parts[segments.length - 1]?.kind === "capture") return "ambiguous_format";
-  for (const end of new Set([first, name.lastIndexOf(".")]))
-    if (readsOther([...segments.slice(0, -1), name.slice(0, end)], true)) return "ambiguous_format";
+  if (bindsDottedCapture(edge) || readsWithoutSuffix(edge, name, first)) return "ambiguous_format";
   return undefined;
 }
 
