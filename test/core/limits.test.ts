@@ -197,12 +197,17 @@ describe("CounterTable", () => {
     expect(table.acquire([{ ...tenant, cost: 0 }], T0).counters[0]?.remaining).toBe(8);
   });
 
-  it("loads stored counters, but not one whose time is not a number (corrupt storage)", () => {
+  it("loads stored counters, but not one whose time is not a number or a proper fraction (corrupt storage)", () => {
     const table = new CounterTable();
     table.load("good", { ms: T0 + 60_000, frac: 0, den: 1 });
     table.load("zero-den", { ms: T0 + 60_000, frac: 0, den: 0 });
     table.load("nan", { ms: Number.NaN, frac: 0, den: 1 });
     table.load("fraction", { ms: T0 + 0.5, frac: 0, den: 1 });
+    // A fraction that is no proper one of a whole denominator: the exact arithmetic would throw
+    // (a denominator that is not whole) or carry a whole millisecond in the fraction.
+    table.load("whole-fraction", { ms: T0 + 60_000, frac: 4, den: 2 });
+    table.load("negative-fraction", { ms: T0 + 60_000, frac: -1, den: 2 });
+    table.load("fractional-den", { ms: T0 + 60_000, frac: 1, den: 2.5 });
     expect(table.size).toBe(1);
     // The good one counts: a 2-a-minute user whose TAT is a minute ahead is refused now.
     expect(table.acquire([{ ...user, id: "good" }], T0).allowed).toBe(false);

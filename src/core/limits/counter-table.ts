@@ -142,8 +142,17 @@ export class CounterTable {
   /** Put back a persisted counter (at start-up). Not marked dirty. */
   load(id: string, tat: Tat): void {
     // A row storage could only hold if corrupted: a TAT that is not a number would also
-    // defeat eviction, which ranks counters by it.
-    if (!Number.isSafeInteger(tat.ms) || !Number.isSafeInteger(tat.frac) || !(tat.den >= 1)) return;
+    // defeat eviction, which ranks counters by it, and one whose fraction is not a proper one
+    // of a whole denominator would make the exact arithmetic throw or lose time.
+    if (
+      !Number.isSafeInteger(tat.ms) ||
+      !Number.isSafeInteger(tat.den) ||
+      tat.den < 1 ||
+      !Number.isSafeInteger(tat.frac) ||
+      tat.frac < 0 ||
+      tat.frac >= tat.den
+    )
+      return;
     this.#tats.set(id, tat);
   }
 
