@@ -298,7 +298,9 @@ function queryReadAsPath(path: string, search: string): string | undefined {
 /**
  * Whether CodeIgniter would take this request for a route other than `matched`: its path in
  * the query is no path, or no route's, or another route's that does not take the path as
- * written too (a SvelteKit form action, `/?/logout`, lands on `/**` as `/` does).
+ * written too (a SvelteKit form action, `/?/logout`, lands on `/**` as `/` does), or one an
+ * origin may read as another route's again (`/?/ADMIN/x`, letters folded; `/?/ｶﾌｪ/x`,
+ * normalised: see `readAsAnotherRoute`).
  */
 export function queryReadAsAnotherRoute<R extends MatchableRoute>(
   routes: readonly R[],
@@ -311,7 +313,8 @@ export function queryReadAsAnotherRoute<R extends MatchableRoute>(
   const read = queryReadAsPath(path, search);
   if (read === undefined) return false;
   const other = read && findRoute(routes, method, host, read)?.route;
-  return !other || (other !== matched && !findRoute([other], method, host, path));
+  if (!other || (other !== matched && !findRoute([other], method, host, path))) return true;
+  return readAsAnotherRoute(routes, method, host, read, other) !== undefined;
 }
 
 /** The route each method is routed to at this host and path (as the route stage routes it), in method order: a browser keeps what a preflight allowed per origin and URL, whatever route answered it. */

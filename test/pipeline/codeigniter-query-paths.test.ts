@@ -31,17 +31,62 @@ describe("the query path is judged in the query the origin is sent", () => {
     ["/index.php?X-HTTP-Method-Override=GET&/admin/users", "/index.php?/admin/users"],
     ["/?__tenant=acme&/admin/users", "/?/admin/users"],
     ["/?_method=x;/admin/users", "/?/admin/users"],
-  ])("`%s` (sent to the origin as `%s`) is not forwarded as the public site", async (target) => {
+  ])("`%s` (sent to the origin as `%s`) is not forwarded as the public site", async (target, sentAs) => {
     const edge = harness(siteWithAdmin(issuer));
     // Control: the query path as the origin would receive it is refused when sent so.
-    const direct = await sendMarked(edge, "/?/admin/users");
+    const direct = await sendMarked(edge, sentAs);
     expect(direct.record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_path_info" });
     expect(direct.seen).toHaveLength(0);
+    // Control: the same prefix before a page the site takes goes on, and the origin is sent
+    // the query without it: the form the refusal below is judged in.
+    const about = await sendMarked(edge, target.replace("/admin/users", "/about"));
+    expect(about.record).toMatchObject({ decision: "allow", route: "site" });
+    expect(about.seen.map((s) => s.raw_target)).toEqual([sentAs.replace("/admin/users", "/about")]);
 
+    const { response, body, record, seen } = await sendMarked(edge, target);
+    expect(seen.map((s) => s.raw_target)).toEqual([]);
+    expect(response.status).toBe(400);
+    expect(body?.reason).toBe("bad_request");
+    expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_path_info" });
+  });
+});
+
+describe("a query path an origin reads as another route's again is refused as the path would be", () => {
+  // The path in the query is a path to the origin like any other: one routing without regard
+  // to letter case (CodeIgniter on a case-insensitive file system, an app's own router) runs
+  // `/ADMIN/users` as `/admin/users`, one normalising Unicode `/ｶﾌｪ/menu` as `/カフェ/menu`; the
+  // same paths sent as paths are refused (`ambiguous_case`, `ambiguous_segment`).
+  it.each([
+    ["/?/ADMIN/users", "/ADMIN/users", "ambiguous_case"],
+    ["/index.php?/Admin/users", "/Admin/users", "ambiguous_case"],
+    ["/?/adm%C4%B0n/users", "/adm%C4%B0n/users", "ambiguous_case"],
+  ])("`%s` is not forwarded as the public site where `/admin/**` is guarded", async (target, asPath, pathDetail) => {
+    const edge = harness(siteWithAdmin(issuer));
+    const direct = await sendMarked(edge, asPath);
+    expect(direct.record).toMatchObject({ decision: "deny", reason: "bad_request", detail: pathDetail });
     const { response, record, seen } = await sendMarked(edge, target);
     expect(seen.map((s) => s.raw_target)).toEqual([]);
     expect(response.status).toBe(400);
     expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_path_info" });
+  });
+
+  it("a halfwidth `/?/ｶﾌｪ/menu` is not forwarded as the public site where `/カフェ/**` is guarded", async () => {
+    const edge = harness(
+      withIdp(issuer, [
+        { name: "cafe", methods: ["GET"], path: "/カフェ/**", auth: { issuers: ["idp"] }, upstream: "echo" },
+        { name: "site", methods: ["GET"], path: "/**", auth: "public", upstream: "echo" },
+      ]),
+    );
+    const direct = await sendMarked(edge, "/%EF%BD%B6%EF%BE%8C%EF%BD%AA/menu");
+    expect(direct.record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_segment" });
+    const { response, record, seen } = await sendMarked(edge, "/?/%EF%BD%B6%EF%BE%8C%EF%BD%AA/menu");
+    expect(seen.map((s) => s.raw_target)).toEqual([]);
+    expect(response.status).toBe(400);
+    expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_path_info" });
+    // A query path the site takes, beyond ASCII too, goes on.
+    const thai = await sendMarked(edge, "/?/%E0%B8%99%E0%B9%89%E0%B8%B3");
+    expect(thai.record).toMatchObject({ decision: "allow", route: "site" });
+    expect(thai.seen).toHaveLength(1);
   });
 });
 
@@ -63,7 +108,8 @@ describe("a query path with dot segments, which CodeIgniter drops rather than re
       const edge = harness(siteWithAdmin(issuer));
       // Control: the same path without the dot segments is refused.
       const plain = await sendMarked(edge, "/?/admin/users");
-      expect(plain.record).toMatchObject({ decision: "deny", detail: "ambiguous_path_info" });
+      expect(plain.record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_path_info" });
+      expect(plain.seen).toHaveLength(0);
 
       const { response, record, seen } = await sendMarked(edge, target);
       expect(seen.map((s) => s.raw_target)).toEqual([]);
@@ -98,9 +144,11 @@ describe("CodeIgniter in a directory, reached by its directory index, reads the 
     // Control: through the script's own name, the edge reads it under `/blog/` and refuses it.
     const script = await sendMarked(edge, "/blog/index.php?/admin/users");
     expect(script.record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_path_info" });
+    expect(script.seen).toHaveLength(0);
     // Control: a query path the site takes goes on.
     const about = await sendMarked(edge, "/blog/?/about");
     expect(about.record).toMatchObject({ decision: "allow", route: "site" });
+    expect(about.seen.map((s) => s.raw_target)).toEqual(["/blog/?/about"]);
 
     const { response, record, seen } = await sendMarked(edge, "/blog/?/admin/users");
     expect(seen.map((s) => s.raw_target)).toEqual([]);
@@ -129,6 +177,7 @@ describe("SvelteKit's named form actions on a home page with its own route go on
     // Control: the same form posted without a named action goes on under the home route.
     const unnamed = await sendMarked(edge, "/", { method: "POST", headers: form, body: "id=1" });
     expect(unnamed.record).toMatchObject({ decision: "allow", route: "home" });
+    expect(unnamed.seen.map((s) => [s.method, s.raw_target])).toEqual([["POST", "/"]]);
 
     const { response, record, seen } = await sendMarked(edge, "/?/logout", {
       method: "POST",
@@ -154,10 +203,11 @@ describe("hostile query paths get an answer and a record", () => {
     ["3,500 segments before a public page", `/?/${"a/".repeat(3_500)}admin`, undefined],
   ])("%s", async (_label, target, detail) => {
     const edge = harness(siteWithAdmin(issuer));
-    const { response, record, records, seen } = await sendMarked(edge, target);
+    const { response, body, record, records, seen } = await sendMarked(edge, target);
     expect(records).toHaveLength(1);
     if (detail) {
       expect(response.status).toBe(400);
+      expect(body?.reason).toBe("bad_request");
       expect(record).toMatchObject({ decision: "deny", reason: "bad_request", detail });
       expect(seen).toHaveLength(0);
     } else {
