@@ -708,6 +708,24 @@ describe("header hygiene", () => {
     expect(response.status).toBe(200);
     expect(response.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
   });
+
+  it("nor one it refuses for the path's normalised reading (ambiguous_segment)", async () => {
+    const edge = harness(
+      basePolicy({
+        routes: [
+          { name: "cafe", methods: ["DELETE"], path: "/api/カフェ/**", auth: "public", upstream: "echo" },
+          { name: "api", methods: ["GET", "DELETE", "OPTIONS"], path: "/api/**", auth: "public", upstream: "echo" },
+        ],
+      }),
+    );
+    // Halfwidth ｶﾌｪ: カフェ to an origin that normalises, whose DELETE the `cafe` route takes.
+    const halfwidth = "/api/%EF%BD%B6%EF%BE%8C%EF%BD%AA/x";
+    expect((await edge.fetch(halfwidth, { method: "DELETE" })).status).toBe(400);
+    expect(edge.audit.at(-1)).toMatchObject({ reason: "bad_request", detail: "ambiguous_segment" });
+    const response = await edge.fetch(halfwidth, { method: "OPTIONS", headers: { "max-forwards": "0" } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
+  });
 });
 
 describe("CORS", () => {
