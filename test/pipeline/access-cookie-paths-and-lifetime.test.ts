@@ -76,6 +76,8 @@ describe("an Access assertion at the ends of its lifetime, by the edge's clock (
     const token = await accessAssertion(team, AUD_TAG, { iat: NOW_S - 600, nbf: NOW_S - 600, exp: NOW_S - 59 });
     const r = await sendMarked(accessEdge(now), "/admin/x", { headers: { "cf-access-jwt-assertion": token } });
     expect(r.response.status).toBe(200);
+    expect(r.record).toMatchObject({ decision: "allow", route: "admin" });
+    expect(r.seen.map((s) => s.path)).toEqual(["/admin/x"]);
     expect(r.got["x-user-email"]).toBe("user@example.com");
   });
 
@@ -91,6 +93,7 @@ describe("an Access assertion at the ends of its lifetime, by the edge's clock (
       reason,
       detail,
     });
+    expect(r.record).toMatchObject({ decision: "deny", reason, route: "admin" });
     expect(r.response.headers.get("www-authenticate")).toContain('error="invalid_token"');
     expect(r.seen).toHaveLength(0);
   });

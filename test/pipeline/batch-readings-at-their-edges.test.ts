@@ -90,6 +90,7 @@ describe("an OData $batch goes on where no other route could take a path under i
     // never the catch-all's.
     const read = await sendMarked(edge, "/sap/opu/odata/sap/ZORDERS_SRV/Orders", { headers: post.headers });
     expect(read.record).toMatchObject({ decision: "allow", route: "odata" });
+    expect(read.seen).toHaveLength(1);
 
     const batch = await sendMarked(edge, "/sap/opu/odata/sap/ZORDERS_SRV/$batch", post);
     expect(batch.record).toMatchObject({ decision: "allow", route: "odata" });
@@ -112,9 +113,10 @@ describe("a path of many segments and commas is read in time linear in its lengt
     policy.settings = { ...policy.settings, max_url_bytes: 65536 };
     const edge = harness(policy);
     const path = `${"/x".repeat(16000)}/${",".repeat(31000)}`;
-    const { response, record, seen } = await sendMarked(edge, path);
+    const { response, body, record, seen } = await sendMarked(edge, path);
     expect(seen).toHaveLength(0);
     expect(response.status).toBe(401);
+    expect(body?.reason).toBe("token_missing");
     expect(record).toMatchObject({ decision: "deny", reason: "token_missing", route: "site" });
   }, 10_000);
 });

@@ -117,7 +117,10 @@ describe("the tenant is bound from the claim the mapping names, never from a def
 
     const allowed = await sendMarked(edge, `/v1/tenants/${TID_A}/orders`, bearer(token));
     expect(allowed.response.status).toBe(200);
+    expect(allowed.record).toMatchObject({ decision: "allow", route: "tenant", tenant_id: TID_A });
     expect(allowed.got["x-tenant"]).toBe(TID_A);
+    // Nor does tenant_id's value reach the origin under any header.
+    expect(JSON.stringify(allowed.got)).not.toContain(TID_B);
     expect(allowed.got["x-user-scope"]).toBe("access_as_user");
     expect(allowed.got["x-user-groups"]).toBe("Reader");
   });
@@ -174,6 +177,8 @@ describe("Keycloak roles, nested in objects, never grant a group or satisfy a co
     // The token itself is good: elsewhere it is let through, with no groups written.
     const elsewhere = await sendMarked(edge, "/v1/things", bearer(token));
     expect(elsewhere.response.status).toBe(200);
+    expect(elsewhere.record).toMatchObject({ decision: "allow", route: "any" });
+    expect(elsewhere.seen).toHaveLength(1);
     expect(elsewhere.got).not.toHaveProperty("x-user-groups");
     expect(elsewhere.got["x-user-scope"]).toBe("openid email profile");
   });

@@ -66,7 +66,9 @@ describe("a Next.js data path with a leading `index` segment is the page without
     expect(about.record).toMatchObject({ decision: "allow", route: "site" });
     expect(about.seen.map((s) => s.raw_target)).toEqual(["/_next/data/b1/index/about.json"]);
 
-    expectAmbiguous(await sendMarked(edge, "/_next/data/b1/index/admin/users.json"));
+    const data = await sendMarked(edge, "/_next/data/b1/index/admin/users.json");
+    expectAmbiguous(data);
+    expect(data.record?.detail).toBe("ambiguous_format");
   });
 });
 
@@ -86,11 +88,15 @@ describe("React Router data paths under a basename and for a trailing slash", ()
     );
     const direct = await sendMarked(edge, "/shop");
     expect(direct.record).toMatchObject({ decision: "deny", reason: "token_missing", route: "home" });
+    expect(direct.seen).toHaveLength(0);
     // Control: a public page's data under the base goes on.
     const about = await sendMarked(edge, "/shop/about.data");
     expect(about.record).toMatchObject({ decision: "allow", route: "shop" });
+    expect(about.seen.map((s) => s.raw_target)).toEqual(["/shop/about.data"]);
 
-    expectAmbiguous(await sendMarked(edge, "/shop/_root.data"));
+    const data = await sendMarked(edge, "/shop/_root.data");
+    expectAmbiguous(data);
+    expect(data.record?.detail).toBe("ambiguous_format");
   });
 
   // With the `v8_trailingSlashAwareDataRequests` future flag (`unstable_…` before it; the
@@ -102,8 +108,11 @@ describe("React Router data paths under a basename and for a trailing slash", ()
     const edge = harness(siteWithAdminPage(issuer));
     const about = await sendMarked(edge, "/about/_.data");
     expect(about.record).toMatchObject({ decision: "allow", route: "site" });
+    expect(about.seen.map((s) => s.raw_target)).toEqual(["/about/_.data"]);
 
-    expectAmbiguous(await sendMarked(edge, "/admin/_.data"));
+    const data = await sendMarked(edge, "/admin/_.data");
+    expectAmbiguous(data);
+    expect(data.record?.detail).toBe("ambiguous_format");
   });
 });
 
@@ -124,10 +133,14 @@ describe("CodeIgniter's front controller routes a query that begins with `/`", (
       // no path goes on.
       const pathForm = await sendMarked(edge, "/index.php/admin/users");
       expect(pathForm.record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_path_info" });
+      expect(pathForm.seen).toHaveLength(0);
       const plain = await sendMarked(edge, "/index.php?page=2");
       expect(plain.record).toMatchObject({ decision: "allow", route: "site" });
+      expect(plain.seen.map((s) => s.raw_target)).toEqual(["/index.php?page=2"]);
 
-      expectAmbiguous(await sendMarked(edge, target));
+      const sent = await sendMarked(edge, target);
+      expectAmbiguous(sent);
+      expect(sent.record?.detail).toBe("ambiguous_path_info");
     },
   );
 
@@ -141,13 +154,15 @@ describe("CodeIgniter's front controller routes a query that begins with `/`", (
     // `/blog/admin/users`, the site's too.
     const blog = await sendMarked(edge, "/blog/index.php?/admin/users");
     expect(blog.record).toMatchObject({ decision: "allow", route: "site" });
+    expect(blog.seen.map((s) => s.raw_target)).toEqual(["/blog/index.php?/admin/users"]);
     // A query path the canonical path refuses (an encoded slash) has no reading to check.
     const refused = await sendMarked(edge, "/?/public%2F..%2Fadmin/users");
     expect(refused.record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_path_info" });
     expect(refused.seen).toHaveLength(0);
     // Dot segments in it are resolved as the origin's own would be: `/?/x/../admin/users` is admin's.
     const dotted = await sendMarked(edge, "/?/x/../admin/users");
-    expect(dotted.record).toMatchObject({ decision: "deny", detail: "ambiguous_path_info" });
+    expectAmbiguous(dotted);
+    expect(dotted.record?.detail).toBe("ambiguous_path_info");
   });
 });
 

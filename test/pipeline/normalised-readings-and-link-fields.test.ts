@@ -33,7 +33,13 @@ describe("an NFKC reading that letter case makes another route's", () => {
     ["decomposed I + U+0307 (NFKC: İ)", DECOMPOSED_DOTTED_I],
     ["mathematical dotless ı (NFKC: ı)", MATH_DOTLESS_I],
   ])("%s for /admin under a public /** is refused, nothing forwarded", async (_label, path) => {
-    const sent = await sendMarked(harness(siteWithAdmin(idp)), path);
+    const edge = harness(siteWithAdmin(idp));
+    // Control: a word beyond ASCII that no reading makes `admin` goes on as sent, so the
+    // refusal below is the reading's, not one of every such path.
+    const other = await sendMarked(edge, "/adm%C3%A9n/users");
+    expect(other.record).toMatchObject({ decision: "allow", route: "site" });
+    expect(other.seen.map((s) => s.raw_target)).toEqual(["/adm%C3%A9n/users"]);
+    const sent = await sendMarked(edge, path);
     expectAmbiguous(sent);
     expect(sent.record?.detail).toBe("ambiguous_segment");
   });
@@ -56,7 +62,12 @@ describe("the same readings where a route literal is beyond ASCII too", () => {
   it.each([DECOMPOSED_DOTTED_I, MATH_DOTLESS_I])(
     "%s is refused as ambiguous_segment, nothing forwarded",
     async (path) => {
-      const sent = await sendMarked(harness(withCafe()), path);
+      const edge = harness(withCafe());
+      // Control: the route literal beyond ASCII is its route's as written.
+      const cafe = await sendMarked(edge, "/%E3%82%AB%E3%83%95%E3%82%A7/menu");
+      expect(cafe.record).toMatchObject({ decision: "deny", reason: "token_missing", route: "cafe" });
+      expect(cafe.seen).toHaveLength(0);
+      const sent = await sendMarked(edge, path);
       expectAmbiguous(sent);
       expect(sent.record?.detail).toBe("ambiguous_segment");
     },

@@ -34,7 +34,12 @@ describe("a compatibility letter that a combining mark takes into a composed one
     ["fullwidth Ｉ + U+0307", "/adm%EF%BC%A9%CC%87n/users"],
     ["roman numeral Ⅰ + U+0307", "/adm%E2%85%A0%CC%87n/users"],
   ])("%s for /admin under a public /** is refused as ambiguous_segment, nothing forwarded", async (_label, path) => {
-    const sent = await sendMarked(harness(siteWithAdmin(idp)), path);
+    const edge = harness(siteWithAdmin(idp));
+    // Control: a combining mark on a letter that no reading makes `i` goes on as sent.
+    const other = await sendMarked(edge, "/adme%CC%81n/users");
+    expect(other.record).toMatchObject({ decision: "allow", route: "site" });
+    expect(other.seen.map((s) => s.raw_target)).toEqual(["/adme%CC%81n/users"]);
+    const sent = await sendMarked(edge, path);
     expectAmbiguous(sent);
     expect(sent.record?.detail).toBe("ambiguous_segment");
   });
@@ -50,6 +55,10 @@ describe("the normalised reading, without its format suffix", () => {
     // Precomposed `İ` is folded before the format reading, and `/admin.json` is `/admin` to
     // Rails (every route is `path(.:format)`) and older Spring.
     const edge = harness(siteWithAdmin(idp));
+    // Control: another word with a format suffix goes on as sent.
+    const other = await sendMarked(edge, "/adm%C3%A9n.json");
+    expect(other.record).toMatchObject({ decision: "allow", route: "site" });
+    expect(other.seen.map((s) => s.raw_target)).toEqual(["/adm%C3%A9n.json"]);
     const precomposed = await sendMarked(edge, "/adm%C4%B0n.json");
     expectAmbiguous(precomposed);
     expect(precomposed.record?.detail).toBe("ambiguous_format");
@@ -80,6 +89,10 @@ describe("the normalised reading, as a directory's index", () => {
     // canonically equivalent (APFS on macOS) or behind an NFC filter reads the decomposed
     // `cafe` + COMBINING ACUTE the same.
     const edge = harness(guarding("/café"));
+    // Control: another page's index file goes on as sent.
+    const other = await sendMarked(edge, "/caf%C3%A9s/index.html");
+    expect(other.record).toMatchObject({ decision: "allow", route: "site" });
+    expect(other.seen.map((s) => s.raw_target)).toEqual(["/caf%C3%A9s/index.html"]);
     const precomposed = await sendMarked(edge, "/caf%C3%A9/index.html");
     expectAmbiguous(precomposed);
     expect(precomposed.record?.detail).toBe("ambiguous_path_info");
@@ -95,6 +108,10 @@ describe("the normalised reading, as a script's PATH_INFO", () => {
     // ambiguous_path_info, as is precomposed `/admİn.php/x`, folded); the decomposed spelling
     // is the same to an origin that normalises and ignores case.
     const edge = harness(guarding("/admin.php"));
+    // Control: another script's PATH_INFO goes on as sent.
+    const other = await sendMarked(edge, "/adm%C3%A9n.php/x");
+    expect(other.record).toMatchObject({ decision: "allow", route: "site" });
+    expect(other.seen.map((s) => s.raw_target)).toEqual(["/adm%C3%A9n.php/x"]);
     const precomposed = await sendMarked(edge, "/adm%C4%B0n.php/x");
     expectAmbiguous(precomposed);
     expect(precomposed.record?.detail).toBe("ambiguous_path_info");

@@ -50,10 +50,11 @@ describe("an origin's redirect to its own upstream URL is the edge's URL for tha
 
   it("with the upstream's path (`https://origin.example.com/base`), the base comes off with the host", async () => {
     const e = edgeTo("/base");
-    const { response, seen } = await sendMarked(e, "/public/docs", {
+    const { response, seen, record } = await sendMarked(e, "/public/docs", {
       headers: { "x-echo-redirect": `${echoOrigin}/base/public/docs/` },
     });
     expect(response.status).toBe(302);
+    expect(record).toMatchObject({ decision: "allow", route: "public", status: 302, reason: null });
     // The origin had the request under its base path: its Location is in its own terms.
     expect(seen.map((s) => s.path)).toEqual(["/base/public/docs"]);
     const location = response.headers.get("location") ?? "";
@@ -74,7 +75,7 @@ describe("an origin's redirect elsewhere", () => {
     expect(response.status).toBe(302);
     expect(response.headers.get("location")).toBe(login);
     expect(seen.map((s) => s.path)).toEqual(["/public/start"]);
-    expect(record).toMatchObject({ decision: "allow", status: 302, reason: null });
+    expect(record).toMatchObject({ decision: "allow", route: "public", status: 302, reason: null });
   });
 
   it("to a path on the upstream's host that only begins with the upstream's base is not the upstream's own", async () => {
@@ -83,8 +84,13 @@ describe("an origin's redirect elsewhere", () => {
     // send the client to `/ment/x`).
     const e = edgeTo("/base");
     const elsewhere = `${echoOrigin}/basement/x`;
-    const { response } = await sendMarked(e, "/public/start", { headers: { "x-echo-redirect": elsewhere } });
+    const { response, seen, record } = await sendMarked(e, "/public/start", {
+      headers: { "x-echo-redirect": elsewhere },
+    });
     expect(response.status).toBe(302);
     expect(response.headers.get("location")).toBe(elsewhere);
+    // Asked once, under its base, and the redirect not followed (no request for `/basement/x`).
+    expect(seen.map((s) => s.path)).toEqual(["/base/public/start"]);
+    expect(record).toMatchObject({ decision: "allow", route: "public", status: 302, reason: null });
   });
 });

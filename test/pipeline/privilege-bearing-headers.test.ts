@@ -66,6 +66,8 @@ describe("impersonation and run-as headers stop at the edge, beside the verified
   };
 
   it("a signed-in user's Impersonate-* and es-security-runas-user never reach the origin", async () => {
+    // Control: straight to the origin every one arrives, so its absence below is the edge's doing.
+    expect(await sentStraightToOrigin(claims)).toMatchObject(claims);
     const { edge, token } = await authenticatedEdge();
     const { response, record, got } = await sendMarked(edge, "/v1/pods", {
       headers: { ...claims, authorization: `Bearer ${token}` },
@@ -79,16 +81,26 @@ describe("impersonation and run-as headers stop at the edge, beside the verified
   });
 
   it("strips them in the spellings CGI-style servers read as the same names", async () => {
-    const { got } = await sendMarked(publicEdge, "/public/a", {
+    const spellings = {
+      impersonate_group: "system:masters",
+      "impersonate.extra.scopes": "x",
+      es_security_runas_user: "elastic",
+    };
+    // Control: straight to the origin, each spelling arrives, so its absence below is the edge's doing.
+    expect(await sentStraightToOrigin(spellings)).toMatchObject(spellings);
+    const { response, record, got } = await sendMarked(publicEdge, "/public/a", {
       headers: {
         Impersonate_Group: "system:masters",
         "Impersonate.Extra.Scopes": "x",
         es_security_runas_user: "elastic",
+        "x-kept": "yes",
       },
     });
-    expect(got.impersonate_group).toBeUndefined();
-    expect(got["impersonate.extra.scopes"]).toBeUndefined();
-    expect(got.es_security_runas_user).toBeUndefined();
+    // The request was forwarded (an empty `got` would pass every check below).
+    expect(response.status).toBe(200);
+    expect(record).toMatchObject({ decision: "allow", route: "public" });
+    expect(got["x-kept"]).toBe("yes");
+    for (const name of Object.keys(spellings)) expect(got[name], name).toBeUndefined();
   });
 });
 
@@ -102,6 +114,9 @@ describe("OpenSearch Security proxy-authentication headers stop at the edge", ()
   // the stock role mapping turns into `all_access`. These are the same kind of header as
   // Grafana's `X-WEBAUTH-USER` and Authelia's `Remote-Groups`, which the edge strips.
   it("a client's x-proxy-user and x-proxy-roles never reach the origin", async () => {
+    // Control: straight to the origin both arrive, the CGI spelling included.
+    const proxied = { "x-proxy-user": "admin", x_proxy_roles: "admin,all_access" };
+    expect(await sentStraightToOrigin(proxied)).toMatchObject(proxied);
     const { edge, token } = await authenticatedEdge();
     const { response, record, got } = await sendMarked(edge, "/v1/_search", {
       headers: { authorization: `Bearer ${token}`, "x-proxy-user": "admin", x_proxy_roles: "admin,all_access" },
@@ -133,6 +148,8 @@ describe("Hasura session-variable headers stop at the edge", () => {
   };
 
   it("a signed-in user's X-Hasura-* session variables never reach the origin", async () => {
+    // Control: straight to the origin every one arrives, so its absence below is the edge's doing.
+    expect(await sentStraightToOrigin(variables)).toMatchObject(variables);
     const { edge, token } = await authenticatedEdge();
     const { response, record, got } = await sendMarked(edge, "/v1/graphql", {
       headers: { ...variables, authorization: `Bearer ${token}` },
@@ -151,8 +168,9 @@ describe("credentials for the origin's own API, which the edge forwards", () => 
   // lists that breaks them is a decision, not an accident.
   it("X-Vault-Token, X-Consul-Token and X-Nomad-Token reach the origin as sent", async () => {
     const tokens = { "x-vault-token": "hvs.a", "x-consul-token": "b", "x-nomad-token": "c" };
-    const { response, got } = await sendMarked(publicEdge, "/public/a", { headers: tokens });
+    const { response, record, got } = await sendMarked(publicEdge, "/public/a", { headers: tokens });
     expect(response.status).toBe(200);
+    expect(record).toMatchObject({ decision: "allow", route: "public" });
     expect(got).toMatchObject(tokens);
   });
 });

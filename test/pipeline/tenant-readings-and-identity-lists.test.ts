@@ -69,11 +69,12 @@ describe("tenant binding as an origin's router reads the bound segment", () => {
 
   it("a dotted tenant with more path after it goes on, bound as written: no router reads that segment shorter", async () => {
     const edge = harness(policy());
-    const { response, seen } = await sendMarked(edge, "/v1/tenants/globex.json/reports", {
+    const { response, record, seen } = await sendMarked(edge, "/v1/tenants/globex.json/reports", {
       headers: await bearer({ sub: "mallory", tenant_id: "globex.json" }),
     });
     expect(response.status).toBe(200);
-    expect(seen).toHaveLength(1);
+    expect(record).toMatchObject({ decision: "allow", route: "tenant-api", tenant_id: "globex.json" });
+    expect(seen.map((s) => s.raw_target)).toEqual(["/v1/tenants/globex.json/reports"]);
     expect(seen[0]?.headers["x-tenant"]).toBe("globex.json");
   });
 });

@@ -12,7 +12,7 @@ const TEXT = Buffer.from("portcullis ".repeat(400));
 const GZIPPED = zlib.gzipSync(TEXT);
 
 /** What the origin was asked, by path, for the answer's effects to be checked against. */
-const seen: { method: string; path: string }[] = [];
+const seen: { method: string; path: string; range?: string }[] = [];
 /** Set by the streaming test: the origin holds its event stream open until this resolves. */
 let holdStream: Promise<void> = Promise.resolve();
 
@@ -69,7 +69,8 @@ let edge: Edge;
 beforeAll(async () => {
   origin = http.createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://origin.invalid").pathname;
-    seen.push({ method: req.method ?? "", path });
+    const range = req.headers.range;
+    seen.push({ method: req.method ?? "", path, ...(range ? { range } : {}) });
     const shape = shapes[path];
     if (shape) shape(req, res);
     else res.end("ready");
@@ -122,7 +123,9 @@ function onTheWire(path: string, method = "GET", headers: Record<string, string>
 
 describe("a coded answer", () => {
   it("a gzip answer reaches the client as the origin's bytes, its Content-Length theirs, still labelled gzip", async () => {
+    const before = seen.length;
     const answer = await onTheWire("/public/gzipped", "GET", { "accept-encoding": "gzip" });
+    expect(seen.slice(before)).toEqual([{ method: "GET", path: "/public/gzipped" }]);
     expect(answer.status).toBe(200);
     expect(answer.headers["content-encoding"]).toBe("gzip");
     expect(answer.headers["content-length"]).toBe(String(GZIPPED.length));
@@ -133,10 +136,13 @@ describe("a coded answer", () => {
   });
 
   it("a 206 part of a gzip representation goes on undecoded, with its Content-Range and length", async () => {
+    const before = seen.length;
     const answer = await onTheWire("/public/gzipped-part", "GET", {
       "accept-encoding": "gzip",
       range: "bytes=0-19",
     });
+    // The origin was asked for the part: the 206 is its answer to the client's Range.
+    expect(seen.slice(before)).toEqual([{ method: "GET", path: "/public/gzipped-part", range: "bytes=0-19" }]);
     expect(answer.status).toBe(206);
     expect(answer.headers["content-range"]).toBe(`bytes 0-19/${GZIPPED.length}`);
     expect(answer.headers["content-encoding"]).toBe("gzip");
@@ -198,7 +204,9 @@ describe("a Link field naming the upstream", () => {
   // request, bearer token and all, would go straight to the upstream past the edge's checks,
   // and every client would learn the upstream's address.
   it("a paginated answer's next and last links name the edge, as its Content-Location does", async () => {
+    const before = seen.length;
     const answer = await onTheWire("/public/items?page=1");
+    expect(seen.slice(before)).toEqual([{ method: "GET", path: "/public/items" }]);
     expect(answer.status).toBe(200);
     expect(answer.headers["content-location"]).toBe(`${edge.url}/public/items?page=1`);
     // Each link target made the edge's URL for the same path and query.
