@@ -3,9 +3,9 @@
 // on a route written for it (route-readings.ts, `readAsAnotherRoute`), so that route must admit no
 // caller a route under its root refuses. Checked with the policy lint, never by the Worker.
 
-import type { CompiledPolicy } from "./policy";
+import type { CompiledPolicy, CompiledRoute } from "./policy";
 import type { AuthRequirement } from "./policy-types";
-import { bindsTenant, coversHost, foldedLiteral, matchesBelow } from "./routes";
+import { bindsTenant, coversHost, foldedLiteral, matchesBelow, takesMethod } from "./routes";
 
 /** Whether every caller `batch` admits is admitted by `other` too (as far as a policy can say). */
 function demandsAtLeast(batch: "public" | AuthRequirement, other: "public" | AuthRequirement): boolean {
@@ -26,7 +26,27 @@ function demandsAtLeast(batch: "public" | AuthRequirement, other: "public" | Aut
   );
 }
 
-/** One problem per route under a `$batch` route's root that demands more than the batch route. */
+/**
+ * Whether `earlier` takes every request under the root (`segments`, folded) that `later` would,
+ * so that `later`'s rules never apply there: a `**` at or before the root, after segments that
+ * take the root's, for `later`'s host and every method it takes.
+ */
+function shadowsUnderRoot(earlier: CompiledRoute, later: CompiledRoute, segments: readonly string[]): boolean {
+  const parts = earlier.pattern.parts;
+  const rest = parts.findIndex((part) => part.kind === "rest");
+  return (
+    rest !== -1 &&
+    rest <= segments.length &&
+    parts.slice(0, rest).every((part, i) => part.kind !== "literal" || foldedLiteral(part.value) === segments[i]) &&
+    coversHost(earlier.host, later.host) &&
+    [...later.methods].every((method) => takesMethod(earlier.methods, method))
+  );
+}
+
+/**
+ * One problem per route under a `$batch` route's root that demands more than the batch route,
+ * unless an earlier route takes everything it would there.
+ */
 export function laxBatchRoutes(policy: CompiledPolicy): string[] {
   const problems: string[] = [];
   for (const batch of policy.routes) {
@@ -38,6 +58,8 @@ export function laxBatchRoutes(policy: CompiledPolicy): string[] {
     const segments = root.map((part) => foldedLiteral((part as { value: string }).value));
     for (const other of policy.routes) {
       if (other === batch || !matchesBelow(other.pattern, segments)) continue;
+      if (policy.routes.some((earlier) => earlier.index < other.index && shadowsUnderRoot(earlier, other, segments)))
+        continue;
       if (batch.host && other.host && !coversHost(batch.host, other.host) && !coversHost(other.host, batch.host))
         continue;
       if (demandsAtLeast(batch.auth, other.auth) && (!bindsTenant(other) || bindsTenant(batch))) continue;

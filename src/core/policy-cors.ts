@@ -19,6 +19,11 @@ function originProblem(origin: string): string | undefined {
   try {
     const url = new URL(origin);
     if (url.protocol === "https:" || url.protocol === "http:") serialised = url.origin;
+    // An app's web view sends its own scheme and host (Capacitor's `capacitor://localhost`,
+    // Ionic's `ionic://localhost`), which the URL parser gives no origin of its own; a file's
+    // page sends `null`, never its URL.
+    else if (url.protocol !== "file:" && url.host !== "" && url.pathname === "" && !url.search && !url.hash)
+      serialised = `${url.protocol}//${url.host}`;
   } catch {
     // not a URL
   }

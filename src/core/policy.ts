@@ -22,7 +22,6 @@ import {
   type CompiledPattern,
   compileHostPattern,
   compilePathPattern,
-  coversHost,
   type HostPattern,
   takesMethod,
 } from "./routes";
@@ -232,13 +231,6 @@ export function compilePolicy(doc: unknown): CompiledPolicy {
       if (!route) return;
       if (names.has(route.name)) check.fail(`${path}.name`, `"${route.name}" is used by another route`);
       names.add(route.name);
-      // A host without a port matches every port, so an earlier route for it would take the
-      // requests a later route was written to guard on one port.
-      const host = route.host;
-      const anyPort = host?.port === undefined ? undefined : routes.find((earlier) => sameHostAnyPort(earlier, host));
-      if (anyPort) {
-        check.fail(`${path}.host`, `routes[${anyPort.index}] (${anyPort.name}) takes this host on every port first`);
-      }
       routes.push(route);
     });
   } else {
@@ -296,15 +288,6 @@ interface RouteContext {
   takenDefaults: Set<LimitSpec>;
 }
 
-/**
- * Whether `earlier` matches every host `host` does, on every port: it has no port, and it
- * names the same host, captures it (`:tenant.example.com` takes `acme.example.com`), or
- * captures with the same suffix.
- */
-function sameHostAnyPort(earlier: CompiledRoute, host: HostPattern): boolean {
-  return earlier.host !== undefined && earlier.host.port === undefined && coversHost(earlier.host, host);
-}
-
 function compileRoute(
   check: Checker,
   raw: Record<string, unknown>,
@@ -358,7 +341,10 @@ function compileRoute(
   // A method the route does not take here is never its to grant (another route, or none, takes it).
   const granted: unknown = cors?.allow_methods;
   for (const method of Array.isArray(granted) ? granted : []) {
-    if (METHODS.has(method) && !takesMethod(methods, method)) {
+    // Listed by CORS recipes that answer preflights in the application: the edge answers them.
+    if (method === "OPTIONS")
+      check.fail(`${path}.cors.allow_methods`, '"OPTIONS" is not needed: the edge answers preflights itself');
+    else if (METHODS.has(method) && !takesMethod(methods, method)) {
       check.fail(`${path}.cors.allow_methods`, `"${method}" is not one of the route's methods`);
     }
   }

@@ -63,11 +63,10 @@ export function compilePathPattern(pattern: string): CompiledPattern | string {
       const canonical = /[*%?# ]/.test(segment) ? undefined : canonicalPath(new URL(`http://x/${segment}`).pathname);
       // In NFKC form too: a request spelt otherwise (halfwidth `ｶﾌｪ` for `カフェ`) is asked
       // whether its normalised reading is this literal (see `readAsAnotherRoute` in route-readings.ts).
-      if (
-        !canonical?.ok ||
-        decodeURIComponent(canonical.path) !== `/${segment}` ||
-        segment.normalize("NFKC") !== segment
-      ) {
+      const nfkc = segment.normalize("NFKC");
+      if (canonical?.ok && decodeURIComponent(canonical.path) === `/${segment}` && nfkc !== segment)
+        return `segment "${segment}" is not in Unicode NFKC form: write it as "${nfkc}"`;
+      if (!canonical?.ok || decodeURIComponent(canonical.path) !== `/${segment}`) {
         return `segment "${segment}" is not a canonical literal`;
       }
       if (segment === "" && i !== raw.length - 1) return "empty segment (double slash)";
@@ -220,8 +219,11 @@ export function compileHostPattern(host: string): HostPattern | string {
     !/^[a-z0-9-]+(?:\.[a-z0-9-]+)*$/.test(lower) ||
     !URL.canParse(`http://${lower}`) ||
     new URL(`http://${lower}`).hostname !== lower
-  )
-    return "not a host name";
+  ) {
+    // An internationalised name arrives as its ASCII (punycode) spelling, which a URL writes.
+    const written = URL.canParse(`http://${lower}`) ? new URL(`http://${lower}`).hostname : undefined;
+    return written?.includes("xn--") ? `not a host name as requests carry it: write "${written}"` : "not a host name";
+  }
   return { exact: lower, ...withPort };
 }
 

@@ -31,6 +31,31 @@ describe("policy problems the validator lets through", () => {
     ]);
   });
 
+  it.each([
+    ["a route for one port of a host after a route for every port of it", "api.example.com", "API.example.com.:8443"],
+    ["after a route capturing that host on every port", ":tenant.example.com", "acme.example.com:8443"],
+    [
+      "a capture route for one port after one of the same suffix on every port",
+      ":tenant.example.com",
+      ":tenant.example.com:8443",
+    ],
+  ])(
+    "%s, for the same paths and methods, is shadowed: a host without a port matches every port",
+    (_, host, portHost) => {
+      const doc = document({ host });
+      doc.routes.push({ ...doc.routes[0]!, name: "alt", host: portHost });
+      expect(problemsOf(doc)).toEqual([
+        "routes[1] (alt): GET never reaches it: routes[0] (r) takes every such request first",
+      ]);
+    },
+  );
+
+  it("a route for one port after a route for every port of its host but another path is reachable", () => {
+    const doc = document({ host: "api.example.com", path: "/healthz", auth: "public" });
+    doc.routes.push({ ...doc.routes[0]!, name: "admin", host: "api.example.com:8443", path: "/admin/**" });
+    expect(problemsOf(doc)).toEqual([]);
+  });
+
   it("credentials for a page served over plain http, but not for a local one", () => {
     const cors = (origin: string) => ({ cors: { allow_origins: [origin], allow_credentials: true } });
     expect(problemsOf(document(cors("http://app.example.com")))).toEqual([

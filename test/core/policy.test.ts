@@ -236,31 +236,6 @@ describe("policy validation names the field and why", () => {
       "routes[0].host: not a host name after the capture",
     ],
     [
-      // A host without a port matches every port, so the later route would never be reached.
-      "a route for one port of a host after a route for every port of it",
-      (p: any) => {
-        p.routes[0].host = "api.example.com";
-        p.routes.push({ ...p.routes[0], name: "alt", host: "API.example.com.:8443" });
-      },
-      "routes[1].host: routes[0] (r) takes this host on every port first",
-    ],
-    [
-      "a route for one port of a host after a route capturing that host on every port",
-      (p: any) => {
-        p.routes[0].host = ":tenant.example.com";
-        p.routes.push({ ...p.routes[0], name: "alt", host: "acme.example.com:8443" });
-      },
-      "routes[1].host: routes[0] (r) takes this host on every port first",
-    ],
-    [
-      "a capture route for one port after a capture route of the same suffix on every port",
-      (p: any) => {
-        p.routes[0].host = ":tenant.example.com";
-        p.routes.push({ ...p.routes[0], name: "alt", host: ":tenant.example.com:8443" });
-      },
-      "routes[1].host: routes[0] (r) takes this host on every port first",
-    ],
-    [
       "CORS wildcard with credentials",
       (p: any) => (p.routes[0].cors = { allow_origins: ["*"], allow_credentials: true }),
       'routes[0].cors.allow_credentials: cannot be true when allow_origins contains "*"',

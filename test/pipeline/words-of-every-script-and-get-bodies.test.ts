@@ -134,6 +134,8 @@ describe("a route written beyond ASCII, and a request normalisation would take f
     const policy = basePolicy({
       routes: [{ name: "cafe", methods: ["GET"], path: "/ｶﾌｪ/**", auth: "public", upstream: "echo" }],
     });
-    expect(problemsOf(policy)).toEqual(['routes[0].path: segment "ｶﾌｪ" is not a canonical literal']);
+    expect(problemsOf(policy)).toEqual([
+      'routes[0].path: segment "ｶﾌｪ" is not in Unicode NFKC form: write it as "カフェ"',
+    ]);
   });
 });
