@@ -22,8 +22,7 @@ function originProblem(origin: string): string | undefined {
     // An app's web view sends its own scheme and host (Capacitor's `capacitor://localhost`,
     // Ionic's `ionic://localhost`), which the URL parser gives no origin of its own; a file's
     // page sends `null`, never its URL.
-    else if (url.protocol !== "file:" && url.host !== "" && url.pathname === "" && !url.search && !url.hash)
-      serialised = `${url.protocol}//${url.host}`;
+    else if (url.protocol !== "file:" && url.host !== "") serialised = `${url.protocol}//${url.host}`;
   } catch {
     // not a URL
   }

@@ -95,6 +95,21 @@ describe("a CORS origin of a native app's web view", () => {
   // edge compares origins exactly (src/pipeline/cors.ts), so this origin works as written;
   // refused, the operator's only way to deploy would be "*", giving up both the allow-list and
   // credentials.
+  it("written otherwise than the app sends it, it is refused naming the spelling it sends", () => {
+    const cors = { ...spa, allow_origins: ["capacitor://localhost/"] };
+    const route = {
+      name: "api",
+      methods: ["GET"],
+      path: "/v1/**",
+      auth: { issuers: ["auth0"] },
+      upstream: "api",
+      cors,
+    };
+    expect(problemsOf(document([route]))).toEqual([
+      'routes[0].cors.allow_origins: "capacitor://localhost/" never matches: browsers send it as "capacitor://localhost"',
+    ]);
+  });
+
   it("capacitor://localhost, beside the SPA and the Android app, deploys with credentials", () => {
     const cors = { ...spa, allow_origins: ["https://app.acme.dev", "capacitor://localhost", "http://localhost"] };
     const route = { name: "api", methods: ["GET", "POST"], path: "/v1/**", auth: { issuers: ["auth0"] } };
