@@ -5,7 +5,7 @@
 
 import type { CompiledPolicy, CompiledRoute } from "./policy";
 import type { AuthRequirement } from "./policy-types";
-import { bindsTenant, coversHost, foldedLiteral, matchesBelow, takesMethod } from "./routes";
+import { bindsTenant, coversHost, foldedLiteral, hostsOverlap, matchesBelow, takesMethod } from "./routes";
 
 /** Whether every caller `batch` admits is admitted by `other` too (as far as a policy can say). */
 function demandsAtLeast(batch: "public" | AuthRequirement, other: "public" | AuthRequirement): boolean {
@@ -27,17 +27,18 @@ function demandsAtLeast(batch: "public" | AuthRequirement, other: "public" | Aut
 }
 
 /**
- * Whether `earlier` takes every request under the root (`segments`, folded) that `later` would,
+ * Whether `earlier` takes every request under the root (`root`, as written) that `later` would,
  * so that `later`'s rules never apply there: a `**` at or before the root, after segments that
- * take the root's, for `later`'s host and every method it takes.
+ * take the root's (a literal exactly, as routing matches), for `later`'s host and every method
+ * it takes.
  */
-function shadowsUnderRoot(earlier: CompiledRoute, later: CompiledRoute, segments: readonly string[]): boolean {
+function shadowsUnderRoot(earlier: CompiledRoute, later: CompiledRoute, root: readonly string[]): boolean {
   const parts = earlier.pattern.parts;
   const rest = parts.findIndex((part) => part.kind === "rest");
   return (
     rest !== -1 &&
-    rest <= segments.length &&
-    parts.slice(0, rest).every((part, i) => part.kind !== "literal" || foldedLiteral(part.value) === segments[i]) &&
+    rest <= root.length &&
+    parts.slice(0, rest).every((part, i) => part.kind !== "literal" || part.value === root[i]) &&
     coversHost(earlier.host, later.host) &&
     [...later.methods].every((method) => takesMethod(earlier.methods, method))
   );
@@ -55,13 +56,14 @@ export function laxBatchRoutes(policy: CompiledPolicy): string[] {
     const root = parts.slice(0, at);
     // A root with a wildcard is any of several: judged by no one route here.
     if (at === -1 || !root.every((part) => part.kind === "literal")) continue;
-    const segments = root.map((part) => foldedLiteral((part as { value: string }).value));
+    const written = root.map((part) => (part as { value: string }).value);
+    const segments = written.map(foldedLiteral);
     for (const other of policy.routes) {
       if (other === batch || !matchesBelow(other.pattern, segments)) continue;
-      if (policy.routes.some((earlier) => earlier.index < other.index && shadowsUnderRoot(earlier, other, segments)))
+      if (policy.routes.some((earlier) => earlier.index < other.index && shadowsUnderRoot(earlier, other, written)))
         continue;
-      if (batch.host && other.host && !coversHost(batch.host, other.host) && !coversHost(other.host, batch.host))
-        continue;
+      // Only a route for a host no request to the batch's could name is out of its reach.
+      if (!hostsOverlap(batch.host, other.host)) continue;
       if (demandsAtLeast(batch.auth, other.auth) && (!bindsTenant(other) || bindsTenant(batch))) continue;
       problems.push(
         `routes[${batch.index}] (${batch.name}): its $batch runs requests under routes[${other.index}] (${other.name}), which demands more of a caller`,

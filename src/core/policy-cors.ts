@@ -6,6 +6,9 @@ import type { CorsConfig } from "./policy-types";
 /** RFC 9110 §5.1 field-name (token), without `*`, which CORS would read as a wildcard. */
 const HEADER_NAME = /^[!#$%&'+.^_`|~0-9A-Za-z-]+$/;
 
+/** Schemes of the web that serve no page a browser sends as an origin (a file's page sends `null`). */
+const WEB_SCHEMES_SERVING_NO_PAGE: ReadonlySet<string> = new Set(["file:", "ftp:", "ws:", "wss:"]);
+
 /**
  * Why `origin` can never equal a browser's `Origin` header, or undefined. Origins are
  * compared as exact strings, and browsers send the serialised form: scheme and host in
@@ -20,9 +23,10 @@ function originProblem(origin: string): string | undefined {
     const url = new URL(origin);
     if (url.protocol === "https:" || url.protocol === "http:") serialised = url.origin;
     // An app's web view sends its own scheme and host (Capacitor's `capacitor://localhost`,
-    // Ionic's `ionic://localhost`), which the URL parser gives no origin of its own; a file's
-    // page sends `null`, never its URL.
-    else if (url.protocol !== "file:" && url.host !== "") serialised = `${url.protocol}//${url.host}`;
+    // Ionic's `ionic://localhost`), which the URL parser gives no origin of its own.
+    // Its host in lower case, as WebKit writes it into `Origin`.
+    else if (!WEB_SCHEMES_SERVING_NO_PAGE.has(url.protocol) && url.host !== "")
+      serialised = `${url.protocol}//${url.host.toLowerCase()}`;
   } catch {
     // not a URL
   }

@@ -222,7 +222,13 @@ export function compileHostPattern(host: string): HostPattern | string {
   ) {
     // An internationalised name arrives as its ASCII (punycode) spelling, which a URL writes.
     const written = URL.canParse(`http://${lower}`) ? new URL(`http://${lower}`).hostname : undefined;
-    return written?.includes("xn--") ? `not a host name as requests carry it: write "${written}"` : "not a host name";
+    // Named only if that spelling would do: one the URL parser writes as it stands is refused here.
+    return written !== undefined &&
+      written !== lower &&
+      written.includes("xn--") &&
+      typeof compileHostPattern(written) !== "string"
+      ? `not a host name as requests carry it: write "${written}"`
+      : "not a host name";
   }
   return { exact: lower, ...withPort };
 }
@@ -238,6 +244,16 @@ export function matchHost(pattern: HostPattern, host: string): Record<string, st
   if (pattern.exact !== undefined) return name === pattern.exact ? {} : null;
   const label = capturedLabel(name, pattern.suffix as string);
   return label === undefined ? null : { [pattern.captureName as string]: label };
+}
+
+/** Whether some request's host matches both patterns (no pattern: every host). */
+export function hostsOverlap(a: HostPattern | undefined, b: HostPattern | undefined): boolean {
+  if (!a || !b) return true;
+  if (a.port !== undefined && b.port !== undefined && a.port !== b.port) return false;
+  if (a.exact !== undefined && b.exact !== undefined) return a.exact === b.exact;
+  if (a.exact !== undefined) return capturedLabel(a.exact, b.suffix as string) !== undefined;
+  if (b.exact !== undefined) return capturedLabel(b.exact, a.suffix as string) !== undefined;
+  return a.suffix === b.suffix;
 }
 
 /** Whether `earlier` matches every host `later` matches (no pattern: every host). */
