@@ -35,11 +35,12 @@ export function clientResponse(upstream: Response): Response {
 }
 
 /**
- * `Refresh: 5; url=…`, or `Refresh: 5; …` (the HTML standard reads a URL after the delay with
- * or without `url=`): what comes before the URL, and the URL, quoted or not. Anchored, and
- * certain to match once past the `;` or `,`: no whitespace run before it meets another.
+ * `Refresh: 5; url=…`, `Refresh: 5; …` or `Refresh: 5 …` (the HTML standard reads a URL after
+ * the delay with or without `url=`, after a `;`, a `,` or whitespace alone): what comes before
+ * the URL, and the URL, quoted or not. Anchored, and certain to match once past the separator;
+ * before it no two whitespace runs meet, so a long run of them is scanned in linear time.
  */
-const REFRESH_URL = /^(\s*(?:[\d.]+\s*)?[;,]\s*(?:url\s*=\s*)?['"]?)([^'"]*)/i;
+const REFRESH_URL = /^(\s*(?:[\d.]+\s*[;,]|[\d.]+\s+|[;,])\s*(?:url\s*=\s*)?['"]?)([^'"]*)/i;
 
 /** The upstream as `onEdge` compares URLs with it: its host, and its path without a final `/`. */
 interface Upstream {

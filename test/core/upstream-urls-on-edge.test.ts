@@ -44,6 +44,8 @@ describe("a URL naming the upstream is the edge's URL for the same path", () => 
     // The HTML standard reads the URL after the delay without `url=` too.
     expect(rewritten({ refresh: "0; https://origin.internal:8443/base/x" }).refresh).toBe(`0; ${EDGE}/x`);
     expect(rewritten({ refresh: "1, '//origin.internal:8443/base/y'" }).refresh).toBe(`1, '${EDGE}/y'`);
+    // Or after the delay and whitespace alone.
+    expect(rewritten({ refresh: "0 https://origin.internal:8443/base/z" }).refresh).toBe(`0 ${EDGE}/z`);
   });
 
   it("each Link target, its parameters and the other targets as written", () => {
