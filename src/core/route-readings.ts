@@ -217,6 +217,18 @@ function pageOfData(segments: string[], name: string): string[] | undefined {
 }
 
 /**
+ * Whether the page whose data this is (`page`) is another route's that asks for a caller, while
+ * the route the edge matched asks for none: the origin answers the data path with that page's
+ * server-side data (Next.js runs its `getServerSideProps`), so a public `/_next/**` before a
+ * signed-in `/**` would hand any caller every page's data, though `/**` takes the data path as
+ * written too.
+ */
+function exposesPageData<R extends MatchableRoute>({ routes, method, host, matched }: EdgeMatch<R>, page: string[]) {
+  const other = routeFor(routes, method, host, page, page.map(foldCase))?.route;
+  return other !== undefined && other !== matched && matched.auth === "public" && other.auth !== "public";
+}
+
+/**
  * A dotted name bound by a capture: the tenant it binds, read shorter, is another one
  * (`/v1/tenants/globex.json` is `globex`).
  */
@@ -269,7 +281,9 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   const name = segments.at(-1) as string;
   if (readsPathInfo(edge) || readsDirectoryIndex(edge, name)) return "ambiguous_path_info";
   const page = pageOfData(segments, name);
-  if (page && readsOther(edge, page.length ? page : [""], true)) return "ambiguous_format";
+  const pageReading = page && (page.length ? page : [""]);
+  if (pageReading && (readsOther(edge, pageReading, true) || exposesPageData(edge, pageReading)))
+    return "ambiguous_format";
   // A leading dot is part of the name.
   const first = name.indexOf(".", 1);
   if (first === -1) return undefined;

@@ -272,6 +272,8 @@ export interface MatchableRoute {
   methods: ReadonlySet<string>;
   pattern: CompiledPattern;
   host?: HostPattern;
+  /** `"public"`, or what a caller must show (see route-readings.ts, `exposesPageData`). */
+  auth?: unknown;
 }
 
 export interface RouteMatch<R> {
