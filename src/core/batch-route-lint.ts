@@ -4,27 +4,8 @@
 // caller a route under its root refuses. Checked with the policy lint, never by the Worker.
 
 import type { CompiledPolicy, CompiledRoute } from "./policy";
-import type { AuthRequirement } from "./policy-types";
-import { bindsTenant, coversHost, foldedLiteral, hostsOverlap, matchesBelow, takesMethod } from "./routes";
-
-/** Whether every caller `batch` admits is admitted by `other` too (as far as a policy can say). */
-function demandsAtLeast(batch: "public" | AuthRequirement, other: "public" | AuthRequirement): boolean {
-  if (other === "public") return true;
-  if (batch === "public") return false;
-  const within = (list: readonly string[] | undefined, of: readonly string[]) =>
-    list !== undefined && list.length > 0 && list.every((item) => of.includes(item));
-  const allOf = batch.scopes?.all_of ?? [];
-  const anyOf = other.scopes?.any_of;
-  const claims = (batch.claims ?? []).map((condition) => JSON.stringify(condition));
-  return (
-    batch.issuers.every((id) => other.issuers.includes(id)) &&
-    (other.audiences === undefined || within(batch.audiences, other.audiences)) &&
-    (other.scopes?.all_of ?? []).every((scope) => allOf.includes(scope)) &&
-    (!anyOf?.length || allOf.some((scope) => anyOf.includes(scope)) || within(batch.scopes?.any_of, anyOf)) &&
-    (!other.groups?.any_of.length || within(batch.groups?.any_of, other.groups.any_of)) &&
-    (other.claims ?? []).every((condition) => claims.includes(JSON.stringify(condition)))
-  );
-}
+import { guardsAtLeast } from "./route-demands";
+import { coversHost, foldedLiteral, hostsOverlap, matchesBelow, takesMethod } from "./routes";
 
 /**
  * Whether `earlier` takes every request under the root (`root`, as written) that `later` would,
@@ -64,7 +45,7 @@ export function laxBatchRoutes(policy: CompiledPolicy): string[] {
         continue;
       // Only a route for a host no request to the batch's could name is out of its reach.
       if (!hostsOverlap(batch.host, other.host)) continue;
-      if (demandsAtLeast(batch.auth, other.auth) && (!bindsTenant(other) || bindsTenant(batch))) continue;
+      if (guardsAtLeast(batch, other)) continue;
       problems.push(
         `routes[${batch.index}] (${batch.name}): its $batch runs requests under routes[${other.index}] (${other.name}), which demands more of a caller`,
       );

@@ -7,6 +7,7 @@
 import { foldCase } from "./case-fold";
 import { canonicalPath } from "./path";
 import { HTTP_METHODS } from "./policy-types";
+import { guardsAtLeast } from "./route-demands";
 import {
   findRoute,
   foldedLiteral,
@@ -217,15 +218,16 @@ function pageOfData(segments: string[], name: string): string[] | undefined {
 }
 
 /**
- * Whether the page whose data this is (`page`) is another route's that asks for a caller, while
- * the route the edge matched asks for none: the origin answers the data path with that page's
- * server-side data (Next.js runs its `getServerSideProps`), so a public `/_next/**` before a
- * signed-in `/**` would hand any caller every page's data, though `/**` takes the data path as
- * written too.
+ * Whether the page whose data this is (`page`) is another route's that asks more of a caller
+ * (binds a tenant, counts a limit) than the route the edge matched: the origin answers the data
+ * path with that page's server-side data (Next.js runs its `getServerSideProps`), so a public,
+ * or merely signed-in, `/_next/**` before a stricter `/**` would hand its callers every page's
+ * data, though `/**` takes the data path as written too. A route written for the data path
+ * with the page's own rules takes it.
  */
 function exposesPageData<R extends MatchableRoute>({ routes, method, host, matched }: EdgeMatch<R>, page: string[]) {
   const other = routeFor(routes, method, host, page, page.map(foldCase))?.route;
-  return other !== undefined && other !== matched && matched.auth === "public" && other.auth !== "public";
+  return other !== undefined && other !== matched && !guardsAtLeast(matched, other);
 }
 
 /**
@@ -282,8 +284,7 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   if (readsPathInfo(edge) || readsDirectoryIndex(edge, name)) return "ambiguous_path_info";
   const page = pageOfData(segments, name);
   const pageReading = page && (page.length ? page : [""]);
-  if (pageReading && (readsOther(edge, pageReading, true) || exposesPageData(edge, pageReading)))
-    return "ambiguous_format";
+  if (pageReading && exposesPageData(edge, pageReading)) return "ambiguous_format";
   // A leading dot is part of the name.
   const first = name.indexOf(".", 1);
   if (first === -1) return undefined;

@@ -2,6 +2,7 @@
 
 import { foldCase } from "./case-fold";
 import { canonicalPath } from "./path";
+import type { AuthRequirement, LimitSpec } from "./policy-types";
 
 export type PathPart =
   | { kind: "literal"; value: string }
@@ -221,12 +222,14 @@ export function compileHostPattern(host: string): HostPattern | string {
     new URL(`http://${lower}`).hostname !== lower
   ) {
     // An internationalised name arrives as its ASCII (punycode) spelling, which a URL writes.
-    const written = URL.canParse(`http://${lower}`) ? new URL(`http://${lower}`).hostname : undefined;
+    const name = URL.canParse(`http://${lower}`) ? new URL(`http://${lower}`).hostname : undefined;
+    // With its port, if it had one: without, the route would take the host on every port.
+    const written = name && (port === undefined ? name : `${name}:${port}`);
     // Named only if that spelling would do: one the URL parser writes as it stands is refused here.
-    return written !== undefined &&
-      written !== lower &&
-      written.includes("xn--") &&
-      typeof compileHostPattern(written) !== "string"
+    return name !== undefined &&
+      name !== lower &&
+      name.includes("xn--") &&
+      typeof compileHostPattern(written as string) !== "string"
       ? `not a host name as requests carry it: write "${written}"`
       : "not a host name";
   }
@@ -272,8 +275,9 @@ export interface MatchableRoute {
   methods: ReadonlySet<string>;
   pattern: CompiledPattern;
   host?: HostPattern;
-  /** `"public"`, or what a caller must show (see route-readings.ts, `exposesPageData`). */
-  auth?: unknown;
+  /** `"public"`, or what a caller must show, and the limits counted (see route-demands.ts). */
+  auth?: "public" | AuthRequirement;
+  limits?: readonly LimitSpec[];
 }
 
 export interface RouteMatch<R> {

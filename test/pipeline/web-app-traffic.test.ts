@@ -26,21 +26,6 @@ const route = (name: string, path: string, auth: RouteConfig["auth"]): RouteConf
 
 const adminToken = () => bearerOf(issuer, { sub: "alice", groups: ["admins"] });
 
-// ---------------------------------------------------------------------------------------------
-// Findings: these assert the correct behaviour and fail against the current code.
-// ---------------------------------------------------------------------------------------------
-
-// An app behind sign-in (Cloudflare Access's shape: `/**` for signed-in callers) with Next.js's
-// build output exempted, written `/_next/**`. Next.js serves a page's getServerSideProps data at
-// `/_next/data/<build id>/<page>.json` (its router's data route runs the page's
-// getServerSideProps and answers `{ pageProps }` as JSON), so `/_next/data/b1/dashboard.json` is
-// the `/dashboard` page's server-side data. The edge reads it as `/dashboard`, which `/**`
-// guards; but because `/**` also takes the data path as written, the `shorter` exception in
-// `readsOther` (route-readings.ts: meant for a file written before `/**`, `/openapi.json`)
-// lets it through under `/_next/**`'s public rules. An anonymous caller reads every page's
-// server-side data of an app whose pages all require sign-in. The same policy with the guard
-// on `/admin/**` instead of `/**` refuses the data path (the passing test further down): the
-// page's route is no less the page's route for also taking the data path as written.
 describe("a public /_next/** before a signed-in /**: no page's server-side data for an anonymous caller", () => {
   // Next.js answers `/_next/data/<build>/<page>.json` by running that page's getServerSideProps:
   // the data path is the page, though `/**` takes it as written too. Make `/_next/static/**`
@@ -61,13 +46,10 @@ describe("a public /_next/** before a signed-in /**: no page's server-side data 
   });
 });
 
-// A page's data path (or format) that lies outside the page's own route is refused for every
-// caller, the page's own included, even beside a route written for it with the page's rules
-// (README, Security model: readings of a path): the reading's route is another than the one
-// matched, and the edge does not compare their rules at request time. Guard the data path
-// under a route that takes the page's path too (`/admin/**` takes `/admin/__data.json`), or
-// let the page's data go through its own route.
-describe("a route written for a guarded page's data path, with the page's rules", () => {
+// A page's data goes by its page's rules: a route written for the data path outside the page's
+// route takes it where it asks no less of a caller than the page's (the same issuers, groups,
+// scopes, claims, tenant binding and limits), and a route that asks less is refused it.
+describe("a route written for a guarded page's data path", () => {
   it.each<[string, string, RouteConfig[]]>([
     [
       "Next.js",
@@ -79,14 +61,43 @@ describe("a route written for a guarded page's data path, with the page's rules"
       "/admin/__data.json?x-sveltekit-invalidated=01",
       [route("admin", "/admin", admins()), route("admin-data", "/admin/__data.json", admins())],
     ],
-    ["Rails", "/orders.json", [route("admin", "/orders/**", admins()), route("admin-data", "/orders.json", admins())]],
-  ])("%s: %s is refused as ambiguous_format for an admin too, nothing forwarded", async (_framework, path, guards) => {
+  ])("%s, with the page's rules: an admin's %s reaches the origin under it", async (_framework, path, guards) => {
     const edge = harness(withIdp(issuer, [...guards, route("site", "/**", "public")]));
     const admin = await sendMarked(edge, path, { headers: await adminToken() });
+    expect(admin.record).toMatchObject({ decision: "allow", route: "admin-data", detail: null });
+    expect(admin.seen.map((s) => s.raw_target)).toEqual([path]);
+    expect(admin.got["x-user-sub"]).toBe("alice");
+    // An anonymous caller is refused by the route written for the path, as for the page itself.
+    const anonymous = await sendMarked(edge, path);
+    expect(anonymous.seen).toHaveLength(0);
+    expect(anonymous.record).toMatchObject({ decision: "deny", reason: "token_missing", route: "admin-data" });
+  });
+
+  it("with a limit fewer than the page's: refused as ambiguous_format, nothing forwarded", async () => {
+    const limited = {
+      ...route("admin", "/admin/**", admins()),
+      limits: [{ name: "admin-per-minute", key: "user" as const, limit: 5, window_s: 60 }],
+    };
+    const edge = harness(
+      withIdp(issuer, [
+        limited,
+        route("admin-data", "/_next/data/*/admin/**", admins()),
+        route("site", "/**", "public"),
+      ]),
+    );
+    const admin = await sendMarked(edge, "/_next/data/b1/admin/users.json", { headers: await adminToken() });
     expectAmbiguous(admin);
     expect(admin.record?.detail).toBe("ambiguous_format");
-    const anonymous = await sendMarked(edge, path);
-    expectAmbiguous(anonymous);
+  });
+
+  // A format suffix is not a page's data: a route written for `/orders.json` beside a guarded
+  // `/orders/**` is refused the reading all the same (README, Security model).
+  it("Rails: /orders.json beside a guarded /orders/** is refused as ambiguous_format for an admin too", async () => {
+    const guards = [route("admin", "/orders/**", admins()), route("admin-data", "/orders.json", admins())];
+    const edge = harness(withIdp(issuer, [...guards, route("site", "/**", "public")]));
+    const admin = await sendMarked(edge, "/orders.json", { headers: await adminToken() });
+    expectAmbiguous(admin);
+    expect(admin.record?.detail).toBe("ambiguous_format");
   });
 });
 

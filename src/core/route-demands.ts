@@ -1,0 +1,39 @@
+// Whether one route asks of a caller at least what another does: read where a request one
+// route takes runs what another route guards (a batch's sub-requests, a page's data).
+
+import type { AuthRequirement } from "./policy-types";
+import { bindsTenant, type MatchableRoute } from "./routes";
+
+/** Whether every caller `route` admits is admitted by `other` too (as far as a policy can say). */
+function demandsAtLeast(route: "public" | AuthRequirement, other: "public" | AuthRequirement): boolean {
+  if (other === "public") return true;
+  if (route === "public") return false;
+  const within = (list: readonly string[] | undefined, of: readonly string[]) =>
+    list !== undefined && list.length > 0 && list.every((item) => of.includes(item));
+  const allOf = route.scopes?.all_of ?? [];
+  const anyOf = other.scopes?.any_of;
+  const claims = (route.claims ?? []).map((condition) => JSON.stringify(condition));
+  return (
+    route.issuers.every((id) => other.issuers.includes(id)) &&
+    (other.audiences === undefined || within(route.audiences, other.audiences)) &&
+    (other.scopes?.all_of ?? []).every((scope) => allOf.includes(scope)) &&
+    (!anyOf?.length || allOf.some((scope) => anyOf.includes(scope)) || within(route.scopes?.any_of, anyOf)) &&
+    (!other.groups?.any_of.length || within(route.groups?.any_of, other.groups.any_of)) &&
+    (other.claims ?? []).every((condition) => claims.includes(JSON.stringify(condition)))
+  );
+}
+
+/**
+ * Whether `route` admits no caller `other` refuses: it demands at least as much, binds the
+ * tenant where `other` does, and counts every limit `other` counts, as `other` declares it. A
+ * route without rules (a bare pattern, in tests) is taken as safe.
+ */
+export function guardsAtLeast(route: MatchableRoute, other: MatchableRoute): boolean {
+  if (route.auth === undefined || other.auth === undefined) return true;
+  const counted = new Set((route.limits ?? []).map((limit) => JSON.stringify(limit)));
+  return (
+    demandsAtLeast(route.auth, other.auth) &&
+    (!bindsTenant(other) || bindsTenant(route)) &&
+    (other.limits ?? []).every((limit) => counted.has(JSON.stringify(limit)))
+  );
+}
