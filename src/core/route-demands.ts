@@ -1,7 +1,7 @@
 // Whether one route asks of a caller at least what another does: read where a request one
 // route takes runs what another route guards (a batch's sub-requests, a page's data).
 
-import type { AuthRequirement } from "./policy-types";
+import type { AuthRequirement, LimitSpec } from "./policy-types";
 import { bindsTenant, type MatchableRoute } from "./routes";
 
 /** Whether every caller `route` admits is admitted by `other` too (as far as a policy can say). */
@@ -15,7 +15,8 @@ function demandsAtLeast(route: "public" | AuthRequirement, other: "public" | Aut
   const claims = (route.claims ?? []).map((condition) => JSON.stringify(condition));
   return (
     route.issuers.every((id) => other.issuers.includes(id)) &&
-    (other.audiences === undefined || within(route.audiences, other.audiences)) &&
+    // No list is the issuer's audiences, which a route's own list replaces rather than narrows.
+    (other.audiences === undefined ? route.audiences === undefined : within(route.audiences, other.audiences)) &&
     (other.scopes?.all_of ?? []).every((scope) => allOf.includes(scope)) &&
     (!anyOf?.length || allOf.some((scope) => anyOf.includes(scope)) || within(route.scopes?.any_of, anyOf)) &&
     (!other.groups?.any_of.length || within(route.groups?.any_of, other.groups.any_of)) &&
@@ -23,17 +24,24 @@ function demandsAtLeast(route: "public" | AuthRequirement, other: "public" | Aut
   );
 }
 
+/** A limit as the counter it names and how it fails, whatever order its spec was written in. */
+const counterOf = (limit: LimitSpec) =>
+  JSON.stringify([limit.name, limit.key, limit.limit, limit.window_s, limit.on_error ?? "deny"]);
+
 /**
  * Whether `route` admits no caller `other` refuses: it demands at least as much, binds the
- * tenant where `other` does, and counts every limit `other` counts, as `other` declares it. A
+ * tenant where `other` does, and counts every limit `other` counts in the same counters (a
+ * `route` or `ip` limit is counted per route: another route's is never the same counter). A
  * route without rules (a bare pattern, in tests) is taken as safe.
  */
 export function guardsAtLeast(route: MatchableRoute, other: MatchableRoute): boolean {
   if (route.auth === undefined || other.auth === undefined) return true;
-  const counted = new Set((route.limits ?? []).map((limit) => JSON.stringify(limit)));
+  const counted = new Set((route.limits ?? []).map(counterOf));
   return (
     demandsAtLeast(route.auth, other.auth) &&
     (!bindsTenant(other) || bindsTenant(route)) &&
-    (other.limits ?? []).every((limit) => counted.has(JSON.stringify(limit)))
+    (other.limits ?? []).every(
+      (limit) => (route === other || (limit.key !== "route" && limit.key !== "ip")) && counted.has(counterOf(limit)),
+    )
   );
 }

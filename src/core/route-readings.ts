@@ -218,12 +218,11 @@ function pageOfData(segments: string[], name: string): string[] | undefined {
 }
 
 /**
- * Whether the page whose data this is (`page`) is another route's that asks more of a caller
- * (binds a tenant, counts a limit) than the route the edge matched: the origin answers the data
- * path with that page's server-side data (Next.js runs its `getServerSideProps`), so a public,
- * or merely signed-in, `/_next/**` before a stricter `/**` would hand its callers every page's
- * data, though `/**` takes the data path as written too. A route written for the data path
- * with the page's own rules takes it.
+ * Whether the page whose data this is (`page`) is another route's that may ask more of a caller
+ * (or binds a tenant, or counts a limit) than the route the edge matched, even where that route
+ * takes the data path as written too: the origin answers the data path with that page's
+ * server-side data (Next.js runs its `getServerSideProps`), so a public, or merely signed-in,
+ * `/_next/**` before a stricter `/**` would hand its callers every page's data.
  */
 function exposesPageData<R extends MatchableRoute>({ routes, method, host, matched }: EdgeMatch<R>, page: string[]) {
   const other = routeFor(routes, method, host, page, page.map(foldCase))?.route;
@@ -284,7 +283,8 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   if (readsPathInfo(edge) || readsDirectoryIndex(edge, name)) return "ambiguous_path_info";
   const page = pageOfData(segments, name);
   const pageReading = page && (page.length ? page : [""]);
-  if (pageReading && exposesPageData(edge, pageReading)) return "ambiguous_format";
+  if (pageReading && (readsOther(edge, pageReading, true) || exposesPageData(edge, pageReading)))
+    return "ambiguous_format";
   // A leading dot is part of the name.
   const first = name.indexOf(".", 1);
   if (first === -1) return undefined;
