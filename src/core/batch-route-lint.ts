@@ -26,6 +26,17 @@ function shadowsUnderRoot(earlier: CompiledRoute, later: CompiledRoute, root: re
 }
 
 /**
+ * The route with the audiences it takes written out: without a list of its own, its issuers'
+ * (which a route's own list replaces rather than narrows), so that routes are compared by what
+ * they accept.
+ */
+function withAudiences(policy: CompiledPolicy, route: CompiledRoute): CompiledRoute {
+  if (route.auth === "public" || route.auth.audiences !== undefined) return route;
+  const audiences = route.auth.issuers.flatMap((id) => policy.issuers.get(id)?.audiences ?? []);
+  return { ...route, auth: { ...route.auth, audiences } };
+}
+
+/**
  * One problem per route under a `$batch` route's root that demands more than the batch route,
  * unless an earlier route takes everything it would there.
  */
@@ -45,7 +56,7 @@ export function laxBatchRoutes(policy: CompiledPolicy): string[] {
         continue;
       // Only a route for a host no request to the batch's could name is out of its reach.
       if (!hostsOverlap(batch.host, other.host)) continue;
-      if (guardsAtLeast(batch, other)) continue;
+      if (guardsAtLeast(withAudiences(policy, batch), withAudiences(policy, other))) continue;
       problems.push(
         `routes[${batch.index}] (${batch.name}): its $batch runs requests under routes[${other.index}] (${other.name}), which demands more of a caller`,
       );

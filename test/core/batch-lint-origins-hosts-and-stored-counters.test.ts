@@ -277,3 +277,29 @@ describe("stored counters the load check keeps", () => {
     expect(table.size).toBe(written.length);
   });
 });
+
+describe("the $batch lint compares the audiences routes take, a route's default its issuers'", () => {
+  // A route without `audiences` takes its issuers' (here `erp`), which a route's own list
+  // replaces rather than narrows.
+  const odata = (batchAudiences: string[]) =>
+    deployable([
+      {
+        name: "batch",
+        methods: ["POST"],
+        path: "/odata/$batch",
+        auth: { issuers: ["idp"], audiences: batchAudiences },
+        upstream: "erp",
+      },
+      { name: "odata", methods: ["GET", "POST"], path: "/odata/**", auth: lintAuth.signedIn, upstream: "erp" },
+    ]);
+
+  it("a batch route naming the issuer's own audience is no laxer than a route taking the default", () => {
+    expect(compileStepProblems(odata(["erp"]))).toEqual([]);
+  });
+
+  it("a batch route also taking another API's audience is reported", () => {
+    expect(compileStepProblems(odata(["erp", "https://payments.example.com"]))).toEqual([
+      "routes[0] (batch): its $batch runs requests under routes[1] (odata), which demands more of a caller",
+    ]);
+  });
+});
