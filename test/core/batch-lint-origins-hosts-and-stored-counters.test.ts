@@ -1,6 +1,7 @@
 // The $batch lint where an earlier route's `**` shadows a route under the batch's root, app web
 // view origins in CORS, a port route after a host-wide route (the lint's to judge), the literal
 // and IDN refusals, the CodeIgniter query path read again, and stored counters checked on load.
+import { ODATA_BATCH_BODY, ODATA_BATCH_CONTENT_TYPE } from "../support/odata-batch";
 import { beforeAll, describe, expect, it } from "vitest";
 import { crossSiteRefusal } from "../../src/core/cross-site";
 import { CounterTable } from "../../src/core/limits/counter-table";
@@ -32,19 +33,8 @@ const lintAuth = {
   admins: { issuers: ["idp"], groups: { any_of: ["admins"] } },
 };
 
-/** A batch sub-request's body as OData's multipart/mixed `$batch` carries it (the edge never reads it). */
-const batchBody = [
-  "--batch_1",
-  "Content-Type: application/http",
-  "Content-Transfer-Encoding: binary",
-  "",
-  "DELETE Users(1) HTTP/1.1",
-  "",
-  "",
-  "--batch_1--",
-  "",
-].join("\r\n");
-const batchHeaders = { "content-type": "multipart/mixed; boundary=batch_1" };
+const batchBody = ODATA_BATCH_BODY;
+const batchHeaders = { "content-type": ODATA_BATCH_CONTENT_TYPE };
 
 describe("the $batch lint and a stricter capture route for one port of the batch route's host", () => {
   // routes[0] serves acme's OData batches on acme.example.com, which without a port matches

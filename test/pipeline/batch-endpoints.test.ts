@@ -7,6 +7,7 @@
 // Elasticsearch's `_bulk`, JSON:API atomic operations) it cannot (README: Security model).
 // Each test asserts what the edge decided (reason and detail in the audit record) and what
 // reached the real echo origin.
+import { ODATA_BATCH_BODY, ODATA_BATCH_CONTENT_TYPE } from "../support/odata-batch";
 import { beforeAll, describe, expect, it } from "vitest";
 import { harness } from "../support/harness";
 import { makeIssuer, type TestIssuer } from "../support/issuers";
@@ -96,24 +97,14 @@ describe("an OData $batch, whose sub-requests another route guards, is refused",
       { name: "odata-admin", methods: ["DELETE", "PATCH", "PUT"], path: "/odata/**", auth: admins(), upstream: "echo" },
       { name: "odata", methods: ["GET", "POST"], path: "/odata/**", auth: signedIn(), upstream: "echo" },
     ]);
-  const multipart = [
-    "--batch_1",
-    "Content-Type: application/http",
-    "Content-Transfer-Encoding: binary",
-    "",
-    "DELETE Users(1) HTTP/1.1",
-    "",
-    "",
-    "--batch_1--",
-    "",
-  ].join("\r\n");
+  const multipart = ODATA_BATCH_BODY;
   const json = JSON.stringify({ requests: [{ id: "1", method: "DELETE", url: "Users(1)" }] });
 
   it.each([
-    ["/odata/$batch", "multipart/mixed; boundary=batch_1", multipart],
+    ["/odata/$batch", ODATA_BATCH_CONTENT_TYPE, multipart],
     ["/odata/$batch", "application/json", json],
-    ["/odata/%24batch", "multipart/mixed; boundary=batch_1", multipart],
-    ["/odata/$BATCH", "multipart/mixed; boundary=batch_1", multipart],
+    ["/odata/%24batch", ODATA_BATCH_CONTENT_TYPE, multipart],
+    ["/odata/$BATCH", ODATA_BATCH_CONTENT_TYPE, multipart],
   ])("POST %s (%s) holding a DELETE is not forwarded under the readers' route", async (path, type, body) => {
     const edge = harness(odata());
     const headers = await staff();
