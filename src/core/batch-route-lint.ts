@@ -4,7 +4,7 @@
 // caller a route under its root refuses. Checked with the policy lint, never by the Worker.
 
 import type { CompiledPolicy, CompiledRoute } from "./policy";
-import { guardsAtLeast } from "./route-demands";
+import { admitsNoMoreThan } from "./route-demands";
 import { coversHost, foldedLiteral, hostsOverlap, matchesBelow, takesMethod } from "./routes";
 
 /**
@@ -56,7 +56,8 @@ export function laxBatchRoutes(policy: CompiledPolicy): string[] {
         continue;
       // Only a route for a host no request to the batch's could name is out of its reach.
       if (!hostsOverlap(batch.host, other.host)) continue;
-      if (guardsAtLeast(withAudiences(policy, batch), withAudiences(policy, other))) continue;
+      // Limits are not compared: a batch is counted once on each counter, whatever its body holds.
+      if (admitsNoMoreThan(withAudiences(policy, batch), withAudiences(policy, other))) continue;
       problems.push(
         `routes[${batch.index}] (${batch.name}): its $batch runs requests under routes[${other.index}] (${other.name}), which demands more of a caller`,
       );

@@ -29,17 +29,25 @@ const counterOf = (limit: LimitSpec) =>
   JSON.stringify([limit.name, limit.key, limit.limit, limit.window_s, limit.on_error ?? "deny"]);
 
 /**
- * Whether `route` admits no caller `other` refuses: it demands at least as much, binds the
- * tenant where `other` does, and counts every limit `other` counts in the same counters (a
- * `route` or `ip` limit is counted per route: another route's is never the same counter). A
- * route without rules (a bare pattern, in tests) is taken as safe.
+ * Whether `route` admits no caller `other` refuses: it demands at least as much (audiences as
+ * written: a route without a list and one naming its issuer's own count as different), and
+ * binds the tenant where `other` does. A route without rules (a bare pattern, in tests) is
+ * taken as safe.
+ */
+export function admitsNoMoreThan(route: MatchableRoute, other: MatchableRoute): boolean {
+  if (route.auth === undefined || other.auth === undefined) return true;
+  return demandsAtLeast(route.auth, other.auth) && (!bindsTenant(other) || bindsTenant(route));
+}
+
+/**
+ * Whether `route` admits no caller `other` refuses (`admitsNoMoreThan`) and counts every limit
+ * `other` counts in the same counters: a `route` or `ip` limit is counted per route, so another
+ * route's is never the same counter.
  */
 export function guardsAtLeast(route: MatchableRoute, other: MatchableRoute): boolean {
-  if (route.auth === undefined || other.auth === undefined) return true;
   const counted = new Set((route.limits ?? []).map(counterOf));
   return (
-    demandsAtLeast(route.auth, other.auth) &&
-    (!bindsTenant(other) || bindsTenant(route)) &&
+    admitsNoMoreThan(route, other) &&
     (other.limits ?? []).every(
       (limit) => (route === other || (limit.key !== "route" && limit.key !== "ip")) && counted.has(counterOf(limit)),
     )
