@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { crossSiteRefusal } from "../../src/core/cross-site";
 import { CounterTable } from "../../src/core/limits/counter-table";
 import { addCost, refund, startingTat, type Tat } from "../../src/core/limits/gcra";
+import type { LimitSpec, RouteConfig } from "../../src/core/policy-types";
 import { compileStepProblems } from "../support/policy-compile-step";
 import { problemsOf } from "../support/policy-problems";
 import { admins, bearerOf, siteWithAdmin, signedIn, withIdp } from "../support/guarded-sites";
@@ -291,5 +292,34 @@ describe("the $batch lint compares the audiences routes take, a route's default 
     expect(compileStepProblems(odata(["erp", "https://payments.example.com"]))).toEqual([
       "routes[0] (batch): its $batch runs requests under routes[1] (odata), which demands more of a caller",
     ]);
+  });
+});
+
+// The `$batch` lint weighs what routes demand and their tenant binding, not their limits: a
+// batch is counted once on each counter whatever its body holds, and a `route` or `ip` limit is
+// never another route's counter, so a service whose routes all take such a default deploys.
+describe("the $batch lint and routes taking the same default limits", () => {
+  const service = (auth: RouteConfig["auth"], defaults: LimitSpec[]) => ({
+    version: 1,
+    upstreams: { erp: { url: "https://erp.example.com" } },
+    issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["erp"] } },
+    limits: { defaults },
+    routes: [
+      { name: "batch", methods: ["POST"], path: "/odata/$batch", auth, upstream: "erp" },
+      { name: "odata", methods: ["GET"], path: "/odata/**", auth, upstream: "erp" },
+    ],
+  });
+
+  it("a public catalogue, every route taking the default per-address limit, deploys", () => {
+    const perAddress: LimitSpec = { name: "per-address", key: "ip", limit: 600, window_s: 60 };
+    // Control: without the default, the lint has nothing to say.
+    expect(compileStepProblems(service("public", []))).toEqual([]);
+    expect(compileStepProblems(service("public", [perAddress]))).toEqual([]);
+  });
+
+  it("a signed-in service, every route taking the default route ceiling, deploys", () => {
+    const ceiling: LimitSpec = { name: "origin-ceiling", key: "route", limit: 5000, window_s: 60 };
+    expect(compileStepProblems(service({ issuers: ["idp"] }, []))).toEqual([]);
+    expect(compileStepProblems(service({ issuers: ["idp"] }, [ceiling]))).toEqual([]);
   });
 });

@@ -1,12 +1,12 @@
-// A page's data path beside routes that bind another tenant, accept other audiences or count
-// their own ceilings: the data is the page's, and none of these lets a caller the page's route
+// A page's data path beside routes that bind another tenant, accept other audiences (or write
+// them otherwise) or count their own ceilings: the data is the page's, and none of these lets a caller the page's route
 // refuses read it. Pipeline tests: the real edge, the loopback echo origin and issuer
 // stand-in; they assert the audit record's reason and detail and what reached the origin.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LimitSpec, RouteConfig } from "../../src/core/policy-types";
 import { admins, bearerOf, signedIn, withIdp } from "../support/guarded-sites";
 import { harness } from "../support/harness";
-import { makeIssuer, type TestIssuer } from "../support/issuers";
+import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
 import { expectAmbiguous, sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
@@ -106,5 +106,35 @@ describe("a page's route ceiling beside a data route with the same ceiling", () 
     expect(data.seen).toHaveLength(0);
     expect(data.record?.decision).toBe("deny");
     expect(["rate_limited", "bad_request"]).toContain(data.record?.reason);
+  });
+});
+
+// The page-data rule compares audiences as written (it has no issuers to read a missing list
+// from): a build folder without a list and pages writing out their issuer's own audience are
+// taken as different, and every page's data is refused there; written alike, both lists
+// missing or both the same, the data goes on under `/_next/**` (README, Security model).
+describe("page data between routes whose audiences are written otherwise", () => {
+  it("one list written, the other the issuer's: refused; both written alike: goes on", async () => {
+    const routes = [
+      route("next", "/_next/**", signedIn()),
+      route("app", "/**", { ...signedIn(), audiences: [AUDIENCE] }),
+    ];
+    const edge = harness(withIdp(issuer, routes));
+    const user = await bearerOf(issuer, { sub: "alice" });
+    // Control: the page itself admits the caller.
+    const page = await sendMarked(edge, "/dashboard", { headers: user });
+    expect(page.record).toMatchObject({ decision: "allow", route: "app" });
+    expect(page.seen).toHaveLength(1);
+
+    const data = await sendMarked(edge, "/_next/data/b1/dashboard.json", { headers: user });
+    expect(data.record).toMatchObject({ decision: "deny", reason: "bad_request", detail: "ambiguous_format" });
+    expect(data.seen).toHaveLength(0);
+
+    const alike = harness(
+      withIdp(issuer, [route("next", "/_next/**", { ...signedIn(), audiences: [AUDIENCE] }), routes[1]!]),
+    );
+    const written = await sendMarked(alike, "/_next/data/b1/dashboard.json", { headers: user });
+    expect(written.record).toMatchObject({ decision: "allow", route: "next" });
+    expect(written.seen.map((s) => s.raw_target)).toEqual(["/_next/data/b1/dashboard.json"]);
   });
 });
