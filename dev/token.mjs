@@ -20,7 +20,8 @@ Token options (defaults in brackets):
   --email ADDRESS     e-mail [none; user@example.com with --access]
                       Each in the claim policy/policy.json's first OIDC issuer reads it by
                       (sub, tenant_id, scope, groups, email unless its "claims" map them)
-  --aud AUDIENCE      audience (aud) [the first audience of policy/policy.json's first OIDC
+  --aud AUDIENCE      audience, in aud unless that issuer's "claims" name another claim
+                      (client_id) [the first audience of policy/policy.json's first OIDC
                       issuer, else ${LOCAL_AUDIENCE}; with --access, the AUD tag of the first
                       route of its first Access issuer, else ${ACCESS_AUD}]
   --iss URL           issuer (iss) [${LOCAL_IDP_URL}; ${LOCAL_ACCESS_TEAM} with --access]
@@ -76,7 +77,14 @@ export function policyDefaults(file = new URL("../policy/policy.json", import.me
 }
 
 /** The claims an OIDC issuer's tokens are read by when the policy maps none (README, OAuth / OIDC issuers). */
-const DEFAULT_CLAIMS = { subject: "sub", tenant: "tenant_id", scopes: "scope", groups: "groups", email: "email" };
+const DEFAULT_CLAIMS = {
+  subject: "sub",
+  tenant: "tenant_id",
+  scopes: "scope",
+  groups: "groups",
+  email: "email",
+  audience: "aud",
+};
 
 /** Options that take a value, and flags that do not. */
 const VALUE_OPTIONS = new Set("sub tenant scope groups email aud iss ttl nbf typ claim".split(" "));
@@ -175,7 +183,7 @@ export function buildClaims(options, now = Math.floor(Date.now() / 1000), defaul
     claims = {
       iss,
       [names.subject]: options.sub ?? "user-123",
-      aud: options.aud ?? defaults.aud ?? LOCAL_AUDIENCE,
+      [names.audience]: options.aud ?? defaults.aud ?? LOCAL_AUDIENCE,
       iat: now,
       exp: now + ttl,
       jti: randomUUID(),

@@ -112,15 +112,20 @@ export function resolveIssuer(check: Checker, id: string, raw: unknown): Resolve
     scopesFallback: "scp",
     groups: "groups",
     email: "email",
+    audience: "aud",
   };
   if (raw.claims !== undefined && check.object(raw.claims, `${path}.claims`)) {
-    const fields = ["subject", "tenant", "scopes", "groups", "email"] as const;
+    const fields = ["subject", "tenant", "scopes", "groups", "email", "audience"] as const;
     check.known(raw.claims, `${path}.claims`, fields);
     for (const field of fields) {
       const value = raw.claims[field];
       if (value !== undefined && check.string(value, `${path}.claims.${field}`)) claims[field] = value;
     }
     if (raw.claims.scopes !== undefined) delete claims.scopesFallback;
+    // An assertion's application is its AUD tag in `aud`, which routes must name: read from any
+    // other claim, a route's tag would be compared with something Access never vouches for.
+    if (raw.kind === "cloudflare_access" && raw.claims.audience !== undefined && raw.claims.audience !== "aud")
+      check.fail(`${path}.claims.audience`, "Access assertions carry their application's AUD tag in aud: leave it out");
   }
   const before = check.problems.length;
   const cacheTtlS = optionalInteger(check, raw, "cache_ttl_s", path, 600, 300, 3600);

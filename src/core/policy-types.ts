@@ -16,6 +16,11 @@ export interface ClaimMapping {
   groups?: string;
   /** Claim holding the e-mail address. Default `email`. */
   email?: string;
+  /**
+   * Claim holding the token's audience, matched against `audiences`. Default `aud`; Cognito's
+   * access tokens name their app client in `client_id` instead. Not for Cloudflare Access.
+   */
+  audience?: string;
 }
 
 export interface JwksCacheSettings {

@@ -245,6 +245,35 @@ describe("issuers", () => {
   );
 });
 
+describe("an issuer's audience claim", () => {
+  // An Access assertion's application is its AUD tag in `aud`, the one claim Access vouches
+  // for it in: a route's tag compared with any other claim (an `email`, a `sub`) would take
+  // any assertion of the team whose claim happened to read so.
+  it("a Cloudflare Access issuer reading its audience from another claim is refused, naming issuers.access.claims.audience", () => {
+    const doc = minimal();
+    doc.issuers.access = {
+      kind: "cloudflare_access",
+      team_domain: "acme.cloudflareaccess.com",
+      claims: { audience: "email" },
+    };
+    doc.routes.push({
+      ...doc.routes[0],
+      name: "console",
+      path: "/console/**",
+      auth: { issuers: ["access"], audiences: ["aud-tag"] },
+    });
+    expect(compileStepProblems(doc)).toContainEqual(about("issuers.access.claims.audience"));
+  });
+
+  it("an OIDC issuer reading it from client_id deploys; one naming no claim is refused", () => {
+    const doc = minimal();
+    doc.issuers.idp.claims = { audience: "client_id" };
+    expect(compileStepProblems(doc)).toEqual([]);
+    doc.issuers.idp.claims = { audience: 7 };
+    expect(compileStepProblems(doc)).toContainEqual(about("issuers.idp.claims.audience"));
+  });
+});
+
 describe("authorisation that can never be met as the operator meant it", () => {
   // `scope` (and Entra's `scp`) is a space-separated string: a condition compares the whole of
   // it, so `equals: "admin"` admits a token whose scope is exactly `admin` and refuses one with

@@ -2,65 +2,15 @@
 // (Auth0, Okta, Keycloak, Entra ID v1/v2, Google, Cognito) and Cloudflare Access. Each provider
 // is played by an injected fetcher serving its documents at its real URLs, with tokens shaped
 // as it issues them: what works, and what is refused, is what the README says.
-import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
+import type { JWK } from "jose";
 import { compilePolicy, PolicyError } from "../../src/core/policy";
-import type { IssuerConfig } from "../../src/core/policy-types";
-import { TokenVerifier } from "../../src/core/tokens/verify";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
+import { ec, fakeProvider, type KeyPair, NOW_S, rsa, sign, verifierFor } from "../support/provider-fakes";
 
-const NOW_S = () => Math.floor(Date.now() / 1000);
 /** A syntactically plausible base64 DER certificate; keys' x5c is never used for verifying. */
 const FAKE_X5C =
   "MIIC/jCCAeagAwIBAgIJAKL0UG+mRkSuMA0GCSqGSIb3DQEBCwUAMC0xKzApBgNVBAMTImFjY291bnRzLmFjY2Vzc2NvbnRyb2wud2luZG93cy5uZXQ=";
-
-interface KeyPair {
-  privateKey: CryptoKey;
-  /** Bare public members only (kty, n, e / crv, x, y). */
-  bare: JWK;
-}
-
-async function rsa(alg: "RS256" | "PS256" = "RS256"): Promise<KeyPair> {
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
-  return { privateKey, bare: await exportJWK(publicKey) };
-}
-async function ec(): Promise<KeyPair> {
-  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
-  return { privateKey, bare: await exportJWK(publicKey) };
-}
-
-/** Serves exactly these documents by URL; everything else is a 404. Records every URL asked for. */
-function fakeProvider(docs: Record<string, unknown>) {
-  const asked: string[] = [];
-  const fetcher = async (input: RequestInfo | URL, _init?: RequestInit): Promise<Response> => {
-    const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-    asked.push(url);
-    if (Object.hasOwn(docs, url)) return Response.json(docs[url]);
-    return new Response('{"error":"not_found"}', { status: 404, headers: { "content-type": "application/json" } });
-  };
-  return { fetcher, asked };
-}
-
-/** A core verifier with one route accepting every given issuer. */
-function verifierFor(issuers: Record<string, IssuerConfig>, docs: Record<string, unknown>) {
-  const policy = compilePolicy({
-    version: 1,
-    issuers,
-    upstreams: { o: { url: "https://origin.test" } },
-    routes: [{ name: "r", methods: ["GET"], path: "/**", auth: { issuers: Object.keys(issuers) }, upstream: "o" }],
-  });
-  const provider = fakeProvider(docs);
-  const verifier = new TokenVerifier(policy, { fetch: provider.fetcher, now: Date.now, tokenCacheEntries: 0 });
-  const ids = Object.keys(issuers);
-  return {
-    asked: provider.asked,
-    verify: (token: string, audiences?: string[]) => verifier.verify(token, ids, audiences, () => undefined),
-  };
-}
-
-async function sign(key: KeyPair, header: Record<string, unknown>, claims: Record<string, unknown>): Promise<string> {
-  return new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(key.privateKey);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Issuers and discovery
@@ -671,7 +621,38 @@ describe("AWS Cognito", () => {
         username: "alice",
       },
     );
-    expect(await verify(token)).toMatchObject({ ok: false, reason: "audience_mismatch" });
+    expect(await verify(token)).toMatchObject({ ok: false, reason: "audience_mismatch", detail: "aud" });
+  });
+
+  it("cognito: with claims.audience client_id, the access token verifies and the ID token is refused", async () => {
+    const { verify: verifyByClient } = verifierFor(
+      {
+        cognito: {
+          kind: "oidc",
+          issuer: ISS,
+          audiences: [CLIENT],
+          claims: { groups: "cognito:groups", audience: "client_id" },
+        },
+      },
+      {
+        [`${ISS}/.well-known/openid-configuration`]: { issuer: ISS, jwks_uri: `${ISS}/.well-known/jwks.json` },
+        [`${ISS}/.well-known/jwks.json`]: {
+          keys: [{ alg: "RS256", e: "AQAB", kid: "cog-1", kty: "RSA", n: key.bare.n, use: "sig" }],
+        },
+      },
+    );
+    const claims = { sub: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", iss: ISS, exp: NOW_S() + 3600, iat: NOW_S() };
+    const access = await sign(
+      key,
+      { kid: "cog-1", alg: "RS256" },
+      { ...claims, client_id: CLIENT, token_use: "access", scope: "things/read", "cognito:groups": ["admin"] },
+    );
+    expect(await verifyByClient(access)).toMatchObject({
+      ok: true,
+      identity: { scopes: ["things/read"], groups: ["admin"] },
+    });
+    const id = await sign(key, { kid: "cog-1", alg: "RS256" }, { ...claims, aud: CLIENT, token_use: "id" });
+    expect(await verifyByClient(id)).toMatchObject({ ok: false, reason: "audience_mismatch", detail: "client_id" });
   });
 });
 

@@ -255,15 +255,16 @@ describe("npm start: a typo saved while it runs, then Ctrl-C", () => {
   });
 
   // The README's provider table has users map claims (`"claims": { "groups": "roles" }` for
-  // Entra, `scp` for Okta); `npm run token` follows the edited policy's audience and typ, and
-  // its claim names too: tokens written under `scope`, `tenant_id` and `groups`, which such a
-  // policy does not read, would be refused (insufficient_scope; tenant_mismatch).
+  // Entra, `scp` for Okta, `client_id` as the audience for Cognito); `npm run token` follows the
+  // edited policy's audience and typ, and its claim names too: tokens written under `scope`,
+  // `tenant_id`, `groups` and `aud`, which such a policy does not read, would be refused
+  // (insufficient_scope; tenant_mismatch; audience_mismatch).
   it("after the policy's claim names are edited, the edge accepts `npm run token`'s tokens with their scopes, groups and tenant", async () => {
     const doc = JSON.parse(validPolicy);
     const oidcId = Object.entries(doc.issuers).find(
       ([, issuer]) => (issuer as { kind: string }).kind === "oidc",
     )?.[0] as string;
-    doc.issuers[oidcId].claims = { tenant: "org_id", groups: "roles", scopes: "scp" };
+    doc.issuers[oidcId].claims = { tenant: "org_id", groups: "roles", scopes: "scp", audience: "client_id" };
     // A realm of its own shows when the edge serves the edited policy (in every 401's challenge).
     doc.settings.realm = "claims-edited";
     writeFileSync(policyFile, JSON.stringify(doc, null, 2));

@@ -148,6 +148,73 @@ describe("a route's audience is matched against aud alone, never the client's id
   });
 });
 
+describe("an issuer whose audience claim is client_id takes Cognito's access tokens, not its ID tokens", () => {
+  // Cognito's access tokens carry no `aud`: the app client they were issued to is `client_id`
+  // (API Gateway's JWT authorizers read it so). An issuer mapped to read its audience there takes
+  // them; its ID tokens, whose `aud` is the same client id, carry no `client_id` and are refused.
+  const CLIENT = "3n4b5urk1ft4fl3mg5e62d9ado";
+  const access = {
+    aud: undefined,
+    client_id: CLIENT,
+    token_use: "access",
+    scope: "aws.cognito.signin.user.admin things/read",
+    "cognito:groups": ["admin"],
+  };
+
+  it("an access token naming the client reaches the origin with its scopes and groups", async () => {
+    const edge = harness(policy([CLIENT], { audience: "client_id", groups: "cognito:groups" }));
+    const token = await idp.sign(access);
+    const { response, record, seen, got } = await sendMarked(edge, "/v1/admin/users", bearer(token));
+    expect(response.status).toBe(200);
+    expect(record).toMatchObject({ decision: "allow", route: "admin" });
+    expect(seen).toHaveLength(1);
+    expect(got["x-user-scope"]).toBe("aws.cognito.signin.user.admin things/read");
+    expect(got["x-user-groups"]).toBe("admin");
+  });
+
+  it("an ID token (aud the client, no client_id) and an access token for another client are refused, naming client_id", async () => {
+    const edge = harness(policy([CLIENT], { audience: "client_id" }));
+    for (const claims of [
+      { aud: CLIENT, token_use: "id" },
+      { ...access, client_id: "another-app-client" },
+    ]) {
+      const { response, body, record, seen } = await sendMarked(edge, "/v1/things", bearer(await idp.sign(claims)));
+      expect(response.status).toBe(401);
+      expect(body?.reason).toBe("audience_mismatch");
+      expect(record).toMatchObject({ decision: "deny", reason: "audience_mismatch", detail: "client_id" });
+      expect(seen).toHaveLength(0);
+    }
+  });
+
+  it("a route's own audiences are matched against client_id too, for a token served from the cache", async () => {
+    const base = policy([CLIENT], { audience: "client_id" });
+    const edge = harness({
+      ...base,
+      routes: [
+        {
+          name: "other-app",
+          methods: ["GET"],
+          path: "/v1/other/**",
+          auth: { issuers: ["idp"], audiences: ["other-app"] },
+          upstream: "echo",
+        },
+        ...base.routes,
+      ],
+    });
+    const token = await idp.sign(access);
+    const first = await sendMarked(edge, "/v1/things", bearer(token));
+    expect(first.record).toMatchObject({ decision: "allow", route: "any" });
+    const other = await sendMarked(edge, "/v1/other/things", bearer(token));
+    expect(other.record).toMatchObject({
+      decision: "deny",
+      reason: "audience_mismatch",
+      detail: "client_id",
+      key_source: "token_cache",
+    });
+    expect(other.seen).toHaveLength(0);
+  });
+});
+
 describe("Keycloak roles, nested in objects, never grant a group or satisfy a condition", () => {
   // Keycloak puts realm roles in `realm_access.roles` and client roles in
   // `resource_access.<client>.roles`: objects, which neither the default `groups` mapping nor a

@@ -117,8 +117,8 @@ export class TokenVerifier {
         const keySource = store.servesStale(checkedAt) ? "token_cache_stale" : "token_cache";
         // An audience refusal comes after the key check: it names its issuer and key source
         // for the metrics, as on a token checked afresh.
-        if (!this.#audienceAccepted(issuer, identity.claims, audiences))
-          return { ...AUDIENCE_MISMATCH, issuerId: issuer.id, keySource };
+        const refusedBy = this.#audienceRefusedBy(issuer, identity.claims, audiences);
+        if (refusedBy) return audienceMismatch(refusedBy, issuer, keySource);
         return { ok: true, identity, keySource };
       }
       this.tokenCache.delete(token);
@@ -175,8 +175,8 @@ export class TokenVerifier {
     const claims = checkRegisteredClaims(header, payload, issuer, checkedAt);
     if (!claims.ok) return failed(claims.reason, claims.detail);
     // With the issuer and key source, as every refusal after the key lookup (for the metrics).
-    if (!this.#audienceAccepted(issuer, payload, audiences))
-      return { ...AUDIENCE_MISMATCH, issuerId: issuer.id, keySource: lookup.source };
+    const refusedBy = this.#audienceRefusedBy(issuer, payload, audiences);
+    if (refusedBy) return audienceMismatch(refusedBy, issuer, lookup.source);
     // Kept (in the cache, and by the hash for the audit record) as a string of its own: the
     // token as read is a slice of the header it came in, and V8 keeps a slice's whole parent
     // alive, a Cookie header of tens of KB behind each cached cookie token. Copied only here,
@@ -190,15 +190,22 @@ export class TokenVerifier {
 
   /**
    * The route-dependent audience check, run on every request, cached or not (the route's
-   * issuers are checked before any key is looked up): whether this route takes the token's
-   * audience, the route's own list or else the issuer's.
+   * issuers are checked before any key is looked up): the claim that refuses the token for
+   * this route's audiences (the route's own list or else the issuer's), if any. The audience
+   * is read from the claim the issuer names (`aud` unless its mapping says `client_id`, as
+   * Cognito's access tokens carry it); an `aud` the token carries besides must name one too
+   * (RFC 7519 §4.1.3), or a token bound to another resource would pass by its client alone.
    */
-  #audienceAccepted(
+  #audienceRefusedBy(
     issuer: ResolvedIssuer,
     payload: Readonly<Record<string, unknown>>,
     audiences: readonly string[] | undefined,
-  ): boolean {
-    return audienceMatches(payload.aud, audiences ?? issuer.audiences);
+  ): string | undefined {
+    const accepted = audiences ?? issuer.audiences;
+    const claim = issuer.claims.audience;
+    if (!audienceMatches(payload[claim], accepted)) return claim;
+    if (claim !== "aud" && payload.aud !== undefined && !audienceMatches(payload.aud, accepted)) return "aud";
+    return undefined;
   }
 }
 
@@ -209,7 +216,10 @@ const NOT_ACCEPTED_BY_ROUTE = {
   detail: "issuer_not_accepted_by_route",
 } as const satisfies VerifyResult;
 
-const AUDIENCE_MISMATCH = { ok: false, reason: "audience_mismatch", detail: "aud" } as const;
+/** The detail names the claim that refused it, so a refusal says where the audience was looked for. */
+function audienceMismatch(claim: string, issuer: ResolvedIssuer, keySource: CheckSource): VerifyResult {
+  return { ok: false, reason: "audience_mismatch", detail: claim, issuerId: issuer.id, keySource };
+}
 
 /**
  * A copy of `text` that shares no memory with the string it was cut from (JSON.parse builds a
