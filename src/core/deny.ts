@@ -84,6 +84,8 @@ export interface DenyOptions {
   requestId: string;
   /** Realm for the Bearer challenge on 401/403 token reasons. */
   realm: string;
+  /** The route's protected resource metadata URL (RFC 9728 §5.1), for every Bearer challenge. */
+  resourceMetadata?: string | undefined;
   /** Space-separated scopes the route needs, for `insufficient_scope` (RFC 6750 §3). */
   requiredScope?: string;
   /** Seconds until a retry may succeed (429, 503). */
@@ -100,6 +102,7 @@ function bearerChallenge(reason: DenyReason, options: DenyOptions): string | und
   const params = [`realm="${options.realm}"`];
   if (shape.bearerError) params.push(`error="${shape.bearerError}"`);
   if (reason === "insufficient_scope" && options.requiredScope) params.push(`scope="${options.requiredScope}"`);
+  if (options.resourceMetadata) params.push(`resource_metadata="${options.resourceMetadata}"`);
   return `Bearer ${params.join(", ")}`;
 }
 

@@ -54,7 +54,7 @@ export function checkAuth(
     return undefined;
   }
   if (!check.object(raw, path)) return undefined;
-  check.known(raw, path, ["issuers", "audiences", "scopes", "groups", "claims"]);
+  check.known(raw, path, ["issuers", "audiences", "scopes", "groups", "claims", "resource_metadata"]);
   if (!check.stringArray(raw.issuers, `${path}.issuers`, { nonEmpty: true })) return undefined;
   for (const id of raw.issuers) {
     const issuer = issuers.get(id);
@@ -65,6 +65,11 @@ export function checkAuth(
     }
   }
   if (raw.audiences !== undefined) check.stringArray(raw.audiences, `${path}.audiences`, { nonEmpty: true });
+  const metadata = raw.resource_metadata;
+  // Quoted into every challenge as written: as a URL parser writes it, it holds no `"` or `\`
+  // (nor a character a header cannot carry), which would turn each 401 into a 500.
+  if (metadata !== undefined && check.url(metadata, `${path}.resource_metadata`) && new URL(metadata).href !== metadata)
+    check.fail(`${path}.resource_metadata`, `is read as "${new URL(metadata).href}" by a URL parser: write it so`);
   if (raw.scopes !== undefined && check.object(raw.scopes, `${path}.scopes`)) {
     check.known(raw.scopes, `${path}.scopes`, ["all_of", "any_of"]);
     // An empty all_of, or none at all, would require nothing: a list emptied or deleted by

@@ -93,6 +93,11 @@ export interface AuthRequirement {
   scopes?: { all_of?: string[]; any_of?: string[] };
   groups?: { any_of: string[] };
   claims?: ClaimCondition[];
+  /**
+   * This resource's OAuth protected resource metadata URL (RFC 9728), named in the route's
+   * `WWW-Authenticate` challenges so that clients (MCP's among them) find its authorisation server.
+   */
+  resource_metadata?: string;
 }
 
 export type LimitKey = "tenant" | "user" | "route" | "ip";

@@ -2,9 +2,10 @@
 // problem+json shape every stage uses.
 
 import { DEFAULT_REALM, type DenyOptions, type DenyReason, problemResponse } from "../core/deny";
+import type { AuthRequirement } from "../core/policy-types";
 import { type PipelineContext, withResponseHeaders } from "./context";
 
-export interface DenyExtras extends Omit<DenyOptions, "requestId" | "realm"> {
+export interface DenyExtras extends Omit<DenyOptions, "requestId" | "realm" | "resourceMetadata"> {
   /** Precise cause, for the audit record only. */
   detail?: string;
   limit?: string;
@@ -23,5 +24,7 @@ export function deny(c: PipelineContext, reason: DenyReason, extras: DenyExtras 
   const requestId = c.get("requestId");
   // No policy when the policy itself is invalid (the policy_invalid answer).
   const realm = c.get("policy")?.realm ?? DEFAULT_REALM;
-  return withResponseHeaders(c, problemResponse(reason, { ...options, requestId, realm }));
+  // Before routing, or on a public route, there is none.
+  const resourceMetadata = (c.get("route")?.auth as AuthRequirement | undefined)?.resource_metadata;
+  return withResponseHeaders(c, problemResponse(reason, { ...options, requestId, realm, resourceMetadata }));
 }

@@ -274,6 +274,31 @@ describe("an issuer's audience claim", () => {
   });
 });
 
+describe("a route's resource_metadata", () => {
+  // Quoted into every challenge of the route: written otherwise than a URL parser writes it
+  // (a `"`, a space, a host in capitals), it would not be the URL clients are sent, or could
+  // not be quoted at all; a plain-http metadata URL would let a network attacker name clients
+  // another authorisation server.
+  it.each([
+    "https://mcp.example.com/.well-known/oauth-protected-resource/a b",
+    'https://mcp.example.com/"',
+    "https://MCP.example.com/.well-known/oauth-protected-resource",
+    "http://mcp.example.com/.well-known/oauth-protected-resource",
+    "https://mcp.example.com/.well-known/oauth-protected-resource?x=1",
+    7,
+  ])("%j is refused, naming routes[0].auth.resource_metadata", (url) => {
+    const doc = minimal();
+    doc.routes[0].auth.resource_metadata = url;
+    expect(compileStepProblems(doc)).toContainEqual(about("routes[0].auth.resource_metadata"));
+  });
+
+  it("an https URL as a URL parser writes it deploys", () => {
+    const doc = minimal();
+    doc.routes[0].auth.resource_metadata = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+    expect(compileStepProblems(doc)).toEqual([]);
+  });
+});
+
 describe("authorisation that can never be met as the operator meant it", () => {
   // `scope` (and Entra's `scp`) is a space-separated string: a condition compares the whole of
   // it, so `equals: "admin"` admits a token whose scope is exactly `admin` and refuses one with
