@@ -147,6 +147,7 @@ describe("issuers", () => {
       scopes: "permissions",
       groups: "groups",
       email: "email",
+      audience: "aud",
     });
     doc.routes[0].auth.claims = [{ claim: "scp", equals: "read" }];
     expect(problemsOf(doc)).toEqual([]);
