@@ -6,8 +6,8 @@
 
 import type { CompiledPolicy } from "./policy";
 import { laxBatchRoutes } from "./batch-route-lint";
-import { shadowedRoutes } from "./route-overlap";
-import { bindsTenant } from "./routes";
+import { routesReadAsOthers, shadowedRoutes } from "./route-overlap";
+import { capturesOf } from "./routes";
 
 /** A URL's host name, without the trailing dot of a fully qualified one. */
 function hostOf(url: string): string {
@@ -45,7 +45,7 @@ function isLocalOrAddress(url: string): boolean {
  *   local stack's policy, never in the one deployed).
  */
 export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}): string[] {
-  const problems = [...shadowedRoutes(policy), ...laxBatchRoutes(policy)];
+  const problems = [...shadowedRoutes(policy), ...routesReadAsOthers(policy), ...laxBatchRoutes(policy)];
   for (const route of policy.routes) {
     const at = `routes[${route.index}]`;
     for (const origin of route.cors?.allow_credentials ? route.cors.allow_origins : []) {
@@ -65,7 +65,10 @@ export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}
     const bearer = route.auth !== "public" && route.auth.issuers.some((id) => policy.issuers.get(id)?.kind === "oidc");
     if (bearer && headers && !headers.some((name) => name.toLowerCase() === "authorization"))
       problems.push(`${at}.cors.allow_headers: has no "authorization", which the route's bearer tokens come in`);
-    if (route.auth === "public" && bindsTenant(route)) problems.push(`${at}: :tenant on a public route binds nothing`);
+    // A `:tenant` host still chooses the hosts (a shop platform's public storefront on its
+    // shops' hosts): no other pattern names them. In a path, `*` says the same.
+    if (route.auth === "public" && capturesOf(route.pattern).length > 0)
+      problems.push(`${at}: :tenant on a public route binds nothing: write * for the segment`);
     if (deployed && "url" in route.upstream && isLocalOrAddress(route.upstream.url))
       problems.push(`${at}.upstream: ${route.upstream.url} is local or an address`);
   }

@@ -7,7 +7,8 @@
 import { foldCase } from "./case-fold";
 import type { CompiledPolicy, CompiledRoute } from "./policy";
 import { HTTP_METHODS } from "./policy-types";
-import { coversHost, type PathPart, takesMethod } from "./routes";
+import { readAsAnotherRoute } from "./route-readings";
+import { coversHost, findRoute, type HostPattern, type PathPart, takesMethod } from "./routes";
 
 /** The methods a route answers, as routing takes them: its own as declared, then HEAD where it allows GET. */
 function answeredMethods(route: CompiledRoute): Set<string> {
@@ -63,6 +64,49 @@ export function shadowedRoutes(policy: CompiledPolicy): string[] {
         );
       }
     }
+  });
+  return problems;
+}
+
+/** A host `pattern` takes (for a `:tenant` host, one tenant's), port included. */
+function hostTaken(pattern: HostPattern): string {
+  const name = pattern.exact ?? `tenant${pattern.suffix}`;
+  return pattern.port === undefined ? name : `${name}:${pattern.port}`;
+}
+
+/**
+ * One problem per route written for one path (all literals) and method that the route stage
+ * refuses on every host it serves, reading the path as another route's that the route does not
+ * guard as well: `/orders.json` public beside a guarded `/orders/**` (Rails runs it as
+ * `/orders`), every request refused as ambiguous_format. A route for any host is asked about
+ * on a host no route names and on each host one does.
+ */
+export function routesReadAsOthers(policy: CompiledPolicy): string[] {
+  const problems: string[] = [];
+  const anyHost = [
+    "portcullis.invalid",
+    ...policy.routes.flatMap((route) => (route.host ? [hostTaken(route.host)] : [])),
+  ];
+  policy.routes.forEach((route, i) => {
+    if (!route.pattern.parts.every((part) => part.kind === "literal")) return;
+    const path = `/${route.pattern.parts.map((part) => (part as { value: string }).value).join("/")}`;
+    // A literal beyond printable ASCII is escaped in the path a request carries.
+    if (!/^[\x21-\x7e]*$/.test(path) || path.includes("%")) return;
+    const hosts = route.host ? [hostTaken(route.host)] : anyHost;
+    const refusals = new Set<string>();
+    const named = [...answeredMethods(route)].filter((method) => {
+      // Where another route takes the path first, shadowedRoutes says so.
+      const readings = hosts
+        .filter((host) => findRoute(policy.routes, method, host, path)?.route === route)
+        .map((host) => readAsAnotherRoute(policy.routes, method, host, path, route));
+      if (readings.length === 0 || readings.includes(undefined)) return false;
+      for (const reading of readings) refusals.add(reading as string);
+      return method !== "HEAD" || !takesMethod(route.methods, "GET");
+    });
+    if (named.length > 0)
+      problems.push(
+        `routes[${i}] (${route.name}): ${named.join(", ")} never reaches it: every such request is refused as ${[...refusals].join(" or ")}, read as another route's that asks more of a caller or counts other limits`,
+      );
   });
   return problems;
 }

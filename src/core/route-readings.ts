@@ -9,6 +9,7 @@ import { canonicalPath } from "./path";
 import { HTTP_METHODS } from "./policy-types";
 import { guardsAtLeast } from "./route-demands";
 import {
+  bindsTenant,
   findRoute,
   foldedLiteral,
   type MatchableRoute,
@@ -83,7 +84,9 @@ interface EdgeMatch<R extends MatchableRoute> {
  * compared without regard to letter case (its letters folded too). `shorter`: a reading other
  * than the path as written, where a route that takes the path as written too takes it alike
  * either way (`/openapi.json` written for itself before `/**` is no other route's `/openapi`:
- * `/**` takes both).
+ * `/**` takes both), and so does one the matched route guards at least as well, if it binds no
+ * tenant, which the reading may take from another segment (springdoc's public
+ * `/swagger-ui.html` beside a public `/swagger-ui/**`: its handler runs under rules as strict).
  */
 function readsOther<R extends MatchableRoute>(
   edge: EdgeMatch<R>,
@@ -93,7 +96,13 @@ function readsOther<R extends MatchableRoute>(
 ): boolean {
   const other = routeFor(edge.routes, edge.method, edge.host, reading, readingFolded)?.route;
   return (
-    other !== undefined && other !== edge.matched && !(shorter && matchPath(other.pattern, edge.segments, edge.folded))
+    other !== undefined &&
+    other !== edge.matched &&
+    !(
+      shorter &&
+      (matchPath(other.pattern, edge.segments, edge.folded) ||
+        (!bindsTenant(other) && guardsAtLeast(edge.matched, other)))
+    )
   );
 }
 

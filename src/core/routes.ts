@@ -278,6 +278,7 @@ export interface MatchableRoute {
   /** `"public"`, or what a caller must show, and the limits counted (see route-demands.ts). */
   auth?: "public" | AuthRequirement;
   limits?: readonly LimitSpec[];
+  cors?: { allow_credentials?: boolean };
 }
 
 export interface RouteMatch<R> {

@@ -238,9 +238,10 @@ describe("a path an origin reads without its format suffix, or past a script, as
     return match && readAsAnotherRoute(list, "GET", "x.test", canonical.path, match.route);
   }
 
+  const admins = { ...auth, groups: { any_of: ["admin"] } };
   const guarded = routes([
-    { name: "admin", methods: ["GET"], path: "/v1/admin", auth },
-    { name: "script", methods: ["GET"], path: "/tools/admin.php", auth },
+    { name: "admin", methods: ["GET"], path: "/v1/admin", auth: admins },
+    { name: "script", methods: ["GET"], path: "/tools/admin.php", auth: admins },
     { name: "files", methods: ["GET"], path: "/v1/files/*", auth },
     { name: "rest", methods: ["GET"], path: "/**", auth },
   ]);
@@ -270,5 +271,16 @@ describe("a path an origin reads without its format suffix, or past a script, as
     "/v1/adminx.json",
   ])("%s: routed", (path) => {
     expect(ambiguity(guarded, path)).toBeUndefined();
+  });
+
+  // Read as a route that asks no more of a caller than the one that took it (and binds no
+  // tenant), the origin runs that route's handler under rules as strict: nothing to refuse.
+  it.each(["/v1/admin.json", "/tools/admin.php/x"])("%s: routed where the route read asks no more", (path) => {
+    const alike = routes([
+      { name: "admin", methods: ["GET"], path: "/v1/admin", auth },
+      { name: "script", methods: ["GET"], path: "/tools/admin.php", auth },
+      { name: "rest", methods: ["GET"], path: "/**", auth },
+    ]);
+    expect(ambiguity(alike, path)).toBeUndefined();
   });
 });

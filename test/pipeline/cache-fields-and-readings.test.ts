@@ -546,7 +546,7 @@ describe("a compiled policy's matched rule and index, made on load", () => {
     const problems = policyProblems(shipped(doc));
     expect(problems).toEqual(policyProblems(compilePolicy(doc)));
     expect(problems.some((p) => p.includes("routes[1] (public)") && p.includes("routes[0] (all)"))).toBe(true);
-    expect(problems).toContain("routes[1]: :tenant on a public route binds nothing");
+    expect(problems).toContain("routes[1]: :tenant on a public route binds nothing: write * for the segment");
   });
 
   it("the shipped policy/policy.compiled.json carries neither, and loads as policy/policy.json compiles", () => {

@@ -136,8 +136,9 @@ describe("the bundled policy: dotted API paths", () => {
 describe("OPTIONS with Max-Forwards: 0 at dotted paths", () => {
   const doc = () =>
     basePolicy({
+      issuers: oidc(),
       routes: [
-        { name: "admin", methods: ["GET"], path: "/v1/admin", auth: "public", upstream: "echo" },
+        { name: "admin", methods: ["GET"], path: "/v1/admin", auth: { issuers: ["idp"] }, upstream: "echo" },
         { name: "api", methods: ["GET", "OPTIONS"], path: "/v1/**", auth: "public", upstream: "echo" },
       ],
     });

@@ -143,7 +143,7 @@ describe("every Bearer challenge of the route names its metadata, and only its o
 
   // A token cannot cure these: a challenge on them would send an MCP client to sign in again,
   // round and round. Each refusal is checked by its reason, so none passes for the wrong one.
-  it("refusals no token cures carry no challenge: a group, a tenant, a method left out, a reading of the path", async () => {
+  it("refusals no token cures carry no challenge (a group, a tenant, a method left out); a suffix read as /mcp is the catch-all's", async () => {
     const edge = harness(mcpPolicy());
     const group = await sendMarked(edge, "/t/acme/mcp/admin", {
       method: "POST",
@@ -161,22 +161,17 @@ describe("every Bearer challenge of the route names its metadata, and only its o
     const method = await sendMarked(edge, "/mcp", { method: "PUT", body: "{}" });
     expect(method.record).toMatchObject({ decision: "deny", route: null, reason: "route_not_found" });
     expect(method.body?.reason).toBe("route_not_found");
-    // Matched by the catch-all, read by Rails as `/mcp` (a format suffix): refused before any
-    // route is chosen, so neither route's challenge can be sent for the other's request.
+    // Matched by the catch-all, read by Rails as `/mcp` (a format suffix), whose rules the
+    // catch-all's are as strict as: the catch-all's request, and its challenge names no metadata.
     const suffix = await sendMarked(edge, "/mcp.json", {});
-    expect(suffix.record).toMatchObject({
-      decision: "deny",
-      route: null,
-      reason: "bad_request",
-      detail: "ambiguous_format",
-    });
+    expect(suffix.record).toMatchObject({ decision: "deny", route: "signed-in", reason: "token_missing" });
     expect(
       [group, tenant, method, suffix].map((s) => [s.response.status, s.response.headers.get("www-authenticate")]),
     ).toEqual([
       [403, null],
       [403, null],
       [404, null],
-      [400, null],
+      [401, 'Bearer realm="portcullis"'],
     ]);
     expect(group.seen.length + tenant.seen.length + method.seen.length + suffix.seen.length).toBe(0);
   });

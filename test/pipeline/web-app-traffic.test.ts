@@ -46,10 +46,10 @@ describe("a public /_next/** before a signed-in /**: no page's server-side data 
   });
 });
 
-// A page's data path outside its page's route is refused for every caller, the page's own
-// included, even beside a route written for it with the page's rules (README, Security model:
-// readings of a path): guard the page with a route that takes its data path too (`/admin/**`
-// takes `/admin/__data.json`).
+// A route written for a page's data path (or a format suffix's path) with the page's rules
+// takes it: the origin runs the page's loader under rules as strict as the page's own. One that
+// asks less, or counts fewer of the page's limits, is refused the reading (README, Security
+// model: readings of a path).
 describe("a route written for a guarded page's data path", () => {
   it.each<[string, string, RouteConfig[]]>([
     [
@@ -62,14 +62,25 @@ describe("a route written for a guarded page's data path", () => {
       "/admin/__data.json?x-sveltekit-invalidated=01",
       [route("admin", "/admin", admins()), route("admin-data", "/admin/__data.json", admins())],
     ],
+    // A format suffix alike: Rails routes `/orders.json` to `/orders`'s handler.
+    ["Rails", "/orders.json", [route("admin", "/orders/**", admins()), route("admin-data", "/orders.json", admins())]],
   ])(
-    "%s, with the page's rules: %s is refused as ambiguous_format for an admin too",
+    "%s, with the page's rules: %s reaches the origin for an admin, and for no one else",
     async (_framework, path, guards) => {
       const edge = harness(withIdp(issuer, [...guards, route("site", "/**", "public")]));
       const admin = await sendMarked(edge, path, { headers: await adminToken() });
-      expectAmbiguous(admin);
-      expect(admin.record?.detail).toBe("ambiguous_format");
-      expectAmbiguous(await sendMarked(edge, path));
+      expect(admin.record).toMatchObject({ decision: "allow", route: "admin-data" });
+      expect(admin.seen.map((s) => s.raw_target)).toEqual([path]);
+      const anonymous = await sendMarked(edge, path);
+      expect(anonymous.record).toMatchObject({ decision: "deny", reason: "token_missing", route: "admin-data" });
+      const user = await sendMarked(edge, path, { headers: await bearerOf(issuer, { sub: "bob", groups: ["staff"] }) });
+      expect(user.record).toMatchObject({
+        decision: "deny",
+        reason: "forbidden",
+        detail: "group",
+        route: "admin-data",
+      });
+      expect(anonymous.seen.length + user.seen.length).toBe(0);
     },
   );
 
@@ -90,14 +101,31 @@ describe("a route written for a guarded page's data path", () => {
     expect(admin.record?.detail).toBe("ambiguous_format");
   });
 
-  // A format suffix is not a page's data: a route written for `/orders.json` beside a guarded
-  // `/orders/**` is refused the reading all the same (README, Security model).
-  it("Rails: /orders.json beside a guarded /orders/** is refused as ambiguous_format for an admin too", async () => {
-    const guards = [route("admin", "/orders/**", admins()), route("admin-data", "/orders.json", admins())];
-    const edge = harness(withIdp(issuer, [...guards, route("site", "/**", "public")]));
-    const admin = await sendMarked(edge, "/orders.json", { headers: await adminToken() });
+  // A page of another site the data route lets send credentials (an Access cookie goes with
+  // them) could read the page's data, which the page's own route lets no other site read.
+  it("with the page's rules but credentialed CORS the page does not have: refused as ambiguous_format", async () => {
+    const partner = {
+      ...route("admin-data", "/_next/data/*/admin/**", admins()),
+      cors: { allow_origins: ["https://partner.example"], allow_credentials: true },
+    };
+    const edge = harness(
+      withIdp(issuer, [route("admin", "/admin/**", admins()), partner, route("site", "/**", "public")]),
+    );
+    const admin = await sendMarked(edge, "/_next/data/b1/admin/users.json", { headers: await adminToken() });
     expectAmbiguous(admin);
     expect(admin.record?.detail).toBe("ambiguous_format");
+  });
+
+  it("asking less than the page (signed in, not an admin): refused as ambiguous_format for everyone", async () => {
+    const edge = harness(
+      withIdp(issuer, [
+        route("admin", "/orders/**", admins()),
+        route("orders-data", "/orders.json", signedIn()),
+        route("site", "/**", "public"),
+      ]),
+    );
+    expectAmbiguous(await sendMarked(edge, "/orders.json", { headers: await adminToken() }));
+    expectAmbiguous(await sendMarked(edge, "/orders.json", { headers: await bearerOf(issuer, { sub: "bob" }) }));
   });
 });
 
