@@ -56,8 +56,8 @@ export async function bundleWorker(entry, outfile) {
     logLevel: "error",
     plugins: [unusedHonoParts],
   });
-  // terser's default, safe transforms only.
-  const { code } = await minify(bundled.outputFiles[0].text, { module: true, ecma: 2022, compress: { passes: 2 } });
+  // terser's default, safe transforms only, three passes over them (the third takes some 60 bytes more out).
+  const { code } = await minify(bundled.outputFiles[0].text, { module: true, ecma: 2022, compress: { passes: 3 } });
   mkdirSync(dirname(outfile), { recursive: true });
   writeFileSync(outfile, code);
   writeFileSync(outfile.replace(/\.js$/, "-meta.json"), JSON.stringify(bundled.metafile));

@@ -8,7 +8,8 @@ import { foldCase } from "./case-fold";
 import type { CompiledPolicy, CompiledRoute } from "./policy";
 import { HTTP_METHODS } from "./policy-types";
 import { readAsAnotherRoute } from "./route-readings";
-import { coversHost, findRoute, type HostPattern, type PathPart, takesMethod } from "./routes";
+import { admitsNoMoreThan } from "./route-demands";
+import { bindsTenant, coversHost, findRoute, type HostPattern, type PathPart, takesMethod } from "./routes";
 
 /** The methods a route answers, as routing takes them: its own as declared, then HEAD where it allows GET. */
 function answeredMethods(route: CompiledRoute): Set<string> {
@@ -75,6 +76,19 @@ function hostTaken(pattern: HostPattern): string {
 }
 
 /**
+ * Why `route` is refused where a reading takes its path to `other` (see `runsAsStrictly`), and
+ * what to write, for the lint's message.
+ */
+function whyReadAs(route: CompiledRoute, other: CompiledRoute): string {
+  const named = `read as routes[${other.index}] (${other.name})'s path, which`;
+  if (route.cors?.allow_credentials)
+    return `read as routes[${other.index}] (${other.name})'s path, and this route lets another site's page read its answers with credentials: drop allow_credentials here`;
+  if (!admitsNoMoreThan(route, other)) return `${named} asks more of a caller: give this route its rules`;
+  if (bindsTenant(other)) return `${named} binds a tenant from its path: let that route take this path too`;
+  return `${named} counts limits this route does not (a route or ip limit is its own route's): count them here too`;
+}
+
+/**
  * One problem per route written for one path (all literals) and method that the route stage
  * refuses on every host it serves, reading the path as another route's that the route does not
  * guard as well: `/orders.json` public beside a guarded `/orders/**` (Rails runs it as
@@ -93,20 +107,34 @@ export function routesReadAsOthers(policy: CompiledPolicy): string[] {
     // A literal beyond printable ASCII is escaped in the path a request carries.
     if (!/^[\x21-\x7e]*$/.test(path) || path.includes("%")) return;
     const hosts = route.host ? [hostTaken(route.host)] : anyHost;
-    const refusals = new Set<string>();
-    const named = [...answeredMethods(route)].filter((method) => {
+    /** The readings that refuse every request of `method` on the hosts the route serves, or none where one goes on. */
+    const refusals = (routes: readonly CompiledRoute[], method: string, as = route): string[] | undefined => {
       // Where another route takes the path first, shadowedRoutes says so.
       const readings = hosts
-        .filter((host) => findRoute(policy.routes, method, host, path)?.route === route)
-        .map((host) => readAsAnotherRoute(policy.routes, method, host, path, route));
-      if (readings.length === 0 || readings.includes(undefined)) return false;
-      for (const reading of readings) refusals.add(reading as string);
-      return method !== "HEAD" || !takesMethod(route.methods, "GET");
+        .filter((host) => findRoute(routes, method, host, path)?.route === as)
+        .map((host) => readAsAnotherRoute(routes, method, host, path, as));
+      return readings.length === 0 || readings.includes(undefined) ? undefined : (readings as string[]);
+    };
+    const refused = new Set<string>();
+    const named = [...answeredMethods(route)].filter((method) => {
+      const readings = refusals(policy.routes, method);
+      for (const reading of readings ?? []) refused.add(reading);
+      return readings !== undefined && (method !== "HEAD" || !takesMethod(route.methods, "GET"));
     });
-    if (named.length > 0)
-      problems.push(
-        `routes[${i}] (${route.name}): ${named.join(", ")} never reaches it: every such request is refused as ${[...refusals].join(" or ")}, read as another route's that asks more of a caller or counts other limits`,
+    if (named.length === 0) return;
+    // The route read as: the one that, given this route's rules and no limits, lets it be
+    // reached by this route without credentialed CORS.
+    const open = { ...route, cors: undefined };
+    const readAs = policy.routes.find((other) => {
+      if (other === route) return false;
+      const eased = policy.routes.map((r) =>
+        r === route ? open : r === other ? { ...other, auth: route.auth, limits: [] } : r,
       );
+      return named.every((method) => refusals(eased, method, open) === undefined);
+    });
+    problems.push(
+      `routes[${i}] (${route.name}): ${named.join(", ")} never reaches it: every such request is refused as ${[...refused].join(" or ")}, ${readAs ? whyReadAs(route, readAs) : "read as another route's or tenant's"}`,
+    );
   });
   return problems;
 }

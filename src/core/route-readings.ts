@@ -9,6 +9,7 @@ import { canonicalPath } from "./path";
 import { HTTP_METHODS } from "./policy-types";
 import { guardsAtLeast } from "./route-demands";
 import {
+  bindsHostTenant,
   bindsTenant,
   findRoute,
   foldedLiteral,
@@ -80,13 +81,25 @@ interface EdgeMatch<R extends MatchableRoute> {
 }
 
 /**
+ * Whether an origin may run `other`'s handler for a request `matched` took, with no caller let
+ * past rules of `other`'s: `matched` guards at least as well, and `other` binds no tenant that a
+ * reading may take from another segment (one bound by a host both routes capture is the same
+ * tenant: no reading changes the host).
+ */
+export function runsAsStrictly(matched: MatchableRoute, other: MatchableRoute): boolean {
+  return (!bindsTenant(other) || (bindsHostTenant(other) && bindsHostTenant(matched))) && guardsAtLeast(matched, other);
+}
+
+/**
  * Whether another route than the matched one takes `reading`, a path as an origin reads it,
  * compared without regard to letter case (its letters folded too). `shorter`: a reading other
  * than the path as written, where a route that takes the path as written too takes it alike
  * either way (`/openapi.json` written for itself before `/**` is no other route's `/openapi`:
- * `/**` takes both), and so does one the matched route guards at least as well, if it binds no
- * tenant, which the reading may take from another segment (springdoc's public
- * `/swagger-ui.html` beside a public `/swagger-ui/**`: its handler runs under rules as strict).
+ * `/**` takes both), and so does one whose handler may run under the matched route's rules
+ * (`runsAsStrictly`: springdoc's public `/swagger-ui.html` beside a public `/swagger-ui/**`);
+ * but the matched route itself, read so, counts as another where it binds another tenant
+ * (a route for `/<region>/:tenant/**` takes `/index.php/acme/globex/x` for acme, which
+ * Laravel runs as `/acme/globex/x`, for globex).
  */
 function readsOther<R extends MatchableRoute>(
   edge: EdgeMatch<R>,
@@ -95,14 +108,15 @@ function readsOther<R extends MatchableRoute>(
   readingFolded = shorter ? reading.map(foldCase) : edge.folded,
 ): boolean {
   const other = routeFor(edge.routes, edge.method, edge.host, reading, readingFolded)?.route;
+  // The tenant its path binds, read so and as written (a host's is the same either way).
+  if (other === edge.matched)
+    return (
+      shorter === true &&
+      matchPath(other.pattern, reading, readingFolded)?.tenant !== matchPath(other.pattern, edge.segments)?.tenant
+    );
   return (
     other !== undefined &&
-    other !== edge.matched &&
-    !(
-      shorter &&
-      (matchPath(other.pattern, edge.segments, edge.folded) ||
-        (!bindsTenant(other) && guardsAtLeast(edge.matched, other)))
-    )
+    !(shorter && (matchPath(other.pattern, edge.segments, edge.folded) || runsAsStrictly(edge.matched, other)))
   );
 }
 
@@ -321,10 +335,11 @@ function queryReadAsPath(path: string, search: string): string | undefined {
 
 /**
  * Whether CodeIgniter would take this request for a route other than `matched`: its path in
- * the query is no path, or no route's, or another route's that does not take the path as
- * written too (a SvelteKit form action, `/?/logout`, lands on `/**` as `/` does), or one an
- * origin may read as another route's again (`/?/ADMIN/x`, letters folded; `/?/ｶﾌｪ/x`,
- * normalised: see `readAsAnotherRoute`).
+ * the query is no path, or no route's, or another route's whose handler may not run under
+ * `matched`'s rules (`runsAsStrictly`: a SvelteKit form action, `/?/logout`, lands on `/**` as
+ * `/` does; `/?/admin/users` under a public `/` before a signed-in `/**` would run the admin
+ * area for anyone), or one an origin may read as another route's again (`/?/ADMIN/x`, letters
+ * folded; `/?/ｶﾌｪ/x`, normalised: see `readAsAnotherRoute`).
  */
 export function queryReadAsAnotherRoute<R extends MatchableRoute>(
   routes: readonly R[],
@@ -337,7 +352,7 @@ export function queryReadAsAnotherRoute<R extends MatchableRoute>(
   const read = queryReadAsPath(path, search);
   if (read === undefined) return false;
   const other = read && findRoute(routes, method, host, read)?.route;
-  if (!other || (other !== matched && !findRoute([other], method, host, path))) return true;
+  if (!other || (other !== matched && !runsAsStrictly(matched, other))) return true;
   return readAsAnotherRoute(routes, method, host, read, other) !== undefined;
 }
 

@@ -21,9 +21,17 @@ export function capturesOf(pattern: CompiledPattern): string[] {
   return pattern.parts.flatMap((part) => (part.kind === "capture" ? [part.name] : []));
 }
 
-/** Whether a route binds the tenant, by its path or its host. */
+/**
+ * Whether a route binds a caller's tenant, by its path or its host: not a public route, where
+ * a `:tenant` host only chooses the hosts (no token is there to bind).
+ */
 export function bindsTenant(route: MatchableRoute): boolean {
-  return route.host?.captureName !== undefined || capturesOf(route.pattern).length > 0;
+  return route.auth !== "public" && (route.host?.captureName !== undefined || capturesOf(route.pattern).length > 0);
+}
+
+/** Whether a route's `:tenant` is its host's alone: a reading of the path never moves it. */
+export function bindsHostTenant(route: MatchableRoute): boolean {
+  return route.host?.captureName !== undefined && capturesOf(route.pattern).length === 0;
 }
 
 export interface HostPattern {

@@ -84,8 +84,8 @@ describe("a route every request of which is read as a stricter route's is named 
       expect(seen, path).toEqual([]);
     }
     expect(compileStepProblems(deployable(orders))).toEqual([
-      "routes[1] (orders-feed): GET never reaches it: every such request is refused as ambiguous_format, read as another route's that asks more of a caller or counts other limits",
-      "routes[2] (front): GET never reaches it: every such request is refused as ambiguous_path_info, read as another route's that asks more of a caller or counts other limits",
+      "routes[1] (orders-feed): GET never reaches it: every such request is refused as ambiguous_format, read as routes[0] (orders)'s path, which asks more of a caller: give this route its rules",
+      "routes[2] (front): GET never reaches it: every such request is refused as ambiguous_path_info, read as routes[3] (home)'s path, which asks more of a caller: give this route its rules",
     ]);
   });
 
