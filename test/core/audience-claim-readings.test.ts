@@ -1,10 +1,9 @@
 // `claims.audience` (an OIDC issuer naming the claim its tokens' audience is read from,
 // `client_id` for AWS Cognito's access tokens): the verifier's reading of it against a
-// loopback issuer's real signed tokens, and what the compile step takes.
+// loopback issuer's real signed tokens.
 import { beforeAll, describe, expect, it } from "vitest";
 import { Clock, verifierFor } from "../support/clocked-verifier";
 import { makeIssuer, type TestIssuer } from "../support/issuers";
-import { compileStepProblems, minimalPolicy as minimal } from "../support/policy-compile-step";
 
 /** A Cognito app client id, as Cognito writes one in an access token's `client_id`. */
 const CLIENT = "3n4b5urk1ft4fl3mg5e62d9ado";
@@ -54,24 +53,5 @@ describe("an audience claim named like a prototype property is read as the token
       ok: true,
       identity: { subject: "user-1" },
     });
-  });
-});
-
-describe("a Cloudflare Access issuer's audience claim", () => {
-  // The README's default written out is no mistake: only another claim is refused.
-  it("written as aud, the claim Access vouches for its AUD tag in, deploys", () => {
-    const doc = minimal();
-    doc.issuers.access = {
-      kind: "cloudflare_access",
-      team_domain: "acme.cloudflareaccess.com",
-      claims: { audience: "aud" },
-    };
-    doc.routes.push({
-      ...doc.routes[0],
-      name: "console",
-      path: "/console/**",
-      auth: { issuers: ["access"], audiences: ["aud-tag"] },
-    });
-    expect(compileStepProblems(doc)).toEqual([]);
   });
 });

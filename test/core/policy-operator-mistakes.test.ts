@@ -246,23 +246,28 @@ describe("issuers", () => {
 });
 
 describe("an issuer's audience claim", () => {
-  // An Access assertion's application is its AUD tag in `aud`, the one claim Access vouches
-  // for it in: a route's tag compared with any other claim (an `email`, a `sub`) would take
-  // any assertion of the team whose claim happened to read so.
-  it("a Cloudflare Access issuer reading its audience from another claim is refused, naming issuers.access.claims.audience", () => {
+  /** The policy with an Access issuer of this claim mapping, guarding `/console/**`. */
+  const withAccess = (claims: { audience: string }) => {
     const doc = minimal();
-    doc.issuers.access = {
-      kind: "cloudflare_access",
-      team_domain: "acme.cloudflareaccess.com",
-      claims: { audience: "email" },
-    };
+    doc.issuers.access = { kind: "cloudflare_access", team_domain: "acme.cloudflareaccess.com", claims };
     doc.routes.push({
       ...doc.routes[0],
       name: "console",
       path: "/console/**",
       auth: { issuers: ["access"], audiences: ["aud-tag"] },
     });
-    expect(compileStepProblems(doc)).toContainEqual(about("issuers.access.claims.audience"));
+    return doc;
+  };
+
+  // An Access assertion's application is its AUD tag in `aud`, the one claim Access vouches
+  // for it in: a route's tag compared with any other claim (an `email`, a `sub`) would take
+  // any assertion of the team whose claim happened to read so. The default written out is no
+  // mistake.
+  it("a Cloudflare Access issuer reading its audience from another claim is refused, naming issuers.access.claims.audience; from aud it deploys", () => {
+    expect(compileStepProblems(withAccess({ audience: "email" }))).toContainEqual(
+      about("issuers.access.claims.audience"),
+    );
+    expect(compileStepProblems(withAccess({ audience: "aud" }))).toEqual([]);
   });
 
   it("an OIDC issuer reading it from client_id deploys; one naming no claim is refused", () => {

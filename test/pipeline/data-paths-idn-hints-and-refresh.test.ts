@@ -5,8 +5,7 @@
 // record's reason and detail and what reached the origin.
 import { beforeAll, describe, expect, it } from "vitest";
 import { upstreamUrlsOnEdge } from "../../src/core/origin-response";
-import type { RouteConfig } from "../../src/core/policy-types";
-import { admins, bearerOf, signedIn, withIdp } from "../support/guarded-sites";
+import { admins, bearerOf, getRoute as route, signedIn, withIdp } from "../support/guarded-sites";
 import { harness } from "../support/harness";
 import { makeIssuer, type TestIssuer } from "../support/issuers";
 import { compileStepProblems } from "../support/policy-compile-step";
@@ -17,15 +16,6 @@ let issuer: TestIssuer;
 
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
-});
-
-const route = (name: string, path: string, auth: RouteConfig["auth"], host?: string): RouteConfig => ({
-  name,
-  methods: ["GET"],
-  path,
-  auth,
-  upstream: "echo",
-  ...(host === undefined ? {} : { host }),
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -5,8 +5,7 @@
 // against the loopback echo origin and issuer stand-in, and asserts the audit record's route,
 // reason and detail and what reached the origin.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { RouteConfig } from "../../src/core/policy-types";
-import { bearerOf, signedIn, withIdp } from "../support/guarded-sites";
+import { bearerOf, getRoute as route, signedIn, withIdp } from "../support/guarded-sites";
 import { harness } from "../support/harness";
 import { makeIssuer, type TestIssuer } from "../support/issuers";
 import { expectAmbiguous, sendMarked } from "../support/sent";
@@ -15,15 +14,6 @@ let issuer: TestIssuer;
 
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
-});
-
-const route = (name: string, path: string, auth: RouteConfig["auth"], host?: string): RouteConfig => ({
-  name,
-  methods: ["GET"],
-  path,
-  ...(host ? { host } : {}),
-  auth,
-  upstream: "echo",
 });
 
 describe("a front controller's reading that moves the matched route's own :tenant", () => {

@@ -7,21 +7,13 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { RouteConfig } from "../../src/core/policy-types";
 import { harness } from "../support/harness";
 import { makeIssuer, type TestIssuer } from "../support/issuers";
-import { admins, bearerOf, signedIn, siteWithAdmin, withIdp } from "../support/guarded-sites";
+import { admins, bearerOf, getRoute as route, signedIn, siteWithAdmin, withIdp } from "../support/guarded-sites";
 import { expectAmbiguous, sendMarked } from "../support/sent";
 
 let issuer: TestIssuer;
 
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
-});
-
-const route = (name: string, path: string, auth: RouteConfig["auth"]): RouteConfig => ({
-  name,
-  methods: ["GET"],
-  path,
-  auth,
-  upstream: "echo",
 });
 
 const adminToken = () => bearerOf(issuer, { sub: "alice", groups: ["admins"] });
