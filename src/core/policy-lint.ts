@@ -38,10 +38,11 @@ function isLocalOrAddress(url: string): boolean {
  *   (every preflight for a request carrying one is refused);
  * - a route limit named like a default of another key: it replaces the default on that route
  *   (limits are merged by name), so the route silently loses, say, its per-user limit;
- * - `:tenant` on a public route: with no token there is nothing to bind it to;
+ * - `:tenant` in a public route's path: with no token there is nothing to bind it to;
+ * - a route for one path every request of which a reading refuses (route-overlap.ts);
  * - a route written for an OData `$batch` that admits callers a route under its root refuses
  *   (its sub-requests run under the batch route's rules: see batch-route-lint.ts);
- * - with `deployed`, an upstream or key set on loopback or at a bare address (fine in the
+ * - with `deployed`, an upstream, key set or resource metadata URL on loopback or at a bare address (fine in the
  *   local stack's policy, never in the one deployed).
  */
 export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}): string[] {
@@ -71,6 +72,11 @@ export function policyProblems(policy: CompiledPolicy, { deployed = false } = {}
       problems.push(`${at}: :tenant on a public route binds nothing: write * for the segment`);
     if (deployed && "url" in route.upstream && isLocalOrAddress(route.upstream.url))
       problems.push(`${at}.upstream: ${route.upstream.url} is local or an address`);
+    // Sent to clients in every challenge: one copied from the local stack sends them all to
+    // their own machine to find the authorisation server.
+    const metadata = route.auth !== "public" ? route.auth.resource_metadata : undefined;
+    if (deployed && metadata && isLocalOrAddress(metadata))
+      problems.push(`${at}.auth.resource_metadata: ${metadata} is local or an address`);
   }
   if (deployed) {
     for (const issuer of policy.issuers.values()) {

@@ -9,7 +9,15 @@ import type { CompiledPolicy, CompiledRoute } from "./policy";
 import { HTTP_METHODS } from "./policy-types";
 import { readAsAnotherRoute } from "./route-readings";
 import { admitsNoMoreThan } from "./route-demands";
-import { bindsTenant, coversHost, findRoute, type HostPattern, type PathPart, takesMethod } from "./routes";
+import {
+  bindsHostTenant,
+  bindsTenant,
+  coversHost,
+  findRoute,
+  type HostPattern,
+  type PathPart,
+  takesMethod,
+} from "./routes";
 
 /** The methods a route answers, as routing takes them: its own as declared, then HEAD where it allows GET. */
 function answeredMethods(route: CompiledRoute): Set<string> {
@@ -84,8 +92,12 @@ function whyReadAs(route: CompiledRoute, other: CompiledRoute): string {
   if (route.cors?.allow_credentials)
     return `read as routes[${other.index}] (${other.name})'s path, and this route lets another site's page read its answers with credentials: drop allow_credentials here`;
   if (!admitsNoMoreThan(route, other)) return `${named} asks more of a caller: give this route its rules`;
-  if (bindsTenant(other)) return `${named} binds a tenant from its path: let that route take this path too`;
-  return `${named} counts limits this route does not (a route or ip limit is its own route's): count them here too`;
+  if (bindsTenant(other) && !(bindsHostTenant(other) && bindsHostTenant(route)))
+    return `${named} binds a tenant from its path: let that route take this path too`;
+  // Another route's request never counts in a route's own `route` and `ip` counters.
+  if (other.limits.some((limit) => limit.key === "route" || limit.key === "ip"))
+    return `${named} counts a route or ip limit of its own, which no other route's request counts: take it off that route (or set inherit_default_limits: false there), or drop this route`;
+  return `${named} counts limits this route does not: count them here too`;
 }
 
 /**

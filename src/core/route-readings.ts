@@ -11,6 +11,7 @@ import { guardsAtLeast } from "./route-demands";
 import {
   bindsHostTenant,
   bindsTenant,
+  capturesOf,
   findRoute,
   foldedLiteral,
   type MatchableRoute,
@@ -108,15 +109,28 @@ function readsOther<R extends MatchableRoute>(
   readingFolded = shorter ? reading.map(foldCase) : edge.folded,
 ): boolean {
   const other = routeFor(edge.routes, edge.method, edge.host, reading, readingFolded)?.route;
-  // The tenant its path binds, read so and as written (a host's is the same either way).
-  if (other === edge.matched)
-    return (
-      shorter === true &&
-      matchPath(other.pattern, reading, readingFolded)?.tenant !== matchPath(other.pattern, edge.segments)?.tenant
-    );
+  if (!other) return false;
+  if (shorter && movesTenant(edge, other, reading, readingFolded)) return true;
   return (
-    other !== undefined &&
+    other !== edge.matched &&
     !(shorter && (matchPath(other.pattern, edge.segments, edge.folded) || runsAsStrictly(edge.matched, other)))
+  );
+}
+
+/**
+ * Whether `other`, taking the path as `reading`, binds a tenant from the path that the edge did
+ * not bind from the path as written: its handler would run for that tenant (a host's tenant is
+ * the same either way; one the matched route bound by the host is bound by no segment).
+ */
+function movesTenant<R extends MatchableRoute>(
+  edge: EdgeMatch<R>,
+  other: R,
+  reading: string[],
+  readingFolded?: string[],
+): boolean {
+  return (
+    capturesOf(other.pattern).length > 0 &&
+    matchPath(other.pattern, reading, readingFolded)?.tenant !== matchPath(edge.matched.pattern, edge.segments)?.tenant
   );
 }
 
@@ -242,14 +256,19 @@ function pageOfData(segments: string[], name: string): string[] | undefined {
 
 /**
  * Whether the page whose data this is (`page`) is another route's that may ask more of a caller
- * (or binds a tenant, or counts a limit) than the route the edge matched, even where that route
+ * (or binds a tenant, or counts a limit) than the route the edge matched, or binds another
+ * tenant from the page's path than the matched route bound (see `movesTenant`), even where that route
  * takes the data path as written too: the origin answers the data path with that page's
  * server-side data (Next.js runs its `getServerSideProps`), so a public, or merely signed-in,
  * `/_next/**` before a stricter `/**` would hand its callers every page's data.
  */
-function exposesPageData<R extends MatchableRoute>({ routes, method, host, matched }: EdgeMatch<R>, page: string[]) {
-  const other = routeFor(routes, method, host, page, page.map(foldCase))?.route;
-  return other !== undefined && other !== matched && !guardsAtLeast(matched, other);
+function exposesPageData<R extends MatchableRoute>(edge: EdgeMatch<R>, page: string[]) {
+  const other = routeFor(edge.routes, edge.method, edge.host, page, page.map(foldCase))?.route;
+  return (
+    other !== undefined &&
+    other !== edge.matched &&
+    (!guardsAtLeast(edge.matched, other) || movesTenant(edge, other, page))
+  );
 }
 
 /**

@@ -297,6 +297,16 @@ describe("a route's resource_metadata", () => {
     expect(compileStepProblems(doc)).toContainEqual(about("routes[0].auth.resource_metadata"));
   });
 
+  // Loopback passes the validator (the local stack's policy names one), but a deployed policy
+  // would send every client to its own machine to find the authorisation server.
+  it("a loopback URL does not deploy, naming routes[0].auth.resource_metadata", () => {
+    const doc = minimal();
+    doc.routes[0].auth.resource_metadata = "http://127.0.0.1:8787/.well-known/oauth-protected-resource";
+    expect(compileStepProblems(doc)).toEqual([
+      "routes[0].auth.resource_metadata: http://127.0.0.1:8787/.well-known/oauth-protected-resource is local or an address",
+    ]);
+  });
+
   it("an https URL as a URL parser writes it deploys", () => {
     const doc = minimal();
     doc.routes[0].auth.resource_metadata = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
