@@ -3,30 +3,12 @@
 // as scripts/compile-policy.mjs compiles them (the validator, then the lint as deployed); what a
 // route does with requests is shown through the real pipeline, against the echo origin.
 import { describe, expect, it } from "vitest";
-import type { PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, echoOrigin, harness } from "../support/harness";
+import { harness } from "../support/harness";
+import { deployable, onEcho } from "../support/lint-policies";
 import { compileStepProblems } from "../support/policy-compile-step";
 import { sendMarked } from "../support/sent";
 
-const idp = { kind: "oidc", issuer: "https://idp.example.com", audiences: ["https://api.example.com"] };
-
 type Route = Record<string, unknown>;
-
-/** A deployable document (an https upstream, as the deployed lint wants) for these routes. */
-const deployable = (routes: Route[]): unknown => ({
-  version: 1,
-  upstreams: { api: { url: "https://origin.example.com" } },
-  issuers: { idp },
-  routes: routes.map((route) => ({ upstream: "api", ...route })),
-});
-
-/** The same routes on an edge whose upstream is the echo origin. */
-const onEcho = (routes: Route[]): PolicyDocument =>
-  basePolicy({
-    issuers: { idp } as PolicyDocument["issuers"],
-    upstreams: { api: { url: echoOrigin, timeout_ms: 2000 } },
-    routes: routes.map((route) => ({ upstream: "api", ...route })) as PolicyDocument["routes"],
-  });
 
 /** These routes with every `host` replaced by `host`. */
 const onHost = (routes: Route[], host: string): Route[] =>

@@ -3,19 +3,8 @@
 // the same tenant (route-readings.ts `runsAsStrictly`). Policies are compiled as
 // scripts/compile-policy.mjs compiles them: the validator, then the lint as deployed.
 import { describe, expect, it } from "vitest";
+import { deployable } from "../support/lint-policies";
 import { compileStepProblems } from "../support/policy-compile-step";
-
-const idp = { kind: "oidc", issuer: "https://idp.example.com", audiences: ["https://api.example.com"] };
-
-type Route = Record<string, unknown>;
-
-/** A deployable document (an https upstream, as the deployed lint wants) for these routes. */
-const deployable = (routes: Route[]): unknown => ({
-  version: 1,
-  upstreams: { api: { url: "https://origin.example.com" } },
-  issuers: { idp },
-  routes: routes.map((route) => ({ upstream: "api", ...route })),
-});
 
 describe("the lint blames a route ceiling, not a host-bound tenant, where the ceiling causes the refusal", () => {
   // A shop platform on its shops' hosts: `/orders/**` with a route ceiling (a `route` limit, one

@@ -4,28 +4,10 @@
 // deployed); what a route does with requests is shown through the real pipeline, against the
 // echo origin.
 import { describe, expect, it } from "vitest";
-import type { PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, echoOrigin, harness } from "../support/harness";
+import { harness } from "../support/harness";
+import { deployable, onEcho } from "../support/lint-policies";
 import { compileStepProblems } from "../support/policy-compile-step";
 import { sendMarked } from "../support/sent";
-
-const idp = { kind: "oidc", issuer: "https://idp.example.com", audiences: ["https://api.example.com"] };
-
-/** A deployable document (an https upstream, as the deployed lint wants) for these routes. */
-const deployable = (routes: unknown[]): any => ({
-  version: 1,
-  upstreams: { api: { url: "https://origin.example.com" } },
-  issuers: { idp },
-  routes,
-});
-
-/** The same routes on an edge whose upstream is the echo origin. */
-const onEcho = (routes: { upstream: string }[]): PolicyDocument =>
-  basePolicy({
-    issuers: { idp } as PolicyDocument["issuers"],
-    upstreams: { api: { url: echoOrigin, timeout_ms: 2000 } },
-    routes: routes as PolicyDocument["routes"],
-  });
 
 describe("springdoc's public paths beside their directories", () => {
   // springdoc-openapi serves Swagger UI at /swagger-ui.html (and /swagger-ui/**) and the spec at
