@@ -40,10 +40,10 @@ export function admitsNoMoreThan(route: MatchableRoute, other: MatchableRoute): 
 }
 
 /**
- * Whether `route` admits no caller `other` refuses (`admitsNoMoreThan`), lets no other site's
- * page read its answers with credentials (unless it is `other`), and counts every limit `other`
- * counts in the same counters: a `route` or `ip` limit is counted per route, so another route's
- * is never the same counter.
+ * Whether another route, `other`, may run what a request `route` took under `route`'s rules:
+ * `route` admits no caller `other` refuses (`admitsNoMoreThan`), lets no other site's page read
+ * its answers with credentials, and counts every limit `other` counts in the same counters (a
+ * `route` or `ip` limit is counted per route, so `other`'s is never one of them).
  */
 export function guardsAtLeast(route: MatchableRoute, other: MatchableRoute): boolean {
   const counted = new Set((route.limits ?? []).map(counterOf));
@@ -51,9 +51,7 @@ export function guardsAtLeast(route: MatchableRoute, other: MatchableRoute): boo
     admitsNoMoreThan(route, other) &&
     // A page another site may send credentialed requests from (an Access cookie goes with them)
     // may read what `route` answers: never another route's answers.
-    (!route.cors?.allow_credentials || route === other) &&
-    (other.limits ?? []).every(
-      (limit) => (route === other || (limit.key !== "route" && limit.key !== "ip")) && counted.has(counterOf(limit)),
-    )
+    !route.cors?.allow_credentials &&
+    (other.limits ?? []).every((limit) => limit.key !== "route" && limit.key !== "ip" && counted.has(counterOf(limit)))
   );
 }

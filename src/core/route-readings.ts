@@ -54,7 +54,7 @@ export type RouteAmbiguity =
  * `/admin.aspx/x` as `admin.aspx`. Not Perl's `.pl`, which every Polish domain and address in a
  * path ends in (`/v1/domains/example.pl/records`); Perl scripts served so are `.cgi`.
  */
-const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|asp|aspx|asmx|ashx|axd|svc)$/i;
+const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|asp|aspx|asmx|ashx|axd|svc|cfml?)$/i;
 
 /**
  * A page's data file, named after the page's path: SvelteKit's `/admin/__data.json`, Nuxt's
@@ -83,12 +83,15 @@ interface EdgeMatch<R extends MatchableRoute> {
 
 /**
  * Whether an origin may run `other`'s handler for a request `matched` took, with no caller let
- * past rules of `other`'s: `matched` guards at least as well, and `other` binds no tenant that a
- * reading may take from another segment (one bound by a host both routes capture is the same
- * tenant: no reading changes the host).
+ * past rules of `other`'s: `matched` guards at least as well, and any tenant `other` binds is the
+ * one the edge bound (one from the path read, as `movesTenant` asks first; one bound by a host
+ * both routes capture is the same tenant: no reading changes the host).
  */
 export function runsAsStrictly(matched: MatchableRoute, other: MatchableRoute): boolean {
-  return (!bindsTenant(other) || (bindsHostTenant(other) && bindsHostTenant(matched))) && guardsAtLeast(matched, other);
+  return (
+    (!bindsTenant(other) || capturesOf(other.pattern).length > 0 || bindsHostTenant(matched)) &&
+    guardsAtLeast(matched, other)
+  );
 }
 
 /**
@@ -110,7 +113,7 @@ function readsOther<R extends MatchableRoute>(
 ): boolean {
   const other = routeFor(edge.routes, edge.method, edge.host, reading, readingFolded)?.route;
   if (!other) return false;
-  if (shorter && movesTenant(edge, other, reading, readingFolded)) return true;
+  if (shorter && movesTenant(edge.matched, edge.segments, other, reading, readingFolded)) return true;
   return (
     other !== edge.matched &&
     !(shorter && (matchPath(other.pattern, edge.segments, edge.folded) || runsAsStrictly(edge.matched, other)))
@@ -122,15 +125,16 @@ function readsOther<R extends MatchableRoute>(
  * not bind from the path as written: its handler would run for that tenant (a host's tenant is
  * the same either way; one the matched route bound by the host is bound by no segment).
  */
-function movesTenant<R extends MatchableRoute>(
-  edge: EdgeMatch<R>,
-  other: R,
-  reading: string[],
-  readingFolded?: string[],
+function movesTenant(
+  matched: MatchableRoute,
+  segments: readonly string[],
+  other: MatchableRoute,
+  reading: readonly string[],
+  readingFolded?: readonly string[],
 ): boolean {
   return (
     capturesOf(other.pattern).length > 0 &&
-    matchPath(other.pattern, reading, readingFolded)?.tenant !== matchPath(edge.matched.pattern, edge.segments)?.tenant
+    matchPath(other.pattern, reading, readingFolded)?.tenant !== matchPath(matched.pattern, segments)?.tenant
   );
 }
 
@@ -209,9 +213,12 @@ function readsODataBatch<R extends MatchableRoute>({ routes, host, matched, fold
 function readsPathInfo<R extends MatchableRoute>(edge: EdgeMatch<R>): boolean {
   const { segments } = edge;
   const script = segments.findIndex((segment, i) => i < segments.length - 1 && SCRIPT_NAME.test(segment));
+  const cut = segments.slice(0, script + 1);
+  // The script may be its directory's index (`/admin/index.php/x` runs the `/admin` page).
   return (
     script !== -1 &&
-    (readsOther(edge, segments.slice(0, script + 1), true) ||
+    (readsOther(edge, cut, true) ||
+      readsDirectoryIndex(edge, cut) ||
       readsOther(edge, [...segments.slice(0, script), ...segments.slice(script + 1)], true))
   );
 }
@@ -219,13 +226,14 @@ function readsPathInfo<R extends MatchableRoute>(edge: EdgeMatch<R>): boolean {
 /**
  * A directory's index is its page: `/index.php` is `/` to Laravel, Symfony and CodeIgniter,
  * `/default.aspx` to IIS, and `/admin/index.html` is `/admin` to a static host serving an
- * exported site (nginx, S3, Pages).
+ * exported site (nginx, S3, Pages), as is `/admin/index.txt`, the page's payload in a Next.js
+ * export. `segments`: the path, or the part of it up to a script.
  */
-function readsDirectoryIndex<R extends MatchableRoute>(edge: EdgeMatch<R>, name: string): boolean {
-  const { segments } = edge;
+function readsDirectoryIndex<R extends MatchableRoute>(edge: EdgeMatch<R>, segments: string[]): boolean {
+  const name = segments.at(-1) as string;
   return (
     /^(?:index|default)\./i.test(name) &&
-    (SCRIPT_NAME.test(name) || /\.html?$/i.test(name)) &&
+    (SCRIPT_NAME.test(name) || /\.(?:html?|txt)$/i.test(name)) &&
     readsOther(edge, segments.length > 1 ? segments.slice(0, -1) : [""], true)
   );
 }
@@ -256,19 +264,15 @@ function pageOfData(segments: string[], name: string): string[] | undefined {
 
 /**
  * Whether the page whose data this is (`page`) is another route's that may ask more of a caller
- * (or binds a tenant, or counts a limit) than the route the edge matched, or binds another
- * tenant from the page's path than the matched route bound (see `movesTenant`), even where that route
+ * (or binds a tenant, or counts a limit) than the route the edge matched (a tenant it binds from
+ * the page's path was asked of `readsOther` first: see `movesTenant`), even where that route
  * takes the data path as written too: the origin answers the data path with that page's
  * server-side data (Next.js runs its `getServerSideProps`), so a public, or merely signed-in,
  * `/_next/**` before a stricter `/**` would hand its callers every page's data.
  */
-function exposesPageData<R extends MatchableRoute>(edge: EdgeMatch<R>, page: string[]) {
-  const other = routeFor(edge.routes, edge.method, edge.host, page, page.map(foldCase))?.route;
-  return (
-    other !== undefined &&
-    other !== edge.matched &&
-    (!guardsAtLeast(edge.matched, other) || movesTenant(edge, other, page))
-  );
+function exposesPageData<R extends MatchableRoute>({ routes, method, host, matched }: EdgeMatch<R>, page: string[]) {
+  const other = routeFor(routes, method, host, page, page.map(foldCase))?.route;
+  return other !== undefined && other !== matched && !guardsAtLeast(matched, other);
 }
 
 /**
@@ -322,7 +326,7 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   if (batched && (readsTrpcBatch(edge) || readsODataBatch(edge))) return "ambiguous_batch";
   if (!dotted) return undefined;
   const name = segments.at(-1) as string;
-  if (readsPathInfo(edge) || readsDirectoryIndex(edge, name)) return "ambiguous_path_info";
+  if (readsPathInfo(edge) || readsDirectoryIndex(edge, segments)) return "ambiguous_path_info";
   const page = pageOfData(segments, name);
   const pageReading = page && (page.length ? page : [""]);
   if (pageReading && (readsOther(edge, pageReading, true) || exposesPageData(edge, pageReading)))
@@ -371,7 +375,12 @@ export function queryReadAsAnotherRoute<R extends MatchableRoute>(
   const read = queryReadAsPath(path, search);
   if (read === undefined) return false;
   const other = read && findRoute(routes, method, host, read)?.route;
-  if (!other || (other !== matched && !runsAsStrictly(matched, other))) return true;
+  if (
+    !other ||
+    (other !== matched && !runsAsStrictly(matched, other)) ||
+    movesTenant(matched, pathSegments(path) as string[], other, pathSegments(read) as string[])
+  )
+    return true;
   return readAsAnotherRoute(routes, method, host, read, other) !== undefined;
 }
 
