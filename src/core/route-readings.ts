@@ -54,7 +54,7 @@ export type RouteAmbiguity =
  * `/admin.aspx/x` as `admin.aspx`. Not Perl's `.pl`, which every Polish domain and address in a
  * path ends in (`/v1/domains/example.pl/records`); Perl scripts served so are `.cgi`.
  */
-const SCRIPT_NAME = /\.(?:php\d?|phtml|cgi|fcgi|asp|aspx|asmx|ashx|axd|svc|cfml?)$/i;
+const SCRIPT_NAME = /\.(?:php\d?|phtml|f?cgi|aspx?|as[hm]x|axd|svc|cfml?)$/i;
 
 /**
  * A page's data file, named after the page's path: SvelteKit's `/admin/__data.json`, Nuxt's
@@ -239,32 +239,33 @@ function readsDirectoryIndex<R extends MatchableRoute>(edge: EdgeMatch<R>, segme
 }
 
 /**
- * The page whose data this path is, if it is one (`PAGE_DATA`, Next.js's `_next/data`, Gatsby's
- * `page-data`): what its server-side loaders return, to any visitor, at a path of its own.
- * Where more than one applies, Gatsby's reading wins over Next.js's, and both over a data
- * file's name.
+ * The pages whose data this path is, if it is one (`PAGE_DATA`, Next.js's `_next/data`, Gatsby's
+ * `page-data`): what their server-side loaders return, to any visitor, at a path of their own.
+ * Every reading that applies counts, each as its framework reads the path: a Gatsby name
+ * inside a Next.js data path is Next.js's page to a Next.js origin.
  */
-function pageOfData(segments: string[], name: string): string[] | undefined {
-  let page: string[] | undefined;
-  if (PAGE_DATA.test(name)) page = segments.slice(0, -1);
+function pagesOfData(segments: string[], name: string): string[][] {
+  const pages: string[][] = [];
+  if (PAGE_DATA.test(name)) pages.push(segments.slice(0, -1));
   const next = segments.indexOf("_next");
   if (next !== -1 && segments[next + 1] === "data" && segments.length > next + 3 && name.endsWith(".json")) {
     const rest = [...segments.slice(next + 3, -1), name.slice(0, -5)];
-    page = [...segments.slice(0, next), ...(rest[0] === "index" ? rest.slice(1) : rest)];
+    pages.push([...segments.slice(0, next), ...(rest[0] === "index" ? rest.slice(1) : rest)]);
   }
   // Gatsby: `/page-data/admin/page-data.json` (`/page-data/index/…` for `/`), computed per
   // request for a server-rendered page.
   const gatsby = segments.indexOf("page-data");
   if (gatsby !== -1 && name === "page-data.json" && segments.length > gatsby + 2) {
     const rest = segments.slice(gatsby + 1, -1);
-    page = [...segments.slice(0, gatsby), ...(rest.join("/") === "index" ? [] : rest)];
+    pages.push([...segments.slice(0, gatsby), ...(rest.join("/") === "index" ? [] : rest)]);
   }
-  return page;
+  return pages;
 }
 
 /**
- * Whether the page whose data this is (`page`) is another route's that may ask more of a caller
- * (or binds a tenant, or counts a limit) than the route the edge matched (a tenant it binds from
+ * Whether the page whose data this is (`page`) is another route's whose handler may not run
+ * under the rules of the route the edge matched (`runsAsStrictly`: it may ask more of a caller,
+ * bind a tenant the matched route does not bind alike, or count a limit; a tenant it binds from
  * the page's path was asked of `readsOther` first: see `movesTenant`), even where that route
  * takes the data path as written too: the origin answers the data path with that page's
  * server-side data (Next.js runs its `getServerSideProps`), so a public, or merely signed-in,
@@ -272,7 +273,7 @@ function pageOfData(segments: string[], name: string): string[] | undefined {
  */
 function exposesPageData<R extends MatchableRoute>({ routes, method, host, matched }: EdgeMatch<R>, page: string[]) {
   const other = routeFor(routes, method, host, page, page.map(foldCase))?.route;
-  return other !== undefined && other !== matched && !guardsAtLeast(matched, other);
+  return other !== undefined && other !== matched && !runsAsStrictly(matched, other);
 }
 
 /**
@@ -327,10 +328,10 @@ export function readAsAnotherRoute<R extends MatchableRoute>(
   if (!dotted) return undefined;
   const name = segments.at(-1) as string;
   if (readsPathInfo(edge) || readsDirectoryIndex(edge, segments)) return "ambiguous_path_info";
-  const page = pageOfData(segments, name);
-  const pageReading = page && (page.length ? page : [""]);
-  if (pageReading && (readsOther(edge, pageReading, true) || exposesPageData(edge, pageReading)))
-    return "ambiguous_format";
+  for (const page of pagesOfData(segments, name)) {
+    const pageReading = page.length ? page : [""];
+    if (readsOther(edge, pageReading, true) || exposesPageData(edge, pageReading)) return "ambiguous_format";
+  }
   // A leading dot is part of the name.
   const first = name.indexOf(".", 1);
   if (first === -1) return undefined;
