@@ -52,7 +52,7 @@ describe("a page's data path under a signed-in /_next/** before a stricter /**",
   it("globex's user is refused acme's `/_next/data/b1/invoices.json` on acme's host", async () => {
     const routes = [
       route("next", "/_next/**", signedIn()),
-      route("app", "/**", signedIn(), ":tenant.app.example.test"),
+      route("app", "/**", signedIn(), { host: ":tenant.app.example.test" }),
     ];
     // The compile step as deployed has nothing to say of this policy (written for a deployed
     // issuer and origin: the loopback ones here are refused as local by design).
@@ -81,7 +81,7 @@ describe("a page's data path under a signed-in /_next/** before a stricter /**",
 // An operator who wrote `bücher.example:8443` (a route for that port alone) and copies the hint
 // must get a host for that port: one without would match its host on every port, 443 included.
 describe("an IDN host's hint keeps the port it was written with", () => {
-  const doc = (host: string) => withIdp(issuer, [route("r", "/v1/**", signedIn(), host)]);
+  const doc = (host: string) => withIdp(issuer, [route("r", "/v1/**", signedIn(), { host })]);
 
   it('`bücher.example:8443` is refused naming "xn--bcher-kva.example:8443"', () => {
     expect(problemsOf(doc("xn--bcher-kva.example:8443"))).toEqual([]);

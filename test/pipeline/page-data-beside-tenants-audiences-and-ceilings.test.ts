@@ -3,8 +3,8 @@
 // refuses read it. Pipeline tests: the real edge, the loopback echo origin and issuer
 // stand-in; they assert the audit record's reason and detail and what reached the origin.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { LimitSpec, RouteConfig } from "../../src/core/policy-types";
-import { admins, bearerOf, signedIn, withIdp } from "../support/guarded-sites";
+import type { LimitSpec } from "../../src/core/policy-types";
+import { admins, bearerOf, getRoute as route, signedIn, withIdp } from "../support/guarded-sites";
 import { harness } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
 import { expectAmbiguous, sendMarked } from "../support/sent";
@@ -14,13 +14,6 @@ let issuer: TestIssuer;
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
-
-const route = (
-  name: string,
-  path: string,
-  auth: RouteConfig["auth"],
-  extra: Partial<RouteConfig> = {},
-): RouteConfig => ({ name, methods: ["GET"], path, auth, upstream: "echo", ...extra });
 
 // A build folder bound to the tenant its host names (`:tenant.app.example.test`, `/_next/**`)
 // beside pages bound to the tenant their path names (`/orgs/:tenant/**`): globex's user asking

@@ -4,8 +4,7 @@
 // tenant. Pipeline tests: the real edge, the loopback echo origin and issuer stand-in; they
 // assert the audit record's route, reason and detail, and what reached the origin.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { RouteConfig } from "../../src/core/policy-types";
-import { admins, bearerOf, signedIn, withIdp } from "../support/guarded-sites";
+import { admins, bearerOf, getRoute as route, signedIn, withIdp } from "../support/guarded-sites";
 import { harness } from "../support/harness";
 import { makeIssuer, type TestIssuer } from "../support/issuers";
 import { expectAmbiguous, sendMarked } from "../support/sent";
@@ -15,13 +14,6 @@ let issuer: TestIssuer;
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
-
-const route = (
-  name: string,
-  path: string,
-  auth: RouteConfig["auth"],
-  extra: Partial<RouteConfig> = {},
-): RouteConfig => ({ name, methods: ["GET"], path, auth, upstream: "echo", ...extra });
 
 // A Next.js (pages router) origin answers `/_next/data/<build>/<page>.json` with `<page>`'s
 // getServerSideProps whatever `<page>` holds, so

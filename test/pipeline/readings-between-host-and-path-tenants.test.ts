@@ -5,8 +5,7 @@
 // asserts the audit record's route, reason and detail, and what reached the origin (with the
 // tenant it was told).
 import { beforeAll, describe, expect, it } from "vitest";
-import type { RouteConfig } from "../../src/core/policy-types";
-import { admins, bearerOf, signedIn, withIdp } from "../support/guarded-sites";
+import { admins, bearerOf, getRoute as route, signedIn, withIdp } from "../support/guarded-sites";
 import { harness } from "../support/harness";
 import { makeIssuer, type TestIssuer } from "../support/issuers";
 import { expectAmbiguous, sendMarked } from "../support/sent";
@@ -16,13 +15,6 @@ let issuer: TestIssuer;
 beforeAll(async () => {
   issuer = await makeIssuer("ES256");
 });
-
-const route = (
-  name: string,
-  path: string,
-  auth: RouteConfig["auth"],
-  extra: Partial<RouteConfig> = {},
-): RouteConfig => ({ name, methods: ["GET"], path, auth, upstream: "echo", ...extra });
 
 describe("a host-bound build folder beside a page whose tenant is the path's first segment", () => {
   // The org as the first segment (`/acme/billing`, the GitHub-style shape), so that the page's

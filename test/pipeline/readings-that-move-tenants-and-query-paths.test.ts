@@ -73,8 +73,8 @@ describe("a reading on `:tenant` hosts, where no reading moves the tenant", () =
   // same host), so the request goes on as on a fixed host.
   const docs = (host: string) =>
     withIdp(issuer, [
-      route("docs-page", "/swagger-ui.html", "public", host),
-      route("docs", "/swagger-ui/**", "public", host),
+      route("docs-page", "/swagger-ui.html", "public", { host }),
+      route("docs", "/swagger-ui/**", "public", { host }),
     ]);
 
   it("a public `/swagger-ui.html` beside a public `/swagger-ui/**` on a shop's host goes on", async () => {
@@ -103,7 +103,7 @@ describe("a reading to a route that binds the tenant by its path", () => {
   it("`/index.php/v1/globex` on acme's host is refused for acme's caller, read as the path-bound tenant route", async () => {
     const host = ":tenant.app.example.test";
     const edge = harness(
-      withIdp(issuer, [route("tenant-home", "/v1/:tenant", signedIn()), route("app", "/**", signedIn(), host)]),
+      withIdp(issuer, [route("tenant-home", "/v1/:tenant", signedIn()), route("app", "/**", signedIn(), { host })]),
     );
     const acme = await bearerOf(issuer, { sub: "alice", tenant_id: "acme" });
     // Controls: acme's own host serves its caller under `app`; globex's tenant route refuses it.

@@ -7,7 +7,7 @@
 // origin.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { RouteConfig } from "../../src/core/policy-types";
-import { admins, bearerOf, signedIn, withIdp } from "../support/guarded-sites";
+import { admins, bearerOf, getRoute, signedIn, withIdp } from "../support/guarded-sites";
 import { harness } from "../support/harness";
 import { makeIssuer, type TestIssuer } from "../support/issuers";
 import { sendMarked } from "../support/sent";
@@ -19,12 +19,9 @@ beforeAll(async () => {
 });
 
 /** A GET and POST route to the echo origin: pages are read and their forms posted. */
-const route = (
-  name: string,
-  path: string,
-  auth: RouteConfig["auth"],
-  extra: Partial<RouteConfig> = {},
-): RouteConfig => ({ name, methods: ["GET", "POST"], path, auth, upstream: "echo", ...extra });
+/** A route taking GET and POST (pages and their form posts), with whatever else `extra` says. */
+const route = (name: string, path: string, auth: RouteConfig["auth"], extra: Partial<RouteConfig> = {}) =>
+  getRoute(name, path, auth, { methods: ["GET", "POST"], ...extra });
 
 const acmeAdmin = () => bearerOf(issuer, { sub: "alice", tenant_id: "acme", groups: ["admins"] });
 const globexAdmin = () => bearerOf(issuer, { sub: "gina", tenant_id: "globex", groups: ["admins"] });

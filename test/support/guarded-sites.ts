@@ -6,15 +6,13 @@ import type { IssuerConfig, PolicyDocument, RouteConfig } from "../../src/core/p
 import { AUDIENCE, makeIssuer, type TestIssuer } from "./issuers";
 import { basePolicy, harness } from "./harness";
 
-/** A GET route to the echo origin, for one host if given. */
-export const getRoute = (name: string, path: string, auth: RouteConfig["auth"], host?: string): RouteConfig => ({
-  name,
-  methods: ["GET"],
-  path,
-  auth,
-  upstream: "echo",
-  ...(host === undefined ? {} : { host }),
-});
+/** A GET route to the echo origin, with whatever else `extra` says (a host, other methods, limits). */
+export const getRoute = (
+  name: string,
+  path: string,
+  auth: RouteConfig["auth"],
+  extra: Partial<RouteConfig> = {},
+): RouteConfig => ({ name, methods: ["GET"], path, auth, upstream: "echo", ...extra });
 
 /** The routes, with the test issuer as `idp`. */
 export function withIdp(issuer: TestIssuer, routes: RouteConfig[]): PolicyDocument {
