@@ -5,10 +5,10 @@
 // reading goes through the tRPC batch and page-data readings too, once, and NFKC never brings
 // the `/` or `%` that re-encoding it would have to keep apart.
 import { describe, expect, it } from "vitest";
+import { compiledRoutes as routes } from "../support/policy-compile-step";
 import { gcra, isLive, rescale, startingTat, type Tat } from "../../src/core/limits/gcra";
 import { canonicalPath } from "../../src/core/path";
-import { type CompiledRoute, compilePolicy } from "../../src/core/policy";
-import type { RouteConfig } from "../../src/core/policy-types";
+import type { CompiledRoute } from "../../src/core/policy";
 import { readAsAnotherRoute } from "../../src/core/route-readings";
 import { compileHostPattern, coversHost, findRoute, type HostPattern, matchHost } from "../../src/core/routes";
 import { Clock, signAt, verifierFor } from "../support/clocked-verifier";
@@ -131,15 +131,6 @@ describe("one host-label check for matching and for coverage", () => {
     expect(coversHost(exact("acme.example.com"), tenant)).toBe(false);
   });
 });
-
-function routes(list: Omit<RouteConfig, "upstream">[]): CompiledRoute[] {
-  return compilePolicy({
-    version: 1,
-    upstreams: { api: { url: "https://origin.example.com" } },
-    issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
-    routes: list.map((route) => ({ ...route, upstream: "api" })),
-  }).routes;
-}
 
 /** The route the edge matches for `rawPath`, and whether it refuses it as another route's reading. */
 function reading(list: CompiledRoute[], rawPath: string) {

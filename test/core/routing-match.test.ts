@@ -1,25 +1,16 @@
 // Route matching as an attacker sees it: spellings of a host or a path that an origin reads
 // as the one a specific route was written for must not fall through to a broader route.
 import { describe, expect, it } from "vitest";
+import { compiledRoutes as routes } from "../support/policy-compile-step";
 import { authorisationFor } from "../../src/core/authz";
 import type { Identity } from "../../src/core/identity";
-import { type CompiledRoute, compilePolicy } from "../../src/core/policy";
-import type { RouteConfig } from "../../src/core/policy-types";
+import type { CompiledRoute } from "../../src/core/policy";
 import { canonicalPath } from "../../src/core/path";
 import { foldCase } from "../../src/core/case-fold";
 import { readAsAnotherRoute } from "../../src/core/route-readings";
 import { findRoute } from "../../src/core/routes";
 
 const auth = { issuers: ["idp"] };
-
-function routes(list: Omit<RouteConfig, "upstream">[]): CompiledRoute[] {
-  return compilePolicy({
-    version: 1,
-    upstreams: { api: { url: "https://origin.example.com" } },
-    issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
-    routes: list.map((route) => ({ ...route, upstream: "api" })),
-  }).routes;
-}
 
 /** The route a request reaches, through the same canonicalisation the pipeline runs first. */
 function routeFor(list: CompiledRoute[], method: string, host: string, rawPath: string) {

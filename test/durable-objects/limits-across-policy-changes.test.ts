@@ -12,20 +12,9 @@ import { describe, expect, it } from "vitest";
 import type { LimitSpec, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
 import { basePolicy, type Harness, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
-import type { RateLimitProblem as Problem } from "../support/rate-limit-fields";
+import { type RateLimitProblem as Problem, verdictOf } from "../support/rate-limit-fields";
 
 const unique = () => crypto.randomUUID().slice(0, 8);
-
-/** `[200]` when admitted; else the status, problem reason, audit detail and the limit that refused. */
-async function verdictOf(edge: Harness, response: Response): Promise<unknown[]> {
-  if (response.status === 200) {
-    await response.body?.cancel();
-    return [200];
-  }
-  const body = (await response.json()) as Problem;
-  const record = edge.audit.find((r) => r.request_id === response.headers.get("x-request-id"));
-  return [response.status, body.reason, record?.detail, body.limit?.name];
-}
 
 function publicEdge(version: number, route: string, limits: LimitSpec[]): Harness {
   return harness(

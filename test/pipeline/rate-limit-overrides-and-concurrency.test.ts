@@ -14,7 +14,7 @@ import type { LimitSpec, PolicyDocument, RouteConfig } from "../../src/core/poli
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { AUDIENCE, makeIssuer, type TestIssuer } from "../support/issuers";
 import { realLimiter } from "../support/limiter-objects";
-import type { RateLimitProblem as Problem } from "../support/rate-limit-fields";
+import { type RateLimitProblem as Problem, verdictOf } from "../support/rate-limit-fields";
 
 const unique = () => crypto.randomUUID().slice(0, 8);
 
@@ -45,17 +45,6 @@ function edgeFor(idp: TestIssuer, routes: RouteConfig[], limits: PolicyDocument[
       routes,
     }),
   );
-}
-
-/** `[200]` when admitted, else the status, reason, audit detail and refusing limit. */
-async function verdictOf(edge: ReturnType<typeof harness>, response: Response): Promise<unknown[]> {
-  if (response.status === 200) {
-    await response.body?.cancel();
-    return [200];
-  }
-  const body = (await response.json()) as Problem;
-  const record = edge.audit.find((r) => r.request_id === response.headers.get("x-request-id"));
-  return [response.status, body.reason, record?.detail, body.limit?.name];
 }
 
 describe("a tenant override reaches that tenant's tenant and user limits, and nothing else of its name", () => {

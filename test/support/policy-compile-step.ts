@@ -1,7 +1,8 @@
 // The policy compile step as scripts/compile-policy.mjs runs it (for `npm test` and `wrangler
 // deploy`): the validator, then the lint as deployed.
 import { expect } from "vitest";
-import { compilePolicy, PolicyError } from "../../src/core/policy";
+import { type CompiledRoute, compilePolicy, PolicyError } from "../../src/core/policy";
+import type { RouteConfig } from "../../src/core/policy-types";
 import { policyProblems } from "../../src/core/policy-lint";
 
 /** One OIDC issuer, one upstream, one authenticated route. */
@@ -24,3 +25,13 @@ export function compileStepProblems(doc: unknown): string[] {
 
 /** Matches a problem about `field` itself (`routes[0].path: …`), whatever it says of it. */
 export const about = (field: string) => expect.stringMatching(new RegExp(`^${field.replace(/[.[\]]/g, "\\$&")}: `));
+
+/** These routes compiled (each to one https upstream, the issuer `idp` defined), as the route stage matches them. */
+export function compiledRoutes(list: Omit<RouteConfig, "upstream">[]): CompiledRoute[] {
+  return compilePolicy({
+    version: 1,
+    upstreams: { api: { url: "https://origin.example.com" } },
+    issuers: { idp: { kind: "oidc", issuer: "https://idp.example.com", audiences: ["api"] } },
+    routes: list.map((route) => ({ ...route, upstream: "api" })),
+  }).routes;
+}
