@@ -62,12 +62,17 @@ describe("deployable bundle", () => {
     }
     // The Durable Object classes the bindings name are exported.
     expect(/export\{[^}]*as RouteLimiter[^}]*as TenantLimiter/.test(source)).toBe(true);
-    // Hono's mount and form-body parser are left out (scripts/build-worker.mjs), stubs in their place.
-    for (const part of ["./utils/mount.js", "./utils/body.js"]) expect(source).toContain(`${part} is not bundled`);
+    // The Hono parts the Worker never calls are left out (scripts/build-worker.mjs), stubs in
+    // their place.
+    for (const part of ["./utils/mount.js", "./utils/body.js", "./utils/html.js", "./utils/url.js", "./compose.js"]) {
+      expect(source).toContain(`${part} is not bundled`);
+    }
   });
 
-  // What the build leaves out of Hono must be what the Worker never calls: `app.mount()` and
-  // `c.req.parseBody()` (the whole-stack tests run the built Worker through every stage).
+  // What the build leaves out of Hono must be what the Worker never calls: `app.mount()`,
+  // `c.req.parseBody()`, `c.html()`, `c.req.query()`/`queries()`/`param()`, Hono's own path
+  // finding (the one app gives its own `getPath`) and the chain of several handlers (it has one
+  // router, which takes one). The whole-stack tests run the built Worker through every stage.
   it("has no source that calls the Hono parts the build leaves out", () => {
     const sources = ["src", "durable-objects"].flatMap((dir) =>
       readdirSync(dir, { recursive: true, encoding: "utf8" })
@@ -75,7 +80,13 @@ describe("deployable bundle", () => {
         .map((file) => join(dir, file)),
     );
     expect(sources.length).toBeGreaterThan(40);
-    for (const file of sources) expect(readFileSync(file, "utf8"), file).not.toMatch(/\.mount\(|parseBody/);
+    for (const file of sources) {
+      expect(readFileSync(file, "utf8"), file).not.toMatch(
+        /\.mount\(|parseBody|\.html\(|\.req\.(query|queries|param)\(/,
+      );
+    }
+    const apps = sources.flatMap((file) => readFileSync(file, "utf8").match(/new Hono\w*.*/g) ?? []);
+    expect(apps).toEqual(['new HonoBase<PipelineEnv>({ router: new SingleHandlerRouter(), getPath: () => "/" });']);
   });
 
   // The Worker ships its policy compiled; wrangler's build step compiles it from policy.json
