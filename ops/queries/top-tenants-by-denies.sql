@@ -3,7 +3,7 @@
 -- (expired tokens, missing scopes) or a tenant being throttled (rate_limited); for the
 -- reasons, run denies-by-reason.sql with `AND index1 = '<tenant>'` added.
 -- Only requests with a verified identity carry a tenant; denies before authentication
--- (bad_request, route_not_found, token_*) have an empty tenant and are left out here; for
+-- (bad_request, route_not_found, method_not_allowed, token_*) have an empty tenant and are left out here; for
 -- those, run denies-by-reason.sql with `AND index1 = ''` added.
 SELECT
   index1 AS tenant_id,

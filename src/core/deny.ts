@@ -5,6 +5,7 @@
 export type DenyReason =
   | "bad_request"
   | "route_not_found"
+  | "method_not_allowed"
   | "cors_rejected"
   | "token_missing"
   | "token_malformed"
@@ -44,6 +45,7 @@ const INVALID_TOKEN: WireShape = { status: 401, title: "Invalid token", bearerEr
 const WIRE: { readonly [R in DenyReason]: WireShape } = {
   bad_request: { status: 400, title: "Bad request" },
   route_not_found: { status: 404, title: "Not found" },
+  method_not_allowed: { status: 405, title: "Method not allowed" },
   cors_rejected: { status: 403, title: "Forbidden" },
   token_missing: { status: 401, title: "Unauthorized" },
   token_malformed: { status: 400, title: "Bad request", bearerError: "invalid_request" },
@@ -88,6 +90,8 @@ export interface DenyOptions {
   resourceMetadata?: string | undefined;
   /** Space-separated scopes the route needs, for `insufficient_scope` (RFC 6750 §3). */
   requiredScope?: string;
+  /** The methods routed at the URL, for `method_not_allowed` (RFC 9110 §15.5.6). */
+  allow?: string;
   /** Seconds until a retry may succeed (429, 503). */
   retryAfterSeconds?: number;
   /** Extra, non-sensitive members for the problem body (e.g. which limit was hit). */
@@ -124,6 +128,7 @@ export function problemResponse(reason: DenyReason, options: DenyOptions): Respo
   });
   const challenge = bearerChallenge(reason, options);
   if (challenge) headers.set("www-authenticate", challenge);
+  if (options.allow) headers.set("allow", options.allow);
   if (options.retryAfterSeconds !== undefined) {
     headers.set("retry-after", String(Math.max(0, Math.ceil(options.retryAfterSeconds))));
   }

@@ -1,8 +1,8 @@
 // How an origin may read a request as another route's than the one the edge matched: letter
 // case, Unicode normalisation, a format suffix, a script's PATH_INFO, a front controller, a
 // directory's index, a page's data path, a batch of operations, a path in the query. The route
-// stage refuses such requests; a CORS preflight and Max-Forwards ask which route each method
-// reaches here (`routesAt`).
+// stage routes each request by `routeRequest`, and refuses such requests; a 405's `Allow`, a CORS
+// preflight and Max-Forwards ask which route each method reaches here (`routesAt`).
 
 import { foldCase } from "./case-fold";
 import { canonicalPath } from "./path";
@@ -14,27 +14,46 @@ import {
   capturesOf,
   findRoute,
   foldedLiteral,
+  hasUncapturedLabels,
   type MatchableRoute,
   matchesBelow,
   matchHost,
   matchPath,
   pathSegments,
+  type RouteMatch,
   routeFor,
   takesMethod,
 } from "./routes";
+import { originQuery } from "./tokens/credentials";
+
+/** Why the route stage refuses a request a route took: an origin may read it as another's. */
+export type RouteRefusal = RouteAmbiguity | "ambiguous_host";
 
 /**
- * The route `findRoute` matches, unless `readAsAnotherRoute` refuses it (none then); the route
- * stage's checks of the host and the query are not repeated here.
+ * How the route stage routes a request: the first route that takes its method, host and path,
+ * or why it is refused (its host, path or query read as another route's), or undefined where no
+ * route takes it. One answer for the request itself and for what any method reaches at its URL.
  */
-function routeAt<R extends MatchableRoute>(
+export function routeRequest<R extends MatchableRoute>(
   routes: readonly R[],
   method: string,
   host: string,
   path: string,
-): R | undefined {
+  search: string,
+): RouteMatch<R> | RouteRefusal | undefined {
   const match = findRoute(routes, method, host, path);
-  return match && !readAsAnotherRoute(routes, method, host, path, match.route) ? match.route : undefined;
+  if (!match) return undefined;
+  // Served by a route for any host, read by the origin as a tenant host's.
+  if (!match.route.host && hasUncapturedLabels(routes, host)) return "ambiguous_host";
+  // `/API/Admin` is `/api/admin` to an origin that routes without regard to case, and
+  // `/v1/admin.json` is `/v1/admin` to Rails: a request an origin may take for another
+  // route's reaches neither; nor CodeIgniter's path in the query the origin gets.
+  return (
+    readAsAnotherRoute(routes, method, host, path, match.route) ??
+    (search.includes("/") && queryReadAsAnotherRoute(routes, method, host, path, originQuery(search), match.route)
+      ? "ambiguous_path_info"
+      : match)
+  );
 }
 
 /** Per route list: whether any literal changes when its case is folded (see `readAsAnotherRoute`). */
@@ -170,16 +189,20 @@ function readNormalised<R extends MatchableRoute>(edge: EdgeMatch<R>): RouteAmbi
 /**
  * tRPC runs every procedure a batch names, comma-separated, in its last segment
  * (`/trpc/user.rename,admin.deleteUser?batch=1`; batching is on by default). One reading whose
- * last segment each distinct part takes in turn: linear in the path.
+ * last segment each distinct part takes in turn, asked of the routes that take some path under
+ * the others alone: a path of a thousand parts asks each of a few routes, not of every route.
  */
 function readsTrpcBatch<R extends MatchableRoute>(edge: EdgeMatch<R>): boolean {
   const last = edge.segments.at(-1) as string;
+  if (!last.includes(",")) return false;
   const reading = [...edge.segments];
   const readingFolded = [...edge.folded];
-  for (const part of last.includes(",") ? new Set(last.split(",")) : []) {
+  const under = readingFolded.slice(0, -1);
+  const near = { ...edge, routes: edge.routes.filter((route) => matchesBelow(route.pattern, under)) };
+  for (const part of new Set(last.split(","))) {
     reading[reading.length - 1] = part;
     readingFolded[reading.length - 1] = foldCase(part);
-    if (readsOther(edge, reading, true, readingFolded)) return true;
+    if (readsOther(near, reading, true, readingFolded)) return true;
   }
   return false;
 }
@@ -385,12 +408,22 @@ export function queryReadAsAnotherRoute<R extends MatchableRoute>(
   return readAsAnotherRoute(routes, method, host, read, other) !== undefined;
 }
 
-/** The route each method is routed to at this host and path (as the route stage routes it), in method order: a browser keeps what a preflight allowed per origin and URL, whatever route answered it. */
-export function routesAt<R extends MatchableRoute>(routes: readonly R[], host: string, path: string): Map<string, R> {
+/** The methods routed at this URL, as an `Allow` header lists them (empty when none). */
+export function methodsAt(routes: readonly MatchableRoute[], host: string, path: string, search: string): string {
+  return [...routesAt(routes, host, path, search).keys()].join(", ");
+}
+
+/** The route each method is routed to at this URL (as the route stage routes it), in method order: a browser keeps what a preflight allowed per origin and URL, whatever route answered it. */
+export function routesAt<R extends MatchableRoute>(
+  routes: readonly R[],
+  host: string,
+  path: string,
+  search: string,
+): Map<string, R> {
   const here = new Map<string, R>();
   for (const method of HTTP_METHODS) {
-    const route = routeAt(routes, method, host, path);
-    if (route) here.set(method, route);
+    const routed = routeRequest(routes, method, host, path, search);
+    if (typeof routed === "object") here.set(method, routed.route);
   }
   return here;
 }

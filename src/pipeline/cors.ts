@@ -33,7 +33,8 @@ export function cors(): Stage {
       // Only the methods this route takes at this URL: a browser keeps the list per origin and
       // URL, and would send a method an earlier route takes here (one without CORS, or with
       // other origins) without asking that route's preflight.
-      const here = routesAt(c.get("policy").routes, c.get("url").host, c.get("canonicalPath"));
+      const url = c.get("url");
+      const here = routesAt(c.get("policy").routes, url.host, c.get("canonicalPath"), url.search);
       const methods = [...grantedMethods(config, route.methods)].filter((method) => here.get(method) === route);
       if (!takesMethod(methods, requested)) return deny(c, "cors_rejected", { detail: "method_not_allowed" });
       const requestedHeaders = (c.req.header("access-control-request-headers") ?? "")

@@ -1,7 +1,7 @@
 // `Max-Forwards` on a forwarded OPTIONS: the edge is a hop, asked once the request has passed
 // every check and limit.
 
-import { routesAt } from "../core/route-readings";
+import { methodsAt } from "../core/route-readings";
 import type { PipelineContext } from "./context";
 
 /** The most further hops a forwarded OPTIONS is given (RFC 9110 §7.6.2 lets a hop lower it). */
@@ -22,11 +22,12 @@ export function maxForwardsAnswer(c: PipelineContext): Response | undefined {
   }
   const count = received.replace(/^0+(?=\d)/, "");
   if (count === "0") {
-    const allow = [...routesAt(c.get("policy").routes, c.get("url").host, c.get("canonicalPath")).keys()];
+    const url = c.get("url");
+    const allow = methodsAt(c.get("policy").routes, url.host, c.get("canonicalPath"), url.search);
     // An earlier stage's note (key_set_stale) says more of this request: kept.
     const outcome = c.get("outcome");
     if (outcome.detail === undefined) c.set("outcome", { ...outcome, detail: "max_forwards_zero" });
-    return new Response(null, { status: 200, headers: { allow: allow.join(", ") } });
+    return new Response(null, { status: 200, headers: { allow } });
   }
   // Unless the client's Connection named it: a hop-by-hop header, already left out.
   if (headers.has("max-forwards")) {

@@ -1,9 +1,9 @@
-// Stage: find the route. Default deny: no match is a 404 at the edge, never forwarded.
+// Stage: find the route. Default deny: no match is a 404 (405 where routes take other methods
+// at the URL) at the edge, never forwarded.
 
 import { preflightMethod } from "../core/cors";
-import { queryReadAsAnotherRoute, readAsAnotherRoute } from "../core/route-readings";
-import { findRoute, hasEmptyLabel, hasUncapturedLabels } from "../core/routes";
-import { originQuery } from "../core/tokens/credentials";
+import { methodsAt, routeRequest } from "../core/route-readings";
+import { hasEmptyLabel } from "../core/routes";
 import { serviceBinding } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -18,23 +18,16 @@ export function route(): Stage {
       // A host route would miss it, and a host-less one behind it serve what the host's guards.
       if (hasEmptyLabel(host)) return deny(c, "bad_request", { detail: "ambiguous_host" });
       const path = c.get("canonicalPath");
-      const match = findRoute(policy.routes, method, host, path);
-      if (!match) return deny(c, "route_not_found");
-      // Served by a route for any host, read by the origin as a tenant host's.
-      if (!match.route.host && hasUncapturedLabels(policy.routes, host))
-        return deny(c, "bad_request", { detail: "ambiguous_host" });
-      // `/API/Admin` is `/api/admin` to an origin that routes without regard to case, and
-      // `/v1/admin.json` is `/v1/admin` to Rails: a request an origin may take for another
-      // route's reaches neither.
-      const ambiguity = readAsAnotherRoute(policy.routes, method, host, path, match.route);
-      if (ambiguity) return deny(c, "bad_request", { detail: ambiguity });
-      // CodeIgniter's path in the query the origin gets.
       const search = c.get("url").search;
-      if (
-        search.includes("/") &&
-        queryReadAsAnotherRoute(policy.routes, method, host, path, originQuery(search), match.route)
-      )
-        return deny(c, "bad_request", { detail: "ambiguous_path_info" });
+      const match = routeRequest(policy.routes, method, host, path, search);
+      if (!match) {
+        // A URL routed for other methods is 405 with those methods (RFC 9110 §15.5.6), as the
+        // origin itself would answer: an MCP client that opens its event stream with a GET
+        // where the server offers none must be told 405, and reads 404 as a lost session.
+        const allow = methodsAt(policy.routes, host, path, search);
+        return allow ? deny(c, "method_not_allowed", { allow }) : deny(c, "route_not_found");
+      }
+      if (typeof match === "string") return deny(c, "bad_request", { detail: match });
       c.set("route", match.route);
       c.set("routeParams", match.params);
       // A missing service binding is found here, before any token is checked or any limit

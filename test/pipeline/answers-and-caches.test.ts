@@ -374,13 +374,13 @@ describe("the edge's own refusals", () => {
       expect(servesStoredAnswer(cache, anyone, response, anyone)).toBe(false);
   }
 
-  it("every refusal, 404 route_not_found included (heuristically cacheable by default), is no-store", async () => {
+  it("every refusal, 404 route_not_found and 405 method_not_allowed included (heuristically cacheable by default), is no-store", async () => {
     const edge = harness(policy());
     const bearer = await credentialFor("bearer", "alice");
     const cases: [string, string, RequestInit, number, string][] = [
       ["no route", "/nowhere", {}, 404, "route_not_found"],
       ["no route, HEAD", "/nowhere", { method: "HEAD" }, 404, "route_not_found"],
-      ["no route for the method", "/api/report", { method: "DELETE" }, 404, "route_not_found"],
+      ["no route for the method", "/api/report", { method: "DELETE" }, 405, "method_not_allowed"],
       ["ambiguous path", "/api/a%2Fb", {}, 400, "bad_request"],
       ["no token", "/api/report", {}, 401, "token_missing"],
       ["bad token", "/api/report", { headers: { authorization: "Bearer abc.def.ghi" } }, 401, "token_invalid"],

@@ -510,6 +510,7 @@ const SECRETS_POLICY: PolicyDocument = {
 const EVERY_REASON: { readonly [R in DenyReason]: true } = {
   bad_request: true,
   route_not_found: true,
+  method_not_allowed: true,
   cors_rejected: true,
   token_missing: true,
   token_malformed: true,
@@ -635,6 +636,12 @@ const CASES: SecretCase[] = [
     init: { headers: { "x-padding": "p".repeat(1200) } },
   },
   { name: "route not found", reasons: ["route_not_found"], path: `/admin/x?access_token=${queryToken.token}` },
+  {
+    name: "method not allowed",
+    reasons: ["method_not_allowed"],
+    path: `/orders/1?access_token=${queryToken.token}`,
+    init: { method: "DELETE" },
+  },
   {
     name: "CORS preflight rejected",
     reasons: ["cors_rejected"],

@@ -311,9 +311,10 @@ describe("CORS on refusals and answers", () => {
     const e = edge();
     const m = marker();
     const response = await e.fetch("/spa/x", { method: "OPTIONS", headers: { origin: APP, "x-test-marker": m } });
-    // An actual OPTIONS request, which no route serves at this path.
-    await expectProblem(response, 404, "route_not_found");
-    expect(e.audit.at(-1)).toMatchObject({ decision: "deny", reason: "route_not_found", method: "OPTIONS" });
+    // An actual OPTIONS request, which no route serves at this path: the methods routes take there.
+    await expectProblem(response, 405, "method_not_allowed");
+    expect(response.headers.get("allow")).toBe("GET, HEAD, POST");
+    expect(e.audit.at(-1)).toMatchObject({ decision: "deny", reason: "method_not_allowed", method: "OPTIONS" });
     expect(response.headers.get("access-control-allow-methods")).toBeNull();
     expect(await originSaw(m)).toHaveLength(0);
   });

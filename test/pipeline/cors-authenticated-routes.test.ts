@@ -80,11 +80,13 @@ describe("CORS on an authenticated route", () => {
     expect(e.audit.at(-1)).toMatchObject({ reason: "cors_rejected", detail: "method_not_allowed" });
   });
 
-  it("answers a preflight for a method no route serves at that path as the request itself: 404", async () => {
+  it("answers a preflight for a method no route serves at that path as the request itself: 405", async () => {
     const { edge: e } = await edge();
     const response = await e.fetch("/v1/things", preflight("PUT"));
-    expect(response.status).toBe(404);
-    expect(e.audit.at(-1)).toMatchObject({ reason: "route_not_found" });
+    expect(response.status).toBe(405);
+    expect(response.headers.get("allow")).toBe("GET, HEAD, DELETE");
+    expect(response.headers.get("access-control-allow-origin")).toBeNull();
+    expect(e.audit.at(-1)).toMatchObject({ reason: "method_not_allowed" });
   });
 
   it("fills in what the route's cors leaves out: its methods, authorization and content-type, 600 s", async () => {

@@ -75,12 +75,13 @@ describe("a preflight for a method no route serves", () => {
   // The route stage routes a preflight by the method it asks about: on a path whose route
   // takes OPTIONS, one asking for a method nobody serves there must not fall back to being
   // that route's own OPTIONS, which would forward it to an origin that may answer it.
-  it("on a path whose route takes OPTIONS is 404 route_not_found, not forwarded as that route's OPTIONS", async () => {
+  it("on a path whose route takes OPTIONS is 405 method_not_allowed, not forwarded as that route's OPTIONS", async () => {
     const edge = harness(policy());
     const r = await call(edge, "/opts/x", preflight("PUT"));
-    expect(r.response.status).toBe(404);
-    expect(r.body?.reason).toBe("route_not_found");
-    expect(r.record).toMatchObject({ decision: "deny", reason: "route_not_found", method: "OPTIONS", route: null });
+    expect(r.response.status).toBe(405);
+    expect(r.response.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
+    expect(r.body?.reason).toBe("method_not_allowed");
+    expect(r.record).toMatchObject({ decision: "deny", reason: "method_not_allowed", method: "OPTIONS", route: null });
     expect(corsHeaders(r.response)).toEqual([]);
     expect(r.seen).toHaveLength(0);
   });

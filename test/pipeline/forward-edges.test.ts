@@ -139,9 +139,10 @@ describe("an OPTIONS that names a method but carries no Origin", () => {
       method: "OPTIONS",
       headers: { "access-control-request-method": "POST" },
     });
-    expect(response.status).toBe(404);
-    expect(body?.reason).toBe("route_not_found");
-    expect(record).toMatchObject({ decision: "deny", reason: "route_not_found", route: null });
+    expect(response.status).toBe(405);
+    expect(response.headers.get("allow")).toBe("POST");
+    expect(body?.reason).toBe("method_not_allowed");
+    expect(record).toMatchObject({ decision: "deny", reason: "method_not_allowed", route: null });
     expect(seen).toEqual([]);
   });
 });

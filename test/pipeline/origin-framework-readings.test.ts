@@ -246,16 +246,17 @@ describe("a preflight asking about no method a route could take", () => {
     ["an empty method", ""],
     ["a list of methods", "GET, POST"],
     ["a method no route lists", "PROPFIND"],
-  ])("%s is 404 route_not_found as problem+json, never a 500, never forwarded", async (_label, method) => {
+  ])("%s is 405 method_not_allowed as problem+json, never a 500, never forwarded", async (_label, method) => {
     const { response, text, seen, record } = await send(
       "/public/a",
       { origin: "https://app.example.com", "access-control-request-method": method },
       { method: "OPTIONS" },
     );
-    expect(response.status).toBe(404);
+    expect(response.status).toBe(405);
+    expect(response.headers.get("allow")).toBe("GET, HEAD, POST");
     expect(response.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-    expect(JSON.parse(text)).toMatchObject({ status: 404, reason: "route_not_found" });
-    expect(record).toMatchObject({ decision: "deny", reason: "route_not_found" });
+    expect(JSON.parse(text)).toMatchObject({ status: 405, reason: "method_not_allowed" });
+    expect(record).toMatchObject({ decision: "deny", reason: "method_not_allowed" });
     expect(response.headers.get("access-control-allow-origin")).toBeNull();
     expect(seen).toHaveLength(0);
   });

@@ -351,7 +351,7 @@ describe("a JWT in the path of a refused request", () => {
       ["/v1/cb/[jwt]", "token_missing", "no_credentials"],
       ["/v1/cb/[jwt]", "token_invalid", "non_canonical_base64url"],
       ["/public/cb/[jwt]", "bad_request", "credential_cookie_in_value"],
-      ["/public/cb/[jwt]", "route_not_found", null],
+      ["/public/cb/[jwt]", "method_not_allowed", null],
     ]);
     const everything = [...edge.logs, ...edge.dataPoints.map((point) => JSON.stringify(point))].join("\n");
     expect(everything).not.toContain("c2lnbmF0dXJl");

@@ -74,7 +74,7 @@ const edge = () => harness(policy(), {}, { COND: conditionalOrigin });
 const bearer = async (claims = {}) => ({ authorization: `Bearer ${await idp.sign({ sub: "alice", ...claims })}` });
 
 describe("methods no route can take", () => {
-  it("TRACE (with Max-Forwards: 0), QUERY, SEARCH and BAN, which the runtime lets through, are 404 route_not_found and never forwarded", async () => {
+  it("TRACE (with Max-Forwards: 0), QUERY, SEARCH and BAN, which the runtime lets through, are 405 method_not_allowed and never forwarded", async () => {
     const e = edge();
     for (const method of ["TRACE", "QUERY", "SEARCH", "BAN"]) {
       const m = marker();
@@ -82,17 +82,17 @@ describe("methods no route can take", () => {
         method,
         headers: { "x-test-marker": m, "max-forwards": "0", cookie: "session=s3cret" },
       });
-      expect(response.status, method).toBe(404);
+      expect(response.status, method).toBe(405);
       const text = await response.text();
       // A TRACE answered by anyone would reflect the request: nothing of it comes back.
-      expect(JSON.parse(text).reason, method).toBe("route_not_found");
+      expect(JSON.parse(text).reason, method).toBe("method_not_allowed");
       expect(text, method).not.toContain("s3cret");
-      expect(response.headers.get("allow"), method).toBeNull();
+      expect(response.headers.get("allow"), method).toBe("GET, HEAD, POST, DELETE, OPTIONS");
       expect(await originSaw(m), method).toEqual([]);
       expect(e.audit.at(-1), method).toMatchObject({
         method,
         decision: "deny",
-        reason: "route_not_found",
+        reason: "method_not_allowed",
         route: null,
       });
     }

@@ -148,8 +148,9 @@ describe("Routes: HEAD is authorised as GET", () => {
       method: "HEAD",
       headers: bearer(await idp.sign()),
     });
-    expect(response.status).toBe(404);
-    expect(record).toMatchObject({ decision: "deny", reason: "route_not_found" });
+    expect(response.status).toBe(405);
+    expect(response.headers.get("allow")).toBe("POST");
+    expect(record).toMatchObject({ decision: "deny", reason: "method_not_allowed" });
     expect(seen).toHaveLength(0);
   });
 });

@@ -421,12 +421,12 @@ describe("odd URLs and methods", () => {
   it("custom, lower-case and HEAD methods: default deny for the unlisted, HEAD as GET, one record each", async () => {
     const edge = harness(basePolicy());
     const cases: [string, number][] = [
-      ["PURGE", 404],
+      ["PURGE", 405],
       // workerd upper-cases every method name (beyond the six the Fetch standard names).
-      ["patch", 404],
-      ["PROPFIND", 404],
+      ["patch", 405],
+      ["PROPFIND", 405],
       ["HEAD", 200],
-      ["OPTIONS", 404],
+      ["OPTIONS", 405],
     ];
     for (const [method, status] of cases) {
       const response = await edge.fetch("/public/x", { method });

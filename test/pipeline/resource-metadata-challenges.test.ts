@@ -157,10 +157,12 @@ describe("every Bearer challenge of the route names its metadata, and only its o
       body: "{}",
     });
     expect(tenant.record).toMatchObject({ route: "mcp-admin", reason: "tenant_mismatch", detail: "tenant" });
-    // README's MCP paragraph: a method the route leaves out is the edge's 404 route_not_found.
+    // README's MCP paragraph: a method the route leaves out is the edge's 405 method_not_allowed,
+    // with the methods routes take there.
     const method = await sendMarked(edge, "/mcp", { method: "PUT", body: "{}" });
-    expect(method.record).toMatchObject({ decision: "deny", route: null, reason: "route_not_found" });
-    expect(method.body?.reason).toBe("route_not_found");
+    expect(method.record).toMatchObject({ decision: "deny", route: null, reason: "method_not_allowed" });
+    expect(method.body?.reason).toBe("method_not_allowed");
+    expect(method.response.headers.get("allow")).toBe("GET, HEAD, POST, DELETE");
     // Matched by the catch-all, read by Rails as `/mcp` (a format suffix), whose rules the
     // catch-all's are as strict as: the catch-all's request, and its challenge names no metadata.
     const suffix = await sendMarked(edge, "/mcp.json", {});
@@ -170,7 +172,7 @@ describe("every Bearer challenge of the route names its metadata, and only its o
     ).toEqual([
       [403, null],
       [403, null],
-      [404, null],
+      [405, null],
       [401, 'Bearer realm="portcullis"'],
     ]);
     expect(group.seen.length + tenant.seen.length + method.seen.length + suffix.seen.length).toBe(0);
