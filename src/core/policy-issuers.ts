@@ -30,7 +30,7 @@ function isDiscoveryDocument(url: string): boolean {
 export function resolveIssuer(check: Checker, id: string, raw: unknown): ResolvedIssuer | undefined {
   const path = `issuers.${id}`;
   if (!check.object(raw, path)) return undefined;
-  const common = ["kind", "algorithms", "clock_skew_s", "claims", ...CACHE_FIELDS];
+  const common = ["kind", "algorithms", "clock_skew_s", "max_lifetime_s", "claims", ...CACHE_FIELDS];
   let issuer: string;
   let jwksUri: string | undefined;
   let discoveryUrl: string | undefined;
@@ -144,6 +144,8 @@ export function resolveIssuer(check: Checker, id: string, raw: unknown): Resolve
     audiences,
     algorithms,
     clockSkewS: optionalInteger(check, raw, "clock_skew_s", path, 60, 0, 300),
+    // 0: unbounded (the default).
+    maxLifetimeS: optionalInteger(check, raw, "max_lifetime_s", path, 0, 60, 366 * 86400),
     ...(typ !== undefined ? { typ } : {}),
     claims,
     cacheTtlS,

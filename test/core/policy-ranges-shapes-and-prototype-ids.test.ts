@@ -74,6 +74,7 @@ const RANGES: Range[] = [
   settingRange("max_token_bytes", 512, 65536, (c) => c.maxTokenBytes),
   settingRange("limiter_timeout_ms", 5, 5000, (c) => c.limiterTimeoutMs),
   issuerRange("clock_skew_s", 0, 300, (c) => idp(c).clockSkewS),
+  issuerRange("max_lifetime_s", 60, 31622400, (c) => idp(c).maxLifetimeS),
   issuerRange("cache_ttl_s", 300, 3600, (c) => idp(c).cacheTtlS),
   // Less than cache_ttl_s as well: at its largest, beside the longest TTL.
   {

@@ -2,7 +2,7 @@
 // `iss`, and the NumericDate claims against the issuer's clock skew. The order, reasons and
 // `claim_<name>_<reason>` details are those of jose's `jwtVerify` with `requiredClaims:
 // ["exp"]` (test/core/token-differential.test.ts compares the two); refusing `iat` in the
-// future and a sender-constrained token (`cnf`) is ours.
+// future, a sender-constrained token (`cnf`) and a lifetime past the issuer's bound is ours.
 
 import type { DenyReason } from "../deny";
 import type { ResolvedIssuer } from "../policy";
@@ -64,6 +64,11 @@ export function checkRegisteredClaims(
   // in the future is refused here.
   if (iat !== undefined && iat > nowMs / 1000 + skew)
     return { ok: false, reason: "token_invalid", detail: "iat_in_future" };
+  // A token good for longer than the policy allows (a client or issuer misconfigured to mint
+  // year-long tokens, whose theft would last as long), counted from its `iat`, or from now
+  // where it says none: refused for as long as it stays good for longer.
+  if (issuer.maxLifetimeS && exp - (iat ?? now) > issuer.maxLifetimeS + skew)
+    return { ok: false, reason: "token_invalid", detail: "lifetime_too_long" };
   // A token bound to a key (`cnf`: DPoP, RFC 9449; mutual TLS, RFC 8705) is good only with
   // proof of that key, which the edge does not check: taken as a bearer token, a stolen one
   // would work anywhere, so it is refused rather than downgraded.
