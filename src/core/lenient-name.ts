@@ -23,8 +23,9 @@ function escapeUtf8(run: string): string {
  * after the bytes are read as UTF-8 (in either case, as .NET takes it).
  */
 function decodeEachEscape(text: string): string {
-  // Nothing escaped: the runtime hands header values over decoded already.
-  if (!text.includes("%")) return text;
+  // Nothing escaped (a `%` alone is no escape): the runtime hands header values over decoded
+  // already, and a name of a thousand `%` is read as sent without a pass over each.
+  if (!/%(?:[\dA-F]{2}|u[\dA-F]{4})/i.test(text)) return text;
   // A character sent as it is stands for its UTF-8 bytes, as the origin receives them: escaped
   // first (a run at a time), so that only bytes are left once the escapes are decoded.
   const sent = /[^\0-\x7f]/.test(text) ? text.replace(/[^\0-\x7f]+/g, escapeUtf8) : text;

@@ -189,20 +189,34 @@ function readNormalised<R extends MatchableRoute>(edge: EdgeMatch<R>): RouteAmbi
 /**
  * tRPC runs every procedure a batch names, comma-separated, in its last segment
  * (`/trpc/user.rename,admin.deleteUser?batch=1`; batching is on by default). One reading whose
- * last segment each distinct part takes in turn, asked of the routes that take some path under
- * the others alone: a path of a thousand parts asks each of a few routes, not of every route.
+ * last segment each distinct part takes in turn, two parts of a kind at most: the parts a route's
+ * literal there names (by their letters), the empty part, and every other part are the kinds, and
+ * parts of one kind reach the same route, told apart at most by the tenant that route may read
+ * from the part, which no two distinct parts can both share with the edge's. So a path of
+ * thousands of parts is read a few times per route literal, not once per part.
  */
 function readsTrpcBatch<R extends MatchableRoute>(edge: EdgeMatch<R>): boolean {
   const last = edge.segments.at(-1) as string;
   if (!last.includes(",")) return false;
+  const at = edge.segments.length - 1;
+  const literals = new Set<string>();
+  for (const route of edge.routes) {
+    const part = route.pattern.parts[at];
+    if (part?.kind === "literal") literals.add(foldedLiteral(part.value));
+  }
+  const read = new Map<string, number>();
   const reading = [...edge.segments];
   const readingFolded = [...edge.folded];
-  const under = readingFolded.slice(0, -1);
-  const near = { ...edge, routes: edge.routes.filter((route) => matchesBelow(route.pattern, under)) };
   for (const part of new Set(last.split(","))) {
-    reading[reading.length - 1] = part;
-    readingFolded[reading.length - 1] = foldCase(part);
-    if (readsOther(near, reading, true, readingFolded)) return true;
+    const folded = foldCase(part);
+    // No segment holds a `/`: the kind of every part no literal names.
+    const kind = part === "" || literals.has(folded) ? folded : "/";
+    const times = read.get(kind) ?? 0;
+    if (times === 2) continue;
+    read.set(kind, times + 1);
+    reading[at] = part;
+    readingFolded[at] = folded;
+    if (readsOther(edge, reading, true, readingFolded)) return true;
   }
   return false;
 }
@@ -219,12 +233,13 @@ function readsODataBatch<R extends MatchableRoute>({ routes, host, matched, fold
   const rest = matched.pattern.parts.findIndex((part) => part.kind === "rest");
   // `matched`'s `**` takes the root, so it shadows a later route there for every method it takes.
   const restShadows = rest !== -1 && rest <= batch;
+  const root = folded.slice(0, batch);
   return routes.some(
     (route, i) =>
       route !== matched &&
       (!route.host || matchHost(route.host, host)) &&
       !(i > at && restShadows && [...route.methods].every((m) => takesMethod(matched.methods, m))) &&
-      matchesBelow(route.pattern, folded.slice(0, batch)),
+      matchesBelow(route.pattern, root),
   );
 }
 
@@ -413,17 +428,43 @@ export function methodsAt(routes: readonly MatchableRoute[], host: string, path:
   return [...routesAt(routes, host, path, search).keys()].join(", ");
 }
 
-/** The route each method is routed to at this URL (as the route stage routes it), in method order: a browser keeps what a preflight allowed per origin and URL, whatever route answered it. */
+/** Per route list: each method's first method that every route takes or leaves alike. */
+const methodTwins = new WeakMap<readonly MatchableRoute[], Map<string, string>>();
+
+/**
+ * The route each method is routed to at this URL (as the route stage routes it), in method order: a browser keeps what a preflight allowed per origin and URL, whatever route answered it.
+ * Routing sees a method only in which routes take it: methods every route takes or leaves
+ * alike (HEAD, wherever GET is and nowhere else) are routed once.
+ */
 export function routesAt<R extends MatchableRoute>(
   routes: readonly R[],
   host: string,
   path: string,
   search: string,
 ): Map<string, R> {
+  let twins = methodTwins.get(routes);
+  if (!twins) {
+    twins = new Map();
+    const firsts = new Map<string, string>();
+    for (const method of HTTP_METHODS) {
+      const taking = routes.map((route) => +takesMethod(route.methods, method)).join("");
+      if (!firsts.has(taking)) firsts.set(taking, method);
+      twins.set(method, firsts.get(taking) as string);
+    }
+    methodTwins.set(routes, twins);
+  }
   const here = new Map<string, R>();
+  const asked = new Map<string, R | undefined>();
   for (const method of HTTP_METHODS) {
-    const routed = routeRequest(routes, method, host, path, search);
-    if (typeof routed === "object") here.set(method, routed.route);
+    const twin = twins.get(method) as string;
+    let route: R | undefined;
+    if (asked.has(twin)) route = asked.get(twin);
+    else {
+      const routed = routeRequest(routes, method, host, path, search);
+      route = typeof routed === "object" ? routed.route : undefined;
+      asked.set(twin, route);
+    }
+    if (route) here.set(method, route);
   }
   return here;
 }
