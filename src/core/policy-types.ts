@@ -50,7 +50,7 @@ export interface OidcIssuerConfig extends JwksCacheSettings {
   algorithms?: string[];
   /** Tolerated clock difference, seconds (0–300). Default 60. */
   clock_skew_s?: number;
-  /** The longest a token may be good for, seconds from its `iat` (else from now). Default: unbounded. */
+  /** The longest a token may be good for, seconds from its `iat` (else `nbf`, else now). Default: unbounded. */
   max_lifetime_s?: number;
   /** Required `typ` header, e.g. `at+jwt` (RFC 9068). Default: not checked. */
   typ?: string;

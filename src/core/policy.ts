@@ -38,7 +38,7 @@ export interface ResolvedIssuer {
   audiences: string[];
   algorithms: string[];
   clockSkewS: number;
-  /** The longest a token may be good for, seconds from its `iat` (else from now); 0 for no bound. */
+  /** The longest a token may be good for, seconds from its `iat` (else `nbf`, else now); 0 for no bound. */
   maxLifetimeS: number;
   typ?: string;
   claims: Required<ClaimMapping> & { scopesFallback?: string };

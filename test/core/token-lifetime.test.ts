@@ -1,5 +1,5 @@
 // An issuer's `max_lifetime_s`: a token good for longer than it allows, counted from its `iat`
-// (or from now, where it carries none), is refused `token_invalid` (`lifetime_too_long`), on
+// (else its `nbf`, else now), is refused `token_invalid` (`lifetime_too_long`), on
 // the request path as in the check itself; unset, a token may be good for any time.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { ResolvedIssuer } from "../../src/core/policy";
@@ -31,7 +31,12 @@ describe("the check", () => {
     expect(check({ iat: S - 365 * 86400, exp: S + 600 })).toEqual(tooLong);
   });
 
-  it("counts from now where the token carries no iat: refused while it stays good for longer", () => {
+  it("counts from nbf where the token carries no iat: a year-long window is refused to its end", () => {
+    expect(check({ nbf: S - 365 * 86400, exp: S + 600 })).toEqual(tooLong);
+    expect(check({ nbf: S - 600, exp: S + HOUR - 600 })).toEqual({ ok: true, exp: S + HOUR - 600 });
+  });
+
+  it("counts from now where the token carries neither iat nor nbf: refused while it stays good for longer", () => {
     expect(check({ exp: S + HOUR + SKEW })).toEqual({ ok: true, exp: S + HOUR + SKEW });
     expect(check({ exp: S + HOUR + SKEW + 1 })).toEqual(tooLong);
   });

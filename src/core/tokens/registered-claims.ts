@@ -65,9 +65,9 @@ export function checkRegisteredClaims(
   if (iat !== undefined && iat > nowMs / 1000 + skew)
     return { ok: false, reason: "token_invalid", detail: "iat_in_future" };
   // A token good for longer than the policy allows (a client or issuer misconfigured to mint
-  // year-long tokens, whose theft would last as long), counted from its `iat`, or from now
-  // where it says none: refused for as long as it stays good for longer.
-  if (issuer.maxLifetimeS && exp - (iat ?? now) > issuer.maxLifetimeS + skew)
+  // year-long tokens, whose theft would last as long), counted from its `iat`, else from its
+  // `nbf`, or from now where it says neither: refused for as long as it stays good for longer.
+  if (issuer.maxLifetimeS && exp - (iat ?? nbf ?? now) > issuer.maxLifetimeS + skew)
     return { ok: false, reason: "token_invalid", detail: "lifetime_too_long" };
   // A token bound to a key (`cnf`: DPoP, RFC 9449; mutual TLS, RFC 8705) is good only with
   // proof of that key, which the edge does not check: taken as a bearer token, a stolen one
