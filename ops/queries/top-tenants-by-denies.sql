@@ -1,6 +1,6 @@
 -- Top 20 tenants by denied requests in the last 24 hours, with the share of their traffic
 -- that was denied. A tenant with a high deny share is usually a broken client integration
--- (expired tokens, missing scopes) or a tenant being throttled (rate_limited); for the
+-- (missing scopes, tenant mismatches) or a tenant being throttled (rate_limited); for the
 -- reasons, run denies-by-reason.sql with `AND index1 = '<tenant>'` added.
 -- Only requests with a verified identity carry a tenant; denies before authentication
 -- (bad_request, route_not_found, method_not_allowed, token_*) have an empty tenant and are left out here; for
