@@ -27,33 +27,29 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
  * to a route's for `app.routes` alone, which the one-handler router ignores and nothing reads.
  * About 2.2 KiB gzipped of the 30 KiB budget.
  */
-const unusedHonoExports = {
-  "./utils/mount.js": ["createMountedRequest"],
-  "./utils/body.js": ["parseBody"],
-  "./utils/html.js": ["HtmlEscapedCallbackPhase", "resolveCallback"],
-  "./utils/url.js": [
-    "getPath",
-    "getPathNoStrict",
-    "getQueryParam",
-    "getQueryParams",
-    "tryDecodeURIComponent",
-    "getPattern",
-    "splitRoutingPath",
-  ],
-  "./compose.js": ["compose"],
-};
 const unusedHonoParts = {
+  "./utils/mount.js": { stubbed: ["createMountedRequest"] },
+  "./utils/body.js": { stubbed: ["parseBody"] },
+  "./utils/html.js": { stubbed: ["HtmlEscapedCallbackPhase", "resolveCallback"] },
+  "./utils/url.js": {
+    stubbed: ["getPath", "getPathNoStrict", "getQueryParam", "getQueryParams", "tryDecodeURIComponent"],
+    given: "export const mergePath = (_base, path) => path;",
+  },
+  "./compose.js": { stubbed: ["compose"] },
+};
+const leaveOutUnusedHonoParts = {
   name: "unused-hono-parts",
   setup(build) {
-    build.onResolve({ filter: /^\.\/(utils\/(mount|body|html|url)|compose)\.js$/ }, (args) =>
+    const names = Object.keys(unusedHonoParts).map((path) => path.replace(/[./]/g, "\\$&"));
+    build.onResolve({ filter: new RegExp(`^(?:${names.join("|")})$`) }, (args) =>
       /[\\/]hono[\\/]dist$/.test(args.resolveDir) ? { path: args.path, namespace: "unused-hono-part" } : undefined,
     );
     build.onLoad({ filter: /.*/, namespace: "unused-hono-part" }, (args) => {
-      const names = unusedHonoExports[args.path];
-      const merge = args.path === "./utils/url.js" ? "\nexport const mergePath = (_base, path) => path;" : "";
+      const { stubbed, given = "" } = unusedHonoParts[args.path];
       return {
         contents: `const unused = () => { throw new Error("${args.path} is not bundled"); };
-export { ${names.map((name) => `unused as ${name}`).join(", ")} };${merge}`,
+export { ${stubbed.map((name) => `unused as ${name}`).join(", ")} };
+${given}`,
         loader: "js",
       };
     });
@@ -78,7 +74,7 @@ export async function bundleWorker(entry, outfile) {
     outfile,
     write: false,
     logLevel: "error",
-    plugins: [unusedHonoParts],
+    plugins: [leaveOutUnusedHonoParts],
   });
   // terser's default transforms, three passes over them (the third takes some 60 bytes more
   // out), and function expressions that use no `this` written as arrows (`unsafe_arrows`: unsafe

@@ -1,12 +1,10 @@
 // How an origin may read a request as another route's than the one the edge matched: letter
 // case, Unicode normalisation, a format suffix, a script's PATH_INFO, a front controller, a
-// directory's index, a page's data path, a batch of operations, a path in the query. The route
-// stage routes each request by `routeRequest`, and refuses such requests; a 405's `Allow`, a CORS
-// preflight and Max-Forwards ask which route each method reaches here (`routesAt`).
+// directory's index, a page's data path, a batch of operations, a path in the query. Routing a
+// request (route-request.ts) refuses such requests.
 
 import { foldCase } from "./case-fold";
 import { canonicalPath } from "./path";
-import { HTTP_METHODS } from "./policy-types";
 import { guardsAtLeast } from "./route-demands";
 import {
   bindsHostTenant,
@@ -14,47 +12,14 @@ import {
   capturesOf,
   findRoute,
   foldedLiteral,
-  hasUncapturedLabels,
   type MatchableRoute,
   matchesBelow,
   matchHost,
   matchPath,
   pathSegments,
-  type RouteMatch,
   routeFor,
   takesMethod,
 } from "./routes";
-import { originQuery } from "./tokens/credentials";
-
-/** Why the route stage refuses a request a route took: an origin may read it as another's. */
-export type RouteRefusal = RouteAmbiguity | "ambiguous_host";
-
-/**
- * How the route stage routes a request: the first route that takes its method, host and path,
- * or why it is refused (its host, path or query read as another route's), or undefined where no
- * route takes it. One answer for the request itself and for what any method reaches at its URL.
- */
-export function routeRequest<R extends MatchableRoute>(
-  routes: readonly R[],
-  method: string,
-  host: string,
-  path: string,
-  search: string,
-): RouteMatch<R> | RouteRefusal | undefined {
-  const match = findRoute(routes, method, host, path);
-  if (!match) return undefined;
-  // Served by a route for any host, read by the origin as a tenant host's.
-  if (!match.route.host && hasUncapturedLabels(routes, host)) return "ambiguous_host";
-  // `/API/Admin` is `/api/admin` to an origin that routes without regard to case, and
-  // `/v1/admin.json` is `/v1/admin` to Rails: a request an origin may take for another
-  // route's reaches neither; nor CodeIgniter's path in the query the origin gets.
-  return (
-    readAsAnotherRoute(routes, method, host, path, match.route) ??
-    (search.includes("/") && queryReadAsAnotherRoute(routes, method, host, path, originQuery(search), match.route)
-      ? "ambiguous_path_info"
-      : match)
-  );
-}
 
 /** Per route list: whether any literal changes when its case is folded (see `readAsAnotherRoute`). */
 const casedLiterals = new WeakMap<readonly MatchableRoute[], boolean>();
@@ -421,50 +386,4 @@ export function queryReadAsAnotherRoute<R extends MatchableRoute>(
   )
     return true;
   return readAsAnotherRoute(routes, method, host, read, other) !== undefined;
-}
-
-/** The methods routed at this URL, as an `Allow` header lists them (empty when none). */
-export function methodsAt(routes: readonly MatchableRoute[], host: string, path: string, search: string): string {
-  return [...routesAt(routes, host, path, search).keys()].join(", ");
-}
-
-/** Per route list: each method's first method that every route takes or leaves alike. */
-const methodTwins = new WeakMap<readonly MatchableRoute[], Map<string, string>>();
-
-/**
- * The route each method is routed to at this URL (as the route stage routes it), in method order: a browser keeps what a preflight allowed per origin and URL, whatever route answered it.
- * Routing sees a method only in which routes take it: methods every route takes or leaves
- * alike (HEAD, wherever GET is and nowhere else) are routed once.
- */
-export function routesAt<R extends MatchableRoute>(
-  routes: readonly R[],
-  host: string,
-  path: string,
-  search: string,
-): Map<string, R> {
-  let twins = methodTwins.get(routes);
-  if (!twins) {
-    twins = new Map();
-    const firsts = new Map<string, string>();
-    for (const method of HTTP_METHODS) {
-      const taking = routes.map((route) => +takesMethod(route.methods, method)).join("");
-      if (!firsts.has(taking)) firsts.set(taking, method);
-      twins.set(method, firsts.get(taking) as string);
-    }
-    methodTwins.set(routes, twins);
-  }
-  const here = new Map<string, R>();
-  const asked = new Map<string, R | undefined>();
-  for (const method of HTTP_METHODS) {
-    const twin = twins.get(method) as string;
-    let route: R | undefined;
-    if (asked.has(twin)) route = asked.get(twin);
-    else {
-      const routed = routeRequest(routes, method, host, path, search);
-      route = typeof routed === "object" ? routed.route : undefined;
-      asked.set(twin, route);
-    }
-    if (route) here.set(method, route);
-  }
-  return here;
 }

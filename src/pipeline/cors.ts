@@ -4,7 +4,7 @@
 
 import { grantedMethods, preflightMethod } from "../core/cors";
 import type { CorsConfig } from "../core/policy-types";
-import { routesAt } from "../core/route-readings";
+import { routesAt } from "../core/route-request";
 import { takesMethod } from "../core/routes";
 import { responseHeaders } from "./context";
 import { deny } from "./respond";

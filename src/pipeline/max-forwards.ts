@@ -1,7 +1,7 @@
 // `Max-Forwards` on a forwarded OPTIONS: the edge is a hop, asked once the request has passed
 // every check and limit.
 
-import { methodsAt } from "../core/route-readings";
+import { methodsAt } from "../core/route-request";
 import type { PipelineContext } from "./context";
 
 /** The most further hops a forwarded OPTIONS is given (RFC 9110 §7.6.2 lets a hop lower it). */
@@ -9,8 +9,9 @@ const MAX_FORWARDS_CEILING = 255;
 
 /**
  * `Max-Forwards` on an OPTIONS (RFC 9110 §7.6.2): 0 makes the edge the final recipient, which
- * answers with the methods routes take at this URL; any other count goes on less one. A value
- * that is no count is dropped: no hop could honour it. Undefined when the request goes on.
+ * answers with the methods routed at this URL (those whose requests would go on, as a 405's
+ * `Allow` lists them); any other count goes on less one. A value that is no count is dropped:
+ * no hop could honour it. Undefined when the request goes on.
  */
 export function maxForwardsAnswer(c: PipelineContext): Response | undefined {
   const received = c.req.raw.headers.get("max-forwards");

@@ -2,7 +2,7 @@
 // at the URL) at the edge, never forwarded.
 
 import { preflightMethod } from "../core/cors";
-import { methodsAt, routeRequest } from "../core/route-readings";
+import { methodsAt, routeRequest } from "../core/route-request";
 import { hasEmptyLabel } from "../core/routes";
 import { serviceBinding } from "./context";
 import { deny } from "./respond";
@@ -14,11 +14,12 @@ export function route(): Stage {
       const policy = c.get("policy");
       // A CORS preflight is routed by the method it asks about, not by OPTIONS itself.
       const method = preflightMethod(c.req.method, c.req.raw.headers) ?? c.req.method;
-      const host = c.get("url").host;
+      const url = c.get("url");
+      const host = url.host;
       // A host route would miss it, and a host-less one behind it serve what the host's guards.
       if (hasEmptyLabel(host)) return deny(c, "bad_request", { detail: "ambiguous_host" });
       const path = c.get("canonicalPath");
-      const search = c.get("url").search;
+      const search = url.search;
       const match = routeRequest(policy.routes, method, host, path, search);
       if (!match) {
         // A URL routed for other methods is 405 with those methods (RFC 9110 §15.5.6), as the

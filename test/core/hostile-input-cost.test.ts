@@ -7,7 +7,7 @@ import { hidesCredentialCookie, withoutCredentialCookies } from "../../src/core/
 import { lenientName } from "../../src/core/lenient-name";
 import type { CompiledRoute } from "../../src/core/policy";
 import type { RouteConfig } from "../../src/core/policy-types";
-import { methodsAt, routeRequest, routesAt } from "../../src/core/route-readings";
+import { methodsAt, routeRequest, routesAt } from "../../src/core/route-request";
 import { compiledRoutes } from "../support/policy-compile-step";
 
 const signedIn = { issuers: ["idp"] };

@@ -9,7 +9,8 @@ import { describe, expect, it } from "vitest";
 import { compiledRoutes } from "../support/policy-compile-step";
 import { foldCase } from "../../src/core/case-fold";
 import { canonicalPath } from "../../src/core/path";
-import { readAsAnotherRoute, routeRequest, routesAt, runsAsStrictly } from "../../src/core/route-readings";
+import { readAsAnotherRoute, runsAsStrictly } from "../../src/core/route-readings";
+import { routeRequest, routesAt } from "../../src/core/route-request";
 import {
   capturesOf,
   compileHostPattern,

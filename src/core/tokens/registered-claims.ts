@@ -2,7 +2,7 @@
 // `iss`, and the NumericDate claims against the issuer's clock skew. The order, reasons and
 // `claim_<name>_<reason>` details are those of jose's `jwtVerify` with `requiredClaims:
 // ["exp"]` (test/core/token-differential.test.ts compares the two); refusing `iat` in the
-// future, a sender-constrained token (`cnf`) and a lifetime past the issuer's bound is ours.
+// future, a sender-constrained token (`cnf`) and a lifetime past the issuer's bound are ours.
 
 import type { DenyReason } from "../deny";
 import type { ResolvedIssuer } from "../policy";
@@ -32,7 +32,7 @@ function numericDate(payload: JsonObject, claim: string): number | undefined | n
 
 /**
  * @param nowMs milliseconds since the epoch; like jose, the claims are compared with the
- *   current second (rounded down), except `iat`, which may not be in the future at all.
+ *   current second (rounded down), except `iat`, compared with the exact time (plus the skew).
  */
 export function checkRegisteredClaims(
   header: JsonObject,
@@ -66,7 +66,8 @@ export function checkRegisteredClaims(
     return { ok: false, reason: "token_invalid", detail: "iat_in_future" };
   // A token good for longer than the policy allows (a client or issuer misconfigured to mint
   // year-long tokens, whose theft would last as long), counted from its `iat`, else from its
-  // `nbf`, or from now where it says neither: refused for as long as it stays good for longer.
+  // `nbf`, or from now where it says neither (then refused only while what is left of it is
+  // longer than the bound).
   if (issuer.maxLifetimeS && exp - (iat ?? nbf ?? now) > issuer.maxLifetimeS + skew)
     return { ok: false, reason: "token_invalid", detail: "lifetime_too_long" };
   // A token bound to a key (`cnf`: DPoP, RFC 9449; mutual TLS, RFC 8705) is good only with
