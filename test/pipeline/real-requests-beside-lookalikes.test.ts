@@ -425,7 +425,7 @@ describe("tenants", () => {
     },
   );
 
-  it.each(['acme"x', "acme\\x"])(
+  it.each(['acme"x', "acme\\x", "acme|globex"])(
     "tenant %s is refused (tenant_unsafe), and so is an override naming it",
     async (tenant) => {
       const { response, seen, record } = await send(doc(), "/v1/a", await bearer({ tenant_id: tenant }));

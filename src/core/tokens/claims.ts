@@ -18,13 +18,14 @@ function isIdentifier(value: unknown): value is string {
   return typeof value === "string" && HEADER_TOKEN.test(value) && value.length <= MAX_IDENTIFIER_CHARS;
 }
 /**
- * A tenant the edge accepts: an identifier without `,`, `"` or `\` (x-tenant is one value, and
- * an origin that reads headers as lists, as Spring's List<String> binding does, would take
+ * A tenant the edge accepts: an identifier without `,`, `"`, `\` or `|` (x-tenant is one value,
+ * and an origin that reads headers as lists, as Spring's List<String> binding does, would take
  * `acme,globex` for acme; one that unquotes list members, as Werkzeug's parse_list_header
- * does, `"acme"` for acme).
+ * does, `"acme"` for acme; Loki, Mimir, Cortex and Tempo with tenant federation on read
+ * `X-Scope-OrgID: acme|globex` as both tenants).
  */
 export function isTenant(value: unknown): value is string {
-  return isIdentifier(value) && !/[,"\\]/.test(value);
+  return isIdentifier(value) && !/[,"\\|]/.test(value);
 }
 
 /**
