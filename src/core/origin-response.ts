@@ -48,19 +48,29 @@ interface Upstream {
   base: string;
 }
 
+/** What begins a URL that may name a host: a scheme, or two slashes either way round. */
+const AUTHORITY_OR_SCHEME = /^(?:[a-z][a-z\d+.-]*:|[/\\]{2})/i;
+
 /**
  * The edge's own URL for `value` if it names the upstream (its host, under its path), else
  * `value`. Read by host whatever the scheme: an origin behind its own TLS terminator may write
  * `http://` for an `https://` upstream, and names it all the same.
  */
 function onEdge(value: string, { host: upstreamHost, base }: Upstream, edgeOrigin: string): string {
-  try {
-    // A scheme-relative URL (`//origin.example.com/x`) takes the client's scheme to the same host.
-    const absolute = value.trim().replace(/^\/\//, "http://");
-    const { host, pathname, search, hash } = new URL(absolute);
-    if (host === upstreamHost && (pathname === base || pathname.startsWith(`${base}/`)))
-      return `${edgeOrigin}${pathname.slice(base.length) || "/"}${search}${hash}`;
-  } catch {}
+  // As a browser reads it: tabs and newlines dropped anywhere (`/\t/origin…`), then the
+  // leading C0 controls and spaces (the URL parser drops the trailing ones itself).
+  const read = value.replace(/[\t\n\r]/g, "").replace(/^[\0- ]+/, "");
+  // Only a URL with a scheme, or a scheme-relative one (`//`, and `/\`, `\\` or `\/`, which a
+  // browser reads as `//`), can name a host: a path goes on unparsed, as a failed parse costs
+  // the runtime an error object, and an answer may hold thousands of relative `Link` targets.
+  if (!AUTHORITY_OR_SCHEME.test(read)) return value;
+  // A scheme-relative URL takes the client's scheme to the same host.
+  const absolute = /^[/\\]/.test(read) ? `http:${read}` : read;
+  // Asked first, as `http:` alone parses as no URL at the cost of a failed parse.
+  if (!URL.canParse(absolute)) return value;
+  const { host, pathname, search, hash } = new URL(absolute);
+  if (host === upstreamHost && (pathname === base || pathname.startsWith(`${base}/`)))
+    return `${edgeOrigin}${pathname.slice(base.length) || "/"}${search}${hash}`;
   return value;
 }
 

@@ -5,11 +5,15 @@ import { canonicalPath as canonicalise } from "../core/path";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
 
-/** Bytes in the request's header block, counted as `name: value\r\n` per field. */
-function headerBytes(headers: Headers): number {
+/** Whether the request's header block, counted as `name: value\r\n` per field, is over `max` bytes. */
+function headersOver(headers: Headers, max: number): boolean {
   let total = 0;
-  for (const [name, value] of headers) total += name.length + value.length + 4;
-  return total;
+  // Read no further once over: a block of thousands of tiny fields is refused as soon as it is.
+  for (const [name, value] of headers) {
+    total += name.length + value.length + 4;
+    if (total > max) return true;
+  }
+  return false;
 }
 
 export function canonicalPath(): Stage {
@@ -31,7 +35,7 @@ export function canonicalPath(): Stage {
       const result = url.pathname.length <= policy.maxUrlBytes ? canonicalise(url.pathname) : undefined;
       if (result?.ok) c.set("canonicalPath", result.path);
       if (!result || raw.url.length > policy.maxUrlBytes) return deny(c, "bad_request", { detail: "url_too_long" });
-      if (headerBytes(raw.headers) > policy.maxHeaderBytes) {
+      if (headersOver(raw.headers, policy.maxHeaderBytes)) {
         return deny(c, "bad_request", { detail: "headers_too_large" });
       }
       if (!result.ok) return deny(c, "bad_request", { detail: result.detail });
