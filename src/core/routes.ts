@@ -167,15 +167,17 @@ function splitHost(host: string): { name: string; port?: string } {
 }
 
 /**
- * Whether a request's host has an empty label (`acme..example.com`, `acme.example.com..`,
- * `.example.com`): the URL parser keeps it, so no route written for the host matches it, while
- * an origin that splits X-Forwarded-Host into labels (Rails drops the empty ones) reads it as
- * that host. A single trailing dot is a fully qualified name, the same host (see `splitHost`).
+ * Whether a request's host is no one host name as DNS writes one: an empty label
+ * (`acme..example.com`, `.example.com`; a single trailing dot is a fully qualified name, the
+ * same host, see `splitHost`) or a character no name holds, which the URL parser keeps (`,`,
+ * `;`, `*`, `!`, `+`, …). No route written for a host matches it, while an origin may read it
+ * as that host: Rails drops empty labels from X-Forwarded-Host, and reads a list
+ * (`www.example.com,admin.example.com`) by its last host, Express by its first.
  */
-export function hasEmptyLabel(host: string): boolean {
+export function isAmbiguousHost(host: string): boolean {
   const { name } = splitHost(host);
   // Its one trailing dot taken off already: a second one is an empty label too.
-  return name === "" || name.startsWith(".") || name.endsWith(".") || name.includes("..");
+  return !/^(?:[a-z\d_-]+(?:\.[a-z\d_-]+)*|\[[\da-f:.]+\])$/.test(name);
 }
 
 /**

@@ -3,7 +3,7 @@
 
 import { preflightMethod } from "../core/cors";
 import { methodsAt, routeRequest } from "../core/route-request";
-import { hasEmptyLabel } from "../core/routes";
+import { isAmbiguousHost } from "../core/routes";
 import { serviceBinding } from "./context";
 import { deny } from "./respond";
 import type { Stage } from "./stage";
@@ -17,7 +17,7 @@ export function route(): Stage {
       const url = c.get("url");
       const host = url.host;
       // A host route would miss it, and a host-less one behind it serve what the host's guards.
-      if (hasEmptyLabel(host)) return deny(c, "bad_request", { detail: "ambiguous_host" });
+      if (isAmbiguousHost(host)) return deny(c, "bad_request", { detail: "ambiguous_host" });
       const path = c.get("canonicalPath");
       const search = url.search;
       const match = routeRequest(policy.routes, method, host, path, search);
