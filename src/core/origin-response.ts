@@ -44,8 +44,19 @@ const REFRESH_URL = /^(\s*(?:[\d.]+\s*[;,]|[\d.]+\s+|[;,])\s*(?:url\s*=\s*)?['"]
 
 /** The upstream as `onEdge` compares URLs with it: its host, and its path without a final `/`. */
 interface Upstream {
-  host: string;
+  /** The host name without a fully qualified name's final dot (the same host to DNS). */
+  name: string;
+  /** The port as written (none for the scheme's default). */
+  port: string;
+  /** The port the scheme implies where none is written. */
+  effectivePort: string;
   base: string;
+}
+
+const DEFAULT_PORTS: Readonly<Record<string, string>> = { "http:": "80", "https:": "443", "ws:": "80", "wss:": "443" };
+
+function upstreamOf({ hostname, port, protocol }: URL): Omit<Upstream, "base"> {
+  return { name: hostname.replace(/\.$/, ""), port, effectivePort: port || DEFAULT_PORTS[protocol] || "" };
 }
 
 /** What begins a URL that may name a host: a scheme, or two slashes either way round. */
@@ -54,22 +65,35 @@ const AUTHORITY_OR_SCHEME = /^(?:[a-z][a-z\d+.-]*:|[/\\]{2})/i;
 /**
  * The edge's own URL for `value` if it names the upstream (its host, under its path), else
  * `value`. Read by host whatever the scheme: an origin behind its own TLS terminator may write
- * `http://` for an `https://` upstream, and names it all the same.
+ * `http://` for an `https://` upstream, and names it all the same; so does one that writes the
+ * upstream's port, the scheme's default included (`//origin.example.com:443/…`), or its name
+ * fully qualified (`origin.example.com.`).
  */
-function onEdge(value: string, { host: upstreamHost, base }: Upstream, edgeOrigin: string): string {
+function onEdge(value: string, upstream: Upstream, edgeOrigin: string): string {
   // As a browser reads it: tabs and newlines dropped anywhere (`/\t/origin…`), then the
-  // leading C0 controls and spaces (the URL parser drops the trailing ones itself).
-  const read = value.replace(/[\t\n\r]/g, "").replace(/^[\0- ]+/, "");
+  // leading C0 controls and spaces (the URL parser drops the trailing ones itself); and
+  // without the `url:` that Java's URL class skips.
+  const read = value
+    .replace(/[\t\n\r]/g, "")
+    .replace(/^[\0- ]+/, "")
+    .replace(/^url:/i, "");
   // Only a URL with a scheme, or a scheme-relative one (`//`, and `/\`, `\\` or `\/`, which a
   // browser reads as `//`), can name a host: a path goes on unparsed, as a failed parse costs
   // the runtime an error object, and an answer may hold thousands of relative `Link` targets.
   if (!AUTHORITY_OR_SCHEME.test(read)) return value;
-  // A scheme-relative URL takes the client's scheme to the same host.
-  const absolute = /^[/\\]/.test(read) ? `http:${read}` : read;
+  // A scheme-relative URL takes the client's scheme, the edge's, to the same host.
+  const absolute = /^[/\\]/.test(read) ? `${edgeOrigin.slice(0, edgeOrigin.indexOf(":") + 1)}${read}` : read;
   // Asked first, as `http:` alone parses as no URL at the cost of a failed parse.
   if (!URL.canParse(absolute)) return value;
-  const { host, pathname, search, hash } = new URL(absolute);
-  if (host === upstreamHost && (pathname === base || pathname.startsWith(`${base}/`)))
+  const url = new URL(absolute);
+  const { name, port, effectivePort } = upstreamOf(url);
+  const { pathname, search, hash } = url;
+  const base = upstream.base;
+  if (
+    name === upstream.name &&
+    (port === upstream.port || effectivePort === upstream.effectivePort) &&
+    (pathname === base || pathname.startsWith(`${base}/`))
+  )
     return `${edgeOrigin}${pathname.slice(base.length) || "/"}${search}${hash}`;
   return value;
 }
@@ -98,8 +122,8 @@ export function upstreamUrlsOnEdge(headers: Headers, upstreamUrl: string, edgeOr
     const value = headers.get(name);
     if (value === null) continue;
     if (!upstream) {
-      const { host, pathname } = new URL(upstreamUrl);
-      upstream = { host, base: pathname.replace(/\/$/, "") };
+      const url = new URL(upstreamUrl);
+      upstream = { ...upstreamOf(url), base: url.pathname.replace(/\/$/, "") };
     }
     const at = upstream;
     let rewritten: string;

@@ -96,7 +96,10 @@ export function checkTenantOverrides(
     if (RESERVED_TENANTS.has(tenant)) {
       check.fail(at, `"${tenant}" is reserved (an object property name)`);
     } else if (!isTenant(tenant)) {
-      check.fail(at, `a tenant is 1 to ${MAX_IDENTIFIER_CHARS} printable ASCII characters, no spaces or commas`);
+      check.fail(
+        at,
+        `a tenant is 1 to ${MAX_IDENTIFIER_CHARS} printable ASCII characters, without spaces, commas, |, " or \\`,
+      );
     }
     if (!check.object(byName, at)) continue;
     const overrides: Record<string, { limit: number; window_s?: number }> = Object.create(null);

@@ -298,17 +298,17 @@ describe("policy validation names the field and why", () => {
     [
       "an override for a tenant no token can carry",
       (p: any) => (p.limits = { tenant_overrides: { "acme corp": {} } }),
-      "limits.tenant_overrides.acme corp: a tenant is 1 to 255 printable ASCII characters, no spaces or commas",
+      'limits.tenant_overrides.acme corp: a tenant is 1 to 255 printable ASCII characters, without spaces, commas, |, " or \\',
     ],
     [
       "an override for an empty tenant",
       (p: any) => (p.limits = { tenant_overrides: { "": {} } }),
-      "limits.tenant_overrides.: a tenant is 1 to 255 printable ASCII characters, no spaces or commas",
+      'limits.tenant_overrides.: a tenant is 1 to 255 printable ASCII characters, without spaces, commas, |, " or \\',
     ],
     [
       "an override for a tenant with a comma, which no token may carry",
       (p: any) => (p.limits = { tenant_overrides: { "acme,globex": {} } }),
-      "limits.tenant_overrides.acme,globex: a tenant is 1 to 255 printable ASCII characters, no spaces or commas",
+      'limits.tenant_overrides.acme,globex: a tenant is 1 to 255 printable ASCII characters, without spaces, commas, |, " or \\',
     ],
     ...["__proto__", "constructor", "prototype"].map((tenant) => [
       `an override for the tenant "${tenant}"`,

@@ -193,7 +193,7 @@ describe("one call per limiter object kind", () => {
 });
 
 // README "Rate limits": the policy refuses an override of "a tenant no token can carry (a tenant
-// is 1 to 255 printable ASCII characters, without spaces, commas, `"` or `\`)".
+// is 1 to 255 printable ASCII characters, without spaces, commas, `|`, `"` or `\`)".
 describe("tenant overrides name only tenants a token can carry", () => {
   function withOverrideFor(tenantName: string) {
     return basePolicy({
@@ -209,7 +209,7 @@ describe("tenant overrides name only tenants a token can carry", () => {
 
   it.each(['acme"corp', "acme\\corp", "acme\u007fcorp", "ümlaut", "a".repeat(256)])("refuses %j", (tenantName) => {
     expect(problemsOf(withOverrideFor(tenantName))).toEqual([
-      `limits.tenant_overrides.${tenantName}: a tenant is 1 to 255 printable ASCII characters, no spaces or commas`,
+      `limits.tenant_overrides.${tenantName}: a tenant is 1 to 255 printable ASCII characters, without spaces, commas, |, " or \\`,
     ]);
   });
 

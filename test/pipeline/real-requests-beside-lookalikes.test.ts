@@ -434,7 +434,7 @@ describe("tenants", () => {
       expect(seen).toHaveLength(0);
       // Every problem of an override names `tenant`: the refusal must be this one, and the only one.
       expect(problemsOf(doc({ [tenant]: { "tenant-per-minute": { limit: 5 } } }))).toEqual([
-        `limits.tenant_overrides.${tenant}: a tenant is 1 to 255 printable ASCII characters, no spaces or commas`,
+        `limits.tenant_overrides.${tenant}: a tenant is 1 to 255 printable ASCII characters, without spaces, commas, |, " or \\`,
       ]);
     },
   );
