@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
 import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer, type TestKey } from "../support/issuers";
+import { edgeWithInIsolateOrigin } from "../support/in-isolate-origin";
 import { problemsOf } from "../support/policy-problems";
 import { sendMarked } from "../support/sent";
 import { heldOrigin } from "../support/waiting";
@@ -164,23 +165,7 @@ describe("Upstreams: the forwarded path", () => {
 describe("Settings: max_header_bytes", () => {
   // README: "`max_header_bytes` | 32768 | larger header blocks are refused (400)".
   it("defaults to 32768: a header block of 32768 is served, one of 32769 is 400 headers_too_large", async () => {
-    // An origin in this isolate: the echo origin and miniflare's bindings are Node servers,
-    // which refuse header blocks past 16 KiB themselves.
-    const reached: Headers[] = [];
-    const origin = {
-      fetch: (target: string, init?: RequestInit) => {
-        reached.push(new Request(target, init).headers);
-        return Promise.resolve(new Response("ok"));
-      },
-    };
-    const edge = harness(
-      basePolicy({
-        upstreams: { svc: { service: "LOCAL_ORIGIN" } },
-        routes: [{ name: "public", methods: ["GET"], path: "/public/**", auth: "public", upstream: "svc" }],
-      }),
-      {},
-      { LOCAL_ORIGIN: origin },
-    );
+    const { edge, reached } = edgeWithInIsolateOrigin();
     const request = (padding: number) =>
       new Request("https://edge.test/public/x", { headers: { "x-pad": "p".repeat(padding) } });
     // `name: value\r\n` per field, as the edge counts it.

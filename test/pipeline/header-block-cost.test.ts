@@ -3,27 +3,7 @@
 // budget can hold, and one within it goes on with exactly the fields it would go on with were
 // there a few. The work is counted (fields read), never timed.
 import { afterEach, describe, expect, it } from "vitest";
-import { basePolicy, harness } from "../support/harness";
-
-/** An origin in this isolate (the echo origin refuses header blocks past 16 KiB itself). */
-function localOrigin() {
-  const reached: Headers[] = [];
-  const origin = {
-    fetch: (target: string, init?: RequestInit) => {
-      reached.push(new Request(target, init).headers);
-      return Promise.resolve(new Response("ok"));
-    },
-  };
-  const edge = harness(
-    basePolicy({
-      upstreams: { svc: { service: "LOCAL_ORIGIN" } },
-      routes: [{ name: "public", methods: ["GET"], path: "/public/**", auth: "public", upstream: "svc" }],
-    }),
-    {},
-    { LOCAL_ORIGIN: origin },
-  );
-  return { edge, reached };
-}
+import { edgeWithInIsolateOrigin } from "../support/in-isolate-origin";
 
 const names = (count: number, prefix: string) => Array.from({ length: count }, (_, i) => `${prefix}${i.toString(36)}`);
 
@@ -57,7 +37,7 @@ afterEach(() => {
 
 describe("a request of thousands of header fields", () => {
   it("past max_header_bytes (16,000 fields) is refused headers_too_large having read no more fields than the budget holds", async () => {
-    const { edge, reached } = localOrigin();
+    const { edge, reached } = edgeWithInIsolateOrigin();
     const request = new Request("https://edge.test/public/x", { headers: {} });
     for (const name of names(16000, "h")) request.headers.set(name, "1");
     countReadsOf(request.headers);
@@ -76,7 +56,7 @@ describe("a request of thousands of header fields", () => {
   });
 
   it("within the budget (2,600 fields, 1,900 named by Connection) goes on without the nominated ones, the rest as sent", async () => {
-    const { edge, reached } = localOrigin();
+    const { edge, reached } = edgeWithInIsolateOrigin();
     const kept = names(700, "k");
     const nominated = names(1900, "c");
     const headers = new Headers({ "x-user-sub": "forged", accept: "*/*" });

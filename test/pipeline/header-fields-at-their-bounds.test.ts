@@ -4,28 +4,8 @@
 // record and what reached the origin.
 import { describe, expect, it } from "vitest";
 import { basePolicy, echoOrigin, harness } from "../support/harness";
+import { edgeWithInIsolateOrigin } from "../support/in-isolate-origin";
 import { sendMarked } from "../support/sent";
-
-/** An edge whose public route forwards to an origin in this isolate, which records what it got. */
-function localOrigin(settings: Record<string, unknown> = {}) {
-  const reached: Headers[] = [];
-  const origin = {
-    fetch: (target: string, init?: RequestInit) => {
-      reached.push(new Request(target, init).headers);
-      return Promise.resolve(new Response("ok"));
-    },
-  };
-  const edge = harness(
-    basePolicy({
-      settings: { limiter_timeout_ms: 2000, ...settings },
-      upstreams: { svc: { service: "LOCAL_ORIGIN" } },
-      routes: [{ name: "public", methods: ["GET"], path: "/public/**", auth: "public", upstream: "svc" }],
-    }),
-    {},
-    { LOCAL_ORIGIN: origin },
-  );
-  return { edge, reached };
-}
 
 /** `name: value\r\n` per field, as the edge counts a header block. */
 function blockBytes(headers: Headers): number {
@@ -47,7 +27,7 @@ describe("a header block of many fields at max_header_bytes", () => {
   };
 
   it("of exactly 8,192 bytes is served with every field", async () => {
-    const { edge, reached } = localOrigin({ max_header_bytes: 8192 });
+    const { edge, reached } = edgeWithInIsolateOrigin({ max_header_bytes: 8192 });
     const at = request(0);
     expect(blockBytes(at.headers)).toBe(8192);
     const response = await edge.fetch(at);
@@ -60,7 +40,7 @@ describe("a header block of many fields at max_header_bytes", () => {
   });
 
   it("one byte more, in its last field, is refused headers_too_large and reaches no origin", async () => {
-    const { edge, reached } = localOrigin({ max_header_bytes: 8192 });
+    const { edge, reached } = edgeWithInIsolateOrigin({ max_header_bytes: 8192 });
     const over = request(1);
     expect(blockBytes(over.headers)).toBe(8193);
     const response = await edge.fetch(over);
@@ -78,7 +58,7 @@ describe("a header block of many fields at max_header_bytes", () => {
 
 describe("a Connection field nominating fields in every spelling", () => {
   it("strips each nominated field, in each spelling an origin reads alike, however often and however cased it is named, and passes the rest as sent", async () => {
-    const { edge, reached } = localOrigin();
+    const { edge, reached } = edgeWithInIsolateOrigin();
     const headers = new Headers({
       "x-a": "1",
       x_a: "2",
