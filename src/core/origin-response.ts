@@ -10,7 +10,9 @@ import { connectionNominatedPresent, isHopByHop } from "./headers";
  * natively), minus hop-by-hop headers, any its `Connection` names, and its CORS headers: the
  * edge alone answers for CORS (the cors stage adds its own), so an origin that reflects any
  * `Origin` cannot open a route to pages the policy does not allow. Nor can it set, replace
- * or clear the Access cookie (see `withoutCredentialSetCookies`).
+ * or clear the Access cookie (see `withoutCredentialSetCookies`), nor name its own listeners
+ * as the edge's in `Alt-Svc` (RFC 7838: a browser would take the edge's whole origin, cookies
+ * and all, to that host).
  */
 export function clientResponse(upstream: Response): Response {
   // Without the reason phrase: one the runtime received (a tab in it) it may refuse to send.
@@ -24,7 +26,7 @@ export function clientResponse(upstream: Response): Response {
   let setsCookies = false;
   // Names come lower-cased; collected first, as a Headers object must not change mid-iteration.
   for (const name of headers.keys()) {
-    if (isHopByHop(name) || name.startsWith("access-control-")) dropped.push(name);
+    if (isHopByHop(name) || name.startsWith("access-control-") || name === "alt-svc") dropped.push(name);
     else if (name === "set-cookie") setsCookies = true;
   }
   // Exactly as named: `x_hop` nominates that field, not `x-hop`, end to end.
@@ -107,18 +109,44 @@ function onEdge(value: string, upstream: Upstream, edgeOrigin: string): string {
 const LINK_TARGET_OR_QUOTED = /"(?:[^"\\]|\\[\s\S])*"?|<([^<>]*)>/g;
 
 /**
+ * A URL inside a field's value (a CSP `report-uri`, a Reporting API endpoint, a JSON member, a
+ * challenge's quoted `resource_metadata`): a scheme or none, then `//` and what a URL holds up
+ * to a delimiter. Linear: a scheme starts only where no scheme character precedes it, and is
+ * at most 32 characters long, so a long run of letters is not tried from each of them.
+ */
+const URL_IN_VALUE = /(?<![a-z\d+.-])(?:[a-z][a-z\d+.-]{0,31}:)?\/\/[^\s"',;<>\\]+/gi;
+
+/** The origin's fields that may name it, and how each holds its URLs. */
+const URL_FIELDS: ReadonlyArray<readonly [string, "whole" | "refresh" | "link" | "inside"]> = [
+  ["location", "whole"],
+  ["content-location", "whole"],
+  // Where a long-running operation's status is polled, with the caller's token (Azure's APIs).
+  ["operation-location", "whole"],
+  ["azure-asyncoperation", "whole"],
+  ["refresh", "refresh"],
+  ["link", "link"],
+  // Where browsers post their reports by themselves (CSP, the Reporting API, NEL).
+  ["content-security-policy", "inside"],
+  ["content-security-policy-report-only", "inside"],
+  ["reporting-endpoints", "inside"],
+  ["report-to", "inside"],
+  // An origin's own challenge: clients fetch its `resource_metadata` (RFC 9728 §5.1).
+  ["www-authenticate", "inside"],
+];
+
+/**
  * An origin that writes an absolute URL from the `Host` it was sent (nginx's and Apache's own
  * trailing-slash redirects, a framework that trusts no proxy) names the upstream: passed on,
  * it tells every client the private origin's address, and takes the next request past the
- * edge. A `Location`, `Content-Location` or `Refresh` URL naming the upstream is made the
- * edge's own for the same path, as nginx's `proxy_redirect default` and Apache's
- * `ProxyPassReverse` do, and so is each `Link` target (a paginated API's `rel="next"`, which
- * clients follow with the caller's own token); any other URL (an identity provider's sign-in)
- * goes on as written.
+ * edge. A URL naming the upstream in a `Location`, `Content-Location` or `Refresh`, each `Link`
+ * target (a paginated API's `rel="next"`, which clients follow with the caller's own token),
+ * an operation's status URL, a report endpoint or a challenge's metadata URL is made the edge's
+ * own for the same path, as nginx's `proxy_redirect default` and Apache's `ProxyPassReverse` do
+ * for redirects; any other URL (an identity provider's sign-in) goes on as written.
  */
 export function upstreamUrlsOnEdge(headers: Headers, upstreamUrl: string, edgeOrigin: string): void {
   let upstream: Upstream | undefined;
-  for (const name of ["location", "content-location", "refresh", "link"]) {
+  for (const [name, holds] of URL_FIELDS) {
     const value = headers.get(name);
     if (value === null) continue;
     if (!upstream) {
@@ -127,12 +155,13 @@ export function upstreamUrlsOnEdge(headers: Headers, upstreamUrl: string, edgeOr
     }
     const at = upstream;
     let rewritten: string;
-    if (name === "refresh")
+    if (holds === "refresh")
       rewritten = value.replace(REFRESH_URL, (_, before: string, url: string) => before + onEdge(url, at, edgeOrigin));
-    else if (name === "link")
+    else if (holds === "link")
       rewritten = value.replace(LINK_TARGET_OR_QUOTED, (whole, target: string | undefined) =>
         target === undefined ? whole : `<${onEdge(target, at, edgeOrigin)}>`,
       );
+    else if (holds === "inside") rewritten = value.replace(URL_IN_VALUE, (url) => onEdge(url, at, edgeOrigin));
     else rewritten = onEdge(value, at, edgeOrigin);
     if (rewritten !== value) headers.set(name, rewritten);
   }

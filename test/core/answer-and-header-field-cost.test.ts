@@ -180,3 +180,14 @@ describe("a Cookie header of many cookies", () => {
     expect(withoutCredentialCookies(`${ACCESS}; y=${padding}a${padding}`)).toBe(`y=${padding}a`);
   });
 });
+
+describe("URLs inside a long field value", () => {
+  it("a Content-Security-Policy of thousands of words and letters has its report-uri naming the upstream made the edge's, the rest as written", () => {
+    const words = `default-src 'self' ${"a".repeat(20000)} ${"b.".repeat(3000)} ${"x".repeat(40)}://cdn.example/`;
+    const headers = new Headers({
+      "content-security-policy": `${words}; report-uri ${UPSTREAM}/csp?x=1 //origin.internal:8443/base/two`,
+    });
+    upstreamUrlsOnEdge(headers, UPSTREAM, EDGE);
+    expect(headers.get("content-security-policy")).toBe(`${words}; report-uri ${EDGE}/csp?x=1 ${EDGE}/two`);
+  });
+});
