@@ -110,14 +110,27 @@ const LINK_TARGET_OR_QUOTED = /"(?:[^"\\]|\\[\s\S])*"?|<([^<>]*)>/g;
 
 /**
  * A URL inside a field's value (a CSP `report-uri`, a Reporting API endpoint, a JSON member, a
- * challenge's quoted `resource_metadata`): a scheme or none, then `//` and what a URL holds up
- * to a delimiter. Linear: a scheme starts only where no scheme character precedes it, and is
- * at most 32 characters long, so a long run of letters is not tried from each of them.
+ * challenge's quoted `resource_metadata`): a scheme or none, then two slashes either way round
+ * (`//`, `/\`, `\\`, as browsers read them) or JSON-escaped (`\/\/`), and what a URL holds up to
+ * a delimiter, its escaped slashes included. Linear: a scheme starts only where no scheme
+ * character precedes it, and is at most 32 characters long, so a long run of letters is not
+ * tried from each of them.
  */
-const URL_IN_VALUE = /(?<![a-z\d+.-])(?:[a-z][a-z\d+.-]{0,31}:)?\/\/[^\s"',;<>\\]+/gi;
+const URL_IN_VALUE = /(?<![a-z\d+.-])(?:[a-z][a-z\d+.-]{0,31}:)?(?:\\?\/|\\){2}(?:\\\/|[^\s"',;<>\\])+/gi;
+
+/**
+ * `url` as the edge's if it names the upstream. In JSON (`Report-To`) read as the browser reads
+ * it once parsed, its escaped slashes unescaped (`https:\/\/origin…`, as PHP's json_encode
+ * writes it); left as written if it names no upstream.
+ */
+function urlInValueOnEdge(url: string, json: boolean, upstream: Upstream, edgeOrigin: string): string {
+  const read = json ? url.replace(/\\\//g, "/") : url;
+  const onEdgeUrl = onEdge(read, upstream, edgeOrigin);
+  return onEdgeUrl === read ? url : onEdgeUrl;
+}
 
 /** The origin's fields that may name it, and how each holds its URLs. */
-const URL_FIELDS: ReadonlyArray<readonly [string, "whole" | "refresh" | "link" | "inside"]> = [
+const URL_FIELDS: ReadonlyArray<readonly [string, "whole" | "refresh" | "link" | "inside" | "json"]> = [
   ["location", "whole"],
   ["content-location", "whole"],
   // Where a long-running operation's status is polled, with the caller's token (Azure's APIs).
@@ -129,7 +142,7 @@ const URL_FIELDS: ReadonlyArray<readonly [string, "whole" | "refresh" | "link" |
   ["content-security-policy", "inside"],
   ["content-security-policy-report-only", "inside"],
   ["reporting-endpoints", "inside"],
-  ["report-to", "inside"],
+  ["report-to", "json"],
   // An origin's own challenge: clients fetch its `resource_metadata` (RFC 9728 §5.1).
   ["www-authenticate", "inside"],
 ];
@@ -161,7 +174,8 @@ export function upstreamUrlsOnEdge(headers: Headers, upstreamUrl: string, edgeOr
       rewritten = value.replace(LINK_TARGET_OR_QUOTED, (whole, target: string | undefined) =>
         target === undefined ? whole : `<${onEdge(target, at, edgeOrigin)}>`,
       );
-    else if (holds === "inside") rewritten = value.replace(URL_IN_VALUE, (url) => onEdge(url, at, edgeOrigin));
+    else if (holds !== "whole")
+      rewritten = value.replace(URL_IN_VALUE, (url) => urlInValueOnEdge(url, holds === "json", at, edgeOrigin));
     else rewritten = onEdge(value, at, edgeOrigin);
     if (rewritten !== value) headers.set(name, rewritten);
   }
