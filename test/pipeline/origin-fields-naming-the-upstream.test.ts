@@ -119,6 +119,19 @@ describe("fields that send a browser's reports to a URL naming the upstream", ()
     expect(response.headers.get("content-security-policy")).toBe(`default-src 'self'; report-uri ${EDGE}/csp-reports`);
   });
 
+  it("a source naming the upstream under its path is the edge's too, every other source as written", async () => {
+    const edge = siteAndApi();
+    const response = await page(edge, [
+      [
+        "content-security-policy",
+        `default-src 'self'; img-src ${UPSTREAM}/img/ https://cdn.example.net 'sha256-ab//c='`,
+      ],
+    ]);
+    expect(response.headers.get("content-security-policy")).toBe(
+      `default-src 'self'; img-src ${EDGE}/img/ https://cdn.example.net 'sha256-ab//c='`,
+    );
+  });
+
   it("a Content-Security-Policy-Report-Only report-uri is the edge's URL for the same path", async () => {
     const edge = siteAndApi();
     const response = await page(edge, [
@@ -203,6 +216,15 @@ describe("an alternative service at the upstream's host", () => {
     ]);
     expect(response.headers.get("alt-svc") ?? "").not.toContain(UPSTREAM_HOST);
   });
+
+  it.each(['h3=":443"; ma=86400', "clear"])(
+    "an origin's Alt-Svc `%s` does not reach the client at all",
+    async (value) => {
+      const edge = siteAndApi();
+      const response = await page(edge, [["alt-svc", value]]);
+      expect(response.headers.has("alt-svc")).toBe(false);
+    },
+  );
 });
 
 describe("the same fields naming another host go on as written", () => {
