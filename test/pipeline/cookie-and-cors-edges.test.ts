@@ -1,43 +1,25 @@
 // The cookie, cross-site and CORS checks at their edges: each test here fails if the one
 // check it names is dropped, narrowed or loosened.
 import { beforeAll, describe, expect, it } from "vitest";
-import type { PolicyDocument } from "../../src/core/policy-types";
+import type { RouteConfig } from "../../src/core/policy-types";
 import { basePolicy, harness } from "../support/harness";
+import { ACCESS_AUD_TAG, accessAppEdge } from "../support/guarded-sites";
 import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
 import { sendMarked } from "../support/sent";
-
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 
 let team: TestIssuer;
 beforeAll(async () => {
   team = await makeIssuer("RS256");
 });
 
-/** One Access route taking GET and POST at `/app/**`, with `overrides` laid over it. */
-function accessEdge(overrides: Record<string, unknown> = {}) {
-  return harness(
-    basePolicy({
-      issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },
-      routes: [
-        {
-          name: "app",
-          methods: ["GET", "POST"],
-          path: "/app/**",
-          auth: { issuers: ["access"], audiences: [AUD_TAG] },
-          upstream: "echo",
-          ...overrides,
-        },
-      ],
-    } as Partial<PolicyDocument>),
-  );
-}
+const accessEdge = (overrides: Partial<RouteConfig> = {}) => accessAppEdge(team, overrides);
 
 describe("a cookie-authenticated post whose only word of its page is a Referer", () => {
   it("is refused when the Referer names a page with no origin (data:), which is no page of this site", async () => {
     // A data: or about: page (one an attacker opened, or a sandboxed frame of an old browser)
     // has the opaque origin "null": a page, and not this one. Read as no page at all, the post
     // would pass as a client that is no browser.
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const r = await sendMarked(accessEdge(), "/app/transfer", {
       method: "POST",
       body: "to=attacker",
@@ -55,7 +37,7 @@ describe("an Access assertion in its header alone, beside other cookies, with an
   // script holding a service token's assertion may forward any Referer and any cookies of its
   // own, and is no page posting on a user's behalf.
   it("is judged no browser's post: it goes through with its cookies", async () => {
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const r = await sendMarked(accessEdge(), "/app/x", {
       method: "POST",
       body: "a=1",
@@ -89,7 +71,7 @@ describe("Access-Control-Request-Method on a request that is no OPTIONS", () => 
   });
 
   it("the allowed page's authenticated GET reaches the origin with the user's identity, and its answer is the origin's", async () => {
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const r = await sendMarked(corsEdge(), "/app/x", {
       headers: { ...asking, cookie: `CF_Authorization=${token}` },
     });

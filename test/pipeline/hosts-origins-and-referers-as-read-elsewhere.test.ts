@@ -4,11 +4,17 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
 import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
-import { admins, bearerOf, signedIn, tenantBound, withIdp } from "../support/guarded-sites";
+import {
+  ACCESS_AUD_TAG,
+  accessAppEdge,
+  admins,
+  bearerOf,
+  signedIn,
+  tenantBound,
+  withIdp,
+} from "../support/guarded-sites";
 import { sendMarked } from "../support/sent";
 import { WireRequest } from "../support/wire-request";
-
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 
 let idp: TestIssuer;
 let team: TestIssuer;
@@ -139,22 +145,7 @@ describe("a host that lists two hosts, as X-Forwarded-Host reads to an origin", 
   });
 });
 
-/** One Access route taking GET and POST at `/app/**`. */
-const accessEdge = () =>
-  harness(
-    basePolicy({
-      issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },
-      routes: [
-        {
-          name: "app",
-          methods: ["GET", "POST"],
-          path: "/app/**",
-          auth: { issuers: ["access"], audiences: [AUD_TAG] },
-          upstream: "echo",
-        },
-      ],
-    }),
-  );
+const accessEdge = () => accessAppEdge(team);
 
 describe("a host as the client writes it, and the origin a browser names for it", () => {
   // A browser without Sec-Fetch-Site (Safari before 16.4) names the page in Origin, serialised
@@ -170,7 +161,7 @@ describe("a host as the client writes it, and the origin a browser names for it"
     async (_label, url) => {
       const edge = accessEdge();
       const m = marker();
-      const token = await accessAssertion(team, AUD_TAG);
+      const token = await accessAssertion(team, ACCESS_AUD_TAG);
       const response = await edge.fetch(
         new WireRequest(url, {
           method: "POST",
@@ -192,7 +183,7 @@ describe("a host as the client writes it, and the origin a browser names for it"
   // strings): a page on one is another origin to the other, though routes take them alike.
   it("a post to the fully qualified `edge.test.` from a page on `edge.test` is refused cross_site_origin; from `edge.test.` it passes", async () => {
     const edge = accessEdge();
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const post = (origin: string) =>
       sendMarked(edge, "https://edge.test./app/transfer", {
         method: "POST",
@@ -215,7 +206,7 @@ describe("a host as the client writes it, and the origin a browser names for it"
   // edge cannot tell them apart, and refuses.
   it("Origin: null without Sec-Fetch-Site is refused cross_site_origin; with Sec-Fetch-Site: same-origin it passes", async () => {
     const edge = accessEdge();
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const headers = { cookie: `CF_Authorization=${token}`, origin: "null" };
     const opaque = await sendMarked(edge, "/app/transfer", { method: "POST", body: "a=1", headers });
     expect(opaque.response.status).toBe(403);

@@ -75,3 +75,28 @@ export async function authenticatedEdge() {
   );
   return { edge, token: await issuer.sign({}) };
 }
+
+/** An Access application's audience tag, as Cloudflare Access writes one (64 hex digits). */
+export const ACCESS_AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
+
+/**
+ * One Access route taking GET and POST at `/app/**` for the team `team` (the test issuer as
+ * `access`), with `overrides` laid over the route.
+ */
+export function accessAppEdge(team: TestIssuer, overrides: Partial<RouteConfig> = {}) {
+  return harness(
+    basePolicy({
+      issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },
+      routes: [
+        {
+          name: "app",
+          methods: ["GET", "POST"],
+          path: "/app/**",
+          auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
+          upstream: "echo",
+          ...overrides,
+        },
+      ],
+    }),
+  );
+}
