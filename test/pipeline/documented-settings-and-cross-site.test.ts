@@ -8,7 +8,8 @@ import { LOCAL_ACCESS_TEAM, LOCAL_IDP_URL } from "../../dev/local-stack.mjs";
 import policy from "../../policy/policy.json";
 import { compilePolicy } from "../../src/core/policy";
 import type { PolicyDocument } from "../../src/core/policy-types";
-import { basePolicy, harness, marker, originSaw } from "../support/harness";
+import { marker, originSaw } from "../support/harness";
+import { ACCESS_AUD_TAG, accessAppEdge } from "../support/guarded-sites";
 import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
 import { problemsOf } from "../support/policy-problems";
 
@@ -149,27 +150,12 @@ describe("Cloudflare Access: the Referer is read only when a browser sends neith
     team = await makeIssuer("RS256");
   });
 
-  function edge() {
-    return harness(
-      basePolicy({
-        issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },
-        routes: [
-          {
-            name: "app",
-            methods: ["GET", "POST"],
-            path: "/app/**",
-            auth: { issuers: ["access"], audiences: [AUD_TAG] },
-            upstream: "echo",
-          },
-        ],
-      }),
-    );
-  }
+  const edge = () => accessAppEdge(team);
 
   async function post(headers: Record<string, string>) {
     const e = edge();
     const m = marker();
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const response = await e.fetch("/app/x", {
       method: "POST",
       body: "a=1",
