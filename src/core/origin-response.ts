@@ -109,28 +109,59 @@ function onEdge(value: string, upstream: Upstream, edgeOrigin: string): string {
 const LINK_TARGET_OR_QUOTED = /"(?:[^"\\]|\\[\s\S])*"?|<([^<>]*)>/g;
 
 /**
- * A URL inside a field's value (a CSP `report-uri`, a Reporting API endpoint, a JSON member, a
- * challenge's quoted `resource_metadata`): a scheme or none, then two slashes either way round
- * (`//`, `/\`, `\\`, as browsers read them) or JSON-escaped (`\/\/`), and what a URL holds up to
- * a delimiter, its escaped slashes included. Linear: a scheme starts only where no scheme
+ * A URL inside a field's value (a CSP `report-uri`, a challenge's quoted `resource_metadata`):
+ * a scheme or none, then two slashes either way round (`//`, `/\`, `\\`, as browsers read
+ * them) or escaped (`\/\/`, which a URL parser reads as slashes too), and what a URL holds up
+ * to a delimiter, its escaped slashes included. Linear: a scheme starts only where no scheme
  * character precedes it, and is at most 32 characters long, so a long run of letters is not
  * tried from each of them.
  */
 const URL_IN_VALUE = /(?<![a-z\d+.-])(?:[a-z][a-z\d+.-]{0,31}:)?(?:\\?\/|\\){2}(?:\\\/|[^\s"',;<>\\])+/gi;
 
 /**
- * `url` as the edge's if it names the upstream. In JSON (`Report-To`) read as the browser reads
- * it once parsed, its escaped slashes unescaped (`https:\/\/origin…`, as PHP's json_encode
- * writes it); left as written if it names no upstream.
+ * A structured field's string (RFC 8941 §3.3.3: `"…"`, `\"` and `\\` escaped inside), whole,
+ * and whether it is closed. Linear: an unclosed string takes the rest of the field at once.
  */
-function urlInValueOnEdge(url: string, json: boolean, upstream: Upstream, edgeOrigin: string): string {
-  const read = json ? url.replace(/\\\//g, "/") : url;
-  const onEdgeUrl = onEdge(read, upstream, edgeOrigin);
-  return onEdgeUrl === read ? url : onEdgeUrl;
+const SF_STRING = /"((?:[^"\\]|\\[\s\S])*)("?)/g;
+
+/**
+ * A structured field's strings (`Reporting-Endpoints`' endpoints, `Speculation-Rules`' rule
+ * sets) as the browser reads them: each unescaped and read whole, so a `,`, `;` or `'` inside
+ * one is part of its URL; one naming the upstream becomes the edge's.
+ */
+function stringsOnEdge(value: string, upstream: Upstream, edgeOrigin: string): string {
+  return value.replace(SF_STRING, (whole, escaped: string, closed: string) => {
+    if (!closed) return whole;
+    const read = escaped.replace(/\\([\s\S])/g, "$1");
+    const onEdgeUrl = onEdge(read, upstream, edgeOrigin);
+    return onEdgeUrl === read ? whole : `"${onEdgeUrl.replace(/["\\]/g, "\\$&")}"`;
+  });
+}
+
+/**
+ * `Report-To`'s groups as the browser reads them: the field is the members of a JSON list, and
+ * every string in them is read once parsed (`https:\/\/origin…` as PHP's json_encode writes
+ * it, `\u002f` too). Written again only where a URL names the upstream; a field that is no JSON
+ * goes on as written, as the browser ignores it.
+ */
+function jsonOnEdge(value: string, upstream: Upstream, edgeOrigin: string): string {
+  let changed = false;
+  let groups: unknown;
+  try {
+    groups = JSON.parse(`[${value}]`, (_key, member: unknown) => {
+      if (typeof member !== "string") return member;
+      const onEdgeUrl = onEdge(member, upstream, edgeOrigin);
+      if (onEdgeUrl !== member) changed = true;
+      return onEdgeUrl;
+    });
+  } catch {
+    return value;
+  }
+  return changed ? JSON.stringify(groups).slice(1, -1) : value;
 }
 
 /** The origin's fields that may name it, and how each holds its URLs. */
-const URL_FIELDS: ReadonlyArray<readonly [string, "whole" | "refresh" | "link" | "inside" | "json"]> = [
+const URL_FIELDS: ReadonlyArray<readonly [string, "whole" | "refresh" | "link" | "inside" | "strings" | "json"]> = [
   ["location", "whole"],
   ["content-location", "whole"],
   // Where a long-running operation's status is polled, with the caller's token (Azure's APIs).
@@ -141,8 +172,12 @@ const URL_FIELDS: ReadonlyArray<readonly [string, "whole" | "refresh" | "link" |
   // Where browsers post their reports by themselves (CSP, the Reporting API, NEL).
   ["content-security-policy", "inside"],
   ["content-security-policy-report-only", "inside"],
-  ["reporting-endpoints", "inside"],
+  ["reporting-endpoints", "strings"],
   ["report-to", "json"],
+  // Fetched by the browser itself: rule sets for prefetching pages, and a script's source map.
+  ["speculation-rules", "strings"],
+  ["sourcemap", "whole"],
+  ["x-sourcemap", "whole"],
   // An origin's own challenge: clients fetch its `resource_metadata` (RFC 9728 §5.1).
   ["www-authenticate", "inside"],
 ];
@@ -174,8 +209,9 @@ export function upstreamUrlsOnEdge(headers: Headers, upstreamUrl: string, edgeOr
       rewritten = value.replace(LINK_TARGET_OR_QUOTED, (whole, target: string | undefined) =>
         target === undefined ? whole : `<${onEdge(target, at, edgeOrigin)}>`,
       );
-    else if (holds !== "whole")
-      rewritten = value.replace(URL_IN_VALUE, (url) => urlInValueOnEdge(url, holds === "json", at, edgeOrigin));
+    else if (holds === "inside") rewritten = value.replace(URL_IN_VALUE, (url) => onEdge(url, at, edgeOrigin));
+    else if (holds === "strings") rewritten = stringsOnEdge(value, at, edgeOrigin);
+    else if (holds === "json") rewritten = jsonOnEdge(value, at, edgeOrigin);
     else rewritten = onEdge(value, at, edgeOrigin);
     if (rewritten !== value) headers.set(name, rewritten);
   }

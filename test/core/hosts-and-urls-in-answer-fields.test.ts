@@ -76,6 +76,65 @@ describe("a Report-To naming the upstream, as JSON encoders write it", () => {
   });
 });
 
+describe("a Report-To read as the browser parses its JSON", () => {
+  it("an endpoint URL spelling its slashes as \\u002f is the edge's URL", () => {
+    const group =
+      '{"group":"nel","endpoints":[{"url":"https:\\u002f\\u002forigin.internal:8443\\u002fbase\\u002fnel"}]}';
+    const value = rewritten("report-to", group) ?? "";
+    expect(value).not.toContain("origin.internal");
+    expect(JSON.parse(value)).toEqual({ group: "nel", endpoints: [{ url: `${EDGE}/nel` }] });
+  });
+
+  it("every group of the field is read, and each keeps its other members", () => {
+    const groups =
+      '{"group":"a","max_age":60,"endpoints":[{"url":"https://reports.example.net/a","priority":1}]}, ' +
+      '{"group":"b","max_age":60,"endpoints":[{"url":"https://origin.internal:8443/base/b","weight":2}]}';
+    const value = rewritten("report-to", groups) ?? "";
+    expect(JSON.parse(`[${value}]`)).toEqual([
+      { group: "a", max_age: 60, endpoints: [{ url: "https://reports.example.net/a", priority: 1 }] },
+      { group: "b", max_age: 60, endpoints: [{ url: `${EDGE}/b`, weight: 2 }] },
+    ]);
+  });
+
+  it("a field naming no upstream URL, or no JSON at all, is left byte for byte", () => {
+    const other = '{ "group": "a", "endpoints": [ {"url": "https://reports.example.net/a"} ] }';
+    expect(rewritten("report-to", other)).toBe(other);
+    const broken = '{"endpoints":[{"url":"https://origin.internal:8443/base/nel"}]';
+    expect(rewritten("report-to", broken)).toBe(broken);
+  });
+});
+
+describe("Reporting-Endpoints and Speculation-Rules read as structured field strings", () => {
+  // RFC 8941 §3.3.3: a string holds any printable character, `,` `;` and `'` included, with `"`
+  // and `\` escaped; the browser takes the whole string as the URL.
+  it("a URL holding a comma, semicolon or apostrophe is read whole", () => {
+    expect(rewritten("reporting-endpoints", 'csp="https://origin.internal:8443/base/r,v2;x\'y"')).toBe(
+      `csp="${EDGE}/r,v2;x'y"`,
+    );
+    // `/base,v2/r` is not under the upstream's `/base`: it goes on as written, not cut at the comma.
+    const notUnderBase = 'csp="https://origin.internal:8443/base,v2/r"';
+    expect(rewritten("reporting-endpoints", notUnderBase)).toBe(notUnderBase);
+  });
+
+  it("an escaped backslash is read as the browser reads the string: `\\\\\\\\host` is `\\\\host`, read as `//host`", () => {
+    expect(rewritten("reporting-endpoints", 'csp="\\\\\\\\origin.internal:8443/base/r"')).toBe(`csp="${EDGE}/r"`);
+  });
+
+  it("an unclosed string goes on as written", () => {
+    const unclosed = 'csp="https://origin.internal:8443/base/r';
+    expect(rewritten("reporting-endpoints", unclosed)).toBe(unclosed);
+  });
+
+  it("a Speculation-Rules rule set naming the upstream is the edge's; the others as written", () => {
+    expect(
+      rewritten(
+        "speculation-rules",
+        '"https://origin.internal:8443/base/rules.json", "/r.json", "https://cdn.example.net/r.json"',
+      ),
+    ).toBe(`"${EDGE}/rules.json", "/r.json", "https://cdn.example.net/r.json"`);
+  });
+});
+
 describe("a CSP report endpoint a browser reads as scheme-relative", () => {
   // Browsers resolve a report-uri against the page as the URL parser does: `/\host/…` is
   // `//host/…` for an https page, so the reports go to the upstream.

@@ -172,6 +172,23 @@ describe("fields that send a browser's reports to a URL naming the upstream", ()
   });
 });
 
+describe("fields that have a browser fetch a URL naming the upstream by itself", () => {
+  // Speculation rules (a page's prefetch and prerender rule sets) and a script's source map
+  // are fetched by the browser from the URL the field names, past the edge if it names the
+  // upstream.
+  it("a Speculation-Rules rule set and a SourceMap are the edge's URLs; a relative rule set goes on as written", async () => {
+    const edge = siteAndApi();
+    const response = await page(edge, [
+      ["speculation-rules", `"${UPSTREAM}/rules/prefetch.json", "/rules/prerender.json"`],
+      ["sourcemap", `${UPSTREAM}/assets/app.js.map`],
+      ["x-sourcemap", `//${UPSTREAM_HOST}:8443/base/assets/old.js.map`],
+    ]);
+    expect(response.headers.get("speculation-rules")).toBe(`"${EDGE}/rules/prefetch.json", "/rules/prerender.json"`);
+    expect(response.headers.get("sourcemap")).toBe(`${EDGE}/assets/app.js.map`);
+    expect(response.headers.get("x-sourcemap")).toBe(`${EDGE}/assets/old.js.map`);
+  });
+});
+
 describe("fields an API client follows by itself to a URL naming the upstream", () => {
   // RFC 9728 §5.1: a client reads `resource_metadata` from the challenge and fetches the
   // metadata there (MCP's authorization specification requires it, the 403 `insufficient_scope`
