@@ -12,9 +12,10 @@ import { connectionNominatedPresent, isHopByHop } from "./headers";
  * `Origin` cannot open a route to pages the policy does not allow. Nor can it set, replace
  * or clear the Access cookie (see `withoutCredentialSetCookies`), nor name its own listeners
  * as the edge's in `Alt-Svc` (RFC 7838: a browser would take the edge's whole origin, cookies
- * and all, to that host).
+ * and all, to that host). Given the upstream's URL, the URLs naming it become the edge's (see
+ * `upstreamUrlsOnEdge`).
  */
-export function clientResponse(upstream: Response): Response {
+export function clientResponse(upstream: Response, urls?: { upstreamUrl: string; edgeOrigin: string }): Response {
   // Without the reason phrase: one the runtime received (a tab in it) it may refuse to send.
   const response = new Response(upstream.body, {
     status: upstream.status,
@@ -23,16 +24,21 @@ export function clientResponse(upstream: Response): Response {
   });
   const headers = response.headers;
   const dropped: string[] = [];
+  const urlFields: string[] = [];
   let setsCookies = false;
   // Names come lower-cased; collected first, as a Headers object must not change mid-iteration.
+  // One pass over the names serves every check: the fields that may hold URLs are found here
+  // rather than asked for one by one.
   for (const name of headers.keys()) {
     if (isHopByHop(name) || name.startsWith("access-control-") || name === "alt-svc") dropped.push(name);
     else if (name === "set-cookie") setsCookies = true;
+    else if (URL_FIELDS.has(name)) urlFields.push(name);
   }
   // Exactly as named: `x_hop` nominates that field, not `x-hop`, end to end.
   if (dropped.includes("connection")) dropped.push(...connectionNominatedPresent(headers));
   for (const name of dropped) headers.delete(name);
   if (setsCookies) withoutCredentialSetCookies(headers);
+  if (urls && urlFields.length > 0) upstreamUrlsOnEdge(headers, urls.upstreamUrl, urls.edgeOrigin, urlFields);
   return response;
 }
 
@@ -161,7 +167,7 @@ function jsonOnEdge(value: string, upstream: Upstream, edgeOrigin: string): stri
 }
 
 /** The origin's fields that may name it, and how each holds its URLs. */
-const URL_FIELDS: ReadonlyArray<readonly [string, "whole" | "refresh" | "link" | "inside" | "strings" | "json"]> = [
+const URL_FIELDS = new Map<string, "whole" | "refresh" | "link" | "inside" | "strings" | "json">([
   ["location", "whole"],
   ["content-location", "whole"],
   // Where a long-running operation's status is polled, with the caller's token (Azure's APIs).
@@ -180,7 +186,7 @@ const URL_FIELDS: ReadonlyArray<readonly [string, "whole" | "refresh" | "link" |
   ["x-sourcemap", "whole"],
   // An origin's own challenge: clients fetch its `resource_metadata` (RFC 9728 §5.1).
   ["www-authenticate", "inside"],
-];
+]);
 
 /**
  * An origin that writes an absolute URL from the `Host` it was sent (nginx's and Apache's own
@@ -192,11 +198,17 @@ const URL_FIELDS: ReadonlyArray<readonly [string, "whole" | "refresh" | "link" |
  * own for the same path, as nginx's `proxy_redirect default` and Apache's `ProxyPassReverse` do
  * for redirects; any other URL (an identity provider's sign-in) goes on as written.
  */
-export function upstreamUrlsOnEdge(headers: Headers, upstreamUrl: string, edgeOrigin: string): void {
+export function upstreamUrlsOnEdge(
+  headers: Headers,
+  upstreamUrl: string,
+  edgeOrigin: string,
+  names: readonly string[] = [...headers.keys()],
+): void {
   let upstream: Upstream | undefined;
-  for (const [name, holds] of URL_FIELDS) {
-    const value = headers.get(name);
-    if (value === null) continue;
+  for (const name of names) {
+    const holds = URL_FIELDS.get(name);
+    const value = holds && headers.get(name);
+    if (!value) continue;
     if (!upstream) {
       const url = new URL(upstreamUrl);
       upstream = { ...upstreamOf(url), base: url.pathname.replace(/\/$/, "") };

@@ -4,7 +4,7 @@
 // client's request: 502/504 for the origin's, 400/499 for the client's body.
 
 import { TIMED_OUT, withDeadline } from "../core/deadline";
-import { clientResponse, keepFromSharedCaches, upstreamUrlsOnEdge } from "../core/origin-response";
+import { clientResponse, keepFromSharedCaches } from "../core/origin-response";
 import { originQuery } from "../core/tokens/credentials";
 import { addVary, type PipelineContext, serviceBinding, withResponseHeaders } from "./context";
 import { maxForwardsAnswer } from "./max-forwards";
@@ -186,9 +186,11 @@ export function forward(): Stage {
       cancelBody(response);
       return deny(c, "origin_unavailable", { detail: "origin_bad_status" });
     }
-    const out = clientResponse(response);
     // A service binding was sent the edge's own URL: what it writes names no other host.
-    if ("url" in upstream) upstreamUrlsOnEdge(out.headers, upstream.url, incoming.origin);
+    const out = clientResponse(
+      response,
+      "url" in upstream ? { upstreamUrl: upstream.url, edgeOrigin: incoming.origin } : undefined,
+    );
     return finalAnswer(c, out);
   };
   return { run };
