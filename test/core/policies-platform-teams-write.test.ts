@@ -4,9 +4,8 @@
 // deploy: the operator either cannot ship the policy at all or is pushed to loosen it.
 import { describe, expect, it } from "vitest";
 import { compileStepProblems } from "../support/policy-compile-step";
+import { ACCESS_AUD_TAG } from "../support/issuers";
 import { problemsOf } from "../support/policy-problems";
-
-const ACCESS_AUD = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 
 /** Auth0 for the product, Entra per customer tenant, Cloudflare Access for staff. */
 const issuers = {
@@ -43,7 +42,7 @@ const document = (routes: unknown[], more: Record<string, unknown> = {}): any =>
   ...more,
 });
 
-const staff = { issuers: ["access"], audiences: [ACCESS_AUD] };
+const staff = { issuers: ["access"], audiences: [ACCESS_AUD_TAG] };
 const spa = { allow_origins: ["https://app.acme.dev"], allow_credentials: true };
 
 describe("the $batch lint leaves out a route that never takes a path under the batch's root", () => {

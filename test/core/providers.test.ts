@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { JWK } from "jose";
 import { compilePolicy, PolicyError } from "../../src/core/policy";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
+import { ACCESS_AUD_TAG } from "../support/issuers";
 import { ec, fakeProvider, type KeyPair, NOW_S, rsa, sign, verifierFor } from "../support/provider-fakes";
 
 /** A syntactically plausible base64 DER certificate; keys' x5c is never used for verifying. */
@@ -663,7 +664,6 @@ describe("AWS Cognito", () => {
 describe("Cloudflare Access: real certs shape, header, cookie, service token, aud array", () => {
   const TEAM = `team-${crypto.randomUUID().slice(0, 8)}.cloudflareaccess.com`;
   const ISS = `https://${TEAM}`;
-  const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
   const KID_NEW = "6c3bffef71bb0a90c9cbef3b7c0d4a1c7b4b8b76b80292a623afd9dac45d1c65";
   const KID_OLD = "1a1c3986a44ce6390be42ec772b031df8f433fdc71716db821dc0c39af3bce49";
   let current: KeyPair;
@@ -697,7 +697,7 @@ describe("Cloudflare Access: real certs shape, header, cookie, service token, au
             name: "app",
             methods: ["GET"],
             path: "/app/**",
-            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
             upstream: "echo",
           },
         ],
@@ -712,7 +712,7 @@ describe("Cloudflare Access: real certs shape, header, cookie, service token, au
       key,
       { alg: "RS256", kid },
       {
-        aud: [AUD_TAG],
+        aud: [ACCESS_AUD_TAG],
         email: "ada@example.com",
         exp: now + 86400,
         iat: now,
@@ -764,7 +764,7 @@ describe("Cloudflare Access: real certs shape, header, cookie, service token, au
 
   it("access: aud array holding several tags, one being the application's", async () => {
     expect(
-      (await call({ "cf-access-jwt-assertion": await assertion({ aud: ["another-app-tag", AUD_TAG] }) })).status,
+      (await call({ "cf-access-jwt-assertion": await assertion({ aud: ["another-app-tag", ACCESS_AUD_TAG] }) })).status,
     ).toBe(200);
   });
 });

@@ -7,14 +7,21 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { VerifyResult } from "../../src/core/tokens/verify";
 import { basePolicy, type Harness, harness, marker, originSaw } from "../support/harness";
-import { accessAssertion, AUDIENCE, b64url, makeIssuer, type TestIssuer, type TestKey } from "../support/issuers";
+import {
+  accessAssertion,
+  AUDIENCE,
+  b64url,
+  makeIssuer,
+  type TestIssuer,
+  type TestKey,
+  ACCESS_AUD_TAG,
+} from "../support/issuers";
 import { fixedNow, signText, verifierFor } from "./token-fixtures";
 import { sendMarked } from "../support/sent";
 
 const NOW = fixedNow();
 const S = Math.floor(NOW / 1000);
 const SKEW = 60;
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 
 let idp: TestIssuer;
 let team: TestIssuer;
@@ -198,7 +205,7 @@ function twoKindPolicy() {
         name: "both",
         methods: ["GET"],
         path: "/both/**",
-        auth: { issuers: ["idp", "access"], audiences: [AUDIENCE, AUD_TAG] },
+        auth: { issuers: ["idp", "access"], audiences: [AUDIENCE, ACCESS_AUD_TAG] },
         upstream: "echo",
       },
       { name: "tenant", methods: ["GET"], path: "/t/:tenant/**", auth: { issuers: ["idp"] }, upstream: "echo" },
@@ -253,7 +260,7 @@ describe("where a Bearer token is looked for", () => {
 
   it("an Access assertion with a Bearer prefix in its header is a malformed token, not a Bearer token", async () => {
     const edge = harness(twoKindPolicy());
-    const assertion = await accessAssertion(team, AUD_TAG);
+    const assertion = await accessAssertion(team, ACCESS_AUD_TAG);
     await expectRefused(
       edge,
       {},
@@ -286,7 +293,7 @@ describe("where a Bearer token is looked for", () => {
   // assertion (two credentials, one picked).
   it("Bearer<VT>token next to an Access assertion is refused, not passed over for the assertion", async () => {
     const edge = harness(twoKindPolicy());
-    const assertion = await accessAssertion(team, AUD_TAG);
+    const assertion = await accessAssertion(team, ACCESS_AUD_TAG);
     const token = await idp.sign({});
     for (const gap of ["\t", "\u000b"]) {
       const headers = { authorization: `Bearer${gap}${token}`, "cf-access-jwt-assertion": assertion };

@@ -2,10 +2,9 @@
 // values, quoted-pairs and an unterminated quote included.
 import { beforeAll, describe, expect, it } from "vitest";
 import { basePolicy, harness } from "../support/harness";
-import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { ACCESS_AUD_TAG, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
 
 describe("Cache-Control quoted values on Access answers", () => {
-  const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
   let team: TestIssuer;
   beforeAll(async () => {
     team = await makeIssuer("RS256");
@@ -13,13 +12,19 @@ describe("Cache-Control quoted values on Access answers", () => {
 
   /** An Access assertion for the app, and an edge whose one Access route takes these methods. */
   async function signedIn(methods: ("GET" | "OPTIONS")[], upstream: "svc" | "echo") {
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const edge = harness(
       basePolicy({
         issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },
         upstreams: { echo: basePolicy().upstreams!.echo!, svc: { service: "ECHO_SERVICE" } },
         routes: [
-          { name: "app", methods, path: "/app/**", auth: { issuers: ["access"], audiences: [AUD_TAG] }, upstream },
+          {
+            name: "app",
+            methods,
+            path: "/app/**",
+            auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
+            upstream,
+          },
         ],
       }),
     );

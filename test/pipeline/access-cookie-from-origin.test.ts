@@ -4,9 +4,7 @@ import { parse as parseCookies } from "hono/utils/cookie";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { withoutCredentialSetCookies } from "../../src/core/origin-response";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
-import { makeIssuer, type TestIssuer } from "../support/issuers";
-
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
+import { makeIssuer, type TestIssuer, ACCESS_AUD_TAG } from "../support/issuers";
 
 let team: TestIssuer;
 beforeAll(async () => {
@@ -15,13 +13,20 @@ beforeAll(async () => {
 
 async function accessAssertion(): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  return team.sign({ aud: [AUD_TAG], email: "alice@example.com", sub: "alice", type: "app", iat: now, exp: now + 600 });
+  return team.sign({
+    aud: [ACCESS_AUD_TAG],
+    email: "alice@example.com",
+    sub: "alice",
+    type: "app",
+    iat: now,
+    exp: now + 600,
+  });
 }
 
 /** A public route and an Access route on the service binding (which answers with the headers
  * `x-respond-with` asks for), and an Access route on the HTTP echo origin. */
 function edge() {
-  const access = { issuers: ["access"], audiences: [AUD_TAG] };
+  const access = { issuers: ["access"], audiences: [ACCESS_AUD_TAG] };
   return harness(
     basePolicy({
       issuers: { access: { kind: "cloudflare_access", team_domain: team.url } },

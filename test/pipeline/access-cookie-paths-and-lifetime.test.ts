@@ -4,10 +4,9 @@
 // of the session).
 import { beforeAll, describe, expect, it } from "vitest";
 import { basePolicy, harness } from "../support/harness";
-import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { accessAssertion, makeIssuer, type TestIssuer, ACCESS_AUD_TAG } from "../support/issuers";
 import { sendMarked } from "../support/sent";
 
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const ROOT_APP_TAG = "0b7c1f1e5a4a4c0e9d7a3b2f6e8d9c1a0b7c1f1e5a4a4c0e9d7a3b2f6e8d9c1a";
 
 let team: TestIssuer;
@@ -24,7 +23,7 @@ function accessEdge(now?: () => number) {
           name: "admin",
           methods: ["GET"],
           path: "/admin/**",
-          auth: { issuers: ["access"], audiences: [AUD_TAG] },
+          auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
           upstream: "echo",
         },
       ],
@@ -43,7 +42,7 @@ describe("behind Access with its Cookie Path Attribute: two CF_Authorization coo
   // application and adds its assertion as Cf-Access-Jwt-Assertion: the header is the
   // credential, and the two cookies are no ambiguity that should refuse the request.
   it("the header's assertion decides (no multiple_credentials), and neither cookie nor the header reaches the origin", async () => {
-    const admin = await accessAssertion(team, AUD_TAG, { sub: "admin-app-user", email: "ada@example.com" });
+    const admin = await accessAssertion(team, ACCESS_AUD_TAG, { sub: "admin-app-user", email: "ada@example.com" });
     const root = await accessAssertion(team, ROOT_APP_TAG, { sub: "root-app-user", email: "ada@example.com" });
     const r = await sendMarked(accessEdge(), "/admin/reports", {
       headers: {
@@ -73,7 +72,7 @@ describe("an Access assertion at the ends of its lifetime, by the edge's clock (
   const now = () => NOW_S * 1000;
 
   it("an assertion whose exp passed 59 s ago is within the skew: accepted, with its identity", async () => {
-    const token = await accessAssertion(team, AUD_TAG, { iat: NOW_S - 600, nbf: NOW_S - 600, exp: NOW_S - 59 });
+    const token = await accessAssertion(team, ACCESS_AUD_TAG, { iat: NOW_S - 600, nbf: NOW_S - 600, exp: NOW_S - 59 });
     const r = await sendMarked(accessEdge(now), "/admin/x", { headers: { "cf-access-jwt-assertion": token } });
     expect(r.response.status).toBe(200);
     expect(r.record).toMatchObject({ decision: "allow", route: "admin" });
@@ -86,7 +85,7 @@ describe("an Access assertion at the ends of its lifetime, by the edge's clock (
     // Access writes nbf = iat = the moment it issues; one 61 s ahead of the edge is beyond the skew.
     ["whose nbf is 61 s ahead", { iat: NOW_S, nbf: NOW_S + 61, exp: NOW_S + 600 }, "token_not_yet_valid", "nbf"],
   ])("an assertion %s is refused 401 %s, never forwarded", async (_label, times, reason, detail) => {
-    const token = await accessAssertion(team, AUD_TAG, times);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG, times);
     const r = await sendMarked(accessEdge(now), "/admin/x", { headers: { "cf-access-jwt-assertion": token } });
     expect({ status: r.response.status, reason: r.body?.reason, detail: r.record?.detail }).toEqual({
       status: 401,

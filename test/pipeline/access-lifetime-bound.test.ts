@@ -4,10 +4,9 @@
 // within it goes on; a cached assertion answers only for what it was checked for.
 import { beforeAll, describe, expect, it } from "vitest";
 import { basePolicy, harness } from "../support/harness";
-import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { accessAssertion, makeIssuer, type TestIssuer, ACCESS_AUD_TAG } from "../support/issuers";
 import { sendMarked } from "../support/sent";
 
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const DAY = 86400;
 
 let team: TestIssuer;
@@ -30,7 +29,7 @@ const accessEdge = (maxLifetimeS?: number) =>
           name: "internal",
           methods: ["GET"],
           path: "/internal/**",
-          auth: { issuers: ["access"], audiences: [AUD_TAG] },
+          auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
           upstream: "echo",
         },
       ],
@@ -41,7 +40,7 @@ describe("an Access issuer bounding its assertions' lifetime to a day", () => {
   it("refuses a week-long session's assertion 401 token_invalid (lifetime_too_long), from the header or the cookie, never forwarded", async () => {
     const edge = accessEdge(DAY);
     const now = Math.floor(Date.now() / 1000);
-    const week = await accessAssertion(team, AUD_TAG, { iat: now, nbf: now, exp: now + 7 * DAY });
+    const week = await accessAssertion(team, ACCESS_AUD_TAG, { iat: now, nbf: now, exp: now + 7 * DAY });
     const transports: Record<string, string>[] = [
       { "cf-access-jwt-assertion": week },
       { cookie: `CF_Authorization=${week}` },
@@ -65,7 +64,7 @@ describe("an Access issuer bounding its assertions' lifetime to a day", () => {
   it("lets a day-long session's assertion go on with its identity, and again from the cache", async () => {
     const edge = accessEdge(DAY);
     const now = Math.floor(Date.now() / 1000);
-    const day = await accessAssertion(team, AUD_TAG, { iat: now, nbf: now, exp: now + DAY });
+    const day = await accessAssertion(team, ACCESS_AUD_TAG, { iat: now, nbf: now, exp: now + DAY });
     for (const cached of [false, true]) {
       const sent = await sendMarked(edge, "/internal/reports", { headers: { "cf-access-jwt-assertion": day } });
       expect(sent.response.status).toBe(200);
@@ -78,7 +77,7 @@ describe("an Access issuer bounding its assertions' lifetime to a day", () => {
 
   it("without the bound, the week-long assertion goes on: the bound is the issuer's, not a default", async () => {
     const now = Math.floor(Date.now() / 1000);
-    const week = await accessAssertion(team, AUD_TAG, { iat: now, nbf: now, exp: now + 7 * DAY });
+    const week = await accessAssertion(team, ACCESS_AUD_TAG, { iat: now, nbf: now, exp: now + 7 * DAY });
     const sent = await sendMarked(accessEdge(), "/internal/reports", { headers: { "cf-access-jwt-assertion": week } });
     expect(sent.record).toMatchObject({ decision: "allow", route: "internal" });
     expect(sent.seen).toHaveLength(1);

@@ -5,10 +5,9 @@
 // Access route forwards around the cut assertion, byte for byte.
 import { beforeAll, describe, expect, it } from "vitest";
 import { basePolicy, harness } from "../support/harness";
-import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { accessAssertion, makeIssuer, type TestIssuer, ACCESS_AUD_TAG } from "../support/issuers";
 import { sendMarked } from "../support/sent";
 
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const OTHER_APP_TAG = "0b7c1f1e5a4a4c0e9d7a3b2f6e8d9c1a0b7c1f1e5a4a4c0e9d7a3b2f6e8d9c1a";
 const EVIL = "https://evil.example";
 
@@ -36,16 +35,16 @@ function edge(bindings: Record<string, unknown> = {}) {
       },
       upstreams: { echo: basePolicy().upstreams!.echo!, svc: { service: "ORIGIN" } },
       routes: [
-        { name: "app", methods: ["GET", "POST"], path: "/app/**", auth: access(AUD_TAG), upstream: "echo" },
+        { name: "app", methods: ["GET", "POST"], path: "/app/**", auth: access(ACCESS_AUD_TAG), upstream: "echo" },
         { name: "other-app", methods: ["GET"], path: "/other-app/**", auth: access(OTHER_APP_TAG), upstream: "echo" },
         {
           name: "mixed",
           methods: ["GET", "POST"],
           path: "/mixed/**",
-          auth: { issuers: ["idp", "access"], audiences: ["api", AUD_TAG] },
+          auth: { issuers: ["idp", "access"], audiences: ["api", ACCESS_AUD_TAG] },
           upstream: "echo",
         },
-        { name: "svc", methods: ["GET"], path: "/svc/**", auth: access(AUD_TAG), upstream: "svc" },
+        { name: "svc", methods: ["GET"], path: "/svc/**", auth: access(ACCESS_AUD_TAG), upstream: "svc" },
       ],
     }),
     {},
@@ -62,8 +61,8 @@ function forged(token: string): string {
 
 describe("which transport carries the Access assertion", () => {
   it("the header's assertion is the credential when the cookie holds another user's: only the header's identity, and neither assertion, reaches the origin", async () => {
-    const header = await accessAssertion(team, AUD_TAG, { sub: "header-user", email: "header@example.com" });
-    const cookie = await accessAssertion(team, AUD_TAG, { sub: "cookie-user", email: "cookie@example.com" });
+    const header = await accessAssertion(team, ACCESS_AUD_TAG, { sub: "header-user", email: "header@example.com" });
+    const cookie = await accessAssertion(team, ACCESS_AUD_TAG, { sub: "cookie-user", email: "cookie@example.com" });
     const r = await sendMarked(edge(), "/app/x", {
       headers: { "cf-access-jwt-assertion": header, cookie: `theme=dark; CF_Authorization=${cookie}; lang=en` },
     });
@@ -85,7 +84,7 @@ describe("which transport carries the Access assertion", () => {
     const r = await sendMarked(edge(), "/app/x", {
       headers: {
         authorization: `Bearer ${bearer}`,
-        cookie: `CF_Authorization=${await accessAssertion(team, AUD_TAG)}`,
+        cookie: `CF_Authorization=${await accessAssertion(team, ACCESS_AUD_TAG)}`,
       },
     });
     expect(r.response.status).toBe(200);
@@ -98,7 +97,9 @@ describe("which transport carries the Access assertion", () => {
   it.each(["cf_access_jwt_assertion", "cf.access.jwt.assertion"])(
     "an assertion under %s is never read: 401 token_missing, nothing forwarded",
     async (name) => {
-      const r = await sendMarked(edge(), "/app/x", { headers: { [name]: await accessAssertion(team, AUD_TAG) } });
+      const r = await sendMarked(edge(), "/app/x", {
+        headers: { [name]: await accessAssertion(team, ACCESS_AUD_TAG) },
+      });
       expect({ status: r.response.status, reason: r.body?.reason, detail: r.record?.detail }).toEqual({
         status: 401,
         reason: "token_missing",
@@ -118,7 +119,7 @@ describe("cross-site posts on a route taking OIDC tokens and Access assertions",
       body: "to=attacker",
       headers: {
         authorization: "Basic dXNlcjpwYXNz",
-        cookie: `CF_Authorization=${await accessAssertion(team, AUD_TAG)}`,
+        cookie: `CF_Authorization=${await accessAssertion(team, ACCESS_AUD_TAG)}`,
         ...crossSite,
       },
     });
@@ -134,7 +135,7 @@ describe("cross-site posts on a route taking OIDC tokens and Access assertions",
       body: "to=attacker",
       headers: {
         authorization: `Bearer ${forged(await idp.sign({ sub: "bearer-user", aud: "api" }))}`,
-        cookie: `CF_Authorization=${await accessAssertion(team, AUD_TAG)}`,
+        cookie: `CF_Authorization=${await accessAssertion(team, ACCESS_AUD_TAG)}`,
         ...crossSite,
       },
     });
@@ -149,7 +150,7 @@ describe("cross-site posts on a route taking OIDC tokens and Access assertions",
 describe("an AUD tag binds an assertion to its application's routes", () => {
   it("an assertion accepted on its application's route is refused on another's, also once it is in the verified-token cache", async () => {
     const e = edge();
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const first = await sendMarked(e, "/app/x", { headers: { cookie: `CF_Authorization=${token}` } });
     expect(first.response.status).toBe(200);
     const transports: Record<string, string>[] = [
@@ -191,7 +192,7 @@ describe("service-token assertions", () => {
   it("without a sub claim at all, common_name is the subject", async () => {
     const r = await sendMarked(edge(), "/app/x", {
       headers: {
-        "cf-access-jwt-assertion": await accessAssertion(team, AUD_TAG, {
+        "cf-access-jwt-assertion": await accessAssertion(team, ACCESS_AUD_TAG, {
           sub: undefined,
           email: undefined,
           common_name: "88bf3b6d86161464f6509f7219099e57.access",
@@ -205,7 +206,9 @@ describe("service-token assertions", () => {
 
   it("a user's assertion that also carries common_name keeps its own sub", async () => {
     const r = await sendMarked(edge(), "/app/x", {
-      headers: { "cf-access-jwt-assertion": await accessAssertion(team, AUD_TAG, { common_name: "ci-bot.access" }) },
+      headers: {
+        "cf-access-jwt-assertion": await accessAssertion(team, ACCESS_AUD_TAG, { common_name: "ci-bot.access" }),
+      },
     });
     expect(r.response.status).toBe(200);
     expect(r.seen[0]!.headers["x-user-sub"]).toBe("7335d417-61da-459d-899c-0a01c76a2f94");
@@ -226,7 +229,7 @@ describe("service-token assertions", () => {
     ],
   ])("%s is refused 401 token_invalid, never forwarded", async (_label, claims, detail) => {
     const r = await sendMarked(edge(), "/app/x", {
-      headers: { "cf-access-jwt-assertion": await accessAssertion(team, AUD_TAG, claims) },
+      headers: { "cf-access-jwt-assertion": await accessAssertion(team, ACCESS_AUD_TAG, claims) },
     });
     expect({ status: r.response.status, reason: r.body?.reason, detail: r.record?.detail }).toEqual({
       status: 401,
@@ -258,7 +261,7 @@ describe("an Access answer is kept from shared caches whatever its status", () =
     };
     const e = edge({ ORIGIN: origin });
     const response = await e.fetch("/svc/report", {
-      headers: { cookie: `CF_Authorization=${await accessAssertion(team, AUD_TAG)}` },
+      headers: { cookie: `CF_Authorization=${await accessAssertion(team, ACCESS_AUD_TAG)}` },
     });
     await response.arrayBuffer();
     expect(response.status).toBe(status);
@@ -281,7 +284,7 @@ describe("the cookies an Access route forwards around the cut assertion", () => 
     ["a=1; CF_Authorization=T; note=\u540d\u3000", "a=1; note=\u540d\u3000"],
     ["CF_Authorization=T; \u3000x=1", "\u3000x=1"],
   ])("%j reaches the origin as %j", async (sent, kept) => {
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const r = await sendMarked(edge(), "/app/x", { headers: { cookie: sent.replace("T", token) } });
     expect(r.response.status).toBe(200);
     expect(r.seen[0]!.headers.cookie).toBe(onWire(kept));
@@ -292,7 +295,7 @@ describe("a cookie whose name is CF_Authorization only after a Unicode space is 
   it.each(["\ufeffCF_Authorization", "\u00a0CF_Authorization", "CF_Authorization\u3000"])(
     "%j is no assertion (401 token_missing), and is not forwarded",
     async (name) => {
-      const token = await accessAssertion(team, AUD_TAG);
+      const token = await accessAssertion(team, ACCESS_AUD_TAG);
       const r = await sendMarked(edge(), "/app/x", { headers: { cookie: `${name}=${token}; a=1` } });
       expect(r.response.status).toBe(401);
       expect(r.record).toMatchObject({ reason: "token_missing", detail: "no_credentials" });
@@ -301,7 +304,7 @@ describe("a cookie whose name is CF_Authorization only after a Unicode space is 
   );
 
   it("beside the real one, the real one is the assertion, and neither reaches the origin", async () => {
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const r = await sendMarked(edge(), "/app/x", {
       headers: { cookie: `\u00a0CF_Authorization=${token}; CF_Authorization=${token}; a=1` },
     });
@@ -313,7 +316,7 @@ describe("a cookie whose name is CF_Authorization only after a Unicode space is 
 describe("a cookie-authenticated post from a browser that sends neither Origin nor Sec-Fetch-Site", () => {
   // Firefox before 70 sent no Origin on a form post; the page it came from is still in Referer.
   it("is refused when Referer names another site's page", async () => {
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const r = await sendMarked(edge(), "/app/x", {
       method: "POST",
       body: "a=1",
@@ -328,7 +331,7 @@ describe("a cookie-authenticated post from a browser that sends neither Origin n
     ["its own page in Referer", { referer: "https://edge.test/app/form" }],
     ["no Referer (a referrer policy withholds it, or no browser sent it)", {}],
   ])("passes with %s", async (_label, headers: Record<string, string>) => {
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const r = await sendMarked(edge(), "/app/x", {
       method: "POST",
       body: "a=1",

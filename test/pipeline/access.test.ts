@@ -2,9 +2,8 @@
 // CF_Authorization cookie, per-application AUD tags, and service tokens.
 import { beforeAll, describe, expect, it } from "vitest";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
-import { accessAssertion, COMMA_SCHEMES, makeIssuer, type TestIssuer } from "../support/issuers";
+import { accessAssertion, COMMA_SCHEMES, makeIssuer, type TestIssuer, ACCESS_AUD_TAG } from "../support/issuers";
 
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 let team: TestIssuer;
 
 beforeAll(async () => {
@@ -19,7 +18,7 @@ function accessPolicy() {
         name: "app",
         methods: ["GET"],
         path: "/access/**",
-        auth: { issuers: ["access"], audiences: [AUD_TAG] },
+        auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
         upstream: "echo",
       },
     ],
@@ -27,7 +26,7 @@ function accessPolicy() {
 }
 
 function assertion(claims: Record<string, unknown> = {}) {
-  return accessAssertion(team, AUD_TAG, claims);
+  return accessAssertion(team, ACCESS_AUD_TAG, claims);
 }
 
 async function call(headers: Record<string, string>) {
@@ -206,7 +205,7 @@ describe("a route that accepts bearer tokens and Access assertions", () => {
             name: "mixed",
             methods: ["GET"],
             path: "/mixed/**",
-            auth: { issuers: ["idp", "access"], audiences: ["api", AUD_TAG] },
+            auth: { issuers: ["idp", "access"], audiences: ["api", ACCESS_AUD_TAG] },
             upstream: "echo",
           },
         ],
@@ -375,7 +374,7 @@ describe("answers to Access-authenticated requests and shared caches", () => {
             name: "mixed",
             methods: ["GET"],
             path: "/mixed/**",
-            auth: { issuers: ["idp", "access"], audiences: ["api", AUD_TAG] },
+            auth: { issuers: ["idp", "access"], audiences: ["api", ACCESS_AUD_TAG] },
             upstream: "svc",
           },
         ],
@@ -438,7 +437,7 @@ describe("requests another site's page makes the browser send with the Access co
             name: "spa-api",
             methods: ["GET", "POST"],
             path: "/api/**",
-            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
             upstream: "echo",
             cors: { allow_origins: [APP], allow_credentials: true },
           },
@@ -446,7 +445,7 @@ describe("requests another site's page makes the browser send with the Access co
             name: "read-only-cors",
             methods: ["POST"],
             path: "/reports/**",
-            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
             upstream: "echo",
             cors: { allow_origins: [APP] },
           },
@@ -454,7 +453,7 @@ describe("requests another site's page makes the browser send with the Access co
             name: "granted-get-only",
             methods: ["GET", "POST"],
             path: "/profile/**",
-            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
             upstream: "echo",
             cors: { allow_origins: [APP], allow_credentials: true, allow_methods: ["GET"] },
           },
@@ -462,7 +461,7 @@ describe("requests another site's page makes the browser send with the Access co
             name: "internal",
             methods: ["GET", "POST", "DELETE"],
             path: "/internal/**",
-            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
             upstream: "echo",
           },
         ],

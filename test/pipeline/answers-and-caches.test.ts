@@ -8,9 +8,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, harness, marker, originSaw, serviceEdge, unreachableOrigin } from "../support/harness";
-import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer, ACCESS_AUD_TAG } from "../support/issuers";
 
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const APP = "https://app.example.com";
 const OTHER_PAGE = "https://other.example.com";
 
@@ -143,7 +142,7 @@ function policy(): PolicyDocument {
         name: "app",
         methods: ["GET"],
         path: "/app/**",
-        auth: { issuers: ["access"], audiences: [AUD_TAG] },
+        auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
         upstream: "svc",
       },
       { name: "echo-api", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp"] }, upstream: "echo" },
@@ -172,7 +171,7 @@ type Transport = "bearer" | "access-cookie" | "access-header";
 
 async function credentialFor(transport: Transport, sub: string): Promise<Record<string, string>> {
   if (transport === "bearer") return { authorization: `Bearer ${await idp.sign({ sub })}` };
-  const token = await accessAssertion(team, AUD_TAG, { sub, email: `${sub}@example.com` });
+  const token = await accessAssertion(team, ACCESS_AUD_TAG, { sub, email: `${sub}@example.com` });
   return transport === "access-cookie" ? { cookie: `CF_Authorization=${token}` } : { "cf-access-jwt-assertion": token };
 }
 

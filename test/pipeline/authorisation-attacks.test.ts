@@ -4,10 +4,9 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { IssuerConfig, PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, harness } from "../support/harness";
-import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer, ACCESS_AUD_TAG } from "../support/issuers";
 import { sendMarked } from "../support/sent";
 
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 let idp: TestIssuer;
 let idp2: TestIssuer;
 let team: TestIssuer;
@@ -74,7 +73,7 @@ function policy(claims?: IssuerConfig["claims"]): PolicyDocument {
         name: "mixed",
         methods: ["GET"],
         path: "/mixed/:tenant/**",
-        auth: { issuers: ["idp", "access"], audiences: [AUDIENCE, AUD_TAG], scopes: { all_of: ["api:read"] } },
+        auth: { issuers: ["idp", "access"], audiences: [AUDIENCE, ACCESS_AUD_TAG], scopes: { all_of: ["api:read"] } },
         upstream: "echo",
       },
       { name: "any", methods: ["GET"], path: "/v1/**", auth: { issuers: ["idp", "idp2"] }, upstream: "echo" },
@@ -85,7 +84,7 @@ function policy(claims?: IssuerConfig["claims"]): PolicyDocument {
 const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 
 function accessAssertionOf(claims: Record<string, unknown> = {}) {
-  return accessAssertion(team, AUD_TAG, claims);
+  return accessAssertion(team, ACCESS_AUD_TAG, claims);
 }
 
 describe("tenant binding: path captures", () => {

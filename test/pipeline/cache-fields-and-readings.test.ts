@@ -14,10 +14,9 @@ import { policyProblems } from "../../src/core/policy-lint";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { createPipelineApp } from "../../src/pipeline-app";
 import { basePolicy, harness, marker, originSaw, recordingDataset } from "../support/harness";
-import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer, ACCESS_AUD_TAG } from "../support/issuers";
 import { sendMarked } from "../support/sent";
 
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const APP = "https://app.example.com";
 
 let idp: TestIssuer;
@@ -96,7 +95,7 @@ function policy(): PolicyDocument {
         name: "app",
         methods: ["GET"],
         path: "/app/**",
-        auth: { issuers: ["access"], audiences: [AUD_TAG] },
+        auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
         upstream: "svc",
       },
       {
@@ -110,14 +109,14 @@ function policy(): PolicyDocument {
         name: "echo-app",
         methods: ["GET"],
         path: "/va/**",
-        auth: { issuers: ["access"], audiences: [AUD_TAG] },
+        auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
         upstream: "echo",
       },
       {
         name: "either",
         methods: ["GET"],
         path: "/either/**",
-        auth: { issuers: ["idp", "access"], audiences: [AUDIENCE, AUD_TAG] },
+        auth: { issuers: ["idp", "access"], audiences: [AUDIENCE, ACCESS_AUD_TAG] },
         upstream: "echo",
       },
       { name: "scripted", methods: ["GET"], path: "/custom/**", auth: { issuers: ["idp"] }, upstream: "scripted" },
@@ -141,7 +140,7 @@ function edge(seen: Seen[] = []) {
 
 const bearerFor = async (sub: string) => ({ authorization: `Bearer ${await idp.sign({ sub })}` });
 const accessCookieFor = async (sub: string) => ({
-  cookie: `CF_Authorization=${await accessAssertion(team, AUD_TAG, { sub, email: `${sub}@example.com` })}`,
+  cookie: `CF_Authorization=${await accessAssertion(team, ACCESS_AUD_TAG, { sub, email: `${sub}@example.com` })}`,
 });
 
 describe("Vary on an authenticated answer, beside the origin's own and the edge's CORS", () => {

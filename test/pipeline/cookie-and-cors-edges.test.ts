@@ -3,7 +3,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { RouteConfig } from "../../src/core/policy-types";
 import { basePolicy, harness } from "../support/harness";
-import { ACCESS_AUD_TAG, accessAppEdge } from "../support/guarded-sites";
+import { accessAppEdge } from "../support/guarded-sites";
+import { ACCESS_AUD_TAG } from "../support/issuers";
 import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
 import { sendMarked } from "../support/sent";
 

@@ -5,13 +5,19 @@ import { exportJWK, generateKeyPair } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, echoOrigin, harness, marker, originSaw, unreachableOrigin } from "../support/harness";
-import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer, type TestKey } from "../support/issuers";
+import {
+  AUDIENCE,
+  accessAssertion,
+  makeIssuer,
+  type TestIssuer,
+  type TestKey,
+  ACCESS_AUD_TAG,
+} from "../support/issuers";
 import { edgeWithInIsolateOrigin } from "../support/in-isolate-origin";
 import { problemsOf } from "../support/policy-problems";
 import { sendMarked } from "../support/sent";
 import { heldOrigin } from "../support/waiting";
 
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const SELF = "https://edge.test";
 const EVIL = "https://evil.example";
 const unique = () => crypto.randomUUID().slice(0, 8);
@@ -253,7 +259,7 @@ describe("Cross-site requests with the Access cookie (Cloudflare Access)", () =>
             name: "internal",
             methods: ["GET", "POST", "OPTIONS"],
             path: "/internal/**",
-            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
             upstream: "echo",
           },
         ],
@@ -264,7 +270,7 @@ describe("Cross-site requests with the Access cookie (Cloudflare Access)", () =>
   /** The Access cookie and the header Access adds from it, with what the browser says of the page. */
   async function fromBrowser(method: string, from: Record<string, string>) {
     const edge = accessEdge();
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     return sendMarked(edge, "/internal/x", {
       method,
       ...(method === "POST" ? { body: "to=attacker" } : {}),
@@ -325,13 +331,17 @@ describe("A route taking OIDC tokens and Access assertions", () => {
             name: "mixed",
             methods: ["GET"],
             path: "/mixed/**",
-            auth: { issuers: ["idp", "access"], audiences: ["api", AUD_TAG] },
+            auth: { issuers: ["idp", "access"], audiences: ["api", ACCESS_AUD_TAG] },
             upstream: "echo",
           },
         ],
       }),
     );
-    const oidc = await sendMarked(edge, "/mixed/x", withToken(await idp.sign({ sub: "oidc-user", aud: AUD_TAG })));
+    const oidc = await sendMarked(
+      edge,
+      "/mixed/x",
+      withToken(await idp.sign({ sub: "oidc-user", aud: ACCESS_AUD_TAG })),
+    );
     expect(oidc.response.status).toBe(200);
     expect(oidc.seen[0]?.headers["x-user-sub"]).toBe("oidc-user");
     expect(oidc.seen[0]?.headers["x-user-iss"]).toBe(idp.url);

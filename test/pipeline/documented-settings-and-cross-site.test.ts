@@ -9,7 +9,8 @@ import policy from "../../policy/policy.json";
 import { compilePolicy } from "../../src/core/policy";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { marker, originSaw } from "../support/harness";
-import { ACCESS_AUD_TAG, accessAppEdge } from "../support/guarded-sites";
+import { accessAppEdge } from "../support/guarded-sites";
+import { ACCESS_AUD_TAG } from "../support/issuers";
 import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
 import { problemsOf } from "../support/policy-problems";
 

@@ -3,16 +3,8 @@
 // values. Each test asserts the reason, the audit record and what reached the origin.
 import { beforeAll, describe, expect, it } from "vitest";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
-import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
-import {
-  ACCESS_AUD_TAG,
-  accessAppEdge,
-  admins,
-  bearerOf,
-  signedIn,
-  tenantBound,
-  withIdp,
-} from "../support/guarded-sites";
+import { ACCESS_AUD_TAG, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { accessAppEdge, admins, bearerOf, signedIn, tenantBound, withIdp } from "../support/guarded-sites";
 import { sendMarked } from "../support/sent";
 import { WireRequest } from "../support/wire-request";
 

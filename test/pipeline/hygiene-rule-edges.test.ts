@@ -6,9 +6,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { WireRequest } from "../support/wire-request";
 import { basePolicy, harness, marker, originSaw } from "../support/harness";
-import { accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
-
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
+import { accessAssertion, makeIssuer, type TestIssuer, ACCESS_AUD_TAG } from "../support/issuers";
 
 let team: TestIssuer;
 beforeAll(async () => {
@@ -25,7 +23,7 @@ function edge() {
           name: "app",
           methods: ["GET", "POST"],
           path: "/app/**",
-          auth: { issuers: ["access"], audiences: [AUD_TAG] },
+          auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
           upstream: "echo",
         },
       ],
@@ -70,7 +68,7 @@ describe("Transfer-Encoding: chunked, however a client spells it", () => {
 
 describe("a cookie-authenticated post with neither Origin nor Sec-Fetch-Site, judged by its Referer", () => {
   const post = async (referer: string) => {
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const e = edge();
     const m = marker();
     const response = await e.fetch("/app/x", {
@@ -160,7 +158,7 @@ describe("a service token's client, which sends no Access cookie", () => {
   it("is not judged by a Referer it forwards: its post passes (only a browser sends the cookie by itself)", async () => {
     const e = edge();
     const m = marker();
-    const token = await accessAssertion(team, AUD_TAG, { sub: "", email: undefined, common_name: "ci.client" });
+    const token = await accessAssertion(team, ACCESS_AUD_TAG, { sub: "", email: undefined, common_name: "ci.client" });
     const response = await e.fetch("/app/x", {
       method: "POST",
       body: "job=1",

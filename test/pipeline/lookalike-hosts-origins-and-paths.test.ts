@@ -5,10 +5,9 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, type Harness, harness } from "../support/harness";
-import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
+import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer, ACCESS_AUD_TAG } from "../support/issuers";
 import { sendMarked } from "../support/sent";
 
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const APP = "https://app.example.com";
 const SELF = "https://edge.test";
 
@@ -22,7 +21,7 @@ beforeAll(async () => {
 
 function policy(): PolicyDocument {
   const bearer = { issuers: ["idp"] };
-  const access = { issuers: ["access"], audiences: [AUD_TAG] };
+  const access = { issuers: ["access"], audiences: [ACCESS_AUD_TAG] };
   return basePolicy({
     issuers: {
       idp: { kind: "oidc", issuer: idp.url, audiences: [AUDIENCE] },
@@ -247,7 +246,7 @@ describe("CORS: Origins that only look like the allowed page", () => {
 describe("Access cross-site check: Origins that only look like this origin or the allowed page", () => {
   async function fromPage(method: string, from: Record<string, string>) {
     const edge = harness(policy());
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     return call(edge, "/spa/transfer", {
       method,
       body: "to=attacker&amount=1000",

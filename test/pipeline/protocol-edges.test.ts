@@ -13,9 +13,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { WireRequest } from "../support/wire-request";
 import { basePolicy, echoOrigin, harness, marker, originSaw } from "../support/harness";
-import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer } from "../support/issuers";
-
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
+import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer, ACCESS_AUD_TAG } from "../support/issuers";
 
 let idp: TestIssuer;
 let team: TestIssuer;
@@ -63,7 +61,7 @@ function policy(): PolicyDocument {
         name: "app",
         methods: ["GET"],
         path: "/app/**",
-        auth: { issuers: ["access"], audiences: [AUD_TAG] },
+        auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
         upstream: "cond",
       },
     ],
@@ -234,7 +232,7 @@ describe("conditional and range requests on authenticated routes", () => {
 
   it("an origin's 304 to an Access-authenticated request keeps its ETag, is marked private and carries the edge's id", async () => {
     const e = edge();
-    const token = await accessAssertion(team, AUD_TAG);
+    const token = await accessAssertion(team, ACCESS_AUD_TAG);
     const response = await e.fetch("/app/report", {
       headers: { cookie: `CF_Authorization=${token}`, "if-none-match": '"v1"' },
     });

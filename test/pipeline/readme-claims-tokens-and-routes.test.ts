@@ -5,10 +5,16 @@ import { CompactSign } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { PolicyDocument } from "../../src/core/policy-types";
 import { basePolicy, harness } from "../support/harness";
-import { AUDIENCE, accessAssertion, makeIssuer, type TestIssuer, type TestKey } from "../support/issuers";
+import {
+  AUDIENCE,
+  accessAssertion,
+  makeIssuer,
+  type TestIssuer,
+  type TestKey,
+  ACCESS_AUD_TAG,
+} from "../support/issuers";
 import { sendMarked } from "../support/sent";
 
-const AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 const PAYMENTS = "https://payments.api.test";
 
 let idp: TestIssuer;
@@ -184,13 +190,13 @@ describe("How a token is checked: extraction", () => {
             name: "app",
             methods: ["GET"],
             path: "/app/**",
-            auth: { issuers: ["access"], audiences: [AUD_TAG] },
+            auth: { issuers: ["access"], audiences: [ACCESS_AUD_TAG] },
             upstream: "echo",
           },
         ],
       }),
     );
-    const assertion = await accessAssertion(team, AUD_TAG);
+    const assertion = await accessAssertion(team, ACCESS_AUD_TAG);
     const transports: Record<string, string>[] = [
       { "cf-access-jwt-assertion": assertion },
       { cookie: `CF_Authorization=${assertion}` },
@@ -222,7 +228,7 @@ describe("How a token is checked: extraction", () => {
             name: "mixed",
             methods: ["GET"],
             path: "/mixed/**",
-            auth: { issuers: ["idp", "access"], audiences: [AUDIENCE, AUD_TAG] },
+            auth: { issuers: ["idp", "access"], audiences: [AUDIENCE, ACCESS_AUD_TAG] },
             upstream: "echo",
           },
         ],
@@ -232,7 +238,7 @@ describe("How a token is checked: extraction", () => {
   it("on a mixed route a refused Bearer token is not rescued by a valid Access assertion", async () => {
     const expired = await idp.sign({ exp: Math.floor(Date.now() / 1000) - 3600 });
     const { response, body, seen, record } = await sendMarked(mixedEdge(), "/mixed/x", {
-      headers: { ...bearer(expired), "cf-access-jwt-assertion": await accessAssertion(team, AUD_TAG) },
+      headers: { ...bearer(expired), "cf-access-jwt-assertion": await accessAssertion(team, ACCESS_AUD_TAG) },
     });
     expect(response.status).toBe(401);
     expect(body?.reason).toBe("token_expired");
@@ -242,7 +248,7 @@ describe("How a token is checked: extraction", () => {
   });
 
   it("on a mixed route a valid Bearer token decides, and a forged assertion beside it goes nowhere", async () => {
-    const forged = `${(await accessAssertion(team, AUD_TAG)).slice(0, -4)}AAAA`;
+    const forged = `${(await accessAssertion(team, ACCESS_AUD_TAG)).slice(0, -4)}AAAA`;
     const { response, seen, record } = await sendMarked(mixedEdge(), "/mixed/x", {
       headers: { ...bearer(await idp.sign({ sub: "bearer-user" })), "cf-access-jwt-assertion": forged },
     });

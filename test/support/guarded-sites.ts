@@ -3,7 +3,7 @@
 // tenant-bound area beside a broader one any signed-in caller may use. Each takes the test
 // issuer (`makeIssuer`), named `idp` in the policy.
 import type { IssuerConfig, PolicyDocument, RouteConfig } from "../../src/core/policy-types";
-import { AUDIENCE, makeIssuer, type TestIssuer } from "./issuers";
+import { ACCESS_AUD_TAG, AUDIENCE, makeIssuer, type TestIssuer } from "./issuers";
 import { basePolicy, harness } from "./harness";
 
 /** A GET route to the echo origin, with whatever else `extra` says (a host, other methods, limits). */
@@ -75,9 +75,6 @@ export async function authenticatedEdge() {
   );
   return { edge, token: await issuer.sign({}) };
 }
-
-/** An Access application's audience tag, as Cloudflare Access writes one (64 hex digits). */
-export const ACCESS_AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 
 /**
  * One Access route taking GET and POST at `/app/**` for the team `team` (the test issuer as

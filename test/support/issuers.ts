@@ -45,6 +45,9 @@ async function control(name: string, body: unknown): Promise<void> {
 
 export const AUDIENCE = "https://api.test";
 
+/** An Access application's audience tag, as Cloudflare Access writes one (64 hex digits). */
+export const ACCESS_AUD_TAG = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
+
 /** A fresh issuer with one published key of the given algorithm. */
 export async function makeIssuer(alg: Alg = "ES256"): Promise<TestIssuer> {
   const name = `iss-${crypto.randomUUID().slice(0, 12)}`;
