@@ -63,16 +63,31 @@ describe("deployable bundle", () => {
     // The Durable Object classes the bindings name are exported.
     expect(/export\{[^}]*as RouteLimiter[^}]*as TenantLimiter/.test(source)).toBe(true);
     // The Hono parts the Worker never calls are left out (scripts/build-worker.mjs), stubs in
-    // their place.
-    for (const part of ["./utils/mount.js", "./utils/body.js", "./utils/html.js", "./utils/url.js", "./compose.js"]) {
+    // their place; `app.mount()` went with the app methods left out, and its module with it.
+    for (const part of ["./utils/body.js", "./utils/html.js", "./utils/url.js", "./compose.js"]) {
       expect(source).toContain(`${part} is not bundled`);
     }
+    expect(source).not.toContain("./utils/mount.js");
+    // The app methods left out: the service-worker listener, the test helper's default host,
+    // the sub-app and mount handlers (the app's own `fetch`, `all` and error handler stay).
+    for (const method of [
+      'addEventListener("fetch"',
+      "http://localhost",
+      "replaceRequest",
+      "onError=",
+      "notFound=e=>",
+    ]) {
+      expect(source.includes(method), method).toBe(false);
+    }
+    expect(source).toMatch(/fetch=\(e,\.\.\.t\)=>this\.#\w+\(/);
   });
 
   // What the build leaves out of Hono must be what the Worker never calls: `app.mount()`,
-  // `c.req.parseBody()`, `c.html()`, `c.req.query()`/`queries()`/`param()`, Hono's own path
-  // finding (the one app gives its own `getPath`) and the chain of several handlers (it has one
-  // router, which takes one). The whole-stack tests run the built Worker through every stage.
+  // `app.route()`, `app.basePath()`, `app.onError()`, `app.notFound()`, `app.request()`,
+  // `app.fire()`, `c.req.parseBody()`, `c.html()`, `c.req.query()`/`queries()`/`param()`, Hono's
+  // own path finding (the one app gives its own `getPath`) and the chain of several handlers (it
+  // has one router, which takes one). The whole-stack tests run the built Worker through every
+  // stage.
   it("has no source that calls the Hono parts the build leaves out", () => {
     const sources = ["src", "durable-objects"].flatMap((dir) =>
       readdirSync(dir, { recursive: true, encoding: "utf8" })
@@ -82,7 +97,7 @@ describe("deployable bundle", () => {
     expect(sources.length).toBeGreaterThan(40);
     for (const file of sources) {
       expect(readFileSync(file, "utf8"), file).not.toMatch(
-        /\.mount\(|parseBody|\.html\(|\.req\.(query|queries|param)\(/,
+        /\.(mount|route|basePath|onError|notFound|request|fire)\(|parseBody|\.html\(|\.req\.(query|queries|param)\(/,
       );
     }
     const apps = sources.flatMap((file) => readFileSync(file, "utf8").match(/new Hono\w*.*/g) ?? []);
