@@ -120,10 +120,17 @@ function numberOrNull(value: unknown): number | null {
 }
 
 /**
+ * How a JWT's JSON parts begin in base64url: `{` then `"` (`eyJ`), or then the whitespace JSON
+ * allows (RFC 8259 §2) that pretty-printing encoders write: a space (`eyA`), a tab (`ewk`), a
+ * line feed (`ewo`) or a carriage return (`ew0`). No two such starts overlap.
+ */
+const JSON_OBJECT_START = /e(?:y[JA]|w[ko0])/g;
+
+/**
  * A JWT put in a path, as some callback and link schemes do (`/magic-link-eyJ…`,
  * `/cb/id_token_eyJ…`), is a credential all the same. In compact form its header is base64url
- * JSON, so begins `eyJ`: a JWS has three dot-separated parts, its payload JSON too (`eyJ`), a
- * JWE five. What comes before it does not matter: a word, a digit, an escape (`token%3DeyJ…`,
+ * JSON, so begins `eyJ` (or as below): a JWS has three dot-separated parts, its payload JSON
+ * too, a JWE five. What comes before it does not matter: a word, a digit, an escape (`token%3DeyJ…`,
  * which the canonical path keeps escaped); what follows must have a JWT's shape (so not
  * `heyJude.live.mp3`). Read part by part rather than by one pattern: a pattern that may start a match
  * after every `-` or `_` rescans the rest of the run from each, quadratic in the path.
@@ -158,18 +165,20 @@ function redactedRun(run: string): string {
  * not empty.
  */
 function jwtParts(parts: string[], i: number): number {
-  if (i + 2 < parts.length && parts[i + 1]?.startsWith("eyJ")) return 3;
+  if (i + 2 < parts.length && (parts[i + 1] as string).search(JSON_OBJECT_START) === 0) return 3;
   return i + 4 < parts.length && parts[i + 2] && parts[i + 3] && parts[i + 4] ? 5 : 0;
 }
 
 /**
  * Where a JWT's first part begins in `part` (letters, digits, `-`, `_`), or -1: the first
- * `eyJ` that starts the part or follows `-` or `_`, else the first glued to a letter or digit
- * (`/cb/1eyJ…`), so that a word before the token stays readable where it can (`heyJude_eyJ…`).
+ * JSON start that begins the part or follows `-` or `_`, else the first glued to a letter or
+ * digit (`/cb/1eyJ…`), so that a word before the token stays readable where it can
+ * (`heyJude_eyJ…`).
  */
 function jwtStart(part: string): number {
   let glued = -1;
-  for (let at = part.indexOf("eyJ"); at !== -1 && part.length > at + 3; at = part.indexOf("eyJ", at + 1)) {
+  for (const { index: at } of part.matchAll(JSON_OBJECT_START)) {
+    if (part.length <= at + 3) break;
     const before = at === 0 ? "" : (part[at - 1] as string);
     if (before === "" || before === "-" || before === "_") return at;
     if (glued === -1) glued = at;
@@ -180,12 +189,12 @@ function jwtStart(part: string): number {
 /** The canonical path as recorded: any JWT in it replaced by `[jwt]`. */
 function recordedPath(path: string | undefined): string | null {
   if (path === undefined) return null;
-  if (!path.includes("eyJ")) return path;
+  if (path.search(JSON_OBJECT_START) < 0) return path;
   // Runs of base64url characters and dots, with what lies between them kept as it is.
   const pieces = path.split(/([^\w.-]+)/);
   for (let i = 0; i < pieces.length; i += 2) {
     const piece = pieces[i] as string;
-    if (!piece.includes("eyJ")) continue;
+    if (piece.search(JSON_OBJECT_START) < 0) continue;
     // After an escape (`%3D`), its two hex digits begin the run, and a JWT may follow them.
     const escaped = i > 0 && (pieces[i - 1] as string).endsWith("%") && /^[\dA-Fa-f]{2}/.test(piece) ? 2 : 0;
     pieces[i] = piece.slice(0, escaped) + redactedRun(piece.slice(escaped));

@@ -179,6 +179,10 @@ export const CREDENTIAL_HEADERS: readonly string[] = [
   "apikey",
   "api-key",
   "x-apikey",
+  // The key headers Azure API Management, Google's APIs and Azure Functions read by default.
+  "ocp-apim-subscription-key",
+  "x-goog-api-key",
+  "x-functions-key",
   // Google Cloud Run reads the caller's ID token here (before Authorization), so a client's own
   // would authenticate it to the origin's IAM past the edge; and the same for X-Authorization,
   // which APIs that keep Authorization for another scheme read as their bearer token.
@@ -210,7 +214,10 @@ export function makeStripPredicate(extraNames: readonly string[]): (name: string
     ...FORWARDING_HEADERS,
     ...extraNames.map(normaliseHeaderName),
   ]);
-  const prefixes = [...IDENTITY_HEADER_PREFIXES, FORWARDING_HEADER_PREFIX];
+  // And Apache Camel's message headers (`CamelHttpMethod`, `CamelHttpPath`, …), which a Camel
+  // route behind the edge takes the request's method, path and query from, and which Camel
+  // filtered by letter case before CVE-2025-27636.
+  const prefixes = [...IDENTITY_HEADER_PREFIXES, FORWARDING_HEADER_PREFIX, "camel"];
   return (name: string) => {
     const normal = normaliseHeaderName(name);
     if (exact.has(normal)) return true;

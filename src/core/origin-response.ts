@@ -140,7 +140,8 @@ function stringsOnEdge(value: string, upstream: Upstream, edgeOrigin: string): s
     if (!closed) return whole;
     const read = escaped.replace(/\\([\s\S])/g, "$1");
     const onEdgeUrl = onEdge(read, upstream, edgeOrigin);
-    return onEdgeUrl === read ? whole : `"${onEdgeUrl.replace(/["\\]/g, "\\$&")}"`;
+    // Written back as a string: JSON's escapes are the structured field's for a URL's characters.
+    return onEdgeUrl === read ? whole : JSON.stringify(onEdgeUrl);
   });
 }
 

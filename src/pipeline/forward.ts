@@ -86,11 +86,15 @@ export function forward(): Stage {
     // How the upload ended, once it has.
     let uploadEnded: UploadEnd | undefined;
     const declared = clientGone && c.req.header("content-length");
+    const length = declared && /^\d{1,15}$/.test(declared) ? +declared : undefined;
+    // A length that frames no body (`4, 8`, `eight`) is not passed on: the body goes as it
+    // comes, and a service binding would be handed the field as sent beside it.
+    if (clientGone && length === undefined) c.get("forwardHeaders").delete("content-length");
     const upload = clientGone
       ? watchedBody(
           c.req.raw.body as ReadableStream,
           c.req.raw.signal,
-          declared && /^\d{1,15}$/.test(declared) ? +declared : undefined,
+          length,
           budget,
           () => answered,
           (how) => {

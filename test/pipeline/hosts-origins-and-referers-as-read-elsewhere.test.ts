@@ -217,8 +217,11 @@ describe("a host as the client writes it, and the origin a browser names for it"
 
 describe("the page a Referer names, as an origin server parses it", () => {
   it.each([
-    // Userinfo and backslashes (a special URL's `\` is `/`): the query still starts at the first `?`.
-    ["https://u:p@app.example\\cb\\?x=1&Access_Token=abc.def.ghi", "https://u:p@app.example\\cb\\?x=1"],
+    // Userinfo and backslashes (a special URL's `\` is `/`): the query still starts at the first
+    // `?`, and the user name and password go as the token does (RFC 9110 §10.1.3).
+    ["https://u:p@app.example\\cb\\?x=1&Access_Token=abc.def.ghi", "https://app.example\\cb\\?x=1"],
+    // Userinfo after backslashes, as a special URL reads them, up to the last `@` before the host ends.
+    ["HTTPS:\\\\u:p@q@app.example/cb", "HTTPS:\\\\app.example/cb"],
     // PHP's `.` for `_`, and an escape, in a Referer no URL parser takes.
     ["::not a url::?access.token=abc.def.ghi&k=v#f", "::not a url::?k=v"],
     // The token inside another parameter's value is that parameter's, to every parser.

@@ -109,12 +109,17 @@ function isQueryCredential(part: string): boolean {
  * A credential, or a method override, read the same way: Laravel and Symfony (parameter
  * override on), Spring's HiddenHttpMethodFilter and Gorilla's override handler run a POST
  * carrying `?_method=DELETE` as a DELETE, which the edge authorised as the POST it is, and
- * ASP.NET MVC one carrying `?X-HTTP-Method-Override=DELETE`; and ABP's `__tenant`, which it
- * reads before the route, so `?__tenant=globex` would run a request bound to acme as globex's.
+ * ASP.NET MVC one carrying `?X-HTTP-Method-Override=DELETE`; ABP's `__tenant`, which it
+ * reads before the route, so `?__tenant=globex` would run a request bound to acme as globex's;
+ * and any name Apache Camel takes for its own message headers (`?CamelHttpMethod=DELETE`,
+ * CVE-2025-29891), in any case.
  */
 function isTakenOut(part: string): boolean {
   const name = parameterName(part);
-  return ["access_token", "_method", "x-http-method-override", "__tenant"].some((wanted) => readsAsName(name, wanted));
+  return (
+    name.startsWith("camel") ||
+    ["access_token", "_method", "x-http-method-override", "__tenant"].some((wanted) => readsAsName(name, wanted))
+  );
 }
 
 /**
@@ -127,7 +132,7 @@ const SEPARATOR = /[&;]/;
 const MAY_HOLD_CREDENTIAL = /access|%/i;
 
 /** The same for the overrides too (the runtime hands the query over in ASCII, escapes for the rest). */
-const MAY_HOLD_TAKEN_OUT = /access|method|tenant|%/i;
+const MAY_HOLD_TAKEN_OUT = /access|method|tenant|camel|%/i;
 
 /** Whether the query string (`?…` or empty) carries an `access_token`, however its name is spelt. */
 export function hasQueryCredential(search: string): boolean {
@@ -168,13 +173,22 @@ export function originQuery(search: string): string {
 }
 
 /**
- * A page's URL as a `Referer` names it, minus every `access_token` in its query and any
- * fragment (RFC 9110 §10.1.3: a Referer has none; an implicit grant's token is kept there): a
- * token a page was opened with never reaches the origin in the next request's Referer.
+ * A URL's user name and password (`https://alice:secret@host/…`), read as the URL parser reads
+ * a web URL's: up to the last `@` before the host ends, however many slashes or backslashes
+ * follow the scheme.
+ */
+const USERINFO = /^((?:https?|wss?):[\\/]*)[^\\/?#]*@/i;
+
+/**
+ * A page's URL as a `Referer` names it, minus any user name and password, every
+ * `access_token` in its query and any fragment (RFC 9110 §10.1.3: a Referer has neither; an
+ * implicit grant's token is kept in the fragment): a credential a page was opened with never
+ * reaches the origin in the next request's Referer. Browsers send neither; a client that
+ * writes its own Referer may (curl's `--referer ";auto"` sent the userinfo, CVE-2021-22876).
  */
 export function refererWithoutCredentials(referer: string): string {
   const hash = referer.indexOf("#");
-  const page = hash < 0 ? referer : referer.slice(0, hash);
+  const page = (hash < 0 ? referer : referer.slice(0, hash)).replace(USERINFO, "$1");
   const query = page.indexOf("?");
   if (query < 0) return page;
   return page.slice(0, query) + withoutParameters(page.slice(query), MAY_HOLD_CREDENTIAL, isQueryCredential);
