@@ -117,7 +117,8 @@ function isQueryCredential(part: string): boolean {
 function isTakenOut(part: string): boolean {
   const name = parameterName(part);
   return (
-    name.startsWith("camel") ||
+    // Only a `name=value`: a word in a `;`-separated value (`tags=horse;camel`) is no parameter.
+    (name.startsWith("camel") && part.includes("=")) ||
     ["access_token", "_method", "x-http-method-override", "__tenant"].some((wanted) => readsAsName(name, wanted))
   );
 }
