@@ -177,11 +177,13 @@ function jwtParts(parts: string[], i: number): number {
  */
 function jwtStart(part: string): number {
   let glued = -1;
-  for (const { index: at } of part.matchAll(JSON_OBJECT_START)) {
+  for (const { 0: start, index: at } of part.matchAll(JSON_OBJECT_START)) {
     if (part.length <= at + 3) break;
     const before = at === 0 ? "" : (part[at - 1] as string);
     if (before === "" || before === "-" || before === "_") return at;
-    if (glued === -1) glued = at;
+    // Glued on only as compact JSON begins: `eyA` or `ewk` inside a word (`keyAuth`, `brewkit`)
+    // starts no token.
+    if (glued === -1 && start === "eyJ") glued = at;
   }
   return glued;
 }

@@ -95,16 +95,22 @@ describe("a part that only looks like a token's start is recorded as it is", () 
   // Redaction hides what the path was: a bare `eyJ` (no header after it) starts no token; nor
   // does an `eyJ…` part followed by one that only holds `eyJ` inside (a JWS's payload begins
   // with it), or by four parts of which the last is empty (a JWE's tag is not).
-  it.each(["/public/eyJ.eyJson.txt", "/public/eyJude.heyJo.mp3", "/public/eyJude.a.b.c.~x", "/public/eyJude.a.b.c.!x"])(
-    "%s",
-    async (path) => {
-      const edge = harness(basePolicy());
-      const response = await edge.fetch(path);
-      await response.arrayBuffer();
-      expect(response.status).toBe(200);
-      expect(edge.audit.map((record) => record.path)).toEqual([path]);
-    },
-  );
+  it.each([
+    "/public/eyJ.eyJson.txt",
+    "/public/eyJude.heyJo.mp3",
+    "/public/eyJude.a.b.c.~x",
+    "/public/eyJude.a.b.c.!x",
+    // A start of JSON with whitespace inside a word: `eyA`, `ewk`.
+    "/public/keyAuth-1.2.3.tar.gz",
+    "/public/surveyAnswers.2024.05.17.csv",
+    "/public/brewkit-1.0.0.tar.gz",
+  ])("%s", async (path) => {
+    const edge = harness(basePolicy());
+    const response = await edge.fetch(path);
+    await response.arrayBuffer();
+    expect(response.status).toBe(200);
+    expect(edge.audit.map((record) => record.path)).toEqual([path]);
+  });
 });
 
 describe("the record's Cloudflare metadata", () => {
